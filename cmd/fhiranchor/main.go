@@ -1,0 +1,61 @@
+// Command fhiranchor is the fhiranchor gateway and its tools in one binary.
+//
+//	fhiranchor serve   run the gateway (REST on 127.0.0.1:8080, gRPC on 127.0.0.1:9090)
+//	fhiranchor push    send Bundle files or folders of them to a gateway
+//	fhiranchor token   print a development bearer token
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(2)
+		}
+		slog.Error("fhiranchor stopped", slog.Any("err", err))
+		os.Exit(1)
+	}
+}
+
+const usage = `usage: fhiranchor <command> [flags]
+
+commands:
+  serve   run the gateway (embedded defaults: ./data, REST 127.0.0.1:8080, gRPC 127.0.0.1:9090)
+  push    send FHIR Bundle files (or folders of them, or NDJSON) to a gateway
+  token   print a development token signed by the data dir's dev key
+
+run 'fhiranchor <command> -h' for a command's flags
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return flag.ErrHelp
+	}
+	switch args[0] {
+	case "serve":
+		return runServe(ctx, args[1:], stdout, stderr, getenv)
+	case "push":
+		return runPush(ctx, args[1:], stdout, stderr, getenv)
+	case "token":
+		return runToken(ctx, args[1:], stdout, stderr, getenv)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprintf(stderr, "unknown command %q\n\n%s", args[0], usage)
+		return flag.ErrHelp
+	}
+}

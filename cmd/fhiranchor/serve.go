@@ -1,0 +1,204 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/fhiranchor/fhiranchor/gateway"
+	"github.com/fhiranchor/fhiranchor/gateway/auth"
+	"github.com/fhiranchor/fhiranchor/vault"
+	"github.com/fhiranchor/fhiranchor/vault/sqlite"
+)
+
+// config is the YAML configuration of `fhiranchor serve`. Every key is
+// optional: the zero config is the embedded default (./data, SQLite, dev
+// token key). Secrets never live here; see the env variables in loadConfig.
+type config struct {
+	Data         string `yaml:"data"`           // data directory (default ./data)
+	HTTP         string `yaml:"http"`           // REST listen address (default 127.0.0.1:8080)
+	GRPC         string `yaml:"grpc"`           // gRPC listen address (default 127.0.0.1:9090)
+	BaseURL      string `yaml:"base_url"`       // public FHIR base URL; default: from each request's Host
+	MaxBodyBytes int64  `yaml:"max_body_bytes"` // request body limit (default 32 MiB)
+	Auth         struct {
+		Keys     []string `yaml:"keys"`     // PEM or JWKS files of trusted token keys; empty trusts the data dir's dev key
+		Issuer   string   `yaml:"issuer"`   // required iss, when set
+		Audience string   `yaml:"audience"` // required aud, when set
+	} `yaml:"auth"`
+	Vault struct {
+		MasterKeyFile string `yaml:"master_key_file"` // default <data>/master.key, created 0600 on first start
+		SQLite        struct {
+			Path string `yaml:"path"` // default <data>/vault.db
+		} `yaml:"sqlite"`
+	} `yaml:"vault"`
+	Log struct {
+		Level  string `yaml:"level"`  // debug, info (default), warn, error
+		Format string `yaml:"format"` // text (default) or json
+	} `yaml:"log"`
+
+	masterKey string // from FHIRANCHOR_MASTER_KEY, never from the file
+}
+
+// loadConfig reads the YAML file strictly (an unknown key is an error, not a
+// silent default) and applies defaults and secrets from the environment.
+func loadConfig(path string, getenv func(string) string) (*config, error) {
+	var c config
+	if path != "" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("open config: %w", err)
+		}
+		defer f.Close()
+		dec := yaml.NewDecoder(f)
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("parse %s: %w", path, err)
+		}
+	}
+	c.masterKey = getenv("FHIRANCHOR_MASTER_KEY")
+	return &c, nil
+}
+
+func (c *config) applyDefaults() {
+	if c.Data == "" {
+		c.Data = "./data"
+	}
+	if c.HTTP == "" {
+		c.HTTP = "127.0.0.1:8080"
+	}
+	if c.GRPC == "" {
+		c.GRPC = "127.0.0.1:9090"
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = gateway.DefaultMaxBodyBytes
+	}
+	if c.Vault.MasterKeyFile == "" {
+		c.Vault.MasterKeyFile = filepath.Join(c.Data, "master.key")
+	}
+	if c.Vault.SQLite.Path == "" {
+		c.Vault.SQLite.Path = filepath.Join(c.Data, "vault.db")
+	}
+}
+
+func (c *config) validate() error {
+	switch strings.ToLower(c.Log.Level) {
+	case "", "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("config: log.level %q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "", "text", "json":
+	default:
+		return fmt.Errorf("config: log.format %q is not text or json", c.Log.Format)
+	}
+	if c.MaxBodyBytes < 0 {
+		return errors.New("config: max_body_bytes must not be negative")
+	}
+	return nil
+}
+
+func (c *config) logger(w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Log.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// runServe runs the gateway until ctx ends.
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "YAML config file (optional)")
+	data := fs.String("data", "", "data directory (default ./data)")
+	httpAddr := fs.String("http", "", "REST listen address (default 127.0.0.1:8080)")
+	grpcAddr := fs.String("grpc", "", "gRPC listen address (default 127.0.0.1:9090)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	c, err := loadConfig(*cfgPath, getenv)
+	if err != nil {
+		return err
+	}
+	// Flags win over the file.
+	if *data != "" {
+		c.Data = *data
+	}
+	if *httpAddr != "" {
+		c.HTTP = *httpAddr
+	}
+	if *grpcAddr != "" {
+		c.GRPC = *grpcAddr
+	}
+	c.applyDefaults()
+	if err := c.validate(); err != nil {
+		return err
+	}
+	log := c.logger(stderr)
+	slog.SetDefault(log)
+
+	if err := os.MkdirAll(c.Data, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	var master []byte
+	if c.masterKey != "" {
+		master, err = vault.ParseMasterKey(c.masterKey)
+	} else {
+		master, err = vault.LoadOrCreateMasterKey(c.Vault.MasterKeyFile)
+	}
+	if err != nil {
+		return fmt.Errorf("master key: %w", err)
+	}
+	kr, err := vault.NewKeyring(master)
+	if err != nil {
+		return err
+	}
+	store, err := sqlite.New(ctx, sqlite.Config{Path: c.Vault.SQLite.Path})
+	if err != nil {
+		return fmt.Errorf("open vault: %w", err)
+	}
+	defer store.Close()
+
+	keys, err := tokenKeys(c)
+	if err != nil {
+		return err
+	}
+	verifier := auth.NewVerifier(keys, auth.Config{Issuer: c.Auth.Issuer, Audience: c.Auth.Audience})
+	srv, err := gateway.New(ctx, gateway.Config{
+		HTTPAddr: c.HTTP, GRPCAddr: c.GRPC, BaseURL: c.BaseURL, MaxBodyBytes: c.MaxBodyBytes,
+	}, gateway.Deps{Vault: vault.NewSealed(store, kr), Verifier: verifier, Logger: log})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "fhiranchor serving FHIR R4 at http://%s/fhir/r4 (gRPC %s), data in %s\n", srv.HTTPAddr(), srv.GRPCAddr(), c.Data)
+	return srv.Run(ctx)
+}
+
+// tokenKeys returns the keys trusted for bearer tokens: the configured
+// ones, or the development key in the data dir (created on first start), so
+// that `fhiranchor token` can mint tokens this server accepts.
+func tokenKeys(c *config) (*auth.KeySet, error) {
+	if len(c.Auth.Keys) > 0 {
+		ks, err := auth.LoadKeySet(c.Auth.Keys...)
+		if err != nil {
+			return nil, fmt.Errorf("load token keys: %w", err)
+		}
+		return ks, nil
+	}
+	key, err := auth.LoadOrCreateDevKey(c.Data)
+	if err != nil {
+		return nil, fmt.Errorf("dev token key: %w", err)
+	}
+	slog.Warn("no auth.keys configured: trusting the development token key", slog.String("path", auth.DevKeyPath(c.Data)))
+	return auth.DevKeySet(key), nil
+}

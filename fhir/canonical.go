@@ -1,0 +1,227 @@
+package fhir
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"unicode/utf8"
+)
+
+// Canonical returns the canonical bytes of a JSON tree as produced by Decode:
+// the form every commitment is computed over. It is specified in
+// docs/canonical-form.md and pinned by golden tests; changing it would break
+// every receipt ever issued.
+//
+// In short: UTF-8 JSON with no insignificant whitespace; object members sorted
+// by the bytes of their UTF-8 names; arrays in order; numbers exactly as the
+// client wrote them (FHIR decimals carry precision, so 1.50 stays 1.50);
+// strings with only '"', '\\' and control characters escaped, control
+// characters as \b \f \n \r \t or \u00XX (lower-case hex), everything else
+// literal.
+func Canonical(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := appendCanonical(&buf, v); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// CanonicalJSON decodes JSON text and returns its canonical bytes. Verifiers
+// use it to re-derive a commitment from an exported resource in any layout.
+func CanonicalJSON(data []byte) ([]byte, error) {
+	v, err := Decode(data)
+	if err != nil {
+		return nil, err
+	}
+	return Canonical(v)
+}
+
+func appendCanonical(buf *bytes.Buffer, v any) error {
+	switch x := v.(type) {
+	case nil:
+		buf.WriteString("null")
+	case bool:
+		if x {
+			buf.WriteString("true")
+		} else {
+			buf.WriteString("false")
+		}
+	case json.Number:
+		buf.WriteString(string(x))
+	case string:
+		appendString(buf, x)
+	case []any:
+		buf.WriteByte('[')
+		for i, e := range x {
+			if i > 0 {
+				buf.WriteByte(',')
+			}
+			if err := appendCanonical(buf, e); err != nil {
+				return err
+			}
+		}
+		buf.WriteByte(']')
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys) // Go compares strings bytewise: UTF-8 byte order
+		buf.WriteByte('{')
+		for i, k := range keys {
+			if i > 0 {
+				buf.WriteByte(',')
+			}
+			appendString(buf, k)
+			buf.WriteByte(':')
+			if err := appendCanonical(buf, x[k]); err != nil {
+				return err
+			}
+		}
+		buf.WriteByte('}')
+	default:
+		return fmt.Errorf("canonical form: unsupported JSON value of type %T", v)
+	}
+	return nil
+}
+
+const hexDigits = "0123456789abcdef"
+
+func appendString(buf *bytes.Buffer, s string) {
+	buf.WriteByte('"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		buf.WriteString(s[start:i])
+		switch c {
+		case '"':
+			buf.WriteString(`\"`)
+		case '\\':
+			buf.WriteString(`\\`)
+		case '\b':
+			buf.WriteString(`\b`)
+		case '\f':
+			buf.WriteString(`\f`)
+		case '\n':
+			buf.WriteString(`\n`)
+		case '\r':
+			buf.WriteString(`\r`)
+		case '\t':
+			buf.WriteString(`\t`)
+		default:
+			buf.WriteString(`\u00`)
+			buf.WriteByte(hexDigits[c>>4])
+			buf.WriteByte(hexDigits[c&0xf])
+		}
+		start = i + 1
+	}
+	buf.WriteString(s[start:])
+	buf.WriteByte('"')
+}
+
+// ErrInvalidJSON reports input that is not one well-formed JSON value.
+var ErrInvalidJSON = errors.New("invalid JSON")
+
+// Decode parses JSON text into a generic tree: map[string]any, []any,
+// string, json.Number, bool and nil. Numbers keep their lexical form. Invalid
+// UTF-8 and trailing data are errors. A repeated member name is an error too:
+// parsers disagree on which copy wins, and the copy we store must be the copy
+// that was validated.
+func Decode(data []byte) (any, error) {
+	if !utf8.Valid(data) {
+		return nil, fmt.Errorf("%w: not UTF-8", ErrInvalidJSON)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, fmt.Errorf("%w: %s", ErrInvalidJSON, syntaxHint(err))
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("%w: data after the top-level value", ErrInvalidJSON)
+	}
+	if hasDuplicateKeys(data) {
+		return nil, fmt.Errorf("%w: repeated member name in an object", ErrInvalidJSON)
+	}
+	return v, nil
+}
+
+// syntaxHint describes a decoding error by position only; encoding/json's own
+// messages can quote input bytes.
+func syntaxHint(err error) string {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("syntax error at byte %d", se.Offset)
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return "unexpected end of input"
+	}
+	return "malformed"
+}
+
+// hasDuplicateKeys scans well-formed JSON text (already checked by the
+// decoder) for an object with a repeated member name. It works on the raw
+// bytes so the common case costs one pass and no allocations beyond one set
+// per object.
+func hasDuplicateKeys(data []byte) bool {
+	type frame struct {
+		keys   map[string]struct{}
+		isObj  bool
+		expKey bool
+	}
+	var stack []frame
+	for i := 0; i < len(data); i++ {
+		switch c := data[i]; c {
+		case '{':
+			stack = append(stack, frame{isObj: true, expKey: true})
+		case '[':
+			stack = append(stack, frame{})
+		case '}', ']':
+			stack = stack[:len(stack)-1]
+		case ',':
+			if n := len(stack); n > 0 && stack[n-1].isObj {
+				stack[n-1].expKey = true
+			}
+		case '"':
+			j := i + 1
+			escaped := false
+			for ; j < len(data); j++ {
+				if data[j] == '\\' {
+					escaped = true
+					j++
+					continue
+				}
+				if data[j] == '"' {
+					break
+				}
+			}
+			if n := len(stack); n > 0 && stack[n-1].isObj && stack[n-1].expKey {
+				f := &stack[n-1]
+				f.expKey = false
+				key := string(data[i+1 : j])
+				if escaped {
+					// Compare names by value, not by spelling: "a" and "\u0061" collide.
+					var s string
+					if json.Unmarshal(data[i:j+1], &s) == nil {
+						key = s
+					}
+				}
+				if f.keys == nil {
+					f.keys = make(map[string]struct{}, 8)
+				}
+				if _, dup := f.keys[key]; dup {
+					return true
+				}
+				f.keys[key] = struct{}{}
+			}
+			i = j
+		}
+	}
+	return false
+}

@@ -1,0 +1,230 @@
+package fhir
+
+import (
+	"bytes"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/google/fhir/go/fhirversion"
+	"github.com/google/fhir/go/jsonformat"
+	r4pb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
+)
+
+// Resource is a validated FHIR resource as a JSON tree.
+type Resource struct {
+	Type string
+	Tree map[string]any
+}
+
+// Parser validates FHIR R4 JSON. It is safe for concurrent use.
+type Parser struct {
+	um *jsonformat.Unmarshaller
+}
+
+// NewParser returns a Parser that runs jsonformat's full R4 validation
+// (required elements, reference target types, primitive formats).
+func NewParser() (*Parser, error) {
+	um, err := jsonformat.NewUnmarshaller("UTC", fhirversion.R4)
+	if err != nil {
+		return nil, fmt.Errorf("create FHIR R4 unmarshaller: %w", err)
+	}
+	// Deeply nested input is an attack, not a resource: cap the recursion.
+	um.MaxNestingDepth = 64
+	return &Parser{um: um}, nil
+}
+
+// Parse validates data as one FHIR R4 resource (a Bundle included) and
+// returns its tree. A failure is a ValidationErrors whose paths point at the
+// failing elements; it never quotes a value of the input.
+func (p *Parser) Parse(data []byte) (*Resource, error) {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, ValidationErrors{{Reason: "empty body", Err: ErrInvalidJSON}}
+	}
+	var rep reporter
+	_, err := p.um.UnmarshalWithErrorReporter(data, &rep)
+	if err != nil {
+		return nil, describe(err, data)
+	}
+	if len(rep.errs) > 0 {
+		return nil, describeAll(rep.errs, data)
+	}
+	// jsonformat accepted it; now the tree we keep. Both decoders see the
+	// same bytes, and Decode refuses what they might read differently.
+	v, err := Decode(data)
+	if err != nil {
+		return nil, ValidationErrors{{Reason: err.Error(), Err: ErrInvalidJSON}}
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return nil, ValidationErrors{{Reason: "a resource must be a JSON object", Err: ErrInvalid}}
+	}
+	typ, _ := obj["resourceType"].(string)
+	return &Resource{Type: typ, Tree: obj}, nil
+}
+
+// reporter collects jsonformat's validation errors; warnings are not
+// failures.
+type reporter struct {
+	errs []reportedError
+}
+
+type reportedError struct {
+	path string
+	err  error
+}
+
+func (r *reporter) ReportValidationError(path string, err error) error {
+	r.errs = append(r.errs, reportedError{path, err})
+	return nil
+}
+
+func (r *reporter) ReportValidationWarning(string, error) error { return nil }
+
+var errorAt = regexp.MustCompile(`^error at "([^"]*)": (.*)$`)
+
+// describe turns a jsonformat parse error into ValidationErrors. jsonformat
+// formats each as `error at "<path>": <details>` where details are fixed
+// phrases by its own contract; scrub still removes any quoted value of the
+// input, in case a future version quotes one.
+func describe(err error, input []byte) ValidationErrors {
+	var out ValidationErrors
+	for _, line := range strings.Split(err.Error(), "\n") {
+		out = append(out, describeLine("", line, input))
+	}
+	return out
+}
+
+func describeAll(errs []reportedError, input []byte) ValidationErrors {
+	out := make(ValidationErrors, 0, len(errs))
+	for _, e := range errs {
+		out = append(out, describeLine(e.path, e.err.Error(), input))
+	}
+	return out
+}
+
+func describeLine(path, msg string, input []byte) *ValidationError {
+	reason := msg
+	if m := errorAt.FindStringSubmatch(msg); m != nil {
+		if path == "" {
+			path = m[1]
+		}
+		reason = m[2]
+	}
+	ve := &ValidationError{Path: normalizePath(path), Reason: scrub(reason, input), Err: ErrInvalid}
+	switch {
+	case reason == "invalid JSON":
+		ve.Err = ErrInvalidJSON
+		ve.Reason = "invalid JSON"
+		if _, derr := Decode(input); derr != nil {
+			ve.Reason = derr.Error()
+		}
+	case strings.Contains(reason, "unknown resource type"):
+		ve.Err = ErrUnknownResource
+		ve.Reason = "unknown resource type"
+		// jsonformat names the unknown type as the path; it is input, so drop it.
+		ve.Path = parentOfUnknownType(ve.Path)
+	}
+	return ve
+}
+
+// parentOfUnknownType maps jsonformat's path for an unknown type ("Nope" or
+// "Bundle.entry[0].resource.Nope") to the element that holds it.
+func parentOfUnknownType(path string) string {
+	i := strings.LastIndexByte(path, '.')
+	if i < 0 {
+		return ""
+	}
+	return path[:i] + ".resourceType"
+}
+
+var quoted = regexp.MustCompile(`"([^"]*)"`)
+
+// scrub replaces any quoted string in reason that occurs in the input as a
+// JSON string value (not as a member name) by "(value)".
+func scrub(reason string, input []byte) string {
+	return quoted.ReplaceAllStringFunc(reason, func(q string) string {
+		for rest := input; ; {
+			i := bytes.Index(rest, []byte(q))
+			if i < 0 {
+				return q
+			}
+			after := bytes.TrimLeft(rest[i+len(q):], " \t\r\n")
+			if len(after) == 0 || after[0] != ':' {
+				return `"(value)"`
+			}
+			rest = rest[i+len(q):]
+		}
+	})
+}
+
+// normalizePath rewrites jsonformat's element paths into the FHIRPath-like
+// form clients expect: the resource-type segment jsonformat inserts after
+// "resource" and "contained[n]" (as "Patient" when parsing, "patient" or
+// "medication_request" when validating) is dropped, and snake_case segments
+// become camelCase.
+func normalizePath(p string) string {
+	if p == "" {
+		return ""
+	}
+	segs := strings.Split(p, ".")
+	out := segs[:1]
+	for i := 1; i < len(segs); i++ {
+		prev := out[len(out)-1]
+		if (prev == "resource" || strings.HasPrefix(prev, "contained[") || strings.HasPrefix(prev, "resource[")) && isResourceTypeSegment(segs[i]) {
+			continue
+		}
+		out = append(out, camel(segs[i]))
+	}
+	return strings.Join(out, ".")
+}
+
+func camel(s string) string {
+	if !strings.Contains(s, "_") {
+		return s
+	}
+	parts := strings.Split(s, "_")
+	for i := 1; i < len(parts); i++ {
+		if parts[i] != "" {
+			parts[i] = strings.ToUpper(parts[i][:1]) + parts[i][1:]
+		}
+	}
+	return strings.Join(parts, "")
+}
+
+func isResourceTypeSegment(seg string) bool {
+	_, ok := resourceTypes().folded[strings.ToLower(strings.ReplaceAll(seg, "_", ""))]
+	return ok
+}
+
+type typeTable struct {
+	names  []string
+	byName map[string]struct{}
+	folded map[string]struct{}
+}
+
+// resourceTypes is read once from the R4 ContainedResource oneof, so the
+// list is exactly what jsonformat accepts.
+var resourceTypes = sync.OnceValue(func() typeTable {
+	t := typeTable{byName: map[string]struct{}{}, folded: map[string]struct{}{}}
+	fields := (&r4pb.ContainedResource{}).ProtoReflect().Descriptor().Oneofs().ByName("oneof_resource").Fields()
+	for i := 0; i < fields.Len(); i++ {
+		name := string(fields.Get(i).Message().Name())
+		t.names = append(t.names, name)
+		t.byName[name] = struct{}{}
+		t.folded[strings.ToLower(name)] = struct{}{}
+	}
+	slices.Sort(t.names)
+	return t
+})
+
+// ResourceTypes lists every FHIR R4 resource type, sorted.
+func ResourceTypes() []string { return slices.Clone(resourceTypes().names) }
+
+// IsResourceType reports whether name is a FHIR R4 resource type.
+func IsResourceType(name string) bool {
+	_, ok := resourceTypes().byName[name]
+	return ok
+}

@@ -1,0 +1,27 @@
+// Package auth authenticates callers of the gateway with SMART backend
+// services style bearer tokens.
+//
+// A Verifier checks a signed JWT against a KeySet and turns it into a
+// Principal: who the client is and which Scopes it holds. Keys come from PEM
+// files or JWKS documents (LoadKeySet). Only ES256 (P-256) and RS256 (RSA of
+// at least 2048 bits) are accepted; every other alg, including "none" and the
+// HMAC family, is rejected, which closes the classic alg-confusion attack
+// where a public key is replayed as an HMAC secret.
+//
+// Scopes follow the SMART on FHIR grammar, v1 ("system/Patient.read") and v2
+// ("system/Patient.rs"). Only system/ scopes grant access for now; see Scopes
+// for what is parsed and why some scopes grant nothing.
+//
+// For development and the embedded default configuration, LoadOrCreateDevKey
+// keeps a P-256 signing key on disk, MintToken issues tokens with it, and
+// DevKeySet trusts it. Production deployments load their authorization
+// server's keys with LoadKeySet instead.
+//
+// Errors never carry the token or any claim value: callers may log them and
+// map them to a response (ErrNoToken, ErrInvalidToken, ErrExpired) with
+// errors.Is.
+//
+// The package uses the standard library and github.com/golang-jwt/jwt/v5
+// only; it knows nothing of gRPC or HTTP so that every transport's
+// interceptor can call it.
+package auth

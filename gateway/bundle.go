@@ -1,0 +1,266 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/genproto/googleapis/api/httpbody"
+
+	"github.com/fhiranchor/fhiranchor/fhir"
+	"github.com/fhiranchor/fhiranchor/vault"
+)
+
+// Transaction processes a transaction or batch Bundle (POST /).
+func (s *service) Transaction(ctx context.Context, body *httpbody.HttpBody) (*httpbody.HttpBody, error) {
+	if _, ok := principalFrom(ctx); !ok {
+		return nil, errNoPrincipal
+	}
+	res, err := s.parser.Parse(body.GetData())
+	if err != nil {
+		return nil, err
+	}
+	b, err := fhir.SplitBundle(res)
+	if err != nil {
+		return nil, err
+	}
+	atomic := b.Type == "transaction"
+	ops := make([]*op, len(b.Entries))
+	hasReads := false
+	for i, e := range b.Entries {
+		o := opFromEntry(e)
+		if o.err == nil {
+			if err := authorize(ctx, o.typ, o.access()); err != nil {
+				fe := asFHIRError(ctx, err)
+				fe.issues[0].Expression = []string{o.path("")}
+				o.err = fe
+			}
+		}
+		if atomic && o.err != nil {
+			return nil, o.err
+		}
+		hasReads = hasReads || o.method == "GET"
+		ops[i] = o
+	}
+
+	key := idempotencyKey(ctx, "bundle")
+	if hasReads {
+		key = nil // reads answer with the state of the moment; never replay them
+	}
+	var out []byte
+	err = s.vault.Update(ctx, func(tx *vault.SealedTx) error {
+		rp, err := lookupReplay(ctx, tx, key)
+		if err != nil || rp != nil {
+			if rp != nil {
+				out = rp.Bundle
+			}
+			return err
+		}
+		if err := s.writer.apply(ctx, tx, ops, atomic); err != nil {
+			return err
+		}
+		if key == nil {
+			return nil
+		}
+		if out, err = s.bundleResponse(ctx, b.Type, ops); err != nil {
+			return err
+		}
+		return rememberReplay(ctx, tx, key, replayOf(nil, out))
+	})
+	if err != nil {
+		return nil, err
+	}
+	if out == nil {
+		for _, o := range ops {
+			if o.err == nil && o.method == "GET" {
+				s.read(ctx, o)
+			}
+		}
+		if out, err = s.bundleResponse(ctx, b.Type, ops); err != nil {
+			return nil, err
+		}
+	}
+	setResponse(ctx, http.StatusOK)
+	return &httpbody.HttpBody{ContentType: fhirJSON, Data: out}, nil
+}
+
+var errNoPrincipal = failure(http.StatusUnauthorized, "login", "", "a bearer token is required")
+
+// read runs a GET entry after the commit; failures stay in the op.
+func (s *service) read(ctx context.Context, o *op) {
+	var v vault.Version
+	var err error
+	switch {
+	case o.search != nil:
+		o.read, err = s.search(ctx, o)
+		if err == nil {
+			o.status = http.StatusOK
+		}
+	case o.hist:
+		var vs []vault.Version
+		if vs, err = s.vault.History(ctx, o.typ, o.id); err == nil && len(vs) == 0 {
+			err = vault.ErrNotFound
+		}
+		if err == nil {
+			o.read, err = historyBundle(s.base(ctx), vs)
+			o.status = http.StatusOK
+		}
+	case o.vid > 0:
+		v, err = s.vault.VRead(ctx, o.typ, o.id, o.vid)
+	default:
+		v, err = s.vault.Read(ctx, o.typ, o.id)
+	}
+	if o.search == nil && !o.hist && err == nil {
+		o.version, o.lastUpdated = v.Version, v.LastUpdated
+		if v.Deleted {
+			err = failure(http.StatusGone, "deleted", o.path(""), "the resource was deleted")
+		} else {
+			o.read, o.status = v.Body, http.StatusOK
+		}
+	}
+	if err != nil {
+		fe := asFHIRError(ctx, err)
+		if len(fe.issues[0].Expression) == 0 {
+			fe.issues[0].Expression = []string{o.path(".request.url")}
+		}
+		o.err = fe
+	}
+}
+
+// search answers a GET Type?criteria entry with a searchset Bundle. Only the
+// criteria conditional interactions use (_id, identifier) are indexed.
+func (s *service) search(ctx context.Context, o *op) ([]byte, error) {
+	if len(o.search) == 0 {
+		return nil, failure(http.StatusBadRequest, "not-supported", o.path(".request.url"), "a search needs _id or identifier criteria")
+	}
+	var ids []string
+	// A write transaction only for its consistent view; nothing is written.
+	err := s.vault.Update(ctx, func(tx *vault.SealedTx) error {
+		var err error
+		ids, err = s.writer.matchValues(ctx, tx, o, o.search, ".request.url")
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	type entry struct {
+		FullURL  string          `json:"fullUrl"`
+		Resource json.RawMessage `json:"resource"`
+		Search   map[string]any  `json:"search"`
+	}
+	entries := []entry{}
+	for _, id := range ids {
+		v, err := s.vault.Read(ctx, o.typ, id)
+		if err != nil || v.Deleted {
+			continue
+		}
+		entries = append(entries, entry{FullURL: s.base(ctx) + "/" + o.typ + "/" + id, Resource: v.Body, Search: map[string]any{"mode": "match"}})
+	}
+	return json.Marshal(map[string]any{
+		"resourceType": "Bundle", "id": uuid.NewString(), "type": "searchset",
+		"meta":  map[string]any{"lastUpdated": time.Now().UTC().Format(fhir.InstantLayout)},
+		"total": len(entries), "entry": entries,
+	})
+}
+
+type responseEntry struct {
+	FullURL  string          `json:"fullUrl,omitempty"`
+	Resource json.RawMessage `json:"resource,omitempty"`
+	Response entryResponse   `json:"response"`
+}
+
+type entryResponse struct {
+	Status       string          `json:"status"`
+	Location     string          `json:"location,omitempty"`
+	Etag         string          `json:"etag,omitempty"`
+	LastModified string          `json:"lastModified,omitempty"`
+	Outcome      json.RawMessage `json:"outcome,omitempty"`
+}
+
+// bundleResponse renders a transaction-response or batch-response: per
+// entry its status, location, etag and lastModified, or its
+// OperationOutcome. Written resources are not echoed: the response holds no
+// PHI, so it can be remembered for idempotent retries.
+func (s *service) bundleResponse(ctx context.Context, typ string, ops []*op) ([]byte, error) {
+	entries := make([]responseEntry, len(ops))
+	for i, o := range ops {
+		e := &entries[i]
+		if o.err != nil {
+			e.Response.Status = statusLine(o.err.status)
+			e.Response.Outcome = outcomeJSON(o.err.issues...)
+			continue
+		}
+		e.Response.Status = statusLine(o.status)
+		if o.method == "GET" {
+			e.Resource = o.read
+			if o.version > 0 {
+				e.Response.Etag = o.etag()
+				e.Response.LastModified = o.lastUpdated.Format(fhir.InstantLayout)
+			}
+			continue
+		}
+		if o.version > 0 && o.status != http.StatusNoContent {
+			e.FullURL = s.base(ctx) + "/" + o.typ + "/" + o.id
+			e.Response.Location = o.location()
+			e.Response.Etag = o.etag()
+			e.Response.LastModified = o.lastUpdated.Format(fhir.InstantLayout)
+		}
+	}
+	b, err := json.Marshal(map[string]any{
+		"resourceType": "Bundle", "id": uuid.NewString(), "type": typ + "-response",
+		"meta":  map[string]any{"lastUpdated": time.Now().UTC().Format(fhir.InstantLayout)},
+		"entry": entries,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("render %s-response: %w", typ, err)
+	}
+	return b, nil
+}
+
+func statusLine(code int) string { return strconv.Itoa(code) + " " + http.StatusText(code) }
+
+// historyBundle renders the versions of one resource, newest first.
+func historyBundle(base string, versions []vault.Version) ([]byte, error) {
+	type request struct {
+		Method string `json:"method"`
+		URL    string `json:"url"`
+	}
+	type entry struct {
+		FullURL  string          `json:"fullUrl"`
+		Resource json.RawMessage `json:"resource,omitempty"`
+		Request  request         `json:"request"`
+		Response entryResponse   `json:"response"`
+	}
+	entries := make([]entry, 0, len(versions))
+	for _, v := range versions {
+		e := entry{FullURL: base + "/" + v.Type + "/" + v.ID}
+		e.Response = entryResponse{Etag: `W/"` + strconv.FormatInt(v.Version, 10) + `"`, LastModified: v.LastUpdated.Format(fhir.InstantLayout)}
+		switch {
+		case v.Deleted:
+			e.Request = request{Method: "DELETE", URL: v.Type + "/" + v.ID}
+			e.Response.Status = statusLine(http.StatusNoContent)
+		case v.Version == 1:
+			e.Resource = v.Body
+			e.Request = request{Method: "POST", URL: v.Type}
+			e.Response.Status = statusLine(http.StatusCreated)
+		default:
+			e.Resource = v.Body
+			e.Request = request{Method: "PUT", URL: v.Type + "/" + v.ID}
+			e.Response.Status = statusLine(http.StatusOK)
+		}
+		entries = append(entries, e)
+	}
+	b, err := json.Marshal(map[string]any{
+		"resourceType": "Bundle", "id": uuid.NewString(), "type": "history",
+		"meta":  map[string]any{"lastUpdated": time.Now().UTC().Format(fhir.InstantLayout)},
+		"total": len(entries), "entry": entries,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("render history: %w", err)
+	}
+	return b, nil
+}

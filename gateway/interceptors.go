@@ -1,0 +1,74 @@
+package gateway
+
+import (
+	"context"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/fhiranchor/fhiranchor/gateway/auth"
+)
+
+type principalKey struct{}
+
+func principalFrom(ctx context.Context) (auth.Principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(auth.Principal)
+	return p, ok
+}
+
+// tokenVerifier checks bearer tokens; *auth.Verifier is one.
+type tokenVerifier interface {
+	Verify(token string) (auth.Principal, error)
+}
+
+// publicMethods need no token: a CapabilityStatement tells clients how to
+// authenticate, so it must be readable without authenticating.
+var publicMethods = map[string]bool{
+	"/fhiranchor.v1.FHIRService/Capabilities": true,
+}
+
+// interceptor is the one unary interceptor chain every call passes through,
+// gRPC and REST alike: recover, authenticate, call, map errors to FHIR
+// outcomes, log. Logs carry the method, status, duration and client id,
+// never request or response content.
+func interceptor(v tokenVerifier, log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+		start := time.Now()
+		client := ""
+		defer func() {
+			if r := recover(); r != nil {
+				// The panic value may quote input; log only where it happened.
+				log.ErrorContext(ctx, "panic in handler", slog.String("method", info.FullMethod), slog.String("stack", string(debug.Stack())))
+				err = toStatus(ctx, failure(500, "exception", "", "internal error"))
+			}
+			code := status.Code(err)
+			level := slog.LevelInfo
+			if code == codes.Internal || code == codes.Unknown {
+				level = slog.LevelError
+			}
+			log.LogAttrs(ctx, level, "rpc",
+				slog.String("method", info.FullMethod),
+				slog.String("code", code.String()),
+				slog.String("client", client),
+				slog.Duration("took", time.Since(start)))
+		}()
+		if !publicMethods[info.FullMethod] {
+			tok, err := auth.FromAuthorizationHeader(header(ctx, "authorization"))
+			if err != nil {
+				return nil, toStatus(ctx, err)
+			}
+			p, err := v.Verify(tok)
+			if err != nil {
+				return nil, toStatus(ctx, err)
+			}
+			client = p.ClientID
+			ctx = context.WithValue(ctx, principalKey{}, p)
+		}
+		resp, err = handler(ctx, req)
+		return resp, toStatus(ctx, err)
+	}
+}

@@ -1,0 +1,181 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/test/bufconn"
+
+	"github.com/fhiranchor/fhiranchor/fhir"
+	"github.com/fhiranchor/fhiranchor/gateway/auth"
+	fhiranchorv1 "github.com/fhiranchor/fhiranchor/proto/fhiranchor/v1"
+	"github.com/fhiranchor/fhiranchor/vault"
+)
+
+// Config is the gateway's listening configuration.
+type Config struct {
+	// HTTPAddr is the REST listen address, e.g. "127.0.0.1:8080".
+	HTTPAddr string
+	// GRPCAddr is the gRPC listen address, e.g. "127.0.0.1:9090"; empty
+	// serves gRPC only to the in-process REST gateway.
+	GRPCAddr string
+	// MaxBodyBytes caps a request body (REST: 413; gRPC: RESOURCE_EXHAUSTED).
+	MaxBodyBytes int64
+	// BaseURL is the public FHIR base URL used in Location headers and
+	// fullUrls, e.g. "https://fhir.example.org/fhir/r4". Empty derives it from
+	// each request's Host.
+	BaseURL string
+}
+
+// DefaultMaxBodyBytes fits the largest Synthea patient Bundles with room.
+const DefaultMaxBodyBytes = 32 << 20
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	if c.HTTPAddr == "" {
+		return errors.New("gateway: HTTPAddr is required")
+	}
+	if c.MaxBodyBytes < 0 {
+		return errors.New("gateway: MaxBodyBytes must not be negative")
+	}
+	return nil
+}
+
+// Deps are the parts the gateway serves from.
+type Deps struct {
+	Vault    *vault.Sealed
+	Verifier *auth.Verifier
+	Logger   *slog.Logger
+}
+
+// Server serves the FHIR API over gRPC and REST.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	grpc     *grpc.Server
+	conn     *grpc.ClientConn
+	inproc   *bufconn.Listener
+	grpcLis  net.Listener
+	httpLis  net.Listener
+	http     *http.Server
+	restRoot http.Handler
+}
+
+// New builds a Server and opens its listeners, so their addresses are known
+// (and ports taken) before Run.
+func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	log := deps.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	parser, err := fhir.NewParser()
+	if err != nil {
+		return nil, err
+	}
+	caps, err := capabilityStatement(cfg.BaseURL)
+	if err != nil {
+		return nil, err
+	}
+	svc := &service{
+		parser: parser, vault: deps.Vault, baseURL: cfg.BaseURL, capabilities: caps,
+		writer: &writer{vault: deps.Vault, now: time.Now},
+	}
+	msgLimit := int(cfg.MaxBodyBytes) + 1<<20 // the body plus the request's own framing
+	s := &Server{cfg: cfg, log: log}
+	s.grpc = grpc.NewServer(
+		grpc.MaxRecvMsgSize(msgLimit),
+		grpc.MaxSendMsgSize(1<<30),
+		grpc.UnaryInterceptor(interceptor(deps.Verifier, log)),
+	)
+	fhiranchorv1.RegisterFHIRServiceServer(s.grpc, svc)
+
+	// REST reaches the gRPC server through an in-memory connection, so every
+	// REST call runs the same interceptors as a gRPC call without a network
+	// hop or a second copy of the auth logic.
+	s.inproc = bufconn.Listen(4 << 20)
+	s.conn, err = grpc.NewClient("passthrough:///fhiranchor-inproc",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return s.inproc.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(msgLimit), grpc.MaxCallRecvMsgSize(1<<30)),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("connect REST gateway to gRPC: %w", err)
+	}
+	ready := func(ctx context.Context) (any, error) { return deps.Vault.Store().Stats(ctx) }
+	s.restRoot, err = restHandler(ctx, s.conn, cfg.MaxBodyBytes, ready)
+	if err != nil {
+		return nil, err
+	}
+	s.http = &http.Server{
+		Handler:           s.restRoot,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       5 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	if s.httpLis, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("listen REST: %w", err)
+	}
+	if cfg.GRPCAddr != "" {
+		if s.grpcLis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+			s.httpLis.Close()
+			return nil, fmt.Errorf("listen gRPC: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// HTTPAddr is the address REST listens on.
+func (s *Server) HTTPAddr() string { return s.httpLis.Addr().String() }
+
+// GRPCAddr is the address gRPC listens on, or "".
+func (s *Server) GRPCAddr() string {
+	if s.grpcLis == nil {
+		return ""
+	}
+	return s.grpcLis.Addr().String()
+}
+
+// Run serves until ctx ends, then drains in-flight requests.
+func (s *Server) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.grpc.Serve(s.inproc) })
+	if s.grpcLis != nil {
+		g.Go(func() error { return s.grpc.Serve(s.grpcLis) })
+	}
+	g.Go(func() error {
+		if err := s.http.Serve(s.httpLis); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	s.log.InfoContext(ctx, "serving", slog.String("rest", s.HTTPAddr()), slog.String("grpc", s.GRPCAddr()))
+	g.Go(func() error {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		err := s.http.Shutdown(shutdown)
+		s.conn.Close()
+		s.grpc.GracefulStop()
+		return err
+	})
+	err := g.Wait()
+	if errors.Is(err, grpc.ErrServerStopped) {
+		err = nil
+	}
+	return err
+}

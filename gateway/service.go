@@ -1,0 +1,373 @@
+package gateway
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/genproto/googleapis/api/httpbody"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/fhiranchor/fhiranchor/fhir"
+	"github.com/fhiranchor/fhiranchor/gateway/auth"
+	fhiranchorv1 "github.com/fhiranchor/fhiranchor/proto/fhiranchor/v1"
+	"github.com/fhiranchor/fhiranchor/vault"
+)
+
+// service implements fhiranchorv1.FHIRServiceServer.
+type service struct {
+	fhiranchorv1.UnimplementedFHIRServiceServer
+	parser       *fhir.Parser
+	vault        *vault.Sealed
+	writer       *writer
+	baseURL      string // configured public base URL, or "" to derive it per request
+	capabilities []byte
+}
+
+// Capabilities returns the CapabilityStatement. It needs no token: SMART
+// clients read it to learn how to authenticate.
+func (s *service) Capabilities(ctx context.Context, _ *fhiranchorv1.CapabilitiesRequest) (*httpbody.HttpBody, error) {
+	return &httpbody.HttpBody{ContentType: fhirJSON, Data: s.capabilities}, nil
+}
+
+// Create stores a new resource (POST /{type}), conditionally on
+// If-None-Exist.
+func (s *service) Create(ctx context.Context, req *fhiranchorv1.CreateRequest) (*httpbody.HttpBody, error) {
+	if err := checkType(req.GetType()); err != nil {
+		return nil, err
+	}
+	if err := authorize(ctx, req.GetType(), auth.Create); err != nil {
+		return nil, err
+	}
+	res, err := s.parseResource(req.GetBody(), req.GetType())
+	if err != nil {
+		return nil, err
+	}
+	o := &op{entry: -1, prefix: req.GetType(), method: "POST", typ: req.GetType(), res: res,
+		ifNoneExist: header(ctx, "if-none-exist")}
+	key := idempotencyKey(ctx, "create/"+req.GetType())
+	var replayed *replay
+	err = s.vault.Update(ctx, func(tx *vault.SealedTx) error {
+		if rp, err := lookupReplay(ctx, tx, key); err != nil || rp != nil {
+			replayed = rp
+			return err
+		}
+		if err := s.writer.apply(ctx, tx, []*op{o}, true); err != nil {
+			return err
+		}
+		return rememberReplay(ctx, tx, key, replayOf(o, nil))
+	})
+	if err != nil {
+		return nil, err
+	}
+	if replayed != nil {
+		o = replayed.op()
+	}
+	return s.writeResponse(ctx, o)
+}
+
+// Update stores a version under a client-chosen id (PUT /{type}/{id}),
+// creating the resource if needed; If-Match makes it version-aware.
+func (s *service) Update(ctx context.Context, req *fhiranchorv1.UpdateRequest) (*httpbody.HttpBody, error) {
+	if err := checkTypeID(req.GetType(), req.GetId()); err != nil {
+		return nil, err
+	}
+	if err := authorize(ctx, req.GetType(), auth.Update); err != nil {
+		return nil, err
+	}
+	res, err := s.parseResource(req.GetBody(), req.GetType())
+	if err != nil {
+		return nil, err
+	}
+	if id := res.ID(); id != "" && id != req.GetId() {
+		return nil, failure(http.StatusBadRequest, "invalid", req.GetType()+".id", "the resource id does not match the URL")
+	}
+	o := &op{entry: -1, prefix: req.GetType(), method: "PUT", typ: req.GetType(), id: req.GetId(), res: res,
+		ifMatch: header(ctx, "if-match")}
+	if err := s.vault.Update(ctx, func(tx *vault.SealedTx) error {
+		return s.writer.apply(ctx, tx, []*op{o}, true)
+	}); err != nil {
+		return nil, err
+	}
+	return s.writeResponse(ctx, o)
+}
+
+// Delete records a deletion (DELETE /{type}/{id}).
+func (s *service) Delete(ctx context.Context, req *fhiranchorv1.DeleteRequest) (*httpbody.HttpBody, error) {
+	if err := checkTypeID(req.GetType(), req.GetId()); err != nil {
+		return nil, err
+	}
+	if err := authorize(ctx, req.GetType(), auth.Delete); err != nil {
+		return nil, err
+	}
+	o := &op{entry: -1, prefix: req.GetType(), method: "DELETE", typ: req.GetType(), id: req.GetId(),
+		ifMatch: header(ctx, "if-match")}
+	if err := s.vault.Update(ctx, func(tx *vault.SealedTx) error {
+		return s.writer.apply(ctx, tx, []*op{o}, true)
+	}); err != nil {
+		return nil, err
+	}
+	if o.status == http.StatusNoContent {
+		return noContent(ctx)
+	}
+	setResponse(ctx, http.StatusOK, "etag", o.etag(), "last-modified", o.lastUpdated.Format(http.TimeFormat))
+	return &httpbody.HttpBody{ContentType: fhirJSON, Data: outcomeJSON(issue{Severity: "information", Code: "informational", Diagnostics: "deleted"})}, nil
+}
+
+// Read returns the current version (GET /{type}/{id}).
+func (s *service) Read(ctx context.Context, req *fhiranchorv1.ReadRequest) (*httpbody.HttpBody, error) {
+	if err := checkTypeID(req.GetType(), req.GetId()); err != nil {
+		return nil, err
+	}
+	if err := authorize(ctx, req.GetType(), auth.Read); err != nil {
+		return nil, err
+	}
+	v, err := s.vault.Read(ctx, req.GetType(), req.GetId())
+	return s.versionResponse(ctx, v, err)
+}
+
+// VRead returns one version (GET /{type}/{id}/_history/{vid}).
+func (s *service) VRead(ctx context.Context, req *fhiranchorv1.VReadRequest) (*httpbody.HttpBody, error) {
+	if err := checkTypeID(req.GetType(), req.GetId()); err != nil {
+		return nil, err
+	}
+	vid, err := strconv.ParseInt(req.GetVersionId(), 10, 64)
+	if err != nil || vid < 1 {
+		return nil, failure(http.StatusNotFound, "not-found", "", "no such version")
+	}
+	if err := authorize(ctx, req.GetType(), auth.Read); err != nil {
+		return nil, err
+	}
+	v, err := s.vault.VRead(ctx, req.GetType(), req.GetId(), vid)
+	return s.versionResponse(ctx, v, err)
+}
+
+// History lists every version of a resource, newest first
+// (GET /{type}/{id}/_history).
+func (s *service) History(ctx context.Context, req *fhiranchorv1.HistoryRequest) (*httpbody.HttpBody, error) {
+	if err := checkTypeID(req.GetType(), req.GetId()); err != nil {
+		return nil, err
+	}
+	if err := authorize(ctx, req.GetType(), auth.Read); err != nil {
+		return nil, err
+	}
+	versions, err := s.vault.History(ctx, req.GetType(), req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	if len(versions) == 0 {
+		return nil, vault.ErrNotFound
+	}
+	body, err := historyBundle(s.base(ctx), versions)
+	if err != nil {
+		return nil, err
+	}
+	return &httpbody.HttpBody{ContentType: fhirJSON, Data: body}, nil
+}
+
+// parseResource parses a request body as a resource of type typ.
+func (s *service) parseResource(body *httpbody.HttpBody, typ string) (*fhir.Resource, error) {
+	res, err := s.parser.Parse(body.GetData())
+	if err != nil {
+		return nil, err
+	}
+	if res.Type != typ {
+		return nil, failure(http.StatusBadRequest, "invalid", typ+".resourceType", "the body's resourceType does not match the URL")
+	}
+	return res, nil
+}
+
+// writeResponse answers a create or update: status, Location, ETag,
+// Last-Modified, and the body the client's Prefer header asks for.
+func (s *service) writeResponse(ctx context.Context, o *op) (*httpbody.HttpBody, error) {
+	setResponse(ctx, o.status,
+		"location", s.base(ctx)+"/"+o.location(),
+		"etag", o.etag(),
+		"last-modified", o.lastUpdated.Format(http.TimeFormat))
+	switch prefer(ctx) {
+	case "minimal":
+		return &httpbody.HttpBody{ContentType: fhirJSON}, nil
+	case "OperationOutcome":
+		return &httpbody.HttpBody{ContentType: fhirJSON, Data: outcomeJSON(issue{Severity: "information", Code: "informational",
+			Diagnostics: strconv.Itoa(o.status) + " " + http.StatusText(o.status)})}, nil
+	}
+	body := o.body
+	if body == nil { // a conditional create that matched, or a replay
+		v, err := s.vault.VRead(ctx, o.typ, o.id, o.version)
+		if err != nil {
+			return nil, fmt.Errorf("read stored version: %w", err)
+		}
+		body = v.Body
+	}
+	return &httpbody.HttpBody{ContentType: fhirJSON, Data: body}, nil
+}
+
+func (s *service) versionResponse(ctx context.Context, v vault.Version, err error) (*httpbody.HttpBody, error) {
+	if err != nil {
+		return nil, err
+	}
+	etag := `W/"` + strconv.FormatInt(v.Version, 10) + `"`
+	if v.Deleted {
+		setResponse(ctx, http.StatusGone, "etag", etag)
+		return nil, failure(http.StatusGone, "deleted", "", "the resource was deleted")
+	}
+	setResponse(ctx, http.StatusOK, "etag", etag, "last-modified", v.LastUpdated.Format(http.TimeFormat))
+	return &httpbody.HttpBody{ContentType: fhirJSON, Data: v.Body}, nil
+}
+
+// base returns the public base URL of the FHIR API, for Location headers and
+// fullUrls: the configured one, or the one the request came in on.
+func (s *service) base(ctx context.Context) string {
+	if s.baseURL != "" {
+		return s.baseURL
+	}
+	host := header(ctx, "x-forwarded-host")
+	if host == "" {
+		host = header(ctx, ":authority")
+	}
+	if host == "" {
+		host = "localhost"
+	}
+	scheme := "http"
+	if p := header(ctx, "x-forwarded-proto"); p == "https" {
+		scheme = p
+	}
+	return scheme + "://" + host + "/fhir/r4"
+}
+
+func checkType(typ string) error {
+	if !fhir.IsResourceType(typ) {
+		return failure(http.StatusNotFound, "not-supported", "", "the URL does not name a FHIR R4 resource type")
+	}
+	return nil
+}
+
+func checkTypeID(typ, id string) error {
+	if err := checkType(typ); err != nil {
+		return err
+	}
+	if !idPattern.MatchString(id) {
+		return failure(http.StatusBadRequest, "invalid", "", "the URL has an invalid resource id")
+	}
+	return nil
+}
+
+// authorize checks the caller's scopes for one interaction on one type.
+func authorize(ctx context.Context, typ string, a auth.Access) error {
+	p, ok := principalFrom(ctx)
+	if !ok {
+		return auth.ErrNoToken
+	}
+	if !p.Scopes.Allows(typ, a) {
+		return failure(http.StatusForbidden, "forbidden", "", "the token's scopes do not allow "+a.String()+" of "+typ)
+	}
+	return nil
+}
+
+// header returns the first value of an incoming metadata key (REST headers
+// arrive under their lower-case names).
+func header(ctx context.Context, key string) string {
+	md, _ := metadata.FromIncomingContext(ctx)
+	if v := md.Get(key); len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// prefer returns the return= preference of the Prefer header.
+func prefer(ctx context.Context) string {
+	for _, part := range strings.Split(header(ctx, "prefer"), ";") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(part), "return="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// setResponse sends response headers, and the HTTP status for the REST
+// side (see forwardResponse in http.go).
+func setResponse(ctx context.Context, httpStatus int, kv ...string) {
+	md := metadata.Pairs(kv...)
+	md.Set(httpCodeKey, strconv.Itoa(httpStatus))
+	_ = grpc.SetHeader(ctx, md) // fails only when headers were already sent
+}
+
+func noContent(ctx context.Context) (*httpbody.HttpBody, error) {
+	setResponse(ctx, http.StatusNoContent)
+	return &httpbody.HttpBody{ContentType: fhirJSON}, nil
+}
+
+// Idempotency: a client that sends an Idempotency-Key header
+// (draft-ietf-httpapi-idempotency-key-header) with a create or a Bundle gets,
+// on a retry with the same key, the first answer and no new writes. The key
+// is scoped by client and interaction. What is remembered holds ids,
+// versions and statuses only, never PHI.
+
+type replay struct {
+	Status      int             `json:"status"`
+	Type        string          `json:"type,omitempty"`
+	ID          string          `json:"id,omitempty"`
+	Version     int64           `json:"version,omitempty"`
+	LastUpdated time.Time       `json:"lastUpdated"`
+	Bundle      json.RawMessage `json:"bundle,omitempty"`
+}
+
+func replayOf(o *op, bundle []byte) replay {
+	if bundle != nil {
+		return replay{Status: http.StatusOK, Bundle: bundle}
+	}
+	return replay{Status: o.status, Type: o.typ, ID: o.id, Version: o.version, LastUpdated: o.lastUpdated}
+}
+
+func (r *replay) op() *op {
+	return &op{entry: -1, typ: r.Type, id: r.ID, version: r.Version, lastUpdated: r.LastUpdated, status: r.Status}
+}
+
+func idempotencyKey(ctx context.Context, interaction string) []byte {
+	k := header(ctx, "idempotency-key")
+	if k == "" {
+		return nil
+	}
+	client := ""
+	if p, ok := principalFrom(ctx); ok {
+		client = p.ClientID
+	}
+	sum := sha256.Sum256([]byte("fhiranchor/v1/idempotency\x00" + client + "\x00" + interaction + "\x00" + k))
+	return sum[:]
+}
+
+func lookupReplay(ctx context.Context, tx *vault.SealedTx, key []byte) (*replay, error) {
+	if key == nil {
+		return nil, nil
+	}
+	b, err := tx.Response(ctx, key)
+	if errors.Is(err, vault.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look up idempotency key: %w", err)
+	}
+	var r replay
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("decode remembered response: %w", err)
+	}
+	return &r, nil
+}
+
+func rememberReplay(ctx context.Context, tx *vault.SealedTx, key []byte, r replay) error {
+	if key == nil {
+		return nil
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("encode response to remember: %w", err)
+	}
+	return tx.PutResponse(ctx, key, b)
+}

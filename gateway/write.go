@@ -1,0 +1,494 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/fhiranchor/fhiranchor/anchor"
+	"github.com/fhiranchor/fhiranchor/fhir"
+	"github.com/fhiranchor/fhiranchor/gateway/auth"
+	"github.com/fhiranchor/fhiranchor/vault"
+)
+
+// op is one write or read of a request: a single interaction, or one entry
+// of a transaction or batch Bundle.
+type op struct {
+	entry  int    // Bundle.entry index, or -1 for a single interaction
+	prefix string // element path prefix for errors: "Bundle.entry[3].resource" or ""
+	method string // POST, PUT, DELETE, GET
+	typ    string
+	id     string     // target id; assigned for POST, resolved for conditional PUT/DELETE
+	cond   url.Values // conditional criteria of PUT/DELETE ("Patient?identifier=...")
+	vid    int64      // GET .../_history/{vid}
+	hist   bool       // GET .../_history
+	search url.Values // GET Type?criteria
+	full   string     // Bundle.entry.fullUrl
+	res    *fhir.Resource
+
+	ifNoneExist string
+	ifMatch     string
+
+	// Results.
+	err         *fhirError
+	status      int
+	version     int64
+	lastUpdated time.Time
+	body        []byte // canonical bytes of the stored version (POST/PUT)
+	read        []byte // response resource of a GET entry
+}
+
+// path returns the FHIRPath-like expression of an element of the op's
+// input. For a single interaction the request elements are HTTP headers,
+// which have no expression.
+func (o *op) path(suffix string) string {
+	if o.entry < 0 {
+		if strings.HasPrefix(suffix, ".request") {
+			return ""
+		}
+		return o.typ + strings.TrimPrefix(suffix, ".resource")
+	}
+	return fmt.Sprintf("Bundle.entry[%d]%s", o.entry, suffix)
+}
+
+func (o *op) location() string {
+	return o.typ + "/" + o.id + "/_history/" + strconv.FormatInt(o.version, 10)
+}
+
+func (o *op) etag() string { return `W/"` + strconv.FormatInt(o.version, 10) + `"` }
+
+// writes reports whether the op changes the vault when it succeeds.
+func (o *op) writes() bool { return o.method == "POST" || o.method == "PUT" || o.method == "DELETE" }
+
+// access is the SMART permission the op needs.
+func (o *op) access() auth.Access {
+	switch o.method {
+	case "POST":
+		return auth.Create
+	case "PUT":
+		if o.cond != nil {
+			return auth.Update // a conditional update may create too: checked as both below
+		}
+		return auth.Update
+	case "DELETE":
+		return auth.Delete
+	case "GET":
+		if o.search != nil {
+			return auth.Search
+		}
+	}
+	return auth.Read
+}
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9\-.]{1,64}$`)
+
+// opFromEntry checks an entry's request and turns it into an op. A problem
+// is recorded in op.err so a batch can answer it per entry.
+func opFromEntry(e fhir.Entry) *op {
+	o := &op{entry: e.Index, method: e.Request.Method, full: e.FullURL, res: e.Resource,
+		ifNoneExist: e.Request.IfNoneExist, ifMatch: e.Request.IfMatch}
+	o.prefix = o.path(".resource")
+	bad := func(code, suffix, msg string) *op {
+		o.err = failure(http.StatusBadRequest, code, o.path(suffix), msg)
+		return o
+	}
+	if o.method == "HEAD" {
+		o.method = "GET"
+	}
+	rawPath, rawQuery, hasQuery := strings.Cut(e.Request.URL, "?")
+	segs := strings.Split(rawPath, "/")
+	if segs[0] == "" {
+		return bad("required", ".request.url", "request.url is empty")
+	}
+	if strings.HasPrefix(segs[len(segs)-1], "$") || strings.HasPrefix(segs[0], "$") {
+		o.err = failure(http.StatusNotImplemented, "not-supported", o.path(".request.url"), "operations are not supported in a Bundle")
+		return o
+	}
+	if !fhir.IsResourceType(segs[0]) {
+		return bad("not-supported", ".request.url", "request.url does not name a FHIR R4 resource type")
+	}
+	o.typ = segs[0]
+	var query url.Values
+	if hasQuery {
+		q, err := url.ParseQuery(rawQuery)
+		if err != nil {
+			return bad("invalid", ".request.url", "request.url has a malformed query")
+		}
+		query = q
+	}
+	if len(segs) > 1 {
+		if !idPattern.MatchString(segs[1]) {
+			return bad("invalid", ".request.url", "request.url has an invalid id")
+		}
+		o.id = segs[1]
+	}
+	switch o.method {
+	case "POST":
+		if len(segs) != 1 || hasQuery {
+			return bad("invalid", ".request.url", "a POST entry's url must be a resource type")
+		}
+	case "PUT", "DELETE":
+		switch {
+		case len(segs) == 2 && !hasQuery:
+		case len(segs) == 1 && hasQuery:
+			o.cond = query
+		default:
+			return bad("invalid", ".request.url", "the url must be Type/id or Type?criteria")
+		}
+	case "GET":
+		switch {
+		case len(segs) == 1:
+			o.search = query
+			if o.search == nil {
+				o.search = url.Values{}
+			}
+		case len(segs) == 2:
+		case len(segs) == 3 && segs[2] == "_history":
+			o.hist = true
+		case len(segs) == 4 && segs[2] == "_history":
+			v, err := strconv.ParseInt(segs[3], 10, 64)
+			if err != nil || v < 1 {
+				return bad("invalid", ".request.url", "invalid version id")
+			}
+			o.vid = v
+		default:
+			return bad("invalid", ".request.url", "unsupported read url")
+		}
+	case "PATCH":
+		o.err = failure(http.StatusNotImplemented, "not-supported", o.path(".request.method"), "PATCH is not supported")
+		return o
+	}
+	if o.method == "POST" || o.method == "PUT" {
+		if o.res.Type != o.typ {
+			return bad("invalid", ".resource.resourceType", "the resource type does not match request.url")
+		}
+		if o.method == "PUT" && o.cond == nil {
+			if id := o.res.ID(); id != "" && id != o.id {
+				return bad("invalid", ".resource.id", "the resource id does not match request.url")
+			}
+		}
+	}
+	return o
+}
+
+// writer applies ops to the vault.
+type writer struct {
+	vault *vault.Sealed
+	now   func() time.Time
+}
+
+// apply runs the ops of one request inside one vault transaction. With
+// atomic set (a transaction Bundle or a single interaction) the first failure
+// aborts everything and is returned; otherwise (a batch) each failure is left
+// in its op and the others proceed.
+//
+// Order is FHIR's transaction order: DELETE, POST, PUT, then references are
+// resolved and versions stored; GETs run after the commit.
+func (w *writer) apply(ctx context.Context, tx *vault.SealedTx, ops []*op, atomic bool) error {
+	now := w.now().UTC().Truncate(time.Microsecond)
+	fail := func(o *op, err error) error {
+		var fe *fhirError
+		if !errors.As(err, &fe) {
+			return err // infrastructure failure: abort the whole request
+		}
+		if atomic {
+			return fe
+		}
+		o.err = fe
+		return nil
+	}
+	// Resolve targets: which resource each op writes, and at which version.
+	seen := map[string]int{}
+	for _, method := range []string{"DELETE", "POST", "PUT"} {
+		for _, o := range ops {
+			if o.err != nil || o.method != method {
+				continue
+			}
+			if err := w.resolve(ctx, tx, o); err != nil {
+				if err := fail(o, err); err != nil {
+					return err
+				}
+				continue
+			}
+			if o.status == http.StatusOK && o.method == "POST" {
+				continue // conditional create matched: nothing to write
+			}
+			key := o.typ + "/" + o.id
+			if prev, dup := seen[key]; dup && atomic {
+				return failure(http.StatusBadRequest, "duplicate", o.path(""),
+					fmt.Sprintf("entries %d and %d change the same resource", prev, o.entry))
+			}
+			seen[key] = o.entry
+		}
+	}
+	// fullUrl -> server reference, for transaction Bundles only: batch
+	// entries must not depend on each other.
+	refs := map[string]string{}
+	if atomic {
+		for _, o := range ops {
+			if o.err == nil && o.full != "" && (o.method == "POST" || o.method == "PUT") {
+				refs[o.full] = o.typ + "/" + o.id
+			}
+		}
+	}
+	for _, o := range ops {
+		if o.err != nil || !o.writes() || (o.method == "POST" && o.status == http.StatusOK) {
+			continue
+		}
+		if err := w.store(ctx, tx, o, refs, now); err != nil {
+			if err := fail(o, err); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// resolve finds the target of a write and checks its preconditions.
+func (w *writer) resolve(ctx context.Context, tx *vault.SealedTx, o *op) error {
+	switch o.method {
+	case "POST":
+		if o.ifNoneExist != "" {
+			ids, err := w.match(ctx, tx, o, o.ifNoneExist, ".request.ifNoneExist")
+			if err != nil {
+				return err
+			}
+			switch len(ids) {
+			case 0:
+			case 1:
+				cur, err := tx.Current(ctx, o.typ, ids[0])
+				if err != nil {
+					return fmt.Errorf("read match of conditional create: %w", err)
+				}
+				o.id, o.version, o.lastUpdated, o.status = ids[0], cur.Version, cur.LastUpdated, http.StatusOK
+				return nil
+			default:
+				return failure(http.StatusPreconditionFailed, "multiple-matches", o.path(".request.ifNoneExist"), "the If-None-Exist criteria match more than one resource")
+			}
+		}
+		o.id = uuid.NewString()
+		o.version, o.status = 1, http.StatusCreated
+		return nil
+	case "PUT", "DELETE":
+		if o.cond != nil {
+			ids, err := w.matchValues(ctx, tx, o, o.cond, ".request.url")
+			if err != nil {
+				return err
+			}
+			switch len(ids) {
+			case 0:
+				if o.method == "DELETE" {
+					o.status = http.StatusNoContent
+					return nil
+				}
+				o.id = o.res.ID()
+				if o.id == "" {
+					o.id = uuid.NewString()
+				}
+			case 1:
+				o.id = ids[0]
+			default:
+				return failure(http.StatusPreconditionFailed, "multiple-matches", o.path(".request.url"), "the conditional criteria match more than one resource")
+			}
+		}
+		cur, err := tx.Current(ctx, o.typ, o.id)
+		exists := err == nil
+		if err != nil && !errors.Is(err, vault.ErrNotFound) {
+			return fmt.Errorf("read current version: %w", err)
+		}
+		if o.ifMatch != "" {
+			want, ok := parseETag(o.ifMatch)
+			if !ok {
+				return failure(http.StatusBadRequest, "invalid", o.path(".request.ifMatch"), "If-Match must be an ETag such as W/\"3\"")
+			}
+			if !exists || cur.Deleted || cur.Version != want {
+				return failure(http.StatusPreconditionFailed, "conflict", o.path(".request.ifMatch"), "the resource is not at the version If-Match names")
+			}
+		}
+		if o.method == "DELETE" {
+			if !exists || cur.Deleted {
+				o.status = http.StatusNoContent // deleting what is not there succeeds and changes nothing
+				return nil
+			}
+			o.version, o.status = cur.Version+1, http.StatusOK
+			return nil
+		}
+		o.status, o.version = http.StatusCreated, 1
+		if exists {
+			o.version = cur.Version + 1
+			if !cur.Deleted {
+				o.status = http.StatusOK
+			}
+		}
+		return nil
+	}
+	return nil
+}
+
+// store writes the version an op resolved to.
+func (w *writer) store(ctx context.Context, tx *vault.SealedTx, o *op, refs map[string]string, now time.Time) error {
+	if o.method == "DELETE" && o.status == http.StatusNoContent {
+		return nil
+	}
+	o.lastUpdated = now
+	var tree map[string]any
+	var tokens [][]byte
+	compartment := ""
+	if o.method == "DELETE" {
+		tree = fhir.Tombstone(o.typ, o.id, o.version, now)
+		// Seal the tombstone under the deleted resource's data key, so
+		// erasing a patient erases their tombstones too.
+		if cur, err := tx.Current(ctx, o.typ, o.id); err == nil {
+			if id, ok := strings.CutPrefix(cur.KeyID, "patient:"); ok {
+				compartment = "Patient/" + id
+			}
+		}
+	} else {
+		err := fhir.RewriteReferences(o.res.Tree, o.typ, func(path, ref string) (string, error) {
+			if to, ok := refs[ref]; ok {
+				return to, nil
+			}
+			if strings.HasPrefix(ref, "urn:uuid:") || strings.HasPrefix(ref, "urn:oid:") {
+				return "", failure(http.StatusBadRequest, "not-found", joinPath(o.prefix, path),
+					"the reference names no entry of this transaction")
+			}
+			return ref, nil
+		})
+		if err != nil {
+			return err
+		}
+		o.res.SetVersion(o.id, o.version, now)
+		tree = o.res.Tree
+		compartment = fhir.PatientCompartment(o.typ, tree)
+		for _, id := range fhir.Identifiers(tree) {
+			tokens = append(tokens, w.vault.Token("identifier", o.typ, id.System, id.Value),
+				w.vault.Token("identifier-any", o.typ, id.Value))
+		}
+	}
+	canonical, err := fhir.Canonical(tree)
+	if err != nil {
+		return fmt.Errorf("canonical form: %w", err)
+	}
+	salt, err := anchor.NewSalt()
+	if err != nil {
+		return err
+	}
+	commitment := anchor.Commit(anchor.LeafResourceVersion, salt, canonical)
+	v := vault.Version{
+		Type: o.typ, ID: o.id, Version: o.version, LastUpdated: now, Deleted: o.method == "DELETE",
+		Compartment: compartment, Body: canonical, Salt: salt, Commitment: commitment, Tokens: tokens,
+		Leaf: vault.Leaf{Type: uint8(anchor.LeafResourceVersion), Data: anchor.LeafData(anchor.LeafResourceVersion, commitment), Ref: o.location()},
+	}
+	if err := tx.Put(ctx, v); err != nil {
+		if errors.Is(err, vault.ErrConflict) {
+			return failure(http.StatusConflict, "conflict", o.path(""), "a concurrent write changed this resource; retry")
+		}
+		return fmt.Errorf("store version: %w", err)
+	}
+	o.body = canonical
+	return nil
+}
+
+// match evaluates conditional criteria written as a query string
+// ("identifier=sys|val" or "Patient?identifier=...").
+func (w *writer) match(ctx context.Context, tx *vault.SealedTx, o *op, criteria, where string) ([]string, error) {
+	if t, rest, ok := strings.Cut(criteria, "?"); ok {
+		if t != o.typ {
+			return nil, failure(http.StatusBadRequest, "invalid", o.path(where), "the criteria name another resource type")
+		}
+		criteria = rest
+	}
+	q, err := url.ParseQuery(criteria)
+	if err != nil || len(q) == 0 {
+		return nil, failure(http.StatusBadRequest, "invalid", o.path(where), "malformed search criteria")
+	}
+	return w.matchValues(ctx, tx, o, q, where)
+}
+
+// matchValues finds the live resources of o.typ matching every parameter;
+// a parameter's comma-separated values are alternatives. Only _id and
+// identifier are indexed: identifiers are kept as blind-index tokens, so a
+// search never needs PHI in clear.
+func (w *writer) matchValues(ctx context.Context, tx *vault.SealedTx, o *op, q url.Values, where string) ([]string, error) {
+	var result map[string]bool
+	for name, values := range q {
+		found := map[string]bool{}
+		for _, vs := range values {
+			for _, v := range strings.Split(vs, ",") {
+				ids, err := w.lookup(ctx, tx, o.typ, name, v)
+				if err != nil {
+					var fe *fhirError
+					if errors.As(err, &fe) {
+						fe.issues[0].Expression = []string{o.path(where)}
+					}
+					return nil, err
+				}
+				for _, id := range ids {
+					found[id] = true
+				}
+			}
+		}
+		if result == nil {
+			result = found
+			continue
+		}
+		for id := range result {
+			if !found[id] {
+				delete(result, id)
+			}
+		}
+	}
+	out := make([]string, 0, len(result))
+	for id := range result {
+		out = append(out, id)
+	}
+	return out, nil
+}
+
+type finder interface {
+	Current(ctx context.Context, typ, id string) (vault.Record, error)
+	Find(ctx context.Context, typ string, token []byte) ([]string, error)
+}
+
+func (w *writer) lookup(ctx context.Context, f finder, typ, param, value string) ([]string, error) {
+	switch param {
+	case "_id":
+		cur, err := f.Current(ctx, typ, value)
+		if errors.Is(err, vault.ErrNotFound) || (err == nil && cur.Deleted) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("look up _id: %w", err)
+		}
+		return []string{value}, nil
+	case "identifier":
+		var token []byte
+		if sys, val, ok := strings.Cut(value, "|"); ok {
+			token = w.vault.Token("identifier", typ, sys, val)
+		} else {
+			token = w.vault.Token("identifier-any", typ, value)
+		}
+		ids, err := f.Find(ctx, typ, token)
+		if err != nil {
+			return nil, fmt.Errorf("look up identifier: %w", err)
+		}
+		return ids, nil
+	}
+	return nil, failure(http.StatusBadRequest, "not-supported", "", "only the _id and identifier search parameters are supported")
+}
+
+// parseETag reads W/"3", "3" or 3.
+func parseETag(s string) (int64, bool) {
+	s = strings.TrimPrefix(strings.TrimSpace(s), "W/")
+	s = strings.Trim(s, `"`)
+	v, err := strconv.ParseInt(s, 10, 64)
+	return v, err == nil && v > 0
+}

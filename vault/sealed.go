@@ -1,0 +1,370 @@
+package vault
+
+import (
+	"context"
+	"crypto/cipher"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Key ids of data keys: one per patient compartment, one for the rest.
+const (
+	sharedKeyID   = "shared"
+	patientKeyID  = "patient:"
+	patientPrefix = "Patient/"
+)
+
+// keyCacheSize bounds the number of unwrapped data keys held in memory.
+const keyCacheSize = 4096
+
+// Version is one version of a resource in clear, as Sealed reads and writes
+// it. Body never leaves Sealed except through these values: callers MUST NOT
+// log it or put it in errors.
+type Version struct {
+	Type        string    // FHIR resource type, e.g. "Patient"
+	ID          string    // logical id
+	Version     int64     // versionId, 1 for the first version
+	LastUpdated time.Time // meta.lastUpdated; stored UTC, microsecond precision
+	Deleted     bool      // a deletion tombstone
+	// Compartment is the patient compartment the version belongs to,
+	// "Patient/123", or "" for resources outside any patient compartment. It
+	// selects the data key that seals Body.
+	Compartment string
+	Body        []byte // canonical JSON in clear
+	Salt        []byte // 32 random bytes of the commitment
+	Commitment  []byte // the salted commitment of this version
+	// Tokens are the blind-index tokens (see Sealed.Token) of this version.
+	// Reads return none: a Store keeps tokens for lookups only.
+	Tokens [][]byte
+	// Leaf is the log leaf queued with this version. Reads return it with the
+	// Seq the Store assigned.
+	Leaf Leaf
+}
+
+// Sealed is a Store plus a Keyring: the only place a resource body is in
+// clear. It seals each body with AES-256-GCM under a data key per patient
+// compartment (key id "patient:<id>", or "shared" outside any compartment).
+// Data keys are created on first use in the transaction that first needs
+// them, stored wrapped by the Keyring, and cached unwrapped in memory. The
+// additional data of each body names its type, id and version, so a
+// ciphertext moved to another row fails to open. A Sealed is safe for
+// concurrent use.
+type Sealed struct {
+	store Store
+	kr    *Keyring
+	keys  keyCache
+}
+
+// NewSealed returns a Sealed over s whose keys derive from kr.
+func NewSealed(s Store, kr *Keyring) *Sealed {
+	return &Sealed{store: s, kr: kr, keys: keyCache{m: make(map[string]cipher.AEAD)}}
+}
+
+// Store returns the underlying Store, for the calls that see no clear text
+// (Leaves, Stats, Close).
+func (s *Sealed) Store() Store { return s.store }
+
+// Token returns the blind-index token of parts (see Keyring.Token).
+func (s *Sealed) Token(parts ...string) []byte { return s.kr.Token(parts...) }
+
+// Update runs fn in one Store transaction (see Store.Update): if fn returns
+// an error, nothing it did is kept and that error is returned.
+func (s *Sealed) Update(ctx context.Context, fn func(*SealedTx) error) error {
+	var tx *SealedTx
+	err := s.store.Update(ctx, func(t Tx) error {
+		tx = &SealedTx{s: s, tx: t}
+		return fn(tx)
+	})
+	if err != nil {
+		return err
+	}
+	// Only now are the keys this transaction created known to be stored;
+	// caching them earlier could seal later versions under a key that was
+	// rolled back.
+	for id, a := range tx.keys {
+		s.keys.add(id, a)
+	}
+	return nil
+}
+
+// Read returns the current version of a resource, a tombstone included (with
+// Deleted set), or an error wrapping ErrNotFound.
+func (s *Sealed) Read(ctx context.Context, typ, id string) (Version, error) {
+	r, err := s.store.Current(ctx, typ, id)
+	if err != nil {
+		return Version{}, fmt.Errorf("read %s: %w", typ, err)
+	}
+	return s.open(ctx, r, s.storeKey)
+}
+
+// VRead returns one version of a resource, or an error wrapping ErrNotFound.
+func (s *Sealed) VRead(ctx context.Context, typ, id string, version int64) (Version, error) {
+	r, err := s.store.Version(ctx, typ, id, version)
+	if err != nil {
+		return Version{}, fmt.Errorf("read %s version %d: %w", typ, version, err)
+	}
+	return s.open(ctx, r, s.storeKey)
+}
+
+// History returns every version of a resource, newest first, or an error
+// wrapping ErrNotFound.
+func (s *Sealed) History(ctx context.Context, typ, id string) ([]Version, error) {
+	rs, err := s.store.History(ctx, typ, id)
+	if err != nil {
+		return nil, fmt.Errorf("read %s history: %w", typ, err)
+	}
+	vs := make([]Version, 0, len(rs))
+	for _, r := range rs {
+		v, err := s.open(ctx, r, s.storeKey)
+		if err != nil {
+			return nil, err
+		}
+		vs = append(vs, v)
+	}
+	return vs, nil
+}
+
+// storeKey returns the data key keyID from the cache or, failing that, from
+// the Store, and caches it: outside a transaction the Store holds committed
+// keys only.
+func (s *Sealed) storeKey(ctx context.Context, keyID string) (cipher.AEAD, error) {
+	if a, ok := s.keys.get(keyID); ok {
+		return a, nil
+	}
+	wrapped, err := s.store.DataKey(ctx, keyID)
+	if err != nil {
+		return nil, fmt.Errorf("get data key: %w", err)
+	}
+	a, err := s.unwrap(keyID, wrapped)
+	if err != nil {
+		return nil, err
+	}
+	s.keys.add(keyID, a)
+	return a, nil
+}
+
+func (s *Sealed) unwrap(keyID string, wrapped []byte) (cipher.AEAD, error) {
+	plain, err := s.kr.Unwrap(keyID, wrapped)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(plain)
+	a, err := newAEAD(plain)
+	if err != nil {
+		return nil, fmt.Errorf("new data key cipher: %w", err)
+	}
+	return a, nil
+}
+
+// open decrypts r with the data key that getKey returns for r.KeyID.
+func (s *Sealed) open(ctx context.Context, r Record, getKey func(context.Context, string) (cipher.AEAD, error)) (Version, error) {
+	compartment, err := compartmentOf(r.KeyID)
+	if err != nil {
+		return Version{}, fmt.Errorf("open %s version %d: %w", r.Type, r.Version, err)
+	}
+	a, err := getKey(ctx, r.KeyID)
+	if err != nil {
+		return Version{}, fmt.Errorf("open %s version %d: %w", r.Type, r.Version, err)
+	}
+	body, err := a.Open(nil, nil, r.Ciphertext, additionalData(r.Type, r.ID, r.Version))
+	if err != nil {
+		return Version{}, fmt.Errorf("open %s version %d: %w", r.Type, r.Version, err)
+	}
+	return Version{
+		Type:        r.Type,
+		ID:          r.ID,
+		Version:     r.Version,
+		LastUpdated: r.LastUpdated,
+		Deleted:     r.Deleted,
+		Compartment: compartment,
+		Body:        body,
+		Salt:        r.Salt,
+		Commitment:  r.Commitment,
+		Tokens:      r.Tokens,
+		Leaf:        r.Leaf,
+	}, nil
+}
+
+// SealedTx is the view of one Sealed transaction. It is valid only until the
+// fn passed to Sealed.Update returns, and is not safe for concurrent use.
+type SealedTx struct {
+	s  *Sealed
+	tx Tx
+	// keys holds the data keys this transaction created or read; Sealed
+	// caches them once the transaction has committed.
+	keys map[string]cipher.AEAD
+}
+
+// Current returns the latest stored version of a resource, tombstones
+// included, still sealed: enough to learn its version number and whether it
+// is deleted without decrypting it. It returns an error wrapping ErrNotFound
+// if the resource has no version.
+func (t *SealedTx) Current(ctx context.Context, typ, id string) (Record, error) {
+	return t.tx.Current(ctx, typ, id)
+}
+
+// Read returns the latest version of a resource in clear, as seen by this
+// transaction.
+func (t *SealedTx) Read(ctx context.Context, typ, id string) (Version, error) {
+	r, err := t.tx.Current(ctx, typ, id)
+	if err != nil {
+		return Version{}, fmt.Errorf("read %s: %w", typ, err)
+	}
+	return t.s.open(ctx, r, t.dataKey)
+}
+
+// Find returns the ids of the live resources of type typ whose current
+// version carries token (see Tx.Find).
+func (t *SealedTx) Find(ctx context.Context, typ string, token []byte) ([]string, error) {
+	return t.tx.Find(ctx, typ, token)
+}
+
+// Response returns the response remembered for an idempotency key (see
+// Tx.Response).
+func (t *SealedTx) Response(ctx context.Context, key []byte) ([]byte, error) {
+	return t.tx.Response(ctx, key)
+}
+
+// PutResponse remembers the response body for an idempotency key (see
+// Tx.PutResponse).
+func (t *SealedTx) PutResponse(ctx context.Context, key, body []byte) error {
+	return t.tx.PutResponse(ctx, key, body)
+}
+
+// Put seals v.Body under the data key of v.Compartment, creating that key if
+// it does not exist yet, and stores the version and its leaf (see Tx.Put).
+// As with Tx.Put, after an error the transaction should be abandoned.
+func (t *SealedTx) Put(ctx context.Context, v Version) error {
+	if v.Type == "" || v.ID == "" || v.Version < 1 {
+		return fmt.Errorf("put %s version %d: missing type, id or version", v.Type, v.Version)
+	}
+	keyID, err := keyIDOf(v.Compartment)
+	if err != nil {
+		return fmt.Errorf("put %s version %d: %w", v.Type, v.Version, err)
+	}
+	a, err := t.dataKey(ctx, keyID)
+	if err != nil {
+		return fmt.Errorf("put %s version %d: %w", v.Type, v.Version, err)
+	}
+	ct := a.Seal(nil, nil, v.Body, additionalData(v.Type, v.ID, v.Version))
+	err = t.tx.Put(ctx, Record{
+		Type:        v.Type,
+		ID:          v.ID,
+		Version:     v.Version,
+		LastUpdated: v.LastUpdated,
+		Deleted:     v.Deleted,
+		KeyID:       keyID,
+		Ciphertext:  ct,
+		Salt:        v.Salt,
+		Commitment:  v.Commitment,
+		Tokens:      v.Tokens,
+		Leaf:        v.Leaf,
+	})
+	if err != nil {
+		return fmt.Errorf("put %s version %d: %w", v.Type, v.Version, err)
+	}
+	return nil
+}
+
+// dataKey returns the data key keyID as this transaction sees it, creating
+// and storing it if the Store has none.
+func (t *SealedTx) dataKey(ctx context.Context, keyID string) (cipher.AEAD, error) {
+	if a, ok := t.keys[keyID]; ok {
+		return a, nil
+	}
+	if a, ok := t.s.keys.get(keyID); ok {
+		return a, nil
+	}
+	wrapped, err := t.tx.DataKey(ctx, keyID)
+	var a cipher.AEAD
+	switch {
+	case err == nil:
+		if a, err = t.s.unwrap(keyID, wrapped); err != nil {
+			return nil, err
+		}
+	case errors.Is(err, ErrNotFound):
+		plain, wrapped, err := t.s.kr.NewDataKey(keyID)
+		if err != nil {
+			return nil, fmt.Errorf("new data key: %w", err)
+		}
+		a, err = newAEAD(plain)
+		clear(plain)
+		if err != nil {
+			return nil, fmt.Errorf("new data key cipher: %w", err)
+		}
+		if err := t.tx.PutDataKey(ctx, keyID, wrapped); err != nil {
+			return nil, fmt.Errorf("put data key: %w", err)
+		}
+	default:
+		return nil, fmt.Errorf("get data key: %w", err)
+	}
+	if t.keys == nil {
+		t.keys = make(map[string]cipher.AEAD)
+	}
+	t.keys[keyID] = a
+	return a, nil
+}
+
+// additionalData binds a sealed body to its row.
+func additionalData(typ, id string, version int64) []byte {
+	b := make([]byte, 0, len("fhiranchor/v1|")+len(typ)+len(id)+24)
+	b = append(b, "fhiranchor/v1|"...)
+	b = append(b, typ...)
+	b = append(b, '|')
+	b = append(b, id...)
+	b = append(b, '|')
+	return strconv.AppendInt(b, version, 10)
+}
+
+// keyIDOf maps a compartment to the id of its data key.
+func keyIDOf(compartment string) (string, error) {
+	if compartment == "" {
+		return sharedKeyID, nil
+	}
+	id, ok := strings.CutPrefix(compartment, patientPrefix)
+	if !ok || id == "" || strings.Contains(id, "/") {
+		return "", errors.New(`compartment is neither "" nor "Patient/<id>"`)
+	}
+	return patientKeyID + id, nil
+}
+
+// compartmentOf is the inverse of keyIDOf.
+func compartmentOf(keyID string) (string, error) {
+	if keyID == sharedKeyID {
+		return "", nil
+	}
+	if id, ok := strings.CutPrefix(keyID, patientKeyID); ok && id != "" {
+		return patientPrefix + id, nil
+	}
+	return "", errors.New("unknown data key id")
+}
+
+// keyCache holds unwrapped data keys. It is bounded: when full, adding a key
+// evicts an arbitrary one, which is then unwrapped again on its next use.
+type keyCache struct {
+	mu sync.Mutex
+	m  map[string]cipher.AEAD
+}
+
+func (c *keyCache) get(keyID string) (cipher.AEAD, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	a, ok := c.m[keyID]
+	return a, ok
+}
+
+func (c *keyCache) add(keyID string, a cipher.AEAD) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.m[keyID]; !ok && len(c.m) >= keyCacheSize {
+		for k := range c.m { // map order is unspecified: a cheap random eviction
+			delete(c.m, k)
+			break
+		}
+	}
+	c.m[keyID] = a
+}

@@ -1,0 +1,843 @@
+// Package vaulttest checks that a vault.Store keeps its contract, as
+// testing/fstest does for file systems. Every backend runs the same suite
+// from its own tests:
+//
+//	func TestStore(t *testing.T) {
+//		vaulttest.Exercise(t, func(t *testing.T) vault.Store {
+//			s, err := sqlite.New(t.Context(), sqlite.Config{Path: filepath.Join(t.TempDir(), "vault.db")})
+//			if err != nil {
+//				t.Fatal(err)
+//			}
+//			return s
+//		})
+//	}
+package vaulttest
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/fhiranchor/fhiranchor/vault"
+)
+
+// Exercise runs the conformance suite against the stores newStore returns.
+// Each subtest calls newStore once and needs a fresh, empty store; Exercise
+// closes it when the subtest ends.
+func Exercise(t *testing.T, newStore func(t *testing.T) vault.Store) {
+	t.Helper()
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s vault.Store)
+	}{
+		{"RoundTrip", testRoundTrip},
+		{"LastUpdated", testLastUpdated},
+		{"NotFound", testNotFound},
+		{"Conflict", testConflict},
+		{"Rollback", testRollback},
+		{"Panic", testPanic},
+		{"Find", testFind},
+		{"DataKeys", testDataKeys},
+		{"Responses", testResponses},
+		{"Leaves", testLeaves},
+		{"Isolation", testIsolation},
+		{"Concurrent", testConcurrent},
+		{"Context", testContext},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newStore(t)
+			t.Cleanup(func() {
+				if err := s.Close(); err != nil {
+					t.Errorf("Close: %v", err)
+				}
+			})
+			tt.fn(t, s)
+		})
+	}
+}
+
+// errBoom is the error test functions return to make an Update roll back.
+var errBoom = errors.New("vaulttest: boom")
+
+// base is the LastUpdated of version 0 of every test record.
+var base = time.Date(2025, 3, 14, 15, 9, 26, 535897000, time.UTC)
+
+// record returns a distinct, deterministic record for a version of typ/id.
+func record(typ, id string, version int64) vault.Record {
+	name := fmt.Sprintf("%s/%s/_history/%d", typ, id, version)
+	salt := sha256.Sum256([]byte("salt " + name))
+	commitment := sha256.Sum256([]byte("commitment " + name))
+	return vault.Record{
+		Type:        typ,
+		ID:          id,
+		Version:     version,
+		LastUpdated: base.Add(time.Duration(version) * time.Second),
+		KeyID:       "key-" + id,
+		Ciphertext:  []byte("ciphertext " + name),
+		Salt:        salt[:],
+		Commitment:  commitment[:],
+		Leaf:        vault.Leaf{Type: 1, Data: []byte("leaf " + name), Ref: name},
+	}
+}
+
+// tombstone returns the deletion tombstone of typ/id at version.
+func tombstone(typ, id string, version int64) vault.Record {
+	r := record(typ, id, version)
+	r.Deleted = true
+	r.Ciphertext = []byte("sealed tombstone " + r.Leaf.Ref)
+	return r
+}
+
+// withTokens returns r carrying tokens.
+func withTokens(r vault.Record, tokens ...string) vault.Record {
+	r.Tokens = nil
+	for _, tok := range tokens {
+		r.Tokens = append(r.Tokens, []byte(tok))
+	}
+	return r
+}
+
+// recordOpts compares records as a Store returns them: without tokens, with
+// a Seq the Store assigned, and nil and empty slices alike.
+var recordOpts = cmp.Options{
+	cmpopts.EquateEmpty(),
+	cmpopts.IgnoreFields(vault.Record{}, "Tokens"),
+	cmpopts.IgnoreFields(vault.Leaf{}, "Seq"),
+}
+
+// put stores each record in its own Update.
+func put(t *testing.T, s vault.Store, rs ...vault.Record) {
+	t.Helper()
+	for _, r := range rs {
+		if err := s.Update(t.Context(), func(tx vault.Tx) error { return tx.Put(t.Context(), r) }); err != nil {
+			t.Fatalf("Update(Put %s): %v", r.Leaf.Ref, err)
+		}
+	}
+}
+
+func wantErr(t *testing.T, what string, err, want error) {
+	t.Helper()
+	if !errors.Is(err, want) {
+		t.Errorf("%s: err = %v, want %v", what, err, want)
+	}
+}
+
+func wantStats(t *testing.T, s vault.Store, want vault.Stats) {
+	t.Helper()
+	got, err := s.Stats(t.Context())
+	if err != nil {
+		t.Fatalf("Stats: %v", err)
+	}
+	if got != want {
+		t.Errorf("Stats = %+v, want %+v", got, want)
+	}
+}
+
+func wantCurrent(t *testing.T, s vault.Store, want vault.Record) {
+	t.Helper()
+	got, err := s.Current(t.Context(), want.Type, want.ID)
+	if err != nil {
+		t.Fatalf("Current(%s, %s): %v", want.Type, want.ID, err)
+	}
+	if diff := cmp.Diff(want, got, recordOpts); diff != "" {
+		t.Errorf("Current(%s, %s) mismatch (-want +got):\n%s", want.Type, want.ID, diff)
+	}
+}
+
+// find runs Tx.Find in its own Update and returns the ids sorted.
+func find(t *testing.T, s vault.Store, typ, token string) []string {
+	t.Helper()
+	var ids []string
+	err := s.Update(t.Context(), func(tx vault.Tx) error {
+		var err error
+		ids, err = tx.Find(t.Context(), typ, []byte(token))
+		return err
+	})
+	if err != nil {
+		t.Fatalf("Find(%s, %q): %v", typ, token, err)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func wantFind(t *testing.T, s vault.Store, typ, token string, want ...string) {
+	t.Helper()
+	got := find(t, s, typ, token)
+	if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("Find(%s, %q) mismatch (-want +got):\n%s", typ, token, diff)
+	}
+}
+
+func testRoundTrip(t *testing.T, s vault.Store) {
+	ctx := t.Context()
+	v1 := withTokens(record("Patient", "p1", 1), "t1")
+	v2 := withTokens(record("Patient", "p1", 2), "t2")
+	v3 := tombstone("Patient", "p1", 3)
+	other := record("Observation", "p1", 1) // same id, another type
+	put(t, s, v1, other, v2, v3)
+
+	wantCurrent(t, s, v3)
+	wantCurrent(t, s, other)
+	var seqs []int64
+	for _, want := range []vault.Record{v1, v2, v3} {
+		got, err := s.Version(ctx, want.Type, want.ID, want.Version)
+		if err != nil {
+			t.Fatalf("Version(%d): %v", want.Version, err)
+		}
+		if diff := cmp.Diff(want, got, recordOpts); diff != "" {
+			t.Errorf("Version(%d) mismatch (-want +got):\n%s", want.Version, diff)
+		}
+		seqs = append(seqs, got.Leaf.Seq)
+	}
+	if seqs[0] < 1 || seqs[0] >= seqs[1] || seqs[1] >= seqs[2] {
+		t.Errorf("Leaf.Seq of versions 1..3 = %v, want increasing from >= 1", seqs)
+	}
+
+	hist, err := s.History(ctx, "Patient", "p1")
+	if err != nil {
+		t.Fatalf("History: %v", err)
+	}
+	if diff := cmp.Diff([]vault.Record{v3, v2, v1}, hist, recordOpts); diff != "" {
+		t.Errorf("History mismatch (-want +got):\n%s", diff)
+	}
+	for i, r := range hist {
+		if want := seqs[2-i]; r.Leaf.Seq != want {
+			t.Errorf("History[%d].Leaf.Seq = %d, want %d as from Version", i, r.Leaf.Seq, want)
+		}
+	}
+	wantStats(t, s, vault.Stats{Versions: 4, Leaves: 4})
+
+	// A transaction reads its own writes.
+	v4 := record("Patient", "p1", 4)
+	err = s.Update(ctx, func(tx vault.Tx) error {
+		if err := tx.Put(ctx, v4); err != nil {
+			return err
+		}
+		got, err := tx.Current(ctx, "Patient", "p1")
+		if err != nil {
+			return err
+		}
+		if diff := cmp.Diff(v4, got, recordOpts); diff != "" {
+			t.Errorf("Tx.Current after Tx.Put mismatch (-want +got):\n%s", diff)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	wantCurrent(t, s, v4)
+}
+
+func testLastUpdated(t *testing.T, s vault.Store) {
+	ctx := t.Context()
+	times := []time.Time{
+		time.Date(2024, 2, 29, 13, 14, 15, 123456789, time.FixedZone("UTC+5:30", 5*3600+1800)),
+		time.Date(1969, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		time.Date(2038, 1, 19, 3, 14, 8, 1000, time.Local),
+	}
+	for i, lu := range times {
+		r := record("Patient", fmt.Sprint("lu", i), 1)
+		r.LastUpdated = lu
+		put(t, s, r)
+		want := lu.Truncate(time.Microsecond)
+		cur, err := s.Current(ctx, r.Type, r.ID)
+		if err != nil {
+			t.Fatalf("Current: %v", err)
+		}
+		ver, err := s.Version(ctx, r.Type, r.ID, 1)
+		if err != nil {
+			t.Fatalf("Version: %v", err)
+		}
+		hist, err := s.History(ctx, r.Type, r.ID)
+		if err != nil {
+			t.Fatalf("History: %v", err)
+		}
+		for _, got := range []time.Time{cur.LastUpdated, ver.LastUpdated, hist[0].LastUpdated} {
+			if !got.Equal(want) || got.Location() != time.UTC {
+				t.Errorf("LastUpdated of %v = %v (%v), want %v in UTC", lu, got, got.Location(), want.UTC())
+			}
+		}
+	}
+}
+
+func testNotFound(t *testing.T, s vault.Store) {
+	ctx := t.Context()
+	check := func(when string) {
+		t.Helper()
+		_, err := s.Current(ctx, "Patient", "nope")
+		wantErr(t, when+" Current", err, vault.ErrNotFound)
+		_, err = s.Version(ctx, "Patient", "nope", 1)
+		wantErr(t, when+" Version", err, vault.ErrNotFound)
+		_, err = s.History(ctx, "Patient", "nope")
+		wantErr(t, when+" History", err, vault.ErrNotFound)
+		_, err = s.DataKey(ctx, "nope")
+		wantErr(t, when+" DataKey", err, vault.ErrNotFound)
+		err = s.Update(ctx, func(tx vault.Tx) error {
+			_, err := tx.Current(ctx, "Patient", "nope")
+			wantErr(t, when+" Tx.Current", err, vault.ErrNotFound)
+			_, err = tx.DataKey(ctx, "nope")
+			wantErr(t, when+" Tx.DataKey", err, vault.ErrNotFound)
+			_, err = tx.Response(ctx, []byte("nope"))
+			wantErr(t, when+" Tx.Response", err, vault.ErrNotFound)
+			ids, err := tx.Find(ctx, "Patient", []byte("nope"))
+			if err != nil || len(ids) != 0 {
+				t.Errorf("%s Tx.Find = %v, %v; want none, nil", when, ids, err)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("Update: %v", err)
+		}
+	}
+
+	check("empty store:")
+	leaves, err := s.Leaves(ctx, 0, 10)
+	if err != nil || len(leaves) != 0 {
+		t.Errorf("empty store: Leaves(0, 10) = %v, %v; want none, nil", leaves, err)
+	}
+	wantStats(t, s, vault.Stats{})
+
+	r := withTokens(record("Patient", "p1", 1), "tok")
+	put(t, s, r)
+	if err := s.Update(ctx, func(tx vault.Tx) error { return tx.PutDataKey(ctx, "k", []byte("w")) }); err != nil {
+		t.Fatalf("Update(PutDataKey): %v", err)
+	}
+	check("after writes:")
+	for _, v := range []int64{0, 2} {
+		_, err := s.Version(ctx, "Patient", "p1", v)
+		wantErr(t, fmt.Sprintf("Version(p1, %d)", v), err, vault.ErrNotFound)
+	}
+	_, err = s.Current(ctx, "Observation", "p1")
+	wantErr(t, "Current(Observation, p1)", err, vault.ErrNotFound)
+	_, err = s.History(ctx, "Observation", "p1")
+	wantErr(t, "History(Observation, p1)", err, vault.ErrNotFound)
+	_, err = s.Version(ctx, "Observation", "p1", 1)
+	wantErr(t, "Version(Observation, p1, 1)", err, vault.ErrNotFound)
+}
+
+func testConflict(t *testing.T, s vault.Store) {
+	ctx := t.Context()
+	v1 := withTokens(record("Patient", "p1", 1), "t1")
+	put(t, s, v1)
+
+	other := withTokens(record("Patient", "p1", 1), "t-other")
+	other.Ciphertext = []byte("other ciphertext")
+	err := s.Update(ctx, func(tx vault.Tx) error { return tx.Put(ctx, other) })
+	wantErr(t, "Put of a stored version", err, vault.ErrConflict)
+
+	// Also within one transaction; the whole Update then rolls back.
+	v2 := record("Patient", "p1", 2)
+	err = s.Update(ctx, func(tx vault.Tx) error {
+		if err := tx.Put(ctx, v2); err != nil {
+			return err
+		}
+		return tx.Put(ctx, v2)
+	})
+	wantErr(t, "second Put of a version in one Update", err, vault.ErrConflict)
+
+	// An older version is still a conflict once a newer one is stored.
+	put(t, s, v2)
+	err = s.Update(ctx, func(tx vault.Tx) error { return tx.Put(ctx, other) })
+	wantErr(t, "Put of a stored, older version", err, vault.ErrConflict)
+
+	wantCurrent(t, s, v2)
+	got, err := s.Version(ctx, "Patient", "p1", 1)
+	if err != nil {
+		t.Fatalf("Version(1): %v", err)
+	}
+	if diff := cmp.Diff(v1, got, recordOpts); diff != "" {
+		t.Errorf("version 1 changed by a conflicting Put (-want +got):\n%s", diff)
+	}
+	wantFind(t, s, "Patient", "t-other")
+	wantStats(t, s, vault.Stats{Versions: 2, Leaves: 2})
+}
+
+func testRollback(t *testing.T, s vault.Store) {
+	ctx := t.Context()
+	err := s.Update(ctx, func(tx vault.Tx) error {
+		for _, r := range []vault.Record{withTokens(record("Patient", "p1", 1), "t1"), record("Patient", "p1", 2), record("Observation", "o1", 1)} {
+			if err := tx.Put(ctx, r); err != nil {
+				return err
+			}
+		}
+		if err := tx.PutDataKey(ctx, "k1", []byte("wrapped")); err != nil {
+			return err
+		}
+		if err := tx.PutResponse(ctx, []byte("idem"), []byte("response")); err != nil {
+			return err
+		}
+		return fmt.Errorf("wrapped: %w", errBoom)
+	})
+	wantErr(t, "Update whose fn fails", err, errBoom)
+	wantStats(t, s, vault.Stats{})
+	_, err = s.Current(ctx, "Patient", "p1")
+	wantErr(t, "Current after rollback", err, vault.ErrNotFound)
+	_, err = s.DataKey(ctx, "k1")
+	wantErr(t, "DataKey after rollback", err, vault.ErrNotFound)
+	if leaves, err := s.Leaves(ctx, 0, 10); err != nil || len(leaves) != 0 {
+		t.Errorf("Leaves after rollback = %v, %v; want none", leaves, err)
+	}
+	wantFind(t, s, "Patient", "t1")
+
+	// A rolled-back new version leaves the current one and its tokens.
+	v1 := withTokens(record("Patient", "p1", 1), "t1")
+	put(t, s, v1)
+	err = s.Update(ctx, func(tx vault.Tx) error {
+		if err := tx.Put(ctx, withTokens(record("Patient", "p1", 2), "t2")); err != nil {
+			return err
+		}
+		return errBoom
+	})
+	wantErr(t, "Update whose fn fails", err, errBoom)
+	wantCurrent(t, s, v1)
+	wantFind(t, s, "Patient", "t1", "p1")
+	wantFind(t, s, "Patient", "t2")
+	wantStats(t, s, vault.Stats{Versions: 1, Leaves: 1})
+
+	leaves, err := s.Leaves(ctx, 0, 10)
+	if err != nil {
+		t.Fatalf("Leaves: %v", err)
+	}
+	if len(leaves) != 1 || leaves[0].Ref != v1.Leaf.Ref {
+		t.Errorf("Leaves = %+v, want only the leaf of %s", leaves, v1.Leaf.Ref)
+	}
+}
+
+func testPanic(t *testing.T, s vault.Store) {
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Errorf("Update swallowed the panic of fn")
+			}
+		}()
+		s.Update(t.Context(), func(tx vault.Tx) error {
+			if err := tx.Put(t.Context(), record("Patient", "p1", 1)); err != nil {
+				t.Errorf("Put: %v", err)
+			}
+			panic("vaulttest: panic in fn")
+		})
+	}()
+	// The store must still accept Updates (the transaction was released)
+	// and must not have kept anything of the panicking one.
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	r := record("Patient", "p2", 1)
+	if err := s.Update(ctx, func(tx vault.Tx) error { return tx.Put(ctx, r) }); err != nil {
+		t.Fatalf("Update after a panicking Update: %v", err)
+	}
+	_, err := s.Current(ctx, "Patient", "p1")
+	wantErr(t, "Current of a version put before a panic", err, vault.ErrNotFound)
+	wantStats(t, s, vault.Stats{Versions: 1, Leaves: 1})
+}
+
+func testFind(t *testing.T, s vault.Store) {
+	ctx := t.Context()
+	put(t, s,
+		withTokens(record("Patient", "a", 1), "t1", "t2", "t1"), // a duplicate token is harmless
+		withTokens(record("Patient", "b", 1), "t1"),
+		withTokens(record("Observation", "a", 1), "t1"),
+		record("Patient", "c", 1),
+	)
+	wantFind(t, s, "Patient", "t1", "a", "b")
+	wantFind(t, s, "Patient", "t2", "a")
+	wantFind(t, s, "Observation", "t1", "a")
+	wantFind(t, s, "Encounter", "t1")
+	wantFind(t, s, "Patient", "t3")
+
+	// A new version replaces the tokens of the previous one.
+	put(t, s, withTokens(record("Patient", "a", 2), "t3"))
+	wantFind(t, s, "Patient", "t1", "b")
+	wantFind(t, s, "Patient", "t2")
+	wantFind(t, s, "Patient", "t3", "a")
+	wantFind(t, s, "Observation", "t1", "a")
+
+	// A tombstone clears them, even if it carries tokens.
+	put(t, s, withTokens(tombstone("Patient", "b", 2), "t1"))
+	wantFind(t, s, "Patient", "t1")
+
+	// A version after a tombstone brings the resource back.
+	put(t, s, withTokens(record("Patient", "b", 3), "t1"))
+	wantFind(t, s, "Patient", "t1", "b")
+
+	// A transaction finds its own writes and no longer finds replaced ones.
+	err := s.Update(ctx, func(tx vault.Tx) error {
+		if err := tx.Put(ctx, withTokens(record("Patient", "d", 1), "t4")); err != nil {
+			return err
+		}
+		if err := tx.Put(ctx, withTokens(record("Patient", "a", 3), "t5")); err != nil {
+			return err
+		}
+		for tok, want := range map[string][]string{"t4": {"d"}, "t3": nil, "t5": {"a"}} {
+			got, err := tx.Find(ctx, "Patient", []byte(tok))
+			if err != nil {
+				return err
+			}
+			slices.Sort(got)
+			if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("Tx.Find(Patient, %q) after Tx.Put mismatch (-want +got):\n%s", tok, diff)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	wantFind(t, s, "Patient", "t4", "d")
+}
+
+func testDataKeys(t *testing.T, s vault.Store) {
+	ctx := t.Context()
+	w1 := []byte("wrapped key one")
+	err := s.Update(ctx, func(tx vault.Tx) error {
+		if err := tx.PutDataKey(ctx, "patient:1", w1); err != nil {
+			return err
+		}
+		got, err := tx.DataKey(ctx, "patient:1")
+		if err != nil {
+			return err
+		}
+		if !slices.Equal(got, w1) {
+			t.Errorf("Tx.DataKey after Tx.PutDataKey = %q, want %q", got, w1)
+		}
+		return tx.PutDataKey(ctx, "shared", []byte("wrapped shared key"))
+	})
+	if err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	got, err := s.DataKey(ctx, "patient:1")
+	if err != nil || !slices.Equal(got, w1) {
+		t.Errorf("DataKey = %q, %v; want %q", got, err, w1)
+	}
+	err = s.Update(ctx, func(tx vault.Tx) error { return tx.PutDataKey(ctx, "patient:1", []byte("another key")) })
+	wantErr(t, "PutDataKey of an existing key id", err, vault.ErrConflict)
+	err = s.Update(ctx, func(tx vault.Tx) error {
+		got, err := tx.DataKey(ctx, "patient:1")
+		if err != nil || !slices.Equal(got, w1) {
+			t.Errorf("Tx.DataKey = %q, %v; want %q", got, err, w1)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	wantStats(t, s, vault.Stats{DataKeys: 2})
+}
+
+func testResponses(t *testing.T, s vault.Store) {
+	ctx := t.Context()
+	key := []byte{0, 1, 2, 0xff, 0}
+	body := []byte(`{"resourceType":"Bundle","type":"transaction-response"}`)
+	err := s.Update(ctx, func(tx vault.Tx) error {
+		if _, err := tx.Response(ctx, key); !errors.Is(err, vault.ErrNotFound) {
+			t.Errorf("Tx.Response before PutResponse: err = %v, want ErrNotFound", err)
+		}
+		if err := tx.PutResponse(ctx, key, body); err != nil {
+			return err
+		}
+		got, err := tx.Response(ctx, key)
+		if err != nil || !slices.Equal(got, body) {
+			t.Errorf("Tx.Response after PutResponse = %q, %v; want %q", got, err, body)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	err = s.Update(ctx, func(tx vault.Tx) error {
+		got, err := tx.Response(ctx, key)
+		if err != nil || !slices.Equal(got, body) {
+			t.Errorf("Tx.Response = %q, %v; want %q", got, err, body)
+		}
+		if _, err := tx.Response(ctx, key[:4]); !errors.Is(err, vault.ErrNotFound) {
+			t.Errorf("Tx.Response of a key prefix: err = %v, want ErrNotFound", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	err = s.Update(ctx, func(tx vault.Tx) error { return tx.PutResponse(ctx, key, []byte("second")) })
+	wantErr(t, "PutResponse of a remembered key", err, vault.ErrConflict)
+	wantStats(t, s, vault.Stats{Responses: 1})
+}
+
+func testLeaves(t *testing.T, s vault.Store) {
+	ctx := t.Context()
+	var want []vault.Leaf
+	var recs []vault.Record
+	for i := range 10 {
+		r := record("Observation", fmt.Sprint("o", i%4), int64(i/4+1))
+		r.Leaf.Type = uint8(i%3 + 1)
+		recs = append(recs, r)
+		l := r.Leaf
+		l.Seq = int64(i + 1)
+		want = append(want, l)
+	}
+	// Three Updates of several versions each.
+	for _, batch := range [][]vault.Record{recs[:3], recs[3:4], recs[4:]} {
+		err := s.Update(ctx, func(tx vault.Tx) error {
+			for _, r := range batch {
+				if err := tx.Put(ctx, r); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("Update: %v", err)
+		}
+	}
+
+	tests := []struct {
+		after int64
+		limit int
+		want  []vault.Leaf
+	}{
+		{0, 100, want},
+		{0, 10, want},
+		{0, 3, want[:3]},
+		{3, 4, want[3:7]},
+		{7, 100, want[7:]},
+		{9, 1, want[9:]},
+		{10, 5, nil},
+		{1000, 5, nil},
+		{0, 0, nil},
+	}
+	for _, tt := range tests {
+		got, err := s.Leaves(ctx, tt.after, tt.limit)
+		if err != nil {
+			t.Fatalf("Leaves(%d, %d): %v", tt.after, tt.limit, err)
+		}
+		if diff := cmp.Diff(tt.want, got, cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("Leaves(%d, %d) mismatch (-want +got):\n%s", tt.after, tt.limit, diff)
+		}
+	}
+	for i, r := range recs {
+		got, err := s.Version(ctx, r.Type, r.ID, r.Version)
+		if err != nil {
+			t.Fatalf("Version: %v", err)
+		}
+		if diff := cmp.Diff(want[i], got.Leaf); diff != "" {
+			t.Errorf("Version(%s).Leaf mismatch (-want +got):\n%s", r.Leaf.Ref, diff)
+		}
+	}
+	wantStats(t, s, vault.Stats{Versions: 10, Leaves: 10})
+}
+
+// testIsolation checks that reads outside an Update see only committed state
+// and do not wait for the open Update.
+func testIsolation(t *testing.T, s vault.Store) {
+	ctx := t.Context()
+	v1 := record("Patient", "p1", 1)
+	put(t, s, v1)
+	err := s.Update(ctx, func(tx vault.Tx) error {
+		if err := tx.Put(ctx, record("Patient", "p1", 2)); err != nil {
+			return err
+		}
+		if err := tx.Put(ctx, record("Patient", "p2", 1)); err != nil {
+			return err
+		}
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		got, err := s.Current(rctx, "Patient", "p1")
+		if err != nil {
+			t.Errorf("Current during an open Update: %v (reads must not wait for writers)", err)
+		} else if got.Version != 1 {
+			t.Errorf("Current during an open Update: version %d, want the committed 1", got.Version)
+		}
+		_, err = s.Current(rctx, "Patient", "p2")
+		wantErr(t, "Current of a resource put by an open Update", err, vault.ErrNotFound)
+		if st, err := s.Stats(rctx); err != nil || st.Versions != 1 {
+			t.Errorf("Stats during an open Update = %+v, %v; want 1 version", st, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	wantStats(t, s, vault.Stats{Versions: 3, Leaves: 3})
+}
+
+// testConcurrent runs Updates from several goroutines: some put distinct
+// resources, all contend on one resource by reading its current version and
+// putting the next. Every Put succeeds or fails with ErrConflict, and the
+// contended history has neither gaps nor duplicates.
+func testConcurrent(t *testing.T, s vault.Store) {
+	const (
+		workers  = 8
+		distinct = 50 // Updates of distinct resources per worker
+		rounds   = 10 // Updates of the contended resource per worker
+	)
+	ctx := t.Context()
+	var won, lost atomic.Int64
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := range distinct {
+				r := record("Observation", fmt.Sprintf("w%d-%d", w, i), 1)
+				if err := s.Update(ctx, func(tx vault.Tx) error { return tx.Put(ctx, r) }); err != nil {
+					t.Errorf("Put %s: %v", r.Leaf.Ref, err)
+					return
+				}
+				if i%(distinct/rounds) != 0 {
+					continue
+				}
+				err := s.Update(ctx, func(tx vault.Tx) error {
+					var next int64 = 1
+					cur, err := tx.Current(ctx, "Patient", "hot")
+					switch {
+					case err == nil:
+						next = cur.Version + 1
+					case !errors.Is(err, vault.ErrNotFound):
+						return err
+					}
+					return tx.Put(ctx, record("Patient", "hot", next))
+				})
+				switch {
+				case err == nil:
+					won.Add(1)
+				case errors.Is(err, vault.ErrConflict):
+					lost.Add(1)
+				default:
+					t.Errorf("contended Put: %v", err)
+					return
+				}
+			}
+		})
+	}
+	// A reader checks, while the writers run, that it never sees a gap.
+	stop := make(chan struct{})
+	var rwg sync.WaitGroup
+	rwg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			hist, err := s.History(ctx, "Patient", "hot")
+			if errors.Is(err, vault.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				t.Errorf("History during writes: %v", err)
+				return
+			}
+			for i, r := range hist {
+				if want := int64(len(hist) - i); r.Version != want {
+					t.Errorf("History during writes: versions %v, want %d..1", versions(hist), len(hist))
+					return
+				}
+			}
+		}
+	})
+	wg.Wait()
+	close(stop)
+	rwg.Wait()
+	if t.Failed() {
+		return
+	}
+
+	hist, err := s.History(ctx, "Patient", "hot")
+	if err != nil {
+		t.Fatalf("History: %v", err)
+	}
+	n := won.Load()
+	if got := versions(hist); int64(len(got)) != n || (n > 0 && (got[0] != n || got[len(got)-1] != 1)) {
+		t.Errorf("history of the contended resource = %v, want %d..1 (%d Puts won, %d lost)", got, n, n, lost.Load())
+	}
+	for i := 1; i < len(hist); i++ {
+		if hist[i].Version != hist[i-1].Version-1 {
+			t.Errorf("history of the contended resource has a gap or duplicate: %v", versions(hist))
+			break
+		}
+	}
+	total := int64(workers*distinct) + n
+	wantStats(t, s, vault.Stats{Versions: total, Leaves: total})
+
+	leaves, err := s.Leaves(ctx, 0, int(total)+10)
+	if err != nil {
+		t.Fatalf("Leaves: %v", err)
+	}
+	refs := make(map[string]bool)
+	for i, l := range leaves {
+		if i > 0 && l.Seq <= leaves[i-1].Seq {
+			t.Fatalf("Leaves: Seq %d after %d, want strictly increasing", l.Seq, leaves[i-1].Seq)
+		}
+		if refs[l.Ref] {
+			t.Fatalf("Leaves: %s queued twice", l.Ref)
+		}
+		refs[l.Ref] = true
+	}
+	if int64(len(leaves)) != total {
+		t.Errorf("Leaves: %d leaves, want %d", len(leaves), total)
+	}
+}
+
+func versions(rs []vault.Record) []int64 {
+	var vs []int64
+	for _, r := range rs {
+		vs = append(vs, r.Version)
+	}
+	return vs
+}
+
+func testContext(t *testing.T, s vault.Store) {
+	put(t, s, record("Patient", "p1", 1))
+
+	canceled, cancel := context.WithCancel(t.Context())
+	cancel()
+	err := s.Update(canceled, func(tx vault.Tx) error { return tx.Put(canceled, record("Patient", "p2", 1)) })
+	if err == nil {
+		t.Errorf("Update(canceled ctx) = nil, want an error")
+	}
+	if _, err := s.Current(canceled, "Patient", "p1"); err == nil {
+		t.Errorf("Current(canceled ctx) = nil error")
+	}
+	if _, err := s.Version(canceled, "Patient", "p1", 1); err == nil {
+		t.Errorf("Version(canceled ctx) = nil error")
+	}
+	if _, err := s.History(canceled, "Patient", "p1"); err == nil {
+		t.Errorf("History(canceled ctx) = nil error")
+	}
+	if _, err := s.DataKey(canceled, "k"); err == nil || errors.Is(err, vault.ErrNotFound) {
+		t.Errorf("DataKey(canceled ctx) = %v, want a context error", err)
+	}
+	if _, err := s.Leaves(canceled, 0, 10); err == nil {
+		t.Errorf("Leaves(canceled ctx) = nil error")
+	}
+	if _, err := s.Stats(canceled); err == nil {
+		t.Errorf("Stats(canceled ctx) = nil error")
+	}
+
+	// Canceled while fn runs: the Update fails and keeps nothing.
+	ctx, cancel := context.WithCancel(t.Context())
+	err = s.Update(ctx, func(tx vault.Tx) error {
+		if err := tx.Put(ctx, record("Patient", "p3", 1)); err != nil {
+			return err
+		}
+		cancel()
+		return nil
+	})
+	if err == nil {
+		t.Errorf("Update canceled during fn = nil, want an error")
+	}
+	_, err = s.Current(t.Context(), "Patient", "p3")
+	wantErr(t, "Current of a version put by a canceled Update", err, vault.ErrNotFound)
+	_, err = s.Current(t.Context(), "Patient", "p2")
+	wantErr(t, "Current of a version put by a canceled Update", err, vault.ErrNotFound)
+
+	// The store still works.
+	put(t, s, record("Patient", "p4", 1))
+	wantStats(t, s, vault.Stats{Versions: 2, Leaves: 2})
+}
