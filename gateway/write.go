@@ -230,9 +230,11 @@ func (w *writer) apply(ctx context.Context, tx *vault.SealedTx, ops []*op, atomi
 		}
 	}
 	// fullUrl -> server reference, for transaction Bundles only: batch
-	// entries must not depend on each other.
-	refs := map[string]string{}
-	if atomic {
+	// entries must not depend on each other, and a single resource has no
+	// Bundle to resolve against.
+	var refs map[string]string
+	if atomic && ops[0].entry >= 0 {
+		refs = map[string]string{}
 		for _, o := range ops {
 			if o.err == nil && o.full != "" && (o.method == "POST" || o.method == "PUT") {
 				refs[o.full] = o.typ + "/" + o.id
@@ -352,18 +354,10 @@ func (w *writer) store(ctx context.Context, tx *vault.SealedTx, o *op, refs map[
 			}
 		}
 	} else {
-		err := fhir.RewriteReferences(o.res.Tree, o.typ, func(path, ref string) (string, error) {
-			if to, ok := refs[ref]; ok {
-				return to, nil
+		if refs != nil {
+			if err := resolveReferences(o, refs); err != nil {
+				return err
 			}
-			if strings.HasPrefix(ref, "urn:uuid:") || strings.HasPrefix(ref, "urn:oid:") {
-				return "", failure(http.StatusBadRequest, "not-found", joinPath(o.prefix, path),
-					"the reference names no entry of this transaction")
-			}
-			return ref, nil
-		})
-		if err != nil {
-			return err
 		}
 		o.res.SetVersion(o.id, o.version, now)
 		tree = o.res.Tree
@@ -395,6 +389,23 @@ func (w *writer) store(ctx context.Context, tx *vault.SealedTx, o *op, refs map[
 	}
 	o.body = canonical
 	return nil
+}
+
+// resolveReferences rewrites the references of a transaction entry that
+// name other entries (by fullUrl) to the server's ids. A urn:uuid or urn:oid
+// reference that names no entry can never resolve: the transaction fails.
+// Outside a transaction references are stored as sent.
+func resolveReferences(o *op, refs map[string]string) error {
+	return fhir.RewriteReferences(o.res.Tree, o.typ, func(path, ref string) (string, error) {
+		if to, ok := refs[ref]; ok {
+			return to, nil
+		}
+		if strings.HasPrefix(ref, "urn:uuid:") || strings.HasPrefix(ref, "urn:oid:") {
+			return "", failure(http.StatusBadRequest, "not-found", joinPath(o.prefix, path),
+				"the reference names no entry of this transaction")
+		}
+		return ref, nil
+	})
 }
 
 // match evaluates conditional criteria written as a query string

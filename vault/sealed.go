@@ -79,7 +79,7 @@ func (s *Sealed) Update(ctx context.Context, fn func(*SealedTx) error) error {
 		tx = &SealedTx{s: s, tx: t}
 		return fn(tx)
 	})
-	if err != nil {
+	if err != nil || tx == nil {
 		return err
 	}
 	// Only now are the keys this transaction created known to be stored;
@@ -237,7 +237,10 @@ func (t *SealedTx) PutResponse(ctx context.Context, key, body []byte) error {
 
 // Put seals v.Body under the data key of v.Compartment, creating that key if
 // it does not exist yet, and stores the version and its leaf (see Tx.Put).
-// As with Tx.Put, after an error the transaction should be abandoned.
+// It returns an error wrapping ErrConflict if the version is already stored
+// or if a concurrent transaction created the same data key; the caller may
+// retry the whole Update. As with Tx.Put, after an error the transaction
+// should be abandoned.
 func (t *SealedTx) Put(ctx context.Context, v Version) error {
 	if v.Type == "" || v.ID == "" || v.Version < 1 {
 		return fmt.Errorf("put %s version %d: missing type, id or version", v.Type, v.Version)

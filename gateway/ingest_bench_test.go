@@ -1,0 +1,318 @@
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fhiranchor/fhiranchor/fhir"
+	"github.com/fhiranchor/fhiranchor/internal/testonly"
+)
+
+// syntheaEntries is the entry count of the 60 Synthea Bundles
+// (shared/testdata/synthea/README.md); a different count means different data.
+const syntheaEntries = 10877
+
+// benchFile is one Synthea transaction Bundle held in memory.
+type benchFile struct {
+	name    string
+	data    []byte
+	entries int
+}
+
+// loadSynthea reads the Synthea Bundles, largest first: with clients pulling
+// from one queue, the 3.9 MB Bundle (a tenth of all entries) must not be
+// the last one picked up, or the tail of the run measures one client alone.
+func loadSynthea(b *testing.B) (files []benchFile, entries, size int) {
+	b.Helper()
+	for _, p := range testonly.Files(b, "synthea") {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var bundle struct {
+			Entry []json.RawMessage `json:"entry"`
+		}
+		if err := json.Unmarshal(data, &bundle); err != nil {
+			b.Fatalf("decode %s: %v", filepath.Base(p), err)
+		}
+		files = append(files, benchFile{name: filepath.Base(p), data: data, entries: len(bundle.Entry)})
+		entries += len(bundle.Entry)
+		size += len(data)
+	}
+	if entries != syntheaEntries {
+		b.Fatalf("synthea set has %d entries, want %d", entries, syntheaEntries)
+	}
+	slices.SortStableFunc(files, func(x, y benchFile) int { return len(y.data) - len(x.data) })
+	return files, entries, size
+}
+
+// BenchmarkIngest pushes the whole Synthea set through the running gateway's
+// REST API with FHIRANCHOR_BENCH_CLIENTS concurrent clients (default 4), then,
+// in the same iteration and on the same cores, parses the same files with
+// fhir.Parser on GOMAXPROCS goroutines. ns/op is the ingest alone; the rates
+// come from the wall clock of each phase, summed over iterations. Run it as
+//
+//	go test ./gateway/ -run '^$' -bench BenchmarkIngest -benchtime 3x -timeout 20m
+//
+// Each iteration adds the set again to the same vault (new resources).
+func BenchmarkIngest(b *testing.B) {
+	clients := 4
+	if s := os.Getenv("FHIRANCHOR_BENCH_CLIENTS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			b.Fatalf("FHIRANCHOR_BENCH_CLIENTS=%q: want a positive integer", s)
+		}
+		clients = n
+	}
+	var (
+		files         []benchFile
+		entries, size int
+	)
+	// Labels tell the benchmark's own work from the server's in a CPU
+	// profile: everything unlabeled (bar GC) is the gateway.
+	pprof.Do(context.Background(), pprof.Labels("bench", "load"), func(context.Context) {
+		files, entries, size = loadSynthea(b)
+	})
+	parser, err := fhir.NewParser()
+	if err != nil {
+		b.Fatal(err)
+	}
+	g := testonly.StartGateway(b, testonly.Options{Quiet: true})
+	token := g.Token(b)
+
+	var (
+		ingestTime, parseTime time.Duration
+		latencies             []time.Duration
+		iter                  int
+	)
+	for b.Loop() {
+		iter++
+		start := time.Now()
+		lat, created, errs := ingestOnce(b.Context(), g, token, files, clients)
+		it := time.Since(start)
+		b.StopTimer()
+		if len(errs) > 0 {
+			for _, err := range errs {
+				b.Error(err)
+			}
+			b.FailNow()
+		}
+		if created != entries {
+			b.Fatalf("iteration %d: %d entries answered 201 Created, want %d", iter, created, entries)
+		}
+		ingestTime += it
+		latencies = append(latencies, lat...)
+
+		start = time.Now()
+		if err := parseAll(parser, files, runtime.GOMAXPROCS(0)); err != nil {
+			b.Fatal(err)
+		}
+		pt := time.Since(start)
+		parseTime += pt
+		b.Logf("iteration %d: ingest %.2fs %.0f res/s; parse %.2fs %.0f res/s", iter,
+			it.Seconds(), float64(entries)/it.Seconds(), pt.Seconds(), float64(entries)/pt.Seconds())
+		b.StartTimer()
+	}
+
+	total := float64(entries * iter)
+	ingestRate := total / ingestTime.Seconds()
+	parseRate := total / parseTime.Seconds()
+	slices.Sort(latencies)
+	p50, p99 := percentile(latencies, 0.50), percentile(latencies, 0.99)
+	b.ReportMetric(ingestRate, "ingest-res/s")
+	b.ReportMetric(ms(p50), "p50-ms")
+	b.ReportMetric(ms(p99), "p99-ms")
+	b.ReportMetric(parseRate, "parse-res/s")
+	b.ReportMetric(ingestRate/parseRate, "ratio")
+
+	st := g.Stats(b)
+	if want := int64(entries * iter); st.Versions != want {
+		b.Errorf("vault holds %d versions after %d iterations, want %d", st.Versions, iter, want)
+	}
+	logged := 0
+	for line := range bytes.Lines(g.Logs.Bytes()) {
+		if bytes.Contains(line, []byte("level=WARN")) || bytes.Contains(line, []byte("level=ERROR")) {
+			logged++
+		}
+	}
+	b.Logf("ingest: %d resources (%d Bundles, %.1f MB) x %d in %.2fs = %.0f res/s; Bundle p50 %.0f ms, p99 %.0f ms; "+
+		"parse %.0f res/s; ratio %.3f; GOMAXPROCS %d, clients %d; gateway logged %d warnings/errors",
+		entries, len(files), float64(size)/1e6, iter, ingestTime.Seconds(), ingestRate, ms(p50), ms(p99),
+		parseRate, ingestRate/parseRate, runtime.GOMAXPROCS(0), clients, logged)
+}
+
+// ingestOnce POSTs every file once to the FHIR base with clients
+// goroutines pulling from one queue. It returns each Bundle's latency
+// (request sent to response body read) and how many entries the gateway
+// answered 201 Created.
+func ingestOnce(ctx context.Context, g *testonly.Gateway, token string, files []benchFile, clients int) ([]time.Duration, int, []error) {
+	queue := make(chan *benchFile, len(files))
+	for i := range files {
+		queue <- &files[i]
+	}
+	close(queue)
+	var (
+		mu      sync.Mutex
+		lat     = make([]time.Duration, 0, len(files))
+		created int
+		errs    []error
+		wg      sync.WaitGroup
+	)
+	for range clients {
+		wg.Go(func() {
+			pprof.Do(ctx, pprof.Labels("bench", "client"), func(ctx context.Context) {
+				for f := range queue {
+					d, n, err := postBundle(ctx, g, token, f)
+					mu.Lock()
+					lat = append(lat, d)
+					created += n
+					if err != nil && len(errs) < 5 {
+						errs = append(errs, err)
+					}
+					mu.Unlock()
+				}
+			})
+		})
+	}
+	wg.Wait()
+	return lat, created, errs
+}
+
+// postBundle sends one transaction Bundle and checks the answer: 200 and a
+// transaction-response with one entry per request entry.
+func postBundle(ctx context.Context, g *testonly.Gateway, token string, f *benchFile) (time.Duration, int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, g.URL, bytes.NewReader(f.data))
+	if err != nil {
+		return 0, 0, err
+	}
+	req.Header.Set("Content-Type", "application/fhir+json")
+	req.Header.Set("Accept", "application/fhir+json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	start := time.Now()
+	resp, err := g.Client.Do(req)
+	if err != nil {
+		return time.Since(start), 0, fmt.Errorf("POST %s: %w", f.name, err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	d := time.Since(start)
+	if err != nil {
+		return d, 0, fmt.Errorf("POST %s: read response: %w", f.name, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return d, 0, fmt.Errorf("POST %s (%d entries, %d bytes): status %d, Content-Type %q, body %s",
+			f.name, f.entries, len(f.data), resp.StatusCode, resp.Header.Get("Content-Type"), clip(body, 2000))
+	}
+	var out struct {
+		ResourceType string `json:"resourceType"`
+		Type         string `json:"type"`
+		Entry        []struct {
+			Response struct {
+				Status string `json:"status"`
+			} `json:"response"`
+		} `json:"entry"`
+	}
+	if err := json.Unmarshal(body, &out); err != nil {
+		return d, 0, fmt.Errorf("POST %s: decode response: %w; body %s", f.name, err, clip(body, 2000))
+	}
+	if out.ResourceType != "Bundle" || out.Type != "transaction-response" || len(out.Entry) != f.entries {
+		return d, 0, fmt.Errorf("POST %s: got %s/%s with %d entries, want Bundle/transaction-response with %d; body %s",
+			f.name, out.ResourceType, out.Type, len(out.Entry), f.entries, clip(body, 2000))
+	}
+	created := 0
+	other := map[string]int{}
+	for _, e := range out.Entry {
+		if e.Response.Status == "201 Created" {
+			created++
+		} else {
+			other[e.Response.Status]++
+		}
+	}
+	if len(other) > 0 {
+		return d, created, fmt.Errorf("POST %s: entry statuses other than 201 Created: %v", f.name, other)
+	}
+	return d, created, nil
+}
+
+// parseAll parses every file with workers goroutines pulling from one queue.
+func parseAll(p *fhir.Parser, files []benchFile, workers int) error {
+	queue := make(chan *benchFile, len(files))
+	for i := range files {
+		queue <- &files[i]
+	}
+	close(queue)
+	var (
+		mu    sync.Mutex
+		first error
+		wg    sync.WaitGroup
+	)
+	for range workers {
+		wg.Go(func() {
+			pprof.Do(context.Background(), pprof.Labels("bench", "parse"), func(context.Context) {
+				for f := range queue {
+					if _, err := p.Parse(f.data); err != nil {
+						mu.Lock()
+						if first == nil {
+							first = fmt.Errorf("parse %s: %w", f.name, err)
+						}
+						mu.Unlock()
+					}
+				}
+			})
+		})
+	}
+	wg.Wait()
+	return first
+}
+
+// BenchmarkParse is the bare fhir.Parser rate on one goroutine, for
+// profiling the parse alone. One op is the whole Synthea set.
+func BenchmarkParse(b *testing.B) {
+	files, entries, size := loadSynthea(b)
+	p, err := fhir.NewParser()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(size))
+	for b.Loop() {
+		for i := range files {
+			if _, err := p.Parse(files[i].data); err != nil {
+				b.Fatalf("parse %s: %v", files[i].name, err)
+			}
+		}
+	}
+	b.ReportMetric(float64(entries*b.N)/b.Elapsed().Seconds(), "res/s")
+}
+
+// percentile returns the nearest-rank p-quantile of sorted durations.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(p*float64(len(sorted)))) - 1
+	return sorted[max(i, 0)]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// clip shortens a response body for an error message.
+func clip(b []byte, n int) string {
+	if len(b) <= n {
+		return string(b)
+	}
+	return string(b[:n]) + "..."
+}

@@ -1,0 +1,209 @@
+// Package testonly holds fixtures shared by tests and benchmarks: a real
+// gateway on a temporary SQLite vault, tokens for it, and the shared test
+// data. Import it from _test.go files only.
+package testonly
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fhiranchor/fhiranchor/gateway"
+	"github.com/fhiranchor/fhiranchor/gateway/auth"
+	"github.com/fhiranchor/fhiranchor/vault"
+	"github.com/fhiranchor/fhiranchor/vault/sqlite"
+)
+
+// Options tune StartGateway.
+type Options struct {
+	MaxBodyBytes int64
+	// Quiet drops the gateway's per-request log lines (benchmarks); logs
+	// are still captured for warnings and errors.
+	Quiet bool
+}
+
+// Gateway is a running gateway with everything a test inspects.
+type Gateway struct {
+	URL      string // FHIR base, http://127.0.0.1:port/fhir/r4
+	Root     string // http://127.0.0.1:port
+	GRPCAddr string
+	Dir      string // data dir: vault.db, master.key, dev-signing-key.pem
+	Vault    *vault.Sealed
+	Logs     *SyncBuffer // everything the gateway logged
+	Client   *http.Client
+	key      *ecdsa.PrivateKey
+}
+
+// StartGateway runs a gateway on 127.0.0.1 ephemeral ports with a fresh
+// SQLite vault in a temp dir; it stops when the test ends.
+func StartGateway(t testing.TB, opt Options) *Gateway {
+	t.Helper()
+	dir := t.TempDir()
+	g := &Gateway{Dir: dir, Logs: &SyncBuffer{}}
+	level := slog.LevelInfo
+	if opt.Quiet {
+		level = slog.LevelWarn
+	}
+	log := slog.New(slog.NewTextHandler(g.Logs, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(log) // code that logs through the default logger is captured too
+
+	master, err := vault.LoadOrCreateMasterKey(filepath.Join(dir, "master.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := vault.NewKeyring(master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	store, err := sqlite.New(ctx, sqlite.Config{Path: filepath.Join(dir, "vault.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.key, err = auth.LoadOrCreateDevKey(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.Vault = vault.NewSealed(store, kr)
+	srv, err := gateway.New(ctx, gateway.Config{HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0", MaxBodyBytes: opt.MaxBodyBytes},
+		gateway.Deps{Vault: g.Vault, Verifier: auth.NewVerifier(auth.DevKeySet(g.key), auth.Config{}), Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("gateway stopped: %v", err)
+		}
+		store.Close()
+	})
+	g.Root = "http://" + srv.HTTPAddr()
+	g.URL = g.Root + "/fhir/r4"
+	g.GRPCAddr = srv.GRPCAddr()
+	g.Client = &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	return g
+}
+
+// Token mints a token with the given scopes (default: system read and
+// write) for client "test-client".
+func (g *Gateway) Token(t testing.TB, scopes ...string) string {
+	t.Helper()
+	return g.TokenFor(t, auth.Claims{ClientID: "test-client", Scopes: scopes, TTL: time.Hour})
+}
+
+// TokenFor mints a token with explicit claims.
+func (g *Gateway) TokenFor(t testing.TB, c auth.Claims) string {
+	t.Helper()
+	if len(c.Scopes) == 0 {
+		c.Scopes = []string{"system/*.read", "system/*.write"}
+	}
+	tok, err := auth.MintToken(g.key, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// Stats returns what the vault holds.
+func (g *Gateway) Stats(t testing.TB) vault.Stats {
+	t.Helper()
+	st, err := g.Vault.Store().Stats(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// Response is an HTTP response with its body read.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// Do sends one request to the FHIR base URL + path. headers are key, value
+// pairs; Content-Type defaults to application/fhir+json when there is a
+// body.
+func (g *Gateway) Do(t testing.TB, method, path string, body []byte, headers ...string) Response {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequest(method, g.URL+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/fhir+json")
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := g.Client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+}
+
+// SyncBuffer is a bytes.Buffer safe for concurrent writers.
+type SyncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *SyncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// Bytes returns a copy of everything written so far.
+func (b *SyncBuffer) Bytes() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return bytes.Clone(b.buf.Bytes())
+}
+
+// TestdataDir returns ../shared/testdata as seen from the repository root,
+// found by walking up from this source file; tests skip nothing without it,
+// they fail.
+func TestdataDir(t testing.TB) string {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	dir := filepath.Join(filepath.Dir(file), "..", "..", "..", "shared", "testdata")
+	if env := os.Getenv("FHIRANCHOR_TESTDATA"); env != "" {
+		dir = env
+	}
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("shared test data not found at %s (set FHIRANCHOR_TESTDATA): %v", dir, err)
+	}
+	return dir
+}
+
+// Files returns the paths of the .json files of a testdata subfolder, sorted.
+func Files(t testing.TB, sub string) []string {
+	t.Helper()
+	paths, err := filepath.Glob(filepath.Join(TestdataDir(t), sub, "*.json"))
+	if err != nil || len(paths) == 0 {
+		t.Fatalf("no test data in %s: %v", sub, err)
+	}
+	return paths
+}
