@@ -17,6 +17,8 @@ import (
 type Resource struct {
 	Type string
 	Tree map[string]any
+
+	invalid map[int]ValidationErrors // batch entries dropped by ParseBundle
 }
 
 // Parser validates FHIR R4 JSON. It is safe for concurrent use.
@@ -43,16 +45,8 @@ func (p *Parser) Parse(data []byte) (*Resource, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil, ValidationErrors{{Reason: "empty body", Err: ErrInvalidJSON}}
 	}
-	var rep reporter
-	_, err := p.um.UnmarshalWithErrorReporter(data, &rep)
-	if err != nil {
-		return nil, describe(err, data)
-	}
-	if len(rep.errs) > 0 {
-		return nil, describeAll(rep.errs, data)
-	}
-	// jsonformat accepted it; now the tree we keep. Both decoders see the
-	// same bytes, and Decode refuses what they might read differently.
+	// The tree we keep first: both decoders see the same bytes, and Decode
+	// refuses what they might read differently (repeated names, bad UTF-8).
 	v, err := Decode(data)
 	if err != nil {
 		return nil, ValidationErrors{{Reason: err.Error(), Err: ErrInvalidJSON}}
@@ -61,8 +55,96 @@ func (p *Parser) Parse(data []byte) (*Resource, error) {
 	if !ok {
 		return nil, ValidationErrors{{Reason: "a resource must be a JSON object", Err: ErrInvalid}}
 	}
+	var rep reporter
+	if _, err := p.um.UnmarshalWithErrorReporter(data, &rep); err != nil {
+		return nil, describe(err, data)
+	}
+	if len(rep.errs) > 0 {
+		return nil, describeAll(rep.errs, data)
+	}
 	typ, _ := obj["resourceType"].(string)
+	if errs := checkTree(obj, typ); len(errs) > 0 {
+		return nil, errs
+	}
 	return &Resource{Type: typ, Tree: obj}, nil
+}
+
+// checkTree enforces the FHIR JSON rules that jsonformat is lenient about
+// and that would let the tree we store say something other than what was
+// validated:
+//   - names are case-sensitive: jsonformat also takes "Subject" for
+//     "subject" (and both at once), which code reading "subject" never sees;
+//   - null is no value: jsonformat reads "active": null as false and
+//     "code": null as a present required element;
+//   - no empty objects or arrays (FHIR ele-1): "code": {} would satisfy a
+//     required element too;
+//   - null in an array only where the sibling primitive-extension array
+//     ("given" and "_given") has that item.
+//
+// Member names reaching it were all matched against the R4 schema by
+// jsonformat, so paths may name them; values never appear.
+func checkTree(obj map[string]any, path string) ValidationErrors {
+	var errs ValidationErrors
+	add := func(p, reason string) {
+		errs = append(errs, &ValidationError{Path: p, Reason: reason, Err: ErrInvalid})
+	}
+	var walk func(v any, p string)
+	walk = func(v any, p string) {
+		switch x := v.(type) {
+		case map[string]any:
+			if len(x) == 0 {
+				add(p, "empty element")
+				return
+			}
+			for _, k := range slices.Sorted(maps.Keys(x)) {
+				name := strings.TrimPrefix(k, "_")
+				kp := p + "." + lowerFirst(name)
+				if name != lowerFirst(name) {
+					add(kp, "element names are case-sensitive")
+					continue
+				}
+				switch c := x[k].(type) {
+				case nil:
+					add(kp, "null is not a value")
+				case []any:
+					if len(c) == 0 {
+						add(kp, "empty array")
+						continue
+					}
+					twin, _ := x[twinName(k)].([]any)
+					for i, e := range c {
+						ep := kp + "[" + strconv.Itoa(i) + "]"
+						if e == nil {
+							if i >= len(twin) || twin[i] == nil {
+								add(ep, "null item without a value or extension at the same index")
+							}
+							continue
+						}
+						walk(e, ep)
+					}
+				default:
+					walk(c, kp)
+				}
+			}
+		}
+	}
+	walk(obj, path)
+	return errs
+}
+
+// twinName pairs a primitive array's name with its extension array's.
+func twinName(k string) string {
+	if name, ok := strings.CutPrefix(k, "_"); ok {
+		return name
+	}
+	return "_" + k
+}
+
+func lowerFirst(s string) string {
+	if s == "" || s[0] < 'A' || s[0] > 'Z' {
+		return s
+	}
+	return string(s[0]+'a'-'A') + s[1:]
 }
 
 // reporter collects jsonformat's validation errors; warnings are not

@@ -20,11 +20,7 @@ func (s *service) Transaction(ctx context.Context, body *httpbody.HttpBody) (*ht
 	if _, ok := principalFrom(ctx); !ok {
 		return nil, errNoPrincipal
 	}
-	res, err := s.parser.Parse(body.GetData())
-	if err != nil {
-		return nil, err
-	}
-	b, err := fhir.SplitBundle(res)
+	b, err := s.parser.ParseBundle(body.GetData())
 	if err != nil {
 		return nil, err
 	}

@@ -96,6 +96,10 @@ func opFromEntry(e fhir.Entry) *op {
 	o := &op{entry: e.Index, method: e.Request.Method, full: e.FullURL, res: e.Resource,
 		ifNoneExist: e.Request.IfNoneExist, ifMatch: e.Request.IfMatch}
 	o.prefix = o.path(".resource")
+	if len(e.Invalid) > 0 {
+		o.err = &fhirError{status: http.StatusBadRequest, issues: validationIssues(e.Invalid, "")}
+		return o
+	}
 	bad := func(code, suffix, msg string) *op {
 		o.err = failure(http.StatusBadRequest, code, o.path(suffix), msg)
 		return o
