@@ -3,14 +3,19 @@ package fhir
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
 	"github.com/google/fhir/go/fhirversion"
 	"github.com/google/fhir/go/jsonformat"
+	apb "github.com/google/fhir/go/proto/google/fhir/proto/annotations_go_proto"
 	r4pb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // Resource is a validated FHIR resource as a JSON tree.
@@ -165,7 +170,9 @@ func (r *reporter) ReportValidationError(path string, err error) error {
 
 func (r *reporter) ReportValidationWarning(string, error) error { return nil }
 
-var errorAt = regexp.MustCompile(`^error at "([^"]*)": (.*)$`)
+// errorAt matches one line of a jsonformat error: `error at <path>: <details>`,
+// the path Go-quoted (%q).
+var errorAt = regexp.MustCompile(`^error at ("(?:[^"\\]|\\.)*"): (.*)$`)
 
 // describe turns a jsonformat parse error into ValidationErrors. jsonformat
 // formats each as `error at "<path>": <details>` where details are fixed
@@ -191,35 +198,25 @@ func describeLine(path, msg string, input []byte) *ValidationError {
 	reason := msg
 	if m := errorAt.FindStringSubmatch(msg); m != nil {
 		if path == "" {
-			path = m[1]
+			path, _ = strconv.Unquote(m[1])
 		}
 		reason = m[2]
 	}
+	// normalizePath also cuts an unknown resource type's name, which is
+	// input, from the path.
 	ve := &ValidationError{Path: normalizePath(path), Reason: scrub(reason, input), Err: ErrInvalid}
 	switch {
+	case reason == "invalid JSON" && ve.Path != "":
+		// Decode accepted the whole input, so this is a value of another
+		// JSON type where an object belongs.
+		ve.Reason = "expected an object"
 	case reason == "invalid JSON":
 		ve.Err = ErrInvalidJSON
-		ve.Reason = "invalid JSON"
-		if _, derr := Decode(input); derr != nil {
-			ve.Reason = derr.Error()
-		}
 	case strings.Contains(reason, "unknown resource type"):
 		ve.Err = ErrUnknownResource
 		ve.Reason = "unknown resource type"
-		// jsonformat names the unknown type as the path; it is input, so drop it.
-		ve.Path = parentOfUnknownType(ve.Path)
 	}
 	return ve
-}
-
-// parentOfUnknownType maps jsonformat's path for an unknown type ("Nope" or
-// "Bundle.entry[0].resource.Nope") to the element that holds it.
-func parentOfUnknownType(path string) string {
-	i := strings.LastIndexByte(path, '.')
-	if i < 0 {
-		return ""
-	}
-	return path[:i] + ".resourceType"
 }
 
 var quoted = regexp.MustCompile(`"([^"]*)"`)
@@ -242,25 +239,103 @@ func scrub(reason string, input []byte) string {
 	})
 }
 
-// normalizePath rewrites jsonformat's element paths into the FHIRPath-like
-// form clients expect: the resource-type segment jsonformat inserts after
-// "resource" and "contained[n]" (as "Patient" when parsing, "patient" or
-// "medication_request" when validating) is dropped, and snake_case segments
-// become camelCase.
+// normalizePath rewrites a jsonformat element path into the FHIRPath-like
+// form clients expect, following the R4 schema segment by segment:
+//   - the resource-type segment jsonformat inserts where a resource is
+//     nested (Bundle.entry.resource, contained, Parameters.parameter.resource;
+//     "Patient" when parsing, "patient" when validating) is dropped;
+//   - a choice element, "value.string" when validating, becomes
+//     "valueString";
+//   - names take their schema spelling: "_given" (the primitive's
+//     extension) is "given", "BirthDate" is "birthDate".
+//
+// An unknown resource type ends the path at the element that holds it
+// ("Bundle.entry[0].resource.resourceType"), or makes it "" at the top: the
+// type name is input, and may itself contain dots. Segments the schema does
+// not know are kept, in camelCase.
 func normalizePath(p string) string {
 	if p == "" {
 		return ""
 	}
 	segs := strings.Split(p, ".")
-	out := segs[:1]
-	for i := 1; i < len(segs); i++ {
-		prev := out[len(out)-1]
-		if (prev == "resource" || strings.HasPrefix(prev, "contained[") || strings.HasPrefix(prev, "resource[")) && isResourceTypeSegment(segs[i]) {
-			continue
+	md, ok := resourceTypes().desc[fold(segs[0])]
+	if !ok {
+		return ""
+	}
+	out := []string{string(md.Name())}
+	for _, seg := range segs[1:] {
+		name, idx := seg, ""
+		if i := strings.IndexByte(seg, '['); i >= 0 {
+			name, idx = seg[:i], seg[i:]
 		}
-		out = append(out, camel(segs[i]))
+		name = lowerFirst(camel(strings.TrimPrefix(name, "_")))
+		switch {
+		case md == nil:
+			out = append(out, name+idx)
+		case holdsResource(md):
+			if md, ok = resourceTypes().desc[fold(seg)]; !ok {
+				return strings.Join(out, ".") + ".resourceType"
+			}
+		case isChoice(md):
+			if md = choiceOption(md, name); md != nil {
+				out[len(out)-1] += upperFirst(name)
+			} else {
+				out = append(out, name+idx)
+			}
+		default:
+			out = append(out, name+idx)
+			md = fieldMessage(md, &out[len(out)-1], name, idx)
+		}
 	}
 	return strings.Join(out, ".")
+}
+
+// fieldMessage finds the field of md that a path segment names, fixes the
+// segment's spelling in *seg when it is a choice element with its type
+// ("valueQuantity"), and returns the field's message type: nil for a scalar
+// or an unknown field.
+func fieldMessage(md protoreflect.MessageDescriptor, seg *string, name, idx string) protoreflect.MessageDescriptor {
+	fields := md.Fields()
+	for i := 0; i < fields.Len(); i++ {
+		if f := fields.Get(i); f.JSONName() == name {
+			return f.Message()
+		}
+	}
+	for i := 0; i < fields.Len(); i++ {
+		f := fields.Get(i)
+		rest, ok := strings.CutPrefix(name, f.JSONName())
+		if !ok || rest == "" || f.Message() == nil || !isChoice(f.Message()) {
+			continue
+		}
+		if opt := choiceOption(f.Message(), lowerFirst(rest)); opt != nil {
+			*seg = f.JSONName() + upperFirst(rest) + idx
+			return opt
+		}
+	}
+	return nil
+}
+
+// choiceOption returns the message type of a choice element's option, as
+// "string" or "codeableConcept", or nil.
+func choiceOption(md protoreflect.MessageDescriptor, name string) protoreflect.MessageDescriptor {
+	fields := md.Fields()
+	for i := 0; i < fields.Len(); i++ {
+		if f := fields.Get(i); f.JSONName() == name && f.Message() != nil {
+			return f.Message()
+		}
+	}
+	return nil
+}
+
+func isChoice(md protoreflect.MessageDescriptor) bool {
+	return proto.HasExtension(md.Options(), apb.E_IsChoiceType)
+}
+
+// holdsResource reports whether md is where a nested resource sits:
+// ContainedResource (Bundle.entry.resource and the like) or the Any of
+// DomainResource.contained.
+func holdsResource(md protoreflect.MessageDescriptor) bool {
+	return md.FullName() == resourceTypes().holder || md.FullName() == "google.protobuf.Any"
 }
 
 func camel(s string) string {
@@ -269,34 +344,43 @@ func camel(s string) string {
 	}
 	parts := strings.Split(s, "_")
 	for i := 1; i < len(parts); i++ {
-		if parts[i] != "" {
-			parts[i] = strings.ToUpper(parts[i][:1]) + parts[i][1:]
-		}
+		parts[i] = upperFirst(parts[i])
 	}
 	return strings.Join(parts, "")
 }
 
-func isResourceTypeSegment(seg string) bool {
-	_, ok := resourceTypes().folded[strings.ToLower(strings.ReplaceAll(seg, "_", ""))]
-	return ok
+func upperFirst(s string) string {
+	if s == "" || s[0] < 'a' || s[0] > 'z' {
+		return s
+	}
+	return string(s[0]-'a'+'A') + s[1:]
+}
+
+// fold maps "MedicationRequest", "medicationRequest" and
+// "medication_request" to one key.
+func fold(s string) string {
+	return strings.ToLower(strings.ReplaceAll(s, "_", ""))
 }
 
 type typeTable struct {
 	names  []string
 	byName map[string]struct{}
-	folded map[string]struct{}
+	desc   map[string]protoreflect.MessageDescriptor // by fold(name)
+	holder protoreflect.FullName                     // ContainedResource
 }
 
 // resourceTypes is read once from the R4 ContainedResource oneof, so the
 // list is exactly what jsonformat accepts.
 var resourceTypes = sync.OnceValue(func() typeTable {
-	t := typeTable{byName: map[string]struct{}{}, folded: map[string]struct{}{}}
-	fields := (&r4pb.ContainedResource{}).ProtoReflect().Descriptor().Oneofs().ByName("oneof_resource").Fields()
+	cr := (&r4pb.ContainedResource{}).ProtoReflect().Descriptor()
+	t := typeTable{byName: map[string]struct{}{}, desc: map[string]protoreflect.MessageDescriptor{}, holder: cr.FullName()}
+	fields := cr.Oneofs().ByName("oneof_resource").Fields()
 	for i := 0; i < fields.Len(); i++ {
-		name := string(fields.Get(i).Message().Name())
+		md := fields.Get(i).Message()
+		name := string(md.Name())
 		t.names = append(t.names, name)
 		t.byName[name] = struct{}{}
-		t.folded[strings.ToLower(name)] = struct{}{}
+		t.desc[fold(name)] = md
 	}
 	slices.Sort(t.names)
 	return t
