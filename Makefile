@@ -1,0 +1,39 @@
+# fhiranchor: build, test, generate, bench. `make test` is what CI runs
+# (.ci/run), so it needs nothing but Go and ../shared/testdata.
+
+GO    ?= go
+BUF   := $(GO) tool -modfile=tools/buf.mod buf
+BENCH_TIME ?= 3x
+
+.PHONY: build test test-race test-clients generate lint-proto bench fuzz clean
+
+build:
+	$(GO) build -o bin/fhiranchor ./cmd/fhiranchor
+
+# The whole suite: vet, every package's tests, and the race detector on the
+# concurrent parts (vault, auth, gateway harness). Integration tests that
+# need PostgreSQL or geth run when FHIRANCHOR_INTEGRATION=1 (.ci/run sets it).
+test:
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) test -count=1 -race -timeout 10m ./vault/... ./gateway/auth/...
+
+# fhir-kit-client (npm, pinned) against a freshly built server.
+test-clients:
+	clients/fhir-kit-client/run.sh
+
+# Regenerate protobuf, gRPC, grpc-gateway and OpenAPI code; CI fails if this
+# changes anything committed.
+generate:
+	$(BUF) generate
+	$(BUF) lint
+
+bench:
+	$(GO) test ./gateway/ -run '^$$' -bench 'BenchmarkIngest' -benchtime $(BENCH_TIME) -timeout 30m
+
+# Extend the parser fuzz corpus (new crashers land in fhir/testdata/fuzz).
+fuzz:
+	$(GO) test ./fhir/ -run '^$$' -fuzz FuzzParse -fuzztime 60s
+
+clean:
+	rm -rf bin
