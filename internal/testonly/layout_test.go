@@ -1,0 +1,83 @@
+package testonly_test
+
+import (
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/fhiranchor/fhiranchor"
+
+// TestLayout enforces the dependency direction of STYLE.md section 1 on the
+// non-test Go files of the repository: cmd -> gateway -> {fhir, policy,
+// vault, anchor, cohort} -> stdlib/third party, and the rules on who may
+// read flags and the environment.
+func TestLayout(t *testing.T) {
+	root := filepath.Join("..", "..")
+	files := 0
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			switch d.Name() {
+			case "node_modules", "third_party", ".git", "testdata":
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		rel, _ := filepath.Rel(root, path)
+		pkg := filepath.ToSlash(filepath.Dir(rel))
+		f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ImportsOnly)
+		if err != nil {
+			return err
+		}
+		files++
+		for _, spec := range f.Imports {
+			imp, _ := strconv.Unquote(spec.Path.Value)
+			if msg := violation(pkg, imp); msg != "" {
+				t.Errorf("%s imports %s: %s", rel, imp, msg)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if files < 20 {
+		t.Fatalf("checked only %d files; is the walk rooted right?", files)
+	}
+}
+
+func violation(pkg, imp string) string {
+	own := strings.HasPrefix(imp, module+"/")
+	inner := strings.TrimPrefix(imp, module+"/")
+	under := func(p, dir string) bool { return p == dir || strings.HasPrefix(p, dir+"/") }
+	switch {
+	case imp == "flag" && !under(pkg, "cmd"):
+		return "only cmd/ defines flags"
+	case strings.HasPrefix(imp, "github.com/ethereum/go-ethereum") && !under(pkg, "anchor/eth"):
+		return "only anchor/eth imports go-ethereum"
+	case own && under(inner, "cmd"):
+		return "nothing imports cmd/"
+	case own && under(inner, "internal/testonly") && pkg != "internal/testonly":
+		return "internal/testonly is for _test.go files only"
+	case own && under(inner, "gateway") && !under(pkg, "cmd") && !under(pkg, "gateway") && pkg != "internal/testonly":
+		return "only cmd/ imports gateway/"
+	case pkg == "vault" && strings.Contains(strings.Split(imp, "/")[0], "."):
+		return "vault/ uses the standard library only"
+	case own && under(pkg, "vault/sqlite") && under(inner, "vault/") && inner != "vault/sqlite":
+		return "a vault backend imports only its parent contract"
+	case own && (under(pkg, "fhir") || under(pkg, "vault") || under(pkg, "anchor")) &&
+		(under(inner, "policy") || under(inner, "cohort")):
+		return "fhir, vault and anchor do not depend on policy or cohort"
+	}
+	return ""
+}
