@@ -52,6 +52,9 @@ func appendCanonical(buf *bytes.Buffer, v any) error {
 	case json.Number:
 		buf.WriteString(string(x))
 	case string:
+		if !utf8.ValidString(x) {
+			return errNotUTF8
+		}
 		appendString(buf, x)
 	case []any:
 		buf.WriteByte('[')
@@ -75,6 +78,9 @@ func appendCanonical(buf *bytes.Buffer, v any) error {
 			if i > 0 {
 				buf.WriteByte(',')
 			}
+			if !utf8.ValidString(k) {
+				return errNotUTF8
+			}
 			appendString(buf, k)
 			buf.WriteByte(':')
 			if err := appendCanonical(buf, x[k]); err != nil {
@@ -87,6 +93,10 @@ func appendCanonical(buf *bytes.Buffer, v any) error {
 	}
 	return nil
 }
+
+// errNotUTF8 guards trees built in Go (ids, tombstones): Decode never
+// yields such a string, and canonical bytes are always UTF-8 JSON.
+var errNotUTF8 = errors.New("canonical form: string is not valid UTF-8")
 
 const hexDigits = "0123456789abcdef"
 

@@ -3,6 +3,7 @@ package fhir_test
 import (
 	"fmt"
 	"strings"
+	"time"
 	"testing"
 
 	"github.com/fhiranchor/fhiranchor/fhir"
@@ -59,4 +60,23 @@ func TestZZScratch(t *testing.T) {
 			}
 		}
 	}
+}
+
+func TestZZExample(t *testing.T) {
+	p, _ := fhir.NewParser()
+	in := `{
+  "resourceType": "Observation",
+  "status": "final",
+  "code": {"text": "Body weight"},
+  "subject": {"reference": "urn:uuid:7f9c2b1e-3c4d-4e5f-8a6b-0c1d2e3f4a5b"},
+  "valueQuantity": {"value": 72.50, "unit": "kg"}
+}`
+	r, err := p.Parse([]byte(in))
+	if err != nil { t.Fatal(err) }
+	fhir.RewriteReferences(r.Tree, "Observation", func(path, ref string) (string, error) { return "Patient/pat-1", nil })
+	r.SetVersion("obs-1", 1, time.Date(2025, 1, 2, 3, 4, 5, 678901234, time.UTC))
+	c, _ := fhir.Canonical(r.Tree)
+	fmt.Printf("%s\n", c)
+	c2, _ := fhir.Canonical(fhir.Tombstone("Observation", "obs-1", 2, time.Date(2025, 1, 3, 0, 0, 0, 0, time.FixedZone("x", 3600))))
+	fmt.Printf("%s\n", c2)
 }

@@ -384,7 +384,7 @@ feed:
 func (p *pusher) stopReason(ctx context.Context) string {
 	switch {
 	case p.unauthorized.Load():
-		return "stopped after HTTP 401: check --token, $FHIRANCHOR_TOKEN or --data"
+		return "stopped after HTTP 401: give a token with --token or $FHIRANCHOR_TOKEN, or point --data at the server's data directory"
 	case ctx.Err() != nil:
 		return fmt.Sprintf("interrupted: %v", ctx.Err())
 	}
@@ -794,9 +794,6 @@ func tally(req *request, status int, body []byte) (accepted, rejected int, msgs 
 		msg := fmt.Sprintf("HTTP %d %s", status, http.StatusText(status))
 		if issues := formatOutcome(body, 5); issues != "" {
 			msg += ": " + issues
-		}
-		if status == http.StatusUnauthorized {
-			msg += " (give a token with --token or $FHIRANCHOR_TOKEN, or point --data at the server's data directory)"
 		}
 		return 0, req.entries, []string{msg}
 	}
