@@ -60,6 +60,8 @@ func TestCommitOtherVectors(t *testing.T) {
 	}{
 		{"salt 0x01..0x20", seq(1, anchor.SaltSize), vectorCanonical, "134dd65e94066cbe17340d19429552ec75e3acd7ee4853788f05587f4c2d9d08"},
 		{"empty content", vectorSalt, nil, "7d553e1a85890aaf000610fc88c03b7b7e1d0a852b311a2a9461e714493d4d3a"},
+		// The deletion of the example version (fhir's TestTombstoneCanonical).
+		{"tombstone", vectorSalt, []byte(`{"deleted":true,"id":"obs-1","meta":{"lastUpdated":"2025-01-02T23:00:00.000000Z","versionId":"2"},"resourceType":"Observation"}`), "681f9a4ba84ba45fe417ebdde6854d17cd6f1e7a418d2342f22c7a914d11c6e7"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -109,6 +111,12 @@ func TestLeafData(t *testing.T) {
 	}
 	if len(got) != 1+sha256.Size {
 		t.Errorf("len(LeafData) = %d, want %d", len(got), 1+sha256.Size)
+	}
+	// The RFC 6962 leaf hash of the documented example leaf,
+	// SHA-256(0x00 || 0x01 || commitment), as docs/canonical-form.md gives it.
+	leaf := anchor.LeafData(anchor.LeafResourceVersion, anchor.Commit(anchor.LeafResourceVersion, vectorSalt, vectorCanonical))
+	if h := sha256.Sum256(append([]byte{0x00}, leaf...)); hex.EncodeToString(h[:]) != "a544e8abcb6b64c5a2e8c7edc585393dc7a7173ad40bed43d77f4d80a24acb0d" {
+		t.Errorf("RFC 6962 leaf hash = %x", h)
 	}
 	// LeafData copies: later changes to the commitment do not reach the leaf.
 	c[0] ^= 0xff

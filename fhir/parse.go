@@ -3,7 +3,6 @@ package fhir
 import (
 	"bytes"
 	"fmt"
-	"maps"
 	"regexp"
 	"slices"
 	"strconv"
@@ -89,52 +88,79 @@ func (p *Parser) Parse(data []byte) (*Resource, error) {
 // Member names reaching it were all matched against the R4 schema by
 // jsonformat, so paths may name them; values never appear.
 func checkTree(obj map[string]any, path string) ValidationErrors {
-	var errs ValidationErrors
-	add := func(p, reason string) {
-		errs = append(errs, &ValidationError{Path: p, Reason: reason, Err: ErrInvalid})
+	// The first pass only looks, so valid input costs no paths.
+	if c := (treeChecker{}); !c.walk(obj, "") {
+		return nil
 	}
-	var walk func(v any, p string)
-	walk = func(v any, p string) {
-		switch x := v.(type) {
+	c := treeChecker{paths: true}
+	c.walk(obj, path)
+	// Map order is random; the client gets its errors in a stable order.
+	slices.SortStableFunc(c.errs, func(a, b *ValidationError) int { return strings.Compare(a.Path, b.Path) })
+	return c.errs
+}
+
+type treeChecker struct {
+	paths bool // build paths and collect errors
+	errs  ValidationErrors
+}
+
+// walk reports whether v breaks a rule of checkTree.
+func (c *treeChecker) walk(v any, p string) (bad bool) {
+	add := func(path func() string, reason string) {
+		bad = true
+		if c.paths {
+			c.errs = append(c.errs, &ValidationError{Path: path(), Reason: reason, Err: ErrInvalid})
+		}
+	}
+	x, ok := v.(map[string]any)
+	if !ok {
+		return false
+	}
+	if len(x) == 0 {
+		add(func() string { return p }, "empty element")
+		return true
+	}
+	for k, val := range x {
+		name := strings.TrimPrefix(k, "_")
+		var kp string
+		if c.paths {
+			kp = p + "." + lowerFirst(name)
+		}
+		path := func() string { return kp }
+		if name != lowerFirst(name) {
+			add(path, "element names are case-sensitive")
+			continue
+		}
+		switch e := val.(type) {
+		case nil:
+			add(path, "null is not a value")
 		case map[string]any:
-			if len(x) == 0 {
-				add(p, "empty element")
-				return
+			bad = c.walk(e, kp) || bad
+		case []any:
+			if len(e) == 0 {
+				add(path, "empty array")
+				continue
 			}
-			for _, k := range slices.Sorted(maps.Keys(x)) {
-				name := strings.TrimPrefix(k, "_")
-				kp := p + "." + lowerFirst(name)
-				if name != lowerFirst(name) {
-					add(kp, "element names are case-sensitive")
+			twin, _ := x[twinName(k)].([]any)
+			for i, item := range e {
+				ip := func() string { return kp + "[" + strconv.Itoa(i) + "]" }
+				if item == nil {
+					if i >= len(twin) || twin[i] == nil {
+						add(ip, "null item without a value or extension at the same index")
+					}
 					continue
 				}
-				switch c := x[k].(type) {
-				case nil:
-					add(kp, "null is not a value")
-				case []any:
-					if len(c) == 0 {
-						add(kp, "empty array")
-						continue
+				if _, ok := item.(map[string]any); ok {
+					var itemPath string
+					if c.paths {
+						itemPath = ip()
 					}
-					twin, _ := x[twinName(k)].([]any)
-					for i, e := range c {
-						ep := kp + "[" + strconv.Itoa(i) + "]"
-						if e == nil {
-							if i >= len(twin) || twin[i] == nil {
-								add(ep, "null item without a value or extension at the same index")
-							}
-							continue
-						}
-						walk(e, ep)
-					}
-				default:
-					walk(c, kp)
+					bad = c.walk(item, itemPath) || bad
 				}
 			}
 		}
 	}
-	walk(obj, path)
-	return errs
+	return bad
 }
 
 // twinName pairs a primitive array's name with its extension array's.
@@ -212,9 +238,17 @@ func describeLine(path, msg string, input []byte) *ValidationError {
 		ve.Reason = "expected an object"
 	case reason == "invalid JSON":
 		ve.Err = ErrInvalidJSON
+	case reason == "unknown field":
+		// jsonformat names only the enclosing element; find the member.
+		ve.Path = unknownMember(ve.Path, input)
 	case strings.Contains(reason, "unknown resource type"):
 		ve.Err = ErrUnknownResource
 		ve.Reason = "unknown resource type"
+		if ve.Path != "" && !strings.HasSuffix(ve.Path, ".resourceType") {
+			// A nested type spelled like a validation path segment
+			// ("patient") was taken for the holder's type.
+			ve.Path += ".resourceType"
+		}
 	}
 	return ve
 }
@@ -259,7 +293,7 @@ func normalizePath(p string) string {
 	}
 	segs := strings.Split(p, ".")
 	md, ok := resourceTypes().desc[fold(segs[0])]
-	if !ok {
+	if !ok || string(md.Name()) != segs[0] {
 		return ""
 	}
 	out := []string{string(md.Name())}

@@ -90,7 +90,7 @@ func TestBadInput(t *testing.T) {
 		{name: "unknown type in URL", method: "POST", path: "/" + marker, body: patient(""), want: 404},
 		{name: "body type differs from URL", method: "POST", path: "/Observation", body: patient(""), want: 400},
 		{name: "invalid date", method: "POST", path: "/Patient", body: patient(`,"birthDate":"1970-13-45` + marker + `"`), want: 400, expr: "Patient.birthDate"},
-		{name: "unknown element", method: "POST", path: "/Patient", body: patient(`,"` + "favouriteColour" + `":"` + marker + `"`), want: 400},
+		{name: "unknown element", method: "POST", path: "/Patient", body: patient(`,"favouriteColour":"` + marker + `"`), want: 400, expr: "Patient.favouriteColour"},
 		{name: "wrong primitive type", method: "POST", path: "/Patient", body: patient(`,"active":"` + marker + `"`), want: 400, expr: "Patient.active"},
 		{name: "invalid code", method: "POST", path: "/Patient", body: patient(`,"gender":"` + marker + `"`), want: 400, expr: "Patient.gender"},
 		{name: "missing required element", method: "POST", path: "/Observation", body: []byte(`{"resourceType":"Observation","status":"final","note":[{"text":"` + marker + `"}]}`), want: 400},

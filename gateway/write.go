@@ -42,6 +42,7 @@ type op struct {
 	status      int
 	version     int64
 	lastUpdated time.Time
+	compartment string // of a deleted resource: its tombstone is sealed under the same key
 	body        []byte // canonical bytes of the stored version (POST/PUT)
 	read        []byte // response resource of a GET entry
 }
@@ -74,9 +75,6 @@ func (o *op) access() auth.Access {
 	case "POST":
 		return auth.Create
 	case "PUT":
-		if o.cond != nil {
-			return auth.Update // a conditional update may create too: checked as both below
-		}
 		return auth.Update
 	case "DELETE":
 		return auth.Delete
@@ -324,7 +322,7 @@ func (w *writer) resolve(ctx context.Context, tx *vault.SealedTx, o *op) error {
 				o.status = http.StatusNoContent // deleting what is not there succeeds and changes nothing
 				return nil
 			}
-			o.version, o.status = cur.Version+1, http.StatusOK
+			o.version, o.status, o.compartment = cur.Version+1, http.StatusOK, cur.Compartment()
 			return nil
 		}
 		o.status, o.version = http.StatusCreated, 1
@@ -350,13 +348,9 @@ func (w *writer) store(ctx context.Context, tx *vault.SealedTx, o *op, refs map[
 	compartment := ""
 	if o.method == "DELETE" {
 		tree = fhir.Tombstone(o.typ, o.id, o.version, now)
-		// Seal the tombstone under the deleted resource's data key, so
-		// erasing a patient erases their tombstones too.
-		if cur, err := tx.Current(ctx, o.typ, o.id); err == nil {
-			if id, ok := strings.CutPrefix(cur.KeyID, "patient:"); ok {
-				compartment = "Patient/" + id
-			}
-		}
+		// Under the deleted resource's data key, so erasing a patient
+		// erases their tombstones too.
+		compartment = o.compartment
 	} else {
 		if refs != nil {
 			if err := resolveReferences(o, refs); err != nil {
@@ -468,12 +462,8 @@ func (w *writer) matchValues(ctx context.Context, tx *vault.SealedTx, o *op, q u
 	return out, nil
 }
 
-type finder interface {
-	Current(ctx context.Context, typ, id string) (vault.Record, error)
-	Find(ctx context.Context, typ string, token []byte) ([]string, error)
-}
-
-func (w *writer) lookup(ctx context.Context, f finder, typ, param, value string) ([]string, error) {
+// lookup returns the live resources matching one search parameter value.
+func (w *writer) lookup(ctx context.Context, f *vault.SealedTx, typ, param, value string) ([]string, error) {
 	switch param {
 	case "_id":
 		cur, err := f.Current(ctx, typ, value)

@@ -335,6 +335,13 @@ func keyIDOf(compartment string) (string, error) {
 	return patientKeyID + id, nil
 }
 
+// Compartment returns the patient compartment ("Patient/<id>", or "" for
+// the shared key) whose data key sealed r.
+func (r Record) Compartment() string {
+	c, _ := compartmentOf(r.KeyID)
+	return c
+}
+
 // compartmentOf is the inverse of keyIDOf.
 func compartmentOf(keyID string) (string, error) {
 	if keyID == sharedKeyID {
