@@ -85,10 +85,20 @@ func (s *Sealed) Update(ctx context.Context, fn func(*SealedTx) error) error {
 	// Only now are the keys this transaction created known to be stored;
 	// caching them earlier could seal later versions under a key that was
 	// rolled back.
+	for _, id := range tx.erased {
+		s.keys.forget(id)
+	}
 	for id, a := range tx.keys {
 		s.keys.add(id, a)
 	}
 	return nil
+}
+
+// Open decrypts a record read from the Store directly (an audit walks
+// Store.Versions). It returns an error wrapping ErrErased for an erased
+// version.
+func (s *Sealed) Open(ctx context.Context, r Record) (Version, error) {
+	return s.open(ctx, r, s.storeKey)
 }
 
 // Read returns the current version of a resource, a tombstone included (with
@@ -162,6 +172,9 @@ func (s *Sealed) unwrap(keyID string, wrapped []byte) (cipher.AEAD, error) {
 
 // open decrypts r with the data key that getKey returns for r.KeyID.
 func (s *Sealed) open(ctx context.Context, r Record, getKey func(context.Context, string) (cipher.AEAD, error)) (Version, error) {
+	if r.Erased {
+		return Version{}, fmt.Errorf("open %s version %d: %w", r.Type, r.Version, ErrErased)
+	}
 	compartment, err := compartmentOf(r.KeyID)
 	if err != nil {
 		return Version{}, fmt.Errorf("open %s version %d: %w", r.Type, r.Version, err)
@@ -197,6 +210,33 @@ type SealedTx struct {
 	// keys holds the data keys this transaction created or read; Sealed
 	// caches them once the transaction has committed.
 	keys map[string]cipher.AEAD
+	// erased lists the data keys this transaction destroyed.
+	erased []string
+}
+
+// AddLeaf queues a leaf that stands for no resource version (see Tx.AddLeaf).
+func (t *SealedTx) AddLeaf(ctx context.Context, l Leaf) (int64, error) {
+	return t.tx.AddLeaf(ctx, l)
+}
+
+// Erase crypto-shreds a patient compartment ("Patient/<id>"): its data key,
+// and the ciphertexts, salts and tokens of every version sealed under it
+// (see Tx.Erase). Reads of those versions then fail with ErrErased.
+func (t *SealedTx) Erase(ctx context.Context, compartment string) (int64, error) {
+	if compartment == "" {
+		return 0, errors.New("erase: the shared key cannot be erased")
+	}
+	keyID, err := keyIDOf(compartment)
+	if err != nil {
+		return 0, fmt.Errorf("erase: %w", err)
+	}
+	n, err := t.tx.Erase(ctx, keyID)
+	if err != nil {
+		return 0, err
+	}
+	delete(t.keys, keyID)
+	t.erased = append(t.erased, keyID)
+	return n, nil
 }
 
 // Current returns the latest stored version of a resource, tombstones
@@ -356,8 +396,20 @@ func compartmentOf(keyID string) (string, error) {
 // keyCache holds unwrapped data keys. It is bounded: when full, adding a key
 // evicts an arbitrary one, which is then unwrapped again on its next use.
 type keyCache struct {
-	mu sync.Mutex
-	m  map[string]cipher.AEAD
+	mu     sync.Mutex
+	m      map[string]cipher.AEAD
+	erased map[string]bool // never cached again: a reader racing an erasure must not resurrect the key
+}
+
+// forget drops an erased key and keeps it from being cached again.
+func (c *keyCache) forget(keyID string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, keyID)
+	if c.erased == nil {
+		c.erased = map[string]bool{}
+	}
+	c.erased[keyID] = true
 }
 
 func (c *keyCache) get(keyID string) (cipher.AEAD, bool) {
@@ -370,6 +422,9 @@ func (c *keyCache) get(keyID string) (cipher.AEAD, bool) {
 func (c *keyCache) add(keyID string, a cipher.AEAD) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.erased[keyID] {
+		return
+	}
 	if _, ok := c.m[keyID]; !ok && len(c.m) >= keyCacheSize {
 		for k := range c.m { // map order is unspecified: a cheap random eviction
 			delete(c.m, k)

@@ -13,6 +13,9 @@ var (
 	// ErrConflict means a write collided with existing state, such as a
 	// version that is already stored. The caller may retry the transaction.
 	ErrConflict = errors.New("vault: conflict")
+	// ErrErased means the version's content was crypto-shredded: its
+	// ciphertext, salt and data key are gone; its commitment and leaf stay.
+	ErrErased = errors.New("vault: content erased")
 )
 
 // Record is one stored version of a resource as a Store holds it: the body is
@@ -23,6 +26,7 @@ type Record struct {
 	Version     int64     // versionId, 1 for the first version
 	LastUpdated time.Time // meta.lastUpdated; a Store keeps microseconds (truncating finer digits) and returns UTC
 	Deleted     bool      // a deletion tombstone: Ciphertext holds the sealed tombstone body
+	Erased      bool      // crypto-shredded: Ciphertext and Salt are empty, the data key is gone
 	KeyID       string    // the data key that sealed Ciphertext (see Sealed)
 	Ciphertext  []byte    // nonce || AES-256-GCM(canonical JSON)
 	Salt        []byte    // 32 random bytes of the commitment; never leaves the vault
@@ -75,6 +79,9 @@ type Store interface {
 	History(ctx context.Context, typ, id string) ([]Record, error)
 	// DataKey returns a wrapped data key.
 	DataKey(ctx context.Context, keyID string) ([]byte, error)
+	// Versions returns up to limit versions of any resource whose leaf Seq
+	// is > after, in Seq order, without Tokens: what an audit walks.
+	Versions(ctx context.Context, after int64, limit int) ([]Record, error)
 	// Leaves returns up to limit queued leaves with Seq > after, in Seq order;
 	// none if limit <= 0.
 	Leaves(ctx context.Context, after int64, limit int) ([]Leaf, error)
@@ -110,4 +117,13 @@ type Tx interface {
 	// ErrConflict if the key already has one, so that of two concurrent
 	// requests with one key only the first is applied.
 	PutResponse(ctx context.Context, key, body []byte) error
+	// AddLeaf queues a leaf that stands for no resource version (an erasure;
+	// later consent events and decisions) and returns its Seq.
+	AddLeaf(ctx context.Context, l Leaf) (int64, error)
+	// Erase crypto-shreds everything sealed under a data key: the wrapped
+	// key, and the ciphertext, salt and tokens of every version it sealed,
+	// are destroyed (overwritten, not merely unlinked); the versions, their
+	// commitments and leaves stay, marked Erased. It returns how many
+	// versions it erased, or ErrNotFound when the key does not exist.
+	Erase(ctx context.Context, keyID string) (int64, error)
 }

@@ -496,3 +496,64 @@ func BenchmarkSealedPut(b *testing.B) {
 	}
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "versions/s")
 }
+
+// TestSealedErase crypto-shreds one patient: their versions no longer open
+// (ErrErased), none of their ciphertext, salt or wrapped key bytes remain
+// anywhere in the database files, and another patient is untouched.
+func TestSealedErase(t *testing.T) {
+	dir := t.TempDir()
+	st := openStore(t, dir)
+	defer st.Close()
+	s := vault.NewSealed(st, newKeyring(t, 1))
+	vs := []vault.Version{version("Patient", "a", 1, "Patient/a"), version("Observation", "o", 1, "Patient/a"),
+		version("Patient", "b", 1, "Patient/b")}
+	for i := range vs {
+		vs[i].Salt = bytes.Repeat([]byte{byte(0xa0 + i)}, 32) // distinct, so a hit means this version's salt
+	}
+	sealedPut(t, s, vs...)
+	var secrets [][]byte // what erasure must destroy, as stored
+	for _, ref := range [][2]string{{"Patient", "a"}, {"Observation", "o"}} {
+		r, err := st.Version(t.Context(), ref[0], ref[1], 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		secrets = append(secrets, r.Ciphertext, r.Salt)
+	}
+	wrapped, err := st.DataKey(t.Context(), "patient:a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets = append(secrets, wrapped)
+
+	var n int64
+	err = s.Update(t.Context(), func(tx *vault.SealedTx) error {
+		n, err = tx.Erase(t.Context(), "Patient/a")
+		return err
+	})
+	if err != nil || n != 2 {
+		t.Fatalf("Erase = %d, %v; want 2", n, err)
+	}
+	if _, err := s.VRead(t.Context(), "Observation", "o", 1); !errors.Is(err, vault.ErrErased) {
+		t.Errorf("erased version read: %v", err)
+	}
+	if v, err := s.Read(t.Context(), "Patient", "b"); err != nil || !bytes.Contains(v.Body, []byte(marker)) {
+		t.Errorf("the other patient: %v", err)
+	}
+	// A new version for the erased compartment gets a new key.
+	sealedPut(t, s, version("Patient", "a", 2, "Patient/a"))
+	if _, err := s.Read(t.Context(), "Patient", "a"); err != nil {
+		t.Errorf("write after erasure: %v", err)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "vault.db*"))
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, secret := range secrets {
+			if len(secret) >= 16 && bytes.Contains(data, secret) {
+				t.Errorf("%s still holds erased secret %d", filepath.Base(f), i)
+			}
+		}
+	}
+}

@@ -32,9 +32,14 @@ import (
 //go:embed schema.sql
 var schemaV1 string
 
+// schemaV2 adds crypto-shredding.
+//
+//go:embed schema_v2.sql
+var schemaV2 string
+
 // migrations are applied in order, each once, in one transaction per open.
 // Never edit a released migration; append a new one.
-var migrations = []string{schemaV1}
+var migrations = []string{schemaV1, schemaV2}
 
 // Result codes of modernc.org/sqlite/lib (extended result codes are on).
 const (
@@ -88,6 +93,10 @@ const (
 	stPutDataKey
 	stResponseTx
 	stPutResponse
+	stInsertLeafOnly
+	stDeleteKey
+	stEraseTokens
+	stEraseVersions
 	numWriteStmts
 )
 
@@ -98,27 +107,35 @@ const (
 	stDataKey
 	stLeaves
 	stStats
+	stVersions
 	numReadStmts
 )
 
-const selectRecord = `SELECT v.seq, v.version, v.last_updated, v.deleted, v.key_id,
-	v.ciphertext, v.salt, v.commitment, l.type, l.data, l.ref
+const recordColumns = `v.seq, v.version, v.last_updated, v.deleted, v.erased, v.key_id,
+	v.ciphertext, v.salt, v.commitment, l.type, l.data, l.ref`
+
+const selectRecord = `SELECT ` + recordColumns + `
 FROM versions v JOIN leaves l ON l.seq = v.seq
 WHERE v.type = ? AND v.id = ?`
 
 var writeSQL = [numWriteStmts]string{
-	stLatest:        `SELECT max(version) FROM versions WHERE type = ? AND id = ?`,
-	stExists:        `SELECT 1 FROM versions WHERE type = ? AND id = ? AND version = ?`,
-	stInsertLeaf:    `INSERT INTO leaves (type, data, ref) VALUES (?, ?, ?)`,
-	stInsertVersion: `INSERT INTO versions (seq, type, id, version, last_updated, deleted, key_id, ciphertext, salt, commitment) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-	stDeleteTokens:  `DELETE FROM tokens WHERE type = ? AND id = ?`,
-	stInsertToken:   `INSERT OR IGNORE INTO tokens (type, token, id) VALUES (?, ?, ?)`,
-	stFind:          `SELECT id FROM tokens WHERE type = ? AND token = ?`,
-	stCurrentTx:     selectRecord + ` ORDER BY v.version DESC LIMIT 1`,
-	stDataKeyTx:     `SELECT wrapped FROM data_keys WHERE key_id = ?`,
-	stPutDataKey:    `INSERT INTO data_keys (key_id, wrapped) VALUES (?, ?)`,
-	stResponseTx:    `SELECT body FROM responses WHERE key = ?`,
-	stPutResponse:   `INSERT INTO responses (key, body, created) VALUES (?, ?, ?)`,
+	stLatest:         `SELECT max(version) FROM versions WHERE type = ? AND id = ?`,
+	stExists:         `SELECT 1 FROM versions WHERE type = ? AND id = ? AND version = ?`,
+	stInsertLeaf:     `INSERT INTO leaves (type, data, ref) VALUES (?, ?, ?)`,
+	stInsertVersion:  `INSERT INTO versions (seq, type, id, version, last_updated, deleted, key_id, ciphertext, salt, commitment) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	stDeleteTokens:   `DELETE FROM tokens WHERE type = ? AND id = ?`,
+	stInsertToken:    `INSERT OR IGNORE INTO tokens (type, token, id) VALUES (?, ?, ?)`,
+	stFind:           `SELECT id FROM tokens WHERE type = ? AND token = ?`,
+	stCurrentTx:      selectRecord + ` ORDER BY v.version DESC LIMIT 1`,
+	stDataKeyTx:      `SELECT wrapped FROM data_keys WHERE key_id = ?`,
+	stPutDataKey:     `INSERT INTO data_keys (key_id, wrapped) VALUES (?, ?)`,
+	stResponseTx:     `SELECT body FROM responses WHERE key = ?`,
+	stPutResponse:    `INSERT INTO responses (key, body, created) VALUES (?, ?, ?)`,
+	stInsertLeafOnly: `INSERT INTO leaves (type, data, ref) VALUES (?, ?, ?)`,
+	stDeleteKey:      `DELETE FROM data_keys WHERE key_id = ?`,
+	stEraseTokens: `DELETE FROM tokens WHERE EXISTS (SELECT 1 FROM versions v
+	WHERE v.key_id = ? AND v.type = tokens.type AND v.id = tokens.id)`,
+	stEraseVersions: `UPDATE versions SET ciphertext = X'', salt = X'', erased = 1 WHERE key_id = ? AND erased = 0`,
 }
 
 var readSQL = [numReadStmts]string{
@@ -129,12 +146,16 @@ var readSQL = [numReadStmts]string{
 	stLeaves:  `SELECT seq, type, data, ref FROM leaves WHERE seq > ? ORDER BY seq LIMIT ?`,
 	stStats: `SELECT (SELECT count(*) FROM versions), (SELECT count(*) FROM leaves),
 	(SELECT count(*) FROM data_keys), (SELECT count(*) FROM responses)`,
+	stVersions: `SELECT v.type, v.id, ` + recordColumns + `
+FROM versions v JOIN leaves l ON l.seq = v.seq WHERE v.seq > ? ORDER BY v.seq LIMIT ?`,
 }
 
 // DSN parameters. busy_timeout comes first (the driver applies it first
 // anyway) so that the other pragmas wait for a lock instead of failing.
 const (
-	writerParams = "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)" +
+	// secure_delete zeroes deleted and overwritten content, so that erased
+	// ciphertexts, salts and keys do not linger in free pages.
+	writerParams = "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=secure_delete(1)" +
 		"&_pragma=foreign_keys(1)&_pragma=cache_size(-32000)&_txlock=immediate"
 	readerParams = "_pragma=busy_timeout(10000)&_pragma=query_only(1)&_pragma=cache_size(-16000)"
 )
@@ -270,7 +291,8 @@ func (s *Store) Update(ctx context.Context, fn func(vault.Tx) error) error {
 	// A no-op after Commit; otherwise it discards everything fn did, also
 	// when fn panics, and frees the writer connection.
 	defer sqlTx.Rollback()
-	if err := fn(&tx{s: s, tx: sqlTx}); err != nil {
+	t := &tx{s: s, tx: sqlTx}
+	if err := fn(t); err != nil {
 		return err
 	}
 	// database/sql rolls back once ctx is done; report that rather than the
@@ -281,8 +303,49 @@ func (s *Store) Update(ctx context.Context, fn func(vault.Tx) error) error {
 	if err := sqlTx.Commit(); err != nil {
 		return fmt.Errorf("commit sqlite transaction: %w", err)
 	}
+	if t.erased {
+		// The WAL still holds the erased pages as they were; fold it into
+		// the database (where secure_delete zeroed them) and truncate it.
+		if _, err := s.w.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+			return fmt.Errorf("checkpoint after erasure: %w", err)
+		}
+	}
 	return nil
 }
+
+// Versions returns versions of any resource in leaf Seq order.
+func (s *Store) Versions(ctx context.Context, after int64, limit int) ([]vault.Record, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, err := s.rstmt[stVersions].QueryContext(ctx, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list versions: %w", err)
+	}
+	defer rows.Close()
+	var out []vault.Record
+	for rows.Next() {
+		var typ, id string
+		r, err := scanRecord(prefixed{rows, []any{&typ, &id}}, "", "")
+		if err != nil {
+			return nil, fmt.Errorf("list versions: %w", err)
+		}
+		r.Type, r.ID = typ, id
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list versions: %w", err)
+	}
+	return out, nil
+}
+
+// prefixed scans extra leading columns before the ones scanRecord reads.
+type prefixed struct {
+	rows  *sql.Rows
+	first []any
+}
+
+func (p prefixed) Scan(dest ...any) error { return p.rows.Scan(append(p.first, dest...)...) }
 
 // Current returns the latest version of a resource, tombstones included.
 func (s *Store) Current(ctx context.Context, typ, id string) (vault.Record, error) {
@@ -371,9 +434,47 @@ func (s *Store) Stats(ctx context.Context) (vault.Stats, error) {
 // tx is a vault.Tx on one SQLite transaction. It binds the Store's prepared
 // statements to the transaction on first use.
 type tx struct {
-	s     *Store
-	tx    *sql.Tx
-	stmts [numWriteStmts]*sql.Stmt
+	s      *Store
+	tx     *sql.Tx
+	stmts  [numWriteStmts]*sql.Stmt
+	erased bool // Erase ran: checkpoint the WAL after commit
+}
+
+// AddLeaf queues a leaf that stands for no version.
+func (t *tx) AddLeaf(ctx context.Context, l vault.Leaf) (int64, error) {
+	res, err := t.stmt(ctx, stInsertLeafOnly).ExecContext(ctx, int64(l.Type), nonNil(l.Data), l.Ref)
+	if err != nil {
+		return 0, fmt.Errorf("add leaf: %w", err)
+	}
+	seq, err := res.LastInsertId()
+	if err != nil {
+		return 0, fmt.Errorf("add leaf: %w", err)
+	}
+	return seq, nil
+}
+
+// Erase crypto-shreds what a data key sealed.
+func (t *tx) Erase(ctx context.Context, keyID string) (int64, error) {
+	res, err := t.stmt(ctx, stDeleteKey).ExecContext(ctx, keyID)
+	if err != nil {
+		return 0, fmt.Errorf("erase data key: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return 0, fmt.Errorf("erase data key: %w", vault.ErrNotFound)
+	}
+	if _, err := t.stmt(ctx, stEraseTokens).ExecContext(ctx, keyID); err != nil {
+		return 0, fmt.Errorf("erase tokens: %w", err)
+	}
+	res, err = t.stmt(ctx, stEraseVersions).ExecContext(ctx, keyID)
+	if err != nil {
+		return 0, fmt.Errorf("erase versions: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("erase versions: %w", err)
+	}
+	t.erased = true
+	return n, nil
 }
 
 func (t *tx) stmt(ctx context.Context, i int) *sql.Stmt {
@@ -513,7 +614,7 @@ type rowScanner interface {
 func scanRecord(row rowScanner, typ, id string) (vault.Record, error) {
 	r := vault.Record{Type: typ, ID: id}
 	var lastUpdated, leafType int64
-	err := row.Scan(&r.Leaf.Seq, &r.Version, &lastUpdated, &r.Deleted, &r.KeyID,
+	err := row.Scan(&r.Leaf.Seq, &r.Version, &lastUpdated, &r.Deleted, &r.Erased, &r.KeyID,
 		&r.Ciphertext, &r.Salt, &r.Commitment, &leafType, &r.Leaf.Data, &r.Leaf.Ref)
 	if errors.Is(err, sql.ErrNoRows) {
 		return vault.Record{}, vault.ErrNotFound

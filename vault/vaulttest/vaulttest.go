@@ -52,6 +52,9 @@ func Exercise(t *testing.T, newStore func(t *testing.T) vault.Store) {
 		{"Isolation", testIsolation},
 		{"Concurrent", testConcurrent},
 		{"Context", testContext},
+		{"Versions", testVersions},
+		{"AddLeaf", testAddLeaf},
+		{"Erase", testErase},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -840,4 +843,115 @@ func testContext(t *testing.T, s vault.Store) {
 	// The store still works.
 	put(t, s, record("Patient", "p4", 1))
 	wantStats(t, s, vault.Stats{Versions: 2, Leaves: 2})
+}
+
+// testVersions: Store.Versions walks every version of every resource in leaf
+// order, with paging.
+func testVersions(t *testing.T, s vault.Store) {
+	a1, b1, a2 := record("Patient", "a", 1), record("Observation", "b", 1), tombstone("Patient", "a", 2)
+	put(t, s, a1, b1, a2)
+	var got []vault.Record
+	after := int64(0)
+	for {
+		page, err := s.Versions(t.Context(), after, 2)
+		if err != nil {
+			t.Fatalf("Versions: %v", err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		got = append(got, page...)
+		after = page[len(page)-1].Leaf.Seq
+	}
+	if diff := cmp.Diff([]vault.Record{a1, b1, a2}, got, recordOpts); diff != "" {
+		t.Errorf("Versions (-want +got):\n%s", diff)
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i].Leaf.Seq <= got[i-1].Leaf.Seq {
+			t.Errorf("Versions out of Seq order: %d then %d", got[i-1].Leaf.Seq, got[i].Leaf.Seq)
+		}
+	}
+	if page, err := s.Versions(t.Context(), 0, 0); err != nil || len(page) != 0 {
+		t.Errorf("Versions(limit 0) = %d, %v", len(page), err)
+	}
+}
+
+// testAddLeaf: a leaf without a version takes the next Seq and is listed
+// with the others; it rolls back with its transaction.
+func testAddLeaf(t *testing.T, s vault.Store) {
+	put(t, s, record("Patient", "a", 1))
+	var seq int64
+	err := s.Update(t.Context(), func(tx vault.Tx) error {
+		var err error
+		seq, err = tx.AddLeaf(t.Context(), vault.Leaf{Type: 5, Data: []byte("erasure"), Ref: "erasure/1"})
+		return err
+	})
+	if err != nil || seq != 2 {
+		t.Fatalf("AddLeaf = %d, %v; want Seq 2", seq, err)
+	}
+	_ = s.Update(t.Context(), func(tx vault.Tx) error {
+		if _, err := tx.AddLeaf(t.Context(), vault.Leaf{Type: 5, Data: []byte("x")}); err != nil {
+			return err
+		}
+		return errors.New("roll back")
+	})
+	ls, err := s.Leaves(t.Context(), 0, 10)
+	if err != nil || len(ls) != 2 || ls[1].Type != 5 || string(ls[1].Data) != "erasure" || ls[1].Ref != "erasure/1" {
+		t.Fatalf("Leaves = %+v, %v", ls, err)
+	}
+	wantStats(t, s, vault.Stats{Versions: 1, Leaves: 2})
+}
+
+// testErase: erasing a key empties the ciphertext and salt of every version
+// it sealed, drops their tokens and the key, keeps commitments and leaves,
+// and leaves other keys alone.
+func testErase(t *testing.T, s vault.Store) {
+	a1 := withTokens(record("Patient", "a", 1), "mrn-a")
+	a2 := withTokens(record("Patient", "a", 2), "mrn-a")
+	o1 := record("Observation", "o", 1)
+	o1.KeyID = a1.KeyID // the patient's observation, under the patient's key
+	b1 := withTokens(record("Patient", "b", 1), "mrn-b")
+	put(t, s, a1, a2, o1, b1)
+	err := s.Update(t.Context(), func(tx vault.Tx) error {
+		for _, k := range []string{a1.KeyID, b1.KeyID} {
+			if err := tx.PutDataKey(t.Context(), k, []byte("wrapped "+k)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	err = s.Update(t.Context(), func(tx vault.Tx) error {
+		n, err = tx.Erase(t.Context(), a1.KeyID)
+		return err
+	})
+	if err != nil || n != 3 {
+		t.Fatalf("Erase = %d, %v; want 3 versions", n, err)
+	}
+	for _, want := range []vault.Record{a1, a2, o1} {
+		got, err := s.Version(t.Context(), want.Type, want.ID, want.Version)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !got.Erased || len(got.Ciphertext) != 0 || len(got.Salt) != 0 {
+			t.Errorf("%s: erased %v, %d ciphertext and %d salt bytes left", want.Leaf.Ref, got.Erased, len(got.Ciphertext), len(got.Salt))
+		}
+		if string(got.Commitment) != string(want.Commitment) || string(got.Leaf.Data) != string(want.Leaf.Data) {
+			t.Errorf("%s: commitment or leaf changed by erasure", want.Leaf.Ref)
+		}
+	}
+	if _, err := s.DataKey(t.Context(), a1.KeyID); !errors.Is(err, vault.ErrNotFound) {
+		t.Errorf("erased key still readable: %v", err)
+	}
+	wantFind(t, s, "Patient", "mrn-a")
+	wantFind(t, s, "Patient", "mrn-b", "b")
+	if got, err := s.Version(t.Context(), "Patient", "b", 1); err != nil || got.Erased || string(got.Ciphertext) != string(b1.Ciphertext) {
+		t.Errorf("another key's version was touched: %+v, %v", got, err)
+	}
+	err = s.Update(t.Context(), func(tx vault.Tx) error { _, err := tx.Erase(t.Context(), a1.KeyID); return err })
+	wantErr(t, "Erase of an erased key", err, vault.ErrNotFound)
+	wantStats(t, s, vault.Stats{Versions: 4, Leaves: 4, DataKeys: 1})
 }
