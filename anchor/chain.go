@@ -46,13 +46,20 @@ type Chain interface {
 	// Submit sends the transaction that anchors a and returns its hash
 	// without waiting for it to be mined. The contract rejects an anchor
 	// whose Seq or PrevRoot does not follow the last one, so submitting the
-	// same anchor twice can never record it twice.
+	// same anchor twice can never record it twice. A Log submits an anchor
+	// again when its transaction stays unmined for Config.Resubmit or a
+	// reorg dropped it; an implementation may replace the earlier
+	// transaction (same nonce, higher fee) rather than queue behind it.
 	Submit(ctx context.Context, a Anchor) ([32]byte, error)
 	// Inclusion reports where a submitted transaction was mined, or
-	// ErrNotOnChain while it is pending or after a reorg dropped it.
+	// ErrNotOnChain while it is pending or after a reorg dropped it. It may
+	// report a transaction the contract reverted as mined: a Log confirms
+	// with Lookup that the contract holds the anchor before trusting it.
 	Inclusion(ctx context.Context, tx [32]byte) (Inclusion, error)
 	// Lookup returns the anchor the contract records at seq and where it was
-	// recorded, or ErrNotOnChain.
+	// recorded, or ErrNotOnChain. The Inclusion is that of the transaction
+	// that recorded it, Confirmations counted from the current head: a Log
+	// adopts it as is after a crash or a reorg.
 	Lookup(ctx context.Context, seq uint64) (Anchor, Inclusion, error)
 	// Latest returns the contract's last sequence number, 0 when empty.
 	Latest(ctx context.Context) (uint64, error)

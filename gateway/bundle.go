@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -165,6 +166,7 @@ type responseEntry struct {
 }
 
 type entryResponse struct {
+	Extension    []extension     `json:"extension,omitempty"`
 	Status       string          `json:"status"`
 	Location     string          `json:"location,omitempty"`
 	Etag         string          `json:"etag,omitempty"`
@@ -197,6 +199,7 @@ func (s *service) bundleResponse(ctx context.Context, typ string, ops []*op) ([]
 		if o.version > 0 && o.status != http.StatusNoContent {
 			e.FullURL = s.base(ctx) + "/" + o.typ + "/" + o.id
 			e.Response.Location = o.location()
+			e.Response.Extension = []extension{{URL: ReceiptExtension, ValueURL: s.receiptURL(ctx, o.location())}}
 			e.Response.Etag = o.etag()
 			e.Response.LastModified = o.lastUpdated.Format(fhir.InstantLayout)
 		}
@@ -210,6 +213,20 @@ func (s *service) bundleResponse(ctx context.Context, typ string, ops []*op) ([]
 		return nil, fmt.Errorf("render %s-response: %w", typ, err)
 	}
 	return b, nil
+}
+
+// ReceiptExtension is the URL of the extension on a transaction-response
+// entry that says where the receipt of the version it wrote is.
+const ReceiptExtension = "https://fhiranchor.dev/fhir/StructureDefinition/receipt"
+
+type extension struct {
+	URL      string `json:"url"`
+	ValueURL string `json:"valueUrl"`
+}
+
+// receiptURL is where the receipt of a stored version is served.
+func (s *service) receiptURL(ctx context.Context, location string) string {
+	return strings.TrimSuffix(s.base(ctx), "/fhir/r4") + "/v1/receipts/" + location
 }
 
 func statusLine(code int) string { return strconv.Itoa(code) + " " + http.StatusText(code) }

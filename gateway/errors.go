@@ -60,6 +60,8 @@ func asFHIRError(ctx context.Context, err error) *fhirError {
 		return &fhirError{status: http.StatusBadRequest, issues: validationIssues(ve, "")}
 	case errors.As(err, &single):
 		return &fhirError{status: http.StatusBadRequest, issues: validationIssues(fhir.ValidationErrors{single}, "")}
+	case errors.Is(err, vault.ErrErased):
+		return failure(http.StatusGone, "deleted", "", "the content of this resource was erased")
 	case errors.Is(err, vault.ErrNotFound):
 		return failure(http.StatusNotFound, "not-found", "", "resource not found")
 	case errors.Is(err, vault.ErrConflict):

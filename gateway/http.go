@@ -36,13 +36,20 @@ func restHandler(ctx context.Context, conn *grpc.ClientConn, maxBody int64, read
 		runtime.WithErrorHandler(httpErrorHandler),
 		runtime.WithRoutingErrorHandler(routingErrorHandler),
 	)
-	if err := fhiranchorv1.RegisterFHIRServiceHandler(ctx, gw, conn); err != nil {
-		return nil, fmt.Errorf("register REST handlers: %w", err)
+	for _, register := range []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
+		fhiranchorv1.RegisterFHIRServiceHandler,
+		fhiranchorv1.RegisterLogServiceHandler,
+		fhiranchorv1.RegisterAdminServiceHandler,
+	} {
+		if err := register(ctx, gw, conn); err != nil {
+			return nil, fmt.Errorf("register REST handlers: %w", err)
+		}
 	}
 	fhirAPI := guard(gw, maxBody)
 	mux := http.NewServeMux()
 	mux.Handle("/fhir/r4", fhirAPI)
 	mux.Handle("/fhir/r4/", fhirAPI)
+	mux.Handle("/v1/", guard(gw, maxBody))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"status":"ok"}`)
@@ -76,7 +83,7 @@ func guard(next http.Handler, maxBody int64) http.Handler {
 				tooLarge(w, maxBody)
 				return
 			}
-			if !fhirContentType(r.Header.Get("Content-Type")) {
+			if r.ContentLength != 0 && !fhirContentType(r.Header.Get("Content-Type")) {
 				writeOutcome(w, http.StatusUnsupportedMediaType, outcomeJSON(issue{Severity: "error", Code: "not-supported",
 					Diagnostics: "send FHIR JSON: Content-Type application/fhir+json"}))
 				return
@@ -193,6 +200,8 @@ func outgoingHeader(key string) (string, bool) {
 		return "ETag", true
 	case "last-modified":
 		return "Last-Modified", true
+	case "link":
+		return "Link", true
 	}
 	return "", false
 }

@@ -29,6 +29,10 @@ type tokenVerifier interface {
 // authenticate, so it must be readable without authenticating.
 var publicMethods = map[string]bool{
 	"/fhiranchor.v1.FHIRService/Capabilities": true,
+	// Checkpoints and consistency proofs are public, as a transparency
+	// log's are: they hold roots and sizes only.
+	"/fhiranchor.v1.LogService/ListCheckpoints": true,
+	"/fhiranchor.v1.LogService/GetConsistency":  true,
 }
 
 // interceptor is the one unary interceptor chain every call passes through,

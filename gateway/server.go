@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/test/bufconn"
 
+	"github.com/fhiranchor/fhiranchor/anchor"
 	"github.com/fhiranchor/fhiranchor/fhir"
 	"github.com/fhiranchor/fhiranchor/gateway/auth"
 	fhiranchorv1 "github.com/fhiranchor/fhiranchor/proto/fhiranchor/v1"
@@ -53,7 +54,9 @@ func (c Config) Validate() error {
 type Deps struct {
 	Vault    *vault.Sealed
 	Verifier *auth.Verifier
-	Logger   *slog.Logger
+	// Log is the anchored log the vault's leaves go to; the caller runs it.
+	Log    *anchor.Log
+	Logger *slog.Logger
 }
 
 // Server serves the FHIR API over gRPC and REST.
@@ -74,6 +77,9 @@ type Server struct {
 func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if deps.Vault == nil || deps.Verifier == nil || deps.Log == nil {
+		return nil, errors.New("gateway: Vault, Verifier and Log are required")
 	}
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
@@ -102,6 +108,8 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		grpc.UnaryInterceptor(interceptor(deps.Verifier, log)),
 	)
 	fhiranchorv1.RegisterFHIRServiceServer(s.grpc, svc)
+	fhiranchorv1.RegisterLogServiceServer(s.grpc, &logService{log: deps.Log, vault: deps.Vault})
+	fhiranchorv1.RegisterAdminServiceServer(s.grpc, &adminService{vault: deps.Vault, now: time.Now})
 
 	// REST reaches the gRPC server through an in-memory connection, so every
 	// REST call runs the same interceptors as a gRPC call without a network

@@ -189,6 +189,7 @@ func (s *service) parseResource(body *httpbody.HttpBody, typ string) (*fhir.Reso
 func (s *service) writeResponse(ctx context.Context, o *op) (*httpbody.HttpBody, error) {
 	setResponse(ctx, o.status,
 		"location", s.base(ctx)+"/"+o.location(),
+		"link", "<"+s.receiptURL(ctx, o.location())+`>; rel="receipt"`,
 		"etag", o.etag(),
 		"last-modified", o.lastUpdated.Format(http.TimeFormat))
 	switch prefer(ctx) {

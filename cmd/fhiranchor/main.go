@@ -3,6 +3,8 @@
 //	fhiranchor serve   run the gateway (REST on 127.0.0.1:8080, gRPC on 127.0.0.1:9090)
 //	fhiranchor push    send Bundle files or folders of them to a gateway
 //	fhiranchor token   print a development bearer token
+//	fhiranchor verify  check a receipt offline, against content, and on chain
+//	fhiranchor audit   check the vault against its commitments and the log
 package main
 
 import (
@@ -35,6 +37,8 @@ commands:
   serve   run the gateway (embedded defaults: ./data, REST 127.0.0.1:8080, gRPC 127.0.0.1:9090)
   push    send FHIR Bundle files (or folders of them, or NDJSON) to a gateway
   token   print a development token signed by the data dir's dev key
+  verify  check a receipt: its proof offline, its content, its anchor on chain
+  audit   re-derive every stored version's commitment and check it against the log
 
 run 'fhiranchor <command> -h' for a command's flags
 `
@@ -51,6 +55,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return runPush(ctx, args[1:], stdout, stderr, getenv)
 	case "token":
 		return runToken(ctx, args[1:], stdout, stderr, getenv)
+	case "audit":
+		return runAudit(ctx, args[1:], stdout, stderr, getenv)
+	case "verify":
+		return runVerify(ctx, args[1:], stdout, stderr, getenv)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

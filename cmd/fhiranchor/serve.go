@@ -7,12 +7,18 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
+	"golang.org/x/sync/errgroup"
 	"gopkg.in/yaml.v3"
 
+	"github.com/fhiranchor/fhiranchor/anchor"
+	"github.com/fhiranchor/fhiranchor/anchor/eth"
+	anchorsql "github.com/fhiranchor/fhiranchor/anchor/sqlite"
 	"github.com/fhiranchor/fhiranchor/gateway"
 	"github.com/fhiranchor/fhiranchor/gateway/auth"
 	"github.com/fhiranchor/fhiranchor/vault"
@@ -39,12 +45,29 @@ type config struct {
 			Path string `yaml:"path"` // default <data>/vault.db
 		} `yaml:"sqlite"`
 	} `yaml:"vault"`
+	Chain struct {
+		RPCURL        string `yaml:"rpc_url"`          // EVM JSON-RPC endpoint; empty = in-process simulated chain in <data>/chain
+		ChainID       uint64 `yaml:"chain_id"`         // the chain id the endpoint must report (0 = accept the node's)
+		Name          string `yaml:"name"`             // shown in receipts' logs; default from the chain id
+		Contract      string `yaml:"contract"`         // AnchorRegistry address; empty = deploy on first start
+		KeyFile       string `yaml:"key_file"`         // keystore JSON of the anchorer; or FHIRANCHOR_CHAIN_KEY (hex)
+		GasFeeCapGwei uint64 `yaml:"gas_fee_cap_gwei"` // cap on the EIP-1559 fee cap (0 = default)
+		GasTipCapGwei uint64 `yaml:"gas_tip_cap_gwei"` // cap on the priority fee (0 = default)
+	} `yaml:"chain"`
+	Anchor struct {
+		LogPath       string        `yaml:"log_path"`      // the log's tree and checkpoints (default <data>/log.db)
+		MaxLeaves     int           `yaml:"max_leaves"`    // a batch anchors at most this many leaves (default 16384)
+		MaxDelay      time.Duration `yaml:"max_delay"`     // anchor at latest this long after a leaf arrives (default 10s)
+		Confirmations uint64        `yaml:"confirmations"` // depth at which receipts are "confirmed" (default 1)
+	} `yaml:"anchor"`
 	Log struct {
 		Level  string `yaml:"level"`  // debug, info (default), warn, error
 		Format string `yaml:"format"` // text (default) or json
 	} `yaml:"log"`
 
-	masterKey string // from FHIRANCHOR_MASTER_KEY, never from the file
+	masterKey     string // from FHIRANCHOR_MASTER_KEY, never from the file
+	chainKey      string // from FHIRANCHOR_CHAIN_KEY
+	keyPassphrase string // from FHIRANCHOR_CHAIN_KEY_PASSPHRASE
 }
 
 // loadConfig reads the YAML file strictly (an unknown key is an error, not a
@@ -64,6 +87,8 @@ func loadConfig(path string, getenv func(string) string) (*config, error) {
 		}
 	}
 	c.masterKey = getenv("FHIRANCHOR_MASTER_KEY")
+	c.chainKey = getenv("FHIRANCHOR_CHAIN_KEY")
+	c.keyPassphrase = getenv("FHIRANCHOR_CHAIN_KEY_PASSPHRASE")
 	return &c, nil
 }
 
@@ -85,6 +110,9 @@ func (c *config) applyDefaults() {
 	}
 	if c.Vault.SQLite.Path == "" {
 		c.Vault.SQLite.Path = filepath.Join(c.Data, "vault.db")
+	}
+	if c.Anchor.LogPath == "" {
+		c.Anchor.LogPath = filepath.Join(c.Data, "log.db")
 	}
 }
 
@@ -147,41 +175,76 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	log := c.logger(stderr)
 	slog.SetDefault(log)
 
-	if err := os.MkdirAll(c.Data, 0o700); err != nil {
-		return fmt.Errorf("create data dir: %w", err)
-	}
-	var master []byte
-	if c.masterKey != "" {
-		master, err = vault.ParseMasterKey(c.masterKey)
-	} else {
-		master, err = vault.LoadOrCreateMasterKey(c.Vault.MasterKeyFile)
-	}
-	if err != nil {
-		return fmt.Errorf("master key: %w", err)
-	}
-	kr, err := vault.NewKeyring(master)
+	d, err := openData(ctx, c)
 	if err != nil {
 		return err
 	}
-	store, err := sqlite.New(ctx, sqlite.Config{Path: c.Vault.SQLite.Path})
-	if err != nil {
-		return fmt.Errorf("open vault: %w", err)
-	}
-	defer store.Close()
+	defer d.Close()
 
 	keys, err := tokenKeys(c)
 	if err != nil {
 		return err
 	}
 	verifier := auth.NewVerifier(keys, auth.Config{Issuer: c.Auth.Issuer, Audience: c.Auth.Audience})
-	srv, err := gateway.New(ctx, gateway.Config{
-		HTTPAddr: c.HTTP, GRPCAddr: c.GRPC, BaseURL: c.BaseURL, MaxBodyBytes: c.MaxBodyBytes,
-	}, gateway.Deps{Vault: vault.NewSealed(store, kr), Verifier: verifier, Logger: log})
+	chain, err := openChain(ctx, c)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "fhiranchor serving FHIR R4 at http://%s/fhir/r4 (gRPC %s), data in %s\n", srv.HTTPAddr(), srv.GRPCAddr(), c.Data)
-	return srv.Run(ctx)
+	defer chain.Close()
+	anchorLog, err := anchor.New(ctx, anchor.Config{
+		MaxLeaves: c.Anchor.MaxLeaves, MaxDelay: c.Anchor.MaxDelay, Confirmations: c.Anchor.Confirmations,
+	}, d.logStore, gateway.LeafSource(d.vaultDB), chain, log)
+	if err != nil {
+		return fmt.Errorf("open log: %w", err)
+	}
+	srv, err := gateway.New(ctx, gateway.Config{
+		HTTPAddr: c.HTTP, GRPCAddr: c.GRPC, BaseURL: c.BaseURL, MaxBodyBytes: c.MaxBodyBytes,
+	}, gateway.Deps{Vault: d.vault, Verifier: verifier, Log: anchorLog, Logger: log})
+	if err != nil {
+		return err
+	}
+	info := chain.Info()
+	fmt.Fprintf(stdout, "fhiranchor serving FHIR R4 at http://%s/fhir/r4 (gRPC %s), data in %s, anchoring to %s (chain %d, contract %s)\n",
+		srv.HTTPAddr(), srv.GRPCAddr(), c.Data, info.Name, info.ChainID, info.Contract)
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return srv.Run(ctx) })
+	g.Go(func() error {
+		if err := anchorLog.Run(ctx); err != nil {
+			return fmt.Errorf("anchoring stopped: %w", err)
+		}
+		return nil
+	})
+	return g.Wait()
+}
+
+// openChain connects to the configured chain, or runs the in-process
+// simulated chain kept in <data>/chain.
+func openChain(ctx context.Context, c *config) (*eth.Chain, error) {
+	cfg := eth.Config{Name: c.Chain.Name, RPCURL: c.Chain.RPCURL, ChainID: c.Chain.ChainID, Contract: c.Chain.Contract,
+		Dir: filepath.Join(c.Data, "chain")}
+	if c.Chain.GasFeeCapGwei > 0 {
+		cfg.GasFeeCap = new(big.Int).Mul(new(big.Int).SetUint64(c.Chain.GasFeeCapGwei), big.NewInt(1e9))
+	}
+	if c.Chain.GasTipCapGwei > 0 {
+		cfg.GasTipCap = new(big.Int).Mul(new(big.Int).SetUint64(c.Chain.GasTipCapGwei), big.NewInt(1e9))
+	}
+	var err error
+	switch {
+	case c.chainKey != "":
+		cfg.Key, err = eth.ParseHexKey(c.chainKey)
+	case c.Chain.KeyFile != "":
+		cfg.Key, err = eth.LoadKey(c.Chain.KeyFile, c.keyPassphrase)
+	case c.Chain.RPCURL != "":
+		err = errors.New("an RPC chain needs the anchorer's key: chain.key_file or FHIRANCHOR_CHAIN_KEY")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("chain key: %w", err)
+	}
+	chain, err := eth.New(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open chain: %w", err)
+	}
+	return chain, nil
 }
 
 // tokenKeys returns the keys trusted for bearer tokens: the configured
@@ -201,4 +264,49 @@ func tokenKeys(c *config) (*auth.KeySet, error) {
 	}
 	slog.Warn("no auth.keys configured: trusting the development token key", slog.String("path", auth.DevKeyPath(c.Data)))
 	return auth.DevKeySet(key), nil
+}
+
+// dataDir is the state `serve` and `audit` open: the sealed vault and the
+// log's store.
+type dataDir struct {
+	vault    *vault.Sealed
+	vaultDB  *sqlite.Store
+	logStore *anchorsql.Store
+}
+
+// openData opens (creating on first start) the master key, the vault and
+// the log store of a data dir.
+func openData(ctx context.Context, c *config) (*dataDir, error) {
+	if err := os.MkdirAll(c.Data, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	var master []byte
+	var err error
+	if c.masterKey != "" {
+		master, err = vault.ParseMasterKey(c.masterKey)
+	} else {
+		master, err = vault.LoadOrCreateMasterKey(c.Vault.MasterKeyFile)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("master key: %w", err)
+	}
+	kr, err := vault.NewKeyring(master)
+	if err != nil {
+		return nil, err
+	}
+	d := &dataDir{}
+	if d.vaultDB, err = sqlite.New(ctx, sqlite.Config{Path: c.Vault.SQLite.Path}); err != nil {
+		return nil, fmt.Errorf("open vault: %w", err)
+	}
+	if d.logStore, err = anchorsql.New(ctx, anchorsql.Config{Path: c.Anchor.LogPath}); err != nil {
+		d.vaultDB.Close()
+		return nil, fmt.Errorf("open log: %w", err)
+	}
+	d.vault = vault.NewSealed(d.vaultDB, kr)
+	return d, nil
+}
+
+// Close closes the stores.
+func (d *dataDir) Close() error {
+	return errors.Join(d.logStore.Close(), d.vaultDB.Close())
 }

@@ -17,6 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fhiranchor/fhiranchor/anchor"
+	"github.com/fhiranchor/fhiranchor/anchor/eth"
+	anchorsql "github.com/fhiranchor/fhiranchor/anchor/sqlite"
 	"github.com/fhiranchor/fhiranchor/gateway"
 	"github.com/fhiranchor/fhiranchor/gateway/auth"
 	"github.com/fhiranchor/fhiranchor/vault"
@@ -29,6 +32,13 @@ type Options struct {
 	// Quiet drops the gateway's per-request log lines (benchmarks); logs
 	// are still captured for warnings and errors.
 	Quiet bool
+	// Anchor is the batch policy; zero MaxDelay means 100ms, so tests see
+	// anchored receipts quickly.
+	Anchor anchor.Config
+	// RPCURL anchors to a real node (geth --dev) instead of the in-process
+	// simulated chain; ChainKey is then the funded anchorer key.
+	RPCURL   string
+	ChainKey *ecdsa.PrivateKey
 }
 
 // Gateway is a running gateway with everything a test inspects.
@@ -38,17 +48,36 @@ type Gateway struct {
 	GRPCAddr string
 	Dir      string // data dir: vault.db, master.key, dev-signing-key.pem
 	Vault    *vault.Sealed
+	Log      *anchor.Log
+	Chain    *eth.Chain
 	Logs     *SyncBuffer // everything the gateway logged
 	Client   *http.Client
 	key      *ecdsa.PrivateKey
+	opt      Options
+	stop     func() // stops this incarnation of the gateway
 }
 
 // StartGateway runs a gateway on 127.0.0.1 ephemeral ports with a fresh
 // SQLite vault in a temp dir; it stops when the test ends.
 func StartGateway(t testing.TB, opt Options) *Gateway {
 	t.Helper()
-	dir := t.TempDir()
-	g := &Gateway{Dir: dir, Logs: &SyncBuffer{}}
+	g := &Gateway{Dir: t.TempDir(), Logs: &SyncBuffer{}, opt: opt}
+	g.start(t)
+	t.Cleanup(func() { g.stop() })
+	return g
+}
+
+// Restart stops the gateway and starts it again on the same data dir (on
+// new ports), as an operator's restart would.
+func (g *Gateway) Restart(t testing.TB) {
+	t.Helper()
+	g.stop()
+	g.start(t)
+}
+
+func (g *Gateway) start(t testing.TB) {
+	t.Helper()
+	dir, opt := g.Dir, g.opt
 	level := slog.LevelInfo
 	if opt.Quiet {
 		level = slog.LevelWarn
@@ -74,25 +103,48 @@ func StartGateway(t testing.TB, opt Options) *Gateway {
 		t.Fatal(err)
 	}
 	g.Vault = vault.NewSealed(store, kr)
-	srv, err := gateway.New(ctx, gateway.Config{HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0", MaxBodyBytes: opt.MaxBodyBytes},
-		gateway.Deps{Vault: g.Vault, Verifier: auth.NewVerifier(auth.DevKeySet(g.key), auth.Config{}), Logger: log})
+	logStore, err := anchorsql.New(ctx, anchorsql.Config{Path: filepath.Join(dir, "log.db")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
+	g.Chain, err = eth.New(ctx, eth.Config{RPCURL: opt.RPCURL, Key: opt.ChainKey, Dir: filepath.Join(dir, "chain")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acfg := opt.Anchor
+	if acfg.MaxDelay == 0 {
+		acfg.MaxDelay = 100 * time.Millisecond
+	}
+	if acfg.Poll == 0 {
+		acfg.Poll = 20 * time.Millisecond
+	}
+	g.Log, err = anchor.New(ctx, acfg, logStore, gateway.LeafSource(store), g.Chain, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := gateway.New(ctx, gateway.Config{HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0", MaxBodyBytes: opt.MaxBodyBytes},
+		gateway.Deps{Vault: g.Vault, Verifier: auth.NewVerifier(auth.DevKeySet(g.key), auth.Config{}), Log: g.Log, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 2)
 	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
+	go func() { done <- g.Log.Run(ctx) }()
+	g.stop = func() {
 		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("gateway stopped: %v", err)
+		for range 2 {
+			if err := <-done; err != nil {
+				t.Errorf("gateway stopped: %v", err)
+			}
 		}
+		g.Chain.Close()
+		logStore.Close()
 		store.Close()
-	})
+	}
 	g.Root = "http://" + srv.HTTPAddr()
 	g.URL = g.Root + "/fhir/r4"
 	g.GRPCAddr = srv.GRPCAddr()
 	g.Client = &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-	return g
 }
 
 // Token mints a token with the given scopes (default: system read and

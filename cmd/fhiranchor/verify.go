@@ -1,0 +1,177 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/fhiranchor/fhiranchor/anchor"
+	"github.com/fhiranchor/fhiranchor/anchor/eth"
+	"github.com/fhiranchor/fhiranchor/fhir"
+)
+
+// runVerify checks a receipt the way an auditor or a patient would, without
+// trusting the gateway: the inclusion proof offline; with --evidence (or
+// --resource and --salt) that the content hashes to the receipt's
+// commitment; with --rpc that the receipt's root is what the contract holds
+// at its sequence number, with enough confirmations. It prints one line per
+// check and a clear VERIFIED or FAILED; any failure is a non-zero exit.
+func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer, _ func(string) string) error {
+	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	evidencePath := fs.String("evidence", "", "evidence file from GET /v1/evidence/...: the version's canonical JSON and salt")
+	resourcePath := fs.String("resource", "", "the resource version as JSON (any layout), with --salt")
+	saltHex := fs.String("salt", "", "the version's salt, hex (with --resource)")
+	rpc := fs.String("rpc", "", "EVM JSON-RPC endpoint to check the anchor on chain")
+	confirmations := fs.Uint64("confirmations", 1, "blocks the anchor must be buried under (with --rpc)")
+	timeout := fs.Duration("timeout", 30*time.Second, "time limit for the chain check")
+	rest, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(rest) != 1 {
+		fmt.Fprintln(stderr, "usage: fhiranchor verify RECEIPT [--evidence FILE | --resource FILE --salt HEX] [--rpc URL] [--confirmations N]")
+		return flag.ErrHelp
+	}
+	fail := func(format string, a ...any) error {
+		msg := fmt.Sprintf(format, a...)
+		fmt.Fprintln(stdout, "FAILED:", msg)
+		return errors.New("verification failed: " + msg)
+	}
+
+	data, err := os.ReadFile(rest[0])
+	if err != nil {
+		return fail("read receipt: %v", err)
+	}
+	var r anchor.Receipt
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		return fail("the receipt is not a fhiranchor receipt: %v", err)
+	}
+	if err := anchor.VerifyReceipt(r); err != nil {
+		return fail("proof: %v", err)
+	}
+	fmt.Fprintf(stdout, "proof:   ok, %s leaf %d is in the tree of %d leaves with root %s\n", r.LeafType, r.LeafIndex, r.TreeSize, r.Root)
+
+	canonical, salt, err := content(*evidencePath, *resourcePath, *saltHex)
+	switch {
+	case err != nil:
+		return fail("content: %v", err)
+	case canonical != nil:
+		if err := anchor.VerifyContent(r, salt, canonical); err != nil {
+			return fail("content: %v", err)
+		}
+		fmt.Fprintln(stdout, "content: ok, the resource and salt hash to the receipt's commitment")
+	case r.Erased:
+		fmt.Fprintln(stdout, "content: erased; the leaf stays anchored but what it committed to was crypto-shredded")
+	default:
+		fmt.Fprintln(stdout, "content: not checked (no --evidence or --resource given)")
+	}
+
+	if *rpc != "" {
+		ctx, cancel := context.WithTimeout(ctx, *timeout)
+		defer cancel()
+		if err := onChain(ctx, r, *rpc, *confirmations, stdout); err != nil {
+			return fail("chain: %v", err)
+		}
+	} else {
+		fmt.Fprintf(stdout, "chain:   not checked (no --rpc); the receipt names anchor %d in contract %s on chain %d\n",
+			r.Anchor.Seq, r.Anchor.Contract, r.Anchor.ChainID)
+	}
+	verdict := "VERIFIED"
+	if r.Erased {
+		verdict = "VERIFIED: anchored, content erased"
+	}
+	fmt.Fprintln(stdout, verdict)
+	return nil
+}
+
+// content reads the canonical bytes and salt to check, if any were given.
+func content(evidencePath, resourcePath, saltHex string) ([]byte, []byte, error) {
+	var resource []byte
+	switch {
+	case evidencePath != "" && resourcePath != "":
+		return nil, nil, errors.New("give --evidence or --resource, not both")
+	case evidencePath != "":
+		data, err := os.ReadFile(evidencePath)
+		if err != nil {
+			return nil, nil, err
+		}
+		var ev struct {
+			Resource json.RawMessage `json:"resource"`
+			Salt     string          `json:"salt"`
+		}
+		if err := json.Unmarshal(data, &ev); err != nil || len(ev.Resource) == 0 {
+			return nil, nil, errors.New("the evidence file is not {\"resource\": ..., \"salt\": ...}")
+		}
+		resource, saltHex = ev.Resource, ev.Salt
+	case resourcePath != "":
+		data, err := os.ReadFile(resourcePath)
+		if err != nil {
+			return nil, nil, err
+		}
+		resource = data
+	default:
+		return nil, nil, nil
+	}
+	salt, err := hex.DecodeString(saltHex)
+	if err != nil || len(salt) != anchor.SaltSize {
+		return nil, nil, fmt.Errorf("the salt must be %d bytes of hex", anchor.SaltSize)
+	}
+	canonical, err := fhir.CanonicalJSON(resource)
+	if err != nil {
+		return nil, nil, fmt.Errorf("the resource is not JSON: %w", err)
+	}
+	return canonical, salt, nil
+}
+
+// onChain checks that the contract holds the receipt's root and tree size at
+// its sequence number, in the block the receipt names or one that replaced
+// it after a reorg, under enough confirmations.
+func onChain(ctx context.Context, r anchor.Receipt, rpc string, confirmations uint64, stdout io.Writer) error {
+	if r.Anchor == nil {
+		return errors.New("the receipt names no anchor")
+	}
+	// Reading needs no key, but the client wants one for its signer: a
+	// throwaway one, never funded, never used.
+	key, err := eth.ParseHexKey(hex.EncodeToString(randomBytes(32)))
+	if err != nil {
+		return err
+	}
+	chain, err := eth.New(ctx, eth.Config{RPCURL: rpc, ChainID: r.Anchor.ChainID, Contract: r.Anchor.Contract, Key: key})
+	if err != nil {
+		return err
+	}
+	defer chain.Close()
+	a, inc, err := chain.Lookup(ctx, r.Anchor.Seq)
+	if errors.Is(err, anchor.ErrNotOnChain) {
+		return fmt.Errorf("the contract holds no anchor %d", r.Anchor.Seq)
+	}
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(a.Root[:], r.Root) || a.TreeSize != r.TreeSize {
+		return fmt.Errorf("anchor %d on chain is root %x of %d leaves, not the receipt's", r.Anchor.Seq, a.Root, a.TreeSize)
+	}
+	if inc.Confirmations < confirmations {
+		return fmt.Errorf("anchor %d has %d confirmations, fewer than %d", r.Anchor.Seq, inc.Confirmations, confirmations)
+	}
+	fmt.Fprintf(stdout, "chain:   ok, anchor %d in contract %s on chain %d holds this root, block %d (%s), %d confirmations\n",
+		r.Anchor.Seq, r.Anchor.Contract, r.Anchor.ChainID, inc.BlockNumber, inc.BlockTime.UTC().Format(time.RFC3339), inc.Confirmations)
+	return nil
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return b
+}

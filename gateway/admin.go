@@ -1,0 +1,107 @@
+package gateway
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"google.golang.org/genproto/googleapis/api/httpbody"
+
+	"github.com/fhiranchor/fhiranchor/anchor"
+	"github.com/fhiranchor/fhiranchor/fhir"
+	"github.com/fhiranchor/fhiranchor/gateway/auth"
+	fhiranchorv1 "github.com/fhiranchor/fhiranchor/proto/fhiranchor/v1"
+	"github.com/fhiranchor/fhiranchor/vault"
+)
+
+// AdminScope is the scope of operator actions such as erasing a patient.
+const AdminScope = "fhiranchor/admin"
+
+// adminService implements fhiranchorv1.AdminServiceServer.
+type adminService struct {
+	fhiranchorv1.UnimplementedAdminServiceServer
+	vault *vault.Sealed
+	now   func() time.Time
+}
+
+// erasure is what ErasePatient answers: the erasure's own leaf, and the
+// record and salt its commitment was made from, so the operator can prove
+// later what was erased and when. None of it is PHI.
+type erasure struct {
+	Compartment    string          `json:"compartment"`
+	VersionsErased int64           `json:"versionsErased"`
+	LeafIndex      uint64          `json:"leafIndex"`
+	Receipt        string          `json:"receipt"`
+	Record         json.RawMessage `json:"record"`
+	Salt           string          `json:"salt"`
+}
+
+// ErasePatient crypto-shreds a patient compartment and queues an erasure
+// leaf in the same transaction.
+func (a *adminService) ErasePatient(ctx context.Context, req *fhiranchorv1.ErasePatientRequest) (*httpbody.HttpBody, error) {
+	if err := requireScope(ctx, AdminScope); err != nil {
+		return nil, err
+	}
+	if err := checkTypeID("Patient", req.GetId()); err != nil {
+		return nil, err
+	}
+	compartment := "Patient/" + req.GetId()
+	at := a.now().UTC().Truncate(time.Microsecond)
+	var out erasure
+	err := a.vault.Update(ctx, func(tx *vault.SealedTx) error {
+		n, err := tx.Erase(ctx, compartment)
+		if errors.Is(err, vault.ErrNotFound) {
+			return failure(http.StatusNotFound, "not-found", "", "the vault holds nothing sealed for this patient")
+		}
+		if err != nil {
+			return fmt.Errorf("erase: %w", err)
+		}
+		record, err := fhir.Canonical(map[string]any{
+			"erased":   compartment,
+			"erasedAt": at.Format(fhir.InstantLayout),
+			"versions": json.Number(strconv.FormatInt(n, 10)),
+		})
+		if err != nil {
+			return err
+		}
+		salt, err := anchor.NewSalt()
+		if err != nil {
+			return err
+		}
+		commitment := anchor.Commit(anchor.LeafErasure, salt, record)
+		seq, err := tx.AddLeaf(ctx, vault.Leaf{Type: uint8(anchor.LeafErasure),
+			Data: anchor.LeafData(anchor.LeafErasure, commitment), Ref: "erasure/" + compartment})
+		if err != nil {
+			return err
+		}
+		out = erasure{Compartment: compartment, VersionsErased: n, LeafIndex: uint64(seq - 1),
+			Receipt: "/v1/receipts/leaves/" + strconv.FormatInt(seq-1, 10), Record: record, Salt: hex.EncodeToString(salt)}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	body, err := json.Marshal(out)
+	if err != nil {
+		return nil, fmt.Errorf("render erasure: %w", err)
+	}
+	setResponse(ctx, http.StatusOK)
+	return &httpbody.HttpBody{ContentType: "application/json", Data: body}, nil
+}
+
+// requireScope checks a non-resource scope.
+func requireScope(ctx context.Context, scope string) error {
+	p, ok := principalFrom(ctx)
+	if !ok {
+		return auth.ErrNoToken
+	}
+	if !p.Scopes.Has(scope) {
+		return failure(http.StatusForbidden, "forbidden", "", "this operation needs the "+scope+" scope")
+	}
+	return nil
+}

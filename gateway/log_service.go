@@ -1,0 +1,193 @@
+package gateway
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"google.golang.org/genproto/googleapis/api/httpbody"
+
+	"github.com/fhiranchor/fhiranchor/anchor"
+	"github.com/fhiranchor/fhiranchor/gateway/auth"
+	fhiranchorv1 "github.com/fhiranchor/fhiranchor/proto/fhiranchor/v1"
+	"github.com/fhiranchor/fhiranchor/vault"
+)
+
+// logReader is what the log service needs of *anchor.Log.
+type logReader interface {
+	Receipt(ctx context.Context, index uint64) (anchor.Receipt, error)
+	Consistency(ctx context.Context, from, to uint64) ([][]byte, error)
+	Checkpoints(ctx context.Context, after uint64, limit int) ([]anchor.Checkpoint, error)
+	Size() uint64
+}
+
+// logService implements fhiranchorv1.LogServiceServer.
+type logService struct {
+	fhiranchorv1.UnimplementedLogServiceServer
+	log   logReader
+	vault *vault.Sealed
+}
+
+// GetReceipt returns the receipt of one stored resource version; it tells
+// whether the content has since been erased.
+func (s *logService) GetReceipt(ctx context.Context, req *fhiranchorv1.GetReceiptRequest) (*httpbody.HttpBody, error) {
+	r, err := s.record(ctx, req.GetType(), req.GetId(), req.GetVersionId())
+	if err != nil {
+		return nil, err
+	}
+	rc, err := s.log.Receipt(ctx, uint64(r.Leaf.Seq-1))
+	if errors.Is(err, anchor.ErrNotFound) {
+		// Acknowledged, not yet read into the log: pending, without a proof.
+		rc, err = pendingReceipt(r.Leaf), nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("receipt: %w", err)
+	}
+	rc.Erased = r.Erased
+	return jsonBody(ctx, rc)
+}
+
+// pendingReceipt describes a queued leaf the log has not taken in yet.
+func pendingReceipt(l vault.Leaf) anchor.Receipt {
+	t := anchor.LeafType(l.Type)
+	rc := anchor.Receipt{LeafIndex: uint64(l.Seq - 1), LeafType: t.String(), LeafTypeNumber: l.Type, Status: anchor.StatusPending}
+	if len(l.Data) > 1 {
+		rc.Commitment = l.Data[1:]
+	}
+	return rc
+}
+
+// GetLeafReceipt returns the receipt of any leaf. Leaves carry no PHI and
+// no resource identity, so any authenticated client may ask.
+func (s *logService) GetLeafReceipt(ctx context.Context, req *fhiranchorv1.GetLeafReceiptRequest) (*httpbody.HttpBody, error) {
+	if _, ok := principalFrom(ctx); !ok {
+		return nil, auth.ErrNoToken
+	}
+	rc, err := s.log.Receipt(ctx, req.GetLeafIndex())
+	if errors.Is(err, anchor.ErrNotFound) {
+		ls, lerr := s.vault.Store().Leaves(ctx, int64(req.GetLeafIndex()), 1)
+		if lerr != nil {
+			return nil, fmt.Errorf("receipt: %w", lerr)
+		}
+		if len(ls) == 0 || ls[0].Seq != int64(req.GetLeafIndex())+1 {
+			return nil, failure(http.StatusNotFound, "not-found", "", "no such leaf")
+		}
+		rc, err = pendingReceipt(ls[0]), nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("receipt: %w", err)
+	}
+	return jsonBody(ctx, rc)
+}
+
+// evidence is what the vault's owner hands a verifier: the canonical bytes
+// of a version (as JSON) and its salt.
+type evidence struct {
+	Resource json.RawMessage `json:"resource"`
+	Salt     string          `json:"salt"`
+}
+
+// GetEvidence returns a version's canonical JSON and salt.
+func (s *logService) GetEvidence(ctx context.Context, req *fhiranchorv1.GetEvidenceRequest) (*httpbody.HttpBody, error) {
+	vid, err := strconv.ParseInt(req.GetVersionId(), 10, 64)
+	if err != nil || vid < 1 {
+		return nil, failure(http.StatusNotFound, "not-found", "", "no such version")
+	}
+	if err := checkTypeID(req.GetType(), req.GetId()); err != nil {
+		return nil, err
+	}
+	if err := authorize(ctx, req.GetType(), auth.Read); err != nil {
+		return nil, err
+	}
+	v, err := s.vault.VRead(ctx, req.GetType(), req.GetId(), vid)
+	if err != nil {
+		return nil, err
+	}
+	return jsonBody(ctx, evidence{Resource: v.Body, Salt: hex.EncodeToString(v.Salt)})
+}
+
+// ListCheckpoints lists every checkpoint with its anchor.
+func (s *logService) ListCheckpoints(ctx context.Context, _ *fhiranchorv1.ListCheckpointsRequest) (*httpbody.HttpBody, error) {
+	var all []anchor.Checkpoint
+	for after := uint64(0); ; {
+		cps, err := s.log.Checkpoints(ctx, after, 1000)
+		if err != nil {
+			return nil, fmt.Errorf("list checkpoints: %w", err)
+		}
+		all = append(all, cps...)
+		if len(cps) < 1000 {
+			break
+		}
+		after = cps[len(cps)-1].Size
+	}
+	if all == nil {
+		all = []anchor.Checkpoint{}
+	}
+	return jsonBody(ctx, map[string]any{"treeSize": s.log.Size(), "checkpoints": all})
+}
+
+// GetConsistency proves that tree size To extends tree size From.
+func (s *logService) GetConsistency(ctx context.Context, req *fhiranchorv1.GetConsistencyRequest) (*httpbody.HttpBody, error) {
+	proof, err := s.log.Consistency(ctx, req.GetFrom(), req.GetTo())
+	if err != nil {
+		if errors.Is(err, anchor.ErrInvalidRange) || errors.Is(err, anchor.ErrNotFound) {
+			return nil, failure(http.StatusBadRequest, "invalid", "", "from and to must be checkpoint sizes with from <= to")
+		}
+		return nil, fmt.Errorf("consistency proof: %w", err)
+	}
+	path := make([]anchor.Hex, len(proof))
+	for i, p := range proof {
+		path[i] = p
+	}
+	return jsonBody(ctx, map[string]any{"from": req.GetFrom(), "to": req.GetTo(), "proof": path})
+}
+
+// record finds the stored version a receipt is asked for, after checking
+// the caller may read that type.
+func (s *logService) record(ctx context.Context, typ, id, version string) (vault.Record, error) {
+	vid, err := strconv.ParseInt(version, 10, 64)
+	if err != nil || vid < 1 {
+		return vault.Record{}, failure(http.StatusNotFound, "not-found", "", "no such version")
+	}
+	if err := checkTypeID(typ, id); err != nil {
+		return vault.Record{}, err
+	}
+	if err := authorize(ctx, typ, auth.Read); err != nil {
+		return vault.Record{}, err
+	}
+	r, err := s.vault.Store().Version(ctx, typ, id, vid)
+	if err != nil {
+		return vault.Record{}, err
+	}
+	return r, nil
+}
+
+func jsonBody(ctx context.Context, v any) (*httpbody.HttpBody, error) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("render JSON: %w", err)
+	}
+	setResponse(ctx, http.StatusOK)
+	return &httpbody.HttpBody{ContentType: "application/json", Data: append(b, '\n')}, nil
+}
+
+// LeafSource adapts the vault's leaf queue to what the log reads: leaf
+// index = vault Seq - 1, so a leaf's position is fixed when it is
+// acknowledged.
+func LeafSource(s vault.Store) anchor.LeafSource {
+	return func(ctx context.Context, after uint64, limit int) ([]anchor.Leaf, error) {
+		ls, err := s.Leaves(ctx, int64(after), limit)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]anchor.Leaf, len(ls))
+		for i, l := range ls {
+			out[i] = anchor.Leaf{Index: uint64(l.Seq - 1), Type: anchor.LeafType(l.Type), Data: l.Data}
+		}
+		return out, nil
+	}
+}
