@@ -84,14 +84,8 @@ func (s *logService) GetLeafReceipt(ctx context.Context, req *fhiranchorv1.GetLe
 	return jsonBody(ctx, rc)
 }
 
-// evidence is what the vault's owner hands a verifier: the canonical bytes
-// of a version (as JSON) and its salt.
-type evidence struct {
-	Resource json.RawMessage `json:"resource"`
-	Salt     string          `json:"salt"`
-}
-
-// GetEvidence returns a version's canonical JSON and salt.
+// GetEvidence returns what the vault's owner hands a verifier:
+// {"resource": <the version's canonical bytes>, "salt": "<hex>"}.
 func (s *logService) GetEvidence(ctx context.Context, req *fhiranchorv1.GetEvidenceRequest) (*httpbody.HttpBody, error) {
 	vid, err := strconv.ParseInt(req.GetVersionId(), 10, 64)
 	if err != nil || vid < 1 {
@@ -107,7 +101,16 @@ func (s *logService) GetEvidence(ctx context.Context, req *fhiranchorv1.GetEvide
 	if err != nil {
 		return nil, err
 	}
-	return jsonBody(ctx, evidence{Resource: v.Body, Salt: hex.EncodeToString(v.Salt)})
+	// Written by hand so the resource is exactly the canonical bytes that
+	// were committed to (encoding/json would re-indent and HTML-escape it).
+	body := make([]byte, 0, len(v.Body)+100)
+	body = append(body, `{"resource":`...)
+	body = append(body, v.Body...)
+	body = append(body, `,"salt":"`...)
+	body = hex.AppendEncode(body, v.Salt)
+	body = append(body, "\"}\n"...)
+	setResponse(ctx, http.StatusOK)
+	return &httpbody.HttpBody{ContentType: "application/json", Data: body}, nil
 }
 
 // ListCheckpoints lists every checkpoint with its anchor.

@@ -18,33 +18,10 @@ import (
 // one of the 10,877 entries must be accepted; a second push is answered
 // from the idempotency keys and accepts the same.
 func TestServeAndPush(t *testing.T) {
-	synthea := filepath.Join("..", "..", "..", "shared", "testdata", "synthea")
-	if env := os.Getenv("FHIRANCHOR_TESTDATA"); env != "" {
-		synthea = filepath.Join(env, "synthea")
-	}
+	synthea := syntheaDir()
 	dir := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"serve", "--data", dir, "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"}, pw, io.Discard, noEnv)
-		pw.Close()
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	line, err := bufio.NewReader(pr).ReadString('\n')
-	if err != nil {
-		t.Fatalf("serve printed no address: %v", err)
-	}
-	go io.Copy(io.Discard, pr)
-	base := regexp.MustCompile(`http://\S+/fhir/r4`).FindString(line)
-	if base == "" {
-		t.Fatalf("no base URL in %q", line)
-	}
+	ctx := context.Background()
+	base, _ := startServe(t, dir)
 	for round := 1; round <= 2; round++ {
 		var out strings.Builder
 		pctx, pcancel := context.WithTimeout(ctx, 5*time.Minute)
@@ -104,4 +81,46 @@ func TestLoadConfig(t *testing.T) {
 	if bad.validate() == nil {
 		t.Error("log.level chatty was accepted")
 	}
+}
+
+func syntheaDir() string {
+	if env := os.Getenv("FHIRANCHOR_TESTDATA"); env != "" {
+		return filepath.Join(env, "synthea")
+	}
+	return filepath.Join("..", "..", "..", "shared", "testdata", "synthea")
+}
+
+// startServe runs `fhiranchor serve` on dir with extra args until the test
+// ends or stop is called, and returns its FHIR base URL.
+func startServe(t *testing.T, dir string, args ...string) (base string, stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, append([]string{"serve", "--data", dir, "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"}, args...), pw, io.Discard, noEnv)
+		pw.Close()
+	}()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}
+	t.Cleanup(stop)
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	if err != nil {
+		t.Fatalf("serve printed no address: %v", err)
+	}
+	go io.Copy(io.Discard, pr)
+	base = regexp.MustCompile(`http://\S+/fhir/r4`).FindString(line)
+	if base == "" {
+		t.Fatalf("no base URL in %q", line)
+	}
+	return base, stop
 }

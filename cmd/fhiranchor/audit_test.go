@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	_ "modernc.org/sqlite" // to tamper with the vault file as an intruder would
+)
+
+// TestVerifyAndAudit runs serve, pushes a Synthea Bundle, saves a receipt
+// and its evidence as files and checks them with `fhiranchor verify`; then,
+// with the server stopped, alters one row of the SQLite vault and expects
+// `fhiranchor audit` to name it.
+func TestVerifyAndAudit(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "fhiranchor.yaml")
+	if err := os.WriteFile(cfg, []byte("anchor:\n  max_delay: 100ms\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, "data")
+	base, stop := startServe(t, data, "--config", cfg)
+	root := strings.TrimSuffix(base, "/fhir/r4")
+	files, _ := filepath.Glob(filepath.Join(syntheaDir(), "*.json"))
+	ctx := context.Background()
+	if err := run(ctx, []string{"push", "--server", base, "--data", data, "--no-progress", files[0]}, io.Discard, io.Discard, noEnv); err != nil {
+		t.Fatal(err)
+	}
+	var tok strings.Builder
+	if err := run(ctx, []string{"token", "--data", data}, &tok, io.Discard, noEnv); err != nil {
+		t.Fatal(err)
+	}
+	get := func(path string) []byte {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, root+path, nil)
+		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(tok.String()))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %d %s", path, resp.StatusCode, b)
+		}
+		return b
+	}
+	// Find the Patient through the vault-independent log: the first leaf
+	// of a Synthea Bundle is its Patient.
+	var patientLoc string
+	{
+		db, err := sql.Open("sqlite", filepath.Join(data, "vault.db")+"?_pragma=query_only(1)")
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = db.QueryRow(`SELECT ref FROM leaves WHERE ref LIKE 'Patient/%' ORDER BY seq LIMIT 1`).Scan(&patientLoc)
+		db.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var receipt []byte
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		receipt = get("/v1/receipts/" + patientLoc)
+		var st struct{ Status string }
+		_ = json.Unmarshal(receipt, &st)
+		if st.Status == "confirmed" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("receipt still %s", st.Status)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	receiptFile, evidenceFile := filepath.Join(dir, "receipt.json"), filepath.Join(dir, "evidence.json")
+	os.WriteFile(receiptFile, receipt, 0o600)
+	os.WriteFile(evidenceFile, get("/v1/evidence/"+patientLoc), 0o600)
+
+	var out strings.Builder
+	if err := run(ctx, []string{"verify", receiptFile, "--evidence", evidenceFile}, &out, io.Discard, noEnv); err != nil {
+		t.Fatalf("verify: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "VERIFIED") || !strings.Contains(out.String(), "content: ok") {
+		t.Errorf("verify said:\n%s", out.String())
+	}
+	// A receipt whose root was altered fails, clearly and with a non-zero exit.
+	var rc map[string]any
+	_ = json.Unmarshal(receipt, &rc)
+	rootHex := rc["root"].(string)
+	flipped := "0" + rootHex[1:]
+	if flipped == rootHex {
+		flipped = "1" + rootHex[1:]
+	}
+	os.WriteFile(receiptFile, []byte(strings.Replace(string(receipt), rootHex, flipped, 1)), 0o600)
+	out.Reset()
+	if err := run(ctx, []string{"verify", receiptFile}, &out, io.Discard, noEnv); err == nil || !strings.Contains(out.String(), "FAILED") {
+		t.Errorf("a tampered receipt verified:\n%s", out.String())
+	}
+
+	stop()
+	out.Reset()
+	if err := run(ctx, []string{"audit", "--data", data}, &out, io.Discard, noEnv); err != nil {
+		t.Fatalf("audit of an untouched vault: %v\n%s", err, out.String())
+	}
+	db, err := sql.Open("sqlite", filepath.Join(data, "vault.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An intruder with write access replaces one version's salt.
+	res, err := db.Exec(`UPDATE versions SET salt = randomblob(32) WHERE seq = 5`)
+	if n, _ := res.RowsAffected(); err != nil || n != 1 {
+		t.Fatalf("tamper: %v", err)
+	}
+	var ref string
+	db.QueryRow(`SELECT ref FROM leaves WHERE seq = 5`).Scan(&ref)
+	db.Close()
+	out.Reset()
+	err = run(ctx, []string{"audit", "--data", data}, &out, io.Discard, noEnv)
+	if err == nil || !strings.Contains(out.String(), "TAMPERED leaf 4 ("+ref+")") {
+		t.Errorf("audit did not report the tampered row (err %v):\n%s", err, out.String())
+	}
+}
