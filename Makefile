@@ -22,11 +22,13 @@ test:
 test-clients:
 	clients/fhir-kit-client/run.sh
 
-# Regenerate protobuf, gRPC, grpc-gateway and OpenAPI code; CI fails if this
-# changes anything committed.
+# Regenerate protobuf, gRPC, grpc-gateway and OpenAPI code, and the
+# AnchorRegistry contract's ABI, bytecode (npm solc, pinned) and abigen v2
+# binding; CI fails if this changes anything committed.
 generate:
 	$(BUF) generate
 	$(BUF) lint
+	./anchor/eth/contract/generate.sh
 
 bench:
 	$(GO) test ./gateway/ -run '^$$' -bench 'BenchmarkIngest' -benchtime $(BENCH_TIME) -timeout 30m

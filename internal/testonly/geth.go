@@ -116,8 +116,9 @@ func (g *Geth) Start() {
 	cmd.Dir = g.root
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own process group, so that a hung node can be killed with the
-	// `go tool` process that started it (see Stop).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// `go tool` process that started it (see Stop); and interrupted if the
+	// test binary dies without stopping it (a test timeout, say).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGINT}
 	if err := cmd.Start(); err != nil {
 		g.t.Fatalf("start geth: %v", err)
 	}
@@ -125,12 +126,10 @@ func (g *Geth) Start() {
 	go func() { cmd.Wait(); close(done) }()
 	g.cmd, g.done = cmd, done
 
-	// Ready is when it answers for receipts: right after a start, geth
-	// answers "transaction indexing is in progress" for a moment.
 	deadline := time.Now().Add(gethReadyTimeout)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := g.call(ctx, "eth_getTransactionReceipt", []any{"0x" + strings.Repeat("00", 32)}, nil)
+		err := g.ready(ctx)
 		cancel()
 		if err == nil {
 			return
@@ -146,6 +145,20 @@ func (g *Geth) Start() {
 			g.t.Fatalf("geth did not answer within %v: %v\n%s", gethReadyTimeout, err, g.logTail())
 		}
 	}
+}
+
+// ready reports whether the node answers, and for receipts too: on a chain
+// with blocks, geth answers "transaction indexing is in progress" for a
+// moment after it starts. (On an empty chain it does until the first block.)
+func (g *Geth) ready(ctx context.Context) error {
+	var head string
+	if err := g.call(ctx, "eth_blockNumber", nil, &head); err != nil {
+		return err
+	}
+	if head == "0x0" {
+		return nil
+	}
+	return g.call(ctx, "eth_getTransactionReceipt", []any{"0x" + strings.Repeat("00", 32)}, nil)
 }
 
 // Stop interrupts the node (`go tool` passes SIGINT on to geth, which then
