@@ -60,6 +60,10 @@ type Config struct {
 	// is min(2*base fee + tip, GasFeeCap), the tip min(node's suggestion,
 	// GasTipCap). Nil means DefaultGasFeeCap and DefaultGasTipCap.
 	GasFeeCap, GasTipCap *big.Int
+	// ReadOnly opens an RPC chain's existing contract (Contract required)
+	// only to read anchors, as a verifier does: no key is needed, nothing is
+	// deployed, Submit fails.
+	ReadOnly bool
 	// GasLimit is the gas limit of each anchor transaction; 0 means the
 	// estimate plus 20%. Every transaction is estimated first either way, so
 	// one the contract would reject is never sent.
@@ -98,6 +102,7 @@ type Chain struct {
 	registry    *contract.AnchorRegistry
 	address     common.Address
 	deployBlock uint64 // where to start looking for events; 0 if unknown
+	readOnly    bool
 
 	feeCap, tipCap *big.Int
 	gasLimit       uint64
@@ -140,6 +145,10 @@ func New(ctx context.Context, cfg Config) (*Chain, error) {
 		feeCap:   orDefault(cfg.GasFeeCap, DefaultGasFeeCap),
 		tipCap:   orDefault(cfg.GasTipCap, DefaultGasTipCap),
 		gasLimit: cfg.GasLimit,
+		readOnly: cfg.ReadOnly,
+	}
+	if cfg.ReadOnly && (cfg.RPCURL == "" || cfg.Contract == "") {
+		return nil, errors.New("eth: read-only needs an RPC chain and a Contract")
 	}
 	var err error
 	if cfg.RPCURL == "" {
@@ -218,6 +227,9 @@ func (c *Chain) Address() string { return c.from.Hex() }
 // the caps. With no room left under the caps, Submit sends the earlier
 // transaction again and returns its hash.
 func (c *Chain) Submit(ctx context.Context, a anchor.Anchor) ([32]byte, error) {
+	if c.readOnly {
+		return [32]byte{}, errors.New("submit anchor: the chain was opened read-only")
+	}
 	data := c.registry.PackAnchor(a.Seq, a.Root, a.TreeSize, a.PrevRoot)
 	tx, err := c.send(ctx, &c.address, nil, data, c.gasLimit, a.Seq)
 	if err != nil {

@@ -100,6 +100,9 @@ func (c *Chain) bind(ctx context.Context, cfg Config) error {
 	if len(code) == 0 {
 		return fmt.Errorf("eth: no contract at %s on chain %d", c.address.Hex(), c.chainID)
 	}
+	if c.readOnly {
+		return nil
+	}
 	out, err := c.call(ctx, c.registry.PackIsAnchorer(c.from), nil)
 	if err != nil {
 		return fmt.Errorf("eth: ask %s whether %s is an anchorer: %w", c.address.Hex(), c.from.Hex(), err)
@@ -175,6 +178,10 @@ func (c *Chain) waitMined(ctx context.Context, tx common.Hash) (*types.Receipt, 
 // writeFileAtomic replaces path with data: a crash leaves the old file or
 // the new one, never a torn one.
 func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	// An RPC chain has no other state in Dir, so it may not exist yet.
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return err

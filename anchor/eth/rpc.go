@@ -11,6 +11,7 @@ import (
 	ethereum "github.com/ethereum/go-ethereum"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
+	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/ethereum/go-ethereum/ethclient"
 )
 
@@ -40,10 +41,18 @@ func networkName(id uint64) string {
 
 // openRPC connects to cfg.RPCURL and checks its chain id.
 func (c *Chain) openRPC(ctx context.Context, cfg Config) error {
-	if cfg.Key == nil {
+	key := cfg.Key
+	if key == nil && cfg.ReadOnly {
+		// Reads need no key; the signer wants one anyway: a throwaway.
+		var err error
+		if key, err = crypto.GenerateKey(); err != nil {
+			return fmt.Errorf("eth: %w", err)
+		}
+	}
+	if key == nil {
 		return errors.New("eth: a key is required for an RPC chain")
 	}
-	if err := c.setKey(cfg.Key); err != nil {
+	if err := c.setKey(key); err != nil {
 		return err
 	}
 	shown := redactURL(cfg.RPCURL)

@@ -26,7 +26,7 @@ func TestVerifyAndAudit(t *testing.T) {
 		t.Fatal(err)
 	}
 	data := filepath.Join(dir, "data")
-	base, stop := startServe(t, data, "--config", cfg)
+	base, stop := startServe(t, data, noEnv, "--config", cfg)
 	root := strings.TrimSuffix(base, "/fhir/r4")
 	files, _ := filepath.Glob(filepath.Join(syntheaDir(), "*.json"))
 	ctx := context.Background()

@@ -21,7 +21,7 @@ func TestServeAndPush(t *testing.T) {
 	synthea := syntheaDir()
 	dir := t.TempDir()
 	ctx := context.Background()
-	base, _ := startServe(t, dir)
+	base, _ := startServe(t, dir, noEnv)
 	for round := 1; round <= 2; round++ {
 		var out strings.Builder
 		pctx, pcancel := context.WithTimeout(ctx, 5*time.Minute)
@@ -92,13 +92,13 @@ func syntheaDir() string {
 
 // startServe runs `fhiranchor serve` on dir with extra args until the test
 // ends or stop is called, and returns its FHIR base URL.
-func startServe(t *testing.T, dir string, args ...string) (base string, stop func()) {
+func startServe(t *testing.T, dir string, getenv func(string) string, args ...string) (base string, stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, append([]string{"serve", "--data", dir, "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"}, args...), pw, io.Discard, noEnv)
+		done <- run(ctx, append([]string{"serve", "--data", dir, "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"}, args...), pw, io.Discard, getenv)
 		pw.Close()
 	}()
 	stopped := false

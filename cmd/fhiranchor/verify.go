@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -141,13 +140,7 @@ func onChain(ctx context.Context, r anchor.Receipt, rpc string, confirmations ui
 	if r.Anchor == nil {
 		return errors.New("the receipt names no anchor")
 	}
-	// Reading needs no key, but the client wants one for its signer: a
-	// throwaway one, never funded, never used.
-	key, err := eth.ParseHexKey(hex.EncodeToString(randomBytes(32)))
-	if err != nil {
-		return err
-	}
-	chain, err := eth.New(ctx, eth.Config{RPCURL: rpc, ChainID: r.Anchor.ChainID, Contract: r.Anchor.Contract, Key: key})
+	chain, err := eth.New(ctx, eth.Config{RPCURL: rpc, ChainID: r.Anchor.ChainID, Contract: r.Anchor.Contract, ReadOnly: true})
 	if err != nil {
 		return err
 	}
@@ -168,10 +161,4 @@ func onChain(ctx context.Context, r anchor.Receipt, rpc string, confirmations ui
 	fmt.Fprintf(stdout, "chain:   ok, anchor %d in contract %s on chain %d holds this root, block %d (%s), %d confirmations\n",
 		r.Anchor.Seq, r.Anchor.Contract, r.Anchor.ChainID, inc.BlockNumber, inc.BlockTime.UTC().Format(time.RFC3339), inc.Confirmations)
 	return nil
-}
-
-func randomBytes(n int) []byte {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return b
 }
