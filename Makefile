@@ -5,7 +5,7 @@ GO    ?= go
 BUF   := $(GO) tool -modfile=tools/buf.mod buf
 BENCH_TIME ?= 3x
 
-.PHONY: build test test-race test-clients generate lint-proto bench fuzz clean
+.PHONY: build test test-clients generate bench bench-anchor fuzz clean
 
 build:
 	$(GO) build -o bin/fhiranchor ./cmd/fhiranchor
@@ -32,6 +32,12 @@ generate:
 
 bench:
 	$(GO) test ./gateway/ -run '^$$' -bench 'BenchmarkIngest' -benchtime $(BENCH_TIME) -timeout 30m
+
+# Gas per anchored leaf and acknowledgement-to-confirmed-receipt latency over
+# the Synthea set, default batch policy, simulated chain. On geth --dev:
+# FHIRANCHOR_INTEGRATION=1 FHIRANCHOR_BENCH_GETH=1 make bench-anchor
+bench-anchor:
+	$(GO) test ./gateway/ -run '^$$' -bench 'BenchmarkAnchoring' -benchtime 1x -timeout 30m
 
 # Extend the parser fuzz corpus (new crashers land in fhir/testdata/fuzz).
 fuzz:

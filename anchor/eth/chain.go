@@ -445,3 +445,16 @@ func (c *Chain) checkOpen() error {
 	}
 	return nil
 }
+
+// GasUsed returns the gas an anchor transaction used, for operators' cost
+// reports and benchmarks.
+func (c *Chain) GasUsed(ctx context.Context, tx [32]byte) (uint64, error) {
+	if err := c.checkOpen(); err != nil {
+		return 0, err
+	}
+	r, err := c.node.TransactionReceipt(ctx, common.Hash(tx))
+	if err != nil {
+		return 0, fmt.Errorf("gas used by %x: %w", tx, err)
+	}
+	return r.GasUsed, nil
+}
