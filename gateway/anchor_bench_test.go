@@ -117,4 +117,3 @@ func BenchmarkAnchoring(b *testing.B) {
 			chainName, opt.Anchor.MaxDelay, leaves, len(cps), gas, float64(gas)/float64(leaves), p50.Round(time.Millisecond), p99.Round(time.Millisecond))
 	}
 }
-

@@ -47,15 +47,6 @@ func (c *Chain) Transfer(ctx context.Context, to string, wei *big.Int) ([32]byte
 	return tx.Hash(), nil
 }
 
-// GasUsed is the gas a mined transaction used.
-func (c *Chain) GasUsed(ctx context.Context, tx [32]byte) (uint64, error) {
-	r, err := c.node.TransactionReceipt(ctx, tx)
-	if err != nil {
-		return 0, err
-	}
-	return r.GasUsed, nil
-}
-
 // SetFeeCaps changes the fee caps of later transactions.
 func (c *Chain) SetFeeCaps(feeCap, tipCap *big.Int) {
 	c.mu.Lock()
