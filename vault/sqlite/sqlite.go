@@ -14,12 +14,11 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
 
+	"github.com/fhiranchor/fhiranchor/internal/sqlitedb"
 	"github.com/fhiranchor/fhiranchor/vault"
 	// The driver registers itself as "sqlite". This package is its only
 	// user, so the import lives here rather than in cmd/; the named import
@@ -166,7 +165,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if err := createFile(cfg.Path); err != nil {
+	if err := sqlitedb.CreateFile(cfg.Path); err != nil {
 		return nil, err
 	}
 	s := &Store{}
@@ -192,7 +191,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if !strings.EqualFold(mode, "wal") {
 		return nil, fmt.Errorf("open sqlite: journal mode is %q, want wal", mode)
 	}
-	if err := migrate(ctx, s.w); err != nil {
+	if err := sqlitedb.Migrate(ctx, s.w, migrations); err != nil {
 		return nil, err
 	}
 
@@ -215,55 +214,6 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	ok = true
 	return s, nil
-}
-
-// createFile creates the database file with mode 0600 before SQLite opens
-// it: SQLite would create it with the umask's mode, and gives its -wal and
-// -shm files the mode of the database file.
-func createFile(path string) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return fmt.Errorf("create sqlite directory: %w", err)
-	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return fmt.Errorf("create sqlite database: %w", err)
-	}
-	return f.Close()
-}
-
-// migrate brings the schema up to date in one transaction.
-func migrate(ctx context.Context, db *sql.DB) error {
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("migrate sqlite schema: %w", err)
-	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (
-	version INTEGER PRIMARY KEY,
-	applied INTEGER NOT NULL -- microseconds since the Unix epoch, UTC
-) STRICT`); err != nil {
-		return fmt.Errorf("migrate sqlite schema: %w", err)
-	}
-	var have int
-	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_version`).Scan(&have); err != nil {
-		return fmt.Errorf("migrate sqlite schema: %w", err)
-	}
-	if have > len(migrations) {
-		return fmt.Errorf("migrate sqlite schema: database is at version %d, this build knows %d", have, len(migrations))
-	}
-	for v := have + 1; v <= len(migrations); v++ {
-		if _, err := tx.ExecContext(ctx, migrations[v-1]); err != nil {
-			return fmt.Errorf("migrate sqlite schema to version %d: %w", v, err)
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_version (version, applied) VALUES (?, ?)`,
-			v, time.Now().UnixMicro()); err != nil {
-			return fmt.Errorf("migrate sqlite schema to version %d: %w", v, err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("migrate sqlite schema: %w", err)
-	}
-	return nil
 }
 
 // Close closes the database. Updates and reads in flight fail.
