@@ -1,0 +1,49 @@
+// Package policy decides access to patient data from the patient's FHIR R4
+// Consent resources, with Rego evaluated by OPA's v1 Go SDK.
+//
+// An Engine compiles a policy bundle (by default the one embedded from rego/)
+// and prepares the query data.fhiranchor.consent.decision once. Decide takes an
+// Input holding opaque ids and the patient's Consent resources; the engine keeps
+// no consent state, so a revised Consent changes the very next decision. Every
+// Decision names the Consent ids and versions it rests on and the policy
+// revision (by default the SHA-256 of the bundle's files). Decide fails closed:
+// an evaluation error, a timeout, or an undefined or ill-shaped result denies
+// and says why. Replace swaps in a new bundle atomically, only if it compiles
+// and its *_test.rego tests pass.
+//
+// The embedded bundle reads R4 Consent as follows, where R4 leaves room:
+//
+//   - Only status "active" with scope patient-privacy counts. A consent whose
+//     patient is not Input.Patient, or whose provisions nest deeper than root +
+//     2 levels, denies (the caller passed something the policy cannot vouch for).
+//   - policyRule OPTIN is a base deny, OPTOUT a base permit; any other rule is
+//     treated as OPTIN. No active consent: data.fhiranchor.config.default.
+//   - An untyped root provision is the consent's own statement: under OPTIN it
+//     grants what it describes, under OPTOUT it withholds it. (If it carried the
+//     base effect, the "basic" example could never permit and "Out" could never
+//     deny.) Untyped nested provisions inherit their parent's effect.
+//   - A provision applies when it and all its ancestors match. A nested
+//     provision of the opposite effect is an exception; nested provisions of the
+//     same effect narrow their parent, which then decides only through them
+//     (this is how "smartonfhir" limits its 30-minute grant to MedicationRequest).
+//     The innermost applicable provision decides; deny wins between siblings and
+//     between consents.
+//   - Actor matches actor.reference against Input.Actor.Reference, or, for an
+//     actor with no reference, its role codes against Input.Actor.Roles; roles
+//     that describe the data (author, custodian) are not modelled.
+//   - Actions map read -> access/use/disclose, write -> collect/correct,
+//     research-query and export -> use/disclose; an unknown action denies.
+//   - class matches resource-type codes only; a class in another system (such as
+//     a MIME type) never matches, so such a provision neither permits nor denies.
+//   - Periods are FHIR date/dateTime with the end inclusive at its precision;
+//     dataPeriod needs Input.Resource.Date, and a provision with dataPeriod does
+//     not apply to data without a date.
+//   - A deciding deny whose chain names security labels the resource carries
+//     becomes, on read only, an allow with a "redact" obligation listing those
+//     labels: the caller MUST remove the labelled content (or drop the resource)
+//     before returning it. Other actions get a plain deny.
+//   - Break-the-glass: purpose ETREAT on read or write by a physician or nurse, or
+//     under a deciding permit naming ETREAT, allows with BreakGlass set, reason
+//     "break-the-glass" and an "audit-break-glass" obligation, unless the
+//     deciding deny provision names ETREAT (itself or through an ancestor).
+package policy
