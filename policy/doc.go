@@ -11,6 +11,16 @@
 // and says why. Replace swaps in a new bundle atomically, only if it compiles
 // and its *_test.rego tests pass.
 //
+// The policy does not read FHIR JSON directly. CompileConsent flattens each
+// Consent once into lookup-friendly form (codings as "system|code" keys, nested
+// provisions as a list with their ancestor chains and inherited types, period
+// bounds as Unix nanoseconds; see rego/consent.rego for the shape), so the Rego
+// only matches sets and compares numbers. Decide compiles Input.Consents on
+// every call; a caller that keeps consents (the consent-state store) can compile
+// each version once and pass it in Input.Compiled. A Consent that
+// CompileConsent rejects (a read field of the wrong JSON type, a period bound
+// that is not a FHIR date or dateTime) denies the whole decision.
+//
 // The embedded bundle reads R4 Consent as follows, where R4 leaves room:
 //
 //   - Only status "active" with scope patient-privacy counts. A consent whose

@@ -66,7 +66,12 @@ type Input struct {
 	Resource ResourceRef `json:"resource"`
 	// Consents are the patient's FHIR R4 Consent resources as decoded JSON objects,
 	// each with id and meta.versionId, in any status: the policy keeps the active ones.
+	// Decide compiles each one (see CompileConsent); callers that keep consents
+	// can pass them compiled in Compiled instead and skip that work.
 	Consents []map[string]any `json:"consents"`
+	// Compiled are more of the patient's consents, compiled once by
+	// CompileConsent; Decide treats them exactly like Consents.
+	Compiled []CompiledConsent `json:"-"`
 }
 
 // Obligation is something the caller MUST do for an allowed access.
@@ -219,7 +224,10 @@ func (e *Engine) Decide(ctx context.Context, in Input) (Decision, error) {
 	}
 	v, err := inputValue(in)
 	if err != nil {
-		return deny("invalid policy input"), fmt.Errorf("convert policy input: %w", err)
+		if errors.Is(err, ErrInvalidConsent) {
+			return deny("invalid consent"), fmt.Errorf("compile policy input: %w", err)
+		}
+		return deny("invalid policy input"), fmt.Errorf("compile policy input: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
@@ -241,53 +249,63 @@ func (e *Engine) Decide(ctx context.Context, in Input) (Decision, error) {
 	return d, nil
 }
 
-// inputValue builds the Rego input without a JSON round trip.
+// inputValue builds the Rego input as an ast.Value, without a JSON round trip
+// and without converting the already compiled consents again.
 func inputValue(in Input) (ast.Value, error) {
 	t := in.Time
 	if t.IsZero() {
 		t = time.Now()
 	}
-	consents := make([]any, len(in.Consents))
+	consents := make([]*ast.Term, 0, len(in.Consents)+len(in.Compiled))
 	for i, c := range in.Consents {
-		consents[i] = c
+		cc, err := CompileConsent(c)
+		if err != nil {
+			return nil, fmt.Errorf("consent %d: %w", i, err)
+		}
+		consents = append(consents, cc.term)
 	}
-	roles := make([]any, len(in.Actor.Roles))
+	for i, cc := range in.Compiled {
+		if cc.term == nil {
+			return nil, fmt.Errorf("compiled consent %d: %w: not made by CompileConsent", i, ErrInvalidConsent)
+		}
+		consents = append(consents, cc.term)
+	}
+	roles := make([]*ast.Term, len(in.Actor.Roles))
 	for i, r := range in.Actor.Roles {
-		roles[i] = r
+		roles[i] = ast.StringTerm(r)
 	}
-	m := map[string]any{
-		"time":    t.Format(time.RFC3339Nano),
-		"action":  in.Action,
-		"purpose": in.Purpose,
-		"actor": map[string]any{
-			"clientId":  in.Actor.ClientID,
-			"reference": in.Actor.Reference,
-			"roles":     roles,
-		},
-		"patient": in.Patient,
-		"resource": map[string]any{
-			"type":           in.Resource.Type,
-			"id":             in.Resource.ID,
-			"reference":      in.Resource.Reference,
-			"securityLabels": codings(in.Resource.SecurityLabels),
-			"codes":          codings(in.Resource.Codes),
-			"date":           in.Resource.Date,
-		},
-		"consents": consents,
-	}
-	return ast.InterfaceToValue(m)
+	return ast.NewObject(
+		ast.Item(ast.InternedTerm("time"), ast.StringTerm(t.Format(time.RFC3339Nano))),
+		ast.Item(ast.InternedTerm("action"), ast.StringTerm(in.Action)),
+		ast.Item(ast.InternedTerm("purpose"), ast.StringTerm(in.Purpose)),
+		ast.Item(ast.InternedTerm("actor"), ast.ObjectTerm(
+			ast.Item(ast.InternedTerm("clientId"), ast.StringTerm(in.Actor.ClientID)),
+			ast.Item(ast.InternedTerm("reference"), ast.StringTerm(in.Actor.Reference)),
+			ast.Item(ast.InternedTerm("roles"), ast.ArrayTerm(roles...)),
+		)),
+		ast.Item(ast.InternedTerm("patient"), ast.StringTerm(in.Patient)),
+		ast.Item(ast.InternedTerm("resource"), ast.ObjectTerm(
+			ast.Item(ast.InternedTerm("type"), ast.StringTerm(in.Resource.Type)),
+			ast.Item(ast.InternedTerm("id"), ast.StringTerm(in.Resource.ID)),
+			ast.Item(ast.InternedTerm("reference"), ast.StringTerm(in.Resource.Reference)),
+			ast.Item(ast.InternedTerm("securityLabels"), codings(in.Resource.SecurityLabels)),
+			ast.Item(ast.InternedTerm("codes"), codings(in.Resource.Codes)),
+			ast.Item(ast.InternedTerm("date"), ast.StringTerm(in.Resource.Date)),
+		)),
+		ast.Item(ast.InternedTerm("consents"), ast.ArrayTerm(consents...)),
+	), nil
 }
 
-func codings(cs []Coding) []any {
-	out := make([]any, len(cs))
+func codings(cs []Coding) *ast.Term {
+	out := make([]*ast.Term, len(cs))
 	for i, c := range cs {
-		m := map[string]any{"code": c.Code}
+		m := ast.NewObject(ast.Item(ast.InternedTerm("code"), ast.StringTerm(c.Code)))
 		if c.System != "" {
-			m["system"] = c.System
+			m.Insert(ast.InternedTerm("system"), ast.StringTerm(c.System))
 		}
-		out[i] = m
+		out[i] = ast.NewTerm(m)
 	}
-	return out
+	return ast.ArrayTerm(out...)
 }
 
 // decode reads the decision object strictly: allow must be a boolean, the rest

@@ -18,6 +18,33 @@
 #     under a permit naming ETREAT) allows and is audited, unless the deciding
 #     deny provision names ETREAT.
 #   - No active consent: data.fhiranchor.config.default ("deny" when absent).
+#
+# Each input.consents element is a Consent as policy.CompileConsent flattens it,
+# once per Consent version, so that a decision mostly looks things up:
+#
+#   id, versionId, status   strings ("id" absent when the Consent has none)
+#   patient                 patient.reference ("" when absent)
+#   scope, policyRule       sets of coding keys
+#   provisions              array, root first, then depth first; each has
+#     path                  "provision", "provision.provision[1]", ... (for reasons)
+#     depth                 0 for the root
+#     chain, children       indices of its ancestors and itself (root first), and
+#                           of its direct children
+#     type                  its own type, else the nearest typed ancestor's;
+#                           absent when the whole chain is untyped
+#     criteria              only the criteria the provision states:
+#       period, dataPeriod  {"start": ns, "end": ns}, Unix nanoseconds, end
+#                           exclusive (a FHIR date's end covers its whole day,
+#                           month or year); each bound only if written
+#       actor               {"references": set, "roles": set}: actor.reference
+#                           values, and role codes of actors with no reference
+#       action, code        sets of coding keys of the CodeableConcepts
+#       purpose, class      sets of coding keys
+#       securityLabel       object: coding key -> {"system": s, "code": c}
+#       data                set of data.reference values
+#
+# A coding key is "system|code", or "|code" for a coding with no system (FHIR's
+# token syntax).
 package fhiranchor.consent
 
 import rego.v1
@@ -101,40 +128,57 @@ now_ns := time.parse_rfc3339_ns(input.time)
 
 request_actions := action_codes[input.action]
 
+# ---- the request as coding keys ------------------------------------------------
+
+# either_system lists the keys under which a provision's coding of `code` names
+# it: with the given system or with none.
+either_system(system, code) := {concat("|", [system, code]), concat("|", ["", code])}
+
+privacy_keys := either_system(consent_scope, "patient-privacy")
+
+action_keys := {k | some code in request_actions; some k in either_system(consent_action, code)}
+
+purpose_keys := either_system(act_reason, input.purpose)
+
+class_keys := either_system(resource_types, input.resource.type)
+
+etreat_keys := either_system(act_reason, "ETREAT")
+
+resource_code_keys := {concat("|", [object.get(c, "system", ""), c.code]) | some c in input.resource.codes}
+
+resource_label_keys := {concat("|", [object.get(l, "system", ""), l.code]) | some l in input.resource.securityLabels}
+
+resource_date_ns := time_lower(input.resource.date)
+
 # ---- which consents count ---------------------------------------------------
 
 active contains i if {
 	some i, c in input.consents
 	c.status == "active"
-	privacy_scope(c)
-}
-
-privacy_scope(c) if {
-	some coding in c.scope.coding
-	coding.code == "patient-privacy"
-	system_is(coding, consent_scope)
+	some k in privacy_keys
+	c.scope[k]
 }
 
 # A consent about another patient means the caller passed the wrong set: deny.
 wrong_patient contains i if {
 	some i in active
-	object.get(input.consents[i], ["patient", "reference"], "") != input.patient
+	input.consents[i].patient != input.patient
 }
+
+max_depth := 2
 
 # Nesting deeper than root + 2 levels is not evaluated, so it denies.
 too_deep contains i if {
 	some i in active
-	some p1 in input.consents[i].provision.provision
-	some p2 in p1.provision
-	count(object.get(p2, "provision", [])) > 0
+	some p in input.consents[i].provisions
+	p.depth > max_depth
 }
 
 problem := wrong_patient | too_deep
 
 policy_rule(c, code) if {
-	some coding in c.policyRule.coding
-	coding.code == code
-	system_is(coding, v3_actcode)
+	some k in either_system(v3_actcode, code)
+	c.policyRule[k]
 }
 
 base_effect(c) := "permit" if {
@@ -142,177 +186,113 @@ base_effect(c) := "permit" if {
 	not policy_rule(c, "OPTIN")
 } else := "deny"
 
-base_name(c) := "OPTOUT" if base_effect(c) == "permit"
-else := "OPTIN"
+base_name := {"permit": "OPTOUT", "deny": "OPTIN"}
 
-# ---- provisions: key [consent index, path], path like ["provision", 2] --------
+base[i] := base_effect(input.consents[i]) if some i in active
 
-node[[i, []]] := p if {
+# ---- provisions: by consent index, then by index in its provisions list --------
+
+# evaluated[i] works through active consent i's provisions within the
+# evaluated depth, by index j in its provisions list:
+#   provisions  j -> provision
+#   effects     j -> "permit" or "deny"; a typed provision (its compiled type is
+#               inherited from the nearest typed ancestor) permits only if typed
+#               "permit", an untyped one does the opposite of the base rule
+#   decisive    the innermost candidates: provisions that apply (they and all
+#               their ancestors match) and are not narrowed (they have no child
+#               of the same effect, else they decide only through it)
+evaluated[i] := {"provisions": provs, "effects": effects, "decisive": decisive} if {
 	some i in active
-	p := input.consents[i].provision
+	base_rule := base[i]
+	provs := {j: p | some j, p in input.consents[i].provisions; p.depth <= max_depth}
+	effects := {j: provision_effect(p, base_rule) | some j, p in provs}
+	own := {j | some j, p in provs; provision_matches(p)}
+	applies := {j | some j in own; chain_matches(provs[j], own)}
+	narrowed := {j | some j in applies; some k in provs[j].children; effects[k] == effects[j]}
+	candidates := applies - narrowed
+	decisive := {j | some j in candidates; not candidate_below(candidates, provs, j)}
 }
 
-node[[i, ["provision", j]]] := p if {
-	some i in active
-	some j, p in input.consents[i].provision.provision
+provisions[i] := evaluated[i].provisions if some i in active
+
+effect[i] := evaluated[i].effects if some i in active
+
+# decisive holds [i, j] for each decisive provision j of consent i.
+decisive contains [i, j] if {
+	some i, e in evaluated
+	some j in e.decisive
 }
 
-node[[i, ["provision", j, "provision", k]]] := p if {
-	some i in active
-	some j, p1 in input.consents[i].provision.provision
-	some k, p in p1.provision
-}
+provision_effect(p, base_rule) := "permit" if p.type == "permit"
+else := "deny" if p.type
+else := flip[base_rule]
 
-# prefixes lists the paths of a provision's ancestors and itself, root first.
-prefixes(path) := [array.slice(path, 0, k) | some k in numbers.range(0, count(path)); k % 2 == 0]
-
-effect[key] := e if {
-	some key, _ in node
-	[i, path] := key
-	typed := [t | some pre in prefixes(path); t := node[[i, pre]].type]
-	e := chain_effect(typed, input.consents[i])
-}
-
-chain_effect(typed, _) := "permit" if {
-	count(typed) > 0
-	typed[count(typed) - 1] == "permit"
-}
-
-chain_effect(typed, _) := "deny" if {
-	count(typed) > 0
-	typed[count(typed) - 1] != "permit"
-}
-
-chain_effect(typed, c) := flip[base_effect(c)] if count(typed) == 0
-
-own_match contains key if {
-	some key, p in node
-	period_ok(p)
-	actor_ok(p)
-	action_ok(p)
-	purpose_ok(p)
-	class_ok(p)
-	code_ok(p)
-	label_ok(p)
-	data_period_ok(p)
-	data_ok(p)
-}
-
-applies contains key if {
-	some key, _ in node
-	[i, path] := key
-	every pre in prefixes(path) {
-		own_match[[i, pre]]
+# A provision matches on its own when every criterion it states matches.
+provision_matches(p) if {
+	every name, criterion in p.criteria {
+		matches(name, criterion)
 	}
 }
 
-narrowed contains key if {
-	some key, p in node
-	[i, path] := key
-	some j, _ in p.provision
-	effect[[i, array.concat(path, ["provision", j])]] == effect[key]
+chain_matches(p, own) if {
+	every k in p.chain {
+		own[k]
+	}
 }
 
-candidate contains key if {
-	some key in applies
-	not narrowed[key]
+candidate_below(candidates, provs, j) if {
+	some k in candidates
+	k != j
+	j in provs[k].chain
 }
 
-decisive contains key if {
-	some key in candidate
-	not has_candidate_below(key)
+# ---- criteria (a provision lists only those it states) -------------------------
+
+matches("period", period) if within(period, now_ns)
+
+matches("dataPeriod", period) if within(period, resource_date_ns)
+
+matches("actor", actor) if actor.references[input.actor.reference]
+
+matches("actor", actor) if {
+	some role in input.actor.roles
+	actor.roles[role]
 }
 
-has_candidate_below(key) if {
-	some other in candidate
-	other[0] == key[0]
-	count(other[1]) > count(key[1])
-	array.slice(other[1], 0, count(key[1])) == key[1]
+matches("action", keys) if {
+	some k in action_keys
+	keys[k]
 }
 
-# ---- criteria (an absent or empty criterion matches everything) ---------------
-
-empty(p, field) if count(object.get(p, field, [])) == 0
-
-system_is(coding, system) if object.get(coding, "system", system) == system
-
-same_coding(a, b) if {
-	a.code == b.code
-	object.get(a, "system", "") == object.get(b, "system", "")
+matches("purpose", keys) if {
+	some k in purpose_keys
+	keys[k]
 }
 
-period_ok(p) if not p.period
-
-period_ok(p) if within(p.period, now_ns)
-
-actor_ok(p) if empty(p, "actor")
-
-actor_ok(p) if {
-	some a in p.actor
-	a.reference.reference == input.actor.reference
+matches("class", keys) if {
+	some k in class_keys
+	keys[k]
 }
 
-actor_ok(p) if {
-	some a in p.actor
-	not a.reference.reference
-	some coding in a.role.coding
-	coding.code in input.actor.roles
+matches("code", keys) if {
+	some k in resource_code_keys
+	keys[k]
 }
 
-action_ok(p) if empty(p, "action")
-
-action_ok(p) if {
-	some cc in p.action
-	some coding in cc.coding
-	system_is(coding, consent_action)
-	coding.code in request_actions
+matches("securityLabel", labels) if {
+	some k in resource_label_keys
+	labels[k]
 }
 
-purpose_ok(p) if empty(p, "purpose")
+matches("data", references) if references[input.resource.reference]
 
-purpose_ok(p) if {
-	some coding in p.purpose
-	system_is(coding, act_reason)
-	coding.code == input.purpose
+# within: t lies in a compiled period (bounds in ns, end exclusive, each optional).
+within(period, t) if {
+	object.get(period, "start", t) <= t
+	t < object.get(period, "end", t + 1)
 }
 
-class_ok(p) if empty(p, "class")
-
-class_ok(p) if {
-	some coding in p.class
-	system_is(coding, resource_types)
-	coding.code == input.resource.type
-}
-
-code_ok(p) if empty(p, "code")
-
-code_ok(p) if {
-	some cc in p.code
-	some coding in cc.coding
-	some rc in input.resource.codes
-	same_coding(coding, rc)
-}
-
-label_ok(p) if empty(p, "securityLabel")
-
-label_ok(p) if {
-	some l in p.securityLabel
-	some rl in input.resource.securityLabels
-	same_coding(l, rl)
-}
-
-data_period_ok(p) if not p.dataPeriod
-
-data_period_ok(p) if within(p.dataPeriod, time_lower(input.resource.date))
-
-data_ok(p) if empty(p, "data")
-
-data_ok(p) if {
-	some d in p.data
-	d.reference.reference == input.resource.reference
-}
-
-# ---- FHIR date/dateTime periods (end inclusive at its precision) --------------
+# ---- FHIR date/dateTime of the requested data ------------------------------------
 
 time_lower(s) := time.parse_rfc3339_ns(s) if contains(s, "T")
 
@@ -325,30 +305,6 @@ time_lower(s) := time.parse_ns("2006-01", s) if count(s) == 7
 
 time_lower(s) := time.parse_ns("2006", s) if count(s) == 4
 
-time_upper(s) := time_lower(s) + 1 if contains(s, "T")
-
-time_upper(s) := time.add_date(time_lower(s), 0, 0, 1) if {
-	not contains(s, "T")
-	count(s) == 10
-}
-
-time_upper(s) := time.add_date(time_lower(s), 0, 1, 0) if count(s) == 7
-
-time_upper(s) := time.add_date(time_lower(s), 1, 0, 0) if count(s) == 4
-
-within(period, t) if {
-	start_ok(period, t)
-	end_ok(period, t)
-}
-
-start_ok(period, _) if not period.start
-
-start_ok(period, t) if time_lower(period.start) <= t
-
-end_ok(period, _) if not period.end
-
-end_ok(period, t) if t < time_upper(period.end)
-
 # ---- per-consent outcome ------------------------------------------------------
 
 redactable(key) if {
@@ -358,27 +314,27 @@ redactable(key) if {
 
 # chain_labels are the security labels named along a provision's chain that the
 # requested resource carries.
-chain_labels(key) := {{"system": object.get(l, "system", ""), "code": l.code} |
-	some pre in prefixes(key[1])
-	some l in object.get(node[[key[0], pre]], "securityLabel", [])
-	some rl in input.resource.securityLabels
-	same_coding(l, rl)
+chain_labels(key) := {l |
+	provs := provisions[key[0]]
+	some j in provs[key[1]].chain
+	some k, l in object.get(provs[j].criteria, "securityLabel", {})
+	resource_label_keys[k]
 }
 
 outcome(i) := "deny" if i in problem
 else := "deny" if {
 	some key in decisive
 	key[0] == i
-	effect[key] == "deny"
+	effect[key[0]][key[1]] == "deny"
 	not redactable(key)
 } else := "redact" if {
 	some key in decisive
 	key[0] == i
-	effect[key] == "deny"
+	effect[key[0]][key[1]] == "deny"
 } else := "permit" if {
 	some key in decisive
 	key[0] == i
-} else := base_effect(input.consents[i])
+} else := base[i]
 
 consent_outcome[i] := outcome(i) if some i in active
 
@@ -387,9 +343,8 @@ decided(i) if {
 	key[0] == i
 }
 
-cid(i) := object.get(input.consents[i], "id", sprintf("#%d", [i]))
-
-path_string(path) := concat("", array.concat(["provision"], [sprintf(".provision[%d]", [j]) | some n, j in path; n % 2 == 1]))
+cid(i) := id if id := input.consents[i].id
+else := sprintf("#%d", [i])
 
 # ---- reasons (consent ids, provision paths and codes; never values) -----------
 
@@ -414,26 +369,26 @@ reasons contains msg if {
 	some key in decisive
 	not key[0] in problem
 	what := key_outcome(key)
-	msg := sprintf("Consent/%s: %s by %s", [cid(key[0]), what, path_string(key[1])])
+	msg := sprintf("Consent/%s: %s by %s", [cid(key[0]), what, provisions[key[0]][key[1]].path])
 }
 
 reasons contains msg if {
 	some i in active
 	not i in problem
 	not decided(i)
-	msg := sprintf("Consent/%s: %s by base policy %s", [cid(i), base_effect(input.consents[i]), base_name(input.consents[i])])
+	msg := sprintf("Consent/%s: %s by base policy %s", [cid(i), base[i], base_name[base[i]]])
 }
 
 reasons contains "break-the-glass" if break_glass
 
 key_outcome(key) := "redact" if {
-	effect[key] == "deny"
+	effect[key[0]][key[1]] == "deny"
 	redactable(key)
-} else := effect[key]
+} else := effect[key[0]][key[1]]
 
 # ---- basedOn and obligations --------------------------------------------------
 
-based_on contains {"id": cid(i), "versionId": object.get(input.consents[i], ["meta", "versionId"], "")} if {
+based_on contains {"id": cid(i), "versionId": input.consents[i].versionId} if {
 	some i in active
 	deciding(i)
 }
@@ -455,7 +410,7 @@ deciding(i) if {
 redact_labels contains l if {
 	some key in decisive
 	consent_outcome[key[0]] == "redact"
-	effect[key] == "deny"
+	effect[key[0]][key[1]] == "deny"
 	some l in chain_labels(key)
 }
 
@@ -489,20 +444,20 @@ emergency_actor if {
 emergency_actor if etreat_permit
 
 etreat_named(key) if {
-	some pre in prefixes(key[1])
-	some coding in object.get(node[[key[0], pre]], "purpose", [])
-	coding.code == "ETREAT"
-	system_is(coding, act_reason)
+	provs := provisions[key[0]]
+	some j in provs[key[1]].chain
+	some k in etreat_keys
+	provs[j].criteria.purpose[k]
 }
 
 etreat_deny if {
 	some key in decisive
-	effect[key] == "deny"
+	effect[key[0]][key[1]] == "deny"
 	etreat_named(key)
 }
 
 etreat_permit if {
 	some key in decisive
-	effect[key] == "permit"
+	effect[key[0]][key[1]] == "permit"
 	etreat_named(key)
 }

@@ -4,23 +4,41 @@ import rego.v1
 
 import data.fhiranchor.consent
 
-optin := {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}]}
+# Consents here are written as policy.CompileConsent compiles them (see the
+# input description at the top of consent.rego).
 
-optout := {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTOUT"}]}
+v3_actcode := "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 
-privacy := {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]}
+act_reason := "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 
-org_a := [{"reference": {"reference": "Organization/a"}}]
+consentaction := "http://terminology.hl7.org/CodeSystem/consentaction"
 
-access := [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentaction", "code": "access"}]}]
+key(system, code) := concat("|", [system, code])
 
-psy := {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "PSY"}
+psy := {"system": v3_actcode, "code": "PSY"}
 
-mk(id, rule, provision) := {
-	"resourceType": "Consent", "id": id, "meta": {"versionId": "1"},
-	"status": "active", "scope": privacy, "patient": {"reference": "Patient/p"},
-	"policyRule": rule, "provision": provision,
+org_a := {"references": {"Organization/a"}, "roles": set()}
+
+access := {key(consentaction, "access")}
+
+mk(id, rule, provisions) := {
+	"id": id, "versionId": "1", "status": "active",
+	"scope": {key("http://terminology.hl7.org/CodeSystem/consentscope", "patient-privacy")},
+	"patient": "Patient/p", "policyRule": {key(v3_actcode, rule)}, "provisions": provisions,
 }
+
+# prov is a compiled provision; fields add its (inherited) type and its criteria.
+prov(path, chain, children, fields) := object.union(
+	{"path": path, "depth": count(chain) - 1, "chain": chain, "children": children, "criteria": {}},
+	fields,
+)
+
+root(criteria) := prov("provision", [0], [], {"criteria": criteria})
+
+# first_ns and after_ns bound a FHIR date: its first instant, and the first instant after it.
+first_ns(date) := time.parse_ns("2006-01-02", date)
+
+after_ns(date) := time.add_date(first_ns(date), 0, 0, 1)
 
 req(consents) := {
 	"time": "2024-06-01T12:00:00Z", "action": "read", "purpose": "TREAT",
@@ -41,75 +59,79 @@ test_no_consent_uses_configured_default if {
 }
 
 test_inactive_and_other_scopes_ignored if {
-	c1 := object.union(mk("c1", optin, {}), {"status": "inactive"})
-	c2 := object.union(mk("c2", optin, {}), {"scope": {"coding": [{"code": "research"}]}})
+	c1 := object.union(mk("c1", "OPTIN", [root({})]), {"status": "inactive"})
+	c2 := object.union(mk("c2", "OPTIN", [root({})]), {"scope": {"|research"}})
 	d := consent.decision with input as req([c1, c2]) with data.fhiranchor.config.default as "permit"
 	d.allow
 	d.basedOn == []
 }
 
 test_optout_base_permits if {
-	d := decide(req([object.remove(mk("c1", optout, {}), ["provision"])]))
+	d := decide(req([mk("c1", "OPTOUT", [])]))
 	d.allow
 	d.basedOn == [{"id": "c1", "versionId": "1"}]
 	"Consent/c1: permit by base policy OPTOUT" in d.reasons
 }
 
-test_optin_base_denies if not decide(req([mk("c1", optin, {"actor": [{"reference": {"reference": "Organization/b"}}]})])).allow
+test_optin_base_denies if not decide(req([mk("c1", "OPTIN", [root({"actor": {"references": {"Organization/b"}, "roles": set()}})])])).allow
 
-test_optin_root_grant_permits if decide(req([mk("c1", optin, {"actor": org_a})])).allow
+test_optin_root_grant_permits if decide(req([mk("c1", "OPTIN", [root({"actor": org_a})])])).allow
 
 test_optout_root_withholds if {
-	d := decide(req([mk("c1", optout, {"actor": org_a})]))
+	d := decide(req([mk("c1", "OPTOUT", [root({"actor": org_a})])]))
 	not d.allow
 	"Consent/c1: deny by provision" in d.reasons
 }
 
 test_period if {
-	c := mk("c1", optin, {"period": {"start": "2024-01-01", "end": "2024-05-31"}})
+	c := mk("c1", "OPTIN", [root({"period": {"start": first_ns("2024-01-01"), "end": after_ns("2024-05-31")}})])
 	not decide(req([c])).allow
 	decide(object.union(req([c]), {"time": "2024-05-31T23:59:59Z"})).allow
 }
 
 test_actor_role_when_no_reference if {
-	c := mk("c1", optin, {"actor": [{"role": {"coding": [{"code": "physician"}]}}]})
+	c := mk("c1", "OPTIN", [root({"actor": {"references": set(), "roles": {"physician"}}})])
 	not decide(req([c])).allow
 	decide(object.union(req([c]), {"actor": {"reference": "Practitioner/x", "roles": ["physician"]}})).allow
 }
 
 test_action_mapping if {
-	c := mk("c1", optout, {"type": "deny", "actor": org_a, "action": access})
+	c := mk("c1", "OPTOUT", [prov("provision", [0], [], {"type": "deny", "criteria": {"actor": org_a, "action": access}})])
 	not decide(req([c])).allow
 	decide(object.union(req([c]), {"action": "write"})).allow
 }
 
 test_unknown_action_denies if {
-	d := decide(object.union(req([object.remove(mk("c1", optout, {}), ["provision"])]), {"action": "delete"}))
+	d := decide(object.union(req([mk("c1", "OPTOUT", [])]), {"action": "delete"}))
 	not d.allow
 	"unknown action" in d.reasons
 }
 
 test_purpose if {
-	c := mk("c1", optin, {"purpose": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "HRESCH"}]})
+	c := mk("c1", "OPTIN", [root({"purpose": {key(act_reason, "HRESCH")}})])
 	not decide(req([c])).allow
 	decide(object.union(req([c]), {"purpose": "HRESCH"})).allow
 }
 
 test_class_and_code if {
-	c := mk("c1", optin, {
-		"class": [{"system": "http://hl7.org/fhir/resource-types", "code": "Observation"}],
-		"code": [{"coding": [{"system": "http://loinc.org", "code": "1-8"}]}],
-	})
+	c := mk("c1", "OPTIN", [root({
+		"class": {key("http://hl7.org/fhir/resource-types", "Observation")},
+		"code": {key("http://loinc.org", "1-8")},
+	})])
 	not decide(req([c])).allow
 	r := req([c])
 	decide(object.union(r, {"resource": object.union(r.resource, {"codes": [{"system": "http://loinc.org", "code": "1-8"}]})})).allow
 }
 
 test_data_and_data_period if {
-	c := mk("c1", optout, {"provision": [
-		{"type": "deny", "data": [{"meaning": "instance", "reference": {"reference": "Observation/o1"}}]},
-		{"type": "deny", "dataPeriod": {"start": "2020", "end": "2020"}},
-	]})
+	c := mk("c1", "OPTOUT", [
+		prov("provision", [0], [1, 2], {}),
+		prov("provision.provision[0]", [0, 1], [], {"type": "deny", "criteria": {"data": {"Observation/o1"}}}),
+		prov("provision.provision[1]", [0, 2], [], {"type": "deny", "criteria": {"dataPeriod": {
+			"start": first_ns("2020-01-01"),
+			"end": after_ns("2020-12-31"),
+		}}}),
+	])
 	not decide(req([c])).allow
 	r := req([c])
 	decide(object.union(r, {"resource": object.union(r.resource, {"reference": "Observation/o2"})})).allow
@@ -117,7 +139,10 @@ test_data_and_data_period if {
 }
 
 test_nested_deny_carves_exception if {
-	c := mk("c1", optin, {"actor": org_a, "provision": [{"type": "deny", "class": [{"code": "Observation"}]}]})
+	c := mk("c1", "OPTIN", [
+		prov("provision", [0], [1], {"criteria": {"actor": org_a}}),
+		prov("provision.provision[0]", [0, 1], [], {"type": "deny", "criteria": {"class": {"|Observation"}}}),
+	])
 	d := decide(req([c]))
 	not d.allow
 	"Consent/c1: deny by provision.provision[0]" in d.reasons
@@ -126,19 +151,24 @@ test_nested_deny_carves_exception if {
 }
 
 test_nested_same_effect_narrows if {
-	c := mk("c1", optin, {"period": {"start": "2024"}, "provision": [{"type": "permit", "class": [{"code": "MedicationRequest"}]}]})
+	c := mk("c1", "OPTIN", [
+		prov("provision", [0], [1], {"criteria": {"period": {"start": time.parse_ns("2006", "2024")}}}),
+		prov("provision.provision[0]", [0, 1], [], {"type": "permit", "criteria": {"class": {"|MedicationRequest"}}}),
+	])
 	not decide(req([c])).allow
 	r := req([c])
 	decide(object.union(r, {"resource": object.union(r.resource, {"type": "MedicationRequest"})})).allow
 }
 
 test_deny_overrides_between_consents if {
-	c1 := object.remove(mk("c1", optout, {}), ["provision"])
-	not decide(req([c1, mk("c2", optout, {"actor": org_a})])).allow
+	not decide(req([mk("c1", "OPTOUT", []), mk("c2", "OPTOUT", [root({"actor": org_a})])])).allow
 }
 
 test_security_label_deny_redacts_on_read if {
-	c := mk("c1", optout, {"provision": [{"type": "deny", "securityLabel": [psy]}]})
+	c := mk("c1", "OPTOUT", [
+		prov("provision", [0], [1], {}),
+		prov("provision.provision[0]", [0, 1], [], {"type": "deny", "criteria": {"securityLabel": {key(psy.system, psy.code): psy}}}),
+	])
 	r := req([c])
 	labelled := object.union(r, {"resource": object.union(r.resource, {"securityLabels": [psy]})})
 	d := decide(labelled)
@@ -149,7 +179,7 @@ test_security_label_deny_redacts_on_read if {
 }
 
 test_break_glass if {
-	c := mk("c1", optin, {"actor": [{"reference": {"reference": "Organization/b"}}]})
+	c := mk("c1", "OPTIN", [root({"actor": {"references": {"Organization/b"}, "roles": set()}})])
 	r := object.union(req([c]), {"purpose": "ETREAT", "actor": {"reference": "Practitioner/x", "roles": ["physician"]}})
 	d := decide(r)
 	d.allow
@@ -160,7 +190,7 @@ test_break_glass if {
 }
 
 test_break_glass_refused_by_explicit_etreat_deny if {
-	c := mk("c1", optout, {"type": "deny", "purpose": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "ETREAT"}]})
+	c := mk("c1", "OPTOUT", [prov("provision", [0], [], {"type": "deny", "criteria": {"purpose": {key(act_reason, "ETREAT")}}})])
 	r := object.union(req([c]), {"purpose": "ETREAT", "actor": {"reference": "Practitioner/x", "roles": ["physician"]}})
 	d := decide(r)
 	not d.allow
@@ -168,11 +198,20 @@ test_break_glass_refused_by_explicit_etreat_deny if {
 }
 
 test_consent_of_other_patient_denies if {
-	c := object.union(object.remove(mk("c1", optout, {}), ["provision"]), {"patient": {"reference": "Patient/q"}})
-	not decide(req([c])).allow
+	c := object.union(mk("c1", "OPTOUT", []), {"patient": "Patient/q"})
+	d := decide(req([c]))
+	not d.allow
+	"Consent/c1: consent of another patient: deny" in d.reasons
 }
 
 test_too_deep_denies if {
-	c := mk("c1", optout, {"provision": [{"type": "deny", "provision": [{"type": "permit", "provision": [{"type": "deny"}]}]}]})
-	not decide(req([c])).allow
+	c := mk("c1", "OPTOUT", [
+		prov("provision", [0], [1], {}),
+		prov("provision.provision[0]", [0, 1], [2], {"type": "deny"}),
+		prov("provision.provision[0].provision[0]", [0, 1, 2], [3], {"type": "permit"}),
+		prov("provision.provision[0].provision[0].provision[0]", [0, 1, 2, 3], [], {"type": "deny"}),
+	])
+	d := decide(object.union(req([c]), {"action": "write"}))
+	not d.allow
+	d.reasons == ["Consent/c1: provisions nested deeper than 3 levels: deny"]
 }
