@@ -16,8 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"runtime"
-	"strings"
 	"time"
 
 	"github.com/transparency-dev/merkle/compact"
@@ -55,17 +53,7 @@ type Config struct {
 }
 
 // Validate reports whether c can be used to open a Store.
-func (c Config) Validate() error {
-	switch {
-	case c.Path == "":
-		return errors.New("sqlite: path is empty")
-	case c.Path == ":memory:" || strings.HasPrefix(c.Path, "file:"):
-		return errors.New("sqlite: path must name a file, not a memory database or URI")
-	case strings.ContainsAny(c.Path, "?#"):
-		return errors.New("sqlite: path must not contain '?' or '#'")
-	}
-	return nil
-}
+func (c Config) Validate() error { return sqlitedb.ValidatePath(c.Path) }
 
 // Store is an anchor.Store on SQLite. It is safe for concurrent use.
 type Store struct {
@@ -76,21 +64,10 @@ type Store struct {
 
 var _ anchor.Store = (*Store)(nil)
 
-// DSN parameters. busy_timeout comes first so that the other pragmas wait
-// for a lock instead of failing.
-const (
-	writerParams = "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)" +
-		"&_pragma=foreign_keys(1)&_txlock=immediate"
-	readerParams = "_pragma=busy_timeout(10000)&_pragma=query_only(1)"
-)
-
 // New opens the database at cfg.Path, creating it if needed, and applies any
 // pending schema migrations.
 func New(ctx context.Context, cfg Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	if err := sqlitedb.CreateFile(cfg.Path); err != nil {
 		return nil, err
 	}
 	s := &Store{}
@@ -100,32 +77,12 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 			s.Close()
 		}
 	}()
-
 	var err error
-	if s.w, err = sql.Open("sqlite", cfg.Path+"?"+writerParams); err != nil {
-		return nil, fmt.Errorf("open sqlite writer: %w", err)
-	}
-	s.w.SetMaxOpenConns(1)
-	s.w.SetMaxIdleConns(1)
-	s.w.SetConnMaxIdleTime(0)
-	s.w.SetConnMaxLifetime(0)
-	var mode string
-	if err := s.w.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
-		return nil, fmt.Errorf("open sqlite writer: %w", err)
-	}
-	if !strings.EqualFold(mode, "wal") {
-		return nil, fmt.Errorf("open sqlite: journal mode is %q, want wal", mode)
-	}
-	if err := sqlitedb.Migrate(ctx, s.w, migrations); err != nil {
+	s.w, s.r, err = sqlitedb.Open(ctx, sqlitedb.Options{Path: cfg.Path, Migrations: migrations,
+		WriterPragmas: "", ReaderPragmas: ""})
+	if err != nil {
 		return nil, err
 	}
-
-	if s.r, err = sql.Open("sqlite", cfg.Path+"?"+readerParams); err != nil {
-		return nil, fmt.Errorf("open sqlite readers: %w", err)
-	}
-	n := max(4, runtime.GOMAXPROCS(0))
-	s.r.SetMaxOpenConns(n)
-	s.r.SetMaxIdleConns(n)
 	if s.nodes, err = s.r.PrepareContext(ctx, `SELECT hash FROM nodes WHERE level = ? AND idx = ?`); err != nil {
 		return nil, fmt.Errorf("prepare node read: %w", err)
 	}
@@ -134,18 +91,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 }
 
 // Close closes the database. Writes and reads in flight fail.
-func (s *Store) Close() error {
-	var errs []error
-	for _, db := range []*sql.DB{s.r, s.w} {
-		if db != nil {
-			errs = append(errs, db.Close())
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("close sqlite: %w", err)
-	}
-	return nil
-}
+func (s *Store) Close() error { return sqlitedb.Close(s.w, s.r) }
 
 // update runs fn in one immediate transaction on the writer connection and
 // commits it if fn returns nil.

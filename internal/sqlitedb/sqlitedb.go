@@ -1,17 +1,105 @@
 // Package sqlitedb holds what every SQLite store of fhiranchor does the
-// same way when it opens a database file: create it private, and bring its
-// schema up to date. The stores (vault/sqlite, anchor/sqlite) keep their own
-// schemas and connections.
+// same way: check the path, create the file private, open one writer
+// connection (WAL, synchronous FULL: an acknowledged write is durable) and a
+// pool of query-only readers, bring the schema up to date, and close. The
+// stores (vault/sqlite, anchor/sqlite) keep their own schemas and
+// statements, and import the driver, which registers itself as "sqlite".
 package sqlitedb
 
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"time"
 )
+
+// ValidatePath reports whether path can name a store's database file.
+func ValidatePath(path string) error {
+	switch {
+	case path == "":
+		return errors.New("sqlite: path is empty")
+	case path == ":memory:" || strings.HasPrefix(path, "file:"):
+		return errors.New("sqlite: path must name a file, not a memory database or URI")
+	case strings.ContainsAny(path, "?#"):
+		return errors.New("sqlite: path must not contain '?' or '#'")
+	}
+	return nil
+}
+
+// Options configure Open.
+type Options struct {
+	Path       string
+	Migrations []string // see Migrate
+	// WriterPragmas and ReaderPragmas are extra DSN parameters, such as
+	// "&_pragma=cache_size(-32000)", appended to the common ones.
+	WriterPragmas, ReaderPragmas string
+}
+
+// Open creates the database file if needed, opens the single writer
+// connection (immediate transactions, so writers queue instead of failing),
+// checks WAL mode, migrates the schema, and opens the readers. busy_timeout
+// comes first in each DSN so that the other pragmas wait for a lock instead
+// of failing.
+func Open(ctx context.Context, o Options) (w, r *sql.DB, err error) {
+	if err := ValidatePath(o.Path); err != nil {
+		return nil, nil, err
+	}
+	if err := CreateFile(o.Path); err != nil {
+		return nil, nil, err
+	}
+	defer func() {
+		if err != nil {
+			Close(w, r)
+			w, r = nil, nil
+		}
+	}()
+	w, err = sql.Open("sqlite", o.Path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)"+
+		"&_pragma=foreign_keys(1)"+o.WriterPragmas+"&_txlock=immediate")
+	if err != nil {
+		return nil, nil, fmt.Errorf("open sqlite writer: %w", err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxIdleTime(0)
+	w.SetConnMaxLifetime(0)
+	var mode string
+	if err := w.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return w, nil, fmt.Errorf("open sqlite writer: %w", err)
+	}
+	if !strings.EqualFold(mode, "wal") {
+		return w, nil, fmt.Errorf("open sqlite: journal mode is %q, want wal", mode)
+	}
+	if err := Migrate(ctx, w, o.Migrations); err != nil {
+		return w, nil, err
+	}
+	r, err = sql.Open("sqlite", o.Path+"?_pragma=busy_timeout(10000)&_pragma=query_only(1)"+o.ReaderPragmas)
+	if err != nil {
+		return w, nil, fmt.Errorf("open sqlite readers: %w", err)
+	}
+	n := max(4, runtime.GOMAXPROCS(0))
+	r.SetMaxOpenConns(n)
+	r.SetMaxIdleConns(n)
+	return w, r, nil
+}
+
+// Close closes what Open opened; either may be nil.
+func Close(w, r *sql.DB) error {
+	var errs []error
+	for _, db := range []*sql.DB{r, w} {
+		if db != nil {
+			errs = append(errs, db.Close())
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("close sqlite: %w", err)
+	}
+	return nil
+}
 
 // CreateFile creates the database file with mode 0600 (its directory 0700)
 // before SQLite opens it: SQLite would create it with the umask's mode, and

@@ -14,8 +14,6 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
-	"runtime"
-	"strings"
 	"time"
 
 	"github.com/fhiranchor/fhiranchor/internal/sqlitedb"
@@ -55,17 +53,7 @@ type Config struct {
 }
 
 // Validate reports whether c can be used to open a Store.
-func (c Config) Validate() error {
-	switch {
-	case c.Path == "":
-		return errors.New("sqlite: path is empty")
-	case c.Path == ":memory:" || strings.HasPrefix(c.Path, "file:"):
-		return errors.New("sqlite: path must name a file, not a memory database or URI")
-	case strings.ContainsAny(c.Path, "?#"):
-		return errors.New("sqlite: path must not contain '?' or '#'")
-	}
-	return nil
-}
+func (c Config) Validate() error { return sqlitedb.ValidatePath(c.Path) }
 
 // Store is a vault.Store on SQLite. It is safe for concurrent use.
 type Store struct {
@@ -149,23 +137,10 @@ var readSQL = [numReadStmts]string{
 FROM versions v JOIN leaves l ON l.seq = v.seq WHERE v.seq > ? ORDER BY v.seq LIMIT ?`,
 }
 
-// DSN parameters. busy_timeout comes first (the driver applies it first
-// anyway) so that the other pragmas wait for a lock instead of failing.
-const (
-	// secure_delete zeroes deleted and overwritten content, so that erased
-	// ciphertexts, salts and keys do not linger in free pages.
-	writerParams = "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=secure_delete(1)" +
-		"&_pragma=foreign_keys(1)&_pragma=cache_size(-32000)&_txlock=immediate"
-	readerParams = "_pragma=busy_timeout(10000)&_pragma=query_only(1)&_pragma=cache_size(-16000)"
-)
-
 // New opens the database at cfg.Path, creating it if needed, and applies any
 // pending schema migrations.
 func New(ctx context.Context, cfg Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	if err := sqlitedb.CreateFile(cfg.Path); err != nil {
 		return nil, err
 	}
 	s := &Store{}
@@ -175,33 +150,12 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 			s.Close()
 		}
 	}()
-
 	var err error
-	if s.w, err = sql.Open("sqlite", cfg.Path+"?"+writerParams); err != nil {
-		return nil, fmt.Errorf("open sqlite writer: %w", err)
-	}
-	s.w.SetMaxOpenConns(1)
-	s.w.SetMaxIdleConns(1)
-	s.w.SetConnMaxIdleTime(0)
-	s.w.SetConnMaxLifetime(0)
-	var mode string
-	if err := s.w.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
-		return nil, fmt.Errorf("open sqlite writer: %w", err)
-	}
-	if !strings.EqualFold(mode, "wal") {
-		return nil, fmt.Errorf("open sqlite: journal mode is %q, want wal", mode)
-	}
-	if err := sqlitedb.Migrate(ctx, s.w, migrations); err != nil {
+	s.w, s.r, err = sqlitedb.Open(ctx, sqlitedb.Options{Path: cfg.Path, Migrations: migrations,
+		WriterPragmas: "&_pragma=secure_delete(1)&_pragma=cache_size(-32000)", ReaderPragmas: "&_pragma=cache_size(-16000)"})
+	if err != nil {
 		return nil, err
 	}
-
-	if s.r, err = sql.Open("sqlite", cfg.Path+"?"+readerParams); err != nil {
-		return nil, fmt.Errorf("open sqlite readers: %w", err)
-	}
-	n := max(4, runtime.GOMAXPROCS(0))
-	s.r.SetMaxOpenConns(n)
-	s.r.SetMaxIdleConns(n)
-
 	for i, q := range writeSQL {
 		if s.wstmt[i], err = s.w.PrepareContext(ctx, q); err != nil {
 			return nil, fmt.Errorf("prepare statement %d: %w", i, err)
@@ -217,18 +171,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 }
 
 // Close closes the database. Updates and reads in flight fail.
-func (s *Store) Close() error {
-	var errs []error
-	for _, db := range []*sql.DB{s.r, s.w} {
-		if db != nil {
-			errs = append(errs, db.Close())
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("close sqlite: %w", err)
-	}
-	return nil
-}
+func (s *Store) Close() error { return sqlitedb.Close(s.w, s.r) }
 
 // Update runs fn in one immediate transaction on the writer connection and
 // commits it, durably, if fn returns nil. Updates queue for that connection,
