@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/fhiranchor/fhiranchor/fhir"
+	"github.com/fhiranchor/fhiranchor/internal/shareddata"
 )
 
 // fuzzSeeds are inputs both fuzzers start from, next to the corpus in
@@ -31,10 +32,7 @@ var fuzzSeeds = []string{
 // hl7Seeds adds a handful of small official examples when the shared test
 // data is present.
 func hl7Seeds(f *testing.F) {
-	dir := os.Getenv("FHIRANCHOR_TESTDATA")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "shared", "testdata")
-	}
+	dir := shareddata.Dir(f)
 	for _, name := range []string{"Encounter-example.json", "Organization-1.json", "Bundle-bundle-request-simplesummary.json", "Condition-stroke.json", "Encounter-home.json", "Consent-consent-example-basic.json"} {
 		if data, err := os.ReadFile(filepath.Join(dir, "hl7-examples", name)); err == nil {
 			f.Add(data)

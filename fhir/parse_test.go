@@ -12,29 +12,17 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/fhiranchor/fhiranchor/fhir"
+	"github.com/fhiranchor/fhiranchor/internal/shareddata"
 )
-
-// testdataDir is shared/testdata of the repository, or $FHIRANCHOR_TESTDATA.
-func testdataDir(t testing.TB) string {
-	t.Helper()
-	if d := os.Getenv("FHIRANCHOR_TESTDATA"); d != "" {
-		return d
-	}
-	d := filepath.Join("..", "..", "shared", "testdata")
-	if _, err := os.Stat(d); err != nil {
-		t.Skipf("shared test data not found at %s; set FHIRANCHOR_TESTDATA", d)
-	}
-	return d
-}
 
 func testFiles(t *testing.T, sub string) []string {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(testdataDir(t), sub, "*.json"))
+	files, err := filepath.Glob(filepath.Join(shareddata.Dir(t), sub, "*.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(files) == 0 {
-		t.Fatalf("no JSON files in %s", filepath.Join(testdataDir(t), sub))
+		t.Fatalf("no JSON files in %s", filepath.Join(shareddata.Dir(t), sub))
 	}
 	return files
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fhiranchor/fhiranchor/anchor"
+	"github.com/fhiranchor/fhiranchor/internal/shareddata"
 	"github.com/fhiranchor/fhiranchor/internal/testonly"
 )
 
@@ -31,7 +32,7 @@ func BenchmarkAnchoring(b *testing.B) {
 		opt.RPCURL, opt.ChainKey = geth.RPCURL, geth.FundedKey(b)
 		chainName = "geth --dev"
 	}
-	files := testonly.Files(b, "synthea")
+	files := shareddata.Files(b, "synthea")
 	bodies := make([][]byte, len(files))
 	for i, f := range files {
 		var err error

@@ -18,6 +18,7 @@ import (
 
 	"github.com/fhiranchor/fhiranchor/anchor"
 	"github.com/fhiranchor/fhiranchor/fhir"
+	"github.com/fhiranchor/fhiranchor/internal/shareddata"
 	"github.com/fhiranchor/fhiranchor/internal/testonly"
 	"github.com/fhiranchor/fhiranchor/vault"
 )
@@ -75,7 +76,7 @@ type evidenceDoc struct {
 func TestReceipts(t *testing.T) {
 	g := testonly.StartGateway(t, testonly.Options{})
 	tok := g.Token(t)
-	files := testonly.Files(t, "synthea")
+	files := shareddata.Files(t, "synthea")
 	bundle := readFile(t, files[0])
 	r := g.Do(t, http.MethodPost, "", bundle, "Authorization", "Bearer "+tok)
 	mustStatus(t, r, http.StatusOK)

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/fhiranchor/fhiranchor/fhir"
+	"github.com/fhiranchor/fhiranchor/internal/shareddata"
 	"github.com/fhiranchor/fhiranchor/internal/testonly"
 )
 
@@ -39,7 +40,7 @@ type benchFile struct {
 // the last one picked up, or the tail of the run measures one client alone.
 func loadSynthea(b *testing.B) (files []benchFile, entries, size int) {
 	b.Helper()
-	for _, p := range testonly.Files(b, "synthea") {
+	for _, p := range shareddata.Files(b, "synthea") {
 		data, err := os.ReadFile(p)
 		if err != nil {
 			b.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/testing/protocmp"
 
+	"github.com/fhiranchor/fhiranchor/internal/shareddata"
 	"github.com/fhiranchor/fhiranchor/internal/testonly"
 )
 
@@ -173,7 +174,7 @@ func countEntries(t *testing.T, b []byte) int {
 func TestSynthea(t *testing.T) {
 	g := testonly.StartGateway(t, testonly.Options{})
 	tok := g.Token(t)
-	files := testonly.Files(t, "synthea")
+	files := shareddata.Files(t, "synthea")
 	if len(files) != 60 {
 		t.Fatalf("found %d Synthea files, want 60", len(files))
 	}
@@ -313,7 +314,7 @@ func TestHL7Examples(t *testing.T) {
 	}
 	auth := []string{"Authorization", "Bearer " + tok}
 	bundles, singles := 0, 0
-	for _, f := range testonly.Files(t, "hl7-examples") {
+	for _, f := range shareddata.Files(t, "hl7-examples") {
 		body := readFile(t, f)
 		var head struct{ ResourceType, Type string }
 		_ = json.Unmarshal(body, &head)
@@ -432,7 +433,7 @@ func ingestHL7Bundle(t *testing.T, g *testonly.Gateway, name string, body []byte
 			"204 No Content", "204 No Content", "400 Bad Request", "404 Not Found"}
 	case "Bundle-bundle-request-medsallergies.json", "Bundle-bundle-request-simplesummary.json":
 		// Batches of reads about Patient/example: store it first.
-		patient := readFile(t, filepath.Join(testonly.TestdataDir(t), "hl7-examples", "Patient-example.json"))
+		patient := readFile(t, filepath.Join(shareddata.Dir(t), "hl7-examples", "Patient-example.json"))
 		if r := g.Do(t, http.MethodPut, "/Patient/example", patient, auth...); r.Status/100 != 2 {
 			t.Fatalf("prepare Patient/example: %d %s", r.Status, r.Body)
 		}

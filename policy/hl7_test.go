@@ -8,19 +8,13 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// testdataDir is shared/testdata, from FHIRANCHOR_TESTDATA or relative to this package.
-func testdataDir() string {
-	if d := os.Getenv("FHIRANCHOR_TESTDATA"); d != "" {
-		return d
-	}
-	return filepath.Join("..", "..", "shared", "testdata")
-}
+	"github.com/fhiranchor/fhiranchor/internal/shareddata"
+)
 
 func loadConsent(t testing.TB, name string) map[string]any {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(testdataDir(), "hl7-examples", "Consent-consent-example-"+name+".json"))
+	b, err := os.ReadFile(filepath.Join(shareddata.Dir(t), "hl7-examples", "Consent-consent-example-"+name+".json"))
 	if err != nil {
 		t.Fatalf("read HL7 example (set FHIRANCHOR_TESTDATA to shared/testdata): %v", err)
 	}

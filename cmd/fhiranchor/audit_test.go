@@ -13,6 +13,8 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite" // to tamper with the vault file as an intruder would
+
+	"github.com/fhiranchor/fhiranchor/internal/shareddata"
 )
 
 // TestVerifyAndAudit runs serve, pushes a Synthea Bundle, saves a receipt
@@ -28,7 +30,7 @@ func TestVerifyAndAudit(t *testing.T) {
 	data := filepath.Join(dir, "data")
 	base, stop := startServe(t, data, noEnv, "--config", cfg)
 	root := strings.TrimSuffix(base, "/fhir/r4")
-	files, _ := filepath.Glob(filepath.Join(syntheaDir(), "*.json"))
+	files, _ := filepath.Glob(filepath.Join(shareddata.Dir(t), "synthea", "*.json"))
 	ctx := context.Background()
 	if err := run(ctx, []string{"push", "--server", base, "--data", data, "--no-progress", files[0]}, io.Discard, io.Discard, noEnv); err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/fhiranchor/fhiranchor/anchor"
 	"github.com/fhiranchor/fhiranchor/anchor/eth"
+	"github.com/fhiranchor/fhiranchor/internal/shareddata"
 	"github.com/fhiranchor/fhiranchor/internal/testonly"
 )
 
@@ -42,7 +43,7 @@ func TestGethEndToEnd(t *testing.T) {
 	data := filepath.Join(dir, "data")
 	base, _ := startServe(t, data, env, "--config", cfg)
 	c := &client{t: t, root: strings.TrimSuffix(base, "/fhir/r4"), data: data}
-	files, _ := filepath.Glob(filepath.Join(syntheaDir(), "*.json"))
+	files, _ := filepath.Glob(filepath.Join(shareddata.Dir(t), "synthea", "*.json"))
 	ctx := context.Background()
 	push := func(fs ...string) {
 		t.Helper()

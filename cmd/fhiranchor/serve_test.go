@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fhiranchor/fhiranchor/internal/shareddata"
 )
 
 // TestServeAndPush is the README's path end to end: `fhiranchor serve` on
@@ -18,7 +20,7 @@ import (
 // one of the 10,877 entries must be accepted; a second push is answered
 // from the idempotency keys and accepts the same.
 func TestServeAndPush(t *testing.T) {
-	synthea := syntheaDir()
+	synthea := filepath.Join(shareddata.Dir(t), "synthea")
 	dir := t.TempDir()
 	ctx := context.Background()
 	base, _ := startServe(t, dir, noEnv)
@@ -81,13 +83,6 @@ func TestLoadConfig(t *testing.T) {
 	if bad.validate() == nil {
 		t.Error("log.level chatty was accepted")
 	}
-}
-
-func syntheaDir() string {
-	if env := os.Getenv("FHIRANCHOR_TESTDATA"); env != "" {
-		return filepath.Join(env, "synthea")
-	}
-	return filepath.Join("..", "..", "..", "shared", "testdata", "synthea")
 }
 
 // startServe runs `fhiranchor serve` on dir with extra args until the test

@@ -10,9 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -232,30 +230,4 @@ func (b *SyncBuffer) Bytes() []byte {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return bytes.Clone(b.buf.Bytes())
-}
-
-// TestdataDir returns ../shared/testdata as seen from the repository root,
-// found by walking up from this source file; tests skip nothing without it,
-// they fail.
-func TestdataDir(t testing.TB) string {
-	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	dir := filepath.Join(filepath.Dir(file), "..", "..", "..", "shared", "testdata")
-	if env := os.Getenv("FHIRANCHOR_TESTDATA"); env != "" {
-		dir = env
-	}
-	if _, err := os.Stat(dir); err != nil {
-		t.Fatalf("shared test data not found at %s (set FHIRANCHOR_TESTDATA): %v", dir, err)
-	}
-	return dir
-}
-
-// Files returns the paths of the .json files of a testdata subfolder, sorted.
-func Files(t testing.TB, sub string) []string {
-	t.Helper()
-	paths, err := filepath.Glob(filepath.Join(TestdataDir(t), sub, "*.json"))
-	if err != nil || len(paths) == 0 {
-		t.Fatalf("no test data in %s: %v", sub, err)
-	}
-	return paths
 }
