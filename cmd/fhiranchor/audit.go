@@ -18,20 +18,15 @@ import (
 func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", "", "YAML config file (optional)")
-	data := fs.String("data", "", "data directory (default ./data)")
+	load := configFlags(fs)
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	c, err := loadConfig(*cfgPath, getenv)
+	c, err := load(getenv)
 	if err != nil {
 		return err
 	}
-	if *data != "" {
-		c.Data = *data
-	}
-	c.applyDefaults()
 	d, err := openData(ctx, c)
 	if err != nil {
 		return err

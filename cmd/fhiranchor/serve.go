@@ -143,34 +143,48 @@ func (c *config) logger(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
+// configFlags adds --config and --data to fs. The function it returns,
+// called after fs.Parse, reads the config file strictly, lets --data win
+// over it, fills the defaults and validates the result.
+func configFlags(fs *flag.FlagSet) func(getenv func(string) string) (*config, error) {
+	path := fs.String("config", "", "YAML config file (optional)")
+	data := fs.String("data", "", "data directory (default ./data)")
+	return func(getenv func(string) string) (*config, error) {
+		c, err := loadConfig(*path, getenv)
+		if err != nil {
+			return nil, err
+		}
+		if *data != "" {
+			c.Data = *data
+		}
+		c.applyDefaults()
+		if err := c.validate(); err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
+}
+
 // runServe runs the gateway until ctx ends.
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", "", "YAML config file (optional)")
-	data := fs.String("data", "", "data directory (default ./data)")
+	load := configFlags(fs)
 	httpAddr := fs.String("http", "", "REST listen address (default 127.0.0.1:8080)")
 	grpcAddr := fs.String("grpc", "", "gRPC listen address (default 127.0.0.1:9090)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	c, err := loadConfig(*cfgPath, getenv)
+	c, err := load(getenv)
 	if err != nil {
 		return err
 	}
 	// Flags win over the file.
-	if *data != "" {
-		c.Data = *data
-	}
 	if *httpAddr != "" {
 		c.HTTP = *httpAddr
 	}
 	if *grpcAddr != "" {
 		c.GRPC = *grpcAddr
-	}
-	c.applyDefaults()
-	if err := c.validate(); err != nil {
-		return err
 	}
 	log := c.logger(stderr)
 	slog.SetDefault(log)
