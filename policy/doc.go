@@ -8,8 +8,16 @@
 // Decision names the Consent ids and versions it rests on and the policy
 // revision (by default the SHA-256 of the bundle's files). Decide fails closed:
 // an evaluation error, a timeout, or an undefined or ill-shaped result denies
-// and says why. Replace swaps in a new bundle atomically, only if it compiles
-// and its *_test.rego tests pass.
+// and says why. Explain gives the same decision plus the rules that fired,
+// by tracing the evaluation; it is for explaining, not for every request.
+//
+// A bundle travels as Files (file name to content: *.rego and data.json files
+// only), which Encode and DecodeFiles store as deterministic JSON. Check vets a
+// bundle without activating it: it MUST compile, define
+// data.fhiranchor.consent.decision and have at least one test (else a
+// *CompileError with one "file:row: ..." message per problem), and it reports
+// each *_test.rego test's result. Replace runs the same checks and swaps the
+// bundle in atomically only if every test passes (else a *TestFailureError).
 //
 // The policy does not read FHIR JSON directly. CompileConsent flattens each
 // Consent once into lookup-friendly form (codings as "system|code" keys, nested

@@ -7,12 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/topdown"
 )
 
 //go:embed rego
@@ -39,6 +39,9 @@ type Actor struct {
 	// Reference is a FHIR reference such as "Practitioner/xcda-author" or "Organization/f001".
 	Reference string   `json:"reference"`
 	Roles     []string `json:"roles"`
+	// Organization is "Organization/<id>", the organization the client acts for
+	// (from its token), or "" when it acts for none.
+	Organization string `json:"organization"`
 }
 
 // ResourceRef describes the data asked for by opaque ids and codes, never by content.
@@ -62,8 +65,11 @@ type Input struct {
 	Purpose string `json:"purpose"`
 	Actor   Actor  `json:"actor"`
 	// Patient is "Patient/<id>"; every consent passed must be about this patient.
-	Patient  string      `json:"patient"`
-	Resource ResourceRef `json:"resource"`
+	Patient string `json:"patient"`
+	// PatientOrganization is the patient's Patient.managingOrganization
+	// reference ("Organization/<id>"), or "" when there is none.
+	PatientOrganization string      `json:"patientOrganization"`
+	Resource            ResourceRef `json:"resource"`
 	// Consents are the patient's FHIR R4 Consent resources as decoded JSON objects,
 	// each with id and meta.versionId, in any status: the policy keeps the active ones.
 	// Decide compiles each one (see CompileConsent); callers that keep consents
@@ -130,13 +136,22 @@ func DefaultBundle() fs.FS {
 }
 
 // New compiles the bundle and prepares its decision query once. It does not run
-// the bundle's tests; Replace does, as policy activation must.
+// the bundle's tests; Replace does, as policy activation must. A bundle that
+// does not compile, or does not define Query, yields a *CompileError.
 func New(ctx context.Context, cfg Config) (*Engine, error) {
 	e := &Engine{timeout: cfg.Timeout}
 	if e.timeout <= 0 {
 		e.timeout = DefaultTimeout
 	}
-	p, err := prepare(ctx, cfg.Bundle, cfg.Revision)
+	fsys := cfg.Bundle
+	if fsys == nil {
+		fsys = DefaultBundle()
+	}
+	b, err := loadBundle(fsys)
+	if err != nil {
+		return nil, err
+	}
+	p, err := b.prepare(ctx, cfg.Revision)
 	if err != nil {
 		return nil, err
 	}
@@ -147,19 +162,18 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 // Revision returns the revision of the bundle currently deciding.
 func (e *Engine) Revision() string { return e.cur.Load().revision }
 
-// Replace compiles a new bundle, runs its *_test.rego tests, and only if both
-// succeed swaps it in atomically. Decisions in flight finish on the old bundle.
+// Replace vets a new bundle exactly as Check does and only if it compiles and
+// all its tests pass swaps it in atomically; revision names it ("" means its
+// digest). It returns Check's *CompileError, or a *TestFailureError naming the
+// failing tests; either way the current bundle stays. Decisions in flight
+// finish on the old bundle.
 func (e *Engine) Replace(ctx context.Context, fsys fs.FS, revision string) error {
 	if fsys == nil {
 		return errors.New("replace policy: nil bundle")
 	}
-	p, err := prepare(ctx, fsys, revision)
+	_, p, results, err := check(ctx, fsys, revision)
 	if err != nil {
 		return err
-	}
-	results, err := RunTests(ctx, fsys)
-	if err != nil {
-		return fmt.Errorf("replace policy: %w", err)
 	}
 	var failed []TestResult
 	for _, r := range results {
@@ -174,51 +188,49 @@ func (e *Engine) Replace(ctx context.Context, fsys fs.FS, revision string) error
 	return nil
 }
 
-// TestFailureError reports the tests that kept a bundle from being activated.
-type TestFailureError struct {
-	Failed []TestResult
-}
-
-func (e *TestFailureError) Error() string {
-	names := make([]string, len(e.Failed))
-	for i, r := range e.Failed {
-		names[i] = r.Name
-	}
-	return "policy tests failed: " + strings.Join(names, ", ")
-}
-
-func prepare(ctx context.Context, fsys fs.FS, revision string) (*prepared, error) {
-	if fsys == nil {
-		fsys = DefaultBundle()
-	}
-	b, err := loadBundle(fsys, false)
-	if err != nil {
-		return nil, err
-	}
-	if revision == "" {
-		revision = b.digest
-	}
-	opts := []func(*rego.Rego){
-		rego.Query(Query),
-		rego.SetRegoVersion(ast.RegoV1),
-		rego.StrictBuiltinErrors(true),
-		rego.Store(b.store()),
-	}
-	for _, m := range b.modules {
-		opts = append(opts, rego.ParsedModule(m))
-	}
-	q, err := rego.New(opts...).PrepareForEval(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("compile policy: %w", err)
-	}
-	return &prepared{query: q, revision: revision}, nil
-}
-
 // Decide evaluates one request. It fails closed: whatever goes wrong, the
 // Decision denies and its Reasons say why. An undefined or ill-shaped result
 // returns a nil error; an evaluation failure or timeout also returns the error.
 func (e *Engine) Decide(ctx context.Context, in Input) (Decision, error) {
-	p := e.cur.Load()
+	return e.decide(ctx, e.cur.Load(), in)
+}
+
+// Fired is one rule of the bundle whose body succeeded while deciding.
+type Fired struct {
+	// Rule is the rule's full name, such as "data.fhiranchor.consent.deny_provision".
+	Rule string
+	// Location is where the succeeding body (or else branch) starts, as "file:row".
+	Location string
+}
+
+// Explain decides like Decide, on the same bundle and with the same fail-closed
+// behaviour, and also lists the rules (functions included) whose bodies
+// evaluated successfully for in, once each, in the order they first did. It
+// traces the evaluation, so it is much slower than Decide; it is meant for
+// explaining a decision to an administrator or in a test, not for every request.
+func (e *Engine) Explain(ctx context.Context, in Input) (Decision, []Fired, error) {
+	tracer := topdown.NewBufferTracer()
+	d, err := e.decide(ctx, e.cur.Load(), in, rego.EvalQueryTracer(tracer))
+	var fired []Fired
+	seen := map[Fired]bool{}
+	for _, ev := range *tracer {
+		if ev.Op != topdown.ExitOp {
+			continue
+		}
+		r, ok := ev.Node.(*ast.Rule)
+		if !ok || r.Module == nil || r.Location == nil {
+			continue
+		}
+		f := Fired{Rule: r.Path().String(), Location: fmt.Sprintf("%s:%d", r.Location.File, r.Location.Row)}
+		if !seen[f] {
+			seen[f] = true
+			fired = append(fired, f)
+		}
+	}
+	return d, fired, err
+}
+
+func (e *Engine) decide(ctx context.Context, p *prepared, in Input, opts ...rego.EvalOption) (Decision, error) {
 	deny := func(reason string) Decision {
 		return Decision{Allow: false, Reasons: []string{reason}, PolicyRevision: p.revision}
 	}
@@ -231,7 +243,7 @@ func (e *Engine) Decide(ctx context.Context, in Input) (Decision, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
-	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(v))
+	rs, err := p.query.Eval(ctx, append(opts, rego.EvalParsedInput(v))...)
 	if err != nil {
 		if ctx.Err() != nil {
 			return deny("policy evaluation timed out"), fmt.Errorf("evaluate consent policy: %w", ctx.Err())
@@ -282,8 +294,10 @@ func inputValue(in Input) (ast.Value, error) {
 			ast.Item(ast.InternedTerm("clientId"), ast.StringTerm(in.Actor.ClientID)),
 			ast.Item(ast.InternedTerm("reference"), ast.StringTerm(in.Actor.Reference)),
 			ast.Item(ast.InternedTerm("roles"), ast.ArrayTerm(roles...)),
+			ast.Item(ast.InternedTerm("organization"), ast.StringTerm(in.Actor.Organization)),
 		)),
 		ast.Item(ast.InternedTerm("patient"), ast.StringTerm(in.Patient)),
+		ast.Item(ast.InternedTerm("patientOrganization"), ast.StringTerm(in.PatientOrganization)),
 		ast.Item(ast.InternedTerm("resource"), ast.ObjectTerm(
 			ast.Item(ast.InternedTerm("type"), ast.StringTerm(in.Resource.Type)),
 			ast.Item(ast.InternedTerm("id"), ast.StringTerm(in.Resource.ID)),
