@@ -65,8 +65,14 @@ func NewSealed(s Store, kr *Keyring) *Sealed {
 }
 
 // Store returns the underlying Store, for the calls that see no clear text
-// (Leaves, Stats, Close).
+// (Leaves, Leaf, FindLeaves, Policy, Policies, Stats, Close).
 func (s *Sealed) Store() Store { return s.store }
+
+// Find returns the ids of the live resources of type typ whose current
+// version carries token, as committed (see Store.Find).
+func (s *Sealed) Find(ctx context.Context, typ string, token []byte) ([]string, error) {
+	return s.store.Find(ctx, typ, token)
+}
 
 // Token returns the blind-index token of parts (see Keyring.Token).
 func (s *Sealed) Token(parts ...string) []byte { return s.kr.Token(parts...) }
@@ -217,6 +223,12 @@ type SealedTx struct {
 // AddLeaf queues a leaf that stands for no resource version (see Tx.AddLeaf).
 func (t *SealedTx) AddLeaf(ctx context.Context, l Leaf) (int64, error) {
 	return t.tx.AddLeaf(ctx, l)
+}
+
+// PutPolicy stores the next version of the policy bundle and returns its
+// version (see Tx.PutPolicy).
+func (t *SealedTx) PutPolicy(ctx context.Context, p Policy) (int64, error) {
+	return t.tx.PutPolicy(ctx, p)
 }
 
 // Erase crypto-shreds a patient compartment ("Patient/<id>"): its data key,

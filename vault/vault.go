@@ -44,12 +44,44 @@ type Record struct {
 }
 
 // Leaf is a typed log leaf waiting to be anchored. The Store does not
-// interpret it; package anchor defines the types and the encoding.
+// interpret it; package anchor defines the types and the encoding. A leaf
+// that stands for no resource version may carry the Record it commits to,
+// which the Store keeps with it and lists by Subject, Actor and Type.
 type Leaf struct {
 	Seq  int64  // assigned by the Store on insert, strictly increasing from 1
 	Type uint8  // anchor.LeafType
 	Data []byte // the leaf bytes as anchor encodes them
 	Ref  string // opaque reference, e.g. "Patient/123/_history/1"
+	// Record is the content a leaf that stands for no resource version commits to
+	// (a consent event, a policy activation, an access decision): JSON of opaque
+	// ids only, never PHI. Empty for resource-version leaves.
+	Record []byte
+	// Salt is the commitment salt of Record (32 bytes), or empty.
+	Salt []byte
+	// Subject is the patient the record is about ("Patient/<id>"), or "".
+	Subject string
+	// Actor is the client id whose action the record describes, or "".
+	Actor string
+	// Time is when the record was made; a Store keeps microseconds and returns UTC. Zero for version leaves.
+	Time time.Time
+}
+
+// LeafFilter selects leaves that carry a Record.
+type LeafFilter struct {
+	Type    uint8  // leaf type; 0 means any
+	Subject string // "" means any
+	Actor   string // "" means any
+	Before  int64  // only Seq < Before; 0 means no bound (page backwards with the last Seq seen)
+	Limit   int    // at most this many; <= 0 means none
+}
+
+// Policy is one stored version of a policy bundle.
+type Policy struct {
+	Version  int64     // assigned by PutPolicy: 1, 2, 3...
+	Revision string    // the bundle's digest as package policy computes it (hex)
+	Bundle   []byte    // the bundle's files, encoded by the caller; opaque to the Store
+	Created  time.Time // microseconds, UTC
+	Author   string    // client id that stored it
 }
 
 // Stats counts what a Store holds. Tests use it to prove that rejected input
@@ -59,6 +91,7 @@ type Stats struct {
 	Leaves    int64 // leaves queued or anchored
 	DataKeys  int64
 	Responses int64 // idempotent responses remembered
+	Policies  int64 // policy bundle versions
 }
 
 // Store is the storage contract of the vault. Implementations MUST make each
@@ -83,8 +116,25 @@ type Store interface {
 	// is > after, in Seq order, without Tokens: what an audit walks.
 	Versions(ctx context.Context, after int64, limit int) ([]Record, error)
 	// Leaves returns up to limit queued leaves with Seq > after, in Seq order;
-	// none if limit <= 0.
+	// none if limit <= 0. It is the anchoring path and MAY return the leaves
+	// with Seq, Type, Data and Ref only; Leaf and FindLeaves return the rest.
 	Leaves(ctx context.Context, after int64, limit int) ([]Leaf, error)
+	// Leaf returns one leaf, with its Record, Salt, Subject, Actor and Time
+	// if it carries a record, or ErrNotFound.
+	Leaf(ctx context.Context, seq int64) (Leaf, error)
+	// FindLeaves returns the leaves that carry a Record and match f, newest
+	// first (descending Seq). Implementations MUST index the filters, so
+	// that listing one patient's or one client's records does not scan
+	// every leaf.
+	FindLeaves(ctx context.Context, f LeafFilter) ([]Leaf, error)
+	// Find is Tx.Find on committed state: the ids of the live resources of
+	// type typ whose current version carries token, in no particular order.
+	Find(ctx context.Context, typ string, token []byte) ([]string, error)
+	// Policy returns one version of the policy bundle, or ErrNotFound.
+	Policy(ctx context.Context, version int64) (Policy, error)
+	// Policies returns every stored policy version, newest first, without
+	// their Bundles.
+	Policies(ctx context.Context) ([]Policy, error)
 	// Stats counts what the store holds.
 	Stats(ctx context.Context) (Stats, error)
 	// Close releases the store.
@@ -101,7 +151,9 @@ type Tx interface {
 	Find(ctx context.Context, typ string, token []byte) ([]string, error)
 	// Put stores a new version and its leaf. It returns ErrConflict if that
 	// version of the resource is already stored. A version newer than the
-	// current one becomes current and replaces its tokens. After Put returns
+	// current one becomes current and replaces its tokens. A version's leaf
+	// carries no Record, Salt, Subject, Actor or Time; Put refuses one that
+	// does. After Put returns
 	// an error the caller SHOULD abandon the transaction (return an error
 	// from fn): some backends cannot continue a transaction after a failed
 	// statement.
@@ -117,13 +169,23 @@ type Tx interface {
 	// ErrConflict if the key already has one, so that of two concurrent
 	// requests with one key only the first is applied.
 	PutResponse(ctx context.Context, key, body []byte) error
-	// AddLeaf queues a leaf that stands for no resource version (an erasure;
-	// later consent events and decisions) and returns its Seq.
+	// AddLeaf queues a leaf that stands for no resource version (an erasure,
+	// a consent event, a policy activation, an access decision) and returns
+	// its Seq. It ignores l.Seq. A leaf with a non-empty Record is stored
+	// with its Record, Salt, Subject, Actor and Time, for Leaf and
+	// FindLeaves; a leaf without one MUST NOT set the others.
 	AddLeaf(ctx context.Context, l Leaf) (int64, error)
+	// PutPolicy stores a version of the policy bundle and returns its
+	// Version, the next of a gapless sequence from 1 (p.Version is ignored; a
+	// rolled-back PutPolicy uses up no version). It returns ErrConflict if a
+	// version with p.Revision is already stored, leaving the transaction as
+	// it was.
+	PutPolicy(ctx context.Context, p Policy) (int64, error)
 	// Erase crypto-shreds everything sealed under a data key: the wrapped
 	// key, and the ciphertext, salt and tokens of every version it sealed,
 	// are destroyed (overwritten, not merely unlinked); the versions, their
-	// commitments and leaves stay, marked Erased. It returns how many
-	// versions it erased, or ErrNotFound when the key does not exist.
+	// commitments and leaves stay, marked Erased. Leaf records stay too:
+	// they hold opaque ids only. It returns how many versions it erased, or
+	// ErrNotFound when the key does not exist.
 	Erase(ctx context.Context, keyID string) (int64, error)
 }

@@ -14,6 +14,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/fhiranchor/fhiranchor/internal/sqlitedb"
@@ -34,9 +35,14 @@ var schemaV1 string
 //go:embed schema_v2.sql
 var schemaV2 string
 
+// schemaV3 adds leaf records and policy bundle versions.
+//
+//go:embed schema_v3.sql
+var schemaV3 string
+
 // migrations are applied in order, each once, in one transaction per open.
 // Never edit a released migration; append a new one.
-var migrations = []string{schemaV1, schemaV2}
+var migrations = []string{schemaV1, schemaV2, schemaV3}
 
 // Result codes of modernc.org/sqlite/lib (extended result codes are on).
 const (
@@ -61,6 +67,9 @@ type Store struct {
 	r     *sql.DB // query-only connections: reads outside Update
 	wstmt [numWriteStmts]*sql.Stmt
 	rstmt [numReadStmts]*sql.Stmt
+	// fstmt are the FindLeaves queries, indexed by which filters are set
+	// (see findLeavesSQL).
+	fstmt [numFindLeaves]*sql.Stmt
 }
 
 var _ vault.Store = (*Store)(nil)
@@ -84,6 +93,9 @@ const (
 	stDeleteKey
 	stEraseTokens
 	stEraseVersions
+	stInsertLeafRecord
+	stPolicyExists
+	stInsertPolicy
 	numWriteStmts
 )
 
@@ -95,6 +107,10 @@ const (
 	stLeaves
 	stStats
 	stVersions
+	stFindCommitted
+	stLeaf
+	stPolicy
+	stPolicies
 	numReadStmts
 )
 
@@ -122,7 +138,13 @@ var writeSQL = [numWriteStmts]string{
 	stDeleteKey:      `DELETE FROM data_keys WHERE key_id = ?`,
 	stEraseTokens: `DELETE FROM tokens WHERE EXISTS (SELECT 1 FROM versions v
 	WHERE v.key_id = ? AND v.type = tokens.type AND v.id = tokens.id)`,
-	stEraseVersions: `UPDATE versions SET ciphertext = X'', salt = X'', erased = 1 WHERE key_id = ? AND erased = 0`,
+	stEraseVersions:    `UPDATE versions SET ciphertext = X'', salt = X'', erased = 1 WHERE key_id = ? AND erased = 0`,
+	stInsertLeafRecord: `INSERT INTO leaf_records (seq, type, record, salt, subject, actor, time) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+	stPolicyExists:     `SELECT 1 FROM policies WHERE revision = ?`,
+	// The writer holds the database from BEGIN IMMEDIATE to commit, so max+1
+	// cannot race another PutPolicy.
+	stInsertPolicy: `INSERT INTO policies (version, revision, bundle, created, author)
+	SELECT coalesce(max(version), 0) + 1, ?, ?, ?, ? FROM policies`,
 }
 
 var readSQL = [numReadStmts]string{
@@ -132,9 +154,59 @@ var readSQL = [numReadStmts]string{
 	stDataKey: `SELECT wrapped FROM data_keys WHERE key_id = ?`,
 	stLeaves:  `SELECT seq, type, data, ref FROM leaves WHERE seq > ? ORDER BY seq LIMIT ?`,
 	stStats: `SELECT (SELECT count(*) FROM versions), (SELECT count(*) FROM leaves),
-	(SELECT count(*) FROM data_keys), (SELECT count(*) FROM responses)`,
+	(SELECT count(*) FROM data_keys), (SELECT count(*) FROM responses), (SELECT count(*) FROM policies)`,
 	stVersions: `SELECT v.type, v.id, ` + recordColumns + `
 FROM versions v JOIN leaves l ON l.seq = v.seq WHERE v.seq > ? ORDER BY v.seq LIMIT ?`,
+	stFindCommitted: `SELECT id FROM tokens WHERE type = ? AND token = ?`,
+	stLeaf: `SELECT l.seq, l.type, l.data, l.ref, r.record, r.salt, coalesce(r.subject, ''), coalesce(r.actor, ''), r.time
+FROM leaves l LEFT JOIN leaf_records r ON r.seq = l.seq WHERE l.seq = ?`,
+	stPolicy:   `SELECT version, revision, bundle, created, author FROM policies WHERE version = ?`,
+	stPolicies: `SELECT version, revision, created, author FROM policies ORDER BY version DESC`,
+}
+
+// Filters of FindLeaves, as bits of the index into Store.fstmt.
+const (
+	filterType = 1 << iota
+	filterSubject
+	filterActor
+	numFindLeaves
+)
+
+// findLeavesSQL returns the FindLeaves query for the filters in mask. Each
+// set of filters gets its own statement rather than one whose terms match
+// anything when a parameter is empty, which would keep SQLite from choosing
+// an index. The most selective filter given (subject, else actor, else type)
+// drives the query through its index, whose trailing seq, read backwards,
+// gives the order, the Before bound and the LIMIT without a sort; the unary
+// + on the other filters keeps SQLite, which has no statistics, from driving
+// by a less selective index instead, such as type for a patient's consents.
+// The parameters are Before (exclusive), then the set filters in the order
+// type, subject, actor, then the limit (-1 for none).
+func findLeavesSQL(mask int) string {
+	q := `SELECT l.seq, l.type, l.data, l.ref, r.record, r.salt, r.subject, r.actor, r.time
+FROM leaf_records r JOIN leaves l ON l.seq = r.seq
+WHERE r.seq < ?`
+	drive := filterType
+	switch {
+	case mask&filterSubject != 0:
+		drive = filterSubject
+	case mask&filterActor != 0:
+		drive = filterActor
+	}
+	term := func(f int, col string) {
+		if mask&f == 0 {
+			return
+		}
+		if f == drive {
+			q += ` AND r.` + col + ` = ?`
+		} else {
+			q += ` AND +r.` + col + ` = ?`
+		}
+	}
+	term(filterType, "type")
+	term(filterSubject, "subject")
+	term(filterActor, "actor")
+	return q + ` ORDER BY r.seq DESC LIMIT ?`
 }
 
 // New opens the database at cfg.Path, creating it if needed, and applies any
@@ -164,6 +236,11 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	for i, q := range readSQL {
 		if s.rstmt[i], err = s.r.PrepareContext(ctx, q); err != nil {
 			return nil, fmt.Errorf("prepare read statement %d: %w", i, err)
+		}
+	}
+	for i := range s.fstmt {
+		if s.fstmt[i], err = s.r.PrepareContext(ctx, findLeavesSQL(i)); err != nil {
+			return nil, fmt.Errorf("prepare find leaves statement %d: %w", i, err)
 		}
 	}
 	ok = true
@@ -317,11 +394,111 @@ func (s *Store) Leaves(ctx context.Context, after int64, limit int) ([]vault.Lea
 // so it is meant for health checks and tests, not hot paths.
 func (s *Store) Stats(ctx context.Context) (vault.Stats, error) {
 	var st vault.Stats
-	err := s.rstmt[stStats].QueryRowContext(ctx).Scan(&st.Versions, &st.Leaves, &st.DataKeys, &st.Responses)
+	err := s.rstmt[stStats].QueryRowContext(ctx).Scan(&st.Versions, &st.Leaves, &st.DataKeys, &st.Responses, &st.Policies)
 	if err != nil {
 		return vault.Stats{}, fmt.Errorf("get stats: %w", err)
 	}
 	return st, nil
+}
+
+// Find returns the ids of the live resources of type typ whose current
+// version carries token, as committed.
+func (s *Store) Find(ctx context.Context, typ string, token []byte) ([]string, error) {
+	return queryIDs(ctx, s.rstmt[stFindCommitted], typ, token)
+}
+
+// Leaf returns one leaf with its record, if it has one.
+func (s *Store) Leaf(ctx context.Context, seq int64) (vault.Leaf, error) {
+	l, err := scanLeaf(s.rstmt[stLeaf].QueryRowContext(ctx, seq))
+	if errors.Is(err, sql.ErrNoRows) {
+		err = vault.ErrNotFound
+	}
+	if err != nil {
+		return vault.Leaf{}, fmt.Errorf("get leaf %d: %w", seq, err)
+	}
+	return l, nil
+}
+
+// FindLeaves returns the leaves with a record that match f, newest first.
+func (s *Store) FindLeaves(ctx context.Context, f vault.LeafFilter) ([]vault.Leaf, error) {
+	before := f.Before
+	if before <= 0 {
+		before = math.MaxInt64
+	}
+	mask := 0
+	args := []any{before}
+	if f.Type != 0 {
+		mask |= filterType
+		args = append(args, int64(f.Type))
+	}
+	if f.Subject != "" {
+		mask |= filterSubject
+		args = append(args, f.Subject)
+	}
+	if f.Actor != "" {
+		mask |= filterActor
+		args = append(args, f.Actor)
+	}
+	limit := int64(f.Limit)
+	if limit <= 0 {
+		limit = -1 // SQLite: no limit
+	}
+	args = append(args, limit)
+	rows, err := s.fstmt[mask].QueryContext(ctx, args...)
+	if err != nil {
+		return nil, fmt.Errorf("find leaves: %w", err)
+	}
+	defer rows.Close()
+	var ls []vault.Leaf
+	for rows.Next() {
+		l, err := scanLeaf(rows)
+		if err != nil {
+			return nil, fmt.Errorf("find leaves: %w", err)
+		}
+		ls = append(ls, l)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("find leaves: %w", err)
+	}
+	return ls, nil
+}
+
+// Policy returns one version of the policy bundle.
+func (s *Store) Policy(ctx context.Context, version int64) (vault.Policy, error) {
+	var p vault.Policy
+	var created int64
+	err := s.rstmt[stPolicy].QueryRowContext(ctx, version).Scan(&p.Version, &p.Revision, &p.Bundle, &created, &p.Author)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = vault.ErrNotFound
+	}
+	if err != nil {
+		return vault.Policy{}, fmt.Errorf("get policy version %d: %w", version, err)
+	}
+	p.Created = time.UnixMicro(created).UTC()
+	return p, nil
+}
+
+// Policies returns every policy version, newest first, without bundles.
+func (s *Store) Policies(ctx context.Context) ([]vault.Policy, error) {
+	rows, err := s.rstmt[stPolicies].QueryContext(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list policies: %w", err)
+	}
+	defer rows.Close()
+	var ps []vault.Policy
+	for rows.Next() {
+		var p vault.Policy
+		var created int64
+		if err := rows.Scan(&p.Version, &p.Revision, &created, &p.Author); err != nil {
+			return nil, fmt.Errorf("list policies: %w", err)
+		}
+		p.Created = time.UnixMicro(created).UTC()
+		ps = append(ps, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list policies: %w", err)
+	}
+	return ps, nil
 }
 
 // tx is a vault.Tx on one SQLite transaction. It binds the Store's prepared
@@ -333,8 +510,12 @@ type tx struct {
 	erased bool // Erase ran: checkpoint the WAL after commit
 }
 
-// AddLeaf queues a leaf that stands for no version.
+// AddLeaf queues a leaf that stands for no version, and its record if it
+// has one.
 func (t *tx) AddLeaf(ctx context.Context, l vault.Leaf) (int64, error) {
+	if len(l.Record) == 0 && hasRecordFields(l) {
+		return 0, errors.New("add leaf: salt, subject, actor or time without a record")
+	}
 	res, err := t.stmt(ctx, stInsertLeafOnly).ExecContext(ctx, int64(l.Type), nonNil(l.Data), l.Ref)
 	if err != nil {
 		return 0, fmt.Errorf("add leaf: %w", err)
@@ -343,7 +524,41 @@ func (t *tx) AddLeaf(ctx context.Context, l vault.Leaf) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("add leaf: %w", err)
 	}
+	if len(l.Record) == 0 {
+		return seq, nil
+	}
+	_, err = t.stmt(ctx, stInsertLeafRecord).ExecContext(ctx, seq, int64(l.Type), l.Record, nonNil(l.Salt),
+		l.Subject, l.Actor, l.Time.UnixMicro())
+	if err != nil {
+		return 0, fmt.Errorf("add leaf record: %w", err)
+	}
 	return seq, nil
+}
+
+// PutPolicy stores the next version of the policy bundle. The revision is
+// looked up first, so a conflict leaves the transaction as it was.
+func (t *tx) PutPolicy(ctx context.Context, p vault.Policy) (int64, error) {
+	if p.Revision == "" {
+		return 0, errors.New("put policy: missing revision")
+	}
+	var one int
+	err := t.stmt(ctx, stPolicyExists).QueryRowContext(ctx, p.Revision).Scan(&one)
+	switch {
+	case err == nil:
+		return 0, fmt.Errorf("put policy: %w", vault.ErrConflict)
+	case !errors.Is(err, sql.ErrNoRows):
+		return 0, fmt.Errorf("put policy: %w", err)
+	}
+	res, err := t.stmt(ctx, stInsertPolicy).ExecContext(ctx, p.Revision, nonNil(p.Bundle), p.Created.UnixMicro(), p.Author)
+	if err != nil {
+		return 0, fmt.Errorf("put policy: %w", mapErr(err))
+	}
+	// version is the rowid, so the last insert id is the version assigned.
+	v, err := res.LastInsertId()
+	if err != nil {
+		return 0, fmt.Errorf("put policy: %w", err)
+	}
+	return v, nil
 }
 
 // Erase crypto-shreds what a data key sealed.
@@ -392,7 +607,12 @@ func (t *tx) Current(ctx context.Context, typ, id string) (vault.Record, error) 
 // Find returns the ids of the live resources of type typ whose current
 // version carries token.
 func (t *tx) Find(ctx context.Context, typ string, token []byte) ([]string, error) {
-	rows, err := t.stmt(ctx, stFind).QueryContext(ctx, typ, nonNil(token))
+	return queryIDs(ctx, t.stmt(ctx, stFind), typ, token)
+}
+
+// queryIDs runs a Find statement.
+func queryIDs(ctx context.Context, st *sql.Stmt, typ string, token []byte) ([]string, error) {
+	rows, err := st.QueryContext(ctx, typ, nonNil(token))
 	if err != nil {
 		return nil, fmt.Errorf("find %s: %w", typ, err)
 	}
@@ -417,6 +637,9 @@ func (t *tx) Find(ctx context.Context, typ string, token []byte) ([]string, erro
 func (t *tx) Put(ctx context.Context, r vault.Record) error {
 	if r.Type == "" || r.ID == "" || r.Version < 1 {
 		return fmt.Errorf("put %s version %d: missing type, id or version", r.Type, r.Version)
+	}
+	if len(r.Leaf.Record) > 0 || hasRecordFields(r.Leaf) {
+		return fmt.Errorf("put %s version %d: a version leaf carries a record", r.Type, r.Version)
 	}
 	var latest sql.NullInt64
 	if err := t.stmt(ctx, stLatest).QueryRowContext(ctx, r.Type, r.ID).Scan(&latest); err != nil {
@@ -518,6 +741,28 @@ func scanRecord(row rowScanner, typ, id string) (vault.Record, error) {
 	r.LastUpdated = time.UnixMicro(lastUpdated).UTC()
 	r.Leaf.Type = uint8(leafType)
 	return r, nil
+}
+
+// scanLeaf reads a row of stLeaf or of a FindLeaves query; the record
+// columns are NULL for a leaf without a record.
+func scanLeaf(row rowScanner) (vault.Leaf, error) {
+	var l vault.Leaf
+	var typ int64
+	var at sql.NullInt64
+	if err := row.Scan(&l.Seq, &typ, &l.Data, &l.Ref, &l.Record, &l.Salt, &l.Subject, &l.Actor, &at); err != nil {
+		return vault.Leaf{}, err
+	}
+	l.Type = uint8(typ)
+	if at.Valid {
+		l.Time = time.UnixMicro(at.Int64).UTC()
+	}
+	return l, nil
+}
+
+// hasRecordFields reports whether l sets any field that belongs with a
+// Record.
+func hasRecordFields(l vault.Leaf) bool {
+	return len(l.Salt) > 0 || l.Subject != "" || l.Actor != "" || !l.Time.IsZero()
 }
 
 // queryBlob runs a one-column, at most one-row query.

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/fhiranchor/fhiranchor/internal/sqlitedb"
 	"github.com/fhiranchor/fhiranchor/vault"
 	"github.com/fhiranchor/fhiranchor/vault/vaulttest"
 )
@@ -112,6 +114,53 @@ func TestReopen(t *testing.T) {
 	}
 }
 
+// TestMigrateFromV2 opens a database written at schema version 2: the
+// version it holds stays readable and the new tables work.
+func TestMigrateFromV2(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "vault.db")
+	w, r, err := sqlitedb.Open(ctx, sqlitedb.Options{Path: path, Migrations: migrations[:2]})
+	if err != nil {
+		t.Fatalf("Open at version 2: %v", err)
+	}
+	_, err = w.ExecContext(ctx, `INSERT INTO leaves (type, data, ref) VALUES (1, X'01', 'Patient/p1/_history/1');
+INSERT INTO versions (seq, type, id, version, last_updated, deleted, key_id, ciphertext, salt, commitment)
+VALUES (1, 'Patient', 'p1', 1, 0, 0, 'shared', X'02', X'03', X'04')`)
+	if err != nil {
+		t.Fatalf("write at version 2: %v", err)
+	}
+	if err := sqlitedb.Close(w, r); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	s, err := New(ctx, Config{Path: path})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	defer s.Close()
+	if got, err := s.Current(ctx, "Patient", "p1"); err != nil || got.Version != 1 {
+		t.Errorf("Current after migration = %+v, %v; want version 1", got, err)
+	}
+	if l, err := s.Leaf(ctx, 1); err != nil || l.Ref != "Patient/p1/_history/1" || len(l.Record) != 0 {
+		t.Errorf("Leaf(1) after migration = %+v, %v; want the version's leaf without a record", l, err)
+	}
+	var seq, v int64
+	err = s.Update(ctx, func(tx vault.Tx) error {
+		var err error
+		if seq, err = tx.AddLeaf(ctx, vault.Leaf{Type: 2, Record: []byte(`{}`), Subject: "Patient/p1", Time: time.Now()}); err != nil {
+			return err
+		}
+		v, err = tx.PutPolicy(ctx, vault.Policy{Revision: "abc", Created: time.Now()})
+		return err
+	})
+	if err != nil || seq != 2 || v != 1 {
+		t.Fatalf("AddLeaf, PutPolicy after migration = %d, %d, %v; want 2, 1", seq, v, err)
+	}
+	if st, err := s.Stats(ctx); err != nil || st != (vault.Stats{Versions: 1, Leaves: 2, Policies: 1}) {
+		t.Errorf("Stats after migration = %+v, %v", st, err)
+	}
+}
+
 func TestConfigValidate(t *testing.T) {
 	tests := []struct {
 		path string
@@ -169,4 +218,92 @@ func BenchmarkPut(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "versions/s")
+}
+
+// TestFindLeavesPlan checks that every FindLeaves query is driven by the
+// index of its most selective filter and needs no sort: a patient's records
+// list in time proportional to their number, not to all the leaves.
+func TestFindLeavesPlan(t *testing.T) {
+	s := newStore(t)
+	defer s.Close()
+	for mask := range numFindLeaves {
+		want := "USING INTEGER PRIMARY KEY (rowid<?)"
+		switch {
+		case mask&filterSubject != 0:
+			want = "USING INDEX leaf_records_by_subject (subject=? AND seq<?)"
+		case mask&filterActor != 0:
+			want = "USING INDEX leaf_records_by_actor (actor=? AND seq<?)"
+		case mask&filterType != 0:
+			want = "USING INDEX leaf_records_by_type (type=? AND seq<?)"
+		}
+		q := findLeavesSQL(mask)
+		args := make([]any, strings.Count(q, "?"))
+		rows, err := s.r.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+q, args...)
+		if err != nil {
+			t.Fatalf("EXPLAIN QUERY PLAN: %v", err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				t.Fatalf("scan plan: %v", err)
+			}
+			plan = append(plan, detail)
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatalf("read plan: %v", err)
+		}
+		rows.Close()
+		got := strings.Join(plan, "; ")
+		if !strings.Contains(got, "SEARCH r "+want) || strings.Contains(got, "TEMP B-TREE") || strings.Contains(got, "SCAN") {
+			t.Errorf("plan of FindLeaves with filters %03b = %q, want SEARCH r %s and no sort or scan", mask, got, want)
+		}
+	}
+}
+
+// BenchmarkFindLeaves lists one patient's newest 50 records among 100k
+// record leaves of 1000 patients and 20 clients, as a consent or access
+// history page does.
+func BenchmarkFindLeaves(b *testing.B) {
+	const (
+		leaves   = 100_000
+		patients = 1000
+		clients  = 20
+		batch    = 5000
+	)
+	s := newStore(b)
+	defer s.Close()
+	ctx := b.Context()
+	salt := make([]byte, 32)
+	rand.Read(salt)
+	now := time.Now()
+	for start := 0; start < leaves; start += batch {
+		err := s.Update(ctx, func(tx vault.Tx) error {
+			for i := start; i < start+batch; i++ {
+				subject := fmt.Sprintf("Patient/p%d", i%patients)
+				actor := fmt.Sprintf("client-%d", i%clients)
+				l := vault.Leaf{Type: uint8(i%3 + 2), Data: salt, Ref: fmt.Sprint("record/", i), Salt: salt,
+					Record:  fmt.Appendf(nil, `{"patient":%q,"client":%q,"decision":"permit"}`, subject, actor),
+					Subject: subject, Actor: actor, Time: now}
+				if _, err := tx.AddLeaf(ctx, l); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatalf("Update: %v", err)
+		}
+	}
+	b.ResetTimer()
+	n := 0
+	for b.Loop() {
+		f := vault.LeafFilter{Subject: fmt.Sprintf("Patient/p%d", n%patients), Type: 3, Limit: 50}
+		n++
+		ls, err := s.FindLeaves(ctx, f)
+		if err != nil || len(ls) == 0 {
+			b.Fatalf("FindLeaves = %d, %v", len(ls), err)
+		}
+	}
 }

@@ -55,6 +55,10 @@ func Exercise(t *testing.T, newStore func(t *testing.T) vault.Store) {
 		{"Versions", testVersions},
 		{"AddLeaf", testAddLeaf},
 		{"Erase", testErase},
+		{"LeafRecords", testLeafRecords},
+		{"FindLeaves", testFindLeaves},
+		{"Policies", testPolicies},
+		{"StoreFind", testStoreFind},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -285,6 +289,16 @@ func testNotFound(t *testing.T, s vault.Store) {
 		wantErr(t, when+" History", err, vault.ErrNotFound)
 		_, err = s.DataKey(ctx, "nope")
 		wantErr(t, when+" DataKey", err, vault.ErrNotFound)
+		_, err = s.Leaf(ctx, 1000)
+		wantErr(t, when+" Leaf", err, vault.ErrNotFound)
+		_, err = s.Policy(ctx, 1)
+		wantErr(t, when+" Policy", err, vault.ErrNotFound)
+		if ids, err := s.Find(ctx, "Patient", []byte("nope")); err != nil || len(ids) != 0 {
+			t.Errorf("%s Find = %v, %v; want none, nil", when, ids, err)
+		}
+		if ls, err := s.FindLeaves(ctx, vault.LeafFilter{}); err != nil || len(ls) != 0 {
+			t.Errorf("%s FindLeaves = %v, %v; want none, nil", when, ls, err)
+		}
 		err = s.Update(ctx, func(tx vault.Tx) error {
 			_, err := tx.Current(ctx, "Patient", "nope")
 			wantErr(t, when+" Tx.Current", err, vault.ErrNotFound)
@@ -822,6 +836,21 @@ func testContext(t *testing.T, s vault.Store) {
 	if _, err := s.Stats(canceled); err == nil {
 		t.Errorf("Stats(canceled ctx) = nil error")
 	}
+	if _, err := s.Find(canceled, "Patient", []byte("t")); err == nil {
+		t.Errorf("Find(canceled ctx) = nil error")
+	}
+	if _, err := s.Leaf(canceled, 1); err == nil || errors.Is(err, vault.ErrNotFound) {
+		t.Errorf("Leaf(canceled ctx) = %v, want a context error", err)
+	}
+	if _, err := s.FindLeaves(canceled, vault.LeafFilter{}); err == nil {
+		t.Errorf("FindLeaves(canceled ctx) = nil error")
+	}
+	if _, err := s.Policy(canceled, 1); err == nil || errors.Is(err, vault.ErrNotFound) {
+		t.Errorf("Policy(canceled ctx) = %v, want a context error", err)
+	}
+	if _, err := s.Policies(canceled); err == nil {
+		t.Errorf("Policies(canceled ctx) = nil error")
+	}
 
 	// Canceled while fn runs: the Update fails and keeps nothing.
 	ctx, cancel := context.WithCancel(t.Context())
@@ -954,4 +983,444 @@ func testErase(t *testing.T, s vault.Store) {
 	err = s.Update(t.Context(), func(tx vault.Tx) error { _, err := tx.Erase(t.Context(), a1.KeyID); return err })
 	wantErr(t, "Erase of an erased key", err, vault.ErrNotFound)
 	wantStats(t, s, vault.Stats{Versions: 4, Leaves: 4, DataKeys: 1})
+}
+
+// recordLeaf returns a distinct leaf that carries a record: type typ, about
+// subject, by actor, made at base plus n seconds and some nanoseconds.
+func recordLeaf(n int, typ uint8, subject, actor string) vault.Leaf {
+	name := fmt.Sprintf("record/%d", n)
+	salt := sha256.Sum256([]byte("salt " + name))
+	return vault.Leaf{
+		Type:    typ,
+		Data:    []byte("leaf " + name),
+		Ref:     name,
+		Record:  fmt.Appendf(nil, `{"n":%d,"subject":%q,"actor":%q}`, n, subject, actor),
+		Salt:    salt[:],
+		Subject: subject,
+		Actor:   actor,
+		Time:    base.Add(time.Duration(n)*time.Second + 789*time.Nanosecond),
+	}
+}
+
+// addLeaves queues ls in one Update and returns them with the Seqs the
+// Store assigned and their Times as a Store returns them.
+func addLeaves(t *testing.T, s vault.Store, ls ...vault.Leaf) []vault.Leaf {
+	t.Helper()
+	out := make([]vault.Leaf, len(ls))
+	err := s.Update(t.Context(), func(tx vault.Tx) error {
+		for i, l := range ls {
+			seq, err := tx.AddLeaf(t.Context(), l)
+			if err != nil {
+				return err
+			}
+			l.Seq = seq
+			if !l.Time.IsZero() {
+				l.Time = l.Time.Truncate(time.Microsecond).UTC()
+			}
+			out[i] = l
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Update(AddLeaf): %v", err)
+	}
+	return out
+}
+
+// leafOpts compares leaves with nil and empty slices alike; cmp compares
+// Times with Equal, so wantLeaf checks their location separately.
+var leafOpts = cmpopts.EquateEmpty()
+
+func wantLeaf(t *testing.T, s vault.Store, want vault.Leaf) {
+	t.Helper()
+	got, err := s.Leaf(t.Context(), want.Seq)
+	if err != nil {
+		t.Fatalf("Leaf(%d): %v", want.Seq, err)
+	}
+	if diff := cmp.Diff(want, got, leafOpts); diff != "" {
+		t.Errorf("Leaf(%d) mismatch (-want +got):\n%s", want.Seq, diff)
+	}
+	if !got.Time.IsZero() && got.Time.Location() != time.UTC {
+		t.Errorf("Leaf(%d).Time in %v, want UTC", want.Seq, got.Time.Location())
+	}
+}
+
+// testLeafRecords: a leaf's record round-trips through AddLeaf and Leaf,
+// with its Time cut to microseconds in UTC; version leaves carry none; a
+// record rolls back with its transaction and survives an erasure.
+func testLeafRecords(t *testing.T, s vault.Store) {
+	ctx := t.Context()
+	v := record("Patient", "a", 1)
+	put(t, s, v)
+
+	odd := recordLeaf(1, 2, "Patient/a", "client-1")
+	odd.Time = time.Date(2024, 2, 29, 13, 14, 15, 123456789, time.FixedZone("UTC+5:30", 5*3600+1800))
+	plain := vault.Leaf{Type: 5, Data: []byte("erasure"), Ref: "erasure/Patient/a"}
+	noTime := recordLeaf(2, 3, "", "")
+	noTime.Time = time.Time{}
+	ls := addLeaves(t, s, odd, plain, noTime)
+	if ls[0].Seq != 2 || ls[1].Seq != 3 || ls[2].Seq != 4 {
+		t.Errorf("AddLeaf Seqs = %d, %d, %d; want 2, 3, 4", ls[0].Seq, ls[1].Seq, ls[2].Seq)
+	}
+	if want := time.Date(2024, 2, 29, 7, 44, 15, 123456000, time.UTC); !ls[0].Time.Equal(want) {
+		t.Fatalf("vaulttest: expected time %v, want %v", ls[0].Time, want)
+	}
+	for _, l := range ls {
+		wantLeaf(t, s, l)
+	}
+	// A version's leaf carries no record.
+	vl := v.Leaf
+	vl.Seq = 1
+	wantLeaf(t, s, vl)
+
+	// The anchoring path still lists every leaf, in Seq order.
+	got, err := s.Leaves(ctx, 0, 10)
+	if err != nil {
+		t.Fatalf("Leaves: %v", err)
+	}
+	all := append([]vault.Leaf{vl}, ls...)
+	if len(got) != len(all) {
+		t.Fatalf("Leaves = %d leaves, want %d", len(got), len(all))
+	}
+	for i, l := range got {
+		want := all[i]
+		if l.Seq != want.Seq || l.Type != want.Type || string(l.Data) != string(want.Data) || l.Ref != want.Ref {
+			t.Errorf("Leaves[%d] = %+v, want the leaf of Seq %d", i, l, want.Seq)
+		}
+	}
+
+	for _, seq := range []int64{0, -1, 5, 1000} {
+		_, err := s.Leaf(ctx, seq)
+		wantErr(t, fmt.Sprintf("Leaf(%d)", seq), err, vault.ErrNotFound)
+	}
+
+	// Record fields without a Record, or a record on a version's leaf, are
+	// refused, and nothing of the Update is kept.
+	bad := []vault.Leaf{
+		{Type: 2, Subject: "Patient/a"},
+		{Type: 2, Actor: "client-1"},
+		{Type: 2, Salt: make([]byte, 32)},
+		{Type: 2, Time: base},
+	}
+	for _, l := range bad {
+		err := s.Update(ctx, func(tx vault.Tx) error { _, err := tx.AddLeaf(ctx, l); return err })
+		if err == nil {
+			t.Errorf("AddLeaf(%+v) without a Record = nil error", l)
+		}
+	}
+	v2 := record("Patient", "a", 2)
+	v2.Leaf.Record, v2.Leaf.Subject = []byte(`{}`), "Patient/a"
+	if err := s.Update(ctx, func(tx vault.Tx) error { return tx.Put(ctx, v2) }); err == nil {
+		t.Errorf("Put of a version whose leaf carries a record = nil error")
+	}
+
+	// A record rolls back with its transaction.
+	err = s.Update(ctx, func(tx vault.Tx) error {
+		if _, err := tx.AddLeaf(ctx, recordLeaf(3, 2, "Patient/a", "client-1")); err != nil {
+			return err
+		}
+		return errBoom
+	})
+	wantErr(t, "Update whose fn fails", err, errBoom)
+	_, err = s.Leaf(ctx, 5)
+	wantErr(t, "Leaf of a rolled-back AddLeaf", err, vault.ErrNotFound)
+	if got, err := s.FindLeaves(ctx, vault.LeafFilter{Subject: "Patient/a"}); err != nil || len(got) != 1 {
+		t.Errorf("FindLeaves(Patient/a) after a rollback = %d leaves, %v; want 1", len(got), err)
+	}
+	wantStats(t, s, vault.Stats{Versions: 1, Leaves: 4})
+
+	// Erasing the patient's key leaves the records about the patient.
+	err = s.Update(ctx, func(tx vault.Tx) error {
+		if err := tx.PutDataKey(ctx, v.KeyID, []byte("wrapped")); err != nil {
+			return err
+		}
+		_, err := tx.Erase(ctx, v.KeyID)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("Update(Erase): %v", err)
+	}
+	wantLeaf(t, s, ls[0])
+	got, err = s.FindLeaves(ctx, vault.LeafFilter{Subject: "Patient/a"})
+	if err != nil {
+		t.Fatalf("FindLeaves: %v", err)
+	}
+	if diff := cmp.Diff(ls[:1], got, leafOpts); diff != "" {
+		t.Errorf("FindLeaves(Patient/a) after Erase mismatch (-want +got):\n%s", diff)
+	}
+}
+
+// testFindLeaves: FindLeaves lists the leaves with a record, newest first,
+// by type, subject and actor, and pages backwards with Before and Limit.
+func testFindLeaves(t *testing.T, s vault.Store) {
+	ctx := t.Context()
+	subjects := []string{"Patient/a", "Patient/b", ""}
+	actors := []string{"client-1", "client-2"}
+	var in []vault.Leaf
+	for i := range 24 {
+		in = append(in, recordLeaf(i, uint8(i%3+2), subjects[i%3], actors[i%4/2]))
+	}
+	// Interleave version leaves and record-less leaves, which FindLeaves
+	// never returns, and spread the records over several Updates.
+	var all []vault.Leaf
+	for i := 0; i < len(in); i += 5 {
+		put(t, s, record("Patient", fmt.Sprint("p", i), 1))
+		addLeaves(t, s, vault.Leaf{Type: uint8(i%3 + 2), Data: []byte("no record"), Ref: "plain"})
+		all = append(all, addLeaves(t, s, in[i:min(i+5, len(in))]...)...)
+	}
+	slices.Reverse(all) // newest first
+
+	match := func(f vault.LeafFilter) []vault.Leaf {
+		var out []vault.Leaf
+		for _, l := range all {
+			if (f.Type == 0 || l.Type == f.Type) && (f.Subject == "" || l.Subject == f.Subject) &&
+				(f.Actor == "" || l.Actor == f.Actor) && (f.Before == 0 || l.Seq < f.Before) {
+				out = append(out, l)
+			}
+		}
+		if f.Limit > 0 && len(out) > f.Limit {
+			out = out[:f.Limit]
+		}
+		return out
+	}
+	var filters []vault.LeafFilter
+	for _, typ := range []uint8{0, 2, 3, 9} {
+		for _, subject := range []string{"", "Patient/a", "Patient/b", "Patient/none"} {
+			for _, actor := range []string{"", "client-1", "client-2", "client-none"} {
+				filters = append(filters, vault.LeafFilter{Type: typ, Subject: subject, Actor: actor})
+			}
+		}
+	}
+	mid := all[len(all)/2].Seq
+	filters = append(filters,
+		vault.LeafFilter{Limit: 3},
+		vault.LeafFilter{Limit: -1},
+		vault.LeafFilter{Limit: 1000},
+		vault.LeafFilter{Before: mid},
+		vault.LeafFilter{Before: mid, Limit: 2},
+		vault.LeafFilter{Before: mid, Subject: "Patient/a", Limit: 2},
+		vault.LeafFilter{Before: mid, Actor: "client-2", Type: 4},
+		vault.LeafFilter{Before: 1},
+		vault.LeafFilter{Before: -5}, // no bound, like 0
+	)
+	for _, f := range filters {
+		got, err := s.FindLeaves(ctx, f)
+		if err != nil {
+			t.Fatalf("FindLeaves(%+v): %v", f, err)
+		}
+		want := match(f)
+		if f.Before < 0 {
+			want = match(vault.LeafFilter{})
+		}
+		if diff := cmp.Diff(want, got, leafOpts); diff != "" {
+			t.Errorf("FindLeaves(%+v) mismatch (-want +got):\n%s", f, diff)
+		}
+	}
+	if got, _ := s.FindLeaves(ctx, vault.LeafFilter{Subject: "Patient/a"}); len(got) != 8 {
+		t.Errorf("FindLeaves(Patient/a) = %d leaves, want 8", len(got))
+	}
+
+	// Paging backwards with the last Seq seen visits every match once.
+	for _, f := range []vault.LeafFilter{{Limit: 5}, {Subject: "Patient/b", Limit: 3}, {Actor: "client-1", Type: 2, Limit: 1}} {
+		var got []vault.Leaf
+		for page := 0; ; page++ {
+			ls, err := s.FindLeaves(ctx, f)
+			if err != nil {
+				t.Fatalf("FindLeaves(%+v): %v", f, err)
+			}
+			if len(ls) > f.Limit {
+				t.Fatalf("FindLeaves(%+v) = %d leaves, more than the limit", f, len(ls))
+			}
+			if len(ls) == 0 || page > len(all) {
+				break
+			}
+			got = append(got, ls...)
+			f.Before = ls[len(ls)-1].Seq
+		}
+		f.Before, f.Limit = 0, 0
+		if diff := cmp.Diff(match(f), got, leafOpts); diff != "" {
+			t.Errorf("paging FindLeaves(%+v) mismatch (-want +got):\n%s", f, diff)
+		}
+	}
+}
+
+// testPolicies: PutPolicy numbers versions 1, 2, 3... without gaps, refuses
+// a revision already stored, and rolls back with its transaction; Policies
+// lists them newest first without bundles.
+func testPolicies(t *testing.T, s vault.Store) {
+	ctx := t.Context()
+	if ps, err := s.Policies(ctx); err != nil || len(ps) != 0 {
+		t.Errorf("Policies of an empty store = %v, %v; want none", ps, err)
+	}
+	_, err := s.Policy(ctx, 1)
+	wantErr(t, "Policy(1) of an empty store", err, vault.ErrNotFound)
+
+	policy := func(n int) vault.Policy {
+		rev := sha256.Sum256(fmt.Appendf(nil, "bundle %d", n))
+		return vault.Policy{
+			Version:  99, // ignored
+			Revision: fmt.Sprintf("%x", rev),
+			Bundle:   fmt.Appendf(nil, `{"files":{"policy.rego":"package fhiranchor # %d"}}`, n),
+			Created:  time.Date(2025, 6, 1, 12, 0, n, 123456789, time.FixedZone("CET", 3600)),
+			Author:   fmt.Sprint("admin-", n),
+		}
+	}
+	stored := func(p vault.Policy, v int64) vault.Policy {
+		p.Version = v
+		p.Created = p.Created.Truncate(time.Microsecond).UTC()
+		return p
+	}
+	putPolicy := func(p vault.Policy) (int64, error) {
+		var v int64
+		err := s.Update(ctx, func(tx vault.Tx) error {
+			var err error
+			v, err = tx.PutPolicy(ctx, p)
+			return err
+		})
+		return v, err
+	}
+
+	var want []vault.Policy
+	v, err := putPolicy(policy(1))
+	if err != nil || v != 1 {
+		t.Fatalf("PutPolicy = %d, %v; want version 1", v, err)
+	}
+	want = append(want, stored(policy(1), 1))
+
+	// A failed Update uses up no version.
+	err = s.Update(ctx, func(tx vault.Tx) error {
+		if v, err := tx.PutPolicy(ctx, policy(2)); err != nil || v != 2 {
+			t.Errorf("PutPolicy in a failing Update = %d, %v; want version 2", v, err)
+		}
+		return errBoom
+	})
+	wantErr(t, "Update whose fn fails", err, errBoom)
+	_, err = s.Policy(ctx, 2)
+	wantErr(t, "Policy of a rolled-back PutPolicy", err, vault.ErrNotFound)
+
+	// A stored revision conflicts, and the transaction can go on.
+	_, err = putPolicy(policy(1))
+	wantErr(t, "PutPolicy of a stored revision", err, vault.ErrConflict)
+	err = s.Update(ctx, func(tx vault.Tx) error {
+		for i, p := range []vault.Policy{policy(2), policy(1), policy(2), policy(3)} {
+			v, err := tx.PutPolicy(ctx, p)
+			switch i {
+			case 1, 2:
+				if !errors.Is(err, vault.ErrConflict) {
+					t.Errorf("PutPolicy of a stored revision: %d, %v; want ErrConflict", v, err)
+				}
+			default:
+				if err != nil {
+					return err
+				}
+				want = append(want, stored(p, v))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	if _, err := putPolicy(vault.Policy{Bundle: []byte("x")}); err == nil || errors.Is(err, vault.ErrConflict) {
+		t.Errorf("PutPolicy without a revision = %v, want an error other than ErrConflict", err)
+	}
+
+	for i, w := range want {
+		if w.Version != int64(i+1) {
+			t.Errorf("versions assigned = %v, want 1, 2, 3", want)
+			break
+		}
+	}
+	for _, w := range want {
+		got, err := s.Policy(ctx, w.Version)
+		if err != nil {
+			t.Fatalf("Policy(%d): %v", w.Version, err)
+		}
+		if diff := cmp.Diff(w, got, cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("Policy(%d) mismatch (-want +got):\n%s", w.Version, diff)
+		}
+		if got.Created.Location() != time.UTC {
+			t.Errorf("Policy(%d).Created in %v, want UTC", w.Version, got.Created.Location())
+		}
+	}
+	for _, v := range []int64{0, -1, 4} {
+		_, err := s.Policy(ctx, v)
+		wantErr(t, fmt.Sprintf("Policy(%d)", v), err, vault.ErrNotFound)
+	}
+
+	list, err := s.Policies(ctx)
+	if err != nil {
+		t.Fatalf("Policies: %v", err)
+	}
+	var wantList []vault.Policy
+	for _, w := range slices.Backward(want) {
+		w.Bundle = nil
+		wantList = append(wantList, w)
+	}
+	if diff := cmp.Diff(wantList, list); diff != "" {
+		t.Errorf("Policies mismatch (-want +got):\n%s", diff)
+	}
+	wantStats(t, s, vault.Stats{Policies: 3})
+}
+
+// testStoreFind: Store.Find answers as Tx.Find does once the Update has
+// committed, and does not see an open one.
+func testStoreFind(t *testing.T, s vault.Store) {
+	ctx := t.Context()
+	put(t, s,
+		withTokens(record("Patient", "a", 1), "t1", "t2"),
+		withTokens(record("Patient", "b", 1), "t1"),
+		withTokens(record("Observation", "a", 1), "t1"),
+		withTokens(record("Patient", "c", 1), "t3"),
+		withTokens(record("Patient", "c", 2), "t4"),
+		withTokens(tombstone("Patient", "b", 2), "t1"),
+	)
+	storeFind := func(typ, token string) []string {
+		t.Helper()
+		ids, err := s.Find(ctx, typ, []byte(token))
+		if err != nil {
+			t.Fatalf("Find(%s, %q): %v", typ, token, err)
+		}
+		slices.Sort(ids)
+		return ids
+	}
+	cases := []struct{ typ, token string }{
+		{"Patient", "t1"}, {"Patient", "t2"}, {"Patient", "t3"}, {"Patient", "t4"},
+		{"Observation", "t1"}, {"Observation", "t2"}, {"Encounter", "t1"}, {"Patient", ""},
+	}
+	for _, c := range cases {
+		if diff := cmp.Diff(find(t, s, c.typ, c.token), storeFind(c.typ, c.token), cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("Find(%s, %q) differs from Tx.Find (-tx +store):\n%s", c.typ, c.token, diff)
+		}
+	}
+	if diff := cmp.Diff([]string{"a"}, storeFind("Patient", "t1")); diff != "" {
+		t.Errorf("Find(Patient, t1) mismatch (-want +got):\n%s", diff)
+	}
+
+	err := s.Update(ctx, func(tx vault.Tx) error {
+		if err := tx.Put(ctx, withTokens(record("Patient", "d", 1), "t1")); err != nil {
+			return err
+		}
+		if err := tx.Put(ctx, withTokens(record("Patient", "a", 2), "t5")); err != nil {
+			return err
+		}
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		ids, err := s.Find(rctx, "Patient", []byte("t1"))
+		if err != nil {
+			t.Errorf("Find during an open Update: %v (reads must not wait for writers)", err)
+		} else if !slices.Equal(ids, []string{"a"}) {
+			t.Errorf("Find during an open Update = %v, want the committed [a]", ids)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	if diff := cmp.Diff([]string{"d"}, storeFind("Patient", "t1")); diff != "" {
+		t.Errorf("Find(Patient, t1) after commit mismatch (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"a"}, storeFind("Patient", "t5")); diff != "" {
+		t.Errorf("Find(Patient, t5) after commit mismatch (-want +got):\n%s", diff)
+	}
 }
