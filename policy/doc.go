@@ -64,4 +64,11 @@
 //     under a deciding permit naming ETREAT, allows with BreakGlass set, reason
 //     "break-the-glass" and an "audit-break-glass" obligation, unless the
 //     deciding deny provision names ETREAT (itself or through an ancestor).
+//   - Writes are also bound to the patient's managing organization, which R4
+//     Consent does not express: when Input.PatientOrganization is set, a write
+//     denies ("write: client does not act for the patient's managing
+//     organization") unless Input.Actor.Organization equals it or the client id
+//     is listed in data.fhiranchor.config.write.any_organization (default
+//     empty), whatever the consents say and even under break-the-glass. With no
+//     managing organization there is no such constraint.
 package policy

@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -147,4 +148,59 @@ func TestReplace(t *testing.T) {
 			t.Errorf("rollback did not restore the default deny: %+v", d)
 		}
 	})
+}
+
+func TestWriteNeedsThePatientsOrganization(t *testing.T) {
+	ctx := t.Context()
+	files, err := ReadFiles(DefaultBundle())
+	if err != nil {
+		t.Fatal(err)
+	}
+	files["data.json"] = `{"fhiranchor": {"config": {"default": "deny", "write": {"any_organization": ["migrator"]}}}}`
+	withMigrator, err := New(ctx, Config{Bundle: files.FS()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	def, err := New(ctx, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const refused = "write: client does not act for the patient's managing organization"
+	tests := []struct {
+		name        string
+		engine      *Engine
+		action      string
+		client      string
+		actorOrg    string
+		patientOrg  string
+		allow       bool
+		wantRefused bool
+	}{
+		{"managing organization writes", def, "write", "ehr", "Organization/mo", "Organization/mo", true, false},
+		{"other organization may not write", def, "write", "ehr", "Organization/other", "Organization/mo", false, true},
+		{"client of no organization may not write", def, "write", "ehr", "", "Organization/mo", false, true},
+		{"no managing organization: no constraint", def, "write", "ehr", "Organization/other", "", true, false},
+		{"reads are not constrained", def, "read", "ehr", "Organization/other", "Organization/mo", true, false},
+		{"listed client writes for any organization", withMigrator, "write", "migrator", "", "Organization/mo", true, false},
+		{"unlisted client still refused", withMigrator, "write", "ehr", "Organization/other", "Organization/mo", false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// Out is an opt-out consent that withholds only from Organization/f001.
+			in := Input{
+				Time: at("2024-01-01T00:00:00Z"), Action: tt.action, Purpose: "TREAT",
+				Actor:   Actor{ClientID: tt.client, Reference: "Practitioner/p1", Organization: tt.actorOrg},
+				Patient: "Patient/f001", PatientOrganization: tt.patientOrg,
+				Resource: ResourceRef{Type: "Observation", ID: "o1", Reference: "Observation/o1"},
+				Consents: []map[string]any{loadConsent(t, "Out")},
+			}
+			d, err := tt.engine.Decide(ctx, in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Allow != tt.allow || slices.Contains(d.Reasons, refused) != tt.wantRefused {
+				t.Errorf("allow = %v, reasons %q; want allow %v, refusal reason %v", d.Allow, d.Reasons, tt.allow, tt.wantRefused)
+			}
+		})
+	}
 }

@@ -18,6 +18,11 @@
 #     under a permit naming ETREAT) allows and is audited, unless the deciding
 #     deny provision names ETREAT.
 #   - No active consent: data.fhiranchor.config.default ("deny" when absent).
+#   - Write: whatever the consents say, a write to a patient with a managing
+#     organization (input.patientOrganization) denies unless the actor acts for
+#     that organization or its client is listed in
+#     data.fhiranchor.config.write.any_organization. Break-the-glass does not
+#     lift this.
 #
 # Each input.consents element is a Consent as policy.CompileConsent flattens it,
 # once per Consent version, so that a decision mostly looks things up:
@@ -97,7 +102,10 @@ decision := {
 
 default allow := false
 
-allow if consent_allow
+allow if {
+	consent_allow
+	not write_refused
+}
 
 allow if break_glass
 
@@ -117,6 +125,24 @@ any_deny if {
 	some i in active
 	consent_outcome[i] == "deny"
 }
+
+# ---- writes: only for the patient's managing organization -----------------------
+
+default write_any_organization := []
+
+# write_any_organization lists client ids that may write for any organization
+# (for example a migration or a national service).
+write_any_organization := data.fhiranchor.config.write.any_organization
+
+write_refused if {
+	input.action == "write"
+	object.get(input, "patientOrganization", "") != ""
+	not acts_for_patient_organization
+}
+
+acts_for_patient_organization if input.actor.organization == input.patientOrganization
+
+acts_for_patient_organization if input.actor.clientId in write_any_organization
 
 # ---- input checks (fail closed) ---------------------------------------------
 
@@ -381,6 +407,8 @@ reasons contains msg if {
 
 reasons contains "break-the-glass" if break_glass
 
+reasons contains "write: client does not act for the patient's managing organization" if write_refused
+
 key_outcome(key) := "redact" if {
 	effect[key[0]][key[1]] == "deny"
 	redactable(key)
@@ -432,6 +460,7 @@ break_glass if {
 	input.purpose == "ETREAT"
 	input.action in break_glass_actions
 	count(input_problems) == 0
+	not write_refused
 	not etreat_deny
 	emergency_actor
 }

@@ -215,3 +215,66 @@ test_too_deep_denies if {
 	not d.allow
 	d.reasons == ["Consent/c1: provisions nested deeper than 3 levels: deny"]
 }
+
+# ---- writes and the patient's managing organization -----------------------------
+
+write_req(consents, actor_org) := object.union(req(consents), {
+	"action": "write", "patientOrganization": "Organization/mo",
+	"actor": {"clientId": "c", "reference": "Organization/a", "roles": [], "organization": actor_org},
+})
+
+test_write_by_the_managing_organization if decide(write_req([mk("c1", "OPTOUT", [])], "Organization/mo")).allow
+
+test_write_for_another_organization_denies if {
+	d := decide(write_req([mk("c1", "OPTOUT", [])], "Organization/other"))
+	not d.allow
+	"write: client does not act for the patient's managing organization" in d.reasons
+	"Consent/c1: permit by base policy OPTOUT" in d.reasons
+}
+
+test_write_for_no_organization_denies if not decide(write_req([mk("c1", "OPTOUT", [])], "")).allow
+
+test_write_without_actor_organization_denies if {
+	r := write_req([mk("c1", "OPTOUT", [])], "")
+	not decide(object.union(r, {"actor": {"clientId": "c", "reference": "Organization/a", "roles": []}})).allow
+}
+
+test_write_by_any_organization_client if {
+	r := write_req([mk("c1", "OPTOUT", [])], "Organization/other")
+	d := consent.decision with input as r with data.fhiranchor.config.write.any_organization as ["x", "c"]
+	d.allow
+	d2 := consent.decision with input as r with data.fhiranchor.config.write.any_organization as ["x"]
+	not d2.allow
+}
+
+test_write_without_patient_organization_unconstrained if {
+	r := write_req([mk("c1", "OPTOUT", [])], "Organization/other")
+	decide(object.union(r, {"patientOrganization": ""})).allow
+	decide(object.remove(r, ["patientOrganization"])).allow
+}
+
+test_write_organization_needs_consent_too if {
+	not decide(write_req([mk("c1", "OPTIN", [])], "Organization/mo")).allow
+}
+
+test_read_ignores_patient_organization if {
+	decide(object.union(write_req([mk("c1", "OPTOUT", [])], "Organization/other"), {"action": "read"})).allow
+}
+
+test_write_organization_not_lifted_by_break_glass if {
+	r := object.union(write_req([mk("c1", "OPTOUT", [])], "Organization/other"), {"purpose": "ETREAT"})
+	phys := object.union(r, {"actor": object.union(r.actor, {"roles": ["physician"]})})
+	d := decide(phys)
+	not d.allow
+	not d.breakGlass
+	d.obligations == []
+	decide(object.union(phys, {"actor": object.union(phys.actor, {"organization": "Organization/mo"})})).breakGlass
+}
+
+test_write_organization_with_default_permit if {
+	r := write_req([], "Organization/other")
+	d := consent.decision with input as r with data.fhiranchor.config.default as "permit"
+	not d.allow
+	d2 := consent.decision with input as object.union(r, {"patientOrganization": ""}) with data.fhiranchor.config.default as "permit"
+	d2.allow
+}
