@@ -69,16 +69,13 @@ func (a *adminService) ErasePatient(ctx context.Context, req *fhiranchorv1.Erase
 		if err != nil {
 			return err
 		}
-		salt, err := anchor.NewSalt()
+		// The record and salt stay beside the leaf too, so the erasure can
+		// be proven later without the operator's copy.
+		idx, salt, err := addRecord(ctx, tx, anchor.LeafErasure, "erasure/"+compartment, compartment, clientOf(ctx), at, json.RawMessage(record))
 		if err != nil {
 			return err
 		}
-		commitment := anchor.Commit(anchor.LeafErasure, salt, record)
-		seq, err := tx.AddLeaf(ctx, vault.Leaf{Type: uint8(anchor.LeafErasure),
-			Data: anchor.LeafData(anchor.LeafErasure, commitment), Ref: "erasure/" + compartment})
-		if err != nil {
-			return err
-		}
+		seq := int64(idx) + 1
 		out = erasure{Compartment: compartment, VersionsErased: n, LeafIndex: uint64(seq - 1),
 			Receipt: "/v1/receipts/leaves/" + strconv.FormatInt(seq-1, 10), Record: record, Salt: hex.EncodeToString(salt)}
 		return nil

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -46,7 +47,7 @@ func (s *service) Transaction(ctx context.Context, body *httpbody.HttpBody) (*ht
 		key = nil // reads answer with the state of the moment; never replay them
 	}
 	var out []byte
-	err = s.vault.Update(ctx, func(tx *vault.SealedTx) error {
+	err = s.update(ctx, func(tx *vault.SealedTx) error {
 		rp, err := lookupReplay(ctx, tx, key)
 		if err != nil || rp != nil {
 			if rp != nil {
@@ -98,6 +99,9 @@ func (s *service) read(ctx context.Context, o *op) {
 			err = vault.ErrNotFound
 		}
 		if err == nil {
+			vs, err = s.allowHistory(ctx, vs)
+		}
+		if err == nil {
 			o.read, err = historyBundle(s.base(ctx), vs)
 			o.status = http.StatusOK
 		}
@@ -105,6 +109,9 @@ func (s *service) read(ctx context.Context, o *op) {
 		v, err = s.vault.VRead(ctx, o.typ, o.id, o.vid)
 	default:
 		v, err = s.vault.Read(ctx, o.typ, o.id)
+	}
+	if o.search == nil && !o.hist && err == nil {
+		_, err = s.allowRead(ctx, v)
 	}
 	if o.search == nil && !o.hist && err == nil {
 		o.version, o.lastUpdated = v.Version, v.LastUpdated
@@ -149,6 +156,15 @@ func (s *service) search(ctx context.Context, o *op) ([]byte, error) {
 		v, err := s.vault.Read(ctx, o.typ, id)
 		if err != nil || v.Deleted {
 			continue
+		}
+		// A match the caller may not see is left out, as a consent-aware
+		// search must: its decision is recorded all the same.
+		if _, err := s.allowRead(ctx, v); err != nil {
+			var fe *fhirError
+			if errors.As(err, &fe) && fe.status == http.StatusForbidden {
+				continue
+			}
+			return nil, err
 		}
 		entries = append(entries, entry{FullURL: s.base(ctx) + "/" + o.typ + "/" + id, Resource: v.Body, Search: map[string]any{"mode": "match"}})
 	}

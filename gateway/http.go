@@ -40,6 +40,8 @@ func restHandler(ctx context.Context, conn *grpc.ClientConn, maxBody int64, read
 		fhiranchorv1.RegisterFHIRServiceHandler,
 		fhiranchorv1.RegisterLogServiceHandler,
 		fhiranchorv1.RegisterAdminServiceHandler,
+		fhiranchorv1.RegisterPolicyServiceHandler,
+		fhiranchorv1.RegisterDecisionServiceHandler,
 	} {
 		if err := register(ctx, gw, conn); err != nil {
 			return nil, fmt.Errorf("register REST handlers: %w", err)

@@ -70,6 +70,9 @@ func interceptor(v tokenVerifier, log *slog.Logger) grpc.UnaryServerInterceptor 
 				return nil, toStatus(ctx, err)
 			}
 			client = p.ClientID
+			if err := admit(info.FullMethod, p); err != nil {
+				return nil, toStatus(ctx, err)
+			}
 			ctx = context.WithValue(ctx, principalKey{}, p)
 		}
 		resp, err = handler(ctx, req)

@@ -28,8 +28,9 @@ type logReader interface {
 // logService implements fhiranchorv1.LogServiceServer.
 type logService struct {
 	fhiranchorv1.UnimplementedLogServiceServer
-	log   logReader
-	vault *vault.Sealed
+	log    logReader
+	vault  *vault.Sealed
+	access *access // nil without policy
 }
 
 // GetReceipt returns the receipt of one stored resource version; it tells
@@ -100,6 +101,11 @@ func (s *logService) GetEvidence(ctx context.Context, req *fhiranchorv1.GetEvide
 	v, err := s.vault.VRead(ctx, req.GetType(), req.GetId(), vid)
 	if err != nil {
 		return nil, err
+	}
+	if s.access != nil { // evidence is the version in clear: a read like any other
+		if _, err := s.access.read(ctx, "read", v); err != nil {
+			return nil, err
+		}
 	}
 	// Written by hand so the resource is exactly the canonical bytes that
 	// were committed to (encoding/json would re-indent and HTML-escape it).

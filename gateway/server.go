@@ -34,6 +34,10 @@ type Config struct {
 	// fullUrls, e.g. "https://fhir.example.org/fhir/r4". Empty derives it from
 	// each request's Host.
 	BaseURL string
+	// WithoutPolicy serves with no consent enforcement, no decision log and
+	// no policy administration. It exists so a benchmark can measure what
+	// policy costs; the serve command never sets it.
+	WithoutPolicy bool
 }
 
 // DefaultMaxBodyBytes fits the largest Synthea patient Bundles with room.
@@ -70,6 +74,7 @@ type Server struct {
 	httpLis  net.Listener
 	http     *http.Server
 	restRoot http.Handler
+	policies *policyService // nil without policy
 }
 
 // New builds a Server and opens its listeners, so their addresses are known
@@ -100,6 +105,14 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		parser: parser, vault: deps.Vault, baseURL: cfg.BaseURL, capabilities: caps,
 		writer: &writer{vault: deps.Vault, now: time.Now},
 	}
+	var policies *policyService
+	if !cfg.WithoutPolicy {
+		svc.access = &access{consents: newConsentState(deps.Vault), vault: deps.Vault, log: log, now: time.Now}
+		svc.writer.access = svc.access
+		if policies, err = newPolicyService(ctx, deps.Vault, svc.access, log, time.Now); err != nil {
+			return nil, err
+		}
+	}
 	msgLimit := int(cfg.MaxBodyBytes) + 1<<20 // the body plus the request's own framing
 	s := &Server{cfg: cfg, log: log}
 	s.grpc = grpc.NewServer(
@@ -108,8 +121,13 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		grpc.UnaryInterceptor(interceptor(deps.Verifier, log)),
 	)
 	fhiranchorv1.RegisterFHIRServiceServer(s.grpc, svc)
-	fhiranchorv1.RegisterLogServiceServer(s.grpc, &logService{log: deps.Log, vault: deps.Vault})
+	fhiranchorv1.RegisterLogServiceServer(s.grpc, &logService{log: deps.Log, vault: deps.Vault, access: svc.access})
 	fhiranchorv1.RegisterAdminServiceServer(s.grpc, &adminService{vault: deps.Vault, now: time.Now})
+	if policies != nil {
+		fhiranchorv1.RegisterPolicyServiceServer(s.grpc, policies)
+		fhiranchorv1.RegisterDecisionServiceServer(s.grpc, &decisionService{vault: deps.Vault})
+		s.policies = policies
+	}
 
 	// REST reaches the gRPC server through an in-memory connection, so every
 	// REST call runs the same interceptors as a gRPC call without a network
@@ -162,6 +180,9 @@ func (s *Server) GRPCAddr() string {
 func (s *Server) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.grpc.Serve(s.inproc) })
+	if s.policies != nil {
+		g.Go(func() error { return s.policies.Run(ctx) })
+	}
 	if s.grpcLis != nil {
 		g.Go(func() error { return s.grpc.Serve(s.grpcLis) })
 	}

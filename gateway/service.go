@@ -17,6 +17,7 @@ import (
 
 	"github.com/fhiranchor/fhiranchor/fhir"
 	"github.com/fhiranchor/fhiranchor/gateway/auth"
+	"github.com/fhiranchor/fhiranchor/policy"
 	fhiranchorv1 "github.com/fhiranchor/fhiranchor/proto/fhiranchor/v1"
 	"github.com/fhiranchor/fhiranchor/vault"
 )
@@ -27,7 +28,8 @@ type service struct {
 	parser       *fhir.Parser
 	vault        *vault.Sealed
 	writer       *writer
-	baseURL      string // configured public base URL, or "" to derive it per request
+	access       *access // nil only where a benchmark measures the spine without policy
+	baseURL      string  // configured public base URL, or "" to derive it per request
 	capabilities []byte
 }
 
@@ -54,7 +56,7 @@ func (s *service) Create(ctx context.Context, req *fhiranchorv1.CreateRequest) (
 		ifNoneExist: header(ctx, "if-none-exist")}
 	key := idempotencyKey(ctx, "create/"+req.GetType())
 	var replayed *replay
-	err = s.vault.Update(ctx, func(tx *vault.SealedTx) error {
+	err = s.update(ctx, func(tx *vault.SealedTx) error {
 		if rp, err := lookupReplay(ctx, tx, key); err != nil || rp != nil {
 			replayed = rp
 			return err
@@ -91,7 +93,7 @@ func (s *service) Update(ctx context.Context, req *fhiranchorv1.UpdateRequest) (
 	}
 	o := &op{entry: -1, prefix: req.GetType(), method: "PUT", typ: req.GetType(), id: req.GetId(), res: res,
 		ifMatch: header(ctx, "if-match")}
-	if err := s.vault.Update(ctx, func(tx *vault.SealedTx) error {
+	if err := s.update(ctx, func(tx *vault.SealedTx) error {
 		return s.writer.apply(ctx, tx, []*op{o}, true)
 	}); err != nil {
 		return nil, err
@@ -109,7 +111,7 @@ func (s *service) Delete(ctx context.Context, req *fhiranchorv1.DeleteRequest) (
 	}
 	o := &op{entry: -1, prefix: req.GetType(), method: "DELETE", typ: req.GetType(), id: req.GetId(),
 		ifMatch: header(ctx, "if-match")}
-	if err := s.vault.Update(ctx, func(tx *vault.SealedTx) error {
+	if err := s.update(ctx, func(tx *vault.SealedTx) error {
 		return s.writer.apply(ctx, tx, []*op{o}, true)
 	}); err != nil {
 		return nil, err
@@ -131,6 +133,26 @@ func (s *service) Read(ctx context.Context, req *fhiranchorv1.ReadRequest) (*htt
 	}
 	v, err := s.vault.Read(ctx, req.GetType(), req.GetId())
 	return s.versionResponse(ctx, v, err)
+}
+
+// update runs a write transaction. A write the policy refused rolls back;
+// its decisions are recorded afterwards, in their own transaction.
+func (s *service) update(ctx context.Context, fn func(*vault.SealedTx) error) error {
+	err := s.vault.Update(ctx, fn)
+	var dw *deniedWrite
+	if errors.As(err, &dw) {
+		return s.access.recordRefused(ctx, dw)
+	}
+	return err
+}
+
+// allowRead decides a read of v (see access.read); without policy every
+// read is allowed.
+func (s *service) allowRead(ctx context.Context, v vault.Version) (policy.Decision, error) {
+	if s.access == nil {
+		return policy.Decision{Allow: true}, nil
+	}
+	return s.access.read(ctx, "read", v)
 }
 
 // VRead returns one version (GET /{type}/{id}/_history/{vid}).
@@ -165,11 +187,39 @@ func (s *service) History(ctx context.Context, req *fhiranchorv1.HistoryRequest)
 	if len(versions) == 0 {
 		return nil, vault.ErrNotFound
 	}
+	if versions, err = s.allowHistory(ctx, versions); err != nil {
+		return nil, err
+	}
 	body, err := historyBundle(s.base(ctx), versions)
 	if err != nil {
 		return nil, err
 	}
 	return &httpbody.HttpBody{ContentType: fhirJSON, Data: body}, nil
+}
+
+// allowHistory decides a read of a resource's versions: the newest decides
+// (one decision per history read), and versions whose security labels the
+// decision withholds are left out.
+func (s *service) allowHistory(ctx context.Context, versions []vault.Version) ([]vault.Version, error) {
+	d, err := s.allowRead(ctx, versions[0])
+	if err != nil {
+		return nil, err
+	}
+	kept := versions[:0:0]
+	for _, v := range versions {
+		if v.Deleted || v.Compartment == "" {
+			kept = append(kept, v)
+			continue
+		}
+		res, err := resourceRefOf(v)
+		if err != nil {
+			return nil, err
+		}
+		if !withheld(d, res.SecurityLabels) {
+			kept = append(kept, v)
+		}
+	}
+	return kept, nil
 }
 
 // parseResource parses a request body as a resource of type typ.
@@ -200,10 +250,13 @@ func (s *service) writeResponse(ctx context.Context, o *op) (*httpbody.HttpBody,
 			Diagnostics: strconv.Itoa(o.status) + " " + http.StatusText(o.status)})}, nil
 	}
 	body := o.body
-	if body == nil { // a conditional create that matched, or a replay
+	if body == nil { // a conditional create that matched, or a replay: a read
 		v, err := s.vault.VRead(ctx, o.typ, o.id, o.version)
 		if err != nil {
 			return nil, fmt.Errorf("read stored version: %w", err)
+		}
+		if _, err := s.allowRead(ctx, v); err != nil {
+			return nil, err
 		}
 		body = v.Body
 	}
@@ -212,6 +265,9 @@ func (s *service) writeResponse(ctx context.Context, o *op) (*httpbody.HttpBody,
 
 func (s *service) versionResponse(ctx context.Context, v vault.Version, err error) (*httpbody.HttpBody, error) {
 	if err != nil {
+		return nil, err
+	}
+	if _, err := s.allowRead(ctx, v); err != nil {
 		return nil, err
 	}
 	etag := `W/"` + strconv.FormatInt(v.Version, 10) + `"`

@@ -45,6 +45,9 @@ type op struct {
 	compartment string // of a deleted resource: its tombstone is sealed under the same key
 	body        []byte // canonical bytes of the stored version (POST/PUT)
 	read        []byte // response resource of a GET entry
+
+	pending     *vault.Version // the version prepared for Put
+	prevConsent consentFacts   // of a Consent write: the version it replaces
 }
 
 // path returns the FHIRPath-like expression of an element of the op's
@@ -185,6 +188,9 @@ func opFromEntry(e fhir.Entry) *op {
 type writer struct {
 	vault *vault.Sealed
 	now   func() time.Time
+	// access decides whether the client may write for each patient; nil
+	// only where a benchmark measures the spine without policy.
+	access *access
 }
 
 // apply runs the ops of one request inside one vault transaction. With
@@ -247,7 +253,22 @@ func (w *writer) apply(ctx context.Context, tx *vault.SealedTx, ops []*op, atomi
 		if o.err != nil || !o.writes() || (o.method == "POST" && o.status == http.StatusOK) {
 			continue
 		}
-		if err := w.store(ctx, tx, o, refs, now); err != nil {
+		if err := w.prepare(ctx, tx, o, refs, now); err != nil {
+			if err := fail(o, err); err != nil {
+				return err
+			}
+		}
+	}
+	if w.access != nil {
+		if err := w.access.writes(ctx, tx, ops, atomic, now); err != nil {
+			return err
+		}
+	}
+	for _, o := range ops {
+		if o.err != nil || o.pending == nil {
+			continue
+		}
+		if err := w.put(ctx, tx, o); err != nil {
 			if err := fail(o, err); err != nil {
 				return err
 			}
@@ -337,8 +358,10 @@ func (w *writer) resolve(ctx context.Context, tx *vault.SealedTx, o *op) error {
 	return nil
 }
 
-// store writes the version an op resolved to.
-func (w *writer) store(ctx context.Context, tx *vault.SealedTx, o *op, refs map[string]string, now time.Time) error {
+// prepare builds the version an op resolved to (references resolved,
+// versioned, canonical, committed to) without storing it, so the policy can
+// decide on the patient it belongs to before anything is written.
+func (w *writer) prepare(ctx context.Context, tx *vault.SealedTx, o *op, refs map[string]string, now time.Time) error {
 	if o.method == "DELETE" && o.status == http.StatusNoContent {
 		return nil
 	}
@@ -364,6 +387,16 @@ func (w *writer) store(ctx context.Context, tx *vault.SealedTx, o *op, refs map[
 			tokens = append(tokens, w.vault.Token("identifier", o.typ, id.System, id.Value),
 				w.vault.Token("identifier-any", o.typ, id.Value))
 		}
+		if o.typ == "Consent" && compartment != "" {
+			tokens = append(tokens, consentToken(w.vault, compartment))
+		}
+	}
+	if o.typ == "Consent" && o.version > 1 {
+		prev, err := previousConsent(ctx, tx, o.id)
+		if err != nil {
+			return err
+		}
+		o.prevConsent = prev
 	}
 	canonical, err := fhir.Canonical(tree)
 	if err != nil {
@@ -374,18 +407,34 @@ func (w *writer) store(ctx context.Context, tx *vault.SealedTx, o *op, refs map[
 		return err
 	}
 	commitment := anchor.Commit(anchor.LeafResourceVersion, salt, canonical)
-	v := vault.Version{
+	o.pending = &vault.Version{
 		Type: o.typ, ID: o.id, Version: o.version, LastUpdated: now, Deleted: o.method == "DELETE",
 		Compartment: compartment, Body: canonical, Salt: salt, Commitment: commitment, Tokens: tokens,
 		Leaf: vault.Leaf{Type: uint8(anchor.LeafResourceVersion), Data: anchor.LeafData(anchor.LeafResourceVersion, commitment), Ref: o.location()},
 	}
-	if err := tx.Put(ctx, v); err != nil {
+	return nil
+}
+
+// put stores the version prepare built, and for a Consent the consent
+// events it makes.
+func (w *writer) put(ctx context.Context, tx *vault.SealedTx, o *op) error {
+	v := o.pending
+	if err := tx.Put(ctx, *v); err != nil {
 		if errors.Is(err, vault.ErrConflict) {
 			return failure(http.StatusConflict, "conflict", o.path(""), "a concurrent write changed this resource; retry")
 		}
 		return fmt.Errorf("store version: %w", err)
 	}
-	o.body = canonical
+	if o.typ == "Consent" {
+		var next consentFacts
+		if !v.Deleted {
+			next = factsOfConsent(o.res.Tree, false)
+		}
+		if err := consentEvents(ctx, tx, o.prevConsent, next, o.location(), v.Commitment, v.LastUpdated); err != nil {
+			return err
+		}
+	}
+	o.body = v.Body
 	return nil
 }
 

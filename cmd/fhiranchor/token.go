@@ -40,6 +40,10 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	ttl := fset.Duration("ttl", time.Hour, "lifetime of the token")
 	aud := fset.String("aud", "", "aud claim; set it when the server requires an audience")
 	iss := fset.String("iss", "", "iss claim; set it when the server requires an issuer")
+	purpose := fset.String("purpose", "TREAT", "purpose_of_use claim: the v3-ActReason `code` consent decisions are made for (TREAT, HPAYMT, HOPERAT, HRESCH, ETREAT...)")
+	fhirUser := fset.String("fhir-user", "", "fhirUser claim: the FHIR `reference` the client acts as, e.g. Practitioner/p1 or Patient/123")
+	org := fset.String("organization", "", "organization claim: the Organization `reference` the client acts for")
+	roles := fset.String("roles", "", "subject_role claim: space-separated role `codes`, e.g. physician")
 	if err := fset.Parse(args); err != nil {
 		return err
 	}
@@ -67,6 +71,11 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		Scopes:   scopes,
 		TTL:      *ttl,
 		Now:      time.Now(),
+
+		PurposeOfUse: *purpose,
+		FHIRUser:     *fhirUser,
+		Organization: *org,
+		Roles:        strings.Fields(*roles),
 	})
 	if err != nil {
 		return fmt.Errorf("token: %w", err)

@@ -56,6 +56,17 @@ type Principal struct {
 	Scopes Scopes
 	// Expiry is when the token expires (its exp claim).
 	Expiry time.Time
+	// FHIRUser is the SMART fhirUser claim: the FHIR reference the client
+	// acts as, such as "Practitioner/p1" or "Patient/123"; may be empty.
+	FHIRUser string
+	// Organization is the organization claim: the "Organization/<id>" the
+	// client acts for (an EHR's own organization); may be empty.
+	Organization string
+	// Roles are the subject_role claim's codes (IHE IUA), e.g. "physician".
+	Roles []string
+	// PurposeOfUse is the purpose_of_use claim (IHE IUA): the v3-ActReason
+	// code the client declares by default, such as TREAT; may be empty.
+	PurposeOfUse string
 }
 
 // Verifier checks bearer tokens. It is safe for concurrent use.
@@ -118,6 +129,11 @@ func (v *Verifier) Verify(token string) (Principal, error) {
 		Subject:  c.Subject,
 		Scopes:   ParseScopes(strings.Join(c.Scope, " ")),
 		Expiry:   c.ExpiresAt.Time,
+
+		FHIRUser:     c.FHIRUser,
+		Organization: c.Organization,
+		Roles:        c.Roles,
+		PurposeOfUse: c.PurposeOfUse,
 	}, nil
 }
 
@@ -191,8 +207,12 @@ func invalid(reason string) error {
 // tokenClaims are the claims Verify reads.
 type tokenClaims struct {
 	jwt.RegisteredClaims
-	ClientID string     `json:"client_id"`
-	Scope    scopeClaim `json:"scope"`
+	ClientID     string     `json:"client_id"`
+	Scope        scopeClaim `json:"scope"`
+	FHIRUser     string     `json:"fhirUser"`
+	Organization string     `json:"organization"`
+	Roles        scopeClaim `json:"subject_role"`
+	PurposeOfUse string     `json:"purpose_of_use"`
 }
 
 // scopeClaim is the scope claim: a space-separated string (RFC 8693, SMART)

@@ -134,13 +134,23 @@ type Claims struct {
 	TTL time.Duration
 	// Now is the issue time; the zero value means time.Now().
 	Now time.Time
+	// FHIRUser, Organization, Roles and PurposeOfUse become the fhirUser,
+	// organization, subject_role and purpose_of_use claims, omitted when empty.
+	FHIRUser     string
+	Organization string
+	Roles        []string
+	PurposeOfUse string
 }
 
 // mintClaims is the JSON claims set MintToken signs.
 type mintClaims struct {
 	jwt.RegisteredClaims
-	ClientID string `json:"client_id,omitempty"`
-	Scope    string `json:"scope,omitempty"`
+	ClientID     string   `json:"client_id,omitempty"`
+	Scope        string   `json:"scope,omitempty"`
+	FHIRUser     string   `json:"fhirUser,omitempty"`
+	Organization string   `json:"organization,omitempty"`
+	Roles        []string `json:"subject_role,omitempty"`
+	PurposeOfUse string   `json:"purpose_of_use,omitempty"`
 }
 
 // MintToken signs an ES256 JWT with key. Its header carries kid, the key's
@@ -178,8 +188,12 @@ func MintToken(key *ecdsa.PrivateKey, c Claims) (string, error) {
 			ExpiresAt: jwt.NewNumericDate(now.Add(c.TTL)),
 			ID:        rand.Text(),
 		},
-		ClientID: c.ClientID,
-		Scope:    strings.Join(c.Scopes, " "),
+		ClientID:     c.ClientID,
+		Scope:        strings.Join(c.Scopes, " "),
+		FHIRUser:     c.FHIRUser,
+		Organization: c.Organization,
+		Roles:        c.Roles,
+		PurposeOfUse: c.PurposeOfUse,
 	}
 	if c.Audience != "" {
 		claims.Audience = jwt.ClaimStrings{c.Audience}

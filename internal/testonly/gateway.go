@@ -146,10 +146,10 @@ func (g *Gateway) start(t testing.TB) {
 }
 
 // Token mints a token with the given scopes (default: system read and
-// write) for client "test-client".
+// write) for client "test-client", an EHR client declaring purpose TREAT.
 func (g *Gateway) Token(t testing.TB, scopes ...string) string {
 	t.Helper()
-	return g.TokenFor(t, auth.Claims{ClientID: "test-client", Scopes: scopes, TTL: time.Hour})
+	return g.TokenFor(t, auth.Claims{ClientID: "test-client", Scopes: scopes, TTL: time.Hour, PurposeOfUse: "TREAT"})
 }
 
 // TokenFor mints a token with explicit claims.

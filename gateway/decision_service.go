@@ -1,0 +1,143 @@
+package gateway
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"google.golang.org/genproto/googleapis/api/httpbody"
+
+	"github.com/fhiranchor/fhiranchor/anchor"
+	fhiranchorv1 "github.com/fhiranchor/fhiranchor/proto/fhiranchor/v1"
+	"github.com/fhiranchor/fhiranchor/vault"
+)
+
+// decisionService lists the decision log and consent events to auditors,
+// and to a patient their own.
+type decisionService struct {
+	fhiranchorv1.UnimplementedDecisionServiceServer
+	vault *vault.Sealed
+}
+
+const (
+	defaultPageSize = 100
+	maxPageSize     = 1000
+)
+
+// leafEntry is one listed record: the exact committed bytes, the salt, and
+// where its receipt is. Saved to a file, it is evidence for
+// `fhiranchor verify --evidence`.
+type leafEntry struct {
+	LeafIndex uint64          `json:"leafIndex"`
+	Receipt   string          `json:"receipt"`
+	Record    json.RawMessage `json:"record"`
+	Salt      string          `json:"salt"`
+}
+
+// ListDecisions lists access decisions, newest first.
+func (s *decisionService) ListDecisions(ctx context.Context, req *fhiranchorv1.ListDecisionsRequest) (*httpbody.HttpBody, error) {
+	patient, err := normPatient(req.GetPatient())
+	if err != nil {
+		return nil, err
+	}
+	if patient, err = recordsScope(ctx, patient); err != nil {
+		return nil, err
+	}
+	return s.list(ctx, vault.LeafFilter{Type: uint8(anchor.LeafAccessDecision), Subject: patient, Actor: req.GetClient()},
+		req.GetPageSize(), req.GetPageToken(), "decisions")
+}
+
+// GetDecision returns one decision record.
+func (s *decisionService) GetDecision(ctx context.Context, req *fhiranchorv1.GetDecisionRequest) (*httpbody.HttpBody, error) {
+	l, err := s.vault.Store().Leaf(ctx, int64(req.GetLeafIndex())+1)
+	if errors.Is(err, vault.ErrNotFound) || (err == nil && l.Type != uint8(anchor.LeafAccessDecision)) {
+		return nil, failure(http.StatusNotFound, "not-found", "", "no such decision")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read decision: %w", err)
+	}
+	if _, err := recordsScope(ctx, l.Subject); err != nil {
+		return nil, err
+	}
+	return jsonBody(ctx, entryOf(l))
+}
+
+// ListConsentEvents lists a patient's consent events, newest first.
+func (s *decisionService) ListConsentEvents(ctx context.Context, req *fhiranchorv1.ListConsentEventsRequest) (*httpbody.HttpBody, error) {
+	if err := checkTypeID("Patient", req.GetPatientId()); err != nil {
+		return nil, err
+	}
+	patient, err := recordsScope(ctx, "Patient/"+req.GetPatientId())
+	if err != nil {
+		return nil, err
+	}
+	return s.list(ctx, vault.LeafFilter{Type: uint8(anchor.LeafConsentEvent), Subject: patient},
+		req.GetPageSize(), req.GetPageToken(), "events")
+}
+
+func (s *decisionService) list(ctx context.Context, f vault.LeafFilter, size int32, token, key string) (*httpbody.HttpBody, error) {
+	f.Limit = defaultPageSize
+	if size > 0 {
+		f.Limit = min(int(size), maxPageSize)
+	}
+	if token != "" {
+		before, err := strconv.ParseInt(token, 10, 64)
+		if err != nil || before < 1 {
+			return nil, failure(http.StatusBadRequest, "invalid", "page_token", "malformed page token")
+		}
+		f.Before = before
+	}
+	ls, err := s.vault.Store().FindLeaves(ctx, f)
+	if err != nil {
+		return nil, fmt.Errorf("list records: %w", err)
+	}
+	entries := make([]leafEntry, len(ls))
+	for i, l := range ls {
+		entries[i] = entryOf(l)
+	}
+	out := map[string]any{key: entries}
+	if len(ls) == f.Limit {
+		out["nextPageToken"] = strconv.FormatInt(ls[len(ls)-1].Seq, 10)
+	}
+	return jsonBody(ctx, out)
+}
+
+func entryOf(l vault.Leaf) leafEntry {
+	idx := uint64(l.Seq - 1)
+	return leafEntry{LeafIndex: idx, Receipt: "/v1/receipts/leaves/" + strconv.FormatUint(idx, 10),
+		Record: l.Record, Salt: hex.EncodeToString(l.Salt)}
+}
+
+// recordsScope decides whose records the caller may list: an auditor any
+// patient's (or all, for ""), a patient only their own, whatever they asked.
+func recordsScope(ctx context.Context, patient string) (string, error) {
+	p, ok := principalFrom(ctx)
+	if !ok {
+		return "", errNoPrincipal
+	}
+	if p.Scopes.Has(AuditScope) {
+		return patient, nil
+	}
+	if p.Scopes.Has(PatientSelfScope) && strings.HasPrefix(p.FHIRUser, "Patient/") {
+		if patient == "" || patient == p.FHIRUser {
+			return p.FHIRUser, nil
+		}
+	}
+	return "", failure(http.StatusForbidden, "forbidden", "", "these records are for auditors and for the patient they are about")
+}
+
+func normPatient(p string) (string, error) {
+	if p == "" {
+		return "", nil
+	}
+	id := strings.TrimPrefix(p, "Patient/")
+	if !idPattern.MatchString(id) {
+		return "", failure(http.StatusBadRequest, "invalid", "patient", "patient must be Patient/<id> or <id>")
+	}
+	return "Patient/" + id, nil
+}
