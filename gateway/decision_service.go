@@ -141,3 +141,20 @@ func normPatient(p string) (string, error) {
 	}
 	return "Patient/" + id, nil
 }
+
+// GetLeafEvidence returns the record and salt of a record leaf (consent
+// event, policy activation, access decision, erasure), for its receipt's
+// content check. Auditors may read any; a patient those about them.
+func (s *logService) GetLeafEvidence(ctx context.Context, req *fhiranchorv1.GetLeafEvidenceRequest) (*httpbody.HttpBody, error) {
+	l, err := s.vault.Store().Leaf(ctx, int64(req.GetLeafIndex())+1)
+	if errors.Is(err, vault.ErrNotFound) || (err == nil && len(l.Record) == 0) {
+		return nil, failure(http.StatusNotFound, "not-found", "", "no such record leaf")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read leaf: %w", err)
+	}
+	if _, err := recordsScope(ctx, l.Subject); err != nil {
+		return nil, err
+	}
+	return jsonBody(ctx, entryOf(l))
+}

@@ -60,6 +60,7 @@ var methodScopes = map[string][]string{
 	"/fhiranchor.v1.DecisionService/ListDecisions":     {AuditScope, PatientSelfScope},
 	"/fhiranchor.v1.DecisionService/GetDecision":       {AuditScope, PatientSelfScope},
 	"/fhiranchor.v1.DecisionService/ListConsentEvents": {AuditScope, PatientSelfScope},
+	"/fhiranchor.v1.LogService/GetLeafEvidence":        {AuditScope, PatientSelfScope},
 	"/fhiranchor.v1.AdminService/ErasePatient":         {AdminScope},
 }
 

@@ -37,6 +37,9 @@ type Options struct {
 	// simulated chain; ChainKey is then the funded anchorer key.
 	RPCURL   string
 	ChainKey *ecdsa.PrivateKey
+	// WithoutPolicy serves without consent enforcement and decision records,
+	// for the benchmark of what policy costs.
+	WithoutPolicy bool
 }
 
 // Gateway is a running gateway with everything a test inspects.
@@ -120,7 +123,8 @@ func (g *Gateway) start(t testing.TB) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := gateway.New(ctx, gateway.Config{HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0", MaxBodyBytes: opt.MaxBodyBytes},
+	srv, err := gateway.New(ctx, gateway.Config{HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0", MaxBodyBytes: opt.MaxBodyBytes,
+		WithoutPolicy: opt.WithoutPolicy},
 		gateway.Deps{Vault: g.Vault, Verifier: auth.NewVerifier(auth.DevKeySet(g.key), auth.Config{}), Log: g.Log, Logger: log})
 	if err != nil {
 		t.Fatal(err)

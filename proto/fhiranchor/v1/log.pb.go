@@ -190,6 +190,51 @@ func (x *GetEvidenceRequest) GetVersionId() string {
 	return ""
 }
 
+// GetLeafEvidenceRequest names a leaf.
+type GetLeafEvidenceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	LeafIndex     uint64                 `protobuf:"varint,1,opt,name=leaf_index,json=leafIndex,proto3" json:"leaf_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetLeafEvidenceRequest) Reset() {
+	*x = GetLeafEvidenceRequest{}
+	mi := &file_fhiranchor_v1_log_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetLeafEvidenceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetLeafEvidenceRequest) ProtoMessage() {}
+
+func (x *GetLeafEvidenceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fhiranchor_v1_log_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetLeafEvidenceRequest.ProtoReflect.Descriptor instead.
+func (*GetLeafEvidenceRequest) Descriptor() ([]byte, []int) {
+	return file_fhiranchor_v1_log_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *GetLeafEvidenceRequest) GetLeafIndex() uint64 {
+	if x != nil {
+		return x.LeafIndex
+	}
+	return 0
+}
+
 // ListCheckpointsRequest lists every checkpoint.
 type ListCheckpointsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -199,7 +244,7 @@ type ListCheckpointsRequest struct {
 
 func (x *ListCheckpointsRequest) Reset() {
 	*x = ListCheckpointsRequest{}
-	mi := &file_fhiranchor_v1_log_proto_msgTypes[3]
+	mi := &file_fhiranchor_v1_log_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -211,7 +256,7 @@ func (x *ListCheckpointsRequest) String() string {
 func (*ListCheckpointsRequest) ProtoMessage() {}
 
 func (x *ListCheckpointsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fhiranchor_v1_log_proto_msgTypes[3]
+	mi := &file_fhiranchor_v1_log_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -224,7 +269,7 @@ func (x *ListCheckpointsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCheckpointsRequest.ProtoReflect.Descriptor instead.
 func (*ListCheckpointsRequest) Descriptor() ([]byte, []int) {
-	return file_fhiranchor_v1_log_proto_rawDescGZIP(), []int{3}
+	return file_fhiranchor_v1_log_proto_rawDescGZIP(), []int{4}
 }
 
 // GetConsistencyRequest names two tree sizes, from <= to.
@@ -238,7 +283,7 @@ type GetConsistencyRequest struct {
 
 func (x *GetConsistencyRequest) Reset() {
 	*x = GetConsistencyRequest{}
-	mi := &file_fhiranchor_v1_log_proto_msgTypes[4]
+	mi := &file_fhiranchor_v1_log_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -250,7 +295,7 @@ func (x *GetConsistencyRequest) String() string {
 func (*GetConsistencyRequest) ProtoMessage() {}
 
 func (x *GetConsistencyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fhiranchor_v1_log_proto_msgTypes[4]
+	mi := &file_fhiranchor_v1_log_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -263,7 +308,7 @@ func (x *GetConsistencyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConsistencyRequest.ProtoReflect.Descriptor instead.
 func (*GetConsistencyRequest) Descriptor() ([]byte, []int) {
-	return file_fhiranchor_v1_log_proto_rawDescGZIP(), []int{4}
+	return file_fhiranchor_v1_log_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetConsistencyRequest) GetFrom() uint64 {
@@ -290,7 +335,7 @@ type ErasePatientRequest struct {
 
 func (x *ErasePatientRequest) Reset() {
 	*x = ErasePatientRequest{}
-	mi := &file_fhiranchor_v1_log_proto_msgTypes[5]
+	mi := &file_fhiranchor_v1_log_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -302,7 +347,7 @@ func (x *ErasePatientRequest) String() string {
 func (*ErasePatientRequest) ProtoMessage() {}
 
 func (x *ErasePatientRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fhiranchor_v1_log_proto_msgTypes[5]
+	mi := &file_fhiranchor_v1_log_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -315,7 +360,7 @@ func (x *ErasePatientRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErasePatientRequest.ProtoReflect.Descriptor instead.
 func (*ErasePatientRequest) Descriptor() ([]byte, []int) {
-	return file_fhiranchor_v1_log_proto_rawDescGZIP(), []int{5}
+	return file_fhiranchor_v1_log_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ErasePatientRequest) GetId() string {
@@ -342,19 +387,23 @@ const file_fhiranchor_v1_log_proto_rawDesc = "" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
-	"version_id\x18\x03 \x01(\tR\tversionId\"\x18\n" +
+	"version_id\x18\x03 \x01(\tR\tversionId\"7\n" +
+	"\x16GetLeafEvidenceRequest\x12\x1d\n" +
+	"\n" +
+	"leaf_index\x18\x01 \x01(\x04R\tleafIndex\"\x18\n" +
 	"\x16ListCheckpointsRequest\";\n" +
 	"\x15GetConsistencyRequest\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\x04R\x04from\x12\x0e\n" +
 	"\x02to\x18\x02 \x01(\x04R\x02to\"%\n" +
 	"\x13ErasePatientRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id2\xda\x04\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id2\xd4\x05\n" +
 	"\n" +
 	"LogService\x12|\n" +
 	"\n" +
 	"GetReceipt\x12 .fhiranchor.v1.GetReceiptRequest\x1a\x14.google.api.HttpBody\"6\x82\xd3\xe4\x93\x020\x12./v1/receipts/{type}/{id}/_history/{version_id}\x12v\n" +
 	"\x0eGetLeafReceipt\x12$.fhiranchor.v1.GetLeafReceiptRequest\x1a\x14.google.api.HttpBody\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/receipts/leaves/{leaf_index}\x12~\n" +
-	"\vGetEvidence\x12!.fhiranchor.v1.GetEvidenceRequest\x1a\x14.google.api.HttpBody\"6\x82\xd3\xe4\x93\x020\x12./v1/evidence/{type}/{id}/_history/{version_id}\x12k\n" +
+	"\vGetEvidence\x12!.fhiranchor.v1.GetEvidenceRequest\x1a\x14.google.api.HttpBody\"6\x82\xd3\xe4\x93\x020\x12./v1/evidence/{type}/{id}/_history/{version_id}\x12x\n" +
+	"\x0fGetLeafEvidence\x12%.fhiranchor.v1.GetLeafEvidenceRequest\x1a\x14.google.api.HttpBody\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/evidence/leaves/{leaf_index}\x12k\n" +
 	"\x0fListCheckpoints\x12%.fhiranchor.v1.ListCheckpointsRequest\x1a\x14.google.api.HttpBody\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/log/checkpoints\x12i\n" +
 	"\x0eGetConsistency\x12$.fhiranchor.v1.GetConsistencyRequest\x1a\x14.google.api.HttpBody\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/log/consistency2y\n" +
 	"\fAdminService\x12i\n" +
@@ -372,31 +421,34 @@ func file_fhiranchor_v1_log_proto_rawDescGZIP() []byte {
 	return file_fhiranchor_v1_log_proto_rawDescData
 }
 
-var file_fhiranchor_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_fhiranchor_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_fhiranchor_v1_log_proto_goTypes = []any{
 	(*GetReceiptRequest)(nil),      // 0: fhiranchor.v1.GetReceiptRequest
 	(*GetLeafReceiptRequest)(nil),  // 1: fhiranchor.v1.GetLeafReceiptRequest
 	(*GetEvidenceRequest)(nil),     // 2: fhiranchor.v1.GetEvidenceRequest
-	(*ListCheckpointsRequest)(nil), // 3: fhiranchor.v1.ListCheckpointsRequest
-	(*GetConsistencyRequest)(nil),  // 4: fhiranchor.v1.GetConsistencyRequest
-	(*ErasePatientRequest)(nil),    // 5: fhiranchor.v1.ErasePatientRequest
-	(*httpbody.HttpBody)(nil),      // 6: google.api.HttpBody
+	(*GetLeafEvidenceRequest)(nil), // 3: fhiranchor.v1.GetLeafEvidenceRequest
+	(*ListCheckpointsRequest)(nil), // 4: fhiranchor.v1.ListCheckpointsRequest
+	(*GetConsistencyRequest)(nil),  // 5: fhiranchor.v1.GetConsistencyRequest
+	(*ErasePatientRequest)(nil),    // 6: fhiranchor.v1.ErasePatientRequest
+	(*httpbody.HttpBody)(nil),      // 7: google.api.HttpBody
 }
 var file_fhiranchor_v1_log_proto_depIdxs = []int32{
 	0, // 0: fhiranchor.v1.LogService.GetReceipt:input_type -> fhiranchor.v1.GetReceiptRequest
 	1, // 1: fhiranchor.v1.LogService.GetLeafReceipt:input_type -> fhiranchor.v1.GetLeafReceiptRequest
 	2, // 2: fhiranchor.v1.LogService.GetEvidence:input_type -> fhiranchor.v1.GetEvidenceRequest
-	3, // 3: fhiranchor.v1.LogService.ListCheckpoints:input_type -> fhiranchor.v1.ListCheckpointsRequest
-	4, // 4: fhiranchor.v1.LogService.GetConsistency:input_type -> fhiranchor.v1.GetConsistencyRequest
-	5, // 5: fhiranchor.v1.AdminService.ErasePatient:input_type -> fhiranchor.v1.ErasePatientRequest
-	6, // 6: fhiranchor.v1.LogService.GetReceipt:output_type -> google.api.HttpBody
-	6, // 7: fhiranchor.v1.LogService.GetLeafReceipt:output_type -> google.api.HttpBody
-	6, // 8: fhiranchor.v1.LogService.GetEvidence:output_type -> google.api.HttpBody
-	6, // 9: fhiranchor.v1.LogService.ListCheckpoints:output_type -> google.api.HttpBody
-	6, // 10: fhiranchor.v1.LogService.GetConsistency:output_type -> google.api.HttpBody
-	6, // 11: fhiranchor.v1.AdminService.ErasePatient:output_type -> google.api.HttpBody
-	6, // [6:12] is the sub-list for method output_type
-	0, // [0:6] is the sub-list for method input_type
+	3, // 3: fhiranchor.v1.LogService.GetLeafEvidence:input_type -> fhiranchor.v1.GetLeafEvidenceRequest
+	4, // 4: fhiranchor.v1.LogService.ListCheckpoints:input_type -> fhiranchor.v1.ListCheckpointsRequest
+	5, // 5: fhiranchor.v1.LogService.GetConsistency:input_type -> fhiranchor.v1.GetConsistencyRequest
+	6, // 6: fhiranchor.v1.AdminService.ErasePatient:input_type -> fhiranchor.v1.ErasePatientRequest
+	7, // 7: fhiranchor.v1.LogService.GetReceipt:output_type -> google.api.HttpBody
+	7, // 8: fhiranchor.v1.LogService.GetLeafReceipt:output_type -> google.api.HttpBody
+	7, // 9: fhiranchor.v1.LogService.GetEvidence:output_type -> google.api.HttpBody
+	7, // 10: fhiranchor.v1.LogService.GetLeafEvidence:output_type -> google.api.HttpBody
+	7, // 11: fhiranchor.v1.LogService.ListCheckpoints:output_type -> google.api.HttpBody
+	7, // 12: fhiranchor.v1.LogService.GetConsistency:output_type -> google.api.HttpBody
+	7, // 13: fhiranchor.v1.AdminService.ErasePatient:output_type -> google.api.HttpBody
+	7, // [7:14] is the sub-list for method output_type
+	0, // [0:7] is the sub-list for method input_type
 	0, // [0:0] is the sub-list for extension type_name
 	0, // [0:0] is the sub-list for extension extendee
 	0, // [0:0] is the sub-list for field type_name
@@ -413,7 +465,7 @@ func file_fhiranchor_v1_log_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fhiranchor_v1_log_proto_rawDesc), len(file_fhiranchor_v1_log_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

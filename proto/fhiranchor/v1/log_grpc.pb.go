@@ -23,6 +23,7 @@ const (
 	LogService_GetReceipt_FullMethodName      = "/fhiranchor.v1.LogService/GetReceipt"
 	LogService_GetLeafReceipt_FullMethodName  = "/fhiranchor.v1.LogService/GetLeafReceipt"
 	LogService_GetEvidence_FullMethodName     = "/fhiranchor.v1.LogService/GetEvidence"
+	LogService_GetLeafEvidence_FullMethodName = "/fhiranchor.v1.LogService/GetLeafEvidence"
 	LogService_ListCheckpoints_FullMethodName = "/fhiranchor.v1.LogService/ListCheckpoints"
 	LogService_GetConsistency_FullMethodName  = "/fhiranchor.v1.LogService/GetConsistency"
 )
@@ -47,6 +48,12 @@ type LogServiceClient interface {
 	// which anyone holding it can recompute the commitment in the receipt. It
 	// is PHI and needs the same scope as reading the resource.
 	GetEvidence(ctx context.Context, in *GetEvidenceRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error)
+	// GetLeafEvidence returns what a leaf that stands for no resource version
+	// commits to: {"leafIndex", "receipt", "record", "salt"}, the record byte
+	// for byte as committed (a consent event, policy activation, access
+	// decision or erasure; opaque ids only). For auditors, and for a patient
+	// the record is about.
+	GetLeafEvidence(ctx context.Context, in *GetLeafEvidenceRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error)
 	// ListCheckpoints lists the log's checkpoints (tree size, root) with the
 	// anchors that put them on chain. Public, like a transparency log's.
 	ListCheckpoints(ctx context.Context, in *ListCheckpointsRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error)
@@ -93,6 +100,16 @@ func (c *logServiceClient) GetEvidence(ctx context.Context, in *GetEvidenceReque
 	return out, nil
 }
 
+func (c *logServiceClient) GetLeafEvidence(ctx context.Context, in *GetLeafEvidenceRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(httpbody.HttpBody)
+	err := c.cc.Invoke(ctx, LogService_GetLeafEvidence_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *logServiceClient) ListCheckpoints(ctx context.Context, in *ListCheckpointsRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(httpbody.HttpBody)
@@ -133,6 +150,12 @@ type LogServiceServer interface {
 	// which anyone holding it can recompute the commitment in the receipt. It
 	// is PHI and needs the same scope as reading the resource.
 	GetEvidence(context.Context, *GetEvidenceRequest) (*httpbody.HttpBody, error)
+	// GetLeafEvidence returns what a leaf that stands for no resource version
+	// commits to: {"leafIndex", "receipt", "record", "salt"}, the record byte
+	// for byte as committed (a consent event, policy activation, access
+	// decision or erasure; opaque ids only). For auditors, and for a patient
+	// the record is about.
+	GetLeafEvidence(context.Context, *GetLeafEvidenceRequest) (*httpbody.HttpBody, error)
 	// ListCheckpoints lists the log's checkpoints (tree size, root) with the
 	// anchors that put them on chain. Public, like a transparency log's.
 	ListCheckpoints(context.Context, *ListCheckpointsRequest) (*httpbody.HttpBody, error)
@@ -157,6 +180,9 @@ func (UnimplementedLogServiceServer) GetLeafReceipt(context.Context, *GetLeafRec
 }
 func (UnimplementedLogServiceServer) GetEvidence(context.Context, *GetEvidenceRequest) (*httpbody.HttpBody, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetEvidence not implemented")
+}
+func (UnimplementedLogServiceServer) GetLeafEvidence(context.Context, *GetLeafEvidenceRequest) (*httpbody.HttpBody, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetLeafEvidence not implemented")
 }
 func (UnimplementedLogServiceServer) ListCheckpoints(context.Context, *ListCheckpointsRequest) (*httpbody.HttpBody, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListCheckpoints not implemented")
@@ -239,6 +265,24 @@ func _LogService_GetEvidence_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _LogService_GetLeafEvidence_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetLeafEvidenceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LogServiceServer).GetLeafEvidence(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: LogService_GetLeafEvidence_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LogServiceServer).GetLeafEvidence(ctx, req.(*GetLeafEvidenceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _LogService_ListCheckpoints_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListCheckpointsRequest)
 	if err := dec(in); err != nil {
@@ -293,6 +337,10 @@ var LogService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetEvidence",
 			Handler:    _LogService_GetEvidence_Handler,
+		},
+		{
+			MethodName: "GetLeafEvidence",
+			Handler:    _LogService_GetLeafEvidence_Handler,
 		},
 		{
 			MethodName: "ListCheckpoints",

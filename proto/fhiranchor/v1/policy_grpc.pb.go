@@ -49,7 +49,7 @@ type PolicyServiceClient interface {
 	GetPolicy(ctx context.Context, in *GetPolicyRequest, opts ...grpc.CallOption) (*Policy, error)
 	// CreatePolicy compiles a bundle, runs its tests and, if both succeed,
 	// stores it as the next version (not yet active). A bundle that does not
-	// compile or fails a test is refused with FAILED_PRECONDITION (HTTP 422)
+	// compile or fails a test is refused with INVALID_ARGUMENT (HTTP 422)
 	// whose OperationOutcome names each compiler message or failing test.
 	CreatePolicy(ctx context.Context, in *CreatePolicyRequest, opts ...grpc.CallOption) (*CreatePolicyResponse, error)
 	// TestPolicy compiles a bundle and runs its tests without storing it.
@@ -175,7 +175,7 @@ type PolicyServiceServer interface {
 	GetPolicy(context.Context, *GetPolicyRequest) (*Policy, error)
 	// CreatePolicy compiles a bundle, runs its tests and, if both succeed,
 	// stores it as the next version (not yet active). A bundle that does not
-	// compile or fails a test is refused with FAILED_PRECONDITION (HTTP 422)
+	// compile or fails a test is refused with INVALID_ARGUMENT (HTTP 422)
 	// whose OperationOutcome names each compiler message or failing test.
 	CreatePolicy(context.Context, *CreatePolicyRequest) (*CreatePolicyResponse, error)
 	// TestPolicy compiles a bundle and runs its tests without storing it.
