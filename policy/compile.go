@@ -177,6 +177,7 @@ func criteria(p map[string]any, path string) (ast.Object, error) {
 	}
 	if len(actors) > 0 {
 		refs, roles := ast.NewSet(), ast.NewSet()
+		byRole := map[string]ast.Set{} // role coding key -> references
 		for k, a := range actors {
 			am, ok := a.(map[string]any)
 			if !ok {
@@ -186,24 +187,43 @@ func criteria(p map[string]any, path string) (ast.Object, error) {
 			if err != nil {
 				return nil, wrap(err)
 			}
-			// An actor's role counts only when it names no one (doc.go).
-			if r, ok, err := str(ref, "reference"); err != nil {
+			r, named, err := str(ref, "reference")
+			if err != nil {
 				return nil, wrap(err)
-			} else if ok {
-				refs.Add(ast.StringTerm(r))
-				continue
 			}
 			role, err := object(am, "role")
 			if err != nil {
 				return nil, wrap(err)
 			}
-			if err := eachCoding(role, func(_, code string) { roles.Add(ast.StringTerm(code)) }); err != nil {
+			if named {
+				refs.Add(ast.StringTerm(r))
+			}
+			err = eachCoding(role, func(system, code string) {
+				if !named {
+					// An unnamed actor's role matches the requester's roles (doc.go).
+					roles.Add(ast.StringTerm(code))
+					return
+				}
+				// A named actor's role says what it is to the consent (a
+				// recipient of a grant, or the data's custodian or author).
+				key := system + "|" + code
+				if byRole[key] == nil {
+					byRole[key] = ast.NewSet()
+				}
+				byRole[key].Add(ast.StringTerm(r))
+			})
+			if err != nil {
 				return nil, wrap(err)
 			}
+		}
+		byRoleObj := ast.NewObject()
+		for key, set := range byRole {
+			byRoleObj.Insert(ast.StringTerm(key), ast.NewTerm(set))
 		}
 		obj.Insert(ast.InternedTerm("actor"), ast.ObjectTerm(
 			ast.Item(ast.InternedTerm("references"), ast.NewTerm(refs)),
 			ast.Item(ast.InternedTerm("roles"), ast.NewTerm(roles)),
+			ast.Item(ast.InternedTerm("referencesByRole"), ast.NewTerm(byRoleObj)),
 		))
 	}
 	for _, field := range [...]string{"action", "code"} { // lists of CodeableConcept

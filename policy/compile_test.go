@@ -21,7 +21,8 @@ func TestCompileConsent(t *testing.T) {
 		"provision": map[string]any{
 			"period": map[string]any{"start": "2024", "end": "2024-05-31"},
 			"actor": []any{
-				map[string]any{"reference": map[string]any{"reference": "Organization/a"}, "role": map[string]any{"coding": []any{map[string]any{"code": "ignored"}}}},
+				map[string]any{"reference": map[string]any{"reference": "Organization/a"}, "role": map[string]any{"coding": []any{map[string]any{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "PRCP"}, map[string]any{"code": "x"}}}},
+				map[string]any{"reference": map[string]any{"reference": "Organization/b"}, "role": map[string]any{"coding": []any{map[string]any{"code": "x"}}}},
 				map[string]any{"role": map[string]any{"coding": []any{map[string]any{"code": "physician"}}}},
 			},
 			"provision": []any{
@@ -58,7 +59,14 @@ func TestCompileConsent(t *testing.T) {
 		"provisions": []any{
 			map[string]any{"path": "provision", "depth": n(0), "chain": []any{n(0)}, "children": []any{n(1), n(3)}, "criteria": map[string]any{
 				"period": map[string]any{"start": n(start), "end": n(end)},
-				"actor":  map[string]any{"references": []any{"Organization/a"}, "roles": []any{"physician"}},
+				"actor": map[string]any{
+					"references": []any{"Organization/a", "Organization/b"},
+					"roles":      []any{"physician"}, // only unnamed actors' roles match the requester's
+					"referencesByRole": map[string]any{ // named actors' roles say what they are to the consent
+						"http://terminology.hl7.org/CodeSystem/v3-ParticipationType|PRCP": []any{"Organization/a"},
+						"|x": []any{"Organization/a", "Organization/b"},
+					},
+				},
 			}},
 			map[string]any{"path": "provision.provision[0]", "depth": n(1), "chain": []any{n(0), n(1)}, "children": []any{n(2)},
 				"type": "deny", "criteria": map[string]any{}},
@@ -142,7 +150,7 @@ func TestDecideCompiledMatchesJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(want, got); diff != "" || !want.Allow || len(want.Obligations) == 0 {
+	if diff := cmp.Diff(want, got); diff != "" || !want.Allow || len(want.Reasons) < 2 {
 		t.Errorf("compiled decision differs (-json +compiled):\n%s", diff)
 	}
 

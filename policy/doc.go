@@ -40,6 +40,22 @@
 //     grants what it describes, under OPTOUT it withholds it. (If it carried the
 //     base effect, the "basic" example could never permit and "Out" could never
 //     deny.) Untyped nested provisions inherit their parent's effect.
+//   - Grants: an untyped root provision that names at least one actor in a
+//     recipient role (v3-ParticipationType PRCP or IRCP) is a grant to those
+//     recipients, whatever policyRule says, and an exclusive one. It permits
+//     (its untyped descendants too) when the requester is one of the named
+//     recipients and its other criteria match; a request that matches all its
+//     criteria but actor (action, purpose, class, code, data, period,
+//     dataPeriod, securityLabel) from anyone else is denied, with reason
+//     "deny: not a recipient named by Consent/<id>" (a plain deny: no redaction,
+//     and break-the-glass is refused only when the root names ETREAT). Actors
+//     in roles that describe the data (custodian CST, author AUT...) are not
+//     recipients and are ignored by this reading. This is how the "grantor"
+//     example ("Patient wishes to provide XXX with read-only access", coded
+//     OPTOUT) grants Patient/example read access, and how the Patients Know Best
+//     sharing screen ("pkb", also OPTOUT) shares labelled data with
+//     Organization/f001; read the plain way, both would withhold exactly what
+//     they share. An untyped root naming no recipient keeps the meaning above.
 //   - A provision applies when it and all its ancestors match. A nested
 //     provision of the opposite effect is an exception; nested provisions of the
 //     same effect narrow their parent, which then decides only through them
@@ -47,8 +63,9 @@
 //     The innermost applicable provision decides; deny wins between siblings and
 //     between consents.
 //   - Actor matches actor.reference against Input.Actor.Reference, or, for an
-//     actor with no reference, its role codes against Input.Actor.Roles; roles
-//     that describe the data (author, custodian) are not modelled.
+//     actor with no reference, its role codes against Input.Actor.Roles. Apart
+//     from grants, a named actor's role is not read: roles that describe the
+//     data (author, custodian) are not modelled.
 //   - Actions map read -> access/use/disclose, write -> collect/correct,
 //     research-query and export -> use/disclose; an unknown action denies.
 //   - class matches resource-type codes only; a class in another system (such as

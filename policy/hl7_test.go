@@ -36,11 +36,16 @@ func at(s string) time.Time {
 var (
 	psyLabel = Coding{System: "http://terminology.hl7.org/CodeSystem/v3-ActCode", Code: "PSY"}
 	nLabel   = Coding{System: "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", Code: "N"}
+	spiLabel = Coding{System: "http://terminology.hl7.org/CodeSystem/v3-ActCode", Code: "SPI"}
+	sexLabel = Coding{System: "http://terminology.hl7.org/CodeSystem/v3-ActCode", Code: "SEX"}
 )
 
-// hl7Case is one request against one HL7 R4 Consent example. Where the
-// example's coding (policyRule, provision types) and its narrative disagree,
-// the case asserts what both support, or says "encoding" and why.
+// hl7Case is one request against one HL7 R4 Consent example, whose expected
+// outcome the example's narrative states (quoted above each group of cases).
+// Where the example's coding (policyRule, provision types) and its narrative
+// disagree, the case follows the reading doc.go documents and says which: the
+// examples' Opt-In preface ("consent to" for "withhold"), or a root provision
+// naming recipients read as a grant to them.
 type hl7Case struct {
 	name      string
 	example   string // Consent-consent-example-<example>.json
@@ -73,9 +78,15 @@ func TestHL7ConsentExamples(t *testing.T) {
 		{name: "basic denies after its period ends", example: "basic", patient: "Patient/f001",
 			actor: "Practitioner/any", when: "2016-01-02T09:00:00Z", reasonHas: "deny by base policy OPTIN"},
 		// notTime: "Patient wishes to withhold disclosure of all data from a timeframe to any provider."
-		// Data from 2015-01 asked for in 2026 (outside the provision period) is denied.
+		// Encoded OPTIN with an untyped provision.period of January 2015; the examples' preface: "where
+		// an express consent model is used (Opt-In), these examples would contain the phrase 'consent
+		// to' rather than 'withhold'". So disclosure is consented within the timeframe, to any provider,
+		// and not outside it. Data from 2015-01 asked for in 2026 (outside the period) is denied.
 		{name: "notTime denies outside its period", example: "notTime", patient: "Patient/f001",
 			actor: "Practitioner/any", date: "2015-01-15", reasonHas: "deny by base policy OPTIN"},
+		{name: "notTime permits any provider within its period", example: "notTime", patient: "Patient/f001",
+			actor: "Practitioner/any", when: "2015-01-20T10:00:00Z", date: "2015-01-15", allow: true,
+			reasonHas: "permit by provision"},
 		// notThis: "withhold consent to disclose the order and all results associated with that
 		// specific order from all other providers". Encoded OPTIN with the untyped provision naming
 		// Task/example3; the examples' preface: "where an express consent model is used (Opt-In),
@@ -95,13 +106,18 @@ func TestHL7ConsentExamples(t *testing.T) {
 			actor: "Organization/f001", action: "write", reasonHas: "deny by provision"},
 		// notThem: "she does not want her ex-spouse to have any access to her IIHI." Encoded OPTIN:
 		// everyone else is denied; for Practitioner/f204 itself see the report (encoding vs narrative).
+		// Its root names Practitioner/f204 as primary information recipient (PRCP), so it is a grant
+		// to f204 alone, and access by anyone else is denied by that grant's exclusivity.
 		{name: "notThem denies everyone not named", example: "notThem", patient: "Patient/f001",
-			actor: "Practitioner/other"},
+			actor: "Practitioner/other", reasonHas: "deny: not a recipient named by Consent/consent-example-notThem"},
 		// signature: generated narrative: "period : 10/10/2015 --> 10/10/2016 ... Practitioner/13".
 		{name: "signature denies after its period", example: "signature", patient: "Patient/72",
 			actor: "Practitioner/13", when: "2017-01-01T00:00:00Z"},
+		// Its root names Practitioner/13 as primary information recipient: the consent is for
+		// Practitioner/13, and others in its period are denied as non-recipients.
 		{name: "signature denies other actors in its period", example: "signature", patient: "Patient/72",
-			actor: "Practitioner/other", when: "2016-01-01T00:00:00Z"},
+			actor: "Practitioner/other", when: "2016-01-01T00:00:00Z",
+			reasonHas: "deny: not a recipient named by Consent/consent-example-signature"},
 		// smartonfhir: "period : 23/06/2016 5:02:33 PM --> 23/06/2016 5:32:33 PM Provisions ...
 		// permit access MedicationRequest" (README: "nested permit of action access to class
 		// MedicationRequest, for a 30-minute period").
@@ -132,20 +148,55 @@ func TestHL7ConsentExamples(t *testing.T) {
 		{name: "Emergency denies ETREAT by the denied organization", example: "Emergency", patient: "Patient/f001",
 			actor: "Organization/f001", roles: []string{"physician"}, purpose: "ETREAT",
 			reasonHas: "deny by provision.provision[0]"},
-		// grantor: "Patient wishes to provide XXX with read-only access". Encoded OPTOUT with an
-		// untyped root, which under R4 withholds access from the named actors: the encoding and the
-		// narrative disagree on every request, so only the part they share is asserted: the grant
-		// is read-only, write access never comes from this consent's provision.
+		// grantor: "This is a case where a Patient is giving a limited (read-only) access to an
+		// individual. Patient "P. van de Heuvel" wishes to provide XXX with read-only access to the
+		// data at Good Health Psychiatric Hospital available for patient requested access use."
+		// Encoded OPTOUT with an untyped root naming Organization/f001 as custodian (CST) and
+		// Patient/example as primary information recipient (PRCP), action access. Read as a grant
+		// (doc.go): Patient/example may read; nobody else gets access under this consent, the
+		// custodian included; and the grant is read-only, so a write gets nothing from it.
+		{name: "grantor permits the named recipient to read", example: "grantor", patient: "Patient/f001",
+			actor: "Patient/example", allow: true, reasonHas: "Consent/consent-example-grantor: permit by provision"},
+		{name: "grantor denies another actor reading", example: "grantor", patient: "Patient/f001",
+			actor: "Practitioner/other", reasonHas: "deny: not a recipient named by Consent/consent-example-grantor"},
+		{name: "grantor denies the custodian, who is not a recipient", example: "grantor", patient: "Patient/f001",
+			actor: "Organization/f001", reasonHas: "deny: not a recipient named by Consent/consent-example-grantor"},
 		{name: "grantor: no provision grants write", example: "grantor", patient: "Patient/f001",
 			actor: "Patient/example", action: "write", allow: true, reasonHas: "permit by base policy OPTOUT"},
-		// pkb: PKB sharing screen; provisions for Organization/f001 access with labels N, PSY, SPI, SEX.
-		{name: "pkb redacts PSY and N for the named organization", example: "pkb", patient: "Patient/example",
+		// pkb: "This example demonstrates how to encode this screen shot in a consent resource:
+		// Thanks to Patients Know Best for contributing this example". A PKB sharing screen: the
+		// patient shares with Good Health Clinic (Organization/f001, PRCP) access to normal (N) data
+		// and, in nested provisions, to data labelled N, PSY, SPI and SEX. Read as a grant: f001
+		// may read such data, no redaction; other organizations are denied data matching the root
+		// (N-labelled); the grant is for access, so research use gets nothing from it.
+		{name: "pkb shares N and PSY data with the named organization", example: "pkb", patient: "Patient/example",
 			actor: "Organization/f001", labels: []Coding{nLabel, psyLabel}, allow: true,
-			redact: []Coding{nLabel, psyLabel}, reasonHas: "redact by provision.provision["},
+			reasonHas: "Consent/consent-example-pkb: permit by provision.provision["},
+		{name: "pkb shares N, SPI and SEX data with the named organization", example: "pkb", patient: "Patient/example",
+			actor: "Organization/f001", labels: []Coding{nLabel, spiLabel, sexLabel}, allow: true,
+			reasonHas: "Consent/consent-example-pkb: permit by provision.provision["},
+		{name: "pkb denies other organizations N data", example: "pkb", patient: "Patient/example",
+			actor: "Organization/other", labels: []Coding{nLabel},
+			reasonHas: "deny: not a recipient named by Consent/consent-example-pkb"},
+		{name: "pkb denies other organizations N and PSY data", example: "pkb", patient: "Patient/example",
+			actor: "Organization/other", labels: []Coding{nLabel, psyLabel},
+			reasonHas: "deny: not a recipient named by Consent/consent-example-pkb"},
 		{name: "pkb provisions cover access only, not research use", example: "pkb", patient: "Patient/example",
-			actor: "Organization/f001", labels: []Coding{nLabel}, action: "research-query", allow: true},
-		{name: "pkb leaves other organizations alone", example: "pkb", patient: "Patient/example",
-			actor: "Organization/other", labels: []Coding{nLabel, psyLabel}, allow: true},
+			actor: "Organization/f001", labels: []Coding{nLabel}, action: "research-query", allow: true,
+			reasonHas: "permit by base policy OPTOUT"},
+	}
+	covered := map[string]bool{}
+	for _, tt := range tests {
+		covered[tt.example] = true
+	}
+	files, err := filepath.Glob(filepath.Join(shareddata.Dir(t), "hl7-examples", "Consent-consent-example-*.json"))
+	if err != nil || len(files) != 12 {
+		t.Fatalf("found %d HL7 Consent examples (%v), want 12", len(files), err)
+	}
+	for _, f := range files {
+		if name := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(f), "Consent-consent-example-"), ".json"); !covered[name] {
+			t.Errorf("no case for HL7 example %s", name)
+		}
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -6,7 +6,15 @@
 #   - policyRule OPTIN: base deny; OPTOUT: base permit; anything else: base deny.
 #   - A provision's effect is its own type, else the nearest typed ancestor's;
 #     an untyped chain takes the opposite of the base rule (the consent's own
-#     opt-in grant or opt-out withholding).
+#     opt-in grant or opt-out withholding), except under a grant (below).
+#   - Grant: an untyped root provision naming at least one actor in a recipient
+#     role (v3-ParticipationType PRCP or IRCP) grants what it describes to those
+#     recipients only, whatever policyRule says: it permits (and so do its
+#     untyped descendants), its actor criterion matches only the recipients, and
+#     a request that matches all its other criteria from anyone else is denied
+#     ("deny: not a recipient named by Consent/<id>"; a plain deny, never a
+#     redaction). Actors in other roles (custodian CST, author AUT) describe the
+#     data and take no part in this.
 #   - A provision applies when it and all its ancestors match the request.
 #     Nested provisions of the opposite effect carve exceptions; nested
 #     provisions of the same effect narrow their parent (the parent then decides
@@ -41,8 +49,11 @@
 #       period, dataPeriod  {"start": ns, "end": ns}, Unix nanoseconds, end
 #                           exclusive (a FHIR date's end covers its whole day,
 #                           month or year); each bound only if written
-#       actor               {"references": set, "roles": set}: actor.reference
-#                           values, and role codes of actors with no reference
+#       actor               {"references": set, "roles": set,
+#                           "referencesByRole": object}: actor.reference values;
+#                           role codes of actors with no reference; and role
+#                           coding key -> set of the references of the actors
+#                           that have that role
 #       action, code        sets of coding keys of the CodeableConcepts
 #       purpose, class      sets of coding keys
 #       securityLabel       object: coding key -> {"system": s, "code": c}
@@ -63,6 +74,8 @@ consent_scope := "http://terminology.hl7.org/CodeSystem/consentscope"
 consent_action := "http://terminology.hl7.org/CodeSystem/consentaction"
 
 resource_types := "http://hl7.org/fhir/resource-types"
+
+participation_type := "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
 
 # action_codes maps a gateway action to the consentaction codes it performs.
 action_codes := {
@@ -216,6 +229,41 @@ base_name := {"permit": "OPTOUT", "deny": "OPTIN"}
 
 base[i] := base_effect(input.consents[i]) if some i in active
 
+# ---- grants: an untyped root naming recipients -----------------------------------
+
+# recipient_role_keys are the actor roles that receive data: primary information
+# recipient and information recipient. Other roles (custodian, author...) describe
+# the data, not who gets it.
+recipient_role_keys := either_system(participation_type, "PRCP") | either_system(participation_type, "IRCP")
+
+# grant holds the active consents whose root provision is a grant to recipients.
+grant contains i if {
+	some i in active
+	root := input.consents[i].provisions[0]
+	not root.type
+	some k in recipient_role_keys
+	root.criteria.actor.referencesByRole[k]
+}
+
+# is_recipient: the requester is one of the recipients an actor criterion names.
+is_recipient(actor) if {
+	some k in recipient_role_keys
+	actor.referencesByRole[k][input.actor.reference]
+}
+
+# excluded holds the grant consents that the request falls under (it matches all
+# of the root's criteria but actor) while the requester is not a recipient.
+excluded contains i if {
+	some i in grant
+	root := input.consents[i].provisions[0]
+	matches_except_actor(root)
+	not is_recipient(root.criteria.actor)
+}
+
+# untyped_effect is the effect of consent i's provisions whose chain is untyped.
+untyped_effect(i) := "permit" if i in grant
+else := flip[base[i]]
+
 # ---- provisions: by consent index, then by index in its provisions list --------
 
 # evaluated[i] works through active consent i's provisions within the
@@ -223,16 +271,17 @@ base[i] := base_effect(input.consents[i]) if some i in active
 #   provisions  j -> provision
 #   effects     j -> "permit" or "deny"; a typed provision (its compiled type is
 #               inherited from the nearest typed ancestor) permits only if typed
-#               "permit", an untyped one does the opposite of the base rule
+#               "permit", an untyped one takes untyped_effect (a grant permits,
+#               otherwise it does the opposite of the base rule)
 #   decisive    the innermost candidates: provisions that apply (they and all
 #               their ancestors match) and are not narrowed (they have no child
 #               of the same effect, else they decide only through it)
 evaluated[i] := {"provisions": provs, "effects": effects, "decisive": decisive} if {
 	some i in active
-	base_rule := base[i]
+	untyped := untyped_effect(i)
 	provs := {j: p | some j, p in input.consents[i].provisions; p.depth <= max_depth}
-	effects := {j: provision_effect(p, base_rule) | some j, p in provs}
-	own := {j | some j, p in provs; provision_matches(p)}
+	effects := {j: provision_effect(p, untyped) | some j, p in provs}
+	own := {j | some j, p in provs; own_match(i, j, p)}
 	applies := {j | some j in own; chain_matches(provs[j], own)}
 	narrowed := {j | some j in applies; some k in provs[j].children; effects[k] == effects[j]}
 	candidates := applies - narrowed
@@ -249,13 +298,34 @@ decisive contains [i, j] if {
 	some j in e.decisive
 }
 
-provision_effect(p, base_rule) := "permit" if p.type == "permit"
+provision_effect(p, untyped) := "permit" if p.type == "permit"
 else := "deny" if p.type
-else := flip[base_rule]
+else := untyped
 
-# A provision matches on its own when every criterion it states matches.
+# own_match: provision j of consent i matches on its own. A grant's root
+# matches only its recipients; every other provision matches when every
+# criterion it states matches.
+own_match(i, 0, p) if {
+	i in grant
+	matches_except_actor(p)
+	is_recipient(p.criteria.actor)
+}
+
+own_match(i, j, p) if {
+	not grant_root(i, j)
+	provision_matches(p)
+}
+
+grant_root(i, 0) if i in grant
+
 provision_matches(p) if {
 	every name, criterion in p.criteria {
+		matches(name, criterion)
+	}
+}
+
+matches_except_actor(p) if {
+	every name, criterion in object.remove(p.criteria, {"actor"}) {
 		matches(name, criterion)
 	}
 }
@@ -348,6 +418,7 @@ chain_labels(key) := {l |
 }
 
 outcome(i) := "deny" if i in problem
+else := "deny" if i in excluded
 else := "deny" if {
 	some key in decisive
 	key[0] == i
@@ -392,6 +463,12 @@ reasons contains msg if {
 }
 
 reasons contains msg if {
+	some i in excluded
+	not i in problem
+	msg := sprintf("deny: not a recipient named by Consent/%s", [cid(i)])
+}
+
+reasons contains msg if {
 	some key in decisive
 	not key[0] in problem
 	what := key_outcome(key)
@@ -401,6 +478,7 @@ reasons contains msg if {
 reasons contains msg if {
 	some i in active
 	not i in problem
+	not i in excluded
 	not decided(i)
 	msg := sprintf("Consent/%s: %s by base policy %s", [cid(i), base[i], base_name[base[i]]])
 }
@@ -483,6 +561,13 @@ etreat_deny if {
 	some key in decisive
 	effect[key[0]][key[1]] == "deny"
 	etreat_named(key)
+}
+
+# A grant for emergency treatment keeps emergencies to its recipients.
+etreat_deny if {
+	some i in excluded
+	some k in etreat_keys
+	input.consents[i].provisions[0].criteria.purpose[k]
 }
 
 etreat_permit if {

@@ -278,3 +278,126 @@ test_write_organization_with_default_permit if {
 	d2 := consent.decision with input as object.union(r, {"patientOrganization": ""}) with data.fhiranchor.config.default as "permit"
 	d2.allow
 }
+
+# ---- grants: an untyped root naming recipients (PRCP, IRCP) ----------------------
+
+participation := "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
+
+# named(by_role) is a compiled actor criterion of named actors: role key -> references.
+named(by_role) := {
+	"references": {r | some refs in by_role; some r in refs},
+	"roles": set(),
+	"referencesByRole": by_role,
+}
+
+prcp_a := named({key(participation, "PRCP"): {"Organization/a"}})
+
+as_actor(r, ref) := object.union(r, {"actor": object.union(r.actor, {"reference": ref})})
+
+test_grant_permits_the_recipient_whatever_policy_rule if {
+	every rule in {"OPTIN", "OPTOUT"} {
+		d := decide(req([mk("c1", rule, [root({"actor": prcp_a, "action": access})])]))
+		d.allow
+		"Consent/c1: permit by provision" in d.reasons
+	}
+}
+
+test_grant_is_exclusive if {
+	r := as_actor(req([mk("c1", "OPTOUT", [root({"actor": prcp_a, "action": access})])]), "Organization/b")
+	d := decide(r)
+	not d.allow
+	d.reasons == ["deny: not a recipient named by Consent/c1"]
+	d.basedOn == [{"id": "c1", "versionId": "1"}]
+}
+
+test_grant_exclusive_only_where_its_other_criteria_match if {
+	# A write is not the granted access: the grant says nothing about it.
+	r := as_actor(req([mk("c1", "OPTOUT", [root({"actor": prcp_a, "action": access})])]), "Organization/b")
+	d := decide(object.union(r, {"action": "write"}))
+	d.allow
+	"Consent/c1: permit by base policy OPTOUT" in d.reasons
+}
+
+test_grant_recipient_roles if {
+	every by_role in [
+		{key(participation, "IRCP"): {"Organization/a"}},
+		{key("", "PRCP"): {"Organization/a"}},
+	] {
+		c := mk("c1", "OPTOUT", [root({"actor": named(by_role)})])
+		decide(req([c])).allow
+		d := decide(as_actor(req([c]), "Organization/b"))
+		d.reasons == ["deny: not a recipient named by Consent/c1"]
+	}
+}
+
+test_grant_other_roles_are_not_recipients if {
+	# The custodian named beside the recipient gets nothing from the grant.
+	c := mk("c1", "OPTOUT", [root({"actor": named({
+		key(participation, "CST"): {"Organization/c"},
+		key(participation, "PRCP"): {"Organization/a"},
+	})})])
+	decide(req([c])).allow
+	d := decide(as_actor(req([c]), "Organization/c"))
+	not d.allow
+	d.reasons == ["deny: not a recipient named by Consent/c1"]
+}
+
+test_no_recipient_keeps_the_opposite_of_the_base if {
+	# Custodian and author roles name no recipient: an OPTOUT root withholds from
+	# them, as before, and leaves everyone else to the base permit.
+	c := mk("c1", "OPTOUT", [root({"actor": named({
+		key(participation, "CST"): {"Organization/a"},
+		key(participation, "AUT"): {"Practitioner/x"},
+	})})])
+	d := decide(req([c]))
+	not d.allow
+	"Consent/c1: deny by provision" in d.reasons
+	decide(as_actor(req([c]), "Organization/b")).allow
+}
+
+test_typed_root_naming_a_recipient_is_not_a_grant if {
+	c := mk("c1", "OPTIN", [prov("provision", [0], [], {"type": "permit", "criteria": {"actor": prcp_a}})])
+	decide(req([c])).allow
+	d := decide(as_actor(req([c]), "Organization/b"))
+	not d.allow
+	d.reasons == ["Consent/c1: deny by base policy OPTIN"]
+}
+
+test_grant_nested_provisions if {
+	# Untyped nested provisions inherit the grant's permit and narrow it; a nested
+	# deny carves an exception for the recipient.
+	c := mk("c1", "OPTOUT", [
+		prov("provision", [0], [1, 2], {"criteria": {"actor": prcp_a}}),
+		prov("provision.provision[0]", [0, 1], [], {"criteria": {"class": {"|Observation"}}}),
+		prov("provision.provision[1]", [0, 2], [], {"type": "deny", "criteria": {"purpose": {key(act_reason, "HRESCH")}}}),
+	])
+	d := decide(req([c]))
+	d.allow
+	"Consent/c1: permit by provision.provision[0]" in d.reasons
+	r := req([c])
+	other_type := object.union(r, {"resource": object.union(r.resource, {"type": "Condition"})})
+	# Narrowed: the root alone does not decide, so the base does.
+	decide(other_type).reasons == ["Consent/c1: permit by base policy OPTOUT"]
+	not decide(object.union(r, {"purpose": "HRESCH"})).allow
+}
+
+test_grant_exclusivity_is_a_plain_deny if {
+	# A non-recipient asking for labelled data the grant covers is denied, not redacted.
+	c := mk("c1", "OPTOUT", [root({"actor": prcp_a, "securityLabel": {key(psy.system, psy.code): psy}})])
+	r := as_actor(req([c]), "Organization/b")
+	labelled := object.union(r, {"resource": object.union(r.resource, {"securityLabels": [psy]})})
+	d := decide(labelled)
+	not d.allow
+	d.obligations == []
+	decide(r).allow # unlabelled data is outside the grant
+}
+
+test_grant_exclusivity_and_break_glass if {
+	c := mk("c1", "OPTOUT", [root({"actor": prcp_a})])
+	r := object.union(req([c]), {"purpose": "ETREAT", "actor": {"reference": "Practitioner/er", "roles": ["physician"]}})
+	decide(r).breakGlass
+	etreat := mk("c1", "OPTOUT", [root({"actor": prcp_a, "purpose": {key(act_reason, "ETREAT")}})])
+	d := decide(object.union(r, {"consents": [etreat]}))
+	not d.allow
+	not d.breakGlass
+}
