@@ -35,7 +35,11 @@
 //     patient is not Input.Patient, or whose provisions nest deeper than root +
 //     2 levels, denies (the caller passed something the policy cannot vouch for).
 //   - policyRule OPTIN is a base deny, OPTOUT a base permit; any other rule is
-//     treated as OPTIN. No active consent: data.fhiranchor.config.default.
+//     treated as OPTIN. No active consent: the implied consent of
+//     data.fhiranchor.config.implied (per action, the purposes a deployment's
+//     rules permit without consent: by default TREAT, HPAYMT and HOPERAT reads,
+//     any write, HRESCH research queries and exports), else
+//     data.fhiranchor.config.default.
 //   - An untyped root provision is the consent's own statement: under OPTIN it
 //     grants what it describes, under OPTOUT it withholds it. (If it carried the
 //     base effect, the "basic" example could never permit and "Out" could never

@@ -259,7 +259,9 @@ func TestRevokeFlipsAtOnce(t *testing.T) {
 	}
 	c := loadConsent(t, "basic")
 	c["meta"] = map[string]any{"versionId": "1"}
-	in := hl7Case{patient: "Patient/f001", actor: "Practitioner/any", when: "2015-06-01T09:00:00Z"}.input(c)
+	// Marketing: a purpose no implied consent covers, so without an active
+	// consent the request is denied.
+	in := hl7Case{patient: "Patient/f001", actor: "Practitioner/any", when: "2015-06-01T09:00:00Z", purpose: "HMARKT"}.input(c)
 	d, err := e.Decide(t.Context(), in)
 	if err != nil || !d.Allow {
 		t.Fatalf("active consent: allow = %v, err = %v, reasons %q", d.Allow, err, d.Reasons)

@@ -18,7 +18,9 @@ func bundleFS(files map[string]string) fstest.MapFS {
 	return m
 }
 
-var simpleInput = Input{Time: at("2024-01-01T00:00:00Z"), Action: "read", Purpose: "TREAT", Patient: "Patient/p"}
+// simpleInput asks for marketing use, which no implied consent covers: with
+// no consent on file the default bundle denies it.
+var simpleInput = Input{Time: at("2024-01-01T00:00:00Z"), Action: "read", Purpose: "HMARKT", Patient: "Patient/p"}
 
 func TestDecideFailsClosed(t *testing.T) {
 	tests := []struct {
@@ -178,7 +180,7 @@ func TestWriteNeedsThePatientsOrganization(t *testing.T) {
 	}{
 		{"managing organization writes", def, "write", "ehr", "Organization/mo", "Organization/mo", true, false},
 		{"other organization may not write", def, "write", "ehr", "Organization/other", "Organization/mo", false, true},
-		{"client of no organization may not write", def, "write", "ehr", "", "Organization/mo", false, true},
+		{"client bound to no organization is not constrained", def, "write", "ehr", "", "Organization/mo", true, false},
 		{"no managing organization: no constraint", def, "write", "ehr", "Organization/other", "", true, false},
 		{"reads are not constrained", def, "read", "ehr", "Organization/other", "Organization/mo", true, false},
 		{"listed client writes for any organization", withMigrator, "write", "migrator", "", "Organization/mo", true, false},

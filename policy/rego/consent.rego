@@ -134,6 +134,26 @@ consent_allow if {
 	configured_default == "permit"
 }
 
+consent_allow if {
+	count(input_problems) == 0
+	count(active) == 0
+	implied_consent
+}
+
+# implied lists, per action, the purposes of use the deployment's rules
+# permit when a patient has no active consent on file ("*": any purpose).
+# The default follows HIPAA: treatment, payment and operations reads, writes
+# by the custodian, and de-identified research (opt-out). A stricter
+# jurisdiction empties it; a consent on file always decides instead.
+default implied := {}
+
+implied := data.fhiranchor.config.implied
+
+implied_consent if {
+	some p in object.get(implied, input.action, [])
+	p in {"*", input.purpose}
+}
+
 any_deny if {
 	some i in active
 	consent_outcome[i] == "deny"
@@ -147,9 +167,13 @@ default write_any_organization := []
 # (for example a migration or a national service).
 write_any_organization := data.fhiranchor.config.write.any_organization
 
+# A client whose token names no organization is not bound to one: the
+# authorization server issued it for system-wide integration. A client bound
+# to an organization writes only for that organization's patients.
 write_refused if {
 	input.action == "write"
 	object.get(input, "patientOrganization", "") != ""
+	object.get(input.actor, "organization", "") != ""
 	not acts_for_patient_organization
 }
 
@@ -449,7 +473,14 @@ reasons contains p if some p in input_problems
 
 reasons contains msg if {
 	count(active) == 0
+	not implied_consent
 	msg := sprintf("no active patient-privacy consent: default %s", [configured_default])
+}
+
+reasons contains msg if {
+	count(active) == 0
+	implied_consent
+	msg := sprintf("no active patient-privacy consent: implied consent to %s for %s", [input.action, input.purpose])
 }
 
 reasons contains msg if {

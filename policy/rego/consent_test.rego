@@ -51,11 +51,41 @@ req(consents) := {
 decide(x) := d if d := consent.decision with input as x
 
 test_no_consent_uses_configured_default if {
-	d := decide(req([]))
+	r := object.union(req([]), {"purpose": "HMARKT"})
+	d := decide(r)
 	not d.allow
 	"no active patient-privacy consent: default deny" in d.reasons
-	d2 := consent.decision with input as req([]) with data.fhiranchor.config.default as "permit"
+	d2 := consent.decision with input as r with data.fhiranchor.config.default as "permit"
 	d2.allow
+}
+
+test_no_consent_implies_treatment_payment_operations if {
+	every p in {"TREAT", "HPAYMT", "HOPERAT"} {
+		d := decide(object.union(req([]), {"purpose": p}))
+		d.allow
+		sprintf("no active patient-privacy consent: implied consent to read for %s", [p]) in d.reasons
+	}
+	not decide(object.union(req([]), {"purpose": "HRESCH"})).allow
+	decide(object.union(req([]), {"action": "research-query", "purpose": "HRESCH"})).allow
+	not decide(object.union(req([]), {"action": "research-query", "purpose": "TREAT"})).allow
+	decide(object.union(req([]), {"action": "write", "purpose": ""})).allow
+}
+
+test_no_implied_consent_when_configured_empty if {
+	d := consent.decision with input as req([]) with data.fhiranchor.config.implied as {}
+	not d.allow
+}
+
+test_consent_on_file_overrides_implied_consent if {
+	# An opt-in consent with no matching permit denies treatment reads that
+	# implied consent alone would have allowed.
+	d := decide(req([mk("c1", "OPTIN", [root({"actor": {"references": {"Organization/z"}, "roles": set()}})])]))
+	not d.allow
+}
+
+test_client_without_organization_is_not_bound if {
+	r := write_req([mk("c1", "OPTOUT", [])], "")
+	decide(r).allow
 }
 
 test_inactive_and_other_scopes_ignored if {
@@ -232,11 +262,9 @@ test_write_for_another_organization_denies if {
 	"Consent/c1: permit by base policy OPTOUT" in d.reasons
 }
 
-test_write_for_no_organization_denies if not decide(write_req([mk("c1", "OPTOUT", [])], "")).allow
-
-test_write_without_actor_organization_denies if {
+test_write_without_actor_organization_is_unbound if {
 	r := write_req([mk("c1", "OPTOUT", [])], "")
-	not decide(object.union(r, {"actor": {"clientId": "c", "reference": "Organization/a", "roles": []}})).allow
+	decide(object.union(r, {"actor": {"clientId": "c", "reference": "Organization/a", "roles": []}})).allow
 }
 
 test_write_by_any_organization_client if {
