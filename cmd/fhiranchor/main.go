@@ -5,6 +5,7 @@
 //	fhiranchor token   print a development bearer token
 //	fhiranchor verify  check a receipt offline, against content, and on chain
 //	fhiranchor audit   check the vault against its commitments and the log
+//	fhiranchor policy  administer consent policies, dry-run decisions, read the decision log
 package main
 
 import (
@@ -39,6 +40,8 @@ commands:
   token   print a development token signed by the data dir's dev key
   verify  check a receipt: its proof offline, its content, its anchor on chain
   audit   re-derive every stored version's commitment and check it against the log
+  policy  list, test, push, activate and roll back consent policies; dry-run a
+          decision; list the decision log (REST API of a running gateway)
 
 run 'fhiranchor <command> -h' for a command's flags
 `
@@ -59,6 +62,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return runAudit(ctx, args[1:], stdout, stderr, getenv)
 	case "verify":
 		return runVerify(ctx, args[1:], stdout, stderr, getenv)
+	case "policy":
+		return runPolicy(ctx, args[1:], stdout, stderr, getenv)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -20,13 +20,15 @@ import (
 // runVerify checks a receipt the way an auditor or a patient would, without
 // trusting the gateway: the inclusion proof offline; with --evidence (or
 // --resource and --salt) that the content hashes to the receipt's
-// commitment; with --rpc that the receipt's root is what the contract holds
-// at its sequence number, with enough confirmations. It prints one line per
-// check and a clear VERIFIED or FAILED; any failure is a non-zero exit.
+// commitment (a FHIR version's canonical JSON, or a decision or other
+// record's exact bytes); with --rpc that the receipt's root is what the
+// contract holds at its sequence number, with enough confirmations. It
+// prints one line per check and a clear VERIFIED or FAILED; any failure is
+// a non-zero exit.
 func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer, _ func(string) string) error {
 	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	evidencePath := fs.String("evidence", "", "evidence file from GET /v1/evidence/...: the version's canonical JSON and salt")
+	evidencePath := fs.String("evidence", "", "evidence file: from GET /v1/evidence/... ({\"resource\", \"salt\"}), or one entry of GET /v1/decisions ({\"record\", \"salt\"}, e.g. GET /v1/decisions/N)")
 	resourcePath := fs.String("resource", "", "the resource version as JSON (any layout), with --salt")
 	saltHex := fs.String("salt", "", "the version's salt, hex (with --resource)")
 	rpc := fs.String("rpc", "", "EVM JSON-RPC endpoint to check the anchor on chain")
@@ -61,7 +63,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer, _ f
 	}
 	fmt.Fprintf(stdout, "proof:   ok, %s leaf %d is in the tree of %d leaves with root %s\n", r.LeafType, r.LeafIndex, r.TreeSize, r.Root)
 
-	canonical, salt, err := content(*evidencePath, *resourcePath, *saltHex)
+	canonical, salt, what, err := content(*evidencePath, *resourcePath, *saltHex)
 	switch {
 	case err != nil:
 		return fail("content: %v", err)
@@ -69,7 +71,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer, _ f
 		if err := anchor.VerifyContent(r, salt, canonical); err != nil {
 			return fail("content: %v", err)
 		}
-		fmt.Fprintln(stdout, "content: ok, the resource and salt hash to the receipt's commitment")
+		fmt.Fprintf(stdout, "content: ok, the %s and salt hash to the receipt's commitment\n", what)
 	case r.Erased:
 		fmt.Fprintln(stdout, "content: erased; the leaf stays anchored but what it committed to was crypto-shredded")
 	default:
@@ -94,43 +96,62 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer, _ f
 	return nil
 }
 
-// content reads the canonical bytes and salt to check, if any were given.
-func content(evidencePath, resourcePath, saltHex string) ([]byte, []byte, error) {
-	var resource []byte
+// content reads the committed bytes and salt to check, if any were given,
+// and names what they are ("resource" or "record"). A resource is hashed in
+// its canonical form, so any layout of it verifies; a record (an access
+// decision, consent event, policy activation...) was committed as the exact
+// bytes the server listed, so they are used unchanged, never re-encoded.
+func content(evidencePath, resourcePath, saltHex string) (committed, salt []byte, what string, err error) {
 	switch {
 	case evidencePath != "" && resourcePath != "":
-		return nil, nil, errors.New("give --evidence or --resource, not both")
+		return nil, nil, "", errors.New("give --evidence or --resource, not both")
 	case evidencePath != "":
 		data, err := os.ReadFile(evidencePath)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, "", err
 		}
 		var ev struct {
 			Resource json.RawMessage `json:"resource"`
+			Record   json.RawMessage `json:"record"`
 			Salt     string          `json:"salt"`
 		}
-		if err := json.Unmarshal(data, &ev); err != nil || len(ev.Resource) == 0 {
-			return nil, nil, errors.New("the evidence file is not {\"resource\": ..., \"salt\": ...}")
+		if err := json.Unmarshal(data, &ev); err != nil || (len(ev.Resource) == 0) == (len(ev.Record) == 0) {
+			return nil, nil, "", errors.New(`the evidence file is neither {"resource": ..., "salt": ...} nor {"record": ..., "salt": ...}`)
 		}
-		resource, saltHex = ev.Resource, ev.Salt
+		if len(ev.Record) > 0 {
+			salt, err := parseSalt(ev.Salt)
+			if err != nil {
+				return nil, nil, "", err
+			}
+			// ev.Record holds the record's bytes exactly as they are in the file.
+			return ev.Record, salt, "record", nil
+		}
+		committed, saltHex = ev.Resource, ev.Salt
 	case resourcePath != "":
 		data, err := os.ReadFile(resourcePath)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, "", err
 		}
-		resource = data
+		committed = data
 	default:
-		return nil, nil, nil
+		return nil, nil, "", nil
 	}
+	if salt, err = parseSalt(saltHex); err != nil {
+		return nil, nil, "", err
+	}
+	canonical, err := fhir.CanonicalJSON(committed)
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("the resource is not JSON: %w", err)
+	}
+	return canonical, salt, "resource", nil
+}
+
+func parseSalt(saltHex string) ([]byte, error) {
 	salt, err := hex.DecodeString(saltHex)
 	if err != nil || len(salt) != anchor.SaltSize {
-		return nil, nil, fmt.Errorf("the salt must be %d bytes of hex", anchor.SaltSize)
+		return nil, fmt.Errorf("the salt must be %d bytes of hex", anchor.SaltSize)
 	}
-	canonical, err := fhir.CanonicalJSON(resource)
-	if err != nil {
-		return nil, nil, fmt.Errorf("the resource is not JSON: %w", err)
-	}
-	return canonical, salt, nil
+	return salt, nil
 }
 
 // onChain checks that the contract holds the receipt's root and tree size at
