@@ -209,11 +209,16 @@ func (e *deniedWrite) Error() string { return e.fe.Error() }
 // writes decides, once per patient compartment, whether the caller may
 // write the ops' resources for that patient, and records each decision in
 // tx. Denied ops fail with 403: all of them (atomic) or each on its own.
+//
+// Consent resources are not subject to the patient's consents: a patient's
+// new or revoked directive must be recordable whatever the old one says (an
+// expired opt-in would otherwise lock the patient's consent state forever).
+// Scopes still govern who may write them.
 func (a *access) writes(ctx context.Context, tx *vault.SealedTx, ops []*op, atomic bool, at time.Time) error {
 	byPatient := map[string][]*op{}
 	var order []string
 	for _, o := range ops {
-		if o.err != nil || o.pending == nil || o.pending.Compartment == "" {
+		if o.err != nil || o.pending == nil || o.pending.Compartment == "" || o.typ == "Consent" {
 			continue
 		}
 		p := o.pending.Compartment

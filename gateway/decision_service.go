@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -29,15 +28,9 @@ const (
 	maxPageSize     = 1000
 )
 
-// leafEntry is one listed record: the exact committed bytes, the salt, and
-// where its receipt is. Saved to a file, it is evidence for
-// `fhiranchor verify --evidence`.
-type leafEntry struct {
-	LeafIndex uint64          `json:"leafIndex"`
-	Receipt   string          `json:"receipt"`
-	Record    json.RawMessage `json:"record"`
-	Salt      string          `json:"salt"`
-}
+// Listed records are {"leafIndex", "receipt", "record", "salt"}: the exact
+// committed bytes, the salt, and where the receipt is. Saved to a file, one
+// is evidence for `fhiranchor verify --evidence`.
 
 // ListDecisions lists access decisions, newest first.
 func (s *decisionService) ListDecisions(ctx context.Context, req *fhiranchorv1.ListDecisionsRequest) (*httpbody.HttpBody, error) {
@@ -61,10 +54,23 @@ func (s *decisionService) GetDecision(ctx context.Context, req *fhiranchorv1.Get
 	if err != nil {
 		return nil, fmt.Errorf("read decision: %w", err)
 	}
-	if _, err := recordsScope(ctx, l.Subject); err != nil {
+	if err := mayReadRecord(ctx, l); err != nil {
 		return nil, err
 	}
-	return jsonBody(ctx, entryOf(l))
+	return recordBody(ctx, l)
+}
+
+// mayReadRecord admits auditors to any record, and a patient to records
+// about them (not to those about no patient, such as policy activations).
+func mayReadRecord(ctx context.Context, l vault.Leaf) error {
+	if l.Subject == "" {
+		if p, ok := principalFrom(ctx); ok && p.Scopes.Has(AuditScope) {
+			return nil
+		}
+		return failure(http.StatusForbidden, "forbidden", "", "this record is for auditors")
+	}
+	_, err := recordsScope(ctx, l.Subject)
+	return err
 }
 
 // ListConsentEvents lists a patient's consent events, newest first.
@@ -96,21 +102,39 @@ func (s *decisionService) list(ctx context.Context, f vault.LeafFilter, size int
 	if err != nil {
 		return nil, fmt.Errorf("list records: %w", err)
 	}
-	entries := make([]leafEntry, len(ls))
+	// Written by hand so each record is exactly the committed bytes.
+	body := []byte(`{"` + key + `":[`)
 	for i, l := range ls {
-		entries[i] = entryOf(l)
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = appendEntry(body, l)
 	}
-	out := map[string]any{key: entries}
+	body = append(body, ']')
 	if len(ls) == f.Limit {
-		out["nextPageToken"] = strconv.FormatInt(ls[len(ls)-1].Seq, 10)
+		body = append(body, `,"nextPageToken":"`+strconv.FormatInt(ls[len(ls)-1].Seq, 10)+`"`...)
 	}
-	return jsonBody(ctx, out)
+	body = append(body, "}\n"...)
+	setResponse(ctx, http.StatusOK)
+	return &httpbody.HttpBody{ContentType: "application/json", Data: body}, nil
 }
 
-func entryOf(l vault.Leaf) leafEntry {
-	idx := uint64(l.Seq - 1)
-	return leafEntry{LeafIndex: idx, Receipt: "/v1/receipts/leaves/" + strconv.FormatUint(idx, 10),
-		Record: l.Record, Salt: hex.EncodeToString(l.Salt)}
+// recordBody renders one record leaf as its evidence document.
+func recordBody(ctx context.Context, l vault.Leaf) (*httpbody.HttpBody, error) {
+	setResponse(ctx, http.StatusOK)
+	return &httpbody.HttpBody{ContentType: "application/json", Data: append(appendEntry(nil, l), '\n')}, nil
+}
+
+// appendEntry writes {"leafIndex", "receipt", "record", "salt"} with the
+// record byte for byte as committed (encoding/json would re-indent it, and
+// the commitment is over those exact bytes).
+func appendEntry(b []byte, l vault.Leaf) []byte {
+	idx := strconv.FormatInt(l.Seq-1, 10)
+	b = append(b, `{"leafIndex":`+idx+`,"receipt":"/v1/receipts/leaves/`+idx+`","record":`...)
+	b = append(b, l.Record...)
+	b = append(b, `,"salt":"`...)
+	b = hex.AppendEncode(b, l.Salt)
+	return append(b, `"}`...)
 }
 
 // recordsScope decides whose records the caller may list: an auditor any
@@ -153,8 +177,8 @@ func (s *logService) GetLeafEvidence(ctx context.Context, req *fhiranchorv1.GetL
 	if err != nil {
 		return nil, fmt.Errorf("read leaf: %w", err)
 	}
-	if _, err := recordsScope(ctx, l.Subject); err != nil {
+	if err := mayReadRecord(ctx, l); err != nil {
 		return nil, err
 	}
-	return jsonBody(ctx, entryOf(l))
+	return recordBody(ctx, l)
 }

@@ -187,7 +187,7 @@ func (rawBody) NewDecoder(r io.Reader) runtime.Decoder {
 // their lower-case names; grpc-gateway forwards Authorization itself.
 func incomingHeader(key string) (string, bool) {
 	switch k := strings.ToLower(key); k {
-	case "if-none-exist", "if-match", "if-none-match", "prefer", "idempotency-key", "x-request-id":
+	case "if-none-exist", "if-match", "if-none-match", "prefer", "idempotency-key", "x-request-id", purposeHeader:
 		return k, true
 	}
 	return runtime.DefaultHeaderMatcher(key)

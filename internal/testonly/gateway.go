@@ -169,6 +169,17 @@ func (g *Gateway) TokenFor(t testing.TB, c auth.Claims) string {
 	return tok
 }
 
+// RecordLeaves counts the leaves that stand for no resource version:
+// access decisions, consent events, policy activations, erasures.
+func (g *Gateway) RecordLeaves(t testing.TB) int64 {
+	t.Helper()
+	ls, err := g.Vault.Store().FindLeaves(t.Context(), vault.LeafFilter{Limit: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int64(len(ls))
+}
+
 // Stats returns what the vault holds.
 func (g *Gateway) Stats(t testing.TB) vault.Stats {
 	t.Helper()
