@@ -5,7 +5,7 @@ GO    ?= go
 BUF   := $(GO) tool -modfile=tools/buf.mod buf
 BENCH_TIME ?= 3x
 
-.PHONY: build test test-clients generate bench bench-anchor fuzz clean
+.PHONY: build test test-clients generate bench bench-policy bench-anchor fuzz clean
 
 build:
 	$(GO) build -o bin/fhiranchor ./cmd/fhiranchor
@@ -32,6 +32,12 @@ generate:
 
 bench:
 	$(GO) test ./gateway/ -run '^$$' -bench 'BenchmarkIngest' -benchtime $(BENCH_TIME) -timeout 30m
+
+# What consent enforcement costs: ingest with policy on vs. off in one run,
+# and the prepared decision's latency on one core.
+bench-policy:
+	$(GO) test ./gateway/ -run '^$$' -bench 'BenchmarkIngestPolicy' -benchtime 4x -timeout 30m
+	$(GO) test ./policy/ -run '^$$' -bench 'BenchmarkDecide' -cpu 1 -benchtime 3000x
 
 # Gas per anchored leaf and acknowledgement-to-confirmed-receipt latency over
 # the Synthea set, default batch policy, simulated chain. On geth --dev:

@@ -368,3 +368,47 @@ func clip(b []byte, n int) string {
 	}
 	return string(b[:n]) + "..."
 }
+
+// BenchmarkIngestPolicy measures what consent enforcement costs ingest: each
+// iteration pushes the Synthea set through two gateways, one deciding and
+// recording every write per patient (the default) and one without policy,
+// alternating which goes first, so both see the same machine. It reports
+// both rates and the cost of policy as a fraction of the rate without it.
+//
+//	go test ./gateway/ -run '^$' -bench BenchmarkIngestPolicy -benchtime 3x -timeout 30m
+func BenchmarkIngestPolicy(b *testing.B) {
+	files, entries, _ := loadSynthea(b)
+	on := testonly.StartGateway(b, testonly.Options{Quiet: true})
+	off := testonly.StartGateway(b, testonly.Options{Quiet: true, WithoutPolicy: true})
+	onTok, offTok := on.Token(b), off.Token(b)
+	var onTime, offTime time.Duration
+	iter := 0
+	run := func(g *testonly.Gateway, tok string) time.Duration {
+		start := time.Now()
+		_, created, errs := ingestOnce(b.Context(), g, tok, files, 4)
+		took := time.Since(start)
+		if len(errs) > 0 {
+			b.Fatal(errs[0])
+		}
+		if created != entries {
+			b.Fatalf("%d entries created, want %d", created, entries)
+		}
+		return took
+	}
+	for b.Loop() {
+		iter++
+		if iter%2 == 1 {
+			onTime += run(on, onTok)
+			offTime += run(off, offTok)
+		} else {
+			offTime += run(off, offTok)
+			onTime += run(on, onTok)
+		}
+	}
+	total := float64(entries * iter)
+	onRate, offRate := total/onTime.Seconds(), total/offTime.Seconds()
+	b.ReportMetric(onRate, "policy-on-res/s")
+	b.ReportMetric(offRate, "policy-off-res/s")
+	b.ReportMetric(1-onRate/offRate, "policy-cost")
+	b.Logf("policy on %.0f res/s, off %.0f res/s: policy costs %.1f%% of ingest throughput", onRate, offRate, 100*(1-onRate/offRate))
+}

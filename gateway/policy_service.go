@@ -39,11 +39,6 @@ type activationRecord struct {
 // bootstrapClient is the client id of the activation made at first start.
 const bootstrapClient = "fhiranchor"
 
-// decisionTimeout bounds one decision. A decision takes well under a
-// millisecond; the bound only stops a runaway policy (which then denies), so
-// it leaves room for a loaded machine rather than failing closed under load.
-const decisionTimeout = 500 * time.Millisecond
-
 // policyPollInterval is how often a gateway looks for activations made by
 // another gateway on the same database.
 const policyPollInterval = 2 * time.Second
@@ -79,7 +74,7 @@ func newPolicyService(ctx context.Context, v *vault.Sealed, a *access, log *slog
 	if err != nil {
 		return nil, err
 	}
-	if s.engine, err = policy.New(ctx, policy.Config{Bundle: files.FS(), Revision: act.Revision, Timeout: decisionTimeout}); err != nil {
+	if s.engine, err = policy.New(ctx, policy.Config{Bundle: files.FS(), Revision: act.Revision}); err != nil {
 		return nil, fmt.Errorf("load active policy version %d: %w", act.Version, err)
 	}
 	s.active, s.activeLeaf = act, seq
@@ -429,7 +424,7 @@ func (s *policyService) Evaluate(ctx context.Context, req *fhiranchorv1.Evaluate
 		if err != nil {
 			return nil, fmt.Errorf("read policy: %w", err)
 		}
-		if engine, err = policy.New(ctx, policy.Config{Bundle: files.FS(), Revision: p.Revision, Timeout: decisionTimeout}); err != nil {
+		if engine, err = policy.New(ctx, policy.Config{Bundle: files.FS(), Revision: p.Revision}); err != nil {
 			return nil, activationRefusal(err)
 		}
 		version = v

@@ -21,8 +21,11 @@ var embedded embed.FS
 // Query is the Rego rule every bundle must define; it yields the decision object.
 const Query = "data.fhiranchor.consent.decision"
 
-// DefaultTimeout bounds one decision when Config.Timeout is zero.
-const DefaultTimeout = 50 * time.Millisecond
+// DefaultTimeout bounds one decision when Config.Timeout is zero. A
+// decision takes well under a millisecond; the bound only stops a runaway
+// policy (which then denies), so it leaves room for a loaded machine rather
+// than failing closed under load.
+const DefaultTimeout = 500 * time.Millisecond
 
 // ErrDenied is what callers return when a Decision does not allow the access.
 var ErrDenied = errors.New("access not permitted by consent")
