@@ -25,6 +25,7 @@ type AuditFinding struct {
 type AuditReport struct {
 	Versions    int            `json:"versions"`
 	Erased      int            `json:"erased"`
+	Records     int            `json:"records"`
 	Leaves      int            `json:"leaves"`
 	Checkpoints int            `json:"checkpointsChecked"`
 	Findings    []AuditFinding `json:"findings"`
@@ -32,7 +33,9 @@ type AuditReport struct {
 
 // Audit re-derives, for every stored version, the commitment from the
 // decrypted canonical bytes and the salt, and checks it against the stored
-// commitment and the leaf queued for it; then it recomputes the Merkle root
+// commitment and the leaf queued for it; it checks every record leaf
+// (consent event, policy activation, access decision, erasure) against its
+// record and salt the same way; then it recomputes the Merkle root
 // of the vault's leaves at each given checkpoint size and compares it with
 // the root that was anchored. Any tampering with a ciphertext, a salt, a
 // commitment or a leaf in the vault shows up as a finding; decrypting needs
@@ -61,6 +64,26 @@ func Audit(ctx context.Context, v *vault.Sealed, anchoredRoots map[uint64][]byte
 		after = rs[len(rs)-1].Leaf.Seq
 	}
 
+	// Records (consent events, policy activations, access decisions,
+	// erasures): each must still be what its leaf commits to.
+	for before := int64(0); ; {
+		ls, err := st.FindLeaves(ctx, vault.LeafFilter{Before: before, Limit: page})
+		if err != nil {
+			return rep, fmt.Errorf("audit: %w", err)
+		}
+		for _, l := range ls {
+			rep.Records++
+			t := anchor.LeafType(l.Type)
+			if !bytes.Equal(anchor.LeafData(t, anchor.Commit(t, l.Salt, l.Record)), l.Data) {
+				rep.Findings = append(rep.Findings, AuditFinding{LeafIndex: uint64(l.Seq - 1), Ref: l.Ref,
+					Problem: "the record or its salt no longer matches its leaf"})
+			}
+		}
+		if len(ls) < page {
+			break
+		}
+		before = ls[len(ls)-1].Seq
+	}
 	rf := compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
 	tree := rf.NewEmptyRange(0)
 	for after := int64(0); ; {

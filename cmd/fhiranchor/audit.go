@@ -59,6 +59,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		}
 	} else {
 		fmt.Fprintf(stdout, "versions checked:     %d (%d erased)\n", rep.Versions, rep.Erased)
+		fmt.Fprintf(stdout, "records checked:      %d (consent events, policy activations, decisions, erasures)\n", rep.Records)
 		fmt.Fprintf(stdout, "leaves hashed:        %d\n", rep.Leaves)
 		fmt.Fprintf(stdout, "checkpoints compared: %d\n", rep.Checkpoints)
 		for _, f := range rep.Findings {

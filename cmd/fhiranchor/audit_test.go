@@ -128,4 +128,24 @@ func TestVerifyAndAudit(t *testing.T) {
 	if err == nil || !strings.Contains(out.String(), "TAMPERED leaf 4 ("+ref+")") {
 		t.Errorf("audit did not report the tampered row (err %v):\n%s", err, out.String())
 	}
+
+	// ... and rewrites the first policy activation's record (leaf 0: the
+	// default policy, activated on first start) to name another version.
+	db, err = sql.Open("sqlite", filepath.Join(data, "vault.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err = db.Exec(`UPDATE leaf_records SET record = CAST(replace(CAST(record AS TEXT), '"version":1', '"version":2') AS BLOB) WHERE seq = 1 AND type = 3`)
+	if err != nil {
+		t.Fatalf("tamper with a record: %v", err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		t.Fatalf("tamper with a record: %d rows changed, want 1", n)
+	}
+	db.Close()
+	out.Reset()
+	err = run(ctx, []string{"audit", "--data", data}, &out, io.Discard, noEnv)
+	if err == nil || !strings.Contains(out.String(), "TAMPERED leaf 0 (policy-activation/1)") {
+		t.Errorf("audit did not report the tampered record (err %v):\n%s", err, out.String())
+	}
 }
