@@ -74,7 +74,7 @@ func compileConsent(c map[string]any) (CompiledConsent, error) {
 	if err != nil {
 		return CompiledConsent{}, err
 	}
-	var f flattener
+	f := flattener{maxDepth: -1}
 	if root, ok := c["provision"]; ok {
 		p, ok := root.(map[string]any)
 		if !ok {
@@ -90,6 +90,7 @@ func compileConsent(c map[string]any) (CompiledConsent, error) {
 		ast.Item(ast.InternedTerm("scope"), scope),
 		ast.Item(ast.InternedTerm("patient"), ast.StringTerm(patient)),
 		ast.Item(ast.InternedTerm("policyRule"), rule),
+		ast.Item(ast.InternedTerm("maxDepth"), ast.InternedTerm(f.maxDepth)),
 		ast.Item(ast.InternedTerm("provisions"), ast.NewTerm(ast.NewArray(f.terms...))),
 	)
 	if hasID {
@@ -102,7 +103,8 @@ func compileConsent(c map[string]any) (CompiledConsent, error) {
 // ancestor indices (root first, itself last), its direct children, and its
 // type: its own, else the one it inherits from the nearest typed ancestor.
 type flattener struct {
-	terms []*ast.Term
+	terms    []*ast.Term
+	maxDepth int // of the deepest provision; -1 until the root is added
 }
 
 func (f *flattener) add(p map[string]any, chain []int, inherited string, inherits bool, path string) error {
@@ -111,6 +113,7 @@ func (f *flattener) add(p map[string]any, chain []int, inherited string, inherit
 	}
 	idx := len(f.terms)
 	chain = append(chain[:len(chain):len(chain)], idx)
+	f.maxDepth = max(f.maxDepth, len(chain)-1)
 	f.terms = append(f.terms, nil) // reserve idx; filled once the children are known
 	typ, typed, err := str(p, "type")
 	if err != nil {

@@ -53,7 +53,7 @@ func TestCompileConsent(t *testing.T) {
 	_, end, _ := fhirTimeBounds("2024-05-31")
 	_, dataEnd, _ := fhirTimeBounds("2020-01-01T10:00:00Z")
 	want := map[string]any{
-		"id": "c1", "versionId": "4", "status": "active", "patient": "Patient/p",
+		"id": "c1", "versionId": "4", "status": "active", "patient": "Patient/p", "maxDepth": n(2),
 		"scope":      []any{"http://terminology.hl7.org/CodeSystem/consentscope|patient-privacy"},
 		"policyRule": []any{"|OPTIN"},
 		"provisions": []any{
@@ -107,6 +107,30 @@ func TestFHIRTimeBounds(t *testing.T) {
 	for _, bad := range []string{"", "16", "2016-1", "2016-13-01", "2016-01-01T25:00:00Z", "20160101"} {
 		if _, _, err := fhirTimeBounds(bad); err == nil {
 			t.Errorf("fhirTimeBounds(%q) accepted", bad)
+		}
+	}
+}
+
+func TestCompileConsentMaxDepth(t *testing.T) {
+	for _, tt := range []struct {
+		provision any
+		want      int
+	}{
+		{nil, -1},
+		{map[string]any{}, 0},
+		{map[string]any{"provision": []any{map[string]any{}, map[string]any{"provision": []any{map[string]any{}}}}}, 2},
+	} {
+		c := map[string]any{"id": "c"}
+		if tt.provision != nil {
+			c["provision"] = tt.provision
+		}
+		cc, err := CompileConsent(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := cc.term.Value.(ast.Object).Get(ast.StringTerm("maxDepth"))
+		if got == nil || !got.Equal(ast.IntNumberTerm(tt.want)) {
+			t.Errorf("maxDepth of %v = %v, want %d", tt.provision, got, tt.want)
 		}
 	}
 }

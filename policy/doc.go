@@ -87,9 +87,11 @@
 //     deciding deny provision names ETREAT (itself or through an ancestor).
 //   - Writes are also bound to the patient's managing organization, which R4
 //     Consent does not express: when Input.PatientOrganization is set, a write
+//     by a client bound to an organization (Input.Actor.Organization set)
 //     denies ("write: client does not act for the patient's managing
-//     organization") unless Input.Actor.Organization equals it or the client id
-//     is listed in data.fhiranchor.config.write.any_organization (default
-//     empty), whatever the consents say and even under break-the-glass. With no
-//     managing organization there is no such constraint.
+//     organization") unless that is the patient's organization or the client
+//     id is listed in data.fhiranchor.config.write.any_organization (default
+//     empty), whatever the consents say and even under break-the-glass. A
+//     client bound to no organization (a system-wide integration) and a
+//     patient with no managing organization have no such constraint.
 package policy

@@ -3,7 +3,6 @@ package policy
 import (
 	"context"
 	"embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -246,7 +245,7 @@ func (e *Engine) decide(ctx context.Context, p *prepared, in Input, opts ...rego
 	}
 	ctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
-	rs, err := p.query.Eval(ctx, append(opts, rego.EvalParsedInput(v))...)
+	rs, err := p.query.Eval(ctx, append(opts, rego.EvalParsedInput(v), rego.EvalGenerateJSON(decodeResult))...)
 	if err != nil {
 		if ctx.Err() != nil {
 			return deny("policy evaluation timed out"), fmt.Errorf("evaluate consent policy: %w", ctx.Err())
@@ -256,7 +255,8 @@ func (e *Engine) decide(ctx context.Context, p *prepared, in Input, opts ...rego
 	if len(rs) != 1 || len(rs[0].Expressions) != 1 {
 		return deny("policy decision undefined"), nil
 	}
-	d, ok := decode(rs[0].Expressions[0].Value)
+	res, _ := rs[0].Expressions[0].Value.(decoded)
+	d, ok := res.d, res.ok
 	if !ok {
 		return deny("policy decision ill-shaped"), nil
 	}
@@ -323,42 +323,4 @@ func codings(cs []Coding) *ast.Term {
 		out[i] = ast.NewTerm(m)
 	}
 	return ast.ArrayTerm(out...)
-}
-
-// decode reads the decision object strictly: allow must be a boolean, the rest
-// must have the documented shapes.
-func decode(v any) (Decision, bool) {
-	m, ok := v.(map[string]any)
-	if !ok {
-		return Decision{}, false
-	}
-	var d Decision
-	if d.Allow, ok = m["allow"].(bool); !ok {
-		return Decision{}, false
-	}
-	if bg, present := m["breakGlass"]; present {
-		if d.BreakGlass, ok = bg.(bool); !ok {
-			return Decision{}, false
-		}
-	}
-	// The rest is plain JSON data; a typed re-decode checks its shape.
-	raw, err := json.Marshal(map[string]any{
-		"reasons": m["reasons"], "obligations": m["obligations"], "basedOn": m["basedOn"],
-	})
-	if err != nil {
-		return Decision{}, false
-	}
-	var rest struct {
-		Reasons     []string     `json:"reasons"`
-		Obligations []Obligation `json:"obligations"`
-		BasedOn     []ConsentRef `json:"basedOn"`
-	}
-	if err := json.Unmarshal(raw, &rest); err != nil {
-		return Decision{}, false
-	}
-	d.Reasons, d.Obligations, d.BasedOn = rest.Reasons, rest.Obligations, rest.BasedOn
-	if d.Allow && len(d.Reasons) == 0 {
-		return Decision{}, false // an allow must say why
-	}
-	return d, true
 }

@@ -27,8 +27,9 @@
 #     deny provision names ETREAT.
 #   - No active consent: data.fhiranchor.config.default ("deny" when absent).
 #   - Write: whatever the consents say, a write to a patient with a managing
-#     organization (input.patientOrganization) denies unless the actor acts for
-#     that organization or its client is listed in
+#     organization (input.patientOrganization) by a client bound to an
+#     organization (input.actor.organization) denies unless that is the
+#     patient's organization or the client is listed in
 #     data.fhiranchor.config.write.any_organization. Break-the-glass does not
 #     lift this.
 #
@@ -38,6 +39,8 @@
 #   id, versionId, status   strings ("id" absent when the Consent has none)
 #   patient                 patient.reference ("" when absent)
 #   scope, policyRule       sets of coding keys
+#   maxDepth                the depth of its most deeply nested provision (0
+#                           for the root alone, -1 without provisions)
 #   provisions              array, root first, then depth first; each has
 #     path                  "provision", "provision.provision[1]", ... (for reasons)
 #     depth                 0 for the root
@@ -155,8 +158,8 @@ implied_consent if {
 }
 
 any_deny if {
-	some i in active
-	consent_outcome[i] == "deny"
+	some e in consent_eval
+	e.outcome == "deny"
 }
 
 # ---- writes: only for the patient's managing organization -----------------------
@@ -185,11 +188,9 @@ acts_for_patient_organization if input.actor.clientId in write_any_organization
 
 input_problems contains "input.time missing" if not now_ns
 
-input_problems contains "unknown action" if not action_codes[input.action]
+input_problems contains "unknown action" if not action_key_table[input.action]
 
 now_ns := time.parse_rfc3339_ns(input.time)
-
-request_actions := action_codes[input.action]
 
 # ---- the request as coding keys ------------------------------------------------
 
@@ -197,15 +198,45 @@ request_actions := action_codes[input.action]
 # it: with the given system or with none.
 either_system(system, code) := {concat("|", [system, code]), concat("|", ["", code])}
 
-privacy_keys := either_system(consent_scope, "patient-privacy")
+# The constant key sets below are either_system of the codes they name, written
+# out so that a decision does not build them again (consent_test.rego checks
+# them against either_system and action_codes).
 
-action_keys := {k | some code in request_actions; some k in either_system(consent_action, code)}
+privacy_keys := {"http://terminology.hl7.org/CodeSystem/consentscope|patient-privacy", "|patient-privacy"}
+
+optin_keys := {"http://terminology.hl7.org/CodeSystem/v3-ActCode|OPTIN", "|OPTIN"}
+
+optout_keys := {"http://terminology.hl7.org/CodeSystem/v3-ActCode|OPTOUT", "|OPTOUT"}
+
+etreat_keys := {"http://terminology.hl7.org/CodeSystem/v3-ActReason|ETREAT", "|ETREAT"}
+
+# action_key_table maps each gateway action to the keys of the consentaction
+# codes action_codes maps it to.
+action_key_table := {
+	"read": {
+		"http://terminology.hl7.org/CodeSystem/consentaction|access", "|access",
+		"http://terminology.hl7.org/CodeSystem/consentaction|use", "|use",
+		"http://terminology.hl7.org/CodeSystem/consentaction|disclose", "|disclose",
+	},
+	"write": {
+		"http://terminology.hl7.org/CodeSystem/consentaction|collect", "|collect",
+		"http://terminology.hl7.org/CodeSystem/consentaction|correct", "|correct",
+	},
+	"research-query": {
+		"http://terminology.hl7.org/CodeSystem/consentaction|use", "|use",
+		"http://terminology.hl7.org/CodeSystem/consentaction|disclose", "|disclose",
+	},
+	"export": {
+		"http://terminology.hl7.org/CodeSystem/consentaction|use", "|use",
+		"http://terminology.hl7.org/CodeSystem/consentaction|disclose", "|disclose",
+	},
+}
+
+action_keys := action_key_table[input.action]
 
 purpose_keys := either_system(act_reason, input.purpose)
 
 class_keys := either_system(resource_types, input.resource.type)
-
-etreat_keys := either_system(act_reason, "ETREAT")
 
 resource_code_keys := {concat("|", [object.get(c, "system", ""), c.code]) | some c in input.resource.codes}
 
@@ -222,51 +253,40 @@ active contains i if {
 	c.scope[k]
 }
 
-# A consent about another patient means the caller passed the wrong set: deny.
-wrong_patient contains i if {
-	some i in active
-	input.consents[i].patient != input.patient
-}
-
 max_depth := 2
 
-# Nesting deeper than root + 2 levels is not evaluated, so it denies.
-too_deep contains i if {
-	some i in active
-	some p in input.consents[i].provisions
-	p.depth > max_depth
-}
+base_effect(c) := "permit" if {
+	some k in optout_keys
+	c.policyRule[k]
+	not optin(c)
+} else := "deny"
 
-problem := wrong_patient | too_deep
-
-policy_rule(c, code) if {
-	some k in either_system(v3_actcode, code)
+optin(c) if {
+	some k in optin_keys
 	c.policyRule[k]
 }
 
-base_effect(c) := "permit" if {
-	policy_rule(c, "OPTOUT")
-	not policy_rule(c, "OPTIN")
-} else := "deny"
-
 base_name := {"permit": "OPTOUT", "deny": "OPTIN"}
-
-base[i] := base_effect(input.consents[i]) if some i in active
 
 # ---- grants: an untyped root naming recipients -----------------------------------
 
 # recipient_role_keys are the actor roles that receive data: primary information
 # recipient and information recipient. Other roles (custodian, author...) describe
 # the data, not who gets it.
-recipient_role_keys := either_system(participation_type, "PRCP") | either_system(participation_type, "IRCP")
+recipient_role_keys := {
+	"http://terminology.hl7.org/CodeSystem/v3-ParticipationType|PRCP", "|PRCP",
+	"http://terminology.hl7.org/CodeSystem/v3-ParticipationType|IRCP", "|IRCP",
+}
 
-# grant holds the active consents whose root provision is a grant to recipients.
-grant contains i if {
-	some i in active
-	root := input.consents[i].provisions[0]
+# is_grant: a root provision is a grant to recipients (untyped, naming at least
+# one actor in a recipient role).
+default is_grant(_) := false
+
+is_grant(root) if {
 	not root.type
+	by_role := root.criteria.actor.referencesByRole
 	some k in recipient_role_keys
-	root.criteria.actor.referencesByRole[k]
+	by_role[k]
 }
 
 # is_recipient: the requester is one of the recipients an actor criterion names.
@@ -275,72 +295,133 @@ is_recipient(actor) if {
 	actor.referencesByRole[k][input.actor.reference]
 }
 
-# excluded holds the grant consents that the request falls under (it matches all
-# of the root's criteria but actor) while the requester is not a recipient.
-excluded contains i if {
-	some i in grant
-	root := input.consents[i].provisions[0]
+# excludes: under a grant, the request falls under the root (it matches all of
+# its criteria but actor) while the requester is not a recipient.
+default excludes(_, _) := false
+
+excludes(true, root) if {
 	matches_except_actor(root)
 	not is_recipient(root.criteria.actor)
 }
 
-# untyped_effect is the effect of consent i's provisions whose chain is untyped.
-untyped_effect(i) := "permit" if i in grant
-else := flip[base[i]]
+# untyped_effect is the effect of a consent's provisions whose chain is untyped.
+untyped_effect(true, _) := "permit"
 
-# ---- provisions: by consent index, then by index in its provisions list --------
+untyped_effect(false, base_rule) := flip[base_rule]
 
-# evaluated[i] works through active consent i's provisions within the
-# evaluated depth, by index j in its provisions list:
-#   provisions  j -> provision
+# ---- one consent -----------------------------------------------------------------
+
+# consent_eval[i] is everything the decision needs from active consent i, worked
+# out once:
+#   ref         {"id", "versionId"} for basedOn
+#   excluded    it is a grant the request falls under from a non-recipient
+#   outcome     "deny" (a problem, an exclusion or a deciding deny), "redact"
+#               (only deciding denies that redact), "permit" (deciding
+#               permits), else the base rule's effect
+#   reasons     why, by consent id and provision path
+#   provisions, effects, decisive, labels: see provisions_outcome
+consent_eval[i] := {
+	"ref": {"id": id, "versionId": c.versionId},
+	"provisions": provs,
+	"effects": r.effects,
+	"decisive": r.decisive,
+	"excluded": excluded,
+	"outcome": outcome_of(problem, excluded, r.verdict, base_rule),
+	"labels": r.labels,
+	"reasons": consent_reasons(id, wrong, deep, excluded, r.reasons, base_rule),
+} if {
+	some i in active
+	c := input.consents[i]
+	id := object.get(c, "id", sprintf("#%d", [i]))
+	wrong := c.patient != input.patient
+
+	# Nesting deeper than root + 2 levels is not evaluated, so it denies.
+	# (A consent compiled without maxDepth counts as too deep.)
+	deep := object.get(c, "maxDepth", 1000) > max_depth
+	problem := true in {wrong, deep}
+	base_rule := base_effect(c)
+	root := root_of(c)
+	granting := is_grant(root)
+	excluded := excludes(granting, root)
+	provs := within_depth(c, deep)
+	own := {j | some j, p in provs; own_match(j, p, granting)}
+	r := provisions_outcome(id, provs, own, untyped_effect(granting, base_rule))
+}
+
+root_of(c) := p if p := c.provisions[0]
+else := {}
+
+within_depth(c, false) := c.provisions
+
+within_depth(c, true) := {j: p | some j, p in c.provisions; p.depth <= max_depth}
+
+# provisions_outcome works through a consent's provisions (within the evaluated
+# depth, by index j in its provisions list) given those that match on their own:
 #   effects     j -> "permit" or "deny"; a typed provision (its compiled type is
 #               inherited from the nearest typed ancestor) permits only if typed
-#               "permit", an untyped one takes untyped_effect (a grant permits,
-#               otherwise it does the opposite of the base rule)
+#               "permit", an untyped one takes the consent's untyped effect (a
+#               grant permits, otherwise it does the opposite of the base rule)
 #   decisive    the innermost candidates: provisions that apply (they and all
 #               their ancestors match) and are not narrowed (they have no child
 #               of the same effect, else they decide only through it)
-evaluated[i] := {"provisions": provs, "effects": effects, "decisive": decisive} if {
-	some i in active
-	untyped := untyped_effect(i)
-	provs := {j: p | some j, p in input.consents[i].provisions; p.depth <= max_depth}
+#   verdict     "deny" if a deciding deny does not redact, else "redact" if one
+#               redacts, else "permit" if a provision decides, else "none"
+#   labels      the security labels the deciding denies redact
+#   reasons     one per deciding provision
+# When no provision matches on its own, none decides: that common case skips the rest.
+provisions_outcome(id, provs, own, untyped) := no_provision_decides if count(own) == 0
+else := {"effects": effects, "decisive": decisive, "verdict": verdict, "labels": labels, "reasons": reasons} if {
 	effects := {j: provision_effect(p, untyped) | some j, p in provs}
-	own := {j | some j, p in provs; own_match(i, j, p)}
-	applies := {j | some j in own; chain_matches(provs[j], own)}
+	applies := {j | some j in own; every k in provs[j].chain { own[k] }}
 	narrowed := {j | some j in applies; some k in provs[j].children; effects[k] == effects[j]}
 	candidates := applies - narrowed
-	decisive := {j | some j in candidates; not candidate_below(candidates, provs, j)}
+	below := {k | some j in candidates; some k in provs[j].chain; k != j}
+	decisive := candidates - below
+	denying := {j | some j in decisive; effects[j] == "deny"}
+	chain_labels := {j: chain_labels_of(provs, j) | some j in denying}
+
+	# A deciding deny whose chain names labels the resource carries redacts, on read.
+	redacting := {j | input.action == "read"; some j in denying; count(chain_labels[j]) > 0}
+	labels := {l | some j in redacting; some l in chain_labels[j]}
+	verdict := verdict_of(count(denying - redacting) > 0, count(redacting) > 0, count(decisive) > 0)
+	reasons := {sprintf("Consent/%s: %s by %s", [id, what, provs[j].path]) |
+		some j in decisive
+		what := object.get({r: "redact" | some r in redacting}, j, effects[j])
+	}
 }
 
-provisions[i] := evaluated[i].provisions if some i in active
+no_provision_decides := {"effects": {}, "decisive": set(), "verdict": "none", "labels": set(), "reasons": set()}
 
-effect[i] := evaluated[i].effects if some i in active
+verdict_of(hard_deny, redact, decided) := "deny" if hard_deny
+else := "redact" if redact
+else := "permit" if decided
+else := "none"
 
-# decisive holds [i, j] for each decisive provision j of consent i.
-decisive contains [i, j] if {
-	some i, e in evaluated
-	some j in e.decisive
-}
+outcome_of(true, _, _, _) := "deny"
+
+outcome_of(false, true, _, _) := "deny"
+
+outcome_of(false, false, "none", base_rule) := base_rule
+
+outcome_of(false, false, verdict, _) := verdict if verdict != "none"
 
 provision_effect(p, untyped) := "permit" if p.type == "permit"
 else := "deny" if p.type
 else := untyped
 
-# own_match: provision j of consent i matches on its own. A grant's root
-# matches only its recipients; every other provision matches when every
-# criterion it states matches.
-own_match(i, 0, p) if {
-	i in grant
+# own_match: provision j matches on its own. A grant's root matches only its
+# recipients; every other provision matches when every criterion it states matches.
+own_match(0, p, true) if {
 	matches_except_actor(p)
 	is_recipient(p.criteria.actor)
 }
 
-own_match(i, j, p) if {
-	not grant_root(i, j)
+own_match(j, p, true) if {
+	j > 0
 	provision_matches(p)
 }
 
-grant_root(i, 0) if i in grant
+own_match(_, p, false) if provision_matches(p)
 
 provision_matches(p) if {
 	every name, criterion in p.criteria {
@@ -354,16 +435,27 @@ matches_except_actor(p) if {
 	}
 }
 
-chain_matches(p, own) if {
-	every k in p.chain {
-		own[k]
-	}
+# chain_labels_of are the security labels named along provision j's chain that
+# the requested resource carries.
+chain_labels_of(provs, j) := {l |
+	some a in provs[j].chain
+	some k, l in object.get(provs[a].criteria, "securityLabel", {})
+	resource_label_keys[k]
 }
 
-candidate_below(candidates, provs, j) if {
-	some k in candidates
-	k != j
-	j in provs[k].chain
+# consent_reasons: a problem says only that; an exclusion says only that (no
+# provision applies then); else the deciding provisions, or the base rule.
+consent_reasons(id, wrong, deep, excluded, decided, base_rule) := problem_reasons(id, wrong, deep) if true in {wrong, deep}
+else := {sprintf("deny: not a recipient named by Consent/%s", [id])} if excluded
+else := decided if count(decided) > 0
+else := {sprintf("Consent/%s: %s by base policy %s", [id, base_rule, base_name[base_rule]])}
+
+problem_reasons(id, wrong, deep) := {msg |
+	wrong
+	msg := sprintf("Consent/%s: consent of another patient: deny", [id])
+} | {msg |
+	deep
+	msg := sprintf("Consent/%s: provisions nested deeper than 3 levels: deny", [id])
 }
 
 # ---- criteria (a provision lists only those it states) -------------------------
@@ -425,47 +517,6 @@ time_lower(s) := time.parse_ns("2006-01", s) if count(s) == 7
 
 time_lower(s) := time.parse_ns("2006", s) if count(s) == 4
 
-# ---- per-consent outcome ------------------------------------------------------
-
-redactable(key) if {
-	input.action == "read"
-	count(chain_labels(key)) > 0
-}
-
-# chain_labels are the security labels named along a provision's chain that the
-# requested resource carries.
-chain_labels(key) := {l |
-	provs := provisions[key[0]]
-	some j in provs[key[1]].chain
-	some k, l in object.get(provs[j].criteria, "securityLabel", {})
-	resource_label_keys[k]
-}
-
-outcome(i) := "deny" if i in problem
-else := "deny" if i in excluded
-else := "deny" if {
-	some key in decisive
-	key[0] == i
-	effect[key[0]][key[1]] == "deny"
-	not redactable(key)
-} else := "redact" if {
-	some key in decisive
-	key[0] == i
-	effect[key[0]][key[1]] == "deny"
-} else := "permit" if {
-	some key in decisive
-	key[0] == i
-} else := base[i]
-
-consent_outcome[i] := outcome(i) if some i in active
-
-decided(i) if {
-	some key in decisive
-	key[0] == i
-}
-
-cid(i) := id if id := input.consents[i].id
-else := sprintf("#%d", [i])
 
 # ---- reasons (consent ids, provision paths and codes; never values) -----------
 
@@ -484,71 +535,26 @@ reasons contains msg if {
 }
 
 reasons contains msg if {
-	some i in wrong_patient
-	msg := sprintf("Consent/%s: consent of another patient: deny", [cid(i)])
-}
-
-reasons contains msg if {
-	some i in too_deep
-	msg := sprintf("Consent/%s: provisions nested deeper than 3 levels: deny", [cid(i)])
-}
-
-reasons contains msg if {
-	some i in excluded
-	not i in problem
-	msg := sprintf("deny: not a recipient named by Consent/%s", [cid(i)])
-}
-
-reasons contains msg if {
-	some key in decisive
-	not key[0] in problem
-	what := key_outcome(key)
-	msg := sprintf("Consent/%s: %s by %s", [cid(key[0]), what, provisions[key[0]][key[1]].path])
-}
-
-reasons contains msg if {
-	some i in active
-	not i in problem
-	not i in excluded
-	not decided(i)
-	msg := sprintf("Consent/%s: %s by base policy %s", [cid(i), base[i], base_name[base[i]]])
+	some e in consent_eval
+	some msg in e.reasons
 }
 
 reasons contains "break-the-glass" if break_glass
 
 reasons contains "write: client does not act for the patient's managing organization" if write_refused
 
-key_outcome(key) := "redact" if {
-	effect[key[0]][key[1]] == "deny"
-	redactable(key)
-} else := effect[key[0]][key[1]]
-
 # ---- basedOn and obligations --------------------------------------------------
 
-based_on contains {"id": cid(i), "versionId": input.consents[i].versionId} if {
-	some i in active
-	deciding(i)
-}
-
-deciding(_) if break_glass
-
-deciding(i) if {
-	not break_glass
-	allow
-	consent_outcome[i] != "deny"
-}
-
-deciding(i) if {
-	not break_glass
-	not allow
-	consent_outcome[i] == "deny"
-}
+# based_on names the consents the decision rests on: all of them under
+# break-the-glass, else those that agree with it.
+based_on := {e.ref | some e in consent_eval} if break_glass
+else := {e.ref | some e in consent_eval; e.outcome != "deny"} if allow
+else := {e.ref | some e in consent_eval; e.outcome == "deny"}
 
 redact_labels contains l if {
-	some key in decisive
-	consent_outcome[key[0]] == "redact"
-	effect[key[0]][key[1]] == "deny"
-	some l in chain_labels(key)
+	some e in consent_eval
+	e.outcome == "redact"
+	some l in e.labels
 }
 
 redact_obligations := [{"type": "redact", "securityLabels": sort(redact_labels)}] if {
@@ -581,28 +587,30 @@ emergency_actor if {
 
 emergency_actor if etreat_permit
 
-etreat_named(key) if {
-	provs := provisions[key[0]]
-	some j in provs[key[1]].chain
+etreat_named(provs, j) if {
+	some a in provs[j].chain
 	some k in etreat_keys
-	provs[j].criteria.purpose[k]
+	provs[a].criteria.purpose[k]
 }
 
 etreat_deny if {
-	some key in decisive
-	effect[key[0]][key[1]] == "deny"
-	etreat_named(key)
+	some e in consent_eval
+	some j in e.decisive
+	e.effects[j] == "deny"
+	etreat_named(e.provisions, j)
 }
 
 # A grant for emergency treatment keeps emergencies to its recipients.
 etreat_deny if {
-	some i in excluded
+	some e in consent_eval
+	e.excluded
 	some k in etreat_keys
-	input.consents[i].provisions[0].criteria.purpose[k]
+	e.provisions[0].criteria.purpose[k]
 }
 
 etreat_permit if {
-	some key in decisive
-	effect[key[0]][key[1]] == "permit"
-	etreat_named(key)
+	some e in consent_eval
+	some j in e.decisive
+	e.effects[j] == "permit"
+	etreat_named(e.provisions, j)
 }

@@ -25,6 +25,7 @@ mk(id, rule, provisions) := {
 	"id": id, "versionId": "1", "status": "active",
 	"scope": {key("http://terminology.hl7.org/CodeSystem/consentscope", "patient-privacy")},
 	"patient": "Patient/p", "policyRule": {key(v3_actcode, rule)}, "provisions": provisions,
+	"maxDepth": max(array.concat([-1], [p.depth | some p in provisions])),
 }
 
 # prov is a compiled provision; fields add its (inherited) type and its criteria.
@@ -49,6 +50,18 @@ req(consents) := {
 }
 
 decide(x) := d if d := consent.decision with input as x
+
+test_constant_key_tables if {
+	consent.privacy_keys == consent.either_system(consent.consent_scope, "patient-privacy")
+	consent.optin_keys == consent.either_system(v3_actcode, "OPTIN")
+	consent.optout_keys == consent.either_system(v3_actcode, "OPTOUT")
+	consent.etreat_keys == consent.either_system(act_reason, "ETREAT")
+	consent.recipient_role_keys == consent.either_system(consent.participation_type, "PRCP") | consent.either_system(consent.participation_type, "IRCP")
+	{a | some a, _ in consent.action_key_table} == {a | some a, _ in consent.action_codes}
+	every action, codes in consent.action_codes {
+		consent.action_key_table[action] == {k | some code in codes; some k in consent.either_system(consent.consent_action, code)}
+	}
+}
 
 test_no_consent_uses_configured_default if {
 	r := object.union(req([]), {"purpose": "HMARKT"})
@@ -232,6 +245,12 @@ test_consent_of_other_patient_denies if {
 	d := decide(req([c]))
 	not d.allow
 	"Consent/c1: consent of another patient: deny" in d.reasons
+}
+
+test_consent_without_max_depth_counts_as_too_deep if {
+	d := decide(req([object.remove(mk("c1", "OPTOUT", []), ["maxDepth"])]))
+	not d.allow
+	d.reasons == ["Consent/c1: provisions nested deeper than 3 levels: deny"]
 }
 
 test_too_deep_denies if {
