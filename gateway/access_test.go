@@ -370,3 +370,33 @@ func clone(f policy.Files) policy.Files {
 	}
 	return out
 }
+
+// TestHistoryOfDeletedResourceIsDecided: the versions before a deletion
+// are still the patient's data; their history is decided like a read.
+func TestHistoryOfDeletedResourceIsDecided(t *testing.T) {
+	g := testonly.StartGateway(t, testonly.Options{})
+	ehr := g.Token(t)
+	patient := created(t, g, ehr, "Patient", `{"resourceType":"Patient"}`)
+	obs := created(t, g, ehr, "Observation", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/`+patient+`"}}`)
+	raw, err := os.ReadFile(filepath.Join(shareddata.Dir(t), "hl7-examples", "Consent-consent-example-Out.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var consent map[string]any
+	json.Unmarshal(raw, &consent)
+	delete(consent, "id")
+	consent["patient"] = map[string]any{"reference": "Patient/" + patient}
+	body, _ := json.Marshal(consent)
+	created(t, g, ehr, "Consent", string(body))
+	if r := g.Do(t, "DELETE", "/Observation/"+obs, nil, "Authorization", "Bearer "+ehr); r.Status != http.StatusOK {
+		t.Fatalf("delete: %d %s", r.Status, r.Body)
+	}
+	goodHealth := g.TokenFor(t, auth.Claims{ClientID: "good-health", FHIRUser: "Organization/f001", PurposeOfUse: "TREAT",
+		Scopes: []string{"system/*.read"}, TTL: time.Hour})
+	if r := g.Do(t, "GET", "/Observation/"+obs+"/_history", nil, "Authorization", "Bearer "+goodHealth); r.Status != http.StatusForbidden {
+		t.Fatalf("history of a deleted Observation, withheld organization: %d %s", r.Status, r.Body)
+	}
+	if r := g.Do(t, "GET", "/Observation/"+obs+"/_history", nil, "Authorization", "Bearer "+ehr); r.Status != http.StatusOK {
+		t.Fatalf("history for the EHR: %d %s", r.Status, r.Body)
+	}
+}

@@ -201,7 +201,16 @@ func (s *service) History(ctx context.Context, req *fhiranchorv1.HistoryRequest)
 // (one decision per history read), and versions whose security labels the
 // decision withholds are left out.
 func (s *service) allowHistory(ctx context.Context, versions []vault.Version) ([]vault.Version, error) {
-	d, err := s.allowRead(ctx, versions[0])
+	// The newest version with content decides: a tombstone has no patient
+	// and must not let the versions before it through undecided.
+	newest := versions[0]
+	for _, v := range versions {
+		if !v.Deleted {
+			newest = v
+			break
+		}
+	}
+	d, err := s.allowRead(ctx, newest)
 	if err != nil {
 		return nil, err
 	}
