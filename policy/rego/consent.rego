@@ -126,22 +126,26 @@ allow if {
 allow if break_glass
 
 consent_allow if {
-	count(input_problems) == 0
-	count(active) > 0
+	input_ok
+	not no_consent
 	not any_deny
 }
 
 consent_allow if {
-	count(input_problems) == 0
-	count(active) == 0
+	input_ok
+	no_consent
 	configured_default == "permit"
 }
 
 consent_allow if {
-	count(input_problems) == 0
-	count(active) == 0
+	input_ok
+	no_consent
 	implied_consent
 }
+
+input_ok if count(input_problems) == 0
+
+no_consent if count(active) == 0
 
 # implied lists, per action, the purposes of use the deployment's rules
 # permit when a patient has no active consent on file ("*": any purpose).
@@ -523,13 +527,13 @@ time_lower(s) := time.parse_ns("2006", s) if count(s) == 4
 reasons contains p if some p in input_problems
 
 reasons contains msg if {
-	count(active) == 0
+	no_consent
 	not implied_consent
 	msg := sprintf("no active patient-privacy consent: default %s", [configured_default])
 }
 
 reasons contains msg if {
-	count(active) == 0
+	no_consent
 	implied_consent
 	msg := sprintf("no active patient-privacy consent: implied consent to %s for %s", [input.action, input.purpose])
 }
@@ -574,7 +578,7 @@ default break_glass := false
 break_glass if {
 	input.purpose == "ETREAT"
 	input.action in break_glass_actions
-	count(input_problems) == 0
+	input_ok
 	not write_refused
 	not etreat_deny
 	emergency_actor
