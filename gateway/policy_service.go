@@ -338,6 +338,9 @@ func (s *policyService) activate(ctx context.Context, version int64, rollback bo
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if version == s.active.Version {
+		return nil, failure(http.StatusConflict, "business-rule", "", "this version is already the active one")
+	}
 	files, err := s.files(ctx, version)
 	if err != nil {
 		return nil, err

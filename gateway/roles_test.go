@@ -140,8 +140,10 @@ func TestRoleMatrix(t *testing.T) {
 		// The default bundle is stored as version 1 already: 409 duplicate.
 		"/fhiranchor.v1.PolicyService/CreatePolicy": {allow: policyAdmins, ok: []codes.Code{codes.OK, codes.Aborted},
 			req: &fhiranchorv1.CreatePolicyRequest{Files: files}},
-		"/fhiranchor.v1.PolicyService/TestPolicy":     {allow: policyAdmins, req: &fhiranchorv1.TestPolicyRequest{Files: files}},
-		"/fhiranchor.v1.PolicyService/ActivatePolicy": {allow: policyAdmins, req: &fhiranchorv1.ActivatePolicyRequest{Version: 1}},
+		"/fhiranchor.v1.PolicyService/TestPolicy": {allow: policyAdmins, req: &fhiranchorv1.TestPolicyRequest{Files: files}},
+		// Version 1 is the active one: 409 proves the admin was admitted.
+		"/fhiranchor.v1.PolicyService/ActivatePolicy": {allow: policyAdmins, ok: []codes.Code{codes.Aborted},
+			req: &fhiranchorv1.ActivatePolicyRequest{Version: 1}},
 		"/fhiranchor.v1.PolicyService/RollbackPolicy": {allow: policyAdmins, ok: []codes.Code{codes.OK, codes.Aborted},
 			req: &fhiranchorv1.RollbackPolicyRequest{}},
 		"/fhiranchor.v1.PolicyService/Evaluate": {allow: policyAdmins,
