@@ -25,7 +25,9 @@
 #   - Break-the-glass: purpose ETREAT on read/write by a physician or nurse (or
 #     under a permit naming ETREAT) allows and is audited, unless the deciding
 #     deny provision names ETREAT.
-#   - No active consent: data.fhiranchor.config.default ("deny" when absent).
+#   - No active consent: the implied consent of data.fhiranchor.config.implied
+#     (per action, the purposes permitted without a consent on file), else
+#     data.fhiranchor.config.default ("deny" when absent).
 #   - Write: whatever the consents say, a write to a patient with a managing
 #     organization (input.patientOrganization) by a client bound to an
 #     organization (input.actor.organization) denies unless that is the
