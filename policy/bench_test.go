@@ -41,6 +41,13 @@ func BenchmarkDecide(b *testing.B) {
 	}
 	b.Run("json", func(b *testing.B) { benchDecide(b, e, in) })
 	b.Run("compiled", func(b *testing.B) { benchDecide(b, e, compiled) })
+	// Most patients have no consent on file (implied consent decides), or one.
+	none := compiled
+	none.Compiled = nil
+	b.Run("no-consent", func(b *testing.B) { benchDecide(b, e, none) })
+	one := compiled
+	one.Compiled = compiled.Compiled[1:2] // Out: OPTOUT, withholding from another organization
+	b.Run("one-consent", func(b *testing.B) { benchDecide(b, e, one) })
 }
 
 func benchDecide(b *testing.B, e *Engine, in Input) {
