@@ -21,7 +21,6 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/fhiranchor/fhiranchor/gateway/auth"
 	"github.com/fhiranchor/fhiranchor/policy"
 )
 
@@ -188,17 +187,10 @@ func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer, get
 // parseAPIBase checks --server and drops a trailing slash. A FHIR base URL
 // (.../fhir/r4, as push takes) is accepted for the REST root it is under.
 func parseAPIBase(s string) (string, error) {
-	u, err := url.Parse(s)
+	base, err := parseServerURL(s, defaultAPIServer)
 	if err != nil {
 		return "", err
 	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", fmt.Errorf("want an http(s) URL such as %s, got %q", defaultAPIServer, s)
-	}
-	if u.RawQuery != "" || u.Fragment != "" {
-		return "", fmt.Errorf("the server URL takes no query or fragment, got %q", s)
-	}
-	base := strings.TrimRight(u.String(), "/")
 	return strings.TrimSuffix(base, "/fhir/r4"), nil
 }
 
@@ -206,34 +198,11 @@ func parseAPIBase(s string) (string, error) {
 // dev key), except that without any it fails: every policy endpoint needs
 // one, so sending none would only earn a 401.
 func policyToken(flagToken string, getenv func(string) string, dataDir string, stderr io.Writer) (string, error) {
-	if t := strings.TrimSpace(flagToken); t != "" {
-		return t, nil
-	}
-	if t := strings.TrimSpace(getenv("FHIRANCHOR_TOKEN")); t != "" {
-		return t, nil
-	}
-	keyPath := auth.DevKeyPath(dataDir)
-	if _, err := os.Stat(keyPath); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return "", fmt.Errorf("no token: pass --token, set $FHIRANCHOR_TOKEN, or point --data at a local serve's data directory (no dev key at %s)", keyPath)
-		}
-		return "", fmt.Errorf("check dev key: %w", err)
-	}
-	key, err := auth.LoadOrCreateDevKey(dataDir)
+	src, err := resolveToken("policy", strings.Fields(policyScopes), true, flagToken, getenv, dataDir, stderr)
 	if err != nil {
-		return "", fmt.Errorf("load dev key: %w", err)
+		return "", err
 	}
-	tok, err := auth.MintToken(key, auth.Claims{
-		ClientID: "dev-client",
-		Scopes:   strings.Fields(policyScopes),
-		TTL:      devTokenTTL,
-		Now:      time.Now(),
-	})
-	if err != nil {
-		return "", fmt.Errorf("mint dev token: %w", err)
-	}
-	fmt.Fprintf(stderr, "policy: using a dev token signed by %s\n", keyPath)
-	return tok, nil
+	return src()
 }
 
 // apiClient calls the gateway's JSON REST API.

@@ -114,7 +114,7 @@ func runPush(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	if len(files) == 0 {
 		return errors.New("push: no .json or .ndjson files found")
 	}
-	tokens, err := resolveToken(*token, getenv, *dataDir, stderr)
+	tokens, err := resolveToken("push", pushScopes, false, *token, getenv, *dataDir, stderr)
 	if err != nil {
 		return fmt.Errorf("push: %w", err)
 	}
@@ -156,16 +156,21 @@ func parseInterspersed(fset *flag.FlagSet, args []string) ([]string, error) {
 
 // parseBaseURL checks that the --server value is an absolute http(s) URL and
 // drops a trailing slash so that <base>/<type> joins cleanly.
-func parseBaseURL(s string) (string, error) {
+func parseBaseURL(s string) (string, error) { return parseServerURL(s, defaultServer) }
+
+// parseServerURL checks that a --server value is an absolute http(s) URL
+// with no query or fragment, and drops a trailing slash; example is what a
+// good value looks like, for the error.
+func parseServerURL(s, example string) (string, error) {
 	u, err := url.Parse(s)
 	if err != nil {
 		return "", err
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", fmt.Errorf("want an http(s) URL such as %s, got %q", defaultServer, s)
+		return "", fmt.Errorf("want an http(s) URL such as %s, got %q", example, s)
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
-		return "", fmt.Errorf("the FHIR base URL takes no query or fragment, got %q", s)
+		return "", fmt.Errorf("the server URL takes no query or fragment, got %q", s)
 	}
 	return strings.TrimRight(u.String(), "/"), nil
 }
@@ -217,9 +222,11 @@ func fileKind(path string) string {
 type tokenSource func() (string, error)
 
 // resolveToken picks the token in the documented order: flag, environment,
-// then the local dev key. The dev key is used only if it already exists:
-// creating one here would mint tokens that no running server trusts.
-func resolveToken(flagToken string, getenv func(string) string, dataDir string, stderr io.Writer) (tokenSource, error) {
+// then the local dev key, from which it mints tokens with scopes. The dev
+// key is used only if it already exists: creating one here would mint
+// tokens that no running server trusts. Without any, cmd (the subcommand,
+// for messages) sends requests without a token, or fails if required.
+func resolveToken(cmd string, scopes []string, required bool, flagToken string, getenv func(string) string, dataDir string, stderr io.Writer) (tokenSource, error) {
 	static := func(t string) tokenSource { return func() (string, error) { return t, nil } }
 	if t := strings.TrimSpace(flagToken); t != "" {
 		return static(t), nil
@@ -232,20 +239,23 @@ func resolveToken(flagToken string, getenv func(string) string, dataDir string, 
 		if !errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("check dev key: %w", err)
 		}
-		fmt.Fprintf(stderr, "push: no token (--token, $FHIRANCHOR_TOKEN, or a dev key at %s); sending requests without one\n", keyPath)
+		if required {
+			return nil, fmt.Errorf("no token: pass --token, set $FHIRANCHOR_TOKEN, or point --data at a local serve's data directory (no dev key at %s)", keyPath)
+		}
+		fmt.Fprintf(stderr, "%s: no token (--token, $FHIRANCHOR_TOKEN, or a dev key at %s); sending requests without one\n", cmd, keyPath)
 		return static(""), nil
 	}
 	key, err := auth.LoadOrCreateDevKey(dataDir)
 	if err != nil {
 		return nil, fmt.Errorf("load dev key: %w", err)
 	}
-	fmt.Fprintf(stderr, "push: using a dev token signed by %s\n", keyPath)
-	return devTokenSource(key), nil
+	fmt.Fprintf(stderr, "%s: using a dev token signed by %s\n", cmd, keyPath)
+	return devTokenSource(key, scopes), nil
 }
 
 // devTokenSource mints dev tokens on demand and re-mints at half their
 // lifetime, so a push that runs longer than devTokenTTL keeps working.
-func devTokenSource(key *ecdsa.PrivateKey) tokenSource {
+func devTokenSource(key *ecdsa.PrivateKey, scopes []string) tokenSource {
 	var (
 		mu     sync.Mutex
 		tok    string
@@ -260,7 +270,7 @@ func devTokenSource(key *ecdsa.PrivateKey) tokenSource {
 		}
 		t, err := auth.MintToken(key, auth.Claims{
 			ClientID: "dev-client",
-			Scopes:   pushScopes,
+			Scopes:   scopes,
 			TTL:      devTokenTTL,
 			Now:      now,
 		})
