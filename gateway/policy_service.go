@@ -70,7 +70,7 @@ func newPolicyService(ctx context.Context, v *vault.Sealed, a *access, log *slog
 			return nil, err
 		}
 	}
-	files, err := s.files(ctx, act.Version)
+	_, files, err := s.load(ctx, act.Version)
 	if err != nil {
 		return nil, err
 	}
@@ -114,11 +114,11 @@ func (s *policyService) bootstrap(ctx context.Context) (activationRecord, int64,
 	var act activationRecord
 	var seq int64
 	err = s.vault.Update(ctx, func(tx *vault.SealedTx) error {
-		version, err := s.store(ctx, tx, files, revision, bootstrapClient)
+		p, err := s.store(ctx, tx, files, revision, bootstrapClient)
 		if err != nil {
 			return err
 		}
-		act, seq, err = s.recordActivation(ctx, tx, version, revision, 0, false, bootstrapClient)
+		act, seq, err = s.recordActivation(ctx, tx, p.Version, revision, 0, false, bootstrapClient)
 		return err
 	})
 	if err != nil {
@@ -128,12 +128,14 @@ func (s *policyService) bootstrap(ctx context.Context) (activationRecord, int64,
 	return act, seq, nil
 }
 
-func (s *policyService) store(ctx context.Context, tx *vault.SealedTx, files policy.Files, revision, client string) (int64, error) {
+func (s *policyService) store(ctx context.Context, tx *vault.SealedTx, files policy.Files, revision, client string) (vault.Policy, error) {
 	enc, err := files.Encode()
 	if err != nil {
-		return 0, err
+		return vault.Policy{}, err
 	}
-	return tx.PutPolicy(ctx, vault.Policy{Revision: revision, Bundle: enc, Created: microsNow(s.now), Author: client})
+	p := vault.Policy{Revision: revision, Bundle: enc, Created: microsNow(s.now), Author: client}
+	p.Version, err = tx.PutPolicy(ctx, p)
+	return p, err
 }
 
 func (s *policyService) recordActivation(ctx context.Context, tx *vault.SealedTx, version int64, revision string, previous int64, rollback bool, client string) (activationRecord, int64, error) {
@@ -147,19 +149,20 @@ func (s *policyService) recordActivation(ctx context.Context, tx *vault.SealedTx
 	return act, int64(idx) + 1, nil
 }
 
-func (s *policyService) files(ctx context.Context, version int64) (policy.Files, error) {
+// load reads a stored version and decodes its files.
+func (s *policyService) load(ctx context.Context, version int64) (vault.Policy, policy.Files, error) {
 	p, err := s.vault.Store().Policy(ctx, version)
 	if errors.Is(err, vault.ErrNotFound) {
-		return nil, failure(http.StatusNotFound, "not-found", "", "no such policy version")
+		return vault.Policy{}, nil, failure(http.StatusNotFound, "not-found", "", "no such policy version")
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read policy version: %w", err)
+		return vault.Policy{}, nil, fmt.Errorf("read policy version: %w", err)
 	}
 	files, err := policy.DecodeFiles(p.Bundle)
 	if err != nil {
-		return nil, fmt.Errorf("decode policy version %d: %w", version, err)
+		return vault.Policy{}, nil, fmt.Errorf("decode policy version %d: %w", version, err)
 	}
-	return files, nil
+	return p, files, nil
 }
 
 // Run follows activations made by other gateways on the same database
@@ -190,7 +193,7 @@ func (s *policyService) sync(ctx context.Context) error {
 	if seq == s.activeLeaf {
 		return nil
 	}
-	files, err := s.files(ctx, act.Version)
+	_, files, err := s.load(ctx, act.Version)
 	if err != nil {
 		return err
 	}
@@ -219,16 +222,9 @@ func (s *policyService) ListPolicies(ctx context.Context, _ *fhiranchorv1.ListPo
 
 // GetPolicy returns one version with its files.
 func (s *policyService) GetPolicy(ctx context.Context, req *fhiranchorv1.GetPolicyRequest) (*fhiranchorv1.Policy, error) {
-	p, err := s.vault.Store().Policy(ctx, req.GetVersion())
-	if errors.Is(err, vault.ErrNotFound) {
-		return nil, failure(http.StatusNotFound, "not-found", "", "no such policy version")
-	}
+	p, files, err := s.load(ctx, req.GetVersion())
 	if err != nil {
-		return nil, fmt.Errorf("read policy: %w", err)
-	}
-	files, err := policy.DecodeFiles(p.Bundle)
-	if err != nil {
-		return nil, fmt.Errorf("decode policy version: %w", err)
+		return nil, err
 	}
 	return policyMessage(p, s.access.version.Load(), files), nil
 }
@@ -239,15 +235,15 @@ func (s *policyService) CreatePolicy(ctx context.Context, req *fhiranchorv1.Crea
 	files := policy.Files(req.GetFiles())
 	revision, results, err := s.check(ctx, files)
 	if err != nil {
-		return nil, err
+		return nil, policyRefusal(err)
 	}
 	if f := failedTests(results); len(f) > 0 {
 		return nil, refused("the policy's tests fail", f)
 	}
-	var version int64
+	var p vault.Policy
 	err = s.vault.Update(ctx, func(tx *vault.SealedTx) error {
 		var err error
-		version, err = s.store(ctx, tx, files, revision, clientOf(ctx))
+		p, err = s.store(ctx, tx, files, revision, clientOf(ctx))
 		if errors.Is(err, vault.ErrConflict) {
 			return failure(http.StatusConflict, "duplicate", "", "a stored version already has this revision")
 		}
@@ -256,48 +252,37 @@ func (s *policyService) CreatePolicy(ctx context.Context, req *fhiranchorv1.Crea
 	if err != nil {
 		return nil, err
 	}
-	p, err := s.vault.Store().Policy(ctx, version)
-	if err != nil {
-		return nil, fmt.Errorf("read stored policy: %w", err)
-	}
-	s.log.InfoContext(ctx, "policy stored", slog.Int64("version", version), slog.String("client", clientOf(ctx)))
+	s.log.InfoContext(ctx, "policy stored", slog.Int64("version", p.Version), slog.String("client", clientOf(ctx)))
 	setResponse(ctx, http.StatusCreated)
 	return &fhiranchorv1.CreatePolicyResponse{Policy: policyMessage(p, s.access.version.Load(), files), Tests: testMessages(results)}, nil
 }
 
 // TestPolicy compiles a bundle and runs its tests, storing nothing.
 func (s *policyService) TestPolicy(ctx context.Context, req *fhiranchorv1.TestPolicyRequest) (*fhiranchorv1.TestPolicyResponse, error) {
-	files := policy.Files(req.GetFiles())
-	if err := files.Validate(); err != nil {
-		return nil, failure(http.StatusBadRequest, "invalid", "files", err.Error())
-	}
-	revision, results, err := policy.Check(ctx, files.FS())
+	revision, results, err := s.check(ctx, policy.Files(req.GetFiles()))
 	var ce *policy.CompileError
 	if errors.As(err, &ce) {
 		return &fhiranchorv1.TestPolicyResponse{Revision: revision, Errors: ce.Messages}, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("test policy: %w", err)
+		return nil, err
 	}
 	return &fhiranchorv1.TestPolicyResponse{Revision: revision, Compiled: true, Tests: testMessages(results),
 		Passed: len(failedTests(results)) == 0}, nil
 }
 
-// check validates, compiles and tests a bundle, turning a compile failure
-// into a 422 OperationOutcome with the compiler's messages.
+// check validates, compiles and tests a bundle. Invalid file names are a
+// 400; a compile failure is returned as the *policy.CompileError.
 func (s *policyService) check(ctx context.Context, files policy.Files) (string, []policy.TestResult, error) {
 	if err := files.Validate(); err != nil {
 		return "", nil, failure(http.StatusBadRequest, "invalid", "files", err.Error())
 	}
 	revision, results, err := policy.Check(ctx, files.FS())
 	var ce *policy.CompileError
-	if errors.As(err, &ce) {
-		return "", nil, refused("the policy does not compile", ce.Messages)
-	}
-	if err != nil {
+	if err != nil && !errors.As(err, &ce) {
 		return "", nil, fmt.Errorf("check policy: %w", err)
 	}
-	return revision, results, nil
+	return revision, results, err
 }
 
 // refused is a 422 whose OperationOutcome has one issue per message.
@@ -341,16 +326,12 @@ func (s *policyService) activate(ctx context.Context, version int64, rollback bo
 	if version == s.active.Version {
 		return nil, failure(http.StatusConflict, "business-rule", "", "this version is already the active one")
 	}
-	files, err := s.files(ctx, version)
+	p, files, err := s.load(ctx, version)
 	if err != nil {
 		return nil, err
 	}
-	p, err := s.vault.Store().Policy(ctx, version)
-	if err != nil {
-		return nil, fmt.Errorf("read policy: %w", err)
-	}
 	if err := s.engine.Replace(ctx, files.FS(), p.Revision); err != nil {
-		return nil, activationRefusal(err)
+		return nil, policyRefusal(err)
 	}
 	prev := s.active
 	var act activationRecord
@@ -361,7 +342,7 @@ func (s *policyService) activate(ctx context.Context, version int64, rollback bo
 		return err
 	})
 	if err != nil {
-		if old, ferr := s.files(ctx, prev.Version); ferr == nil {
+		if _, old, ferr := s.load(ctx, prev.Version); ferr == nil {
 			if rerr := s.engine.Replace(ctx, old.FS(), prev.Revision); rerr != nil {
 				s.log.ErrorContext(ctx, "restore previous policy", slog.String("err", rerr.Error()))
 			}
@@ -375,9 +356,9 @@ func (s *policyService) activate(ctx context.Context, version int64, rollback bo
 	return activationMessage(act, seq), nil
 }
 
-// activationRefusal turns a failed Replace into a 422 naming the compiler
-// messages or the failing tests.
-func activationRefusal(err error) error {
+// policyRefusal turns a bundle that does not compile or whose tests fail
+// into a 422 naming the compiler messages or the failing tests.
+func policyRefusal(err error) error {
 	var ce *policy.CompileError
 	var tf *policy.TestFailureError
 	switch {
@@ -386,7 +367,7 @@ func activationRefusal(err error) error {
 	case errors.As(err, &tf):
 		return refused("the policy's tests fail", failedTests(tf.Failed))
 	}
-	return fmt.Errorf("activate policy: %w", err)
+	return fmt.Errorf("load policy: %w", err)
 }
 
 // ListActivations lists every activation, newest first.
@@ -419,16 +400,12 @@ func (s *policyService) Evaluate(ctx context.Context, req *fhiranchorv1.Evaluate
 	}
 	engine, version := s.engine, s.access.version.Load()
 	if v := req.GetVersion(); v != 0 && v != version {
-		files, err := s.files(ctx, v)
+		p, files, err := s.load(ctx, v)
 		if err != nil {
 			return nil, err
 		}
-		p, err := s.vault.Store().Policy(ctx, v)
-		if err != nil {
-			return nil, fmt.Errorf("read policy: %w", err)
-		}
 		if engine, err = policy.New(ctx, policy.Config{Bundle: files.FS(), Revision: p.Revision}); err != nil {
-			return nil, activationRefusal(err)
+			return nil, policyRefusal(err)
 		}
 		version = v
 	}
