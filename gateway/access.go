@@ -89,7 +89,9 @@ func (a *access) input(ctx context.Context, action, patient string, res policy.R
 func (a *access) decide(ctx context.Context, r consentReader, in policy.Input) (policy.Decision, error) {
 	consents, err := a.consents.of(ctx, r, in.Patient)
 	if errors.Is(err, policy.ErrInvalidConsent) {
-		a.log.WarnContext(ctx, "consent cannot be compiled: access denied", slog.String("patient", in.Patient))
+		// No patient reference in the log: a client-chosen id can be an MRN.
+		// The decision record names the patient, for those allowed to see it.
+		a.log.WarnContext(ctx, "a consent cannot be compiled: access denied", slog.String("client", in.Actor.ClientID))
 		return policy.Decision{Reasons: []string{"invalid consent: default deny"}}, nil
 	}
 	if err != nil {
@@ -134,7 +136,7 @@ func (a *access) record(ctx context.Context, tx *vault.SealedTx, in policy.Input
 // OperationOutcome when the policy denies the read or the decision's
 // obligations withhold this version. For a set of versions of one resource
 // (history), the newest is decided and the rest are checked with withheld.
-func (a *access) read(ctx context.Context, action string, v vault.Version) (policy.Decision, error) {
+func (a *access) read(ctx context.Context, v vault.Version) (policy.Decision, error) {
 	if v.Compartment == "" || v.Deleted {
 		return policy.Decision{Allow: true}, nil
 	}
@@ -142,7 +144,7 @@ func (a *access) read(ctx context.Context, action string, v vault.Version) (poli
 	if err != nil {
 		return policy.Decision{}, err
 	}
-	in := a.input(ctx, action, v.Compartment, res, microsNow(a.now))
+	in := a.input(ctx, "read", v.Compartment, res, microsNow(a.now))
 	d, err := a.decide(ctx, committed{a.vault}, in)
 	if err != nil {
 		return policy.Decision{}, err

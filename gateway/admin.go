@@ -51,7 +51,7 @@ func (a *adminService) ErasePatient(ctx context.Context, req *fhiranchorv1.Erase
 		return nil, err
 	}
 	compartment := "Patient/" + req.GetId()
-	at := a.now().UTC().Truncate(time.Microsecond)
+	at := microsNow(a.now)
 	var out erasure
 	err := a.vault.Update(ctx, func(tx *vault.SealedTx) error {
 		n, err := tx.Erase(ctx, compartment)

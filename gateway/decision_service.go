@@ -12,6 +12,7 @@ import (
 	"google.golang.org/genproto/googleapis/api/httpbody"
 
 	"github.com/fhiranchor/fhiranchor/anchor"
+	"github.com/fhiranchor/fhiranchor/gateway/auth"
 	fhiranchorv1 "github.com/fhiranchor/fhiranchor/proto/fhiranchor/v1"
 	"github.com/fhiranchor/fhiranchor/vault"
 )
@@ -142,7 +143,7 @@ func appendEntry(b []byte, l vault.Leaf) []byte {
 func recordsScope(ctx context.Context, patient string) (string, error) {
 	p, ok := principalFrom(ctx)
 	if !ok {
-		return "", errNoPrincipal
+		return "", auth.ErrNoToken
 	}
 	if p.Scopes.Has(AuditScope) {
 		return patient, nil

@@ -103,7 +103,7 @@ func (s *logService) GetEvidence(ctx context.Context, req *fhiranchorv1.GetEvide
 		return nil, err
 	}
 	if s.access != nil { // evidence is the version in clear: a read like any other
-		if _, err := s.access.read(ctx, "read", v); err != nil {
+		if _, err := s.access.read(ctx, v); err != nil {
 			return nil, err
 		}
 	}

@@ -440,15 +440,9 @@ func evaluateInput(req *fhiranchorv1.EvaluateRequest) (policy.Input, error) {
 		PatientOrganization: req.GetPatientOrganization(),
 		Resource:            policy.ResourceRef{Type: req.GetResourceType(), ID: req.GetResourceId(), Date: req.GetDate()},
 	}
-	switch p := req.GetPatient(); {
-	case p == "":
-	case strings.HasPrefix(p, "Patient/"):
-		in.Patient = p
-	default:
-		in.Patient = "Patient/" + p
-	}
-	if in.Patient != "" && !idPattern.MatchString(strings.TrimPrefix(in.Patient, "Patient/")) {
-		return in, failure(http.StatusBadRequest, "invalid", "patient", "patient must be Patient/<id>")
+	var err error
+	if in.Patient, err = normPatient(req.GetPatient()); err != nil {
+		return in, err
 	}
 	if in.Resource.Type != "" {
 		in.Resource.Reference = in.Resource.Type + "/" + in.Resource.ID
@@ -460,7 +454,6 @@ func evaluateInput(req *fhiranchorv1.EvaluateRequest) (policy.Input, error) {
 		}
 		in.Time = at
 	}
-	var err error
 	if in.Resource.SecurityLabels, err = parseCodings(req.GetSecurityLabels(), "security_labels"); err != nil {
 		return in, err
 	}

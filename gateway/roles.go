@@ -29,8 +29,6 @@ const (
 	PatientSelfScope = "fhiranchor/patient.self"
 )
 
-var errNoPrincipal = auth.ErrNoToken
-
 // resourceMethods check SMART resource scopes per type in their handlers.
 var resourceMethods = map[string]bool{
 	"/fhiranchor.v1.FHIRService/Transaction": true,

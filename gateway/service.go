@@ -152,7 +152,7 @@ func (s *service) allowRead(ctx context.Context, v vault.Version) (policy.Decisi
 	if s.access == nil {
 		return policy.Decision{Allow: true}, nil
 	}
-	return s.access.read(ctx, "read", v)
+	return s.access.read(ctx, v)
 }
 
 // VRead returns one version (GET /{type}/{id}/_history/{vid}).

@@ -201,7 +201,7 @@ type writer struct {
 // Order is FHIR's transaction order: DELETE, POST, PUT, then references are
 // resolved and versions stored; GETs run after the commit.
 func (w *writer) apply(ctx context.Context, tx *vault.SealedTx, ops []*op, atomic bool) error {
-	now := w.now().UTC().Truncate(time.Microsecond)
+	now := microsNow(w.now)
 	fail := func(o *op, err error) error {
 		var fe *fhirError
 		if !errors.As(err, &fe) {
