@@ -26,9 +26,6 @@ const Query = "data.fhiranchor.consent.decision"
 // than failing closed under load.
 const DefaultTimeout = 500 * time.Millisecond
 
-// ErrDenied is what callers return when a Decision does not allow the access.
-var ErrDenied = errors.New("access not permitted by consent")
-
 // Coding is a FHIR Coding reduced to what the policy compares.
 type Coding struct {
 	System string `json:"system,omitempty"`
@@ -250,7 +247,7 @@ func (e *Engine) decide(ctx context.Context, p *prepared, in Input, opts ...rego
 		if ctx.Err() != nil {
 			return deny("policy evaluation timed out"), fmt.Errorf("evaluate consent policy: %w", ctx.Err())
 		}
-		return deny("policy evaluation failed"), fmt.Errorf("evaluate consent policy: %w", err)
+		return deny("policy evaluation failed"), evalError(err)
 	}
 	if len(rs) != 1 || len(rs[0].Expressions) != 1 {
 		return deny("policy decision undefined"), nil
@@ -323,4 +320,20 @@ func codings(cs []Coding) *ast.Term {
 		out[i] = ast.NewTerm(m)
 	}
 	return ast.ArrayTerm(out...)
+}
+
+// evalError keeps of an evaluation failure what an operator needs, the OPA
+// error code and the rule's location, and drops its message: a builtin's
+// message can quote the input it failed on, such as a clinical date, which
+// must not reach a log.
+func evalError(err error) error {
+	var te *topdown.Error
+	if errors.As(err, &te) {
+		loc := "unknown location"
+		if te.Location != nil {
+			loc = te.Location.String()
+		}
+		return fmt.Errorf("evaluate consent policy: %s at %s", te.Code, loc)
+	}
+	return errors.New("evaluate consent policy: evaluation failed")
 }

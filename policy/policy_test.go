@@ -206,3 +206,27 @@ func TestWriteNeedsThePatientsOrganization(t *testing.T) {
 		})
 	}
 }
+
+// TestEvalErrorQuotesNoInput: a builtin that fails on an input value (here a
+// clinical date) makes a denial whose error names the rule, not the value.
+func TestEvalErrorQuotesNoInput(t *testing.T) {
+	e, err := New(t.Context(), Config{Bundle: bundleFS(map[string]string{"p.rego": `package fhiranchor.consent
+
+decision := {"allow": true, "reasons": ["x"]} if time.parse_rfc3339_ns(input.resource.date) > 0
+`})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := simpleInput
+	in.Resource.Date = "1962-07-04-MARKER"
+	d, err := e.Decide(t.Context(), in)
+	if err == nil || d.Allow {
+		t.Fatalf("decision %+v, err %v; want a failed evaluation", d, err)
+	}
+	if strings.Contains(err.Error(), "MARKER") || strings.Contains(err.Error(), "1962") {
+		t.Errorf("evaluation error quotes the input: %v", err)
+	}
+	if !strings.Contains(err.Error(), "p.rego:") {
+		t.Errorf("evaluation error %q does not name the rule's location", err)
+	}
+}
