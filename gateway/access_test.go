@@ -36,32 +36,20 @@ func created(t *testing.T, g *testonly.Gateway, tok, typ, body string) string {
 // sendJSON sends a /v1 request with a JSON body and decodes the answer.
 func sendJSON(t *testing.T, g *testonly.Gateway, tok, method, path string, in, out any) (int, []byte) {
 	t.Helper()
-	var rd *bytes.Reader
+	var body []byte
 	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
+		var err error
+		if body, err = json.Marshal(in); err != nil {
 			t.Fatal(err)
 		}
-		rd = bytes.NewReader(b)
-	} else {
-		rd = bytes.NewReader(nil)
 	}
-	req, _ := http.NewRequest(method, g.Root+path, rd)
-	req.Header.Set("Authorization", "Bearer "+tok)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := g.Client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var buf bytes.Buffer
-	buf.ReadFrom(resp.Body)
-	if out != nil && resp.StatusCode < 300 {
-		if err := json.Unmarshal(buf.Bytes(), out); err != nil {
-			t.Fatalf("%s %s: %v: %s", method, path, err, buf.Bytes())
+	r := g.DoRoot(t, method, path, body, "Authorization", "Bearer "+tok)
+	if out != nil && r.Status < 300 {
+		if err := json.Unmarshal(r.Body, out); err != nil {
+			t.Fatalf("%s %s: %v: %s", method, path, err, r.Body)
 		}
 	}
-	return resp.StatusCode, buf.Bytes()
+	return r.Status, r.Body
 }
 
 type recordEntry struct {

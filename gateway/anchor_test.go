@@ -26,21 +26,18 @@ import (
 // getJSON GETs a /v1 path (relative to the server root) into v.
 func getJSON(t *testing.T, g *testonly.Gateway, tok, path string, v any) int {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, g.Root+path, nil)
-	if tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
+	var r testonly.Response
+	if tok == "" {
+		r = g.DoRoot(t, http.MethodGet, path, nil)
+	} else {
+		r = g.DoRoot(t, http.MethodGet, path, nil, "Authorization", "Bearer "+tok)
 	}
-	resp, err := g.Client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusOK && v != nil {
-		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+	if r.Status == http.StatusOK && v != nil {
+		if err := json.Unmarshal(r.Body, v); err != nil {
 			t.Fatalf("GET %s: %v", path, err)
 		}
 	}
-	return resp.StatusCode
+	return r.Status
 }
 
 // waitReceipt polls a receipt until it is confirmed.

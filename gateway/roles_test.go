@@ -1,10 +1,8 @@
 package gateway_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"maps"
 	"net/http"
 	"slices"
@@ -384,28 +382,8 @@ func firstDecision(t *testing.T, g *testonly.Gateway, auditor, patient string) u
 // may be empty.
 func sendRoot(t *testing.T, g *testonly.Gateway, method, path, tok string, body []byte) testonly.Response {
 	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
+	if tok == "" {
+		return g.DoRoot(t, method, path, body)
 	}
-	req, err := http.NewRequest(method, g.Root+path, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := g.Client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return testonly.Response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+	return g.DoRoot(t, method, path, body, "Authorization", "Bearer "+tok)
 }

@@ -265,21 +265,7 @@ func TestPolicyCommandErrors(t *testing.T) {
 // apiGet sends an authenticated GET to the gateway's REST root.
 func apiGet(t *testing.T, g *testonly.Gateway, tok, p string) testonly.Response {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, g.Root+p, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := g.Client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return testonly.Response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+	return g.DoRoot(t, http.MethodGet, p, nil, "Authorization", "Bearer "+tok)
 }
 
 // TestPolicyDecisionsAndVerifyRecord makes access decisions on a real

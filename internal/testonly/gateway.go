@@ -202,16 +202,29 @@ type Response struct {
 // body.
 func (g *Gateway) Do(t testing.TB, method, path string, body []byte, headers ...string) Response {
 	t.Helper()
+	return g.send(t, method, g.URL+path, "application/fhir+json", body, headers)
+}
+
+// DoRoot sends one request to a path under the server root, such as
+// "/v1/policies"; Content-Type defaults to application/json when there is a
+// body.
+func (g *Gateway) DoRoot(t testing.TB, method, path string, body []byte, headers ...string) Response {
+	t.Helper()
+	return g.send(t, method, g.Root+path, "application/json", body, headers)
+}
+
+func (g *Gateway) send(t testing.TB, method, url, contentType string, body []byte, headers []string) Response {
+	t.Helper()
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequest(method, g.URL+path, rd)
+	req, err := http.NewRequest(method, url, rd)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if body != nil {
-		req.Header.Set("Content-Type", "application/fhir+json")
+		req.Header.Set("Content-Type", contentType)
 	}
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
