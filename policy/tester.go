@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/tester"
 	"github.com/open-policy-agent/opa/v1/topdown"
 )
@@ -105,6 +106,18 @@ func RunTests(ctx context.Context, fsys fs.FS) ([]TestResult, error) {
 	return b.runTests(ctx)
 }
 
+// runner is an `opa test` runner over the bundle's modules, raising builtin
+// errors as the engine does.
+func (b *bundle) runner(store storage.Store) *tester.Runner {
+	return tester.NewRunner().
+		SetDefaultRegoVersion(ast.RegoV1).
+		SetCompiler(ast.NewCompiler().WithDefaultRegoVersion(ast.RegoV1)).
+		SetStore(store).
+		SetModules(b.modules).
+		RaiseBuiltinErrors(true).
+		SetTimeout(10 * time.Second)
+}
+
 // runTests runs the test rules of all the bundle's modules, tests included.
 func (b *bundle) runTests(ctx context.Context) ([]TestResult, error) {
 	store := b.store()
@@ -113,14 +126,7 @@ func (b *bundle) runTests(ctx context.Context) ([]TestResult, error) {
 		return nil, fmt.Errorf("run policy tests: %w", err)
 	}
 	defer store.Abort(ctx, txn)
-	ch, err := tester.NewRunner().
-		SetDefaultRegoVersion(ast.RegoV1).
-		SetCompiler(ast.NewCompiler().WithDefaultRegoVersion(ast.RegoV1)).
-		SetStore(store).
-		SetModules(b.modules).
-		RaiseBuiltinErrors(true).
-		SetTimeout(10*time.Second).
-		RunTests(ctx, txn)
+	ch, err := b.runner(store).RunTests(ctx, txn)
 	if err != nil {
 		var errs ast.Errors
 		if errors.As(err, &errs) {
@@ -169,13 +175,7 @@ func (b *bundle) failedAt(ctx context.Context, names []string) map[string]string
 		return nil
 	}
 	defer store.Abort(ctx, txn)
-	ch, err := tester.NewRunner().
-		SetDefaultRegoVersion(ast.RegoV1).
-		SetCompiler(ast.NewCompiler().WithDefaultRegoVersion(ast.RegoV1)).
-		SetStore(store).
-		SetModules(b.modules).
-		RaiseBuiltinErrors(true).
-		SetTimeout(10*time.Second).
+	ch, err := b.runner(store).
 		EnableTracing(true).
 		Filter("^("+strings.Join(quoted, "|")+")$").
 		RunTests(ctx, txn)
