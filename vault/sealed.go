@@ -37,6 +37,10 @@ type Version struct {
 	Body        []byte // canonical JSON in clear
 	Salt        []byte // 32 random bytes of the commitment
 	Commitment  []byte // the salted commitment of this version
+	// Deid is the version's de-identified copy in clear (JSON), or nil. It
+	// is sealed under the same data key as Body, so it goes when the
+	// patient is erased.
+	Deid []byte
 	// Tokens are the blind-index tokens (see Sealed.Token) of this version.
 	// Reads return none: a Store keeps tokens for lookups only.
 	Tokens [][]byte
@@ -189,9 +193,16 @@ func (s *Sealed) open(ctx context.Context, r Record, getKey func(context.Context
 	if err != nil {
 		return Version{}, fmt.Errorf("open %s version %d: %w", r.Type, r.Version, err)
 	}
-	body, err := a.Open(nil, nil, r.Ciphertext, additionalData(r.Type, r.ID, r.Version))
+	ad := additionalData(r.Type, r.ID, r.Version)
+	body, err := a.Open(nil, nil, r.Ciphertext, ad)
 	if err != nil {
 		return Version{}, fmt.Errorf("open %s version %d: %w", r.Type, r.Version, err)
+	}
+	var deid []byte
+	if len(r.Deid) > 0 {
+		if deid, err = a.Open(nil, nil, r.Deid, append(ad, deidAD...)); err != nil {
+			return Version{}, fmt.Errorf("open %s version %d de-identified copy: %w", r.Type, r.Version, err)
+		}
 	}
 	return Version{
 		Type:        r.Type,
@@ -203,6 +214,7 @@ func (s *Sealed) open(ctx context.Context, r Record, getKey func(context.Context
 		Body:        body,
 		Salt:        r.Salt,
 		Commitment:  r.Commitment,
+		Deid:        deid,
 		Tokens:      r.Tokens,
 		Leaf:        r.Leaf,
 	}, nil
@@ -305,7 +317,12 @@ func (t *SealedTx) Put(ctx context.Context, v Version) error {
 	if err != nil {
 		return fmt.Errorf("put %s version %d: %w", v.Type, v.Version, err)
 	}
-	ct := a.Seal(nil, nil, v.Body, additionalData(v.Type, v.ID, v.Version))
+	ad := additionalData(v.Type, v.ID, v.Version)
+	ct := a.Seal(nil, nil, v.Body, ad)
+	var deid []byte
+	if len(v.Deid) > 0 {
+		deid = a.Seal(nil, nil, v.Deid, append(ad, deidAD...))
+	}
 	err = t.tx.Put(ctx, Record{
 		Type:        v.Type,
 		ID:          v.ID,
@@ -316,6 +333,7 @@ func (t *SealedTx) Put(ctx context.Context, v Version) error {
 		Ciphertext:  ct,
 		Salt:        v.Salt,
 		Commitment:  v.Commitment,
+		Deid:        deid,
 		Tokens:      v.Tokens,
 		Leaf:        v.Leaf,
 	})
@@ -363,6 +381,10 @@ func (t *SealedTx) dataKey(ctx context.Context, keyID string) (cipher.AEAD, erro
 	t.keys[keyID] = a
 	return a, nil
 }
+
+// deidAD extends a version's additional data for its de-identified copy, so
+// the copy and the body cannot be swapped.
+var deidAD = []byte("|deid")
 
 // additionalData binds a sealed body to its row.
 func additionalData(typ, id string, version int64) []byte {

@@ -31,6 +31,10 @@ type Record struct {
 	Ciphertext  []byte    // nonce || AES-256-GCM(canonical JSON)
 	Salt        []byte    // 32 random bytes of the commitment; never leaves the vault
 	Commitment  []byte    // the salted commitment of this version (32 bytes)
+	// Deid is the version's de-identified copy, sealed like Ciphertext under
+	// the same data key (so erasure shreds it too), or empty when it has none.
+	// Erase empties it.
+	Deid []byte
 	// Tokens are blind-index entries (HMACs, never clear values) by which
 	// conditional interactions find this resource. They replace the tokens of
 	// the previous version; a tombstone carries none (a Store ignores any).

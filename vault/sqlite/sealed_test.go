@@ -66,7 +66,10 @@ func version(typ, id string, v int64, compartment string) vault.Version {
 		Body:        fmt.Appendf(nil, `{"resourceType":%q,"id":%q,"name":[{"text":%q}],"v":%d}`, typ, id, marker, v),
 		Salt:        bytes.Repeat([]byte{byte(v)}, 32),
 		Commitment:  bytes.Repeat([]byte{byte(v + 1)}, 32),
-		Leaf:        vault.Leaf{Type: 1, Data: []byte("leaf " + ref), Ref: ref},
+		// The de-identified copy is sealed too: TestSealedNoPlaintextOnDisk
+		// looks for the marker in it as well.
+		Deid: fmt.Appendf(nil, `{"resourceType":%q,"id":"pseudonym","note":%q,"v":%d}`, typ, marker, v),
+		Leaf: vault.Leaf{Type: 1, Data: []byte("leaf " + ref), Ref: ref},
 	}
 }
 
@@ -294,6 +297,38 @@ func TestSealedMovedCiphertext(t *testing.T) {
 	}
 	if _, err := s.VRead(ctx, "Patient", "p1", 1); err != nil {
 		t.Errorf("VRead of the original row: %v", err)
+	}
+}
+
+// TestSealedSwappedDeid: a version's body and its de-identified copy are
+// sealed with different additional data, so neither opens as the other.
+func TestSealedSwappedDeid(t *testing.T) {
+	s, store := newSealed(t)
+	ctx := t.Context()
+	sealedPut(t, s, version("Patient", "p1", 1, "Patient/p1"))
+	r, err := store.Current(ctx, "Patient", "p1")
+	if err != nil {
+		t.Fatalf("Current: %v", err)
+	}
+	if len(r.Deid) == 0 {
+		t.Fatal("the stored record has no de-identified copy")
+	}
+	r.Version = 2
+	r.Ciphertext, r.Deid = r.Deid, r.Ciphertext
+	r.Leaf = vault.Leaf{Ref: "Patient/p1/_history/2"}
+	if err := store.Update(ctx, func(tx vault.Tx) error { return tx.Put(ctx, r) }); err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	if _, err := s.VRead(ctx, "Patient", "p1", 2); err == nil {
+		t.Error("VRead of a row whose body and de-identified copy were swapped = nil error")
+	}
+	// No copy at all reads back as nil.
+	v := version("Patient", "p2", 1, "Patient/p2")
+	v.Deid = nil
+	sealedPut(t, s, v)
+	got, err := s.Read(ctx, "Patient", "p2")
+	if err != nil || got.Deid != nil {
+		t.Errorf("Read of a version without a copy = %d copy bytes, %v; want none", len(got.Deid), err)
 	}
 }
 

@@ -40,9 +40,14 @@ var schemaV2 string
 //go:embed schema_v3.sql
 var schemaV3 string
 
+// schemaV4 adds the de-identified copy of each version.
+//
+//go:embed schema_v4.sql
+var schemaV4 string
+
 // migrations are applied in order, each once, in one transaction per open.
 // Never edit a released migration; append a new one.
-var migrations = []string{schemaV1, schemaV2, schemaV3}
+var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4}
 
 // Result codes of modernc.org/sqlite/lib (extended result codes are on).
 const (
@@ -115,7 +120,7 @@ const (
 )
 
 const recordColumns = `v.seq, v.version, v.last_updated, v.deleted, v.erased, v.key_id,
-	v.ciphertext, v.salt, v.commitment, l.type, l.data, l.ref`
+	v.ciphertext, v.salt, v.commitment, v.deid, l.type, l.data, l.ref`
 
 const selectRecord = `SELECT ` + recordColumns + `
 FROM versions v JOIN leaves l ON l.seq = v.seq
@@ -125,7 +130,7 @@ var writeSQL = [numWriteStmts]string{
 	stLatest:         `SELECT max(version) FROM versions WHERE type = ? AND id = ?`,
 	stExists:         `SELECT 1 FROM versions WHERE type = ? AND id = ? AND version = ?`,
 	stInsertLeaf:     `INSERT INTO leaves (type, data, ref) VALUES (?, ?, ?)`,
-	stInsertVersion:  `INSERT INTO versions (seq, type, id, version, last_updated, deleted, key_id, ciphertext, salt, commitment) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	stInsertVersion:  `INSERT INTO versions (seq, type, id, version, last_updated, deleted, key_id, ciphertext, salt, commitment, deid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 	stDeleteTokens:   `DELETE FROM tokens WHERE type = ? AND id = ?`,
 	stInsertToken:    `INSERT OR IGNORE INTO tokens (type, token, id) VALUES (?, ?, ?)`,
 	stFind:           `SELECT id FROM tokens WHERE type = ? AND token = ?`,
@@ -138,7 +143,7 @@ var writeSQL = [numWriteStmts]string{
 	stDeleteKey:      `DELETE FROM data_keys WHERE key_id = ?`,
 	stEraseTokens: `DELETE FROM tokens WHERE EXISTS (SELECT 1 FROM versions v
 	WHERE v.key_id = ? AND v.type = tokens.type AND v.id = tokens.id)`,
-	stEraseVersions:    `UPDATE versions SET ciphertext = X'', salt = X'', erased = 1 WHERE key_id = ? AND erased = 0`,
+	stEraseVersions:    `UPDATE versions SET ciphertext = X'', salt = X'', deid = X'', erased = 1 WHERE key_id = ? AND erased = 0`,
 	stInsertLeafRecord: `INSERT INTO leaf_records (seq, type, record, salt, subject, actor, time) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 	stPolicyExists:     `SELECT 1 FROM policies WHERE revision = ?`,
 	// The writer holds the database from BEGIN IMMEDIATE to commit, so max+1
@@ -670,7 +675,7 @@ func (t *tx) Put(ctx context.Context, r vault.Record) error {
 		deleted = 1
 	}
 	_, err = t.stmt(ctx, stInsertVersion).ExecContext(ctx, seq, r.Type, r.ID, r.Version,
-		r.LastUpdated.UnixMicro(), deleted, r.KeyID, nonNil(r.Ciphertext), nonNil(r.Salt), nonNil(r.Commitment))
+		r.LastUpdated.UnixMicro(), deleted, r.KeyID, nonNil(r.Ciphertext), nonNil(r.Salt), nonNil(r.Commitment), nonNil(r.Deid))
 	if err != nil {
 		return fmt.Errorf("put %s version %d: %w", r.Type, r.Version, mapErr(err))
 	}
@@ -731,7 +736,7 @@ func scanRecord(row rowScanner, typ, id string) (vault.Record, error) {
 	r := vault.Record{Type: typ, ID: id}
 	var lastUpdated, leafType int64
 	err := row.Scan(&r.Leaf.Seq, &r.Version, &lastUpdated, &r.Deleted, &r.Erased, &r.KeyID,
-		&r.Ciphertext, &r.Salt, &r.Commitment, &leafType, &r.Leaf.Data, &r.Leaf.Ref)
+		&r.Ciphertext, &r.Salt, &r.Commitment, &r.Deid, &leafType, &r.Leaf.Data, &r.Leaf.Ref)
 	if errors.Is(err, sql.ErrNoRows) {
 		return vault.Record{}, vault.ErrNotFound
 	}

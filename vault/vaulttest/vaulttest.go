@@ -93,6 +93,7 @@ func record(typ, id string, version int64) vault.Record {
 		Ciphertext:  []byte("ciphertext " + name),
 		Salt:        salt[:],
 		Commitment:  commitment[:],
+		Deid:        []byte("sealed de-identified copy " + name),
 		Leaf:        vault.Leaf{Type: 1, Data: []byte("leaf " + name), Ref: name},
 	}
 }
@@ -965,8 +966,8 @@ func testErase(t *testing.T, s vault.Store) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !got.Erased || len(got.Ciphertext) != 0 || len(got.Salt) != 0 {
-			t.Errorf("%s: erased %v, %d ciphertext and %d salt bytes left", want.Leaf.Ref, got.Erased, len(got.Ciphertext), len(got.Salt))
+		if !got.Erased || len(got.Ciphertext) != 0 || len(got.Salt) != 0 || len(got.Deid) != 0 {
+			t.Errorf("%s: erased %v, %d ciphertext, %d salt and %d de-identified bytes left", want.Leaf.Ref, got.Erased, len(got.Ciphertext), len(got.Salt), len(got.Deid))
 		}
 		if string(got.Commitment) != string(want.Commitment) || string(got.Leaf.Data) != string(want.Leaf.Data) {
 			t.Errorf("%s: commitment or leaf changed by erasure", want.Leaf.Ref)
