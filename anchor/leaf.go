@@ -18,6 +18,7 @@ const (
 	LeafPolicyActivation LeafType = 3 // a policy bundle version activated
 	LeafAccessDecision   LeafType = 4 // one access decision
 	LeafErasure          LeafType = 5 // a patient's data crypto-shredded
+	LeafDeidentification LeafType = 6 // a version's de-identified copy: its hash and which rule changed which element
 )
 
 func (t LeafType) String() string {
@@ -32,6 +33,8 @@ func (t LeafType) String() string {
 		return "access-decision"
 	case LeafErasure:
 		return "erasure"
+	case LeafDeidentification:
+		return "deidentification"
 	}
 	return fmt.Sprintf("leaf-type-%d", uint8(t))
 }

@@ -39,6 +39,7 @@ func TestCommitVectors(t *testing.T) {
 		{anchor.LeafPolicyActivation, "f73105f45e8b4047e75c4d51da93bb40fd1f0a7000718277d656939d2193768c"},
 		{anchor.LeafAccessDecision, "92d5e160836b01d51f52a0bfdade8aff62a3e70dfedd66f5668ff4cb2a923014"},
 		{anchor.LeafErasure, "3e7b1de17c0433fb14b500a31569a69b1d7ff5a70fdb0983e4efc15331db0732"},
+		{anchor.LeafDeidentification, "c90f750b88e5bb74a5579e94634b1b457fdbd19694aadabab38a19851ce42162"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.typ.String(), func(t *testing.T) {
@@ -134,6 +135,7 @@ func TestDomainSeparation(t *testing.T) {
 		anchor.LeafPolicyActivation,
 		anchor.LeafAccessDecision,
 		anchor.LeafErasure,
+		anchor.LeafDeidentification,
 	}
 	commits := map[string]anchor.LeafType{}
 	leaves := map[string]anchor.LeafType{}
@@ -200,8 +202,9 @@ func TestLeafTypeString(t *testing.T) {
 		{anchor.LeafPolicyActivation, "policy-activation"},
 		{anchor.LeafAccessDecision, "access-decision"},
 		{anchor.LeafErasure, "erasure"},
+		{anchor.LeafDeidentification, "deidentification"},
 		{0, "leaf-type-0"},
-		{6, "leaf-type-6"},
+		{7, "leaf-type-7"},
 		{255, "leaf-type-255"},
 	}
 	for _, tt := range tests {
@@ -223,6 +226,7 @@ func TestLeafTypeValues(t *testing.T) {
 		{anchor.LeafPolicyActivation, 3},
 		{anchor.LeafAccessDecision, 4},
 		{anchor.LeafErasure, 5},
+		{anchor.LeafDeidentification, 6},
 	}
 	for _, tt := range tests {
 		if uint8(tt.typ) != tt.want {
