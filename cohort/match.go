@@ -1,0 +1,358 @@
+package cohort
+
+import (
+	"cmp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Cell is one group of a breakdown: the value of each dimension and the true
+// number of permitted matching patients. Cells with no patients are absent.
+type Cell struct {
+	Values map[string]string `json:"values"`
+	Count  int               `json:"count"`
+}
+
+// Match returns the keys of the patients matching q, sorted, among those
+// permit allows. at is the reference time for age. permit is called at most
+// once per matching patient, never with the index locked (it may call back
+// into the index); a nil permit allows nobody.
+func (ix *Index) Match(q *Query, at time.Time, permit func(patient string) bool) []string {
+	keys, _ := ix.candidates(q, at, nil)
+	out := keys[:0]
+	for _, k := range keys {
+		if permit != nil && permit(k) {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return slices.Clip(out)
+}
+
+// Count returns the number of patients Match would return.
+func (ix *Index) Count(q *Query, at time.Time, permit func(patient string) bool) int {
+	keys, _ := ix.candidates(q, at, nil)
+	n := 0
+	for _, k := range keys {
+		if permit != nil && permit(k) {
+			n++
+		}
+	}
+	return n
+}
+
+// Breakdown counts the permitted matching patients per combination of the
+// query's breakdown dimensions. Cells come sorted by their values in the
+// order of q.Breakdown. Every patient falls in exactly one cell (a patient
+// with several race codes is "multiple"; a missing value is "unknown"), so
+// the cells add up to Count. The counts are true counts: pass them through
+// Privacy.ReleaseBreakdown before they leave the gateway.
+func (ix *Index) Breakdown(q *Query, at time.Time, permit func(patient string) bool) ([]Cell, error) {
+	if len(q.Breakdown) == 0 {
+		return nil, ErrNoBreakdown
+	}
+	keys, values := ix.candidates(q, at, q.Breakdown)
+	counts := map[string]int{}
+	first := map[string][]string{}
+	for i, k := range keys {
+		if permit == nil || !permit(k) {
+			continue
+		}
+		ck := strings.Join(values[i], "\x00")
+		counts[ck]++
+		if _, ok := first[ck]; !ok {
+			first[ck] = values[i]
+		}
+	}
+	cells := make([]Cell, 0, len(counts))
+	order := make([][]string, 0, len(counts))
+	for ck, n := range counts {
+		vals := first[ck]
+		m := make(map[string]string, len(vals))
+		for i, d := range q.Breakdown {
+			m[d] = vals[i]
+		}
+		cells = append(cells, Cell{Values: m, Count: n})
+		order = append(order, vals)
+	}
+	idx := make([]int, len(cells))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(a, b int) int { return slices.Compare(order[a], order[b]) })
+	sorted := make([]Cell, len(cells))
+	for i, j := range idx {
+		sorted[i] = cells[j]
+	}
+	return sorted, nil
+}
+
+// candidates evaluates q under the read lock and returns the matching
+// patients' keys and, if dims are given, their dimension values.
+func (ix *Index) candidates(q *Query, at time.Time, dims []string) ([]string, [][]string) {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	e := &evaluator{ix: ix, q: q, year: at.UTC().Year(), anchors: map[string]map[uint32][]int32{}}
+	set := e.eval(&q.Criteria)
+	var keys []string
+	var values [][]string
+	set.each(func(pn uint32) {
+		p := ix.patients[pn]
+		if p == nil {
+			return
+		}
+		keys = append(keys, p.key)
+		if dims != nil {
+			v := make([]string, len(dims))
+			for i, d := range dims {
+				v[i] = dimension(p.demo, d, e.year)
+			}
+			values = append(values, v)
+		}
+	})
+	return keys, values
+}
+
+// dimension returns the value of a breakdown dimension for a patient.
+func dimension(d demographics, dim string, year int) string {
+	orUnknown := func(s string) string {
+		if s == "" {
+			return "unknown"
+		}
+		return s
+	}
+	several := func(codes []string) string {
+		switch len(codes) {
+		case 0:
+			return "unknown"
+		case 1:
+			return codes[0]
+		}
+		return "multiple"
+	}
+	switch dim {
+	case "gender":
+		return orUnknown(d.gender)
+	case "zip3":
+		return orUnknown(d.zip3)
+	case "race":
+		return several(d.race)
+	case "ethnicity":
+		return several(d.ethnicity)
+	case "deceased":
+		return strconv.FormatBool(d.deceased)
+	case "birthDecade":
+		switch {
+		case d.over89:
+			return "90+"
+		case d.birthYear == 0:
+			return "unknown"
+		}
+		return strconv.Itoa(d.birthYear/10*10) + "s"
+	case "ageBand":
+		switch {
+		case d.over89:
+			return "90+"
+		case d.birthYear == 0 || year < d.birthYear:
+			return "unknown"
+		}
+		age := year - d.birthYear
+		if age >= 90 {
+			return "90+"
+		}
+		lo := age / 10 * 10
+		return strconv.Itoa(lo) + "-" + strconv.Itoa(lo+9)
+	}
+	return "unknown"
+}
+
+// evaluator evaluates one query against the index; the caller holds the read
+// lock.
+type evaluator struct {
+	ix      *Index
+	q       *Query
+	year    int
+	anchors map[string]map[uint32][]int32 // "as" name -> patient -> sorted days
+}
+
+func (e *evaluator) words() int { return len(e.ix.universe) }
+
+func (e *evaluator) eval(c *Criterion) bitset {
+	ix := e.ix
+	switch c.op {
+	case "all":
+		var acc bitset
+		for i, ch := range c.children {
+			s := e.eval(ch)
+			if i == 0 {
+				acc = s
+			} else {
+				acc = acc.and(s)
+			}
+			if acc.empty() {
+				return nil
+			}
+		}
+		return acc
+	case "any":
+		acc := make(bitset, e.words())
+		for _, ch := range c.children {
+			acc.orInto(e.eval(ch))
+		}
+		return acc
+	case "not":
+		return ix.universe.andNot(e.eval(c.children[0]))
+	case "gender", "zip3", "race", "ethnicity":
+		return ix.universe.and(ix.demo[c.op+"\x00"+c.text])
+	case "deceased":
+		dead := ix.demo["deceased\x00true"]
+		if c.flag {
+			return ix.universe.and(dead)
+		}
+		return ix.universe.andNot(dead)
+	case "birthYear", "age":
+		acc := make(bitset, e.words())
+		for k, set := range ix.demo {
+			ys, ok := strings.CutPrefix(k, "year\x00")
+			if !ok {
+				continue
+			}
+			if e.yearMatches(c, ys) {
+				acc.orInto(set)
+			}
+		}
+		return acc
+	}
+	set, _ := e.facts(c, false)
+	return set
+}
+
+// yearMatches tests a birthYear or age range against a year posting: a
+// birth year, or "90+" for patients whose year is withheld. Age is the
+// reference year minus the birth year. A "90+" patient matches an age range
+// only if every age from 90 up is in it (age >= 90 does, age < 100 does not):
+// the index claims a match only when it is sure.
+func (e *evaluator) yearMatches(c *Criterion, ys string) bool {
+	if ys == "90+" {
+		return c.op == "age" && !c.rng.hasHi && c.rng.contains(90)
+	}
+	y, err := strconv.Atoi(ys)
+	if err != nil {
+		return false
+	}
+	if c.op == "birthYear" {
+		return c.rng.contains(float64(y))
+	}
+	return c.rng.contains(float64(e.year - y))
+}
+
+// facts evaluates a fact criterion: the patients with a matching fact and,
+// if days is set, the sorted days of those facts per patient.
+func (e *evaluator) facts(c *Criterion, days bool) (bitset, map[uint32][]int32) {
+	ix, spec := e.ix, c.fact
+	set := make(bitset, e.words())
+	var byPatient map[uint32][]int32
+	if days {
+		byPatient = map[uint32][]int32{}
+	}
+	var anchor map[uint32][]int32
+	if c.within != nil {
+		anchor = e.anchor(c.within.of)
+		if len(anchor) == 0 {
+			return set, byPatient
+		}
+	}
+	visit := func(fn uint32) {
+		f := &ix.facts[fn]
+		if !f.live || !spec.matches(f) {
+			return
+		}
+		if c.within != nil && !(f.hasDay && inWindow(anchor[f.patient], f.day, c.within)) {
+			return
+		}
+		set = set.set(f.patient)
+		if days && f.hasDay {
+			byPatient[f.patient] = append(byPatient[f.patient], f.day)
+		}
+	}
+	if len(spec.codes) == 0 {
+		for fn := range ix.byKind[spec.kind] {
+			visit(fn)
+		}
+	} else {
+		for _, code := range spec.codes {
+			for fn := range ix.byCode[codeKey(spec.kind, code)] {
+				visit(fn)
+			}
+		}
+	}
+	for _, ds := range byPatient {
+		slices.Sort(ds)
+	}
+	return set, byPatient
+}
+
+// anchor returns the days of the facts matching the criterion named name.
+func (e *evaluator) anchor(name string) map[uint32][]int32 {
+	if a, ok := e.anchors[name]; ok {
+		return a
+	}
+	_, days := e.facts(e.q.named[name], true)
+	e.anchors[name] = days
+	return days
+}
+
+// inWindow reports whether some anchor day a (sorted) has
+// a+from <= day <= a+to, that is day-to <= a <= day-from.
+func inWindow(anchors []int32, day int32, w *window) bool {
+	if len(anchors) == 0 {
+		return false
+	}
+	lo, hi := int64(anchors[0]), int64(anchors[len(anchors)-1])
+	if w.hasTo {
+		lo = int64(day) - int64(w.toDays)
+	}
+	if w.hasFrom {
+		hi = int64(day) - int64(w.fromDays)
+	}
+	i, _ := slices.BinarySearchFunc(anchors, lo, func(a int32, t int64) int { return cmp.Compare(int64(a), t) })
+	return i < len(anchors) && int64(anchors[i]) <= hi
+}
+
+// matches tests a fact against everything of a spec except its codes (the
+// postings already chose by code) and its window.
+func (s *factSpec) matches(f *fact) bool {
+	if s.value.set && !(f.hasValue && s.value.contains(f.value)) {
+		return false
+	}
+	if s.unit != "" && s.unit != f.unitCode && s.unit != f.unit {
+		return false
+	}
+	if len(s.valueCode) > 0 && !intersects(s.valueCode, f.valueCode) {
+		return false
+	}
+	if s.status != "" && s.status != f.status {
+		return false
+	}
+	if s.date.set && !(f.hasDay && s.date.contains(float64(f.day))) {
+		return false
+	}
+	return true
+}
+
+// intersects reports whether two sorted lists share an element.
+func intersects(a, b []string) bool {
+	for i, j := 0, 0; i < len(a) && j < len(b); {
+		switch c := strings.Compare(a[i], b[j]); {
+		case c == 0:
+			return true
+		case c < 0:
+			i++
+		default:
+			j++
+		}
+	}
+	return false
+}
