@@ -167,4 +167,3 @@ func TestBreakdown(t *testing.T) {
 		t.Errorf("first band in 2050 = %v", cells[0].Values)
 	}
 }
-
