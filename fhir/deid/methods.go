@@ -475,8 +475,13 @@ func (w *walker) clean(s string) string {
 				if i < 0 {
 					break
 				}
-				spans = append(spans, [2]int{off + i, off + i + len(needle)})
-				off += i + len(needle)
+				i += off
+				j := i + len(needle)
+				// Whole words only: a given name "Jo" is not in "Joint".
+				if (i == 0 || !alnum(hay[i-1]) || !alnum(needle[0])) && (j == len(hay) || !alnum(hay[j]) || !alnum(needle[len(needle)-1])) {
+					spans = append(spans, [2]int{i, j})
+				}
+				off = i + 1
 			}
 		}
 	}
@@ -494,13 +499,15 @@ func (w *walker) clean(s string) string {
 			sp[0] = last
 		}
 		b.WriteString(s[last:sp[0]])
-		if last == 0 || last < sp[0] || !strings.HasSuffix(b.String(), w.e.marker) {
-			b.WriteString(w.e.marker)
-		}
+		b.WriteString(w.e.marker)
 		last = sp[1]
 	}
 	b.WriteString(s[last:])
 	return b.String()
+}
+
+func alnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c >= utf8.RuneSelf
 }
 
 func isASCII(s string) bool {
@@ -559,7 +566,7 @@ func collect(msg *message, node map[string]any, inID bool, set map[string]bool) 
 				continue
 			}
 			forEachString(v, func(s string) {
-				if len(strings.TrimSpace(s)) >= 3 {
+				if len(strings.TrimSpace(s)) >= 2 {
 					set[s] = true
 				}
 			})
