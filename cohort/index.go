@@ -55,7 +55,8 @@ type patient struct {
 	key       string
 	resources map[string]struct{}
 	demo      demographics
-	demoKey   string // key of the Patient resource the demographics came from
+	demoKey   string   // key of the Patient resource the demographics came from
+	facts     []uint32 // facts of the patient's resources, for windows over few patients
 }
 
 type resource struct {
@@ -161,6 +162,7 @@ func (ix *Index) Put(key, patientKey, typ string, tree map[string]any) error {
 		f.patient = pn
 		r.facts = append(r.facts, ix.addFactLocked(f))
 	}
+	p.facts = append(p.facts, r.facts...)
 	ix.resources[key] = r
 	return nil
 }
@@ -181,6 +183,7 @@ func (ix *Index) RemovePatient(patientKey string) {
 	if !ok {
 		return
 	}
+	ix.patients[pn].facts = nil // each deleteLocked would otherwise search it
 	for _, key := range slices.Collect(maps.Keys(ix.patients[pn].resources)) {
 		ix.deleteLocked(key)
 	}
@@ -225,6 +228,9 @@ func (ix *Index) deleteLocked(key string) {
 		ix.removeFactLocked(fn)
 	}
 	p := ix.patients[r.patient]
+	if len(r.facts) > 0 {
+		p.facts = slices.DeleteFunc(p.facts, func(fn uint32) bool { return slices.Contains(r.facts, fn) })
+	}
 	delete(p.resources, key)
 	if r.isDemo && p.demoKey == key {
 		ix.setDemoLocked(r.patient, demographics{})

@@ -2,6 +2,7 @@ package cohort
 
 import (
 	"cmp"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -94,7 +95,7 @@ func (ix *Index) Breakdown(q *Query, at time.Time, permit func(patient string) b
 func (ix *Index) candidates(q *Query, at time.Time, dims []string) ([]string, [][]string) {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
-	e := &evaluator{ix: ix, q: q, year: at.UTC().Year(), anchors: map[string]map[uint32][]int32{}}
+	e := &evaluator{ix: ix, q: q, year: at.UTC().Year(), anchors: map[string][]dated{}}
 	set := e.eval(&q.Criteria)
 	var keys []string
 	var values [][]string
@@ -174,7 +175,7 @@ type evaluator struct {
 	ix      *Index
 	q       *Query
 	year    int
-	anchors map[string]map[uint32][]int32 // "as" name -> patient -> sorted days
+	anchors map[string][]dated // "as" name -> its dated facts
 }
 
 func (e *evaluator) words() int { return len(e.ix.universe) }
@@ -248,20 +249,30 @@ func (e *evaluator) yearMatches(c *Criterion, ys string) bool {
 	return c.rng.contains(float64(e.year - y))
 }
 
+// dated is one dated fact of a patient; anchors are sorted lists of them.
+type dated struct {
+	patient uint32
+	day     int32
+}
+
+func compareDated(a, b dated) int {
+	if c := cmp.Compare(a.patient, b.patient); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.day, b.day)
+}
+
 // facts evaluates a fact criterion: the patients with a matching fact and,
-// if days is set, the sorted days of those facts per patient.
-func (e *evaluator) facts(c *Criterion, days bool) (bitset, map[uint32][]int32) {
+// if days is set, the matching dated facts sorted by patient and day.
+func (e *evaluator) facts(c *Criterion, days bool) (bitset, []dated) {
 	ix, spec := e.ix, c.fact
 	set := make(bitset, e.words())
-	var byPatient map[uint32][]int32
-	if days {
-		byPatient = map[uint32][]int32{}
-	}
-	var anchor map[uint32][]int32
+	var out []dated
+	var anchor []dated
 	if c.within != nil {
 		anchor = e.anchor(c.within.of)
 		if len(anchor) == 0 {
-			return set, byPatient
+			return set, nil
 		}
 	}
 	visit := func(fn uint32) {
@@ -269,33 +280,59 @@ func (e *evaluator) facts(c *Criterion, days bool) (bitset, map[uint32][]int32) 
 		if !f.live || !spec.matches(f) {
 			return
 		}
-		if c.within != nil && !(f.hasDay && inWindow(anchor[f.patient], f.day, c.within)) {
+		if c.within != nil && !(f.hasDay && inWindow(anchor, f.patient, f.day, c.within)) {
 			return
 		}
 		set = set.set(f.patient)
 		if days && f.hasDay {
-			byPatient[f.patient] = append(byPatient[f.patient], f.day)
+			out = append(out, dated{f.patient, f.day})
 		}
 	}
-	if len(spec.codes) == 0 {
+	// A window limits the patients to those with an anchor fact. When their
+	// facts are fewer than the postings hold, read their facts instead.
+	posted := len(ix.byKind[spec.kind])
+	if len(spec.codes) > 0 {
+		posted = 0
+		for _, code := range spec.codes {
+			posted += len(ix.byCode[codeKey(spec.kind, code)])
+		}
+	}
+	owned := 0
+	eachAnchorPatient := func(fn func(*patient)) {
+		for i, a := range anchor {
+			if i == 0 || anchor[i-1].patient != a.patient {
+				fn(ix.patients[a.patient])
+			}
+		}
+	}
+	eachAnchorPatient(func(p *patient) { owned += len(p.facts) })
+	switch {
+	case anchor != nil && owned < posted:
+		eachAnchorPatient(func(p *patient) {
+			for _, fn := range p.facts {
+				f := &ix.facts[fn]
+				if f.kind == spec.kind && (len(spec.codes) == 0 || intersects(spec.codes, f.codes)) {
+					visit(fn)
+				}
+			}
+		})
+	case len(spec.codes) == 0:
 		for fn := range ix.byKind[spec.kind] {
 			visit(fn)
 		}
-	} else {
+	default:
 		for _, code := range spec.codes {
 			for fn := range ix.byCode[codeKey(spec.kind, code)] {
 				visit(fn)
 			}
 		}
 	}
-	for _, ds := range byPatient {
-		slices.Sort(ds)
-	}
-	return set, byPatient
+	slices.SortFunc(out, compareDated)
+	return set, out
 }
 
-// anchor returns the days of the facts matching the criterion named name.
-func (e *evaluator) anchor(name string) map[uint32][]int32 {
+// anchor returns the dated facts matching the criterion named name.
+func (e *evaluator) anchor(name string) []dated {
 	if a, ok := e.anchors[name]; ok {
 		return a
 	}
@@ -304,21 +341,18 @@ func (e *evaluator) anchor(name string) map[uint32][]int32 {
 	return days
 }
 
-// inWindow reports whether some anchor day a (sorted) has
+// inWindow reports whether the patient has an anchor day a with
 // a+from <= day <= a+to, that is day-to <= a <= day-from.
-func inWindow(anchors []int32, day int32, w *window) bool {
-	if len(anchors) == 0 {
-		return false
-	}
-	lo, hi := int64(anchors[0]), int64(anchors[len(anchors)-1])
+func inWindow(anchors []dated, patient uint32, day int32, w *window) bool {
+	lo, hi := int64(math.MinInt32), int64(math.MaxInt32)
 	if w.hasTo {
-		lo = int64(day) - int64(w.toDays)
+		lo = max(lo, int64(day)-int64(w.toDays))
 	}
 	if w.hasFrom {
-		hi = int64(day) - int64(w.fromDays)
+		hi = min(hi, int64(day)-int64(w.fromDays))
 	}
-	i, _ := slices.BinarySearchFunc(anchors, lo, func(a int32, t int64) int { return cmp.Compare(int64(a), t) })
-	return i < len(anchors) && int64(anchors[i]) <= hi
+	i, _ := slices.BinarySearchFunc(anchors, dated{patient, int32(lo)}, compareDated)
+	return i < len(anchors) && anchors[i].patient == patient && int64(anchors[i].day) <= hi
 }
 
 // matches tests a fact against everything of a spec except its codes (the

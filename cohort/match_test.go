@@ -2,6 +2,7 @@ package cohort
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -165,5 +166,42 @@ func TestBreakdown(t *testing.T) {
 	cells, _ := ix.Breakdown(q, time.Date(2050, 1, 1, 0, 0, 0, 0, time.UTC), allow)
 	if cells[0].Values["ageBand"] != "50-59" {
 		t.Errorf("first band in 2050 = %v", cells[0].Values)
+	}
+}
+
+// BenchmarkCountScale counts over a generated population of 100,000
+// patients (Patient, 2 conditions, 4 observations each).
+func BenchmarkCountScale(b *testing.B) {
+	const patients = 100_000
+	ix := NewIndex()
+	genders := []string{"female", "male"}
+	for i := range patients {
+		pk := "p" + strconv.Itoa(i)
+		put(b, ix, pk+"/P", pk, patientJSON(genders[i%2], strconv.Itoa(1930+i%80), strconv.Itoa(100+i%900), "2106-3", ""))
+		for j := range 2 {
+			c := strconv.Itoa(1000 + (i*7+j*13)%200)
+			if i%9 == 0 && j == 0 {
+				c = diabetes
+			}
+			put(b, ix, pk+"/c"+strconv.Itoa(j), pk, conditionJSON(c, fmt.Sprintf("20%02d-0%d-15", 10+i%10, 1+j), "active"))
+		}
+		for j := range 4 {
+			put(b, ix, pk+"/o"+strconv.Itoa(j), pk, observationJSON(hba1c, 5+float64((i+j)%40)/10, "%", fmt.Sprintf("20%02d-0%d-15", 10+i%10, 2+j)))
+		}
+	}
+	b.Logf("%+v", ix.Stats())
+	for _, bm := range []struct{ name, query string }{
+		{"diabetes female", `{"criteria":{"all":[{"condition":{"code":` + code(snomed, diabetes) + `}},{"gender":"female"}]}}`},
+		{"temporal", `{"criteria":{"all":[` + dxC + `,` + a1cC + `,"value":{"gt":6.5},"unit":"%"},"within":{"of":"dx","from":{"days":0},"to":{"days":365}}}]}}`},
+		{"age and zip3 and not diabetes", `{"criteria":{"all":[{"age":{"ge":40,"lt":65}},{"zip3":"321"},{"not":` + dxC + `}]}}`},
+	} {
+		q := mustParse(b, bm.query)
+		b.Run(bm.name, func(b *testing.B) {
+			n := 0
+			for b.Loop() {
+				n = ix.Count(q, at, allow)
+			}
+			b.ReportMetric(float64(n), "patients")
+		})
 	}
 }
