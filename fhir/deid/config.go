@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -235,6 +236,9 @@ func (r *Rule) validate() error {
 // the config instead of silently matching nothing.
 func checkPath(path string) error {
 	segs := strings.Split(path, ".")
+	if len(segs) > 32 {
+		return fmt.Errorf("path %q: more than 32 segments", path)
+	}
 	s := schema()
 	var cur []*message
 	switch segs[0] {
@@ -260,12 +264,12 @@ func checkPath(path string) error {
 				}
 			}
 		}
-		for i := 0; i < len(next); i++ {
-			if next[i] == nil { // a resource holder ends the path
-				next = append(next[:i], next[i+1:]...)
-				i--
-			}
-		}
+		seen := map[*message]bool{nil: true} // nil: a resource holder ends the path
+		next = slices.DeleteFunc(next, func(m *message) bool {
+			dup := seen[m]
+			seen[m] = true
+			return dup
+		})
 		if len(next) == 0 {
 			return fmt.Errorf("path %q: no element %q", path, seg)
 		}

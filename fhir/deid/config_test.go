@@ -65,3 +65,22 @@ func TestParseConfigJSON(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkParseConfig(b *testing.B) {
+	data, err := profileFS.ReadFile("profiles/safe-harbor.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := ParseConfig(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func TestCheckPathDoesNotExplode(t *testing.T) {
+	p := "Extension" + strings.Repeat(".value.extension", 15)
+	if _, err := ParseConfig([]byte(`rules: [{id: a, path: "` + p + `", method: redact}]`)); err != nil {
+		t.Fatal(err)
+	}
+}
