@@ -18,9 +18,11 @@ test:
 	$(GO) test -count=1 -timeout 20m ./...
 	$(GO) test -count=1 -race -timeout 10m ./vault/... ./gateway/auth/...
 
-# fhir-kit-client (npm, pinned) against a freshly built server.
+# fhir-kit-client (npm, pinned) against a freshly built server, and the
+# research export of the Synthea set validated by the `fhir` npm package.
 test-clients:
 	clients/fhir-kit-client/run.sh
+	clients/fhir-validator/run.sh
 
 # Regenerate protobuf, gRPC, grpc-gateway and OpenAPI code, and the
 # AnchorRegistry contract's ABI, bytecode (npm solc, pinned) and abigen v2

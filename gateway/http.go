@@ -42,6 +42,7 @@ func restHandler(ctx context.Context, conn *grpc.ClientConn, maxBody int64, read
 		fhiranchorv1.RegisterAdminServiceHandler,
 		fhiranchorv1.RegisterPolicyServiceHandler,
 		fhiranchorv1.RegisterDecisionServiceHandler,
+		fhiranchorv1.RegisterCohortServiceHandler,
 	} {
 		if err := register(ctx, gw, conn); err != nil {
 			return nil, fmt.Errorf("register REST handlers: %w", err)
@@ -204,6 +205,12 @@ func outgoingHeader(key string) (string, bool) {
 		return "Last-Modified", true
 	case "link":
 		return "Link", true
+	case "content-location":
+		return "Content-Location", true
+	case "x-progress":
+		return "X-Progress", true
+	case "retry-after":
+		return "Retry-After", true
 	}
 	return "", false
 }

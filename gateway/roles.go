@@ -19,8 +19,10 @@ import (
 //   - Patient: PatientSelfScope with a fhirUser claim Patient/<id>, to list
 //     the decisions and consent events about that patient only.
 //   - Operator: AdminScope, for AdminService (erasure).
+//   - Researcher: CohortQueryScope for counts and breakdowns (aggregate
+//     answers only), CohortExportScope for de-identified exports.
 //
-// Researchers' scope arrives with the cohort API. Every other method needs
+// Every other method needs
 // one of the scopes methodScopes lists for it; a method in no table is
 // refused, so an endpoint added without a rule fails closed.
 const (
@@ -60,6 +62,12 @@ var methodScopes = map[string][]string{
 	"/fhiranchor.v1.DecisionService/ListConsentEvents": {AuditScope, PatientSelfScope},
 	"/fhiranchor.v1.LogService/GetLeafEvidence":        {AuditScope, PatientSelfScope},
 	"/fhiranchor.v1.AdminService/ErasePatient":         {AdminScope},
+	"/fhiranchor.v1.CohortService/CountCohort":         {CohortQueryScope},
+	"/fhiranchor.v1.CohortService/BreakdownCohort":     {CohortQueryScope},
+	"/fhiranchor.v1.CohortService/ExportCohort":        {CohortExportScope},
+	"/fhiranchor.v1.CohortService/GetExport":           {CohortExportScope},
+	"/fhiranchor.v1.CohortService/GetExportFile":       {CohortExportScope},
+	"/fhiranchor.v1.CohortService/DeleteExport":        {CohortExportScope},
 }
 
 // admit checks that the caller's role may call method at all. Handlers then

@@ -76,7 +76,7 @@ func TestRoleMatrix(t *testing.T) {
 		roleAuditor:     mint("auditor", "", gateway.AuditScope),
 		rolePatient:     mint("patient-app", "Patient/"+seeded, gateway.PatientSelfScope),
 		roleOperator:    mint("operator", "", gateway.AdminScope),
-		roleResearcher:  mint("researcher", "", "fhiranchor/research"),
+		roleResearcher:  mint("researcher", "", gateway.CohortQueryScope, gateway.CohortExportScope),
 		roleNoScope:     mint("no-scope", "", "openid"),
 	}
 
@@ -107,6 +107,10 @@ func TestRoleMatrix(t *testing.T) {
 	policyReaders := []string{rolePolicyAdmin, roleAuditor}
 	policyAdmins := []string{rolePolicyAdmin}
 	recordReaders := []string{roleAuditor, rolePatient}
+	researchers := []string{roleResearcher}
+	jsonBody := func(s string) *httpbody.HttpBody {
+		return &httpbody.HttpBody{ContentType: "application/json", Data: []byte(s)}
+	}
 	matrix := map[string]matrixRow{
 		"/fhiranchor.v1.FHIRService/Capabilities": {req: &fhiranchorv1.CapabilitiesRequest{}, public: true},
 		"/fhiranchor.v1.FHIRService/Transaction": {allow: smart, req: fhirBody(`{"resourceType":"Bundle","type":"transaction","entry":[
@@ -146,6 +150,17 @@ func TestRoleMatrix(t *testing.T) {
 			req: &fhiranchorv1.RollbackPolicyRequest{}},
 		"/fhiranchor.v1.PolicyService/Evaluate": {allow: policyAdmins,
 			req: &fhiranchorv1.EvaluateRequest{Action: "read", Purpose: "TREAT", Patient: "Patient/" + seeded}},
+
+		"/fhiranchor.v1.CohortService/CountCohort":     {allow: researchers, req: jsonBody(`{"criteria": {"gender": "female"}}`)},
+		"/fhiranchor.v1.CohortService/BreakdownCohort": {allow: researchers, req: jsonBody(`{"criteria": {"gender": "female"}, "breakdown": ["ageBand"]}`)},
+		"/fhiranchor.v1.CohortService/ExportCohort":    {allow: researchers, req: jsonBody(`{"criteria": {"gender": "female"}, "type": ["Patient"]}`)},
+		// Exports that do not exist: 404 proves the researcher was admitted.
+		"/fhiranchor.v1.CohortService/GetExport": {allow: researchers, ok: []codes.Code{codes.NotFound},
+			req: &fhiranchorv1.GetExportRequest{Id: strings.Repeat("0", 32)}},
+		"/fhiranchor.v1.CohortService/GetExportFile": {allow: researchers, ok: []codes.Code{codes.NotFound},
+			req: &fhiranchorv1.GetExportFileRequest{Id: strings.Repeat("0", 32), Name: "Patient.ndjson"}},
+		"/fhiranchor.v1.CohortService/DeleteExport": {allow: researchers, ok: []codes.Code{codes.NotFound},
+			req: &fhiranchorv1.DeleteExportRequest{Id: strings.Repeat("0", 32)}},
 
 		"/fhiranchor.v1.DecisionService/ListDecisions":     {allow: recordReaders, req: &fhiranchorv1.ListDecisionsRequest{}},
 		"/fhiranchor.v1.DecisionService/GetDecision":       {allow: recordReaders, req: &fhiranchorv1.GetDecisionRequest{LeafIndex: ownDecision}},

@@ -15,7 +15,9 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/fhiranchor/fhiranchor/anchor"
+	"github.com/fhiranchor/fhiranchor/cohort"
 	"github.com/fhiranchor/fhiranchor/fhir"
+	"github.com/fhiranchor/fhiranchor/fhir/deid"
 	"github.com/fhiranchor/fhiranchor/gateway/auth"
 	fhiranchorv1 "github.com/fhiranchor/fhiranchor/proto/fhiranchor/v1"
 	"github.com/fhiranchor/fhiranchor/vault"
@@ -38,6 +40,25 @@ type Config struct {
 	// no policy administration. It exists so a benchmark can measure what
 	// policy costs; the serve command never sets it.
 	WithoutPolicy bool
+	// Research configures the de-identified research copy and the cohort
+	// API (off with WithoutPolicy: nobody may be counted without consent
+	// decisions).
+	Research ResearchConfig
+}
+
+// ResearchConfig configures the research copy and cohort queries.
+type ResearchConfig struct {
+	// Profile is the de-identification profile; nil means deid.SafeHarbor().
+	Profile *deid.Config
+	// Privacy are the protections of released counts. Zero fields take
+	// cohort's defaults (suppress counts under 11, at most 7 near-identical
+	// queries per client per 30 days, no noise); NoiseKey empty derives the
+	// noise key from the vault's keys.
+	Privacy cohort.Privacy
+	// ExportDir holds export files; required for the export API.
+	ExportDir string
+	// ExportTTL is how long finished exports are kept (default 24h).
+	ExportTTL time.Duration
 }
 
 // DefaultMaxBodyBytes fits the largest Synthea patient Bundles with room.
@@ -75,6 +96,8 @@ type Server struct {
 	http     *http.Server
 	restRoot http.Handler
 	policies *policyService // nil without policy
+	research *research      // nil without policy
+	exports  *exports       // nil without policy
 }
 
 // New builds a Server and opens its listeners, so their addresses are known
@@ -113,8 +136,16 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 			return nil, err
 		}
 	}
+	var res *research
+	var exp *exports
+	if !cfg.WithoutPolicy {
+		if res, exp, err = newResearch(cfg.Research, deps.Vault, svc.access, log); err != nil {
+			return nil, err
+		}
+		svc.writer.deid = res.deid
+	}
 	msgLimit := int(cfg.MaxBodyBytes) + 1<<20 // the body plus the request's own framing
-	s := &Server{cfg: cfg, log: log}
+	s := &Server{cfg: cfg, log: log, research: res, exports: exp}
 	s.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(msgLimit),
 		grpc.MaxSendMsgSize(1<<30),
@@ -127,6 +158,9 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		fhiranchorv1.RegisterPolicyServiceServer(s.grpc, policies)
 		fhiranchorv1.RegisterDecisionServiceServer(s.grpc, &decisionService{vault: deps.Vault})
 		s.policies = policies
+	}
+	if res != nil {
+		fhiranchorv1.RegisterCohortServiceServer(s.grpc, &cohortService{r: res, exports: exp})
 	}
 
 	// REST reaches the gRPC server through an in-memory connection, so every
@@ -182,6 +216,10 @@ func (s *Server) Run(ctx context.Context) error {
 	g.Go(func() error { return s.grpc.Serve(s.inproc) })
 	if s.policies != nil {
 		g.Go(func() error { return s.policies.Run(ctx) })
+	}
+	if s.research != nil {
+		g.Go(func() error { return s.research.Run(ctx) })
+		g.Go(func() error { return s.exports.Run(ctx) })
 	}
 	if s.grpcLis != nil {
 		g.Go(func() error { return s.grpc.Serve(s.grpcLis) })

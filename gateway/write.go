@@ -47,6 +47,7 @@ type op struct {
 	read        []byte // response resource of a GET entry
 
 	pending     *vault.Version // the version prepared for Put
+	deidRecord  *deidRecord    // the record of pending's research copy, if any
 	prevConsent consentFacts   // of a Consent write: the version it replaces
 }
 
@@ -191,6 +192,9 @@ type writer struct {
 	// access decides whether the client may write for each patient; nil
 	// only where a benchmark measures the spine without policy.
 	access *access
+	// deid makes the research copy of each version in a patient
+	// compartment; nil without policy.
+	deid *deidentifier
 }
 
 // apply runs the ops of one request inside one vault transaction. With
@@ -412,6 +416,10 @@ func (w *writer) prepare(ctx context.Context, tx *vault.SealedTx, o *op, refs ma
 		Compartment: compartment, Body: canonical, Salt: salt, Commitment: commitment, Tokens: tokens,
 		Leaf: vault.Leaf{Type: uint8(anchor.LeafResourceVersion), Data: anchor.LeafData(anchor.LeafResourceVersion, commitment), Ref: o.location()},
 	}
+	o.deidRecord = nil
+	if w.deid != nil && o.method != "DELETE" && compartment != "" {
+		o.pending.Deid, o.deidRecord = w.deid.copyOf(ctx, o.typ, tree, compartment, now, o.location(), commitment)
+	}
 	return nil
 }
 
@@ -424,6 +432,13 @@ func (w *writer) put(ctx context.Context, tx *vault.SealedTx, o *op) error {
 			return failure(http.StatusConflict, "conflict", o.path(""), "a concurrent write changed this resource; retry")
 		}
 		return fmt.Errorf("store version: %w", err)
+	}
+	if o.deidRecord != nil {
+		// The copy's leaf follows its version's in the same transaction.
+		if _, _, err := addRecord(ctx, tx, anchor.LeafDeidentification, "deidentification/"+o.location(),
+			v.Compartment, clientOf(ctx), v.LastUpdated, o.deidRecord); err != nil {
+			return err
+		}
 	}
 	if o.typ == "Consent" {
 		var next consentFacts

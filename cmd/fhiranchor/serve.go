@@ -18,6 +18,8 @@ import (
 
 	"github.com/fhiranchor/fhiranchor/anchor"
 	"github.com/fhiranchor/fhiranchor/anchor/eth"
+	"github.com/fhiranchor/fhiranchor/cohort"
+	"github.com/fhiranchor/fhiranchor/fhir/deid"
 	anchorsql "github.com/fhiranchor/fhiranchor/anchor/sqlite"
 	"github.com/fhiranchor/fhiranchor/gateway"
 	"github.com/fhiranchor/fhiranchor/gateway/auth"
@@ -60,6 +62,19 @@ type config struct {
 		MaxDelay      time.Duration `yaml:"max_delay"`     // anchor at latest this long after a leaf arrives (default 10s)
 		Confirmations uint64        `yaml:"confirmations"` // depth at which receipts are "confirmed" (default 1)
 	} `yaml:"anchor"`
+	Research struct {
+		// Profile is a de-identification profile file (YAML or JSON) or the
+		// name of an embedded one: safe-harbor (default), safe-harbor-strict.
+		Profile      string        `yaml:"profile"`
+		Threshold    int           `yaml:"threshold"`     // counts under this are suppressed (default 11)
+		Noise        string        `yaml:"noise"`         // "" (none), laplace or gaussian
+		NoiseScale   float64       `yaml:"noise_scale"`   // Laplace b or Gaussian sigma
+		RoundTo      int           `yaml:"round_to"`      // round released counts to a multiple (0: no rounding)
+		RepeatLimit  int           `yaml:"repeat_limit"`  // near-identical queries per client per window (default 7)
+		RepeatWindow time.Duration `yaml:"repeat_window"` // default 720h (30 days)
+		ExportDir    string        `yaml:"export_dir"`    // default <data>/exports
+		ExportTTL    time.Duration `yaml:"export_ttl"`    // default 24h
+	} `yaml:"research"`
 	Log struct {
 		Level  string `yaml:"level"`  // debug, info (default), warn, error
 		Format string `yaml:"format"` // text (default) or json
@@ -114,6 +129,41 @@ func (c *config) applyDefaults() {
 	if c.Anchor.LogPath == "" {
 		c.Anchor.LogPath = filepath.Join(c.Data, "log.db")
 	}
+	if c.Research.ExportDir == "" {
+		c.Research.ExportDir = filepath.Join(c.Data, "exports")
+	}
+}
+
+// research turns the research section into the gateway's configuration.
+func (c *config) research() (gateway.ResearchConfig, error) {
+	r := c.Research
+	rc := gateway.ResearchConfig{
+		Privacy: cohort.Privacy{
+			Threshold: r.Threshold, Noise: r.Noise, Scale: r.NoiseScale, RoundTo: r.RoundTo,
+			RepeatLimit: r.RepeatLimit, RepeatWindow: r.RepeatWindow,
+		},
+		ExportDir: r.ExportDir, ExportTTL: r.ExportTTL,
+	}
+	switch {
+	case r.Profile == "":
+	case !strings.ContainsAny(r.Profile, "/.\\"):
+		p, err := deid.Profile(r.Profile)
+		if err != nil {
+			return rc, fmt.Errorf("config: research.profile: %w", err)
+		}
+		rc.Profile = p
+	default:
+		data, err := os.ReadFile(r.Profile)
+		if err != nil {
+			return rc, fmt.Errorf("config: research.profile: %w", err)
+		}
+		p, err := deid.ParseConfig(data)
+		if err != nil {
+			return rc, fmt.Errorf("config: research.profile %s: %w", r.Profile, err)
+		}
+		rc.Profile = p
+	}
+	return rc, nil
 }
 
 func (c *config) validate() error {
@@ -211,8 +261,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err != nil {
 		return fmt.Errorf("open log: %w", err)
 	}
+	research, err := c.research()
+	if err != nil {
+		return err
+	}
 	srv, err := gateway.New(ctx, gateway.Config{
-		HTTPAddr: c.HTTP, GRPCAddr: c.GRPC, BaseURL: c.BaseURL, MaxBodyBytes: c.MaxBodyBytes,
+		HTTPAddr: c.HTTP, GRPCAddr: c.GRPC, BaseURL: c.BaseURL, MaxBodyBytes: c.MaxBodyBytes, Research: research,
 	}, gateway.Deps{Vault: d.vault, Verifier: verifier, Log: anchorLog, Logger: log})
 	if err != nil {
 		return err

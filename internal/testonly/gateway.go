@@ -40,6 +40,9 @@ type Options struct {
 	// WithoutPolicy serves without consent enforcement and decision records,
 	// for the benchmark of what policy costs.
 	WithoutPolicy bool
+	// Research configures the research copy and cohort API; an empty
+	// ExportDir is a directory under the test's temp dir.
+	Research gateway.ResearchConfig
 }
 
 // Gateway is a running gateway with everything a test inspects.
@@ -73,6 +76,15 @@ func StartGateway(t testing.TB, opt Options) *Gateway {
 func (g *Gateway) Restart(t testing.TB) {
 	t.Helper()
 	g.stop()
+	g.start(t)
+}
+
+// RestartWith restarts the gateway with changed options, on the same data
+// dir.
+func (g *Gateway) RestartWith(t testing.TB, change func(*Options)) {
+	t.Helper()
+	g.stop()
+	change(&g.opt)
 	g.start(t)
 }
 
@@ -123,8 +135,11 @@ func (g *Gateway) start(t testing.TB) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if opt.Research.ExportDir == "" {
+		opt.Research.ExportDir = filepath.Join(g.Dir, "exports")
+	}
 	srv, err := gateway.New(ctx, gateway.Config{HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0", MaxBodyBytes: opt.MaxBodyBytes,
-		WithoutPolicy: opt.WithoutPolicy},
+		WithoutPolicy: opt.WithoutPolicy, Research: opt.Research},
 		gateway.Deps{Vault: g.Vault, Verifier: auth.NewVerifier(auth.DevKeySet(g.key), auth.Config{}), Log: g.Log, Logger: log})
 	if err != nil {
 		t.Fatal(err)

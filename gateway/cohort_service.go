@@ -1,0 +1,271 @@
+package gateway
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/genproto/googleapis/api/httpbody"
+
+	"github.com/fhiranchor/fhiranchor/anchor"
+	"github.com/fhiranchor/fhiranchor/cohort"
+	"github.com/fhiranchor/fhiranchor/policy"
+	fhiranchorv1 "github.com/fhiranchor/fhiranchor/proto/fhiranchor/v1"
+	"github.com/fhiranchor/fhiranchor/vault"
+)
+
+// Researcher scopes (i2b2's privacy tiers, in two): aggregate answers only,
+// or row-level de-identified export.
+const (
+	CohortQueryScope  = "fhiranchor/cohort.query"
+	CohortExportScope = "fhiranchor/cohort.export"
+)
+
+// Research actions, as the policy names them.
+const (
+	actionResearchQuery = "research-query"
+	actionExport        = "export"
+)
+
+// cohortRecord is the record of a cohort query or export: an access-decision
+// leaf whose subject is the query's shape, so the repeat limit can count a
+// client's near-identical queries from the log. It holds hashes, counts and
+// policy metadata; the released answer is aggregate (suppressed cells carry
+// no count), so it holds no PHI either.
+type cohortRecord struct {
+	Kind           string          `json:"kind"` // "access-decision"
+	Time           string          `json:"time"`
+	Client         string          `json:"client"`
+	Actor          string          `json:"actor,omitempty"`
+	Organization   string          `json:"organization,omitempty"`
+	Roles          []string        `json:"roles,omitempty"`
+	Action         string          `json:"action"` // research-query or export
+	Purpose        string          `json:"purpose,omitempty"`
+	Query          string          `json:"query"` // the query's fingerprint
+	Shape          string          `json:"shape"` // its shape: near-identical queries share it
+	Breakdown      []string        `json:"breakdown,omitempty"`
+	Allow          bool            `json:"allow"`
+	Reasons        []string        `json:"reasons"`
+	Permitted      int             `json:"permitted"`          // patients whose consent permits this use
+	Refused        int             `json:"refused"`            // patients whose consent does not
+	Released       string          `json:"released,omitempty"` // SHA-256 (hex) of what was released
+	Answer         json.RawMessage `json:"answer,omitempty"`   // a count or breakdown as released
+	Files          []exportFile    `json:"files,omitempty"`    // an export's files
+	PolicyRevision string          `json:"policyRevision,omitempty"`
+	PolicyVersion  int64           `json:"policyVersion"`
+}
+
+// shapeSubject is the record subject under which a shape's queries are listed.
+func shapeSubject(shape string) string { return "cohort:" + shape }
+
+type cohortService struct {
+	fhiranchorv1.UnimplementedCohortServiceServer
+	r       *research
+	exports *exports
+}
+
+// CountCohort answers POST /v1/cohorts:count.
+func (s *cohortService) CountCohort(ctx context.Context, body *httpbody.HttpBody) (*httpbody.HttpBody, error) {
+	return s.r.query(ctx, body.GetData(), false)
+}
+
+// BreakdownCohort answers POST /v1/cohorts:breakdown.
+func (s *cohortService) BreakdownCohort(ctx context.Context, body *httpbody.HttpBody) (*httpbody.HttpBody, error) {
+	return s.r.query(ctx, body.GetData(), true)
+}
+
+// consentTally decides, per patient, whether their consent permits a
+// research action, and keeps the decisions for the record.
+type consentTally struct {
+	r         *research
+	ctx       context.Context
+	in        policy.Input
+	decisions map[string]policy.Decision
+	revision  string
+	err       error
+}
+
+func (r *research) tally(ctx context.Context, action string, at time.Time) *consentTally {
+	in := r.access.input(ctx, action, "", policy.ResourceRef{Type: "Patient"}, at)
+	return &consentTally{r: r, ctx: ctx, in: in, decisions: map[string]policy.Decision{}}
+}
+
+// permit is the cohort index's consent callback. A vault failure denies
+// and is reported after the query (t.err).
+func (t *consentTally) permit(patient string) bool {
+	if t.err != nil {
+		return false
+	}
+	in := t.in
+	in.Patient = patient
+	in.Resource.ID = strings.TrimPrefix(patient, "Patient/")
+	in.Resource.Reference = patient
+	d, err := t.r.access.decide(t.ctx, committed{t.r.vault}, in)
+	if err != nil {
+		t.err = err
+		return false
+	}
+	if d.PolicyRevision != "" {
+		t.revision = d.PolicyRevision
+	}
+	t.decisions[patient] = d
+	return d.Allow
+}
+
+func (t *consentTally) counts() (permitted, refused int) {
+	for _, d := range t.decisions {
+		if d.Allow {
+			permitted++
+		} else {
+			refused++
+		}
+	}
+	return permitted, refused
+}
+
+// record builds the decision record of a research action.
+func (t *consentTally) record(q *cohort.Query, allow bool, reasons []string) cohortRecord {
+	permitted, refused := t.counts()
+	if reasons == nil {
+		reasons = []string{}
+	}
+	return cohortRecord{
+		Kind: "access-decision", Time: t.in.Time.Format(time.RFC3339Nano), Client: t.in.Actor.ClientID,
+		Actor: t.in.Actor.Reference, Organization: t.in.Actor.Organization, Roles: t.in.Actor.Roles,
+		Action: t.in.Action, Purpose: t.in.Purpose, Query: q.Fingerprint(), Shape: q.Shape(),
+		Breakdown: q.Breakdown, Allow: allow, Reasons: reasons, Permitted: permitted, Refused: refused,
+		PolicyRevision: t.revision, PolicyVersion: t.r.access.version.Load(),
+	}
+}
+
+// query answers a count or a breakdown: parse, check the repeat limit,
+// catch the index up, count the patients whose consent permits research,
+// release through the privacy rules, and record the decision (with the hash
+// of what is released) before answering.
+func (r *research) query(ctx context.Context, data []byte, breakdown bool) (*httpbody.HttpBody, error) {
+	q, err := cohort.ParseQuery(data)
+	if err != nil {
+		return nil, failure(http.StatusBadRequest, "invalid", "", "the cohort query is not valid: "+err.Error())
+	}
+	if breakdown && len(q.Breakdown) == 0 {
+		return nil, failure(http.StatusBadRequest, "required", "breakdown", "a breakdown needs at least one dimension in \"breakdown\"")
+	}
+	if err := r.catchUp(ctx); err != nil {
+		return nil, err
+	}
+	at := microsNow(r.now)
+	t := r.tally(ctx, actionResearchQuery, at)
+
+	// The limit check and the record that counts toward it are one step.
+	r.limits.Lock()
+	defer r.limits.Unlock()
+	if n, err := r.repeats(ctx, t.in.Actor.ClientID, q.Shape(), at); err != nil {
+		return nil, err
+	} else if r.privacy.Exceeded(n) {
+		reason := fmt.Sprintf("repeat limit: %d near-identical queries within %s", n, r.privacy.Window())
+		idx, err := r.addRecord(ctx, t.record(q, false, []string{reason}), q.Shape())
+		if err != nil {
+			return nil, err
+		}
+		return nil, failure(http.StatusTooManyRequests, "throttled", "",
+			"this query is too close to "+strconv.Itoa(n)+" earlier ones within the repeat window (decision "+strconv.FormatUint(idx, 10)+")")
+	}
+
+	var answer any
+	fp := q.Fingerprint()
+	if breakdown {
+		total := r.index.Count(q, at, t.permit)
+		cells, berr := r.index.Breakdown(q, at, t.permit)
+		if berr != nil {
+			return nil, failure(http.StatusBadRequest, "invalid", "breakdown", "the breakdown is not valid: "+berr.Error())
+		}
+		answer = breakdownAnswer{Breakdown: q.Breakdown, Total: r.privacy.Release(fp, "", total), Cells: r.privacy.ReleaseBreakdown(fp, cells)}
+	} else {
+		answer = r.privacy.Release(fp, "", r.index.Count(q, at, t.permit))
+	}
+	if t.err != nil {
+		return nil, fmt.Errorf("decide research consent: %w", t.err)
+	}
+	released, err := json.Marshal(answer)
+	if err != nil {
+		return nil, fmt.Errorf("encode cohort answer: %w", err)
+	}
+	sum := sha256.Sum256(released)
+	rec := t.record(q, true, nil)
+	rec.Released, rec.Answer = hex.EncodeToString(sum[:]), released
+	idx, err := r.addRecord(ctx, rec, q.Shape())
+	if err != nil {
+		return nil, err
+	}
+	return jsonBody(ctx, cohortAnswer{Result: released, Decision: idx, Released: rec.Released, PolicyVersion: rec.PolicyVersion})
+}
+
+type breakdownAnswer struct {
+	Breakdown []string              `json:"breakdown"`
+	Total     cohort.Released       `json:"total"`
+	Cells     []cohort.ReleasedCell `json:"cells"`
+}
+
+// cohortAnswer is the response of a count or breakdown: the released
+// result, the decision record's leaf index, and the hash that record
+// commits to.
+type cohortAnswer struct {
+	Result        json.RawMessage `json:"result"`
+	Decision      uint64          `json:"decision"`
+	Released      string          `json:"released"`
+	PolicyVersion int64           `json:"policyVersion"`
+}
+
+// addRecord records a research decision in its own transaction.
+func (r *research) addRecord(ctx context.Context, rec cohortRecord, shape string) (uint64, error) {
+	at, err := time.Parse(time.RFC3339Nano, rec.Time)
+	if err != nil {
+		return 0, err
+	}
+	var idx uint64
+	err = r.vault.Update(ctx, func(tx *vault.SealedTx) error {
+		idx, _, err = addRecord(ctx, tx, anchor.LeafAccessDecision, "access-decision", shapeSubject(shape), rec.Client, at, rec)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("record cohort decision: %w", err)
+	}
+	return idx, nil
+}
+
+// repeats counts the client's allowed queries of this shape within the
+// repeat window, newest first, from the decision log: the limit holds
+// across restarts and across gateways sharing the database.
+func (r *research) repeats(ctx context.Context, client, shape string, at time.Time) (int, error) {
+	since := at.Add(-r.privacy.Window())
+	n := 0
+	f := vault.LeafFilter{Type: uint8(anchor.LeafAccessDecision), Subject: shapeSubject(shape), Actor: client, Limit: 128}
+	for {
+		ls, err := r.vault.Store().FindLeaves(ctx, f)
+		if err != nil {
+			return 0, fmt.Errorf("count earlier queries: %w", err)
+		}
+		for _, l := range ls {
+			if l.Time.Before(since) {
+				return n, nil
+			}
+			var rec struct {
+				Allow  bool   `json:"allow"`
+				Action string `json:"action"`
+			}
+			if json.Unmarshal(l.Record, &rec) == nil && rec.Allow && rec.Action == actionResearchQuery {
+				n++
+			}
+		}
+		if len(ls) < f.Limit {
+			return n, nil
+		}
+		f.Before = ls[len(ls)-1].Seq
+	}
+}
