@@ -5,7 +5,7 @@ GO    ?= go
 BUF   := $(GO) tool -modfile=tools/buf.mod buf
 BENCH_TIME ?= 3x
 
-.PHONY: build test test-clients generate bench bench-policy bench-anchor fuzz clean
+.PHONY: build test test-clients generate bench bench-policy bench-anchor bench-cohort fuzz clean
 
 build:
 	$(GO) build -o bin/fhiranchor ./cmd/fhiranchor
@@ -41,15 +41,27 @@ bench-policy:
 	$(GO) test ./gateway/ -run '^$$' -bench 'BenchmarkIngestPolicy' -benchtime 4x -timeout 30m
 	$(GO) test ./policy/ -run '^$$' -bench 'BenchmarkDecide' -cpu 1 -benchtime 3000x
 
+# De-identification against the bare parse of the same resources, and the
+# latency of a cohort count over the whole Synthea set (REST, consent
+# decided per patient, decision recorded).
+bench-cohort:
+	$(GO) test ./fhir/deid/ -run '^$$' -bench BenchmarkApply -benchtime 3x
+	$(GO) test ./gateway/ -run '^$$' -bench 'BenchmarkCohortCount' -benchtime 200x -timeout 30m
+
 # Gas per anchored leaf and acknowledgement-to-confirmed-receipt latency over
 # the Synthea set, default batch policy, simulated chain. On geth --dev:
 # FHIRANCHOR_INTEGRATION=1 FHIRANCHOR_BENCH_GETH=1 make bench-anchor
 bench-anchor:
 	$(GO) test ./gateway/ -run '^$$' -bench 'BenchmarkAnchoring' -benchtime 1x -timeout 30m
 
-# Extend the parser fuzz corpus (new crashers land in fhir/testdata/fuzz).
+# Extend the parsers' fuzz corpora (new crashers land in each package's
+# testdata/fuzz): FHIR input, cohort queries, de-identification profiles and
+# de-identification of fuzzed resources.
 fuzz:
 	$(GO) test ./fhir/ -run '^$$' -fuzz FuzzParse -fuzztime 60s
+	$(GO) test ./cohort/ -run '^$$' -fuzz FuzzParseQuery -fuzztime 60s
+	$(GO) test ./fhir/deid/ -run '^$$' -fuzz FuzzParseConfig -fuzztime 30s
+	$(GO) test ./fhir/deid/ -run '^$$' -fuzz FuzzApply -fuzztime 60s
 
 clean:
 	rm -rf bin

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/fhiranchor/fhiranchor/anchor"
 	"github.com/fhiranchor/fhiranchor/cohort"
@@ -71,10 +72,10 @@ func readSynthea(t *testing.T, files []string) (*syntheaInput, map[string]*input
 				ResourceType string
 				Gender       string
 				Name         json.RawMessage // HumanName[], or an Organization's string
-				Address    []struct{ Line []string }
-				Telecom    []struct{ Value string }
-				Identifier []struct{ Value string }
-				Code       struct {
+				Address      []struct{ Line []string }
+				Telecom      []struct{ Value string }
+				Identifier   []struct{ Value string }
+				Code         struct {
 					Coding []struct{ System, Code string }
 				}
 				ValueQuantity *struct{ Value float64 }
@@ -132,7 +133,7 @@ func readSynthea(t *testing.T, files []string) (*syntheaInput, map[string]*input
 }
 
 // researcher mints a researcher's token: research purpose, cohort scopes.
-func researcher(t *testing.T, g *testonly.Gateway, client string) []string {
+func researcher(t testing.TB, g *testonly.Gateway, client string) []string {
 	t.Helper()
 	tok := g.TokenFor(t, auth.Claims{ClientID: client, TTL: time.Hour, PurposeOfUse: "HRESCH",
 		Scopes: []string{gateway.CohortQueryScope, gateway.CohortExportScope}})
@@ -418,8 +419,7 @@ func checkResearchCopies(t *testing.T, g *testonly.Gateway, in *syntheaInput) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	names := regexp.MustCompile(`\b(` + strings.Join(quoteAll(in.names), "|") + `)\b`)
-	values := regexp.MustCompile(`(^|\W)(` + strings.Join(quoteAll(in.values), "|") + `)($|\W)`)
+	leak := newLeakFinder(in)
 	copies, shifted := 0, 0
 	deidLeaves := map[string]map[string]any{} // by resource version
 	ls, err := g.Vault.Store().FindLeaves(t.Context(), vault.LeafFilter{Type: uint8(anchor.LeafDeidentification), Limit: 1 << 30})
@@ -466,10 +466,7 @@ func checkResearchCopies(t *testing.T, g *testonly.Gateway, in *syntheaInput) {
 			// Whole words: a short number may turn up inside a 64-hex
 			// pseudonym by chance.
 			walkStrings(t, v.Deid, func(path, s string) {
-				if m := names.FindString(s); m != "" {
-					t.Errorf("research copy of %s holds the name %q at %s", where, m, path)
-				}
-				if m := values.FindString(s); m != "" {
+				if m := leak.find(s); m != "" {
 					t.Errorf("research copy of %s holds %q at %s", where, m, path)
 				}
 			})
@@ -519,12 +516,50 @@ func checkResearchCopies(t *testing.T, g *testonly.Gateway, in *syntheaInput) {
 	}
 }
 
-func quoteAll(ss []string) []string {
-	out := make([]string, len(ss))
-	for i, s := range ss {
-		out[i] = regexp.QuoteMeta(s)
+// leakFinder finds the input's names and identifying values in a string,
+// as whole words: a short number may turn up inside a 64-hex pseudonym by
+// chance, and a short name inside a longer word.
+type leakFinder struct {
+	words   map[string]bool // names and one-word values
+	phrases []string        // values with spaces (street lines)
+}
+
+func newLeakFinder(in *syntheaInput) *leakFinder {
+	f := &leakFinder{words: map[string]bool{}}
+	for _, n := range in.names {
+		f.words[n] = true
 	}
-	return out
+	for _, v := range in.values {
+		if strings.Contains(v, " ") {
+			f.phrases = append(f.phrases, v)
+		} else {
+			f.words[v] = true
+		}
+	}
+	return f
+}
+
+func (f *leakFinder) find(s string) string {
+	if f.words[s] {
+		return s
+	}
+	// Words are split at anything but letters, digits, '-' and '.': an
+	// identifier like 999-93-4328 or a phone number stays one word.
+	for _, w := range strings.FieldsFunc(s, func(r rune) bool {
+		return !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '-' && r != '.' && r != '@'
+	}) {
+		if f.words[w] || f.words[strings.Trim(w, ".-")] {
+			return w
+		}
+	}
+	if strings.Contains(s, " ") {
+		for _, p := range f.phrases {
+			if strings.Contains(s, p) {
+				return p
+			}
+		}
+	}
+	return ""
 }
 
 // sourceDates lists every calendar day a source version's strings name.
@@ -659,5 +694,51 @@ func checkExport(t *testing.T, g *testonly.Gateway, hdr []string, cohortIDs []st
 	}
 	if r := g.DoRoot(t, http.MethodGet, status, nil, hdr...); r.Status != http.StatusNotFound {
 		t.Errorf("status of a deleted export = %d, want 404", r.Status)
+	}
+}
+
+// TestCohortBadInput: a malformed query gets a 400 OperationOutcome that
+// quotes nothing of it, and records nothing.
+func TestCohortBadInput(t *testing.T) {
+	g := testonly.StartGateway(t, testonly.Options{Quiet: true})
+	hdr := researcher(t, g, "research-team")
+	before := g.RecordLeaves(t)
+	const marker = "Doe-MARKER-1961"
+	cases := []struct {
+		op, body string
+		want     int
+	}{
+		{"count", `not json ` + marker, http.StatusBadRequest},
+		{"count", `{"criteria": {"gender": "female"}, "extra": "` + marker + `"}`, http.StatusBadRequest},
+		{"count", `{"criteria": {"nickname": "` + marker + `"}}`, http.StatusBadRequest},
+		{"count", `{"criteria": {"all": []}}`, http.StatusBadRequest},
+		{"count", `{"criteria": {"age": {"ge": "` + marker + `"}}}`, http.StatusBadRequest},
+		{"count", strings.Repeat(`{"not": `, 40) + `{"gender": "male"}` + strings.Repeat(`}`, 40), http.StatusBadRequest},
+		{"breakdown", `{"criteria": {"gender": "female"}}`, http.StatusBadRequest},
+		{"breakdown", `{"criteria": {"gender": "female"}, "breakdown": ["` + marker + `"]}`, http.StatusBadRequest},
+		{"export", `{"criteria": {"gender": "female"}, "type": ["` + marker + `"]}`, http.StatusBadRequest},
+		{"export", `{"criteria": {"gender": "female"}, "type": "Patient"}`, http.StatusBadRequest},
+		{"export", `[1, 2]`, http.StatusBadRequest},
+	}
+	for _, c := range cases {
+		r := g.DoRoot(t, http.MethodPost, "/v1/cohorts:"+c.op, []byte(c.body), hdr...)
+		var oo struct{ ResourceType string }
+		if r.Status != c.want || json.Unmarshal(r.Body, &oo) != nil || oo.ResourceType != "OperationOutcome" {
+			t.Errorf("%s %.60s = %d %s, want %d and an OperationOutcome", c.op, c.body, r.Status, r.Body, c.want)
+		}
+		if bytes.Contains(r.Body, []byte(marker)) {
+			t.Errorf("%s %.60s: the outcome quotes the input: %s", c.op, c.body, r.Body)
+		}
+	}
+	for _, path := range []string{"/v1/cohorts/exports/not-an-id", "/v1/cohorts/exports/" + strings.Repeat("a", 32) + "/files/..%2Fvault.db"} {
+		if r := g.DoRoot(t, http.MethodGet, path, nil, hdr...); r.Status != http.StatusNotFound {
+			t.Errorf("GET %s = %d %s, want 404", path, r.Status, r.Body)
+		}
+	}
+	if after := g.RecordLeaves(t); after != before {
+		t.Errorf("bad requests wrote %d records", after-before)
+	}
+	if bytes.Contains(g.Logs.Bytes(), []byte(marker)) {
+		t.Error("the log quotes a bad query")
 	}
 }
