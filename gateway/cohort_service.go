@@ -102,6 +102,9 @@ func (t *consentTally) permit(patient string) bool {
 	if t.err != nil {
 		return false
 	}
+	if d, ok := t.decisions[patient]; ok {
+		return d.Allow // a breakdown asks again for the patients the count saw
+	}
 	in := t.in
 	in.Patient = patient
 	in.Resource.ID = strings.TrimPrefix(patient, "Patient/")

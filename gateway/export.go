@@ -152,9 +152,6 @@ func (e *exports) kickOff(ctx context.Context, data []byte) (*httpbody.HttpBody,
 		id: id, client: clientOf(ctx), created: at, query: q, types: types,
 		tally: e.r.tally(ctx, actionExport, at), base: serverBase(ctx), progress: "queued",
 	}
-	// The job outlives the request: its decisions must not be cut short
-	// by the request's context.
-	job.tally.ctx = context.WithoutCancel(ctx)
 	e.mu.Lock()
 	e.jobs[id] = job
 	e.mu.Unlock()
@@ -221,6 +218,9 @@ func (e *exports) run(ctx context.Context, job *exportJob) {
 		return
 	}
 	job.cancel, job.progress = cancel, "selecting patients"
+	// Decisions stop when the export is cancelled; the caller's principal
+	// is already in the policy input.
+	job.tally.ctx = jctx
 	e.mu.Unlock()
 	m, err := e.build(jctx, job)
 	e.mu.Lock()
@@ -487,13 +487,21 @@ func (s *cohortService) DeleteExport(ctx context.Context, req *fhiranchorv1.Dele
 	return &httpbody.HttpBody{ContentType: fhirJSON, Data: outcomeJSON(issue{Severity: "information", Code: "informational", Diagnostics: "export deleted"})}, nil
 }
 
-// expire removes exports older than the time to live.
+// expire removes exports older than the time to live, and forgets
+// finished jobs as old (a failed one has no files).
 func (e *exports) expire() {
+	cutoff := e.r.now().Add(-e.ttl)
+	e.mu.Lock()
+	for id, job := range e.jobs {
+		if job.done && job.created.Before(cutoff) {
+			delete(e.jobs, id)
+		}
+	}
+	e.mu.Unlock()
 	entries, err := os.ReadDir(e.dir)
 	if err != nil {
 		return
 	}
-	cutoff := e.r.now().Add(-e.ttl)
 	for _, ent := range entries {
 		if !ent.IsDir() || !exportID.MatchString(ent.Name()) {
 			continue
