@@ -18,9 +18,9 @@ import (
 
 	"github.com/fhiranchor/fhiranchor/anchor"
 	"github.com/fhiranchor/fhiranchor/anchor/eth"
+	anchorsql "github.com/fhiranchor/fhiranchor/anchor/sqlite"
 	"github.com/fhiranchor/fhiranchor/cohort"
 	"github.com/fhiranchor/fhiranchor/fhir/deid"
-	anchorsql "github.com/fhiranchor/fhiranchor/anchor/sqlite"
 	"github.com/fhiranchor/fhiranchor/gateway"
 	"github.com/fhiranchor/fhiranchor/gateway/auth"
 	"github.com/fhiranchor/fhiranchor/vault"
