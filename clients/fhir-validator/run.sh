@@ -69,7 +69,10 @@ until curl -fsS "$base/healthz" >/dev/null 2>&1; do
 done
 
 echo "pushing $(ls "$synthea"/*.json | wc -l) Synthea Bundles" >&2
-"$tmp/fhiranchor" push --data "$data" --server "$base/fhir/r4" --no-progress "$synthea" >"$tmp/push.log"
+if ! "$tmp/fhiranchor" push --data "$data" --server "$base/fhir/r4" --no-progress "$synthea" >"$tmp/push.log" 2>&1; then
+  tail -n 20 "$tmp/push.log" >&2
+  exit 1
+fi
 
 token="$("$tmp/fhiranchor" token --data "$data" --client research-check --purpose HRESCH \
   --scope "fhiranchor/cohort.query fhiranchor/cohort.export")"

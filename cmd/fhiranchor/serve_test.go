@@ -119,3 +119,46 @@ func startServe(t *testing.T, dir string, getenv func(string) string, args ...st
 	}
 	return base, stop
 }
+
+// TestResearchConfig: research.profile names an embedded profile or a
+// file; a bad one fails at start, as do unsafe privacy settings.
+func TestResearchConfig(t *testing.T) {
+	dir := t.TempDir()
+	profile := filepath.Join(dir, "profile.yaml")
+	if err := os.WriteFile(profile, []byte("name: names-only\nrules:\n  - id: names\n    type: HumanName\n    method: redact\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		yaml, profile string // profile: the name the config must load; "" for an error
+	}{
+		{"research:\n  threshold: 5\n", "safe-harbor"},
+		{"research:\n  profile: safe-harbor-strict\n", "safe-harbor-strict"},
+		{"research:\n  profile: " + profile + "\n", "names-only"},
+		{"research:\n  profile: no-such-profile\n", ""},
+		{"research:\n  profile: " + filepath.Join(dir, "missing.yaml") + "\n", ""},
+	} {
+		path := filepath.Join(dir, "c.yaml")
+		if err := os.WriteFile(path, []byte(tt.yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := loadConfig(path, noEnv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.applyDefaults()
+		rc, err := c.research()
+		switch {
+		case tt.profile == "" && err == nil:
+			t.Errorf("%q: accepted", tt.yaml)
+		case tt.profile != "" && err != nil:
+			t.Errorf("%q: %v", tt.yaml, err)
+		case tt.profile != "" && rc.Profile != nil && rc.Profile.Name != tt.profile:
+			t.Errorf("%q: profile %q, want %q", tt.yaml, rc.Profile.Name, tt.profile)
+		case tt.profile != "" && rc.Profile == nil && tt.profile != "safe-harbor":
+			t.Errorf("%q: no profile, want %q", tt.yaml, tt.profile)
+		}
+		if err == nil && rc.ExportDir != filepath.Join(c.Data, "exports") {
+			t.Errorf("%q: export dir %q", tt.yaml, rc.ExportDir)
+		}
+	}
+}
