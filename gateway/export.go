@@ -168,22 +168,6 @@ func (e *exports) kickOff(ctx context.Context, data []byte) (*httpbody.HttpBody,
 		Diagnostics: "export accepted: poll the Content-Location URL"})}, nil
 }
 
-// serverBase is scheme://host of the request, as the client reached us.
-func serverBase(ctx context.Context) string {
-	host := header(ctx, "x-forwarded-host")
-	if host == "" {
-		host = header(ctx, ":authority")
-	}
-	if host == "" {
-		host = "localhost"
-	}
-	scheme := "http"
-	if header(ctx, "x-forwarded-proto") == "https" {
-		scheme = "https"
-	}
-	return scheme + "://" + host
-}
-
 func newExportID() (string, error) {
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {

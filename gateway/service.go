@@ -294,18 +294,7 @@ func (s *service) base(ctx context.Context) string {
 	if s.baseURL != "" {
 		return s.baseURL
 	}
-	host := header(ctx, "x-forwarded-host")
-	if host == "" {
-		host = header(ctx, ":authority")
-	}
-	if host == "" {
-		host = "localhost"
-	}
-	scheme := "http"
-	if p := header(ctx, "x-forwarded-proto"); p == "https" {
-		scheme = p
-	}
-	return scheme + "://" + host + "/fhir/r4"
+	return serverBase(ctx) + "/fhir/r4"
 }
 
 func checkType(typ string) error {
@@ -335,6 +324,22 @@ func authorize(ctx context.Context, typ string, a auth.Access) error {
 		return failure(http.StatusForbidden, "forbidden", "", "the token's scopes do not allow "+a.String()+" of "+typ)
 	}
 	return nil
+}
+
+// serverBase is scheme://host of the request, as the client reached us.
+func serverBase(ctx context.Context) string {
+	host := header(ctx, "x-forwarded-host")
+	if host == "" {
+		host = header(ctx, ":authority")
+	}
+	if host == "" {
+		host = "localhost"
+	}
+	scheme := "http"
+	if header(ctx, "x-forwarded-proto") == "https" {
+		scheme = "https"
+	}
+	return scheme + "://" + host
 }
 
 // header returns the first value of an incoming metadata key (REST headers
