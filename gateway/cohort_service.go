@@ -172,7 +172,7 @@ func (r *research) query(ctx context.Context, data []byte, breakdown bool) (*htt
 		return nil, err
 	} else if r.privacy.Exceeded(n) {
 		reason := fmt.Sprintf("repeat limit: %d near-identical queries within %s", n, r.privacy.Window())
-		idx, err := r.addRecord(ctx, t.record(q, false, []string{reason}), q.Shape())
+		idx, err := r.addRecord(ctx, t.record(q, false, []string{reason}), at, q.Shape())
 		if err != nil {
 			return nil, err
 		}
@@ -202,7 +202,7 @@ func (r *research) query(ctx context.Context, data []byte, breakdown bool) (*htt
 	sum := sha256.Sum256(released)
 	rec := t.record(q, true, nil)
 	rec.Released, rec.Answer = hex.EncodeToString(sum[:]), released
-	idx, err := r.addRecord(ctx, rec, q.Shape())
+	idx, err := r.addRecord(ctx, rec, at, q.Shape())
 	if err != nil {
 		return nil, err
 	}
@@ -225,14 +225,11 @@ type cohortAnswer struct {
 	PolicyVersion int64           `json:"policyVersion"`
 }
 
-// addRecord records a research decision in its own transaction.
-func (r *research) addRecord(ctx context.Context, rec cohortRecord, shape string) (uint64, error) {
-	at, err := time.Parse(time.RFC3339Nano, rec.Time)
-	if err != nil {
-		return 0, err
-	}
+// addRecord records a research decision made at at in its own transaction.
+func (r *research) addRecord(ctx context.Context, rec cohortRecord, at time.Time, shape string) (uint64, error) {
 	var idx uint64
-	err = r.vault.Update(ctx, func(tx *vault.SealedTx) error {
+	err := r.vault.Update(ctx, func(tx *vault.SealedTx) error {
+		var err error
 		idx, _, err = addRecord(ctx, tx, anchor.LeafAccessDecision, "access-decision", shapeSubject(shape), rec.Client, at, rec)
 		return err
 	})

@@ -448,29 +448,33 @@ func checkResearchCopies(t *testing.T, g *testonly.Gateway, in *syntheaInput) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			research, err := g.Vault.OpenCopy(t.Context(), r)
+			if err != nil {
+				t.Fatal(err)
+			}
 			where := v.Type + "/" + v.ID
 			if v.Compartment == "" || v.Deleted {
-				if v.Deid != nil {
+				if research != nil {
 					t.Errorf("%s outside any patient compartment has a research copy", where)
 				}
 				continue
 			}
-			if v.Deid == nil {
+			if research == nil {
 				t.Errorf("%s has no research copy", where)
 				continue
 			}
 			copies++
-			if _, err := parser.Parse(v.Deid); err != nil {
+			if _, err := parser.Parse(research); err != nil {
 				t.Errorf("research copy of a %s is not valid FHIR R4: %v", v.Type, err)
 			}
 			// Whole words: a short number may turn up inside a 64-hex
 			// pseudonym by chance.
-			walkStrings(t, v.Deid, func(path, s string) {
+			walkStrings(t, research, func(path, s string) {
 				if m := leak.find(s); m != "" {
 					t.Errorf("research copy of %s holds %q at %s", where, m, path)
 				}
 			})
-			if bytes.Contains(v.Deid, []byte(v.ID)) || bytes.Contains(v.Deid, []byte(strings.TrimPrefix(v.Compartment, "Patient/"))) {
+			if bytes.Contains(research, []byte(v.ID)) || bytes.Contains(research, []byte(strings.TrimPrefix(v.Compartment, "Patient/"))) {
 				t.Errorf("research copy of %s holds a server id", where)
 			}
 			// Every date finer than a year is the shifted form of a date
@@ -480,7 +484,7 @@ func checkResearchCopies(t *testing.T, g *testonly.Gateway, in *syntheaInput) {
 				t.Fatalf("the date shift of %s is zero", v.Compartment)
 			}
 			src := sourceDates(v.Body)
-			walkStrings(t, v.Deid, func(path, s string) {
+			walkStrings(t, research, func(path, s string) {
 				if strings.HasSuffix(path, ".postalCode") && len(s) > 3 {
 					t.Errorf("%s: %s keeps %d characters of ZIP", where, path, len(s))
 				}
@@ -504,7 +508,7 @@ func checkResearchCopies(t *testing.T, g *testonly.Gateway, in *syntheaInput) {
 			})
 			// Its deidentification leaf commits to exactly this copy.
 			rec := deidLeaves[v.Type+"/"+v.ID+"/_history/"+strconv.FormatInt(v.Version, 10)]
-			sum := sha256.Sum256(v.Deid)
+			sum := sha256.Sum256(research)
 			if rec == nil || rec["output"] != hex.EncodeToString(sum[:]) || rec["source"] != hex.EncodeToString(v.Commitment) {
 				t.Errorf("%s: its deidentification record %v does not name this copy and version", where, rec)
 			}
@@ -644,12 +648,16 @@ func checkExport(t *testing.T, g *testonly.Gateway, hdr []string, cohortIDs []st
 		t.Fatalf("manifest lists %d patients and %d files; want %d patients, 3 files: %s", m.Extension.Patients, len(m.Output), len(cohortIDs)-1, r.Body)
 	}
 	// The opted-out patient's pseudonym, from their own research copy.
-	v, err := g.Vault.Read(t.Context(), "Patient", optOut)
+	r0, err := g.Vault.Store().Current(t.Context(), "Patient", optOut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	research, err := g.Vault.OpenCopy(t.Context(), r0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var pseudo struct{ ID string }
-	if err := json.Unmarshal(v.Deid, &pseudo); err != nil || len(pseudo.ID) < 16 {
+	if err := json.Unmarshal(research, &pseudo); err != nil || len(pseudo.ID) < 16 {
 		t.Fatalf("the opted-out patient's research copy has no pseudonymous id: %v", err)
 	}
 	patients := map[string]bool{}

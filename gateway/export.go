@@ -258,11 +258,15 @@ func (e *exports) build(ctx context.Context, job *exportJob) ([]byte, error) {
 			if !ok || (job.types != nil && !job.types[typ]) {
 				continue
 			}
-			v, err := r.vault.Read(ctx, typ, id)
-			if err != nil || v.Deleted || len(v.Deid) == 0 {
-				continue // deleted or erased since it was indexed
+			rec, err := r.vault.Store().Current(ctx, typ, id)
+			if err != nil || rec.Deleted {
+				continue // deleted since it was indexed
 			}
-			if withheld(d, securityLabels(v.Deid)) {
+			data, err := r.vault.OpenCopy(ctx, rec)
+			if err != nil || data == nil {
+				continue // erased since it was indexed
+			}
+			if withheld(d, securityLabels(data)) {
 				continue
 			}
 			f := files[typ]
@@ -272,7 +276,7 @@ func (e *exports) build(ctx context.Context, job *exportJob) ([]byte, error) {
 				}
 				files[typ] = f
 			}
-			if err := f.add(v.Deid); err != nil {
+			if err := f.add(data); err != nil {
 				return nil, err
 			}
 		}
@@ -295,9 +299,9 @@ func (e *exports) build(ctx context.Context, job *exportJob) ([]byte, error) {
 		return nil, err
 	}
 	sum := sha256.Sum256(released)
-	rec := t.record(job.query, true, nil)
-	rec.Released, rec.Files = hex.EncodeToString(sum[:]), out
-	idx, err := r.addRecord(ctx, rec, job.query.Shape())
+	record := t.record(job.query, true, nil)
+	record.Released, record.Files = hex.EncodeToString(sum[:]), out
+	idx, err := r.addRecord(ctx, record, job.created, job.query.Shape())
 	if err != nil {
 		return nil, err
 	}
@@ -307,7 +311,7 @@ func (e *exports) build(ctx context.Context, job *exportJob) ([]byte, error) {
 	m, err := json.Marshal(manifest{
 		TransactionTime: job.created.Format(time.RFC3339Nano), Request: job.base + "/v1/cohorts:export",
 		RequiresAccessToken: true, Output: out, Error: []exportFile{},
-		Extension: manifestExtension{Decision: idx, Released: rec.Released, Patients: len(patients)},
+		Extension: manifestExtension{Decision: idx, Released: record.Released, Patients: len(patients)},
 	})
 	if err != nil {
 		return nil, err

@@ -139,7 +139,7 @@ func (r *research) apply(ctx context.Context, rec vault.Record) error {
 		r.index.Delete(key)
 		return nil
 	}
-	v, err := r.vault.Open(ctx, rec)
+	data, err := r.vault.OpenCopy(ctx, rec)
 	if errors.Is(err, vault.ErrErased) {
 		r.index.Delete(key)
 		return nil
@@ -147,11 +147,11 @@ func (r *research) apply(ctx context.Context, rec vault.Record) error {
 	if err != nil {
 		return fmt.Errorf("open research copy: %w", err)
 	}
-	tree, err := decodeTree(v.Deid)
+	tree, err := decodeTree(data)
 	if err != nil {
 		return fmt.Errorf("decode research copy of a %s: %w", rec.Type, err)
 	}
-	if err := r.index.Put(key, v.Compartment, rec.Type, tree); err != nil {
+	if err := r.index.Put(key, rec.Compartment(), rec.Type, tree); err != nil {
 		// A copy the index cannot read is left out, not fatal: the index
 		// must keep following the log.
 		r.log.WarnContext(ctx, "research copy not indexed", slog.String("type", rec.Type), slog.String("err", err.Error()))

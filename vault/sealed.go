@@ -37,9 +37,10 @@ type Version struct {
 	Body        []byte // canonical JSON in clear
 	Salt        []byte // 32 random bytes of the commitment
 	Commitment  []byte // the salted commitment of this version
-	// Deid is the version's de-identified copy in clear (JSON), or nil. It
-	// is sealed under the same data key as Body, so it goes when the
-	// patient is erased.
+	// Deid is the de-identified copy (JSON) Put seals beside Body under the
+	// same data key, so it goes when the patient is erased; nil for none.
+	// Reads leave it nil: the copy is for research, read with OpenCopy, and
+	// a clinical read should not pay for decrypting it.
 	Deid []byte
 	// Tokens are the blind-index tokens (see Sealed.Token) of this version.
 	// Reads return none: a Store keeps tokens for lookups only.
@@ -109,6 +110,28 @@ func (s *Sealed) Update(ctx context.Context, fn func(*SealedTx) error) error {
 // version.
 func (s *Sealed) Open(ctx context.Context, r Record) (Version, error) {
 	return s.open(ctx, r, s.storeKey)
+}
+
+// OpenCopy decrypts only the de-identified copy of a record read from the
+// Store (Record.Deid), or returns nil when it has none. It returns an error
+// wrapping ErrErased for an erased version.
+func (s *Sealed) OpenCopy(ctx context.Context, r Record) ([]byte, error) {
+	if r.Erased {
+		return nil, fmt.Errorf("open %s version %d copy: %w", r.Type, r.Version, ErrErased)
+	}
+	if len(r.Deid) == 0 {
+		return nil, nil
+	}
+	a, err := s.storeKey(ctx, r.KeyID)
+	if err != nil {
+		return nil, fmt.Errorf("open %s version %d copy: %w", r.Type, r.Version, err)
+	}
+	ad := append(additionalData(r.Type, r.ID, r.Version), deidAD...)
+	plain, err := a.Open(nil, nil, r.Deid, ad)
+	if err != nil {
+		return nil, fmt.Errorf("open %s version %d copy: %w", r.Type, r.Version, err)
+	}
+	return plain, nil
 }
 
 // Read returns the current version of a resource, a tombstone included (with
@@ -193,16 +216,9 @@ func (s *Sealed) open(ctx context.Context, r Record, getKey func(context.Context
 	if err != nil {
 		return Version{}, fmt.Errorf("open %s version %d: %w", r.Type, r.Version, err)
 	}
-	ad := additionalData(r.Type, r.ID, r.Version)
-	body, err := a.Open(nil, nil, r.Ciphertext, ad)
+	body, err := a.Open(nil, nil, r.Ciphertext, additionalData(r.Type, r.ID, r.Version))
 	if err != nil {
 		return Version{}, fmt.Errorf("open %s version %d: %w", r.Type, r.Version, err)
-	}
-	var deid []byte
-	if len(r.Deid) > 0 {
-		if deid, err = a.Open(nil, nil, r.Deid, append(ad, deidAD...)); err != nil {
-			return Version{}, fmt.Errorf("open %s version %d de-identified copy: %w", r.Type, r.Version, err)
-		}
 	}
 	return Version{
 		Type:        r.Type,
@@ -214,7 +230,6 @@ func (s *Sealed) open(ctx context.Context, r Record, getKey func(context.Context
 		Body:        body,
 		Salt:        r.Salt,
 		Commitment:  r.Commitment,
-		Deid:        deid,
 		Tokens:      r.Tokens,
 		Leaf:        r.Leaf,
 	}, nil
