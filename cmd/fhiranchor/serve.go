@@ -41,6 +41,12 @@ type config struct {
 		Issuer   string   `yaml:"issuer"`   // required iss, when set
 		Audience string   `yaml:"audience"` // required aud, when set
 	} `yaml:"auth"`
+	// Database, when set, keeps the vault and the log in PostgreSQL instead
+	// of SQLite files in the data dir; any number of gateways may share it.
+	Database struct {
+		URL      string `yaml:"url"`       // PostgreSQL DSN without the password (PGPASSWORD, or FHIRANCHOR_DATABASE_URL overrides the whole DSN)
+		MaxConns int32  `yaml:"max_conns"` // connections per store (default max(4, CPUs))
+	} `yaml:"database"`
 	Vault struct {
 		MasterKeyFile string `yaml:"master_key_file"` // default <data>/master.key, created 0600 on first start
 		SQLite        struct {
@@ -81,6 +87,7 @@ type config struct {
 	} `yaml:"log"`
 
 	masterKey     string // from FHIRANCHOR_MASTER_KEY, never from the file
+	databaseURL   string // from FHIRANCHOR_DATABASE_URL, else Database.URL
 	chainKey      string // from FHIRANCHOR_CHAIN_KEY
 	keyPassphrase string // from FHIRANCHOR_CHAIN_KEY_PASSPHRASE
 }
@@ -102,6 +109,10 @@ func loadConfig(path string, getenv func(string) string) (*config, error) {
 		}
 	}
 	c.masterKey = getenv("FHIRANCHOR_MASTER_KEY")
+	c.databaseURL = c.Database.URL
+	if u := getenv("FHIRANCHOR_DATABASE_URL"); u != "" {
+		c.databaseURL = u
+	}
 	c.chainKey = getenv("FHIRANCHOR_CHAIN_KEY")
 	c.keyPassphrase = getenv("FHIRANCHOR_CHAIN_KEY_PASSPHRASE")
 	return &c, nil
