@@ -143,7 +143,7 @@ type Log struct {
 	info   ChainInfo
 	logger *slog.Logger
 
-	size    atomic.Uint64 // of the last checkpoint, for readers
+	size    atomic.Uint64 // of the last checkpoint this process knows, for readers
 	running atomic.Bool
 
 	// Owned by Run.
@@ -233,8 +233,36 @@ func (l *Log) load(ctx context.Context) error {
 }
 
 // Size returns the number of leaves in the log's tree: the size of its last
-// checkpoint. Leaves read but not yet checkpointed are not counted.
+// checkpoint. Leaves read but not yet checkpointed are not counted. When
+// another process runs the log over the same Store, Size is the size this
+// process last saw; the read methods catch up with the Store by themselves.
 func (l *Log) Size() uint64 { return l.size.Load() }
+
+// sizeFor returns the tree size to serve leaf index from. When index is
+// beyond the size this process knows and Run is not running here, another
+// process may have grown the log: it re-reads the last checkpoint.
+func (l *Log) sizeFor(ctx context.Context, index uint64) (uint64, error) {
+	n := l.size.Load()
+	if index < n || l.running.Load() {
+		return n, nil
+	}
+	cp, err := l.store.LastCheckpoint(ctx)
+	if errors.Is(err, ErrNotFound) {
+		return n, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read last checkpoint: %w", err)
+	}
+	for {
+		old := l.size.Load()
+		if cp.Size <= old {
+			return old, nil
+		}
+		if l.size.CompareAndSwap(old, cp.Size) {
+			return cp.Size, nil
+		}
+	}
+}
 
 // Run anchors the log until ctx ends: it reads new leaves from the source,
 // writes a checkpoint when MaxLeaves are pending or the oldest has waited
@@ -250,12 +278,27 @@ func (l *Log) Size() uint64 { return l.size.Load() }
 // Run returns nil when ctx ends, or an error wrapping ErrForeignAnchor,
 // ErrChainMismatch or ErrConflict when the chain or the Store holds what this
 // log did not write; other failures are logged and retried. Run must not be
-// called twice at once.
+// called twice at once. Each Run starts from what the Store holds, so Logs
+// of several processes over one Store may take turns (one at a time: see
+// anchor/postgres's Lead).
 func (l *Log) Run(ctx context.Context) error {
 	if !l.running.CompareAndSwap(false, true) {
 		return errors.New("anchor: log is already running")
 	}
 	defer l.running.Store(false)
+	// Another process may have run the log over the same Store since New or
+	// the last Run (gateways sharing one database take turns): start from
+	// what the Store holds now, with an empty batch and a fresh chain check.
+	if err := l.load(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("anchor: reload log: %w", err)
+	}
+	l.batch.clear()
+	l.checked = false
+	l.chainBO.reset()
+	l.readBO.reset()
 	ticker := time.NewTicker(l.cfg.Poll)
 	defer ticker.Stop()
 	for {
@@ -626,7 +669,11 @@ func (l *Log) Receipt(ctx context.Context, index uint64) (Receipt, error) {
 		Commitment:     bytes.Clone(data[1:]),
 		Status:         StatusPending,
 	}
-	if index >= l.Size() {
+	size, err := l.sizeFor(ctx, index)
+	if err != nil {
+		return Receipt{}, err
+	}
+	if index >= size {
 		return r, nil
 	}
 	logged, err := l.LeafHash(ctx, index)
@@ -671,7 +718,11 @@ func (l *Log) Receipt(ctx context.Context, index uint64) (Receipt, error) {
 // leaf bytes, or ErrNotFound if the leaf is not in the tree yet. An audit
 // compares it with the leaf re-derived from the vault.
 func (l *Log) LeafHash(ctx context.Context, index uint64) ([]byte, error) {
-	if index >= l.Size() {
+	size, err := l.sizeFor(ctx, index)
+	if err != nil {
+		return nil, err
+	}
+	if index >= size {
 		return nil, fmt.Errorf("leaf %d: %w", index, ErrNotFound)
 	}
 	h, err := l.store.Nodes(ctx, []compact.NodeID{compact.NewNodeID(0, index)})

@@ -823,3 +823,65 @@ func TestLeafIndexes(t *testing.T) {
 		t.Errorf("leaf types of leaves 0-4 = %v, want 1-5", types)
 	}
 }
+
+// TestLogTakesTurns: gateways sharing one database take turns running their
+// Logs over one Store. A Log that does not run serves receipts of what the
+// other anchored, and a Log that runs again picks up where the other left
+// off: every leaf is anchored once, in one chain of anchors.
+func TestLogTakesTurns(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log.db")
+	src, c := &memSource{}, newFakeChain()
+	logs := make([]*anchor.Log, 2)
+	for i := range logs {
+		store := openStore(t, path)
+		t.Cleanup(func() { store.Close() })
+		l, err := anchor.New(t.Context(), fast, store, src.Leaves, c, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})))
+		if err != nil {
+			t.Fatalf("New: %v", err)
+		}
+		logs[i] = l
+	}
+	// turn runs logs[i] until n leaves are confirmed, then stops it.
+	turn := func(i int, n uint64) {
+		t.Helper()
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- logs[i].Run(ctx) }()
+		waitFor(t, fmt.Sprintf("log %d: %d leaves confirmed", i, n), settled(t, logs[i], n, anchor.StatusConfirmed))
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("log %d: Run = %v", i, err)
+		}
+	}
+	// receipts checks that the Log that is not running serves confirmed
+	// receipts of every leaf.
+	receipts := func(i int, n uint64) {
+		t.Helper()
+		for k := range n {
+			r, err := logs[i].Receipt(t.Context(), k)
+			if err != nil {
+				t.Fatalf("log %d: Receipt(%d): %v", i, k, err)
+			}
+			if r.Status != anchor.StatusConfirmed {
+				t.Fatalf("log %d: receipt of leaf %d is %s, want confirmed (anchored by the other log)", i, k, r.Status)
+			}
+			if err := anchor.VerifyReceipt(r); err != nil {
+				t.Fatalf("log %d: receipt of leaf %d: %v", i, k, err)
+			}
+		}
+	}
+	src.add(40)
+	turn(0, 40)
+	receipts(1, 40)
+	src.add(30)
+	turn(1, 70)
+	receipts(0, 70)
+	src.add(20)
+	turn(0, 90) // a second Run of the same Log reloads what log 1 wrote
+	checkLog(t, logs[0], src, c, anchor.StatusConfirmed)
+	for _, a := range c.anchors() {
+		if c.sent(a.Seq) != 1 {
+			t.Errorf("anchor %d sent %d times, want 1", a.Seq, c.sent(a.Seq))
+		}
+	}
+}

@@ -133,10 +133,16 @@ func (s *logService) ListCheckpoints(ctx context.Context, _ *fhiranchorv1.ListCh
 		}
 		after = cps[len(cps)-1].Size
 	}
+	// The tree size is the last checkpoint's as listed, not Log.Size: on a
+	// gateway that does not anchor, Size lags the Store.
+	size := uint64(0)
+	if len(all) > 0 {
+		size = all[len(all)-1].Size
+	}
 	if all == nil {
 		all = []anchor.Checkpoint{}
 	}
-	return jsonBody(ctx, map[string]any{"treeSize": s.log.Size(), "checkpoints": all})
+	return jsonBody(ctx, map[string]any{"treeSize": size, "checkpoints": all})
 }
 
 // GetConsistency proves that tree size To extends tree size From.
