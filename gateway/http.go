@@ -27,7 +27,7 @@ const httpCodeKey = "x-http-code"
 
 // restHandler builds the REST API: grpc-gateway over conn, behind the
 // checks that must happen before a body is decoded.
-func restHandler(ctx context.Context, conn *grpc.ClientConn, maxBody int64, ready func(context.Context) (any, error)) (http.Handler, error) {
+func restHandler(ctx context.Context, conn *grpc.ClientConn, maxBody int64, ready func(context.Context) (map[string]any, error)) (http.Handler, error) {
 	gw := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, rawBody{}),
 		runtime.WithIncomingHeaderMatcher(incomingHeader),
@@ -59,13 +59,13 @@ func restHandler(ctx context.Context, conn *grpc.ClientConn, maxBody int64, read
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		stats, err := ready(r.Context())
+		status, err := ready(r.Context())
 		if err != nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = io.WriteString(w, `{"status":"unavailable"}`)
 			return
 		}
-		_ = json.NewEncoder(w).Encode(map[string]any{"status": "ready", "vault": stats})
+		_ = json.NewEncoder(w).Encode(status)
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeOutcome(w, http.StatusNotFound, outcomeJSON(issue{Severity: "error", Code: "not-found", Diagnostics: "no such endpoint; the FHIR API is under /fhir/r4"}))

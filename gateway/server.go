@@ -80,8 +80,12 @@ type Deps struct {
 	Vault    *vault.Sealed
 	Verifier *auth.Verifier
 	// Log is the anchored log the vault's leaves go to; the caller runs it.
-	Log    *anchor.Log
-	Logger *slog.Logger
+	Log *anchor.Log
+	// Anchoring reports whether this process runs Log at the moment: of
+	// several gateways on one database, one is elected to. Nil means it
+	// always does. /readyz shows it.
+	Anchoring func() bool
+	Logger    *slog.Logger
 }
 
 // Server serves the FHIR API over gRPC and REST.
@@ -175,7 +179,14 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect REST gateway to gRPC: %w", err)
 	}
-	ready := func(ctx context.Context) (any, error) { return deps.Vault.Store().Stats(ctx) }
+	ready := func(ctx context.Context) (map[string]any, error) {
+		stats, err := deps.Vault.Store().Stats(ctx)
+		if err != nil {
+			return nil, err
+		}
+		anchoring := deps.Anchoring == nil || deps.Anchoring()
+		return map[string]any{"status": "ready", "vault": stats, "anchoring": anchoring}, nil
+	}
 	s.restRoot, err = restHandler(ctx, s.conn, cfg.MaxBodyBytes, ready)
 	if err != nil {
 		return nil, err
