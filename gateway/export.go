@@ -152,6 +152,18 @@ func (e *exports) kickOff(ctx context.Context, data []byte) (*httpbody.HttpBody,
 		id: id, client: clientOf(ctx), created: at, query: q, types: types,
 		tally: e.r.tally(ctx, actionExport, at), base: serverBase(ctx), progress: "queued",
 	}
+	// The directory and its owner exist from the start, so that another
+	// gateway sharing the export directory answers the status URL too.
+	dir := filepath.Join(e.dir, id)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create export directory: %w", err)
+	}
+	for _, f := range []string{"owner", "building"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte(job.client), 0o600); err != nil {
+			_ = os.RemoveAll(dir)
+			return nil, fmt.Errorf("write export %s: %w", f, err)
+		}
+	}
 	e.mu.Lock()
 	e.jobs[id] = job
 	e.mu.Unlock()
@@ -161,6 +173,7 @@ func (e *exports) kickOff(ctx context.Context, data []byte) (*httpbody.HttpBody,
 		e.mu.Lock()
 		delete(e.jobs, id)
 		e.mu.Unlock()
+		_ = os.RemoveAll(dir)
 		return nil, failure(http.StatusTooManyRequests, "throttled", "", "too many exports are waiting; try again later")
 	}
 	setResponse(ctx, http.StatusAccepted, "content-location", job.base+"/v1/cohorts/exports/"+id)
@@ -180,6 +193,7 @@ func newExportID() (string, error) {
 func (e *exports) Run(ctx context.Context) error {
 	sweep := time.NewTicker(time.Minute)
 	defer sweep.Stop()
+	go e.beat(ctx)
 	e.expire()
 	for {
 		select {
@@ -206,21 +220,64 @@ func (e *exports) run(ctx context.Context, job *exportJob) {
 	// is already in the policy input.
 	job.tally.ctx = jctx
 	e.mu.Unlock()
+	dir := filepath.Join(e.dir, job.id)
 	m, err := e.build(jctx, job)
+	_ = os.Remove(filepath.Join(dir, "building"))
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	job.done, job.cancel = true, nil
 	if err != nil {
-		_ = os.RemoveAll(filepath.Join(e.dir, job.id))
+		_ = os.RemoveAll(dir)
 		if jctx.Err() != nil {
 			delete(e.jobs, job.id)
 			return
 		}
-		job.failed = "the export failed; see the server log"
+		job.failed = exportFailed
 		e.log.ErrorContext(ctx, "cohort export failed", slog.String("export", job.id), slog.String("err", err.Error()))
+		// Other gateways learn of the failure from the directory.
+		if os.MkdirAll(dir, 0o700) == nil {
+			_ = os.WriteFile(filepath.Join(dir, "owner"), []byte(job.client), 0o600)
+			_ = os.WriteFile(filepath.Join(dir, "failed"), nil, 0o600)
+		}
 		return
 	}
 	job.manifest = m
+}
+
+const exportFailed = "the export failed; see the server log"
+
+// heartbeatEvery is how often a gateway touches the "building" file of each
+// export it has queued or is building; another gateway that finds it older
+// than heartbeatStale takes that gateway for dead.
+const (
+	heartbeatEvery = 10 * time.Second
+	heartbeatStale = 6 * heartbeatEvery
+)
+
+// beat keeps the "building" files of this gateway's unfinished exports fresh
+// until ctx ends.
+func (e *exports) beat(ctx context.Context) {
+	t := time.NewTicker(heartbeatEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		e.mu.Lock()
+		var ids []string
+		for id, job := range e.jobs {
+			if !job.done {
+				ids = append(ids, id)
+			}
+		}
+		e.mu.Unlock()
+		for _, id := range ids {
+			now := time.Now()
+			_ = os.Chtimes(filepath.Join(e.dir, id, "building"), now, now)
+		}
+	}
 }
 
 // build writes the export's files, records the decision and returns the
@@ -399,17 +456,27 @@ func (e *exports) job(ctx context.Context, id string) (*exportJob, error) {
 		}
 		return job, nil
 	}
-	// Finished before a restart: the files and manifest are on disk.
+	// Finished before a restart, or run by another gateway sharing the
+	// export directory: the directory tells how it stands.
 	dir := filepath.Join(e.dir, id)
 	owner, err := os.ReadFile(filepath.Join(dir, "owner"))
 	if err != nil || string(owner) != client {
 		return nil, notFound
 	}
-	m, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
-	if err != nil {
-		return nil, notFound
+	if m, err := os.ReadFile(filepath.Join(dir, "manifest.json")); err == nil {
+		return &exportJob{id: id, client: client, done: true, manifest: m}, nil
 	}
-	return &exportJob{id: id, client: client, done: true, manifest: m}, nil
+	if _, err := os.Stat(filepath.Join(dir, "failed")); err == nil {
+		return &exportJob{id: id, client: client, done: true, failed: exportFailed}, nil
+	}
+	// Queued or building elsewhere, unless its builder went quiet (a
+	// gateway that died with the job).
+	last, err := os.Stat(filepath.Join(dir, "building"))
+	if err == nil && time.Since(last.ModTime()) < heartbeatStale {
+		return &exportJob{id: id, client: client, progress: "in progress on another gateway"}, nil
+	}
+	return &exportJob{id: id, client: client, done: true,
+		failed: "the gateway running this export stopped; start a new export"}, nil
 }
 
 // GetExport answers the status URL.
