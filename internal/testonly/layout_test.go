@@ -60,6 +60,12 @@ func violation(pkg, imp string) string {
 	own := strings.HasPrefix(imp, module+"/")
 	inner := strings.TrimPrefix(imp, module+"/")
 	under := func(p, dir string) bool { return p == dir || strings.HasPrefix(p, dir+"/") }
+	backend := "" // the vault backend pkg belongs to, if any
+	for _, b := range []string{"vault/sqlite", "vault/postgres"} {
+		if under(pkg, b) {
+			backend = b
+		}
+	}
 	switch {
 	case imp == "flag" && !under(pkg, "cmd"):
 		return "only cmd/ defines flags"
@@ -73,7 +79,7 @@ func violation(pkg, imp string) string {
 		return "only cmd/ imports gateway/"
 	case pkg == "vault" && strings.Contains(strings.Split(imp, "/")[0], "."):
 		return "vault/ uses the standard library only"
-	case own && under(pkg, "vault/sqlite") && under(inner, "vault/") && inner != "vault/sqlite":
+	case own && backend != "" && under(inner, "vault/") && !under(inner, backend):
 		return "a vault backend imports only its parent contract"
 	case own && (under(pkg, "fhir") || under(pkg, "vault") || under(pkg, "anchor")) &&
 		(under(inner, "policy") || under(inner, "cohort")):

@@ -1,0 +1,762 @@
+package postgres
+
+import (
+	"context"
+	_ "embed"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/fhiranchor/fhiranchor/internal/pgdb"
+	"github.com/fhiranchor/fhiranchor/vault"
+)
+
+// schemaV1 is the first schema migration.
+//
+//go:embed schema.sql
+var schemaV1 string
+
+// migrations are applied in order, each once. Never edit a released
+// migration; append a new one.
+var migrations = []string{schemaV1}
+
+// component names the vault's row of pgdb's schema versions.
+const component = "vault"
+
+// Config configures a Store.
+type Config struct {
+	// DSN is the PostgreSQL connection string (URL or key=value). The
+	// password may come from PGPASSWORD or a .pgpass file instead.
+	DSN string
+	// MaxConns bounds the pool; 0 means pgx's default.
+	MaxConns int32
+}
+
+// Validate reports whether c can be used to open a Store.
+func (c Config) Validate() error {
+	if c.DSN == "" {
+		return errors.New("postgres: DSN is empty")
+	}
+	if c.MaxConns < 0 {
+		return errors.New("postgres: MaxConns is negative")
+	}
+	return nil
+}
+
+// Store is a vault.Store on PostgreSQL. It is safe for concurrent use, also
+// by several Stores in several processes on one database.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+var _ vault.Store = (*Store)(nil)
+
+// New connects to the database and applies any pending schema migrations.
+func New(ctx context.Context, cfg Config) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	pool, err := pgdb.Open(ctx, pgdb.Options{DSN: cfg.DSN, MaxConns: cfg.MaxConns, Component: component, Migrations: migrations})
+	if err != nil {
+		return nil, err
+	}
+	return &Store{pool: pool}, nil
+}
+
+// Close closes the pool, waiting for connections in use to be returned.
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+const recordColumns = `v.seq, v.version, v.last_updated, v.deleted, v.erased, v.key_id,
+	v.ciphertext, v.salt, v.commitment, v.deid, l.type, l.data, l.ref`
+
+const selectRecord = `SELECT ` + recordColumns + `
+FROM versions v JOIN leaves l ON l.seq = v.seq
+WHERE v.type = $1 AND v.id = $2`
+
+// Statements. pgx prepares each on first use on a connection and keeps it.
+const (
+	sqlCurrent = selectRecord + ` ORDER BY v.version DESC LIMIT 1`
+	sqlVersion = selectRecord + ` AND v.version = $3`
+	sqlHistory = selectRecord + ` ORDER BY v.version DESC`
+
+	sqlVersions = `SELECT v.type, v.id, ` + recordColumns + `
+FROM versions v JOIN leaves l ON l.seq = v.seq WHERE v.seq > $1 ORDER BY v.seq LIMIT $2`
+	sqlLeaves = `SELECT seq, type, data, ref FROM leaves WHERE seq > $1 ORDER BY seq LIMIT $2`
+	sqlLeaf   = `SELECT l.seq, l.type, l.data, l.ref, r.record, r.salt, coalesce(r.subject, ''), coalesce(r.actor, ''), r.time
+FROM leaves l LEFT JOIN leaf_records r ON r.seq = l.seq WHERE l.seq = $1`
+	sqlFind     = `SELECT id FROM tokens WHERE type = $1 AND token = $2`
+	sqlDataKey  = `SELECT wrapped FROM data_keys WHERE key_id = $1`
+	sqlResponse = `SELECT body FROM responses WHERE key = $1`
+	sqlStats    = `SELECT (SELECT count(*) FROM versions), (SELECT count(*) FROM leaves),
+	(SELECT count(*) FROM data_keys), (SELECT count(*) FROM responses), (SELECT count(*) FROM policies)`
+	sqlPolicy   = `SELECT version, revision, bundle, created, author FROM policies WHERE version = $1`
+	sqlPolicies = `SELECT version, revision, created, author FROM policies ORDER BY version DESC`
+
+	sqlLock = `SELECT pg_advisory_xact_lock($1)`
+
+	// sqlPut stores a version and its leaf in one round trip. The counter
+	// is bumped only if the version is not visibly stored already; ON
+	// CONFLICT catches one that a concurrent transaction stored meanwhile
+	// without aborting the transaction, and Put then gives the Seq back.
+	// The version becomes current if it is newer than the latest: its
+	// tokens then replace the resource's, none for a tombstone. The two
+	// token statements touch disjoint rows (the old tokens not in the new
+	// set; the new ones), since the sub-statements of one WITH run in no
+	// defined order. The result is the Seq taken (NULL if none) and the Seq
+	// of the stored version (NULL on a conflict).
+	//
+	// $1 type, $2 id, $3 version, $4 last_updated, $5 deleted, $6 key_id,
+	// $7 ciphertext, $8 salt, $9 commitment, $10 deid, $11 leaf type,
+	// $12 leaf data, $13 ref, $14 tokens.
+	sqlPut = `WITH latest AS (
+	SELECT max(version) AS version FROM versions WHERE type = $1 AND id = $2
+), next AS (
+	UPDATE counters SET next_seq = next_seq + 1
+	WHERE NOT EXISTS (SELECT FROM versions WHERE type = $1 AND id = $2 AND version = $3)
+	RETURNING next_seq - 1 AS seq
+), stored AS (
+	INSERT INTO versions (seq, type, id, version, last_updated, deleted, key_id, ciphertext, salt, commitment, deid)
+	SELECT seq, $1, $2, $3, $4, $5::boolean, $6, $7, $8, $9, $10 FROM next
+	ON CONFLICT (type, id, version) DO NOTHING
+	RETURNING seq
+), leaf AS (
+	INSERT INTO leaves (seq, type, data, ref) SELECT seq, $11, $12, $13 FROM stored
+), newest AS (
+	SELECT FROM stored, latest WHERE latest.version IS NULL OR latest.version < $3
+), dropped AS (
+	DELETE FROM tokens USING newest
+	WHERE tokens.type = $1 AND tokens.id = $2 AND ($5::boolean OR tokens.token <> ALL ($14::bytea[]))
+), added AS (
+	INSERT INTO tokens (type, token, id)
+	SELECT DISTINCT $1, t, $2 FROM newest, unnest($14::bytea[]) AS t WHERE NOT $5::boolean
+	ON CONFLICT DO NOTHING
+)
+SELECT (SELECT seq FROM next), (SELECT seq FROM stored)`
+
+	// sqlGiveBack returns a Seq taken by a Put that stored nothing. The
+	// transaction holds the counter's row lock, so no one took a later one.
+	sqlGiveBack = `UPDATE counters SET next_seq = next_seq - 1`
+
+	// sqlAddLeaf queues a leaf and, if $8, its record.
+	sqlAddLeaf = `WITH next AS (
+	UPDATE counters SET next_seq = next_seq + 1 RETURNING next_seq - 1 AS seq
+), leaf AS (
+	INSERT INTO leaves (seq, type, data, ref) SELECT seq, $1, $2, $3 FROM next
+), rec AS (
+	INSERT INTO leaf_records (seq, type, record, salt, subject, actor, time)
+	SELECT seq, $1, $4, $5, $6, $7, $9 FROM next WHERE $8::boolean
+)
+SELECT seq FROM next`
+
+	sqlPutDataKey  = `INSERT INTO data_keys (key_id, wrapped) VALUES ($1, $2) ON CONFLICT DO NOTHING`
+	sqlPutResponse = `INSERT INTO responses (key, body, created) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`
+
+	// sqlLockCounters takes the counter's row lock, which every writer of
+	// policies (and leaves) holds until it commits: the revision check
+	// that follows, in a statement of its own, sees every policy committed
+	// before.
+	sqlLockCounters = `SELECT FROM counters FOR UPDATE`
+	sqlPolicyExists = `SELECT EXISTS (SELECT FROM policies WHERE revision = $1)`
+	sqlPutPolicy    = `WITH next AS (
+	UPDATE counters SET next_policy = next_policy + 1 RETURNING next_policy - 1 AS version
+)
+INSERT INTO policies (version, revision, bundle, created, author)
+SELECT version, $1, $2, $3, $4 FROM next RETURNING version`
+
+	sqlDeleteKey = `DELETE FROM data_keys WHERE key_id = $1`
+	// Erasure overwrites: the UPDATE writes row versions without the
+	// content. PostgreSQL keeps the old row versions as dead tuples until
+	// VACUUM reclaims them; see schema.sql.
+	sqlEraseTokens = `DELETE FROM tokens t USING versions v
+WHERE v.key_id = $1 AND v.type = t.type AND v.id = t.id`
+	sqlEraseVersions = `UPDATE versions SET ciphertext = '', salt = '', deid = '', erased = true
+WHERE key_id = $1 AND NOT erased`
+)
+
+// Filters of FindLeaves, as bits of a mask.
+const (
+	filterType = 1 << iota
+	filterSubject
+	filterActor
+	numFindLeaves
+)
+
+// findLeavesSQL holds the FindLeaves query for each set of filters. Each
+// set gets its own statement rather than one whose terms match anything
+// when a parameter is empty, so that the planner sees which columns are
+// constrained and reads the matching index backwards: its trailing seq gives
+// the order, the Before bound and the LIMIT without a sort.
+var findLeavesSQL = func() (qs [numFindLeaves]string) {
+	for mask := range qs {
+		q := `SELECT l.seq, l.type, l.data, l.ref, r.record, r.salt, r.subject, r.actor, r.time
+FROM leaf_records r JOIN leaves l ON l.seq = r.seq
+WHERE r.seq < $1`
+		n := 1
+		for _, f := range []struct {
+			bit int
+			col string
+		}{{filterType, "type"}, {filterSubject, "subject"}, {filterActor, "actor"}} {
+			if mask&f.bit != 0 {
+				n++
+				q += fmt.Sprintf(` AND r.%s = $%d`, f.col, n)
+			}
+		}
+		qs[mask] = q + fmt.Sprintf(` ORDER BY r.seq DESC LIMIT $%d`, n+1)
+	}
+	return qs
+}()
+
+// Update runs fn in one transaction and commits it if fn returns nil. It
+// rolls back if fn fails or panics, or if ctx ends first.
+func (s *Store) Update(ctx context.Context, fn func(vault.Tx) error) error {
+	ptx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("begin postgres transaction: %w", mapErr(err))
+	}
+	done := false
+	defer func() {
+		if done {
+			return
+		}
+		// Also when fn panics. Rolling back must not depend on ctx, which
+		// may be what ended the Update; a connection that cannot roll back
+		// is closed by the pool, which ends the transaction too.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		ptx.Rollback(rctx)
+	}()
+	if err := fn(&tx{tx: ptx}); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("commit postgres transaction: %w", err)
+	}
+	done = true
+	if err := ptx.Commit(ctx); err != nil {
+		// Commit of a transaction in which a statement failed rolls back and
+		// reports pgx.ErrTxCommitRollback.
+		return fmt.Errorf("commit postgres transaction: %w", mapErr(err))
+	}
+	return nil
+}
+
+// Current returns the latest version of a resource, tombstones included.
+func (s *Store) Current(ctx context.Context, typ, id string) (vault.Record, error) {
+	r, err := scanRecord(s.pool.QueryRow(ctx, sqlCurrent, typ, id), typ, id)
+	if err != nil {
+		return vault.Record{}, fmt.Errorf("get current %s: %w", typ, err)
+	}
+	return r, nil
+}
+
+// Version returns one version of a resource.
+func (s *Store) Version(ctx context.Context, typ, id string, version int64) (vault.Record, error) {
+	r, err := scanRecord(s.pool.QueryRow(ctx, sqlVersion, typ, id, version), typ, id)
+	if err != nil {
+		return vault.Record{}, fmt.Errorf("get %s version %d: %w", typ, version, err)
+	}
+	return r, nil
+}
+
+// History returns every version of a resource, newest first.
+func (s *Store) History(ctx context.Context, typ, id string) ([]vault.Record, error) {
+	rows, _ := s.pool.Query(ctx, sqlHistory, typ, id)
+	rs, err := collect(rows, func(row pgx.Row) (vault.Record, error) { return scanRecord(row, typ, id) })
+	if err != nil {
+		return nil, fmt.Errorf("get %s history: %w", typ, err)
+	}
+	if len(rs) == 0 {
+		return nil, fmt.Errorf("get %s history: %w", typ, vault.ErrNotFound)
+	}
+	return rs, nil
+}
+
+// DataKey returns a wrapped data key.
+func (s *Store) DataKey(ctx context.Context, keyID string) ([]byte, error) {
+	return queryBlob(s.pool.QueryRow(ctx, sqlDataKey, keyID), "get data key")
+}
+
+// Versions returns up to limit versions of any resource whose leaf Seq is
+// > after, in Seq order.
+func (s *Store) Versions(ctx context.Context, after int64, limit int) ([]vault.Record, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, _ := s.pool.Query(ctx, sqlVersions, after, limit)
+	rs, err := collect(rows, func(row pgx.Row) (vault.Record, error) {
+		var typ, id string
+		r, err := scanRecord(prefixed{row, []any{&typ, &id}}, "", "")
+		r.Type, r.ID = typ, id
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list versions: %w", err)
+	}
+	return rs, nil
+}
+
+// prefixed scans extra leading columns before the ones scanRecord reads.
+type prefixed struct {
+	row   pgx.Row
+	first []any
+}
+
+func (p prefixed) Scan(dest ...any) error { return p.row.Scan(append(p.first, dest...)...) }
+
+// Leaves returns up to limit leaves with Seq > after, in Seq order, with
+// Seq, Type, Data and Ref.
+func (s *Store) Leaves(ctx context.Context, after int64, limit int) ([]vault.Leaf, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, _ := s.pool.Query(ctx, sqlLeaves, after, limit)
+	ls, err := collect(rows, func(row pgx.Row) (vault.Leaf, error) {
+		var l vault.Leaf
+		var typ int16
+		err := row.Scan(&l.Seq, &typ, &l.Data, &l.Ref)
+		l.Type = uint8(typ)
+		return l, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("get leaves: %w", err)
+	}
+	return ls, nil
+}
+
+// Leaf returns one leaf with its record, if it has one.
+func (s *Store) Leaf(ctx context.Context, seq int64) (vault.Leaf, error) {
+	l, err := scanLeaf(s.pool.QueryRow(ctx, sqlLeaf, seq))
+	if pgdb.IsNoRows(err) {
+		err = vault.ErrNotFound
+	}
+	if err != nil {
+		return vault.Leaf{}, fmt.Errorf("get leaf %d: %w", seq, mapErr(err))
+	}
+	return l, nil
+}
+
+// FindLeaves returns the leaves with a record that match f, newest first.
+func (s *Store) FindLeaves(ctx context.Context, f vault.LeafFilter) ([]vault.Leaf, error) {
+	before := f.Before
+	if before <= 0 {
+		before = math.MaxInt64
+	}
+	mask := 0
+	args := []any{before}
+	if f.Type != 0 {
+		mask |= filterType
+		args = append(args, int16(f.Type))
+	}
+	if f.Subject != "" {
+		mask |= filterSubject
+		args = append(args, f.Subject)
+	}
+	if f.Actor != "" {
+		mask |= filterActor
+		args = append(args, f.Actor)
+	}
+	var limit *int64 // NULL: LIMIT ALL
+	if f.Limit > 0 {
+		n := int64(f.Limit)
+		limit = &n
+	}
+	args = append(args, limit)
+	rows, _ := s.pool.Query(ctx, findLeavesSQL[mask], args...)
+	ls, err := collect(rows, scanLeaf)
+	if err != nil {
+		return nil, fmt.Errorf("find leaves: %w", err)
+	}
+	return ls, nil
+}
+
+// Find returns the ids of the live resources of type typ whose current
+// version carries token, as committed.
+func (s *Store) Find(ctx context.Context, typ string, token []byte) ([]string, error) {
+	rows, _ := s.pool.Query(ctx, sqlFind, typ, nonNil(token))
+	ids, err := collect(rows, scanString)
+	if err != nil {
+		return nil, fmt.Errorf("find %s: %w", typ, err)
+	}
+	return ids, nil
+}
+
+// Policy returns one version of the policy bundle.
+func (s *Store) Policy(ctx context.Context, version int64) (vault.Policy, error) {
+	var p vault.Policy
+	err := s.pool.QueryRow(ctx, sqlPolicy, version).Scan(&p.Version, &p.Revision, &p.Bundle, &p.Created, &p.Author)
+	if pgdb.IsNoRows(err) {
+		err = vault.ErrNotFound
+	}
+	if err != nil {
+		return vault.Policy{}, fmt.Errorf("get policy version %d: %w", version, mapErr(err))
+	}
+	p.Created = p.Created.UTC()
+	return p, nil
+}
+
+// Policies returns every policy version, newest first, without bundles.
+func (s *Store) Policies(ctx context.Context) ([]vault.Policy, error) {
+	rows, _ := s.pool.Query(ctx, sqlPolicies)
+	ps, err := collect(rows, func(row pgx.Row) (vault.Policy, error) {
+		var p vault.Policy
+		err := row.Scan(&p.Version, &p.Revision, &p.Created, &p.Author)
+		p.Created = p.Created.UTC()
+		return p, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list policies: %w", err)
+	}
+	return ps, nil
+}
+
+// Stats counts what the store holds. It counts every row of five tables, so
+// it is meant for health checks and tests, not hot paths.
+func (s *Store) Stats(ctx context.Context) (vault.Stats, error) {
+	var st vault.Stats
+	err := s.pool.QueryRow(ctx, sqlStats).Scan(&st.Versions, &st.Leaves, &st.DataKeys, &st.Responses, &st.Policies)
+	if err != nil {
+		return vault.Stats{}, fmt.Errorf("get stats: %w", mapErr(err))
+	}
+	return st, nil
+}
+
+// tx is a vault.Tx on one PostgreSQL transaction.
+type tx struct {
+	tx pgx.Tx
+	// locked holds the resource locks this transaction took.
+	locked map[int64]bool
+}
+
+// Current locks the resource for the rest of the transaction, then returns
+// its latest version. The read is a statement of its own, after the lock,
+// so it sees what a transaction that held the lock before committed.
+func (t *tx) Current(ctx context.Context, typ, id string) (vault.Record, error) {
+	key := resourceLock(typ, id)
+	var r vault.Record
+	b := &pgx.Batch{}
+	queueLock(b, key)
+	b.Queue(sqlCurrent, typ, id).QueryRow(func(row pgx.Row) error {
+		var err error
+		r, err = scanRecord(row, typ, id)
+		return err
+	})
+	if err := t.tx.SendBatch(ctx, b).Close(); err != nil {
+		return vault.Record{}, fmt.Errorf("get current %s: %w", typ, mapErr(err))
+	}
+	t.lockedResource(key)
+	return r, nil
+}
+
+func (t *tx) lockedResource(key int64) {
+	if t.locked == nil {
+		t.locked = make(map[int64]bool)
+	}
+	t.locked[key] = true
+}
+
+// Find locks the type and token for the rest of the transaction, then
+// returns the ids of the live resources of type typ whose current version
+// carries token. A concurrent transaction that found nothing under the same
+// lock and then created a resource has committed by the time the read runs.
+func (t *tx) Find(ctx context.Context, typ string, token []byte) ([]string, error) {
+	var ids []string
+	b := &pgx.Batch{}
+	queueLock(b, lockKey("vault/find", []byte(typ), token))
+	b.Queue(sqlFind, typ, nonNil(token)).Query(func(rows pgx.Rows) error {
+		var err error
+		ids, err = collect(rows, scanString)
+		return err
+	})
+	if err := t.tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, fmt.Errorf("find %s: %w", typ, mapErr(err))
+	}
+	return ids, nil
+}
+
+// Put stores a new version and its leaf in one round trip. A version after
+// the first also takes the resource's lock, in the same round trip, if
+// Current has not: a Put of version n+1 that read nothing must not race one
+// that did.
+func (t *tx) Put(ctx context.Context, r vault.Record) error {
+	if r.Type == "" || r.ID == "" || r.Version < 1 {
+		return fmt.Errorf("put %s version %d: missing type, id or version", r.Type, r.Version)
+	}
+	if len(r.Leaf.Record) > 0 || hasRecordFields(r.Leaf) {
+		return fmt.Errorf("put %s version %d: a version leaf carries a record", r.Type, r.Version)
+	}
+	tokens := make([][]byte, len(r.Tokens))
+	for i, tok := range r.Tokens {
+		tokens[i] = nonNil(tok)
+	}
+	var taken, stored *int64
+	args := []any{r.Type, r.ID, r.Version, r.LastUpdated, r.Deleted, r.KeyID, nonNil(r.Ciphertext),
+		nonNil(r.Salt), nonNil(r.Commitment), nonNil(r.Deid), int16(r.Leaf.Type), nonNil(r.Leaf.Data), r.Leaf.Ref, tokens}
+	key := resourceLock(r.Type, r.ID)
+	lock := r.Version > 1 && !t.locked[key]
+	var err error
+	if lock {
+		b := &pgx.Batch{}
+		queueLock(b, key)
+		b.Queue(sqlPut, args...).QueryRow(func(row pgx.Row) error { return row.Scan(&taken, &stored) })
+		err = t.tx.SendBatch(ctx, b).Close()
+	} else {
+		err = t.tx.QueryRow(ctx, sqlPut, args...).Scan(&taken, &stored)
+	}
+	if err != nil {
+		return fmt.Errorf("put %s version %d: %w", r.Type, r.Version, mapErr(err))
+	}
+	if lock {
+		t.lockedResource(key)
+	}
+	if stored != nil {
+		return nil
+	}
+	if taken != nil {
+		if _, err := t.tx.Exec(ctx, sqlGiveBack); err != nil {
+			return fmt.Errorf("put %s version %d: %w", r.Type, r.Version, mapErr(err))
+		}
+	}
+	return fmt.Errorf("put %s version %d: %w", r.Type, r.Version, vault.ErrConflict)
+}
+
+// DataKey returns a wrapped data key as this transaction sees it.
+func (t *tx) DataKey(ctx context.Context, keyID string) ([]byte, error) {
+	return queryBlob(t.tx.QueryRow(ctx, sqlDataKey, keyID), "get data key")
+}
+
+// PutDataKey stores a wrapped data key. A key id already stored, also by a
+// concurrent transaction that commits meanwhile, is a conflict that leaves
+// the transaction usable.
+func (t *tx) PutDataKey(ctx context.Context, keyID string, wrapped []byte) error {
+	tag, err := t.tx.Exec(ctx, sqlPutDataKey, keyID, nonNil(wrapped))
+	if err != nil {
+		return fmt.Errorf("put data key: %w", mapErr(err))
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("put data key: %w", vault.ErrConflict)
+	}
+	return nil
+}
+
+// Response returns the response remembered for an idempotency key.
+func (t *tx) Response(ctx context.Context, key []byte) ([]byte, error) {
+	return queryBlob(t.tx.QueryRow(ctx, sqlResponse, nonNil(key)), "get response")
+}
+
+// PutResponse remembers the response body for an idempotency key. Of two
+// concurrent transactions with one key, the second waits for the first and
+// gets ErrConflict if it commits.
+func (t *tx) PutResponse(ctx context.Context, key, body []byte) error {
+	tag, err := t.tx.Exec(ctx, sqlPutResponse, nonNil(key), nonNil(body), time.Now())
+	if err != nil {
+		return fmt.Errorf("put response: %w", mapErr(err))
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("put response: %w", vault.ErrConflict)
+	}
+	return nil
+}
+
+// AddLeaf queues a leaf that stands for no version, and its record if it
+// has one.
+func (t *tx) AddLeaf(ctx context.Context, l vault.Leaf) (int64, error) {
+	hasRecord := len(l.Record) > 0
+	if !hasRecord && hasRecordFields(l) {
+		return 0, errors.New("add leaf: salt, subject, actor or time without a record")
+	}
+	var seq int64
+	err := t.tx.QueryRow(ctx, sqlAddLeaf, int16(l.Type), nonNil(l.Data), l.Ref,
+		nonNil(l.Record), nonNil(l.Salt), l.Subject, l.Actor, hasRecord, l.Time).Scan(&seq)
+	if err != nil {
+		return 0, fmt.Errorf("add leaf: %w", mapErr(err))
+	}
+	return seq, nil
+}
+
+// PutPolicy stores the next version of the policy bundle. It takes the
+// counter's lock and looks the revision up before it writes, so a conflict
+// leaves the transaction as it was.
+func (t *tx) PutPolicy(ctx context.Context, p vault.Policy) (int64, error) {
+	if p.Revision == "" {
+		return 0, errors.New("put policy: missing revision")
+	}
+	var exists bool
+	b := &pgx.Batch{}
+	b.Queue(sqlLockCounters).Exec(func(pgconn.CommandTag) error { return nil })
+	b.Queue(sqlPolicyExists, p.Revision).QueryRow(func(row pgx.Row) error { return row.Scan(&exists) })
+	if err := t.tx.SendBatch(ctx, b).Close(); err != nil {
+		return 0, fmt.Errorf("put policy: %w", mapErr(err))
+	}
+	if exists {
+		return 0, fmt.Errorf("put policy: %w", vault.ErrConflict)
+	}
+	var v int64
+	err := t.tx.QueryRow(ctx, sqlPutPolicy, p.Revision, nonNil(p.Bundle), p.Created, p.Author).Scan(&v)
+	if err != nil {
+		return 0, fmt.Errorf("put policy: %w", mapErr(err))
+	}
+	return v, nil
+}
+
+// Erase crypto-shreds what a data key sealed. The key is deleted first, in
+// a statement of its own, so that the versions are overwritten as committed
+// once the DELETE has waited out any transaction that holds the key's row.
+func (t *tx) Erase(ctx context.Context, keyID string) (int64, error) {
+	tag, err := t.tx.Exec(ctx, sqlDeleteKey, keyID)
+	if err != nil {
+		return 0, fmt.Errorf("erase data key: %w", mapErr(err))
+	}
+	if tag.RowsAffected() == 0 {
+		return 0, fmt.Errorf("erase data key: %w", vault.ErrNotFound)
+	}
+	var n int64
+	b := &pgx.Batch{}
+	b.Queue(sqlEraseTokens, keyID)
+	b.Queue(sqlEraseVersions, keyID).Exec(func(tag pgconn.CommandTag) error {
+		n = tag.RowsAffected()
+		return nil
+	})
+	if err := t.tx.SendBatch(ctx, b).Close(); err != nil {
+		return 0, fmt.Errorf("erase versions: %w", mapErr(err))
+	}
+	return n, nil
+}
+
+// queueLock queues taking an advisory lock, with a callback so that a
+// failure to take it (a deadlock, a lock timeout) is the batch's error.
+func queueLock(b *pgx.Batch, key int64) {
+	b.Queue(sqlLock, key).Exec(func(pgconn.CommandTag) error { return nil })
+}
+
+// resourceLock is the advisory lock key of a resource.
+func resourceLock(typ, id string) int64 {
+	return lockKey("vault/resource", []byte(typ), []byte(id))
+}
+
+// lockKey hashes a domain and parts, each length-prefixed, into an advisory
+// lock key. A collision only makes two transactions queue needlessly.
+func lockKey(domain string, parts ...[]byte) int64 {
+	h := fnv.New64a()
+	buf := []byte(domain)
+	for _, p := range parts {
+		buf = binary.AppendUvarint(buf, uint64(len(p)))
+		buf = append(buf, p...)
+	}
+	h.Write(buf)
+	return int64(h.Sum64())
+}
+
+// scanRecord reads a row of selectRecord.
+func scanRecord(row pgx.Row, typ, id string) (vault.Record, error) {
+	r := vault.Record{Type: typ, ID: id}
+	var leafType int16
+	err := row.Scan(&r.Leaf.Seq, &r.Version, &r.LastUpdated, &r.Deleted, &r.Erased, &r.KeyID,
+		&r.Ciphertext, &r.Salt, &r.Commitment, &r.Deid, &leafType, &r.Leaf.Data, &r.Leaf.Ref)
+	if pgdb.IsNoRows(err) {
+		return vault.Record{}, vault.ErrNotFound
+	}
+	if err != nil {
+		return vault.Record{}, mapErr(err)
+	}
+	r.LastUpdated = r.LastUpdated.UTC()
+	r.Leaf.Type = uint8(leafType)
+	return r, nil
+}
+
+// scanLeaf reads a row of sqlLeaf or of a FindLeaves query; the record
+// columns are NULL for a leaf without a record.
+func scanLeaf(row pgx.Row) (vault.Leaf, error) {
+	var l vault.Leaf
+	var typ int16
+	var at *time.Time
+	if err := row.Scan(&l.Seq, &typ, &l.Data, &l.Ref, &l.Record, &l.Salt, &l.Subject, &l.Actor, &at); err != nil {
+		return vault.Leaf{}, err
+	}
+	l.Type = uint8(typ)
+	if at != nil {
+		l.Time = at.UTC()
+	}
+	return l, nil
+}
+
+func scanString(row pgx.Row) (string, error) {
+	var s string
+	err := row.Scan(&s)
+	return s, err
+}
+
+// collect reads every row with scan and closes rows.
+func collect[T any](rows pgx.Rows, scan func(pgx.Row) (T, error)) ([]T, error) {
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, mapErr(err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, mapErr(err)
+	}
+	return out, nil
+}
+
+// queryBlob reads a one-column, at most one-row result.
+func queryBlob(row pgx.Row, what string) ([]byte, error) {
+	var b []byte
+	err := row.Scan(&b)
+	if pgdb.IsNoRows(err) {
+		return nil, fmt.Errorf("%s: %w", what, vault.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, mapErr(err))
+	}
+	return b, nil
+}
+
+// hasRecordFields reports whether l sets any field that belongs with a
+// Record.
+func hasRecordFields(l vault.Leaf) bool {
+	return len(l.Salt) > 0 || l.Subject != "" || l.Actor != "" || !l.Time.IsZero()
+}
+
+// mapErr turns the errors of a collision with another transaction (a unique
+// violation, a serialization failure, a deadlock, a lock timeout) into
+// vault.ErrConflict, and strips every other PostgreSQL error down to its
+// SQLSTATE and primary message: the detail of, say, a unique violation
+// quotes the values of the row, which may be tokens or ids.
+func mapErr(err error) error {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return err
+	}
+	if pgdb.IsConflict(err) {
+		return fmt.Errorf("%w (SQLSTATE %s)", vault.ErrConflict, pe.Code)
+	}
+	return &dbError{code: pe.Code, msg: pe.Message}
+}
+
+// dbError is a PostgreSQL error without its detail, hint and position.
+type dbError struct{ code, msg string }
+
+func (e *dbError) Error() string { return "postgres: " + e.msg + " (SQLSTATE " + e.code + ")" }
+
+// nonNil binds a nil slice as an empty bytea: pgx binds nil as NULL, which
+// the NOT NULL columns refuse.
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
