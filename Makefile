@@ -5,18 +5,20 @@ GO    ?= go
 BUF   := $(GO) tool -modfile=tools/buf.mod buf
 BENCH_TIME ?= 3x
 
-.PHONY: build test test-clients generate bench bench-policy bench-anchor bench-cohort fuzz clean
+.PHONY: build test test-clients generate bench bench-postgres bench-policy bench-anchor bench-cohort fuzz clean
 
 build:
 	$(GO) build -o bin/fhiranchor ./cmd/fhiranchor
 
 # The whole suite: vet, every package's tests, and the race detector on the
-# concurrent parts (vault, auth, gateway harness). Integration tests that
-# need PostgreSQL or geth run when FHIRANCHOR_INTEGRATION=1 (.ci/run sets it).
+# concurrent parts (vault backends, the log's PostgreSQL store, auth).
+# Integration tests that need PostgreSQL or geth run when
+# FHIRANCHOR_INTEGRATION=1 (.ci/run sets it); they start their own
+# throwaway clusters and nodes.
 test:
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
-	$(GO) test -count=1 -race -timeout 10m ./vault/... ./gateway/auth/...
+	$(GO) test -count=1 -race -timeout 10m ./vault/... ./anchor/postgres/ ./gateway/auth/...
 
 # fhir-kit-client (npm, pinned) against a freshly built server, and the
 # research export of the Synthea set validated by the `fhir` npm package.
@@ -34,6 +36,11 @@ generate:
 
 bench:
 	$(GO) test ./gateway/ -run '^$$' -bench 'BenchmarkIngest' -benchtime $(BENCH_TIME) -timeout 30m
+
+# Ingest on the SQLite default and on PostgreSQL (a throwaway durable
+# cluster the benchmark starts), in one run, alternating: both rates.
+bench-postgres:
+	FHIRANCHOR_INTEGRATION=1 $(GO) test ./gateway/ -run '^$$' -bench 'BenchmarkIngestBackends' -benchtime $(BENCH_TIME) -timeout 30m
 
 # What consent enforcement costs: ingest with policy on vs. off in one run,
 # and the prepared decision's latency on one core.

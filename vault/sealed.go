@@ -11,12 +11,63 @@ import (
 	"time"
 )
 
-// Key ids of data keys: one per patient compartment, one for the rest.
+// Key ids of data keys: one per patient compartment, one for the rest, and
+// one that seals nothing and only proves the master key (CheckMasterKey).
 const (
 	sharedKeyID   = "shared"
 	patientKeyID  = "patient:"
 	patientPrefix = "Patient/"
+	checkKeyID    = "master-check"
 )
+
+// ErrWrongMasterKey means the master key does not open the keys this vault
+// holds: the gateway was started with another key than the one its data
+// was written with.
+var ErrWrongMasterKey = errors.New("vault: the master key does not open this vault's data keys")
+
+// CheckMasterKey proves that the keyring's master key is the one the vault
+// was written with, before anything is served or written: the first call on
+// an empty vault stores a check key wrapped under it, and every later call
+// (from any gateway sharing the store) must unwrap it, or gets
+// ErrWrongMasterKey. Without it, a gateway started with a fresh key would
+// wrap new patients' keys under it, fail to read everything else, and miss
+// every blind-index lookup.
+func (s *Sealed) CheckMasterKey(ctx context.Context) error {
+	for range 2 { // a second round after losing a race to create it
+		wrapped, err := s.store.DataKey(ctx, checkKeyID)
+		if err == nil {
+			plain, err := s.kr.Unwrap(checkKeyID, wrapped)
+			if err != nil {
+				return ErrWrongMasterKey
+			}
+			clear(plain)
+			return nil
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("read the master key check: %w", err)
+		}
+		// A vault written before the check existed proves the key with
+		// its shared data key, if it has one.
+		if shared, err := s.store.DataKey(ctx, sharedKeyID); err == nil {
+			plain, err := s.kr.Unwrap(sharedKeyID, shared)
+			if err != nil {
+				return ErrWrongMasterKey
+			}
+			clear(plain)
+		} else if !errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("read the shared data key: %w", err)
+		}
+		_, wrapped, _ = s.kr.NewDataKey(checkKeyID)
+		err = s.store.Update(ctx, func(tx Tx) error { return tx.PutDataKey(ctx, checkKeyID, wrapped) })
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, ErrConflict) {
+			return fmt.Errorf("store the master key check: %w", err)
+		}
+	}
+	return errors.New("vault: the master key check keeps changing")
+}
 
 // keyCacheSize bounds the number of unwrapped data keys held in memory.
 const keyCacheSize = 4096

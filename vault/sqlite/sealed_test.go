@@ -280,6 +280,36 @@ func TestSealedWrongMasterKey(t *testing.T) {
 	}
 }
 
+// TestCheckMasterKey: the first check on an empty vault records the key;
+// later checks with it pass, with another key fail before anything is
+// written; a vault written before the check existed is checked against its
+// shared data key.
+func TestCheckMasterKey(t *testing.T) {
+	ctx := t.Context()
+	s, store := newSealed(t)
+	for range 2 {
+		if err := s.CheckMasterKey(ctx); err != nil {
+			t.Fatalf("CheckMasterKey with the vault's key: %v", err)
+		}
+	}
+	before, _ := store.Stats(ctx)
+	if err := vault.NewSealed(store, newKeyring(t, 2)).CheckMasterKey(ctx); !errors.Is(err, vault.ErrWrongMasterKey) {
+		t.Fatalf("CheckMasterKey with another key = %v, want ErrWrongMasterKey", err)
+	}
+	if after, _ := store.Stats(ctx); after != before {
+		t.Errorf("a failed check changed the store: %+v -> %+v", before, after)
+	}
+
+	old, oldStore := newSealed(t) // written before the check existed
+	sealedPut(t, old, version("Organization", "o1", 1, ""))
+	if err := vault.NewSealed(oldStore, newKeyring(t, 2)).CheckMasterKey(ctx); !errors.Is(err, vault.ErrWrongMasterKey) {
+		t.Errorf("CheckMasterKey with another key on an older vault = %v, want ErrWrongMasterKey", err)
+	}
+	if err := old.CheckMasterKey(ctx); err != nil {
+		t.Errorf("CheckMasterKey with its key on an older vault: %v", err)
+	}
+}
+
 func TestSealedMovedCiphertext(t *testing.T) {
 	s, store := newSealed(t)
 	ctx := t.Context()
