@@ -89,10 +89,11 @@ type exportJob struct {
 // exports runs export jobs one at a time (an export reads every resource of
 // the cohort: running several at once would only compete for the vault).
 type exports struct {
-	r   *research
-	dir string
-	ttl time.Duration
-	log *slog.Logger
+	r    *research
+	dir  string
+	ttl  time.Duration
+	log  *slog.Logger
+	base string // scheme://host[/path] of the configured public base, or "": the request's
 
 	mu    sync.Mutex
 	jobs  map[string]*exportJob
@@ -150,7 +151,10 @@ func (e *exports) kickOff(ctx context.Context, data []byte) (*httpbody.HttpBody,
 	at := microsNow(e.r.now)
 	job := &exportJob{
 		id: id, client: clientOf(ctx), created: at, query: q, types: types,
-		tally: e.r.tally(ctx, actionExport, at), base: serverBase(ctx), progress: "queued",
+		tally: e.r.tally(ctx, actionExport, at), base: e.base, progress: "queued",
+	}
+	if job.base == "" {
+		job.base = serverBase(ctx)
 	}
 	// The directory and its owner exist from the start, so that another
 	// gateway sharing the export directory answers the status URL too.

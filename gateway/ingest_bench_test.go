@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/fhiranchor/fhiranchor/fhir"
+	"github.com/fhiranchor/fhiranchor/internal/pgtest"
 	"github.com/fhiranchor/fhiranchor/internal/shareddata"
 	"github.com/fhiranchor/fhiranchor/internal/testonly"
 )
@@ -415,4 +416,64 @@ func BenchmarkIngestPolicy(b *testing.B) {
 	b.ReportMetric(1-float64(offCPU)/float64(onCPU), "policy-cpu-cost")
 	b.Logf("CPU per resource: policy on %.0f µs, off %.0f µs", perRes(onCPU, entries*iter), perRes(offCPU, entries*iter))
 	b.Logf("policy on %.0f res/s, off %.0f res/s: policy costs %.1f%% of ingest throughput", onRate, offRate, 100*(1-onRate/offRate))
+}
+
+// BenchmarkIngestBackends pushes the Synthea set through two gateways, one
+// on the SQLite default and one on PostgreSQL (a throwaway cluster with
+// production durability: fsync and synchronous commit on), alternating
+// which goes first each iteration, and prints both rates. It needs
+// FHIRANCHOR_INTEGRATION=1 (for the cluster):
+//
+//	FHIRANCHOR_INTEGRATION=1 go test ./gateway/ -run '^$' -bench BenchmarkIngestBackends -benchtime 3x -timeout 30m
+//
+// Wall time only: the PostgreSQL server's CPU is another process's, so the
+// CPU ratios the other benchmarks print would flatter it.
+func BenchmarkIngestBackends(b *testing.B) {
+	files, entries, _ := loadSynthea(b)
+	cluster := pgtest.Start(b, pgtest.Options{Durable: true})
+	backends := []struct {
+		name string
+		g    *testonly.Gateway
+		tok  string
+		wall time.Duration
+		lat  []time.Duration
+	}{
+		{name: "sqlite", g: testonly.StartGateway(b, testonly.Options{Quiet: true})},
+		{name: "postgres", g: testonly.StartGateway(b, testonly.Options{Quiet: true, PostgresDSN: cluster.NewDatabase(b)})},
+	}
+	for i := range backends {
+		backends[i].tok = backends[i].g.Token(b)
+	}
+	iter := 0
+	for b.Loop() {
+		iter++
+		for k := range backends {
+			be := &backends[(k+iter)%2]
+			start := time.Now()
+			lat, created, errs := ingestOnce(b.Context(), be.g, be.tok, files, 4)
+			be.wall += time.Since(start)
+			be.lat = append(be.lat, lat...)
+			if len(errs) > 0 {
+				b.Fatalf("%s: %v", be.name, errs[0])
+			}
+			if created != entries {
+				b.Fatalf("%s: %d entries created, want %d", be.name, created, entries)
+			}
+		}
+	}
+	total := float64(entries * iter)
+	rates := map[string]float64{}
+	for i := range backends {
+		be := &backends[i]
+		rate := total / be.wall.Seconds()
+		rates[be.name] = rate
+		slices.Sort(be.lat)
+		b.ReportMetric(rate, be.name+"-res/s")
+		b.Logf("%s: %.0f res/s; Bundle p50 %.0f ms, p99 %.0f ms", be.name, rate, ms(percentile(be.lat, 0.50)), ms(percentile(be.lat, 0.99)))
+		if st := be.g.Stats(b); st.Versions != int64(entries*iter) {
+			b.Errorf("%s: vault holds %d versions, want %d", be.name, st.Versions, entries*iter)
+		}
+	}
+	b.ReportMetric(rates["postgres"]/rates["sqlite"], "pg/sqlite")
+	b.Logf("PostgreSQL %.0f res/s, SQLite %.0f res/s in the same run: ratio %.2f", rates["postgres"], rates["sqlite"], rates["postgres"]/rates["sqlite"])
 }

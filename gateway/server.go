@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -147,6 +148,9 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 			return nil, err
 		}
 		svc.writer.deid = res.deid
+		// Export file URLs, like Location headers, use the configured
+		// public base when there is one, not the request's Host.
+		exp.base = strings.TrimSuffix(strings.TrimSuffix(cfg.BaseURL, "/"), "/fhir/r4")
 	}
 	msgLimit := int(cfg.MaxBodyBytes) + 1<<20 // the body plus the request's own framing
 	s := &Server{cfg: cfg, log: log, research: res, exports: exp}

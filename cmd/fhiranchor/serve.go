@@ -18,12 +18,14 @@ import (
 
 	"github.com/fhiranchor/fhiranchor/anchor"
 	"github.com/fhiranchor/fhiranchor/anchor/eth"
+	anchorpg "github.com/fhiranchor/fhiranchor/anchor/postgres"
 	anchorsql "github.com/fhiranchor/fhiranchor/anchor/sqlite"
 	"github.com/fhiranchor/fhiranchor/cohort"
 	"github.com/fhiranchor/fhiranchor/fhir/deid"
 	"github.com/fhiranchor/fhiranchor/gateway"
 	"github.com/fhiranchor/fhiranchor/gateway/auth"
 	"github.com/fhiranchor/fhiranchor/vault"
+	vaultpg "github.com/fhiranchor/fhiranchor/vault/postgres"
 	"github.com/fhiranchor/fhiranchor/vault/sqlite"
 )
 
@@ -261,6 +263,26 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return err
 	}
 	verifier := auth.NewVerifier(keys, auth.Config{Issuer: c.Auth.Issuer, Audience: c.Auth.Audience})
+	if d.pgLog != nil {
+		if c.Chain.RPCURL == "" {
+			slog.Warn("database.url is set but chain.rpc_url is not: the simulated chain lives in this gateway's data dir, so run only one gateway")
+		} else if c.Chain.Contract == "" {
+			// Gateways starting at once against one database deploy the
+			// contract once: the first records it, the others read it.
+			addr, err := d.pgLog.Contract(ctx, func(ctx context.Context) (string, error) {
+				ch, err := openChain(ctx, c)
+				if err != nil {
+					return "", err
+				}
+				defer ch.Close()
+				return ch.Info().Contract, nil
+			})
+			if err != nil {
+				return fmt.Errorf("chain contract: %w", err)
+			}
+			c.Chain.Contract = addr
+		}
+	}
 	chain, err := openChain(ctx, c)
 	if err != nil {
 		return err
@@ -278,17 +300,26 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 	srv, err := gateway.New(ctx, gateway.Config{
 		HTTPAddr: c.HTTP, GRPCAddr: c.GRPC, BaseURL: c.BaseURL, MaxBodyBytes: c.MaxBodyBytes, Research: research,
-	}, gateway.Deps{Vault: d.vault, Verifier: verifier, Log: anchorLog, Logger: log})
+	}, gateway.Deps{Vault: d.vault, Verifier: verifier, Log: anchorLog, Anchoring: d.anchoring, Logger: log})
 	if err != nil {
 		return err
 	}
 	info := chain.Info()
-	fmt.Fprintf(stdout, "fhiranchor serving FHIR R4 at http://%s/fhir/r4 (gRPC %s), data in %s, anchoring to %s (chain %d, contract %s)\n",
-		srv.HTTPAddr(), srv.GRPCAddr(), c.Data, info.Name, info.ChainID, info.Contract)
+	where := "data in " + c.Data
+	if d.pgLog != nil {
+		where = "vault and log in PostgreSQL"
+	}
+	fmt.Fprintf(stdout, "fhiranchor serving FHIR R4 at http://%s/fhir/r4 (gRPC %s), %s, anchoring to %s (chain %d, contract %s)\n",
+		srv.HTTPAddr(), srv.GRPCAddr(), where, info.Name, info.ChainID, info.Contract)
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Run(ctx) })
 	g.Go(func() error {
-		if err := anchorLog.Run(ctx); err != nil {
+		run := anchorLog.Run
+		if d.pgLog != nil {
+			// One gateway of those sharing the database anchors at a time.
+			run = func(ctx context.Context) error { return d.pgLog.Lead(ctx, anchorLog.Run) }
+		}
+		if err := run(ctx); err != nil {
 			return fmt.Errorf("anchoring stopped: %w", err)
 		}
 		return nil
@@ -346,15 +377,19 @@ func tokenKeys(c *config) (*auth.KeySet, error) {
 }
 
 // dataDir is the state `serve` and `audit` open: the sealed vault and the
-// log's store.
+// log's store, in SQLite files of the data dir or in PostgreSQL.
 type dataDir struct {
 	vault    *vault.Sealed
-	vaultDB  *sqlite.Store
-	logStore *anchorsql.Store
+	vaultDB  vault.Store
+	logStore anchor.Store
+	// pgLog is the log's store when it lives in PostgreSQL: several
+	// gateways may share it, so the anchoring worker runs under its
+	// leadership and the chain contract is recorded there. Nil on SQLite.
+	pgLog *anchorpg.Store
 }
 
 // openData opens (creating on first start) the master key, the vault and
-// the log store of a data dir.
+// the log store of a data dir, or of the configured database.
 func openData(ctx context.Context, c *config) (*dataDir, error) {
 	if err := os.MkdirAll(c.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
@@ -374,16 +409,36 @@ func openData(ctx context.Context, c *config) (*dataDir, error) {
 		return nil, err
 	}
 	d := &dataDir{}
-	if d.vaultDB, err = sqlite.New(ctx, sqlite.Config{Path: c.Vault.SQLite.Path}); err != nil {
-		return nil, fmt.Errorf("open vault: %w", err)
-	}
-	if d.logStore, err = anchorsql.New(ctx, anchorsql.Config{Path: c.Anchor.LogPath}); err != nil {
-		d.vaultDB.Close()
-		return nil, fmt.Errorf("open log: %w", err)
+	if c.databaseURL != "" {
+		if d.vaultDB, err = vaultpg.New(ctx, vaultpg.Config{DSN: c.databaseURL, MaxConns: c.Database.MaxConns}); err != nil {
+			return nil, fmt.Errorf("open vault: %w", err)
+		}
+		if d.pgLog, err = anchorpg.New(ctx, anchorpg.Config{DSN: c.databaseURL, MaxConns: c.Database.MaxConns}); err != nil {
+			d.vaultDB.Close()
+			return nil, fmt.Errorf("open log: %w", err)
+		}
+		d.logStore = d.pgLog
+	} else {
+		if d.vaultDB, err = sqlite.New(ctx, sqlite.Config{Path: c.Vault.SQLite.Path}); err != nil {
+			return nil, fmt.Errorf("open vault: %w", err)
+		}
+		if d.logStore, err = anchorsql.New(ctx, anchorsql.Config{Path: c.Anchor.LogPath}); err != nil {
+			d.vaultDB.Close()
+			return nil, fmt.Errorf("open log: %w", err)
+		}
 	}
 	d.vault = vault.NewSealed(d.vaultDB, kr)
+	// Refuse a master key the vault was not written with (a gateway whose
+	// key file was lost or not copied), before it wraps anything.
+	if err := d.vault.CheckMasterKey(ctx); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("master key: %w", err)
+	}
 	return d, nil
 }
+
+// anchoring reports whether this process runs the log's worker now.
+func (d *dataDir) anchoring() bool { return d.pgLog == nil || d.pgLog.Leading() }
 
 // Close closes the stores.
 func (d *dataDir) Close() error {

@@ -1,5 +1,5 @@
 // Package testonly holds fixtures shared by tests and benchmarks: a real
-// gateway on a temporary SQLite vault, tokens for it, and the shared test
+// gateway on a temporary SQLite (or PostgreSQL) vault, tokens for it, and the shared test
 // data. Import it from _test.go files only.
 package testonly
 
@@ -17,10 +17,12 @@ import (
 
 	"github.com/fhiranchor/fhiranchor/anchor"
 	"github.com/fhiranchor/fhiranchor/anchor/eth"
+	anchorpg "github.com/fhiranchor/fhiranchor/anchor/postgres"
 	anchorsql "github.com/fhiranchor/fhiranchor/anchor/sqlite"
 	"github.com/fhiranchor/fhiranchor/gateway"
 	"github.com/fhiranchor/fhiranchor/gateway/auth"
 	"github.com/fhiranchor/fhiranchor/vault"
+	vaultpg "github.com/fhiranchor/fhiranchor/vault/postgres"
 	"github.com/fhiranchor/fhiranchor/vault/sqlite"
 )
 
@@ -43,6 +45,9 @@ type Options struct {
 	// Research configures the research copy and cohort API; an empty
 	// ExportDir is a directory under the test's temp dir.
 	Research gateway.ResearchConfig
+	// PostgresDSN keeps the vault and the log in that PostgreSQL database
+	// (see internal/pgtest) instead of SQLite files in the data dir.
+	PostgresDSN string
 }
 
 // Gateway is a running gateway with everything a test inspects.
@@ -107,19 +112,12 @@ func (g *Gateway) start(t testing.TB) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	store, err := sqlite.New(ctx, sqlite.Config{Path: filepath.Join(dir, "vault.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, logStore := openStores(t, ctx, dir, opt.PostgresDSN)
 	g.key, err = auth.LoadOrCreateDevKey(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	g.Vault = vault.NewSealed(store, kr)
-	logStore, err := anchorsql.New(ctx, anchorsql.Config{Path: filepath.Join(dir, "log.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
 	g.Chain, err = eth.New(ctx, eth.Config{RPCURL: opt.RPCURL, Key: opt.ChainKey, Dir: filepath.Join(dir, "chain")})
 	if err != nil {
 		t.Fatal(err)
@@ -162,6 +160,32 @@ func (g *Gateway) start(t testing.TB) {
 	g.URL = g.Root + "/fhir/r4"
 	g.GRPCAddr = srv.GRPCAddr()
 	g.Client = &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+}
+
+// openStores opens the vault's and the log's stores: SQLite files in dir,
+// or the PostgreSQL database dsn.
+func openStores(t testing.TB, ctx context.Context, dir, dsn string) (vault.Store, anchor.Store) {
+	t.Helper()
+	if dsn != "" {
+		store, err := vaultpg.New(ctx, vaultpg.Config{DSN: dsn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		logStore, err := anchorpg.New(ctx, anchorpg.Config{DSN: dsn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return store, logStore
+	}
+	store, err := sqlite.New(ctx, sqlite.Config{Path: filepath.Join(dir, "vault.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logStore, err := anchorsql.New(ctx, anchorsql.Config{Path: filepath.Join(dir, "log.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store, logStore
 }
 
 // Token mints a token with the given scopes (default: system read and
