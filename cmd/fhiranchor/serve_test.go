@@ -162,3 +162,27 @@ func TestResearchConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestServeWrongMasterKey: a gateway started with another master key than
+// the one its vault was written with refuses to start, before it serves or
+// writes anything.
+func TestServeWrongMasterKey(t *testing.T) {
+	dir := t.TempDir()
+	keyA, keyB := strings.Repeat("a", 64), strings.Repeat("b", 64)
+	env := func(key string) func(string) string {
+		return func(k string) string {
+			if k == "FHIRANCHOR_MASTER_KEY" {
+				return key
+			}
+			return ""
+		}
+	}
+	_, stop := startServe(t, dir, env(keyA))
+	stop()
+	err := run(t.Context(), []string{"serve", "--data", dir, "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"}, io.Discard, io.Discard, env(keyB))
+	if err == nil || !strings.Contains(err.Error(), "master key does not open") {
+		t.Fatalf("serve with another master key = %v, want a refusal", err)
+	}
+	_, stop = startServe(t, dir, env(keyA)) // the right key still works
+	stop()
+}
