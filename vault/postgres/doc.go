@@ -7,12 +7,15 @@
 // committed state only. Three kinds of lock make the contract hold across
 // processes:
 //
-//   - Leaf Seqs and policy versions come from a one-row counter table,
-//     bumped with UPDATE ... RETURNING inside the writing transaction. The
-//     row lock lasts until commit or rollback, so transactions that queue
-//     leaves do so one after another, from their first leaf to their
-//     commit: Seqs commit in order and without gaps, and a reader tailing
-//     Leaves or Versions never sees Seq k+1 before k.
+//   - Every transaction that queues a leaf or stores a policy version first
+//     locks the one row of table seq_lock (SELECT ... FOR UPDATE) and holds
+//     it until it commits or rolls back. Such writers queue one after
+//     another, from their first leaf to their commit, and take the next Seq
+//     as the largest committed one plus one: Seqs commit in order and
+//     without gaps, a rolled-back transaction uses none up, and a reader
+//     tailing Leaves or Versions never sees Seq k+1 before k. (The SQLite
+//     backend gets the same from its single writer.) Put and AddLeaf take
+//     the lock in the round trip of their first write.
 //   - Tx.Current takes a transaction-scoped advisory lock on a hash of the
 //     resource's type and id before it reads, so that two transactions that
 //     read the current version and put the next queue rather than collide.
@@ -20,15 +23,21 @@
 //     that of two conditional creates with the same criteria the second
 //     waits for the first to commit and then finds its resource.
 //
-// A transaction that waits on such a lock while holding the counter can
-// deadlock with one that holds the lock and waits for the counter;
-// PostgreSQL detects it and fails one of them, which the Store reports as
+// A transaction that waits for such a lock while holding the Seq lock can
+// deadlock with one that holds it and waits for the Seq lock, so callers
+// should read (Current, Find) before they write. PostgreSQL detects a
+// deadlock and fails one of the transactions, which the Store reports as
 // vault.ErrConflict, as it does unique violations, serialization failures
-// and lock timeouts. Callers retry the whole Update.
+// and lock timeouts; callers retry the whole Update.
 //
 // Advisory locks use PostgreSQL's shared lock table, sized by
 // max_locks_per_transaction times max_connections: an Update that reads
 // thousands of distinct resources with Tx.Current needs that many entries.
+//
+// Every statement of an Update runs with a generic plan
+// (plan_cache_mode = force_generic_plan, set for the transaction): they look
+// rows up by key, and planning Put's statement afresh on each execution,
+// which PostgreSQL otherwise does, doubles its cost.
 //
 // Errors never carry record contents: PostgreSQL's error details, which
 // quote the offending values, are dropped.

@@ -104,29 +104,33 @@ FROM leaves l LEFT JOIN leaf_records r ON r.seq = l.seq WHERE l.seq = $1`
 
 	sqlLock = `SELECT pg_advisory_xact_lock($1)`
 
-	// sqlPut stores a version and its leaf in one round trip. The counter
-	// is bumped only if the version is not visibly stored already; ON
-	// CONFLICT catches one that a concurrent transaction stored meanwhile
-	// without aborting the transaction, and Put then gives the Seq back.
-	// The version becomes current if it is newer than the latest: its
-	// tokens then replace the resource's, none for a tombstone. The two
-	// token statements touch disjoint rows (the old tokens not in the new
-	// set; the new ones), since the sub-statements of one WITH run in no
-	// defined order. The result is the Seq taken (NULL if none) and the Seq
-	// of the stored version (NULL on a conflict).
+	// sqlLockSeq takes the lock that every transaction which queues leaves
+	// or stores policies holds from its first such write to its commit (see
+	// schema.sql). A statement that runs after it sees every leaf and
+	// policy committed before, so the largest Seq or version plus one is
+	// the next, and no one else takes one until this transaction ends.
+	sqlLockSeq = `SELECT FROM seq_lock FOR UPDATE`
+
+	// sqlPut stores a version and its leaf in one round trip, under the Seq
+	// lock. ON CONFLICT turns a version already stored into no row rather
+	// than an error that would abort the transaction, so the caller can go
+	// on. (Every Put holds the Seq lock and so sees every version committed
+	// before; ON CONFLICT also covers a writer that did not, at no
+	// measurable cost.) The version becomes current if it is newer than the
+	// latest: its tokens then replace the resource's, none for a tombstone.
+	// The two token statements touch disjoint rows (the old tokens not in
+	// the new set; the new ones), since the sub-statements of one WITH run
+	// in no defined order and do not see each other's writes. The result is
+	// the Seq of the version, or no row on a conflict.
 	//
 	// $1 type, $2 id, $3 version, $4 last_updated, $5 deleted, $6 key_id,
 	// $7 ciphertext, $8 salt, $9 commitment, $10 deid, $11 leaf type,
 	// $12 leaf data, $13 ref, $14 tokens.
 	sqlPut = `WITH latest AS (
 	SELECT max(version) AS version FROM versions WHERE type = $1 AND id = $2
-), next AS (
-	UPDATE counters SET next_seq = next_seq + 1
-	WHERE NOT EXISTS (SELECT FROM versions WHERE type = $1 AND id = $2 AND version = $3)
-	RETURNING next_seq - 1 AS seq
 ), stored AS (
 	INSERT INTO versions (seq, type, id, version, last_updated, deleted, key_id, ciphertext, salt, commitment, deid)
-	SELECT seq, $1, $2, $3, $4, $5::boolean, $6, $7, $8, $9, $10 FROM next
+	SELECT coalesce(max(seq), 0) + 1, $1, $2, $3, $4, $5::boolean, $6, $7, $8, $9, $10 FROM leaves
 	ON CONFLICT (type, id, version) DO NOTHING
 	RETURNING seq
 ), leaf AS (
@@ -141,15 +145,11 @@ FROM leaves l LEFT JOIN leaf_records r ON r.seq = l.seq WHERE l.seq = $1`
 	SELECT DISTINCT $1, t, $2 FROM newest, unnest($14::bytea[]) AS t WHERE NOT $5::boolean
 	ON CONFLICT DO NOTHING
 )
-SELECT (SELECT seq FROM next), (SELECT seq FROM stored)`
+SELECT seq FROM stored`
 
-	// sqlGiveBack returns a Seq taken by a Put that stored nothing. The
-	// transaction holds the counter's row lock, so no one took a later one.
-	sqlGiveBack = `UPDATE counters SET next_seq = next_seq - 1`
-
-	// sqlAddLeaf queues a leaf and, if $8, its record.
+	// sqlAddLeaf queues a leaf under the Seq lock and, if $8, its record.
 	sqlAddLeaf = `WITH next AS (
-	UPDATE counters SET next_seq = next_seq + 1 RETURNING next_seq - 1 AS seq
+	SELECT coalesce(max(seq), 0) + 1 AS seq FROM leaves
 ), leaf AS (
 	INSERT INTO leaves (seq, type, data, ref) SELECT seq, $1, $2, $3 FROM next
 ), rec AS (
@@ -161,17 +161,12 @@ SELECT seq FROM next`
 	sqlPutDataKey  = `INSERT INTO data_keys (key_id, wrapped) VALUES ($1, $2) ON CONFLICT DO NOTHING`
 	sqlPutResponse = `INSERT INTO responses (key, body, created) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`
 
-	// sqlLockCounters takes the counter's row lock, which every writer of
-	// policies (and leaves) holds until it commits: the revision check
-	// that follows, in a statement of its own, sees every policy committed
-	// before.
-	sqlLockCounters = `SELECT FROM counters FOR UPDATE`
+	// sqlPolicyExists and sqlPutPolicy run under the Seq lock, which every
+	// writer of policies holds until it commits: the check sees every
+	// policy committed before, and the version is the next.
 	sqlPolicyExists = `SELECT EXISTS (SELECT FROM policies WHERE revision = $1)`
-	sqlPutPolicy    = `WITH next AS (
-	UPDATE counters SET next_policy = next_policy + 1 RETURNING next_policy - 1 AS version
-)
-INSERT INTO policies (version, revision, bundle, created, author)
-SELECT version, $1, $2, $3, $4 FROM next RETURNING version`
+	sqlPutPolicy    = `INSERT INTO policies (version, revision, bundle, created, author)
+SELECT coalesce(max(version), 0) + 1, $1, $2, $3, $4 FROM policies RETURNING version`
 
 	sqlDeleteKey = `DELETE FROM data_keys WHERE key_id = $1`
 	// Erasure overwrites: the UPDATE writes row versions without the
@@ -216,10 +211,16 @@ WHERE r.seq < $1`
 	return qs
 }()
 
+// beginSQL begins an Update's transaction, in one round trip. Its
+// statements are few, prepared, and look rows up by key, yet with the
+// default plan_cache_mode PostgreSQL plans the CTEs of Put afresh on every
+// execution, which doubles its cost; a generic plan is as good.
+const beginSQL = `BEGIN; SET LOCAL plan_cache_mode = force_generic_plan`
+
 // Update runs fn in one transaction and commits it if fn returns nil. It
 // rolls back if fn fails or panics, or if ctx ends first.
 func (s *Store) Update(ctx context.Context, fn func(vault.Tx) error) error {
-	ptx, err := s.pool.Begin(ctx)
+	ptx, err := s.pool.BeginTx(ctx, pgx.TxOptions{BeginQuery: beginSQL})
 	if err != nil {
 		return fmt.Errorf("begin postgres transaction: %w", mapErr(err))
 	}
@@ -433,35 +434,40 @@ func (s *Store) Stats(ctx context.Context) (vault.Stats, error) {
 // tx is a vault.Tx on one PostgreSQL transaction.
 type tx struct {
 	tx pgx.Tx
-	// locked holds the resource locks this transaction took.
-	locked map[int64]bool
+	// seqLocked is set once the transaction holds the Seq lock.
+	seqLocked bool
+}
+
+// queueSeqLock queues taking the Seq lock unless the transaction has it;
+// send notes that it has once the batch succeeded.
+func (t *tx) queueSeqLock(b *pgx.Batch) {
+	if !t.seqLocked {
+		b.Queue(sqlLockSeq).Exec(func(pgconn.CommandTag) error { return nil })
+	}
 }
 
 // Current locks the resource for the rest of the transaction, then returns
 // its latest version. The read is a statement of its own, after the lock,
 // so it sees what a transaction that held the lock before committed.
 func (t *tx) Current(ctx context.Context, typ, id string) (vault.Record, error) {
-	key := resourceLock(typ, id)
 	var r vault.Record
+	var scanErr error
 	b := &pgx.Batch{}
-	queueLock(b, key)
+	queueLock(b, resourceLock(typ, id))
 	b.Queue(sqlCurrent, typ, id).QueryRow(func(row pgx.Row) error {
-		var err error
-		r, err = scanRecord(row, typ, id)
-		return err
+		// Not returned: pgx drops the prepared statements of a batch whose
+		// callback fails, and ErrNotFound is a common answer.
+		r, scanErr = scanRecord(row, typ, id)
+		return nil
 	})
-	if err := t.tx.SendBatch(ctx, b).Close(); err != nil {
+	err := t.tx.SendBatch(ctx, b).Close()
+	if err == nil {
+		err = scanErr
+	}
+	if err != nil {
 		return vault.Record{}, fmt.Errorf("get current %s: %w", typ, mapErr(err))
 	}
-	t.lockedResource(key)
 	return r, nil
-}
-
-func (t *tx) lockedResource(key int64) {
-	if t.locked == nil {
-		t.locked = make(map[int64]bool)
-	}
-	t.locked[key] = true
 }
 
 // Find locks the type and token for the rest of the transaction, then
@@ -483,10 +489,9 @@ func (t *tx) Find(ctx context.Context, typ string, token []byte) ([]string, erro
 	return ids, nil
 }
 
-// Put stores a new version and its leaf in one round trip. A version after
-// the first also takes the resource's lock, in the same round trip, if
-// Current has not: a Put of version n+1 that read nothing must not race one
-// that did.
+// Put stores a new version and its leaf in one round trip, taking in the
+// same round trip the Seq lock if the transaction does not hold it yet. A
+// version already stored is a conflict that leaves the transaction usable.
 func (t *tx) Put(ctx context.Context, r vault.Record) error {
 	if r.Type == "" || r.ID == "" || r.Version < 1 {
 		return fmt.Errorf("put %s version %d: missing type, id or version", r.Type, r.Version)
@@ -498,35 +503,36 @@ func (t *tx) Put(ctx context.Context, r vault.Record) error {
 	for i, tok := range r.Tokens {
 		tokens[i] = nonNil(tok)
 	}
-	var taken, stored *int64
-	args := []any{r.Type, r.ID, r.Version, r.LastUpdated, r.Deleted, r.KeyID, nonNil(r.Ciphertext),
-		nonNil(r.Salt), nonNil(r.Commitment), nonNil(r.Deid), int16(r.Leaf.Type), nonNil(r.Leaf.Data), r.Leaf.Ref, tokens}
-	key := resourceLock(r.Type, r.ID)
-	lock := r.Version > 1 && !t.locked[key]
-	var err error
-	if lock {
-		b := &pgx.Batch{}
-		queueLock(b, key)
-		b.Queue(sqlPut, args...).QueryRow(func(row pgx.Row) error { return row.Scan(&taken, &stored) })
-		err = t.tx.SendBatch(ctx, b).Close()
-	} else {
-		err = t.tx.QueryRow(ctx, sqlPut, args...).Scan(&taken, &stored)
-	}
-	if err != nil {
-		return fmt.Errorf("put %s version %d: %w", r.Type, r.Version, mapErr(err))
-	}
-	if lock {
-		t.lockedResource(key)
-	}
-	if stored != nil {
+	b := &pgx.Batch{}
+	t.queueSeqLock(b)
+	stored := false
+	b.Queue(sqlPut, r.Type, r.ID, r.Version, r.LastUpdated, r.Deleted, r.KeyID, nonNil(r.Ciphertext),
+		nonNil(r.Salt), nonNil(r.Commitment), nonNil(r.Deid), int16(r.Leaf.Type), nonNil(r.Leaf.Data), r.Leaf.Ref,
+		tokens).Query(func(rows pgx.Rows) error {
+		stored = rows.Next()
 		return nil
+	})
+	if err := t.send(ctx, b); err != nil {
+		return fmt.Errorf("put %s version %d: %w", r.Type, r.Version, err)
 	}
-	if taken != nil {
-		if _, err := t.tx.Exec(ctx, sqlGiveBack); err != nil {
-			return fmt.Errorf("put %s version %d: %w", r.Type, r.Version, mapErr(err))
+	if !stored {
+		return fmt.Errorf("put %s version %d: %w", r.Type, r.Version, vault.ErrConflict)
+	}
+	return nil
+}
+
+// send sends a batch in one round trip and notes that the transaction holds
+// the Seq lock if the batch took it.
+func (t *tx) send(ctx context.Context, b *pgx.Batch) error {
+	if err := t.tx.SendBatch(ctx, b).Close(); err != nil {
+		return mapErr(err)
+	}
+	for _, q := range b.QueuedQueries {
+		if q.SQL == sqlLockSeq {
+			t.seqLocked = true
 		}
 	}
-	return fmt.Errorf("put %s version %d: %w", r.Type, r.Version, vault.ErrConflict)
+	return nil
 }
 
 // DataKey returns a wrapped data key as this transaction sees it.
@@ -575,27 +581,29 @@ func (t *tx) AddLeaf(ctx context.Context, l vault.Leaf) (int64, error) {
 		return 0, errors.New("add leaf: salt, subject, actor or time without a record")
 	}
 	var seq int64
-	err := t.tx.QueryRow(ctx, sqlAddLeaf, int16(l.Type), nonNil(l.Data), l.Ref,
-		nonNil(l.Record), nonNil(l.Salt), l.Subject, l.Actor, hasRecord, l.Time).Scan(&seq)
-	if err != nil {
-		return 0, fmt.Errorf("add leaf: %w", mapErr(err))
+	b := &pgx.Batch{}
+	t.queueSeqLock(b)
+	b.Queue(sqlAddLeaf, int16(l.Type), nonNil(l.Data), l.Ref, nonNil(l.Record), nonNil(l.Salt), l.Subject, l.Actor,
+		hasRecord, l.Time).QueryRow(func(row pgx.Row) error { return row.Scan(&seq) })
+	if err := t.send(ctx, b); err != nil {
+		return 0, fmt.Errorf("add leaf: %w", err)
 	}
 	return seq, nil
 }
 
-// PutPolicy stores the next version of the policy bundle. It takes the
-// counter's lock and looks the revision up before it writes, so a conflict
-// leaves the transaction as it was.
+// PutPolicy stores the next version of the policy bundle. It takes the Seq
+// lock and looks the revision up before it writes, so a conflict leaves the
+// transaction as it was.
 func (t *tx) PutPolicy(ctx context.Context, p vault.Policy) (int64, error) {
 	if p.Revision == "" {
 		return 0, errors.New("put policy: missing revision")
 	}
 	var exists bool
 	b := &pgx.Batch{}
-	b.Queue(sqlLockCounters).Exec(func(pgconn.CommandTag) error { return nil })
+	t.queueSeqLock(b)
 	b.Queue(sqlPolicyExists, p.Revision).QueryRow(func(row pgx.Row) error { return row.Scan(&exists) })
-	if err := t.tx.SendBatch(ctx, b).Close(); err != nil {
-		return 0, fmt.Errorf("put policy: %w", mapErr(err))
+	if err := t.send(ctx, b); err != nil {
+		return 0, fmt.Errorf("put policy: %w", err)
 	}
 	if exists {
 		return 0, fmt.Errorf("put policy: %w", vault.ErrConflict)

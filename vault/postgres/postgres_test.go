@@ -128,7 +128,7 @@ func TestProcesses(t *testing.T) {
 						leaves = 0
 						// The contended read comes first: a transaction
 						// that waits for the resource while holding the
-						// Seq counter could deadlock with the holder.
+						// Seq lock could deadlock with the holder.
 						if u%3 == 0 {
 							next := int64(1)
 							cur, err := tx.Current(ctx, "Patient", "hot")
@@ -292,7 +292,7 @@ func TestConditionalCreate(t *testing.T) {
 
 // TestConflictKeepsTransaction: a Put of a version stored meanwhile by
 // another transaction reports ErrConflict without aborting the transaction,
-// which can go on, and gives its Seq back.
+// which can go on, and uses up no Seq.
 func TestConflictKeepsTransaction(t *testing.T) {
 	c := pgtest.Start(t, pgtest.Options{})
 	s := newStore(t, c.NewDatabase(t))

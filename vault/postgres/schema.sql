@@ -6,21 +6,22 @@
 -- Tables of the anchor log, which may share the database, are prefixed log_;
 -- schema_versions belongs to pgdb.
 
--- counters is one row that hands out leaf Seqs and policy versions. A writing
--- transaction takes the next number with UPDATE ... RETURNING, which holds
--- the row lock until it commits or rolls back: writers that assign numbers
--- queue from their first leaf to their commit, so numbers commit in order,
--- without gaps, and a rolled-back transaction uses none up. (A sequence
--- would hand out numbers that commit out of order and leave gaps on
--- rollback, so a reader tailing the leaves could skip one for ever.)
-CREATE TABLE counters (
-	one         boolean PRIMARY KEY DEFAULT true CHECK (one),
-	next_seq    bigint  NOT NULL,
-	next_policy bigint  NOT NULL
+-- seq_lock is one row whose lock every transaction that queues a leaf or
+-- stores a policy version takes (SELECT ... FOR UPDATE) before its first such
+-- write and holds until it commits or rolls back. Such writers therefore
+-- queue one after another, from their first leaf to their commit, and the
+-- next Seq (or policy version) is the largest committed one plus one, read
+-- after the lock: numbers commit in order and without gaps, and a
+-- rolled-back transaction uses none up. A reader tailing the leaves never
+-- sees Seq k+1 committed while k is not. (A sequence would hand out numbers
+-- that commit out of order and leave gaps on rollback, so such a reader
+-- could skip one for ever.)
+CREATE TABLE seq_lock (
+	one boolean PRIMARY KEY DEFAULT true CHECK (one)
 );
-INSERT INTO counters (one, next_seq, next_policy) VALUES (true, 1, 1);
+INSERT INTO seq_lock DEFAULT VALUES;
 
--- leaves is the anchoring queue, in Seq order from 1.
+-- leaves is the anchoring queue, in Seq order from 1 (see seq_lock).
 CREATE TABLE leaves (
 	seq  bigint   PRIMARY KEY,
 	type smallint NOT NULL,
@@ -101,8 +102,8 @@ CREATE INDEX leaf_records_by_subject ON leaf_records (subject, seq);
 CREATE INDEX leaf_records_by_actor ON leaf_records (actor, seq);
 CREATE INDEX leaf_records_by_type ON leaf_records (type, seq);
 
--- policies holds every version of the policy bundle, numbered from
--- counters.next_policy.
+-- policies holds every version of the policy bundle, numbered 1, 2, 3...
+-- under seq_lock.
 CREATE TABLE policies (
 	version  bigint      PRIMARY KEY,
 	revision text        NOT NULL UNIQUE,
