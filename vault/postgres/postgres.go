@@ -739,26 +739,28 @@ func hasRecordFields(l vault.Leaf) bool {
 	return len(l.Salt) > 0 || l.Subject != "" || l.Actor != "" || !l.Time.IsZero()
 }
 
-// mapErr turns the errors of a collision with another transaction (a unique
-// violation, a serialization failure, a deadlock, a lock timeout) into
-// vault.ErrConflict, and strips every other PostgreSQL error down to its
-// SQLSTATE and primary message: the detail of, say, a unique violation
-// quotes the values of the row, which may be tokens or ids.
+// mapErr marks the errors of a collision with another transaction (a
+// unique violation, a serialization failure, a deadlock, a lock timeout) as
+// vault.ErrConflict, and strips PostgreSQL's errors down to their SQLSTATE,
+// primary message and object names: the detail of, say, a unique violation
+// quotes the values of the row, which may be tokens or ids. The primary
+// messages name constraints and columns, never values (the statements bind
+// every value as a parameter in binary, so none is ever parsed from text).
 func mapErr(err error) error {
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) {
 		return err
 	}
-	if pgdb.IsConflict(err) {
-		return fmt.Errorf("%w (SQLSTATE %s)", vault.ErrConflict, pe.Code)
+	clean := &pgconn.PgError{
+		Severity: pe.Severity, SeverityUnlocalized: pe.SeverityUnlocalized, Code: pe.Code, Message: pe.Message,
+		SchemaName: pe.SchemaName, TableName: pe.TableName, ColumnName: pe.ColumnName,
+		DataTypeName: pe.DataTypeName, ConstraintName: pe.ConstraintName,
 	}
-	return &dbError{code: pe.Code, msg: pe.Message}
+	if pgdb.IsConflict(clean) {
+		return fmt.Errorf("%w: %w", vault.ErrConflict, clean)
+	}
+	return clean
 }
-
-// dbError is a PostgreSQL error without its detail, hint and position.
-type dbError struct{ code, msg string }
-
-func (e *dbError) Error() string { return "postgres: " + e.msg + " (SQLSTATE " + e.code + ")" }
 
 // nonNil binds a nil slice as an empty bytea: pgx binds nil as NULL, which
 // the NOT NULL columns refuse.

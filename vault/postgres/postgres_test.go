@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/fhiranchor/fhiranchor/internal/pgdb"
 	"github.com/fhiranchor/fhiranchor/internal/pgtest"
 	"github.com/fhiranchor/fhiranchor/vault"
 	"github.com/fhiranchor/fhiranchor/vault/vaulttest"
@@ -35,6 +38,32 @@ func TestConfig(t *testing.T) {
 		if _, err := New(t.Context(), cfg); err == nil {
 			t.Errorf("New(%+v) = nil error", cfg)
 		}
+	}
+}
+
+// TestMapErr: PostgreSQL errors keep their SQLSTATE but lose the detail
+// that quotes row values; collisions are ErrConflict.
+func TestMapErr(t *testing.T) {
+	for _, tt := range []struct {
+		code     string
+		conflict bool
+	}{{pgdb.UniqueViolation, true}, {pgdb.DeadlockDetected, true}, {pgdb.LockNotAvailable, true}, {"23502", false}} {
+		pe := &pgconn.PgError{Severity: "ERROR", Code: tt.code, Message: "something failed",
+			Detail: "Key (token)=(secret-token) already exists.", Where: "secret-where", Hint: "secret-hint"}
+		err := mapErr(fmt.Errorf("wrapped: %w", pe))
+		if errors.Is(err, vault.ErrConflict) != tt.conflict {
+			t.Errorf("mapErr(%s) = %v; ErrConflict %v, want %v", tt.code, err, !tt.conflict, tt.conflict)
+		}
+		if got := pgdb.Code(err); got != tt.code {
+			t.Errorf("pgdb.Code(mapErr(%s)) = %q", tt.code, got)
+		}
+		var got *pgconn.PgError
+		if !errors.As(err, &got) || strings.Contains(fmt.Sprintf("%v %+v", err, *got), "secret") {
+			t.Errorf("mapErr(%s) keeps the detail: %+v", tt.code, got)
+		}
+	}
+	if err := mapErr(errBoom); err != errBoom {
+		t.Errorf("mapErr(errBoom) = %v", err)
 	}
 }
 
