@@ -1,6 +1,7 @@
 package vault
 
 import (
+	"bytes"
 	"context"
 	"crypto/cipher"
 	"errors"
@@ -117,7 +118,7 @@ type Sealed struct {
 
 // NewSealed returns a Sealed over s whose keys derive from kr.
 func NewSealed(s Store, kr *Keyring) *Sealed {
-	return &Sealed{store: s, kr: kr, keys: keyCache{m: make(map[string]cipher.AEAD)}}
+	return &Sealed{store: s, kr: kr, keys: keyCache{m: make(map[string]cachedKey)}}
 }
 
 // Store returns the underlying Store, for the calls that see no clear text
@@ -150,8 +151,8 @@ func (s *Sealed) Update(ctx context.Context, fn func(*SealedTx) error) error {
 	for _, id := range tx.erased {
 		s.keys.forget(id)
 	}
-	for id, a := range tx.keys {
-		s.keys.add(id, a)
+	for id, k := range tx.keys {
+		s.keys.add(id, k)
 	}
 	return nil
 }
@@ -160,7 +161,7 @@ func (s *Sealed) Update(ctx context.Context, fn func(*SealedTx) error) error {
 // Store.Versions). It returns an error wrapping ErrErased for an erased
 // version.
 func (s *Sealed) Open(ctx context.Context, r Record) (Version, error) {
-	return s.open(ctx, r, s.storeKey)
+	return s.open(ctx, r, s.openStored)
 }
 
 // OpenCopy decrypts only the de-identified copy of a record read from the
@@ -173,12 +174,8 @@ func (s *Sealed) OpenCopy(ctx context.Context, r Record) ([]byte, error) {
 	if len(r.Deid) == 0 {
 		return nil, nil
 	}
-	a, err := s.storeKey(ctx, r.KeyID)
-	if err != nil {
-		return nil, fmt.Errorf("open %s version %d copy: %w", r.Type, r.Version, err)
-	}
 	ad := append(additionalData(r.Type, r.ID, r.Version), deidAD...)
-	plain, err := a.Open(nil, nil, r.Deid, ad)
+	plain, err := s.openStored(ctx, r.KeyID, r.Deid, ad)
 	if err != nil {
 		return nil, fmt.Errorf("open %s version %d copy: %w", r.Type, r.Version, err)
 	}
@@ -192,7 +189,7 @@ func (s *Sealed) Read(ctx context.Context, typ, id string) (Version, error) {
 	if err != nil {
 		return Version{}, fmt.Errorf("read %s: %w", typ, err)
 	}
-	return s.open(ctx, r, s.storeKey)
+	return s.open(ctx, r, s.openStored)
 }
 
 // VRead returns one version of a resource, or an error wrapping ErrNotFound.
@@ -201,7 +198,7 @@ func (s *Sealed) VRead(ctx context.Context, typ, id string, version int64) (Vers
 	if err != nil {
 		return Version{}, fmt.Errorf("read %s version %d: %w", typ, version, err)
 	}
-	return s.open(ctx, r, s.storeKey)
+	return s.open(ctx, r, s.openStored)
 }
 
 // History returns every version of a resource, newest first, or an error
@@ -213,7 +210,7 @@ func (s *Sealed) History(ctx context.Context, typ, id string) ([]Version, error)
 	}
 	vs := make([]Version, 0, len(rs))
 	for _, r := range rs {
-		v, err := s.open(ctx, r, s.storeKey)
+		v, err := s.open(ctx, r, s.openStored)
 		if err != nil {
 			return nil, err
 		}
@@ -226,8 +223,8 @@ func (s *Sealed) History(ctx context.Context, typ, id string) ([]Version, error)
 // the Store, and caches it: outside a transaction the Store holds committed
 // keys only.
 func (s *Sealed) storeKey(ctx context.Context, keyID string) (cipher.AEAD, error) {
-	if a, ok := s.keys.get(keyID); ok {
-		return a, nil
+	if k, ok := s.keys.get(keyID); ok {
+		return k.a, nil
 	}
 	wrapped, err := s.store.DataKey(ctx, keyID)
 	if err != nil {
@@ -237,8 +234,27 @@ func (s *Sealed) storeKey(ctx context.Context, keyID string) (cipher.AEAD, error
 	if err != nil {
 		return nil, err
 	}
-	s.keys.add(keyID, a)
+	s.keys.add(keyID, cachedKey{a: a, wrapped: wrapped})
 	return a, nil
+}
+
+// openStored opens ciphertext sealed under data key keyID, taking the key
+// from the cache or the Store. A cached key can be stale when another
+// process sharing the Store erased it and a new key was made under the same
+// id: if the cached key fails, it is dropped and the Store's is tried once.
+func (s *Sealed) openStored(ctx context.Context, keyID string, ciphertext, ad []byte) ([]byte, error) {
+	a, err := s.storeKey(ctx, keyID)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := a.Open(nil, nil, ciphertext, ad)
+	if err != nil && s.keys.drop(keyID) {
+		if a, err = s.storeKey(ctx, keyID); err != nil {
+			return nil, err
+		}
+		plain, err = a.Open(nil, nil, ciphertext, ad)
+	}
+	return plain, err
 }
 
 func (s *Sealed) unwrap(keyID string, wrapped []byte) (cipher.AEAD, error) {
@@ -255,7 +271,7 @@ func (s *Sealed) unwrap(keyID string, wrapped []byte) (cipher.AEAD, error) {
 }
 
 // open decrypts r with the data key that getKey returns for r.KeyID.
-func (s *Sealed) open(ctx context.Context, r Record, getKey func(context.Context, string) (cipher.AEAD, error)) (Version, error) {
+func (s *Sealed) open(ctx context.Context, r Record, openWith func(ctx context.Context, keyID string, ciphertext, ad []byte) ([]byte, error)) (Version, error) {
 	if r.Erased {
 		return Version{}, fmt.Errorf("open %s version %d: %w", r.Type, r.Version, ErrErased)
 	}
@@ -263,11 +279,7 @@ func (s *Sealed) open(ctx context.Context, r Record, getKey func(context.Context
 	if err != nil {
 		return Version{}, fmt.Errorf("open %s version %d: %w", r.Type, r.Version, err)
 	}
-	a, err := getKey(ctx, r.KeyID)
-	if err != nil {
-		return Version{}, fmt.Errorf("open %s version %d: %w", r.Type, r.Version, err)
-	}
-	body, err := a.Open(nil, nil, r.Ciphertext, additionalData(r.Type, r.ID, r.Version))
+	body, err := openWith(ctx, r.KeyID, r.Ciphertext, additionalData(r.Type, r.ID, r.Version))
 	if err != nil {
 		return Version{}, fmt.Errorf("open %s version %d: %w", r.Type, r.Version, err)
 	}
@@ -293,7 +305,7 @@ type SealedTx struct {
 	tx Tx
 	// keys holds the data keys this transaction created or read; Sealed
 	// caches them once the transaction has committed.
-	keys map[string]cipher.AEAD
+	keys map[string]cachedKey
 	// erased lists the data keys this transaction destroyed.
 	erased []string
 }
@@ -344,7 +356,7 @@ func (t *SealedTx) Read(ctx context.Context, typ, id string) (Version, error) {
 	if err != nil {
 		return Version{}, fmt.Errorf("read %s: %w", typ, err)
 	}
-	return t.s.open(ctx, r, t.dataKey)
+	return t.s.open(ctx, r, t.openKey)
 }
 
 // Find returns the ids of the live resources of type typ whose current
@@ -412,21 +424,25 @@ func (t *SealedTx) Put(ctx context.Context, v Version) error {
 // dataKey returns the data key keyID as this transaction sees it, creating
 // and storing it if the Store has none.
 func (t *SealedTx) dataKey(ctx context.Context, keyID string) (cipher.AEAD, error) {
-	if a, ok := t.keys[keyID]; ok {
-		return a, nil
+	if k, ok := t.keys[keyID]; ok {
+		return k.a, nil
 	}
-	if a, ok := t.s.keys.get(keyID); ok {
-		return a, nil
-	}
+	// Once per transaction the Store is asked, even when the key is cached:
+	// another process sharing the Store may have erased it since, and a
+	// version sealed under a shredded key would be lost on arrival.
 	wrapped, err := t.tx.DataKey(ctx, keyID)
 	var a cipher.AEAD
 	switch {
 	case err == nil:
-		if a, err = t.s.unwrap(keyID, wrapped); err != nil {
+		if k, ok := t.s.keys.get(keyID); ok && bytes.Equal(k.wrapped, wrapped) {
+			a = k.a
+		} else if a, err = t.s.unwrap(keyID, wrapped); err != nil {
 			return nil, err
 		}
 	case errors.Is(err, ErrNotFound):
-		plain, wrapped, err := t.s.kr.NewDataKey(keyID)
+		t.s.keys.drop(keyID)
+		var plain []byte
+		plain, wrapped, err = t.s.kr.NewDataKey(keyID)
 		if err != nil {
 			return nil, fmt.Errorf("new data key: %w", err)
 		}
@@ -442,10 +458,19 @@ func (t *SealedTx) dataKey(ctx context.Context, keyID string) (cipher.AEAD, erro
 		return nil, fmt.Errorf("get data key: %w", err)
 	}
 	if t.keys == nil {
-		t.keys = make(map[string]cipher.AEAD)
+		t.keys = make(map[string]cachedKey)
 	}
-	t.keys[keyID] = a
+	t.keys[keyID] = cachedKey{a: a, wrapped: wrapped}
 	return a, nil
+}
+
+// openKey opens ciphertext with a data key as this transaction sees it.
+func (t *SealedTx) openKey(ctx context.Context, keyID string, ciphertext, ad []byte) ([]byte, error) {
+	a, err := t.dataKey(ctx, keyID)
+	if err != nil {
+		return nil, err
+	}
+	return a.Open(nil, nil, ciphertext, ad)
 }
 
 // deidAD extends a version's additional data for its de-identified copy, so
@@ -497,8 +522,17 @@ func compartmentOf(keyID string) (string, error) {
 // evicts an arbitrary one, which is then unwrapped again on its next use.
 type keyCache struct {
 	mu     sync.Mutex
-	m      map[string]cipher.AEAD
+	m      map[string]cachedKey
 	erased map[string]bool // never cached again: a reader racing an erasure must not resurrect the key
+}
+
+// cachedKey is an unwrapped data key and the wrapped form it came from: a
+// writer compares that with the Store's, because another process sharing
+// the Store may have erased the key, or erased it and made a new one under
+// the same id.
+type cachedKey struct {
+	a       cipher.AEAD
+	wrapped []byte
 }
 
 // forget drops an erased key and keeps it from being cached again.
@@ -512,14 +546,23 @@ func (c *keyCache) forget(keyID string) {
 	c.erased[keyID] = true
 }
 
-func (c *keyCache) get(keyID string) (cipher.AEAD, bool) {
+func (c *keyCache) get(keyID string) (cachedKey, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	a, ok := c.m[keyID]
-	return a, ok
+	k, ok := c.m[keyID]
+	return k, ok
 }
 
-func (c *keyCache) add(keyID string, a cipher.AEAD) {
+// drop removes a key that may be stale, and reports whether it was cached.
+func (c *keyCache) drop(keyID string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.m[keyID]
+	delete(c.m, keyID)
+	return ok
+}
+
+func (c *keyCache) add(keyID string, k cachedKey) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.erased[keyID] {
@@ -531,5 +574,5 @@ func (c *keyCache) add(keyID string, a cipher.AEAD) {
 			break
 		}
 	}
-	c.m[keyID] = a
+	c.m[keyID] = k
 }

@@ -640,3 +640,42 @@ func TestSealedErase(t *testing.T) {
 		}
 	}
 }
+
+// TestSealedSharedStoreErasure: two Sealed vaults over one Store, as two
+// gateway processes on one database, each with its own key cache. After one
+// erases a patient, the other must neither seal new versions under the
+// shredded key it still caches, nor fail to read versions sealed under the
+// new key made under the same id.
+func TestSealedSharedStoreErasure(t *testing.T) {
+	ctx := t.Context()
+	a, store := newSealed(t)
+	b := vault.NewSealed(store, newKeyring(t, 1))
+	erase := func() {
+		t.Helper()
+		if err := a.Update(ctx, func(tx *vault.SealedTx) error { _, err := tx.Erase(ctx, "Patient/p1"); return err }); err != nil {
+			t.Fatalf("Erase: %v", err)
+		}
+	}
+	read := func(s *vault.Sealed, who string, v int64) {
+		t.Helper()
+		got, err := s.VRead(ctx, "Patient", "p1", v)
+		if err != nil || got.Version != v {
+			t.Fatalf("%s: VRead(p1, %d) = %v, %v", who, v, got.Version, err)
+		}
+	}
+
+	sealedPut(t, a, version("Patient", "p1", 1, "Patient/p1"))
+	read(b, "b", 1) // b caches the first key
+	erase()
+	// b writes after the erasure: a new key, which a (and a restart) can read.
+	sealedPut(t, b, version("Patient", "p1", 2, "Patient/p1"))
+	read(a, "a", 2)
+	read(vault.NewSealed(store, newKeyring(t, 1)), "a fresh process", 2)
+
+	read(b, "b", 2) // b caches the second key
+	erase()
+	sealedPut(t, a, version("Patient", "p1", 3, "Patient/p1")) // a third key, made by a
+	read(b, "b", 3)                                             // b's cached second key is stale
+	sealedPut(t, b, version("Patient", "p1", 4, "Patient/p1"))
+	read(a, "a", 4)
+}
