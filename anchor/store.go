@@ -1,8 +1,12 @@
 package anchor
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
+	"fmt"
+	"math"
 	"time"
 
 	"github.com/transparency-dev/merkle/compact"
@@ -118,4 +122,74 @@ type Store interface {
 	AnchorCovering(ctx context.Context, index uint64) (AnchorRecord, error)
 	// Close releases the Store.
 	Close() error
+}
+
+// The checks below are what every Store's PutAnchor and Append share;
+// backends call them with the rows they read inside their transaction.
+
+// CheckAnchorRecord checks what PutAnchor can check of a without the Store:
+// a known status, Seq from 1, 32-byte root, previous root and transaction
+// hash, and numbers that fit a signed 64-bit column.
+func CheckAnchorRecord(a AnchorRecord) error {
+	switch a.Status {
+	case StatusSubmitted, StatusAnchored, StatusConfirmed:
+	default:
+		return fmt.Errorf("status %q", a.Status)
+	}
+	switch {
+	case a.Seq == 0:
+		return errors.New("seq is 0")
+	case len(a.Root) != sha256.Size || len(a.PrevRoot) != sha256.Size || len(a.TxHash) != sha256.Size:
+		return errors.New("root, previous root and transaction hash must be 32 bytes")
+	}
+	for _, v := range []struct {
+		what string
+		n    uint64
+	}{{"seq", a.Seq}, {"tree size", a.TreeSize}, {"chain id", a.ChainID}, {"block number", a.BlockNumber}, {"confirmations", a.Confirmations}} {
+		if err := FitsInt64(v.what, v.n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CheckAnchorUpdate returns ErrConflict if a, an update of the recorded
+// anchor old (same Seq), changes what never changes: its checkpoint, roots,
+// chain or contract.
+func CheckAnchorUpdate(old, a AnchorRecord) error {
+	if old.TreeSize != a.TreeSize || !bytes.Equal(old.Root, a.Root) || !bytes.Equal(old.PrevRoot, a.PrevRoot) ||
+		old.ChainID != a.ChainID || old.Contract != a.Contract {
+		return fmt.Errorf("%w: anchor %d is recorded for another checkpoint or chain", ErrConflict, a.Seq)
+	}
+	return nil
+}
+
+// CheckAnchorNext returns ErrConflict unless a, a new anchor, follows the
+// recorded anchor prev (Seq a.Seq-1): it names prev's root and covers more
+// leaves. For the first anchor prev is nil and a must name 32 zero bytes.
+func CheckAnchorNext(prev *AnchorRecord, a AnchorRecord) error {
+	if a.Seq == 1 {
+		if !bytes.Equal(a.PrevRoot, make([]byte, sha256.Size)) {
+			return fmt.Errorf("%w: anchor 1 names a previous root", ErrConflict)
+		}
+		return nil
+	}
+	switch {
+	case prev == nil:
+		return fmt.Errorf("%w: no anchor %d before anchor %d", ErrConflict, a.Seq-1, a.Seq)
+	case !bytes.Equal(prev.Root, a.PrevRoot):
+		return fmt.Errorf("%w: previous root is not that of anchor %d", ErrConflict, prev.Seq)
+	case a.TreeSize <= prev.TreeSize:
+		return fmt.Errorf("%w: tree size %d does not grow anchor %d's %d", ErrConflict, a.TreeSize, prev.Seq, prev.TreeSize)
+	}
+	return nil
+}
+
+// FitsInt64 reports an error if n does not fit a signed 64-bit column, as
+// SQL databases store integers.
+func FitsInt64(what string, n uint64) error {
+	if n > math.MaxInt64 {
+		return fmt.Errorf("%s %d is too large", what, n)
+	}
+	return nil
 }

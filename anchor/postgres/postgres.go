@@ -117,7 +117,7 @@ func (s *Store) update(ctx context.Context, fn func(tx pgx.Tx, head uint64) erro
 
 // Append stores nodes and checkpoint cp in one transaction.
 func (s *Store) Append(ctx context.Context, from uint64, nodes []anchor.Node, cp anchor.Checkpoint) error {
-	if err := fits("tree size", cp.Size); err != nil {
+	if err := anchor.FitsInt64("tree size", cp.Size); err != nil {
 		return fmt.Errorf("append checkpoint: %w", err)
 	}
 	if len(cp.Root) != sha256.Size {
@@ -127,7 +127,7 @@ func (s *Store) Append(ctx context.Context, from uint64, nodes []anchor.Node, cp
 	idxs := make([]int64, len(nodes))
 	hashes := make([][]byte, len(nodes))
 	for i, n := range nodes {
-		if err := fits("node index", n.ID.Index); err != nil {
+		if err := anchor.FitsInt64("node index", n.ID.Index); err != nil {
 			return fmt.Errorf("append checkpoint %d: %w", cp.Size, err)
 		}
 		if n.ID.Level > math.MaxInt16 {
@@ -239,7 +239,7 @@ func scanCheckpoint(row pgx.Row) (anchor.Checkpoint, error) {
 
 // PutAnchor records anchor a, or updates the record at a.Seq.
 func (s *Store) PutAnchor(ctx context.Context, a anchor.AnchorRecord) error {
-	if err := checkAnchor(a); err != nil {
+	if err := anchor.CheckAnchorRecord(a); err != nil {
 		return fmt.Errorf("put anchor %d: %w", a.Seq, err)
 	}
 	err := s.update(ctx, func(tx pgx.Tx, _ uint64) error {
@@ -258,9 +258,8 @@ func (s *Store) PutAnchor(ctx context.Context, a anchor.AnchorRecord) error {
 		old, err := scanAnchor(tx.QueryRow(ctx, selectAnchor+` WHERE seq = $1`, int64(a.Seq)))
 		switch {
 		case err == nil:
-			if old.TreeSize != a.TreeSize || string(old.Root) != string(a.Root) || string(old.PrevRoot) != string(a.PrevRoot) ||
-				old.ChainID != a.ChainID || old.Contract != a.Contract {
-				return fmt.Errorf("%w: anchor %d is recorded for another checkpoint or chain", anchor.ErrConflict, a.Seq)
+			if err := anchor.CheckAnchorUpdate(old, a); err != nil {
+				return err
 			}
 			_, err := tx.Exec(ctx, `UPDATE log_anchors SET status = $1, tx_hash = $2, submitted = $3, block_number = $4,
 	block_hash = $5, block_time = $6, confirmations = $7 WHERE seq = $8`,
@@ -271,24 +270,18 @@ func (s *Store) PutAnchor(ctx context.Context, a anchor.AnchorRecord) error {
 			return err
 		}
 
-		if a.Seq == 1 {
-			if string(a.PrevRoot) != string(make([]byte, sha256.Size)) {
-				return fmt.Errorf("%w: anchor 1 names a previous root", anchor.ErrConflict)
-			}
-		} else {
-			prev, err := scanAnchor(tx.QueryRow(ctx, selectAnchor+` WHERE seq = $1`, int64(a.Seq-1)))
-			if errors.Is(err, anchor.ErrNotFound) {
-				return fmt.Errorf("%w: no anchor %d before anchor %d", anchor.ErrConflict, a.Seq-1, a.Seq)
-			}
-			if err != nil {
+		var prev *anchor.AnchorRecord
+		if a.Seq > 1 {
+			p, err := scanAnchor(tx.QueryRow(ctx, selectAnchor+` WHERE seq = $1`, int64(a.Seq-1)))
+			switch {
+			case err == nil:
+				prev = &p
+			case !errors.Is(err, anchor.ErrNotFound):
 				return err
 			}
-			if string(prev.Root) != string(a.PrevRoot) {
-				return fmt.Errorf("%w: previous root is not that of anchor %d", anchor.ErrConflict, prev.Seq)
-			}
-			if a.TreeSize <= prev.TreeSize {
-				return fmt.Errorf("%w: tree size %d does not grow anchor %d's %d", anchor.ErrConflict, a.TreeSize, prev.Seq, prev.TreeSize)
-			}
+		}
+		if err := anchor.CheckAnchorNext(prev, a); err != nil {
+			return err
 		}
 		_, err = tx.Exec(ctx, `INSERT INTO log_anchors (seq, tree_size, root, prev_root, chain_id, contract, status,
 	tx_hash, submitted, block_number, block_hash, block_time, confirmations)
@@ -300,30 +293,6 @@ func (s *Store) PutAnchor(ctx context.Context, a anchor.AnchorRecord) error {
 	})
 	if err != nil {
 		return fmt.Errorf("put anchor %d: %w", a.Seq, err)
-	}
-	return nil
-}
-
-// checkAnchor checks what PutAnchor can check without the database.
-func checkAnchor(a anchor.AnchorRecord) error {
-	switch a.Status {
-	case anchor.StatusSubmitted, anchor.StatusAnchored, anchor.StatusConfirmed:
-	default:
-		return fmt.Errorf("status %q", a.Status)
-	}
-	switch {
-	case a.Seq == 0:
-		return errors.New("seq is 0")
-	case len(a.Root) != sha256.Size || len(a.PrevRoot) != sha256.Size || len(a.TxHash) != sha256.Size:
-		return errors.New("root, previous root and transaction hash must be 32 bytes")
-	}
-	for _, v := range []struct {
-		what string
-		n    uint64
-	}{{"seq", a.Seq}, {"tree size", a.TreeSize}, {"chain id", a.ChainID}, {"block number", a.BlockNumber}, {"confirmations", a.Confirmations}} {
-		if err := fits(v.what, v.n); err != nil {
-			return err
-		}
 	}
 	return nil
 }
@@ -429,14 +398,6 @@ func wrapf(err error, what string) error {
 		return nil
 	}
 	return fmt.Errorf("%s: %w", what, err)
-}
-
-// fits reports an error if n does not fit PostgreSQL's bigint.
-func fits(what string, n uint64) error {
-	if n > math.MaxInt64 {
-		return fmt.Errorf("%s %d is too large", what, n)
-	}
-	return nil
 }
 
 // conflict maps a unique or foreign key violation to anchor.ErrConflict.

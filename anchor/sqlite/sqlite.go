@@ -117,7 +117,7 @@ func (s *Store) update(ctx context.Context, fn func(*sql.Tx) error) error {
 
 // Append stores nodes and checkpoint cp in one transaction.
 func (s *Store) Append(ctx context.Context, from uint64, nodes []anchor.Node, cp anchor.Checkpoint) error {
-	if err := fits("tree size", cp.Size); err != nil {
+	if err := anchor.FitsInt64("tree size", cp.Size); err != nil {
 		return fmt.Errorf("append checkpoint: %w", err)
 	}
 	if len(cp.Root) != sha256.Size {
@@ -140,7 +140,7 @@ func (s *Store) Append(ctx context.Context, from uint64, nodes []anchor.Node, cp
 		}
 		defer ins.Close()
 		for _, n := range nodes {
-			if err := fits("node index", n.ID.Index); err != nil {
+			if err := anchor.FitsInt64("node index", n.ID.Index); err != nil {
 				return err
 			}
 			if _, err := ins.ExecContext(ctx, n.ID.Level, int64(n.ID.Index), n.Hash); err != nil {
@@ -226,7 +226,7 @@ func scanCheckpoint(sc scanner) (anchor.Checkpoint, error) {
 
 // PutAnchor records anchor a, or updates the record at a.Seq.
 func (s *Store) PutAnchor(ctx context.Context, a anchor.AnchorRecord) error {
-	if err := checkAnchor(a); err != nil {
+	if err := anchor.CheckAnchorRecord(a); err != nil {
 		return fmt.Errorf("put anchor %d: %w", a.Seq, err)
 	}
 	err := s.update(ctx, func(tx *sql.Tx) error {
@@ -245,9 +245,8 @@ func (s *Store) PutAnchor(ctx context.Context, a anchor.AnchorRecord) error {
 		old, err := scanAnchor(tx.QueryRowContext(ctx, selectAnchor+` WHERE seq = ?`, int64(a.Seq)))
 		switch {
 		case err == nil:
-			if old.TreeSize != a.TreeSize || string(old.Root) != string(a.Root) || string(old.PrevRoot) != string(a.PrevRoot) ||
-				old.ChainID != a.ChainID || old.Contract != a.Contract {
-				return fmt.Errorf("%w: anchor %d is recorded for another checkpoint or chain", anchor.ErrConflict, a.Seq)
+			if err := anchor.CheckAnchorUpdate(old, a); err != nil {
+				return err
 			}
 			_, err := tx.ExecContext(ctx, `UPDATE anchors SET status = ?, tx_hash = ?, submitted = ?, block_number = ?,
 	block_hash = ?, block_time = ?, confirmations = ? WHERE seq = ?`,
@@ -258,24 +257,18 @@ func (s *Store) PutAnchor(ctx context.Context, a anchor.AnchorRecord) error {
 			return err
 		}
 
-		if a.Seq == 1 {
-			if string(a.PrevRoot) != string(make([]byte, sha256.Size)) {
-				return fmt.Errorf("%w: anchor 1 names a previous root", anchor.ErrConflict)
-			}
-		} else {
-			prev, err := scanAnchor(tx.QueryRowContext(ctx, selectAnchor+` WHERE seq = ?`, int64(a.Seq-1)))
-			if errors.Is(err, anchor.ErrNotFound) {
-				return fmt.Errorf("%w: no anchor %d before anchor %d", anchor.ErrConflict, a.Seq-1, a.Seq)
-			}
-			if err != nil {
+		var prev *anchor.AnchorRecord
+		if a.Seq > 1 {
+			p, err := scanAnchor(tx.QueryRowContext(ctx, selectAnchor+` WHERE seq = ?`, int64(a.Seq-1)))
+			switch {
+			case err == nil:
+				prev = &p
+			case !errors.Is(err, anchor.ErrNotFound):
 				return err
 			}
-			if string(prev.Root) != string(a.PrevRoot) {
-				return fmt.Errorf("%w: previous root is not that of anchor %d", anchor.ErrConflict, prev.Seq)
-			}
-			if a.TreeSize <= prev.TreeSize {
-				return fmt.Errorf("%w: tree size %d does not grow anchor %d's %d", anchor.ErrConflict, a.TreeSize, prev.Seq, prev.TreeSize)
-			}
+		}
+		if err := anchor.CheckAnchorNext(prev, a); err != nil {
+			return err
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO anchors (seq, tree_size, root, prev_root, chain_id, contract, status,
 	tx_hash, submitted, block_number, block_hash, block_time, confirmations) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -286,30 +279,6 @@ func (s *Store) PutAnchor(ctx context.Context, a anchor.AnchorRecord) error {
 	})
 	if err != nil {
 		return fmt.Errorf("put anchor %d: %w", a.Seq, err)
-	}
-	return nil
-}
-
-// checkAnchor checks what PutAnchor can check without the database.
-func checkAnchor(a anchor.AnchorRecord) error {
-	switch a.Status {
-	case anchor.StatusSubmitted, anchor.StatusAnchored, anchor.StatusConfirmed:
-	default:
-		return fmt.Errorf("status %q", a.Status)
-	}
-	switch {
-	case a.Seq == 0:
-		return errors.New("seq is 0")
-	case len(a.Root) != sha256.Size || len(a.PrevRoot) != sha256.Size || len(a.TxHash) != sha256.Size:
-		return errors.New("root, previous root and transaction hash must be 32 bytes")
-	}
-	for _, v := range []struct {
-		what string
-		n    uint64
-	}{{"seq", a.Seq}, {"tree size", a.TreeSize}, {"chain id", a.ChainID}, {"block number", a.BlockNumber}, {"confirmations", a.Confirmations}} {
-		if err := fits(v.what, v.n); err != nil {
-			return err
-		}
 	}
 	return nil
 }
@@ -416,14 +385,6 @@ func blob(b []byte) any {
 		return nil
 	}
 	return b
-}
-
-// fits reports an error if n does not fit SQLite's signed 64-bit integers.
-func fits(what string, n uint64) error {
-	if n > math.MaxInt64 {
-		return fmt.Errorf("%s %d is too large", what, n)
-	}
-	return nil
 }
 
 // conflict maps a constraint violation to anchor.ErrConflict.
