@@ -675,7 +675,7 @@ func TestSealedSharedStoreErasure(t *testing.T) {
 	read(b, "b", 2) // b caches the second key
 	erase()
 	sealedPut(t, a, version("Patient", "p1", 3, "Patient/p1")) // a third key, made by a
-	read(b, "b", 3)                                             // b's cached second key is stale
+	read(b, "b", 3)                                            // b's cached second key is stale
 	sealedPut(t, b, version("Patient", "p1", 4, "Patient/p1"))
 	read(a, "a", 4)
 }
