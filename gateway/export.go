@@ -162,8 +162,8 @@ func (e *exports) kickOff(ctx context.Context, data []byte) (*httpbody.HttpBody,
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create export directory: %w", err)
 	}
-	for _, f := range []string{"owner", "building"} {
-		if err := os.WriteFile(filepath.Join(dir, f), []byte(job.client), 0o600); err != nil {
+	for f, content := range map[string][]byte{"owner": []byte(job.client), "building": nil} {
+		if err := os.WriteFile(filepath.Join(dir, f), content, 0o600); err != nil {
 			_ = os.RemoveAll(dir)
 			return nil, fmt.Errorf("write export %s: %w", f, err)
 		}

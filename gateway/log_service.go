@@ -22,7 +22,6 @@ type logReader interface {
 	Receipt(ctx context.Context, index uint64) (anchor.Receipt, error)
 	Consistency(ctx context.Context, from, to uint64) ([][]byte, error)
 	Checkpoints(ctx context.Context, after uint64, limit int) ([]anchor.Checkpoint, error)
-	Size() uint64
 }
 
 // logService implements fhiranchorv1.LogServiceServer.
