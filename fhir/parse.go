@@ -70,6 +70,9 @@ func (p *Parser) Parse(data []byte) (*Resource, error) {
 	if errs := checkTree(obj, typ); len(errs) > 0 {
 		return nil, errs
 	}
+	if errs := checkValues(obj, typ); len(errs) > 0 {
+		return nil, errs
+	}
 	return &Resource{Type: typ, Tree: obj}, nil
 }
 
@@ -239,8 +242,10 @@ func describeLine(path, msg string, input []byte) *ValidationError {
 	case reason == "invalid JSON":
 		ve.Err = ErrInvalidJSON
 	case reason == "unknown field":
-		// jsonformat names only the enclosing element; find the member.
-		ve.Path = unknownMember(ve.Path, input)
+		// jsonformat names only the enclosing element, and so do we: the
+		// member's name is the client's choice (a surname, an MRN) and is
+		// never echoed.
+		ve.Reason = "unknown element"
 	case strings.Contains(reason, "unknown resource type"):
 		ve.Err = ErrUnknownResource
 		ve.Reason = "unknown resource type"

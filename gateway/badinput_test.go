@@ -40,6 +40,8 @@ func TestBadInput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	freeTextPurpose := g.TokenFor(t, auth.Claims{ClientID: "test-client", Scopes: []string{"system/*.read", "system/*.write"}, TTL: time.Hour, PurposeOfUse: "John " + marker})
+	nameAsUser := g.TokenFor(t, auth.Claims{ClientID: "test-client", Scopes: []string{"system/*.read", "system/*.write"}, TTL: time.Hour, FHIRUser: "Practitioner/Dr " + marker})
 	foreign, err := auth.MintToken(otherKey, auth.Claims{ClientID: "test-client", Scopes: []string{"system/*.write"}, TTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +92,17 @@ func TestBadInput(t *testing.T) {
 		{name: "unknown type in URL", method: "POST", path: "/" + marker, body: patient(""), want: 404},
 		{name: "body type differs from URL", method: "POST", path: "/Observation", body: patient(""), want: 400},
 		{name: "invalid date", method: "POST", path: "/Patient", body: patient(`,"birthDate":"1970-13-45` + marker + `"`), want: 400, expr: "Patient.birthDate"},
-		{name: "unknown element", method: "POST", path: "/Patient", body: patient(`,"favouriteColour":"` + marker + `"`), want: 400, expr: "Patient.favouriteColour"},
+		{name: "unknown element", method: "POST", path: "/Patient", body: patient(`,"favouriteColour":"` + marker + `"`), want: 400, expr: "Patient"},
+		{name: "unknown element named like a surname", method: "POST", path: "/Patient", body: patient(`,"` + strings.ToLower(marker) + `":"x"`), want: 400, expr: "Patient"},
+		{name: "reference id holding a name and an SSN", method: "POST", path: "/Observation", body: []byte(`{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"Patient/John ` + marker + ` 078-05-1120"}}`), want: 400, expr: "Observation.subject.reference"},
+		{name: "reference without a resource type", method: "POST", path: "/Observation", body: []byte(`{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"` + marker + `"}}`), want: 400, expr: "Observation.subject.reference"},
+		{name: "identifier system holding a name", method: "POST", path: "/Patient", body: patient(`,"identifier":[{"system":"Dr ` + marker + `","value":"1"}]`), want: 400, expr: "Patient.identifier[0].system"},
+		{name: "extension url with spaces", method: "POST", path: "/Patient", body: patient(`,"extension":[{"url":"http://x.org/` + marker + ` family","valueString":"x"}]`), want: 400, expr: "Patient.extension[0].url"},
+		{name: "transaction entry URL holding a name", method: "POST", path: "", body: txn(`{"resource":{"resourceType":"Patient"},"request":{"method":"PUT","url":"Patient/John ` + marker + `"}}`), want: 400},
+		{name: "purpose header in free text", method: "GET", path: "/Patient/existing", headers: []string{"X-Purpose-Of-Use", "care by " + marker}, want: 400},
+		{name: "purpose header not a PurposeOfUse code", method: "POST", path: "/Patient", body: patient(""), headers: []string{"X-Purpose-Of-Use", marker}, want: 400},
+		{name: "token purpose in free text", method: "GET", path: "/Patient/existing", noAuth: true, headers: []string{"Authorization", "Bearer " + freeTextPurpose}, want: 401},
+		{name: "token fhirUser holding a name", method: "GET", path: "/Patient/existing", noAuth: true, headers: []string{"Authorization", "Bearer " + nameAsUser}, want: 401},
 		{name: "wrong primitive type", method: "POST", path: "/Patient", body: patient(`,"active":"` + marker + `"`), want: 400, expr: "Patient.active"},
 		{name: "invalid code", method: "POST", path: "/Patient", body: patient(`,"gender":"` + marker + `"`), want: 400, expr: "Patient.gender"},
 		{name: "missing required element", method: "POST", path: "/Observation", body: []byte(`{"resourceType":"Observation","status":"final","note":[{"text":"` + marker + `"}]}`), want: 400},

@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"net/http"
 	"runtime/debug"
 	"time"
 
@@ -10,7 +12,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/fhiranchor/fhiranchor/fhir"
 	"github.com/fhiranchor/fhiranchor/gateway/auth"
+	"github.com/fhiranchor/fhiranchor/policy"
 )
 
 type principalKey struct{}
@@ -70,12 +74,34 @@ func interceptor(v tokenVerifier, log *slog.Logger) grpc.UnaryServerInterceptor 
 				return nil, toStatus(ctx, err)
 			}
 			client = p.ClientID
+			if err := checkClaims(p); err != nil {
+				return nil, toStatus(ctx, err)
+			}
 			if err := admit(info.FullMethod, p); err != nil {
 				return nil, toStatus(ctx, err)
+			}
+			if h := header(ctx, purposeHeader); h != "" && !policy.ValidPurpose(h) {
+				return nil, toStatus(ctx, failure(http.StatusBadRequest, "code-invalid", "",
+					"the X-Purpose-Of-Use header is not a code of the v3 PurposeOfUse value set"))
 			}
 			ctx = context.WithValue(ctx, principalKey{}, p)
 		}
 		resp, err = handler(ctx, req)
 		return resp, toStatus(ctx, err)
 	}
+}
+
+// checkClaims refuses a token whose claims would put free text where the
+// gateway records codes and references forever: the purpose, the FHIR user
+// and the organization are copied into every anchored decision record.
+func checkClaims(p auth.Principal) error {
+	switch {
+	case p.PurposeOfUse != "" && !policy.ValidPurpose(p.PurposeOfUse):
+		return fmt.Errorf("%w: purpose_of_use is not a code of the v3 PurposeOfUse value set", auth.ErrInvalidToken)
+	case p.FHIRUser != "" && !fhir.ValidReference(p.FHIRUser):
+		return fmt.Errorf("%w: fhirUser is not a FHIR reference", auth.ErrInvalidToken)
+	case p.Organization != "" && !fhir.ValidReference(p.Organization):
+		return fmt.Errorf("%w: organization is not a FHIR reference", auth.ErrInvalidToken)
+	}
+	return nil
 }
