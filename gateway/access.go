@@ -48,8 +48,8 @@ type access struct {
 	version atomic.Int64
 }
 
-// decisionRecord is the record of an access-decision leaf. It holds opaque
-// ids and codes only.
+// decisionRecord is the record of an access-decision leaf. It holds codes
+// and tokens only: Patient and Resource are recordRefs, never ids.
 type decisionRecord struct {
 	Kind           string              `json:"kind"` // "access-decision"
 	Time           string              `json:"time"`
@@ -108,17 +108,18 @@ func (a *access) decide(ctx context.Context, r consentReader, in policy.Input) (
 
 // record queues the decision's leaf in tx and returns its index.
 func (a *access) record(ctx context.Context, tx *vault.SealedTx, in policy.Input, d policy.Decision, resource string) (uint64, error) {
+	patient := recordRef(tx, in.Patient)
 	rec := decisionRecord{
 		Kind: "access-decision", Time: in.Time.Format(time.RFC3339Nano), Client: in.Actor.ClientID,
 		Actor: in.Actor.Reference, Organization: in.Actor.Organization, Roles: in.Actor.Roles,
-		Action: in.Action, Purpose: in.Purpose, Patient: in.Patient, Resource: resource,
-		Allow: d.Allow, Reasons: d.Reasons, Obligations: d.Obligations, BasedOn: d.BasedOn,
+		Action: in.Action, Purpose: in.Purpose, Patient: patient, Resource: recordRef(tx, resource),
+		Allow: d.Allow, Reasons: recordReasons(tx, d.Reasons), Obligations: d.Obligations, BasedOn: recordConsents(tx, d.BasedOn),
 		PolicyRevision: d.PolicyRevision, PolicyVersion: a.version.Load(), BreakGlass: d.BreakGlass,
 	}
 	if rec.Reasons == nil {
 		rec.Reasons = []string{}
 	}
-	idx, _, err := addRecord(ctx, tx, anchor.LeafAccessDecision, "access-decision", in.Patient, in.Actor.ClientID, in.Time, rec)
+	idx, _, err := addRecord(ctx, tx, anchor.LeafAccessDecision, "access-decision", patient, in.Actor.ClientID, in.Time, rec)
 	if err != nil {
 		return 0, err
 	}

@@ -53,10 +53,11 @@ func sendJSON(t *testing.T, g *testonly.Gateway, tok, method, path string, in, o
 }
 
 type recordEntry struct {
-	LeafIndex uint64          `json:"leafIndex"`
-	Receipt   string          `json:"receipt"`
-	Record    json.RawMessage `json:"record"`
-	Salt      string          `json:"salt"`
+	LeafIndex uint64            `json:"leafIndex"`
+	Receipt   string            `json:"receipt"`
+	Record    json.RawMessage   `json:"record"`
+	Salt      string            `json:"salt"`
+	Resolved  map[string]string `json:"resolved"`
 }
 
 type decisionDoc struct {
@@ -165,8 +166,14 @@ func TestConsentEnforcement(t *testing.T) {
 	for _, e := range events.Events {
 		var ev struct{ Event, Consent, Patient string }
 		json.Unmarshal(e.Record, &ev)
-		if ev.Patient != "Patient/"+patient || !strings.HasPrefix(ev.Consent, "Consent/"+cid+"/_history/") {
+		if ev.Patient != g.RecordRef("Patient", patient) || !strings.HasPrefix(ev.Consent, g.RecordRef("Consent", cid)+"/_history/") {
 			t.Errorf("event %s", e.Record)
+		}
+		if e.Resolved[g.RecordRef("Patient", patient)] != "Patient/"+patient || e.Resolved[g.RecordRef("Consent", cid)] != "Consent/"+cid {
+			t.Errorf("event %s resolved to %v", e.Record, e.Resolved)
+		}
+		if strings.Contains(string(e.Record), patient) || strings.Contains(string(e.Record), cid) {
+			t.Errorf("event %s names an id", e.Record)
 		}
 		kinds = append(kinds, ev.Event)
 	}
@@ -194,8 +201,11 @@ func TestConsentEnforcement(t *testing.T) {
 		if err := json.Unmarshal(e.Record, &d); err != nil {
 			t.Fatal(err)
 		}
-		if d.Patient != "Patient/"+patient || len(d.PolicyRevision) != 64 || d.PolicyVersion != 1 {
+		if d.Patient != g.RecordRef("Patient", patient) || len(d.PolicyRevision) != 64 || d.PolicyVersion != 1 {
 			t.Errorf("decision %s", e.Record)
+		}
+		if strings.Contains(string(e.Record), patient) || strings.Contains(string(e.Record), cid) || strings.Contains(string(e.Record), obs) {
+			t.Errorf("decision %s names an id", e.Record)
 		}
 		if !d.Allow && d.Client == "good-health" && d.Purpose == "TREAT" {
 			deny, denyDoc = &all.Decisions[i], d
@@ -204,9 +214,12 @@ func TestConsentEnforcement(t *testing.T) {
 	if deny == nil {
 		t.Fatal("no recorded denial for good-health")
 	}
-	if denyDoc.Action != "read" || denyDoc.Actor != "Organization/f001" || denyDoc.Resource != "Observation/"+obs+"/_history/1" ||
-		len(denyDoc.BasedOn) != 1 || denyDoc.BasedOn[0].ID != cid || denyDoc.BasedOn[0].VersionID != "1" {
+	if denyDoc.Action != "read" || denyDoc.Actor != "Organization/f001" || denyDoc.Resource != g.RecordRef("Observation", obs)+"/_history/1" ||
+		len(denyDoc.BasedOn) != 1 || "Consent/"+denyDoc.BasedOn[0].ID != g.RecordRef("Consent", cid) || denyDoc.BasedOn[0].VersionID != "1" {
 		t.Fatalf("denial record: %s", deny.Record)
+	}
+	if deny.Resolved[g.RecordRef("Observation", obs)] != "Observation/"+obs || deny.Resolved[g.RecordRef("Patient", patient)] != "Patient/"+patient {
+		t.Errorf("denial resolved to %v", deny.Resolved)
 	}
 	verifyRecord(t, g, auditor, *deny)
 	verifyRecord(t, g, auditor, events.Events[0])

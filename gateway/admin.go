@@ -61,8 +61,9 @@ func (a *adminService) ErasePatient(ctx context.Context, req *fhiranchorv1.Erase
 		if err != nil {
 			return fmt.Errorf("erase: %w", err)
 		}
+		subject := recordRef(tx, compartment)
 		record, err := fhir.Canonical(map[string]any{
-			"erased":   compartment,
+			"erased":   subject,
 			"erasedAt": at.Format(fhir.InstantLayout),
 			"versions": json.Number(strconv.FormatInt(n, 10)),
 		})
@@ -71,7 +72,7 @@ func (a *adminService) ErasePatient(ctx context.Context, req *fhiranchorv1.Erase
 		}
 		// The record and salt stay beside the leaf too, so the erasure can
 		// be proven later without the operator's copy.
-		idx, salt, err := addRecord(ctx, tx, anchor.LeafErasure, "erasure/"+compartment, compartment, clientOf(ctx), at, json.RawMessage(record))
+		idx, salt, err := addRecord(ctx, tx, anchor.LeafErasure, "erasure/"+subject, subject, clientOf(ctx), at, json.RawMessage(record))
 		if err != nil {
 			return err
 		}

@@ -507,7 +507,7 @@ func checkResearchCopies(t *testing.T, g *testonly.Gateway, in *syntheaInput) {
 				shifted++
 			})
 			// Its deidentification leaf commits to exactly this copy.
-			rec := deidLeaves[v.Type+"/"+v.ID+"/_history/"+strconv.FormatInt(v.Version, 10)]
+			rec := deidLeaves[g.RecordRef(v.Type, v.ID)+"/_history/"+strconv.FormatInt(v.Version, 10)]
 			sum := sha256.Sum256(research)
 			if rec == nil || rec["output"] != hex.EncodeToString(sum[:]) || rec["source"] != hex.EncodeToString(v.Commitment) {
 				t.Errorf("%s: its deidentification record %v does not name this copy and version", where, rec)

@@ -125,8 +125,9 @@ func (c *consentState) of(ctx context.Context, r consentReader, patient string) 
 type consentEvent struct {
 	Kind    string `json:"kind"`  // "consent-event"
 	Event   string `json:"event"` // created, revised, activated, inactivated, deleted
-	Patient string `json:"patient"`
-	// Consent is the version the event made current: "Consent/<id>/_history/<n>".
+	Patient string `json:"patient"` // a recordRef
+	// Consent is the version the event made current, as a recordRef:
+	// "Consent/<token>/_history/<n>".
 	Consent string `json:"consent"`
 	// Status is the Consent's status after the event ("" when deleted).
 	Status string `json:"status,omitempty"`
@@ -197,9 +198,10 @@ func consentEvents(ctx context.Context, tx *vault.SealedTx, prev, next consentFa
 		if e.patient == "" {
 			continue // a Consent about no patient governs no one's data
 		}
-		rec := consentEvent{Kind: "consent-event", Event: e.event, Patient: e.patient, Consent: location,
+		patient, consent := recordRef(tx, e.patient), recordRef(tx, location)
+		rec := consentEvent{Kind: "consent-event", Event: e.event, Patient: patient, Consent: consent,
 			Status: e.status, Commitment: commitment, Client: client, Time: at.Format(time.RFC3339Nano)}
-		if _, _, err := addRecord(ctx, tx, anchor.LeafConsentEvent, "consent-event/"+location, e.patient, client, at, rec); err != nil {
+		if _, _, err := addRecord(ctx, tx, anchor.LeafConsentEvent, "consent-event/"+consent, patient, client, at, rec); err != nil {
 			return err
 		}
 	}

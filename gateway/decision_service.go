@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -22,6 +23,7 @@ import (
 type decisionService struct {
 	fhiranchorv1.UnimplementedDecisionServiceServer
 	vault *vault.Sealed
+	names *refNames
 }
 
 const (
@@ -31,7 +33,9 @@ const (
 
 // Listed records are {"leafIndex", "receipt", "record", "salt"}: the exact
 // committed bytes, the salt, and where the receipt is. Saved to a file, one
-// is evidence for `fhiranchor verify --evidence`.
+// is evidence for `fhiranchor verify --evidence`. Records name patients and
+// resources by recordRef; a listing adds "resolved", the references of those
+// that still exist, for the caller allowed to read the record.
 
 // ListDecisions lists access decisions, newest first.
 func (s *decisionService) ListDecisions(ctx context.Context, req *fhiranchorv1.ListDecisionsRequest) (*httpbody.HttpBody, error) {
@@ -42,7 +46,7 @@ func (s *decisionService) ListDecisions(ctx context.Context, req *fhiranchorv1.L
 	if patient, err = recordsScope(ctx, patient); err != nil {
 		return nil, err
 	}
-	return s.list(ctx, vault.LeafFilter{Type: uint8(anchor.LeafAccessDecision), Subject: patient, Actor: req.GetClient()},
+	return s.list(ctx, vault.LeafFilter{Type: uint8(anchor.LeafAccessDecision), Subject: recordRef(s.vault, patient), Actor: req.GetClient()},
 		req.GetPageSize(), req.GetPageToken(), "decisions")
 }
 
@@ -55,23 +59,30 @@ func (s *decisionService) GetDecision(ctx context.Context, req *fhiranchorv1.Get
 	if err != nil {
 		return nil, fmt.Errorf("read decision: %w", err)
 	}
-	if err := mayReadRecord(ctx, l); err != nil {
+	if err := mayReadRecord(ctx, s.vault, l); err != nil {
 		return nil, err
 	}
-	return recordBody(ctx, l)
+	return recordBody(ctx, s.names, l)
 }
 
 // mayReadRecord admits auditors to any record, and a patient to records
 // about them (not to those about no patient, such as policy activations).
-func mayReadRecord(ctx context.Context, l vault.Leaf) error {
+func mayReadRecord(ctx context.Context, k tokener, l vault.Leaf) error {
+	p, ok := principalFrom(ctx)
+	if !ok {
+		return auth.ErrNoToken
+	}
+	if p.Scopes.Has(AuditScope) {
+		return nil
+	}
+	if l.Subject != "" && p.Scopes.Has(PatientSelfScope) && strings.HasPrefix(p.FHIRUser, "Patient/") &&
+		recordRef(k, p.FHIRUser) == l.Subject {
+		return nil
+	}
 	if l.Subject == "" {
-		if p, ok := principalFrom(ctx); ok && p.Scopes.Has(AuditScope) {
-			return nil
-		}
 		return failure(http.StatusForbidden, "forbidden", "", "this record is for auditors")
 	}
-	_, err := recordsScope(ctx, l.Subject)
-	return err
+	return failure(http.StatusForbidden, "forbidden", "", "these records are for auditors and for the patient they are about")
 }
 
 // ListConsentEvents lists a patient's consent events, newest first.
@@ -83,7 +94,7 @@ func (s *decisionService) ListConsentEvents(ctx context.Context, req *fhiranchor
 	if err != nil {
 		return nil, err
 	}
-	return s.list(ctx, vault.LeafFilter{Type: uint8(anchor.LeafConsentEvent), Subject: patient},
+	return s.list(ctx, vault.LeafFilter{Type: uint8(anchor.LeafConsentEvent), Subject: recordRef(s.vault, patient)},
 		req.GetPageSize(), req.GetPageToken(), "events")
 }
 
@@ -104,12 +115,16 @@ func (s *decisionService) list(ctx context.Context, f vault.LeafFilter, size int
 		return nil, fmt.Errorf("list records: %w", err)
 	}
 	// Written by hand so each record is exactly the committed bytes.
+	resolved, err := s.names.resolve(ctx, recordRefs(ls...))
+	if err != nil {
+		return nil, err
+	}
 	body := []byte(`{"` + key + `":[`)
 	for i, l := range ls {
 		if i > 0 {
 			body = append(body, ',')
 		}
-		body = appendEntry(body, l)
+		body = appendEntry(body, l, resolved)
 	}
 	body = append(body, ']')
 	if len(ls) == f.Limit {
@@ -121,21 +136,70 @@ func (s *decisionService) list(ctx context.Context, f vault.LeafFilter, size int
 }
 
 // recordBody renders one record leaf as its evidence document.
-func recordBody(ctx context.Context, l vault.Leaf) (*httpbody.HttpBody, error) {
+func recordBody(ctx context.Context, names *refNames, l vault.Leaf) (*httpbody.HttpBody, error) {
+	resolved, err := names.resolve(ctx, recordRefs(l))
+	if err != nil {
+		return nil, err
+	}
 	setResponse(ctx, http.StatusOK)
-	return &httpbody.HttpBody{ContentType: "application/json", Data: append(appendEntry(nil, l), '\n')}, nil
+	return &httpbody.HttpBody{ContentType: "application/json", Data: append(appendEntry(nil, l, resolved), '\n')}, nil
 }
 
 // appendEntry writes {"leafIndex", "receipt", "record", "salt"} with the
 // record byte for byte as committed (encoding/json would re-indent it, and
-// the commitment is over those exact bytes).
-func appendEntry(b []byte, l vault.Leaf) []byte {
+// the commitment is over those exact bytes), and "resolved": the entries of
+// resolved that the record names.
+func appendEntry(b []byte, l vault.Leaf, resolved map[string]string) []byte {
 	idx := strconv.FormatInt(l.Seq-1, 10)
 	b = append(b, `{"leafIndex":`+idx+`,"receipt":"/v1/receipts/leaves/`+idx+`","record":`...)
 	b = append(b, l.Record...)
 	b = append(b, `,"salt":"`...)
 	b = hex.AppendEncode(b, l.Salt)
-	return append(b, `"}`...)
+	b = append(b, '"')
+	mine := map[string]string{}
+	for _, ref := range recordRefs(l) {
+		if name, ok := resolved[ref]; ok {
+			mine[ref] = name
+		}
+	}
+	if len(mine) > 0 {
+		enc, _ := json.Marshal(mine) // a map of strings cannot fail
+		b = append(b, `,"resolved":`...)
+		b = append(b, enc...)
+	}
+	return append(b, '}')
+}
+
+// recordRefs returns the recordRefs the records of ls name, as resources
+// ("Type/tok-…", without a version).
+func recordRefs(ls ...vault.Leaf) []string {
+	var out []string
+	for _, l := range ls {
+		var rec struct {
+			Patient  string `json:"patient"`
+			Resource string `json:"resource"`
+			Consent  string `json:"consent"`
+			Erased   string `json:"erased"`
+			BasedOn  []struct {
+				ID string `json:"id"`
+			} `json:"basedOn"`
+		}
+		if json.Unmarshal(l.Record, &rec) != nil {
+			continue
+		}
+		for _, c := range rec.BasedOn {
+			if strings.HasPrefix(c.ID, "tok-") {
+				out = append(out, "Consent/"+c.ID)
+			}
+		}
+		for _, r := range []string{rec.Patient, rec.Resource, rec.Consent, rec.Erased} {
+			if typ, rest, ok := strings.Cut(r, "/"); ok && strings.HasPrefix(rest, "tok-") {
+				tok, _, _ := strings.Cut(rest, "/")
+				out = append(out, typ+"/"+tok)
+			}
+		}
+	}
+	return out
 }
 
 // recordsScope decides whose records the caller may list: an auditor any
@@ -178,8 +242,8 @@ func (s *logService) GetLeafEvidence(ctx context.Context, req *fhiranchorv1.GetL
 	if err != nil {
 		return nil, fmt.Errorf("read leaf: %w", err)
 	}
-	if err := mayReadRecord(ctx, l); err != nil {
+	if err := mayReadRecord(ctx, s.vault, l); err != nil {
 		return nil, err
 	}
-	return recordBody(ctx, l)
+	return recordBody(ctx, s.names, l)
 }

@@ -30,6 +30,7 @@ type logService struct {
 	log    logReader
 	vault  *vault.Sealed
 	access *access // nil without policy
+	names  *refNames
 }
 
 // GetReceipt returns the receipt of one stored resource version; it tells

@@ -175,6 +175,11 @@ func TestDecisionRecordsHoldNoPHI(t *testing.T) {
 	t.Run("decision records", func(t *testing.T) {
 		patientRef := regexp.MustCompile(`^Patient/[A-Za-z0-9\-.]{1,64}$`)
 		revision := regexp.MustCompile(`^[0-9a-f]{64}$`)
+		// Records name patients and resources by token, never by id.
+		byToken := map[string]string{}
+		for p := range patients {
+			byToken[g.RecordRef("Patient", strings.TrimPrefix(p, "Patient/"))] = p
+		}
 		readDecisions := map[string]int{}
 		for _, d := range decisions {
 			var rec struct {
@@ -185,7 +190,7 @@ func TestDecisionRecordsHoldNoPHI(t *testing.T) {
 				continue
 			}
 			if rec.Kind != "access-decision" || rec.Client == "" || !patientRef.MatchString(rec.Patient) ||
-				!patients[rec.Patient] || !revision.MatchString(rec.PolicyRevision) {
+				!patients[byToken[rec.Patient]] || !revision.MatchString(rec.PolicyRevision) {
 				t.Errorf("decision %d: malformed record %s", d.LeafIndex, d.Record)
 			}
 			if rec.Action == "read" {
@@ -193,7 +198,8 @@ func TestDecisionRecordsHoldNoPHI(t *testing.T) {
 			}
 		}
 		for _, loc := range reads {
-			if readDecisions[loc] == 0 {
+			parts := strings.SplitN(loc, "/", 3)
+			if readDecisions[g.RecordRef(parts[0], parts[1])+"/"+parts[2]] == 0 {
 				t.Errorf("no decision recorded for the read of %s", loc)
 			}
 		}

@@ -2,11 +2,15 @@ package gateway
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"regexp"
+	"strings"
 	"time"
 
 	"github.com/fhiranchor/fhiranchor/anchor"
+	"github.com/fhiranchor/fhiranchor/policy"
 	"github.com/fhiranchor/fhiranchor/vault"
 )
 
@@ -36,6 +40,62 @@ func addRecord(ctx context.Context, tx *vault.SealedTx, t anchor.LeafType, ref, 
 		return 0, nil, fmt.Errorf("queue %s leaf: %w", t, err)
 	}
 	return uint64(seq - 1), salt, nil
+}
+
+// tokener computes keyed tokens; *vault.Sealed and *vault.SealedTx are.
+type tokener interface {
+	Token(parts ...string) []byte
+}
+
+// recordRef names a patient or a resource in a record: records are
+// anchored, listed to auditors and patients, and never erased, while an id
+// is the client's choice and can be an MRN. So a record never holds an id:
+// "Patient/123" becomes "Patient/tok-<32 hex digits>", an HMAC-SHA256 under
+// the vault's blind-index key (derived from the master key) in a domain of
+// its own; "Observation/abc/_history/2" keeps its type and version. "" stays
+// "". Auditors get tokens resolved while the resource exists (refNames).
+func recordRef(k tokener, ref string) string {
+	typ, rest, ok := strings.Cut(ref, "/")
+	if !ok || rest == "" {
+		return ""
+	}
+	id, history, _ := strings.Cut(rest, "/")
+	out := typ + "/" + refToken(k, typ, id)
+	if history != "" {
+		out += "/" + history
+	}
+	return out
+}
+
+// refToken is the token that stands for typ/id in records.
+func refToken(k tokener, typ, id string) string {
+	return "tok-" + hex.EncodeToString(k.Token("record-ref/v1", typ, id)[:16])
+}
+
+// consentInReason is how a policy's reasons name a Consent.
+var consentInReason = regexp.MustCompile(`\bConsent/[A-Za-z0-9\-.]{1,64}`)
+
+// recordReasons rewrites the Consents a decision's reasons name into
+// recordRefs, for its record.
+func recordReasons(k tokener, reasons []string) []string {
+	out := make([]string, len(reasons))
+	for i, r := range reasons {
+		out[i] = consentInReason.ReplaceAllStringFunc(r, func(ref string) string { return recordRef(k, ref) })
+	}
+	return out
+}
+
+// recordConsents names the Consent versions a decision was based on by
+// token ("tok-…"), for its record.
+func recordConsents(k tokener, refs []policy.ConsentRef) []policy.ConsentRef {
+	if refs == nil {
+		return nil
+	}
+	out := make([]policy.ConsentRef, len(refs))
+	for i, c := range refs {
+		out[i] = policy.ConsentRef{ID: refToken(k, "Consent", c.ID), VersionID: c.VersionID}
+	}
+	return out
 }
 
 // clientOf returns the authenticated client id, or "".

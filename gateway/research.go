@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -41,7 +40,7 @@ type deidentifier struct {
 type deidRecord struct {
 	Kind            string        `json:"kind"` // "deidentification"
 	Time            string        `json:"time"`
-	Resource        string        `json:"resource"` // the source version, "Type/id/_history/n"
+	Resource        string        `json:"resource"` // the source version as a recordRef, "Type/<token>/_history/n"
 	Source          string        `json:"source"`   // the source version's commitment (hex): its leaf is type 1 || this
 	Output          string        `json:"output"`   // SHA-256 (hex) of the copy's canonical bytes
 	Profile         string        `json:"profile"`
@@ -96,6 +95,9 @@ type research struct {
 	feed        sync.Mutex
 	after       int64
 	erasedAfter int64
+	// patients maps each indexed patient compartment to its recordRef, the
+	// name erasure leaves give it.
+	patients map[string]string
 
 	// limits serializes the repeat-limit check with the record that counts
 	// toward it, so two concurrent queries cannot both take the last slot.
@@ -151,6 +153,12 @@ func (r *research) apply(ctx context.Context, rec vault.Record) error {
 	if err != nil {
 		return fmt.Errorf("decode research copy of a %s: %w", rec.Type, err)
 	}
+	if c := rec.Compartment(); c != "" && r.patients[c] == "" {
+		if r.patients == nil {
+			r.patients = map[string]string{}
+		}
+		r.patients[c] = recordRef(r.vault, c)
+	}
 	if err := r.index.Put(key, rec.Compartment(), rec.Type, tree); err != nil {
 		// A copy the index cannot read is left out, not fatal: the index
 		// must keep following the log.
@@ -186,8 +194,13 @@ func (r *research) applyErasures(ctx context.Context) error {
 		before = ls[len(ls)-1].Seq
 	}
 	for i := len(fresh) - 1; i >= 0; i-- {
-		if strings.HasPrefix(fresh[i].Subject, "Patient/") {
-			r.index.RemovePatient(fresh[i].Subject)
+		// Erasure leaves name the patient by recordRef; erasures are rare,
+		// so a scan of the indexed patients finds it.
+		for c, ref := range r.patients {
+			if ref == fresh[i].Subject {
+				r.index.RemovePatient(c)
+				delete(r.patients, c)
+			}
 		}
 		r.erasedAfter = fresh[i].Seq
 	}

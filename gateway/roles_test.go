@@ -247,7 +247,7 @@ func TestRoleMatrix(t *testing.T) {
 			t.Error("the patient sees none of their own decisions")
 		}
 		for _, d := range page.Decisions {
-			if d.Record.Patient != "Patient/"+seeded {
+			if d.Record.Patient != g.RecordRef("Patient", seeded) {
 				t.Errorf("the patient was shown a decision about %s", d.Record.Patient)
 			}
 		}

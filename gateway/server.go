@@ -160,11 +160,12 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		grpc.UnaryInterceptor(interceptor(deps.Verifier, log)),
 	)
 	fhiranchorv1.RegisterFHIRServiceServer(s.grpc, svc)
-	fhiranchorv1.RegisterLogServiceServer(s.grpc, &logService{log: deps.Log, vault: deps.Vault, access: svc.access})
+	names := &refNames{vault: deps.Vault}
+	fhiranchorv1.RegisterLogServiceServer(s.grpc, &logService{log: deps.Log, vault: deps.Vault, access: svc.access, names: names})
 	fhiranchorv1.RegisterAdminServiceServer(s.grpc, &adminService{vault: deps.Vault, now: time.Now})
 	if policies != nil {
 		fhiranchorv1.RegisterPolicyServiceServer(s.grpc, policies)
-		fhiranchorv1.RegisterDecisionServiceServer(s.grpc, &decisionService{vault: deps.Vault})
+		fhiranchorv1.RegisterDecisionServiceServer(s.grpc, &decisionService{vault: deps.Vault, names: names})
 		s.policies = policies
 	}
 	if res != nil {

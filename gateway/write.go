@@ -418,7 +418,7 @@ func (w *writer) prepare(ctx context.Context, tx *vault.SealedTx, o *op, refs ma
 	}
 	o.deidRecord = nil
 	if w.deid != nil && o.method != "DELETE" && compartment != "" {
-		o.pending.Deid, o.deidRecord = w.deid.copyOf(ctx, o.typ, tree, compartment, now, o.location(), commitment)
+		o.pending.Deid, o.deidRecord = w.deid.copyOf(ctx, o.typ, tree, compartment, now, recordRef(w.vault, o.location()), commitment)
 	}
 	return nil
 }
@@ -435,8 +435,8 @@ func (w *writer) put(ctx context.Context, tx *vault.SealedTx, o *op) error {
 	}
 	if o.deidRecord != nil {
 		// The copy's leaf follows its version's in the same transaction.
-		if _, _, err := addRecord(ctx, tx, anchor.LeafDeidentification, "deidentification/"+o.location(),
-			v.Compartment, clientOf(ctx), v.LastUpdated, o.deidRecord); err != nil {
+		if _, _, err := addRecord(ctx, tx, anchor.LeafDeidentification, "deidentification/"+o.deidRecord.Resource,
+			recordRef(tx, v.Compartment), clientOf(ctx), v.LastUpdated, o.deidRecord); err != nil {
 			return err
 		}
 	}

@@ -310,6 +310,9 @@ type SealedTx struct {
 	erased []string
 }
 
+// Token is Sealed.Token, for code that holds only the transaction.
+func (t *SealedTx) Token(parts ...string) []byte { return t.s.Token(parts...) }
+
 // AddLeaf queues a leaf that stands for no resource version (see Tx.AddLeaf).
 func (t *SealedTx) AddLeaf(ctx context.Context, l Leaf) (int64, error) {
 	return t.tx.AddLeaf(ctx, l)

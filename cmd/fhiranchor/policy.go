@@ -755,6 +755,27 @@ type decisionEntry struct {
 	Receipt   string          `json:"receipt"`
 	Record    json.RawMessage `json:"record"`
 	Salt      string          `json:"salt"`
+	// Resolved maps the record's tokens ("Patient/tok-…") to the references
+	// they stand for, where the server could still resolve them.
+	Resolved map[string]string `json:"resolved"`
+}
+
+// resolvedRef shows a record's token reference with its resolved id when
+// the server gave one: "Observation/tok-…/_history/2" -> "Observation/abc/_history/2".
+func resolvedRef(ref string, resolved map[string]string) string {
+	typ, rest, ok := strings.Cut(ref, "/")
+	if !ok {
+		return ref
+	}
+	tok, history, _ := strings.Cut(rest, "/")
+	name, ok := resolved[typ+"/"+tok]
+	if !ok {
+		return ref
+	}
+	if history != "" {
+		return name + "/" + history
+	}
+	return name
 }
 
 // decisionRecord holds the fields of an access-decision record the listing
@@ -819,7 +840,7 @@ func policyDecisions(ctx context.Context, c *apiClient, patient, client string, 
 			decision = "allow"
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.LeafIndex, r.Time, orDash(r.Client), r.Action,
-			orDash(r.Purpose), orDash(r.Patient), orDash(r.Resource), decision)
+			orDash(r.Purpose), orDash(resolvedRef(r.Patient, e.Resolved)), orDash(resolvedRef(r.Resource, e.Resolved)), decision)
 	}
 	return tw.Flush()
 }

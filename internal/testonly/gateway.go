@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
+	"encoding/hex"
 	"io"
 	"log/slog"
 	"net/http"
@@ -186,6 +187,13 @@ func openStores(t testing.TB, ctx context.Context, dir, dsn string) (vault.Store
 		t.Fatal(err)
 	}
 	return store, logStore
+}
+
+// RecordRef is the token records use for typ/id, computed from its
+// documented definition (docs/anchoring.md): "typ/tok-" and the first 16
+// bytes, in hex, of the vault's keyed token of ("record-ref/v1", typ, id).
+func (g *Gateway) RecordRef(typ, id string) string {
+	return typ + "/tok-" + hex.EncodeToString(g.Vault.Token("record-ref/v1", typ, id)[:16])
 }
 
 // Token mints a token with the given scopes (default: system read and
