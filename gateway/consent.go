@@ -123,8 +123,8 @@ func (c *consentState) of(ctx context.Context, r consentReader, patient string) 
 
 // consentEvent is the record of a consent-event leaf.
 type consentEvent struct {
-	Kind    string `json:"kind"`  // "consent-event"
-	Event   string `json:"event"` // created, revised, activated, inactivated, deleted
+	Kind    string `json:"kind"`    // "consent-event"
+	Event   string `json:"event"`   // created, revised, activated, inactivated, deleted
 	Patient string `json:"patient"` // a recordRef
 	// Consent is the version the event made current, as a recordRef:
 	// "Consent/<token>/_history/<n>".
