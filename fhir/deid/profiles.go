@@ -38,4 +38,6 @@ func SafeHarbor() *Config {
 }
 
 // ProfileNames lists the embedded profiles.
-func ProfileNames() []string { return []string{"safe-harbor", "safe-harbor-strict", "safe-harbor-text"} }
+func ProfileNames() []string {
+	return []string{"safe-harbor", "safe-harbor-strict", "safe-harbor-text"}
+}

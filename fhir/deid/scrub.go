@@ -262,10 +262,6 @@ func lexicon(msg *message, node map[string]any, set map[string]bool, allDisplays
 		}
 	case "ContactPoint", "Identifier":
 		forEachString(node["value"], add)
-	case "Reference":
-		if d, ok := node["display"].(string); ok && (allDisplays || refToPerson(node)) {
-			add(d)
-		}
 	case "Extension":
 		if u, _ := node["url"].(string); strings.HasSuffix(u, "/patient-mothersMaidenName") {
 			forEachString(node["valueString"], func(s string) { words(s, nil) })
@@ -307,25 +303,39 @@ func lexicon(msg *message, node map[string]any, set map[string]bool, allDisplays
 		if mem.msg == nil || mem.msg.kind == kindPrimitive {
 			continue
 		}
+		if mem.msg.typ == "Reference" {
+			forEachObject(v, func(o map[string]any) {
+				if d, ok := o["display"].(string); ok && (allDisplays || refToPerson(o, mem.targets)) {
+					add(d)
+				}
+			})
+		}
 		forEachObject(v, func(o map[string]any) { lexicon(mem.msg, o, set, allDisplays) })
 	}
 }
 
-// refToPerson reports whether a Reference points at a person or an
-// organization (by its type or its reference's type), or at nothing known.
-func refToPerson(ref map[string]any) bool {
+// refToPerson reports whether a Reference may point at a person or an
+// organization: by its type, by its reference's type, or else by the types
+// the element may point at (targets; none known: it may name anyone).
+func refToPerson(ref map[string]any, targets []string) bool {
 	if t, ok := ref["type"].(string); ok {
 		return personTypes[lastSegment(t)]
 	}
-	r, _ := ref["reference"].(string)
-	if r == "" || strings.HasPrefix(r, "#") || strings.HasPrefix(r, "urn:") {
-		return true // a display on its own, or an unknown target: it may name anyone
-	}
-	parts := strings.Split(r, "/")
-	for i := len(parts) - 2; i >= 0; i-- {
-		if schema().resources[parts[i]] != nil {
-			return personTypes[parts[i]]
+	if r, _ := ref["reference"].(string); r != "" && !strings.HasPrefix(r, "#") && !strings.HasPrefix(r, "urn:") {
+		parts := strings.Split(strings.SplitN(r, "?", 2)[0], "/")
+		for i := len(parts) - 1; i >= 0; i-- {
+			if schema().resources[parts[i]] != nil {
+				return personTypes[parts[i]]
+			}
 		}
 	}
-	return true
+	if len(targets) == 0 {
+		return true
+	}
+	for _, t := range targets {
+		if personTypes[t] || t == "Resource" {
+			return true
+		}
+	}
+	return false
 }

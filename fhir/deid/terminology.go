@@ -162,11 +162,15 @@ func (w *walker) displayKept(coding map[string]any) bool {
 	system, _ := coding["system"].(string)
 	code, _ := coding["code"].(string)
 	display, _ := coding["display"].(string)
-	if strings.TrimSpace(display) == "" || len(display) > maxDisplay || !standardCode(system, code) {
+	if strings.TrimSpace(display) == "" || len(display) > maxDisplay || !standardCode(system, code) || personTitle.MatchString(display) {
 		return false
 	}
 	return w.scrub(display) == display
 }
+
+// personTitle finds a title before a name ("Dr. Okafor"), which no
+// published display has.
+var personTitle = regexp.MustCompile(`(?:^|[^\pL\pN])(?:Dr|Mr|Mrs|Ms|Mx|Prof|Sr|Fr)\.?\s+\p{Lu}`)
 
 // textKept reports whether the vet method keeps the text of concept: it
 // repeats the display of one of its codings that is kept.
