@@ -379,7 +379,13 @@ func (w *walker) generalize(r *compiledRule, typ string, v any) (any, string, bo
 		}
 		return s, "", true
 	case "ageValue":
-		return nil, "", false // Quantity, Range and integer values are handled by the walker
+		// An integer over 89 became a Quantity in the walker; what is left
+		// is a number up to 89. Other primitives (a string, a date) of an
+		// age observation do not fit and are removed.
+		if n, isNum := v.(json.Number); isNum && typ == "integer" {
+			return n, "", true
+		}
+		return nil, "", false
 	case "birthYear", "birthValue":
 		if !isStr || (typ != "date" && typ != "dateTime") || len(s) < 4 || !digits(s[:4]) {
 			return nil, "", false

@@ -26,7 +26,7 @@ var scrubPattern = regexp.MustCompile(`(?i)` +
 	`|\b\d{3}-\d{2}-\d{4}\b` +
 	`|(?:\+?\d{1,3}[\s.\-]?)?(?:\(\d{3}\)\s?|\b\d{3}[\s.\-])\d{3}[\s.\-]\d{4}\b` +
 	`|\d{5,}` +
-	`|\b(?:ag(?:e|ed)\s+)?(?:9\d|[1-9]\d\d)\s*-?\s*(?:y(?:ea)?rs?|y/?o|years?[\s\-]old)\b` +
+	`|\b(?:ag(?:e|ed)\s+)?(?:9\d|[1-9]\d\d)\s*-?\s*(?:y(?:ea)?rs?[\s\-]old|y(?:ea)?rs?|y/?o)\b` +
 	`|\bag(?:e|ed)\s+(?:9\d|[1-9]\d\d)\b`)
 
 const months = `(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)`
@@ -142,8 +142,12 @@ func (m *matcher) spans(s string) [][2]int {
 // marker.
 func scrub(s string, m *matcher, marker string) string {
 	var spans [][2]int
-	for _, sp := range scrubPattern.FindAllStringIndex(s, -1) {
-		spans = append(spans, [2]int{sp[0], sp[1]})
+	// Every alternative of scrubPattern needs one of these: most published
+	// displays have none, and skip the regular expression.
+	if strings.ContainsAny(s, "0123456789@:.") {
+		for _, sp := range scrubPattern.FindAllStringIndex(s, -1) {
+			spans = append(spans, [2]int{sp[0], sp[1]})
+		}
 	}
 	spans = append(spans, m.spans(s)...)
 	if len(spans) == 0 {
