@@ -1,6 +1,8 @@
 package deid
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"slices"
@@ -387,6 +389,22 @@ func TestRevision(t *testing.T) {
 	}
 	if s.Revision() == a.Revision() {
 		t.Error("different profiles share a revision")
+	}
+	text, err := Profile("safe-harbor-text")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := New(text, testKeys())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tx.Revision() == a.Revision() || tx.Revision() == s.Revision() {
+		t.Error("safe-harbor-text shares a revision")
+	}
+	// The revision covers the engine's semantics, not only the profile.
+	b2, _ := json.Marshal(SafeHarbor())
+	if sum := sha256.Sum256(b2); hex.EncodeToString(sum[:]) == a.Revision() {
+		t.Error("the revision is the profile's hash alone: semantic changes would not change it")
 	}
 }
 
