@@ -46,7 +46,7 @@ type Rule struct {
 	// URL matches Extension elements by their url.
 	URL string `yaml:"url,omitempty" json:"url,omitempty"`
 	// Method is one of redact, keep, dateShift, cryptoHash, encrypt,
-	// substitute, perturb, generalize, clean.
+	// substitute, perturb, generalize, clean, vet.
 	Method string `yaml:"method" json:"method"`
 
 	// ReplaceWith is the value substitute puts in place of the element: a
@@ -61,10 +61,15 @@ type Rule struct {
 	RoundTo   *int    `yaml:"roundTo,omitempty" json:"roundTo,omitempty"`
 	// To configures generalize: "year" (dates to their year), "zip3"
 	// (postal codes to 3 characters, restricted areas to "000"), "age90"
-	// (Age > 89 years becomes >= 90), "birthYear" (a birth date to its year,
-	// or, when the person is over 89, removed and replaced by an age-band
-	// extension "90+" on the resource), "state" (an Address.state is kept
-	// unless it repeats the address's city or district, as in city-states).
+	// (an Age, or a Range of ages, over 89 years becomes >= 90), "birthYear"
+	// (a birth date to its year, or, when the person is over 89, removed;
+	// on a Patient, RelatedPerson, Person or Practitioner replaced by an
+	// age-band extension "90+"), "state" (an Address.state is kept unless
+	// it repeats the address's city or district, as in city-states),
+	// "ageValue" and "birthValue" (the value of an Observation or
+	// component whose code is an age, or a birth date: see the package
+	// documentation; on any other element these rules do not match and the
+	// next matching rule applies).
 	To string `yaml:"to,omitempty" json:"to,omitempty"`
 	// Covers lists the HIPAA Safe Harbor identifiers (A..R) the rule
 	// addresses. Documentation only.
@@ -73,9 +78,12 @@ type Rule struct {
 
 // Parameters holds profile-wide settings.
 type Parameters struct {
-	// DateShiftRange is the largest date shift in days (default 50). The
-	// offset is in [-range, -1] or [1, range]: never 0.
+	// DateShiftRange is the largest date shift in days (default 90).
 	DateShiftRange int `yaml:"dateShiftRange,omitempty" json:"dateShiftRange,omitempty"`
+	// DateShiftMin is the smallest date shift in days (default 15): the
+	// offset is in [-range, -min] or [min, range], so no patient's dates
+	// move by only a day or two. 1 <= min <= range.
+	DateShiftMin int `yaml:"dateShiftMin,omitempty" json:"dateShiftMin,omitempty"`
 	// RestrictedZip3 lists the 3-digit ZIP areas with 20,000 people or fewer;
 	// zip3 turns them into "000". Default: the 17 HHS areas.
 	RestrictedZip3 []string `yaml:"restrictedZip3,omitempty" json:"restrictedZip3,omitempty"`
@@ -94,21 +102,23 @@ const (
 	MethodPerturb    = "perturb"
 	MethodGeneralize = "generalize"
 	MethodClean      = "clean"
+	MethodVet        = "vet"
 )
 
 var methods = map[string]bool{
 	MethodRedact: true, MethodKeep: true, MethodDateShift: true, MethodCryptoHash: true, MethodEncrypt: true,
-	MethodSubstitute: true, MethodPerturb: true, MethodGeneralize: true, MethodClean: true,
+	MethodSubstitute: true, MethodPerturb: true, MethodGeneralize: true, MethodClean: true, MethodVet: true,
 }
 
-var generalizeTo = map[string]bool{"year": true, "zip3": true, "age90": true, "birthYear": true, "state": true}
+var generalizeTo = map[string]bool{"year": true, "zip3": true, "age90": true, "birthYear": true, "state": true, "ageValue": true, "birthValue": true}
 
 // defaultRestrictedZip3 are the 3-digit ZIP codes HHS lists as covering
 // 20,000 or fewer people (2000 Census), which Safe Harbor maps to 000.
 var defaultRestrictedZip3 = []string{"036", "059", "063", "102", "203", "556", "692", "790", "821", "823", "830", "831", "878", "879", "884", "890", "893"}
 
 const (
-	defaultDateShiftRange = 50
+	defaultDateShiftRange = 90
+	defaultDateShiftMin   = 15
 	defaultMarker         = "[REDACTED]"
 )
 
@@ -157,6 +167,13 @@ func (c *Config) Validate() error {
 	p := c.Parameters
 	if p.DateShiftRange < 0 || p.DateShiftRange > 3650 {
 		return fmt.Errorf("%w: dateShiftRange must be between 1 and 3650 days", ErrInvalidConfig)
+	}
+	if p.DateShiftMin < 0 {
+		return fmt.Errorf("%w: dateShiftMin must be at least 1 day", ErrInvalidConfig)
+	}
+	if lo, hi := p.shiftBounds(); lo > hi {
+		return fmt.Errorf("%w: dateShiftMin (%d, default %d) must not exceed dateShiftRange (%d, default %d)",
+			ErrInvalidConfig, lo, defaultDateShiftMin, hi, defaultDateShiftRange)
 	}
 	for _, z := range p.RestrictedZip3 {
 		if len(z) != 3 || strings.Trim(z, "0123456789") != "" {
@@ -222,7 +239,7 @@ func (r *Rule) validate() error {
 		return errors.New("to only applies to generalize")
 	}
 	if r.Method == MethodGeneralize && !generalizeTo[r.To] {
-		return fmt.Errorf("generalize needs to: year, zip3, age90, birthYear or state (got %q)", r.To)
+		return fmt.Errorf("generalize needs to: year, zip3, age90, birthYear, state, ageValue or birthValue (got %q)", r.To)
 	}
 	for _, c := range r.Covers {
 		if len(c) != 1 || c[0] < 'A' || c[0] > 'R' {
@@ -327,13 +344,36 @@ func jsonValue(v any) (any, error) {
 	return nil, fmt.Errorf("unsupported value of type %T", v)
 }
 
-// revision is the hex SHA-256 of the config's canonical JSON form
-// (encoding/json: struct fields in declaration order, map keys sorted).
+// shiftBounds returns the smallest and largest date shift, defaults
+// applied.
+func (p Parameters) shiftBounds() (lo, hi int) {
+	lo, hi = p.DateShiftMin, p.DateShiftRange
+	if lo == 0 {
+		lo = defaultDateShiftMin
+	}
+	if hi == 0 {
+		hi = defaultDateShiftRange
+	}
+	return lo, hi
+}
+
+// semantics names what the engine does with a profile. It changes whenever
+// a method, a check or a default changes what a profile produces, so that
+// Engine.Revision changes with it.
+//
+//	2: vet, ageValue/birthValue, dateShiftMin, Subject, over-89 patients'
+//	   dates to the year, required primitives filled, versioned references
+//	   lose their version.
+const semantics = "fhiranchor-deid/2"
+
+// revision is the hex SHA-256 of the engine's semantics version, a
+// newline, and the config's canonical JSON form (encoding/json: struct
+// fields in declaration order, map keys sorted).
 func (c *Config) revision() (string, error) {
 	b, err := json.Marshal(c)
 	if err != nil {
 		return "", fmt.Errorf("encode config: %w", err)
 	}
-	sum := sha256.Sum256(b)
+	sum := sha256.Sum256(append([]byte(semantics+"\n"), b...))
 	return hex.EncodeToString(sum[:]), nil
 }

@@ -31,6 +31,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{"to on redact", `rules: [{id: a, type: date, method: redact, to: year}]`, "only applies to generalize"},
 		{"bad covers", `rules: [{id: a, type: date, method: redact, covers: [Z]}]`, "covers"},
 		{"bad range", `{rules: [{id: a, type: date, method: redact}], parameters: {dateShiftRange: -3}}`, "dateShiftRange"},
+		{"bad min", `{rules: [{id: a, type: date, method: redact}], parameters: {dateShiftMin: -1}}`, "dateShiftMin"},
+		{"min over range", `{rules: [{id: a, type: date, method: redact}], parameters: {dateShiftRange: 20, dateShiftMin: 21}}`, "must not exceed"},
+		{"default min over range", `{rules: [{id: a, type: date, method: redact}], parameters: {dateShiftRange: 10}}`, "must not exceed"},
 		{"bad zip", `{rules: [{id: a, type: date, method: redact}], parameters: {restrictedZip3: ["12a"]}}`, "restrictedZip3"},
 		{"two documents", "rules: [{id: a, type: date, method: redact}]\n---\nname: b", "more than one document"},
 	}
@@ -48,7 +51,7 @@ func TestParseConfigErrors(t *testing.T) {
 }
 
 func TestParseConfigJSON(t *testing.T) {
-	cfg, err := ParseConfig([]byte(`{"name":"j","rules":[{"id":"a","path":"Observation.value","method":"redact"},{"id":"b","path":"Observation.valueQuantity","method":"keep"},{"id":"c","type":"Extension","url":"http://x","method":"keep"},{"id":"d","path":"DomainResource.text","method":"redact"}],"parameters":{"dateShiftRange":10}}`))
+	cfg, err := ParseConfig([]byte(`{"name":"j","rules":[{"id":"a","path":"Observation.value","method":"redact"},{"id":"b","path":"Observation.valueQuantity","method":"keep"},{"id":"c","type":"Extension","url":"http://x","method":"keep"},{"id":"d","path":"DomainResource.text","method":"redact"}],"parameters":{"dateShiftRange":10,"dateShiftMin":3}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +63,7 @@ func TestParseConfigJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 200 {
-		if d := e.DateShiftDays(string(rune('a' + i%26))); d == 0 || d < -10 || d > 10 {
+		if d := e.DateShiftDays(string(rune('a' + i%26))); d < -10 || d > 10 || (d > -3 && d < 3) {
 			t.Fatalf("offset %d outside the configured range", d)
 		}
 	}

@@ -29,7 +29,9 @@ type Engine struct {
 	aead       cipher.AEAD
 	urls       map[string]bool // extension urls some rule names
 	restricted map[string]bool
+	shiftMin   int
 	shiftRange int
+	shifts     bool // some rule shifts dates
 	marker     string
 	roots      sync.Map // resource type -> *state
 }
@@ -57,12 +59,9 @@ func New(cfg *Config, keys Keys) (*Engine, error) {
 		keys:       Keys{DateShift: slices.Clone(keys.DateShift), CryptoHash: slices.Clone(keys.CryptoHash), Encrypt: slices.Clone(keys.Encrypt)},
 		urls:       map[string]bool{},
 		restricted: map[string]bool{},
-		shiftRange: c.Parameters.DateShiftRange,
 		marker:     c.Parameters.Marker,
 	}
-	if e.shiftRange == 0 {
-		e.shiftRange = defaultDateShiftRange
-	}
+	e.shiftMin, e.shiftRange = c.Parameters.shiftBounds()
 	if e.marker == "" {
 		e.marker = defaultMarker
 	}
@@ -81,6 +80,7 @@ func New(cfg *Config, keys Keys) (*Engine, error) {
 		if r.URL != "" {
 			e.urls[r.URL] = true
 		}
+		e.shifts = e.shifts || r.Method == MethodDateShift
 		if r.Method == MethodEncrypt && e.aead == nil {
 			if len(keys.Encrypt) != 32 {
 				return nil, errors.New("de-identification keys: encrypt needs a 32-byte key")
@@ -113,8 +113,9 @@ func newAEAD(key []byte) (cipher.AEAD, error) {
 	return aead, nil
 }
 
-// Revision is the hex SHA-256 of the profile's canonical form; it names the
-// profile in records.
+// Revision is the hex SHA-256 of the engine's semantics version and the
+// profile's canonical form; it names the profile in records, and changes
+// when either changes.
 func (e *Engine) Revision() string { return e.rev }
 
 // Config returns a copy of the engine's profile.
@@ -132,6 +133,23 @@ type Options struct {
 	Patient string
 	// Now is the reference time for ages (birthYear); zero means time.Now.
 	Now time.Time
+	// Subject is what the gateway knows about the patient of the
+	// compartment (may be zero).
+	Subject Subject
+}
+
+// Subject describes the patient a resource belongs to and the people
+// around them, as stored.
+type Subject struct {
+	// BirthDate is the patient's Patient.birthDate as stored (a FHIR date),
+	// "" if unknown. A patient over 89 at Options.Now has every date of
+	// their copies cut to the (shifted) year.
+	BirthDate string
+	// Known are identifying strings of the compartment and the people
+	// around it (Lexicon of the patient's Patient and of the other
+	// resources of the same request). clean and vet remove them wherever
+	// they occur, as they do the resource's own.
+	Known []string
 }
 
 // Result is a de-identified resource and what was done to it.
@@ -170,6 +188,12 @@ func (e *Engine) Apply(typ string, tree map[string]any, o Options) (*Result, err
 		o.Now = time.Now()
 	}
 	w := &walker{e: e, opts: o, shift: e.DateShiftDays(o.Patient)}
+	w.old = o.Subject.BirthDate != "" && w.over89At(o.Subject.BirthDate, o.Now, "")
+	if typ == "Patient" {
+		if b, _ := tree["birthDate"].(string); b != "" && w.over89At(b, o.Now, deceasedOf(tree)) {
+			w.old = true
+		}
+	}
 	out := w.resource(tree)
 	res := &Result{Tree: out, Changes: w.changes}
 	for _, l := range labelOrder {
@@ -190,8 +214,9 @@ type state struct {
 	msg    *message // the element's type
 	url    string
 	depth  int
-	rule   *compiledRule
-	kids   sync.Map // kidKey -> *state
+	rules  []*compiledRule // the rules matching this position, in profile order
+	own    *compiledRule   // the first of them
+	kids   sync.Map        // kidKey -> *state
 }
 
 type kidKey struct {
@@ -221,9 +246,14 @@ func (st *state) child(e *Engine, mem *member, url string) *state {
 	c := &state{parent: st, mem: mem, msg: mem.msg, url: url, depth: st.depth + 1}
 	for _, r := range e.rules {
 		if c.matches(r) {
-			c.rule = r
-			break
+			c.rules = append(c.rules, r)
+			if !r.conditional() {
+				break // no later rule can decide
+			}
 		}
+	}
+	if len(c.rules) > 0 {
+		c.own = c.rules[0]
 	}
 	s, _ := st.kids.LoadOrStore(k, c)
 	return s.(*state)
@@ -295,7 +325,7 @@ var labelOrder = []struct {
 }
 
 var methodLabel = map[string]label{
-	MethodRedact: labelRedacted, MethodClean: labelRedacted, MethodCryptoHash: labelCryptoHash,
+	MethodRedact: labelRedacted, MethodClean: labelRedacted, MethodVet: labelRedacted, MethodCryptoHash: labelCryptoHash,
 	MethodEncrypt: labelMasked, MethodDateShift: labelPerturbed, MethodPerturb: labelPerturbed,
 	MethodSubstitute: labelSubstituted, MethodGeneralize: labelGeneralized,
 }
@@ -308,6 +338,7 @@ const (
 	// AgeBandURL is the extension Apply adds to a resource whose birth date
 	// it removed because the person is over 89; its valueString is "90+".
 	AgeBandURL = "https://fhiranchor.org/fhir/StructureDefinition/age-band"
+	// AgeBandURL is set only on resources about the person themselves.
 	// DataAbsentReasonURL marks a required element whose value was removed.
 	DataAbsentReasonURL = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
 )
@@ -326,9 +357,9 @@ type walker struct {
 	labels    label // of the resource being walked
 	allLabels label
 	rootIn    map[string]any // input of the resource being walked (for clean and birthYear)
-	terms     []string       // identifying strings of rootIn, for clean; built on first use
-	termsDone bool
+	terms     *matcher       // identifying strings of rootIn and Subject.Known; built on first use
 	ageBand   bool
+	old       bool // the patient is over 89: dates to the (shifted) year
 	depth     int
 	cur       map[string]any // the input element whose members are being walked
 }
@@ -362,13 +393,13 @@ func (w *walker) resource(in map[string]any) map[string]any {
 		return nil
 	}
 	saved := *w
-	w.labels, w.rootIn, w.terms, w.termsDone, w.ageBand = 0, in, nil, false, false
+	w.labels, w.rootIn, w.terms, w.ageBand = 0, in, nil, false
 	if len(w.path) == 0 {
 		w.push(typ, -1)
 		defer w.pop()
 	}
 	out := w.object(st, in, nil)
-	if w.ageBand {
+	if w.ageBand && personResources[typ] {
 		ext, _ := out["extension"].([]any)
 		out["extension"] = append(ext, map[string]any{"url": AgeBandURL, "valueString": "90+"})
 	}
@@ -377,7 +408,7 @@ func (w *walker) resource(in map[string]any) map[string]any {
 	}
 	w.allLabels |= w.labels
 	nested := w.labels
-	w.rootIn, w.terms, w.termsDone, w.ageBand = saved.rootIn, saved.terms, saved.termsDone, saved.ageBand
+	w.rootIn, w.terms, w.ageBand = saved.rootIn, saved.terms, saved.ageBand
 	w.labels = saved.labels | nested
 	return out
 }
@@ -501,17 +532,55 @@ func (w *walker) placeholder(r *member, in, out map[string]any) {
 	if r.repeated {
 		v = []any{dar}
 	}
-	w.push(name, -1)
-	w.record(ruleRequired, MethodSubstitute)
-	w.pop()
 	if r.resource {
 		return // a resource cannot hold an extension in its place; jsonformat has no required resource holder
 	}
+	w.push(name, -1)
+	defer w.pop()
 	if r.prim() {
+		// JSON schemas of FHIR (and the npm fhir validator) want the value
+		// of a required primitive, not only its extension: put a value
+		// that says nothing where one can be made.
+		if pv, method := w.requiredValue(r.msg.typ, in[name]); pv != nil && !r.repeated {
+			w.record(ruleRequired, method)
+			out[name] = pv
+			return
+		}
+		w.record(ruleRequired, MethodSubstitute)
 		out["_"+name] = v
 		return
 	}
+	w.record(ruleRequired, MethodSubstitute)
 	out[name] = v
+}
+
+// requiredValue is what stands for a required primitive of type typ that
+// a rule removed (orig is its input value): the marker for text, an
+// opaque urn:uuid for a URI, the (shifted, when the profile shifts dates)
+// year for a date, written as the first instant of that year for an
+// instant. nil when no neutral value exists (codes, numbers).
+func (w *walker) requiredValue(typ string, orig any) (any, string) {
+	s, _ := orig.(string)
+	switch typ {
+	case "string", "markdown":
+		return w.e.marker, MethodSubstitute
+	case "uri", "url", "canonical":
+		return "urn:uuid:" + w.e.uuid("required:"+s), MethodSubstitute
+	case "date", "dateTime", "instant":
+		if w.e.shifts {
+			if ns, _, ok := shiftDate(s, w.shift); ok {
+				s = ns
+			}
+		}
+		if len(s) < 4 || !digits(s[:4]) || s[:4] == "0000" {
+			return nil, ""
+		}
+		if typ == "instant" {
+			return s[:4] + "-01-01T00:00:00Z", MethodGeneralize
+		}
+		return s[:4], MethodGeneralize
+	}
+	return nil, ""
 }
 
 func present(m map[string]any, r *member) bool {
@@ -609,12 +678,22 @@ func (w *walker) complex(st *state, mem *member, in map[string]any, forced *comp
 	cst := st.child(w.e, mem, url)
 	r := forced
 	if r == nil {
-		r = cst.rule
+		r = w.pick(cst)
 	}
 	if r == nil {
 		return w.object(cst, in, nil)
 	}
 	switch r.Method {
+	case MethodVet:
+		// On an extension: HL7-published definitions (and the relative
+		// sub-extensions of one) are walked, any other is removed whole.
+		// On another complex element: its members are examined by the
+		// rules.
+		if cst.msg.typ == "Extension" && !extensionKept(st, in) {
+			w.record(r.ID, MethodVet)
+			return nil
+		}
+		return w.object(cst, in, nil)
 	case MethodRedact:
 		w.record(r.ID, MethodRedact)
 		return nil
@@ -628,20 +707,77 @@ func (w *walker) complex(st *state, mem *member, in map[string]any, forced *comp
 		w.record(r.ID, MethodRedact) // a primitive cannot stand for a complex element
 		return nil
 	case MethodGeneralize:
-		if r.To == "age90" {
-			return w.age90(cst, r, in)
+		switch r.To {
+		case "age90", "ageValue":
+			switch {
+			case cst.typeIs("Quantity"):
+				return w.age90(cst, r, in)
+			case cst.typeIs("Range"):
+				return w.ageRange90(cst, r, in)
+			case r.To == "ageValue":
+				return w.object(cst, in, nil) // a coded or other value of an age observation
+			}
 		}
 	}
 	return w.object(cst, in, r)
+}
+
+// pick returns the rule that decides an element: the first rule matching
+// its position whose condition (for ageValue and birthValue) holds for
+// the element being walked.
+func (w *walker) pick(cst *state) *compiledRule {
+	for _, r := range cst.rules {
+		if !r.conditional() || w.holds(r) {
+			return r
+		}
+	}
+	return nil
+}
+
+// conditional reports whether a rule applies only where the enclosing
+// element says so.
+func (r *compiledRule) conditional() bool {
+	return r.Method == MethodGeneralize && (r.To == "ageValue" || r.To == "birthValue")
+}
+
+// holds reports whether a conditional rule applies to a member of w.cur.
+func (w *walker) holds(r *compiledRule) bool {
+	switch r.To {
+	case "ageValue":
+		return hasCode(w.cur["code"], ageCodes)
+	case "birthValue":
+		return hasCode(w.cur["code"], birthCodes)
+	}
+	return false
+}
+
+// extensionKept reports whether an extension (in, a member of the element
+// of state st) survives vet.
+func extensionKept(st *state, in map[string]any) bool {
+	url, _ := in["url"].(string)
+	if hl7Extension(url) {
+		return true
+	}
+	// "ombCategory" in us-core-race: defined by the enclosing extension,
+	// which was kept to get here.
+	return st.msg != nil && st.msg.typ == "Extension" && url != "" && !strings.ContainsAny(url, ":/ ")
 }
 
 // primitives walks a primitive member, single or repeated, with its
 // extension holder(s).
 func (w *walker) primitives(st *state, mem *member, val, twin any, out map[string]any, forced *compiledRule) {
 	cst := st.child(w.e, mem, "")
-	r := forced
-	if r == nil {
-		r = cst.rule
+	r, own := forced, forced == nil
+	if own {
+		r = w.pick(cst)
+	}
+	if r != nil && r.Method == MethodGeneralize && r.To == "ageValue" && mem.json == "valueInteger" {
+		if n, ok := val.(json.Number); ok && w.ageIntegerOver89(n) {
+			// An integer cannot say ">= 90": the value becomes a Quantity.
+			w.record(r.ID, MethodGeneralize)
+			out["valueQuantity"] = age90Quantity()
+			return
+		}
 	}
 	vals, isArr := val.([]any)
 	twins, twinArr := twin.([]any)
@@ -650,7 +786,7 @@ func (w *walker) primitives(st *state, mem *member, val, twin any, out map[strin
 		if val != nil && !isScalar(val) {
 			val = nil
 		}
-		nv, nt := w.primitive(cst, r, val, tw)
+		nv, nt := w.primitive(cst, r, own, val, tw)
 		if nv != nil {
 			out[mem.json] = nv
 		}
@@ -676,7 +812,7 @@ func (w *walker) primitives(st *state, mem *member, val, twin any, out map[strin
 			continue
 		}
 		w.path[len(w.path)-1].idx = i
-		nv, nt := w.primitive(cst, r, v, tw)
+		nv, nt := w.primitive(cst, r, own, v, tw)
 		if nv == nil && nt == nil {
 			continue
 		}
@@ -707,8 +843,9 @@ func isScalar(v any) bool {
 }
 
 // primitive applies rule r (nil: none) to one primitive value v (nil when
-// only its extension holder is present) and walks the holder tw.
-func (w *walker) primitive(cst *state, r *compiledRule, v any, tw map[string]any) (any, map[string]any) {
+// only its extension holder is present) and walks the holder tw. own is
+// false when r is inherited from an enclosing element.
+func (w *walker) primitive(cst *state, r *compiledRule, own bool, v any, tw map[string]any) (any, map[string]any) {
 	if r != nil {
 		switch r.Method {
 		case MethodRedact:
@@ -722,11 +859,11 @@ func (w *walker) primitive(cst *state, r *compiledRule, v any, tw map[string]any
 	if r != nil && v != nil {
 		var method string
 		var ok bool
-		nv, method, ok = w.transform(r, cst.msg.typ, v)
+		nv, method, ok = w.transform(cst, r, v)
 		switch {
 		case ok && method != "":
 			w.record(r.ID, method)
-		case !ok && w.depthOfRule(r, cst):
+		case !ok && own:
 			// The rule named this element directly but its method does not
 			// fit the type: remove the value rather than pass it through.
 			w.record(r.ID, MethodRedact)
@@ -741,17 +878,13 @@ func (w *walker) primitive(cst *state, r *compiledRule, v any, tw map[string]any
 	var nt map[string]any
 	if tw != nil {
 		var forced *compiledRule
-		if r != nil && r != cst.rule {
+		if !own {
 			forced = r
 		}
 		nt = w.object(cst, tw, forced)
 	}
 	return nv, nt
 }
-
-// depthOfRule reports whether r is the rule the element matched itself, not
-// one inherited from an enclosing element.
-func (w *walker) depthOfRule(r *compiledRule, cst *state) bool { return cst.rule == r }
 
 func deepCopy(v any) any {
 	switch x := v.(type) {

@@ -13,9 +13,7 @@ import (
 	"math"
 	"math/big"
 	mrand "math/rand/v2"
-	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,16 +32,16 @@ func (e *Engine) Pseudonym(id string) string {
 
 // DateShiftDays returns the number of days the dates of a patient's
 // resources move: HMAC(DateShift key, patient) mapped onto
-// [-range, -1] ∪ [1, range]. Resources of no patient (patient "") share
-// one offset.
+// [-range, -min] ∪ [min, range] (dateShiftRange, dateShiftMin). Resources
+// of no patient (patient "") share one offset.
 func (e *Engine) DateShiftDays(patient string) int {
 	sum := e.mac(e.keys.DateShift, patient)
-	r := uint64(e.shiftRange)
-	n := binary.BigEndian.Uint64(sum[:8]) % (2 * r)
-	if n < r {
-		return -int(n + 1)
+	span := uint64(e.shiftRange - e.shiftMin + 1)
+	n := binary.BigEndian.Uint64(sum[:8]) % (2 * span)
+	if n < span {
+		return -(e.shiftMin + int(n))
 	}
-	return int(n - r + 1)
+	return e.shiftMin + int(n-span)
 }
 
 var macPools sync.Map // key string -> *sync.Pool of hash.Hash
@@ -67,7 +65,7 @@ func (e *Engine) mac(key []byte, s string) [32]byte {
 // hashRef is cryptoHash for strings that may be references or URIs: only
 // the id part of a reference is hashed, so references stay linkable.
 //
-//	Patient/123[/_history/2]           -> Patient/<Pseudonym(123)>[/_history/2]
+//	Patient/123[/_history/2]           -> Patient/<Pseudonym(123)>  (the version is dropped)
 //	https://host/fhir/Patient/123      -> Patient/<Pseudonym(123)>  (the base URL is dropped)
 //	#contained-id                      -> #<Pseudonym(contained-id)>
 //	urn:uuid:<uuid>                    -> urn:uuid:<UUID made of HMAC(uuid)>
@@ -92,7 +90,9 @@ func (e *Engine) hashRef(s string) string {
 	n := len(parts)
 	hist := ""
 	if n >= 4 && parts[n-2] == "_history" && isID(parts[n-1]) {
-		hist = "/_history/" + parts[n-1]
+		// A versioned reference keeps its target, not its version: the
+		// npm fhir validator rejects "Type/id/_history/n", and research
+		// copies link resources, not versions.
 		n -= 2
 	}
 	if n >= 2 && schema().resources[parts[n-2]] != nil && isID(parts[n-1]) {
@@ -184,10 +184,12 @@ func Decrypt(key []byte, value string) (string, error) {
 	return string(pt), nil
 }
 
-// transform applies a value method to one primitive of type typ. method is
-// what to record ("" when the value did not change); ok is false when the
-// method does not fit the type. A nil result with ok removes the value.
-func (w *walker) transform(r *compiledRule, typ string, v any) (nv any, method string, ok bool) {
+// transform applies a value method to one primitive (of the type of cst).
+// method is what to record ("" when the value did not change); ok is false
+// when the method does not fit the type. A nil result with ok removes the
+// value.
+func (w *walker) transform(cst *state, r *compiledRule, v any) (nv any, method string, ok bool) {
+	typ := cst.msg.typ
 	s, isStr := v.(string)
 	switch r.Method {
 	case MethodDateShift:
@@ -195,7 +197,21 @@ func (w *walker) transform(r *compiledRule, typ string, v any) (nv any, method s
 			return nil, "", false
 		}
 		ns, how, ok := shiftDate(s, w.shift)
+		if ok && w.old {
+			// The patient is over 89: with an age and the date of an event
+			// a date finer than the year tells their age, so every date
+			// keeps only its (shifted) year.
+			return yearOf(typ, ns)
+		}
 		return ns, how, ok
+	case MethodVet:
+		if !isStr {
+			return nil, "", false
+		}
+		if w.vet(cst, typ, s) {
+			return s, "", true
+		}
+		return nil, MethodVet, true
 	case MethodCryptoHash:
 		if !isStr {
 			return nil, "", false
@@ -225,6 +241,9 @@ func (w *walker) transform(r *compiledRule, typ string, v any) (nv any, method s
 	case MethodClean:
 		if !isStr || (typ != "string" && typ != "markdown") {
 			return nil, "", false
+		}
+		if len(s) > maxCleanLen {
+			return nil, MethodRedact, true // too long to scrub cheaply: fail closed
 		}
 		ns := w.clean(s)
 		if ns == s {
@@ -359,7 +378,15 @@ func (w *walker) generalize(r *compiledRule, typ string, v any) (any, string, bo
 			}
 		}
 		return s, "", true
-	case "birthYear":
+	case "ageValue":
+		// An integer over 89 became a Quantity in the walker; what is left
+		// is a number up to 89. Other primitives (a string, a date) of an
+		// age observation do not fit and are removed.
+		if n, isNum := v.(json.Number); isNum && typ == "integer" {
+			return n, "", true
+		}
+		return nil, "", false
+	case "birthYear", "birthValue":
 		if !isStr || (typ != "date" && typ != "dateTime") || len(s) < 4 || !digits(s[:4]) {
 			return nil, "", false
 		}
@@ -375,12 +402,42 @@ func (w *walker) generalize(r *compiledRule, typ string, v any) (any, string, bo
 	return nil, "", false
 }
 
-// over89 reports whether a person born on birth (a FHIR date) may be over
-// 89 at death (the resource's deceasedDateTime) or at Options.Now. Missing
-// month or day count as January and 1, the oldest reading.
+// over89 reports whether the person a birth date of the resource being
+// walked belongs to may be over 89: born on birth (a FHIR date), at death
+// (the resource's deceasedDateTime or deceasedDate) or at Options.Now. A
+// patient known to be over 89 (Options.Subject) is, on their Patient; a
+// relative (FamilyMemberHistory) is when their age or age at death says
+// so.
 func (w *walker) over89(birth string) bool {
-	ref := w.opts.Now.UTC()
-	if d, _ := w.rootIn["deceasedDateTime"].(string); len(d) >= 4 && digits(d[:4]) {
+	typ, _ := w.rootIn["resourceType"].(string)
+	if w.old && typ == "Patient" {
+		return true
+	}
+	if typ == "FamilyMemberHistory" && w.relativeOver89() {
+		return true
+	}
+	return w.over89At(birth, w.opts.Now, deceasedOf(w.rootIn))
+}
+
+// deceasedOf returns a resource's date of death, or "".
+func deceasedOf(tree map[string]any) string {
+	for _, k := range []string{"deceasedDateTime", "deceasedDate"} {
+		if d, _ := tree[k].(string); d != "" {
+			return d
+		}
+	}
+	return ""
+}
+
+// over89At reports whether a person born on birth may be over 89 at death
+// (deceased, a FHIR date or dateTime, or "") or else at now. Missing month
+// or day count as January and 1, the oldest reading.
+func (w *walker) over89At(birth string, now time.Time, deceased string) bool {
+	if len(birth) < 4 || !digits(birth[:4]) {
+		return false
+	}
+	ref := now.UTC()
+	if d := deceased; len(d) >= 4 && digits(d[:4]) {
 		y, _ := strconv.Atoi(d[:4])
 		m, day := 12, 31
 		if len(d) >= 7 && digits(d[5:7]) {
@@ -412,169 +469,105 @@ var ageUnits = map[string]float64{"a": 1, "mo": 12, "wk": 365.25 / 7, "d": 365.2
 // age90 generalizes an Age (or other Quantity) over 89 years to ">= 90
 // years", then walks what is left with the ordinary rules.
 func (w *walker) age90(cst *state, r *compiledRule, in map[string]any) map[string]any {
-	n, _ := in["value"].(json.Number)
-	f, err := strconv.ParseFloat(string(n), 64)
-	code, _ := in["code"].(string)
-	factor, known := ageUnits[code]
-	if code == "" {
-		factor, known = 1, true
-	}
-	if err == nil && (!known || f/factor > 89) {
+	if y, ok := quantityYears(in); ok && y > 89 {
 		m := make(map[string]any, len(in)+3)
 		for k, v := range in {
 			m[k] = v
 		}
 		delete(m, "_value")
-		m["value"] = json.Number("90")
-		m["comparator"] = ">="
-		m["unit"] = "years"
-		m["system"] = "http://unitsofmeasure.org"
-		m["code"] = "a"
+		delete(m, "_unit")
+		delete(m, "_code")
+		delete(m, "_system")
+		for k, v := range age90Quantity() {
+			m[k] = v
+		}
 		w.record(r.ID, MethodGeneralize)
 		in = m
 	}
 	return w.object(cst, in, nil)
 }
 
-// cleanPattern finds identifiers in free text: e-mail addresses, URLs,
-// dates, SSN-like and phone-like numbers, and any run of 5 or more digits.
-var cleanPattern = regexp.MustCompile(`[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}` +
-	`|(?i:https?://|www\.)[^\s]+` +
-	`|\d{4}-\d{1,2}-\d{1,2}(?:T[0-9:.+\-Z]*)?|\d{1,2}/\d{1,2}/\d{2,4}` +
-	`|\d{3}-\d{2}-\d{4}` +
-	`|(?:\+?1[\s.\-]?)?(?:\(\d{3}\)\s?|\d{3}[\s.\-])\d{3}[\s.\-]\d{4}` +
-	`|\d{5,}`)
+// maxCleanLen bounds the free text clean and vet scrub; longer text is
+// removed.
+const maxCleanLen = 64 << 10
 
-// clean replaces identifiers in free text by the marker: what cleanPattern
-// finds and every name, address, telecom, identifier or reference display
-// string found elsewhere in the same resource.
-func (w *walker) clean(s string) string {
-	if !w.termsDone {
-		w.terms = collectTerms(w.rootIn)
-		w.termsDone = true
-	}
-	var spans [][2]int
-	if strings.ContainsAny(s, "0123456789@") || strings.Contains(s, "://") || strings.Contains(strings.ToLower(s), "www.") {
-		for _, m := range cleanPattern.FindAllStringIndex(s, -1) {
-			spans = append(spans, [2]int{m[0], m[1]})
+// clean replaces identifiers in free text by the marker: what scrubPattern
+// finds, and every identifying string of the same resource (its Lexicon
+// and every reference display) and of Options.Subject.Known.
+func (w *walker) clean(s string) string { return w.scrub(s) }
+
+// scrub is the scrubber of clean and vet.
+func (w *walker) scrub(s string) string {
+	if w.terms == nil {
+		set := map[string]bool{}
+		typ, _ := w.rootIn["resourceType"].(string)
+		if m := schema().resources[typ]; m != nil {
+			lexicon(m, w.rootIn, set, true)
 		}
-	}
-	if len(w.terms) > 0 {
-		hay := s
-		ascii := isASCII(s)
-		if ascii {
-			hay = strings.ToLower(s)
+		own := make([]string, 0, len(set))
+		for t := range set {
+			own = append(own, t)
 		}
-		for _, t := range w.terms {
-			needle := t
-			if ascii {
-				needle = strings.ToLower(t)
-			}
-			for off := 0; ; {
-				i := strings.Index(hay[off:], needle)
-				if i < 0 {
-					break
-				}
-				i += off
-				j := i + len(needle)
-				// Whole words only: a given name "Jo" is not in "Joint".
-				if (i == 0 || !alnum(hay[i-1]) || !alnum(needle[0])) && (j == len(hay) || !alnum(hay[j]) || !alnum(needle[len(needle)-1])) {
-					spans = append(spans, [2]int{i, j})
-				}
-				off = i + 1
-			}
-		}
+		w.terms = newMatcher(own, w.opts.Subject.Known)
 	}
-	if len(spans) == 0 {
-		return s
-	}
-	sort.Slice(spans, func(i, j int) bool { return spans[i][0] < spans[j][0] })
-	var b strings.Builder
-	last := 0
-	for _, sp := range spans {
-		if sp[1] <= last {
-			continue
-		}
-		if sp[0] < last {
-			sp[0] = last
-		}
-		b.WriteString(s[last:sp[0]])
-		b.WriteString(w.e.marker)
-		last = sp[1]
-	}
-	b.WriteString(s[last:])
-	return b.String()
+	return scrub(s, w.terms, w.e.marker)
 }
 
-func alnum(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c >= utf8.RuneSelf
+// vet reports whether a text primitive (of type typ, at state cst, a
+// member of w.cur) is provably not identifying, and is kept:
+//
+//   - Coding.display: a standard terminology, a well-formed code, and
+//     nothing the scrubber would remove;
+//   - Coding.version: a standard terminology and a version without spaces;
+//   - CodeableConcept.text: it repeats a kept display of its codings;
+//   - Quantity.unit: the UCUM code itself, or a unit of time;
+//   - Reference.type: a resource type or an HL7 canonical;
+//   - other uri, url and canonical values: HL7-published definitions
+//     (http://hl7.org/fhir/..., http://terminology.hl7.org/...).
+//
+// Anything else is removed.
+func (w *walker) vet(cst *state, typ, s string) bool {
+	var parent *message
+	if cst.parent != nil {
+		parent = cst.parent.msg
+	}
+	if parent == nil || cst.mem == nil || len(s) > maxCleanLen {
+		return false
+	}
+	name := cst.mem.name
+	switch {
+	case parent.typ == "Coding" && name == "display":
+		return w.displayKept(w.cur)
+	case parent.typ == "Coding" && name == "version":
+		system, _ := w.cur["system"].(string)
+		code, _ := w.cur["code"].(string)
+		return standardCode(system, code) && codeToken(s) && w.scrub(s) == s
+	case parent.typ == "CodeableConcept" && name == "text":
+		return w.textKept(w.cur, s)
+	case (parent.typ == "Quantity" || parent.base == "Quantity") && name == "unit":
+		return w.unitKept(w.cur, s)
+	case parent.typ == "Reference" && name == "type":
+		return schema().resources[s] != nil || hl7Canonical(s)
+	case typ == "uri" || typ == "url" || typ == "canonical":
+		return hl7Canonical(s)
+	}
+	return false
 }
 
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
-			return false
-		}
+// yearOf cuts a (shifted) date to its year; an instant cannot be a year
+// and is removed (a required one is then filled with its year by the
+// walker).
+func yearOf(typ, s string) (any, string, bool) {
+	if len(s) < 4 || !digits(s[:4]) {
+		return nil, "", false
 	}
-	return true
-}
-
-// identifyingTypes are the data types whose strings clean removes from free
-// text.
-var identifyingTypes = map[string]bool{"HumanName": true, "Address": true, "ContactPoint": true, "Identifier": true}
-
-// collectTerms gathers the identifying strings of a resource (contained
-// resources included), longest first.
-func collectTerms(root map[string]any) []string {
-	set := map[string]bool{}
-	typ, _ := root["resourceType"].(string)
-	if m := schema().resources[typ]; m != nil {
-		collect(m, root, false, set)
+	if typ == "instant" {
+		return nil, MethodGeneralize, true
 	}
-	terms := make([]string, 0, len(set))
-	for t := range set {
-		terms = append(terms, t)
+	if len(s) == 4 {
+		return s, "", true
 	}
-	sort.Slice(terms, func(i, j int) bool {
-		if len(terms[i]) != len(terms[j]) {
-			return len(terms[i]) > len(terms[j])
-		}
-		return terms[i] < terms[j]
-	})
-	return terms
-}
-
-func collect(msg *message, node map[string]any, inID bool, set map[string]bool) {
-	for k, v := range node {
-		mem := msg.members[k]
-		if mem == nil {
-			continue
-		}
-		if mem.resource {
-			forEachObject(v, func(o map[string]any) {
-				typ, _ := o["resourceType"].(string)
-				if m := schema().resources[typ]; m != nil {
-					collect(m, o, false, set)
-				}
-			})
-			continue
-		}
-		if mem.msg.kind == kindPrimitive {
-			take := inID && mem.msg.typ == "string" && !(msg.typ == "Address" && (k == "state" || k == "country"))
-			take = take || (msg.typ == "Reference" && k == "display")
-			if !take {
-				continue
-			}
-			forEachString(v, func(s string) {
-				if len(strings.TrimSpace(s)) >= 2 {
-					set[s] = true
-				}
-			})
-			continue
-		}
-		id := inID || identifyingTypes[mem.msg.typ]
-		forEachObject(v, func(o map[string]any) { collect(mem.msg, o, id, set) })
-	}
+	return s[:4], MethodGeneralize, true
 }
 
 func forEachObject(v any, fn func(map[string]any)) {

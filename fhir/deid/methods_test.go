@@ -36,15 +36,15 @@ func TestShiftDate(t *testing.T) {
 func TestDateShiftDays(t *testing.T) {
 	e := safeHarbor(t)
 	seen := map[int]bool{}
-	for i := range 2000 {
+	for i := range 10000 {
 		d := e.DateShiftDays("Patient/" + strconv.Itoa(i))
-		if d == 0 || d < -50 || d > 50 {
-			t.Fatalf("offset %d outside [-50,-1]∪[1,50]", d)
+		if d < -90 || d > 90 || (d > -15 && d < 15) {
+			t.Fatalf("offset %d outside [-90,-15]∪[15,90]", d)
 		}
 		seen[d] = true
 	}
-	if len(seen) != 100 {
-		t.Errorf("offsets cover %d of 100 values", len(seen))
+	if len(seen) != 2*76 {
+		t.Errorf("offsets cover %d of %d values", len(seen), 2*76)
 	}
 	if e.DateShiftDays("Patient/a") != e.DateShiftDays("Patient/a") {
 		t.Error("offset not deterministic")
@@ -196,7 +196,7 @@ func TestClean(t *testing.T) {
 	"maritalStatus":{"text":"Alejandro RIOJAS jo@x.org https://x.org/a 555-413-6221 999-93-4328 MRN 1234567 seen 2020-01-02 and 3/4/2021; Riojasville stays"}}`
 	res := apply(t, e, in, Options{})
 	got := res.Tree["maritalStatus"].(map[string]any)["text"]
-	want := "[REDACTED] [REDACTED] [REDACTED] [REDACTED] [REDACTED] [REDACTED] MRN [REDACTED] seen [REDACTED] and [REDACTED]; Riojasville stays"
+	want := "[REDACTED] [REDACTED] [REDACTED] [REDACTED] [REDACTED] MRN [REDACTED] seen [REDACTED] and [REDACTED]; Riojasville stays"
 	if got != want {
 		t.Errorf("clean = %q\nwant    %q", got, want)
 	}
@@ -211,7 +211,7 @@ func TestHashRef(t *testing.T) {
 	ps := e.Pseudonym
 	tests := []struct{ in, want string }{
 		{"Patient/123", "Patient/" + ps("123")},
-		{"Patient/123/_history/4", "Patient/" + ps("123") + "/_history/4"},
+		{"Patient/123/_history/4", "Patient/" + ps("123")},
 		{"http://a.example/fhir/Observation/o-1", "Observation/" + ps("o-1")},
 		{"#c1", "#" + ps("c1")},
 		{"#", "#"},

@@ -9,11 +9,13 @@ import (
 var profileFS embed.FS
 
 // Profile returns an embedded profile by name: "safe-harbor" (the default:
-// dates shifted per patient) or "safe-harbor-strict" (dates generalized to
-// their year).
+// dates shifted per patient, free text only where provably not
+// identifying), "safe-harbor-strict" (dates generalized to their year) or
+// "safe-harbor-text" (as safe-harbor, but free text is kept scrubbed by
+// clean).
 func Profile(name string) (*Config, error) {
 	switch name {
-	case "safe-harbor", "safe-harbor-strict":
+	case "safe-harbor", "safe-harbor-strict", "safe-harbor-text":
 	default:
 		return nil, fmt.Errorf("%w: unknown profile %q", ErrInvalidConfig, name)
 	}
@@ -36,4 +38,6 @@ func SafeHarbor() *Config {
 }
 
 // ProfileNames lists the embedded profiles.
-func ProfileNames() []string { return []string{"safe-harbor", "safe-harbor-strict"} }
+func ProfileNames() []string {
+	return []string{"safe-harbor", "safe-harbor-strict", "safe-harbor-text"}
+}

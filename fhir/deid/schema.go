@@ -40,6 +40,9 @@ type member struct {
 	repeated bool
 	required bool
 	resource bool // holds a whole resource (contained, Bundle.entry.resource)
+	// targets are the resource types a Reference member may point at
+	// ("Resource": any).
+	targets []string
 }
 
 func (m *member) prim() bool { return m.msg != nil && m.msg.kind == kindPrimitive }
@@ -155,6 +158,7 @@ func (t *schemaTable) build(md protoreflect.MessageDescriptor) *message {
 		default:
 			mem := &member{name: name, json: name, twin: "_" + name, msg: t.build(fm), repeated: rep, required: req}
 			mem.options = []string{name}
+			mem.targets, _ = proto.GetExtension(f.Options(), apb.E_ValidReferenceType).([]string)
 			m.members[name] = mem
 			if req {
 				m.required = append(m.required, mem)
