@@ -49,12 +49,13 @@ type deidRecord struct {
 	Changes         []deid.Change `json:"changes"`
 }
 
-// copyOf de-identifies tree, the version about to be stored, and returns the
+// copyOf de-identifies tree, the version about to be stored, in the
+// knowledge of its patient (subject: see writer.subjects), and returns the
 // copy's canonical bytes and its record. A resource the engine cannot
 // handle is stored without a copy (so it is left out of research) rather
 // than refused: the clinical write must not depend on the research copy.
-func (d *deidentifier) copyOf(ctx context.Context, typ string, tree map[string]any, compartment string, at time.Time, location string, commitment []byte) ([]byte, *deidRecord) {
-	res, err := d.engine.Apply(typ, tree, deid.Options{Patient: compartment, Now: at})
+func (d *deidentifier) copyOf(ctx context.Context, typ string, tree map[string]any, compartment string, subject deid.Subject, at time.Time, location string, commitment []byte) ([]byte, *deidRecord) {
+	res, err := d.engine.Apply(typ, tree, deid.Options{Patient: compartment, Now: at, Subject: subject})
 	if err == nil {
 		var body []byte
 		if body, err = fhir.Canonical(res.Tree); err == nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/fhiranchor/fhiranchor/anchor"
 	"github.com/fhiranchor/fhiranchor/fhir"
+	"github.com/fhiranchor/fhiranchor/fhir/deid"
 	"github.com/fhiranchor/fhiranchor/gateway/auth"
 	"github.com/fhiranchor/fhiranchor/vault"
 )
@@ -268,6 +269,11 @@ func (w *writer) apply(ctx context.Context, tx *vault.SealedTx, ops []*op, atomi
 			return err
 		}
 	}
+	if w.deid != nil {
+		if err := w.researchCopies(ctx, tx, ops, now); err != nil {
+			return err
+		}
+	}
 	for _, o := range ops {
 		if o.err != nil || o.pending == nil {
 			continue
@@ -417,10 +423,75 @@ func (w *writer) prepare(ctx context.Context, tx *vault.SealedTx, o *op, refs ma
 		Leaf: vault.Leaf{Type: uint8(anchor.LeafResourceVersion), Data: anchor.LeafData(anchor.LeafResourceVersion, commitment), Ref: o.location()},
 	}
 	o.deidRecord = nil
-	if w.deid != nil && o.method != "DELETE" && compartment != "" {
-		o.pending.Deid, o.deidRecord = w.deid.copyOf(ctx, o.typ, tree, compartment, now, recordRef(w.vault, o.location()), commitment)
+	return nil
+}
+
+// researchCopies makes the research copy of every version about to be
+// stored in a patient compartment. Each copy is made knowing its patient:
+// the birth date (Safe Harbor's ages over 89) and the identifying strings of
+// the patient and of everyone the request names (relatives, practitioners,
+// organizations), which the de-identification removes from any text it keeps.
+func (w *writer) researchCopies(ctx context.Context, tx *vault.SealedTx, ops []*op, now time.Time) error {
+	var known []string
+	inRequest := map[string]map[string]any{} // Patient trees of this request, by compartment
+	for _, o := range ops {
+		if o.err != nil || o.pending == nil || o.method == "DELETE" || o.res == nil {
+			continue
+		}
+		known = append(known, deid.Lexicon(o.res.Tree)...)
+		if o.typ == "Patient" {
+			inRequest["Patient/"+o.id] = o.res.Tree
+		}
+	}
+	subjects := map[string]deid.Subject{}
+	for _, o := range ops {
+		if o.err != nil || o.pending == nil || o.method == "DELETE" || o.pending.Compartment == "" {
+			continue
+		}
+		c := o.pending.Compartment
+		subject, ok := subjects[c]
+		if !ok {
+			patient := inRequest[c]
+			if patient == nil {
+				stored, err := storedPatient(ctx, tx, c)
+				if err != nil {
+					return err
+				}
+				patient = stored
+			}
+			subject.Known = known
+			if patient != nil {
+				subject.BirthDate, _ = patient["birthDate"].(string)
+				if inRequest[c] == nil {
+					subject.Known = append(deid.Lexicon(patient), known...)
+				}
+			}
+			subjects[c] = subject
+		}
+		o.pending.Deid, o.deidRecord = w.deid.copyOf(ctx, o.typ, o.res.Tree, c, subject, now, recordRef(tx, o.location()), o.pending.Commitment)
 	}
 	return nil
+}
+
+// storedPatient returns the current stored Patient of a compartment as a
+// tree, or nil when there is none (a patient known only by reference, one
+// deleted or erased).
+func storedPatient(ctx context.Context, tx *vault.SealedTx, compartment string) (map[string]any, error) {
+	v, err := tx.Read(ctx, "Patient", strings.TrimPrefix(compartment, "Patient/"))
+	if errors.Is(err, vault.ErrNotFound) || errors.Is(err, vault.ErrErased) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the patient of a research copy: %w", err)
+	}
+	if v.Deleted {
+		return nil, nil
+	}
+	tree, err := decodeTree(v.Body)
+	if err != nil {
+		return nil, fmt.Errorf("decode the patient of a research copy: %w", err)
+	}
+	return tree, nil
 }
 
 // put stores the version prepare built, and for a Consent the consent
