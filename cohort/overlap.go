@@ -168,18 +168,26 @@ func (ix *Index) Answer(q *Query, breakdown bool, at time.Time, p Privacy, permi
 			for i, x := range cands {
 				own[i] = x.set
 			}
-			hit := -1
-			for i, x := range cands {
-				if chk.near(x.set, targets) || chk.near(x.set, own) {
-					hit = i
+			// The first exposed set too close to an earlier one or to another
+			// of this release; withdraw it by hiding the smallest released
+			// cell that exposes either side, or else the total.
+			var fix []int
+			hit := false
+			for _, x := range cands {
+				if chk.near(x.set, targets) >= 0 {
+					fix, hit = x.fix, true
+					break
+				}
+				if j := chk.near(x.set, own); j >= 0 {
+					fix, hit = append(slices.Clone(x.fix), cands[j].fix...), true
 					break
 				}
 			}
-			if hit < 0 {
+			if !hit {
 				break
 			}
 			pick := -1
-			for _, i := range cands[hit].fix {
+			for _, i := range fix {
 				if !hide[i] && cells[i].Count > 0 && (pick < 0 || cells[i].Count < cells[pick].Count) {
 					pick = i
 				}
@@ -244,15 +252,15 @@ type checker struct {
 	threshold int
 }
 
-// near reports whether a differs from some t in ts by 1..threshold-1
-// permitted patients.
-func (k *checker) near(a bitset, ts []bitset) bool {
-	for _, t := range ts {
+// near returns the index of the first t in ts that differs from a by
+// 1..threshold-1 permitted patients, or -1.
+func (k *checker) near(a bitset, ts []bitset) int {
+	for i, t := range ts {
 		if k.small(a, t) {
-			return true
+			return i
 		}
 	}
-	return false
+	return -1
 }
 
 // small reports whether 0 < |(a Δ t) ∩ permitted| < threshold, where a holds
