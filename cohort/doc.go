@@ -107,27 +107,47 @@
 //
 // Index.Count, Index.Match and Index.Breakdown see only the patients the
 // caller's permit callback allows (the gateway's per-patient consent check)
-// and return true counts. Before a count leaves the gateway it goes through
-// Privacy:
+// and return true counts. Index.Answer evaluates a query and releases its
+// count or breakdown through Privacy (Privacy.Release and ReleaseBreakdown
+// do the same without the overlap control):
 //
 //   - Small cells: a true count of 1..Threshold-1 (default 11, as PCORnet)
 //     is suppressed: released as {"suppressed": true, "threshold": 11} with no
 //     count. Zero is not suppressed.
-//   - Complementary suppression (ReleaseBreakdown): where one cell of a row
-//     is suppressed, the smallest other cell is suppressed too, so the hidden
-//     one is not the total minus the rest.
-//   - Noise: Laplace or Gaussian noise of scale Scale, added after the
-//     suppression decision (which uses the true count). The noise of a cell is
-//     drawn from HMAC-SHA256(Key, fingerprint, cell), as i2b2 and Samply.Laplace
-//     cache noise: repeating a query returns the same answer, so averaging
-//     repeats learns nothing. Results are rounded (RoundTo) and never negative.
+//   - Complementary suppression: where one cell of a row is suppressed, the
+//     smallest other cell is suppressed too, so the hidden one is not the
+//     total minus the rest.
+//   - Overlap control (Answer): a count, or a cell, whose patient set differs
+//     from a set an earlier release exposed by 1..Threshold-1 permitted
+//     patients is suppressed with "reason": "overlap", and so are the cells
+//     that would give it back. The sets a release exposes are its total, its
+//     released cells, the total minus each of them, the union of its hidden
+//     cells and, per row, the unions of its hidden and of its released cells;
+//     a new release is also compared with itself and with the empty set, so
+//     none of its derived unions is small. Earlier releases are re-evaluated
+//     on the current index from their recorded criteria (Query.CriteriaJSON),
+//     with a cache per index state; the caller chooses them (the gateway: the
+//     newest OverlapHistory, default 256, of the client's or, with
+//     OverlapScope "all", every client's releases within RepeatWindow). A
+//     repeat of a query starts from its last release's suppressions, so on
+//     unchanged data it gets the identical answer.
+//   - Noise: Gaussian (the default, sigma DefaultScale = 3, clamped to ±3
+//     sigma) or Laplace noise of scale Scale, added after the suppression
+//     decisions (which use true counts); Noise "none" turns it off. The noise
+//     of a cell is drawn from HMAC-SHA256(Key, fingerprint, cell), as i2b2 and
+//     Samply.Laplace cache noise: repeating a query returns the same answer,
+//     so averaging repeats learns nothing. Results are rounded (RoundTo,
+//     default 5; 1 turns rounding off) and never negative.
 //   - Repeat limit: at most RepeatLimit (default 7, as SHRINE) queries of one
 //     Shape per client per RepeatWindow (default 30 days), which bounds
 //     differencing attacks that move a threshold by one. The caller keeps the
 //     count in its decision log and asks Privacy.Exceeded.
 //
-// Not covered: differencing by queries of different shapes (adding an
-// unrelated code to change the shape), and combination of a breakdown with
-// separately released marginals. Noise with a budget (epsilon accounting) is
-// left to the caller.
+// Not covered: combinations of three or more releases beyond the unions
+// listed (a tracker built from several general queries), differences that
+// come from changes of the data between two releases (new patients,
+// opt-outs), releases outside the history compared (older than the window,
+// beyond the bound, or, with scope "client", another client's: colluding
+// clients), and combination with row-level exports. Noise with a budget
+// (epsilon accounting) is left to the caller.
 package cohort

@@ -43,6 +43,12 @@ func FuzzParseQuery(f *testing.F) {
 		if len(q.Fingerprint()) != 64 || len(q.Shape()) != 64 {
 			t.Fatal("fingerprint or shape is not hex SHA-256")
 		}
+		// Decision records keep CriteriaJSON; the overlap control parses it
+		// back and must find the same query.
+		q3, err := ParseQuery([]byte(`{"criteria":` + string(q.CriteriaJSON()) + `}`))
+		if err != nil || q3.Fingerprint() != q.Fingerprint() {
+			t.Fatalf("CriteriaJSON %s does not parse back to the same query: %v", q.CriteriaJSON(), err)
+		}
 		n := ix.Count(q, at, allow)
 		if m := ix.Match(q, at, allow); len(m) != n {
 			t.Fatalf("Count %d, Match %d", n, len(m))

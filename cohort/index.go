@@ -84,6 +84,8 @@ type Index struct {
 	byCode    map[string]map[uint32]struct{} // kind byte + "system|code" -> fact numbers
 	byKind    [numKinds]map[uint32]struct{}
 	demo      map[string]bitset // dimension + "\x00" + value -> patients
+	gen       uint64            // changes with every change of the facts; keys sets
+	sets      setCache          // evaluated queries for the overlap control, per gen
 }
 
 // NewIndex returns an empty index.
@@ -148,6 +150,7 @@ func (ix *Index) Put(key, patientKey, typ string, tree map[string]any) error {
 
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
+	ix.gen++
 	ix.deleteLocked(key)
 	pn := ix.patientLocked(patientKey)
 	p := ix.patients[pn]
@@ -223,6 +226,7 @@ func (ix *Index) deleteLocked(key string) {
 	if !ok {
 		return
 	}
+	ix.gen++
 	delete(ix.resources, key)
 	for _, fn := range r.facts {
 		ix.removeFactLocked(fn)

@@ -15,47 +15,91 @@ import (
 
 // Defaults of Privacy's zero fields.
 const (
-	DefaultThreshold    = 11 // PCORnet suppresses counts below 11
-	DefaultRepeatLimit  = 7  // SHRINE locks out after about 7 runs in 30 days
-	DefaultRepeatWindow = 30 * 24 * time.Hour
-	minKeyBytes         = 16
+	DefaultThreshold      = 11 // PCORnet suppresses counts below 11
+	DefaultNoise          = NoiseGaussian
+	DefaultScale          = 3.0 // Gaussian sigma, in patients (SHRINE: 6.5 over far larger sites)
+	DefaultRoundTo        = 5   // as SHRINE
+	DefaultRepeatLimit    = 7   // SHRINE locks out after about 7 runs in 30 days
+	DefaultRepeatWindow   = 30 * 24 * time.Hour
+	DefaultOverlapScope   = OverlapClient
+	DefaultOverlapHistory = 256
+	minKeyBytes           = 16
+	// gaussianClamp bounds Gaussian noise to ±gaussianClamp·Scale (SHRINE
+	// clamps too), so a released count is never far from the truth.
+	gaussianClamp = 3
 )
 
 // Noise mechanisms of Privacy.Noise.
 const (
-	NoiseNone     = ""
+	NoiseDefault  = "" // DefaultNoise
+	NoiseNone     = "none"
 	NoiseLaplace  = "laplace"
 	NoiseGaussian = "gaussian"
 )
 
+// Scopes of the overlap control (Privacy.OverlapScope): whose earlier
+// releases a count is compared with.
+const (
+	OverlapClient = "client" // the asking client's own releases
+	OverlapAll    = "all"    // every client's releases (stops colluding clients)
+	OverlapOff    = "off"    // no overlap control
+)
+
+// Suppression reasons of Released.Reason. A count suppressed as a small
+// cell (or as its complement) carries no reason, as before.
+const (
+	ReasonOverlap = "overlap"
+)
+
 // Privacy says how counts are released: small-cell suppression, keyed
-// (cached) noise, rounding and a repeat limit per query shape. The zero value
-// suppresses counts 1..10 and adds no noise.
+// (cached) noise, rounding, a repeat limit per query shape and query-set
+// overlap control (Index.Answer). The zero value suppresses counts 1..10,
+// adds Gaussian noise of sigma 3 (which needs a Key), rounds to 5 and
+// compares every count with the client's earlier releases.
 type Privacy struct {
-	// Threshold: true counts 1..Threshold-1 are suppressed. 0 means
-	// DefaultThreshold; 1 turns suppression off.
+	// Threshold: true counts 1..Threshold-1 are suppressed, and so is a count
+	// whose patients differ from those of an earlier release by 1..Threshold-1
+	// patients. 0 means DefaultThreshold; 1 turns both off.
 	Threshold int `yaml:"threshold" json:"threshold,omitempty"`
-	// Noise is "" (none), "laplace" or "gaussian".
+	// Noise is "" (DefaultNoise), "none", "laplace" or "gaussian".
 	Noise string `yaml:"noise" json:"noise,omitempty"`
-	// Scale is the Laplace b or the Gaussian sigma, in patients.
+	// Scale is the Laplace b or the Gaussian sigma, in patients. 0 means
+	// DefaultScale. Gaussian noise is clamped to ±3 sigma.
 	Scale float64 `yaml:"scale" json:"scale,omitempty"`
-	// RoundTo rounds released counts to a multiple of it; 0 = no rounding.
+	// RoundTo rounds released counts to a multiple of it. 0 means
+	// DefaultRoundTo; 1 turns rounding off.
 	RoundTo int `yaml:"roundTo" json:"roundTo,omitempty"`
 	// Key keys the noise: the noise of a cell is a function of
 	// HMAC-SHA256(Key, fingerprint, cell), so a repeated query gets the same
 	// answer and averaging repeats gains nothing. Required (>= 16 bytes)
-	// with Noise; secret.
+	// with noise; secret.
 	Key []byte `yaml:"-" json:"-"`
 	// RepeatLimit is the number of queries of one Shape a client may run per
 	// RepeatWindow. 0 means DefaultRepeatLimit.
 	RepeatLimit int `yaml:"repeatLimit" json:"repeatLimit,omitempty"`
-	// RepeatWindow: 0 means DefaultRepeatWindow.
+	// RepeatWindow: 0 means DefaultRepeatWindow. It is also the overlap
+	// control's window.
 	RepeatWindow time.Duration `yaml:"repeatWindow" json:"repeatWindow,omitempty"`
+	// OverlapScope is "" (DefaultOverlapScope), "client", "all" or "off":
+	// whose earlier releases within RepeatWindow a count is compared with.
+	OverlapScope string `yaml:"overlapScope" json:"overlapScope,omitempty"`
+	// OverlapHistory bounds how many earlier releases (the newest within
+	// the window) a count is compared with. 0 means DefaultOverlapHistory.
+	OverlapHistory int `yaml:"overlapHistory" json:"overlapHistory,omitempty"`
 }
 
 func (p Privacy) withDefaults() Privacy {
 	if p.Threshold == 0 {
 		p.Threshold = DefaultThreshold
+	}
+	if p.Noise == NoiseDefault {
+		p.Noise = DefaultNoise
+	}
+	if p.Noise != NoiseNone && p.Scale == 0 {
+		p.Scale = DefaultScale
+	}
+	if p.RoundTo == 0 {
+		p.RoundTo = DefaultRoundTo
 	}
 	if p.RepeatLimit == 0 {
 		p.RepeatLimit = DefaultRepeatLimit
@@ -63,13 +107,24 @@ func (p Privacy) withDefaults() Privacy {
 	if p.RepeatWindow == 0 {
 		p.RepeatWindow = DefaultRepeatWindow
 	}
+	if p.OverlapScope == "" {
+		p.OverlapScope = DefaultOverlapScope
+	}
+	if p.OverlapHistory == 0 {
+		p.OverlapHistory = DefaultOverlapHistory
+	}
 	return p
 }
 
 // Validate reports a configuration that would release counts unsafely or
-// not at all.
+// not at all. Zero fields take their defaults first, so the zero value
+// needs a Key.
 func (p Privacy) Validate() error {
 	var errs []error
+	if p.Noise == NoiseNone && p.Scale != 0 {
+		errs = append(errs, errors.New("scale given without noise"))
+	}
+	p = p.withDefaults()
 	if p.Threshold < 0 {
 		errs = append(errs, errors.New("threshold must not be negative"))
 	}
@@ -82,11 +137,16 @@ func (p Privacy) Validate() error {
 	if p.RepeatWindow < 0 {
 		errs = append(errs, errors.New("repeatWindow must not be negative"))
 	}
+	if p.OverlapHistory < 0 {
+		errs = append(errs, errors.New("overlapHistory must not be negative"))
+	}
+	switch p.OverlapScope {
+	case OverlapClient, OverlapAll, OverlapOff:
+	default:
+		errs = append(errs, errors.New(`overlapScope must be "client", "all" or "off"`))
+	}
 	switch p.Noise {
 	case NoiseNone:
-		if p.Scale != 0 {
-			errs = append(errs, errors.New("scale given without noise"))
-		}
 	case NoiseLaplace, NoiseGaussian:
 		if !(p.Scale > 0) || math.IsInf(p.Scale, 0) {
 			errs = append(errs, errors.New("noise needs a positive, finite scale"))
@@ -95,7 +155,7 @@ func (p Privacy) Validate() error {
 			errs = append(errs, fmt.Errorf("noise needs a key of at least %d bytes", minKeyBytes))
 		}
 	default:
-		errs = append(errs, errors.New(`noise must be "", "laplace" or "gaussian"`))
+		errs = append(errs, errors.New(`noise must be "none", "laplace" or "gaussian"`))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("cohort privacy: %w", err)
@@ -110,18 +170,34 @@ func (p Privacy) Exceeded(previous int) bool {
 	return previous >= p.withDefaults().RepeatLimit
 }
 
-// Window returns the repeat window in effect.
+// Window returns the repeat window in effect: the window of the repeat
+// limit and of the overlap control.
 func (p Privacy) Window() time.Duration { return p.withDefaults().RepeatWindow }
 
+// Overlap returns the overlap control's scope and history bound in effect.
+// The scope is OverlapOff when Threshold is 1 (nothing is small).
+func (p Privacy) Overlap() (scope string, history int) {
+	p = p.withDefaults()
+	if p.Threshold <= 1 {
+		return OverlapOff, p.OverlapHistory
+	}
+	return p.OverlapScope, p.OverlapHistory
+}
+
 // Released is a count as it may leave the gateway. A suppressed count has no
-// Count, only the threshold it fell under.
+// Count, only the threshold it fell under and, when it was not small itself,
+// the reason.
 type Released struct {
 	Count      *int   `json:"count,omitempty"`
 	Suppressed bool   `json:"suppressed,omitempty"`
 	Threshold  int    `json:"threshold,omitempty"` // set when suppressed
+	Reason     string `json:"reason,omitempty"`    // ReasonOverlap, or none
 	Noise      string `json:"noise,omitempty"`     // mechanism added to Count
 	RoundedTo  int    `json:"roundedTo,omitempty"`
 }
+
+// released reports whether r gives a count.
+func (r Released) released() bool { return !r.Suppressed && r.Count != nil }
 
 // ReleasedCell is a breakdown cell as released.
 type ReleasedCell struct {
@@ -150,7 +226,7 @@ func (p Privacy) perturb(fingerprint, cell string, n int) Released {
 		r.Noise = p.Noise
 	}
 	x = math.Round(x)
-	if p.RoundTo > 0 {
+	if p.RoundTo > 1 {
 		x = math.Round(x/float64(p.RoundTo)) * float64(p.RoundTo)
 		r.RoundedTo = p.RoundTo
 	}
@@ -174,7 +250,8 @@ func (p Privacy) noise(fingerprint, cell string) float64 {
 		v := u1 - 0.5
 		return -p.Scale * math.Copysign(1, v) * math.Log(1-2*math.Abs(v))
 	case NoiseGaussian:
-		return p.Scale * math.Sqrt(-2*math.Log(u1)) * math.Cos(2*math.Pi*u2)
+		z := math.Sqrt(-2*math.Log(u1)) * math.Cos(2*math.Pi*u2)
+		return p.Scale * max(-gaussianClamp, min(gaussianClamp, z))
 	}
 	return 0
 }
@@ -198,6 +275,31 @@ func (p Privacy) ReleaseBreakdown(fingerprint string, cells []Cell) []ReleasedCe
 	for i, c := range cells {
 		hide[i] = !valid || c.Count >= 1 && c.Count < p.Threshold
 	}
+	complement(cells, hide)
+	return p.releaseCells(fingerprint, cells, hide, nil)
+}
+
+// releaseCells releases cells, hiding those hide marks; a hidden cell marked
+// in overlap carries ReasonOverlap.
+func (p Privacy) releaseCells(fingerprint string, cells []Cell, hide, overlap []bool) []ReleasedCell {
+	out := make([]ReleasedCell, len(cells))
+	for i, c := range cells {
+		out[i].Values = c.Values
+		switch {
+		case hide[i]:
+			out[i].Released = Released{Suppressed: true, Threshold: p.Threshold}
+			if overlap != nil && overlap[i] {
+				out[i].Reason = ReasonOverlap
+			}
+		default:
+			out[i].Released = p.perturb(fingerprint, CellName(c.Values), c.Count)
+		}
+	}
+	return out
+}
+
+// dimsOf returns the sorted dimension names of cells.
+func dimsOf(cells []Cell) []string {
 	var dims []string
 	if len(cells) > 0 {
 		for d := range cells[0].Values {
@@ -205,14 +307,18 @@ func (p Privacy) ReleaseBreakdown(fingerprint string, cells []Cell) []ReleasedCe
 		}
 		slices.Sort(dims)
 	}
+	return dims
+}
+
+// complement adds complementary suppressions to hide: wherever exactly one
+// cell of a row is hidden, the smallest other non-empty cell is hidden too,
+// until no row has a single hidden cell it can pair.
+func complement(cells []Cell, hide []bool) {
+	dims := dimsOf(cells)
 	for changed := true; changed; {
 		changed = false
 		for _, d := range dims {
-			rows := map[string][]int{}
-			for i, c := range cells {
-				rows[rowKey(c.Values, dims, d)] = append(rows[rowKey(c.Values, dims, d)], i)
-			}
-			for _, row := range rows {
+			for _, row := range rowsOf(cells, dims, d) {
 				hidden, pick := 0, -1
 				for _, i := range row {
 					switch {
@@ -229,16 +335,24 @@ func (p Privacy) ReleaseBreakdown(fingerprint string, cells []Cell) []ReleasedCe
 			}
 		}
 	}
-	out := make([]ReleasedCell, len(cells))
+}
+
+// rowsOf groups cells into their rows along dimension d, in a stable order
+// (by the first cell of each row).
+func rowsOf(cells []Cell, dims []string, d string) [][]int {
+	at := map[string]int{}
+	var rows [][]int
 	for i, c := range cells {
-		out[i].Values = c.Values
-		if hide[i] {
-			out[i].Released = Released{Suppressed: true, Threshold: p.Threshold}
-		} else {
-			out[i].Released = p.perturb(fingerprint, CellName(c.Values), c.Count)
+		k := rowKey(c.Values, dims, d)
+		j, ok := at[k]
+		if !ok {
+			j = len(rows)
+			at[k] = j
+			rows = append(rows, nil)
 		}
+		rows[j] = append(rows[j], i)
 	}
-	return out
+	return rows
 }
 
 // rowKey names the row of a cell along dimension d: its values in every

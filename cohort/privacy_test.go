@@ -11,6 +11,9 @@ import (
 
 var testKey = []byte("0123456789abcdef0123456789abcdef")
 
+// exact releases true counts: no noise, no rounding.
+var exact = Privacy{Noise: NoiseNone, RoundTo: 1}
+
 func count(r Released) string {
 	if r.Suppressed {
 		return "S"
@@ -23,8 +26,12 @@ func count(r Released) string {
 
 func TestValidate(t *testing.T) {
 	good := []Privacy{
-		{},
-		{Threshold: 1},
+		{Key: testKey},
+		{Noise: NoiseNone},
+		{Threshold: 1, Noise: NoiseNone},
+		{Noise: NoiseGaussian, Key: testKey}, // default scale
+		{Key: testKey, OverlapScope: OverlapAll, OverlapHistory: 10},
+		{Key: testKey, OverlapScope: OverlapOff},
 		{Noise: NoiseLaplace, Scale: 2, Key: testKey, RoundTo: 5},
 		{Noise: NoiseGaussian, Scale: 0.5, Key: testKey, RepeatLimit: 3, RepeatWindow: time.Hour},
 	}
@@ -34,17 +41,20 @@ func TestValidate(t *testing.T) {
 		}
 	}
 	bad := map[string]Privacy{
-		"negative threshold":  {Threshold: -1},
-		"negative rounding":   {RoundTo: -5},
-		"negative limit":      {RepeatLimit: -1},
-		"negative window":     {RepeatWindow: -time.Hour},
-		"unknown noise":       {Noise: "uniform", Scale: 1, Key: testKey},
-		"noise without key":   {Noise: NoiseLaplace, Scale: 1},
-		"short key":           {Noise: NoiseLaplace, Scale: 1, Key: []byte("short")},
-		"zero scale":          {Noise: NoiseGaussian, Key: testKey},
-		"NaN scale":           {Noise: NoiseGaussian, Scale: math.NaN(), Key: testKey},
-		"infinite scale":      {Noise: NoiseGaussian, Scale: math.Inf(1), Key: testKey},
-		"scale without noise": {Scale: 2},
+		"negative threshold":    {Threshold: -1},
+		"negative rounding":     {RoundTo: -5},
+		"negative limit":        {RepeatLimit: -1},
+		"negative window":       {RepeatWindow: -time.Hour},
+		"unknown noise":         {Noise: "uniform", Scale: 1, Key: testKey},
+		"noise without key":     {Noise: NoiseLaplace, Scale: 1},
+		"short key":             {Noise: NoiseLaplace, Scale: 1, Key: []byte("short")},
+		"default noise, no key": {},
+		"none with a scale":     {Noise: NoiseNone, Scale: 1},
+		"unknown scope":         {Key: testKey, OverlapScope: "everyone"},
+		"negative history":      {Key: testKey, OverlapHistory: -1},
+		"NaN scale":             {Noise: NoiseGaussian, Scale: math.NaN(), Key: testKey},
+		"infinite scale":        {Noise: NoiseGaussian, Scale: math.Inf(1), Key: testKey},
+		"scale without noise":   {Scale: 2},
 	}
 	for name, p := range bad {
 		if err := p.Validate(); err == nil {
@@ -64,27 +74,27 @@ func TestThreshold(t *testing.T) {
 		n    int
 		want string
 	}{
-		{Privacy{}, 0, "0"},
-		{Privacy{}, 1, "S"},
-		{Privacy{}, 10, "S"},
-		{Privacy{}, 11, "11"},
-		{Privacy{}, 1234, "1234"},
-		{Privacy{Threshold: 5}, 4, "S"},
-		{Privacy{Threshold: 5}, 5, "5"},
-		{Privacy{Threshold: 1}, 1, "1"},
-		{Privacy{RoundTo: 5}, 12, "10"},
-		{Privacy{RoundTo: 5}, 13, "15"},
-		{Privacy{RoundTo: 10}, 11, "10"},
+		{exact, 0, "0"},
+		{exact, 1, "S"},
+		{exact, 10, "S"},
+		{exact, 11, "11"},
+		{exact, 1234, "1234"},
+		{Privacy{Noise: NoiseNone, RoundTo: 1, Threshold: 5}, 4, "S"},
+		{Privacy{Noise: NoiseNone, RoundTo: 1, Threshold: 5}, 5, "5"},
+		{Privacy{Noise: NoiseNone, RoundTo: 1, Threshold: 1}, 1, "1"},
+		{Privacy{Noise: NoiseNone}, 12, "10"}, // rounds to 5 by default
+		{Privacy{Noise: NoiseNone, RoundTo: 5}, 13, "15"},
+		{Privacy{Noise: NoiseNone, RoundTo: 10}, 11, "10"},
 	} {
 		if got := count(tt.p.Release("fp", "", tt.n)); got != tt.want {
 			t.Errorf("%+v.Release(%d) = %s, want %s", tt.p, tt.n, got, tt.want)
 		}
 	}
-	b, _ := json.Marshal(Privacy{}.Release("fp", "", 3))
+	b, _ := json.Marshal(exact.Release("fp", "", 3))
 	if string(b) != `{"suppressed":true,"threshold":11}` {
 		t.Errorf("suppressed JSON = %s", b)
 	}
-	b, _ = json.Marshal(Privacy{}.Release("fp", "", 0))
+	b, _ = json.Marshal(exact.Release("fp", "", 0))
 	if string(b) != `{"count":0}` {
 		t.Errorf("zero JSON = %s", b)
 	}
@@ -93,7 +103,7 @@ func TestThreshold(t *testing.T) {
 func TestNoise(t *testing.T) {
 	for _, mech := range []string{NoiseLaplace, NoiseGaussian} {
 		t.Run(mech, func(t *testing.T) {
-			p := Privacy{Noise: mech, Scale: 3, Key: testKey}
+			p := Privacy{Noise: mech, Scale: 3, Key: testKey, RoundTo: 1}
 			other := p
 			other.Key = []byte("another key of 16+ bytes........")
 			same, differentKey, negative := 0, 0, 0
@@ -157,6 +167,36 @@ func TestNoise(t *testing.T) {
 	}
 }
 
+// TestDefaultNoise: the zero Privacy with a key adds Gaussian noise of sigma
+// DefaultScale, clamped to 3 sigma, and rounds to 5; the same fingerprint
+// and cell always get the same answer.
+func TestDefaultNoise(t *testing.T) {
+	p := Privacy{Key: testKey}
+	moved := 0
+	for i := range 2000 {
+		fp := fmt.Sprint("fp-", i)
+		r := p.Release(fp, "", 100)
+		if r.Noise != NoiseGaussian || r.RoundedTo != DefaultRoundTo || r.Count == nil {
+			t.Fatalf("Release = %+v, want Gaussian noise rounded to %d", r, DefaultRoundTo)
+		}
+		if *r.Count%DefaultRoundTo != 0 || math.Abs(float64(*r.Count-100)) > gaussianClamp*DefaultScale+DefaultRoundTo/2.0 {
+			t.Fatalf("released %d for 100: beyond the clamp and rounding", *r.Count)
+		}
+		if *r.Count != 100 {
+			moved++
+		}
+		if again := p.Release(fp, "", 100); *again.Count != *r.Count {
+			t.Fatalf("a repeat got %d, then %d", *r.Count, *again.Count)
+		}
+	}
+	if moved < 500 {
+		t.Errorf("noise moved only %d of 2000 counts off 100", moved)
+	}
+	if r := (Privacy{}).Release("fp", "", 100); !r.Suppressed {
+		t.Errorf("default noise without a key released %s; want fail closed", count(r))
+	}
+}
+
 func TestRepeatLimit(t *testing.T) {
 	p := Privacy{}
 	if p.Exceeded(6) || !p.Exceeded(7) || p.Window() != 30*24*time.Hour {
@@ -205,7 +245,7 @@ func TestReleaseBreakdown(t *testing.T) {
 			"S S 40 30 S S"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			out := Privacy{}.ReleaseBreakdown("fp", cellsOf(tt.cells))
+			out := exact.ReleaseBreakdown("fp", cellsOf(tt.cells))
 			var got []string
 			for _, c := range out {
 				got = append(got, count(c.Released))

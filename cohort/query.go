@@ -781,6 +781,119 @@ func digest(prefix string, b []byte) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// CriteriaJSON renders the query's criteria as JSON that ParseQuery accepts
+// again (as the "criteria" member) with the same Fingerprint: members and
+// all/any children in a canonical order, "as" names replaced by labels
+// derived from the named criterion's content. It holds only what the client
+// chose (codes, ranges, dates), so it may go into decision records; the
+// overlap control re-evaluates earlier queries from it.
+func (q *Query) CriteriaJSON() json.RawMessage {
+	r := &renderer{named: q.named, labels: map[string]string{}, names: map[string]string{}, used: map[string]bool{}}
+	return r.render(&q.Criteria)
+}
+
+// renderer renders criteria; names maps each "as" name to its label, made
+// unique when two named criteria have the same content (and so the same
+// label).
+type renderer struct {
+	named  map[string]*Criterion
+	labels map[string]string
+	names  map[string]string
+	used   map[string]bool
+}
+
+func (r *renderer) name(as string) string {
+	if n, ok := r.names[as]; ok {
+		return n
+	}
+	base := label(as, r.named, false, r.labels)
+	n := base
+	for i := 2; r.used[n]; i++ {
+		n = base + "-" + strconv.Itoa(i)
+	}
+	r.used[n] = true
+	r.names[as] = n
+	return n
+}
+
+// render is canonical's re-parseable twin: codings are {system, code}
+// objects and dates YYYY-MM-DD strings.
+func (r *renderer) render(c *Criterion) json.RawMessage {
+	var v any
+	switch c.op {
+	case "all", "any":
+		parts := make([]string, len(c.children))
+		for i, ch := range c.children {
+			parts[i] = string(r.render(ch))
+		}
+		slices.Sort(parts)
+		raw := make([]json.RawMessage, len(parts))
+		for i, p := range parts {
+			raw[i] = json.RawMessage(p)
+		}
+		v = map[string]any{c.op: raw}
+	case "not":
+		v = map[string]any{"not": r.render(c.children[0])}
+	case "gender", "zip3", "race", "ethnicity":
+		v = map[string]any{c.op: c.text}
+	case "deceased":
+		v = map[string]any{c.op: c.flag}
+	case "birthYear", "age":
+		v = map[string]any{c.op: rangeJSON(c.rng, false, false)}
+	default:
+		f := c.fact
+		spec := map[string]any{}
+		if len(f.codes) > 0 {
+			spec["code"] = codingJSON(f.codes)
+		}
+		if len(f.valueCode) > 0 {
+			spec["valueCode"] = codingJSON(f.valueCode)
+		}
+		if f.value.set {
+			spec["value"] = rangeJSON(f.value, false, false)
+		}
+		if f.unit != "" {
+			spec["unit"] = f.unit
+		}
+		if f.status != "" {
+			spec["status"] = f.status
+		}
+		if f.date.set {
+			spec["date"] = rangeJSON(f.date, false, true)
+		}
+		m := map[string]any{c.op: spec}
+		if c.as != "" {
+			m["as"] = r.name(c.as)
+		}
+		if w := c.within; w != nil {
+			wm := map[string]any{"of": r.name(w.of)}
+			if w.hasFrom {
+				wm["from"] = map[string]any{"days": w.fromDays}
+			}
+			if w.hasTo {
+				wm["to"] = map[string]any{"days": w.toDays}
+			}
+			m["within"] = wm
+		}
+		v = m
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic("cohort: render criteria: " + err.Error()) // only strings, numbers and maps: cannot fail
+	}
+	return b
+}
+
+// codingJSON turns sorted "system|code" strings back into codings.
+func codingJSON(codes []string) []map[string]string {
+	out := make([]map[string]string, len(codes))
+	for i, c := range codes {
+		sys, code, _ := strings.Cut(c, "|") // a system never holds "|"
+		out[i] = map[string]string{"system": sys, "code": code}
+	}
+	return out
+}
+
 // canonicalText is the canonical form of the whole query, for tests.
 func (q *Query) canonicalText() string {
 	return string(canonical(&q.Criteria, q.named, false, map[string]string{}))

@@ -310,11 +310,11 @@ func TestSynthea(t *testing.T) {
 	if len(rawCells) > 0 {
 		t.Errorf("raw cells missing from breakdown: %v", rawCells)
 	}
-	released, _ := json.Marshal(Privacy{}.ReleaseBreakdown(q.Fingerprint(), cells))
+	released, _ := json.Marshal(exact.ReleaseBreakdown(q.Fingerprint(), cells))
 	t.Logf("hypertension by gender as released (threshold 11): %s", released)
 	ab, _ := ix.Breakdown(mustParse(t, `{"criteria":{"not":{"deceased":true}},"breakdown":["ageBand"]}`), at, allow)
 	t.Logf("living patients by age band at %s: %v", at.Format(time.DateOnly), ab)
-	rel, _ := json.Marshal(Privacy{}.ReleaseBreakdown("", ab))
+	rel, _ := json.Marshal(exact.ReleaseBreakdown("", ab))
 	t.Logf("  as released: %s", rel)
 }
 

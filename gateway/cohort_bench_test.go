@@ -18,16 +18,27 @@ import (
 // as a researcher sees it: POST /v1/cohorts:count over REST, which decides
 // each candidate patient's research consent with the policy engine,
 // releases the count and records the decision (a vault transaction) before
-// answering. Target: under 50 ms. Run with: make bench-cohort
+// answering. With the default privacy settings each count is also compared
+// with the client's last 256 releases (the overlap control reads them from
+// the decision log and re-evaluates them); "overlap=off" measures the same
+// without. Target: under 50 ms. Run with: make bench-cohort
 func BenchmarkCohortCount(b *testing.B) {
 	files, _, _ := loadSynthea(b)
-	g := testonly.StartGateway(b, testonly.Options{Quiet: true, Research: gateway.ResearchConfig{
-		// Repeats are the point of a benchmark.
-		Privacy: cohort.Privacy{RepeatLimit: 1 << 30},
-	}})
-	if _, created, errs := ingestOnce(context.Background(), g, g.Token(b), files, 4); len(errs) > 0 || created != syntheaEntries {
-		b.Fatalf("ingest: %d created, %v", created, errs)
+	for _, scope := range []string{cohort.DefaultOverlapScope, cohort.OverlapOff} {
+		b.Run("overlap="+scope, func(b *testing.B) {
+			g := testonly.StartGateway(b, testonly.Options{Quiet: true, Research: gateway.ResearchConfig{
+				// Repeats are the point of a benchmark.
+				Privacy: cohort.Privacy{RepeatLimit: 1 << 30, OverlapScope: scope},
+			}})
+			if _, created, errs := ingestOnce(context.Background(), g, g.Token(b), files, 4); len(errs) > 0 || created != syntheaEntries {
+				b.Fatalf("ingest: %d created, %v", created, errs)
+			}
+			benchCohortCount(b, g)
+		})
 	}
+}
+
+func benchCohortCount(b *testing.B, g *testonly.Gateway) {
 	hdr := researcher(b, g, "bench-researcher")
 	queries := []struct{ name, body string }{
 		{"hypertension", `{"criteria": ` + hypertension + `}`},

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -47,8 +48,9 @@ type cohortRecord struct {
 	Roles          []string        `json:"roles,omitempty"`
 	Action         string          `json:"action"` // research-query or export
 	Purpose        string          `json:"purpose,omitempty"`
-	Query          string          `json:"query"` // the query's fingerprint
-	Shape          string          `json:"shape"` // its shape: near-identical queries share it
+	Query          string          `json:"query"`              // the query's fingerprint
+	Shape          string          `json:"shape"`              // its shape: near-identical queries share it
+	Criteria       json.RawMessage `json:"criteria,omitempty"` // its canonical criteria (codes, ranges, dates; no PHI)
 	Breakdown      []string        `json:"breakdown,omitempty"`
 	Allow          bool            `json:"allow"`
 	Reasons        []string        `json:"reasons"`
@@ -142,7 +144,7 @@ func (t *consentTally) record(q *cohort.Query, allow bool, reasons []string) coh
 		Kind: "access-decision", Time: t.in.Time.Format(time.RFC3339Nano), Client: t.in.Actor.ClientID,
 		Actor: t.in.Actor.Reference, Organization: t.in.Actor.Organization, Roles: t.in.Actor.Roles,
 		Action: t.in.Action, Purpose: t.in.Purpose, Query: q.Fingerprint(), Shape: q.Shape(),
-		Breakdown: q.Breakdown, Allow: allow, Reasons: reasons, Permitted: permitted, Refused: refused,
+		Criteria: q.CriteriaJSON(), Breakdown: q.Breakdown, Allow: allow, Reasons: reasons, Permitted: permitted, Refused: refused,
 		PolicyRevision: t.revision, PolicyVersion: t.r.access.version.Load(),
 	}
 }
@@ -180,17 +182,24 @@ func (r *research) query(ctx context.Context, data []byte, breakdown bool) (*htt
 			"this query is too close to "+strconv.Itoa(n)+" earlier ones within the repeat window (decision "+strconv.FormatUint(idx, 10)+")")
 	}
 
-	var answer any
-	fp := q.Fingerprint()
+	// The overlap control compares every count with the releases the
+	// decision log holds (re-evaluated on the current index), so a
+	// suppressed cell cannot be recovered by subtracting two released counts.
+	earlier, err := r.earlier(ctx, t.in.Actor.ClientID, at)
+	if err != nil {
+		return nil, err
+	}
+	res, err := r.index.Answer(q, breakdown, at, r.privacy, t.permit, earlier)
+	if err != nil {
+		return nil, failure(http.StatusBadRequest, "invalid", "breakdown", "the breakdown is not valid: "+err.Error())
+	}
+	var answer any = res.Total
 	if breakdown {
-		total := r.index.Count(q, at, t.permit)
-		cells, berr := r.index.Breakdown(q, at, t.permit)
-		if berr != nil {
-			return nil, failure(http.StatusBadRequest, "invalid", "breakdown", "the breakdown is not valid: "+berr.Error())
-		}
-		answer = breakdownAnswer{Breakdown: q.Breakdown, Total: r.privacy.Release(fp, "", total), Cells: r.privacy.ReleaseBreakdown(fp, cells)}
-	} else {
-		answer = r.privacy.Release(fp, "", r.index.Count(q, at, t.permit))
+		answer = breakdownAnswer{Breakdown: q.Breakdown, Total: res.Total, Cells: res.Cells}
+	}
+	if res.Overlaps > 0 || res.Skipped > 0 {
+		r.log.InfoContext(ctx, "cohort overlap control", slog.String("client", t.in.Actor.ClientID),
+			slog.Int("suppressed", res.Overlaps), slog.Int("compared", res.Compared), slog.Int("unreadable", res.Skipped))
 	}
 	if t.err != nil {
 		return nil, fmt.Errorf("decide research consent: %w", t.err)
@@ -202,6 +211,9 @@ func (r *research) query(ctx context.Context, data []byte, breakdown bool) (*htt
 	sum := sha256.Sum256(released)
 	rec := t.record(q, true, nil)
 	rec.Released, rec.Answer = hex.EncodeToString(sum[:]), released
+	// The candidates' consent, not that of the patients the overlap
+	// control asked about.
+	rec.Permitted, rec.Refused = res.Permitted, res.Refused
 	idx, err := r.addRecord(ctx, rec, at, q.Shape())
 	if err != nil {
 		return nil, err
@@ -265,6 +277,86 @@ func (r *research) repeats(ctx context.Context, client, shape string, at time.Ti
 		}
 		if len(ls) < f.Limit {
 			return n, nil
+		}
+		f.Before = ls[len(ls)-1].Seq
+	}
+}
+
+// Bounds of the overlap control's reading of the decision log.
+const (
+	earlierPage = 256
+	// earlierScan bounds the access-decision leaves read per query with
+	// overlapScope "all", where clinical decisions sit between the cohort
+	// ones (the log cannot list cohort records of every client by subject).
+	earlierScan = 64 * 1024
+)
+
+// earlier lists the releases the overlap control compares a new one with,
+// newest first, from the decision log: the allowed cohort counts and
+// breakdowns within the repeat window of this client (overlapScope
+// "client") or of every client ("all"), at most the history bound. So the
+// control holds across restarts and across gateways sharing the database.
+func (r *research) earlier(ctx context.Context, client string, at time.Time) ([]cohort.Earlier, error) {
+	scope, history := r.privacy.Overlap()
+	if scope == cohort.OverlapOff {
+		return nil, nil
+	}
+	since := at.Add(-r.privacy.Window())
+	f := vault.LeafFilter{Type: uint8(anchor.LeafAccessDecision), Limit: earlierPage}
+	if scope == cohort.OverlapClient {
+		f.Actor = client
+	}
+	var out []cohort.Earlier
+	for scanned := 0; ; {
+		ls, err := r.vault.Store().FindLeaves(ctx, f)
+		if err != nil {
+			return nil, fmt.Errorf("read earlier cohort releases: %w", err)
+		}
+		for _, l := range ls {
+			if l.Time.Before(since) {
+				return out, nil
+			}
+			if !strings.HasPrefix(l.Subject, "cohort:") {
+				continue
+			}
+			var rec struct {
+				Allow     bool            `json:"allow"`
+				Action    string          `json:"action"`
+				Criteria  json.RawMessage `json:"criteria"`
+				Breakdown []string        `json:"breakdown"`
+				Answer    json.RawMessage `json:"answer"`
+			}
+			// A record without criteria (written before the control) cannot
+			// be re-evaluated and is passed over.
+			if json.Unmarshal(l.Record, &rec) != nil || !rec.Allow || rec.Action != actionResearchQuery ||
+				len(rec.Answer) == 0 || len(rec.Criteria) == 0 {
+				continue
+			}
+			e := cohort.Earlier{Criteria: rec.Criteria, Breakdown: rec.Breakdown}
+			var bd struct {
+				Total *cohort.Released      `json:"total"`
+				Cells []cohort.ReleasedCell `json:"cells"`
+			}
+			if json.Unmarshal(rec.Answer, &bd) == nil && bd.Total != nil {
+				e.Total, e.Cells = *bd.Total, bd.Cells
+				if e.Cells == nil {
+					e.Cells = []cohort.ReleasedCell{}
+				}
+			} else if json.Unmarshal(rec.Answer, &e.Total) != nil {
+				continue
+			}
+			out = append(out, e)
+			if len(out) >= history {
+				return out, nil
+			}
+		}
+		scanned += len(ls)
+		if len(ls) < f.Limit {
+			return out, nil
+		}
+		if scanned >= earlierScan {
+			r.log.WarnContext(ctx, "cohort overlap control: scan bound reached", slog.Int("leaves", scanned), slog.Int("releases", len(out)))
+			return out, nil
 		}
 		f.Before = ls[len(ls)-1].Seq
 	}

@@ -144,6 +144,9 @@ type cohortResult struct {
 	Result struct {
 		Count      *int                  `json:"count"`
 		Suppressed bool                  `json:"suppressed"`
+		Reason     string                `json:"reason"`
+		Noise      string                `json:"noise"`
+		RoundedTo  int                   `json:"roundedTo"`
 		Breakdown  []string              `json:"breakdown"`
 		Total      cohort.Released       `json:"total"`
 		Cells      []cohort.ReleasedCell `json:"cells"`
@@ -176,8 +179,10 @@ const (
 // nor exported; the repeat limit triggers; an export's files are what its
 // anchored decision record says were released.
 func TestResearchOverSynthea(t *testing.T) {
+	// Exact counts: no noise, no rounding (the defaults add both; see
+	// TestCohortDifferencingAttack).
 	g := testonly.StartGateway(t, testonly.Options{Quiet: true, Research: gateway.ResearchConfig{
-		Privacy: cohort.Privacy{Threshold: 1, RepeatLimit: 4},
+		Privacy: cohort.Privacy{Threshold: 1, Noise: cohort.NoiseNone, RoundTo: 1, RepeatLimit: 4},
 	}})
 	ehr := []string{"Authorization", "Bearer " + g.Token(t)}
 	files := shareddata.Files(t, "synthea")
@@ -344,7 +349,8 @@ func TestResearchOverSynthea(t *testing.T) {
 	})
 
 	// A restart rebuilds the index from the vault; with the default
-	// threshold, small counts are suppressed.
+	// threshold, small counts are suppressed (and the overlap control,
+	// which compares this new client's releases only, is on).
 	g.RestartWith(t, func(o *testonly.Options) { o.Research.Privacy.Threshold = 0 })
 	hdr = researcher(t, g, "research-team-2")
 	t.Run("small counts are suppressed", func(t *testing.T) {

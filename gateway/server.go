@@ -52,9 +52,10 @@ type ResearchConfig struct {
 	// Profile is the de-identification profile; nil means deid.SafeHarbor().
 	Profile *deid.Config
 	// Privacy are the protections of released counts. Zero fields take
-	// cohort's defaults (suppress counts under 11, at most 7 near-identical
-	// queries per client per 30 days, no noise); NoiseKey empty derives the
-	// noise key from the vault's keys.
+	// cohort's defaults (suppress counts under 11 and counts within 10
+	// patients of the client's earlier releases, Gaussian noise of sigma 3,
+	// rounding to 5, at most 7 near-identical queries per client per 30
+	// days); an empty Key derives the noise key from the vault's keys.
 	Privacy cohort.Privacy
 	// ExportDir holds export files; required for the export API.
 	ExportDir string

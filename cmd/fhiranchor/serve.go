@@ -73,15 +73,17 @@ type config struct {
 	Research struct {
 		// Profile is a de-identification profile file (YAML or JSON) or the
 		// name of an embedded one: safe-harbor (default), safe-harbor-strict.
-		Profile      string        `yaml:"profile"`
-		Threshold    int           `yaml:"threshold"`     // counts under this are suppressed (default 11)
-		Noise        string        `yaml:"noise"`         // "" (none), laplace or gaussian
-		NoiseScale   float64       `yaml:"noise_scale"`   // Laplace b or Gaussian sigma
-		RoundTo      int           `yaml:"round_to"`      // round released counts to a multiple (0: no rounding)
-		RepeatLimit  int           `yaml:"repeat_limit"`  // near-identical queries per client per window (default 7)
-		RepeatWindow time.Duration `yaml:"repeat_window"` // default 720h (30 days)
-		ExportDir    string        `yaml:"export_dir"`    // default <data>/exports
-		ExportTTL    time.Duration `yaml:"export_ttl"`    // default 24h
+		Profile        string        `yaml:"profile"`
+		Threshold      int           `yaml:"threshold"`       // counts under this are suppressed (default 11)
+		Noise          string        `yaml:"noise"`           // gaussian (default), laplace or none
+		NoiseScale     float64       `yaml:"noise_scale"`     // Laplace b or Gaussian sigma (default 3)
+		RoundTo        int           `yaml:"round_to"`        // round released counts to a multiple (default 5; 1: no rounding)
+		RepeatLimit    int           `yaml:"repeat_limit"`    // near-identical queries per client per window (default 7)
+		RepeatWindow   time.Duration `yaml:"repeat_window"`   // default 720h (30 days); also the overlap control's window
+		OverlapScope   string        `yaml:"overlap_scope"`   // whose earlier releases a count is compared with: client (default), all, off
+		OverlapHistory int           `yaml:"overlap_history"` // how many earlier releases (default 256)
+		ExportDir      string        `yaml:"export_dir"`      // default <data>/exports
+		ExportTTL      time.Duration `yaml:"export_ttl"`      // default 24h
 	} `yaml:"research"`
 	Log struct {
 		Level  string `yaml:"level"`  // debug, info (default), warn, error
@@ -154,6 +156,7 @@ func (c *config) research() (gateway.ResearchConfig, error) {
 		Privacy: cohort.Privacy{
 			Threshold: r.Threshold, Noise: r.Noise, Scale: r.NoiseScale, RoundTo: r.RoundTo,
 			RepeatLimit: r.RepeatLimit, RepeatWindow: r.RepeatWindow,
+			OverlapScope: r.OverlapScope, OverlapHistory: r.OverlapHistory,
 		},
 		ExportDir: r.ExportDir, ExportTTL: r.ExportTTL,
 	}

@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/fhiranchor/fhiranchor/cohort"
 	"github.com/fhiranchor/fhiranchor/internal/shareddata"
 )
 
@@ -159,6 +162,45 @@ func TestResearchConfig(t *testing.T) {
 		}
 		if err == nil && rc.ExportDir != filepath.Join(c.Data, "exports") {
 			t.Errorf("%q: export dir %q", tt.yaml, rc.ExportDir)
+		}
+	}
+}
+
+// TestResearchPrivacyConfig: the research privacy keys reach
+// cohort.Privacy; an unknown overlap scope or a scale with noise "none"
+// fails validation (gateway.New refuses it at start).
+func TestResearchPrivacyConfig(t *testing.T) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	for _, tt := range []struct {
+		yaml string
+		want cohort.Privacy
+		ok   bool
+	}{
+		{"research:\n  threshold: 11\n", cohort.Privacy{Threshold: 11}, true},
+		{"research:\n  noise: none\n  round_to: 1\n  overlap_scope: all\n  overlap_history: 64\n",
+			cohort.Privacy{Noise: cohort.NoiseNone, RoundTo: 1, OverlapScope: cohort.OverlapAll, OverlapHistory: 64}, true},
+		{"research:\n  overlap_scope: everyone\n", cohort.Privacy{OverlapScope: "everyone"}, false},
+		{"research:\n  noise: none\n  noise_scale: 2\n", cohort.Privacy{Noise: cohort.NoiseNone, Scale: 2}, false},
+	} {
+		path := filepath.Join(t.TempDir(), "c.yaml")
+		if err := os.WriteFile(path, []byte(tt.yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := loadConfig(path, noEnv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.applyDefaults()
+		rc, err := c.research()
+		if err != nil {
+			t.Fatalf("%q: %v", tt.yaml, err)
+		}
+		if diff := cmp.Diff(tt.want, rc.Privacy); diff != "" {
+			t.Errorf("%q: privacy (-want +got):\n%s", tt.yaml, diff)
+		}
+		rc.Privacy.Key = key // the gateway derives it from the master key
+		if err := rc.Privacy.Validate(); (err == nil) != tt.ok {
+			t.Errorf("%q: Validate = %v, want ok %v", tt.yaml, err, tt.ok)
 		}
 	}
 }
