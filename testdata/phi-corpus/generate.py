@@ -299,6 +299,14 @@ def ambrose():
                                     "title": "H and P - Ambrose Quillfeather (MCH-00417733)", "creation": "2026-09-14T12:00:00-04:00"}}],
     })
     b.add({
+        "resourceType": "Practitioner",
+        "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": phi("1993817264", "NPI")}],
+        "name": [{"family": "Vantongeren", "given": ["Isolde"], "prefix": ["Dr."]}],
+        "telecom": [{"system": "phone", "value": phi("802-555-0120", "phone"), "use": "work"}],
+        "address": [{"line": [phi("12 Heronsgate Road", "street address")], "city": city, "state": "VT"}],
+        "gender": "female",
+    })
+    b.add({
         "resourceType": "Communication", "status": "completed", "subject": b.subj(), "sent": "2026-09-15T09:00:00-04:00",
         "payload": [{"contentString": "Left message for " + daughter[0] + " at (802) 555-0143 about the visit"}],
     })
@@ -338,6 +346,12 @@ def henrietta():
         "contact": [{"relationship": [cc("http://terminology.hl7.org/CodeSystem/v2-0131", "C", "Emergency Contact")],
                      "name": {"text": husband}, "telecom": [{"system": "phone", "value": phi("608-555-0139", "phone")}],
                      "organization": {"display": employer}}],
+    })
+    b.add({
+        "resourceType": "Organization", "active": True, "name": employer,
+        "alias": ["Corvidae Freight Dispatch"],
+        "identifier": [{"system": "urn:oid:2.16.840.1.113883.4.4", "value": phi("39-4471902", "employer EIN")}],
+        "address": [{"line": ["1800 Ptarmigan Freight Way"], "city": city, "state": "WI"}],
     })
     observation(b, cc(LOINC, "4548-4", "Hemoglobin A1c/Hemoglobin.total in Blood"), "2025-02-03T08:40:00-06:00", qty(7.9, "%"))
     observation(b, cc(LOINC, "4548-4", "Hemoglobin A1c/Hemoglobin.total in Blood"), "2025-08-11T08:35:00-06:00", qty(7.1, "%"),
@@ -497,6 +511,15 @@ def thaddeus():
                                  "description": "Gym at " + employer + " " + "60 Gullwing Plaza"}}],
     })
     b.add({
+        "resourceType": "AuditEvent",
+        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest", "display": "RESTful Operation"},
+        "action": "R", "recorded": "2025-01-23T17:50:02.114-05:00", "outcome": "0",
+        "agent": [{"requestor": True, "who": {"display": "Thaddeus Pemberton-Achebe (patient portal)"},
+                   "network": {"address": "198.51.100.23", "type": "2"}}],
+        "source": {"observer": {"display": "Saltmarsh Bay patient portal"}},
+        "entity": [{"what": {"reference": "Patient/" + mrn}, "description": "Portal login by SBH-9001-2248"}],
+    })
+    b.add({
         "resourceType": "Goal", "lifecycleStatus": "active", "subject": b.subj(),
         "description": {"text": "HbA1c under 7 before daughter " + name("Chiamaka") + "'s wedding"},
         "startDate": "2025-01-23", "target": [{"dueDate": "2025-09-30"}],
@@ -607,7 +630,7 @@ def bartholomew():
         "contact": [{"relationship": [cc("http://terminology.hl7.org/CodeSystem/v2-0131", "N", "Next-of-Kin")],
                      "name": {"text": mother}, "telecom": [{"system": "phone", "value": "603-555-0126"}],
                      "organization": {"display": phi("Brindlewood Paper Mill", "employer")}}],
-    })
+    }, put_id=mrn)
     rp = b.add({
         "resourceType": "RelatedPerson", "patient": b.subj(),
         "relationship": [cc("http://terminology.hl7.org/CodeSystem/v3-RoleCode", "MTH", "mother")],
@@ -725,6 +748,13 @@ def wilhelmina():
         "description": "Son " + son + " checks the monitor; neighbour " + name("Hyacinth") + " " + name("Calloway-Stroud") + " has a key to " + street,
         "period": {"start": "2019-06-20"},
         "note": [note("Next transmission check with Dr. Brisbois-Kahale", "2025-02-11T12:00:00-05:00")],
+    })
+    b.add({
+        "resourceType": "Provenance", "target": [{"reference": b.patient}],
+        "recorded": "2025-02-11T12:05:00.000-05:00",
+        "policy": ["http://192.0.2.146:8080/policy/fairweather-nakashima"],
+        "agent": [{"who": {"display": "Telemetry gateway PMK-88213-WFN at " + street}}],
+        "reason": [cc("http://terminology.hl7.org/CodeSystem/v3-ActReason", "TREAT", "treatment", "Upload for " + son)],
     })
     b.add({
         "resourceType": "MedicationRequest", "status": "active", "intent": "order",
