@@ -388,7 +388,12 @@ func TestNothingIdentifyingLeaves(t *testing.T) {
 	corpus := loadPHICorpus(t)
 	scan := newLeakScanner(corpus.plants)
 	g := testonly.StartGateway(t, testonly.Options{}) // not Quiet: the request log is a sink too
-	rep := &leakReport{}
+	// Each subtest reports what its sinks leak, by sink and plant.
+	sink := func(t *testing.T) *leakReport {
+		r := &leakReport{}
+		t.Cleanup(func() { r.errorf(t, corpus.plants) })
+		return r
+	}
 
 	ingestBundles(t, g, shareddata.Files(t, "synthea"))
 	corpusIn := ingestBundles(t, g, corpus.files)
@@ -405,12 +410,13 @@ func TestNothingIdentifyingLeaves(t *testing.T) {
 	}
 
 	t.Run("bad input", func(t *testing.T) {
-		badInput(t, g, scan, rep, patients["01-quillfeather.json"])
+		badInput(t, g, scan, sink, patients["01-quillfeather.json"])
 	})
 
 	hdr := researcher(t, g, "privacy-adversary")
 	ex := exportAll(t, g, hdr)
 	t.Run("export", func(t *testing.T) {
+		rep := sink(t)
 		scan.scan(rep, "export manifest", ex.manifest, sinkRules{ids: true, exactDates: true})
 		for typ, body := range ex.files {
 			scan.scan(rep, "export "+typ+".ndjson", body, sinkRules{ids: true, exportFiles: true})
@@ -419,6 +425,7 @@ func TestNothingIdentifyingLeaves(t *testing.T) {
 	})
 
 	t.Run("cohort answers", func(t *testing.T) {
+		rep := sink(t)
 		var answers [][]byte
 		for _, q := range []string{
 			`{"criteria": ` + everyone + `}`,
@@ -458,13 +465,14 @@ func TestNothingIdentifyingLeaves(t *testing.T) {
 		t.Errorf("POST Consent = %d %s", r.Status, r.Body)
 	}
 	admin := g.TokenFor(t, auth.Claims{ClientID: "operator", Scopes: []string{gateway.AdminScope}, TTL: time.Hour})
-	if r := sendRoot(t, g, http.MethodPost, "/v1/patients/"+patients["07-thistlewood.json"]+":erase", admin, []byte(`{}`)); r.Status != http.StatusOK {
-		t.Errorf("erase = %d %s", r.Status, r.Body)
-	} else {
-		scan.scan(rep, "erasure answer", r.Body, sinkRules{ids: true, exactDates: true})
+	erased := sendRoot(t, g, http.MethodPost, "/v1/patients/"+patients["07-thistlewood.json"]+":erase", admin, []byte(`{}`))
+	if erased.Status != http.StatusOK {
+		t.Errorf("erase = %d %s", erased.Status, erased.Body)
 	}
 
 	t.Run("decision log and anchored records", func(t *testing.T) {
+		rep := sink(t)
+		scan.scan(rep, "erasure answer", erased.Body, sinkRules{ids: true, exactDates: true})
 		auditor := g.TokenFor(t, auth.Claims{ClientID: "auditor", Scopes: []string{gateway.AuditScope}, TTL: time.Hour})
 		pages := 0
 		for token := ""; ; pages++ {
@@ -538,6 +546,7 @@ func TestNothingIdentifyingLeaves(t *testing.T) {
 	})
 
 	t.Run("server log", func(t *testing.T) {
+		rep := sink(t)
 		logs := g.Logs.Bytes()
 		if len(logs) == 0 {
 			t.Log("the gateway logged nothing at warning level")
@@ -546,6 +555,7 @@ func TestNothingIdentifyingLeaves(t *testing.T) {
 	})
 
 	t.Run("files at rest", func(t *testing.T) {
+		rep := sink(t)
 		exportDir := filepath.Join(g.Dir, "exports")
 		n := 0
 		err := filepath.WalkDir(g.Dir, func(path string, d fs.DirEntry, err error) error {
@@ -580,15 +590,11 @@ func TestNothingIdentifyingLeaves(t *testing.T) {
 			t.Errorf("read %d files at rest", n)
 		}
 	})
-
-	if n := rep.errorf(t, corpus.plants); n > 0 {
-		t.Logf("%d findings: a planted string reached a sink outside the vault", n)
-	}
 }
 
 // badInput sends PHI-laden input that must be refused: each gets a 4xx
 // OperationOutcome quoting none of the corpus and changes nothing.
-func badInput(t *testing.T, g *testonly.Gateway, scan *leakScanner, rep *leakReport, patientID string) {
+func badInput(t *testing.T, g *testonly.Gateway, scan *leakScanner, sink func(*testing.T) *leakReport, patientID string) {
 	ehr := []string{"Authorization", "Bearer " + g.Token(t)}
 	const who = "John Quillfeather 078-05-1120"
 	obs := func(ref string) string {
@@ -645,7 +651,7 @@ func badInput(t *testing.T, g *testonly.Gateway, scan *leakScanner, rep *leakRep
 				r = g.Do(t, tc.method, tc.path, body, headers...)
 			}
 			if r.Status >= 400 { // an accepted write echoes what its client sent: the status is the finding
-				scan.scan(rep, "error body of "+tc.name, r.Body, sinkRules{ids: true, exactDates: true})
+				scan.scan(sink(t), "the error body", r.Body, sinkRules{ids: true, exactDates: true})
 			}
 			if r.Status != tc.want {
 				t.Errorf("status %d, want %d: %.300s", r.Status, tc.want, r.Body)
@@ -683,6 +689,7 @@ var ageCodes = map[string]bool{"30525-0": true, "21612-7": true, "29553-5": true
 func checkExportStructure(t *testing.T, ex exported) {
 	t.Helper()
 	thisYear := time.Now().Year()
+	ageYear := thisYear // of the resource at hand
 	type finding struct{ what, where string }
 	counts := map[finding]int{}
 	add := func(what, where string) { counts[finding{what, where}]++ }
@@ -710,7 +717,7 @@ func checkExportStructure(t *testing.T, ex exported) {
 		if len(s) > 4 {
 			add("a birth date finer than a year", where)
 		}
-		if y, err := strconv.Atoi(s[:min(4, len(s))]); err == nil && thisYear-y > 89 {
+		if y, err := strconv.Atoi(s[:min(4, len(s))]); err == nil && ageYear-y > 89 {
 			add("the birth year of someone over 89", where)
 		}
 	}
@@ -719,6 +726,15 @@ func checkExportStructure(t *testing.T, ex exported) {
 			var res map[string]any
 			if err := json.Unmarshal(line, &res); err != nil {
 				t.Fatalf("%s.ndjson: %v", typ, err)
+			}
+			// Ages are at death for the deceased (deid's birthYear rule).
+			ageYear = thisYear
+			for _, k := range []string{"deceasedDateTime", "deceasedDate"} {
+				if d, ok := res[k].(string); ok && len(d) >= 4 {
+					if y, err := strconv.Atoi(d[:4]); err == nil {
+						ageYear = y
+					}
+				}
 			}
 			if m, ok := res["meta"].(map[string]any); ok && m["lastUpdated"] != nil {
 				add("meta.lastUpdated", typ+".meta.lastUpdated")
