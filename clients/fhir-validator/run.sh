@@ -4,13 +4,17 @@
 # Synthea Bundles, exports every patient's de-identified resources through
 # the cohort export API (Bulk Data style: kick-off, poll, manifest, files),
 # and validates every exported resource with the `fhir` npm package
-# (check.sh). Exit status is non-zero if any resource is invalid or any
+# (check.sh). Then the same for the PHI corpus (testdata/phi-corpus, pushed
+# after Synthea): its research copies are the ones a de-identifier is most
+# likely to break, since every free-text element it cleans or removes there
+# holds something. Exit status is non-zero if any resource is invalid or any
 # step fails. Needs go, node >= 20, npm, python3, curl.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 synthea="${FHIRANCHOR_SYNTHEA:-$root/../shared/testdata/synthea}"
+corpus="$root/testdata/phi-corpus"
 
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/fhiranchor-fv.XXXXXX")"
 server_pid=""
@@ -71,6 +75,15 @@ done
 echo "pushing $(ls "$synthea"/*.json | wc -l) Synthea Bundles" >&2
 if ! "$tmp/fhiranchor" push --data "$data" --server "$base/fhir/r4" --no-progress "$synthea" >"$tmp/push.log" 2>&1; then
   tail -n 20 "$tmp/push.log" >&2
+  exit 1
+fi
+
+# The corpus's Bundles by name: the folder also holds phi.json, its oracle,
+# which is not a Bundle.
+corpus_files=("$corpus"/[0-9]*.json)
+echo "pushing ${#corpus_files[@]} PHI corpus Bundles" >&2
+if ! "$tmp/fhiranchor" push --data "$data" --server "$base/fhir/r4" --no-progress "${corpus_files[@]}" >"$tmp/push-corpus.log" 2>&1; then
+  tail -n 20 "$tmp/push-corpus.log" >&2
   exit 1
 fi
 
