@@ -282,7 +282,9 @@ func (e *exports) run(ctx context.Context, job *exportJob) {
 	_ = os.Remove(filepath.Join(dir, buildingFile))
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	job.done, job.cancel = true, nil
+	// The tally's decisions are keyed by patient: keep them no longer than
+	// the build, so an erased patient's id does not linger in memory.
+	job.done, job.cancel, job.tally = true, nil, nil
 	if errors.Is(err, errWithdrawn) {
 		job.withdrawn = true // withdraw left the marker and the owner
 		return
