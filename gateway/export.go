@@ -821,7 +821,7 @@ func (e *exports) writeHolds(id string, reflected int64, held map[string]bool) e
 	for p := range held {
 		h.Patients = append(h.Patients, e.holdToken(p))
 	}
-	slices.Sort(h.Patients) // the order of the files would tell nothing, but neither need this
+	slices.Sort(h.Patients) // sorted: not in the order of the files
 	data, err := json.Marshal(h)
 	if err != nil {
 		return err
