@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
@@ -27,6 +28,9 @@ type adminService struct {
 	fhiranchorv1.UnimplementedAdminServiceServer
 	vault *vault.Sealed
 	now   func() time.Time
+	// exports are withdrawn when they hold the erased patient; nil without
+	// policy (no exports here; other gateways follow the erasure leaf).
+	exports *exports
 }
 
 // erasure is what ErasePatient answers: the erasure's own leaf, and the
@@ -42,7 +46,10 @@ type erasure struct {
 }
 
 // ErasePatient crypto-shreds a patient compartment and queues an erasure
-// leaf in the same transaction.
+// leaf in the same transaction, then withdraws the exports holding the
+// patient from this gateway's export directory. Every other gateway reads
+// the leaf before it serves an export, so the erasure reaches exports on all
+// of them.
 func (a *adminService) ErasePatient(ctx context.Context, req *fhiranchorv1.ErasePatientRequest) (*httpbody.HttpBody, error) {
 	if err := requireScope(ctx, AdminScope); err != nil {
 		return nil, err
@@ -83,6 +90,13 @@ func (a *adminService) ErasePatient(ctx context.Context, req *fhiranchorv1.Erase
 	})
 	if err != nil {
 		return nil, err
+	}
+	if a.exports != nil {
+		// The erasure stands even if this fails: serving an export follows
+		// the erasure leaves again, and refuses while it cannot.
+		if _, err := a.exports.followErasures(ctx); err != nil {
+			a.exports.log.ErrorContext(ctx, "erasure could not withdraw exports yet", slog.String("err", err.Error()))
+		}
 	}
 	body, err := json.Marshal(out)
 	if err != nil {

@@ -18,14 +18,17 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/genproto/googleapis/api/httpbody"
 
+	"github.com/fhiranchor/fhiranchor/anchor"
 	"github.com/fhiranchor/fhiranchor/cohort"
 	"github.com/fhiranchor/fhiranchor/fhir"
 	"github.com/fhiranchor/fhiranchor/policy"
 	fhiranchorv1 "github.com/fhiranchor/fhiranchor/proto/fhiranchor/v1"
+	"github.com/fhiranchor/fhiranchor/vault"
 )
 
 // Cohort export, in the manner of FHIR Bulk Data $export: the kick-off
@@ -36,6 +39,14 @@ import (
 // file, before any file is served. Files hold de-identified copies only and
 // live under the export directory until their time to live passes; only the
 // client that asked may read them.
+//
+// Erasure reaches exports. Each export keeps, beside its files, keyed
+// tokens of the patient compartments it holds (holds.json); an erasure leaf
+// naming one of them withdraws the export: a "withdrawn" marker is written,
+// every other file but the owner is deleted, and the status and file URLs
+// answer 410 Gone. Every gateway follows the erasure leaves of the shared
+// vault, before it serves any export, so it honours an erasure made by
+// another gateway whether or not the export directory is shared.
 
 const ndjsonType = "application/fhir+ndjson"
 
@@ -79,11 +90,36 @@ type exportJob struct {
 	tally   *consentTally
 	base    string // scheme://host of the kick-off, for file URLs
 
-	cancel   context.CancelFunc
-	done     bool
-	failed   string // a failure's generic description
-	progress string
-	manifest []byte
+	cancel    context.CancelFunc
+	done      bool
+	failed    string // a failure's generic description
+	withdrawn bool   // data in it was erased
+	progress  string
+	manifest  []byte
+}
+
+// The files of an export's directory besides its NDJSON files.
+const (
+	ownerFile     = "owner"         // the client id that asked: only it is served
+	buildingFile  = "building"      // queued or building; touched as a heartbeat
+	failedFile    = "failed"        // the build failed; no data files
+	manifestFile  = "manifest.json" // finished
+	holdsFile     = "holds.json"    // the patients it holds, as keyed tokens
+	withdrawnFile = "withdrawn"     // withdrawn for an erasure; no data files
+)
+
+// exportHolds is what an export records of the patients it holds, so an
+// erasure can find it: HMAC-SHA256 of each compartment ("Patient/<id>")
+// under a key derived from the vault's master key, never an id, and never
+// the pseudonym a researcher sees (that is keyed by another key), so the file
+// links nothing for whoever reads the directory without the master key.
+type exportHolds struct {
+	// Erasures is the Seq of the newest erasure leaf committed before the
+	// export selected its patients: those are reflected already (the erased
+	// were not selected). Only later erasures can withdraw it.
+	Erasures int64 `json:"erasures"`
+	// Patients are the tokens (hex), sorted.
+	Patients []string `json:"patients"`
 }
 
 // exports runs export jobs one at a time (an export reads every resource of
@@ -95,9 +131,15 @@ type exports struct {
 	log  *slog.Logger
 	base string // scheme://host[/path] of the configured public base, or "": the request's
 
+
 	mu    sync.Mutex
 	jobs  map[string]*exportJob
 	queue chan *exportJob
+
+	// follow serializes followErasures; erasedAfter is the Seq of the
+	// last erasure leaf it applied to the export directory.
+	follow      sync.Mutex
+	erasedAfter int64
 }
 
 func newExports(r *research, dir string, ttl time.Duration, log *slog.Logger) *exports {
@@ -162,7 +204,7 @@ func (e *exports) kickOff(ctx context.Context, data []byte) (*httpbody.HttpBody,
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create export directory: %w", err)
 	}
-	for f, content := range map[string][]byte{"owner": []byte(job.client), "building": nil} {
+	for f, content := range map[string][]byte{ownerFile: []byte(job.client), buildingFile: nil} {
 		if err := os.WriteFile(filepath.Join(dir, f), content, 0o600); err != nil {
 			_ = os.RemoveAll(dir)
 			return nil, fmt.Errorf("write export %s: %w", f, err)
@@ -197,14 +239,21 @@ func newExportID() (string, error) {
 func (e *exports) Run(ctx context.Context) error {
 	sweep := time.NewTicker(time.Minute)
 	defer sweep.Stop()
+	follow := time.NewTicker(followEvery)
+	defer follow.Stop()
 	go e.beat(ctx)
 	e.expire()
+	e.followLogged(ctx)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-sweep.C:
 			e.expire()
+		case <-follow.C:
+			// Serving follows erasures too; this deletes the files of an
+			// export nobody asks for.
+			e.followLogged(ctx)
 		case job := <-e.queue:
 			e.run(ctx, job)
 		}
@@ -226,10 +275,16 @@ func (e *exports) run(ctx context.Context, job *exportJob) {
 	e.mu.Unlock()
 	dir := filepath.Join(e.dir, job.id)
 	m, err := e.build(jctx, job)
-	_ = os.Remove(filepath.Join(dir, "building"))
+	_ = os.Remove(filepath.Join(dir, buildingFile))
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	job.done, job.cancel = true, nil
+	// The tally's decisions are keyed by patient: keep them no longer than
+	// the build, so an erased patient's id does not linger in memory.
+	job.done, job.cancel, job.tally = true, nil, nil
+	if errors.Is(err, errWithdrawn) {
+		job.withdrawn = true // withdraw left the marker and the owner
+		return
+	}
 	if err != nil {
 		_ = os.RemoveAll(dir)
 		if jctx.Err() != nil {
@@ -240,8 +295,8 @@ func (e *exports) run(ctx context.Context, job *exportJob) {
 		e.log.ErrorContext(ctx, "cohort export failed", slog.String("export", job.id), slog.String("err", err.Error()))
 		// Other gateways learn of the failure from the directory.
 		if os.MkdirAll(dir, 0o700) == nil {
-			_ = os.WriteFile(filepath.Join(dir, "owner"), []byte(job.client), 0o600)
-			_ = os.WriteFile(filepath.Join(dir, "failed"), nil, 0o600)
+			_ = os.WriteFile(filepath.Join(dir, ownerFile), []byte(job.client), 0o600)
+			_ = os.WriteFile(filepath.Join(dir, failedFile), nil, 0o600)
 		}
 		return
 	}
@@ -279,7 +334,7 @@ func (e *exports) beat(ctx context.Context) {
 		e.mu.Unlock()
 		for _, id := range ids {
 			now := time.Now()
-			_ = os.Chtimes(filepath.Join(e.dir, id, "building"), now, now)
+			_ = os.Chtimes(filepath.Join(e.dir, id, buildingFile), now, now)
 		}
 	}
 }
@@ -288,6 +343,12 @@ func (e *exports) beat(ctx context.Context) {
 // manifest.
 func (e *exports) build(ctx context.Context, job *exportJob) ([]byte, error) {
 	r := e.r
+	// Every erasure committed before catchUp starts is reflected in the
+	// index once it returns: the patients it erased are not selected.
+	reflected, err := e.newestErasure(ctx)
+	if err != nil {
+		return nil, err
+	}
 	if err := r.catchUp(ctx); err != nil {
 		return nil, err
 	}
@@ -296,11 +357,13 @@ func (e *exports) build(ctx context.Context, job *exportJob) ([]byte, error) {
 	if t.err != nil {
 		return nil, fmt.Errorf("decide export consent: %w", t.err)
 	}
+	exportStage("selected")
 	dir := filepath.Join(e.dir, job.id)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create export directory: %w", err)
 	}
 	files := map[string]*ndjsonFile{}
+	held := map[string]bool{} // compartments with at least one line written
 	defer func() {
 		for _, f := range files {
 			f.f.Close()
@@ -340,6 +403,7 @@ func (e *exports) build(ctx context.Context, job *exportJob) ([]byte, error) {
 			if err := f.add(data); err != nil {
 				return nil, err
 			}
+			held[p] = true
 		}
 	}
 	var out []exportFile
@@ -353,6 +417,23 @@ func (e *exports) build(ctx context.Context, job *exportJob) ([]byte, error) {
 	if out == nil {
 		out = []exportFile{}
 	}
+	exportStage("files")
+
+	// Before anything is released: record whom the export holds, so that
+	// any later erasure finds it, then look for an erasure of one of them
+	// committed since the selection (while the files were written).
+	if err := e.writeHolds(job.id, reflected, held); err != nil {
+		return nil, err
+	}
+	if n, err := e.erasedSince(ctx, reflected, held); err != nil {
+		return nil, err
+	} else if n > 0 {
+		if err := e.withdraw(ctx, job.id, n); err != nil {
+			return nil, err
+		}
+		return nil, errWithdrawn
+	}
+	exportStage("holds")
 
 	// What is released: the files, by type, count and digest.
 	released, err := json.Marshal(out)
@@ -379,13 +460,36 @@ func (e *exports) build(ctx context.Context, job *exportJob) ([]byte, error) {
 	}
 	// The owner and manifest on disk let a restarted gateway serve the
 	// export until it expires.
-	if err := os.WriteFile(filepath.Join(dir, "owner"), []byte(job.client), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(job.client), 0o600); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "manifest.json"), m, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, manifestFile), m, 0o600); err != nil {
 		return nil, err
+	}
+	// An erasure committed after the check above withdrew the export from
+	// holds.json (here or on another gateway), perhaps before the manifest
+	// was written: take it away again.
+	if _, err := os.Stat(filepath.Join(dir, withdrawnFile)); err == nil {
+		if err := e.withdraw(ctx, job.id, 0); err != nil {
+			return nil, err
+		}
+		return nil, errWithdrawn
 	}
 	return m, nil
+}
+
+// errWithdrawn ends a build whose export was withdrawn for an erasure.
+var errWithdrawn = errors.New("export withdrawn: data in it was erased")
+
+// exportStageHook, set by tests only, runs at named stages of a build
+// ("selected", "files", "holds"), so that a test can erase a patient at a
+// chosen moment.
+var exportStageHook atomic.Pointer[func(stage string)]
+
+func exportStage(stage string) {
+	if f := exportStageHook.Load(); f != nil {
+		(*f)(stage)
+	}
 }
 
 func (e *exports) setProgress(job *exportJob, p string) {
@@ -444,13 +548,24 @@ func (f *ndjsonFile) close() error {
 }
 
 // job returns the caller's export id, or a 404 that does not tell other
-// clients' exports from missing ones.
+// clients' exports from missing ones. It first applies every erasure
+// committed so far to the export directory, so that no gateway serves an
+// export holding a patient erased by another.
 func (e *exports) job(ctx context.Context, id string) (*exportJob, error) {
 	notFound := failure(http.StatusNotFound, "not-found", "", "no such export")
 	if !exportID.MatchString(id) {
 		return nil, notFound
 	}
+	if _, err := e.followErasures(ctx); err != nil {
+		// Fail closed: an export that cannot be checked is not served.
+		return nil, err
+	}
 	client := clientOf(ctx)
+	dir := filepath.Join(e.dir, id)
+	withdrawn := func() bool {
+		_, err := os.Stat(filepath.Join(dir, withdrawnFile))
+		return err == nil
+	}
 	e.mu.Lock()
 	job, ok := e.jobs[id]
 	e.mu.Unlock()
@@ -458,24 +573,32 @@ func (e *exports) job(ctx context.Context, id string) (*exportJob, error) {
 		if job.client != client {
 			return nil, notFound
 		}
+		// Another gateway sharing the directory may have withdrawn it.
+		if withdrawn() {
+			e.mu.Lock()
+			job.withdrawn, job.manifest = true, nil
+			e.mu.Unlock()
+		}
 		return job, nil
 	}
 	// Finished before a restart, or run by another gateway sharing the
 	// export directory: the directory tells how it stands.
-	dir := filepath.Join(e.dir, id)
-	owner, err := os.ReadFile(filepath.Join(dir, "owner"))
+	owner, err := os.ReadFile(filepath.Join(dir, ownerFile))
 	if err != nil || string(owner) != client {
 		return nil, notFound
 	}
-	if m, err := os.ReadFile(filepath.Join(dir, "manifest.json")); err == nil {
+	if withdrawn() {
+		return &exportJob{id: id, client: client, done: true, withdrawn: true}, nil
+	}
+	if m, err := os.ReadFile(filepath.Join(dir, manifestFile)); err == nil {
 		return &exportJob{id: id, client: client, done: true, manifest: m}, nil
 	}
-	if _, err := os.Stat(filepath.Join(dir, "failed")); err == nil {
+	if _, err := os.Stat(filepath.Join(dir, failedFile)); err == nil {
 		return &exportJob{id: id, client: client, done: true, failed: exportFailed}, nil
 	}
 	// Queued or building elsewhere, unless its builder went quiet (a
 	// gateway that died with the job).
-	last, err := os.Stat(filepath.Join(dir, "building"))
+	last, err := os.Stat(filepath.Join(dir, buildingFile))
 	if err == nil && time.Since(last.ModTime()) < heartbeatStale {
 		return &exportJob{id: id, client: client, progress: "in progress on another gateway"}, nil
 	}
@@ -490,9 +613,11 @@ func (s *cohortService) GetExport(ctx context.Context, req *fhiranchorv1.GetExpo
 		return nil, err
 	}
 	s.exports.mu.Lock()
-	done, failed, progress, m := job.done, job.failed, job.progress, job.manifest
+	done, failed, withdrawn, progress, m := job.done, job.failed, job.withdrawn, job.progress, job.manifest
 	s.exports.mu.Unlock()
 	switch {
+	case withdrawn:
+		return nil, exportWithdrawn()
 	case !done:
 		setResponse(ctx, http.StatusAccepted, "x-progress", progress, "retry-after", "1")
 		return &httpbody.HttpBody{ContentType: "application/json", Data: []byte(`{"status":"in-progress"}`)}, nil
@@ -509,14 +634,22 @@ func (s *cohortService) GetExportFile(ctx context.Context, req *fhiranchorv1.Get
 		return nil, err
 	}
 	s.exports.mu.Lock()
-	ready := job.done && job.failed == ""
+	ready, withdrawn := job.done && job.failed == "", job.withdrawn
 	s.exports.mu.Unlock()
+	if withdrawn {
+		return nil, exportWithdrawn()
+	}
 	typ, ok := strings.CutSuffix(req.GetName(), ".ndjson")
 	if !ready || !ok || !fhir.IsResourceType(typ) {
 		return nil, failure(http.StatusNotFound, "not-found", "", "no such export file")
 	}
-	data, err := os.ReadFile(filepath.Join(s.exports.dir, job.id, typ+".ndjson"))
+	dir := filepath.Join(s.exports.dir, job.id)
+	data, err := os.ReadFile(filepath.Join(dir, typ+".ndjson"))
 	if errors.Is(err, os.ErrNotExist) {
+		// Withdrawn while this request ran?
+		if _, err := os.Stat(filepath.Join(dir, withdrawnFile)); err == nil {
+			return nil, exportWithdrawn()
+		}
 		return nil, failure(http.StatusNotFound, "not-found", "", "no such export file")
 	}
 	if err != nil {
@@ -579,4 +712,270 @@ func (e *exports) expire() {
 		e.mu.Unlock()
 		_ = os.RemoveAll(filepath.Join(e.dir, ent.Name()))
 	}
+}
+
+// exportWithdrawn is what the status and file URLs of a withdrawn export
+// answer. It names neither the patient nor how many were erased.
+func exportWithdrawn() error {
+	return failure(http.StatusGone, "deleted", "",
+		"this export was withdrawn because data in it was erased; start a new export")
+}
+
+// followEvery is how often Run applies new erasures to the export directory
+// when no request does.
+const followEvery = 5 * time.Second
+
+// followLogged is followErasures for Run: errors go to the log.
+func (e *exports) followLogged(ctx context.Context) {
+	if _, err := e.followErasures(ctx); err != nil && ctx.Err() == nil {
+		e.log.ErrorContext(ctx, "exports could not follow erasures", slog.String("err", err.Error()))
+	}
+}
+
+// followErasures withdraws every export of the directory that holds a
+// patient erased since the last call, and returns how many it withdrew.
+// The first call after a start reads every erasure: the directory may have
+// been written while this gateway was down. Like research.applyErasures, it
+// relies on leaf Seqs becoming visible in increasing order.
+func (e *exports) followErasures(ctx context.Context) (int, error) {
+	e.follow.Lock()
+	defer e.follow.Unlock()
+	fresh, err := e.erasuresAfter(ctx, e.erasedAfter)
+	if err != nil || len(fresh) == 0 {
+		return 0, err
+	}
+	n, err := e.sweep(ctx, fresh)
+	if err != nil {
+		return n, err
+	}
+	e.erasedAfter = fresh[len(fresh)-1].Seq
+	return n, nil
+}
+
+// erasuresAfter returns the erasure leaves with a Seq above after, oldest
+// first.
+func (e *exports) erasuresAfter(ctx context.Context, after int64) ([]vault.Leaf, error) {
+	var fresh []vault.Leaf
+	before := int64(0)
+	for {
+		ls, err := e.r.vault.Store().FindLeaves(ctx, vault.LeafFilter{Type: uint8(anchor.LeafErasure), Before: before, Limit: 256})
+		if err != nil {
+			return nil, fmt.Errorf("read erasures: %w", err)
+		}
+		for _, l := range ls {
+			if l.Seq <= after {
+				slices.Reverse(fresh)
+				return fresh, nil
+			}
+			fresh = append(fresh, l)
+		}
+		if len(ls) < 256 {
+			slices.Reverse(fresh)
+			return fresh, nil
+		}
+		before = ls[len(ls)-1].Seq
+	}
+}
+
+// newestErasure returns the Seq of the newest erasure leaf, or 0.
+func (e *exports) newestErasure(ctx context.Context) (int64, error) {
+	ls, err := e.r.vault.Store().FindLeaves(ctx, vault.LeafFilter{Type: uint8(anchor.LeafErasure), Limit: 1})
+	if err != nil {
+		return 0, fmt.Errorf("read erasures: %w", err)
+	}
+	if len(ls) == 0 {
+		return 0, nil
+	}
+	return ls[0].Seq, nil
+}
+
+// erasedSince counts the patients of held erased by a leaf above after.
+func (e *exports) erasedSince(ctx context.Context, after int64, held map[string]bool) (int, error) {
+	fresh, err := e.erasuresAfter(ctx, after)
+	if err != nil {
+		return 0, err
+	}
+	if len(fresh) == 0 {
+		return 0, nil
+	}
+	tokens := make(map[string]bool, len(held))
+	for p := range held {
+		tokens[e.holdToken(p)] = true
+	}
+	n := 0
+	for _, l := range fresh {
+		if tokens[l.Subject] {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// holdToken is the token of a compartment in holds.json: its recordRef,
+// the name erasure leaves give the patient.
+func (e *exports) holdToken(compartment string) string {
+	return recordRef(e.r.vault, compartment)
+}
+
+// writeHolds records the patients an export holds.
+func (e *exports) writeHolds(id string, reflected int64, held map[string]bool) error {
+	h := exportHolds{Erasures: reflected, Patients: make([]string, 0, len(held))}
+	for p := range held {
+		h.Patients = append(h.Patients, e.holdToken(p))
+	}
+	slices.Sort(h.Patients) // sorted: not in the order of the files
+	data, err := json.Marshal(h)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(e.dir, id, holdsFile), data, 0o600); err != nil {
+		return fmt.Errorf("write export holds: %w", err)
+	}
+	return nil
+}
+
+// clockSkew bounds how far the clocks of gateways sharing a directory may
+// disagree; it widens the test for an export that has no holds.json.
+const clockSkew = 5 * time.Minute
+
+// sweep withdraws the exports of the directory that hold a patient erased
+// by one of the leaves fresh.
+func (e *exports) sweep(ctx context.Context, fresh []vault.Leaf) (int, error) {
+	erased := map[string]int64{} // token -> Seq of its erasure
+	var newest time.Time
+	for _, l := range fresh {
+		if !strings.HasPrefix(l.Subject, "Patient/") {
+			continue
+		}
+		erased[l.Subject] = l.Seq // a recordRef, as holds.json keeps them
+		if l.Time.After(newest) {
+			newest = l.Time
+		}
+	}
+	if len(erased) == 0 {
+		return 0, nil
+	}
+	entries, err := os.ReadDir(e.dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read export directory: %w", err)
+	}
+	withdrawn := 0
+	for _, ent := range entries {
+		if !ent.IsDir() || !exportID.MatchString(ent.Name()) {
+			continue
+		}
+		hits, err := e.holdsErased(filepath.Join(e.dir, ent.Name()), erased, newest)
+		if err != nil {
+			return withdrawn, err
+		}
+		if hits > 0 {
+			if err := e.withdraw(ctx, ent.Name(), hits); err != nil {
+				return withdrawn, err
+			}
+			withdrawn++
+		}
+	}
+	return withdrawn, nil
+}
+
+// holdsErased tells how many of the erasures (tokens to Seqs, the newest
+// made at newest) an export's directory holds data of.
+func (e *exports) holdsErased(dir string, erased map[string]int64, newest time.Time) (int, error) {
+	data, err := os.ReadFile(filepath.Join(dir, holdsFile))
+	switch {
+	case err == nil:
+		var h exportHolds
+		if err := json.Unmarshal(data, &h); err != nil {
+			return len(erased), nil // it cannot be told apart: withdraw it
+		}
+		hits := 0
+		for _, p := range h.Patients {
+			if seq, ok := erased[p]; ok && seq > h.Erasures {
+				hits++
+			}
+		}
+		return hits, nil
+	case errors.Is(err, os.ErrNotExist):
+	default:
+		return 0, fmt.Errorf("read export holds: %w", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, withdrawnFile)); err == nil {
+		return 0, e.removeData(dir) // a manifest written after the withdrawal
+	}
+	// A finished export without holds.json was made before exports kept
+	// them: it may hold anyone, so any erasure after it began withdraws it.
+	if m, err := os.ReadFile(filepath.Join(dir, manifestFile)); err == nil {
+		var mf struct {
+			TransactionTime time.Time `json:"transactionTime"`
+		}
+		if json.Unmarshal(m, &mf) != nil || !newest.Before(mf.TransactionTime.Add(-clockSkew)) {
+			return len(erased), nil
+		}
+		return 0, nil
+	}
+	// Being built: the builder checks for erasures once its files are
+	// written. Otherwise failed, or abandoned by a gateway that died while
+	// building: partial files may hold the erased, and nobody serves them.
+	if last, err := os.Stat(filepath.Join(dir, buildingFile)); err == nil && time.Since(last.ModTime()) < heartbeatStale {
+		return 0, nil
+	}
+	return 0, e.removeData(dir)
+}
+
+// removeData deletes every file of an export's directory but its owner and
+// the markers that tell why the data is gone.
+func (e *exports) removeData(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read export: %w", err)
+	}
+	for _, ent := range entries {
+		switch ent.Name() {
+		case ownerFile, withdrawnFile, failedFile:
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(dir, ent.Name())); err != nil {
+			return fmt.Errorf("delete export data: %w", err)
+		}
+	}
+	return nil
+}
+
+// withdraw marks an export withdrawn, then deletes its data; erased is how
+// many of its patients were erased (0: not known here), for the log. The
+// marker comes first, so a reader that misses a file finds it.
+func (e *exports) withdraw(ctx context.Context, id string, erased int) error {
+	dir := filepath.Join(e.dir, id)
+	f, err := os.OpenFile(filepath.Join(dir, withdrawnFile), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	fresh := err == nil
+	switch {
+	case fresh:
+		err = errors.Join(f.Sync(), f.Close())
+		if err != nil {
+			return fmt.Errorf("mark export withdrawn: %w", err)
+		}
+	case errors.Is(err, os.ErrNotExist):
+		return nil // deleted or expired meanwhile: nothing left to withdraw
+	case !errors.Is(err, os.ErrExist):
+		return fmt.Errorf("mark export withdrawn: %w", err)
+	}
+	if err := e.removeData(dir); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	if job := e.jobs[id]; job != nil {
+		job.withdrawn, job.manifest = true, nil
+	}
+	e.mu.Unlock()
+	if fresh {
+		e.log.WarnContext(ctx, "cohort export withdrawn: data in it was erased",
+			slog.String("export", id), slog.Int("erased", erased))
+	}
+	return nil
 }
