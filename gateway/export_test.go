@@ -41,7 +41,7 @@ type erasureFixture struct {
 func startErasureFixture(t *testing.T, females, males int) *erasureFixture {
 	t.Helper()
 	g := testonly.StartGateway(t, testonly.Options{Research: gateway.ResearchConfig{
-		Privacy: cohort.Privacy{Threshold: 1},
+		Privacy: cohort.Privacy{Threshold: 1, Noise: cohort.NoiseNone, RoundTo: 1},
 	}})
 	f := &erasureFixture{g: g, hdr: researcher(t, g, "research-team"), admin: g.Token(t, gateway.AdminScope), bundle: map[string]string{}}
 	files := shareddata.Files(t, "synthea")
@@ -333,7 +333,7 @@ func startPeer(t *testing.T, g *testonly.Gateway, dir string) (peer *testonly.Ga
 	logs := &testonly.SyncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := gateway.New(ctx, gateway.Config{HTTPAddr: "127.0.0.1:0", Research: gateway.ResearchConfig{
-		ExportDir: dir, Privacy: cohort.Privacy{Threshold: 1},
+		ExportDir: dir, Privacy: cohort.Privacy{Threshold: 1, Noise: cohort.NoiseNone, RoundTo: 1},
 	}}, gateway.Deps{Vault: g.Vault, Verifier: auth.NewVerifier(auth.DevKeySet(key), auth.Config{}), Log: g.Log,
 		Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
