@@ -235,27 +235,15 @@ type parser struct {
 	count int
 }
 
-// members fails on a member of obj not in allowed. Only member names that
-// look like identifiers are repeated in the error.
+// members fails on a member of obj not in allowed. The error never names
+// the member: it is the client's, and may be a name or an SSN.
 func (p *parser) members(obj map[string]any, path string, allowed ...string) error {
 	for k := range obj {
 		if !slices.Contains(allowed, k) {
-			return &QueryError{Path: path, Reason: "unknown member" + nameHint(k) + "; allowed: " + strings.Join(allowed, ", ")}
+			return &QueryError{Path: path, Reason: "unknown member; allowed: " + strings.Join(allowed, ", ")}
 		}
 	}
 	return nil
-}
-
-func nameHint(k string) string {
-	if len(k) == 0 || len(k) > 32 {
-		return ""
-	}
-	for _, r := range k {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_') {
-			return ""
-		}
-	}
-	return " " + strconv.Quote(k)
 }
 
 func join(path, member string) string {
@@ -370,7 +358,7 @@ func (p *parser) criterion(v any, path string, depth int) (*Criterion, error) {
 			c.within = win
 		}
 	default:
-		return nil, &QueryError{Path: path, Reason: "unknown test" + nameHint(op) + "; want all, any, not, gender, birthYear, age, zip3, race, ethnicity, deceased, condition, observation, medication, encounter, procedure, immunization or report"}
+		return nil, &QueryError{Path: path, Reason: "unknown test; want all, any, not, gender, birthYear, age, zip3, race, ethnicity, deceased, condition, observation, medication, encounter, procedure, immunization or report"}
 	}
 	return c, nil
 }
@@ -464,7 +452,7 @@ func codings(v any, path string) ([]string, error) {
 		}
 		for k := range obj {
 			if k != "system" && k != "code" {
-				return nil, &QueryError{Path: ipath, Reason: "unknown member" + nameHint(k) + "; allowed: system, code"}
+				return nil, &QueryError{Path: ipath, Reason: "unknown member" + "; allowed: system, code"}
 			}
 		}
 		sys, err := str(obj["system"], join(ipath, "system"))
@@ -528,7 +516,7 @@ func rangeOf(v any, path string, num func(any, string) (float64, error)) (numRan
 	r.set = true
 	for k := range obj {
 		if !slices.Contains(rangeOps, k) {
-			return numRange{}, &QueryError{Path: path, Reason: "unknown member" + nameHint(k) + "; allowed: gt, ge, lt, le, eq"}
+			return numRange{}, &QueryError{Path: path, Reason: "unknown member" + "; allowed: gt, ge, lt, le, eq"}
 		}
 	}
 	if _, ok := obj["eq"]; ok && len(obj) > 1 {

@@ -37,7 +37,7 @@ type adminService struct {
 // record and salt its commitment was made from, so the operator can prove
 // later what was erased and when. None of it is PHI.
 type erasure struct {
-	Compartment    string          `json:"compartment"`
+	Compartment    string          `json:"compartment"` // as records name it: "Patient/tok-…"
 	VersionsErased int64           `json:"versionsErased"`
 	LeafIndex      uint64          `json:"leafIndex"`
 	Receipt        string          `json:"receipt"`
@@ -84,7 +84,7 @@ func (a *adminService) ErasePatient(ctx context.Context, req *fhiranchorv1.Erase
 			return err
 		}
 		seq := int64(idx) + 1
-		out = erasure{Compartment: compartment, VersionsErased: n, LeafIndex: uint64(seq - 1),
+		out = erasure{Compartment: subject, VersionsErased: n, LeafIndex: uint64(seq - 1),
 			Receipt: "/v1/receipts/leaves/" + strconv.FormatInt(seq-1, 10), Record: record, Salt: hex.EncodeToString(salt)}
 		return nil
 	})

@@ -131,7 +131,6 @@ type exports struct {
 	log  *slog.Logger
 	base string // scheme://host[/path] of the configured public base, or "": the request's
 
-
 	mu    sync.Mutex
 	jobs  map[string]*exportJob
 	queue chan *exportJob
