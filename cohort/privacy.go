@@ -21,7 +21,7 @@ const (
 	DefaultRoundTo        = 5   // as SHRINE
 	DefaultRepeatLimit    = 7   // SHRINE locks out after about 7 runs in 30 days
 	DefaultRepeatWindow   = 30 * 24 * time.Hour
-	DefaultOverlapScope   = OverlapClient
+	DefaultOverlapScope   = OverlapAll
 	DefaultOverlapHistory = 256
 	minKeyBytes           = 16
 	// gaussianClamp bounds Gaussian noise to ±gaussianClamp·Scale (SHRINE

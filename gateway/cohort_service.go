@@ -63,8 +63,10 @@ type cohortRecord struct {
 	PolicyVersion  int64           `json:"policyVersion"`
 }
 
-// shapeSubject is the record subject under which a shape's queries are listed.
-func shapeSubject(shape string) string { return "cohort:" + shape }
+// cohortSubject is the record subject of every cohort query and export, so
+// that the log lists research releases, of one client or of all, without
+// reading past the clinical decisions between them.
+const cohortSubject = "cohort"
 
 type cohortService struct {
 	fhiranchorv1.UnimplementedCohortServiceServer
@@ -242,7 +244,7 @@ func (r *research) addRecord(ctx context.Context, rec cohortRecord, at time.Time
 	var idx uint64
 	err := r.vault.Update(ctx, func(tx *vault.SealedTx) error {
 		var err error
-		idx, _, err = addRecord(ctx, tx, anchor.LeafAccessDecision, "access-decision", shapeSubject(shape), rec.Client, at, rec)
+		idx, _, err = addRecord(ctx, tx, anchor.LeafAccessDecision, "access-decision", cohortSubject, rec.Client, at, rec)
 		return err
 	})
 	if err != nil {
@@ -257,7 +259,7 @@ func (r *research) addRecord(ctx context.Context, rec cohortRecord, at time.Time
 func (r *research) repeats(ctx context.Context, client, shape string, at time.Time) (int, error) {
 	since := at.Add(-r.privacy.Window())
 	n := 0
-	f := vault.LeafFilter{Type: uint8(anchor.LeafAccessDecision), Subject: shapeSubject(shape), Actor: client, Limit: 128}
+	f := vault.LeafFilter{Type: uint8(anchor.LeafAccessDecision), Subject: cohortSubject, Actor: client, Limit: 128}
 	for {
 		ls, err := r.vault.Store().FindLeaves(ctx, f)
 		if err != nil {
@@ -270,8 +272,9 @@ func (r *research) repeats(ctx context.Context, client, shape string, at time.Ti
 			var rec struct {
 				Allow  bool   `json:"allow"`
 				Action string `json:"action"`
+				Shape  string `json:"shape"`
 			}
-			if json.Unmarshal(l.Record, &rec) == nil && rec.Allow && rec.Action == actionResearchQuery {
+			if json.Unmarshal(l.Record, &rec) == nil && rec.Allow && rec.Action == actionResearchQuery && rec.Shape == shape {
 				n++
 			}
 		}
@@ -282,14 +285,9 @@ func (r *research) repeats(ctx context.Context, client, shape string, at time.Ti
 	}
 }
 
-// Bounds of the overlap control's reading of the decision log.
-const (
-	earlierPage = 256
-	// earlierScan bounds the access-decision leaves read per query with
-	// overlapScope "all", where clinical decisions sit between the cohort
-	// ones (the log cannot list cohort records of every client by subject).
-	earlierScan = 64 * 1024
-)
+// earlierPage is how many records the overlap control reads per query to
+// the decision log.
+const earlierPage = 256
 
 // earlier lists the releases the overlap control compares a new one with,
 // newest first, from the decision log: the allowed cohort counts and
@@ -302,12 +300,12 @@ func (r *research) earlier(ctx context.Context, client string, at time.Time) ([]
 		return nil, nil
 	}
 	since := at.Add(-r.privacy.Window())
-	f := vault.LeafFilter{Type: uint8(anchor.LeafAccessDecision), Limit: earlierPage}
+	f := vault.LeafFilter{Type: uint8(anchor.LeafAccessDecision), Subject: cohortSubject, Limit: earlierPage}
 	if scope == cohort.OverlapClient {
 		f.Actor = client
 	}
 	var out []cohort.Earlier
-	for scanned := 0; ; {
+	for {
 		ls, err := r.vault.Store().FindLeaves(ctx, f)
 		if err != nil {
 			return nil, fmt.Errorf("read earlier cohort releases: %w", err)
@@ -315,9 +313,6 @@ func (r *research) earlier(ctx context.Context, client string, at time.Time) ([]
 		for _, l := range ls {
 			if l.Time.Before(since) {
 				return out, nil
-			}
-			if !strings.HasPrefix(l.Subject, "cohort:") {
-				continue
 			}
 			var rec struct {
 				Allow     bool            `json:"allow"`
@@ -350,12 +345,7 @@ func (r *research) earlier(ctx context.Context, client string, at time.Time) ([]
 				return out, nil
 			}
 		}
-		scanned += len(ls)
 		if len(ls) < f.Limit {
-			return out, nil
-		}
-		if scanned >= earlierScan {
-			r.log.WarnContext(ctx, "cohort overlap control: scan bound reached", slog.Int("leaves", scanned), slog.Int("releases", len(out)))
 			return out, nil
 		}
 		f.Before = ls[len(ls)-1].Seq

@@ -80,7 +80,7 @@ type config struct {
 		RoundTo        int           `yaml:"round_to"`        // round released counts to a multiple (default 5; 1: no rounding)
 		RepeatLimit    int           `yaml:"repeat_limit"`    // near-identical queries per client per window (default 7)
 		RepeatWindow   time.Duration `yaml:"repeat_window"`   // default 720h (30 days); also the overlap control's window
-		OverlapScope   string        `yaml:"overlap_scope"`   // whose earlier releases a count is compared with: client (default), all, off
+		OverlapScope   string        `yaml:"overlap_scope"`   // whose earlier releases a count is compared with: all (default), client, off
 		OverlapHistory int           `yaml:"overlap_history"` // how many earlier releases (default 256)
 		ExportDir      string        `yaml:"export_dir"`      // default <data>/exports
 		ExportTTL      time.Duration `yaml:"export_ttl"`      // default 24h
