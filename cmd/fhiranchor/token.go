@@ -9,7 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fhiranchor/fhiranchor/fhir"
 	"github.com/fhiranchor/fhiranchor/gateway/auth"
+	"github.com/fhiranchor/fhiranchor/policy"
 )
 
 const tokenUsage = `usage: fhiranchor token [flags]
@@ -59,6 +61,13 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return errors.New("token: --client is empty")
 	case *ttl <= 0:
 		return fmt.Errorf("token: --ttl must be positive, got %v", *ttl)
+	case *purpose != "" && !policy.ValidPurpose(*purpose):
+		// The gateway refuses such a token: the purpose goes into anchored records.
+		return errors.New("token: --purpose is not a code of the v3 PurposeOfUse value set")
+	case *fhirUser != "" && !fhir.ValidReference(*fhirUser):
+		return errors.New("token: --fhir-user is not a FHIR reference such as Practitioner/p1")
+	case *org != "" && !fhir.ValidReference(*org):
+		return errors.New("token: --organization is not a FHIR reference such as Organization/o1")
 	}
 	key, err := auth.LoadOrCreateDevKey(*dataDir)
 	if err != nil {

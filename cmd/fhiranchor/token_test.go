@@ -67,6 +67,10 @@ func TestTokenDefaultsAndErrors(t *testing.T) {
 		{"--data", dir, "--scope", " "},
 		{"--data", dir, "--client", ""},
 		{"--data", dir, "extra"},
+		{"--data", dir, "--purpose", "care by Dr Quill"},
+		{"--data", dir, "--purpose", "treat"},
+		{"--data", dir, "--fhir-user", "Practitioner/Dr Quill"},
+		{"--data", dir, "--organization", "Acme Steel"},
 		{"--bogus"},
 	} {
 		if err := runToken(t.Context(), args, &stdout, &stderr, func(string) string { return "" }); err == nil {
