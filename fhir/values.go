@@ -45,8 +45,9 @@ func ValidURI(s string) bool {
 // ValidReference reports whether s is a Reference.reference the gateway can
 // store: "#" or "#<id>" (contained), "urn:uuid:<uuid>", "urn:oid:<oid>",
 // "<Type>/<id>" with an optional "/_history/<id>", the same after an
-// absolute http(s) base, or a conditional reference "<Type>?<query>"
-// (resolved within a transaction) whose query has no whitespace.
+// absolute http(s) base, or a conditional reference "<Type>?<query>" whose
+// query has no whitespace (the gateway resolves it within a transaction and
+// refuses it elsewhere).
 func ValidReference(s string) bool {
 	switch {
 	case s == "#":
@@ -63,6 +64,9 @@ func ValidReference(s string) bool {
 	}
 	if typ, query, ok := strings.Cut(s, "?"); ok {
 		return IsResourceType(typ) && query != ""
+	}
+	if strings.Contains(s, "#") {
+		return false
 	}
 	segs := strings.Split(s, "/")
 	if base, ok := strings.CutPrefix(s, "https://"); ok || strings.HasPrefix(s, "http://") {

@@ -21,6 +21,8 @@ func TestValidReference(t *testing.T) {
 		{"https://ehr.example.org/fhir/r4/Patient/123", true},
 		{"http://ehr.example.org/Patient/123/_history/4", true},
 		{"Patient?identifier=http://hospital.example.org/mrn|7730412", true},
+		{"Quillfeather?identifier=1", false},
+		{"Patient/1#x", false},
 		{"Patient/John Quillfeather 078-05-1120", false},
 		{"Patient/a_b", false},
 		{"Patient/" + strings.Repeat("a", 65), false},

@@ -140,7 +140,7 @@ func (s *service) search(ctx context.Context, o *op) ([]byte, error) {
 	// A write transaction only for its consistent view; nothing is written.
 	err := s.vault.Update(ctx, func(tx *vault.SealedTx) error {
 		var err error
-		ids, err = s.writer.matchValues(ctx, tx, o, o.search, ".request.url")
+		ids, err = s.writer.matchValues(ctx, tx, o, o.typ, o.search, ".request.url")
 		return err
 	})
 	if err != nil {

@@ -153,6 +153,57 @@ func TestConditionalCreate(t *testing.T) {
 	}
 }
 
+// TestConditionalReferences: within a transaction, "Patient?identifier=…"
+// is resolved to the one patient it matches, so the resource lands in that
+// patient's compartment (and under their consent); no match, several
+// matches, or a conditional reference outside a transaction fail and store
+// nothing.
+func TestConditionalReferences(t *testing.T) {
+	g := testonly.StartGateway(t, testonly.Options{})
+	auth := []string{"Authorization", "Bearer " + g.Token(t)}
+	mustStatus(t, g.Do(t, "PUT", "/Patient/cr1", []byte(`{"resourceType":"Patient","id":"cr1","identifier":[{"system":"urn:mrn","value":"c1"}]}`), auth...), 201)
+	for _, id := range []string{"twin1", "twin2"} {
+		mustStatus(t, g.Do(t, "PUT", "/Patient/"+id, []byte(`{"resourceType":"Patient","id":"`+id+`","identifier":[{"system":"urn:mrn","value":"twin"}]}`), auth...), 201)
+	}
+	obs := func(ref string) string {
+		return `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"` + ref + `"}}`
+	}
+	txn := func(ref string) []byte {
+		return []byte(`{"resourceType":"Bundle","type":"transaction","entry":[{"fullUrl":"urn:uuid:44444444-4444-4444-8444-444444444444","resource":` +
+			obs(ref) + `,"request":{"method":"POST","url":"Observation"}}]}`)
+	}
+	r := g.Do(t, "POST", "", txn("Patient?identifier=urn:mrn|c1"), auth...)
+	mustStatus(t, r, 200)
+	loc := relativeLocation(decodeBundle(t, r.Body).Entry[0].Response.Location)
+	v, err := g.Vault.Read(t.Context(), "Observation", strings.Split(loc, "/")[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Compartment != "Patient/cr1" || !strings.Contains(string(v.Body), `"reference":"Patient/cr1"`) {
+		t.Errorf("stored in compartment %q: %s", v.Compartment, v.Body)
+	}
+	for _, tc := range []struct {
+		name string
+		path string
+		body []byte
+		want int
+	}{
+		{"no match", "", txn("Patient?identifier=urn:mrn|nobody"), 400},
+		{"two matches", "", txn("Patient?identifier=urn:mrn|twin"), 412},
+		{"unsupported parameter", "", txn("Patient?name=Quill"), 400},
+		{"outside a transaction", "/Observation", []byte(obs("Patient?identifier=urn:mrn|c1")), 400},
+	} {
+		before := g.Stats(t)
+		r := g.Do(t, "POST", tc.path, tc.body, auth...)
+		if r.Status != tc.want || !strings.Contains(string(r.Body), "OperationOutcome") {
+			t.Errorf("%s: %d %s, want %d and an OperationOutcome", tc.name, r.Status, r.Body, tc.want)
+		}
+		if after := g.Stats(t); after != before {
+			t.Errorf("%s: the vault changed: %+v -> %+v", tc.name, before, after)
+		}
+	}
+}
+
 // TestIdempotencyKey: the same key answers the first response again, for a
 // create and for a Bundle; another client's identical key is its own.
 func TestIdempotencyKey(t *testing.T) {

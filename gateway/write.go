@@ -314,7 +314,7 @@ func (w *writer) resolve(ctx context.Context, tx *vault.SealedTx, o *op) error {
 		return nil
 	case "PUT", "DELETE":
 		if o.cond != nil {
-			ids, err := w.matchValues(ctx, tx, o, o.cond, ".request.url")
+			ids, err := w.matchValues(ctx, tx, o, o.typ, o.cond, ".request.url")
 			if err != nil {
 				return err
 			}
@@ -385,10 +385,8 @@ func (w *writer) prepare(ctx context.Context, tx *vault.SealedTx, o *op, refs ma
 		// erases their tombstones too.
 		compartment = o.compartment
 	} else {
-		if refs != nil {
-			if err := resolveReferences(o, refs); err != nil {
-				return err
-			}
+		if err := w.resolveReferences(ctx, tx, o, refs); err != nil {
+			return err
 		}
 		o.res.SetVersion(o.id, o.version, now)
 		tree = o.res.Tree
@@ -525,19 +523,51 @@ func (w *writer) put(ctx context.Context, tx *vault.SealedTx, o *op) error {
 }
 
 // resolveReferences rewrites the references of a transaction entry that
-// name other entries (by fullUrl) to the server's ids. A urn:uuid or urn:oid
-// reference that names no entry can never resolve: the transaction fails.
-// Outside a transaction references are stored as sent.
-func resolveReferences(o *op, refs map[string]string) error {
+// name another entry (its fullUrl) or a resource by search (a conditional
+// reference, "Patient?identifier=sys|value", FHIR's transaction rule) into
+// server references. refs is nil outside a transaction Bundle, where
+// neither is allowed. A conditional reference must match exactly one
+// resource: stored as written it would leave its resource outside the
+// patient's compartment, and so outside their consent.
+func (w *writer) resolveReferences(ctx context.Context, tx *vault.SealedTx, o *op, refs map[string]string) error {
 	return fhir.RewriteReferences(o.res.Tree, o.typ, func(path, ref string) (string, error) {
 		if to, ok := refs[ref]; ok {
 			return to, nil
 		}
+		where := joinPath(o.prefix, path)
 		if strings.HasPrefix(ref, "urn:uuid:") || strings.HasPrefix(ref, "urn:oid:") {
-			return "", failure(http.StatusBadRequest, "not-found", joinPath(o.prefix, path),
-				"the reference names no entry of this transaction")
+			if refs == nil {
+				return ref, nil // a logical urn outside a transaction names nothing here
+			}
+			return "", failure(http.StatusBadRequest, "not-found", where, "the reference names no entry of this transaction")
 		}
-		return ref, nil
+		typ, query, conditional := strings.Cut(ref, "?")
+		if !conditional {
+			return ref, nil
+		}
+		if refs == nil {
+			return "", failure(http.StatusBadRequest, "not-supported", where, "conditional references are resolved only in a transaction Bundle")
+		}
+		q, err := url.ParseQuery(query)
+		if err != nil || len(q) == 0 || !fhir.IsResourceType(typ) {
+			return "", failure(http.StatusBadRequest, "invalid", where, "malformed conditional reference")
+		}
+		ids, err := w.matchValues(ctx, tx, o, typ, q, "")
+		if err != nil {
+			var fe *fhirError
+			if errors.As(err, &fe) {
+				fe.issues[0].Expression = []string{where}
+			}
+			return "", err
+		}
+		switch len(ids) {
+		case 1:
+			return typ + "/" + ids[0], nil
+		case 0:
+			return "", failure(http.StatusBadRequest, "not-found", where, "the conditional reference matches no resource")
+		default:
+			return "", failure(http.StatusPreconditionFailed, "multiple-matches", where, "the conditional reference matches more than one resource")
+		}
 	})
 }
 
@@ -554,20 +584,20 @@ func (w *writer) match(ctx context.Context, tx *vault.SealedTx, o *op, criteria,
 	if err != nil || len(q) == 0 {
 		return nil, failure(http.StatusBadRequest, "invalid", o.path(where), "malformed search criteria")
 	}
-	return w.matchValues(ctx, tx, o, q, where)
+	return w.matchValues(ctx, tx, o, o.typ, q, where)
 }
 
-// matchValues finds the live resources of o.typ matching every parameter;
+// matchValues finds the live resources of typ matching every parameter;
 // a parameter's comma-separated values are alternatives. Only _id and
 // identifier are indexed: identifiers are kept as blind-index tokens, so a
 // search never needs PHI in clear.
-func (w *writer) matchValues(ctx context.Context, tx *vault.SealedTx, o *op, q url.Values, where string) ([]string, error) {
+func (w *writer) matchValues(ctx context.Context, tx *vault.SealedTx, o *op, typ string, q url.Values, where string) ([]string, error) {
 	var result map[string]bool
 	for name, values := range q {
 		found := map[string]bool{}
 		for _, vs := range values {
 			for _, v := range strings.Split(vs, ",") {
-				ids, err := w.lookup(ctx, tx, o.typ, name, v)
+				ids, err := w.lookup(ctx, tx, typ, name, v)
 				if err != nil {
 					var fe *fhirError
 					if errors.As(err, &fe) {
