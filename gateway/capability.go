@@ -37,8 +37,8 @@ func capabilityStatement(baseURL string) ([]byte, error) {
 		SearchParam       []searchParam `json:"searchParam"`
 	}
 	params := []searchParam{
-		{Name: "_id", Type: "token", Documentation: "conditional interactions and batch/transaction GET entries only"},
-		{Name: "identifier", Type: "token", Documentation: "matched through a blind index; conditional interactions and batch/transaction GET entries only"},
+		{Name: "_id", Type: "token", Documentation: "conditional interactions, conditional references in transactions and batch/transaction GET entries only"},
+		{Name: "identifier", Type: "token", Documentation: "matched through a blind index; conditional interactions, conditional references in transactions and batch/transaction GET entries only"},
 	}
 	var resources []resource
 	for _, t := range fhir.ResourceTypes() {
