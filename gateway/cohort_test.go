@@ -349,9 +349,13 @@ func TestResearchOverSynthea(t *testing.T) {
 	})
 
 	// A restart rebuilds the index from the vault; with the default
-	// threshold, small counts are suppressed (and the overlap control,
-	// which compares this new client's releases only, is on).
-	g.RestartWith(t, func(o *testonly.Options) { o.Research.Privacy.Threshold = 0 })
+	// threshold, small counts are suppressed (and the overlap control is on,
+	// comparing this new client's releases only: with the default scope, the
+	// releases of the subtests above would decide instead).
+	g.RestartWith(t, func(o *testonly.Options) {
+		o.Research.Privacy.Threshold = 0
+		o.Research.Privacy.OverlapScope = cohort.OverlapClient
+	})
 	hdr = researcher(t, g, "research-team-2")
 	t.Run("small counts are suppressed", func(t *testing.T) {
 		res, r := askCohort(t, g, "count", `{"criteria": `+diabetes+`}`, hdr)
