@@ -525,8 +525,9 @@ func (w *writer) put(ctx context.Context, tx *vault.SealedTx, o *op) error {
 // resolveReferences rewrites the references of a transaction entry that
 // name another entry (its fullUrl) or a resource by search (a conditional
 // reference, "Patient?identifier=sys|value", FHIR's transaction rule) into
-// server references. refs is nil outside a transaction Bundle, where
-// neither is allowed. A conditional reference must match exactly one
+// server references. refs is nil outside a transaction Bundle, where a
+// conditional reference is refused and a urn: reference is stored as sent
+// (it names no entry there). A conditional reference must match exactly one
 // resource: stored as written it would leave its resource outside the
 // patient's compartment, and so outside their consent.
 func (w *writer) resolveReferences(ctx context.Context, tx *vault.SealedTx, o *op, refs map[string]string) error {
