@@ -81,9 +81,9 @@ func writeCopies(t *testing.T, e *Engine, dir string) int {
 
 // TestCopiesPassFHIRValidator runs the npm `fhir` validator
 // (clients/fhir-validator) on the research copies of every test resource.
-// It needs node and an installed clients/fhir-validator/node_modules; it
-// runs only with FHIRANCHOR_INTEGRATION=1, where a missing node is a
-// failure.
+// It needs node and npm (it installs clients/fhir-validator's pinned
+// packages when they are missing); it runs only with
+// FHIRANCHOR_INTEGRATION=1, where a missing node is a failure.
 func TestCopiesPassFHIRValidator(t *testing.T) {
 	if os.Getenv("FHIRANCHOR_INTEGRATION") != "1" {
 		t.Skip("FHIRANCHOR_INTEGRATION=1 not set")
@@ -93,7 +93,13 @@ func TestCopiesPassFHIRValidator(t *testing.T) {
 		t.Fatal("node not found; the validator test needs node >= 20")
 	}
 	if _, err := os.Stat(filepath.Join(validatorDir, "node_modules", "fhir")); err != nil {
-		t.Fatalf("validator not installed: run npm ci in clients/fhir-validator: %v", err)
+		// A clean clone: install exactly what package-lock.json pins, as
+		// check.sh does (the npm registry is reachable wherever CI runs).
+		install := exec.Command("npm", "ci", "--no-audit", "--no-fund")
+		install.Dir = validatorDir
+		if out, err := install.CombinedOutput(); err != nil {
+			t.Fatalf("npm ci in clients/fhir-validator: %v\n%s", err, out)
+		}
 	}
 	for _, name := range ProfileNames() {
 		t.Run(name, func(t *testing.T) {
