@@ -122,7 +122,19 @@ type sinkRules struct {
 	ids         bool // client-chosen ids: not outside the vault's own files
 	exactDates  bool // "outside-export" plants: not in sinks other than export files
 	exportFiles bool // an export file: dates and ages are checked structurally
+	// binary: raw files holding ciphertext. A plant shorter than 6 bytes
+	// ("John") counts only inside a run of printable text, as any clear
+	// JSON or log line is: tens of megabytes of random bytes spell a short
+	// word by chance about once in five runs.
+	binary bool
 }
+
+// shortPlant is the length under which a binary sink needs text around a
+// hit, and textRun how much printable text a hit there must sit in.
+const (
+	shortPlant = 6
+	textRun    = 24
+)
 
 // find returns the indexes of the plants data holds.
 func (s *leakScanner) find(data []byte, r sinkRules) []int {
@@ -135,6 +147,12 @@ func (s *leakScanner) find(data []byte, r sinkRules) []int {
 		case p.Category == "id" && !r.ids:
 			continue
 		case p.Check == "outside-export" && (!r.exactDates || r.exportFiles):
+			continue
+		}
+		if r.binary && len(s.lower[i]) < shortPlant {
+			if containsWordInText(low, s.lower[i]) {
+				out = append(out, i)
+			}
 			continue
 		}
 		if containsWord(low, s.lower[i]) {
@@ -158,6 +176,34 @@ func containsWord(hay, needle []byte) bool {
 		off = j + 1
 	}
 }
+
+// containsWordInText is containsWord for binary data: the word must sit in
+// a run of at least textRun printable ASCII bytes.
+func containsWordInText(hay, needle []byte) bool {
+	for off := 0; ; {
+		j := bytes.Index(hay[off:], needle)
+		if j < 0 {
+			return false
+		}
+		j += off
+		end := j + len(needle)
+		if (j == 0 || !isAlnum(hay[j-1])) && (end == len(hay) || !isAlnum(hay[end])) {
+			lo, hi := j, end
+			for lo > 0 && printable(hay[lo-1]) {
+				lo--
+			}
+			for hi < len(hay) && printable(hay[hi]) {
+				hi++
+			}
+			if hi-lo >= textRun {
+				return true
+			}
+		}
+		off = j + 1
+	}
+}
+
+func printable(b byte) bool { return b >= 0x20 && b < 0x7f }
 
 // leakReport gathers findings: by sink, by plant.
 type leakReport struct {
@@ -597,7 +643,7 @@ func TestNothingIdentifyingLeaves(t *testing.T) {
 			// The vault's database files hold the client-chosen ids in
 			// clear as lookup keys (a resource is found by Type/id): only
 			// text is searched here.
-			scan.scan(rep, "data dir "+rel, data, sinkRules{exactDates: true})
+			scan.scan(rep, "data dir "+rel, data, sinkRules{exactDates: true, binary: true})
 			return nil
 		})
 		if err != nil {
@@ -1370,4 +1416,27 @@ func withoutResolved(t *testing.T, body []byte, ids map[string]bool) []byte {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestContainsWordInText: a short name in clear JSON amid ciphertext is
+// found; the same letters between random bytes are not.
+func TestContainsWordInText(t *testing.T) {
+	noise := func(n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(0x80 + i%100) // never printable ASCII
+		}
+		return b
+	}
+	clear := append(append(noise(64), []byte(`{"name":[{"given":["john"]}]}`)...), noise(64)...)
+	if !containsWordInText(clear, []byte("john")) {
+		t.Error("a name in clear JSON amid binary bytes was not found")
+	}
+	chance := append(append(noise(64), []byte(" john\x01")...), noise(64)...)
+	if containsWordInText(chance, []byte("john")) {
+		t.Error("four letters between binary bytes were taken for a leak")
+	}
+	if containsWordInText(clear, []byte("johnny")) {
+		t.Error("a longer word matched")
+	}
 }
