@@ -72,7 +72,7 @@ type config struct {
 	} `yaml:"anchor"`
 	Research struct {
 		// Profile is a de-identification profile file (YAML or JSON) or the
-		// name of an embedded one: safe-harbor (default), safe-harbor-strict.
+		// name of an embedded one: safe-harbor (default), safe-harbor-strict, safe-harbor-text.
 		Profile        string        `yaml:"profile"`
 		Threshold      int           `yaml:"threshold"`       // counts under this are suppressed (default 11)
 		Noise          string        `yaml:"noise"`           // gaussian (default), laplace or none
