@@ -457,13 +457,15 @@ func (w *writer) researchCopies(ctx context.Context, tx *vault.SealedTx, ops []*
 				}
 				patient = stored
 			}
-			subject.Known = known
+			birthDate, terms := "", known
 			if patient != nil {
-				subject.BirthDate, _ = patient["birthDate"].(string)
+				birthDate, _ = patient["birthDate"].(string)
 				if inRequest[c] == nil {
-					subject.Known = append(deid.Lexicon(patient), known...)
+					terms = append(deid.Lexicon(patient), known...)
 				}
 			}
+			// Compiled once per patient of the request, not per copy.
+			subject = deid.NewSubject(birthDate, terms)
 			subjects[c] = subject
 		}
 		o.pending.Deid, o.deidRecord = w.deid.copyOf(ctx, o.typ, o.res.Tree, c, subject, now, recordRef(tx, o.location()), o.pending.Commitment)

@@ -150,6 +150,17 @@ type Subject struct {
 	// resources of the same request). clean and vet remove them wherever
 	// they occur, as they do the resource's own.
 	Known []string
+
+	// known is Known compiled once by NewSubject, so the copies of one
+	// request share it; nil: compiled by each Apply.
+	known *matcher
+}
+
+// NewSubject returns a Subject with Known compiled once: pass it to every
+// Apply of one request rather than a Subject literal, which each Apply
+// compiles again (a request's lexicon has hundreds of terms).
+func NewSubject(birthDate string, known []string) Subject {
+	return Subject{BirthDate: birthDate, Known: known, known: newMatcher(known)}
 }
 
 // Result is a de-identified resource and what was done to it.
@@ -357,7 +368,8 @@ type walker struct {
 	labels    label // of the resource being walked
 	allLabels label
 	rootIn    map[string]any // input of the resource being walked (for clean and birthYear)
-	terms     *matcher       // identifying strings of rootIn and Subject.Known; built on first use
+	terms     *matcher       // identifying strings of rootIn; built on first use
+	known     *matcher       // Subject.Known; built on first use unless NewSubject did
 	ageBand   bool
 	old       bool // the patient is over 89: dates to the (shifted) year
 	depth     int

@@ -508,9 +508,14 @@ func (w *walker) scrub(s string) string {
 		for t := range set {
 			own = append(own, t)
 		}
-		w.terms = newMatcher(own, w.opts.Subject.Known)
+		w.terms = newMatcher(own)
 	}
-	return scrub(s, w.terms, w.e.marker)
+	if w.known == nil {
+		if w.known = w.opts.Subject.known; w.known == nil {
+			w.known = newMatcher(w.opts.Subject.Known)
+		}
+	}
+	return scrub(s, w.e.marker, w.terms, w.known)
 }
 
 // vet reports whether a text primitive (of type typ, at state cst, a

@@ -115,12 +115,11 @@ func key(toks []token) string {
 	return strings.Join(words, " ")
 }
 
-// spans returns where terms occur in s.
-func (m *matcher) spans(s string) [][2]int {
+// spans returns where terms occur among toks, the tokens of a text.
+func (m *matcher) spans(toks []token) [][2]int {
 	if m == nil || (len(m.single) == 0 && len(m.multi) == 0) {
 		return nil
 	}
-	toks := tokenize(s)
 	var out [][2]int
 	for i, t := range toks {
 		if m.single[t.word] {
@@ -138,9 +137,9 @@ func (m *matcher) spans(s string) [][2]int {
 	return out
 }
 
-// scrub replaces in s what scrubPattern finds and every term of m by
+// scrub replaces in s what scrubPattern finds and every term of ms by
 // marker.
-func scrub(s string, m *matcher, marker string) string {
+func scrub(s, marker string, ms ...*matcher) string {
 	var spans [][2]int
 	// Every alternative of scrubPattern needs one of these: most published
 	// displays have none, and skip the regular expression.
@@ -149,7 +148,16 @@ func scrub(s string, m *matcher, marker string) string {
 			spans = append(spans, [2]int{sp[0], sp[1]})
 		}
 	}
-	spans = append(spans, m.spans(s)...)
+	var toks []token
+	for _, m := range ms {
+		if m == nil || (len(m.single) == 0 && len(m.multi) == 0) {
+			continue
+		}
+		if toks == nil {
+			toks = tokenize(s)
+		}
+		spans = append(spans, m.spans(toks)...)
+	}
 	if len(spans) == 0 {
 		return s
 	}

@@ -31,7 +31,7 @@ func TestScrub(t *testing.T) {
 		{"", ""},
 	}
 	for _, tt := range tests {
-		if got := scrub(tt.in, m, "[X]"); got != tt.want {
+		if got := scrub(tt.in, "[X]", m); got != tt.want {
 			t.Errorf("scrub(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
