@@ -50,7 +50,7 @@ type cohortRecord struct {
 	Purpose        string          `json:"purpose,omitempty"`
 	Query          string          `json:"query"`              // the query's fingerprint
 	Shape          string          `json:"shape"`              // its shape: near-identical queries share it
-	Criteria       json.RawMessage `json:"criteria,omitempty"` // its canonical criteria (codes, ranges, dates; no PHI)
+	Criteria       string          `json:"criteria,omitempty"` // its canonical criteria, sealed (criteriaSeal)
 	Breakdown      []string        `json:"breakdown,omitempty"`
 	Allow          bool            `json:"allow"`
 	Reasons        []string        `json:"reasons"`
@@ -146,7 +146,7 @@ func (t *consentTally) record(q *cohort.Query, allow bool, reasons []string) coh
 		Kind: "access-decision", Time: t.in.Time.Format(time.RFC3339Nano), Client: t.in.Actor.ClientID,
 		Actor: t.in.Actor.Reference, Organization: t.in.Actor.Organization, Roles: t.in.Actor.Roles,
 		Action: t.in.Action, Purpose: t.in.Purpose, Query: q.Fingerprint(), Shape: q.Shape(),
-		Criteria: q.CriteriaJSON(), Breakdown: q.Breakdown, Allow: allow, Reasons: reasons, Permitted: permitted, Refused: refused,
+		Criteria: t.r.criteria.seal(q.CriteriaJSON()), Breakdown: q.Breakdown, Allow: allow, Reasons: reasons, Permitted: permitted, Refused: refused,
 		PolicyRevision: t.revision, PolicyVersion: t.r.access.version.Load(),
 	}
 }
@@ -317,7 +317,7 @@ func (r *research) earlier(ctx context.Context, client string, at time.Time) ([]
 			var rec struct {
 				Allow     bool            `json:"allow"`
 				Action    string          `json:"action"`
-				Criteria  json.RawMessage `json:"criteria"`
+				Criteria  string          `json:"criteria"`
 				Breakdown []string        `json:"breakdown"`
 				Answer    json.RawMessage `json:"answer"`
 			}
@@ -327,7 +327,11 @@ func (r *research) earlier(ctx context.Context, client string, at time.Time) ([]
 				len(rec.Answer) == 0 || len(rec.Criteria) == 0 {
 				continue
 			}
-			e := cohort.Earlier{Criteria: rec.Criteria, Breakdown: rec.Breakdown}
+			criteria, err := r.criteria.open(rec.Criteria)
+			if err != nil {
+				continue // not ours to open (another master key), or tampered with
+			}
+			e := cohort.Earlier{Criteria: criteria, Breakdown: rec.Breakdown}
 			var bd struct {
 				Total *cohort.Released      `json:"total"`
 				Cells []cohort.ReleasedCell `json:"cells"`

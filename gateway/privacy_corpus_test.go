@@ -477,6 +477,9 @@ func TestNothingIdentifyingLeaves(t *testing.T) {
 			`{"criteria": ` + everyone + `}`,
 			`{"criteria": {"observation": {"code": [{"system": "http://loinc.org", "code": "30525-0"}]}}}`,
 			`{"criteria": {"condition": {"code": [{"system": "http://snomed.info/sct", "code": "38341003"}]}}}`,
+			// A researcher's own words end up in the anchored record of the
+			// query (for the overlap control): a code is any string.
+			`{"criteria": {"condition": {"code": [{"system": "urn:quillfeather", "code": "Ambrose Quillfeather 078-05-1120"}]}}}`,
 		} {
 			res, r := askCohort(t, g, "count", q, hdr)
 			if r.Status != http.StatusOK {

@@ -2,6 +2,10 @@ package gateway
 
 import (
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/base64"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -88,6 +92,8 @@ type research struct {
 	index   *cohort.Index
 	privacy cohort.Privacy
 	deid    *deidentifier
+	// criteria seals the criteria kept in research records.
+	criteria criteriaSeal
 	log     *slog.Logger
 	now     func() time.Time
 
@@ -267,9 +273,13 @@ func newResearch(cfg ResearchConfig, v *vault.Sealed, a *access, log *slog.Logge
 	if err := p.Validate(); err != nil {
 		return nil, nil, fmt.Errorf("cohort privacy: %w", err)
 	}
+	criteria, err := newCriteriaSeal(v)
+	if err != nil {
+		return nil, nil, err
+	}
 	r := &research{
 		vault: v, access: a, index: cohort.NewIndex(), privacy: p, log: log, now: time.Now,
-		deid: &deidentifier{engine: engine, profile: profile.Name, log: log},
+		deid: &deidentifier{engine: engine, profile: profile.Name, log: log}, criteria: criteria,
 	}
 	dir := cfg.ExportDir
 	if dir == "" {
@@ -282,4 +292,46 @@ func newResearch(cfg ResearchConfig, v *vault.Sealed, a *access, log *slog.Logge
 		ttl = defaultExportTTL
 	}
 	return r, newExports(r, dir, ttl, log), nil
+}
+
+// criteriaSeal encrypts the criteria a research record keeps for the
+// overlap control. The criteria are the researcher's own words (codes,
+// ranges, dates), but a code is any string, and records are anchored and
+// never erased: free text must not sit there in clear, as the purpose of
+// use must not. AES-256-GCM under a key derived from the master key, so
+// every gateway sharing the vault opens what another sealed.
+type criteriaSeal struct {
+	aead cipher.AEAD
+}
+
+// criteriaAD binds a sealed value to its use.
+var criteriaAD = []byte("fhiranchor cohort criteria v1")
+
+func newCriteriaSeal(v *vault.Sealed) (criteriaSeal, error) {
+	block, err := aes.NewCipher(v.Token("research-key", "cohort-criteria"))
+	if err != nil {
+		return criteriaSeal{}, fmt.Errorf("criteria key: %w", err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return criteriaSeal{}, fmt.Errorf("criteria cipher: %w", err)
+	}
+	return criteriaSeal{aead: aead}, nil
+}
+
+// seal returns base64(nonce || ciphertext) of criteria.
+func (c criteriaSeal) seal(criteria []byte) string {
+	nonce := make([]byte, c.aead.NonceSize())
+	rand.Read(nonce) // never fails
+	return base64.StdEncoding.EncodeToString(c.aead.Seal(nonce, nonce, criteria, criteriaAD))
+}
+
+// open reverses seal.
+func (c criteriaSeal) open(sealed string) ([]byte, error) {
+	b, err := base64.StdEncoding.DecodeString(sealed)
+	if err != nil || len(b) < c.aead.NonceSize() {
+		return nil, errors.New("malformed sealed criteria")
+	}
+	n := c.aead.NonceSize()
+	return c.aead.Open(nil, b[:n], b[n:], criteriaAD)
 }
