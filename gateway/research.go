@@ -5,8 +5,8 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
-	"encoding/base64"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -94,8 +94,8 @@ type research struct {
 	deid    *deidentifier
 	// criteria seals the criteria kept in research records.
 	criteria criteriaSeal
-	log     *slog.Logger
-	now     func() time.Time
+	log      *slog.Logger
+	now      func() time.Time
 
 	// feed serializes catchUp; after is the Seq of the last version indexed
 	// and erasedAfter that of the last erasure leaf applied.
