@@ -111,7 +111,7 @@ func (a *access) record(ctx context.Context, tx *vault.SealedTx, in policy.Input
 	patient := recordRef(tx, in.Patient)
 	rec := decisionRecord{
 		Kind: "access-decision", Time: in.Time.Format(time.RFC3339Nano), Client: in.Actor.ClientID,
-		Actor: in.Actor.Reference, Organization: in.Actor.Organization, Roles: in.Actor.Roles,
+		Actor: recordActor(tx, in.Actor.Reference), Organization: in.Actor.Organization, Roles: in.Actor.Roles,
 		Action: in.Action, Purpose: in.Purpose, Patient: patient, Resource: recordRef(tx, resource),
 		Allow: d.Allow, Reasons: recordReasons(tx, d.Reasons), Obligations: d.Obligations, BasedOn: recordConsents(tx, d.BasedOn),
 		PolicyRevision: d.PolicyRevision, PolicyVersion: a.version.Load(), BreakGlass: d.BreakGlass,

@@ -144,7 +144,7 @@ func (t *consentTally) record(q *cohort.Query, allow bool, reasons []string) coh
 	}
 	return cohortRecord{
 		Kind: "access-decision", Time: t.in.Time.Format(time.RFC3339Nano), Client: t.in.Actor.ClientID,
-		Actor: t.in.Actor.Reference, Organization: t.in.Actor.Organization, Roles: t.in.Actor.Roles,
+		Actor: recordActor(t.r.vault, t.in.Actor.Reference), Organization: t.in.Actor.Organization, Roles: t.in.Actor.Roles,
 		Action: t.in.Action, Purpose: t.in.Purpose, Query: q.Fingerprint(), Shape: q.Shape(),
 		Criteria: t.r.criteria.seal(q.CriteriaJSON()), Breakdown: q.Breakdown, Allow: allow, Reasons: reasons, Permitted: permitted, Refused: refused,
 		PolicyRevision: t.revision, PolicyVersion: t.r.access.version.Load(),

@@ -177,6 +177,7 @@ func recordRefs(ls ...vault.Leaf) []string {
 	for _, l := range ls {
 		var rec struct {
 			Patient  string `json:"patient"`
+			Actor    string `json:"actor"`
 			Resource string `json:"resource"`
 			Consent  string `json:"consent"`
 			Erased   string `json:"erased"`
@@ -192,7 +193,7 @@ func recordRefs(ls ...vault.Leaf) []string {
 				out = append(out, "Consent/"+c.ID)
 			}
 		}
-		for _, r := range []string{rec.Patient, rec.Resource, rec.Consent, rec.Erased} {
+		for _, r := range []string{rec.Patient, rec.Actor, rec.Resource, rec.Consent, rec.Erased} {
 			if typ, rest, ok := strings.Cut(r, "/"); ok && strings.HasPrefix(rest, "tok-") {
 				tok, _, _ := strings.Cut(rest, "/")
 				out = append(out, typ+"/"+tok)

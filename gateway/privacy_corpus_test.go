@@ -513,6 +513,15 @@ func TestNothingIdentifyingLeaves(t *testing.T) {
 	if r := g.Do(t, http.MethodPost, "/Consent", []byte(consent), ehr...); r.Status != http.StatusCreated {
 		t.Errorf("POST Consent = %d %s", r.Status, r.Body)
 	}
+	// A patient's own app reads their record and lists their decisions: its
+	// fhirUser is the patient's (MRN-like) id, and lands in the records of
+	// those reads as their actor.
+	self := patients["01-quillfeather.json"]
+	app := g.TokenFor(t, auth.Claims{ClientID: "patient-app", FHIRUser: "Patient/" + self, PurposeOfUse: "PATRQT",
+		Scopes: []string{"system/*.read", gateway.PatientSelfScope}, TTL: time.Hour})
+	if r := g.Do(t, http.MethodGet, "/Patient/"+self, nil, "Authorization", "Bearer "+app); r.Status != http.StatusOK && r.Status != http.StatusForbidden {
+		t.Errorf("the patient's app reads their Patient: %d %s", r.Status, r.Body)
+	}
 	admin := g.TokenFor(t, auth.Claims{ClientID: "operator", Scopes: []string{gateway.AdminScope}, TTL: time.Hour})
 	erasedID := patients["07-thistlewood.json"]
 	erased := sendRoot(t, g, http.MethodPost, "/v1/patients/"+erasedID+":erase", admin, []byte(`{}`))

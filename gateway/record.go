@@ -67,6 +67,18 @@ func recordRef(k tokener, ref string) string {
 	return out
 }
 
+// recordActor names the FHIR user a client acts as in a record: a patient,
+// a relative or another person (a patient's own app, a proxy) by
+// recordRef, like the patients records are about; a practitioner or an
+// organization as it is, so auditors see who acted.
+func recordActor(k tokener, ref string) string {
+	switch typ, _, _ := strings.Cut(ref, "/"); typ {
+	case "Patient", "RelatedPerson", "Person":
+		return recordRef(k, ref)
+	}
+	return ref
+}
+
 // refToken is the token that stands for typ/id in records.
 func refToken(k tokener, typ, id string) string {
 	return "tok-" + hex.EncodeToString(k.Token("record-ref/v1", typ, id)[:16])
