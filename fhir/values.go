@@ -65,7 +65,14 @@ func ValidReference(s string) bool {
 	if typ, query, ok := strings.Cut(s, "?"); ok {
 		return IsResourceType(typ) && query != ""
 	}
-	if strings.Contains(s, "#") {
+	return ValidLiteralReference(s)
+}
+
+// ValidLiteralReference reports whether s names one resource (version):
+// "<Type>/<id>" with an optional "/_history/<id>", relative or after an
+// absolute http(s) base. A token's fhirUser and organization must be one.
+func ValidLiteralReference(s string) bool {
+	if !ValidURI(s) || strings.ContainsAny(s, "?#") {
 		return false
 	}
 	segs := strings.Split(s, "/")

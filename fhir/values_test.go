@@ -6,6 +6,18 @@ import (
 	"testing"
 )
 
+func TestValidLiteralReference(t *testing.T) {
+	for s, want := range map[string]bool{
+		"Practitioner/p1": true, "https://idp.example/fhir/Patient/123": true, "Patient/1/_history/2": true,
+		"Patient?name=Quill": false, "#p1": false, "urn:uuid:8f2c7a80-0f3b-4c2e-9a6e-2f1d0c3b4a5e": false,
+		"Patient/Dr Quill": false, "Quill": false,
+	} {
+		if got := ValidLiteralReference(s); got != want {
+			t.Errorf("ValidLiteralReference(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
+
 func TestValidReference(t *testing.T) {
 	tests := []struct {
 		in   string

@@ -42,6 +42,8 @@ func TestBadInput(t *testing.T) {
 	}
 	freeTextPurpose := g.TokenFor(t, auth.Claims{ClientID: "test-client", Scopes: []string{"system/*.read", "system/*.write"}, TTL: time.Hour, PurposeOfUse: "John " + marker})
 	nameAsUser := g.TokenFor(t, auth.Claims{ClientID: "test-client", Scopes: []string{"system/*.read", "system/*.write"}, TTL: time.Hour, FHIRUser: "Practitioner/Dr " + marker})
+	searchAsUser := g.TokenFor(t, auth.Claims{ClientID: "test-client", Scopes: []string{"system/*.read", "system/*.write"}, TTL: time.Hour, FHIRUser: "Patient?name=" + marker})
+	nameAsRole := g.TokenFor(t, auth.Claims{ClientID: "test-client", Scopes: []string{"system/*.read", "system/*.write"}, TTL: time.Hour, Roles: []string{"physician", "aunt of " + marker}})
 	foreign, err := auth.MintToken(otherKey, auth.Claims{ClientID: "test-client", Scopes: []string{"system/*.write"}, TTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -103,6 +105,8 @@ func TestBadInput(t *testing.T) {
 		{name: "purpose header not a PurposeOfUse code", method: "POST", path: "/Patient", body: patient(""), headers: []string{"X-Purpose-Of-Use", marker}, want: 400},
 		{name: "token purpose in free text", method: "GET", path: "/Patient/existing", noAuth: true, headers: []string{"Authorization", "Bearer " + freeTextPurpose}, want: 401},
 		{name: "token fhirUser holding a name", method: "GET", path: "/Patient/existing", noAuth: true, headers: []string{"Authorization", "Bearer " + nameAsUser}, want: 401},
+		{name: "token fhirUser as a search", method: "GET", path: "/Patient/existing", noAuth: true, headers: []string{"Authorization", "Bearer " + searchAsUser}, want: 401},
+		{name: "token role in free text", method: "GET", path: "/Patient/existing", noAuth: true, headers: []string{"Authorization", "Bearer " + nameAsRole}, want: 401},
 		{name: "wrong primitive type", method: "POST", path: "/Patient", body: patient(`,"active":"` + marker + `"`), want: 400, expr: "Patient.active"},
 		{name: "invalid code", method: "POST", path: "/Patient", body: patient(`,"gender":"` + marker + `"`), want: 400, expr: "Patient.gender"},
 		{name: "missing required element", method: "POST", path: "/Observation", body: []byte(`{"resourceType":"Observation","status":"final","note":[{"text":"` + marker + `"}]}`), want: 400},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"regexp"
 	"runtime/debug"
 	"time"
 
@@ -92,16 +93,26 @@ func interceptor(v tokenVerifier, log *slog.Logger) grpc.UnaryServerInterceptor 
 }
 
 // checkClaims refuses a token whose claims would put free text where the
-// gateway records codes and references forever: the purpose, the FHIR user
-// and the organization are copied into every anchored decision record.
+// gateway records codes and references forever: the purpose, the FHIR user,
+// the organization and the roles are copied into every anchored decision
+// record.
 func checkClaims(p auth.Principal) error {
 	switch {
 	case p.PurposeOfUse != "" && !policy.ValidPurpose(p.PurposeOfUse):
 		return fmt.Errorf("%w: purpose_of_use is not a code of the v3 PurposeOfUse value set", auth.ErrInvalidToken)
-	case p.FHIRUser != "" && !fhir.ValidReference(p.FHIRUser):
+	case p.FHIRUser != "" && !fhir.ValidLiteralReference(p.FHIRUser):
 		return fmt.Errorf("%w: fhirUser is not a FHIR reference", auth.ErrInvalidToken)
-	case p.Organization != "" && !fhir.ValidReference(p.Organization):
+	case p.Organization != "" && !fhir.ValidLiteralReference(p.Organization):
 		return fmt.Errorf("%w: organization is not a FHIR reference", auth.ErrInvalidToken)
+	}
+	for _, r := range p.Roles {
+		if !roleCode.MatchString(r) {
+			return fmt.Errorf("%w: subject_role holds something other than codes", auth.ErrInvalidToken)
+		}
 	}
 	return nil
 }
+
+// roleCode is a role of the subject_role claim: a code or a system|code,
+// no whitespace.
+var roleCode = regexp.MustCompile(`^[A-Za-z0-9\-._:/|]{1,128}$`)

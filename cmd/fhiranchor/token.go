@@ -64,9 +64,9 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	case *purpose != "" && !policy.ValidPurpose(*purpose):
 		// The gateway refuses such a token: the purpose goes into anchored records.
 		return errors.New("token: --purpose is not a code of the v3 PurposeOfUse value set")
-	case *fhirUser != "" && !fhir.ValidReference(*fhirUser):
+	case *fhirUser != "" && !fhir.ValidLiteralReference(*fhirUser):
 		return errors.New("token: --fhir-user is not a FHIR reference such as Practitioner/p1")
-	case *org != "" && !fhir.ValidReference(*org):
+	case *org != "" && !fhir.ValidLiteralReference(*org):
 		return errors.New("token: --organization is not a FHIR reference such as Organization/o1")
 	}
 	key, err := auth.LoadOrCreateDevKey(*dataDir)

@@ -71,6 +71,7 @@ func TestTokenDefaultsAndErrors(t *testing.T) {
 		{"--data", dir, "--purpose", "treat"},
 		{"--data", dir, "--fhir-user", "Practitioner/Dr Quill"},
 		{"--data", dir, "--organization", "Acme Steel"},
+		{"--data", dir, "--fhir-user", "Patient?name=Quill"},
 		{"--bogus"},
 	} {
 		if err := runToken(t.Context(), args, &stdout, &stderr, func(string) string { return "" }); err == nil {
