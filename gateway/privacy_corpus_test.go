@@ -162,7 +162,15 @@ func (s *leakScanner) find(data []byte, r sinkRules) []int {
 	return out
 }
 
-func containsWord(hay, needle []byte) bool {
+func containsWord(hay, needle []byte) bool { return containsWordIn(hay, needle, 0) }
+
+// containsWordInText is containsWord for binary data: the word must sit in
+// a run of at least textRun printable ASCII bytes.
+func containsWordInText(hay, needle []byte) bool { return containsWordIn(hay, needle, textRun) }
+
+// containsWordIn finds needle as a whole word (where its ends are
+// alphanumeric) inside a run of at least minRun printable bytes.
+func containsWordIn(hay, needle []byte, minRun int) bool {
 	for off := 0; ; {
 		j := bytes.Index(hay[off:], needle)
 		if j < 0 {
@@ -171,31 +179,14 @@ func containsWord(hay, needle []byte) bool {
 		j += off
 		end := j + len(needle)
 		if (j == 0 || !isAlnum(hay[j-1]) || !isAlnum(needle[0])) && (end == len(hay) || !isAlnum(hay[end]) || !isAlnum(needle[len(needle)-1])) {
-			return true
-		}
-		off = j + 1
-	}
-}
-
-// containsWordInText is containsWord for binary data: the word must sit in
-// a run of at least textRun printable ASCII bytes.
-func containsWordInText(hay, needle []byte) bool {
-	for off := 0; ; {
-		j := bytes.Index(hay[off:], needle)
-		if j < 0 {
-			return false
-		}
-		j += off
-		end := j + len(needle)
-		if (j == 0 || !isAlnum(hay[j-1])) && (end == len(hay) || !isAlnum(hay[end])) {
 			lo, hi := j, end
-			for lo > 0 && printable(hay[lo-1]) {
+			for lo > 0 && hi-lo < minRun && printable(hay[lo-1]) {
 				lo--
 			}
-			for hi < len(hay) && printable(hay[hi]) {
+			for hi < len(hay) && hi-lo < minRun && printable(hay[hi]) {
 				hi++
 			}
-			if hi-lo >= textRun {
+			if hi-lo >= minRun {
 				return true
 			}
 		}
