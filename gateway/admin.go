@@ -13,7 +13,7 @@ import (
 
 	"google.golang.org/genproto/googleapis/api/httpbody"
 
-	"github.com/fhiranchor/fhiranchor/anchor"
+	"github.com/fhiranchor/fhiranchor/access"
 	"github.com/fhiranchor/fhiranchor/fhir"
 	"github.com/fhiranchor/fhiranchor/gateway/auth"
 	fhiranchorv1 "github.com/fhiranchor/fhiranchor/proto/fhiranchor/v1"
@@ -58,7 +58,7 @@ func (a *adminService) ErasePatient(ctx context.Context, req *fhiranchorv1.Erase
 		return nil, err
 	}
 	compartment := "Patient/" + req.GetId()
-	at := microsNow(a.now)
+	at := access.Now(a.now)
 	var out erasure
 	err := a.vault.Update(ctx, func(tx *vault.SealedTx) error {
 		n, err := tx.Erase(ctx, compartment)
@@ -68,18 +68,15 @@ func (a *adminService) ErasePatient(ctx context.Context, req *fhiranchorv1.Erase
 		if err != nil {
 			return fmt.Errorf("erase: %w", err)
 		}
-		subject := recordRef(tx, compartment)
-		record, err := fhir.Canonical(map[string]any{
-			"erased":   subject,
-			"erasedAt": at.Format(fhir.InstantLayout),
-			"versions": json.Number(strconv.FormatInt(n, 10)),
-		})
+		subject := access.Ref(tx, compartment)
+		record, err := json.Marshal(access.Erasure{Kind: access.KindErasure, Erased: subject,
+			ErasedAt: at.Format(fhir.InstantLayout), Versions: n, Client: clientOf(ctx)})
 		if err != nil {
-			return err
+			return fmt.Errorf("encode erasure record: %w", err)
 		}
 		// The record and salt stay beside the leaf too, so the erasure can
 		// be proven later without the operator's copy.
-		idx, salt, err := addRecord(ctx, tx, anchor.LeafErasure, "erasure/"+subject, subject, clientOf(ctx), at, json.RawMessage(record))
+		idx, salt, err := access.Add(ctx, tx, access.KindErasure, "erasure/"+subject, subject, clientOf(ctx), at, json.RawMessage(record))
 		if err != nil {
 			return err
 		}

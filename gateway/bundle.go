@@ -47,7 +47,9 @@ func (s *service) Transaction(ctx context.Context, body *httpbody.HttpBody) (*ht
 		key = nil // reads answer with the state of the moment; never replay them
 	}
 	var out []byte
-	err = s.update(ctx, func(tx *vault.SealedTx) error {
+	var refused *fhirError
+	err = s.vault.Update(ctx, func(tx *vault.SealedTx) error {
+		out, refused = nil, nil
 		rp, err := lookupReplay(ctx, tx, key)
 		if err != nil || rp != nil {
 			if rp != nil {
@@ -55,8 +57,8 @@ func (s *service) Transaction(ctx context.Context, body *httpbody.HttpBody) (*ht
 			}
 			return err
 		}
-		if err := s.writer.apply(ctx, tx, ops, atomic); err != nil {
-			return err
+		if refused, err = s.writer.apply(ctx, tx, ops, atomic); err != nil || refused != nil {
+			return err // a refusal commits its decisions alone
 		}
 		if key == nil {
 			return nil
@@ -68,6 +70,9 @@ func (s *service) Transaction(ctx context.Context, body *httpbody.HttpBody) (*ht
 	})
 	if err != nil {
 		return nil, err
+	}
+	if refused != nil {
+		return nil, refused
 	}
 	if out == nil {
 		for _, o := range ops {

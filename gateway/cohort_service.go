@@ -14,6 +14,7 @@ import (
 
 	"google.golang.org/genproto/googleapis/api/httpbody"
 
+	"github.com/fhiranchor/fhiranchor/access"
 	"github.com/fhiranchor/fhiranchor/anchor"
 	"github.com/fhiranchor/fhiranchor/cohort"
 	"github.com/fhiranchor/fhiranchor/policy"
@@ -33,40 +34,6 @@ const (
 	actionResearchQuery = "research-query"
 	actionExport        = "export"
 )
-
-// cohortRecord is the record of a cohort query or export: an access-decision
-// leaf whose subject is the query's shape, so the repeat limit can count a
-// client's near-identical queries from the log. It holds hashes, counts and
-// policy metadata; the released answer is aggregate (suppressed cells carry
-// no count), so it holds no PHI either.
-type cohortRecord struct {
-	Kind           string          `json:"kind"` // "access-decision"
-	Time           string          `json:"time"`
-	Client         string          `json:"client"`
-	Actor          string          `json:"actor,omitempty"`
-	Organization   string          `json:"organization,omitempty"`
-	Roles          []string        `json:"roles,omitempty"`
-	Action         string          `json:"action"` // research-query or export
-	Purpose        string          `json:"purpose,omitempty"`
-	Query          string          `json:"query"`              // the query's fingerprint
-	Shape          string          `json:"shape"`              // its shape: near-identical queries share it
-	Criteria       string          `json:"criteria,omitempty"` // its canonical criteria, sealed (criteriaSeal)
-	Breakdown      []string        `json:"breakdown,omitempty"`
-	Allow          bool            `json:"allow"`
-	Reasons        []string        `json:"reasons"`
-	Permitted      int             `json:"permitted"`          // patients whose consent permits this use
-	Refused        int             `json:"refused"`            // patients whose consent does not
-	Released       string          `json:"released,omitempty"` // SHA-256 (hex) of what was released
-	Answer         json.RawMessage `json:"answer,omitempty"`   // a count or breakdown as released
-	Files          []exportFile    `json:"files,omitempty"`    // an export's files
-	PolicyRevision string          `json:"policyRevision,omitempty"`
-	PolicyVersion  int64           `json:"policyVersion"`
-}
-
-// cohortSubject is the record subject of every cohort query and export, so
-// that the log lists research releases, of one client or of all, without
-// reading past the clinical decisions between them.
-const cohortSubject = "cohort"
 
 type cohortService struct {
 	fhiranchorv1.UnimplementedCohortServiceServer
@@ -92,11 +59,12 @@ type consentTally struct {
 	in        policy.Input
 	decisions map[string]policy.Decision
 	revision  string
+	version   int64 // the policy version that decided
 	err       error
 }
 
 func (r *research) tally(ctx context.Context, action string, at time.Time) *consentTally {
-	in := r.access.input(ctx, action, "", policy.ResourceRef{Type: "Patient"}, at)
+	in := callerFrom(ctx).Input(action, "", policy.ResourceRef{Type: "Patient"}, at)
 	return &consentTally{r: r, ctx: ctx, in: in, decisions: map[string]policy.Decision{}}
 }
 
@@ -113,16 +81,26 @@ func (t *consentTally) permit(patient string) bool {
 	in.Patient = patient
 	in.Resource.ID = strings.TrimPrefix(patient, "Patient/")
 	in.Resource.Reference = patient
-	d, err := t.r.access.decide(t.ctx, committed{t.r.vault}, in)
+	out, err := t.r.access.Decide(t.ctx, access.Committed{Vault: t.r.vault}, in)
 	if err != nil {
 		t.err = err
 		return false
 	}
+	d := out.Decision
 	if d.PolicyRevision != "" {
-		t.revision = d.PolicyRevision
+		t.revision, t.version = d.PolicyRevision, out.PolicyVersion
 	}
 	t.decisions[patient] = d
 	return d.Allow
+}
+
+// policyVersion is the version of the policy that decided, or the active
+// one when no patient was asked about.
+func (t *consentTally) policyVersion() int64 {
+	if t.version != 0 {
+		return t.version
+	}
+	return t.r.access.Active().Version
 }
 
 func (t *consentTally) counts() (permitted, refused int) {
@@ -137,17 +115,17 @@ func (t *consentTally) counts() (permitted, refused int) {
 }
 
 // record builds the decision record of a research action.
-func (t *consentTally) record(q *cohort.Query, allow bool, reasons []string) cohortRecord {
+func (t *consentTally) record(q *cohort.Query, allow bool, reasons []string) access.ResearchDecision {
 	permitted, refused := t.counts()
 	if reasons == nil {
 		reasons = []string{}
 	}
-	return cohortRecord{
-		Kind: "access-decision", Time: t.in.Time.Format(time.RFC3339Nano), Client: t.in.Actor.ClientID,
-		Actor: recordActor(t.r.vault, t.in.Actor.Reference), Organization: t.in.Actor.Organization, Roles: t.in.Actor.Roles,
+	return access.ResearchDecision{
+		Kind: access.KindResearchDecision, Time: t.in.Time.Format(time.RFC3339Nano), Client: t.in.Actor.ClientID,
+		Actor: access.ActorRef(t.r.vault, t.in.Actor.Reference), Organization: t.in.Actor.Organization, Roles: t.in.Actor.Roles,
 		Action: t.in.Action, Purpose: t.in.Purpose, Query: q.Fingerprint(), Shape: q.Shape(),
 		Criteria: t.r.criteria.seal(q.CriteriaJSON()), Breakdown: q.Breakdown, Allow: allow, Reasons: reasons, Permitted: permitted, Refused: refused,
-		PolicyRevision: t.revision, PolicyVersion: t.r.access.version.Load(),
+		PolicyRevision: t.revision, PolicyVersion: t.policyVersion(),
 	}
 }
 
@@ -166,7 +144,7 @@ func (r *research) query(ctx context.Context, data []byte, breakdown bool) (*htt
 	if err := r.catchUp(ctx); err != nil {
 		return nil, err
 	}
-	at := microsNow(r.now)
+	at := access.Now(r.now)
 	t := r.tally(ctx, actionResearchQuery, at)
 
 	// The limit check and the record that counts toward it are one step.
@@ -240,11 +218,11 @@ type cohortAnswer struct {
 }
 
 // addRecord records a research decision made at at in its own transaction.
-func (r *research) addRecord(ctx context.Context, rec cohortRecord, at time.Time, shape string) (uint64, error) {
+func (r *research) addRecord(ctx context.Context, rec access.ResearchDecision, at time.Time, shape string) (uint64, error) {
 	var idx uint64
 	err := r.vault.Update(ctx, func(tx *vault.SealedTx) error {
 		var err error
-		idx, _, err = addRecord(ctx, tx, anchor.LeafAccessDecision, "access-decision", cohortSubject, rec.Client, at, rec)
+		idx, _, err = access.Add(ctx, tx, access.KindResearchDecision, "access-decision", access.ResearchSubject, rec.Client, at, rec)
 		return err
 	})
 	if err != nil {
@@ -259,7 +237,7 @@ func (r *research) addRecord(ctx context.Context, rec cohortRecord, at time.Time
 func (r *research) repeats(ctx context.Context, client, shape string, at time.Time) (int, error) {
 	since := at.Add(-r.privacy.Window())
 	n := 0
-	f := vault.LeafFilter{Type: uint8(anchor.LeafAccessDecision), Subject: cohortSubject, Actor: client, Limit: 128}
+	f := vault.LeafFilter{Type: uint8(anchor.LeafAccessDecision), Subject: access.ResearchSubject, Actor: client, Limit: 128}
 	for {
 		ls, err := r.vault.Store().FindLeaves(ctx, f)
 		if err != nil {
@@ -300,7 +278,7 @@ func (r *research) earlier(ctx context.Context, client string, at time.Time) ([]
 		return nil, nil
 	}
 	since := at.Add(-r.privacy.Window())
-	f := vault.LeafFilter{Type: uint8(anchor.LeafAccessDecision), Subject: cohortSubject, Limit: earlierPage}
+	f := vault.LeafFilter{Type: uint8(anchor.LeafAccessDecision), Subject: access.ResearchSubject, Limit: earlierPage}
 	if scope == cohort.OverlapClient {
 		f.Actor = client
 	}

@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/genproto/googleapis/api/httpbody"
 
+	"github.com/fhiranchor/fhiranchor/access"
 	"github.com/fhiranchor/fhiranchor/anchor"
 	"github.com/fhiranchor/fhiranchor/gateway/auth"
 	fhiranchorv1 "github.com/fhiranchor/fhiranchor/proto/fhiranchor/v1"
@@ -46,7 +47,7 @@ func (s *decisionService) ListDecisions(ctx context.Context, req *fhiranchorv1.L
 	if patient, err = recordsScope(ctx, patient); err != nil {
 		return nil, err
 	}
-	return s.list(ctx, vault.LeafFilter{Type: uint8(anchor.LeafAccessDecision), Subject: recordRef(s.vault, patient), Actor: req.GetClient()},
+	return s.list(ctx, vault.LeafFilter{Type: uint8(anchor.LeafAccessDecision), Subject: access.Ref(s.vault, patient), Actor: req.GetClient()},
 		req.GetPageSize(), req.GetPageToken(), "decisions")
 }
 
@@ -67,7 +68,7 @@ func (s *decisionService) GetDecision(ctx context.Context, req *fhiranchorv1.Get
 
 // mayReadRecord admits auditors to any record, and a patient to records
 // about them (not to those about no patient, such as policy activations).
-func mayReadRecord(ctx context.Context, k tokener, l vault.Leaf) error {
+func mayReadRecord(ctx context.Context, k access.Tokener, l vault.Leaf) error {
 	p, ok := principalFrom(ctx)
 	if !ok {
 		return auth.ErrNoToken
@@ -76,7 +77,7 @@ func mayReadRecord(ctx context.Context, k tokener, l vault.Leaf) error {
 		return nil
 	}
 	if l.Subject != "" && p.Scopes.Has(PatientSelfScope) && strings.HasPrefix(p.FHIRUser, "Patient/") &&
-		recordRef(k, p.FHIRUser) == l.Subject {
+		access.Ref(k, p.FHIRUser) == l.Subject {
 		return nil
 	}
 	if l.Subject == "" {
@@ -94,7 +95,7 @@ func (s *decisionService) ListConsentEvents(ctx context.Context, req *fhiranchor
 	if err != nil {
 		return nil, err
 	}
-	return s.list(ctx, vault.LeafFilter{Type: uint8(anchor.LeafConsentEvent), Subject: recordRef(s.vault, patient)},
+	return s.list(ctx, vault.LeafFilter{Type: uint8(anchor.LeafConsentEvent), Subject: access.Ref(s.vault, patient)},
 		req.GetPageSize(), req.GetPageToken(), "events")
 }
 

@@ -6,12 +6,15 @@
 // gRPC interceptors for both.
 //
 // A request's path: http.go (size, content type) -> grpc-gateway ->
-// interceptors.go (recover, log, authenticate, admit by role: roles.go) ->
-// service.go (one interaction) or bundle.go (transaction/batch) -> write.go
-// (ids, references, canonical bytes, commitments) -> access.go (the consent
-// decision for each patient written or read, recorded as an access-decision
-// leaf) -> vault.Sealed.Update (one commit). Consent decisions are made in the
-// handlers, not the interceptors, because they need what the request touches
-// (the patient compartment, the resource's labels and codes), which is known
-// only once it is parsed or read.
+// interceptors.go (recover, log, authenticate, admit by role: roles.go; the
+// access.Caller is built here, once) -> service.go (one interaction) or
+// bundle.go (transaction/batch) -> write.go (ids, references, canonical
+// bytes, commitments) -> package access (the consent decision for each
+// patient written or read, on stored state, recorded as an access-decision
+// leaf; verdict.go turns a refusal into a 403) -> vault.Sealed.Update (one
+// commit). Consent decisions are made in the handlers, not the
+// interceptors, because they need what the request touches (the patient
+// compartment, the resource's labels and codes), which is known only once
+// it is parsed or read. A refused write is a verdict, not an error: its
+// decision record commits alone.
 package gateway

@@ -23,6 +23,7 @@ import (
 
 	"google.golang.org/genproto/googleapis/api/httpbody"
 
+	"github.com/fhiranchor/fhiranchor/access"
 	"github.com/fhiranchor/fhiranchor/anchor"
 	"github.com/fhiranchor/fhiranchor/cohort"
 	"github.com/fhiranchor/fhiranchor/fhir"
@@ -56,13 +57,6 @@ type exportRequest struct {
 	Type []string `json:"type"`
 }
 
-// exportFile is one file of a manifest and of the export's record.
-type exportFile struct {
-	Type   string `json:"type"`
-	URL    string `json:"url,omitempty"` // in the manifest only
-	Count  int    `json:"count"`
-	SHA256 string `json:"sha256"`
-}
 
 // manifest is the Bulk Data completion manifest, with our extension: the
 // decision record's leaf and the hash it commits to.
@@ -70,8 +64,8 @@ type manifest struct {
 	TransactionTime     string            `json:"transactionTime"`
 	Request             string            `json:"request"`
 	RequiresAccessToken bool              `json:"requiresAccessToken"`
-	Output              []exportFile      `json:"output"`
-	Error               []exportFile      `json:"error"`
+	Output              []access.ExportFile      `json:"output"`
+	Error               []access.ExportFile      `json:"error"`
 	Extension           manifestExtension `json:"extension"`
 }
 
@@ -189,7 +183,7 @@ func (e *exports) kickOff(ctx context.Context, data []byte) (*httpbody.HttpBody,
 	if err != nil {
 		return nil, err
 	}
-	at := microsNow(e.r.now)
+	at := access.Now(e.r.now)
 	job := &exportJob{
 		id: id, client: clientOf(ctx), created: at, query: q, types: types,
 		tally: e.r.tally(ctx, actionExport, at), base: e.base, progress: "queued",
@@ -389,7 +383,7 @@ func (e *exports) build(ctx context.Context, job *exportJob) ([]byte, error) {
 			if err != nil || data == nil {
 				continue // erased since it was indexed
 			}
-			if withheld(d, securityLabels(data)) {
+			if access.Withholds(d, securityLabels(data)) {
 				continue
 			}
 			f := files[typ]
@@ -405,16 +399,16 @@ func (e *exports) build(ctx context.Context, job *exportJob) ([]byte, error) {
 			held[p] = true
 		}
 	}
-	var out []exportFile
+	var out []access.ExportFile
 	for typ, f := range files {
 		if err := f.close(); err != nil {
 			return nil, err
 		}
-		out = append(out, exportFile{Type: typ, Count: f.n, SHA256: hex.EncodeToString(f.h.Sum(nil))})
+		out = append(out, access.ExportFile{Type: typ, Count: f.n, SHA256: hex.EncodeToString(f.h.Sum(nil))})
 	}
-	slices.SortFunc(out, func(a, b exportFile) int { return strings.Compare(a.Type, b.Type) })
+	slices.SortFunc(out, func(a, b access.ExportFile) int { return strings.Compare(a.Type, b.Type) })
 	if out == nil {
-		out = []exportFile{}
+		out = []access.ExportFile{}
 	}
 	exportStage("files")
 
@@ -451,7 +445,7 @@ func (e *exports) build(ctx context.Context, job *exportJob) ([]byte, error) {
 	}
 	m, err := json.Marshal(manifest{
 		TransactionTime: job.created.Format(time.RFC3339Nano), Request: job.base + "/v1/cohorts:export",
-		RequiresAccessToken: true, Output: out, Error: []exportFile{},
+		RequiresAccessToken: true, Output: out, Error: []access.ExportFile{},
 		Extension: manifestExtension{Decision: idx, Released: record.Released, Patients: len(patients)},
 	})
 	if err != nil {
@@ -813,7 +807,7 @@ func (e *exports) erasedSince(ctx context.Context, after int64, held map[string]
 // holdToken is the token of a compartment in holds.json: its recordRef,
 // the name erasure leaves give the patient.
 func (e *exports) holdToken(compartment string) string {
-	return recordRef(e.r.vault, compartment)
+	return access.Ref(e.r.vault, compartment)
 }
 
 // writeHolds records the patients an export holds.

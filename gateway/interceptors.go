@@ -13,10 +13,15 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/fhiranchor/fhiranchor/access"
 	"github.com/fhiranchor/fhiranchor/fhir"
 	"github.com/fhiranchor/fhiranchor/gateway/auth"
 	"github.com/fhiranchor/fhiranchor/policy"
 )
+
+// purposeHeader lets a client state the purpose of one request; it
+// overrides the token's purpose_of_use claim.
+const purposeHeader = "x-purpose-of-use"
 
 type principalKey struct{}
 
@@ -86,6 +91,7 @@ func interceptor(v tokenVerifier, log *slog.Logger) grpc.UnaryServerInterceptor 
 					"the X-Purpose-Of-Use header is not a code of the v3 PurposeOfUse value set"))
 			}
 			ctx = context.WithValue(ctx, principalKey{}, p)
+			ctx = context.WithValue(ctx, callerKey{}, callerOf(ctx, p))
 		}
 		resp, err = handler(ctx, req)
 		return resp, toStatus(ctx, err)
@@ -116,3 +122,13 @@ func checkClaims(p auth.Principal) error {
 // roleCode is a role of the subject_role claim: a code or a system|code,
 // no whitespace.
 var roleCode = regexp.MustCompile(`^[A-Za-z0-9\-._:/|]{1,128}$`)
+
+// callerOf is the access.Caller of an authenticated request: the token's
+// claims, with the purpose of the X-Purpose-Of-Use header when one is sent.
+func callerOf(ctx context.Context, p auth.Principal) access.Caller {
+	c := access.Caller{ClientID: p.ClientID, Actor: p.FHIRUser, Organization: p.Organization, Roles: p.Roles, Purpose: p.PurposeOfUse}
+	if h := header(ctx, purposeHeader); h != "" {
+		c.Purpose = h
+	}
+	return c
+}

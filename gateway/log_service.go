@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/genproto/googleapis/api/httpbody"
 
+	"github.com/fhiranchor/fhiranchor/access"
 	"github.com/fhiranchor/fhiranchor/anchor"
 	"github.com/fhiranchor/fhiranchor/gateway/auth"
 	fhiranchorv1 "github.com/fhiranchor/fhiranchor/proto/fhiranchor/v1"
@@ -29,7 +30,7 @@ type logService struct {
 	fhiranchorv1.UnimplementedLogServiceServer
 	log    logReader
 	vault  *vault.Sealed
-	access *access // nil without policy
+	access *access.Control // nil without policy
 	names  *refNames
 }
 
@@ -103,7 +104,7 @@ func (s *logService) GetEvidence(ctx context.Context, req *fhiranchorv1.GetEvide
 		return nil, err
 	}
 	if s.access != nil { // evidence is the version in clear: a read like any other
-		if _, err := s.access.read(ctx, v); err != nil {
+		if _, err := readVersion(ctx, s.access, v); err != nil {
 			return nil, err
 		}
 	}

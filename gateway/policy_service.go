@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fhiranchor/fhiranchor/access"
 	"github.com/fhiranchor/fhiranchor/anchor"
 	"github.com/fhiranchor/fhiranchor/policy"
 	fhiranchorv1 "github.com/fhiranchor/fhiranchor/proto/fhiranchor/v1"
@@ -25,17 +26,6 @@ import (
 // On first start the embedded default bundle is stored as version 1 and
 // activated like any other, so every decision names an anchored revision.
 
-// activationRecord is the record of a policy-activation leaf.
-type activationRecord struct {
-	Kind     string `json:"kind"` // "policy-activation"
-	Version  int64  `json:"version"`
-	Revision string `json:"revision"` // the bundle's digest
-	Previous int64  `json:"previous,omitempty"`
-	Rollback bool   `json:"rollback,omitempty"`
-	Client   string `json:"client"`
-	Time     string `json:"time"`
-}
-
 // bootstrapClient is the client id of the activation made at first start.
 const bootstrapClient = "fhiranchor"
 
@@ -46,21 +36,20 @@ const policyPollInterval = 2 * time.Second
 type policyService struct {
 	fhiranchorv1.UnimplementedPolicyServiceServer
 	vault  *vault.Sealed
-	engine *policy.Engine
-	access *access
+	access *access.Control // runs the active engine with its version
 	log    *slog.Logger
 	now    func() time.Time
 
 	mu sync.Mutex // serialises activations in this process
 	// active is the activation the engine runs, with its leaf index.
-	active     activationRecord
+	active     access.PolicyActivation
 	activeLeaf int64
 }
 
 // newPolicyService loads the active policy version, storing and activating
 // the embedded default on first start, and returns the engine running it.
-func newPolicyService(ctx context.Context, v *vault.Sealed, a *access, log *slog.Logger, now func() time.Time) (*policyService, error) {
-	s := &policyService{vault: v, access: a, log: log, now: now}
+func newPolicyService(ctx context.Context, v *vault.Sealed, ac *access.Control, log *slog.Logger, now func() time.Time) (*policyService, error) {
+	s := &policyService{vault: v, access: ac, log: log, now: now}
 	act, seq, err := s.latest(ctx)
 	if err != nil {
 		return nil, err
@@ -74,44 +63,44 @@ func newPolicyService(ctx context.Context, v *vault.Sealed, a *access, log *slog
 	if err != nil {
 		return nil, err
 	}
-	if s.engine, err = policy.New(ctx, policy.Config{Bundle: files.FS(), Revision: act.Revision}); err != nil {
+	engine, err := policy.New(ctx, policy.Config{Bundle: files.FS(), Revision: act.Revision})
+	if err != nil {
 		return nil, fmt.Errorf("load active policy version %d: %w", act.Version, err)
 	}
 	s.active, s.activeLeaf = act, seq
-	a.engine = s.engine
-	a.version.Store(act.Version)
+	ac.Activate(engine, act.Version, act.Revision)
 	return s, nil
 }
 
 // latest returns the newest activation and its leaf Seq (0 if none).
-func (s *policyService) latest(ctx context.Context) (activationRecord, int64, error) {
+func (s *policyService) latest(ctx context.Context) (access.PolicyActivation, int64, error) {
 	ls, err := s.vault.Store().FindLeaves(ctx, vault.LeafFilter{Type: uint8(anchor.LeafPolicyActivation), Limit: 1})
 	if err != nil {
-		return activationRecord{}, 0, fmt.Errorf("find policy activation: %w", err)
+		return access.PolicyActivation{}, 0, fmt.Errorf("find policy activation: %w", err)
 	}
 	if len(ls) == 0 {
-		return activationRecord{}, 0, nil
+		return access.PolicyActivation{}, 0, nil
 	}
-	var act activationRecord
+	var act access.PolicyActivation
 	if err := json.Unmarshal(ls[0].Record, &act); err != nil {
-		return activationRecord{}, 0, fmt.Errorf("decode policy activation: %w", err)
+		return access.PolicyActivation{}, 0, fmt.Errorf("decode policy activation: %w", err)
 	}
 	return act, ls[0].Seq, nil
 }
 
-func (s *policyService) bootstrap(ctx context.Context) (activationRecord, int64, error) {
+func (s *policyService) bootstrap(ctx context.Context) (access.PolicyActivation, int64, error) {
 	files, err := policy.ReadFiles(policy.DefaultBundle())
 	if err != nil {
-		return activationRecord{}, 0, err
+		return access.PolicyActivation{}, 0, err
 	}
 	revision, results, err := policy.Check(ctx, files.FS())
 	if err != nil {
-		return activationRecord{}, 0, fmt.Errorf("check default policy: %w", err)
+		return access.PolicyActivation{}, 0, fmt.Errorf("check default policy: %w", err)
 	}
 	if f := failedTests(results); len(f) > 0 {
-		return activationRecord{}, 0, fmt.Errorf("default policy fails its tests: %s", strings.Join(f, "; "))
+		return access.PolicyActivation{}, 0, fmt.Errorf("default policy fails its tests: %s", strings.Join(f, "; "))
 	}
-	var act activationRecord
+	var act access.PolicyActivation
 	var seq int64
 	err = s.vault.Update(ctx, func(tx *vault.SealedTx) error {
 		p, err := s.store(ctx, tx, files, revision, bootstrapClient)
@@ -122,7 +111,7 @@ func (s *policyService) bootstrap(ctx context.Context) (activationRecord, int64,
 		return err
 	})
 	if err != nil {
-		return activationRecord{}, 0, fmt.Errorf("activate default policy: %w", err)
+		return access.PolicyActivation{}, 0, fmt.Errorf("activate default policy: %w", err)
 	}
 	s.log.InfoContext(ctx, "default policy activated", slog.Int64("version", act.Version), slog.String("revision", act.Revision))
 	return act, seq, nil
@@ -133,18 +122,18 @@ func (s *policyService) store(ctx context.Context, tx *vault.SealedTx, files pol
 	if err != nil {
 		return vault.Policy{}, err
 	}
-	p := vault.Policy{Revision: revision, Bundle: enc, Created: microsNow(s.now), Author: client}
+	p := vault.Policy{Revision: revision, Bundle: enc, Created: access.Now(s.now), Author: client}
 	p.Version, err = tx.PutPolicy(ctx, p)
 	return p, err
 }
 
-func (s *policyService) recordActivation(ctx context.Context, tx *vault.SealedTx, version int64, revision string, previous int64, rollback bool, client string) (activationRecord, int64, error) {
-	at := microsNow(s.now)
-	act := activationRecord{Kind: "policy-activation", Version: version, Revision: revision, Previous: previous,
+func (s *policyService) recordActivation(ctx context.Context, tx *vault.SealedTx, version int64, revision string, previous int64, rollback bool, client string) (access.PolicyActivation, int64, error) {
+	at := access.Now(s.now)
+	act := access.PolicyActivation{Kind: access.KindPolicyActivation, Version: version, Revision: revision, Previous: previous,
 		Rollback: rollback, Client: client, Time: at.Format(time.RFC3339Nano)}
-	idx, _, err := addRecord(ctx, tx, anchor.LeafPolicyActivation, fmt.Sprintf("policy-activation/%d", version), "", client, at, act)
+	idx, _, err := access.Add(ctx, tx, access.KindPolicyActivation, fmt.Sprintf("policy-activation/%d", version), "", client, at, act)
 	if err != nil {
-		return activationRecord{}, 0, err
+		return access.PolicyActivation{}, 0, err
 	}
 	return act, int64(idx) + 1, nil
 }
@@ -197,11 +186,12 @@ func (s *policyService) sync(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.engine.Replace(ctx, files.FS(), act.Revision); err != nil {
+	engine, err := policy.New(ctx, policy.Config{Bundle: files.FS(), Revision: act.Revision})
+	if err != nil {
 		return fmt.Errorf("load policy version %d activated elsewhere: %w", act.Version, err)
 	}
 	s.active, s.activeLeaf = act, seq
-	s.access.version.Store(act.Version)
+	s.access.Activate(engine, act.Version, act.Revision)
 	s.log.InfoContext(ctx, "policy activated elsewhere loaded", slog.Int64("version", act.Version))
 	return nil
 }
@@ -212,7 +202,7 @@ func (s *policyService) ListPolicies(ctx context.Context, _ *fhiranchorv1.ListPo
 	if err != nil {
 		return nil, fmt.Errorf("list policies: %w", err)
 	}
-	active := s.access.version.Load()
+	active := s.access.Active().Version
 	out := &fhiranchorv1.ListPoliciesResponse{ActiveVersion: active}
 	for _, p := range ps {
 		out.Policies = append(out.Policies, policyMessage(p, active, nil))
@@ -226,7 +216,7 @@ func (s *policyService) GetPolicy(ctx context.Context, req *fhiranchorv1.GetPoli
 	if err != nil {
 		return nil, err
 	}
-	return policyMessage(p, s.access.version.Load(), files), nil
+	return policyMessage(p, s.access.Active().Version, files), nil
 }
 
 // CreatePolicy stores a bundle as the next version if it compiles and its
@@ -254,7 +244,7 @@ func (s *policyService) CreatePolicy(ctx context.Context, req *fhiranchorv1.Crea
 	}
 	s.log.InfoContext(ctx, "policy stored", slog.Int64("version", p.Version), slog.String("client", clientOf(ctx)))
 	setResponse(ctx, http.StatusCreated)
-	return &fhiranchorv1.CreatePolicyResponse{Policy: policyMessage(p, s.access.version.Load(), files), Tests: testMessages(results)}, nil
+	return &fhiranchorv1.CreatePolicyResponse{Policy: policyMessage(p, s.access.Active().Version, files), Tests: testMessages(results)}, nil
 }
 
 // TestPolicy compiles a bundle and runs its tests, storing nothing.
@@ -330,11 +320,12 @@ func (s *policyService) activate(ctx context.Context, version int64, rollback bo
 	if err != nil {
 		return nil, err
 	}
-	if err := s.engine.Replace(ctx, files.FS(), p.Revision); err != nil {
+	engine, err := vetted(ctx, files, p.Revision)
+	if err != nil {
 		return nil, policyRefusal(err)
 	}
 	prev := s.active
-	var act activationRecord
+	var act access.PolicyActivation
 	var seq int64
 	err = s.vault.Update(ctx, func(tx *vault.SealedTx) error {
 		var err error
@@ -342,18 +333,27 @@ func (s *policyService) activate(ctx context.Context, version int64, rollback bo
 		return err
 	})
 	if err != nil {
-		if _, old, ferr := s.load(ctx, prev.Version); ferr == nil {
-			if rerr := s.engine.Replace(ctx, old.FS(), prev.Revision); rerr != nil {
-				s.log.ErrorContext(ctx, "restore previous policy", slog.String("err", rerr.Error()))
-			}
-		}
+		// Not in the log, so it did not happen: the engine was never swapped in.
 		return nil, fmt.Errorf("record policy activation: %w", err)
 	}
 	s.active, s.activeLeaf = act, seq
-	s.access.version.Store(version)
+	s.access.Activate(engine, version, p.Revision)
 	s.log.InfoContext(ctx, "policy activated", slog.Int64("version", version), slog.Bool("rollback", rollback),
 		slog.String("client", act.Client), slog.Int64("leaf", seq-1))
 	return activationMessage(act, seq), nil
+}
+
+// vetted compiles a stored version and runs its tests, as an activation
+// must: an engine over a bundle whose tests fail is never swapped in.
+func vetted(ctx context.Context, files policy.Files, revision string) (*policy.Engine, error) {
+	engine, err := policy.New(ctx, policy.Config{Bundle: files.FS(), Revision: revision})
+	if err != nil {
+		return nil, err
+	}
+	if err := engine.Replace(ctx, files.FS(), revision); err != nil {
+		return nil, err
+	}
+	return engine, nil
 }
 
 // policyRefusal turns a bundle that does not compile or whose tests fail
@@ -379,7 +379,7 @@ func (s *policyService) ListActivations(ctx context.Context, _ *fhiranchorv1.Lis
 			return nil, fmt.Errorf("list activations: %w", err)
 		}
 		for _, l := range ls {
-			var act activationRecord
+			var act access.PolicyActivation
 			if err := json.Unmarshal(l.Record, &act); err != nil {
 				return nil, fmt.Errorf("decode activation: %w", err)
 			}
@@ -398,7 +398,8 @@ func (s *policyService) Evaluate(ctx context.Context, req *fhiranchorv1.Evaluate
 	if err != nil {
 		return nil, err
 	}
-	engine, version := s.engine, s.access.version.Load()
+	active := s.access.Active()
+	engine, version := active.Engine.(*policy.Engine), active.Version
 	if v := req.GetVersion(); v != 0 && v != version {
 		p, files, err := s.load(ctx, v)
 		if err != nil {
@@ -410,7 +411,7 @@ func (s *policyService) Evaluate(ctx context.Context, req *fhiranchorv1.Evaluate
 		version = v
 	}
 	if in.Patient != "" {
-		if in.Compiled, err = s.access.consents.of(ctx, committed{s.vault}, in.Patient); err != nil && !errors.Is(err, policy.ErrInvalidConsent) {
+		if in.Compiled, err = s.access.ConsentsOf(ctx, access.Committed{Vault: s.vault}, in.Patient); err != nil && !errors.Is(err, policy.ErrInvalidConsent) {
 			return nil, err
 		}
 	}
@@ -510,7 +511,7 @@ func policyMessage(p vault.Policy, active int64, files policy.Files) *fhiranchor
 		Author: p.Author, Active: p.Version == active, Files: files}
 }
 
-func activationMessage(a activationRecord, seq int64) *fhiranchorv1.Activation {
+func activationMessage(a access.PolicyActivation, seq int64) *fhiranchorv1.Activation {
 	return &fhiranchorv1.Activation{Version: a.Version, Revision: a.Revision, Time: a.Time, Client: a.Client,
 		LeafIndex: uint64(seq - 1), Rollback: a.Rollback}
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/fhiranchor/fhiranchor/access"
 	"github.com/fhiranchor/fhiranchor/anchor"
 	"github.com/fhiranchor/fhiranchor/vault"
 )
@@ -110,7 +111,7 @@ func (n *refNames) catchUp(ctx context.Context) error {
 				continue
 			}
 			id, _, _ := strings.Cut(rest, "/")
-			if key, ok := tokenKey(refToken(n.vault, typ, id)); ok {
+			if key, ok := tokenKey(access.RefToken(n.vault, typ, id)); ok {
 				if _, seen := n.leafOf[key]; !seen {
 					n.leafOf[key] = l.Seq
 				}

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fhiranchor/fhiranchor/access"
 	"github.com/fhiranchor/fhiranchor/anchor"
 	"github.com/fhiranchor/fhiranchor/cohort"
 	"github.com/fhiranchor/fhiranchor/fhir"
@@ -39,26 +40,12 @@ type deidentifier struct {
 	log     *slog.Logger
 }
 
-// deidRecord is the record of a deidentification leaf. It holds element
-// paths, rule ids and hashes only, never a value.
-type deidRecord struct {
-	Kind            string        `json:"kind"` // "deidentification"
-	Time            string        `json:"time"`
-	Resource        string        `json:"resource"` // the source version as a recordRef, "Type/<token>/_history/n"
-	Source          string        `json:"source"`   // the source version's commitment (hex): its leaf is type 1 || this
-	Output          string        `json:"output"`   // SHA-256 (hex) of the copy's canonical bytes
-	Profile         string        `json:"profile"`
-	ProfileRevision string        `json:"profileRevision"`
-	Labels          []string      `json:"labels"`
-	Changes         []deid.Change `json:"changes"`
-}
-
 // copyOf de-identifies tree, the version about to be stored, in the
 // knowledge of its patient (subject: see writer.subjects), and returns the
 // copy's canonical bytes and its record. A resource the engine cannot
 // handle is stored without a copy (so it is left out of research) rather
 // than refused: the clinical write must not depend on the research copy.
-func (d *deidentifier) copyOf(ctx context.Context, typ string, tree map[string]any, compartment string, subject deid.Subject, at time.Time, location string, commitment []byte) ([]byte, *deidRecord) {
+func (d *deidentifier) copyOf(ctx context.Context, typ string, tree map[string]any, compartment string, subject deid.Subject, at time.Time, location string, commitment []byte) ([]byte, *access.Deidentification) {
 	res, err := d.engine.Apply(typ, tree, deid.Options{Patient: compartment, Now: at, Subject: subject})
 	if err == nil {
 		var body []byte
@@ -72,8 +59,8 @@ func (d *deidentifier) copyOf(ctx context.Context, typ string, tree map[string]a
 			if labels == nil {
 				labels = []string{}
 			}
-			return body, &deidRecord{
-				Kind: "deidentification", Time: at.Format(time.RFC3339Nano), Resource: location,
+			return body, &access.Deidentification{
+				Kind: access.KindDeidentification, Time: at.Format(time.RFC3339Nano), Resource: location,
 				Source: hex.EncodeToString(commitment), Output: hex.EncodeToString(sum[:]),
 				Profile: d.profile, ProfileRevision: d.engine.Revision(), Labels: labels, Changes: changes,
 			}
@@ -88,7 +75,7 @@ func (d *deidentifier) copyOf(ctx context.Context, typ string, tree map[string]a
 // research serves cohort questions from the index of research copies.
 type research struct {
 	vault   *vault.Sealed
-	access  *access
+	access  *access.Control
 	index   *cohort.Index
 	privacy cohort.Privacy
 	deid    *deidentifier
@@ -164,7 +151,7 @@ func (r *research) apply(ctx context.Context, rec vault.Record) error {
 		if r.patients == nil {
 			r.patients = map[string]string{}
 		}
-		r.patients[c] = recordRef(r.vault, c)
+		r.patients[c] = access.Ref(r.vault, c)
 	}
 	if err := r.index.Put(key, rec.Compartment(), rec.Type, tree); err != nil {
 		// A copy the index cannot read is left out, not fatal: the index
@@ -253,7 +240,7 @@ const (
 // export runner. The de-identification and noise keys are derived from the
 // vault's keys, so every gateway sharing a master key makes the same
 // pseudonyms and date shifts, and no extra secret needs distributing.
-func newResearch(cfg ResearchConfig, v *vault.Sealed, a *access, log *slog.Logger) (*research, *exports, error) {
+func newResearch(cfg ResearchConfig, v *vault.Sealed, ac *access.Control, log *slog.Logger) (*research, *exports, error) {
 	profile := cfg.Profile
 	if profile == nil {
 		profile = deid.SafeHarbor()
@@ -278,7 +265,7 @@ func newResearch(cfg ResearchConfig, v *vault.Sealed, a *access, log *slog.Logge
 		return nil, nil, err
 	}
 	r := &research{
-		vault: v, access: a, index: cohort.NewIndex(), privacy: p, log: log, now: time.Now,
+		vault: v, access: ac, index: cohort.NewIndex(), privacy: p, log: log, now: time.Now,
 		deid: &deidentifier{engine: engine, profile: profile.Name, log: log}, criteria: criteria,
 	}
 	dir := cfg.ExportDir

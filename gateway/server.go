@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/test/bufconn"
 
+	"github.com/fhiranchor/fhiranchor/access"
 	"github.com/fhiranchor/fhiranchor/anchor"
 	"github.com/fhiranchor/fhiranchor/cohort"
 	"github.com/fhiranchor/fhiranchor/fhir"
@@ -136,7 +137,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	}
 	var policies *policyService
 	if !cfg.WithoutPolicy {
-		svc.access = &access{consents: newConsentState(deps.Vault), vault: deps.Vault, log: log, now: time.Now}
+		svc.access = access.New(access.Config{Vault: deps.Vault, Log: log, Now: time.Now})
 		svc.writer.access = svc.access
 		if policies, err = newPolicyService(ctx, deps.Vault, svc.access, log, time.Now); err != nil {
 			return nil, err

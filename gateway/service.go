@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/fhiranchor/fhiranchor/access"
 	"github.com/fhiranchor/fhiranchor/fhir"
 	"github.com/fhiranchor/fhiranchor/gateway/auth"
 	"github.com/fhiranchor/fhiranchor/policy"
@@ -28,7 +29,7 @@ type service struct {
 	parser       *fhir.Parser
 	vault        *vault.Sealed
 	writer       *writer
-	access       *access // nil only where a benchmark measures the spine without policy
+	access       *access.Control // nil only where a benchmark measures the spine without policy
 	baseURL      string  // configured public base URL, or "" to derive it per request
 	capabilities []byte
 }
@@ -56,15 +57,16 @@ func (s *service) Create(ctx context.Context, req *fhiranchorv1.CreateRequest) (
 		ifNoneExist: header(ctx, "if-none-exist")}
 	key := idempotencyKey(ctx, "create/"+req.GetType())
 	var replayed *replay
-	err = s.update(ctx, func(tx *vault.SealedTx) error {
+	err = s.write(ctx, func(tx *vault.SealedTx) (*fhirError, error) {
+		replayed = nil
 		if rp, err := lookupReplay(ctx, tx, key); err != nil || rp != nil {
 			replayed = rp
-			return err
+			return nil, err
 		}
-		if err := s.writer.apply(ctx, tx, []*op{o}, true); err != nil {
-			return err
+		if refused, err := s.writer.apply(ctx, tx, []*op{o}, true); err != nil || refused != nil {
+			return refused, err
 		}
-		return rememberReplay(ctx, tx, key, replayOf(o, nil))
+		return nil, rememberReplay(ctx, tx, key, replayOf(o, nil))
 	})
 	if err != nil {
 		return nil, err
@@ -93,7 +95,7 @@ func (s *service) Update(ctx context.Context, req *fhiranchorv1.UpdateRequest) (
 	}
 	o := &op{entry: -1, prefix: req.GetType(), method: "PUT", typ: req.GetType(), id: req.GetId(), res: res,
 		ifMatch: header(ctx, "if-match")}
-	if err := s.update(ctx, func(tx *vault.SealedTx) error {
+	if err := s.write(ctx, func(tx *vault.SealedTx) (*fhirError, error) {
 		return s.writer.apply(ctx, tx, []*op{o}, true)
 	}); err != nil {
 		return nil, err
@@ -111,7 +113,7 @@ func (s *service) Delete(ctx context.Context, req *fhiranchorv1.DeleteRequest) (
 	}
 	o := &op{entry: -1, prefix: req.GetType(), method: "DELETE", typ: req.GetType(), id: req.GetId(),
 		ifMatch: header(ctx, "if-match")}
-	if err := s.update(ctx, func(tx *vault.SealedTx) error {
+	if err := s.write(ctx, func(tx *vault.SealedTx) (*fhirError, error) {
 		return s.writer.apply(ctx, tx, []*op{o}, true)
 	}); err != nil {
 		return nil, err
@@ -135,24 +137,29 @@ func (s *service) Read(ctx context.Context, req *fhiranchorv1.ReadRequest) (*htt
 	return s.versionResponse(ctx, v, err)
 }
 
-// update runs a write transaction. A write the policy refused rolls back;
-// its decisions are recorded afterwards, in their own transaction.
-func (s *service) update(ctx context.Context, fn func(*vault.SealedTx) error) error {
-	err := s.vault.Update(ctx, fn)
-	var dw *deniedWrite
-	if errors.As(err, &dw) {
-		return s.access.recordRefused(ctx, dw)
+// write runs a write transaction. fn returns a refusal when the policy
+// refused the write: the transaction then commits the refusal's decision
+// records (fn wrote nothing else) and the refusal is the answer.
+func (s *service) write(ctx context.Context, fn func(*vault.SealedTx) (*fhirError, error)) error {
+	var refused *fhirError
+	err := s.vault.Update(ctx, func(tx *vault.SealedTx) error {
+		var err error
+		refused, err = fn(tx)
+		return err
+	})
+	if err != nil {
+		return err
 	}
-	return err
+	if refused != nil {
+		return refused
+	}
+	return nil
 }
 
-// allowRead decides a read of v (see access.read); without policy every
-// read is allowed.
+// allowRead decides a read of v by the request's caller (see
+// access.Control.Read); without policy every read is allowed.
 func (s *service) allowRead(ctx context.Context, v vault.Version) (policy.Decision, error) {
-	if s.access == nil {
-		return policy.Decision{Allow: true}, nil
-	}
-	return s.access.read(ctx, v)
+	return readVersion(ctx, s.access, v)
 }
 
 // VRead returns one version (GET /{type}/{id}/_history/{vid}).
@@ -220,11 +227,11 @@ func (s *service) allowHistory(ctx context.Context, versions []vault.Version) ([
 			kept = append(kept, v)
 			continue
 		}
-		res, err := resourceRefOf(v)
+		res, err := access.ResourceOf(v)
 		if err != nil {
 			return nil, err
 		}
-		if !withheld(d, res.SecurityLabels) {
+		if !access.Withholds(d, res.SecurityLabels) {
 			kept = append(kept, v)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/fhiranchor/fhiranchor/access"
 	"github.com/fhiranchor/fhiranchor/anchor"
 	"github.com/fhiranchor/fhiranchor/fhir"
 	"github.com/fhiranchor/fhiranchor/fhir/deid"
@@ -44,12 +45,13 @@ type op struct {
 	version     int64
 	lastUpdated time.Time
 	compartment string // of a deleted resource: its tombstone is sealed under the same key
+	stored      string // the compartment of the live version a PUT or DELETE replaces, or ""
 	body        []byte // canonical bytes of the stored version (POST/PUT)
 	read        []byte // response resource of a GET entry
 
 	pending     *vault.Version // the version prepared for Put
-	deidRecord  *deidRecord    // the record of pending's research copy, if any
-	prevConsent consentFacts   // of a Consent write: the version it replaces
+	deidRecord  *access.Deidentification    // the record of pending's research copy, if any
+	prevConsent access.ConsentFacts   // of a Consent write: the version it replaces
 }
 
 // path returns the FHIRPath-like expression of an element of the op's
@@ -192,7 +194,7 @@ type writer struct {
 	now   func() time.Time
 	// access decides whether the client may write for each patient; nil
 	// only where a benchmark measures the spine without policy.
-	access *access
+	access *access.Control
 	// deid makes the research copy of each version in a patient
 	// compartment; nil without policy.
 	deid *deidentifier
@@ -205,8 +207,21 @@ type writer struct {
 //
 // Order is FHIR's transaction order: DELETE, POST, PUT, then references are
 // resolved and versions stored; GETs run after the commit.
-func (w *writer) apply(ctx context.Context, tx *vault.SealedTx, ops []*op, atomic bool) error {
-	now := microsNow(w.now)
+//
+// A write the policy refuses is not an error: with atomic set, apply
+// returns the refusal, having recorded its decisions in tx and written
+// nothing else, and the caller commits tx and answers the refusal.
+func (w *writer) apply(ctx context.Context, tx *vault.SealedTx, ops []*op, atomic bool) (*fhirError, error) {
+	refused, err := w.applyOps(ctx, tx, ops, atomic)
+	var fe *fhirError
+	if errors.As(err, &fe) {
+		return nil, fe
+	}
+	return refused, err
+}
+
+func (w *writer) applyOps(ctx context.Context, tx *vault.SealedTx, ops []*op, atomic bool) (*fhirError, error) {
+	now := access.Now(w.now)
 	fail := func(o *op, err error) error {
 		var fe *fhirError
 		if !errors.As(err, &fe) {
@@ -227,7 +242,7 @@ func (w *writer) apply(ctx context.Context, tx *vault.SealedTx, ops []*op, atomi
 			}
 			if err := w.resolve(ctx, tx, o); err != nil {
 				if err := fail(o, err); err != nil {
-					return err
+					return nil, err
 				}
 				continue
 			}
@@ -236,7 +251,7 @@ func (w *writer) apply(ctx context.Context, tx *vault.SealedTx, ops []*op, atomi
 			}
 			key := o.typ + "/" + o.id
 			if prev, dup := seen[key]; dup && atomic {
-				return failure(http.StatusBadRequest, "duplicate", o.path(""),
+				return nil, failure(http.StatusBadRequest, "duplicate", o.path(""),
 					fmt.Sprintf("entries %d and %d change the same resource", prev, o.entry))
 			}
 			seen[key] = o.entry
@@ -260,18 +275,19 @@ func (w *writer) apply(ctx context.Context, tx *vault.SealedTx, ops []*op, atomi
 		}
 		if err := w.prepare(ctx, tx, o, refs, now); err != nil {
 			if err := fail(o, err); err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}
 	if w.access != nil {
-		if err := w.access.writes(ctx, tx, ops, atomic, now); err != nil {
-			return err
+		refused, err := w.decide(ctx, tx, ops, atomic, now)
+		if err != nil || refused != nil {
+			return refused, err
 		}
 	}
 	if w.deid != nil {
 		if err := w.researchCopies(ctx, tx, ops, now); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	for _, o := range ops {
@@ -280,11 +296,55 @@ func (w *writer) apply(ctx context.Context, tx *vault.SealedTx, ops []*op, atomi
 		}
 		if err := w.put(ctx, tx, o); err != nil {
 			if err := fail(o, err); err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}
-	return nil
+	return nil, nil
+}
+
+// decide asks access for the verdicts on the ops' writes, decided on
+// stored state and recorded in tx. In a batch, the ops of a refused patient
+// fail with 403 and the others proceed; in a transaction, the first refusal
+// is returned and nothing is written.
+func (w *writer) decide(ctx context.Context, tx *vault.SealedTx, ops []*op, atomic bool, now time.Time) (*fhirError, error) {
+	var ws []access.Write
+	var wops []*op
+	for _, o := range ops {
+		if o.err != nil || o.pending == nil || (o.pending.Compartment == "" && o.stored == "") {
+			continue
+		}
+		wr := access.Write{Patient: o.pending.Compartment, Stored: o.stored, Type: o.typ, ID: o.id}
+		if o.method != "DELETE" && o.res != nil {
+			wr.Tree = o.res.Tree
+		}
+		ws, wops = append(ws, wr), append(wops, o)
+	}
+	if len(ws) == 0 {
+		return nil, nil
+	}
+	verdicts, err := w.access.Writes(ctx, tx, callerFrom(ctx), ws, atomic, now)
+	if err != nil {
+		return nil, err
+	}
+	for i, wr := range ws {
+		v, ok := access.VerdictFor(verdicts, wr)
+		if !ok || v.Effect == access.Allowed {
+			continue
+		}
+		if atomic {
+			fe := failure(http.StatusForbidden, "forbidden", "", "writing for this patient is not permitted: "+
+				strings.Join(v.Outcome.Reasons, "; ")+" (decision "+strconv.FormatUint(v.Leaf, 10)+")")
+			if wops[i].entry >= 0 {
+				fe.issues[0].Expression = []string{wops[i].path("")}
+			}
+			return fe, nil
+		}
+		fe := denied(v.Outcome.Decision, v.Leaf)
+		fe.issues[0].Expression = []string{wops[i].path("")}
+		wops[i].err = fe
+	}
+	return nil, nil
 }
 
 // resolve finds the target of a write and checks its preconditions.
@@ -354,6 +414,7 @@ func (w *writer) resolve(ctx context.Context, tx *vault.SealedTx, o *op) error {
 				return nil
 			}
 			o.version, o.status, o.compartment = cur.Version+1, http.StatusOK, cur.Compartment()
+			o.stored = o.compartment
 			return nil
 		}
 		o.status, o.version = http.StatusCreated, 1
@@ -361,6 +422,7 @@ func (w *writer) resolve(ctx context.Context, tx *vault.SealedTx, o *op) error {
 			o.version = cur.Version + 1
 			if !cur.Deleted {
 				o.status = http.StatusOK
+				o.stored = cur.Compartment()
 			}
 		}
 		return nil
@@ -396,11 +458,11 @@ func (w *writer) prepare(ctx context.Context, tx *vault.SealedTx, o *op, refs ma
 				w.vault.Token("identifier-any", o.typ, id.Value))
 		}
 		if o.typ == "Consent" && compartment != "" {
-			tokens = append(tokens, consentToken(w.vault, compartment))
+			tokens = append(tokens, access.ConsentToken(w.vault, compartment))
 		}
 	}
 	if o.typ == "Consent" && o.version > 1 {
-		prev, err := previousConsent(ctx, tx, o.id)
+		prev, err := access.PreviousConsent(ctx, tx, o.id)
 		if err != nil {
 			return err
 		}
@@ -468,7 +530,7 @@ func (w *writer) researchCopies(ctx context.Context, tx *vault.SealedTx, ops []*
 			subject = deid.NewSubject(birthDate, terms)
 			subjects[c] = subject
 		}
-		o.pending.Deid, o.deidRecord = w.deid.copyOf(ctx, o.typ, o.res.Tree, c, subject, now, recordRef(tx, o.location()), o.pending.Commitment)
+		o.pending.Deid, o.deidRecord = w.deid.copyOf(ctx, o.typ, o.res.Tree, c, subject, now, access.Ref(tx, o.location()), o.pending.Commitment)
 	}
 	return nil
 }
@@ -506,17 +568,17 @@ func (w *writer) put(ctx context.Context, tx *vault.SealedTx, o *op) error {
 	}
 	if o.deidRecord != nil {
 		// The copy's leaf follows its version's in the same transaction.
-		if _, _, err := addRecord(ctx, tx, anchor.LeafDeidentification, "deidentification/"+o.deidRecord.Resource,
-			recordRef(tx, v.Compartment), clientOf(ctx), v.LastUpdated, o.deidRecord); err != nil {
+		if _, _, err := access.Add(ctx, tx, access.KindDeidentification, "deidentification/"+o.deidRecord.Resource,
+			access.Ref(tx, v.Compartment), clientOf(ctx), v.LastUpdated, o.deidRecord); err != nil {
 			return err
 		}
 	}
 	if o.typ == "Consent" {
-		var next consentFacts
+		var next access.ConsentFacts
 		if !v.Deleted {
-			next = factsOfConsent(o.res.Tree, false)
+			next = access.FactsOfConsent(o.res.Tree, false)
 		}
-		if err := consentEvents(ctx, tx, o.prevConsent, next, o.location(), v.Commitment, v.LastUpdated); err != nil {
+		if err := access.RecordConsentEvents(ctx, tx, clientOf(ctx), o.prevConsent, next, o.location(), v.Commitment, v.LastUpdated); err != nil {
 			return err
 		}
 	}

@@ -41,6 +41,11 @@ type Actor struct {
 	// Organization is "Organization/<id>", the organization the client acts for
 	// (from its token), or "" when it acts for none.
 	Organization string `json:"organization"`
+	// Acting are the other references the actor acts as, resolved by the
+	// gateway from stored state: the practitioner and organization of the
+	// PractitionerRole it signs in as. A consent provision naming any of
+	// them, or Reference, or Organization, names this actor.
+	Acting []string `json:"acting,omitempty"`
 }
 
 // ResourceRef describes the data asked for by opaque ids and codes, never by content.
@@ -286,6 +291,10 @@ func inputValue(in Input) (ast.Value, error) {
 	for i, r := range in.Actor.Roles {
 		roles[i] = ast.StringTerm(r)
 	}
+	acting := make([]*ast.Term, len(in.Actor.Acting))
+	for i, r := range in.Actor.Acting {
+		acting[i] = ast.StringTerm(r)
+	}
 	return ast.NewObject(
 		ast.Item(ast.InternedTerm("time"), ast.StringTerm(t.Format(time.RFC3339Nano))),
 		ast.Item(ast.InternedTerm("action"), ast.StringTerm(in.Action)),
@@ -295,6 +304,7 @@ func inputValue(in Input) (ast.Value, error) {
 			ast.Item(ast.InternedTerm("reference"), ast.StringTerm(in.Actor.Reference)),
 			ast.Item(ast.InternedTerm("roles"), ast.ArrayTerm(roles...)),
 			ast.Item(ast.InternedTerm("organization"), ast.StringTerm(in.Actor.Organization)),
+			ast.Item(ast.InternedTerm("acting"), ast.ArrayTerm(acting...)),
 		)),
 		ast.Item(ast.InternedTerm("patient"), ast.StringTerm(in.Patient)),
 		ast.Item(ast.InternedTerm("patientOrganization"), ast.StringTerm(in.PatientOrganization)),

@@ -21,6 +21,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/fhiranchor/fhiranchor/access"
 	"github.com/fhiranchor/fhiranchor/policy"
 )
 
@@ -778,18 +779,6 @@ func resolvedRef(ref string, resolved map[string]string) string {
 	return name
 }
 
-// decisionRecord holds the fields of an access-decision record the listing
-// shows; all are opaque ids and codes.
-type decisionRecord struct {
-	Time     string `json:"time"`
-	Client   string `json:"client"`
-	Action   string `json:"action"`
-	Purpose  string `json:"purpose"`
-	Patient  string `json:"patient"`
-	Resource string `json:"resource"`
-	Allow    bool   `json:"allow"`
-}
-
 func policyDecisions(ctx context.Context, c *apiClient, patient, client string, limit int, stdout io.Writer) error {
 	if limit < 1 {
 		return fmt.Errorf("--limit must be at least 1, got %d", limit)
@@ -831,9 +820,12 @@ func policyDecisions(ctx context.Context, c *apiClient, patient, client string, 
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "LEAF\tTIME\tCLIENT\tACTION\tPURPOSE\tPATIENT\tRESOURCE\tDECISION")
 	for _, e := range entries {
-		var r decisionRecord
+		var r access.Decision // a research decision decodes to the fields they share
 		if err := json.Unmarshal(e.Record, &r); err != nil {
 			return fmt.Errorf("decision %d: the record is not JSON: %w", e.LeafIndex, err)
+		}
+		if r.Kind == access.KindResearchDecision {
+			r.Patient = access.ResearchSubject // a cohort: many patients, none named
 		}
 		decision := "deny"
 		if r.Allow {

@@ -13,8 +13,8 @@ import (
 const module = "github.com/fhiranchor/fhiranchor"
 
 // TestLayout enforces the dependency direction of STYLE.md section 1 on the
-// non-test Go files of the repository: cmd -> gateway -> {fhir, policy,
-// vault, anchor, cohort} -> stdlib/third party, and the rules on who may
+// non-test Go files of the repository: cmd -> gateway -> {access, research}
+// -> {fhir, policy, vault, anchor, cohort} -> stdlib/third party, and the rules on who may
 // read flags and the environment.
 func TestLayout(t *testing.T) {
 	root := filepath.Join("..", "..")
@@ -77,6 +77,14 @@ func violation(pkg, imp string) string {
 		return "internal/testonly is for _test.go files only"
 	case own && under(inner, "gateway") && !under(pkg, "cmd") && !under(pkg, "gateway") && pkg != "internal/testonly":
 		return "only cmd/ imports gateway/"
+	case own && (under(inner, "access") || under(inner, "research")) && !under(pkg, "cmd") && !under(pkg, "gateway") &&
+		!under(pkg, "access") && !under(pkg, "research") && pkg != "internal/testonly":
+		return "only cmd/, gateway/ and the verticals import access/ and research/"
+	case own && under(pkg, "access") && under(inner, "research"), own && under(pkg, "research") && under(inner, "gateway"):
+		return "access/ does not import research/, and the verticals never import gateway/"
+	case own && (under(pkg, "fhir") || under(pkg, "vault") || under(pkg, "anchor") || under(pkg, "policy") || under(pkg, "cohort")) &&
+		(under(inner, "access") || under(inner, "research")):
+		return "fhir, policy, vault, anchor and cohort do not depend on access or research"
 	case pkg == "vault" && strings.Contains(strings.Split(imp, "/")[0], "."):
 		return "vault/ uses the standard library only"
 	case own && backend != "" && under(inner, "vault/") && !under(inner, backend):

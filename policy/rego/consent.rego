@@ -295,10 +295,23 @@ is_grant(root) if {
 	by_role[k]
 }
 
+# actor_references are the references the requester acts as: its own (the
+# token's fhirUser), the organization it acts for (the token's organization
+# claim) and those the gateway resolved from stored state (input.actor.acting:
+# the practitioner and organization of its PractitionerRole). A provision
+# naming an Organization therefore binds the practitioners acting for it.
+actor_references contains r if {
+	some r in {input.actor.reference, object.get(input.actor, "organization", "")}
+	r != ""
+}
+
+actor_references contains r if some r in object.get(input.actor, "acting", [])
+
 # is_recipient: the requester is one of the recipients an actor criterion names.
 is_recipient(actor) if {
 	some k in recipient_role_keys
-	actor.referencesByRole[k][input.actor.reference]
+	some r in actor_references
+	actor.referencesByRole[k][r]
 }
 
 # excludes: under a grant, the request falls under the root (it matches all of
@@ -470,7 +483,10 @@ matches("period", period) if within(period, now_ns)
 
 matches("dataPeriod", period) if within(period, resource_date_ns)
 
-matches("actor", actor) if actor.references[input.actor.reference]
+matches("actor", actor) if {
+	some r in actor_references
+	actor.references[r]
+}
 
 matches("actor", actor) if {
 	some role in input.actor.roles

@@ -1,0 +1,267 @@
+package access
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/fhiranchor/fhiranchor/policy"
+	"github.com/fhiranchor/fhiranchor/vault"
+)
+
+// Evaluator decides one policy input; *policy.Engine is one.
+type Evaluator interface {
+	Decide(ctx context.Context, in policy.Input) (policy.Decision, error)
+}
+
+// Active is the policy that decides: the engine and the stored version it
+// runs. They change together, as one value (Control.Activate), so a
+// decision never records one version's revision with another's number.
+type Active struct {
+	Engine   Evaluator
+	Version  int64
+	Revision string // the bundle's digest, as the engine's decisions name it
+}
+
+// Config configures a Control.
+type Config struct {
+	Vault *vault.Sealed
+	Log   *slog.Logger
+	// Now is the clock of decisions; nil means time.Now.
+	Now func() time.Time
+}
+
+// Control makes and records access decisions. Every read of patient data,
+// and every write for a patient, is decided by the active policy over the
+// patient's consent state and recorded as an access-decision leaf: who
+// (client, the FHIR actor it acts as, its organization and roles), what
+// (the resource version, or the patient for a write), why (the purpose of
+// use), the outcome, the consent versions and the policy revision and
+// version that decided. A read is decided and recorded before any data is
+// returned; a write is decided inside its own vault transaction, so the
+// write and the decision that allowed it commit together.
+type Control struct {
+	vault    *vault.Sealed
+	log      *slog.Logger
+	now      func() time.Time
+	consents *consentState
+	active   atomic.Pointer[Active]
+}
+
+// New returns a Control with no active policy: Activate one before
+// deciding (every decision denies until then).
+func New(cfg Config) *Control {
+	c := &Control{vault: cfg.Vault, log: cfg.Log, now: cfg.Now,
+		consents: &consentState{vault: cfg.Vault, cache: map[string]policy.CompiledConsent{}}}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	return c
+}
+
+// Activate makes e, running stored policy version of revision, the
+// deciding policy.
+func (c *Control) Activate(e Evaluator, version int64, revision string) {
+	c.active.Store(&Active{Engine: e, Version: version, Revision: revision})
+}
+
+// Active returns the deciding policy (zero before Activate).
+func (c *Control) Active() Active {
+	if a := c.active.Load(); a != nil {
+		return *a
+	}
+	return Active{}
+}
+
+// ConsentsOf returns the patient's consents as r sees them, compiled. An
+// error wrapping policy.ErrInvalidConsent means one cannot be compiled.
+func (c *Control) ConsentsOf(ctx context.Context, r Reader, patient string) ([]policy.CompiledConsent, error) {
+	return c.consents.of(ctx, r, patient)
+}
+
+// Outcome is a decision and the policy version that made it.
+type Outcome struct {
+	policy.Decision
+	PolicyVersion int64
+}
+
+// Decide evaluates in over the patient's consents and the actor's stored
+// affiliations as r sees them. It fails closed: a consent that cannot be
+// compiled, or an engine error, denies with a reason; only an
+// infrastructure failure (the vault) returns an error.
+func (c *Control) Decide(ctx context.Context, r Reader, in policy.Input) (Outcome, error) {
+	act := c.active.Load()
+	if act == nil {
+		return Outcome{Decision: policy.Decision{Reasons: []string{"no active policy: default deny"}}}, nil
+	}
+	acting, err := actingFor(ctx, r, in.Actor.Reference)
+	if err != nil {
+		return Outcome{}, err
+	}
+	in.Actor.Acting = acting
+	if in.Patient != "" {
+		consents, err := c.consents.of(ctx, r, in.Patient)
+		if errors.Is(err, policy.ErrInvalidConsent) {
+			// No patient reference in the log: a client-chosen id can be an MRN.
+			c.log.WarnContext(ctx, "a consent cannot be compiled: access denied", slog.String("client", in.Actor.ClientID))
+			return Outcome{Decision: policy.Decision{Reasons: []string{"invalid consent: default deny"}}, PolicyVersion: act.Version}, nil
+		}
+		if err != nil {
+			return Outcome{}, err
+		}
+		in.Compiled = consents
+	}
+	d, err := act.Engine.Decide(ctx, in)
+	if err != nil {
+		// d already denies and says why; the error is for the operator.
+		c.log.ErrorContext(ctx, "policy evaluation failed: access denied", slog.String("err", err.Error()))
+	}
+	return Outcome{Decision: d, PolicyVersion: act.Version}, nil
+}
+
+// actingFor resolves, from stored state, the other references an actor
+// acts as: a PractitionerRole signs in for its practitioner and its
+// organization, so a consent naming either binds it. The token's
+// organization claim needs no lookup (policy.Actor.Organization).
+func actingFor(ctx context.Context, r Reader, actor string) ([]string, error) {
+	id, ok := strings.CutPrefix(actor, "PractitionerRole/")
+	if !ok || id == "" {
+		return nil, nil
+	}
+	v, err := r.Read(ctx, "PractitionerRole", id)
+	if errors.Is(err, vault.ErrNotFound) || errors.Is(err, vault.ErrErased) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the actor's PractitionerRole: %w", err)
+	}
+	if v.Deleted {
+		return nil, nil
+	}
+	var role struct {
+		Active       *bool `json:"active"`
+		Practitioner struct {
+			Reference string `json:"reference"`
+		} `json:"practitioner"`
+		Organization struct {
+			Reference string `json:"reference"`
+		} `json:"organization"`
+	}
+	if err := json.Unmarshal(v.Body, &role); err != nil {
+		return nil, fmt.Errorf("decode the actor's PractitionerRole: %w", err)
+	}
+	var out []string
+	for _, ref := range []string{role.Practitioner.Reference, role.Organization.Reference} {
+		if ref != "" {
+			out = append(out, ref)
+		}
+	}
+	return out, nil
+}
+
+// Record queues the record of a decision in tx and returns its leaf index.
+// resource is "Type/id/_history/n" for a read, "" for a write.
+func (c *Control) Record(ctx context.Context, tx *vault.SealedTx, in policy.Input, o Outcome, resource string) (uint64, error) {
+	patient := Ref(tx, in.Patient)
+	rec := Decision{
+		Kind: KindAccessDecision, Time: in.Time.Format(time.RFC3339Nano), Client: in.Actor.ClientID,
+		Actor: ActorRef(tx, in.Actor.Reference), Organization: in.Actor.Organization, Roles: in.Actor.Roles,
+		Action: in.Action, Purpose: in.Purpose, Patient: patient, Resource: Ref(tx, resource),
+		Allow: o.Allow, Reasons: Reasons(tx, o.Reasons), Obligations: o.Obligations, BasedOn: Consents(tx, o.BasedOn),
+		PolicyRevision: o.PolicyRevision, PolicyVersion: o.PolicyVersion, BreakGlass: o.BreakGlass,
+	}
+	if rec.Reasons == nil {
+		rec.Reasons = []string{}
+	}
+	idx, _, err := Add(ctx, tx, KindAccessDecision, "access-decision", patient, in.Actor.ClientID, in.Time, rec)
+	if err != nil {
+		return 0, err
+	}
+	if o.BreakGlass {
+		// Break-the-glass is allowed but must be seen: the record is
+		// anchored like every decision, and the operator is told at once.
+		c.log.WarnContext(ctx, "break-the-glass access", slog.String("client", in.Actor.ClientID), slog.Uint64("decision", idx))
+	}
+	return idx, nil
+}
+
+// Effect is what a verdict lets the caller do.
+type Effect int
+
+// The effects of a verdict.
+const (
+	Allowed  Effect = iota
+	Denied          // the policy denies
+	Withheld        // allowed, but a redact obligation covers the version's security labels
+)
+
+// Verdict is a decision as the caller acts on it.
+type Verdict struct {
+	Effect  Effect
+	Outcome Outcome
+	// Leaf is the index of the decision's record; Recorded says there is one.
+	Leaf     uint64
+	Recorded bool
+}
+
+// Read decides one read of a stored version by caller and records the
+// decision in its own transaction before anything is returned. Versions
+// outside every patient compartment, and tombstones, are governed by
+// scopes alone.
+func (c *Control) Read(ctx context.Context, caller Caller, v vault.Version) (Verdict, error) {
+	if v.Compartment == "" || v.Deleted {
+		return Verdict{Effect: Allowed}, nil
+	}
+	res, err := ResourceOf(v)
+	if err != nil {
+		return Verdict{}, err
+	}
+	in := caller.Input("read", v.Compartment, res, Now(c.now))
+	out, err := c.Decide(ctx, Committed{c.vault}, in)
+	if err != nil {
+		return Verdict{}, err
+	}
+	var idx uint64
+	err = c.vault.Update(ctx, func(tx *vault.SealedTx) error {
+		idx, err = c.Record(ctx, tx, in, out, v.Type+"/"+v.ID+"/_history/"+strconv.FormatInt(v.Version, 10))
+		return err
+	})
+	if err != nil {
+		return Verdict{}, fmt.Errorf("record access decision: %w", err)
+	}
+	verdict := Verdict{Effect: Allowed, Outcome: out, Leaf: idx, Recorded: true}
+	switch {
+	case !out.Allow:
+		verdict.Effect = Denied
+	case Withholds(out.Decision, res.SecurityLabels):
+		verdict.Effect = Withheld
+	}
+	return verdict, nil
+}
+
+// Withholds reports whether a redact obligation of d covers any of labels.
+// Labels are resource-level (meta.security), so redacting them withholds
+// the whole version.
+func Withholds(d policy.Decision, labels []policy.Coding) bool {
+	for _, o := range d.Obligations {
+		if o.Type != "redact" {
+			continue
+		}
+		for _, l := range o.SecurityLabels {
+			if slices.Contains(labels, l) {
+				return true
+			}
+		}
+	}
+	return false
+}
