@@ -28,9 +28,9 @@ var goldenRecords = map[access.Kind]any{
 		Actor: "PractitionerRole/tok-00112233445566778899aabbccddeeff", Organization: "Organization/org-a", Roles: []string{"physician"},
 		Action: "read", Purpose: "TREAT", Patient: "Patient/tok-0123456789abcdef0123456789abcdef",
 		Resource: "Observation/tok-fedcba9876543210fedcba9876543210/_history/2", Allow: true,
-		Reasons:     []string{"break-the-glass: Consent/tok-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa denies, emergency treatment overrides"},
-		Obligations: []policy.Obligation{{Type: "redact", SecurityLabels: []policy.Coding{{System: "http://terminology.hl7.org/CodeSystem/v3-ActCode", Code: "PSY"}}}},
-		BasedOn:     []policy.ConsentRef{{ID: "tok-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", VersionID: "3"}},
+		Reasons:        []string{"break-the-glass: Consent/tok-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa denies, emergency treatment overrides"},
+		Obligations:    []policy.Obligation{{Type: "redact", SecurityLabels: []policy.Coding{{System: "http://terminology.hl7.org/CodeSystem/v3-ActCode", Code: "PSY"}}}},
+		BasedOn:        []policy.ConsentRef{{ID: "tok-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", VersionID: "3"}},
 		PolicyRevision: "5d41402abc4b2a76b9719d911017c592", PolicyVersion: 4, BreakGlass: true,
 	},
 	access.KindResearchDecision: access.ResearchDecision{
@@ -38,8 +38,8 @@ var goldenRecords = map[access.Kind]any{
 		Organization: "Organization/univ", Roles: []string{"researcher"}, Action: "export", Purpose: "HRESCH",
 		Query: "q-0123", Shape: "s-4567", Criteria: "sealed-criteria", Breakdown: []string{"gender"}, Allow: true,
 		Reasons: []string{}, Permitted: 40, Refused: 2, Released: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
-		Answer: json.RawMessage(`{"count":40}`),
-		Files:  []access.ExportFile{{Type: "Patient", Count: 40, SHA256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"}},
+		Answer:         json.RawMessage(`{"count":40}`),
+		Files:          []access.ExportFile{{Type: "Patient", Count: 40, SHA256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"}},
 		PolicyRevision: "5d41402abc4b2a76b9719d911017c592", PolicyVersion: 4,
 	},
 	access.KindConsentEvent: access.ConsentEvent{

@@ -57,16 +57,15 @@ type exportRequest struct {
 	Type []string `json:"type"`
 }
 
-
 // manifest is the Bulk Data completion manifest, with our extension: the
 // decision record's leaf and the hash it commits to.
 type manifest struct {
-	TransactionTime     string            `json:"transactionTime"`
-	Request             string            `json:"request"`
-	RequiresAccessToken bool              `json:"requiresAccessToken"`
-	Output              []access.ExportFile      `json:"output"`
-	Error               []access.ExportFile      `json:"error"`
-	Extension           manifestExtension `json:"extension"`
+	TransactionTime     string              `json:"transactionTime"`
+	Request             string              `json:"request"`
+	RequiresAccessToken bool                `json:"requiresAccessToken"`
+	Output              []access.ExportFile `json:"output"`
+	Error               []access.ExportFile `json:"error"`
+	Extension           manifestExtension   `json:"extension"`
 }
 
 type manifestExtension struct {

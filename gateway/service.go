@@ -30,7 +30,7 @@ type service struct {
 	vault        *vault.Sealed
 	writer       *writer
 	access       *access.Control // nil only where a benchmark measures the spine without policy
-	baseURL      string  // configured public base URL, or "" to derive it per request
+	baseURL      string          // configured public base URL, or "" to derive it per request
 	capabilities []byte
 }
 

@@ -49,9 +49,9 @@ type op struct {
 	body        []byte // canonical bytes of the stored version (POST/PUT)
 	read        []byte // response resource of a GET entry
 
-	pending     *vault.Version // the version prepared for Put
-	deidRecord  *access.Deidentification    // the record of pending's research copy, if any
-	prevConsent access.ConsentFacts   // of a Consent write: the version it replaces
+	pending     *vault.Version           // the version prepared for Put
+	deidRecord  *access.Deidentification // the record of pending's research copy, if any
+	prevConsent access.ConsentFacts      // of a Consent write: the version it replaces
 }
 
 // path returns the FHIRPath-like expression of an element of the op's
