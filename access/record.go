@@ -271,3 +271,48 @@ func Consents(k Tokener, refs []policy.ConsentRef) []policy.ConsentRef {
 func Now(now func() time.Time) time.Time {
 	return now().UTC().Truncate(time.Microsecond)
 }
+
+// Decode reads an anchored record strictly: its kind decides its type, and
+// a field that type does not have is an error, so a record of a shape no
+// kind describes cannot pass for one. Records made before kinds were one
+// vocabulary decode too: an erasure without "kind", and a research decision
+// that called itself "access-decision" (it has a "query").
+func Decode(record []byte) (Kind, any, error) {
+	var head struct {
+		Kind  Kind            `json:"kind"`
+		Query json.RawMessage `json:"query"`
+	}
+	if err := json.Unmarshal(record, &head); err != nil {
+		return "", nil, fmt.Errorf("decode record: %w", err)
+	}
+	kind := head.Kind
+	switch {
+	case kind == "":
+		kind = KindErasure
+	case kind == KindAccessDecision && head.Query != nil:
+		kind = KindResearchDecision
+	}
+	var rec any
+	switch kind {
+	case KindAccessDecision:
+		rec = &Decision{}
+	case KindResearchDecision:
+		rec = &ResearchDecision{}
+	case KindConsentEvent:
+		rec = &ConsentEvent{}
+	case KindPolicyActivation:
+		rec = &PolicyActivation{}
+	case KindErasure:
+		rec = &Erasure{}
+	case KindDeidentification:
+		rec = &Deidentification{}
+	default:
+		return "", nil, fmt.Errorf("decode record: unknown kind %q", kind)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(record)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(rec); err != nil {
+		return "", nil, fmt.Errorf("decode %s record: %w", kind, err)
+	}
+	return kind, rec, nil
+}

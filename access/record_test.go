@@ -123,3 +123,31 @@ func TestEveryKindHasAGoldenRecord(t *testing.T) {
 		}
 	}
 }
+
+func TestDecodeIsStrict(t *testing.T) {
+	for kind, rec := range goldenRecords {
+		b, _ := json.Marshal(rec)
+		got, _, err := access.Decode(b)
+		if err != nil || got != kind {
+			t.Errorf("%s: decoded as %q, %v", kind, got, err)
+		}
+		extra := append(b[:len(b)-1:len(b)-1], []byte(`,"patientName":"x"}`)...)
+		if _, _, err := access.Decode(extra); err == nil {
+			t.Errorf("%s with a field no kind has: decoded", kind)
+		}
+	}
+	for _, legacy := range []struct {
+		record string
+		want   access.Kind
+	}{
+		{`{"erased":"Patient/tok-00","erasedAt":"2026-01-01T00:00:00Z","versions":3}`, access.KindErasure},
+		{`{"kind":"access-decision","time":"t","client":"c","action":"export","query":"q","shape":"s","allow":true,"reasons":[],"permitted":1,"refused":0,"policyVersion":1}`, access.KindResearchDecision},
+	} {
+		if got, _, err := access.Decode([]byte(legacy.record)); err != nil || got != legacy.want {
+			t.Errorf("legacy %s: %q, %v", legacy.record, got, err)
+		}
+	}
+	if _, _, err := access.Decode([]byte(`{"kind":"mystery"}`)); err == nil {
+		t.Error("unknown kind decoded")
+	}
+}
