@@ -66,8 +66,13 @@
 //     (this is how "smartonfhir" limits its 30-minute grant to MedicationRequest).
 //     The innermost applicable provision decides; deny wins between siblings and
 //     between consents.
-//   - Actor matches actor.reference against Input.Actor.Reference, or, for an
-//     actor with no reference, its role codes against Input.Actor.Roles. Apart
+//   - Actor matches actor.reference against every reference the requester acts
+//     as: Input.Actor.Reference (the token's fhirUser), Input.Actor.Organization
+//     (the organization it acts for) and Input.Actor.Acting (what the gateway
+//     resolved from stored state: the practitioner and organization of the
+//     PractitionerRole it signs in as). So a provision naming an Organization
+//     binds the practitioners acting for it, in denials and in grants alike.
+//     For an actor with no reference, its role codes match Input.Actor.Roles. Apart
 //     from grants, a named actor's role is not read: roles that describe the
 //     data (author, custodian) are not modelled.
 //   - Actions map read -> access/use/disclose, write -> collect/correct,
@@ -93,5 +98,8 @@
 //     id is listed in data.fhiranchor.config.write.any_organization (default
 //     empty), whatever the consents say and even under break-the-glass. A
 //     client bound to no organization (a system-wide integration) and a
-//     patient with no managing organization have no such constraint.
+//     patient with no managing organization have no such constraint. The
+//     gateway sets PatientOrganization from the stored Patient, never from
+//     the request, and decides a change of it for the old and the new
+//     organization (package access).
 package policy
