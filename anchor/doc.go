@@ -15,9 +15,15 @@
 // it, anchortest checks implementations), which keeps every perfect-subtree
 // hash so that inclusion and consistency proofs read O(log n) nodes.
 //
-// A Receipt (receipt.go) carries a leaf's audit path to an anchored root and
-// where that root is anchored; VerifyReceipt checks it offline and
-// VerifyContent checks the commitment against the content and its salt.
+// With a signing key (Config.SigningKey) the Log signs each checkpoint when
+// it writes it, as a C2SP tlog-checkpoint in a signed note (checkpoint.go,
+// on golang.org/x/mod/sumdb/note), and the Store keeps the note with it.
+//
+// A Receipt (receipt.go) carries a leaf's audit path to an anchored root,
+// where that root is anchored and the signed checkpoint of its tree;
+// VerifyReceipt checks the proof offline, VerifyReceiptSigned checks it
+// against the log's verifier key too, and VerifyContent checks the
+// commitment against the content and its salt.
 // Nothing here holds or logs PHI: only commitments, hashes, sizes and chain
 // positions.
 package anchor

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/transparency-dev/merkle/compact"
+	"golang.org/x/mod/sumdb/note"
 )
 
 // Errors a Log stops on: they need an operator, not a retry.
@@ -48,9 +49,18 @@ type Leaf struct {
 // Index + 1, so `after` passes through unchanged.
 type LeafSource func(ctx context.Context, after uint64, limit int) ([]Leaf, error)
 
-// Config is the batching and chain-following policy of a Log. Zero fields
-// take their defaults.
+// Config is the batching and chain-following policy of a Log, and the key
+// that signs its checkpoints. Zero fields take their defaults.
 type Config struct {
+	// SigningKey is the note signer key ("PRIVATE+KEY+name+hash+base64",
+	// Ed25519) that signs every checkpoint the Log writes; empty writes
+	// unsigned checkpoints. Its name is the checkpoints' origin. It is a
+	// secret: never log it.
+	SigningKey string
+	// Origin is the first line of the log's checkpoints, naming the log
+	// (c2sp.org/tlog-checkpoint), e.g. "fhiranchor.example/log". It MUST
+	// be SigningKey's name; empty means that name.
+	Origin string
 	// MaxLeaves is the most new leaves one checkpoint, and so one anchor,
 	// adds; default 16384, at most 1<<20 (the pending hashes are held in
 	// memory).
@@ -99,6 +109,20 @@ func (c Config) Validate() error {
 	case c.Resubmit < 0:
 		return fmt.Errorf("anchor: resubmit %v is negative", c.Resubmit)
 	}
+	if c.Origin != "" {
+		if err := checkLine("origin", c.Origin); err != nil {
+			return fmt.Errorf("anchor: %w", err)
+		}
+	}
+	if c.SigningKey != "" {
+		s, err := note.NewSigner(c.SigningKey)
+		if err != nil {
+			return fmt.Errorf("anchor: checkpoint signing key: %w", err) // never the key
+		}
+		if c.Origin != "" && s.Name() != c.Origin {
+			return fmt.Errorf("anchor: the checkpoint signing key is named %q, not the origin %q", s.Name(), c.Origin)
+		}
+	}
 	return nil
 }
 
@@ -142,6 +166,8 @@ type Log struct {
 	chain  Chain
 	info   ChainInfo
 	logger *slog.Logger
+	signer note.Signer // nil: checkpoints are not signed
+	vkey   string      // signer's verifier key
 
 	size    atomic.Uint64 // of the last checkpoint this process knows, for readers
 	running atomic.Bool
@@ -184,10 +210,60 @@ func New(ctx context.Context, cfg Config, store Store, leaves LeafSource, chain 
 		chainBO: backoff{base: cfg.Retry},
 		readBO:  backoff{base: cfg.Retry},
 	}
+	if cfg.SigningKey != "" {
+		var err error
+		if l.signer, err = note.NewSigner(cfg.SigningKey); err != nil {
+			return nil, fmt.Errorf("anchor: checkpoint signing key: %w", err)
+		}
+		if l.vkey, err = CheckpointVerifierKey(cfg.SigningKey); err != nil {
+			return nil, fmt.Errorf("anchor: %w", err)
+		}
+	}
 	if err := l.load(ctx); err != nil {
 		return nil, fmt.Errorf("anchor: load log: %w", err)
 	}
 	return l, nil
+}
+
+// VerifierKey returns the note verifier key ("name+hash+base64") that
+// verifies the checkpoints this Log signs, or "" if it signs none. It is
+// public: publish it where verifiers find it.
+func (l *Log) VerifierKey() string { return l.vkey }
+
+// sign returns the signed note of the checkpoint of size and root, or ""
+// if the Log has no key.
+func (l *Log) sign(size uint64, root []byte) (string, error) {
+	if l.signer == nil {
+		return "", nil
+	}
+	msg, err := SignCheckpoint(CheckpointBody{Origin: l.signer.Name(), Size: size, Root: root}, l.signer)
+	if err != nil {
+		return "", err
+	}
+	return string(msg), nil
+}
+
+// signed fills in the note of a checkpoint written before the log signed
+// its checkpoints. It signs the root only once it has recomputed it from
+// the stored tree, so a checkpoint row altered on its own is not signed. The
+// note is not stored: Ed25519 is deterministic, so each call makes the same.
+func (l *Log) signed(ctx context.Context, cp *Checkpoint) error {
+	if cp.Note != "" || l.signer == nil {
+		return nil
+	}
+	t, err := loadTree(ctx, l.store, cp.Size)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(t.root(), cp.Root) {
+		return fmt.Errorf("stored tree of size %d does not hash to its checkpoint's root", cp.Size)
+	}
+	n, err := l.sign(cp.Size, cp.Root)
+	if err != nil {
+		return fmt.Errorf("sign checkpoint %d: %w", cp.Size, err)
+	}
+	cp.Note = n
+	return nil
 }
 
 // load reads the log's state from the Store and checks it hangs together.
@@ -446,6 +522,9 @@ func (l *Log) checkpoint(ctx context.Context, now time.Time) error {
 		return err
 	}
 	cp := Checkpoint{Size: t.size(), Root: t.root(), Time: now.UTC().Truncate(time.Microsecond)}
+	if cp.Note, err = l.sign(cp.Size, cp.Root); err != nil {
+		return fmt.Errorf("sign checkpoint %d: %w", cp.Size, err)
+	}
 	if err := l.store.Append(ctx, l.tree.size(), nodes, cp); err != nil {
 		return fmt.Errorf("write checkpoint %d: %w", cp.Size, err)
 	}
@@ -711,6 +790,17 @@ func (l *Log) Receipt(ctx context.Context, index uint64) (Receipt, error) {
 		BlockHash:   a.BlockHash,
 		BlockTime:   a.BlockTime,
 	}
+	cps, err := l.store.Checkpoints(ctx, a.TreeSize-1, 1)
+	if err != nil {
+		return Receipt{}, fmt.Errorf("read checkpoint %d: %w", a.TreeSize, err)
+	}
+	if len(cps) == 0 || cps[0].Size != a.TreeSize {
+		return Receipt{}, fmt.Errorf("checkpoint %d: %w", a.TreeSize, ErrNotFound)
+	}
+	if err := l.signed(ctx, &cps[0]); err != nil {
+		return Receipt{}, err
+	}
+	r.Checkpoint = cps[0].Note
 	return r, nil
 }
 
@@ -756,11 +846,17 @@ func (l *Log) Consistency(ctx context.Context, from, to uint64) ([][]byte, error
 }
 
 // Checkpoints returns up to limit checkpoints with Size > after, by Size,
-// each with its anchor if it has one; none if limit <= 0.
+// each with its signed note (if the Log has a key) and its anchor if it has
+// one; none if limit <= 0.
 func (l *Log) Checkpoints(ctx context.Context, after uint64, limit int) ([]Checkpoint, error) {
 	cps, err := l.store.Checkpoints(ctx, after, limit)
 	if err != nil || len(cps) == 0 {
 		return cps, err
+	}
+	for i := range cps {
+		if err := l.signed(ctx, &cps[i]); err != nil {
+			return nil, err
+		}
 	}
 	first, err := l.store.AnchorCovering(ctx, cps[0].Size-1)
 	if errors.Is(err, ErrNotFound) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -882,6 +883,156 @@ func TestLogTakesTurns(t *testing.T) {
 	for _, a := range c.anchors() {
 		if c.sent(a.Seq) != 1 {
 			t.Errorf("anchor %d sent %d times, want 1", a.Seq, c.sent(a.Seq))
+		}
+	}
+}
+
+// TestLogSignsCheckpoints: a Log with a key signs every checkpoint when it
+// writes it and stores the note; each receipt carries the note of its tree
+// and verifies with the Log's verifier key alone.
+func TestLogSignsCheckpoints(t *testing.T) {
+	ctx := t.Context()
+	src, c := &memSource{}, newFakeChain()
+	src.add(40)
+	cfg := fast
+	cfg.SigningKey, cfg.Origin = vectorSKey, vectorOrigin
+	r := start(t, cfg, filepath.Join(t.TempDir(), "log.db"), src, c, nil)
+	if got := r.log.VerifierKey(); got != vectorVKey {
+		t.Fatalf("VerifierKey = %q, want %q", got, vectorVKey)
+	}
+	waitFor(t, "40 leaves confirmed", settled(t, r.log, 40, anchor.StatusConfirmed))
+	v := mustVerifier(t, vectorVKey)
+
+	stored, err := r.store.Checkpoints(ctx, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stored) < 3 {
+		t.Fatalf("%d checkpoints, want several", len(stored))
+	}
+	for _, cp := range stored {
+		b, err := anchor.VerifyCheckpoint([]byte(cp.Note), v)
+		if err != nil {
+			t.Fatalf("stored note of checkpoint %d: %v\n%s", cp.Size, err, cp.Note)
+		}
+		if b.Origin != vectorOrigin || b.Size != cp.Size || !bytes.Equal(b.Root, cp.Root) {
+			t.Errorf("note of checkpoint %d signs %+v", cp.Size, b)
+		}
+	}
+	listed := checkpoints(t, r.log)
+	for i, cp := range listed {
+		if cp.Note != stored[i].Note {
+			t.Errorf("Checkpoints lists checkpoint %d with another note than stored", cp.Size)
+		}
+	}
+	for i := range uint64(40) {
+		rc, err := r.log.Receipt(ctx, i)
+		if err != nil {
+			t.Fatalf("Receipt(%d): %v", i, err)
+		}
+		if err := anchor.VerifyReceiptSigned(rc, v); err != nil {
+			t.Errorf("VerifyReceiptSigned(receipt %d): %v", i, err)
+		}
+	}
+}
+
+// TestLogSignsOlderCheckpoints: checkpoints written before the Log had a
+// key get a note when served (the same each time, not stored); those it
+// writes afterwards are stored signed. A legacy checkpoint whose root no
+// longer matches the stored tree is not signed.
+func TestLogSignsOlderCheckpoints(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "log.db")
+	src, c := &memSource{}, newFakeChain()
+	src.add(20)
+	r := start(t, fast, path, src, c, nil)
+	waitFor(t, "20 leaves confirmed", settled(t, r.log, 20, anchor.StatusConfirmed))
+	if r.log.VerifierKey() != "" {
+		t.Errorf("VerifierKey of a Log without a key = %q", r.log.VerifierKey())
+	}
+	rc, err := r.log.Receipt(ctx, 3)
+	if err != nil || rc.Checkpoint != "" {
+		t.Fatalf("receipt of a Log without a key: checkpoint %q, %v; want none", rc.Checkpoint, err)
+	}
+	if err := anchor.VerifyReceiptSigned(rc, mustVerifier(t, vectorVKey)); !errors.Is(err, anchor.ErrUnsignedReceipt) {
+		t.Errorf("VerifyReceiptSigned(unsigned receipt) = %v, want ErrUnsignedReceipt", err)
+	}
+	legacy := len(checkpoints(t, r.log))
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	cfg := fast
+	cfg.SigningKey = vectorSKey
+	src.add(20)
+	r = start(t, cfg, path, src, c, nil)
+	waitFor(t, "40 leaves confirmed", settled(t, r.log, 40, anchor.StatusConfirmed))
+	v := mustVerifier(t, vectorVKey)
+	stored, err := r.store.Checkpoints(ctx, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := checkpoints(t, r.log)
+	for i, cp := range listed {
+		if (stored[i].Note == "") != (i < legacy) {
+			t.Errorf("checkpoint %d stored with note %q; legacy: %v", cp.Size, stored[i].Note, i < legacy)
+		}
+		b, err := anchor.VerifyCheckpoint([]byte(cp.Note), v)
+		if err != nil || b.Size != cp.Size || !bytes.Equal(b.Root, cp.Root) {
+			t.Errorf("listed note of checkpoint %d: %+v, %v", cp.Size, b, err)
+		}
+	}
+	if again := checkpoints(t, r.log); cmp.Diff(listed, again) != "" {
+		t.Error("a legacy checkpoint's note differs from one listing to the next")
+	}
+	for i := range uint64(40) {
+		rc, err := r.log.Receipt(ctx, i)
+		if err != nil {
+			t.Fatalf("Receipt(%d): %v", i, err)
+		}
+		if err := anchor.VerifyReceiptSigned(rc, v); err != nil {
+			t.Errorf("VerifyReceiptSigned(receipt %d): %v", i, err)
+		}
+	}
+
+	// An intruder rewrites the root of the first (unsigned) checkpoint.
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, `UPDATE checkpoints SET root = zeroblob(32) WHERE size = ?`, int64(listed[0].Size)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.log.Checkpoints(ctx, 0, 100); err == nil {
+		t.Error("Checkpoints signed a legacy checkpoint whose root is not its tree's")
+	}
+	if _, err := r.log.Receipt(ctx, 0); err == nil {
+		t.Error("Receipt signed a legacy checkpoint whose root is not its tree's")
+	}
+}
+
+func TestConfigValidateSigning(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  anchor.Config
+		ok   bool
+	}{
+		{"key alone", anchor.Config{SigningKey: vectorSKey}, true},
+		{"key and its origin", anchor.Config{SigningKey: vectorSKey, Origin: vectorOrigin}, true},
+		{"origin alone", anchor.Config{Origin: "example.org/log"}, true},
+		{"key of another origin", anchor.Config{SigningKey: vectorSKey, Origin: "example.org/log"}, false},
+		{"origin with a newline", anchor.Config{Origin: "a\nb"}, false},
+		{"verifier key", anchor.Config{SigningKey: vectorVKey}, false},
+		{"garbage", anchor.Config{SigningKey: "PRIVATE+KEY+x"}, false},
+	}
+	for _, tt := range tests {
+		err := tt.cfg.Validate()
+		if (err == nil) != tt.ok {
+			t.Errorf("%s: Validate() = %v, want ok %v", tt.name, err, tt.ok)
+		}
+		if err != nil && strings.Contains(err.Error(), "AQAB") {
+			t.Errorf("%s: Validate error quotes the key: %v", tt.name, err)
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/transparency-dev/merkle/proof"
+	"golang.org/x/mod/sumdb/note"
 )
 
 // Sentinel errors of VerifyReceipt and VerifyContent, one per way a receipt
@@ -79,6 +80,12 @@ type Receipt struct {
 	Root      Hex            `json:"root,omitempty"`
 	AuditPath []Hex          `json:"auditPath,omitzero"` // [] for a tree of one leaf
 	Anchor    *ReceiptAnchor `json:"anchor,omitempty"`
+	// Checkpoint is the signed checkpoint of TreeSize (a C2SP signed note,
+	// checkpoint.go): the log's signature on TreeSize and Root, so that
+	// VerifyReceiptSigned checks the receipt against the log's published
+	// key with no chain and no trust in whoever handed the receipt out.
+	// Empty while pending, or if the log has no signing key.
+	Checkpoint string `json:"checkpoint,omitempty"`
 }
 
 // ReceiptAnchor says where the root of a receipt is anchored.
@@ -173,4 +180,36 @@ func VerifyContent(r Receipt, salt, canonical []byte) error {
 		return ErrContentMismatch
 	}
 	return nil
+}
+
+// VerifyReceiptSigned checks a receipt offline against the log's key: the
+// receipt's signed checkpoint verifies with one of verifiers (the log's
+// published verifier keys, several across a key rotation), commits to the
+// receipt's TreeSize and Root, and VerifyReceipt's checks hold, the
+// inclusion proof among them. Then the root is one the log signed, not
+// merely one the server sent, and no chain access is needed.
+//
+// It returns ErrNotAnchored for a pending receipt, and otherwise an error
+// wrapping ErrUnsignedReceipt (no checkpoint), ErrMalformedCheckpoint,
+// ErrCheckpointSignature (altered, or signed by no key given),
+// ErrCheckpointMismatch (the receipt's tree size or root is not the
+// signed one), or one of VerifyReceipt's.
+func VerifyReceiptSigned(r Receipt, verifiers ...note.Verifier) error {
+	if r.Status == StatusPending {
+		return VerifyReceipt(r)
+	}
+	if r.Checkpoint == "" {
+		return ErrUnsignedReceipt
+	}
+	cp, err := VerifyCheckpoint([]byte(r.Checkpoint), verifiers...)
+	if err != nil {
+		return err
+	}
+	switch {
+	case cp.Size != r.TreeSize:
+		return fmt.Errorf("%w: the checkpoint signs tree size %d, the receipt says %d", ErrCheckpointMismatch, cp.Size, r.TreeSize)
+	case !bytes.Equal(cp.Root, r.Root):
+		return fmt.Errorf("%w: the checkpoint signs root %s, the receipt says %s", ErrCheckpointMismatch, cp.Root, r.Root)
+	}
+	return VerifyReceipt(r)
 }

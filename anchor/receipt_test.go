@@ -2,7 +2,9 @@ package anchor_test
 
 import (
 	"bytes"
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/fhiranchor/fhiranchor/anchor"
 )
@@ -299,4 +302,92 @@ func TestHex(t *testing.T) {
 	if s := sha256.Sum256(nil); anchor.Hex(s[:]).String() != "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" {
 		t.Error("Hex of SHA-256(\"\") is not its lowercase hex")
 	}
+}
+
+// signedReceiptOf is receiptOf with the checkpoint of its tree signed by
+// the test vector's key.
+func signedReceiptOf(t *testing.T, leaves [][]byte, index int) anchor.Receipt {
+	t.Helper()
+	r := receiptOf(leaves, index)
+	msg, err := anchor.SignCheckpoint(anchor.CheckpointBody{Origin: vectorOrigin, Size: r.TreeSize, Root: r.Root}, mustSigner(t, vectorSKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Checkpoint = string(msg)
+	return r
+}
+
+// TestVerifyReceiptSigned: a receipt verifies offline against its signed
+// checkpoint and the log's key alone; a changed signature, tree size or
+// root, or another key, fails with its own sentinel.
+func TestVerifyReceiptSigned(t *testing.T) {
+	leaves := testTree(13)
+	good := signedReceiptOf(t, leaves, 6)
+	v := mustVerifier(t, vectorVKey)
+	if err := anchor.VerifyReceiptSigned(good, v); err != nil {
+		t.Fatalf("VerifyReceiptSigned(good): %v", err)
+	}
+	_, otherV, err := note.GenerateKey(rand.Reader, vectorOrigin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A receipt rewritten consistently for a bigger tree, with that tree's
+	// checkpoint properly signed: the signature and the match hold, the
+	// inclusion proof does not.
+	bigger := signedReceiptOf(t, testTree(14), 6)
+	sig := strings.LastIndex(good.Checkpoint, " ") + 9
+	tests := []struct {
+		name   string
+		change func(r *anchor.Receipt)
+		keys   []note.Verifier
+		want   error
+	}{
+		{"signature changed", func(r *anchor.Receipt) {
+			c := []byte(r.Checkpoint)
+			c[sig] ^= 'A' ^ 'B'
+			r.Checkpoint = string(c)
+		}, []note.Verifier{v}, anchor.ErrCheckpointSignature},
+		{"signed tree size changed", func(r *anchor.Receipt) {
+			r.Checkpoint = strings.Replace(r.Checkpoint, "\n13\n", "\n14\n", 1)
+		}, []note.Verifier{v}, anchor.ErrCheckpointSignature},
+		{"signed root changed", func(r *anchor.Receipt) {
+			root := base64.StdEncoding.EncodeToString(r.Root)
+			r.Checkpoint = strings.Replace(r.Checkpoint, root, base64.StdEncoding.EncodeToString(flipBit(r.Root, 3)), 1)
+		}, []note.Verifier{v}, anchor.ErrCheckpointSignature},
+		{"receipt tree size changed", func(r *anchor.Receipt) { r.TreeSize = 14 }, []note.Verifier{v}, anchor.ErrCheckpointMismatch},
+		{"receipt root changed", func(r *anchor.Receipt) { r.Root = flipBit(r.Root, 200) }, []note.Verifier{v}, anchor.ErrCheckpointMismatch},
+		{"checkpoint of another tree", func(r *anchor.Receipt) { r.Checkpoint = bigger.Checkpoint }, []note.Verifier{v}, anchor.ErrCheckpointMismatch},
+		{"wrong key", func(r *anchor.Receipt) {}, []note.Verifier{mustVerifier(t, otherV)}, anchor.ErrCheckpointSignature},
+		{"no key", func(r *anchor.Receipt) {}, nil, anchor.ErrCheckpointSignature},
+		{"unsigned", func(r *anchor.Receipt) { r.Checkpoint = "" }, []note.Verifier{v}, anchor.ErrUnsignedReceipt},
+		{"not a note", func(r *anchor.Receipt) { r.Checkpoint = "hello\n" }, []note.Verifier{v}, anchor.ErrMalformedCheckpoint},
+		{"consistent rewrite for a bigger tree", func(r *anchor.Receipt) {
+			r.TreeSize, r.Root, r.Checkpoint = bigger.TreeSize, bigger.Root, bigger.Checkpoint
+		}, []note.Verifier{v}, anchor.ErrInclusion},
+		{"audit path changed", func(r *anchor.Receipt) { r.AuditPath[0] = flipBit(r.AuditPath[0], 0) }, []note.Verifier{v}, anchor.ErrInclusion},
+		{"commitment changed", func(r *anchor.Receipt) { r.Commitment = flipBit(r.Commitment, 9) }, []note.Verifier{v}, anchor.ErrInclusion},
+		{"pending", func(r *anchor.Receipt) {
+			*r = anchor.Receipt{LeafIndex: 6, LeafType: r.LeafType, LeafTypeNumber: r.LeafTypeNumber, Commitment: r.Commitment, Status: anchor.StatusPending}
+		}, []note.Verifier{v}, anchor.ErrNotAnchored},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := clone(good)
+			tt.change(&r)
+			if err := anchor.VerifyReceiptSigned(r, tt.keys...); !errors.Is(err, tt.want) {
+				t.Errorf("VerifyReceiptSigned = %v, want %v", err, tt.want)
+			}
+		})
+	}
+	// The checkpoint survives JSON, as `fhiranchor verify` reads it.
+	if err := anchor.VerifyReceiptSigned(clone(good), v); err != nil {
+		t.Errorf("VerifyReceiptSigned after a JSON round trip: %v", err)
+	}
+}
+
+// flipBit returns a copy of b with bit i flipped.
+func flipBit(b []byte, i int) anchor.Hex {
+	out := bytes.Clone(b)
+	out[i/8] ^= 1 << (i % 8)
+	return out
 }

@@ -49,6 +49,12 @@ type Checkpoint struct {
 	Size uint64    `json:"treeSize"`
 	Root Hex       `json:"root"`
 	Time time.Time `json:"time"` // when it was written, UTC
+	// Note is the checkpoint as a C2SP signed note (checkpoint.go): origin,
+	// Size and Root, signed by the log's key. The Log signs it when it
+	// writes the checkpoint, and a Store keeps it as given; it is empty for
+	// a log without a key, and for checkpoints written before the log
+	// signed them until the Log serves them (Log.Checkpoints, Log.Receipt).
+	Note string `json:"note,omitempty"`
 	// Anchor is the anchor of this checkpoint, if it has one. Log.Checkpoints
 	// fills it; a Store neither reads nor fills it.
 	Anchor *AnchorRecord `json:"anchor,omitempty"`
@@ -91,7 +97,8 @@ type Store interface {
 	// none); Append MUST return ErrConflict, storing nothing, if it is not
 	// the size of the Store's last checkpoint, if cp.Size <= from, or if a
 	// node ID is already stored. Nodes are the perfect subtrees completed by
-	// the leaves [from, cp.Size).
+	// the leaves [from, cp.Size). cp.Note is stored as it is (empty for
+	// none) and read back unchanged by Checkpoints and LastCheckpoint.
 	Append(ctx context.Context, from uint64, nodes []Node, cp Checkpoint) error
 	// Nodes returns the hashes of the nodes ids, in order, or ErrNotFound if
 	// one is not stored.

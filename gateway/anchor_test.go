@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/fhiranchor/fhiranchor/anchor"
 	"github.com/fhiranchor/fhiranchor/fhir"
@@ -299,4 +301,95 @@ func doRoot(t *testing.T, g *testonly.Gateway, method, path, tok string) testonl
 	var buf bytes.Buffer
 	_, _ = buf.ReadFrom(resp.Body)
 	return testonly.Response{Status: resp.StatusCode, Header: resp.Header, Body: buf.Bytes()}
+}
+
+// TestSignedReceipts: the log signs its checkpoints with the key derived
+// from the master key and publishes the verifier key at /v1/log/key, with
+// no token; a receipt fetched from the gateway verifies against that key
+// alone, with no chain, and so does every listed checkpoint. A changed
+// signature, tree size or root, or another key, fails. The key survives a
+// restart, and the receipt stays the same.
+func TestSignedReceipts(t *testing.T) {
+	g := testonly.StartGateway(t, testonly.Options{})
+	tok := g.Token(t)
+	id := seedRolePatient(t, g, tok, `{"resourceType":"Patient","gender":"female"}`)
+	rc := waitReceipt(t, g, tok, g.Root+"/v1/receipts/Patient/"+id+"/_history/1")
+
+	r := g.DoRoot(t, http.MethodGet, "/v1/log/key", nil) // public: no token
+	if r.Status != http.StatusOK || !strings.HasPrefix(r.Header.Get("Content-Type"), "text/plain") {
+		t.Fatalf("GET /v1/log/key: %d %s %s", r.Status, r.Header.Get("Content-Type"), r.Body)
+	}
+	vkey := strings.TrimSpace(string(r.Body))
+	if vkey != g.Log.VerifierKey() || !strings.HasPrefix(vkey, anchor.DefaultOrigin+"+") {
+		t.Fatalf("published key %q, the log's %q", vkey, g.Log.VerifierKey())
+	}
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc.Checkpoint == "" {
+		t.Fatal("the receipt carries no signed checkpoint")
+	}
+	if err := anchor.VerifyReceiptSigned(rc, v); err != nil {
+		t.Fatalf("VerifyReceiptSigned: %v\n%s", err, rc.Checkpoint)
+	}
+
+	_, otherKey, err := note.GenerateKey(rand.Reader, anchor.DefaultOrigin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := note.NewVerifier(otherKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := fmt.Sprintf("\n%d\n", rc.TreeSize)
+	sig := strings.LastIndex(rc.Checkpoint, " ") + 10
+	for name, tt := range map[string]struct {
+		change func(c *anchor.Receipt)
+		key    note.Verifier
+		want   error
+	}{
+		"signature": {func(c *anchor.Receipt) {
+			b := []byte(c.Checkpoint)
+			b[sig] = map[bool]byte{true: 'B', false: 'A'}[b[sig] == 'A']
+			c.Checkpoint = string(b)
+		}, v, anchor.ErrCheckpointSignature},
+		"signed tree size": {func(c *anchor.Receipt) {
+			c.Checkpoint = strings.Replace(c.Checkpoint, size, fmt.Sprintf("\n%d\n", c.TreeSize+1), 1)
+		}, v, anchor.ErrCheckpointSignature},
+		"receipt tree size": {func(c *anchor.Receipt) { c.TreeSize++ }, v, anchor.ErrCheckpointMismatch},
+		"receipt root":      {func(c *anchor.Receipt) { c.Root[3] ^= 1 }, v, anchor.ErrCheckpointMismatch},
+		"wrong key":         {func(c *anchor.Receipt) {}, other, anchor.ErrCheckpointSignature},
+	} {
+		c := rc
+		c.Root, c.Checkpoint = bytes.Clone(rc.Root), rc.Checkpoint
+		tt.change(&c)
+		if err := anchor.VerifyReceiptSigned(c, tt.key); !errors.Is(err, tt.want) {
+			t.Errorf("changed %s: VerifyReceiptSigned = %v, want %v", name, err, tt.want)
+		}
+	}
+
+	var cps struct{ Checkpoints []anchor.Checkpoint }
+	if st := getJSON(t, g, "", "/v1/log/checkpoints", &cps); st != http.StatusOK || len(cps.Checkpoints) == 0 {
+		t.Fatalf("checkpoints: %d, %d", st, len(cps.Checkpoints))
+	}
+	for _, cp := range cps.Checkpoints {
+		b, err := anchor.VerifyCheckpoint([]byte(cp.Note), v)
+		if err != nil || b.Size != cp.Size || !bytes.Equal(b.Root, cp.Root) {
+			t.Errorf("listed checkpoint %d: note signs %+v, %v", cp.Size, b, err)
+		}
+	}
+
+	g.Restart(t)
+	r = g.DoRoot(t, http.MethodGet, "/v1/log/key", nil)
+	if got := strings.TrimSpace(string(r.Body)); got != vkey {
+		t.Errorf("key after a restart = %q, want %q", got, vkey)
+	}
+	var after anchor.Receipt
+	if st := getJSON(t, g, g.Token(t), "/v1/receipts/Patient/"+id+"/_history/1", &after); st != http.StatusOK {
+		t.Fatalf("receipt after a restart: %d", st)
+	}
+	if after.Checkpoint != rc.Checkpoint || anchor.VerifyReceiptSigned(after, v) != nil {
+		t.Errorf("receipt after a restart: checkpoint changed or does not verify")
+	}
 }

@@ -43,6 +43,8 @@ var publicMethods = map[string]bool{
 	// log's are: they hold roots and sizes only.
 	"/fhiranchor.v1.LogService/ListCheckpoints": true,
 	"/fhiranchor.v1.LogService/GetConsistency":  true,
+	// The key that verifies the signed checkpoints is public by nature.
+	"/fhiranchor.v1.LogService/GetLogKey": true,
 }
 
 // interceptor is the one unary interceptor chain every call passes through,

@@ -32,6 +32,7 @@ type logService struct {
 	vault  *vault.Sealed
 	access *access.Control // nil without policy
 	names  *refNames
+	key    string // verifier key of the log's signed checkpoints; "" if unsigned
 }
 
 // GetReceipt returns the receipt of one stored resource version; it tells
@@ -120,7 +121,8 @@ func (s *logService) GetEvidence(ctx context.Context, req *fhiranchorv1.GetEvide
 	return &httpbody.HttpBody{ContentType: "application/json", Data: body}, nil
 }
 
-// ListCheckpoints lists every checkpoint with its anchor.
+// ListCheckpoints lists every checkpoint with its signed note and its
+// anchor.
 func (s *logService) ListCheckpoints(ctx context.Context, _ *fhiranchorv1.ListCheckpointsRequest) (*httpbody.HttpBody, error) {
 	var all []anchor.Checkpoint
 	for after := uint64(0); ; {
@@ -144,6 +146,37 @@ func (s *logService) ListCheckpoints(ctx context.Context, _ *fhiranchorv1.ListCh
 		all = []anchor.Checkpoint{}
 	}
 	return jsonBody(ctx, map[string]any{"treeSize": size, "checkpoints": all})
+}
+
+// GetLogKey returns the note verifier key of the log's signed checkpoints,
+// one line of text/plain: a file `fhiranchor verify --log-key` reads as it
+// is. It is public (a key, no PHI); a verifier should still have it from
+// elsewhere too, since a server could hand out a key of its own.
+func (s *logService) GetLogKey(ctx context.Context, _ *fhiranchorv1.GetLogKeyRequest) (*httpbody.HttpBody, error) {
+	if s.key == "" {
+		return nil, failure(http.StatusNotFound, "not-found", "", "the log does not sign its checkpoints")
+	}
+	setResponse(ctx, http.StatusOK)
+	return &httpbody.HttpBody{ContentType: "text/plain; charset=utf-8", Data: []byte(s.key + "\n")}, nil
+}
+
+// signingKeyLabel is the blind-index label of the log's default signing key.
+const signingKeyLabel = "checkpoint-signing/v1"
+
+// DefaultSigningKey returns the note signer key of the log's checkpoints
+// when none is configured: the Ed25519 key whose seed is the vault's keyed
+// token of "checkpoint-signing/v1" (HMAC-SHA256 under a key HKDF derives
+// from the master key), named origin. Every gateway sharing a master key
+// signs with the same key, and it stays the same across restarts. It is a
+// secret: never log it; log anchor.CheckpointVerifierKey of it.
+func DefaultSigningKey(v *vault.Sealed, origin string) (string, error) {
+	seed := v.Token(signingKeyLabel)
+	defer clear(seed)
+	skey, _, err := anchor.NewCheckpointKey(origin, seed)
+	if err != nil {
+		return "", fmt.Errorf("derive checkpoint signing key: %w", err)
+	}
+	return skey, nil
 }
 
 // GetConsistency proves that tree size To extends tree size From.

@@ -131,6 +131,7 @@ func TestRoleMatrix(t *testing.T) {
 		"/fhiranchor.v1.LogService/GetLeafEvidence": {allow: recordReaders, req: &fhiranchorv1.GetLeafEvidenceRequest{LeafIndex: ownDecision}},
 		"/fhiranchor.v1.LogService/ListCheckpoints": {public: true, req: &fhiranchorv1.ListCheckpointsRequest{}},
 		"/fhiranchor.v1.LogService/GetConsistency":  {public: true, req: &fhiranchorv1.GetConsistencyRequest{From: from, To: to}},
+		"/fhiranchor.v1.LogService/GetLogKey":       {public: true, req: &fhiranchorv1.GetLogKeyRequest{}},
 
 		// A patient never stored: 404 proves the operator was admitted.
 		"/fhiranchor.v1.AdminService/ErasePatient": {allow: []string{roleOperator}, ok: []codes.Code{codes.NotFound},

@@ -163,7 +163,8 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	)
 	fhiranchorv1.RegisterFHIRServiceServer(s.grpc, svc)
 	names := &refNames{vault: deps.Vault}
-	fhiranchorv1.RegisterLogServiceServer(s.grpc, &logService{log: deps.Log, vault: deps.Vault, access: svc.access, names: names})
+	fhiranchorv1.RegisterLogServiceServer(s.grpc, &logService{log: deps.Log, vault: deps.Vault, access: svc.access, names: names,
+		key: deps.Log.VerifierKey()})
 	fhiranchorv1.RegisterAdminServiceServer(s.grpc, &adminService{vault: deps.Vault, now: time.Now, exports: exp})
 	if policies != nil {
 		fhiranchorv1.RegisterPolicyServiceServer(s.grpc, policies)

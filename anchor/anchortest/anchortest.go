@@ -16,6 +16,7 @@ package anchortest
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"sync"
@@ -95,7 +96,14 @@ func (b *builder) grow(t *testing.T, n int) (uint64, []anchor.Node, anchor.Check
 	if err != nil {
 		t.Fatal(err)
 	}
-	return from, nodes, anchor.Checkpoint{Size: b.rng.End(), Root: root, Time: base.Add(time.Duration(b.rng.End()) * time.Second)}
+	cp := anchor.Checkpoint{Size: b.rng.End(), Root: root, Time: base.Add(time.Duration(b.rng.End()) * time.Second)}
+	if cp.Size%2 == 1 {
+		// A Store keeps a checkpoint's signed note as given, and none as
+		// none (a log without a key, or before it signed).
+		cp.Note = fmt.Sprintf("fhiranchor.example/log\n%d\n%s\n\n— fhiranchor.example/log c2lnbmF0dXJl\n",
+			cp.Size, base64.StdEncoding.EncodeToString(root))
+	}
+	return from, nodes, cp
 }
 
 // appendN grows b by n leaves and appends them to s.

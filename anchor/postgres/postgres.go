@@ -34,9 +34,14 @@ import (
 //go:embed schema.sql
 var schemaV1 string
 
+// schemaV2 adds the signed note of each checkpoint.
+//
+//go:embed schema_v2.sql
+var schemaV2 string
+
 // migrations are applied in order, each once (pgdb.Migrate). Never edit a
 // released migration; append a new one.
-var migrations = []string{schemaV1}
+var migrations = []string{schemaV1, schemaV2}
 
 // component names this package's schema versions in schema_versions.
 const component = "log"
@@ -148,8 +153,8 @@ func (s *Store) Append(ctx context.Context, from uint64, nodes []anchor.Node, cp
 				return fmt.Errorf("store nodes: %w", conflict(err))
 			}
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO log_checkpoints (size, root, time) VALUES ($1, $2, $3)`,
-			int64(cp.Size), []byte(cp.Root), cp.Time); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO log_checkpoints (size, root, time, note) VALUES ($1, $2, $3, $4)`,
+			int64(cp.Size), []byte(cp.Root), cp.Time, text(cp.Note)); err != nil {
 			return conflict(err)
 		}
 		_, err := tx.Exec(ctx, `UPDATE log_head SET size = $1`, int64(cp.Size))
@@ -202,7 +207,7 @@ func (s *Store) Checkpoints(ctx context.Context, after uint64, limit int) ([]anc
 	if limit <= 0 || after >= math.MaxInt64 {
 		return nil, nil
 	}
-	rows, err := s.pool.Query(ctx, `SELECT size, root, time FROM log_checkpoints WHERE size > $1 ORDER BY size LIMIT $2`,
+	rows, err := s.pool.Query(ctx, `SELECT size, root, time, note FROM log_checkpoints WHERE size > $1 ORDER BY size LIMIT $2`,
 		int64(after), limit)
 	if err != nil {
 		return nil, fmt.Errorf("read checkpoints: %w", err)
@@ -216,7 +221,7 @@ func (s *Store) Checkpoints(ctx context.Context, after uint64, limit int) ([]anc
 
 // LastCheckpoint returns the largest checkpoint.
 func (s *Store) LastCheckpoint(ctx context.Context) (anchor.Checkpoint, error) {
-	cp, err := scanCheckpoint(s.pool.QueryRow(ctx, `SELECT size, root, time FROM log_checkpoints ORDER BY size DESC LIMIT 1`))
+	cp, err := scanCheckpoint(s.pool.QueryRow(ctx, `SELECT size, root, time, note FROM log_checkpoints ORDER BY size DESC LIMIT 1`))
 	if err != nil {
 		return anchor.Checkpoint{}, fmt.Errorf("read last checkpoint: %w", err)
 	}
@@ -227,14 +232,19 @@ func scanCheckpoint(row pgx.Row) (anchor.Checkpoint, error) {
 	var size int64
 	var root []byte
 	var t time.Time
-	err := row.Scan(&size, &root, &t)
+	var note *string
+	err := row.Scan(&size, &root, &t, &note)
 	if pgdb.IsNoRows(err) {
 		return anchor.Checkpoint{}, anchor.ErrNotFound
 	}
 	if err != nil {
 		return anchor.Checkpoint{}, err
 	}
-	return anchor.Checkpoint{Size: uint64(size), Root: root, Time: t.UTC()}, nil
+	cp := anchor.Checkpoint{Size: uint64(size), Root: root, Time: t.UTC()}
+	if note != nil {
+		cp.Note = *note
+	}
+	return cp, nil
 }
 
 // PutAnchor records anchor a, or updates the record at a.Seq.
@@ -382,6 +392,14 @@ func timestamp(t time.Time) *time.Time {
 		return nil
 	}
 	return &t
+}
+
+// text binds an empty string as NULL.
+func text(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }
 
 // blob binds an empty byte slice as NULL.

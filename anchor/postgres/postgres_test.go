@@ -12,6 +12,7 @@ import (
 
 	"github.com/fhiranchor/fhiranchor/anchor"
 	"github.com/fhiranchor/fhiranchor/anchor/anchortest"
+	"github.com/fhiranchor/fhiranchor/internal/pgdb"
 	"github.com/fhiranchor/fhiranchor/internal/pgtest"
 )
 
@@ -158,5 +159,46 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if _, err := New(t.Context(), Config{}); err == nil {
 		t.Error("New with no DSN succeeded")
+	}
+}
+
+// TestMigrateV1: a log written under schema version 1 opens under the
+// current schema with its checkpoints intact and without notes, and new
+// checkpoints keep theirs.
+func TestMigrateV1(t *testing.T) {
+	c := pgtest.Start(t, pgtest.Options{})
+	dsn := c.NewDatabase(t)
+	ctx := t.Context()
+	pool, err := pgdb.Open(ctx, pgdb.Options{DSN: dsn, Component: component, Migrations: migrations[:1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := make([]byte, 32)
+	root[0] = 7
+	for _, q := range []string{
+		`INSERT INTO log_nodes (level, idx, hash) VALUES (0, 0, $1)`,
+		`INSERT INTO log_checkpoints (size, root, time) VALUES (1, $1, now())`,
+	} {
+		if _, err := pool.Exec(ctx, q, root); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := pool.Exec(ctx, `UPDATE log_head SET size = 1`); err != nil {
+		t.Fatal(err)
+	}
+	pool.Close()
+
+	s := newStore(t, dsn)
+	defer s.Close()
+	cp, err := s.LastCheckpoint(ctx)
+	if err != nil || cp.Size != 1 || cp.Root[0] != 7 || cp.Note != "" {
+		t.Errorf("LastCheckpoint of the version 1 log = %+v, %v; want size 1 without a note", cp, err)
+	}
+	next := anchor.Checkpoint{Size: 2, Root: root, Note: "signed\n\n— x c2ln\n"}
+	if err := s.Append(ctx, 1, []anchor.Node{{ID: compact.NewNodeID(0, 1), Hash: root}}, next); err != nil {
+		t.Fatal(err)
+	}
+	if cps, err := s.Checkpoints(ctx, 0, 10); err != nil || len(cps) != 2 || cps[0].Note != "" || cps[1].Note != next.Note {
+		t.Errorf("Checkpoints = %+v, %v", cps, err)
 	}
 }

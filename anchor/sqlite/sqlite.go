@@ -33,9 +33,14 @@ import (
 //go:embed schema.sql
 var schemaV1 string
 
+// schemaV2 adds the signed note of each checkpoint.
+//
+//go:embed schema_v2.sql
+var schemaV2 string
+
 // migrations are applied in order, each once, in one transaction per open.
 // Never edit a released migration; append a new one.
-var migrations = []string{schemaV1}
+var migrations = []string{schemaV1, schemaV2}
 
 // Result codes of modernc.org/sqlite/lib (extended result codes are on).
 const (
@@ -147,8 +152,8 @@ func (s *Store) Append(ctx context.Context, from uint64, nodes []anchor.Node, cp
 				return fmt.Errorf("node (%d, %d): %w", n.ID.Level, n.ID.Index, conflict(err))
 			}
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO checkpoints (size, root, time) VALUES (?, ?, ?)`,
-			int64(cp.Size), []byte(cp.Root), cp.Time.UnixMicro())
+		_, err = tx.ExecContext(ctx, `INSERT INTO checkpoints (size, root, time, note) VALUES (?, ?, ?, ?)`,
+			int64(cp.Size), []byte(cp.Root), cp.Time.UnixMicro(), text(cp.Note))
 		return conflict(err)
 	})
 	if err != nil {
@@ -180,7 +185,7 @@ func (s *Store) Checkpoints(ctx context.Context, after uint64, limit int) ([]anc
 	if limit <= 0 || after >= math.MaxInt64 {
 		return nil, nil
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT size, root, time FROM checkpoints WHERE size > ? ORDER BY size LIMIT ?`,
+	rows, err := s.r.QueryContext(ctx, `SELECT size, root, time, note FROM checkpoints WHERE size > ? ORDER BY size LIMIT ?`,
 		int64(after), limit)
 	if err != nil {
 		return nil, fmt.Errorf("read checkpoints: %w", err)
@@ -202,7 +207,7 @@ func (s *Store) Checkpoints(ctx context.Context, after uint64, limit int) ([]anc
 
 // LastCheckpoint returns the largest checkpoint.
 func (s *Store) LastCheckpoint(ctx context.Context) (anchor.Checkpoint, error) {
-	cp, err := scanCheckpoint(s.r.QueryRowContext(ctx, `SELECT size, root, time FROM checkpoints ORDER BY size DESC LIMIT 1`))
+	cp, err := scanCheckpoint(s.r.QueryRowContext(ctx, `SELECT size, root, time, note FROM checkpoints ORDER BY size DESC LIMIT 1`))
 	if err != nil {
 		return anchor.Checkpoint{}, fmt.Errorf("read last checkpoint: %w", err)
 	}
@@ -214,14 +219,15 @@ type scanner interface{ Scan(dest ...any) error }
 func scanCheckpoint(sc scanner) (anchor.Checkpoint, error) {
 	var size, micros int64
 	var root []byte
-	err := sc.Scan(&size, &root, &micros)
+	var note sql.NullString
+	err := sc.Scan(&size, &root, &micros, &note)
 	if errors.Is(err, sql.ErrNoRows) {
 		return anchor.Checkpoint{}, anchor.ErrNotFound
 	}
 	if err != nil {
 		return anchor.Checkpoint{}, err
 	}
-	return anchor.Checkpoint{Size: uint64(size), Root: root, Time: time.UnixMicro(micros).UTC()}, nil
+	return anchor.Checkpoint{Size: uint64(size), Root: root, Time: time.UnixMicro(micros).UTC(), Note: note.String}, nil
 }
 
 // PutAnchor records anchor a, or updates the record at a.Seq.
@@ -377,6 +383,14 @@ func micros(t time.Time) any {
 		return nil
 	}
 	return t.UnixMicro()
+}
+
+// text binds an empty string as NULL.
+func text(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
 }
 
 // blob binds an empty byte slice as NULL.

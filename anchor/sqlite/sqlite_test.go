@@ -9,6 +9,7 @@ import (
 
 	"github.com/fhiranchor/fhiranchor/anchor"
 	"github.com/fhiranchor/fhiranchor/anchor/anchortest"
+	"github.com/fhiranchor/fhiranchor/internal/sqlitedb"
 )
 
 func newStore(t testing.TB) *Store {
@@ -141,5 +142,45 @@ func TestConfigValidate(t *testing.T) {
 		if err := (Config{Path: tt.path}).Validate(); (err == nil) != tt.ok {
 			t.Errorf("Config{Path: %q}.Validate() = %v, want ok %v", tt.path, err, tt.ok)
 		}
+	}
+}
+
+// TestMigrateV1: a log written under schema version 1 opens under the
+// current schema with its checkpoints intact and without notes, and new
+// checkpoints keep theirs.
+func TestMigrateV1(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "log.db")
+	w, r, err := sqlitedb.Open(ctx, sqlitedb.Options{Path: path, Migrations: migrations[:1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := make([]byte, 32)
+	root[0] = 7
+	if _, err := w.ExecContext(ctx, `INSERT INTO nodes (level, idx, hash) VALUES (0, 0, ?)`, root); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.ExecContext(ctx, `INSERT INTO checkpoints (size, root, time) VALUES (1, ?, 0)`, root); err != nil {
+		t.Fatal(err)
+	}
+	if err := sqlitedb.Close(w, r); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err := New(ctx, Config{Path: path})
+	if err != nil {
+		t.Fatalf("New on a version 1 log: %v", err)
+	}
+	defer s.Close()
+	cp, err := s.LastCheckpoint(ctx)
+	if err != nil || cp.Size != 1 || cp.Root[0] != 7 || cp.Note != "" {
+		t.Errorf("LastCheckpoint of the version 1 log = %+v, %v; want size 1 without a note", cp, err)
+	}
+	next := anchor.Checkpoint{Size: 2, Root: root, Note: "signed\n\n— x c2ln\n"}
+	if err := s.Append(ctx, 1, []anchor.Node{{ID: compact.NewNodeID(0, 1), Hash: root}}, next); err != nil {
+		t.Fatal(err)
+	}
+	if cps, err := s.Checkpoints(ctx, 0, 10); err != nil || len(cps) != 2 || cps[0].Note != "" || cps[1].Note != next.Note {
+		t.Errorf("Checkpoints = %+v, %v", cps, err)
 	}
 }

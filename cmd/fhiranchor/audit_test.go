@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
 	"encoding/json"
 	"io"
@@ -12,8 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
 	_ "modernc.org/sqlite" // to tamper with the vault file as an intruder would
 
+	"github.com/fhiranchor/fhiranchor/anchor"
 	"github.com/fhiranchor/fhiranchor/internal/shareddata"
 )
 
@@ -106,7 +109,23 @@ func TestVerifyAndAudit(t *testing.T) {
 		t.Errorf("a tampered receipt verified:\n%s", out.String())
 	}
 
+	// The log's published key, fetched without a token, verifies the
+	// receipt and its evidence with the server stopped: no chain, no server.
+	keyResp, err := http.Get(root + "/v1/log/key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logKey, _ := io.ReadAll(keyResp.Body)
+	keyResp.Body.Close()
+	if keyResp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /v1/log/key: %d %s", keyResp.StatusCode, logKey)
+	}
+	keyFile := filepath.Join(dir, "log.key")
+	os.WriteFile(keyFile, logKey, 0o600)
+	os.WriteFile(receiptFile, receipt, 0o600)
 	stop()
+	verifySigned(t, dir, receipt, evidenceFile, keyFile, strings.TrimSpace(string(logKey)))
+
 	out.Reset()
 	if err := run(ctx, []string{"audit", "--data", data}, &out, io.Discard, noEnv); err != nil {
 		t.Fatalf("audit of an untouched vault: %v\n%s", err, out.String())
@@ -147,5 +166,77 @@ func TestVerifyAndAudit(t *testing.T) {
 	err = run(ctx, []string{"audit", "--data", data}, &out, io.Discard, noEnv)
 	if err == nil || !strings.Contains(out.String(), "TAMPERED leaf 0 (policy-activation/1)") {
 		t.Errorf("audit did not report the tampered record (err %v):\n%s", err, out.String())
+	}
+}
+
+// verifySigned checks `fhiranchor verify --log-key` on a receipt saved from
+// a stopped server: it verifies with the published key (as a file or as the
+// key itself, alone or beside an older key); a changed signature, tree size
+// or root, or another key, fails with a clear message and an error.
+func verifySigned(t *testing.T, dir string, receipt []byte, evidenceFile, keyFile, logKey string) {
+	t.Helper()
+	ctx := context.Background()
+	receiptFile := filepath.Join(dir, "signed-receipt.json")
+	_, otherKey, err := note.GenerateKey(rand.Reader, anchor.DefaultOrigin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verify := func(receipt []byte, keys ...string) (string, error) {
+		os.WriteFile(receiptFile, receipt, 0o600)
+		args := []string{"verify", receiptFile, "--evidence", evidenceFile}
+		for _, k := range keys {
+			args = append(args, "--log-key", k)
+		}
+		var out strings.Builder
+		err := run(ctx, args, &out, io.Discard, noEnv)
+		return out.String(), err
+	}
+	for _, keys := range [][]string{{keyFile}, {logKey}, {otherKey, keyFile}} {
+		out, err := verify(receipt, keys...)
+		if err != nil || !strings.Contains(out, "signed:  ok, the log key of "+anchor.DefaultOrigin) ||
+			!strings.Contains(out, "content: ok") || !strings.Contains(out, "VERIFIED") {
+			t.Errorf("verify --log-key %v: %v\n%s", keys, err, out)
+		}
+	}
+
+	var rc map[string]any
+	if err := json.Unmarshal(receipt, &rc); err != nil {
+		t.Fatal(err)
+	}
+	cp, _ := rc["checkpoint"].(string)
+	if cp == "" {
+		t.Fatalf("the receipt carries no signed checkpoint:\n%s", receipt)
+	}
+	edit := func(change func(map[string]any)) []byte {
+		var m map[string]any
+		json.Unmarshal(receipt, &m)
+		change(m)
+		b, _ := json.Marshal(m)
+		return b
+	}
+	sig := strings.LastIndex(cp, " ") + 10
+	flipped := []byte(cp)
+	flipped[sig] = map[bool]byte{true: 'B', false: 'A'}[flipped[sig] == 'A']
+	rootHex := rc["root"].(string)
+	otherRoot := map[bool]string{true: "1", false: "0"}[rootHex[0] == '0'] + rootHex[1:]
+	for _, tt := range []struct {
+		name    string
+		receipt []byte
+		key     string
+		want    string
+	}{
+		{"signature", edit(func(m map[string]any) { m["checkpoint"] = string(flipped) }), keyFile, "checkpoint signature does not verify"},
+		{"tree size", edit(func(m map[string]any) { m["treeSize"] = m["treeSize"].(float64) + 1 }), keyFile, "does not match its signed checkpoint"},
+		{"root", edit(func(m map[string]any) { m["root"] = otherRoot }), keyFile, "does not match its signed checkpoint"},
+		{"unsigned", edit(func(m map[string]any) { delete(m, "checkpoint") }), keyFile, "carries no signed checkpoint"},
+		{"wrong key", receipt, otherKey, "signed by no trusted key"},
+	} {
+		out, err := verify(tt.receipt, tt.key)
+		if err == nil || !strings.Contains(out, "FAILED: signed: ") || !strings.Contains(out, tt.want) || strings.Contains(out, "VERIFIED") {
+			t.Errorf("changed %s: verify = %v\n%s\nwant FAILED with %q", tt.name, err, out, tt.want)
+		}
+	}
+	if out, err := verify(receipt, filepath.Join(dir, "no-such.key")); err == nil || !strings.Contains(out, "FAILED: --log-key") {
+		t.Errorf("verify with a missing key file = %v\n%s", err, out)
 	}
 }

@@ -4,6 +4,7 @@
 //	fhiranchor push    send Bundle files or folders of them to a gateway
 //	fhiranchor token   print a development bearer token
 //	fhiranchor verify  check a receipt offline, against content, and on chain
+//	fhiranchor log-key make a key for signing the log's checkpoints
 //	fhiranchor audit   check the vault against its commitments and the log
 //	fhiranchor policy  administer consent policies, dry-run decisions, read the decision log
 package main
@@ -38,7 +39,9 @@ commands:
   serve   run the gateway (embedded defaults: ./data, REST 127.0.0.1:8080, gRPC 127.0.0.1:9090)
   push    send FHIR Bundle files (or folders of them, or NDJSON) to a gateway
   token   print a development token signed by the data dir's dev key
-  verify  check a receipt: its proof offline, its content, its anchor on chain
+  verify  check a receipt: its proof offline, its signed checkpoint, its content,
+          its anchor on chain
+  log-key make a key for signing the log's checkpoints
   audit   re-derive every stored version's commitment and check it against the log
   policy  list, test, push, activate and roll back consent policies; dry-run a
           decision; list the decision log (REST API of a running gateway)
@@ -62,6 +65,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return runAudit(ctx, args[1:], stdout, stderr, getenv)
 	case "verify":
 		return runVerify(ctx, args[1:], stdout, stderr, getenv)
+	case "log-key":
+		return runLogKey(ctx, args[1:], stdout, stderr, getenv)
 	case "policy":
 		return runPolicy(ctx, args[1:], stdout, stderr, getenv)
 	case "help", "-h", "--help":

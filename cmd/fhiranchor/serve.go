@@ -69,6 +69,14 @@ type config struct {
 		MaxLeaves     int           `yaml:"max_leaves"`    // a batch anchors at most this many leaves (default 16384)
 		MaxDelay      time.Duration `yaml:"max_delay"`     // anchor at latest this long after a leaf arrives (default 10s)
 		Confirmations uint64        `yaml:"confirmations"` // depth at which receipts are "confirmed" (default 1)
+		// Origin names the log on the first line of its signed checkpoints
+		// (c2sp.org/tlog-checkpoint); default the signing key's name, else
+		// anchor.DefaultOrigin.
+		Origin string `yaml:"origin"`
+		// SigningKeyFile holds the note signer key of the checkpoints
+		// ("PRIVATE+KEY+<origin>+<hash>+<base64>"); or FHIRANCHOR_LOG_SIGNING_KEY.
+		// Neither: a key derived from the master key.
+		SigningKeyFile string `yaml:"signing_key_file"`
 	} `yaml:"anchor"`
 	Research struct {
 		// Profile is a de-identification profile file (YAML or JSON) or the
@@ -94,6 +102,7 @@ type config struct {
 	databaseURL   string // from FHIRANCHOR_DATABASE_URL, else Database.URL
 	chainKey      string // from FHIRANCHOR_CHAIN_KEY
 	keyPassphrase string // from FHIRANCHOR_CHAIN_KEY_PASSPHRASE
+	logSigningKey string // from FHIRANCHOR_LOG_SIGNING_KEY
 }
 
 // loadConfig reads the YAML file strictly (an unknown key is an error, not a
@@ -119,6 +128,7 @@ func loadConfig(path string, getenv func(string) string) (*config, error) {
 	}
 	c.chainKey = getenv("FHIRANCHOR_CHAIN_KEY")
 	c.keyPassphrase = getenv("FHIRANCHOR_CHAIN_KEY_PASSPHRASE")
+	c.logSigningKey = getenv("FHIRANCHOR_LOG_SIGNING_KEY")
 	return &c, nil
 }
 
@@ -291,8 +301,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return err
 	}
 	defer chain.Close()
+	signingKey, keySource, err := checkpointKey(c, d.vault)
+	if err != nil {
+		return err
+	}
 	anchorLog, err := anchor.New(ctx, anchor.Config{
 		MaxLeaves: c.Anchor.MaxLeaves, MaxDelay: c.Anchor.MaxDelay, Confirmations: c.Anchor.Confirmations,
+		SigningKey: signingKey, Origin: c.Anchor.Origin,
 	}, d.logStore, gateway.LeafSource(d.vaultDB), chain, log)
 	if err != nil {
 		return fmt.Errorf("open log: %w", err)
@@ -314,6 +329,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 	fmt.Fprintf(stdout, "fhiranchor serving FHIR R4 at http://%s/fhir/r4 (gRPC %s), %s, anchoring to %s (chain %d, contract %s)\n",
 		srv.HTTPAddr(), srv.GRPCAddr(), where, info.Name, info.ChainID, info.Contract)
+	// The public half only: verifiers pin it (fhiranchor verify --log-key).
+	fmt.Fprintf(stdout, "checkpoints signed by %s (%s); served at GET /v1/log/key\n", anchorLog.VerifierKey(), keySource)
+	log.Info("checkpoint signing key", slog.String("verifier_key", anchorLog.VerifierKey()), slog.String("source", keySource))
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Run(ctx) })
 	g.Go(func() error {
@@ -358,6 +376,37 @@ func openChain(ctx context.Context, c *config) (*eth.Chain, error) {
 		return nil, fmt.Errorf("open chain: %w", err)
 	}
 	return chain, nil
+}
+
+// checkpointKey returns the note signer key of the log's checkpoints and
+// where it came from: FHIRANCHOR_LOG_SIGNING_KEY, else anchor.signing_key_file,
+// else a key derived from the master key (so the embedded default signs
+// too, and gateways sharing a master key sign alike), named
+// anchor.origin or anchor.DefaultOrigin. Errors never quote the key.
+func checkpointKey(c *config, v *vault.Sealed) (skey, source string, err error) {
+	switch {
+	case c.logSigningKey != "":
+		skey, source = strings.TrimSpace(c.logSigningKey), "FHIRANCHOR_LOG_SIGNING_KEY"
+	case c.Anchor.SigningKeyFile != "":
+		b, err := os.ReadFile(c.Anchor.SigningKeyFile)
+		if err != nil {
+			return "", "", fmt.Errorf("checkpoint signing key: %w", err)
+		}
+		skey, source = strings.TrimSpace(string(b)), "anchor.signing_key_file"
+	default:
+		origin := c.Anchor.Origin
+		if origin == "" {
+			origin = anchor.DefaultOrigin
+		}
+		if skey, err = gateway.DefaultSigningKey(v, origin); err != nil {
+			return "", "", fmt.Errorf("config: anchor.origin: %w", err)
+		}
+		return skey, "derived from the master key", nil
+	}
+	if _, err := anchor.CheckpointVerifierKey(skey); err != nil {
+		return "", "", fmt.Errorf("%s: %w", source, err)
+	}
+	return skey, source, nil
 }
 
 // tokenKeys returns the keys trusted for bearer tokens: the configured

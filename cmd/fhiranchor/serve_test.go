@@ -2,7 +2,9 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/rand"
 	"io"
 	"os"
 	"path/filepath"
@@ -12,9 +14,12 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/mod/sumdb/note"
 
+	"github.com/fhiranchor/fhiranchor/anchor"
 	"github.com/fhiranchor/fhiranchor/cohort"
 	"github.com/fhiranchor/fhiranchor/internal/shareddata"
+	"github.com/fhiranchor/fhiranchor/vault"
 )
 
 // TestServeAndPush is the README's path end to end: `fhiranchor serve` on
@@ -227,4 +232,70 @@ func TestServeWrongMasterKey(t *testing.T) {
 	}
 	_, stop = startServe(t, dir, env(keyA)) // the right key still works
 	stop()
+}
+
+// TestCheckpointKey: FHIRANCHOR_LOG_SIGNING_KEY wins over
+// anchor.signing_key_file; with neither, the key is derived from the master
+// key: the same for the same master key, another for another, named
+// anchor.origin. A bad key fails without quoting it.
+func TestCheckpointKey(t *testing.T) {
+	dir := t.TempDir()
+	sealed := func(b byte) *vault.Sealed {
+		kr, err := vault.NewKeyring(bytes.Repeat([]byte{b}, vault.MasterKeySize))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return vault.NewSealed(nil, kr)
+	}
+	envKey, _, err := note.GenerateKey(rand.Reader, "env.example/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fileKey, fileVKey, err := note.GenerateKey(rand.Reader, "file.example/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(dir, "log.key")
+	os.WriteFile(keyFile, []byte(fileKey+"\n"), 0o600)
+	badFile := filepath.Join(dir, "bad.key")
+	os.WriteFile(badFile, []byte("PRIVATE+KEY+x+00000000+c2VjcmV0LXNlY3JldA==\n"), 0o600)
+
+	c := &config{logSigningKey: envKey}
+	c.Anchor.SigningKeyFile = keyFile
+	if got, src, err := checkpointKey(c, sealed(1)); err != nil || got != envKey || src != "FHIRANCHOR_LOG_SIGNING_KEY" {
+		t.Errorf("env and file: %q, %q, %v; want the env key", got, src, err)
+	}
+	c.logSigningKey = ""
+	if got, src, err := checkpointKey(c, sealed(1)); err != nil || got != fileKey || src != "anchor.signing_key_file" {
+		t.Errorf("file: %q, %q, %v; want the file's key", got, src, err)
+	} else if v, _ := anchor.CheckpointVerifierKey(got); v != fileVKey {
+		t.Errorf("file key's verifier = %q, want %q", v, fileVKey)
+	}
+	c.Anchor.SigningKeyFile = badFile
+	if _, _, err := checkpointKey(c, sealed(1)); err == nil || strings.Contains(err.Error(), "c2VjcmV0") {
+		t.Errorf("bad key file: %v; want an error that does not quote the key", err)
+	}
+	c.Anchor.SigningKeyFile = filepath.Join(dir, "missing.key")
+	if _, _, err := checkpointKey(c, sealed(1)); err == nil {
+		t.Error("missing key file: nil error")
+	}
+
+	c = &config{}
+	a, _, err := checkpointKey(c, sealed(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _, _ := checkpointKey(c, sealed(1))
+	other, _, _ := checkpointKey(c, sealed(2))
+	if a != again || a == other || !strings.HasPrefix(a, "PRIVATE+KEY+"+anchor.DefaultOrigin+"+") {
+		t.Errorf("derived keys: same master %v, other master differs %v, named %s", a == again, a != other, anchor.DefaultOrigin)
+	}
+	c.Anchor.Origin = "fhir.example.org/log"
+	if named, _, err := checkpointKey(c, sealed(1)); err != nil || !strings.HasPrefix(named, "PRIVATE+KEY+fhir.example.org/log+") {
+		t.Errorf("derived key with anchor.origin: %v", err)
+	}
+	c.Anchor.Origin = "two words"
+	if _, _, err := checkpointKey(c, sealed(1)); err == nil {
+		t.Error("anchor.origin with a space: nil error")
+	}
 }

@@ -10,7 +10,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
+
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/fhiranchor/fhiranchor/anchor"
 	"github.com/fhiranchor/fhiranchor/anchor/eth"
@@ -18,7 +21,9 @@ import (
 )
 
 // runVerify checks a receipt the way an auditor or a patient would, without
-// trusting the gateway: the inclusion proof offline; with --evidence (or
+// trusting the gateway: the inclusion proof offline; with --log-key that the
+// log's key signed the receipt's checkpoint, its tree size and root, so the
+// proof needs no trust in whoever handed the receipt out; with --evidence (or
 // --resource and --salt) that the content hashes to the receipt's
 // commitment (a FHIR version's canonical JSON, or a decision or other
 // record's exact bytes); with --rpc that the receipt's root is what the
@@ -34,12 +39,15 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer, _ f
 	rpc := fs.String("rpc", "", "EVM JSON-RPC endpoint to check the anchor on chain")
 	confirmations := fs.Uint64("confirmations", 1, "blocks the anchor must be buried under (with --rpc)")
 	timeout := fs.Duration("timeout", 30*time.Second, "time limit for the chain check")
+	var logKeys []string
+	fs.Func("log-key", "the log's checkpoint verifier key (from GET /v1/log/key, or published out of band), or a file of such keys, one a line; repeat for several (after a key rotation)",
+		func(s string) error { logKeys = append(logKeys, s); return nil })
 	rest, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(rest) != 1 {
-		fmt.Fprintln(stderr, "usage: fhiranchor verify RECEIPT [--evidence FILE | --resource FILE --salt HEX] [--rpc URL] [--confirmations N]")
+		fmt.Fprintln(stderr, "usage: fhiranchor verify RECEIPT [--log-key KEY|FILE]... [--evidence FILE | --resource FILE --salt HEX] [--rpc URL] [--confirmations N]")
 		return flag.ErrHelp
 	}
 	fail := func(format string, a ...any) error {
@@ -58,10 +66,30 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer, _ f
 	if err := dec.Decode(&r); err != nil {
 		return fail("the receipt is not a fhiranchor receipt: %v", err)
 	}
-	if err := anchor.VerifyReceipt(r); err != nil {
+	verifiers, err := parseLogKeys(logKeys)
+	if err != nil {
+		return fail("--log-key: %v", err)
+	}
+	if len(verifiers) > 0 {
+		// The signature first: a changed root or tree size is then reported
+		// as not the signed one, rather than as a proof that fails.
+		if err := anchor.VerifyReceiptSigned(r, verifiers...); err != nil {
+			if errors.Is(err, anchor.ErrUnsignedReceipt) || errors.Is(err, anchor.ErrMalformedCheckpoint) ||
+				errors.Is(err, anchor.ErrCheckpointSignature) || errors.Is(err, anchor.ErrCheckpointMismatch) {
+				return fail("signed: %v", err)
+			}
+			return fail("proof: %v", err)
+		}
+	} else if err := anchor.VerifyReceipt(r); err != nil {
 		return fail("proof: %v", err)
 	}
 	fmt.Fprintf(stdout, "proof:   ok, %s leaf %d is in the tree of %d leaves with root %s\n", r.LeafType, r.LeafIndex, r.TreeSize, r.Root)
+	if len(verifiers) > 0 {
+		origin := strings.SplitN(r.Checkpoint, "\n", 2)[0] // VerifyReceiptSigned checked it is the key's name
+		fmt.Fprintf(stdout, "signed:  ok, the log key of %s signed this tree size and root\n", origin)
+	} else {
+		fmt.Fprintln(stdout, "signed:  not checked (no --log-key); the root is as the server sent it")
+	}
 
 	canonical, salt, what, err := content(*evidencePath, *resourcePath, *saltHex)
 	switch {
@@ -94,6 +122,55 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer, _ f
 	}
 	fmt.Fprintln(stdout, verdict)
 	return nil
+}
+
+// parseLogKeys turns --log-key values into verifiers: each is a note
+// verifier key ("<name>+<hash>+<base64>"), or a file holding such keys, one
+// a line (blank lines and lines starting with # are skipped). A key given
+// twice counts once.
+func parseLogKeys(values []string) ([]note.Verifier, error) {
+	var out []note.Verifier
+	seen := map[string]bool{}
+	add := func(key, where string) error {
+		if seen[key] {
+			return nil
+		}
+		v, err := note.NewVerifier(key)
+		if err != nil {
+			return fmt.Errorf("%s: %q is not a verifier key: %w", where, key, err)
+		}
+		seen[key] = true
+		out = append(out, v)
+		return nil
+	}
+	for _, val := range values {
+		val = strings.TrimSpace(val)
+		if _, err := note.NewVerifier(val); err == nil {
+			if err := add(val, "--log-key"); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		data, err := os.ReadFile(val)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither a verifier key nor a readable file: %w", val, err)
+		}
+		n := 0
+		for i, line := range strings.Split(string(data), "\n") {
+			line = strings.TrimSpace(line)
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			if err := add(line, fmt.Sprintf("%s line %d", val, i+1)); err != nil {
+				return nil, err
+			}
+			n++
+		}
+		if n == 0 {
+			return nil, fmt.Errorf("%s holds no key", val)
+		}
+	}
+	return out, nil
 }
 
 // content reads the committed bytes and salt to check, if any were given,

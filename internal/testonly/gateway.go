@@ -34,7 +34,8 @@ type Options struct {
 	// are still captured for warnings and errors.
 	Quiet bool
 	// Anchor is the batch policy; zero MaxDelay means 100ms, so tests see
-	// anchored receipts quickly.
+	// anchored receipts quickly. An empty SigningKey means the key serve
+	// derives from the master key (gateway.DefaultSigningKey).
 	Anchor anchor.Config
 	// RPCURL anchors to a real node (geth --dev) instead of the in-process
 	// simulated chain; ChainKey is then the funded anchorer key.
@@ -129,6 +130,11 @@ func (g *Gateway) start(t testing.TB) {
 	}
 	if acfg.Poll == 0 {
 		acfg.Poll = 20 * time.Millisecond
+	}
+	if acfg.SigningKey == "" { // as serve does: the key derived from the master key
+		if acfg.SigningKey, err = gateway.DefaultSigningKey(g.Vault, anchor.DefaultOrigin); err != nil {
+			t.Fatal(err)
+		}
 	}
 	g.Log, err = anchor.New(ctx, acfg, logStore, gateway.LeafSource(store), g.Chain, log)
 	if err != nil {

@@ -272,6 +272,43 @@ func (*ListCheckpointsRequest) Descriptor() ([]byte, []int) {
 	return file_fhiranchor_v1_log_proto_rawDescGZIP(), []int{4}
 }
 
+// GetLogKeyRequest asks for the log's checkpoint verifier key.
+type GetLogKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetLogKeyRequest) Reset() {
+	*x = GetLogKeyRequest{}
+	mi := &file_fhiranchor_v1_log_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetLogKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetLogKeyRequest) ProtoMessage() {}
+
+func (x *GetLogKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fhiranchor_v1_log_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetLogKeyRequest.ProtoReflect.Descriptor instead.
+func (*GetLogKeyRequest) Descriptor() ([]byte, []int) {
+	return file_fhiranchor_v1_log_proto_rawDescGZIP(), []int{5}
+}
+
 // GetConsistencyRequest names two tree sizes, from <= to.
 type GetConsistencyRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -283,7 +320,7 @@ type GetConsistencyRequest struct {
 
 func (x *GetConsistencyRequest) Reset() {
 	*x = GetConsistencyRequest{}
-	mi := &file_fhiranchor_v1_log_proto_msgTypes[5]
+	mi := &file_fhiranchor_v1_log_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -295,7 +332,7 @@ func (x *GetConsistencyRequest) String() string {
 func (*GetConsistencyRequest) ProtoMessage() {}
 
 func (x *GetConsistencyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fhiranchor_v1_log_proto_msgTypes[5]
+	mi := &file_fhiranchor_v1_log_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -308,7 +345,7 @@ func (x *GetConsistencyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConsistencyRequest.ProtoReflect.Descriptor instead.
 func (*GetConsistencyRequest) Descriptor() ([]byte, []int) {
-	return file_fhiranchor_v1_log_proto_rawDescGZIP(), []int{5}
+	return file_fhiranchor_v1_log_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetConsistencyRequest) GetFrom() uint64 {
@@ -335,7 +372,7 @@ type ErasePatientRequest struct {
 
 func (x *ErasePatientRequest) Reset() {
 	*x = ErasePatientRequest{}
-	mi := &file_fhiranchor_v1_log_proto_msgTypes[6]
+	mi := &file_fhiranchor_v1_log_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -347,7 +384,7 @@ func (x *ErasePatientRequest) String() string {
 func (*ErasePatientRequest) ProtoMessage() {}
 
 func (x *ErasePatientRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fhiranchor_v1_log_proto_msgTypes[6]
+	mi := &file_fhiranchor_v1_log_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -360,7 +397,7 @@ func (x *ErasePatientRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErasePatientRequest.ProtoReflect.Descriptor instead.
 func (*ErasePatientRequest) Descriptor() ([]byte, []int) {
-	return file_fhiranchor_v1_log_proto_rawDescGZIP(), []int{6}
+	return file_fhiranchor_v1_log_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ErasePatientRequest) GetId() string {
@@ -391,12 +428,13 @@ const file_fhiranchor_v1_log_proto_rawDesc = "" +
 	"\x16GetLeafEvidenceRequest\x12\x1d\n" +
 	"\n" +
 	"leaf_index\x18\x01 \x01(\x04R\tleafIndex\"\x18\n" +
-	"\x16ListCheckpointsRequest\";\n" +
+	"\x16ListCheckpointsRequest\"\x12\n" +
+	"\x10GetLogKeyRequest\";\n" +
 	"\x15GetConsistencyRequest\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\x04R\x04from\x12\x0e\n" +
 	"\x02to\x18\x02 \x01(\x04R\x02to\"%\n" +
 	"\x13ErasePatientRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id2\xd4\x05\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id2\xad\x06\n" +
 	"\n" +
 	"LogService\x12|\n" +
 	"\n" +
@@ -405,7 +443,8 @@ const file_fhiranchor_v1_log_proto_rawDesc = "" +
 	"\vGetEvidence\x12!.fhiranchor.v1.GetEvidenceRequest\x1a\x14.google.api.HttpBody\"6\x82\xd3\xe4\x93\x020\x12./v1/evidence/{type}/{id}/_history/{version_id}\x12x\n" +
 	"\x0fGetLeafEvidence\x12%.fhiranchor.v1.GetLeafEvidenceRequest\x1a\x14.google.api.HttpBody\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/evidence/leaves/{leaf_index}\x12k\n" +
 	"\x0fListCheckpoints\x12%.fhiranchor.v1.ListCheckpointsRequest\x1a\x14.google.api.HttpBody\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/log/checkpoints\x12i\n" +
-	"\x0eGetConsistency\x12$.fhiranchor.v1.GetConsistencyRequest\x1a\x14.google.api.HttpBody\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/log/consistency2y\n" +
+	"\x0eGetConsistency\x12$.fhiranchor.v1.GetConsistencyRequest\x1a\x14.google.api.HttpBody\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/log/consistency\x12W\n" +
+	"\tGetLogKey\x12\x1f.fhiranchor.v1.GetLogKeyRequest\x1a\x14.google.api.HttpBody\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/log/key2y\n" +
 	"\fAdminService\x12i\n" +
 	"\fErasePatient\x12\".fhiranchor.v1.ErasePatientRequest\x1a\x14.google.api.HttpBody\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x17/v1/patients/{id}:eraseBCZAgithub.com/fhiranchor/fhiranchor/proto/fhiranchor/v1;fhiranchorv1b\x06proto3"
 
@@ -421,16 +460,17 @@ func file_fhiranchor_v1_log_proto_rawDescGZIP() []byte {
 	return file_fhiranchor_v1_log_proto_rawDescData
 }
 
-var file_fhiranchor_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_fhiranchor_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_fhiranchor_v1_log_proto_goTypes = []any{
 	(*GetReceiptRequest)(nil),      // 0: fhiranchor.v1.GetReceiptRequest
 	(*GetLeafReceiptRequest)(nil),  // 1: fhiranchor.v1.GetLeafReceiptRequest
 	(*GetEvidenceRequest)(nil),     // 2: fhiranchor.v1.GetEvidenceRequest
 	(*GetLeafEvidenceRequest)(nil), // 3: fhiranchor.v1.GetLeafEvidenceRequest
 	(*ListCheckpointsRequest)(nil), // 4: fhiranchor.v1.ListCheckpointsRequest
-	(*GetConsistencyRequest)(nil),  // 5: fhiranchor.v1.GetConsistencyRequest
-	(*ErasePatientRequest)(nil),    // 6: fhiranchor.v1.ErasePatientRequest
-	(*httpbody.HttpBody)(nil),      // 7: google.api.HttpBody
+	(*GetLogKeyRequest)(nil),       // 5: fhiranchor.v1.GetLogKeyRequest
+	(*GetConsistencyRequest)(nil),  // 6: fhiranchor.v1.GetConsistencyRequest
+	(*ErasePatientRequest)(nil),    // 7: fhiranchor.v1.ErasePatientRequest
+	(*httpbody.HttpBody)(nil),      // 8: google.api.HttpBody
 }
 var file_fhiranchor_v1_log_proto_depIdxs = []int32{
 	0, // 0: fhiranchor.v1.LogService.GetReceipt:input_type -> fhiranchor.v1.GetReceiptRequest
@@ -438,17 +478,19 @@ var file_fhiranchor_v1_log_proto_depIdxs = []int32{
 	2, // 2: fhiranchor.v1.LogService.GetEvidence:input_type -> fhiranchor.v1.GetEvidenceRequest
 	3, // 3: fhiranchor.v1.LogService.GetLeafEvidence:input_type -> fhiranchor.v1.GetLeafEvidenceRequest
 	4, // 4: fhiranchor.v1.LogService.ListCheckpoints:input_type -> fhiranchor.v1.ListCheckpointsRequest
-	5, // 5: fhiranchor.v1.LogService.GetConsistency:input_type -> fhiranchor.v1.GetConsistencyRequest
-	6, // 6: fhiranchor.v1.AdminService.ErasePatient:input_type -> fhiranchor.v1.ErasePatientRequest
-	7, // 7: fhiranchor.v1.LogService.GetReceipt:output_type -> google.api.HttpBody
-	7, // 8: fhiranchor.v1.LogService.GetLeafReceipt:output_type -> google.api.HttpBody
-	7, // 9: fhiranchor.v1.LogService.GetEvidence:output_type -> google.api.HttpBody
-	7, // 10: fhiranchor.v1.LogService.GetLeafEvidence:output_type -> google.api.HttpBody
-	7, // 11: fhiranchor.v1.LogService.ListCheckpoints:output_type -> google.api.HttpBody
-	7, // 12: fhiranchor.v1.LogService.GetConsistency:output_type -> google.api.HttpBody
-	7, // 13: fhiranchor.v1.AdminService.ErasePatient:output_type -> google.api.HttpBody
-	7, // [7:14] is the sub-list for method output_type
-	0, // [0:7] is the sub-list for method input_type
+	6, // 5: fhiranchor.v1.LogService.GetConsistency:input_type -> fhiranchor.v1.GetConsistencyRequest
+	5, // 6: fhiranchor.v1.LogService.GetLogKey:input_type -> fhiranchor.v1.GetLogKeyRequest
+	7, // 7: fhiranchor.v1.AdminService.ErasePatient:input_type -> fhiranchor.v1.ErasePatientRequest
+	8, // 8: fhiranchor.v1.LogService.GetReceipt:output_type -> google.api.HttpBody
+	8, // 9: fhiranchor.v1.LogService.GetLeafReceipt:output_type -> google.api.HttpBody
+	8, // 10: fhiranchor.v1.LogService.GetEvidence:output_type -> google.api.HttpBody
+	8, // 11: fhiranchor.v1.LogService.GetLeafEvidence:output_type -> google.api.HttpBody
+	8, // 12: fhiranchor.v1.LogService.ListCheckpoints:output_type -> google.api.HttpBody
+	8, // 13: fhiranchor.v1.LogService.GetConsistency:output_type -> google.api.HttpBody
+	8, // 14: fhiranchor.v1.LogService.GetLogKey:output_type -> google.api.HttpBody
+	8, // 15: fhiranchor.v1.AdminService.ErasePatient:output_type -> google.api.HttpBody
+	8, // [8:16] is the sub-list for method output_type
+	0, // [0:8] is the sub-list for method input_type
 	0, // [0:0] is the sub-list for extension type_name
 	0, // [0:0] is the sub-list for extension extendee
 	0, // [0:0] is the sub-list for field type_name
@@ -465,7 +507,7 @@ func file_fhiranchor_v1_log_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fhiranchor_v1_log_proto_rawDesc), len(file_fhiranchor_v1_log_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -26,6 +26,7 @@ const (
 	LogService_GetLeafEvidence_FullMethodName = "/fhiranchor.v1.LogService/GetLeafEvidence"
 	LogService_ListCheckpoints_FullMethodName = "/fhiranchor.v1.LogService/ListCheckpoints"
 	LogService_GetConsistency_FullMethodName  = "/fhiranchor.v1.LogService/GetConsistency"
+	LogService_GetLogKey_FullMethodName       = "/fhiranchor.v1.LogService/GetLogKey"
 )
 
 // LogServiceClient is the client API for LogService service.
@@ -54,12 +55,19 @@ type LogServiceClient interface {
 	// decision or erasure; opaque ids only). For auditors, and for a patient
 	// the record is about.
 	GetLeafEvidence(ctx context.Context, in *GetLeafEvidenceRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error)
-	// ListCheckpoints lists the log's checkpoints (tree size, root) with the
-	// anchors that put them on chain. Public, like a transparency log's.
+	// ListCheckpoints lists the log's checkpoints (tree size, root, signed
+	// note) with the anchors that put them on chain. Public, like a
+	// transparency log's.
 	ListCheckpoints(ctx context.Context, in *ListCheckpointsRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error)
 	// GetConsistency proves that the tree at size `to` extends the tree at
 	// size `from` (RFC 6962 consistency proof). Public.
 	GetConsistency(ctx context.Context, in *GetConsistencyRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error)
+	// GetLogKey returns the note verifier key that verifies the log's signed
+	// checkpoints ("<origin>+<key hash>+<base64 Ed25519 key>", c2sp.org/signed-note),
+	// as text/plain, one line: what `fhiranchor verify --log-key` takes.
+	// Public. Publish the key out of band too: a verifier should not learn it
+	// from the server it checks.
+	GetLogKey(ctx context.Context, in *GetLogKeyRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error)
 }
 
 type logServiceClient struct {
@@ -130,6 +138,16 @@ func (c *logServiceClient) GetConsistency(ctx context.Context, in *GetConsistenc
 	return out, nil
 }
 
+func (c *logServiceClient) GetLogKey(ctx context.Context, in *GetLogKeyRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(httpbody.HttpBody)
+	err := c.cc.Invoke(ctx, LogService_GetLogKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // LogServiceServer is the server API for LogService service.
 // All implementations must embed UnimplementedLogServiceServer
 // for forward compatibility.
@@ -156,12 +174,19 @@ type LogServiceServer interface {
 	// decision or erasure; opaque ids only). For auditors, and for a patient
 	// the record is about.
 	GetLeafEvidence(context.Context, *GetLeafEvidenceRequest) (*httpbody.HttpBody, error)
-	// ListCheckpoints lists the log's checkpoints (tree size, root) with the
-	// anchors that put them on chain. Public, like a transparency log's.
+	// ListCheckpoints lists the log's checkpoints (tree size, root, signed
+	// note) with the anchors that put them on chain. Public, like a
+	// transparency log's.
 	ListCheckpoints(context.Context, *ListCheckpointsRequest) (*httpbody.HttpBody, error)
 	// GetConsistency proves that the tree at size `to` extends the tree at
 	// size `from` (RFC 6962 consistency proof). Public.
 	GetConsistency(context.Context, *GetConsistencyRequest) (*httpbody.HttpBody, error)
+	// GetLogKey returns the note verifier key that verifies the log's signed
+	// checkpoints ("<origin>+<key hash>+<base64 Ed25519 key>", c2sp.org/signed-note),
+	// as text/plain, one line: what `fhiranchor verify --log-key` takes.
+	// Public. Publish the key out of band too: a verifier should not learn it
+	// from the server it checks.
+	GetLogKey(context.Context, *GetLogKeyRequest) (*httpbody.HttpBody, error)
 	mustEmbedUnimplementedLogServiceServer()
 }
 
@@ -189,6 +214,9 @@ func (UnimplementedLogServiceServer) ListCheckpoints(context.Context, *ListCheck
 }
 func (UnimplementedLogServiceServer) GetConsistency(context.Context, *GetConsistencyRequest) (*httpbody.HttpBody, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetConsistency not implemented")
+}
+func (UnimplementedLogServiceServer) GetLogKey(context.Context, *GetLogKeyRequest) (*httpbody.HttpBody, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetLogKey not implemented")
 }
 func (UnimplementedLogServiceServer) mustEmbedUnimplementedLogServiceServer() {}
 func (UnimplementedLogServiceServer) testEmbeddedByValue()                    {}
@@ -319,6 +347,24 @@ func _LogService_GetConsistency_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _LogService_GetLogKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetLogKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LogServiceServer).GetLogKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: LogService_GetLogKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LogServiceServer).GetLogKey(ctx, req.(*GetLogKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // LogService_ServiceDesc is the grpc.ServiceDesc for LogService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -349,6 +395,10 @@ var LogService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetConsistency",
 			Handler:    _LogService_GetConsistency_Handler,
+		},
+		{
+			MethodName: "GetLogKey",
+			Handler:    _LogService_GetLogKey_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
