@@ -104,8 +104,8 @@ WHERE seq > $1 ORDER BY seq LIMIT $2`
 ORDER BY type, id, token LIMIT $4`
 	sqlResponses = `SELECT key, body, created FROM responses WHERE key > $1 ORDER BY key LIMIT $2`
 	sqlDataKeys  = `SELECT key_id, wrapped FROM data_keys WHERE key_id > $1 ORDER BY key_id LIMIT $2`
-	sqlLeaves = `SELECT seq, type, data, ref FROM leaves WHERE seq > $1 ORDER BY seq LIMIT $2`
-	sqlLeaf   = `SELECT l.seq, l.type, l.data, l.ref, r.record, r.salt, coalesce(r.subject, ''), coalesce(r.actor, ''), r.time
+	sqlLeaves    = `SELECT seq, type, data, ref FROM leaves WHERE seq > $1 ORDER BY seq LIMIT $2`
+	sqlLeaf      = `SELECT l.seq, l.type, l.data, l.ref, r.record, r.salt, coalesce(r.subject, ''), coalesce(r.actor, ''), r.time
 FROM leaves l LEFT JOIN leaf_records r ON r.seq = l.seq WHERE l.seq = $1`
 	sqlFind     = `SELECT id FROM tokens WHERE type = $1 AND token = $2`
 	sqlDataKey  = `SELECT wrapped FROM data_keys WHERE key_id = $1`
