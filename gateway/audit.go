@@ -172,6 +172,7 @@ type auditor struct {
 type currentVersion struct {
 	version int64
 	tokens  []string // sorted, distinct; none unless live
+	unknown bool     // the body did not open: its tokens cannot be derived (found with the version)
 }
 
 type pendingCopy struct {
@@ -404,6 +405,7 @@ func (a *auditor) checkVersion(ctx context.Context, r vault.Record, l *vault.Lea
 		return nil
 	}
 	ver, err := a.v.Open(ctx, r)
+	cur.unknown = err != nil
 	switch {
 	case errors.Is(err, vault.ErrNotFound):
 		a.find(tableVersions, seq, ref, problemDataKeyMissing)
@@ -611,6 +613,10 @@ func (a *auditor) walkTokens(ctx context.Context) error {
 		if cur := a.current[key]; cur != nil {
 			want = cur.tokens
 			delete(a.current, key)
+			if cur.unknown {
+				group = group[:0]
+				return
+			}
 		}
 		slices.Sort(group)
 		group = slices.Compact(group)
