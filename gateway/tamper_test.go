@@ -551,3 +551,33 @@ func TestCorruptResearchCopy(t *testing.T) {
 		t.Errorf("audit findings %+v, want one naming leaf %d's research copy", rep.Findings, seq-1)
 	}
 }
+
+// TestChangedReplayNotServed: a remembered response altered at rest is
+// neither replayed nor applied again: the retry fails closed with a 500
+// and writes nothing.
+func TestChangedReplayNotServed(t *testing.T) {
+	g := testonly.StartGateway(t, testonly.Options{Quiet: true})
+	ehr := []string{"Authorization", "Bearer " + g.Token(t), "Idempotency-Key", "k1"}
+	patient := []byte(`{"resourceType": "Patient", "gender": "female"}`)
+	mustStatus(t, g.Do(t, http.MethodPost, "/Patient", patient, ehr...), http.StatusCreated)
+	mustStatus(t, g.Do(t, http.MethodPost, "/Patient", patient, ehr...), http.StatusCreated) // replayed
+	g.Stop()
+	db, err := sql.Open("sqlite", filepath.Join(g.Dir, "vault.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = db.Exec(`UPDATE responses SET body = CAST('{"status":201,"type":"Patient","id":"someone-else","version":1}' AS BLOB)`)
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.Restart(t)
+	before := g.Stats(t)
+	r := g.Do(t, http.MethodPost, "/Patient", patient, ehr...)
+	if r.Status != http.StatusInternalServerError || strings.Contains(string(r.Body), "someone-else") {
+		t.Errorf("retry with an altered remembered response = %d %s, want 500", r.Status, r.Body)
+	}
+	if after := g.Stats(t); after.Versions != before.Versions {
+		t.Errorf("the retry wrote %d versions", after.Versions-before.Versions)
+	}
+}
