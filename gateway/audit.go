@@ -3,21 +3,33 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
+	"time"
 
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/rfc6962"
 
+	"github.com/fhiranchor/fhiranchor/access"
 	"github.com/fhiranchor/fhiranchor/anchor"
 	"github.com/fhiranchor/fhiranchor/fhir"
+	"github.com/fhiranchor/fhiranchor/policy"
 	"github.com/fhiranchor/fhiranchor/vault"
 )
 
-// AuditFinding is one stored version or leaf whose evidence does not hold.
+// AuditFinding is one stored row whose evidence does not hold. It names the
+// row by table, leaf index (for rows of the log: versions, leaves, leaf
+// records) and the row's reference as stored, never by content; Problem is
+// one of a fixed set of sentences (see the problem constants).
 type AuditFinding struct {
-	LeafIndex uint64 `json:"leafIndex"`
-	Ref       string `json:"ref"` // e.g. "Patient/123/_history/2"; ids are opaque, never PHI
+	Table     string `json:"table"`     // versions, leaves, leaf_records, tokens, data_keys, responses, policies, log
+	LeafIndex uint64 `json:"leafIndex"` // for versions, leaves and leaf_records; 0 otherwise
+	Ref       string `json:"ref"`       // e.g. "Patient/123/_history/2"; ids are opaque, never PHI
 	Problem   string `json:"problem"`
 }
 
@@ -28,126 +40,710 @@ type AuditReport struct {
 	Records     int            `json:"records"`
 	Leaves      int            `json:"leaves"`
 	Checkpoints int            `json:"checkpointsChecked"`
+	Copies      int            `json:"researchCopies"`
+	Tokens      int            `json:"indexTokens"`
+	DataKeys    int            `json:"dataKeys"`
+	Responses   int            `json:"responses"`
+	Policies    int            `json:"policies"`
 	Findings    []AuditFinding `json:"findings"`
 }
 
-// Audit re-derives, for every stored version, the commitment from the
-// decrypted canonical bytes and the salt, and checks it against the stored
-// commitment and the leaf queued for it; it checks every record leaf
-// (consent event, policy activation, access decision, erasure) against its
-// record and salt the same way; then it recomputes the Merkle root
-// of the vault's leaves at each given checkpoint size and compares it with
-// the root that was anchored. Any tampering with a ciphertext, a salt, a
-// commitment or a leaf in the vault shows up as a finding; decrypting needs
-// the master key, so only the vault's owner can run it.
-func Audit(ctx context.Context, v *vault.Sealed, anchoredRoots map[uint64][]byte) (AuditReport, error) {
-	var rep AuditReport
-	st := v.Store()
-	const page = 1000
-	for after := int64(0); ; {
-		rs, err := st.Versions(ctx, after, page)
-		if err != nil {
-			return rep, fmt.Errorf("audit: %w", err)
-		}
-		if len(rs) == 0 {
-			break
-		}
-		for _, r := range rs {
-			rep.Versions++
-			if p := auditVersion(ctx, v, r); p != "" {
-				rep.Findings = append(rep.Findings, AuditFinding{LeafIndex: uint64(r.Leaf.Seq - 1), Ref: r.Leaf.Ref, Problem: p})
-			}
-			if r.Erased {
-				rep.Erased++
-			}
-		}
-		after = rs[len(rs)-1].Leaf.Seq
-	}
+// The tables an AuditFinding names.
+const (
+	tableVersions  = "versions"
+	tableLeaves    = "leaves"
+	tableRecords   = "leaf_records"
+	tableTokens    = "tokens"
+	tableDataKeys  = "data_keys"
+	tableResponses = "responses"
+	tablePolicies  = "policies"
+	tableLog       = "log"
+)
 
-	// Records (consent events, policy activations, access decisions,
-	// erasures): each must still be what its leaf commits to.
-	for before := int64(0); ; {
-		ls, err := st.FindLeaves(ctx, vault.LeafFilter{Before: before, Limit: page})
-		if err != nil {
-			return rep, fmt.Errorf("audit: %w", err)
+// The problems an audit reports: a fixed vocabulary, so that a finding
+// never carries a value.
+const (
+	problemGap              = "the vault's leaf sequence has a gap"
+	problemCheckpoint       = "the vault's leaves no longer hash to the anchored root of this checkpoint"
+	problemLeafType         = "the leaf's type column disagrees with the type its data commits to"
+	problemUnknownType      = "the leaf has an unknown type"
+	problemVersionNoLeaf    = "the version row has no leaf"
+	problemRecordNoLeaf     = "the record row has no leaf"
+	problemLeafNoVersion    = "the resource-version leaf has no version row"
+	problemLeafNoRecord     = "the record leaf has no record row"
+	problemVersionOnRecord  = "a version row sits on a record leaf"
+	problemRecordOnVersion  = "a record row sits on a resource-version leaf"
+	problemLeafMismatch     = "the queued leaf does not match the stored commitment"
+	problemLeafRef          = "the leaf's reference does not name its row"
+	problemErasedContent    = "an erased version still holds ciphertext, salt or a research copy"
+	problemErasedUncovered  = "the version is marked erased but no erasure record of its compartment follows it"
+	problemErasureCount     = "the erasure record's count disagrees with the versions marked erased"
+	problemDataKeyMissing   = "the data key of a version that is not erased is missing"
+	problemNotOpen          = "the ciphertext does not open: it, its row or its data key was altered"
+	problemNotCanonical     = "the stored body is not in canonical form"
+	problemCommitment       = "the content and salt do not hash to the stored commitment"
+	problemRowBody          = "the row's type, id or version disagrees with the committed body"
+	problemLastUpdated      = "last_updated disagrees with the committed body's meta.lastUpdated"
+	problemDeleted          = "the deleted flag disagrees with the committed body"
+	problemCopyNotOpen      = "the research copy does not open"
+	problemCopyHash         = "the research copy does not match its de-identification record"
+	problemCopyMissing      = "the research copy named by a de-identification record is missing"
+	problemCopyNoRecord     = "the research copy has no de-identification record"
+	problemRecordCommit     = "the record or its salt no longer matches its leaf"
+	problemRecordType       = "the record row's type disagrees with its leaf"
+	problemRecordJSON       = "the record is not a JSON object"
+	problemRecordTime       = "the record row's time disagrees with the record"
+	problemRecordActor      = "the record row's actor disagrees with the record"
+	problemRecordSubject    = "the record row's subject disagrees with the record"
+	problemDeidResource     = "the de-identification record names another version"
+	problemActivation       = "the policy activation names a policy version that is missing or has another revision"
+	problemPolicyRevision   = "the policy bundle does not hash to its revision"
+	problemTokenExtra       = "the blind index holds a token the resource's current version does not carry"
+	problemTokenMissing     = "the blind index lacks a token of the resource's current version"
+	problemDataKeyUnwrap    = "the data key does not unwrap under the master key"
+	problemResponseNotOpen  = "the remembered response does not open: it was altered, moved or stored unsealed"
+	problemCheckpointsAhead = "anchored checkpoints are larger than the vault's log"
+)
+
+// auditPage is how many rows an audit reads per query.
+const auditPage = 1000
+
+// Audit checks every row of every table of the vault, not a sample (as
+// PostgreSQL's amcheck checks every page of an index):
+//
+//   - leaves, versions and leaf records are walked together in Seq order:
+//     every resource-version leaf has its version row and every record leaf
+//     its record row, and no row lacks its leaf; leaf Seqs are gapless;
+//   - every version's commitment is re-derived from its decrypted canonical
+//     body and salt and compared with the stored commitment and the leaf;
+//     its type, id, version, last_updated and deleted flag are compared with
+//     the committed body; an erased version must be empty and be followed by
+//     an erasure record of its compartment, whose count must match;
+//   - every research copy must open and hash to the output its
+//     de-identification record commits to;
+//   - every record's commitment is re-derived from the record and salt, and
+//     its row's subject, actor, time and the leaf's reference from the record;
+//   - the blind index must hold exactly the tokens of each resource's current
+//     live version, derived again from its body;
+//   - every data key must unwrap, every remembered response must open, every
+//     policy bundle must hash to its revision and every policy activation
+//     name a stored bundle of that revision;
+//   - the Merkle root of the vault's leaves at each given checkpoint size
+//     must be the root that was anchored.
+//
+// Decrypting needs the master key, so only the vault's owner can run it. What
+// it cannot detect is listed in docs/anchoring.md.
+func Audit(ctx context.Context, v *vault.Sealed, anchoredRoots map[uint64][]byte) (AuditReport, error) {
+	a := &auditor{v: v, st: v.Store(), roots: anchoredRoots,
+		current: map[string]*currentVersion{}, copies: map[string]*pendingCopy{}, erased: map[string][]erasedVersion{},
+		tree: (&compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}).NewEmptyRange(0)}
+	steps := []func(context.Context) error{a.walkLog, a.walkTokens, a.walkDataKeys, a.walkResponses, a.walkPolicies}
+	for _, step := range steps {
+		if err := step(ctx); err != nil {
+			return a.rep, fmt.Errorf("audit: %w", err)
 		}
-		for _, l := range ls {
-			rep.Records++
-			t := anchor.LeafType(l.Type)
-			if !bytes.Equal(anchor.LeafData(t, anchor.Commit(t, l.Salt, l.Record)), l.Data) {
-				rep.Findings = append(rep.Findings, AuditFinding{LeafIndex: uint64(l.Seq - 1), Ref: l.Ref,
-					Problem: "the record or its salt no longer matches its leaf"})
-			}
-		}
-		if len(ls) < page {
-			break
-		}
-		before = ls[len(ls)-1].Seq
 	}
-	rf := compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
-	tree := rf.NewEmptyRange(0)
-	for after := int64(0); ; {
-		ls, err := st.Leaves(ctx, after, page)
-		if err != nil {
-			return rep, fmt.Errorf("audit: %w", err)
-		}
-		if len(ls) == 0 {
-			break
-		}
-		for _, l := range ls {
-			if uint64(l.Seq) != tree.End()+1 {
-				rep.Findings = append(rep.Findings, AuditFinding{LeafIndex: tree.End(), Ref: l.Ref, Problem: "the vault's leaf sequence has a gap"})
-				return rep, nil
-			}
-			if err := tree.Append(rfc6962.DefaultHasher.HashLeaf(l.Data), nil); err != nil {
-				return rep, fmt.Errorf("audit: %w", err)
-			}
-			rep.Leaves++
-			if want, ok := anchoredRoots[tree.End()]; ok {
-				rep.Checkpoints++
-				got, err := tree.GetRootHash(nil)
-				if err != nil {
-					return rep, fmt.Errorf("audit: %w", err)
-				}
-				if !bytes.Equal(got, want) {
-					rep.Findings = append(rep.Findings, AuditFinding{LeafIndex: tree.End() - 1, Ref: fmt.Sprintf("checkpoint/%d", tree.End()),
-						Problem: "the vault's leaves no longer hash to the anchored root of this checkpoint"})
-				}
-			}
-		}
-		after = ls[len(ls)-1].Seq
-	}
-	if missing := len(anchoredRoots) - rep.Checkpoints; missing > 0 {
-		rep.Findings = append(rep.Findings, AuditFinding{LeafIndex: tree.End(), Ref: "log",
-			Problem: fmt.Sprintf("%d anchored checkpoints are larger than the vault's log", missing)})
-	}
-	return rep, nil
+	return a.rep, nil
 }
 
-// auditVersion returns what is wrong with one stored version, or "".
-func auditVersion(ctx context.Context, v *vault.Sealed, r vault.Record) string {
-	if anchor.LeafType(r.Leaf.Type) != anchor.LeafResourceVersion {
-		return "the version's leaf has the wrong type"
+// auditor holds what one audit has learned so far.
+type auditor struct {
+	v     *vault.Sealed
+	st    vault.Store
+	roots map[uint64][]byte
+	rep   AuditReport
+
+	tree      *compact.Range
+	treeBroke bool
+
+	// current is the newest version seen of each resource ("Type/id"),
+	// with the tokens the blind index must hold for it.
+	current map[string]*currentVersion
+	// copies are the versions in a patient compartment waiting for their
+	// de-identification record, by commitment (hex).
+	copies map[string]*pendingCopy
+	// erased are the versions marked erased not yet covered by an erasure
+	// record, by the recordRef of their compartment.
+	erased map[string][]erasedVersion
+	// activations are the policy versions activation records name, with the
+	// revision they name.
+	activations []activation
+}
+
+type currentVersion struct {
+	version int64
+	tokens  []string // sorted, distinct; none unless live
+	unknown bool     // the body did not open: its tokens cannot be derived (found with the version)
+}
+
+type pendingCopy struct {
+	seq     int64
+	ref     string // the version's location as stored
+	hash    string // SHA-256 (hex) of the copy, "" when the version has none
+	subject string // recordRef of the version's compartment
+}
+
+type erasedVersion struct {
+	seq int64
+	ref string
+}
+
+type activation struct {
+	seq      int64
+	ref      string
+	version  int64
+	revision string
+}
+
+func (a *auditor) find(table string, seq int64, ref, problem string) {
+	f := AuditFinding{Table: table, Ref: ref, Problem: problem}
+	if seq > 0 {
+		f.LeafIndex = uint64(seq - 1)
 	}
-	if !bytes.Equal(r.Leaf.Data, anchor.LeafData(anchor.LeafResourceVersion, r.Commitment)) {
-		return "the queued leaf does not match the stored commitment"
+	a.rep.Findings = append(a.rep.Findings, f)
+}
+
+// walkLog walks the leaves, versions and leaf records in Seq order, as one
+// merged stream.
+func (a *auditor) walkLog(ctx context.Context) error {
+	leaves := newStream(a.st.Leaves, func(l vault.Leaf) int64 { return l.Seq })
+	versions := newStream(a.st.Versions, func(r vault.Record) int64 { return r.Leaf.Seq })
+	records := newStream(a.st.Records, func(l vault.Leaf) int64 { return l.Seq })
+	for {
+		seq := int64(-1)
+		for _, s := range []interface {
+			head(context.Context) (int64, bool, error)
+		}{leaves, versions, records} {
+			h, ok, err := s.head(ctx)
+			if err != nil {
+				return err
+			}
+			if ok && (seq < 0 || h < seq) {
+				seq = h
+			}
+		}
+		if seq < 0 {
+			break
+		}
+		l, hasLeaf := leaves.take(seq)
+		r, hasVersion := versions.take(seq)
+		rec, hasRecord := records.take(seq)
+		var lp, recp *vault.Leaf
+		var rp *vault.Record
+		if hasLeaf {
+			lp = &l
+		}
+		if hasVersion {
+			rp = &r
+		}
+		if hasRecord {
+			recp = &rec
+		}
+		if err := a.checkSeq(ctx, seq, lp, rp, recp); err != nil {
+			return err
+		}
 	}
+	a.finishLog()
+	return nil
+}
+
+// stream pages through one table of the log in Seq order.
+type stream[T any] struct {
+	next  func(ctx context.Context, after int64, limit int) ([]T, error)
+	seqOf func(T) int64
+	buf   []T
+	after int64
+	done  bool
+}
+
+func newStream[T any](next func(ctx context.Context, after int64, limit int) ([]T, error), seqOf func(T) int64) *stream[T] {
+	return &stream[T]{next: next, seqOf: seqOf}
+}
+
+func (s *stream[T]) head(ctx context.Context) (int64, bool, error) {
+	if len(s.buf) == 0 && !s.done {
+		page, err := s.next(ctx, s.after, auditPage)
+		if err != nil {
+			return 0, false, err
+		}
+		if len(page) < auditPage {
+			s.done = true
+		}
+		if len(page) > 0 {
+			s.after = s.seqOf(page[len(page)-1])
+		}
+		s.buf = page
+	}
+	if len(s.buf) == 0 {
+		return 0, false, nil
+	}
+	return s.seqOf(s.buf[0]), true, nil
+}
+
+// take returns the head row if its Seq is seq. head must have been called.
+func (s *stream[T]) take(seq int64) (T, bool) {
+	var zero T
+	if len(s.buf) == 0 || s.seqOf(s.buf[0]) != seq {
+		return zero, false
+	}
+	row := s.buf[0]
+	s.buf = s.buf[1:]
+	return row, true
+}
+
+// checkSeq checks what the log holds at one Seq: its leaf, version row and
+// record row, each of which may be missing.
+func (a *auditor) checkSeq(ctx context.Context, seq int64, l *vault.Leaf, r *vault.Record, rec *vault.Leaf) error {
+	var typ anchor.LeafType // what the leaf's data commits to
+	if l != nil {
+		a.rep.Leaves++
+		a.appendLeaf(l)
+		if len(l.Data) > 0 {
+			typ = anchor.LeafType(l.Data[0])
+		}
+		if len(l.Data) == 0 || l.Data[0] != l.Type {
+			a.find(tableLeaves, seq, l.Ref, problemLeafType)
+		}
+		switch {
+		case !knownLeafType(typ):
+			a.find(tableLeaves, seq, l.Ref, problemUnknownType)
+		case typ == anchor.LeafResourceVersion && r == nil:
+			a.find(tableLeaves, seq, l.Ref, problemLeafNoVersion)
+		case typ != anchor.LeafResourceVersion && rec == nil:
+			a.find(tableLeaves, seq, l.Ref, problemLeafNoRecord)
+		}
+	}
+	if r != nil {
+		ref := location(r)
+		switch {
+		case l == nil:
+			a.find(tableVersions, seq, ref, problemVersionNoLeaf)
+		case typ != anchor.LeafResourceVersion:
+			a.find(tableVersions, seq, ref, problemVersionOnRecord)
+		}
+		if err := a.checkVersion(ctx, *r, l); err != nil {
+			return err
+		}
+	}
+	if rec != nil {
+		switch {
+		case l == nil:
+			a.find(tableRecords, seq, "", problemRecordNoLeaf)
+		case typ == anchor.LeafResourceVersion:
+			a.find(tableRecords, seq, l.Ref, problemRecordOnVersion)
+		default:
+			a.checkRecord(ctx, *l, *rec)
+		}
+	}
+	return nil
+}
+
+func knownLeafType(t anchor.LeafType) bool {
+	return t >= anchor.LeafResourceVersion && t <= anchor.LeafDeidentification
+}
+
+// appendLeaf adds a leaf to the Merkle tree and compares the root with the
+// anchored one at every checkpoint. After a gap no root can be computed.
+func (a *auditor) appendLeaf(l *vault.Leaf) {
+	if a.treeBroke {
+		return
+	}
+	if uint64(l.Seq) != a.tree.End()+1 {
+		a.find(tableLog, int64(a.tree.End())+1, l.Ref, problemGap)
+		a.treeBroke = true
+		return
+	}
+	if err := a.tree.Append(rfc6962.DefaultHasher.HashLeaf(l.Data), nil); err != nil {
+		a.treeBroke = true
+		return
+	}
+	if want, ok := a.roots[a.tree.End()]; ok {
+		a.rep.Checkpoints++
+		got, err := a.tree.GetRootHash(nil)
+		if err != nil || !bytes.Equal(got, want) {
+			a.find(tableLog, l.Seq, "checkpoint/"+strconv.FormatUint(a.tree.End(), 10), problemCheckpoint)
+		}
+	}
+}
+
+// location is the reference of a stored version, as its leaf names it.
+func location(r *vault.Record) string {
+	return r.Type + "/" + r.ID + "/_history/" + strconv.FormatInt(r.Version, 10)
+}
+
+// checkVersion checks one version row against its leaf (nil if missing)
+// and its committed body.
+func (a *auditor) checkVersion(ctx context.Context, r vault.Record, l *vault.Leaf) error {
+	a.rep.Versions++
+	seq, ref := r.Leaf.Seq, location(&r)
+	if l != nil {
+		if l.Ref != ref {
+			a.find(tableLeaves, seq, l.Ref, problemLeafRef)
+		}
+		if !bytes.Equal(l.Data, anchor.LeafData(anchor.LeafResourceVersion, r.Commitment)) {
+			a.find(tableVersions, seq, ref, problemLeafMismatch)
+		}
+	}
+	key := r.Type + "/" + r.ID
+	cur := a.current[key]
+	if cur == nil || r.Version > cur.version {
+		cur = &currentVersion{version: r.Version}
+		a.current[key] = cur
+	} else {
+		cur = &currentVersion{} // an older version: its tokens are not the index's
+	}
+	compartment := r.Compartment()
 	if r.Erased {
-		return ""
+		a.rep.Erased++
+		if len(r.Ciphertext) > 0 || len(r.Salt) > 0 || len(r.Deid) > 0 {
+			a.find(tableVersions, seq, ref, problemErasedContent)
+		}
+		subject := "" // the shared key is never erased: no erasure can cover it
+		if compartment != "" {
+			subject = access.Ref(a.v, compartment)
+		}
+		a.erased[subject] = append(a.erased[subject], erasedVersion{seq: seq, ref: ref})
+		return nil
 	}
-	ver, err := v.Open(ctx, r)
-	if errors.Is(err, vault.ErrErased) {
-		return ""
-	}
-	if err != nil {
-		return "the ciphertext does not open: it, its row or its data key was altered"
+	ver, err := a.v.Open(ctx, r)
+	cur.unknown = err != nil
+	switch {
+	case errors.Is(err, vault.ErrNotFound):
+		a.find(tableVersions, seq, ref, problemDataKeyMissing)
+		return nil
+	case err != nil:
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		a.find(tableVersions, seq, ref, problemNotOpen)
+		return nil
 	}
 	canonical, err := fhir.CanonicalJSON(ver.Body)
 	if err != nil || !bytes.Equal(canonical, ver.Body) {
-		return "the stored body is not in canonical form"
+		a.find(tableVersions, seq, ref, problemNotCanonical)
+		return nil
 	}
 	if !bytes.Equal(anchor.Commit(anchor.LeafResourceVersion, ver.Salt, ver.Body), r.Commitment) {
-		return "the content and salt do not hash to the stored commitment"
+		a.find(tableVersions, seq, ref, problemCommitment)
 	}
-	return ""
+	tree, err := decodeTree(ver.Body)
+	if err != nil {
+		a.find(tableVersions, seq, ref, problemNotCanonical)
+		return nil
+	}
+	meta, _ := tree["meta"].(map[string]any)
+	if tree["resourceType"] != r.Type || tree["id"] != r.ID || meta == nil || meta["versionId"] != strconv.FormatInt(r.Version, 10) {
+		a.find(tableVersions, seq, ref, problemRowBody)
+	}
+	// Every version the gateway stores carries meta.lastUpdated (its own
+	// clock, set on write), tombstones included.
+	if lu, ok := meta["lastUpdated"].(string); ok && lu != r.LastUpdated.UTC().Format(fhir.InstantLayout) {
+		a.find(tableVersions, seq, ref, problemLastUpdated)
+	}
+	if tombstone := tree["deleted"] == true; tombstone != r.Deleted {
+		a.find(tableVersions, seq, ref, problemDeleted)
+	}
+	if !r.Deleted {
+		cur.tokens = tokenSet(versionTokens(a.v, r.Type, tree))
+	}
+	if compartment == "" || r.Deleted {
+		if len(r.Deid) > 0 {
+			// Only versions in a compartment get copies.
+			a.find(tableVersions, seq, ref, problemCopyNoRecord)
+		}
+		return nil
+	}
+	p := &pendingCopy{seq: seq, ref: ref, subject: access.Ref(a.v, compartment)}
+	if len(r.Deid) > 0 {
+		a.rep.Copies++
+		data, err := a.v.OpenCopy(ctx, r)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			a.find(tableVersions, seq, ref, problemCopyNotOpen)
+			return nil
+		}
+		sum := sha256.Sum256(data)
+		p.hash = hex.EncodeToString(sum[:])
+	}
+	a.copies[hex.EncodeToString(r.Commitment)] = p
+	return nil
+}
+
+// tokenSet returns tokens as sorted, distinct strings.
+func tokenSet(tokens [][]byte) []string {
+	out := make([]string, 0, len(tokens))
+	for _, t := range tokens {
+		out = append(out, string(t))
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// checkRecord checks a record row against its leaf: its commitment, then
+// its index columns (subject, actor, time) and the leaf's reference against
+// the record, then what the record says about other rows.
+func (a *auditor) checkRecord(ctx context.Context, l, rec vault.Leaf) {
+	a.rep.Records++
+	seq, typ := l.Seq, anchor.LeafType(l.Data[0])
+	if rec.Type != uint8(typ) {
+		a.find(tableRecords, seq, l.Ref, problemRecordType)
+	}
+	if !bytes.Equal(anchor.LeafData(typ, anchor.Commit(typ, rec.Salt, rec.Record)), l.Data) {
+		a.find(tableRecords, seq, l.Ref, problemRecordCommit)
+		return // nothing the record says can be trusted
+	}
+	var body struct {
+		Kind     string      `json:"kind"`
+		Time     string      `json:"time"`
+		Client   *string     `json:"client"`
+		Patient  *string     `json:"patient"`
+		Consent  string      `json:"consent"`
+		Version  int64       `json:"version"`
+		Revision string      `json:"revision"`
+		Erased   string      `json:"erased"`
+		ErasedAt string      `json:"erasedAt"`
+		Versions json.Number `json:"versions"`
+		Resource string      `json:"resource"`
+		Source   string      `json:"source"`
+		Output   string      `json:"output"`
+	}
+	if err := json.Unmarshal(rec.Record, &body); err != nil {
+		a.find(tableRecords, seq, l.Ref, problemRecordJSON)
+		return
+	}
+	if kind, _, err := access.Decode(rec.Record); err != nil || kind.LeafType() != typ {
+		// Committed, but not a record of a kind this leaf type holds: made
+		// by something other than the gateway.
+		a.find(tableRecords, seq, l.Ref, problemRecordJSON)
+	}
+	at := body.Time
+	if typ == anchor.LeafErasure {
+		at = body.ErasedAt
+	}
+	if t, err := time.Parse(time.RFC3339Nano, at); err != nil || !t.Truncate(time.Microsecond).Equal(rec.Time) {
+		a.find(tableRecords, seq, l.Ref, problemRecordTime)
+	}
+	if body.Client != nil && *body.Client != rec.Actor {
+		a.find(tableRecords, seq, l.Ref, problemRecordActor)
+	}
+	var subject, ref string
+	checkSubject := true
+	switch typ {
+	case anchor.LeafConsentEvent:
+		subject, ref = deref(body.Patient), "consent-event/"+body.Consent
+	case anchor.LeafPolicyActivation:
+		subject, ref = "", "policy-activation/"+strconv.FormatInt(body.Version, 10)
+		a.activations = append(a.activations, activation{seq: seq, ref: l.Ref, version: body.Version, revision: body.Revision})
+	case anchor.LeafAccessDecision:
+		subject, ref = access.ResearchSubject, "access-decision"
+		if body.Patient != nil {
+			subject = *body.Patient
+		}
+	case anchor.LeafErasure:
+		subject, ref = body.Erased, "erasure/"+body.Erased
+		covered := a.erased[body.Erased]
+		if n, err := body.Versions.Int64(); err != nil || n != int64(len(covered)) {
+			a.find(tableRecords, seq, l.Ref, problemErasureCount)
+		}
+		delete(a.erased, body.Erased)
+	case anchor.LeafDeidentification:
+		ref, checkSubject = "deidentification/"+body.Resource, false
+		p := a.copies[body.Source]
+		if p == nil {
+			break // its version was erased since, or is missing (found above)
+		}
+		delete(a.copies, body.Source)
+		if rec.Subject != p.subject {
+			a.find(tableRecords, seq, l.Ref, problemRecordSubject)
+		}
+		if body.Resource != access.Ref(a.v, p.ref) {
+			a.find(tableRecords, seq, l.Ref, problemDeidResource)
+		}
+		switch {
+		case p.hash == "":
+			a.find(tableVersions, p.seq, p.ref, problemCopyMissing)
+		case p.hash != body.Output:
+			a.find(tableVersions, p.seq, p.ref, problemCopyHash)
+		}
+	}
+	if checkSubject && rec.Subject != subject {
+		a.find(tableRecords, seq, l.Ref, problemRecordSubject)
+	}
+	if l.Ref != ref {
+		a.find(tableLeaves, seq, l.Ref, problemLeafRef)
+	}
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// finishLog reports what the log walk left open: copies without a record,
+// erased versions without an erasure, checkpoints beyond the log.
+func (a *auditor) finishLog() {
+	for _, p := range a.copies {
+		if p.hash != "" {
+			a.find(tableVersions, p.seq, p.ref, problemCopyNoRecord)
+		}
+	}
+	a.copies = nil
+	for _, vs := range a.erased {
+		for _, e := range vs {
+			a.find(tableVersions, e.seq, e.ref, problemErasedUncovered)
+		}
+	}
+	a.erased = nil
+	if !a.treeBroke {
+		if missing := len(a.roots) - a.rep.Checkpoints; missing > 0 {
+			a.find(tableLog, int64(a.tree.End()), "log", problemCheckpointsAhead)
+		}
+	}
+}
+
+// walkTokens compares the blind index, resource by resource, with the
+// tokens derived from each resource's current version.
+func (a *auditor) walkTokens(ctx context.Context) error {
+	var group []string
+	var typ, id string
+	flush := func() {
+		if typ == "" && id == "" {
+			return
+		}
+		key := typ + "/" + id
+		var want []string
+		if cur := a.current[key]; cur != nil {
+			want = cur.tokens
+			delete(a.current, key)
+			if cur.unknown {
+				group = group[:0]
+				return
+			}
+		}
+		slices.Sort(group)
+		group = slices.Compact(group)
+		for _, t := range group {
+			if _, ok := slices.BinarySearch(want, t); !ok {
+				a.find(tableTokens, 0, key, problemTokenExtra)
+				break
+			}
+		}
+		for _, t := range want {
+			if _, ok := slices.BinarySearch(group, t); !ok {
+				a.find(tableTokens, 0, key, problemTokenMissing)
+				break
+			}
+		}
+		group = group[:0]
+	}
+	for after := (vault.IndexEntry{}); ; {
+		es, err := a.st.IndexEntries(ctx, after, auditPage)
+		if err != nil {
+			return err
+		}
+		for _, e := range es {
+			a.rep.Tokens++
+			if e.Type != typ || e.ID != id {
+				flush()
+				typ, id = e.Type, e.ID
+			}
+			group = append(group, string(e.Token))
+		}
+		if len(es) < auditPage {
+			break
+		}
+		after = es[len(es)-1]
+	}
+	flush()
+	for key, cur := range a.current {
+		if len(cur.tokens) > 0 {
+			a.find(tableTokens, 0, key, problemTokenMissing)
+		}
+	}
+	a.current = nil
+	return nil
+}
+
+// walkDataKeys checks that every stored data key unwraps. (A key missing
+// for a version that is not erased is found with the version.)
+func (a *auditor) walkDataKeys(ctx context.Context) error {
+	for after := ""; ; {
+		ks, err := a.st.DataKeys(ctx, after, auditPage)
+		if err != nil {
+			return err
+		}
+		for _, k := range ks {
+			a.rep.DataKeys++
+			if err := a.v.CheckDataKey(k); err != nil {
+				a.find(tableDataKeys, 0, k.ID, problemDataKeyUnwrap)
+			}
+		}
+		if len(ks) < auditPage {
+			return nil
+		}
+		after = ks[len(ks)-1].ID
+	}
+}
+
+// walkResponses checks that every remembered response opens: sealed
+// under the master key's responses key and bound to its idempotency key.
+func (a *auditor) walkResponses(ctx context.Context) error {
+	for after := []byte(nil); ; {
+		rs, err := a.st.Responses(ctx, after, auditPage)
+		if err != nil {
+			return err
+		}
+		for _, r := range rs {
+			a.rep.Responses++
+			if _, err := a.v.OpenResponse(r.Key, r.Body); err != nil {
+				// The key is a hash of client, interaction and the client's
+				// key: opaque. Its first bytes name the row.
+				a.find(tableResponses, 0, "responses/"+hex.EncodeToString(r.Key[:min(len(r.Key), 8)]), problemResponseNotOpen)
+			}
+		}
+		if len(rs) < auditPage {
+			return nil
+		}
+		after = rs[len(rs)-1].Key
+	}
+}
+
+// walkPolicies checks that every stored bundle hashes to its revision, and
+// that every activation names a stored bundle of the revision it names.
+func (a *auditor) walkPolicies(ctx context.Context) error {
+	ps, err := a.st.Policies(ctx)
+	if err != nil {
+		return err
+	}
+	revisions := map[int64]string{}
+	for _, p := range ps {
+		a.rep.Policies++
+		ref := "policy/" + strconv.FormatInt(p.Version, 10)
+		full, err := a.st.Policy(ctx, p.Version)
+		if err != nil {
+			return err
+		}
+		revisions[p.Version] = p.Revision
+		files, err := policy.DecodeFiles(full.Bundle)
+		if err != nil {
+			a.find(tablePolicies, 0, ref, problemPolicyRevision)
+			continue
+		}
+		if rev, _, err := policy.Check(ctx, files.FS()); err != nil || rev != p.Revision {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			a.find(tablePolicies, 0, ref, problemPolicyRevision)
+		}
+	}
+	for _, act := range a.activations {
+		if rev, ok := revisions[act.version]; !ok || rev != act.revision {
+			a.find(tableRecords, act.seq, act.ref, problemActivation)
+		}
+	}
+	return nil
 }

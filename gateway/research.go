@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fhiranchor/fhiranchor/access"
@@ -96,7 +97,16 @@ type research struct {
 	// limits serializes the repeat-limit check with the record that counts
 	// toward it, so two concurrent queries cannot both take the last slot.
 	limits sync.Mutex
+
+	// skipped counts the research copies left out of the index because
+	// they did not open or decode (see Skipped).
+	skipped atomic.Int64
 }
+
+// Skipped returns how many research copies the index has left out since
+// start because they did not open or decode: a metric for the operator,
+// who runs `fhiranchor audit` to find them.
+func (r *research) Skipped() int64 { return r.skipped.Load() }
 
 // catchUpBatch is how many versions catchUp reads per query to the vault.
 const catchUpBatch = 512
@@ -140,12 +150,20 @@ func (r *research) apply(ctx context.Context, rec vault.Record) error {
 		r.index.Delete(key)
 		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("open research copy: %w", err)
+	var tree map[string]any
+	if err == nil {
+		tree, err = decodeTree(data)
 	}
-	tree, err := decodeTree(data)
 	if err != nil {
-		return fmt.Errorf("decode research copy of a %s: %w", rec.Type, err)
+		// A copy that does not open or decode was altered in the vault (or
+		// its data key was): it is left out and counted, and the index
+		// keeps following the log, rather than every query failing on it.
+		// `fhiranchor audit` names it.
+		r.skipped.Add(1)
+		r.log.WarnContext(ctx, "research copy skipped: it does not open", slog.String("type", rec.Type),
+			slog.Int64("leaf", rec.Leaf.Seq-1))
+		r.index.Delete(key)
+		return nil
 	}
 	if c := rec.Compartment(); c != "" && r.patients[c] == "" {
 		if r.patients == nil {

@@ -221,6 +221,17 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 // HTTPAddr is the address REST listens on.
 func (s *Server) HTTPAddr() string { return s.httpLis.Addr().String() }
 
+// ResearchCopiesSkipped returns how many research copies the cohort index
+// has left out since start because they did not open or decode (0 without
+// policy): a counter for the operator's metrics. `fhiranchor audit` names
+// the versions.
+func (s *Server) ResearchCopiesSkipped() int64 {
+	if s.research == nil {
+		return 0
+	}
+	return s.research.Skipped()
+}
+
 // GRPCAddr is the address gRPC listens on, or "".
 func (s *Server) GRPCAddr() string {
 	if s.grpcLis == nil {

@@ -421,6 +421,12 @@ func idempotencyKey(ctx context.Context, interaction string) []byte {
 	return sum[:]
 }
 
+// lookupReplay returns the remembered response of an idempotency key, or
+// nil. The vault seals remembered responses and opens them bound to their
+// key; one that does not open (altered, moved from another key) fails the
+// request closed: it is neither replayed nor applied again (its first
+// application may have been acknowledged), the client gets a 500 and the
+// operator the error, and `fhiranchor audit` names the row.
 func lookupReplay(ctx context.Context, tx *vault.SealedTx, key []byte) (*replay, error) {
 	if key == nil {
 		return nil, nil

@@ -453,13 +453,7 @@ func (w *writer) prepare(ctx context.Context, tx *vault.SealedTx, o *op, refs ma
 		o.res.SetVersion(o.id, o.version, now)
 		tree = o.res.Tree
 		compartment = fhir.PatientCompartment(o.typ, tree)
-		for _, id := range fhir.Identifiers(tree) {
-			tokens = append(tokens, w.vault.Token("identifier", o.typ, id.System, id.Value),
-				w.vault.Token("identifier-any", o.typ, id.Value))
-		}
-		if o.typ == "Consent" && compartment != "" {
-			tokens = append(tokens, access.ConsentToken(w.vault, compartment))
-		}
+		tokens = versionTokens(w.vault, o.typ, tree)
 	}
 	if o.typ == "Consent" && o.version > 1 {
 		prev, err := access.PreviousConsent(ctx, tx, o.id)

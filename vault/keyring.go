@@ -28,14 +28,17 @@ const MasterKeySize = 32
 const (
 	infoKeyWrap    = "fhiranchor/v1 key-wrap"
 	infoBlindIndex = "fhiranchor/v1 blind-index"
+	infoResponses  = "fhiranchor/v1 responses"
 )
 
 // Keyring holds the master key and the sub-keys derived from it: one that
-// wraps data keys (AES-256-GCM) and one that computes blind-index tokens
-// (HMAC-SHA256). A Keyring is safe for concurrent use.
+// wraps data keys (AES-256-GCM), one that computes blind-index tokens
+// (HMAC-SHA256) and one that seals remembered responses (AES-256-GCM). A
+// Keyring is safe for concurrent use.
 type Keyring struct {
-	wrap     cipher.AEAD // AES-256-GCM, random nonce prepended to the output
-	indexKey []byte
+	wrap      cipher.AEAD // AES-256-GCM, random nonce prepended to the output
+	indexKey  []byte
+	responses cipher.AEAD // AES-256-GCM, random nonce prepended to the output
 }
 
 // NewKeyring derives the sub-keys of a 32-byte master key. The Keyring keeps
@@ -57,7 +60,34 @@ func NewKeyring(master []byte) (*Keyring, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new key-wrap cipher: %w", err)
 	}
-	return &Keyring{wrap: wrap, indexKey: indexKey}, nil
+	responsesKey, err := hkdf.Key(sha256.New, master, nil, infoResponses, 32)
+	if err != nil {
+		return nil, fmt.Errorf("derive responses key: %w", err)
+	}
+	defer clear(responsesKey)
+	responses, err := newAEAD(responsesKey)
+	if err != nil {
+		return nil, fmt.Errorf("new responses cipher: %w", err)
+	}
+	return &Keyring{wrap: wrap, indexKey: indexKey, responses: responses}, nil
+}
+
+// responseAD binds a sealed response to its idempotency key, so a body
+// moved to another key fails to open.
+func responseAD(key []byte) []byte {
+	return append([]byte("fhiranchor/v1|response|"), key...)
+}
+
+// sealResponse seals a remembered response body under the responses key:
+// nonce || AES-256-GCM(body, aad = its idempotency key).
+func (k *Keyring) sealResponse(key, body []byte) []byte {
+	return k.responses.Seal(nil, nil, body, responseAD(key))
+}
+
+// openResponse reverses sealResponse; it fails if sealed was altered or
+// stored under another key.
+func (k *Keyring) openResponse(key, sealed []byte) ([]byte, error) {
+	return k.responses.Open(nil, nil, sealed, responseAD(key))
 }
 
 // NewDataKey returns a fresh random 32-byte data key and its wrapped form,

@@ -369,15 +369,44 @@ func (t *SealedTx) Find(ctx context.Context, typ string, token []byte) ([]string
 }
 
 // Response returns the response remembered for an idempotency key (see
-// Tx.Response).
+// Tx.Response), opened. A stored response that does not open (altered,
+// moved from another key, or stored unsealed) is an error wrapping
+// ErrCorrupt: it is never replayed, and the request is not applied again
+// either, since its first application may have been acknowledged.
 func (t *SealedTx) Response(ctx context.Context, key []byte) ([]byte, error) {
-	return t.tx.Response(ctx, key)
+	sealed, err := t.tx.Response(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	return t.s.OpenResponse(key, sealed)
 }
 
-// PutResponse remembers the response body for an idempotency key (see
-// Tx.PutResponse).
+// PutResponse seals the response body for an idempotency key under a key
+// derived from the master key, bound to the idempotency key, and remembers
+// it (see Tx.PutResponse).
 func (t *SealedTx) PutResponse(ctx context.Context, key, body []byte) error {
-	return t.tx.PutResponse(ctx, key, body)
+	return t.tx.PutResponse(ctx, key, t.s.kr.sealResponse(key, body))
+}
+
+// OpenResponse opens a remembered response as the Store holds it (see
+// Store.Responses), or returns an error wrapping ErrCorrupt.
+func (s *Sealed) OpenResponse(key, sealed []byte) ([]byte, error) {
+	body, err := s.kr.openResponse(key, sealed)
+	if err != nil {
+		return nil, fmt.Errorf("open remembered response: %w", ErrCorrupt)
+	}
+	return body, nil
+}
+
+// CheckDataKey reports whether a stored data key unwraps under the master
+// key (an audit walks Store.DataKeys); an error wraps ErrCorrupt.
+func (s *Sealed) CheckDataKey(k WrappedKey) error {
+	plain, err := s.kr.Unwrap(k.ID, k.Wrapped)
+	if err != nil {
+		return fmt.Errorf("check data key: %w", ErrCorrupt)
+	}
+	clear(plain)
+	return nil
 }
 
 // Put seals v.Body under the data key of v.Compartment, creating that key if

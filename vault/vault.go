@@ -16,6 +16,10 @@ var (
 	// ErrErased means the version's content was crypto-shredded: its
 	// ciphertext, salt and data key are gone; its commitment and leaf stay.
 	ErrErased = errors.New("vault: content erased")
+	// ErrCorrupt means stored data failed its authentication: it was
+	// altered, moved to another row, or written under another master key.
+	// Callers MUST NOT use it.
+	ErrCorrupt = errors.New("vault: stored data does not authenticate")
 )
 
 // Record is one stored version of a resource as a Store holds it: the body is
@@ -79,6 +83,27 @@ type LeafFilter struct {
 	Limit   int    // at most this many; <= 0 means none
 }
 
+// IndexEntry is one row of the blind index: the resource typ/id whose
+// current version carries Token.
+type IndexEntry struct {
+	Type  string
+	ID    string
+	Token []byte
+}
+
+// Response is one remembered idempotent response, as stored.
+type Response struct {
+	Key     []byte
+	Body    []byte // as the caller stored it (Sealed seals it)
+	Created time.Time
+}
+
+// WrappedKey is one stored data key, wrapped under the master key.
+type WrappedKey struct {
+	ID      string
+	Wrapped []byte
+}
+
 // Policy is one stored version of a policy bundle.
 type Policy struct {
 	Version  int64     // assigned by PutPolicy: 1, 2, 3...
@@ -117,8 +142,26 @@ type Store interface {
 	// DataKey returns a wrapped data key.
 	DataKey(ctx context.Context, keyID string) ([]byte, error)
 	// Versions returns up to limit versions of any resource whose leaf Seq
-	// is > after, in Seq order, without Tokens: what an audit walks.
+	// is > after, in Seq order, without Tokens: what an audit walks. It
+	// MUST return every stored version row, also one whose leaf is missing
+	// (Leaf then holds the row's Seq only), so that an audit sees it.
 	Versions(ctx context.Context, after int64, limit int) ([]Record, error)
+	// Records returns up to limit stored leaf records with Seq > after, in
+	// Seq order, as stored beside their leaves: Seq, Type (as the record row
+	// repeats it), Record, Salt, Subject, Actor and Time; no Data or Ref. It
+	// MUST return every record row, also one whose leaf is missing: what an
+	// audit walks.
+	Records(ctx context.Context, after int64, limit int) ([]Leaf, error)
+	// IndexEntries returns up to limit blind-index entries after the given
+	// one (the zero IndexEntry for the first page), ordered by Type, ID and
+	// Token in the Store's order: what an audit walks.
+	IndexEntries(ctx context.Context, after IndexEntry, limit int) ([]IndexEntry, error)
+	// Responses returns up to limit remembered responses whose key sorts
+	// after the given one (nil for the first page), in key order.
+	Responses(ctx context.Context, after []byte, limit int) ([]Response, error)
+	// DataKeys returns up to limit wrapped data keys whose id sorts after
+	// the given one ("" for the first page), in the Store's order of ids.
+	DataKeys(ctx context.Context, after string, limit int) ([]WrappedKey, error)
 	// Leaves returns up to limit queued leaves with Seq > after, in Seq order;
 	// none if limit <= 0. It is the anchoring path and MAY return the leaves
 	// with Seq, Type, Data and Ref only; Leaf and FindLeaves return the rest.

@@ -11,10 +11,12 @@ import (
 	"github.com/fhiranchor/fhiranchor/gateway"
 )
 
-// runAudit re-derives every stored version's commitment from the vault and
-// checks it, and the vault's leaves, against the log's checkpoints. It needs
-// the master key (the vault owner's), and reports by leaf index and opaque
-// reference only.
+// runAudit checks every row of every table of the vault (see gateway.Audit):
+// every stored version's commitment re-derived, every record, research
+// copy, blind-index token, data key and remembered response, and the
+// vault's leaves against the log's checkpoints. It needs the master key (the
+// vault owner's), reports by table, leaf index and opaque reference only,
+// and fails (exit status 1) on any finding.
 func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -62,11 +64,21 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		fmt.Fprintf(stdout, "records checked:      %d (consent events, policy activations, decisions, erasures)\n", rep.Records)
 		fmt.Fprintf(stdout, "leaves hashed:        %d\n", rep.Leaves)
 		fmt.Fprintf(stdout, "checkpoints compared: %d\n", rep.Checkpoints)
+		fmt.Fprintf(stdout, "research copies:      %d\n", rep.Copies)
+		fmt.Fprintf(stdout, "index tokens:         %d\n", rep.Tokens)
+		fmt.Fprintf(stdout, "data keys:            %d\n", rep.DataKeys)
+		fmt.Fprintf(stdout, "remembered responses: %d\n", rep.Responses)
+		fmt.Fprintf(stdout, "policy bundles:       %d\n", rep.Policies)
 		for _, f := range rep.Findings {
-			fmt.Fprintf(stdout, "TAMPERED leaf %d (%s): %s\n", f.LeafIndex, f.Ref, f.Problem)
+			switch f.Table {
+			case "versions", "leaves", "leaf_records", "log":
+				fmt.Fprintf(stdout, "TAMPERED leaf %d (%s): %s\n", f.LeafIndex, f.Ref, f.Problem)
+			default:
+				fmt.Fprintf(stdout, "TAMPERED %s row (%s): %s\n", f.Table, f.Ref, f.Problem)
+			}
 		}
 		if len(rep.Findings) == 0 {
-			fmt.Fprintln(stdout, "OK: every version matches its commitment, leaf and checkpoint")
+			fmt.Fprintln(stdout, "OK: every row of every table matches its commitment, leaf, record and checkpoint")
 		}
 	}
 	if len(rep.Findings) > 0 {

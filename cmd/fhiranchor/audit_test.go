@@ -167,6 +167,31 @@ func TestVerifyAndAudit(t *testing.T) {
 	if err == nil || !strings.Contains(out.String(), "TAMPERED leaf 0 (policy-activation/1)") {
 		t.Errorf("audit did not report the tampered record (err %v):\n%s", err, out.String())
 	}
+
+	// ... hides a version by deleting its row (its leaf stays), and
+	// plants a blind-index token: reads would answer 404 and lookups
+	// mislead, and the audit names both.
+	db, err = sql.Open("sqlite", filepath.Join(data, "vault.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hidden string
+	db.QueryRow(`SELECT ref FROM leaves WHERE seq = 7`).Scan(&hidden)
+	if _, err := db.Exec(`DELETE FROM versions WHERE seq = 7`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`INSERT INTO tokens (type, token, id) VALUES ('Patient', randomblob(32), 'planted')`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	out.Reset()
+	err = run(ctx, []string{"audit", "--data", data}, &out, io.Discard, noEnv)
+	for _, want := range []string{"TAMPERED leaf 6 (" + hidden + "): the resource-version leaf has no version row",
+		"TAMPERED tokens row (Patient/planted): the blind index holds a token"} {
+		if err == nil || !strings.Contains(out.String(), want) {
+			t.Errorf("audit did not report %q (err %v):\n%s", want, err, out.String())
+		}
+	}
 }
 
 // verifySigned checks `fhiranchor verify --log-key` on a receipt saved from

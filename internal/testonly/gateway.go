@@ -61,6 +61,7 @@ type Gateway struct {
 	Vault    *vault.Sealed
 	Log      *anchor.Log
 	Chain    *eth.Chain
+	Server   *gateway.Server
 	Logs     *SyncBuffer // everything the gateway logged
 	Client   *http.Client
 	key      *ecdsa.PrivateKey
@@ -84,6 +85,13 @@ func (g *Gateway) Restart(t testing.TB) {
 	t.Helper()
 	g.stop()
 	g.start(t)
+}
+
+// Stop stops the gateway before the test ends, so that the test can work
+// on its data at rest (copy or alter the vault); Restart starts it again.
+func (g *Gateway) Stop() {
+	g.stop()
+	g.stop = func() {}
 }
 
 // RestartWith restarts the gateway with changed options, on the same data
@@ -163,6 +171,7 @@ func (g *Gateway) start(t testing.TB) {
 		logStore.Close()
 		store.Close()
 	}
+	g.Server = srv
 	g.Root = "http://" + srv.HTTPAddr()
 	g.URL = g.Root + "/fhir/r4"
 	g.GRPCAddr = srv.GRPCAddr()

@@ -23,9 +23,14 @@ import (
 //go:embed schema.sql
 var schemaV1 string
 
+// schemaV2 drops the responses remembered before they were sealed.
+//
+//go:embed schema_v2.sql
+var schemaV2 string
+
 // migrations are applied in order, each once. Never edit a released
 // migration; append a new one.
-var migrations = []string{schemaV1}
+var migrations = []string{schemaV1, schemaV2}
 
 // component names the vault's row of pgdb's schema versions.
 const component = "vault"
@@ -89,10 +94,18 @@ const (
 	sqlVersion = selectRecord + ` AND v.version = $3`
 	sqlHistory = selectRecord + ` ORDER BY v.version DESC`
 
-	sqlVersions = `SELECT v.type, v.id, ` + recordColumns + `
-FROM versions v JOIN leaves l ON l.seq = v.seq WHERE v.seq > $1 ORDER BY v.seq LIMIT $2`
-	sqlLeaves = `SELECT seq, type, data, ref FROM leaves WHERE seq > $1 ORDER BY seq LIMIT $2`
-	sqlLeaf   = `SELECT l.seq, l.type, l.data, l.ref, r.record, r.salt, coalesce(r.subject, ''), coalesce(r.actor, ''), r.time
+	// Every version row, also one whose leaf is gone: an audit must see it.
+	sqlVersions = `SELECT v.type, v.id, v.seq, v.version, v.last_updated, v.deleted, v.erased, v.key_id,
+	v.ciphertext, v.salt, v.commitment, v.deid, coalesce(l.type, 0::smallint), coalesce(l.data, ''::bytea), coalesce(l.ref, '')
+FROM versions v LEFT JOIN leaves l ON l.seq = v.seq WHERE v.seq > $1 ORDER BY v.seq LIMIT $2`
+	sqlRecords = `SELECT seq, type, record, salt, subject, actor, time FROM leaf_records
+WHERE seq > $1 ORDER BY seq LIMIT $2`
+	sqlIndexEntries = `SELECT type, id, token FROM tokens WHERE (type, id, token) > ($1, $2, $3)
+ORDER BY type, id, token LIMIT $4`
+	sqlResponses = `SELECT key, body, created FROM responses WHERE key > $1 ORDER BY key LIMIT $2`
+	sqlDataKeys  = `SELECT key_id, wrapped FROM data_keys WHERE key_id > $1 ORDER BY key_id LIMIT $2`
+	sqlLeaves    = `SELECT seq, type, data, ref FROM leaves WHERE seq > $1 ORDER BY seq LIMIT $2`
+	sqlLeaf      = `SELECT l.seq, l.type, l.data, l.ref, r.record, r.salt, coalesce(r.subject, ''), coalesce(r.actor, ''), r.time
 FROM leaves l LEFT JOIN leaf_records r ON r.seq = l.seq WHERE l.seq = $1`
 	sqlFind     = `SELECT id FROM tokens WHERE type = $1 AND token = $2`
 	sqlDataKey  = `SELECT wrapped FROM data_keys WHERE key_id = $1`
@@ -304,6 +317,77 @@ func (s *Store) Versions(ctx context.Context, after int64, limit int) ([]vault.R
 		return nil, fmt.Errorf("list versions: %w", err)
 	}
 	return rs, nil
+}
+
+// Records returns the leaf records as stored, in Seq order.
+func (s *Store) Records(ctx context.Context, after int64, limit int) ([]vault.Leaf, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, _ := s.pool.Query(ctx, sqlRecords, after, limit)
+	ls, err := collect(rows, func(row pgx.Row) (vault.Leaf, error) {
+		var l vault.Leaf
+		var typ int16
+		err := row.Scan(&l.Seq, &typ, &l.Record, &l.Salt, &l.Subject, &l.Actor, &l.Time)
+		l.Type, l.Time = uint8(typ), l.Time.UTC()
+		return l, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list records: %w", err)
+	}
+	return ls, nil
+}
+
+// IndexEntries returns blind-index entries in (type, id, token) order.
+func (s *Store) IndexEntries(ctx context.Context, after vault.IndexEntry, limit int) ([]vault.IndexEntry, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, _ := s.pool.Query(ctx, sqlIndexEntries, after.Type, after.ID, nonNil(after.Token), limit)
+	es, err := collect(rows, func(row pgx.Row) (vault.IndexEntry, error) {
+		var e vault.IndexEntry
+		err := row.Scan(&e.Type, &e.ID, &e.Token)
+		return e, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list index entries: %w", err)
+	}
+	return es, nil
+}
+
+// Responses returns remembered responses in key order.
+func (s *Store) Responses(ctx context.Context, after []byte, limit int) ([]vault.Response, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, _ := s.pool.Query(ctx, sqlResponses, nonNil(after), limit)
+	out, err := collect(rows, func(row pgx.Row) (vault.Response, error) {
+		var r vault.Response
+		err := row.Scan(&r.Key, &r.Body, &r.Created)
+		r.Created = r.Created.UTC()
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list responses: %w", err)
+	}
+	return out, nil
+}
+
+// DataKeys returns wrapped data keys in the database's order of ids.
+func (s *Store) DataKeys(ctx context.Context, after string, limit int) ([]vault.WrappedKey, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, _ := s.pool.Query(ctx, sqlDataKeys, after, limit)
+	out, err := collect(rows, func(row pgx.Row) (vault.WrappedKey, error) {
+		var k vault.WrappedKey
+		err := row.Scan(&k.ID, &k.Wrapped)
+		return k, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list data keys: %w", err)
+	}
+	return out, nil
 }
 
 // prefixed scans extra leading columns before the ones scanRecord reads.

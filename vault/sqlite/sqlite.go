@@ -45,9 +45,14 @@ var schemaV3 string
 //go:embed schema_v4.sql
 var schemaV4 string
 
+// schemaV5 drops the responses remembered before they were sealed.
+//
+//go:embed schema_v5.sql
+var schemaV5 string
+
 // migrations are applied in order, each once, in one transaction per open.
 // Never edit a released migration; append a new one.
-var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4}
+var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4, schemaV5}
 
 // Result codes of modernc.org/sqlite/lib (extended result codes are on).
 const (
@@ -116,6 +121,10 @@ const (
 	stLeaf
 	stPolicy
 	stPolicies
+	stRecords
+	stIndexEntries
+	stResponses
+	stDataKeys
 	numReadStmts
 )
 
@@ -160,13 +169,21 @@ var readSQL = [numReadStmts]string{
 	stLeaves:  `SELECT seq, type, data, ref FROM leaves WHERE seq > ? ORDER BY seq LIMIT ?`,
 	stStats: `SELECT (SELECT count(*) FROM versions), (SELECT count(*) FROM leaves),
 	(SELECT count(*) FROM data_keys), (SELECT count(*) FROM responses), (SELECT count(*) FROM policies)`,
-	stVersions: `SELECT v.type, v.id, ` + recordColumns + `
-FROM versions v JOIN leaves l ON l.seq = v.seq WHERE v.seq > ? ORDER BY v.seq LIMIT ?`,
+	// Every version row, also one whose leaf is gone: an audit must see it.
+	stVersions: `SELECT v.type, v.id, v.seq, v.version, v.last_updated, v.deleted, v.erased, v.key_id,
+	v.ciphertext, v.salt, v.commitment, v.deid, coalesce(l.type, 0), coalesce(l.data, X''), coalesce(l.ref, '')
+FROM versions v LEFT JOIN leaves l ON l.seq = v.seq WHERE v.seq > ? ORDER BY v.seq LIMIT ?`,
 	stFindCommitted: `SELECT id FROM tokens WHERE type = ? AND token = ?`,
 	stLeaf: `SELECT l.seq, l.type, l.data, l.ref, r.record, r.salt, coalesce(r.subject, ''), coalesce(r.actor, ''), r.time
 FROM leaves l LEFT JOIN leaf_records r ON r.seq = l.seq WHERE l.seq = ?`,
 	stPolicy:   `SELECT version, revision, bundle, created, author FROM policies WHERE version = ?`,
 	stPolicies: `SELECT version, revision, created, author FROM policies ORDER BY version DESC`,
+	stRecords: `SELECT seq, type, record, salt, subject, actor, time FROM leaf_records
+WHERE seq > ? ORDER BY seq LIMIT ?`,
+	stIndexEntries: `SELECT type, id, token FROM tokens WHERE (type, id, token) > (?, ?, ?)
+ORDER BY type, id, token LIMIT ?`,
+	stResponses: `SELECT key, body, created FROM responses WHERE key > ? ORDER BY key LIMIT ?`,
+	stDataKeys:  `SELECT key_id, wrapped FROM data_keys WHERE key_id > ? ORDER BY key_id LIMIT ?`,
 }
 
 // Filters of FindLeaves, as bits of the index into Store.fstmt.
@@ -310,6 +327,106 @@ func (s *Store) Versions(ctx context.Context, after int64, limit int) ([]vault.R
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list versions: %w", err)
+	}
+	return out, nil
+}
+
+// Records returns the leaf records as stored, in Seq order.
+func (s *Store) Records(ctx context.Context, after int64, limit int) ([]vault.Leaf, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, err := s.rstmt[stRecords].QueryContext(ctx, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list records: %w", err)
+	}
+	defer rows.Close()
+	var ls []vault.Leaf
+	for rows.Next() {
+		var l vault.Leaf
+		var typ, at int64
+		if err := rows.Scan(&l.Seq, &typ, &l.Record, &l.Salt, &l.Subject, &l.Actor, &at); err != nil {
+			return nil, fmt.Errorf("list records: %w", err)
+		}
+		l.Type, l.Time = uint8(typ), time.UnixMicro(at).UTC()
+		ls = append(ls, l)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list records: %w", err)
+	}
+	return ls, nil
+}
+
+// IndexEntries returns blind-index entries in (type, id, token) order.
+func (s *Store) IndexEntries(ctx context.Context, after vault.IndexEntry, limit int) ([]vault.IndexEntry, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, err := s.rstmt[stIndexEntries].QueryContext(ctx, after.Type, after.ID, nonNil(after.Token), limit)
+	if err != nil {
+		return nil, fmt.Errorf("list index entries: %w", err)
+	}
+	defer rows.Close()
+	var es []vault.IndexEntry
+	for rows.Next() {
+		var e vault.IndexEntry
+		if err := rows.Scan(&e.Type, &e.ID, &e.Token); err != nil {
+			return nil, fmt.Errorf("list index entries: %w", err)
+		}
+		es = append(es, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list index entries: %w", err)
+	}
+	return es, nil
+}
+
+// Responses returns remembered responses in key order.
+func (s *Store) Responses(ctx context.Context, after []byte, limit int) ([]vault.Response, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, err := s.rstmt[stResponses].QueryContext(ctx, nonNil(after), limit)
+	if err != nil {
+		return nil, fmt.Errorf("list responses: %w", err)
+	}
+	defer rows.Close()
+	var out []vault.Response
+	for rows.Next() {
+		var r vault.Response
+		var created int64
+		if err := rows.Scan(&r.Key, &r.Body, &created); err != nil {
+			return nil, fmt.Errorf("list responses: %w", err)
+		}
+		r.Created = time.UnixMicro(created).UTC()
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list responses: %w", err)
+	}
+	return out, nil
+}
+
+// DataKeys returns wrapped data keys in id order.
+func (s *Store) DataKeys(ctx context.Context, after string, limit int) ([]vault.WrappedKey, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, err := s.rstmt[stDataKeys].QueryContext(ctx, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list data keys: %w", err)
+	}
+	defer rows.Close()
+	var out []vault.WrappedKey
+	for rows.Next() {
+		var k vault.WrappedKey
+		if err := rows.Scan(&k.ID, &k.Wrapped); err != nil {
+			return nil, fmt.Errorf("list data keys: %w", err)
+		}
+		out = append(out, k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list data keys: %w", err)
 	}
 	return out, nil
 }

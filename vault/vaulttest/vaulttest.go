@@ -59,6 +59,7 @@ func Exercise(t *testing.T, newStore func(t *testing.T) vault.Store) {
 		{"FindLeaves", testFindLeaves},
 		{"Policies", testPolicies},
 		{"StoreFind", testStoreFind},
+		{"AuditListings", testAuditListings},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1423,5 +1424,119 @@ func testStoreFind(t *testing.T, s vault.Store) {
 	}
 	if diff := cmp.Diff([]string{"a"}, storeFind("Patient", "t5")); diff != "" {
 		t.Errorf("Find(Patient, t5) after commit mismatch (-want +got):\n%s", diff)
+	}
+}
+
+// testAuditListings: Records, IndexEntries, Responses and DataKeys list
+// every row, page by page, in their order; Records keeps the record row's
+// own type and skips leaves without a record.
+func testAuditListings(t *testing.T, s vault.Store) {
+	ctx := t.Context()
+	put(t, s, withTokens(record("Patient", "b", 1), "t2", "t1"), withTokens(record("Patient", "a", 1), "t3"),
+		withTokens(record("Observation", "c", 1), "t1"))
+	put(t, s, tombstone("Observation", "c", 2)) // drops its tokens
+	recs := addLeaves(t, s, recordLeaf(1, 2, "Patient/a", "client"), vault.Leaf{Type: 5, Data: []byte("bare"), Ref: "bare"},
+		recordLeaf(2, 4, "", "client"), recordLeaf(3, 3, "Patient/b", ""))
+	var gotRecs []vault.Leaf
+	for after := int64(0); ; {
+		page, err := s.Records(ctx, after, 2)
+		if err != nil {
+			t.Fatalf("Records: %v", err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		gotRecs = append(gotRecs, page...)
+		after = page[len(page)-1].Seq
+	}
+	var wantRecs []vault.Leaf
+	for _, l := range []vault.Leaf{recs[0], recs[2], recs[3]} {
+		l.Data, l.Ref = nil, ""
+		wantRecs = append(wantRecs, l)
+	}
+	if diff := cmp.Diff(wantRecs, gotRecs, leafOpts); diff != "" {
+		t.Errorf("Records (-want +got):\n%s", diff)
+	}
+
+	var gotIdx []vault.IndexEntry
+	for after := (vault.IndexEntry{}); ; {
+		page, err := s.IndexEntries(ctx, after, 2)
+		if err != nil {
+			t.Fatalf("IndexEntries: %v", err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		gotIdx = append(gotIdx, page...)
+		after = page[len(page)-1]
+	}
+	wantIdx := []vault.IndexEntry{
+		{Type: "Patient", ID: "a", Token: []byte("t3")},
+		{Type: "Patient", ID: "b", Token: []byte("t1")},
+		{Type: "Patient", ID: "b", Token: []byte("t2")},
+	}
+	if diff := cmp.Diff(wantIdx, gotIdx); diff != "" {
+		t.Errorf("IndexEntries (-want +got):\n%s", diff)
+	}
+
+	err := s.Update(ctx, func(tx vault.Tx) error {
+		for _, k := range []string{"k2", "k1", "k3"} {
+			if err := tx.PutResponse(ctx, []byte(k), []byte("body "+k)); err != nil {
+				return err
+			}
+			if err := tx.PutDataKey(ctx, "key "+k, []byte("wrapped "+k)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	var gotResp []string
+	for after := []byte(nil); ; {
+		page, err := s.Responses(ctx, after, 2)
+		if err != nil {
+			t.Fatalf("Responses: %v", err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		for _, r := range page {
+			gotResp = append(gotResp, string(r.Key)+"="+string(r.Body))
+			if r.Created.IsZero() || r.Created.Location() != time.UTC {
+				t.Errorf("Responses: Created = %v, want a UTC time", r.Created)
+			}
+		}
+		after = page[len(page)-1].Key
+	}
+	if diff := cmp.Diff([]string{"k1=body k1", "k2=body k2", "k3=body k3"}, gotResp); diff != "" {
+		t.Errorf("Responses (-want +got):\n%s", diff)
+	}
+	var gotKeys []vault.WrappedKey
+	for after := ""; ; {
+		page, err := s.DataKeys(ctx, after, 2)
+		if err != nil {
+			t.Fatalf("DataKeys: %v", err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		gotKeys = append(gotKeys, page...)
+		after = page[len(page)-1].ID
+	}
+	wantKeys := []vault.WrappedKey{{ID: "key k1", Wrapped: []byte("wrapped k1")}, {ID: "key k2", Wrapped: []byte("wrapped k2")}, {ID: "key k3", Wrapped: []byte("wrapped k3")}}
+	if diff := cmp.Diff(wantKeys, gotKeys); diff != "" {
+		t.Errorf("DataKeys (-want +got):\n%s", diff)
+	}
+	for name, n := range map[string]func() (int, error){
+		"Records":      func() (int, error) { p, err := s.Records(ctx, 0, 0); return len(p), err },
+		"IndexEntries": func() (int, error) { p, err := s.IndexEntries(ctx, vault.IndexEntry{}, 0); return len(p), err },
+		"Responses":    func() (int, error) { p, err := s.Responses(ctx, nil, 0); return len(p), err },
+		"DataKeys":     func() (int, error) { p, err := s.DataKeys(ctx, "", 0); return len(p), err },
+	} {
+		if got, err := n(); got != 0 || err != nil {
+			t.Errorf("%s(limit 0) = %d, %v; want none", name, got, err)
+		}
 	}
 }

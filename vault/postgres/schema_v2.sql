@@ -1,0 +1,12 @@
+-- Schema version 2 of the fhiranchor vault on PostgreSQL: remembered
+-- responses are sealed (see schema_v5.sql of the SQLite vault).
+--
+-- Sealed.PutResponse now seals each remembered idempotent response
+-- (AES-256-GCM under a key derived from the master key, bound to its
+-- idempotency key) and Sealed.Response refuses one that does not open. The
+-- responses stored before were plain JSON that nothing could check, so they
+-- are dropped: a client retrying, after the upgrade, a request first sent
+-- before it gets the request applied again rather than the first answer.
+-- Upgrade every gateway sharing the database together: an older gateway
+-- would keep storing unsealed responses, which newer ones refuse to replay.
+DELETE FROM responses;
