@@ -91,7 +91,7 @@ const (
 	problemCopyNoRecord     = "the research copy has no de-identification record"
 	problemRecordCommit     = "the record or its salt no longer matches its leaf"
 	problemRecordType       = "the record row's type disagrees with its leaf"
-	problemRecordJSON       = "the record is not a JSON object"
+	problemRecordJSON       = "the record is not a record of a kind its leaf type holds"
 	problemRecordTime       = "the record row's time disagrees with the record"
 	problemRecordActor      = "the record row's actor disagrees with the record"
 	problemRecordSubject    = "the record row's subject disagrees with the record"
