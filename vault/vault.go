@@ -16,6 +16,11 @@ var (
 	// ErrErased means the version's content was crypto-shredded: its
 	// ciphertext, salt and data key are gone; its commitment and leaf stay.
 	ErrErased = errors.New("vault: content erased")
+	// ErrUnavailable means the store could not be reached or is shutting
+	// down or too busy (connection refused or lost, the database restarting,
+	// no connection slot): nothing was committed and the same call may
+	// succeed later. Stores wrap their driver's error with it.
+	ErrUnavailable = errors.New("vault: store unavailable")
 )
 
 // Record is one stored version of a resource as a Store holds it: the body is
