@@ -418,3 +418,21 @@ func (c fhirErrorConn) Write(p []byte) (int, error) {
 	}
 	return c.Conn.Write(p)
 }
+
+// CloseWrite half-closes the connection, as net/http does after a raw
+// error so the client can read it before the connection goes.
+func (c fhirErrorConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// ReadFrom keeps the connection's sendfile/splice path for bodies
+// handlers copy from files.
+func (c fhirErrorConn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(struct{ io.Writer }{c.Conn}, r)
+}
