@@ -199,7 +199,16 @@ func (a *admission) readBody(w http.ResponseWriter, r *http.Request) (*heldBytes
 	if fe != nil {
 		return nil, fe
 	}
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.maxBody))
+	body := http.MaxBytesReader(w, r.Body, a.maxBody)
+	var data []byte
+	var err error
+	if r.ContentLength > 0 {
+		// One allocation of the declared size, not ReadAll's doublings.
+		data = make([]byte, r.ContentLength)
+		_, err = io.ReadFull(body, data)
+	} else {
+		data, err = io.ReadAll(body)
+	}
 	var mbe *http.MaxBytesError
 	var ne net.Error
 	switch {
