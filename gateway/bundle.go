@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -19,6 +21,10 @@ import (
 
 // Transaction processes a transaction or batch Bundle (POST /).
 func (s *service) Transaction(ctx context.Context, body *httpbody.HttpBody) (*httpbody.HttpBody, error) {
+	if s.maxBundleEntries > 0 && entriesOver(body.GetData(), s.maxBundleEntries) {
+		return nil, failure(http.StatusRequestEntityTooLarge, "too-costly", "Bundle.entry",
+			"the Bundle has more than "+strconv.Itoa(s.maxBundleEntries)+" entries; split it")
+	}
 	b, err := s.parser.ParseBundle(body.GetData())
 	if err != nil {
 		return nil, err
@@ -60,6 +66,9 @@ func (s *service) Transaction(ctx context.Context, body *httpbody.HttpBody) (*ht
 		if refused, err = s.writer.apply(ctx, tx, ops, atomic); err != nil || refused != nil {
 			return err // a refusal commits its decisions alone
 		}
+		if h := transactionHook.Load(); h != nil {
+			(*h)(ctx)
+		}
 		if key == nil {
 			return nil
 		}
@@ -86,6 +95,50 @@ func (s *service) Transaction(ctx context.Context, body *httpbody.HttpBody) (*ht
 	}
 	setResponse(ctx, http.StatusOK)
 	return &httpbody.HttpBody{ContentType: fhirJSON, Data: out}, nil
+}
+
+// transactionHook, when set by a test, runs inside the vault transaction
+// of a Bundle after its entries are written and before the commit.
+var transactionHook atomic.Pointer[func(context.Context)]
+
+// entriesOver reports whether the top-level "entry" array of the JSON
+// object data has more than limit elements. It stops at element limit+1,
+// so a huge Bundle is refused after a scan of the first limit entries,
+// before anything is decoded into memory; input that is not such an object
+// is left to the parser to refuse.
+func entriesOver(data []byte, limit int) bool {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return false
+	}
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		if key != "entry" {
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				return false
+			}
+			continue
+		}
+		if t, err := dec.Token(); err != nil || t != json.Delim('[') {
+			return false
+		}
+		n := 0
+		for dec.More() {
+			if n++; n > limit {
+				return true
+			}
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				return false
+			}
+		}
+		return false
+	}
+	return false
 }
 
 // read runs a GET entry after the commit; failures stay in the op.

@@ -7,12 +7,15 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/genproto/googleapis/api/httpbody"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/protoadapt"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/fhiranchor/fhiranchor/fhir"
 	"github.com/fhiranchor/fhiranchor/gateway/auth"
@@ -29,6 +32,9 @@ const errorDomain = "fhiranchor.dev"
 type fhirError struct {
 	status int
 	issues []issue
+	// retryAfter, when positive, tells the client when to try again
+	// (Retry-After on REST, google.rpc.RetryInfo on gRPC): 429 and 503.
+	retryAfter time.Duration
 }
 
 func (e *fhirError) Error() string {
@@ -72,10 +78,23 @@ func asFHIRError(ctx context.Context, err error) *fhirError {
 		return failure(http.StatusUnauthorized, "expired", "", "the bearer token has expired")
 	case errors.Is(err, auth.ErrInvalidToken):
 		return failure(http.StatusUnauthorized, "security", "", "the bearer token is not valid")
+	case errors.Is(err, vault.ErrUnavailable):
+		// The driver's error names no values (the stores strip them); it
+		// says which way the database failed, for the operator.
+		slog.WarnContext(ctx, "vault unavailable", slog.Any("err", err))
+		fe := failure(http.StatusServiceUnavailable, "transient", "", "the database is unavailable; retry later")
+		fe.retryAfter = retryUnavailable
+		return fe
 	case errors.Is(err, context.Canceled):
 		return failure(499, "timeout", "", "the client cancelled the request")
 	case errors.Is(err, context.DeadlineExceeded):
-		return failure(http.StatusServiceUnavailable, "timeout", "", "the request timed out")
+		// The server's deadline (Limits.RequestTimeout) passed: the work
+		// was rolled back; the server is overloaded or a dependency slow,
+		// so the client may retry later (503, not 504: no upstream of the
+		// client's timed out).
+		fe := failure(http.StatusServiceUnavailable, "timeout", "", "the request took too long and was rolled back; retry later")
+		fe.retryAfter = retryUnavailable
+		return fe
 	}
 	// Unexpected: the details stay in our log (no PHI reaches errors by
 	// construction), the client gets a generic outcome.
@@ -95,11 +114,15 @@ func toStatus(ctx context.Context, err error) error {
 	}
 	fe := asFHIRError(ctx, err)
 	st := status.New(grpcCode(fe.status), fe.Error())
-	withDetails, derr := st.WithDetails(
+	details := []protoadapt.MessageV1{
 		&httpbody.HttpBody{ContentType: fhirJSON, Data: outcomeJSON(fe.issues...)},
 		&errdetails.ErrorInfo{Reason: "FHIR_" + strconv.Itoa(fe.status), Domain: errorDomain,
 			Metadata: map[string]string{"http_status": strconv.Itoa(fe.status)}},
-	)
+	}
+	if fe.retryAfter > 0 {
+		details = append(details, &errdetails.RetryInfo{RetryDelay: durationpb.New(fe.retryAfter)})
+	}
+	withDetails, derr := st.WithDetails(details...)
 	if derr != nil {
 		return st.Err()
 	}
@@ -132,13 +155,14 @@ func grpcCode(httpStatus int) codes.Code {
 	return codes.Internal
 }
 
-// outcomeOf extracts the OperationOutcome and HTTP status from a gRPC error.
-// Errors raised by gRPC itself (message too large, unavailable) get an
-// outcome built from their code.
-func outcomeOf(err error) (int, []byte) {
+// outcomeOf extracts the OperationOutcome, HTTP status and retry delay
+// from a gRPC error. Errors raised by gRPC itself (message too large,
+// unavailable) get an outcome built from their code.
+func outcomeOf(err error) (int, []byte, time.Duration) {
 	st := status.Convert(err)
 	httpStatus := 0
 	var body []byte
+	var retry time.Duration
 	for _, d := range st.Details() {
 		switch d := d.(type) {
 		case *httpbody.HttpBody:
@@ -147,13 +171,24 @@ func outcomeOf(err error) (int, []byte) {
 			if d.Domain == errorDomain {
 				httpStatus, _ = strconv.Atoi(d.Metadata["http_status"])
 			}
+		case *errdetails.RetryInfo:
+			retry = d.GetRetryDelay().AsDuration()
 		}
 	}
 	if httpStatus == 0 {
 		httpStatus = runtime.HTTPStatusFromCode(st.Code())
-		if st.Code() == codes.ResourceExhausted {
+		switch st.Code() {
+		case codes.ResourceExhausted:
 			httpStatus = http.StatusRequestEntityTooLarge
+		case codes.DeadlineExceeded, codes.Unavailable:
+			// gRPC's own: the in-process connection closing, or a deadline
+			// the REST side saw first. The server's answer, 503, as for a
+			// deadline the handler saw.
+			httpStatus = http.StatusServiceUnavailable
 		}
+	}
+	if retry <= 0 && (httpStatus == http.StatusServiceUnavailable || httpStatus == http.StatusTooManyRequests) {
+		retry = retryUnavailable
 	}
 	if body == nil {
 		code := "exception"
@@ -162,7 +197,7 @@ func outcomeOf(err error) (int, []byte) {
 		}
 		body = outcomeJSON(issue{Severity: "error", Code: code, Diagnostics: http.StatusText(httpStatus)})
 	}
-	return httpStatus, body
+	return httpStatus, body, retry
 }
 
 // writeOutcome writes an OperationOutcome response.
@@ -175,10 +210,22 @@ func writeOutcome(w http.ResponseWriter, httpStatus int, body []byte) {
 	_, _ = w.Write(body)
 }
 
+// writeError writes fe as an OperationOutcome, with Retry-After when it
+// has one.
+func writeError(w http.ResponseWriter, fe *fhirError) {
+	if fe.retryAfter > 0 {
+		w.Header().Set("Retry-After", retryAfterSeconds(fe.retryAfter))
+	}
+	writeOutcome(w, fe.status, outcomeJSON(fe.issues...))
+}
+
 // httpErrorHandler is grpc-gateway's error handler: every REST error is an
 // OperationOutcome.
 func httpErrorHandler(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, _ *http.Request, err error) {
-	st, body := outcomeOf(err)
+	st, body, retry := outcomeOf(err)
+	if retry > 0 {
+		w.Header().Set("Retry-After", retryAfterSeconds(retry))
+	}
 	writeOutcome(w, st, body)
 }
 

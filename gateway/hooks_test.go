@@ -1,9 +1,19 @@
 package gateway
 
+import "context"
+
 // SetExportStageHook makes f run at the named stages of every export build
 // ("selected", "files", "holds") until restore is called. Tests that use it
 // must not run in parallel with other exporting tests.
 func SetExportStageHook(f func(stage string)) (restore func()) {
 	exportStageHook.Store(&f)
 	return func() { exportStageHook.Store(nil) }
+}
+
+// SetTransactionHook makes f run inside the vault transaction of every
+// Bundle, after its entries are written and before the commit, with the
+// request's context, until restore is called.
+func SetTransactionHook(f func(ctx context.Context)) (restore func()) {
+	transactionHook.Store(&f)
+	return func() { transactionHook.Store(nil) }
 }

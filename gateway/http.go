@@ -8,14 +8,18 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/genproto/googleapis/api/annotations"
 	"google.golang.org/genproto/googleapis/api/httpbody"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 
 	fhiranchorv1 "github.com/fhiranchor/fhiranchor/proto/fhiranchor/v1"
 )
@@ -25,9 +29,18 @@ import (
 // as a header.
 const httpCodeKey = "x-http-code"
 
+// restConfig is what the REST layer needs besides the gRPC connection.
+type restConfig struct {
+	maxBody  int64
+	limits   Limits // with defaults applied
+	verifier tokenVerifier
+	ready    func(context.Context) (map[string]any, error)
+}
+
 // restHandler builds the REST API: grpc-gateway over conn, behind the
 // checks that must happen before a body is decoded.
-func restHandler(ctx context.Context, conn *grpc.ClientConn, maxBody int64, ready func(context.Context) (map[string]any, error)) (http.Handler, error) {
+func restHandler(ctx context.Context, conn *grpc.ClientConn, rc restConfig) (http.Handler, error) {
+	adm := newAdmission(rc)
 	gw := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, rawBody{}),
 		runtime.WithIncomingHeaderMatcher(incomingHeader),
@@ -35,6 +48,9 @@ func restHandler(ctx context.Context, conn *grpc.ClientConn, maxBody int64, read
 		runtime.WithForwardResponseOption(forwardResponse),
 		runtime.WithErrorHandler(httpErrorHandler),
 		runtime.WithRoutingErrorHandler(routingErrorHandler),
+		// After routing, before anything is decoded: who asks, whether
+		// they may ask now, and only then the body.
+		runtime.WithMiddlewares(adm.middleware),
 	)
 	for _, register := range []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
 		fhiranchorv1.RegisterFHIRServiceHandler,
@@ -48,19 +64,20 @@ func restHandler(ctx context.Context, conn *grpc.ClientConn, maxBody int64, read
 			return nil, fmt.Errorf("register REST handlers: %w", err)
 		}
 	}
-	fhirAPI := guard(gw, maxBody)
+	api := guard(gw, rc.maxBody)
 	mux := http.NewServeMux()
-	mux.Handle("/fhir/r4", fhirAPI)
-	mux.Handle("/fhir/r4/", fhirAPI)
-	mux.Handle("/v1/", guard(gw, maxBody))
+	mux.Handle("/fhir/r4", api)
+	mux.Handle("/fhir/r4/", api)
+	mux.Handle("/v1/", api)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"status":"ok"}`)
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		status, err := ready(r.Context())
+		status, err := rc.ready(r.Context())
 		if err != nil {
+			w.Header().Set("Retry-After", retryAfterSeconds(retryUnavailable))
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = io.WriteString(w, `{"status":"unavailable"}`)
 			return
@@ -70,18 +87,27 @@ func restHandler(ctx context.Context, conn *grpc.ClientConn, maxBody int64, read
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeOutcome(w, http.StatusNotFound, outcomeJSON(issue{Severity: "error", Code: "not-found", Diagnostics: "no such endpoint; the FHIR API is under /fhir/r4"}))
 	})
-	return mux, nil
+	maxHeader := rc.limits.MaxHeaderBytes
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if maxHeader > 0 && headerBytes(r) > maxHeader {
+			w.Header().Set("Connection", "close")
+			writeOutcome(w, http.StatusRequestHeaderFieldsTooLarge, outcomeJSON(issue{Severity: "error", Code: "too-long",
+				Diagnostics: "the request line and headers exceed the limit of " + strconv.Itoa(maxHeader) + " bytes"}))
+			return
+		}
+		mux.ServeHTTP(w, r)
+	}), nil
 }
 
-// guard enforces, before grpc-gateway decodes anything, what REST clients
-// get wrong most: the body size (413) and the content type (415). The body
-// is read here once and handed to the raw-body decoder without a copy.
+// guard enforces, before routing, what REST clients get wrong most and
+// needs no body: its declared size (413) and its content type (415).
+// Admission (admission.middleware) reads the body after routing.
 func guard(next http.Handler, maxBody int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/fhir/r4/" {
 			r.URL.Path = "/fhir/r4"
 		}
-		if r.Method == http.MethodPost || r.Method == http.MethodPut {
+		if hasBody(r) {
 			if r.ContentLength > maxBody {
 				tooLarge(w, maxBody)
 				return
@@ -91,17 +117,6 @@ func guard(next http.Handler, maxBody int64) http.Handler {
 					Diagnostics: "send FHIR JSON: Content-Type application/fhir+json"}))
 				return
 			}
-			data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
-			var mbe *http.MaxBytesError
-			if errors.As(err, &mbe) {
-				tooLarge(w, maxBody)
-				return
-			}
-			if err != nil {
-				writeOutcome(w, http.StatusBadRequest, outcomeJSON(issue{Severity: "error", Code: "structure", Diagnostics: "could not read the request body"}))
-				return
-			}
-			r.Body = &bodyBytes{Reader: bytes.NewReader(data), data: data}
 			// One marshaler serves every FHIR media type; tell grpc-gateway
 			// it is this one.
 			r.Header.Set("Content-Type", fhirJSON)
@@ -110,9 +125,141 @@ func guard(next http.Handler, maxBody int64) http.Handler {
 	})
 }
 
-func tooLarge(w http.ResponseWriter, maxBody int64) {
-	writeOutcome(w, http.StatusRequestEntityTooLarge, outcomeJSON(issue{Severity: "error", Code: "too-costly",
-		Diagnostics: "the request body exceeds the limit of " + strconv.FormatInt(maxBody, 10) + " bytes"}))
+// hasBody reports whether r is a request whose body the gateway reads.
+func hasBody(r *http.Request) bool { return r.Method == http.MethodPost || r.Method == http.MethodPut }
+
+// admission decides, per routed request and before its body is read,
+// whether to serve it: the bearer token (public routes excepted), the
+// client's rate and concurrency, and room in the global body budget. Only
+// then is the body read, once, and handed to the raw-body decoder without
+// a copy. The gRPC interceptor authenticates again (gRPC clients come
+// straight to it); this layer's job is that nobody without a valid token
+// makes the gateway read, or hold, a body.
+type admission struct {
+	verifier tokenVerifier
+	maxBody  int64
+	clients  *clientLimits // by client id
+	ips      *clientLimits // by remote IP: refused tokens and public routes
+	budget   *bodyBudget
+}
+
+func newAdmission(rc restConfig) *admission {
+	return &admission{
+		verifier: rc.verifier,
+		maxBody:  rc.maxBody,
+		clients:  newClientLimits(rc.limits, maxTrackedClients, true),
+		ips:      newClientLimits(rc.limits, maxTrackedIPs, false),
+		budget:   newBodyBudget(rc.limits.MaxBodyBytesInFlight),
+	}
+}
+
+func (a *admission) middleware(next runtime.HandlerFunc) runtime.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
+		var leave func()
+		var fe *fhirError
+		if isPublicRoute(r) {
+			leave, fe = a.ips.enter(remoteIP(r))
+		} else if p, err := authenticate(a.verifier, r.Header.Get("Authorization")); err != nil {
+			// Refused without reading the body. Floods of refusals are
+			// bounded per remote IP, before the answer is rendered.
+			if leave, fe = a.ips.enter(remoteIP(r)); fe == nil {
+				leave()
+				fe = asFHIRError(r.Context(), err)
+			}
+		} else {
+			leave, fe = a.clients.enter(p.ClientID)
+		}
+		if fe != nil {
+			writeError(w, fe)
+			return
+		}
+		defer leave()
+		if hasBody(r) {
+			held, fe := a.readBody(w, r)
+			if fe != nil {
+				writeError(w, fe)
+				return
+			}
+			defer held.release()
+		}
+		next(w, r, params)
+	}
+}
+
+// readBody takes room for r's body in the budget (its Content-Length, or
+// the body limit when it is chunked), reads it, and replaces r.Body with
+// the bytes read. The room is held until the request is answered: the
+// body, and what is decoded from it, live that long.
+func (a *admission) readBody(w http.ResponseWriter, r *http.Request) (*heldBytes, *fhirError) {
+	want := r.ContentLength
+	if want < 0 {
+		want = a.maxBody
+	}
+	held, fe := a.budget.acquire(r.Context(), want)
+	if fe != nil {
+		return nil, fe
+	}
+	body := http.MaxBytesReader(w, r.Body, a.maxBody)
+	var data []byte
+	var err error
+	if r.ContentLength > 0 {
+		// One allocation of the declared size, not ReadAll's doublings.
+		data = make([]byte, r.ContentLength)
+		_, err = io.ReadFull(body, data)
+	} else {
+		data, err = io.ReadAll(body)
+	}
+	var mbe *http.MaxBytesError
+	var ne net.Error
+	switch {
+	case errors.As(err, &mbe):
+		held.release()
+		return nil, tooLargeError(a.maxBody)
+	case errors.As(err, &ne) && ne.Timeout():
+		held.release()
+		return nil, failure(http.StatusRequestTimeout, "timeout", "", "the request body did not arrive in time")
+	case err != nil:
+		held.release()
+		return nil, failure(http.StatusBadRequest, "structure", "", "could not read the request body")
+	}
+	held.shrink(int64(len(data)))
+	r.Body = &bodyBytes{Reader: bytes.NewReader(data), data: data}
+	return held, nil
+}
+
+// publicRoutes are "METHOD /path" of the REST routes of publicMethods,
+// read from their google.api.http options so the two cannot disagree.
+var publicRoutes = func() map[string]bool {
+	routes := map[string]bool{}
+	for m := range publicMethods {
+		name := protoreflect.FullName(strings.ReplaceAll(strings.TrimPrefix(m, "/"), "/", "."))
+		d, err := protoregistry.GlobalFiles.FindDescriptorByName(name)
+		if err != nil {
+			panic(fmt.Sprintf("public method %s: %v", m, err))
+		}
+		rule, _ := proto.GetExtension(d.(protoreflect.MethodDescriptor).Options(), annotations.E_Http).(*annotations.HttpRule)
+		switch {
+		case rule.GetGet() != "":
+			routes["GET "+rule.GetGet()] = true
+		default:
+			panic(fmt.Sprintf("public method %s: not a GET route", m))
+		}
+	}
+	return routes
+}()
+
+// isPublicRoute reports whether the route r was matched to serves a
+// method of publicMethods.
+func isPublicRoute(r *http.Request) bool {
+	pat, ok := runtime.HTTPPattern(r.Context())
+	return ok && publicRoutes[r.Method+" "+pat.String()]
+}
+
+func tooLarge(w http.ResponseWriter, maxBody int64) { writeError(w, tooLargeError(maxBody)) }
+
+func tooLargeError(maxBody int64) *fhirError {
+	return failure(http.StatusRequestEntityTooLarge, "too-costly", "",
+		"the request body exceeds the limit of "+strconv.FormatInt(maxBody, 10)+" bytes")
 }
 
 // fhirContentType accepts the FHIR JSON media types, including the DSTU2
@@ -227,4 +374,74 @@ func forwardResponse(ctx context.Context, w http.ResponseWriter, _ proto.Message
 		}
 	}
 	return nil
+}
+
+// rawErrors are the answers net/http writes straight to the connection,
+// in plain text, when a request fails before any handler runs: headers over
+// hardMaxHeaderBytes, or a malformed request. fhirErrorConn sends an
+// OperationOutcome instead. The texts are net/http's (server.go, c.serve);
+// TestRawErrorsAreOperationOutcomes fails if they change.
+var rawErrors = func() map[string][]byte {
+	const plain = "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
+	m := map[string][]byte{}
+	for _, e := range []struct {
+		status      int
+		code, diags string
+	}{
+		{http.StatusRequestHeaderFieldsTooLarge, "too-long", "the request line and headers are too large"},
+		{http.StatusBadRequest, "structure", "the request is not valid HTTP"},
+	} {
+		line := strconv.Itoa(e.status) + " " + http.StatusText(e.status)
+		body := outcomeJSON(issue{Severity: "error", Code: e.code, Diagnostics: e.diags})
+		m["HTTP/1.1 "+line+plain+line] = fmt.Appendf(nil, "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
+			line, fhirJSON, len(body), body)
+	}
+	return m
+}()
+
+// fhirErrorListener hands out connections whose raw net/http errors are
+// OperationOutcomes.
+type fhirErrorListener struct{ net.Listener }
+
+func (l fhirErrorListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return fhirErrorConn{c}, nil
+}
+
+// fhirErrorConn rewrites a write that is exactly one of rawErrors. net/http
+// writes those in one call on the bare connection, while responses of
+// handlers always carry a Date header, so nothing else matches.
+type fhirErrorConn struct{ net.Conn }
+
+func (c fhirErrorConn) Write(p []byte) (int, error) {
+	if len(p) < 256 && bytes.HasPrefix(p, []byte("HTTP/1.1 4")) {
+		if alt, ok := rawErrors[string(p)]; ok {
+			if _, err := c.Conn.Write(alt); err != nil {
+				return 0, err
+			}
+			return len(p), nil
+		}
+	}
+	return c.Conn.Write(p)
+}
+
+// CloseWrite half-closes the connection, as net/http does after a raw
+// error so the client can read it before the connection goes.
+func (c fhirErrorConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// ReadFrom keeps the connection's sendfile/splice path for bodies
+// handlers copy from files.
+func (c fhirErrorConn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(struct{ io.Writer }{c.Conn}, r)
 }

@@ -48,12 +48,19 @@ var publicMethods = map[string]bool{
 }
 
 // interceptor is the one unary interceptor chain every call passes through,
-// gRPC and REST alike: recover, authenticate, call, map errors to FHIR
-// outcomes, log. Logs carry the method, status, duration and client id,
-// never request or response content.
-func interceptor(v tokenVerifier, log *slog.Logger) grpc.UnaryServerInterceptor {
+// gRPC and REST alike: deadline, recover, authenticate, call, map errors to
+// FHIR outcomes, log. Logs carry the method, status, duration and client
+// id, never request or response content. timeout (if positive) is every
+// call's deadline: the handler's context, and so its vault transaction,
+// ends with it.
+func interceptor(v tokenVerifier, log *slog.Logger, timeout time.Duration) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 		start := time.Now()
+		if timeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, timeout)
+			defer cancel()
+		}
 		client := ""
 		defer func() {
 			if r := recover(); r != nil {
@@ -73,18 +80,11 @@ func interceptor(v tokenVerifier, log *slog.Logger) grpc.UnaryServerInterceptor 
 				slog.Duration("took", time.Since(start)))
 		}()
 		if !publicMethods[info.FullMethod] {
-			tok, err := auth.FromAuthorizationHeader(header(ctx, "authorization"))
-			if err != nil {
-				return nil, toStatus(ctx, err)
-			}
-			p, err := v.Verify(tok)
+			p, err := authenticate(v, header(ctx, "authorization"))
 			if err != nil {
 				return nil, toStatus(ctx, err)
 			}
 			client = p.ClientID
-			if err := checkClaims(p); err != nil {
-				return nil, toStatus(ctx, err)
-			}
 			if err := admit(info.FullMethod, p); err != nil {
 				return nil, toStatus(ctx, err)
 			}
@@ -98,6 +98,24 @@ func interceptor(v tokenVerifier, log *slog.Logger) grpc.UnaryServerInterceptor 
 		resp, err = handler(ctx, req)
 		return resp, toStatus(ctx, err)
 	}
+}
+
+// authenticate verifies the bearer token of an Authorization header and
+// its claims. The REST layer calls it before it reads a body, the
+// interceptor for every call.
+func authenticate(v tokenVerifier, authorization string) (auth.Principal, error) {
+	tok, err := auth.FromAuthorizationHeader(authorization)
+	if err != nil {
+		return auth.Principal{}, err
+	}
+	p, err := v.Verify(tok)
+	if err != nil {
+		return auth.Principal{}, err
+	}
+	if err := checkClaims(p); err != nil {
+		return auth.Principal{}, err
+	}
+	return p, nil
 }
 
 // checkClaims refuses a token whose claims would put free text where the

@@ -46,6 +46,10 @@ type Config struct {
 	// API (off with WithoutPolicy: nobody may be counted without consent
 	// decisions).
 	Research ResearchConfig
+	// Limits bound what clients may make the gateway hold: bodies in
+	// flight, rates, concurrency, Bundle entries, deadlines, header size.
+	// Zero fields take their defaults.
+	Limits Limits
 }
 
 // ResearchConfig configures the research copy and cohort queries.
@@ -75,7 +79,11 @@ func (c Config) Validate() error {
 	if c.MaxBodyBytes < 0 {
 		return errors.New("gateway: MaxBodyBytes must not be negative")
 	}
-	return nil
+	maxBody := c.MaxBodyBytes
+	if maxBody == 0 {
+		maxBody = DefaultMaxBodyBytes
+	}
+	return c.Limits.withDefaults().validate(maxBody)
 }
 
 // Deps are the parts the gateway serves from.
@@ -119,6 +127,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	cfg.Limits = cfg.Limits.withDefaults()
 	log := deps.Logger
 	if log == nil {
 		log = slog.Default()
@@ -133,7 +142,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	}
 	svc := &service{
 		parser: parser, vault: deps.Vault, baseURL: cfg.BaseURL, capabilities: caps,
-		writer: &writer{vault: deps.Vault, now: time.Now},
+		writer: &writer{vault: deps.Vault, now: time.Now}, maxBundleEntries: cfg.Limits.MaxBundleEntries,
 	}
 	var policies *policyService
 	if !cfg.WithoutPolicy {
@@ -159,7 +168,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	s.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(msgLimit),
 		grpc.MaxSendMsgSize(1<<30),
-		grpc.UnaryInterceptor(interceptor(deps.Verifier, log)),
+		grpc.UnaryInterceptor(interceptor(deps.Verifier, log, cfg.Limits.RequestTimeout)),
 	)
 	fhiranchorv1.RegisterFHIRServiceServer(s.grpc, svc)
 	names := &refNames{vault: deps.Vault}
@@ -195,20 +204,25 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		anchoring := deps.Anchoring == nil || deps.Anchoring()
 		return map[string]any{"status": "ready", "vault": stats, "anchoring": anchoring}, nil
 	}
-	s.restRoot, err = restHandler(ctx, s.conn, cfg.MaxBodyBytes, ready)
+	s.restRoot, err = restHandler(ctx, s.conn, restConfig{maxBody: cfg.MaxBodyBytes, limits: cfg.Limits, verifier: deps.Verifier, ready: ready})
 	if err != nil {
 		return nil, err
 	}
 	s.http = &http.Server{
 		Handler:           s.restRoot,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       5 * time.Minute,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ReadHeaderTimeout: cfg.Limits.ReadHeaderTimeout,
+		ReadTimeout:       cfg.Limits.ReadTimeout,
+		IdleTimeout:       cfg.Limits.IdleTimeout,
+		// The handler answers 431 at Limits.MaxHeaderBytes; net/http
+		// itself only beyond this (fhirErrorConn makes that FHIR too).
+		MaxHeaderBytes: hardMaxHeaderBytes,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	if s.httpLis, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+	lis, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
 		return nil, fmt.Errorf("listen REST: %w", err)
 	}
+	s.httpLis = fhirErrorListener{lis}
 	if cfg.GRPCAddr != "" {
 		if s.grpcLis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
 			s.httpLis.Close()

@@ -32,6 +32,8 @@ type service struct {
 	access       *access.Control // nil only where a benchmark measures the spine without policy
 	baseURL      string          // configured public base URL, or "" to derive it per request
 	capabilities []byte
+	// maxBundleEntries caps a transaction's or batch's entries; <= 0: none.
+	maxBundleEntries int
 }
 
 // Capabilities returns the CapabilityStatement. It needs no token: SMART

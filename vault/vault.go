@@ -20,6 +20,11 @@ var (
 	// altered, moved to another row, or written under another master key.
 	// Callers MUST NOT use it.
 	ErrCorrupt = errors.New("vault: stored data does not authenticate")
+	// ErrUnavailable means the store could not be reached or is shutting
+	// down or too busy (connection refused or lost, the database restarting,
+	// no connection slot): nothing was committed and the same call may
+	// succeed later. Stores wrap their driver's error with it.
+	ErrUnavailable = errors.New("vault: store unavailable")
 )
 
 // Record is one stored version of a resource as a Store holds it: the body is

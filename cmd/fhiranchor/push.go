@@ -38,7 +38,10 @@ recursively; files ending .json or .ndjson, in lexical order).
             --batch-size entries: PUT <type>/<id>, or POST <type> without an id
 
 Every request carries an Idempotency-Key (SHA-256 of the body), so pushing the
-same file again, or a retry after a lost answer, creates nothing twice.
+same file again, or a retry after a lost answer, creates nothing twice. A
+request the server could not take (429, 502, 503, 504, or no answer at all)
+is retried with the same key, backing off exponentially and waiting at least
+as long as the server's Retry-After, for up to --retry-for.
 
 Token: --token, else $FHIRANCHOR_TOKEN, else a short-lived dev token signed by
 <data>/dev-signing-key.pem if it exists (as 'fhiranchor serve' creates it).
@@ -46,13 +49,14 @@ Token: --token, else $FHIRANCHOR_TOKEN, else a short-lived dev token signed by
 flags:
 `
 
-// Defaults of push; the retry policy is not a flag because a retry is safe
-// (same Idempotency-Key) and three attempts cover a restart or a brief overload.
+// Defaults of push. A retry is safe (same Idempotency-Key), so push retries
+// for as long as --retry-for allows: a database restart or an overload
+// passes without failing files.
 const (
 	defaultServer    = "http://127.0.0.1:8080/fhir/r4"
-	pushAttempts     = 3
+	defaultRetryFor  = 2 * time.Minute
 	pushFirstBackoff = 500 * time.Millisecond
-	pushMaxBackoff   = 10 * time.Second
+	pushMaxBackoff   = 30 * time.Second
 	// maxResponseBytes bounds what push reads of an answer; a transaction-response
 	// is small next to its request, so this only guards against a broken server.
 	maxResponseBytes = 64 << 20
@@ -86,6 +90,7 @@ func runPush(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	concurrency := fset.Int("concurrency", 4, "files in flight at once")
 	batchSize := fset.Int("batch-size", 500, "resources per batch Bundle when sending NDJSON")
 	timeout := fset.Duration("timeout", 5*time.Minute, "time limit of one HTTP request attempt")
+	retryFor := fset.Duration("retry-for", defaultRetryFor, "keep retrying a request the server could not take (429, 502-504, no answer) for up to this `duration`; 0: never retry")
 	noProgress := fset.Bool("no-progress", false, "print one line per file instead of a progress bar")
 	paths, err := parseInterspersed(fset, args)
 	if err != nil {
@@ -102,6 +107,8 @@ func runPush(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		return fmt.Errorf("push: --batch-size must be at least 1, got %d", *batchSize)
 	case *timeout <= 0:
 		return fmt.Errorf("push: --timeout must be positive, got %v", *timeout)
+	case *retryFor < 0:
+		return fmt.Errorf("push: --retry-for must not be negative, got %v", *retryFor)
 	}
 	base, err := parseBaseURL(*server)
 	if err != nil {
@@ -125,6 +132,7 @@ func runPush(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		token:     tokens,
 		batchSize: *batchSize,
 		timeout:   *timeout,
+		retryFor:  *retryFor,
 	}
 	p.progress = newProgress(stderr, len(files), !*noProgress && isTerminal(stderr))
 	results := p.run(ctx, files, *concurrency)
@@ -311,6 +319,7 @@ type pusher struct {
 	token     tokenSource
 	batchSize int
 	timeout   time.Duration
+	retryFor  time.Duration // how long a request is retried
 	progress  *progress
 
 	// unauthorized is set on the first 401: the token is wrong for every
@@ -666,12 +675,15 @@ func (e *redirectError) Error() string {
 }
 
 // post sends body to target and returns the final status and response body.
-// Network errors and 429/502/503/504 are retried up to pushAttempts times with
+// Network errors and 429/502/503/504 are retried, for up to p.retryFor, with
 // the same Idempotency-Key, so the server can answer a retry of a request it
-// already committed from its memory instead of committing it twice.
+// already committed from its memory instead of committing it twice. The
+// waits grow exponentially (with jitter) and are never shorter than the
+// server's Retry-After.
 func (p *pusher) post(ctx context.Context, target string, body []byte) (int, []byte, error) {
 	sum := sha256.Sum256(body)
 	key := hex.EncodeToString(sum[:])
+	giveUp := time.Now().Add(p.retryFor)
 	var lastErr error
 	for attempt := 1; ; attempt++ {
 		tok, err := p.token() // per attempt: a dev token may be re-minted
@@ -693,15 +705,18 @@ func (p *pusher) post(ctx context.Context, target string, body []byte) (int, []b
 		default:
 			return status, respBody, nil
 		}
-		if attempt == pushAttempts {
+		delay := backoff(attempt)
+		if retryAfter >= 0 {
+			delay = max(min(retryAfter, pushMaxBackoff), delay/4)
+			if retryAfter == 0 {
+				delay = 0
+			}
+		}
+		if time.Now().Add(delay).After(giveUp) {
 			if err == nil {
 				return status, respBody, nil // let tally report the server's OperationOutcome
 			}
-			return 0, nil, fmt.Errorf("no answer after %d attempts: %w", attempt, lastErr)
-		}
-		delay := backoff(attempt)
-		if retryAfter >= 0 {
-			delay = min(retryAfter, pushMaxBackoff)
+			return 0, nil, fmt.Errorf("no answer after %d attempts in %v: %w", attempt, p.retryFor, lastErr)
 		}
 		t := time.NewTimer(delay)
 		select {

@@ -10,15 +10,22 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/fhiranchor/fhiranchor/gateway/auth"
+	"github.com/fhiranchor/fhiranchor/internal/pgtest"
+	"github.com/fhiranchor/fhiranchor/internal/testonly"
 )
 
 // pushTestdata is the folder of synthetic files the push tests send.
@@ -602,5 +609,96 @@ func TestPushRefusesRedirectThatDropsTheBody(t *testing.T) {
 	}
 	if want := `HTTP 301 redirect to "/fhir/r4/": pass the final FHIR base URL as --server`; !strings.Contains(stdout, want) {
 		t.Errorf("summary lacks %q:\n%s", want, stdout)
+	}
+}
+
+// TestPushRidesOutPostgresOutage stops PostgreSQL in the middle of a push:
+// while it is down, writes answer 503 with Retry-After and /readyz 503;
+// push keeps retrying with the same Idempotency-Keys and completes once the
+// database is back, with every resource stored exactly once.
+func TestPushRidesOutPostgresOutage(t *testing.T) {
+	pg := pgtest.Start(t, pgtest.Options{})
+	g := testonly.StartGateway(t, testonly.Options{Quiet: true, PostgresDSN: pg.NewDatabase(t)})
+	bearer := "Bearer " + g.Token(t)
+
+	const files, perFile = 60, 5
+	dir := t.TempDir()
+	for i := range files {
+		var b bytes.Buffer
+		b.WriteString(`{"resourceType":"Bundle","type":"transaction","entry":[`)
+		for j := range perFile {
+			if j > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, `{"resource":{"resourceType":"Patient","identifier":[{"system":"urn:test:outage","value":"%d-%d"}]},"request":{"method":"POST","url":"Patient"}}`, i, j)
+		}
+		b.WriteString(`]}`)
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("%02d.json", i)), b.Bytes(), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := g.Stats(t)
+
+	// Between push and the gateway: the 10th request stops the database
+	// before it goes on, so the outage starts mid-push, deterministically.
+	stopped := make(chan struct{})
+	var n atomic.Int64
+	target, _ := url.Parse(g.Root)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) == 10 {
+			pg.Stop()
+			close(stopped)
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	defer front.Close()
+
+	done := make(chan error, 1)
+	var stdout bytes.Buffer
+	go func() {
+		done <- runPush(t.Context(), []string{"--server", front.URL + "/fhir/r4", "--token", strings.TrimPrefix(bearer, "Bearer "),
+			"--no-progress", "--concurrency", "2", "--retry-for", "3m", dir}, &stdout, io.Discard, func(string) string { return "" })
+	}()
+
+	<-stopped
+	r := g.Do(t, "POST", "/Patient", []byte(`{"resourceType":"Patient"}`), "Authorization", bearer)
+	if r.Status != http.StatusServiceUnavailable {
+		t.Errorf("a write with the database down: status %d, want 503: %s", r.Status, r.Body)
+	}
+	if s, err := strconv.Atoi(r.Header.Get("Retry-After")); err != nil || s < 1 {
+		t.Errorf("a write with the database down: Retry-After %q", r.Header.Get("Retry-After"))
+	}
+	if !strings.Contains(string(r.Body), `"code":"transient"`) {
+		t.Errorf("a write with the database down: not a transient OperationOutcome: %s", r.Body)
+	}
+	if r := g.DoRoot(t, "GET", "/readyz", nil); r.Status != http.StatusServiceUnavailable {
+		t.Errorf("/readyz with the database down: status %d, want 503", r.Status)
+	}
+	time.Sleep(3 * time.Second) // push meets the outage and backs off
+	select {
+	case err := <-done:
+		t.Fatalf("push ended during the outage: %v\n%s", err, stdout.String())
+	default:
+	}
+	pg.Restart()
+
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("push: %v\n%s", err, stdout.String())
+		}
+	case <-time.After(4 * time.Minute):
+		t.Fatal("push did not finish within 4 minutes of the database's return")
+	}
+	if r := g.DoRoot(t, "GET", "/readyz", nil); r.Status != http.StatusOK {
+		t.Errorf("/readyz with the database back: status %d, want 200", r.Status)
+	}
+	after := g.Stats(t)
+	if got := after.Versions - before.Versions; got != files*perFile {
+		t.Errorf("stored %d versions for %d resources pushed: lost or duplicated across the outage", got, files*perFile)
+	}
+	if !strings.Contains(stdout.String(), fmt.Sprintf("resources accepted:  %d\n", files*perFile)) {
+		t.Errorf("push summary:\n%s", stdout.String())
 	}
 }

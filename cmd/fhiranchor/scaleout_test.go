@@ -245,6 +245,10 @@ auth:
   keys: [%s]
 research:
   export_dir: %s
+# The test verifies the receipt of every leaf as one client, thousands of
+# requests a second: no rate limit (the other limits keep their defaults).
+limits:
+  rate_per_client: -1
 log:
   level: warn
 `, dsn, geth.RPCURL, auth.DevKeyPath(filepath.Join(dir, "issuer")), filepath.Join(dir, "exports"))

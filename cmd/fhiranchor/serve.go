@@ -93,6 +93,21 @@ type config struct {
 		ExportDir      string        `yaml:"export_dir"`      // default <data>/exports
 		ExportTTL      time.Duration `yaml:"export_ttl"`      // default 24h
 	} `yaml:"research"`
+	// Limits bound what clients may make a gateway hold; zero or absent
+	// keys take the defaults, a negative count or rate turns that limit
+	// off. docs/operations.md "Limits" lists them with their answers.
+	Limits struct {
+		MaxBodyBytesInFlight   int64         `yaml:"max_body_bytes_in_flight"`  // request body bytes held by all requests (default 128 MiB; 503)
+		MaxConcurrentPerClient int           `yaml:"max_concurrent_per_client"` // requests of one client in progress (default 16; 429)
+		RatePerClient          float64       `yaml:"rate_per_client"`           // requests per second of one client (default 100; 429)
+		RateBurst              int           `yaml:"rate_burst"`                // requests at once above the rate (default 200)
+		MaxBundleEntries       int           `yaml:"max_bundle_entries"`        // entries of a transaction or batch (default 10000; 413)
+		RequestTimeout         time.Duration `yaml:"request_timeout"`           // deadline of every call (default 60s; 503, rolled back)
+		ReadHeaderTimeout      time.Duration `yaml:"read_header_timeout"`       // time to send the headers (default 10s)
+		ReadTimeout            time.Duration `yaml:"read_timeout"`              // time to send headers and body (default 60s; 408 or closed)
+		IdleTimeout            time.Duration `yaml:"idle_timeout"`              // keep-alive wait for the next request (default 2m)
+		MaxHeaderBytes         int           `yaml:"max_header_bytes"`          // request line and headers (default 64 KiB, at most 1 MiB; 431)
+	} `yaml:"limits"`
 	Log struct {
 		Level  string `yaml:"level"`  // debug, info (default), warn, error
 		Format string `yaml:"format"` // text (default) or json
@@ -206,7 +221,29 @@ func (c *config) validate() error {
 	if c.MaxBodyBytes < 0 {
 		return errors.New("config: max_body_bytes must not be negative")
 	}
+	if err := c.gateway().Validate(); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
 	return nil
+}
+
+// limits turns the limits section into the gateway's Limits.
+func (c *config) limits() gateway.Limits {
+	l := c.Limits
+	return gateway.Limits{
+		MaxBodyBytesInFlight: l.MaxBodyBytesInFlight, MaxConcurrentPerClient: l.MaxConcurrentPerClient,
+		RatePerClient: l.RatePerClient, RateBurst: l.RateBurst, MaxBundleEntries: l.MaxBundleEntries,
+		RequestTimeout: l.RequestTimeout, ReadHeaderTimeout: l.ReadHeaderTimeout, ReadTimeout: l.ReadTimeout,
+		IdleTimeout: l.IdleTimeout, MaxHeaderBytes: l.MaxHeaderBytes,
+	}
+}
+
+// gateway is the gateway's listening configuration, without research
+// (which reads files).
+func (c *config) gateway() gateway.Config {
+	return gateway.Config{
+		HTTPAddr: c.HTTP, GRPCAddr: c.GRPC, BaseURL: c.BaseURL, MaxBodyBytes: c.MaxBodyBytes, Limits: c.limits(),
+	}
 }
 
 func (c *config) logger(w io.Writer) *slog.Logger {
@@ -316,9 +353,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err != nil {
 		return err
 	}
-	srv, err := gateway.New(ctx, gateway.Config{
-		HTTPAddr: c.HTTP, GRPCAddr: c.GRPC, BaseURL: c.BaseURL, MaxBodyBytes: c.MaxBodyBytes, Research: research,
-	}, gateway.Deps{Vault: d.vault, Verifier: verifier, Log: anchorLog, Anchoring: d.anchoring, Logger: log})
+	gcfg := c.gateway()
+	gcfg.Research = research
+	srv, err := gateway.New(ctx, gcfg, gateway.Deps{Vault: d.vault, Verifier: verifier, Log: anchorLog, Anchoring: d.anchoring, Logger: log})
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -124,6 +128,10 @@ const (
 	SerializationFailure = "40001"
 	DeadlockDetected     = "40P01"
 	LockNotAvailable     = "55P03"
+	AdminShutdown        = "57P01"
+	CrashShutdown        = "57P02"
+	CannotConnectNow     = "57P03"
+	TooManyConnections   = "53300"
 )
 
 // Code returns err's SQLSTATE, or "" if it is not a PostgreSQL error.
@@ -144,6 +152,38 @@ func IsConflict(err error) bool {
 		return true
 	}
 	return false
+}
+
+// IsUnavailable reports whether err means the server could not be reached
+// or dropped the session rather than answered: a failed connect, a lost
+// connection, the server shutting down or starting up, no free connection
+// slot. Nothing of the statement was committed; the caller may retry later.
+// An error caused by the caller's context ending is not one.
+func IsUnavailable(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	code := Code(err)
+	switch {
+	case strings.HasPrefix(code, "08"): // connection exception
+		return true
+	case code == AdminShutdown, code == CrashShutdown, code == CannotConnectNow, code == TooManyConnections:
+		return true
+	case code != "":
+		return false // the server answered
+	}
+	var ce *pgconn.ConnectError
+	var ne net.Error
+	switch {
+	case errors.As(err, &ce), errors.As(err, &ne), pgconn.SafeToRetry(err):
+		return true
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.EPIPE):
+		return true
+	}
+	// pgx reports a connection it found closed, or closed itself after an
+	// error, and puddle a closed pool, with errors that have no type to test.
+	return strings.Contains(err.Error(), "conn closed") || strings.Contains(err.Error(), "closed pool")
 }
 
 // IsNoRows reports whether err is pgx's "no rows in result set".

@@ -1,10 +1,18 @@
 package pgdb
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"io"
+	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/fhiranchor/fhiranchor/internal/pgtest"
 )
@@ -64,5 +72,56 @@ func TestOpenErrors(t *testing.T) {
 	_, err := Open(t.Context(), Options{DSN: "postgres://u:s3cret@[::1", Component: "x"})
 	if err == nil || strings.Contains(err.Error(), "s3cret") {
 		t.Errorf("Open of a broken DSN = %v; want an error that does not quote the password", err)
+	}
+}
+
+// TestIsUnavailable: an unreachable or departing server is unavailable; an
+// answer of the server, or the caller's own context ending, is not.
+func TestIsUnavailable(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"nil", nil, false},
+		{"connection refused", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, true},
+		{"connection reset", fmt.Errorf("read: %w", syscall.ECONNRESET), true},
+		{"unexpected EOF", fmt.Errorf("receive message: %w", io.ErrUnexpectedEOF), true},
+		{"admin shutdown", &pgconn.PgError{Code: AdminShutdown}, true},
+		{"cannot connect now", &pgconn.PgError{Code: CannotConnectNow}, true},
+		{"too many connections", &pgconn.PgError{Code: TooManyConnections}, true},
+		{"connection failure", &pgconn.PgError{Code: "08006"}, true},
+		{"conn closed", errors.New("conn closed"), true},
+		{"unique violation", &pgconn.PgError{Code: UniqueViolation}, false},
+		{"syntax error", &pgconn.PgError{Code: "42601"}, false},
+		{"caller cancelled", fmt.Errorf("query: %w", context.Canceled), false},
+		{"caller's deadline", fmt.Errorf("query: %w", context.DeadlineExceeded), false},
+		{"other", errors.New("something else"), false},
+	}
+	for _, tt := range tests {
+		if got := IsUnavailable(tt.err); got != tt.want {
+			t.Errorf("IsUnavailable(%s) = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestUnavailableWhenStopped: a pool whose server stopped reports errors
+// IsUnavailable recognises, and works again once the server is back.
+func TestUnavailableWhenStopped(t *testing.T) {
+	c := pgtest.Start(t, pgtest.Options{})
+	pool, err := Open(t.Context(), Options{DSN: c.NewDatabase(t), Component: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	c.Stop()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if _, err := pool.Exec(ctx, `SELECT 1`); !IsUnavailable(err) {
+		t.Fatalf("with the server stopped: %v, want an unavailable error", err)
+	}
+	c.Restart()
+	if _, err := pool.Exec(ctx, `SELECT 1`); err != nil {
+		t.Fatalf("with the server back: %v", err)
 	}
 }

@@ -45,6 +45,9 @@ type Cluster struct {
 
 	t    testing.TB
 	dir  string
+	bin  string
+	args []string
+	cred *syscall.Credential
 	cmd  *exec.Cmd
 	done chan struct{}
 	logf string
@@ -101,30 +104,50 @@ func Start(t testing.TB, o Options) *Cluster {
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 
-	c := &Cluster{Port: port, t: t, dir: dir, logf: filepath.Join(dir, "postgres.log")}
-	args := []string{"-D", data, "-p", strconv.Itoa(port),
+	c := &Cluster{Port: port, t: t, dir: dir, logf: filepath.Join(dir, "postgres.log"), bin: bin, cred: cred}
+	c.args = []string{"-D", data, "-p", strconv.Itoa(port),
 		"-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
 		"-c", "max_connections=200", "-c", "shared_buffers=128MB"}
 	if !o.Durable {
-		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
+		c.args = append(c.args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
 	}
-	logf, err := os.Create(c.logf)
+	t.Cleanup(c.Stop)
+	c.launch()
+	return c
+}
+
+// Restart starts a stopped cluster again on the same data directory and
+// port, as an operator brings a database back after an outage, and waits
+// until it accepts connections. A running cluster is stopped first.
+func (c *Cluster) Restart() {
+	c.t.Helper()
+	c.Stop()
+	c.launch()
+}
+
+// launch starts the postmaster and waits until it accepts connections.
+func (c *Cluster) launch() {
+	t := c.t
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	logf, err := os.OpenFile(c.logf, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(filepath.Join(bin, "postgres"), args...)
-	cmd.Dir = dir
+	cmd := exec.Command(filepath.Join(c.bin, "postgres"), c.args...)
+	cmd.Dir = c.dir
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// SIGINT is PostgreSQL's fast shutdown; the postmaster also gets it if
 	// the test binary dies without stopping it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true, Pdeathsig: syscall.SIGINT}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred, Setpgid: true, Pdeathsig: syscall.SIGINT}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start postgres: %v", err)
 	}
-	c.cmd, c.done = cmd, make(chan struct{})
-	go func() { cmd.Wait(); close(c.done) }()
-	t.Cleanup(c.Stop)
+	done := make(chan struct{})
+	c.cmd, c.done = cmd, done
+	go func() { cmd.Wait(); close(done) }()
 
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -133,11 +156,11 @@ func Start(t testing.TB, o Options) *Cluster {
 		if err == nil {
 			conn.Close(ctx)
 			cancel()
-			return c
+			return
 		}
 		cancel()
 		select {
-		case <-c.done:
+		case <-done:
 			t.Fatalf("postgres exited before accepting connections: %v\n%s", err, c.logTail())
 		case <-time.After(100 * time.Millisecond):
 		}
@@ -170,7 +193,7 @@ func (c *Cluster) NewDatabase(t testing.TB) string {
 }
 
 // Stop shuts the cluster down (fast shutdown) and waits for it; stopping a
-// stopped cluster does nothing.
+// stopped cluster does nothing. Restart brings it back.
 func (c *Cluster) Stop() {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -50,6 +50,11 @@ type Options struct {
 	// PostgresDSN keeps the vault and the log in that PostgreSQL database
 	// (see internal/pgtest) instead of SQLite files in the data dir.
 	PostgresDSN string
+	// Limits are the gateway's limits. Unlike in production, a zero
+	// RatePerClient or MaxConcurrentPerClient means none, so tests that
+	// hammer the gateway as one client measure what they mean to; the other
+	// zero fields take the defaults.
+	Limits gateway.Limits
 }
 
 // Gateway is a running gateway with everything a test inspects.
@@ -151,8 +156,15 @@ func (g *Gateway) start(t testing.TB) {
 	if opt.Research.ExportDir == "" {
 		opt.Research.ExportDir = filepath.Join(g.Dir, "exports")
 	}
+	limits := opt.Limits
+	if limits.RatePerClient == 0 {
+		limits.RatePerClient = -1
+	}
+	if limits.MaxConcurrentPerClient == 0 {
+		limits.MaxConcurrentPerClient = -1
+	}
 	srv, err := gateway.New(ctx, gateway.Config{HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0", MaxBodyBytes: opt.MaxBodyBytes,
-		WithoutPolicy: opt.WithoutPolicy, Research: opt.Research},
+		WithoutPolicy: opt.WithoutPolicy, Research: opt.Research, Limits: limits},
 		gateway.Deps{Vault: g.Vault, Verifier: auth.NewVerifier(auth.DevKeySet(g.key), auth.Config{}), Log: g.Log, Logger: log})
 	if err != nil {
 		t.Fatal(err)

@@ -825,7 +825,8 @@ func hasRecordFields(l vault.Leaf) bool {
 
 // mapErr marks the errors of a collision with another transaction (a
 // unique violation, a serialization failure, a deadlock, a lock timeout) as
-// vault.ErrConflict, and strips PostgreSQL's errors down to their SQLSTATE,
+// vault.ErrConflict, those of an unreachable server (refused or lost
+// connection, shutdown, no connection slot) as vault.ErrUnavailable, and strips PostgreSQL's errors down to their SQLSTATE,
 // primary message and object names: the detail of, say, a unique violation
 // quotes the values of the row, which may be tokens or ids. The primary
 // messages name constraints and columns, never values (the statements bind
@@ -833,6 +834,9 @@ func hasRecordFields(l vault.Leaf) bool {
 func mapErr(err error) error {
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) {
+		if pgdb.IsUnavailable(err) && !errors.Is(err, vault.ErrUnavailable) {
+			return fmt.Errorf("%w: %w", vault.ErrUnavailable, err)
+		}
 		return err
 	}
 	clean := &pgconn.PgError{
@@ -840,8 +844,11 @@ func mapErr(err error) error {
 		SchemaName: pe.SchemaName, TableName: pe.TableName, ColumnName: pe.ColumnName,
 		DataTypeName: pe.DataTypeName, ConstraintName: pe.ConstraintName,
 	}
-	if pgdb.IsConflict(clean) {
+	switch {
+	case pgdb.IsConflict(clean):
 		return fmt.Errorf("%w: %w", vault.ErrConflict, clean)
+	case pgdb.IsUnavailable(clean):
+		return fmt.Errorf("%w: %w", vault.ErrUnavailable, clean)
 	}
 	return clean
 }

@@ -58,6 +58,8 @@ var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4, schemaV5}
 const (
 	sqliteConstraintPrimaryKey = 1555 // SQLITE_CONSTRAINT_PRIMARYKEY
 	sqliteConstraintUnique     = 2067 // SQLITE_CONSTRAINT_UNIQUE
+	sqliteBusy                 = 5    // SQLITE_BUSY and its extended codes
+	sqliteLocked               = 6    // SQLITE_LOCKED and its extended codes
 )
 
 // Config configures a Store.
@@ -278,7 +280,7 @@ func (s *Store) Close() error { return sqlitedb.Close(s.w, s.r) }
 func (s *Store) Update(ctx context.Context, fn func(vault.Tx) error) error {
 	sqlTx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("begin sqlite transaction: %w", err)
+		return fmt.Errorf("begin sqlite transaction: %w", mapErr(err))
 	}
 	// A no-op after Commit; otherwise it discards everything fn did, also
 	// when fn panics, and frees the writer connection.
@@ -293,7 +295,7 @@ func (s *Store) Update(ctx context.Context, fn func(vault.Tx) error) error {
 		return fmt.Errorf("commit sqlite transaction: %w", err)
 	}
 	if err := sqlTx.Commit(); err != nil {
-		return fmt.Errorf("commit sqlite transaction: %w", err)
+		return fmt.Errorf("commit sqlite transaction: %w", mapErr(err))
 	}
 	if t.erased {
 		// The WAL still holds the erased pages as they were; fold it into
@@ -900,14 +902,20 @@ func queryBlob(ctx context.Context, st *sql.Stmt, what string, args ...any) ([]b
 	return b, nil
 }
 
-// mapErr turns a unique-constraint violation into vault.ErrConflict. SQLite
-// names the columns in its message, never the values.
+// mapErr turns a unique-constraint violation into vault.ErrConflict, and a
+// database still locked by another process after busy_timeout into
+// vault.ErrUnavailable. SQLite names the columns in its message, never the
+// values.
 func mapErr(err error) error {
 	var se *sqlitedriver.Error
 	if errors.As(err, &se) {
 		switch se.Code() {
 		case sqliteConstraintPrimaryKey, sqliteConstraintUnique:
 			return vault.ErrConflict
+		}
+		switch se.Code() & 0xff { // the primary result code
+		case sqliteBusy, sqliteLocked:
+			return fmt.Errorf("%w: %w", vault.ErrUnavailable, err)
 		}
 	}
 	return err
