@@ -33,6 +33,9 @@ type WriteVerdict struct {
 	// Consent says the verdict covers the patient's Consent writes, which
 	// are decided apart (see Writes).
 	Consent bool
+	// Resource is set instead of Patient for the verdict on one write of an
+	// affiliation ("PractitionerRole/<id>", "Organization/<id>").
+	Resource string
 	Verdict
 }
 
@@ -62,6 +65,14 @@ func Refused(vs []WriteVerdict) bool {
 // They are still bound to the patient's managing organization: a client
 // bound to another organization may not write the directive that decides
 // who reads the patient's data.
+//
+// Affiliations are stored state decisions read (a PractitionerRole's
+// organization binds its practitioners; see Control.Decide), so a client
+// bound to an organization may change only its own: a PractitionerRole
+// whose stored and new organization are both its organization, and its
+// own Organization resource. Otherwise it could move a practitioner out of
+// an organization a consent denies, or into one a consent grants. Clients
+// bound to no organization (the system integrations) are not constrained.
 //
 // With atomic set (a transaction), when any patient is refused, only the
 // refusals are recorded: the caller then writes nothing else, and the
@@ -130,13 +141,30 @@ func (c *Control) Writes(ctx context.Context, tx *vault.SealedTx, caller Caller,
 		all = append(all, ds)
 		deciding = append(deciding, pick)
 	}
+	for _, w := range ws {
+		if caller.Organization == "" || !affiliation(w.Type) {
+			continue
+		}
+		in := caller.Input("write", "", policy.ResourceRef{Type: w.Type, ID: w.ID, Reference: w.Type + "/" + w.ID}, at)
+		out, err := c.affiliationWrite(ctx, tx, caller, w)
+		if err != nil {
+			return nil, err
+		}
+		v := WriteVerdict{Resource: w.Type + "/" + w.ID, Verdict: Verdict{Effect: Allowed, Outcome: out}}
+		if !out.Allow {
+			v.Effect = Denied
+		}
+		verdicts = append(verdicts, v)
+		all = append(all, []decided{{in, out}})
+		deciding = append(deciding, 0)
+	}
 	refused := atomic && Refused(verdicts)
 	for i := range verdicts {
 		for j, d := range all[i] {
 			if refused && d.out.Allow {
 				continue
 			}
-			idx, err := c.Record(ctx, tx, d.in, d.out, "")
+			idx, err := c.Record(ctx, tx, d.in, d.out, verdicts[i].Resource)
 			if err != nil {
 				return nil, err
 			}
@@ -154,7 +182,11 @@ func VerdictFor(vs []WriteVerdict, w Write) (WriteVerdict, bool) {
 	var found WriteVerdict
 	ok := false
 	for _, v := range vs {
-		if v.Consent != (w.Type == "Consent") || (v.Patient != w.Patient && v.Patient != w.Stored) {
+		if v.Resource != "" {
+			if v.Resource != w.Type+"/"+w.ID {
+				continue
+			}
+		} else if v.Consent != (w.Type == "Consent") || (v.Patient != w.Patient && v.Patient != w.Stored) {
 			continue
 		}
 		if !ok || (found.Effect == Allowed && v.Effect != Allowed) {
@@ -229,6 +261,53 @@ func storedOrganization(ctx context.Context, tx *vault.SealedTx, id string) (str
 
 func orgRef(patient map[string]any) string {
 	m, _ := patient["managingOrganization"].(map[string]any)
+	ref, _ := m["reference"].(string)
+	return ref
+}
+
+// affiliation reports whether resources of typ say who acts for which
+// organization.
+func affiliation(typ string) bool { return typ == "PractitionerRole" || typ == "Organization" }
+
+// affiliationWrite decides a write of an affiliation by a client bound to
+// an organization (see Writes).
+func (c *Control) affiliationWrite(ctx context.Context, tx *vault.SealedTx, caller Caller, w Write) (Outcome, error) {
+	act := c.Active()
+	out := Outcome{PolicyVersion: act.Version}
+	out.PolicyRevision = act.Revision
+	own := true
+	switch w.Type {
+	case "Organization":
+		own = "Organization/"+w.ID == caller.Organization
+	case "PractitionerRole":
+		v, err := tx.Read(ctx, "PractitionerRole", w.ID)
+		switch {
+		case errors.Is(err, vault.ErrNotFound) || errors.Is(err, vault.ErrErased):
+		case err != nil:
+			return Outcome{}, fmt.Errorf("read the stored PractitionerRole: %w", err)
+		case !v.Deleted:
+			var stored map[string]any
+			if err := json.Unmarshal(v.Body, &stored); err != nil {
+				return Outcome{}, fmt.Errorf("decode the stored PractitionerRole: %w", err)
+			}
+			own = orgOf(stored) == caller.Organization
+		}
+		if w.Tree != nil {
+			own = own && orgOf(w.Tree) == caller.Organization
+		}
+	}
+	if !own {
+		out.Reasons = []string{"write: client may change the affiliations of its own organization only"}
+		return out, nil
+	}
+	out.Allow = true
+	out.Reasons = []string{"affiliation: written by its own organization"}
+	return out, nil
+}
+
+// orgOf returns a PractitionerRole's organization reference.
+func orgOf(role map[string]any) string {
+	m, _ := role["organization"].(map[string]any)
 	ref, _ := m["reference"].(string)
 	return ref
 }

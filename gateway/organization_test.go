@@ -149,6 +149,40 @@ func TestOrganizationBindingIsDecidedOnStoredState(t *testing.T) {
 		t.Fatalf("%d unauthorized successes of %d attacks", unauthorized, len(orgAttacks))
 	}
 
+	// Affiliations are stored state decisions read: a rival may not move
+	// acme's practitioner (PractitionerRole) or rewrite acme's Organization.
+	role := func(org string) string {
+		id := strings.TrimPrefix(org, "Organization/") + "-role"
+		if org != "Organization/acme" {
+			id = "acme-role" // the attacks rewrite acme's role
+		}
+		return `{"resourceType":"PractitionerRole","id":"` + id + `","practitioner":{"reference":"Practitioner/dr"},"organization":{"reference":"` + org + `"}}`
+	}
+	if r := put(acme, "/PractitionerRole/acme-role", role("Organization/acme")); r.Status != http.StatusCreated {
+		t.Fatalf("acme's own PractitionerRole: %d %s", r.Status, r.Body)
+	}
+	for name, attack := range map[string]func() testonly.Response{
+		"move acme's practitioner to the rival": func() testonly.Response { return put(rival, "/PractitionerRole/acme-role", role("Organization/rival")) },
+		"move acme's practitioner to another organization": func() testonly.Response {
+			return put(rival, "/PractitionerRole/acme-role", role("Organization/elsewhere"))
+		},
+		"delete acme's practitioner role": func() testonly.Response {
+			return g.Do(t, "DELETE", "/PractitionerRole/acme-role", nil, "Authorization", "Bearer "+rival)
+		},
+		"acme hands its practitioner to the rival": func() testonly.Response { return put(acme, "/PractitionerRole/acme-role", role("Organization/rival")) },
+		"rewrite acme's Organization": func() testonly.Response {
+			return put(rival, "/Organization/acme", `{"resourceType":"Organization","id":"acme","name":"not acme"}`)
+		},
+	} {
+		if r := attack(); r.Status != http.StatusForbidden {
+			t.Errorf("%s: %d %s, want 403", name, r.Status, r.Body)
+		}
+	}
+	own := `{"resourceType":"PractitionerRole","id":"rival-role","practitioner":{"reference":"Practitioner/dr2"},"organization":{"reference":"Organization/rival"}}`
+	if r := put(rival, "/PractitionerRole/rival-role", own); r.Status != http.StatusCreated {
+		t.Errorf("rival's own PractitionerRole: %d %s", r.Status, r.Body)
+	}
+
 	// After all that, the patient is still acme's: rival still cannot write.
 	if r := g.Do(t, "POST", "/Observation", []byte(obsJSON("", "pa")), "Authorization", "Bearer "+rival); r.Status != http.StatusForbidden {
 		t.Fatalf("rival writes after the attacks: %d %s", r.Status, r.Body)

@@ -311,7 +311,7 @@ func (w *writer) decide(ctx context.Context, tx *vault.SealedTx, ops []*op, atom
 	var ws []access.Write
 	var wops []*op
 	for _, o := range ops {
-		if o.err != nil || o.pending == nil || (o.pending.Compartment == "" && o.stored == "") {
+		if o.err != nil || o.pending == nil {
 			continue
 		}
 		wr := access.Write{Patient: o.pending.Compartment, Stored: o.stored, Type: o.typ, ID: o.id}
