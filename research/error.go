@@ -20,6 +20,7 @@ type Error struct {
 	Message string
 }
 
+// Error returns the status and the client's message.
 func (e *Error) Error() string {
 	if e.Message == "" {
 		return strconv.Itoa(e.Status) + " " + http.StatusText(e.Status)
