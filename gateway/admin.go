@@ -17,6 +17,7 @@ import (
 	"github.com/fhiranchor/fhiranchor/fhir"
 	"github.com/fhiranchor/fhiranchor/gateway/auth"
 	fhiranchorv1 "github.com/fhiranchor/fhiranchor/proto/fhiranchor/v1"
+	"github.com/fhiranchor/fhiranchor/research"
 	"github.com/fhiranchor/fhiranchor/vault"
 )
 
@@ -30,7 +31,8 @@ type adminService struct {
 	now   func() time.Time
 	// exports are withdrawn when they hold the erased patient; nil without
 	// policy (no exports here; other gateways follow the erasure leaf).
-	exports *exports
+	exports *research.Exports
+	log     *slog.Logger
 }
 
 // erasure is what ErasePatient answers: the erasure's own leaf, and the
@@ -91,8 +93,8 @@ func (a *adminService) ErasePatient(ctx context.Context, req *fhiranchorv1.Erase
 	if a.exports != nil {
 		// The erasure stands even if this fails: serving an export follows
 		// the erasure leaves again, and refuses while it cannot.
-		if _, err := a.exports.followErasures(ctx); err != nil {
-			a.exports.log.ErrorContext(ctx, "erasure could not withdraw exports yet", slog.String("err", err.Error()))
+		if _, err := a.exports.FollowErasures(ctx); err != nil {
+			a.log.ErrorContext(ctx, "erasure could not withdraw exports yet", slog.String("err", err.Error()))
 		}
 	}
 	body, err := json.Marshal(out)

@@ -16,5 +16,12 @@
 // interceptors, because they need what the request touches (the patient
 // compartment, the resource's labels and codes), which is known only once
 // it is parsed or read. A refused write is a verdict, not an error: its
-// decision record commits alone.
+// decision record commits alone. write.go also has package research's
+// Deidentifier make the research copy of each version in a patient
+// compartment, in the same commit.
+//
+// Research requests go interceptors.go -> cohort_service.go, a thin
+// transport over package research (cohort counts, breakdowns and exports,
+// decided per patient and recorded there); errors.go turns a
+// *research.Error into an OperationOutcome, as it does gateway's own.
 package gateway

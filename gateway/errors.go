@@ -19,6 +19,7 @@ import (
 
 	"github.com/fhiranchor/fhiranchor/fhir"
 	"github.com/fhiranchor/fhiranchor/gateway/auth"
+	"github.com/fhiranchor/fhiranchor/research"
 	"github.com/fhiranchor/fhiranchor/vault"
 )
 
@@ -59,9 +60,12 @@ func asFHIRError(ctx context.Context, err error) *fhirError {
 	var fe *fhirError
 	var ve fhir.ValidationErrors
 	var single *fhir.ValidationError
+	var re *research.Error
 	switch {
 	case errors.As(err, &fe):
 		return fe
+	case errors.As(err, &re):
+		return failure(re.Status, re.Code, re.Path, re.Message)
 	case errors.As(err, &ve):
 		return &fhirError{status: http.StatusBadRequest, issues: validationIssues(ve, "")}
 	case errors.As(err, &single):

@@ -22,6 +22,7 @@ import (
 	"github.com/fhiranchor/fhiranchor/fhir/deid"
 	"github.com/fhiranchor/fhiranchor/gateway/auth"
 	fhiranchorv1 "github.com/fhiranchor/fhiranchor/proto/fhiranchor/v1"
+	"github.com/fhiranchor/fhiranchor/research"
 	"github.com/fhiranchor/fhiranchor/vault"
 )
 
@@ -110,9 +111,9 @@ type Server struct {
 	httpLis  net.Listener
 	http     *http.Server
 	restRoot http.Handler
-	policies *policyService // nil without policy
-	research *research      // nil without policy
-	exports  *exports       // nil without policy
+	policies *policyService    // nil without policy
+	research *research.Service // nil without policy
+	exports  *research.Exports // nil without policy
 }
 
 // New builds a Server and opens its listeners, so their addresses are known
@@ -152,16 +153,20 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 			return nil, err
 		}
 	}
-	var res *research
-	var exp *exports
+	var res *research.Service
+	var exp *research.Exports
 	if !cfg.WithoutPolicy {
-		if res, exp, err = newResearch(cfg.Research, deps.Vault, svc.access, log); err != nil {
+		res, err = research.New(research.Config{
+			Vault: deps.Vault, Access: svc.access, Log: log, Now: time.Now,
+			Profile: cfg.Research.Profile, Privacy: cfg.Research.Privacy,
+			ExportDir: cfg.Research.ExportDir, ExportTTL: cfg.Research.ExportTTL,
+			Stage: exportStage,
+		})
+		if err != nil {
 			return nil, err
 		}
-		svc.writer.deid = res.deid
-		// Export file URLs, like Location headers, use the configured
-		// public base when there is one, not the request's Host.
-		exp.base = strings.TrimSuffix(strings.TrimSuffix(cfg.BaseURL, "/"), "/fhir/r4")
+		exp = res.Exports()
+		svc.writer.deid = res.Deidentifier()
 	}
 	msgLimit := int(cfg.MaxBodyBytes) + 1<<20 // the body plus the request's own framing
 	s := &Server{cfg: cfg, log: log, research: res, exports: exp}
@@ -174,14 +179,17 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	names := &refNames{vault: deps.Vault}
 	fhiranchorv1.RegisterLogServiceServer(s.grpc, &logService{log: deps.Log, vault: deps.Vault, access: svc.access, names: names,
 		key: deps.Log.VerifierKey()})
-	fhiranchorv1.RegisterAdminServiceServer(s.grpc, &adminService{vault: deps.Vault, now: time.Now, exports: exp})
+	fhiranchorv1.RegisterAdminServiceServer(s.grpc, &adminService{vault: deps.Vault, now: time.Now, exports: exp, log: log})
 	if policies != nil {
 		fhiranchorv1.RegisterPolicyServiceServer(s.grpc, policies)
 		fhiranchorv1.RegisterDecisionServiceServer(s.grpc, &decisionService{vault: deps.Vault, names: names})
 		s.policies = policies
 	}
 	if res != nil {
-		fhiranchorv1.RegisterCohortServiceServer(s.grpc, &cohortService{r: res, exports: exp})
+		fhiranchorv1.RegisterCohortServiceServer(s.grpc, &cohortService{r: res, exports: exp,
+			// Export file URLs, like Location headers, use the configured
+			// public base when there is one, not the request's Host.
+			base: strings.TrimSuffix(strings.TrimSuffix(cfg.BaseURL, "/"), "/fhir/r4")})
 	}
 
 	// REST reaches the gRPC server through an in-memory connection, so every

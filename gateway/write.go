@@ -18,6 +18,7 @@ import (
 	"github.com/fhiranchor/fhiranchor/fhir"
 	"github.com/fhiranchor/fhiranchor/fhir/deid"
 	"github.com/fhiranchor/fhiranchor/gateway/auth"
+	"github.com/fhiranchor/fhiranchor/research"
 	"github.com/fhiranchor/fhiranchor/vault"
 )
 
@@ -197,7 +198,7 @@ type writer struct {
 	access *access.Control
 	// deid makes the research copy of each version in a patient
 	// compartment; nil without policy.
-	deid *deidentifier
+	deid *research.Deidentifier
 }
 
 // apply runs the ops of one request inside one vault transaction. With
@@ -524,7 +525,7 @@ func (w *writer) researchCopies(ctx context.Context, tx *vault.SealedTx, ops []*
 			subject = deid.NewSubject(birthDate, terms)
 			subjects[c] = subject
 		}
-		o.pending.Deid, o.deidRecord = w.deid.copyOf(ctx, o.typ, o.res.Tree, c, subject, now, access.Ref(tx, o.location()), o.pending.Commitment)
+		o.pending.Deid, o.deidRecord = w.deid.Copy(ctx, o.typ, o.res.Tree, c, subject, now, access.Ref(tx, o.location()), o.pending.Commitment)
 	}
 	return nil
 }
@@ -720,4 +721,17 @@ func parseETag(s string) (int64, bool) {
 	s = strings.Trim(s, `"`)
 	v, err := strconv.ParseInt(s, 10, 64)
 	return v, err == nil && v > 0
+}
+
+// decodeTree decodes a stored resource into its JSON tree.
+func decodeTree(data []byte) (map[string]any, error) {
+	v, err := fhir.Decode(data)
+	if err != nil {
+		return nil, err
+	}
+	tree, ok := v.(map[string]any)
+	if !ok {
+		return nil, errors.New("not a JSON object")
+	}
+	return tree, nil
 }

@@ -1,4 +1,4 @@
-package gateway
+package research
 
 import (
 	"bufio"
@@ -18,17 +18,13 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
-
-	"google.golang.org/genproto/googleapis/api/httpbody"
 
 	"github.com/fhiranchor/fhiranchor/access"
 	"github.com/fhiranchor/fhiranchor/anchor"
 	"github.com/fhiranchor/fhiranchor/cohort"
 	"github.com/fhiranchor/fhiranchor/fhir"
 	"github.com/fhiranchor/fhiranchor/policy"
-	fhiranchorv1 "github.com/fhiranchor/fhiranchor/proto/fhiranchor/v1"
 	"github.com/fhiranchor/fhiranchor/vault"
 )
 
@@ -48,8 +44,6 @@ import (
 // answer 410 Gone. Every gateway follows the erasure leaves of the shared
 // vault, before it serves any export, so it honours an erasure made by
 // another gateway whether or not the export directory is shared.
-
-const ndjsonType = "application/fhir+ndjson"
 
 // exportRequest is the kick-off body: a cohort query plus, optionally, the
 // resource types to export (Bulk Data's _type).
@@ -115,55 +109,79 @@ type exportHolds struct {
 	Patients []string `json:"patients"`
 }
 
-// exports runs export jobs one at a time (an export reads every resource of
+// Exports runs export jobs one at a time (an export reads every resource of
 // the cohort: running several at once would only compete for the vault).
-type exports struct {
-	r    *research
+type Exports struct {
+	s    *Service
 	dir  string
 	ttl  time.Duration
 	log  *slog.Logger
-	base string // scheme://host[/path] of the configured public base, or "": the request's
+	hook func(stage string) // Config.Stage, or nil
 
 	mu    sync.Mutex
 	jobs  map[string]*exportJob
 	queue chan *exportJob
 
-	// follow serializes followErasures; erasedAfter is the Seq of the
+	// follow serializes FollowErasures; erasedAfter is the Seq of the
 	// last erasure leaf it applied to the export directory.
 	follow      sync.Mutex
 	erasedAfter int64
 }
 
-func newExports(r *research, dir string, ttl time.Duration, log *slog.Logger) *exports {
-	return &exports{r: r, dir: dir, ttl: ttl, log: log, jobs: map[string]*exportJob{}, queue: make(chan *exportJob, 64)}
+func newExports(s *Service, dir string, ttl time.Duration, log *slog.Logger, hook func(string)) *Exports {
+	return &Exports{s: s, dir: dir, ttl: ttl, log: log, hook: hook, jobs: map[string]*exportJob{}, queue: make(chan *exportJob, 64)}
 }
+
+// Response is what the transport sends for an export interaction besides
+// an error: the HTTP status, the headers the Bulk Data flow uses, and either
+// a body or a note.
+type Response struct {
+	// Status is the HTTP status (200 or 202).
+	Status int
+	// ContentLocation is the Content-Location header (the status URL of
+	// an accepted export), or "".
+	ContentLocation string
+	// Progress is the X-Progress header of an export in progress, or "".
+	Progress string
+	// RetryAfter is the Retry-After header (seconds), or "".
+	RetryAfter string
+	// ContentType and Body are the body, unless Note is set.
+	ContentType string
+	Body        []byte
+	// Note, when set, is an informational message the transport sends as
+	// an OperationOutcome (severity information) instead of Body.
+	Note string
+}
+
+// NDJSONType is the content type of an export file.
+const NDJSONType = "application/fhir+ndjson"
 
 // exportID is 32 hex digits; anything else is not an export of ours.
 var exportID = regexp.MustCompile(`^[0-9a-f]{32}$`)
 
-// ExportCohort answers POST /v1/cohorts:export.
-func (s *cohortService) ExportCohort(ctx context.Context, body *httpbody.HttpBody) (*httpbody.HttpBody, error) {
-	return s.exports.kickOff(ctx, body.GetData())
-}
-
-func (e *exports) kickOff(ctx context.Context, data []byte) (*httpbody.HttpBody, error) {
+// KickOff starts an export for caller: data is a cohort query plus,
+// optionally, "type", the resource types to export (Bulk Data's _type).
+// base is scheme://host[/path] the export's URLs start with. The export
+// runs on Run's goroutine; the Response is a 202 whose Content-Location is
+// the status URL.
+func (e *Exports) KickOff(ctx context.Context, caller access.Caller, base string, data []byte) (Response, error) {
 	// The query language is strict about unknown members, so the export's
 	// own member is taken out before the query is parsed.
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(data, &raw); err != nil {
-		return nil, failure(http.StatusBadRequest, "invalid", "", "the export request must be a JSON object")
+		return Response{}, failure(http.StatusBadRequest, "invalid", "", "the export request must be a JSON object")
 	}
 	var req exportRequest
 	if t, ok := raw["type"]; ok {
 		if err := json.Unmarshal(t, &req.Type); err != nil {
-			return nil, failure(http.StatusBadRequest, "invalid", "type", "type must be an array of resource type names")
+			return Response{}, failure(http.StatusBadRequest, "invalid", "type", "type must be an array of resource type names")
 		}
 		delete(raw, "type")
 	}
 	var types map[string]bool
 	for _, t := range req.Type {
 		if !fhir.IsResourceType(t) {
-			return nil, failure(http.StatusBadRequest, "invalid", "type", "type names an unknown resource type")
+			return Response{}, failure(http.StatusBadRequest, "invalid", "type", "type names an unknown resource type")
 		}
 		if types == nil {
 			types = map[string]bool{}
@@ -172,34 +190,31 @@ func (e *exports) kickOff(ctx context.Context, data []byte) (*httpbody.HttpBody,
 	}
 	rest, err := json.Marshal(raw)
 	if err != nil {
-		return nil, err
+		return Response{}, err
 	}
 	q, err := cohort.ParseQuery(rest)
 	if err != nil {
-		return nil, failure(http.StatusBadRequest, "invalid", "", "the cohort query is not valid: "+err.Error())
+		return Response{}, failure(http.StatusBadRequest, "invalid", "", "the cohort query is not valid: "+err.Error())
 	}
 	id, err := newExportID()
 	if err != nil {
-		return nil, err
+		return Response{}, err
 	}
-	at := access.Now(e.r.now)
+	at := access.Now(e.s.now)
 	job := &exportJob{
-		id: id, client: clientOf(ctx), created: at, query: q, types: types,
-		tally: e.r.tally(ctx, actionExport, at), base: e.base, progress: "queued",
-	}
-	if job.base == "" {
-		job.base = serverBase(ctx)
+		id: id, client: caller.ClientID, created: at, query: q, types: types,
+		tally: e.s.tally(ctx, caller, actionExport, at), base: base, progress: "queued",
 	}
 	// The directory and its owner exist from the start, so that another
 	// gateway sharing the export directory answers the status URL too.
 	dir := filepath.Join(e.dir, id)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create export directory: %w", err)
+		return Response{}, fmt.Errorf("create export directory: %w", err)
 	}
 	for f, content := range map[string][]byte{ownerFile: []byte(job.client), buildingFile: nil} {
 		if err := os.WriteFile(filepath.Join(dir, f), content, 0o600); err != nil {
 			_ = os.RemoveAll(dir)
-			return nil, fmt.Errorf("write export %s: %w", f, err)
+			return Response{}, fmt.Errorf("write export %s: %w", f, err)
 		}
 	}
 	e.mu.Lock()
@@ -212,11 +227,10 @@ func (e *exports) kickOff(ctx context.Context, data []byte) (*httpbody.HttpBody,
 		delete(e.jobs, id)
 		e.mu.Unlock()
 		_ = os.RemoveAll(dir)
-		return nil, failure(http.StatusTooManyRequests, "throttled", "", "too many exports are waiting; try again later")
+		return Response{}, failure(http.StatusTooManyRequests, "throttled", "", "too many exports are waiting; try again later")
 	}
-	setResponse(ctx, http.StatusAccepted, "content-location", job.base+"/v1/cohorts/exports/"+id)
-	return &httpbody.HttpBody{ContentType: fhirJSON, Data: outcomeJSON(issue{Severity: "information", Code: "informational",
-		Diagnostics: "export accepted: poll the Content-Location URL"})}, nil
+	return Response{Status: http.StatusAccepted, ContentLocation: job.base + "/v1/cohorts/exports/" + id,
+		Note: "export accepted: poll the Content-Location URL"}, nil
 }
 
 func newExportID() (string, error) {
@@ -228,7 +242,7 @@ func newExportID() (string, error) {
 }
 
 // Run executes queued exports and removes expired ones until ctx ends.
-func (e *exports) Run(ctx context.Context) error {
+func (e *Exports) Run(ctx context.Context) error {
 	sweep := time.NewTicker(time.Minute)
 	defer sweep.Stop()
 	follow := time.NewTicker(followEvery)
@@ -252,7 +266,7 @@ func (e *exports) Run(ctx context.Context) error {
 	}
 }
 
-func (e *exports) run(ctx context.Context, job *exportJob) {
+func (e *Exports) run(ctx context.Context, job *exportJob) {
 	jctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	e.mu.Lock()
@@ -307,7 +321,7 @@ const (
 
 // beat keeps the "building" files of this gateway's unfinished exports fresh
 // until ctx ends.
-func (e *exports) beat(ctx context.Context) {
+func (e *Exports) beat(ctx context.Context) {
 	t := time.NewTicker(heartbeatEvery)
 	defer t.Stop()
 	for {
@@ -333,23 +347,23 @@ func (e *exports) beat(ctx context.Context) {
 
 // build writes the export's files, records the decision and returns the
 // manifest.
-func (e *exports) build(ctx context.Context, job *exportJob) ([]byte, error) {
-	r := e.r
+func (e *Exports) build(ctx context.Context, job *exportJob) ([]byte, error) {
+	s := e.s
 	// Every erasure committed before catchUp starts is reflected in the
 	// index once it returns: the patients it erased are not selected.
 	reflected, err := e.newestErasure(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if err := r.catchUp(ctx); err != nil {
+	if err := s.catchUp(ctx); err != nil {
 		return nil, err
 	}
 	t := job.tally
-	patients := r.index.Match(job.query, job.created, t.permit)
+	patients := s.index.Match(job.query, job.created, t.permit)
 	if t.err != nil {
 		return nil, fmt.Errorf("decide export consent: %w", t.err)
 	}
-	exportStage("selected")
+	e.stage("selected")
 	dir := filepath.Join(e.dir, job.id)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create export directory: %w", err)
@@ -366,7 +380,7 @@ func (e *exports) build(ctx context.Context, job *exportJob) ([]byte, error) {
 			e.setProgress(job, fmt.Sprintf("%d of %d patients", i, len(patients)))
 		}
 		d := t.decisions[p]
-		for _, key := range r.index.Resources(p) {
+		for _, key := range s.index.Resources(p) {
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
@@ -374,11 +388,11 @@ func (e *exports) build(ctx context.Context, job *exportJob) ([]byte, error) {
 			if !ok || (job.types != nil && !job.types[typ]) {
 				continue
 			}
-			rec, err := r.vault.Store().Current(ctx, typ, id)
+			rec, err := s.vault.Store().Current(ctx, typ, id)
 			if err != nil || rec.Deleted {
 				continue // deleted since it was indexed
 			}
-			data, err := r.vault.OpenCopy(ctx, rec)
+			data, err := s.vault.OpenCopy(ctx, rec)
 			if err != nil || data == nil {
 				continue // erased since it was indexed
 			}
@@ -409,7 +423,7 @@ func (e *exports) build(ctx context.Context, job *exportJob) ([]byte, error) {
 	if out == nil {
 		out = []access.ExportFile{}
 	}
-	exportStage("files")
+	e.stage("files")
 
 	// Before anything is released: record whom the export holds, so that
 	// any later erasure finds it, then look for an erasure of one of them
@@ -425,7 +439,7 @@ func (e *exports) build(ctx context.Context, job *exportJob) ([]byte, error) {
 		}
 		return nil, errWithdrawn
 	}
-	exportStage("holds")
+	e.stage("holds")
 
 	// What is released: the files, by type, count and digest.
 	released, err := json.Marshal(out)
@@ -435,7 +449,7 @@ func (e *exports) build(ctx context.Context, job *exportJob) ([]byte, error) {
 	sum := sha256.Sum256(released)
 	record := t.record(job.query, true, nil)
 	record.Released, record.Files = hex.EncodeToString(sum[:]), out
-	idx, err := r.addRecord(ctx, record, job.created, job.query.Shape())
+	idx, err := s.addRecord(ctx, record, job.created)
 	if err != nil {
 		return nil, err
 	}
@@ -473,18 +487,14 @@ func (e *exports) build(ctx context.Context, job *exportJob) ([]byte, error) {
 // errWithdrawn ends a build whose export was withdrawn for an erasure.
 var errWithdrawn = errors.New("export withdrawn: data in it was erased")
 
-// exportStageHook, set by tests only, runs at named stages of a build
-// ("selected", "files", "holds"), so that a test can erase a patient at a
-// chosen moment.
-var exportStageHook atomic.Pointer[func(stage string)]
-
-func exportStage(stage string) {
-	if f := exportStageHook.Load(); f != nil {
-		(*f)(stage)
+// stage runs Config.Stage, if set, at a named stage of a build.
+func (e *Exports) stage(name string) {
+	if e.hook != nil {
+		e.hook(name)
 	}
 }
 
-func (e *exports) setProgress(job *exportJob, p string) {
+func (e *Exports) setProgress(job *exportJob, p string) {
 	e.mu.Lock()
 	job.progress = p
 	e.mu.Unlock()
@@ -539,20 +549,19 @@ func (f *ndjsonFile) close() error {
 	return nil
 }
 
-// job returns the caller's export id, or a 404 that does not tell other
+// job returns the client's export id, or a 404 that does not tell other
 // clients' exports from missing ones. It first applies every erasure
 // committed so far to the export directory, so that no gateway serves an
 // export holding a patient erased by another.
-func (e *exports) job(ctx context.Context, id string) (*exportJob, error) {
+func (e *Exports) job(ctx context.Context, client, id string) (*exportJob, error) {
 	notFound := failure(http.StatusNotFound, "not-found", "", "no such export")
 	if !exportID.MatchString(id) {
 		return nil, notFound
 	}
-	if _, err := e.followErasures(ctx); err != nil {
+	if _, err := e.FollowErasures(ctx); err != nil {
 		// Fail closed: an export that cannot be checked is not served.
 		return nil, err
 	}
-	client := clientOf(ctx)
 	dir := filepath.Join(e.dir, id)
 	withdrawn := func() bool {
 		_, err := os.Stat(filepath.Join(dir, withdrawnFile))
@@ -598,65 +607,66 @@ func (e *exports) job(ctx context.Context, id string) (*exportJob, error) {
 		failed: "the gateway running this export stopped; start a new export"}, nil
 }
 
-// GetExport answers the status URL.
-func (s *cohortService) GetExport(ctx context.Context, req *fhiranchorv1.GetExportRequest) (*httpbody.HttpBody, error) {
-	job, err := s.exports.job(ctx, req.GetId())
+// Status answers the status URL of export id for caller: 202 with
+// X-Progress while it runs, then the Bulk Data manifest.
+func (e *Exports) Status(ctx context.Context, caller access.Caller, id string) (Response, error) {
+	job, err := e.job(ctx, caller.ClientID, id)
 	if err != nil {
-		return nil, err
+		return Response{}, err
 	}
-	s.exports.mu.Lock()
+	e.mu.Lock()
 	done, failed, withdrawn, progress, m := job.done, job.failed, job.withdrawn, job.progress, job.manifest
-	s.exports.mu.Unlock()
+	e.mu.Unlock()
 	switch {
 	case withdrawn:
-		return nil, exportWithdrawn()
+		return Response{}, exportWithdrawn()
 	case !done:
-		setResponse(ctx, http.StatusAccepted, "x-progress", progress, "retry-after", "1")
-		return &httpbody.HttpBody{ContentType: "application/json", Data: []byte(`{"status":"in-progress"}`)}, nil
+		return Response{Status: http.StatusAccepted, Progress: progress, RetryAfter: "1",
+			ContentType: "application/json", Body: []byte(`{"status":"in-progress"}`)}, nil
 	case failed != "":
-		return nil, failure(http.StatusInternalServerError, "exception", "", failed)
+		return Response{}, failure(http.StatusInternalServerError, "exception", "", failed)
 	}
-	return &httpbody.HttpBody{ContentType: "application/json", Data: m}, nil
+	return Response{Status: http.StatusOK, ContentType: "application/json", Body: m}, nil
 }
 
-// GetExportFile serves one NDJSON file of a finished export.
-func (s *cohortService) GetExportFile(ctx context.Context, req *fhiranchorv1.GetExportFileRequest) (*httpbody.HttpBody, error) {
-	job, err := s.exports.job(ctx, req.GetId())
+// File serves the NDJSON file name ("<type>.ndjson") of finished export id
+// to caller.
+func (e *Exports) File(ctx context.Context, caller access.Caller, id, name string) (Response, error) {
+	job, err := e.job(ctx, caller.ClientID, id)
 	if err != nil {
-		return nil, err
+		return Response{}, err
 	}
-	s.exports.mu.Lock()
+	e.mu.Lock()
 	ready, withdrawn := job.done && job.failed == "", job.withdrawn
-	s.exports.mu.Unlock()
+	e.mu.Unlock()
 	if withdrawn {
-		return nil, exportWithdrawn()
+		return Response{}, exportWithdrawn()
 	}
-	typ, ok := strings.CutSuffix(req.GetName(), ".ndjson")
+	typ, ok := strings.CutSuffix(name, ".ndjson")
 	if !ready || !ok || !fhir.IsResourceType(typ) {
-		return nil, failure(http.StatusNotFound, "not-found", "", "no such export file")
+		return Response{}, failure(http.StatusNotFound, "not-found", "", "no such export file")
 	}
-	dir := filepath.Join(s.exports.dir, job.id)
+	dir := filepath.Join(e.dir, job.id)
 	data, err := os.ReadFile(filepath.Join(dir, typ+".ndjson"))
 	if errors.Is(err, os.ErrNotExist) {
 		// Withdrawn while this request ran?
 		if _, err := os.Stat(filepath.Join(dir, withdrawnFile)); err == nil {
-			return nil, exportWithdrawn()
+			return Response{}, exportWithdrawn()
 		}
-		return nil, failure(http.StatusNotFound, "not-found", "", "no such export file")
+		return Response{}, failure(http.StatusNotFound, "not-found", "", "no such export file")
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read export file: %w", err)
+		return Response{}, fmt.Errorf("read export file: %w", err)
 	}
-	return &httpbody.HttpBody{ContentType: ndjsonType, Data: data}, nil
+	return Response{Status: http.StatusOK, ContentType: NDJSONType, Body: data}, nil
 }
 
-// DeleteExport cancels an export or deletes its files.
-func (s *cohortService) DeleteExport(ctx context.Context, req *fhiranchorv1.DeleteExportRequest) (*httpbody.HttpBody, error) {
-	job, err := s.exports.job(ctx, req.GetId())
+// Delete cancels caller's export id or deletes its files.
+func (e *Exports) Delete(ctx context.Context, caller access.Caller, id string) (Response, error) {
+	job, err := e.job(ctx, caller.ClientID, id)
 	if err != nil {
-		return nil, err
+		return Response{}, err
 	}
-	e := s.exports
 	e.mu.Lock()
 	if job.cancel != nil {
 		job.cancel()
@@ -665,16 +675,15 @@ func (s *cohortService) DeleteExport(ctx context.Context, req *fhiranchorv1.Dele
 	delete(e.jobs, job.id)
 	e.mu.Unlock()
 	if err := os.RemoveAll(filepath.Join(e.dir, job.id)); err != nil {
-		return nil, fmt.Errorf("delete export: %w", err)
+		return Response{}, fmt.Errorf("delete export: %w", err)
 	}
-	setResponse(ctx, http.StatusAccepted)
-	return &httpbody.HttpBody{ContentType: fhirJSON, Data: outcomeJSON(issue{Severity: "information", Code: "informational", Diagnostics: "export deleted"})}, nil
+	return Response{Status: http.StatusAccepted, Note: "export deleted"}, nil
 }
 
 // expire removes exports older than the time to live, and forgets
 // finished jobs as old (a failed one has no files).
-func (e *exports) expire() {
-	cutoff := e.r.now().Add(-e.ttl)
+func (e *Exports) expire() {
+	cutoff := e.s.now().Add(-e.ttl)
 	e.mu.Lock()
 	for id, job := range e.jobs {
 		if job.done && job.created.Before(cutoff) {
@@ -717,19 +726,19 @@ func exportWithdrawn() error {
 // when no request does.
 const followEvery = 5 * time.Second
 
-// followLogged is followErasures for Run: errors go to the log.
-func (e *exports) followLogged(ctx context.Context) {
-	if _, err := e.followErasures(ctx); err != nil && ctx.Err() == nil {
+// followLogged is FollowErasures for Run: errors go to the log.
+func (e *Exports) followLogged(ctx context.Context) {
+	if _, err := e.FollowErasures(ctx); err != nil && ctx.Err() == nil {
 		e.log.ErrorContext(ctx, "exports could not follow erasures", slog.String("err", err.Error()))
 	}
 }
 
-// followErasures withdraws every export of the directory that holds a
+// FollowErasures withdraws every export of the directory that holds a
 // patient erased since the last call, and returns how many it withdrew.
 // The first call after a start reads every erasure: the directory may have
-// been written while this gateway was down. Like research.applyErasures, it
+// been written while this gateway was down. Like Service.applyErasures, it
 // relies on leaf Seqs becoming visible in increasing order.
-func (e *exports) followErasures(ctx context.Context) (int, error) {
+func (e *Exports) FollowErasures(ctx context.Context) (int, error) {
 	e.follow.Lock()
 	defer e.follow.Unlock()
 	fresh, err := e.erasuresAfter(ctx, e.erasedAfter)
@@ -746,11 +755,11 @@ func (e *exports) followErasures(ctx context.Context) (int, error) {
 
 // erasuresAfter returns the erasure leaves with a Seq above after, oldest
 // first.
-func (e *exports) erasuresAfter(ctx context.Context, after int64) ([]vault.Leaf, error) {
+func (e *Exports) erasuresAfter(ctx context.Context, after int64) ([]vault.Leaf, error) {
 	var fresh []vault.Leaf
 	before := int64(0)
 	for {
-		ls, err := e.r.vault.Store().FindLeaves(ctx, vault.LeafFilter{Type: uint8(anchor.LeafErasure), Before: before, Limit: 256})
+		ls, err := e.s.vault.Store().FindLeaves(ctx, vault.LeafFilter{Type: uint8(anchor.LeafErasure), Before: before, Limit: 256})
 		if err != nil {
 			return nil, fmt.Errorf("read erasures: %w", err)
 		}
@@ -770,8 +779,8 @@ func (e *exports) erasuresAfter(ctx context.Context, after int64) ([]vault.Leaf,
 }
 
 // newestErasure returns the Seq of the newest erasure leaf, or 0.
-func (e *exports) newestErasure(ctx context.Context) (int64, error) {
-	ls, err := e.r.vault.Store().FindLeaves(ctx, vault.LeafFilter{Type: uint8(anchor.LeafErasure), Limit: 1})
+func (e *Exports) newestErasure(ctx context.Context) (int64, error) {
+	ls, err := e.s.vault.Store().FindLeaves(ctx, vault.LeafFilter{Type: uint8(anchor.LeafErasure), Limit: 1})
 	if err != nil {
 		return 0, fmt.Errorf("read erasures: %w", err)
 	}
@@ -782,7 +791,7 @@ func (e *exports) newestErasure(ctx context.Context) (int64, error) {
 }
 
 // erasedSince counts the patients of held erased by a leaf above after.
-func (e *exports) erasedSince(ctx context.Context, after int64, held map[string]bool) (int, error) {
+func (e *Exports) erasedSince(ctx context.Context, after int64, held map[string]bool) (int, error) {
 	fresh, err := e.erasuresAfter(ctx, after)
 	if err != nil {
 		return 0, err
@@ -805,12 +814,12 @@ func (e *exports) erasedSince(ctx context.Context, after int64, held map[string]
 
 // holdToken is the token of a compartment in holds.json: its recordRef,
 // the name erasure leaves give the patient.
-func (e *exports) holdToken(compartment string) string {
-	return access.Ref(e.r.vault, compartment)
+func (e *Exports) holdToken(compartment string) string {
+	return access.Ref(e.s.vault, compartment)
 }
 
 // writeHolds records the patients an export holds.
-func (e *exports) writeHolds(id string, reflected int64, held map[string]bool) error {
+func (e *Exports) writeHolds(id string, reflected int64, held map[string]bool) error {
 	h := exportHolds{Erasures: reflected, Patients: make([]string, 0, len(held))}
 	for p := range held {
 		h.Patients = append(h.Patients, e.holdToken(p))
@@ -832,7 +841,7 @@ const clockSkew = 5 * time.Minute
 
 // sweep withdraws the exports of the directory that hold a patient erased
 // by one of the leaves fresh.
-func (e *exports) sweep(ctx context.Context, fresh []vault.Leaf) (int, error) {
+func (e *Exports) sweep(ctx context.Context, fresh []vault.Leaf) (int, error) {
 	erased := map[string]int64{} // token -> Seq of its erasure
 	var newest time.Time
 	for _, l := range fresh {
@@ -875,7 +884,7 @@ func (e *exports) sweep(ctx context.Context, fresh []vault.Leaf) (int, error) {
 
 // holdsErased tells how many of the erasures (tokens to Seqs, the newest
 // made at newest) an export's directory holds data of.
-func (e *exports) holdsErased(dir string, erased map[string]int64, newest time.Time) (int, error) {
+func (e *Exports) holdsErased(dir string, erased map[string]int64, newest time.Time) (int, error) {
 	data, err := os.ReadFile(filepath.Join(dir, holdsFile))
 	switch {
 	case err == nil:
@@ -919,7 +928,7 @@ func (e *exports) holdsErased(dir string, erased map[string]int64, newest time.T
 
 // removeData deletes every file of an export's directory but its owner and
 // the markers that tell why the data is gone.
-func (e *exports) removeData(dir string) error {
+func (e *Exports) removeData(dir string) error {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -942,7 +951,7 @@ func (e *exports) removeData(dir string) error {
 // withdraw marks an export withdrawn, then deletes its data; erased is how
 // many of its patients were erased (0: not known here), for the log. The
 // marker comes first, so a reader that misses a file finds it.
-func (e *exports) withdraw(ctx context.Context, id string, erased int) error {
+func (e *Exports) withdraw(ctx context.Context, id string, erased int) error {
 	dir := filepath.Join(e.dir, id)
 	f, err := os.OpenFile(filepath.Join(dir, withdrawnFile), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	fresh := err == nil

@@ -1,0 +1,309 @@
+package research
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fhiranchor/fhiranchor/access"
+	"github.com/fhiranchor/fhiranchor/anchor"
+	"github.com/fhiranchor/fhiranchor/cohort"
+	"github.com/fhiranchor/fhiranchor/fhir"
+	"github.com/fhiranchor/fhiranchor/fhir/deid"
+	"github.com/fhiranchor/fhiranchor/vault"
+)
+
+// The cohort index is built from the research copies: it follows the
+// vault's versions in commit order (catchUp), so every gateway sharing a
+// database converges on the same index and a query sees every write
+// acknowledged before it.
+
+// DefaultExportTTL is how long finished exports are kept when
+// Config.ExportTTL is not set.
+const DefaultExportTTL = 24 * time.Hour
+
+// Config configures the research vertical.
+type Config struct {
+	// Vault holds the versions, their research copies and the decision
+	// log. Required.
+	Vault *vault.Sealed
+	// Access decides consent per patient. Required.
+	Access *access.Control
+	// Log receives operational messages (opaque keys only); nil means
+	// slog.Default().
+	Log *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+
+	// Profile is the de-identification profile; nil means deid.SafeHarbor().
+	Profile *deid.Config
+	// Privacy are the protections of released counts. Zero fields take
+	// cohort's defaults; an empty Key derives the noise key from the
+	// vault's keys.
+	Privacy cohort.Privacy
+	// ExportDir holds export files; "" means a new temporary directory.
+	ExportDir string
+	// ExportTTL is how long finished exports are kept (default
+	// DefaultExportTTL).
+	ExportTTL time.Duration
+	// Stage, if set, runs at named stages of every export build
+	// ("selected", "files", "holds"), so that a test can erase a patient at
+	// a chosen moment. It runs on the build's goroutine.
+	Stage func(stage string)
+}
+
+// Service serves cohort questions from the index of research copies, and
+// owns the de-identifier that makes them and the export runner.
+type Service struct {
+	vault   *vault.Sealed
+	access  *access.Control
+	index   *cohort.Index
+	privacy cohort.Privacy
+	deid    *Deidentifier
+	exports *Exports
+	// criteria seals the criteria kept in research records.
+	criteria criteriaSeal
+	log      *slog.Logger
+	now      func() time.Time
+
+	// feed serializes catchUp; after is the Seq of the last version indexed
+	// and erasedAfter that of the last erasure leaf applied.
+	feed        sync.Mutex
+	after       int64
+	erasedAfter int64
+	// patients maps each indexed patient compartment to its recordRef, the
+	// name erasure leaves give it.
+	patients map[string]string
+	// skipped counts the research copies left out of the index because
+	// they did not open or decode.
+	skipped atomic.Int64
+
+	// limits serializes the repeat-limit check with the record that counts
+	// toward it, so two concurrent queries cannot both take the last slot.
+	limits sync.Mutex
+}
+
+// New builds the research copy's engine, the cohort index and the export
+// runner. The de-identification, noise and criteria keys are derived from
+// the vault's keys, so every gateway sharing a master key makes the same
+// pseudonyms and date shifts, and no extra secret needs distributing.
+func New(cfg Config) (*Service, error) {
+	v := cfg.Vault
+	if v == nil || cfg.Access == nil {
+		return nil, errors.New("research: Vault and Access are required")
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	profile := cfg.Profile
+	if profile == nil {
+		profile = deid.SafeHarbor()
+	}
+	engine, err := deid.New(profile, deid.Keys{
+		DateShift:  v.Token("research-key", "date-shift"),
+		CryptoHash: v.Token("research-key", "crypto-hash"),
+		Encrypt:    v.Token("research-key", "encrypt"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("de-identification profile: %w", err)
+	}
+	p := cfg.Privacy
+	if len(p.Key) == 0 {
+		p.Key = v.Token("research-key", "noise")
+	}
+	if err := p.Validate(); err != nil {
+		return nil, fmt.Errorf("cohort privacy: %w", err)
+	}
+	criteria, err := newCriteriaSeal(v.Token("research-key", "cohort-criteria"))
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{
+		vault: v, access: cfg.Access, index: cohort.NewIndex(), privacy: p, log: log, now: now,
+		deid: &Deidentifier{engine: engine, profile: profile.Name, log: log}, criteria: criteria,
+	}
+	dir := cfg.ExportDir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "fhiranchor-exports-"); err != nil {
+			return nil, fmt.Errorf("export directory: %w", err)
+		}
+	}
+	ttl := cfg.ExportTTL
+	if ttl <= 0 {
+		ttl = DefaultExportTTL
+	}
+	s.exports = newExports(s, dir, ttl, log, cfg.Stage)
+	return s, nil
+}
+
+// Deidentifier returns the de-identifier the writer makes research copies
+// with.
+func (s *Service) Deidentifier() *Deidentifier { return s.deid }
+
+// Exports returns the export runner.
+func (s *Service) Exports() *Exports { return s.exports }
+
+// Skipped returns how many research copies were left out of the index
+// because they did not open or decode.
+func (s *Service) Skipped() int64 { return s.skipped.Load() }
+
+// catchUpBatch is how many versions catchUp reads per query to the vault.
+const catchUpBatch = 512
+
+// catchUp indexes every version committed since the last call, in commit
+// order, and drops the patients erased since. It returns once the index
+// reflects everything committed before it was called.
+func (s *Service) catchUp(ctx context.Context) error {
+	s.feed.Lock()
+	defer s.feed.Unlock()
+	store := s.vault.Store()
+	for {
+		recs, err := store.Versions(ctx, s.after, catchUpBatch)
+		if err != nil {
+			return fmt.Errorf("read versions to index: %w", err)
+		}
+		for _, rec := range recs {
+			if err := s.apply(ctx, rec); err != nil {
+				return err
+			}
+			s.after = rec.Leaf.Seq
+		}
+		if len(recs) < catchUpBatch {
+			break
+		}
+	}
+	return s.applyErasures(ctx)
+}
+
+// apply indexes one version: its copy replaces whatever the index held for
+// the resource; a tombstone, an erased version or a version without a copy
+// removes it. A copy that does not open or decode is skipped (and the
+// resource removed, so no older copy stands in for it), logged and
+// counted: the index must keep following the log. Only the end of ctx
+// stops it.
+func (s *Service) apply(ctx context.Context, rec vault.Record) error {
+	key := rec.Type + "/" + rec.ID
+	if rec.Deleted || rec.Erased || len(rec.Deid) == 0 {
+		s.index.Delete(key)
+		return nil
+	}
+	data, err := s.vault.OpenCopy(ctx, rec)
+	if errors.Is(err, vault.ErrErased) {
+		s.index.Delete(key)
+		return nil
+	}
+	var tree map[string]any
+	if err == nil {
+		tree, err = decodeTree(data)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("open research copy: %w", ctx.Err())
+		}
+		s.skip(ctx, key, rec)
+		return nil
+	}
+	if c := rec.Compartment(); c != "" && s.patients[c] == "" {
+		if s.patients == nil {
+			s.patients = map[string]string{}
+		}
+		s.patients[c] = access.Ref(s.vault, c)
+	}
+	if err := s.index.Put(key, rec.Compartment(), rec.Type, tree); err != nil {
+		// A copy the index cannot read is left out, not fatal: the index
+		// must keep following the log.
+		s.log.WarnContext(ctx, "research copy not indexed", slog.String("type", rec.Type), slog.String("err", err.Error()))
+		s.index.Delete(key)
+	}
+	return nil
+}
+
+// skip leaves a version's copy out of the index. The log names the
+// resource type and the version's leaf only: the error of a copy that
+// does not decode could quote it.
+func (s *Service) skip(ctx context.Context, key string, rec vault.Record) {
+	s.index.Delete(key)
+	s.skipped.Add(1)
+	s.log.WarnContext(ctx, "research copy skipped: it does not open or decode",
+		slog.String("type", rec.Type), slog.Int64("leaf", rec.Leaf.Seq))
+}
+
+// applyErasures drops the patients erased since the last call. An erasure
+// updates versions in place, so the version feed does not show it; the
+// erasure leaves do.
+func (s *Service) applyErasures(ctx context.Context) error {
+	store := s.vault.Store()
+	var fresh []vault.Leaf
+	before := int64(0)
+	for {
+		ls, err := store.FindLeaves(ctx, vault.LeafFilter{Type: uint8(anchor.LeafErasure), Before: before, Limit: 256})
+		if err != nil {
+			return fmt.Errorf("read erasures: %w", err)
+		}
+		done := false
+		for _, l := range ls {
+			if l.Seq <= s.erasedAfter {
+				done = true
+				break
+			}
+			fresh = append(fresh, l)
+		}
+		if done || len(ls) < 256 {
+			break
+		}
+		before = ls[len(ls)-1].Seq
+	}
+	for i := len(fresh) - 1; i >= 0; i-- {
+		// Erasure leaves name the patient by recordRef; erasures are rare,
+		// so a scan of the indexed patients finds it.
+		for c, ref := range s.patients {
+			if ref == fresh[i].Subject {
+				s.index.RemovePatient(c)
+				delete(s.patients, c)
+			}
+		}
+		s.erasedAfter = fresh[i].Seq
+	}
+	return nil
+}
+
+// Run keeps the index warm until ctx ends: it follows the vault every few
+// seconds, so a query rarely waits for more than the last moments of
+// writes.
+func (s *Service) Run(ctx context.Context) error {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		if err := s.catchUp(ctx); err != nil && ctx.Err() == nil {
+			s.log.ErrorContext(ctx, "cohort index could not follow the vault", slog.String("err", err.Error()))
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// decodeTree decodes a stored copy.
+func decodeTree(data []byte) (map[string]any, error) {
+	v, err := fhir.Decode(data)
+	if err != nil {
+		return nil, err
+	}
+	tree, ok := v.(map[string]any)
+	if !ok {
+		return nil, errors.New("not a JSON object")
+	}
+	return tree, nil
+}
