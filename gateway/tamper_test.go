@@ -531,7 +531,7 @@ func TestCorruptResearchCopy(t *testing.T) {
 		t.Errorf("ResearchCopiesSkipped = %d, want 1", n)
 	}
 	logs := string(g.Logs.Bytes())
-	want := fmt.Sprintf(`msg="research copy skipped: it does not open" type=%s leaf=%d`, typ, seq-1)
+	want := fmt.Sprintf(`msg="research copy skipped: it does not open or decode" type=%s leaf=%d`, typ, seq-1)
 	if !strings.Contains(logs, want) {
 		t.Errorf("no warning %q in the log:\n%s", want, logs)
 	}

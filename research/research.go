@@ -235,7 +235,7 @@ func (s *Service) skip(ctx context.Context, key string, rec vault.Record) {
 	s.index.Delete(key)
 	s.skipped.Add(1)
 	s.log.WarnContext(ctx, "research copy skipped: it does not open or decode",
-		slog.String("type", rec.Type), slog.Int64("leaf", rec.Leaf.Seq))
+		slog.String("type", rec.Type), slog.Int64("leaf", rec.Leaf.Seq-1)) // the leaf index, as receipts and audit name it
 }
 
 // applyErasures drops the patients erased since the last call. An erasure
