@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"regexp"
 	"runtime/debug"
@@ -11,6 +12,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/fhiranchor/fhiranchor/access"
@@ -52,8 +54,12 @@ var publicMethods = map[string]bool{
 // FHIR outcomes, log. Logs carry the method, status, duration and client
 // id, never request or response content. timeout (if positive) is every
 // call's deadline: the handler's context, and so its vault transaction,
-// ends with it.
-func interceptor(v tokenVerifier, log *slog.Logger, timeout time.Duration) grpc.UnaryServerInterceptor {
+// ends with it. direct (nil: none) admits the calls of clients that speak
+// gRPC to the gateway's port, per client id (and per peer IP before a
+// token is checked), as the REST layer admits REST calls before it reads
+// a body; REST calls arrive over the in-process connection and are not
+// counted twice.
+func interceptor(v tokenVerifier, log *slog.Logger, timeout time.Duration, direct *grpcLimits) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 		start := time.Now()
 		if timeout > 0 {
@@ -79,12 +85,40 @@ func interceptor(v tokenVerifier, log *slog.Logger, timeout time.Duration) grpc.
 				slog.String("client", client),
 				slog.Duration("took", time.Since(start)))
 		}()
+		// Direct gRPC calls are admitted like REST ones: by client id once
+		// the token checks out; by peer IP for public methods and refused
+		// tokens, so floods without a token are bounded too.
+		viaGRPC := direct != nil && !inProcess(ctx)
+		byIP := func() *fhirError {
+			leave, fe := direct.ips.enter(peerIP(ctx))
+			if fe == nil {
+				leave()
+			}
+			return fe
+		}
+		if viaGRPC && publicMethods[info.FullMethod] {
+			if fe := byIP(); fe != nil {
+				return nil, toStatus(ctx, fe)
+			}
+		}
 		if !publicMethods[info.FullMethod] {
 			p, err := authenticate(v, header(ctx, "authorization"))
 			if err != nil {
+				if viaGRPC {
+					if fe := byIP(); fe != nil {
+						return nil, toStatus(ctx, fe)
+					}
+				}
 				return nil, toStatus(ctx, err)
 			}
 			client = p.ClientID
+			if viaGRPC {
+				leave, fe := direct.clients.enter(p.ClientID)
+				if fe != nil {
+					return nil, toStatus(ctx, fe)
+				}
+				defer leave()
+			}
 			if err := admit(info.FullMethod, p); err != nil {
 				return nil, toStatus(ctx, err)
 			}
@@ -151,4 +185,34 @@ func callerOf(ctx context.Context, p auth.Principal) access.Caller {
 		c.Purpose = h
 	}
 	return c
+}
+
+// grpcLimits are the per-client and per-IP limits of direct gRPC calls.
+type grpcLimits struct {
+	clients *clientLimits
+	ips     *clientLimits
+}
+
+func newGRPCLimits(l Limits) *grpcLimits {
+	return &grpcLimits{clients: newClientLimits(l, maxTrackedClients, true), ips: newClientLimits(l, maxTrackedIPs, false)}
+}
+
+// inProcess reports whether a call came over the in-process connection
+// the REST layer forwards through (a bufconn listener).
+func inProcess(ctx context.Context) bool {
+	p, ok := peer.FromContext(ctx)
+	return ok && p.Addr != nil && p.Addr.Network() == "bufconn"
+}
+
+// peerIP is the host of a direct gRPC call's peer.
+func peerIP(ctx context.Context) string {
+	p, ok := peer.FromContext(ctx)
+	if !ok || p.Addr == nil {
+		return ""
+	}
+	host, _, err := net.SplitHostPort(p.Addr.String())
+	if err != nil {
+		return p.Addr.String()
+	}
+	return host
 }

@@ -173,7 +173,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	s.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(msgLimit),
 		grpc.MaxSendMsgSize(1<<30),
-		grpc.UnaryInterceptor(interceptor(deps.Verifier, log, cfg.Limits.RequestTimeout)),
+		grpc.UnaryInterceptor(interceptor(deps.Verifier, log, cfg.Limits.RequestTimeout, newGRPCLimits(cfg.Limits))),
 	)
 	fhiranchorv1.RegisterFHIRServiceServer(s.grpc, svc)
 	names := &refNames{vault: deps.Vault}
