@@ -61,8 +61,8 @@ type Param struct {
 	// Components are the parts of a composite parameter, in order.
 	Components []Component
 
-	expr  expr // compiled Expression, nil when unsupported
-	err   error
+	expr expr // compiled Expression, nil when unsupported
+	err  error
 }
 
 // Component is one part of a composite parameter.
@@ -96,8 +96,8 @@ type registry struct {
 	byType        map[string]map[string]*Param // resource type -> code -> param
 	common        map[string]*Param            // Resource-level params: every type has them
 	choices       map[string][]string          // element path -> choice types
-	elementTypes  map[string]string           // element path -> data type or content reference
-	unsupported   map[string]string           // param URL -> reason
+	elementTypes  map[string]string            // element path -> data type or content reference
+	unsupported   map[string]string            // param URL -> reason
 }
 
 var load = sync.OnceValue(func() *registry {
