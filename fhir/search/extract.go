@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -95,13 +97,24 @@ type Quantity struct {
 }
 
 // Rat parses a decimal of a Value (Value.Number, Quantity.Value, Low,
-// High); it reports false for "" or an invalid decimal.
+// High); it reports false for "" or an invalid decimal. FHIR decimals may
+// have an exponent (1E-22); one beyond ±400, past any float64, is refused
+// so that a hostile resource cannot make a huge number.
 func Rat(decimal string) (*big.Rat, bool) {
-	if decimal == "" || strings.ContainsAny(decimal, "/eE") {
+	if !decimalRE.MatchString(decimal) {
 		return nil, false
+	}
+	if i := strings.IndexAny(decimal, "eE"); i >= 0 {
+		exp, err := strconv.Atoi(decimal[i+1:])
+		if err != nil || exp > 400 || exp < -400 {
+			return nil, false
+		}
 	}
 	return new(big.Rat).SetString(decimal)
 }
+
+// decimalRE is FHIR's decimal (datatypes.html#decimal), as JSON writes it.
+var decimalRE = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)
 
 // ExtractError reports a value that cannot be indexed. It names the
 // parameter and the FHIR type, never the value.
