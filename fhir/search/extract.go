@@ -145,9 +145,11 @@ func Extract(resourceType string, tree map[string]any) ([]Value, error) {
 }
 
 // Extract returns the values of every parameter of resourceType (Params)
-// found in tree, a resource decoded from JSON (with or without
-// UseNumber). Values come by parameter code, then in document order; a
-// value may repeat. A malformed date or decimal fails the whole resource
+// found in tree, a resource decoded from JSON. Decode with UseNumber to
+// keep decimals as written (1.50 keeps its precision, which search's
+// implicit ranges use); float64 numbers are accepted and rendered in
+// shortest form (1.5). Values come by parameter code, then in document
+// order; a value may repeat. A malformed date or decimal fails the whole resource
 // with an *ExtractError.
 func (x *Extractor) Extract(resourceType string, tree map[string]any) ([]Value, error) {
 	if _, ok := load().byType[resourceType]; !ok {
@@ -338,6 +340,11 @@ func dates(code string, it item) ([]Value, error) {
 	val := func(r DateRange) Value { return Value{Param: code, Type: TypeDate, Date: r} }
 	switch v := it.v.(type) {
 	case string:
+		switch it.typ {
+		case "", "date", "dateTime", "instant":
+		default:
+			return nil, nil // scheduledString and the like: free text, no date
+		}
 		r, err := ParseDate(v)
 		if err != nil {
 			return nil, err
