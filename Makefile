@@ -64,13 +64,14 @@ bench-anchor:
 	$(GO) test ./gateway/ -run '^$$' -bench 'BenchmarkAnchoring' -benchtime 1x -timeout 30m
 
 # Extend the parsers' fuzz corpora (new crashers land in each package's
-# testdata/fuzz): FHIR input, cohort queries, de-identification profiles and
-# de-identification of fuzzed resources.
+# testdata/fuzz): FHIR input, cohort queries, de-identification profiles,
+# de-identification of fuzzed resources and search-value extraction.
 fuzz:
 	$(GO) test ./fhir/ -run '^$$' -fuzz FuzzParse -fuzztime 60s
 	$(GO) test ./cohort/ -run '^$$' -fuzz FuzzParseQuery -fuzztime 60s
 	$(GO) test ./fhir/deid/ -run '^$$' -fuzz FuzzParseConfig -fuzztime 30s
 	$(GO) test ./fhir/deid/ -run '^$$' -fuzz FuzzApply -fuzztime 60s
+	$(GO) test ./fhir/search/ -run '^$$' -fuzz FuzzExtract -fuzztime 60s -fuzzminimizetime 5s
 
 clean:
 	rm -rf bin
