@@ -160,7 +160,7 @@ func (x *Extractor) Extract(resourceType string, tree map[string]any) ([]Value, 
 	}
 	c := &evalCtx{root: item{v: tree, path: resourceType, typ: resourceType}, x: x}
 	var out []Value
-	for _, p := range Params(resourceType) {
+	for _, p := range load().sorted[resourceType] {
 		items, err := p.expr.eval(c, []item{c.root})
 		if err != nil {
 			return nil, &ExtractError{ResourceType: resourceType, Param: p.Code, Reason: err.Error()}
@@ -518,7 +518,7 @@ func (x *Extractor) literal(root item, s string) Reference {
 		}
 		return r
 	}
-	if u, ver, ok := strings.Cut(s, "|"); ok {
+	if u, ver, ok := strings.Cut(s, "|"); ok && !strings.Contains(s, "?") { // canonical|version, not a search URL
 		r.URL, r.Version = u, ver
 		s = u
 	}

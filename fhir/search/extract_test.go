@@ -299,3 +299,19 @@ func TestExtractAllExamples(t *testing.T) {
 		t.Logf("%s: %d resources, %d values", sub, n, vals)
 	}
 }
+
+// BenchmarkExtract measures extraction alone over the Synthea resources
+// (decoded once, before the timer).
+func BenchmarkExtract(b *testing.B) {
+	es := resources(b, "synthea")
+	x := &Extractor{ReferenceType: bundleTypes(es)}
+	b.ResetTimer()
+	for b.Loop() {
+		for _, e := range es {
+			if _, err := x.Extract(e.resourceType, e.tree); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(es)), "ns/resource")
+}

@@ -42,9 +42,9 @@ type Param struct {
 	Type Type
 	// Base lists every resource type the definition applies to.
 	Base []string
-	// Expression is the definition's FHIRPath expression, unchanged (it may
-	// name several resource types; only the branches of the type being
-	// extracted produce values).
+	// Expression is the definition's FHIRPath expression for this resource
+	// type: of a definition shared by several types ("Condition.code |
+	// Observation.code"), only the union branches that start at this type.
 	Expression string
 	// Targets are the resource types a reference parameter may point to.
 	Targets []string
@@ -95,6 +95,7 @@ type registry struct {
 	resourceTypes []string
 	byType        map[string]map[string]*Param // resource type -> code -> param
 	common        map[string]*Param            // Resource-level params: every type has them
+	sorted        map[string][]*Param          // resource type -> supported params by code, common ones included
 	choices       map[string][]string          // element path -> choice types
 	elementTypes  map[string]string            // element path -> data type or content reference
 	unsupported   map[string]string            // param URL -> reason
@@ -156,11 +157,11 @@ func parse(data []byte) (*registry, error) {
 		}
 		for _, base := range rp.Base {
 			p := &Param{
-				Code: rp.Code, URL: rp.URL, Type: rp.Type, Base: rp.Base, Expression: rp.Expression,
+				Code: rp.Code, URL: rp.URL, Type: rp.Type, Base: rp.Base, Expression: narrow(rp.Expression, base),
 				Targets: rp.Target, Description: describe(rp.Description, base), Modifiers: mods,
 				Comparators: rp.Comparator,
 			}
-			p.expr, p.err = compile(rp.Expression)
+			p.expr, p.err = compile(p.Expression)
 			for _, c := range rp.Component {
 				def, ok := byURL[c.Definition]
 				if !ok {
@@ -193,7 +194,55 @@ func parse(data []byte) (*registry, error) {
 			}
 		}
 	}
+	r.sorted = make(map[string][]*Param, len(r.byType))
+	for rt, m := range r.byType {
+		var ps []*Param
+		for _, p := range m {
+			if p.expr != nil {
+				ps = append(ps, p)
+			}
+		}
+		for code, p := range r.common {
+			if _, shadowed := m[code]; !shadowed && p.expr != nil {
+				ps = append(ps, p)
+			}
+		}
+		slices.SortFunc(ps, func(a, b *Param) int { return strings.Compare(a.Code, b.Code) })
+		r.sorted[rt] = ps
+	}
 	return r, nil
+}
+
+// narrow keeps the top-level union branches of expr that start at base
+// ("Observation.x", "(Observation.x)"), or all of expr when none does
+// (Resource.id, a composite's relative components).
+func narrow(expr, base string) string {
+	var kept, branches []string
+	depth, quoted, start := 0, false, 0
+	for i := 0; i <= len(expr); i++ {
+		if i == len(expr) || (expr[i] == '|' && depth == 0 && !quoted) {
+			branches = append(branches, strings.TrimSpace(expr[start:i]))
+			start = i + 1
+			continue
+		}
+		switch expr[i] {
+		case '\'':
+			quoted = !quoted
+		case '(':
+			depth++
+		case ')':
+			depth--
+		}
+	}
+	for _, b := range branches {
+		if strings.HasPrefix(strings.TrimLeft(b, "("), base+".") {
+			kept = append(kept, b)
+		}
+	}
+	if len(kept) == 0 {
+		return expr
+	}
+	return strings.Join(kept, " | ")
 }
 
 // describe picks the line of a "Multiple Resources" description that
@@ -244,23 +293,14 @@ func Lookup(resourceType, code string) (Param, bool) {
 // those without an expression in R4 (_text, _content, _query, _list, _has,
 // Location near) are not listed: they are not extracted from the resource.
 func Params(resourceType string) []Param {
-	r := load()
-	m, ok := r.byType[resourceType]
+	ps, ok := load().sorted[resourceType]
 	if !ok {
 		return nil
 	}
-	out := make([]Param, 0, len(m)+len(r.common))
-	for _, p := range m {
-		if p.expr != nil {
-			out = append(out, *p)
-		}
+	out := make([]Param, len(ps))
+	for i, p := range ps {
+		out[i] = *p
 	}
-	for code, p := range r.common {
-		if _, shadowed := m[code]; !shadowed && p.expr != nil {
-			out = append(out, *p)
-		}
-	}
-	slices.SortFunc(out, func(a, b Param) int { return strings.Compare(a.Code, b.Code) })
 	return out
 }
 

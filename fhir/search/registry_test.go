@@ -96,3 +96,16 @@ func TestEveryExpressionCompiles(t *testing.T) {
 		t.Errorf("%s: %s", url, reason)
 	}
 }
+
+func TestExpressionNarrowedToType(t *testing.T) {
+	for _, tc := range []struct{ resourceType, code, want string }{
+		{"Condition", "code", "Condition.code"},
+		{"Observation", "patient", "Observation.subject.where(resolve() is Patient)"},
+		{"Observation", "value-quantity", "(Observation.value.ofType(Quantity)) | (Observation.value.ofType(SampledData))"},
+		{"Patient", "_id", "Resource.id"},
+	} {
+		if p, _ := Lookup(tc.resourceType, tc.code); p.Expression != tc.want {
+			t.Errorf("%s %s expression = %q, want %q", tc.resourceType, tc.code, p.Expression, tc.want)
+		}
+	}
+}
