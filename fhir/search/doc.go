@@ -26,8 +26,11 @@
 // (search.html): a CodeableConcept gives a Token per coding, an Identifier
 // system|value with its type for :of-type, a ContactPoint system|value, a
 // HumanName or Address one String per part, a date its precision range, a
-// Period its start..end, a Reference its type, id and URL. NormalizeString
-// is the form strings are matched in.
+// Period its start..end, a Reference its type, id and URL (a reference
+// known to point outside the parameter's Targets is dropped), a Quantity,
+// Money, Age or Range its decimals as written. SampledData gives no
+// quantity. NormalizeString is the form strings are matched in. Errors
+// (*ExtractError) name the resource type and parameter, never a value.
 //
 // # FHIRPath subset
 //

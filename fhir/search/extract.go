@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/big"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -170,7 +171,15 @@ func (x *Extractor) Extract(resourceType string, tree map[string]any) ([]Value, 
 			if err != nil {
 				return nil, &ExtractError{ResourceType: resourceType, Param: p.Code, Reason: err.Error()}
 			}
-			out = append(out, vals...)
+			for _, v := range vals {
+				// A reference known to point outside the parameter's targets
+				// is not one of its values (Bundle message is entry[0] only
+				// when that is a MessageHeader).
+				if v.Type == TypeReference && v.Reference.Type != "" && len(p.Targets) > 0 && !slices.Contains(p.Targets, v.Reference.Type) {
+					continue
+				}
+				out = append(out, v)
+			}
 		}
 	}
 	return out, nil

@@ -82,6 +82,7 @@ func TestExtractCases(t *testing.T) {
 			"depends-on", []Value{ref("depends-on", Reference{Type: "Library", ID: "lib", Version: "1.0", URL: "http://x/Library/lib"})}},
 		{"Bundle composition", `{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Composition","id":"c"}},{"resource":{"resourceType":"Patient","id":"p"}}]}`,
 			"composition", []Value{ref("composition", Reference{Type: "Composition", ID: "c"})}},
+		{"Bundle message: entry[0] is no MessageHeader", `{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Composition","id":"c"}}]}`, "message", nil},
 		{"value-quantity", `{"resourceType":"Observation","valueQuantity":{"value":1.5,"comparator":"<","unit":"mg","system":"http://unitsofmeasure.org","code":"mg"}}`,
 			"value-quantity", []Value{qty("value-quantity", Quantity{Value: "1.5", Comparator: "<", Unit: "mg", System: "http://unitsofmeasure.org", Code: "mg"})}},
 		{"value-quantity: SampledData not indexed", `{"resourceType":"Observation","valueSampledData":{"origin":{"value":1},"period":1,"dimensions":1}}`, "value-quantity", nil},
