@@ -315,3 +315,34 @@ func BenchmarkExtract(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(es)), "ns/resource")
 }
+
+// TestNarrowKeepsValues checks that narrowing a definition's expression to
+// one resource type (Param.Expression) selects what the whole definition
+// selects on the example resources.
+func TestNarrowKeepsValues(t *testing.T) {
+	var raw struct{ Params []rawParam }
+	if err := json.Unmarshal(r4JSON, &raw); err != nil {
+		t.Fatal(err)
+	}
+	full := map[string]expr{}
+	for _, rp := range raw.Params {
+		var err error
+		if full[rp.URL], err = compile(rp.Expression); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, sub := range []string{"synthea", "hl7-examples"} {
+		es := resources(t, sub)
+		x := &Extractor{ReferenceType: bundleTypes(es)}
+		for _, e := range es {
+			c := &evalCtx{root: item{v: e.tree, path: e.resourceType, typ: e.resourceType}, x: x}
+			for _, p := range load().sorted[e.resourceType] {
+				a, _ := p.expr.eval(c, []item{c.root})
+				b, _ := full[p.URL].eval(c, []item{c.root})
+				if len(a) != len(b) {
+					t.Errorf("%s %s %s: %d items narrowed, %d whole", e.file, e.resourceType, p.Code, len(a), len(b))
+				}
+			}
+		}
+	}
+}

@@ -214,7 +214,7 @@ func parse(data []byte) (*registry, error) {
 }
 
 // narrow keeps the top-level union branches of expr that start at base
-// ("Observation.x", "(Observation.x)"), or all of expr when none does
+// ("Observation.x", "(Observation.x)", "Observation"), or all of expr when none does
 // (Resource.id, a composite's relative components).
 func narrow(expr, base string) string {
 	var kept, branches []string
@@ -235,7 +235,7 @@ func narrow(expr, base string) string {
 		}
 	}
 	for _, b := range branches {
-		if strings.HasPrefix(strings.TrimLeft(b, "("), base+".") {
+		if root := strings.TrimLeft(b, "("); strings.HasPrefix(root, base+".") || strings.TrimRight(root, ")") == base {
 			kept = append(kept, b)
 		}
 	}
