@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -156,7 +157,7 @@ func (p *parser) parseExpr(level int) (expr, error) {
 	}
 	for {
 		t, ok := p.peek()
-		if !ok || (t.kind != tOp && t.kind != tIdent) || !contains(levels[level], t.s) {
+		if !ok || (t.kind != tOp && t.kind != tIdent) || !slices.Contains(levels[level], t.s) {
 			return left, nil
 		}
 		p.pos++
@@ -166,15 +167,6 @@ func (p *parser) parseExpr(level int) (expr, error) {
 		}
 		left = binary{op: t.s, l: left, r: right}
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func (p *parser) parseType() (expr, error) {
@@ -295,7 +287,7 @@ func (p *parser) parseTerm() (expr, error) {
 func (p *parser) parseStep(on expr, name string) (expr, error) {
 	if !p.accept(tOp, "(") {
 		if on == nil {
-			return first{name: name}, nil
+			return rootOrMember{name: name}, nil
 		}
 		return member{on: on, name: name}, nil
 	}
@@ -331,12 +323,12 @@ type resourceVar struct{}
 
 func (resourceVar) eval(c *evalCtx, _ []item) ([]item, error) { return []item{c.root}, nil }
 
-// first is the first name of a path: a type name selects the focus when it
-// is a resource of that type (Patient.name on a Patient; Resource.id on
-// any), otherwise it is a member of the focus.
-type first struct{ name string }
+// rootOrMember is the first name of a path: a type name selects the focus
+// when it is the resource of that type (Patient.name on a Patient;
+// Resource.id on any), otherwise the name is a member of the focus.
+type rootOrMember struct{ name string }
 
-func (f first) eval(c *evalCtx, focus []item) ([]item, error) {
+func (f rootOrMember) eval(c *evalCtx, focus []item) ([]item, error) {
 	if f.name != "" && unicode.IsUpper(rune(f.name[0])) {
 		var out []item
 		for _, it := range focus {
