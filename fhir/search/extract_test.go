@@ -1,0 +1,348 @@
+package search
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/fhiranchor/fhiranchor/internal/shareddata"
+)
+
+// entry is one resource of a test Bundle.
+type entry struct {
+	file, fullURL, resourceType string
+	tree                        map[string]any
+}
+
+func decode(t testing.TB, data []byte) map[string]any {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// resources returns the resources of the shared test data folder sub: the
+// entries of Bundles, the Bundles themselves, and single resources.
+func resources(t testing.TB, sub string) []entry {
+	var out []entry
+	for _, path := range shareddata.Files(t, sub) {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tree := decode(t, data)
+		rt, _ := tree["resourceType"].(string)
+		out = append(out, entry{file: filepath.Base(path), resourceType: rt, tree: tree})
+		if rt != "Bundle" {
+			continue
+		}
+		entries, _ := tree["entry"].([]any)
+		for _, e := range entries {
+			e, _ := e.(map[string]any)
+			if r, ok := e["resource"].(map[string]any); ok {
+				rt, _ := r["resourceType"].(string)
+				u, _ := e["fullUrl"].(string)
+				out = append(out, entry{file: filepath.Base(path), fullURL: u, resourceType: rt, tree: r})
+			}
+		}
+	}
+	return out
+}
+
+// bundleTypes maps each fullUrl of the entries to its resource type, as the
+// gateway knows it when it rewrites a transaction's urn:uuid: references.
+func bundleTypes(es []entry) func(string) string {
+	m := make(map[string]string)
+	for _, e := range es {
+		if e.fullURL != "" {
+			m[e.fullURL] = e.resourceType
+		}
+	}
+	return func(ref string) string { return m[ref] }
+}
+
+// TestOracleSynthea compares Extract, for the parameters searched most,
+// with a direct reading of the raw JSON written here without FHIRPath.
+func TestOracleSynthea(t *testing.T) {
+	es := resources(t, "synthea")
+	x := &Extractor{ReferenceType: bundleTypes(es)}
+	oracles := map[string]map[string]func(map[string]any) []string{
+		"Patient": {
+			"name": func(r map[string]any) []string {
+				var out []string
+				for _, n := range list(r["name"]) {
+					n := n.(map[string]any)
+					for _, k := range []string{"family", "given", "prefix", "suffix", "text"} {
+						out = append(out, strs(n[k])...)
+					}
+				}
+				return out
+			},
+			"family": func(r map[string]any) []string { return field(r["name"], "family") },
+			"given":  func(r map[string]any) []string { return field(r["name"], "given") },
+			"birthdate": func(r map[string]any) []string {
+				return oracleDates(t, r["birthDate"])
+			},
+			"gender": func(r map[string]any) []string { return codes(r["gender"]) },
+			"identifier": func(r map[string]any) []string {
+				var out []string
+				for _, id := range list(r["identifier"]) {
+					id := id.(map[string]any)
+					out = append(out, fmt.Sprint(id["system"], "|", id["value"]))
+				}
+				return out
+			},
+		},
+		"Observation": {
+			"code":     func(r map[string]any) []string { return codings(r["code"]) },
+			"category": func(r map[string]any) []string { return codings(r["category"]) },
+			"status":   func(r map[string]any) []string { return codes(r["status"]) },
+			"subject":  func(r map[string]any) []string { return oracleRefs(x, r["subject"], "") },
+			"patient":  func(r map[string]any) []string { return oracleRefs(x, r["subject"], "Patient") },
+			"date": func(r map[string]any) []string {
+				return append(oracleDates(t, r["effectiveDateTime"]), oracleDates(t, r["effectiveInstant"])...)
+			},
+			"value-quantity": func(r map[string]any) []string {
+				q, ok := r["valueQuantity"].(map[string]any)
+				if !ok {
+					return nil
+				}
+				return []string{fmt.Sprint(q["value"], "|", q["unit"], "|", q["system"], "|", q["code"])}
+			},
+		},
+		"Condition": {
+			"code":            func(r map[string]any) []string { return codings(r["code"]) },
+			"clinical-status": func(r map[string]any) []string { return codings(r["clinicalStatus"]) },
+			"subject":         func(r map[string]any) []string { return oracleRefs(x, r["subject"], "") },
+			"onset-date":      func(r map[string]any) []string { return oracleDates(t, r["onsetDateTime"]) },
+		},
+	}
+	checked := map[string]int{}
+	for _, e := range es {
+		params, ok := oracles[e.resourceType]
+		if !ok {
+			continue
+		}
+		if _, ok := e.tree["effectivePeriod"]; ok {
+			t.Fatalf("%s: an effectivePeriod; extend the oracle", e.file)
+		}
+		vals, err := x.Extract(e.resourceType, e.tree)
+		if err != nil {
+			t.Fatalf("%s %s: %v", e.file, e.resourceType, err)
+		}
+		got := map[string][]string{}
+		for _, v := range vals {
+			got[v.Param] = append(got[v.Param], key(v))
+		}
+		for code, oracle := range params {
+			want := oracle(e.tree)
+			g := got[code]
+			slices.Sort(want)
+			slices.Sort(g)
+			if diff := cmp.Diff(slices.Compact(want), slices.Compact(g)); diff != "" {
+				t.Errorf("%s %s %s (-oracle +Extract):\n%s", e.file, e.resourceType, code, diff)
+			}
+			checked[code] += len(want)
+		}
+		checked[e.resourceType]++
+	}
+	for _, rt := range []string{"Patient", "Observation", "Condition"} {
+		if checked[rt] == 0 {
+			t.Errorf("no %s in the Synthea set", rt)
+		}
+	}
+	t.Logf("checked: %v", checked)
+}
+
+// key renders a Value as the oracle does.
+func key(v Value) string {
+	switch v.Type {
+	case TypeToken:
+		return v.Token.System + "|" + v.Token.Code
+	case TypeString:
+		return v.String
+	case TypeDate:
+		return v.Date.Low.Format(time.RFC3339Nano) + "/" + v.Date.High.Format(time.RFC3339Nano)
+	case TypeReference:
+		return v.Reference.Type + "|" + v.Reference.ID + "|" + v.Reference.URL
+	case TypeQuantity:
+		q := v.Quantity
+		return q.Value + "|" + q.Unit + "|" + q.System + "|" + q.Code
+	}
+	return fmt.Sprintf("%+v", v)
+}
+
+func list(v any) []any {
+	if a, ok := v.([]any); ok {
+		return a
+	}
+	if v == nil {
+		return nil
+	}
+	return []any{v}
+}
+
+func strs(v any) []string {
+	var out []string
+	for _, s := range list(v) {
+		out = append(out, s.(string))
+	}
+	return out
+}
+
+func field(v any, k string) []string {
+	var out []string
+	for _, o := range list(v) {
+		out = append(out, strs(o.(map[string]any)[k])...)
+	}
+	return out
+}
+
+func codes(v any) []string {
+	var out []string
+	for _, s := range strs(v) {
+		out = append(out, "|"+s)
+	}
+	return out
+}
+
+func codings(v any) []string {
+	var out []string
+	for _, cc := range list(v) {
+		for _, c := range list(cc.(map[string]any)["coding"]) {
+			c := c.(map[string]any)
+			out = append(out, fmt.Sprint(c["system"], "|", c["code"]))
+		}
+	}
+	return out
+}
+
+// oracleRefs reads Reference.reference: Synthea writes urn:uuid: of
+// another entry, resolved through the Bundle like the gateway does.
+func oracleRefs(x *Extractor, v any, only string) []string {
+	var out []string
+	for _, r := range list(v) {
+		ref := r.(map[string]any)["reference"].(string)
+		typ, id, url := "", "", ref
+		if strings.HasPrefix(ref, "urn:uuid:") {
+			typ = x.ReferenceType(ref)
+		} else if a, b, ok := strings.Cut(ref, "/"); ok && !strings.Contains(b, "/") {
+			typ, id, url = a, b, ""
+		}
+		if only == "" || typ == only {
+			out = append(out, typ+"|"+id+"|"+url)
+		}
+	}
+	return out
+}
+
+// oracleDates parses the two forms Synthea writes, a date and a dateTime
+// to the second, with the standard library's layouts.
+func oracleDates(t testing.TB, v any) []string {
+	s, ok := v.(string)
+	if !ok {
+		return nil
+	}
+	var low time.Time
+	var step func(time.Time) time.Time
+	var err error
+	if len(s) == len("2006-01-02") {
+		low, err = time.Parse(time.DateOnly, s)
+		step = func(t time.Time) time.Time { return t.AddDate(0, 0, 1) }
+	} else {
+		low, err = time.Parse(time.RFC3339, s)
+		step = func(t time.Time) time.Time { return t.Add(time.Second) }
+		if strings.Contains(s, ".") {
+			t.Fatalf("fractional seconds in the Synthea set; extend the oracle")
+		}
+	}
+	if err != nil {
+		t.Fatalf("oracle cannot parse a date: %v", err)
+	}
+	return []string{low.UTC().Format(time.RFC3339Nano) + "/" + step(low).UTC().Format(time.RFC3339Nano)}
+}
+
+// TestExtractAllExamples extracts every resource of the Synthea set and of
+// the HL7 examples: no error, no panic, and some values for each.
+func TestExtractAllExamples(t *testing.T) {
+	for _, sub := range []string{"synthea", "hl7-examples"} {
+		es := resources(t, sub)
+		x := &Extractor{ReferenceType: bundleTypes(es)}
+		n, vals := 0, 0
+		for _, e := range es {
+			v, err := x.Extract(e.resourceType, e.tree)
+			if err != nil {
+				t.Errorf("%s %s: %v", e.file, e.resourceType, err)
+			}
+			n++
+			vals += len(v)
+			// Each value is of its parameter's type.
+			for _, val := range v {
+				p, ok := Lookup(e.resourceType, val.Param)
+				if !ok || p.Type != val.Type {
+					t.Fatalf("%s %s: value of %s has type %s", e.file, e.resourceType, val.Param, val.Type)
+				}
+			}
+		}
+		t.Logf("%s: %d resources, %d values", sub, n, vals)
+	}
+}
+
+// BenchmarkExtract measures extraction alone over the Synthea resources
+// (decoded once, before the timer).
+func BenchmarkExtract(b *testing.B) {
+	es := resources(b, "synthea")
+	x := &Extractor{ReferenceType: bundleTypes(es)}
+	b.ResetTimer()
+	for b.Loop() {
+		for _, e := range es {
+			if _, err := x.Extract(e.resourceType, e.tree); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(es)), "ns/resource")
+}
+
+// TestNarrowKeepsValues checks that narrowing a definition's expression to
+// one resource type (Param.Expression) selects what the whole definition
+// selects on the example resources.
+func TestNarrowKeepsValues(t *testing.T) {
+	var raw struct{ Params []rawParam }
+	if err := json.Unmarshal(r4JSON, &raw); err != nil {
+		t.Fatal(err)
+	}
+	full := map[string]expr{}
+	for _, rp := range raw.Params {
+		var err error
+		if full[rp.URL], err = compile(rp.Expression); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, sub := range []string{"synthea", "hl7-examples"} {
+		es := resources(t, sub)
+		x := &Extractor{ReferenceType: bundleTypes(es)}
+		for _, e := range es {
+			c := &evalCtx{root: item{v: e.tree, path: e.resourceType, typ: e.resourceType}, x: x}
+			for _, p := range load().sorted[e.resourceType] {
+				a, _ := p.expr.eval(c, []item{c.root})
+				b, _ := full[p.URL].eval(c, []item{c.root})
+				if len(a) != len(b) {
+					t.Errorf("%s %s %s: %d items narrowed, %d whole", e.file, e.resourceType, p.Code, len(a), len(b))
+				}
+			}
+		}
+	}
+}
