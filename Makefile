@@ -68,6 +68,7 @@ bench-anchor:
 # de-identification of fuzzed resources and search-value extraction.
 fuzz:
 	$(GO) test ./fhir/ -run '^$$' -fuzz FuzzParse -fuzztime 60s
+	$(GO) test ./gateway/ -run '^$$' -fuzz FuzzEntriesOver -fuzztime 30s
 	$(GO) test ./cohort/ -run '^$$' -fuzz FuzzParseQuery -fuzztime 60s
 	$(GO) test ./fhir/deid/ -run '^$$' -fuzz FuzzParseConfig -fuzztime 30s
 	$(GO) test ./fhir/deid/ -run '^$$' -fuzz FuzzApply -fuzztime 60s

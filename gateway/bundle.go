@@ -111,6 +111,10 @@ func entriesOver(data []byte, limit int) bool {
 	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
 		return false
 	}
+	// Entries are counted across every "entry" key: a Bundle that repeats
+	// the key must not slip a large second array past the count (a JSON
+	// decoder may keep either one).
+	n := 0
 	for dec.More() {
 		key, err := dec.Token()
 		if err != nil {
@@ -123,10 +127,16 @@ func entriesOver(data []byte, limit int) bool {
 			}
 			continue
 		}
-		if t, err := dec.Token(); err != nil || t != json.Delim('[') {
+		t, err := dec.Token()
+		if err != nil {
 			return false
 		}
-		n := 0
+		if t == json.Delim('{') {
+			return false // an object entry: the parser refuses it
+		}
+		if t != json.Delim('[') {
+			continue // a scalar entry (consumed whole): the parser refuses it
+		}
 		for dec.More() {
 			if n++; n > limit {
 				return true
@@ -136,7 +146,9 @@ func entriesOver(data []byte, limit int) bool {
 				return false
 			}
 		}
-		return false
+		if _, err := dec.Token(); err != nil { // the closing ]
+			return false
+		}
 	}
 	return false
 }
