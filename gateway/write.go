@@ -666,7 +666,10 @@ func (w *writer) matchValues(ctx context.Context, tx *vault.SealedTx, o *op, typ
 				if err != nil {
 					var fe *fhirError
 					if errors.As(err, &fe) {
-						fe.issues[0].Expression = []string{o.path(where)}
+						fe.issues[0].Expression = nil
+						if p := o.path(where); p != "" {
+							fe.issues[0].Expression = []string{p}
+						}
 					}
 					return nil, err
 				}
