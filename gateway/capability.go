@@ -12,10 +12,11 @@ import (
 var Version = "0.1.0-dev"
 
 // capabilityStatement describes what this server really does: every R4
-// resource type with read, vread, history-instance, create, update and
-// delete; transaction and batch; conditional create, update and delete on
-// _id and identifier only; JSON only; no search interaction beyond those
-// criteria; SMART backend-services bearer tokens.
+// resource type with read, vread, history-instance, create, update, patch
+// (JSON Patch only) and delete; transaction and batch; conditional create,
+// update and delete (of a single match) on _id and identifier only, over
+// REST and in Bundles; JSON only (XML is a 406); no search interaction
+// beyond those criteria; SMART backend-services bearer tokens.
 func capabilityStatement(baseURL string) ([]byte, error) {
 	type interaction struct {
 		Code string `json:"code"`
@@ -44,7 +45,7 @@ func capabilityStatement(baseURL string) ([]byte, error) {
 	for _, t := range fhir.ResourceTypes() {
 		resources = append(resources, resource{
 			Type:        t,
-			Interaction: []interaction{{"read"}, {"vread"}, {"history-instance"}, {"create"}, {"update"}, {"delete"}},
+			Interaction: []interaction{{"read"}, {"vread"}, {"history-instance"}, {"create"}, {"update"}, {"patch"}, {"delete"}},
 			Versioning:  "versioned", ReadHistory: true, UpdateCreate: true,
 			ConditionalCreate: true, ConditionalUpdate: true, ConditionalDelete: "single",
 			SearchParam: params,
@@ -63,6 +64,7 @@ func capabilityStatement(baseURL string) ([]byte, error) {
 		"implementation": impl,
 		"fhirVersion":    "4.0.1",
 		"format":         []string{"application/fhir+json", "json"},
+		"patchFormat":    []string{"application/json-patch+json"},
 		"rest": []map[string]any{{
 			"mode": "server",
 			"security": map[string]any{

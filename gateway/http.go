@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -43,6 +44,7 @@ func restHandler(ctx context.Context, conn *grpc.ClientConn, rc restConfig) (htt
 	adm := newAdmission(rc)
 	gw := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, rawBody{}),
+		runtime.WithMarshalerOption(jsonPatchType, rawBody{contentType: jsonPatchType}),
 		runtime.WithIncomingHeaderMatcher(incomingHeader),
 		runtime.WithOutgoingHeaderMatcher(outgoingHeader),
 		runtime.WithForwardResponseOption(forwardResponse),
@@ -100,33 +102,72 @@ func restHandler(ctx context.Context, conn *grpc.ClientConn, rc restConfig) (htt
 }
 
 // guard enforces, before routing, what REST clients get wrong most and
-// needs no body: its declared size (413) and its content type (415).
-// Admission (admission.middleware) reads the body after routing.
+// needs no body: its declared size (413), its content type (415) and the
+// response format it accepts (406). It answers FHIR's _format and _pretty
+// itself (see format.go) and hands a type-level PUT or DELETE's query to
+// the conditional handlers as their criteria. Admission
+// (admission.middleware) reads the body after routing.
 func guard(next http.Handler, maxBody int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/fhir/r4/" {
 			r.URL.Path = "/fhir/r4"
+		}
+		fp := takeFormatParams(r)
+		if fp.pretty {
+			pw := &prettyWriter{ResponseWriter: w}
+			defer pw.finish()
+			w = pw
 		}
 		if hasBody(r) {
 			if r.ContentLength > maxBody {
 				tooLarge(w, maxBody)
 				return
 			}
-			if r.ContentLength != 0 && !fhirContentType(r.Header.Get("Content-Type")) {
-				writeOutcome(w, http.StatusUnsupportedMediaType, outcomeJSON(issue{Severity: "error", Code: "not-supported",
-					Diagnostics: "send FHIR JSON: Content-Type application/fhir+json"}))
+			if r.Method == http.MethodPatch {
+				if r.ContentLength != 0 && !jsonPatchContentType(r.Header.Get("Content-Type")) {
+					writeOutcome(w, http.StatusUnsupportedMediaType, outcomeJSON(issue{Severity: "error", Code: "not-supported",
+						Diagnostics: "send a JSON Patch: Content-Type application/json-patch+json (FHIRPath Patch is not supported)"}))
+					return
+				}
+				// Decoded by the JSON Patch marshaler, which tells the
+				// handler what it carries.
+				r.Header.Set("Content-Type", jsonPatchType)
+			} else {
+				if r.ContentLength != 0 && !fhirContentType(r.Header.Get("Content-Type")) {
+					writeOutcome(w, http.StatusUnsupportedMediaType, outcomeJSON(issue{Severity: "error", Code: "not-supported",
+						Diagnostics: "send FHIR JSON: Content-Type application/fhir+json"}))
+					return
+				}
+				// One marshaler serves every FHIR media type; tell
+				// grpc-gateway it is this one.
+				r.Header.Set("Content-Type", fhirJSON)
+			}
+		}
+		if strings.HasPrefix(r.URL.Path, "/fhir/r4") {
+			if (fp.hasFormat && !jsonFormat(fp.format)) || (!fp.hasFormat && !acceptsJSON(r.Header.Values("Accept"))) {
+				writeError(w, notAcceptable())
 				return
 			}
-			// One marshaler serves every FHIR media type; tell grpc-gateway
-			// it is this one.
-			r.Header.Set("Content-Type", fhirJSON)
+			if typeLevel(r) && (r.Method == http.MethodPut || r.Method == http.MethodDelete) {
+				// PUT/DELETE [type]?[criteria]: the whole query is the
+				// criteria, however the client wrote it.
+				r.URL.RawQuery = "criteria=" + url.QueryEscape(r.URL.RawQuery)
+			}
 		}
 		next.ServeHTTP(w, r)
 	})
 }
 
+// typeLevel reports whether r's path is /fhir/r4/{type}.
+func typeLevel(r *http.Request) bool {
+	rest, ok := strings.CutPrefix(r.URL.Path, "/fhir/r4/")
+	return ok && rest != "" && !strings.Contains(rest, "/")
+}
+
 // hasBody reports whether r is a request whose body the gateway reads.
-func hasBody(r *http.Request) bool { return r.Method == http.MethodPost || r.Method == http.MethodPut }
+func hasBody(r *http.Request) bool {
+	return r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch
+}
 
 // admission decides, per routed request and before its body is read,
 // whether to serve it: the bearer token (public routes excepted), the
@@ -262,6 +303,18 @@ func tooLargeError(maxBody int64) *fhirError {
 		"the request body exceeds the limit of "+strconv.FormatInt(maxBody, 10)+" bytes")
 }
 
+// jsonPatchContentType accepts the JSON Patch media type (in UTF-8).
+func jsonPatchContentType(ct string) bool {
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return false
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		return false
+	}
+	return mt == jsonPatchType
+}
+
 // fhirContentType accepts the FHIR JSON media types, including the DSTU2
 // name older clients still send, and plain JSON.
 func fhirContentType(ct string) bool {
@@ -289,8 +342,9 @@ func (*bodyBytes) Close() error { return nil }
 // rawBody carries request and response bodies unchanged as
 // google.api.HttpBody. grpc-gateway's default JSONPb marshaler would decode
 // the FHIR JSON as the HttpBody message itself and lose it (feasibility.md
-// Q3).
-type rawBody struct{}
+// Q3). contentType is the media type a decoded body carries: FHIR JSON
+// unless set (JSON Patch for PATCH).
+type rawBody struct{ contentType string }
 
 var httpBodyMarshaler = &runtime.HTTPBodyMarshaler{Marshaler: &runtime.JSONPb{}}
 
@@ -298,13 +352,13 @@ func (rawBody) ContentType(v any) string { return httpBodyMarshaler.ContentType(
 
 func (rawBody) Marshal(v any) ([]byte, error) { return httpBodyMarshaler.Marshal(v) }
 
-func (rawBody) Unmarshal(data []byte, v any) error {
-	return rawBody{}.NewDecoder(bytes.NewReader(data)).Decode(v)
+func (m rawBody) Unmarshal(data []byte, v any) error {
+	return m.NewDecoder(bytes.NewReader(data)).Decode(v)
 }
 
 func (rawBody) NewEncoder(w io.Writer) runtime.Encoder { return httpBodyMarshaler.NewEncoder(w) }
 
-func (rawBody) NewDecoder(r io.Reader) runtime.Decoder {
+func (m rawBody) NewDecoder(r io.Reader) runtime.Decoder {
 	return runtime.DecoderFunc(func(v any) error {
 		var hb *httpbody.HttpBody
 		switch t := v.(type) {
@@ -321,6 +375,9 @@ func (rawBody) NewDecoder(r io.Reader) runtime.Decoder {
 			return fmt.Errorf("unexpected request message %T", v)
 		}
 		hb.ContentType = fhirJSON
+		if m.contentType != "" {
+			hb.ContentType = m.contentType
+		}
 		if bb, ok := r.(*bodyBytes); ok {
 			hb.Data = bb.data
 			return nil

@@ -33,15 +33,18 @@ const (
 
 // resourceMethods check SMART resource scopes per type in their handlers.
 var resourceMethods = map[string]bool{
-	"/fhiranchor.v1.FHIRService/Transaction": true,
-	"/fhiranchor.v1.FHIRService/Create":      true,
-	"/fhiranchor.v1.FHIRService/Update":      true,
-	"/fhiranchor.v1.FHIRService/Delete":      true,
-	"/fhiranchor.v1.FHIRService/Read":        true,
-	"/fhiranchor.v1.FHIRService/VRead":       true,
-	"/fhiranchor.v1.FHIRService/History":     true,
-	"/fhiranchor.v1.LogService/GetReceipt":   true,
-	"/fhiranchor.v1.LogService/GetEvidence":  true,
+	"/fhiranchor.v1.FHIRService/Transaction":       true,
+	"/fhiranchor.v1.FHIRService/Create":            true,
+	"/fhiranchor.v1.FHIRService/Update":            true,
+	"/fhiranchor.v1.FHIRService/Delete":            true,
+	"/fhiranchor.v1.FHIRService/ConditionalUpdate": true,
+	"/fhiranchor.v1.FHIRService/ConditionalDelete": true,
+	"/fhiranchor.v1.FHIRService/Patch":             true,
+	"/fhiranchor.v1.FHIRService/Read":              true,
+	"/fhiranchor.v1.FHIRService/VRead":             true,
+	"/fhiranchor.v1.FHIRService/History":           true,
+	"/fhiranchor.v1.LogService/GetReceipt":         true,
+	"/fhiranchor.v1.LogService/GetEvidence":        true,
 	// A leaf receipt holds hashes and an index only; any client may ask.
 	"/fhiranchor.v1.LogService/GetLeafReceipt": true,
 }

@@ -120,7 +120,13 @@ func TestRoleMatrix(t *testing.T) {
 		"/fhiranchor.v1.FHIRService/Update": {allow: smart,
 			req: &fhiranchorv1.UpdateRequest{Type: "Patient", Id: seeded, Body: fhirBody(`{"resourceType":"Patient","id":"` + seeded + `","gender":"female"}`)}},
 		// The first delete answers 200, the next ones 204: both OK.
-		"/fhiranchor.v1.FHIRService/Delete":  {allow: smart, req: &fhiranchorv1.DeleteRequest{Type: "Patient", Id: throwaway}},
+		"/fhiranchor.v1.FHIRService/Delete": {allow: smart, req: &fhiranchorv1.DeleteRequest{Type: "Patient", Id: throwaway}},
+		"/fhiranchor.v1.FHIRService/ConditionalUpdate": {allow: smart, req: &fhiranchorv1.ConditionalUpdateRequest{Type: "Patient",
+			Criteria: "_id=" + seeded, Body: fhirBody(`{"resourceType":"Patient","id":"` + seeded + `","gender":"female"}`)}},
+		// Matches nothing: 204, OK.
+		"/fhiranchor.v1.FHIRService/ConditionalDelete": {allow: smart, req: &fhiranchorv1.ConditionalDeleteRequest{Type: "Patient", Criteria: "_id=nobody"}},
+		"/fhiranchor.v1.FHIRService/Patch": {allow: smart, req: &fhiranchorv1.PatchRequest{Type: "Patient", Id: seeded,
+			Body: &httpbody.HttpBody{ContentType: "application/json-patch+json", Data: []byte(`[{"op":"add","path":"/gender","value":"female"}]`)}}},
 		"/fhiranchor.v1.FHIRService/Read":    {allow: smart, req: &fhiranchorv1.ReadRequest{Type: "Patient", Id: seeded}},
 		"/fhiranchor.v1.FHIRService/VRead":   {allow: smart, req: &fhiranchorv1.VReadRequest{Type: "Patient", Id: seeded, VersionId: "1"}},
 		"/fhiranchor.v1.FHIRService/History": {allow: smart, req: &fhiranchorv1.HistoryRequest{Type: "Patient", Id: seeded}},

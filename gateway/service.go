@@ -120,6 +120,12 @@ func (s *service) Delete(ctx context.Context, req *fhiranchorv1.DeleteRequest) (
 	}); err != nil {
 		return nil, err
 	}
+	return s.deleteResponse(ctx, o)
+}
+
+// deleteResponse answers a delete: 204 when it changed nothing, else 200
+// with the tombstone's ETag.
+func (s *service) deleteResponse(ctx context.Context, o *op) (*httpbody.HttpBody, error) {
 	if o.status == http.StatusNoContent {
 		return noContent(ctx)
 	}

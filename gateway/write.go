@@ -391,6 +391,11 @@ func (w *writer) resolve(ctx context.Context, tx *vault.SealedTx, o *op) error {
 				}
 			case 1:
 				o.id = ids[0]
+				if o.method == "PUT" {
+					if id := o.res.ID(); id != "" && id != o.id {
+						return failure(http.StatusBadRequest, "invalid", o.path(".resource.id"), "the resource id is not the id of the resource the criteria match")
+					}
+				}
 			default:
 				return failure(http.StatusPreconditionFailed, "multiple-matches", o.path(".request.url"), "the conditional criteria match more than one resource")
 			}
@@ -661,7 +666,10 @@ func (w *writer) matchValues(ctx context.Context, tx *vault.SealedTx, o *op, typ
 				if err != nil {
 					var fe *fhirError
 					if errors.As(err, &fe) {
-						fe.issues[0].Expression = []string{o.path(where)}
+						fe.issues[0].Expression = nil
+						if p := o.path(where); p != "" {
+							fe.issues[0].Expression = []string{p}
+						}
 					}
 					return nil, err
 				}

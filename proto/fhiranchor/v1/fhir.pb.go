@@ -176,6 +176,187 @@ func (x *UpdateRequest) GetBody() *httpbody.HttpBody {
 	return nil
 }
 
+// ConditionalUpdateRequest carries a resource to store under the resource
+// its criteria match.
+type ConditionalUpdateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Type  string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	// The search criteria as a URL query string, such as
+	// "identifier=http://hospital.example/mrn|123"; over REST, the request's
+	// query (less _format and _pretty). Only _id and identifier are supported.
+	Criteria      string             `protobuf:"bytes,2,opt,name=criteria,proto3" json:"criteria,omitempty"`
+	Body          *httpbody.HttpBody `protobuf:"bytes,3,opt,name=body,proto3" json:"body,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConditionalUpdateRequest) Reset() {
+	*x = ConditionalUpdateRequest{}
+	mi := &file_fhiranchor_v1_fhir_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConditionalUpdateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConditionalUpdateRequest) ProtoMessage() {}
+
+func (x *ConditionalUpdateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fhiranchor_v1_fhir_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConditionalUpdateRequest.ProtoReflect.Descriptor instead.
+func (*ConditionalUpdateRequest) Descriptor() ([]byte, []int) {
+	return file_fhiranchor_v1_fhir_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ConditionalUpdateRequest) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *ConditionalUpdateRequest) GetCriteria() string {
+	if x != nil {
+		return x.Criteria
+	}
+	return ""
+}
+
+func (x *ConditionalUpdateRequest) GetBody() *httpbody.HttpBody {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+// PatchRequest carries a JSON Patch document for one resource.
+type PatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Type  string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	Id    string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// The JSON Patch document, content type application/json-patch+json.
+	Body          *httpbody.HttpBody `protobuf:"bytes,3,opt,name=body,proto3" json:"body,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PatchRequest) Reset() {
+	*x = PatchRequest{}
+	mi := &file_fhiranchor_v1_fhir_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PatchRequest) ProtoMessage() {}
+
+func (x *PatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fhiranchor_v1_fhir_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PatchRequest.ProtoReflect.Descriptor instead.
+func (*PatchRequest) Descriptor() ([]byte, []int) {
+	return file_fhiranchor_v1_fhir_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *PatchRequest) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *PatchRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *PatchRequest) GetBody() *httpbody.HttpBody {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+// ConditionalDeleteRequest names by search criteria a resource to delete.
+type ConditionalDeleteRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Type  string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	// The search criteria as a URL query string; see ConditionalUpdateRequest.
+	Criteria      string `protobuf:"bytes,2,opt,name=criteria,proto3" json:"criteria,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConditionalDeleteRequest) Reset() {
+	*x = ConditionalDeleteRequest{}
+	mi := &file_fhiranchor_v1_fhir_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConditionalDeleteRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConditionalDeleteRequest) ProtoMessage() {}
+
+func (x *ConditionalDeleteRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fhiranchor_v1_fhir_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConditionalDeleteRequest.ProtoReflect.Descriptor instead.
+func (*ConditionalDeleteRequest) Descriptor() ([]byte, []int) {
+	return file_fhiranchor_v1_fhir_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ConditionalDeleteRequest) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *ConditionalDeleteRequest) GetCriteria() string {
+	if x != nil {
+		return x.Criteria
+	}
+	return ""
+}
+
 // DeleteRequest names a resource to delete.
 type DeleteRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -187,7 +368,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_fhiranchor_v1_fhir_proto_msgTypes[3]
+	mi := &file_fhiranchor_v1_fhir_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -199,7 +380,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fhiranchor_v1_fhir_proto_msgTypes[3]
+	mi := &file_fhiranchor_v1_fhir_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -212,7 +393,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_fhiranchor_v1_fhir_proto_rawDescGZIP(), []int{3}
+	return file_fhiranchor_v1_fhir_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DeleteRequest) GetType() string {
@@ -240,7 +421,7 @@ type ReadRequest struct {
 
 func (x *ReadRequest) Reset() {
 	*x = ReadRequest{}
-	mi := &file_fhiranchor_v1_fhir_proto_msgTypes[4]
+	mi := &file_fhiranchor_v1_fhir_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -252,7 +433,7 @@ func (x *ReadRequest) String() string {
 func (*ReadRequest) ProtoMessage() {}
 
 func (x *ReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fhiranchor_v1_fhir_proto_msgTypes[4]
+	mi := &file_fhiranchor_v1_fhir_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -265,7 +446,7 @@ func (x *ReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadRequest.ProtoReflect.Descriptor instead.
 func (*ReadRequest) Descriptor() ([]byte, []int) {
-	return file_fhiranchor_v1_fhir_proto_rawDescGZIP(), []int{4}
+	return file_fhiranchor_v1_fhir_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ReadRequest) GetType() string {
@@ -294,7 +475,7 @@ type VReadRequest struct {
 
 func (x *VReadRequest) Reset() {
 	*x = VReadRequest{}
-	mi := &file_fhiranchor_v1_fhir_proto_msgTypes[5]
+	mi := &file_fhiranchor_v1_fhir_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -306,7 +487,7 @@ func (x *VReadRequest) String() string {
 func (*VReadRequest) ProtoMessage() {}
 
 func (x *VReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fhiranchor_v1_fhir_proto_msgTypes[5]
+	mi := &file_fhiranchor_v1_fhir_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -319,7 +500,7 @@ func (x *VReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VReadRequest.ProtoReflect.Descriptor instead.
 func (*VReadRequest) Descriptor() ([]byte, []int) {
-	return file_fhiranchor_v1_fhir_proto_rawDescGZIP(), []int{5}
+	return file_fhiranchor_v1_fhir_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *VReadRequest) GetType() string {
@@ -354,7 +535,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_fhiranchor_v1_fhir_proto_msgTypes[6]
+	mi := &file_fhiranchor_v1_fhir_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -366,7 +547,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fhiranchor_v1_fhir_proto_msgTypes[6]
+	mi := &file_fhiranchor_v1_fhir_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -379,7 +560,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_fhiranchor_v1_fhir_proto_rawDescGZIP(), []int{6}
+	return file_fhiranchor_v1_fhir_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *HistoryRequest) GetType() string {
@@ -408,7 +589,18 @@ const file_fhiranchor_v1_fhir_proto_rawDesc = "" +
 	"\rUpdateRequest\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12(\n" +
-	"\x04body\x18\x03 \x01(\v2\x14.google.api.HttpBodyR\x04body\"3\n" +
+	"\x04body\x18\x03 \x01(\v2\x14.google.api.HttpBodyR\x04body\"t\n" +
+	"\x18ConditionalUpdateRequest\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x1a\n" +
+	"\bcriteria\x18\x02 \x01(\tR\bcriteria\x12(\n" +
+	"\x04body\x18\x03 \x01(\v2\x14.google.api.HttpBodyR\x04body\"\\\n" +
+	"\fPatchRequest\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12(\n" +
+	"\x04body\x18\x03 \x01(\v2\x14.google.api.HttpBodyR\x04body\"J\n" +
+	"\x18ConditionalDeleteRequest\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x1a\n" +
+	"\bcriteria\x18\x02 \x01(\tR\bcriteria\"3\n" +
 	"\rDeleteRequest\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\"1\n" +
@@ -422,13 +614,16 @@ const file_fhiranchor_v1_fhir_proto_rawDesc = "" +
 	"version_id\x18\x03 \x01(\tR\tversionId\"4\n" +
 	"\x0eHistoryRequest\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x0e\n" +
-	"\x02id\x18\x02 \x01(\tR\x02id2\x8c\x06\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id2\xcc\b\n" +
 	"\vFHIRService\x12c\n" +
 	"\fCapabilities\x12\".fhiranchor.v1.CapabilitiesRequest\x1a\x14.google.api.HttpBody\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/fhir/r4/metadata\x12N\n" +
 	"\vTransaction\x12\x14.google.api.HttpBody\x1a\x14.google.api.HttpBody\"\x13\x82\xd3\xe4\x93\x02\r:\x01*\"\b/fhir/r4\x12[\n" +
 	"\x06Create\x12\x1c.fhiranchor.v1.CreateRequest\x1a\x14.google.api.HttpBody\"\x1d\x82\xd3\xe4\x93\x02\x17:\x04body\"\x0f/fhir/r4/{type}\x12`\n" +
-	"\x06Update\x12\x1c.fhiranchor.v1.UpdateRequest\x1a\x14.google.api.HttpBody\"\"\x82\xd3\xe4\x93\x02\x1c:\x04body\x1a\x14/fhir/r4/{type}/{id}\x12Z\n" +
-	"\x06Delete\x12\x1c.fhiranchor.v1.DeleteRequest\x1a\x14.google.api.HttpBody\"\x1c\x82\xd3\xe4\x93\x02\x16*\x14/fhir/r4/{type}/{id}\x12V\n" +
+	"\x06Update\x12\x1c.fhiranchor.v1.UpdateRequest\x1a\x14.google.api.HttpBody\"\"\x82\xd3\xe4\x93\x02\x1c:\x04body\x1a\x14/fhir/r4/{type}/{id}\x12q\n" +
+	"\x11ConditionalUpdate\x12'.fhiranchor.v1.ConditionalUpdateRequest\x1a\x14.google.api.HttpBody\"\x1d\x82\xd3\xe4\x93\x02\x17:\x04body\x1a\x0f/fhir/r4/{type}\x12^\n" +
+	"\x05Patch\x12\x1b.fhiranchor.v1.PatchRequest\x1a\x14.google.api.HttpBody\"\"\x82\xd3\xe4\x93\x02\x1c:\x04body2\x14/fhir/r4/{type}/{id}\x12Z\n" +
+	"\x06Delete\x12\x1c.fhiranchor.v1.DeleteRequest\x1a\x14.google.api.HttpBody\"\x1c\x82\xd3\xe4\x93\x02\x16*\x14/fhir/r4/{type}/{id}\x12k\n" +
+	"\x11ConditionalDelete\x12'.fhiranchor.v1.ConditionalDeleteRequest\x1a\x14.google.api.HttpBody\"\x17\x82\xd3\xe4\x93\x02\x11*\x0f/fhir/r4/{type}\x12V\n" +
 	"\x04Read\x12\x1a.fhiranchor.v1.ReadRequest\x1a\x14.google.api.HttpBody\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/fhir/r4/{type}/{id}\x12n\n" +
 	"\x05VRead\x12\x1b.fhiranchor.v1.VReadRequest\x1a\x14.google.api.HttpBody\"2\x82\xd3\xe4\x93\x02,\x12*/fhir/r4/{type}/{id}/_history/{version_id}\x12e\n" +
 	"\aHistory\x12\x1d.fhiranchor.v1.HistoryRequest\x1a\x14.google.api.HttpBody\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/fhir/r4/{type}/{id}/_historyBCZAgithub.com/fhiranchor/fhiranchor/proto/fhiranchor/v1;fhiranchorv1b\x06proto3"
@@ -445,41 +640,52 @@ func file_fhiranchor_v1_fhir_proto_rawDescGZIP() []byte {
 	return file_fhiranchor_v1_fhir_proto_rawDescData
 }
 
-var file_fhiranchor_v1_fhir_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_fhiranchor_v1_fhir_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_fhiranchor_v1_fhir_proto_goTypes = []any{
-	(*CapabilitiesRequest)(nil), // 0: fhiranchor.v1.CapabilitiesRequest
-	(*CreateRequest)(nil),       // 1: fhiranchor.v1.CreateRequest
-	(*UpdateRequest)(nil),       // 2: fhiranchor.v1.UpdateRequest
-	(*DeleteRequest)(nil),       // 3: fhiranchor.v1.DeleteRequest
-	(*ReadRequest)(nil),         // 4: fhiranchor.v1.ReadRequest
-	(*VReadRequest)(nil),        // 5: fhiranchor.v1.VReadRequest
-	(*HistoryRequest)(nil),      // 6: fhiranchor.v1.HistoryRequest
-	(*httpbody.HttpBody)(nil),   // 7: google.api.HttpBody
+	(*CapabilitiesRequest)(nil),      // 0: fhiranchor.v1.CapabilitiesRequest
+	(*CreateRequest)(nil),            // 1: fhiranchor.v1.CreateRequest
+	(*UpdateRequest)(nil),            // 2: fhiranchor.v1.UpdateRequest
+	(*ConditionalUpdateRequest)(nil), // 3: fhiranchor.v1.ConditionalUpdateRequest
+	(*PatchRequest)(nil),             // 4: fhiranchor.v1.PatchRequest
+	(*ConditionalDeleteRequest)(nil), // 5: fhiranchor.v1.ConditionalDeleteRequest
+	(*DeleteRequest)(nil),            // 6: fhiranchor.v1.DeleteRequest
+	(*ReadRequest)(nil),              // 7: fhiranchor.v1.ReadRequest
+	(*VReadRequest)(nil),             // 8: fhiranchor.v1.VReadRequest
+	(*HistoryRequest)(nil),           // 9: fhiranchor.v1.HistoryRequest
+	(*httpbody.HttpBody)(nil),        // 10: google.api.HttpBody
 }
 var file_fhiranchor_v1_fhir_proto_depIdxs = []int32{
-	7,  // 0: fhiranchor.v1.CreateRequest.body:type_name -> google.api.HttpBody
-	7,  // 1: fhiranchor.v1.UpdateRequest.body:type_name -> google.api.HttpBody
-	0,  // 2: fhiranchor.v1.FHIRService.Capabilities:input_type -> fhiranchor.v1.CapabilitiesRequest
-	7,  // 3: fhiranchor.v1.FHIRService.Transaction:input_type -> google.api.HttpBody
-	1,  // 4: fhiranchor.v1.FHIRService.Create:input_type -> fhiranchor.v1.CreateRequest
-	2,  // 5: fhiranchor.v1.FHIRService.Update:input_type -> fhiranchor.v1.UpdateRequest
-	3,  // 6: fhiranchor.v1.FHIRService.Delete:input_type -> fhiranchor.v1.DeleteRequest
-	4,  // 7: fhiranchor.v1.FHIRService.Read:input_type -> fhiranchor.v1.ReadRequest
-	5,  // 8: fhiranchor.v1.FHIRService.VRead:input_type -> fhiranchor.v1.VReadRequest
-	6,  // 9: fhiranchor.v1.FHIRService.History:input_type -> fhiranchor.v1.HistoryRequest
-	7,  // 10: fhiranchor.v1.FHIRService.Capabilities:output_type -> google.api.HttpBody
-	7,  // 11: fhiranchor.v1.FHIRService.Transaction:output_type -> google.api.HttpBody
-	7,  // 12: fhiranchor.v1.FHIRService.Create:output_type -> google.api.HttpBody
-	7,  // 13: fhiranchor.v1.FHIRService.Update:output_type -> google.api.HttpBody
-	7,  // 14: fhiranchor.v1.FHIRService.Delete:output_type -> google.api.HttpBody
-	7,  // 15: fhiranchor.v1.FHIRService.Read:output_type -> google.api.HttpBody
-	7,  // 16: fhiranchor.v1.FHIRService.VRead:output_type -> google.api.HttpBody
-	7,  // 17: fhiranchor.v1.FHIRService.History:output_type -> google.api.HttpBody
-	10, // [10:18] is the sub-list for method output_type
-	2,  // [2:10] is the sub-list for method input_type
-	2,  // [2:2] is the sub-list for extension type_name
-	2,  // [2:2] is the sub-list for extension extendee
-	0,  // [0:2] is the sub-list for field type_name
+	10, // 0: fhiranchor.v1.CreateRequest.body:type_name -> google.api.HttpBody
+	10, // 1: fhiranchor.v1.UpdateRequest.body:type_name -> google.api.HttpBody
+	10, // 2: fhiranchor.v1.ConditionalUpdateRequest.body:type_name -> google.api.HttpBody
+	10, // 3: fhiranchor.v1.PatchRequest.body:type_name -> google.api.HttpBody
+	0,  // 4: fhiranchor.v1.FHIRService.Capabilities:input_type -> fhiranchor.v1.CapabilitiesRequest
+	10, // 5: fhiranchor.v1.FHIRService.Transaction:input_type -> google.api.HttpBody
+	1,  // 6: fhiranchor.v1.FHIRService.Create:input_type -> fhiranchor.v1.CreateRequest
+	2,  // 7: fhiranchor.v1.FHIRService.Update:input_type -> fhiranchor.v1.UpdateRequest
+	3,  // 8: fhiranchor.v1.FHIRService.ConditionalUpdate:input_type -> fhiranchor.v1.ConditionalUpdateRequest
+	4,  // 9: fhiranchor.v1.FHIRService.Patch:input_type -> fhiranchor.v1.PatchRequest
+	6,  // 10: fhiranchor.v1.FHIRService.Delete:input_type -> fhiranchor.v1.DeleteRequest
+	5,  // 11: fhiranchor.v1.FHIRService.ConditionalDelete:input_type -> fhiranchor.v1.ConditionalDeleteRequest
+	7,  // 12: fhiranchor.v1.FHIRService.Read:input_type -> fhiranchor.v1.ReadRequest
+	8,  // 13: fhiranchor.v1.FHIRService.VRead:input_type -> fhiranchor.v1.VReadRequest
+	9,  // 14: fhiranchor.v1.FHIRService.History:input_type -> fhiranchor.v1.HistoryRequest
+	10, // 15: fhiranchor.v1.FHIRService.Capabilities:output_type -> google.api.HttpBody
+	10, // 16: fhiranchor.v1.FHIRService.Transaction:output_type -> google.api.HttpBody
+	10, // 17: fhiranchor.v1.FHIRService.Create:output_type -> google.api.HttpBody
+	10, // 18: fhiranchor.v1.FHIRService.Update:output_type -> google.api.HttpBody
+	10, // 19: fhiranchor.v1.FHIRService.ConditionalUpdate:output_type -> google.api.HttpBody
+	10, // 20: fhiranchor.v1.FHIRService.Patch:output_type -> google.api.HttpBody
+	10, // 21: fhiranchor.v1.FHIRService.Delete:output_type -> google.api.HttpBody
+	10, // 22: fhiranchor.v1.FHIRService.ConditionalDelete:output_type -> google.api.HttpBody
+	10, // 23: fhiranchor.v1.FHIRService.Read:output_type -> google.api.HttpBody
+	10, // 24: fhiranchor.v1.FHIRService.VRead:output_type -> google.api.HttpBody
+	10, // 25: fhiranchor.v1.FHIRService.History:output_type -> google.api.HttpBody
+	15, // [15:26] is the sub-list for method output_type
+	4,  // [4:15] is the sub-list for method input_type
+	4,  // [4:4] is the sub-list for extension type_name
+	4,  // [4:4] is the sub-list for extension extendee
+	0,  // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_fhiranchor_v1_fhir_proto_init() }
@@ -493,7 +699,7 @@ func file_fhiranchor_v1_fhir_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fhiranchor_v1_fhir_proto_rawDesc), len(file_fhiranchor_v1_fhir_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

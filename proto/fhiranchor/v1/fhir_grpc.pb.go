@@ -20,14 +20,17 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	FHIRService_Capabilities_FullMethodName = "/fhiranchor.v1.FHIRService/Capabilities"
-	FHIRService_Transaction_FullMethodName  = "/fhiranchor.v1.FHIRService/Transaction"
-	FHIRService_Create_FullMethodName       = "/fhiranchor.v1.FHIRService/Create"
-	FHIRService_Update_FullMethodName       = "/fhiranchor.v1.FHIRService/Update"
-	FHIRService_Delete_FullMethodName       = "/fhiranchor.v1.FHIRService/Delete"
-	FHIRService_Read_FullMethodName         = "/fhiranchor.v1.FHIRService/Read"
-	FHIRService_VRead_FullMethodName        = "/fhiranchor.v1.FHIRService/VRead"
-	FHIRService_History_FullMethodName      = "/fhiranchor.v1.FHIRService/History"
+	FHIRService_Capabilities_FullMethodName      = "/fhiranchor.v1.FHIRService/Capabilities"
+	FHIRService_Transaction_FullMethodName       = "/fhiranchor.v1.FHIRService/Transaction"
+	FHIRService_Create_FullMethodName            = "/fhiranchor.v1.FHIRService/Create"
+	FHIRService_Update_FullMethodName            = "/fhiranchor.v1.FHIRService/Update"
+	FHIRService_ConditionalUpdate_FullMethodName = "/fhiranchor.v1.FHIRService/ConditionalUpdate"
+	FHIRService_Patch_FullMethodName             = "/fhiranchor.v1.FHIRService/Patch"
+	FHIRService_Delete_FullMethodName            = "/fhiranchor.v1.FHIRService/Delete"
+	FHIRService_ConditionalDelete_FullMethodName = "/fhiranchor.v1.FHIRService/ConditionalDelete"
+	FHIRService_Read_FullMethodName              = "/fhiranchor.v1.FHIRService/Read"
+	FHIRService_VRead_FullMethodName             = "/fhiranchor.v1.FHIRService/VRead"
+	FHIRService_History_FullMethodName           = "/fhiranchor.v1.FHIRService/History"
 )
 
 // FHIRServiceClient is the client API for FHIRService service.
@@ -52,8 +55,22 @@ type FHIRServiceClient interface {
 	// Update stores a new version of the resource with the client-chosen id,
 	// creating it when it does not exist (version-aware when If-Match is set).
 	Update(ctx context.Context, in *UpdateRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error)
+	// ConditionalUpdate stores the resource under the one resource its
+	// criteria match: none creates it (under the body's id, or a new one),
+	// one updates it, several fail with 412 Precondition Failed. Over REST it
+	// is PUT [type]?[criteria].
+	ConditionalUpdate(ctx context.Context, in *ConditionalUpdateRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error)
+	// Patch applies a JSON Patch (RFC 6902, content type
+	// application/json-patch+json) to the current version of a resource and
+	// stores the result as its next version (version-aware when If-Match is
+	// set).
+	Patch(ctx context.Context, in *PatchRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error)
 	// Delete records a deletion as a new version of the resource.
 	Delete(ctx context.Context, in *DeleteRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error)
+	// ConditionalDelete deletes the one resource its criteria match: none
+	// changes nothing (204), several fail with 412 Precondition Failed. Over
+	// REST it is DELETE [type]?[criteria].
+	ConditionalDelete(ctx context.Context, in *ConditionalDeleteRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error)
 	// Read returns the current version of a resource.
 	Read(ctx context.Context, in *ReadRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error)
 	// VRead returns one version of a resource.
@@ -111,10 +128,40 @@ func (c *fHIRServiceClient) Update(ctx context.Context, in *UpdateRequest, opts 
 	return out, nil
 }
 
+func (c *fHIRServiceClient) ConditionalUpdate(ctx context.Context, in *ConditionalUpdateRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(httpbody.HttpBody)
+	err := c.cc.Invoke(ctx, FHIRService_ConditionalUpdate_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *fHIRServiceClient) Patch(ctx context.Context, in *PatchRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(httpbody.HttpBody)
+	err := c.cc.Invoke(ctx, FHIRService_Patch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *fHIRServiceClient) Delete(ctx context.Context, in *DeleteRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(httpbody.HttpBody)
 	err := c.cc.Invoke(ctx, FHIRService_Delete_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *fHIRServiceClient) ConditionalDelete(ctx context.Context, in *ConditionalDeleteRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(httpbody.HttpBody)
+	err := c.cc.Invoke(ctx, FHIRService_ConditionalDelete_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -173,8 +220,22 @@ type FHIRServiceServer interface {
 	// Update stores a new version of the resource with the client-chosen id,
 	// creating it when it does not exist (version-aware when If-Match is set).
 	Update(context.Context, *UpdateRequest) (*httpbody.HttpBody, error)
+	// ConditionalUpdate stores the resource under the one resource its
+	// criteria match: none creates it (under the body's id, or a new one),
+	// one updates it, several fail with 412 Precondition Failed. Over REST it
+	// is PUT [type]?[criteria].
+	ConditionalUpdate(context.Context, *ConditionalUpdateRequest) (*httpbody.HttpBody, error)
+	// Patch applies a JSON Patch (RFC 6902, content type
+	// application/json-patch+json) to the current version of a resource and
+	// stores the result as its next version (version-aware when If-Match is
+	// set).
+	Patch(context.Context, *PatchRequest) (*httpbody.HttpBody, error)
 	// Delete records a deletion as a new version of the resource.
 	Delete(context.Context, *DeleteRequest) (*httpbody.HttpBody, error)
+	// ConditionalDelete deletes the one resource its criteria match: none
+	// changes nothing (204), several fail with 412 Precondition Failed. Over
+	// REST it is DELETE [type]?[criteria].
+	ConditionalDelete(context.Context, *ConditionalDeleteRequest) (*httpbody.HttpBody, error)
 	// Read returns the current version of a resource.
 	Read(context.Context, *ReadRequest) (*httpbody.HttpBody, error)
 	// VRead returns one version of a resource.
@@ -204,8 +265,17 @@ func (UnimplementedFHIRServiceServer) Create(context.Context, *CreateRequest) (*
 func (UnimplementedFHIRServiceServer) Update(context.Context, *UpdateRequest) (*httpbody.HttpBody, error) {
 	return nil, status.Error(codes.Unimplemented, "method Update not implemented")
 }
+func (UnimplementedFHIRServiceServer) ConditionalUpdate(context.Context, *ConditionalUpdateRequest) (*httpbody.HttpBody, error) {
+	return nil, status.Error(codes.Unimplemented, "method ConditionalUpdate not implemented")
+}
+func (UnimplementedFHIRServiceServer) Patch(context.Context, *PatchRequest) (*httpbody.HttpBody, error) {
+	return nil, status.Error(codes.Unimplemented, "method Patch not implemented")
+}
 func (UnimplementedFHIRServiceServer) Delete(context.Context, *DeleteRequest) (*httpbody.HttpBody, error) {
 	return nil, status.Error(codes.Unimplemented, "method Delete not implemented")
+}
+func (UnimplementedFHIRServiceServer) ConditionalDelete(context.Context, *ConditionalDeleteRequest) (*httpbody.HttpBody, error) {
+	return nil, status.Error(codes.Unimplemented, "method ConditionalDelete not implemented")
 }
 func (UnimplementedFHIRServiceServer) Read(context.Context, *ReadRequest) (*httpbody.HttpBody, error) {
 	return nil, status.Error(codes.Unimplemented, "method Read not implemented")
@@ -309,6 +379,42 @@ func _FHIRService_Update_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FHIRService_ConditionalUpdate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConditionalUpdateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FHIRServiceServer).ConditionalUpdate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FHIRService_ConditionalUpdate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FHIRServiceServer).ConditionalUpdate(ctx, req.(*ConditionalUpdateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FHIRService_Patch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FHIRServiceServer).Patch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FHIRService_Patch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FHIRServiceServer).Patch(ctx, req.(*PatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _FHIRService_Delete_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(DeleteRequest)
 	if err := dec(in); err != nil {
@@ -323,6 +429,24 @@ func _FHIRService_Delete_Handler(srv interface{}, ctx context.Context, dec func(
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(FHIRServiceServer).Delete(ctx, req.(*DeleteRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FHIRService_ConditionalDelete_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConditionalDeleteRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FHIRServiceServer).ConditionalDelete(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FHIRService_ConditionalDelete_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FHIRServiceServer).ConditionalDelete(ctx, req.(*ConditionalDeleteRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -405,8 +529,20 @@ var FHIRService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _FHIRService_Update_Handler,
 		},
 		{
+			MethodName: "ConditionalUpdate",
+			Handler:    _FHIRService_ConditionalUpdate_Handler,
+		},
+		{
+			MethodName: "Patch",
+			Handler:    _FHIRService_Patch_Handler,
+		},
+		{
 			MethodName: "Delete",
 			Handler:    _FHIRService_Delete_Handler,
+		},
+		{
+			MethodName: "ConditionalDelete",
+			Handler:    _FHIRService_ConditionalDelete_Handler,
 		},
 		{
 			MethodName: "Read",
