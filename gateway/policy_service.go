@@ -40,6 +40,8 @@ type policyService struct {
 	log    *slog.Logger
 	now    func() time.Time
 
+	timeout time.Duration // of one decision; zero means policy.DefaultTimeout
+
 	mu sync.Mutex // serialises activations in this process
 	// active is the activation the engine runs, with its leaf index.
 	active     access.PolicyActivation
@@ -48,8 +50,8 @@ type policyService struct {
 
 // newPolicyService loads the active policy version, storing and activating
 // the embedded default on first start, and returns the engine running it.
-func newPolicyService(ctx context.Context, v *vault.Sealed, ac *access.Control, log *slog.Logger, now func() time.Time) (*policyService, error) {
-	s := &policyService{vault: v, access: ac, log: log, now: now}
+func newPolicyService(ctx context.Context, v *vault.Sealed, ac *access.Control, log *slog.Logger, now func() time.Time, timeout time.Duration) (*policyService, error) {
+	s := &policyService{vault: v, access: ac, log: log, now: now, timeout: timeout}
 	act, seq, err := s.latest(ctx)
 	if err != nil {
 		return nil, err
@@ -63,7 +65,7 @@ func newPolicyService(ctx context.Context, v *vault.Sealed, ac *access.Control, 
 	if err != nil {
 		return nil, err
 	}
-	engine, err := policy.New(ctx, policy.Config{Bundle: files.FS(), Revision: act.Revision})
+	engine, err := policy.New(ctx, policy.Config{Bundle: files.FS(), Revision: act.Revision, Timeout: s.timeout})
 	if err != nil {
 		return nil, fmt.Errorf("load active policy version %d: %w", act.Version, err)
 	}
@@ -177,16 +179,23 @@ func (s *policyService) sync(ctx context.Context) error {
 	if err != nil || seq == 0 {
 		return err
 	}
+	return s.follow(ctx, act, seq)
+}
+
+// follow runs the activation at leaf seq unless this process already runs
+// it or a newer one: a sync that read the log before an activation made in
+// this process (a rollback, say) must not undo it when it gets the lock.
+func (s *policyService) follow(ctx context.Context, act access.PolicyActivation, seq int64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if seq == s.activeLeaf {
+	if seq <= s.activeLeaf {
 		return nil
 	}
 	_, files, err := s.load(ctx, act.Version)
 	if err != nil {
 		return err
 	}
-	engine, err := policy.New(ctx, policy.Config{Bundle: files.FS(), Revision: act.Revision})
+	engine, err := policy.New(ctx, policy.Config{Bundle: files.FS(), Revision: act.Revision, Timeout: s.timeout})
 	if err != nil {
 		return fmt.Errorf("load policy version %d activated elsewhere: %w", act.Version, err)
 	}
@@ -320,7 +329,7 @@ func (s *policyService) activate(ctx context.Context, version int64, rollback bo
 	if err != nil {
 		return nil, err
 	}
-	engine, err := vetted(ctx, files, p.Revision)
+	engine, err := vetted(ctx, files, p.Revision, s.timeout)
 	if err != nil {
 		return nil, policyRefusal(err)
 	}
@@ -345,8 +354,8 @@ func (s *policyService) activate(ctx context.Context, version int64, rollback bo
 
 // vetted compiles a stored version and runs its tests, as an activation
 // must: an engine over a bundle whose tests fail is never swapped in.
-func vetted(ctx context.Context, files policy.Files, revision string) (*policy.Engine, error) {
-	engine, err := policy.New(ctx, policy.Config{Bundle: files.FS(), Revision: revision})
+func vetted(ctx context.Context, files policy.Files, revision string, timeout time.Duration) (*policy.Engine, error) {
+	engine, err := policy.New(ctx, policy.Config{Bundle: files.FS(), Revision: revision, Timeout: timeout})
 	if err != nil {
 		return nil, err
 	}
@@ -405,7 +414,7 @@ func (s *policyService) Evaluate(ctx context.Context, req *fhiranchorv1.Evaluate
 		if err != nil {
 			return nil, err
 		}
-		if engine, err = policy.New(ctx, policy.Config{Bundle: files.FS(), Revision: p.Revision}); err != nil {
+		if engine, err = policy.New(ctx, policy.Config{Bundle: files.FS(), Revision: p.Revision, Timeout: s.timeout}); err != nil {
 			return nil, policyRefusal(err)
 		}
 		version = v

@@ -47,6 +47,9 @@ type Config struct {
 	// API (off with WithoutPolicy: nobody may be counted without consent
 	// decisions).
 	Research ResearchConfig
+	// PolicyTimeout bounds one consent decision (an evaluation that runs
+	// longer denies); zero means policy.DefaultTimeout.
+	PolicyTimeout time.Duration
 	// Limits bound what clients may make the gateway hold: bodies in
 	// flight, rates, concurrency, Bundle entries, deadlines, header size.
 	// Zero fields take their defaults.
@@ -149,7 +152,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	if !cfg.WithoutPolicy {
 		svc.access = access.New(access.Config{Vault: deps.Vault, Log: log, Now: time.Now})
 		svc.writer.access = svc.access
-		if policies, err = newPolicyService(ctx, deps.Vault, svc.access, log, time.Now); err != nil {
+		if policies, err = newPolicyService(ctx, deps.Vault, svc.access, log, time.Now, cfg.PolicyTimeout); err != nil {
 			return nil, err
 		}
 	}

@@ -164,7 +164,10 @@ func (g *Gateway) start(t testing.TB) {
 		limits.MaxConcurrentPerClient = -1
 	}
 	srv, err := gateway.New(ctx, gateway.Config{HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0", MaxBodyBytes: opt.MaxBodyBytes,
-		WithoutPolicy: opt.WithoutPolicy, Research: opt.Research, Limits: limits},
+		WithoutPolicy: opt.WithoutPolicy, Research: opt.Research, Limits: limits,
+		// Tests share two cores with other packages' tests: a decision that
+		// waits for a core must not turn into a timeout denial.
+		PolicyTimeout: 10 * time.Second},
 		gateway.Deps{Vault: g.Vault, Verifier: auth.NewVerifier(auth.DevKeySet(g.key), auth.Config{}), Log: g.Log, Logger: log})
 	if err != nil {
 		t.Fatal(err)
