@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -494,79 +493,47 @@ func (a *auditor) checkRecord(ctx context.Context, l, rec vault.Leaf) {
 		a.find(tableRecords, seq, l.Ref, problemRecordCommit)
 		return // nothing the record says can be trusted
 	}
-	var body struct {
-		Kind     string      `json:"kind"`
-		Time     string      `json:"time"`
-		Client   *string     `json:"client"`
-		Patient  *string     `json:"patient"`
-		Consent  string      `json:"consent"`
-		Version  int64       `json:"version"`
-		Revision string      `json:"revision"`
-		Erased   string      `json:"erased"`
-		ErasedAt string      `json:"erasedAt"`
-		Versions json.Number `json:"versions"`
-		Resource string      `json:"resource"`
-		Source   string      `json:"source"`
-		Output   string      `json:"output"`
-	}
-	if err := json.Unmarshal(rec.Record, &body); err != nil {
+	// The record is read as the type its kind names (access.Decode is
+	// strict): a committed record of no kind its leaf type holds was made
+	// by something other than the gateway.
+	kind, decoded, err := access.Decode(rec.Record)
+	if err != nil || kind.LeafType() != typ {
 		a.find(tableRecords, seq, l.Ref, problemRecordJSON)
 		return
 	}
-	if kind, _, err := access.Decode(rec.Record); err != nil || kind.LeafType() != typ {
-		// Committed, but not a record of a kind this leaf type holds: made
-		// by something other than the gateway.
-		a.find(tableRecords, seq, l.Ref, problemRecordJSON)
-	}
-	at := body.Time
-	if typ == anchor.LeafErasure {
-		at = body.ErasedAt
+	var at, client, subject, ref string
+	checkSubject := true
+	switch r := decoded.(type) {
+	case *access.ConsentEvent:
+		at, client = r.Time, r.Client
+		subject, ref = r.Patient, "consent-event/"+r.Consent
+	case *access.PolicyActivation:
+		at, client = r.Time, r.Client
+		subject, ref = "", "policy-activation/"+strconv.FormatInt(r.Version, 10)
+		a.activations = append(a.activations, activation{seq: seq, ref: l.Ref, version: r.Version, revision: r.Revision})
+	case *access.Decision:
+		at, client = r.Time, r.Client
+		subject, ref = r.Patient, "access-decision"
+	case *access.ResearchDecision:
+		at, client = r.Time, r.Client
+		subject, ref = access.ResearchSubject, "access-decision"
+	case *access.Erasure:
+		at, client = r.ErasedAt, r.Client // erasures made before records had kinds name no client
+		subject, ref = r.Erased, "erasure/"+r.Erased
+		if r.Versions != int64(len(a.erased[r.Erased])) {
+			a.find(tableRecords, seq, l.Ref, problemErasureCount)
+		}
+		delete(a.erased, r.Erased)
+	case *access.Deidentification:
+		at = r.Time
+		ref, checkSubject = "deidentification/"+r.Resource, false
+		a.checkCopy(seq, l.Ref, rec.Subject, r)
 	}
 	if t, err := time.Parse(time.RFC3339Nano, at); err != nil || !t.Truncate(time.Microsecond).Equal(rec.Time) {
 		a.find(tableRecords, seq, l.Ref, problemRecordTime)
 	}
-	if body.Client != nil && *body.Client != rec.Actor {
+	if client != "" && client != rec.Actor {
 		a.find(tableRecords, seq, l.Ref, problemRecordActor)
-	}
-	var subject, ref string
-	checkSubject := true
-	switch typ {
-	case anchor.LeafConsentEvent:
-		subject, ref = deref(body.Patient), "consent-event/"+body.Consent
-	case anchor.LeafPolicyActivation:
-		subject, ref = "", "policy-activation/"+strconv.FormatInt(body.Version, 10)
-		a.activations = append(a.activations, activation{seq: seq, ref: l.Ref, version: body.Version, revision: body.Revision})
-	case anchor.LeafAccessDecision:
-		subject, ref = access.ResearchSubject, "access-decision"
-		if body.Patient != nil {
-			subject = *body.Patient
-		}
-	case anchor.LeafErasure:
-		subject, ref = body.Erased, "erasure/"+body.Erased
-		covered := a.erased[body.Erased]
-		if n, err := body.Versions.Int64(); err != nil || n != int64(len(covered)) {
-			a.find(tableRecords, seq, l.Ref, problemErasureCount)
-		}
-		delete(a.erased, body.Erased)
-	case anchor.LeafDeidentification:
-		ref, checkSubject = "deidentification/"+body.Resource, false
-		p := a.copies[body.Source]
-		if p == nil {
-			break // its version was erased since, or is missing (found above)
-		}
-		delete(a.copies, body.Source)
-		if rec.Subject != p.subject {
-			a.find(tableRecords, seq, l.Ref, problemRecordSubject)
-		}
-		if body.Resource != access.Ref(a.v, p.ref) {
-			a.find(tableRecords, seq, l.Ref, problemDeidResource)
-		}
-		switch {
-		case p.hash == "":
-			a.find(tableVersions, p.seq, p.ref, problemCopyMissing)
-		case p.hash != body.Output:
-			a.find(tableVersions, p.seq, p.ref, problemCopyHash)
-		}
 	}
 	if checkSubject && rec.Subject != subject {
 		a.find(tableRecords, seq, l.Ref, problemRecordSubject)
@@ -576,11 +543,27 @@ func (a *auditor) checkRecord(ctx context.Context, l, rec vault.Leaf) {
 	}
 }
 
-func deref(s *string) string {
-	if s == nil {
-		return ""
+// checkCopy checks the research copy a de-identification record names (by
+// its source commitment) against the record: same patient, same version,
+// same hash.
+func (a *auditor) checkCopy(seq int64, leafRef, subject string, r *access.Deidentification) {
+	p := a.copies[r.Source]
+	if p == nil {
+		return // its version was erased since, or is missing (found above)
 	}
-	return *s
+	delete(a.copies, r.Source)
+	if subject != p.subject {
+		a.find(tableRecords, seq, leafRef, problemRecordSubject)
+	}
+	if r.Resource != access.Ref(a.v, p.ref) {
+		a.find(tableRecords, seq, leafRef, problemDeidResource)
+	}
+	switch {
+	case p.hash == "":
+		a.find(tableVersions, p.seq, p.ref, problemCopyMissing)
+	case p.hash != r.Output:
+		a.find(tableVersions, p.seq, p.ref, problemCopyHash)
+	}
 }
 
 // finishLog reports what the log walk left open: copies without a record,
