@@ -162,6 +162,20 @@ func Decode(data []byte) (any, error) {
 	return v, nil
 }
 
+// DecodeObject is Decode for a JSON object, such as a stored resource: its
+// tree, or an error wrapping ErrInvalidJSON.
+func DecodeObject(data []byte) (map[string]any, error) {
+	v, err := Decode(data)
+	if err != nil {
+		return nil, err
+	}
+	tree, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("%w: not a JSON object", ErrInvalidJSON)
+	}
+	return tree, nil
+}
+
 // syntaxHint describes a decoding error by position only; encoding/json's own
 // messages can quote input bytes.
 func syntaxHint(err error) string {

@@ -425,7 +425,7 @@ func (a *auditor) checkVersion(ctx context.Context, r vault.Record, l *vault.Lea
 	if !bytes.Equal(anchor.Commit(anchor.LeafResourceVersion, ver.Salt, ver.Body), r.Commitment) {
 		a.find(tableVersions, seq, ref, problemCommitment)
 	}
-	tree, err := decodeTree(ver.Body)
+	tree, err := fhir.DecodeObject(ver.Body)
 	if err != nil {
 		a.find(tableVersions, seq, ref, problemNotCanonical)
 		return nil

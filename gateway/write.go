@@ -549,7 +549,7 @@ func storedPatient(ctx context.Context, tx *vault.SealedTx, compartment string) 
 	if v.Deleted {
 		return nil, nil
 	}
-	tree, err := decodeTree(v.Body)
+	tree, err := fhir.DecodeObject(v.Body)
 	if err != nil {
 		return nil, fmt.Errorf("decode the patient of a research copy: %w", err)
 	}
@@ -731,15 +731,3 @@ func parseETag(s string) (int64, bool) {
 	return v, err == nil && v > 0
 }
 
-// decodeTree decodes a stored resource into its JSON tree.
-func decodeTree(data []byte) (map[string]any, error) {
-	v, err := fhir.Decode(data)
-	if err != nil {
-		return nil, err
-	}
-	tree, ok := v.(map[string]any)
-	if !ok {
-		return nil, errors.New("not a JSON object")
-	}
-	return tree, nil
-}

@@ -204,7 +204,7 @@ func (s *Service) apply(ctx context.Context, rec vault.Record) error {
 	}
 	var tree map[string]any
 	if err == nil {
-		tree, err = decodeTree(data)
+		tree, err = fhir.DecodeObject(data)
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -295,15 +295,3 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 }
 
-// decodeTree decodes a stored copy.
-func decodeTree(data []byte) (map[string]any, error) {
-	v, err := fhir.Decode(data)
-	if err != nil {
-		return nil, err
-	}
-	tree, ok := v.(map[string]any)
-	if !ok {
-		return nil, errors.New("not a JSON object")
-	}
-	return tree, nil
-}
