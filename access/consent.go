@@ -141,19 +141,9 @@ func FactsOfConsent(tree map[string]any, deleted bool) ConsentFacts {
 
 // PreviousConsent reads the facts of the version a Consent write replaces.
 func PreviousConsent(ctx context.Context, tx *vault.SealedTx, id string) (ConsentFacts, error) {
-	v, err := tx.Read(ctx, "Consent", id)
-	if errors.Is(err, vault.ErrNotFound) || errors.Is(err, vault.ErrErased) {
-		return ConsentFacts{}, nil
-	}
-	if err != nil {
-		return ConsentFacts{}, fmt.Errorf("read previous consent: %w", err)
-	}
-	if v.Deleted {
-		return ConsentFacts{}, nil
-	}
-	var tree map[string]any
-	if err := json.Unmarshal(v.Body, &tree); err != nil {
-		return ConsentFacts{}, fmt.Errorf("decode previous consent: %w", err)
+	tree, err := stored(ctx, tx, "Consent", id)
+	if err != nil || tree == nil {
+		return ConsentFacts{}, err
 	}
 	return FactsOfConsent(tree, false), nil
 }

@@ -2,7 +2,6 @@ package access
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -138,30 +137,12 @@ func actingFor(ctx context.Context, r Reader, actor string) ([]string, error) {
 	if !ok || id == "" {
 		return nil, nil
 	}
-	v, err := r.Read(ctx, "PractitionerRole", id)
-	if errors.Is(err, vault.ErrNotFound) || errors.Is(err, vault.ErrErased) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read the actor's PractitionerRole: %w", err)
-	}
-	if v.Deleted {
-		return nil, nil
-	}
-	var role struct {
-		Active       *bool `json:"active"`
-		Practitioner struct {
-			Reference string `json:"reference"`
-		} `json:"practitioner"`
-		Organization struct {
-			Reference string `json:"reference"`
-		} `json:"organization"`
-	}
-	if err := json.Unmarshal(v.Body, &role); err != nil {
-		return nil, fmt.Errorf("decode the actor's PractitionerRole: %w", err)
+	role, err := stored(ctx, r, "PractitionerRole", id)
+	if err != nil || role == nil {
+		return nil, err
 	}
 	var out []string
-	for _, ref := range []string{role.Practitioner.Reference, role.Organization.Reference} {
+	for _, ref := range []string{refOf(role, "practitioner"), refOf(role, "organization")} {
 		if ref != "" {
 			out = append(out, ref)
 		}

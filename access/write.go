@@ -2,8 +2,6 @@ package access
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -229,7 +227,7 @@ func organizations(ctx context.Context, tx *vault.SealedTx, patient string, ws [
 	}
 	for _, w := range ws {
 		if w.Type == "Patient" && w.ID == id && w.Tree != nil {
-			if next := orgRef(w.Tree); !exists || next != stored {
+			if next := refOf(w.Tree, "managingOrganization"); !exists || next != stored {
 				orgs = append(orgs, next)
 			}
 		}
@@ -240,29 +238,14 @@ func organizations(ctx context.Context, tx *vault.SealedTx, patient string, ws [
 	return orgs, nil
 }
 
-// storedOrganization reads the stored Patient's managingOrganization.
+// storedOrganization reads the stored Patient's managingOrganization, and
+// whether there is a stored Patient.
 func storedOrganization(ctx context.Context, tx *vault.SealedTx, id string) (string, bool, error) {
-	v, err := tx.Read(ctx, "Patient", id)
-	if errors.Is(err, vault.ErrNotFound) || errors.Is(err, vault.ErrErased) {
-		return "", false, nil
+	patient, err := stored(ctx, tx, "Patient", id)
+	if err != nil || patient == nil {
+		return "", false, err
 	}
-	if err != nil {
-		return "", false, fmt.Errorf("read patient: %w", err)
-	}
-	if v.Deleted {
-		return "", false, nil
-	}
-	var tree map[string]any
-	if err := json.Unmarshal(v.Body, &tree); err != nil {
-		return "", false, fmt.Errorf("decode patient: %w", err)
-	}
-	return orgRef(tree), true, nil
-}
-
-func orgRef(patient map[string]any) string {
-	m, _ := patient["managingOrganization"].(map[string]any)
-	ref, _ := m["reference"].(string)
-	return ref
+	return refOf(patient, "managingOrganization"), true, nil
 }
 
 // affiliation reports whether resources of typ say who acts for which
@@ -280,20 +263,15 @@ func (c *Control) affiliationWrite(ctx context.Context, tx *vault.SealedTx, call
 	case "Organization":
 		own = "Organization/"+w.ID == caller.Organization
 	case "PractitionerRole":
-		v, err := tx.Read(ctx, "PractitionerRole", w.ID)
-		switch {
-		case errors.Is(err, vault.ErrNotFound) || errors.Is(err, vault.ErrErased):
-		case err != nil:
-			return Outcome{}, fmt.Errorf("read the stored PractitionerRole: %w", err)
-		case !v.Deleted:
-			var stored map[string]any
-			if err := json.Unmarshal(v.Body, &stored); err != nil {
-				return Outcome{}, fmt.Errorf("decode the stored PractitionerRole: %w", err)
-			}
-			own = orgOf(stored) == caller.Organization
+		role, err := stored(ctx, tx, "PractitionerRole", w.ID)
+		if err != nil {
+			return Outcome{}, err
+		}
+		if role != nil {
+			own = refOf(role, "organization") == caller.Organization
 		}
 		if w.Tree != nil {
-			own = own && orgOf(w.Tree) == caller.Organization
+			own = own && refOf(w.Tree, "organization") == caller.Organization
 		}
 	}
 	if !own {
@@ -303,11 +281,4 @@ func (c *Control) affiliationWrite(ctx context.Context, tx *vault.SealedTx, call
 	out.Allow = true
 	out.Reasons = []string{"affiliation: written by its own organization"}
 	return out, nil
-}
-
-// orgOf returns a PractitionerRole's organization reference.
-func orgOf(role map[string]any) string {
-	m, _ := role["organization"].(map[string]any)
-	ref, _ := m["reference"].(string)
-	return ref
 }

@@ -730,4 +730,3 @@ func parseETag(s string) (int64, bool) {
 	v, err := strconv.ParseInt(s, 10, 64)
 	return v, err == nil && v > 0
 }
-

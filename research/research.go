@@ -294,4 +294,3 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 	}
 }
-
