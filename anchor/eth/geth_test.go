@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ethereum/go-ethereum/ethclient"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/fhiranchor/fhiranchor/anchor"
@@ -89,16 +90,36 @@ func TestGeth(t *testing.T) {
 
 	as, ins, lats := anchorAll(t, c, anchor.Anchor{}, 10)
 	t.Logf("Submit to mined receipt over 10 anchors: median %v, max %v", median(lats), slices.Max(lats))
+	// geth --dev may seal blocks of its own between anchors, so the oracle
+	// for confirmations is the node's head, read over a separate client
+	// before and after each lookup.
+	rpc, err := ethclient.DialContext(ctx, g.RPCURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rpc.Close()
 	for i, a := range as {
+		before, err := rpc.BlockNumber(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
 		got, in, err := c.Lookup(ctx, a.Seq)
 		if err != nil {
 			t.Fatalf("Lookup(%d): %v", a.Seq, err)
 		}
-		if got != a || in.TxHash != ins[i].TxHash || in.BlockHash != ins[i].BlockHash {
+		after, err := rpc.BlockNumber(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != a || in.TxHash != ins[i].TxHash || in.BlockHash != ins[i].BlockHash || in.BlockNumber != ins[i].BlockNumber {
 			t.Errorf("Lookup(%d) = %+v, %+v; want %+v in %+v", a.Seq, got, in, a, ins[i])
 		}
-		if want := uint64(len(as) - i); in.Confirmations != want {
-			t.Errorf("Lookup(%d).Confirmations = %d, want %d", a.Seq, in.Confirmations, want)
+		if i > 0 && ins[i].BlockNumber <= ins[i-1].BlockNumber {
+			t.Errorf("anchor %d in block %d, not after anchor %d's block %d", a.Seq, ins[i].BlockNumber, as[i-1].Seq, ins[i-1].BlockNumber)
+		}
+		lo, hi := before-in.BlockNumber+1, after-in.BlockNumber+1
+		if in.Confirmations < lo || in.Confirmations > hi {
+			t.Errorf("Lookup(%d).Confirmations = %d, want head-block+1 in [%d, %d]", a.Seq, in.Confirmations, lo, hi)
 		}
 	}
 	for i, in := range ins {
