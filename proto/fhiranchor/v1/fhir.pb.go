@@ -577,6 +577,199 @@ func (x *HistoryRequest) GetId() string {
 	return ""
 }
 
+// SearchRequest carries a FHIR search on one type ("" for a system search).
+type SearchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Type  string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	// The search parameters as a URL query string, such as
+	// "name=smith&_count=10"; over REST, the request's query (less _format
+	// and _pretty).
+	Query string `protobuf:"bytes,2,opt,name=query,proto3" json:"query,omitempty"`
+	// A form body (application/x-www-form-urlencoded) of a POST _search; its
+	// parameters are added to query's.
+	Body          *httpbody.HttpBody `protobuf:"bytes,3,opt,name=body,proto3" json:"body,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SearchRequest) Reset() {
+	*x = SearchRequest{}
+	mi := &file_fhiranchor_v1_fhir_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SearchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SearchRequest) ProtoMessage() {}
+
+func (x *SearchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fhiranchor_v1_fhir_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SearchRequest.ProtoReflect.Descriptor instead.
+func (*SearchRequest) Descriptor() ([]byte, []int) {
+	return file_fhiranchor_v1_fhir_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *SearchRequest) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *SearchRequest) GetQuery() string {
+	if x != nil {
+		return x.Query
+	}
+	return ""
+}
+
+func (x *SearchRequest) GetBody() *httpbody.HttpBody {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+// CompartmentSearchRequest carries a search of one type within the
+// compartment of Patient id.
+type CompartmentSearchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Type  string                 `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	// See SearchRequest.query.
+	Query string `protobuf:"bytes,3,opt,name=query,proto3" json:"query,omitempty"`
+	// See SearchRequest.body.
+	Body          *httpbody.HttpBody `protobuf:"bytes,4,opt,name=body,proto3" json:"body,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompartmentSearchRequest) Reset() {
+	*x = CompartmentSearchRequest{}
+	mi := &file_fhiranchor_v1_fhir_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompartmentSearchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompartmentSearchRequest) ProtoMessage() {}
+
+func (x *CompartmentSearchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fhiranchor_v1_fhir_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompartmentSearchRequest.ProtoReflect.Descriptor instead.
+func (*CompartmentSearchRequest) Descriptor() ([]byte, []int) {
+	return file_fhiranchor_v1_fhir_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *CompartmentSearchRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *CompartmentSearchRequest) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *CompartmentSearchRequest) GetQuery() string {
+	if x != nil {
+		return x.Query
+	}
+	return ""
+}
+
+func (x *CompartmentSearchRequest) GetBody() *httpbody.HttpBody {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+// EverythingRequest names the patient of a $everything.
+type EverythingRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// _since, _type and _count as a URL query string; over REST, the
+	// request's query.
+	Query         string `protobuf:"bytes,2,opt,name=query,proto3" json:"query,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EverythingRequest) Reset() {
+	*x = EverythingRequest{}
+	mi := &file_fhiranchor_v1_fhir_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EverythingRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EverythingRequest) ProtoMessage() {}
+
+func (x *EverythingRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fhiranchor_v1_fhir_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EverythingRequest.ProtoReflect.Descriptor instead.
+func (*EverythingRequest) Descriptor() ([]byte, []int) {
+	return file_fhiranchor_v1_fhir_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *EverythingRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *EverythingRequest) GetQuery() string {
+	if x != nil {
+		return x.Query
+	}
+	return ""
+}
+
 var File_fhiranchor_v1_fhir_proto protoreflect.FileDescriptor
 
 const file_fhiranchor_v1_fhir_proto_rawDesc = "" +
@@ -614,11 +807,28 @@ const file_fhiranchor_v1_fhir_proto_rawDesc = "" +
 	"version_id\x18\x03 \x01(\tR\tversionId\"4\n" +
 	"\x0eHistoryRequest\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x0e\n" +
-	"\x02id\x18\x02 \x01(\tR\x02id2\xcc\b\n" +
-	"\vFHIRService\x12c\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\"c\n" +
+	"\rSearchRequest\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x14\n" +
+	"\x05query\x18\x02 \x01(\tR\x05query\x12(\n" +
+	"\x04body\x18\x03 \x01(\v2\x14.google.api.HttpBodyR\x04body\"~\n" +
+	"\x18CompartmentSearchRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type\x12\x14\n" +
+	"\x05query\x18\x03 \x01(\tR\x05query\x12(\n" +
+	"\x04body\x18\x04 \x01(\v2\x14.google.api.HttpBodyR\x04body\"9\n" +
+	"\x11EverythingRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05query\x18\x02 \x01(\tR\x05query2\x9c\r\n" +
+	"\vFHIRService\x12v\n" +
+	"\x06Search\x12\x1c.fhiranchor.v1.SearchRequest\x1a\x14.google.api.HttpBody\"8\x82\xd3\xe4\x93\x022Z\x1f:\x04body\"\x17/fhir/r4/{type}/_search\x12\x0f/fhir/r4/{type}\x12T\n" +
+	"\fSearchSystem\x12\x1c.fhiranchor.v1.SearchRequest\x1a\x14.google.api.HttpBody\"\x10\x82\xd3\xe4\x93\x02\n" +
+	"\x12\b/fhir/r4\x12\xa6\x01\n" +
+	"\x11SearchCompartment\x12'.fhiranchor.v1.CompartmentSearchRequest\x1a\x14.google.api.HttpBody\"R\x82\xd3\xe4\x93\x02LZ,:\x04body\"$/fhir/r4/Patient/{id}/{type}/_search\x12\x1c/fhir/r4/Patient/{id}/{type}\x12c\n" +
 	"\fCapabilities\x12\".fhiranchor.v1.CapabilitiesRequest\x1a\x14.google.api.HttpBody\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/fhir/r4/metadata\x12N\n" +
 	"\vTransaction\x12\x14.google.api.HttpBody\x1a\x14.google.api.HttpBody\"\x13\x82\xd3\xe4\x93\x02\r:\x01*\"\b/fhir/r4\x12[\n" +
-	"\x06Create\x12\x1c.fhiranchor.v1.CreateRequest\x1a\x14.google.api.HttpBody\"\x1d\x82\xd3\xe4\x93\x02\x17:\x04body\"\x0f/fhir/r4/{type}\x12`\n" +
+	"\x06Create\x12\x1c.fhiranchor.v1.CreateRequest\x1a\x14.google.api.HttpBody\"\x1d\x82\xd3\xe4\x93\x02\x17:\x04body\"\x0f/fhir/r4/{type}\x12f\n" +
+	"\x10SearchSystemPost\x12\x1c.fhiranchor.v1.SearchRequest\x1a\x14.google.api.HttpBody\"\x1e\x82\xd3\xe4\x93\x02\x18:\x04body\"\x10/fhir/r4/_search\x12`\n" +
 	"\x06Update\x12\x1c.fhiranchor.v1.UpdateRequest\x1a\x14.google.api.HttpBody\"\"\x82\xd3\xe4\x93\x02\x1c:\x04body\x1a\x14/fhir/r4/{type}/{id}\x12q\n" +
 	"\x11ConditionalUpdate\x12'.fhiranchor.v1.ConditionalUpdateRequest\x1a\x14.google.api.HttpBody\"\x1d\x82\xd3\xe4\x93\x02\x17:\x04body\x1a\x0f/fhir/r4/{type}\x12^\n" +
 	"\x05Patch\x12\x1b.fhiranchor.v1.PatchRequest\x1a\x14.google.api.HttpBody\"\"\x82\xd3\xe4\x93\x02\x1c:\x04body2\x14/fhir/r4/{type}/{id}\x12Z\n" +
@@ -626,7 +836,9 @@ const file_fhiranchor_v1_fhir_proto_rawDesc = "" +
 	"\x11ConditionalDelete\x12'.fhiranchor.v1.ConditionalDeleteRequest\x1a\x14.google.api.HttpBody\"\x17\x82\xd3\xe4\x93\x02\x11*\x0f/fhir/r4/{type}\x12V\n" +
 	"\x04Read\x12\x1a.fhiranchor.v1.ReadRequest\x1a\x14.google.api.HttpBody\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/fhir/r4/{type}/{id}\x12n\n" +
 	"\x05VRead\x12\x1b.fhiranchor.v1.VReadRequest\x1a\x14.google.api.HttpBody\"2\x82\xd3\xe4\x93\x02,\x12*/fhir/r4/{type}/{id}/_history/{version_id}\x12e\n" +
-	"\aHistory\x12\x1d.fhiranchor.v1.HistoryRequest\x1a\x14.google.api.HttpBody\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/fhir/r4/{type}/{id}/_historyBCZAgithub.com/fhiranchor/fhiranchor/proto/fhiranchor/v1;fhiranchorv1b\x06proto3"
+	"\aHistory\x12\x1d.fhiranchor.v1.HistoryRequest\x1a\x14.google.api.HttpBody\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/fhir/r4/{type}/{id}/_history\x12o\n" +
+	"\n" +
+	"Everything\x12 .fhiranchor.v1.EverythingRequest\x1a\x14.google.api.HttpBody\")\x82\xd3\xe4\x93\x02#\x12!/fhir/r4/Patient/{id}/$everythingBCZAgithub.com/fhiranchor/fhiranchor/proto/fhiranchor/v1;fhiranchorv1b\x06proto3"
 
 var (
 	file_fhiranchor_v1_fhir_proto_rawDescOnce sync.Once
@@ -640,7 +852,7 @@ func file_fhiranchor_v1_fhir_proto_rawDescGZIP() []byte {
 	return file_fhiranchor_v1_fhir_proto_rawDescData
 }
 
-var file_fhiranchor_v1_fhir_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_fhiranchor_v1_fhir_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_fhiranchor_v1_fhir_proto_goTypes = []any{
 	(*CapabilitiesRequest)(nil),      // 0: fhiranchor.v1.CapabilitiesRequest
 	(*CreateRequest)(nil),            // 1: fhiranchor.v1.CreateRequest
@@ -652,40 +864,55 @@ var file_fhiranchor_v1_fhir_proto_goTypes = []any{
 	(*ReadRequest)(nil),              // 7: fhiranchor.v1.ReadRequest
 	(*VReadRequest)(nil),             // 8: fhiranchor.v1.VReadRequest
 	(*HistoryRequest)(nil),           // 9: fhiranchor.v1.HistoryRequest
-	(*httpbody.HttpBody)(nil),        // 10: google.api.HttpBody
+	(*SearchRequest)(nil),            // 10: fhiranchor.v1.SearchRequest
+	(*CompartmentSearchRequest)(nil), // 11: fhiranchor.v1.CompartmentSearchRequest
+	(*EverythingRequest)(nil),        // 12: fhiranchor.v1.EverythingRequest
+	(*httpbody.HttpBody)(nil),        // 13: google.api.HttpBody
 }
 var file_fhiranchor_v1_fhir_proto_depIdxs = []int32{
-	10, // 0: fhiranchor.v1.CreateRequest.body:type_name -> google.api.HttpBody
-	10, // 1: fhiranchor.v1.UpdateRequest.body:type_name -> google.api.HttpBody
-	10, // 2: fhiranchor.v1.ConditionalUpdateRequest.body:type_name -> google.api.HttpBody
-	10, // 3: fhiranchor.v1.PatchRequest.body:type_name -> google.api.HttpBody
-	0,  // 4: fhiranchor.v1.FHIRService.Capabilities:input_type -> fhiranchor.v1.CapabilitiesRequest
-	10, // 5: fhiranchor.v1.FHIRService.Transaction:input_type -> google.api.HttpBody
-	1,  // 6: fhiranchor.v1.FHIRService.Create:input_type -> fhiranchor.v1.CreateRequest
-	2,  // 7: fhiranchor.v1.FHIRService.Update:input_type -> fhiranchor.v1.UpdateRequest
-	3,  // 8: fhiranchor.v1.FHIRService.ConditionalUpdate:input_type -> fhiranchor.v1.ConditionalUpdateRequest
-	4,  // 9: fhiranchor.v1.FHIRService.Patch:input_type -> fhiranchor.v1.PatchRequest
-	6,  // 10: fhiranchor.v1.FHIRService.Delete:input_type -> fhiranchor.v1.DeleteRequest
-	5,  // 11: fhiranchor.v1.FHIRService.ConditionalDelete:input_type -> fhiranchor.v1.ConditionalDeleteRequest
-	7,  // 12: fhiranchor.v1.FHIRService.Read:input_type -> fhiranchor.v1.ReadRequest
-	8,  // 13: fhiranchor.v1.FHIRService.VRead:input_type -> fhiranchor.v1.VReadRequest
-	9,  // 14: fhiranchor.v1.FHIRService.History:input_type -> fhiranchor.v1.HistoryRequest
-	10, // 15: fhiranchor.v1.FHIRService.Capabilities:output_type -> google.api.HttpBody
-	10, // 16: fhiranchor.v1.FHIRService.Transaction:output_type -> google.api.HttpBody
-	10, // 17: fhiranchor.v1.FHIRService.Create:output_type -> google.api.HttpBody
-	10, // 18: fhiranchor.v1.FHIRService.Update:output_type -> google.api.HttpBody
-	10, // 19: fhiranchor.v1.FHIRService.ConditionalUpdate:output_type -> google.api.HttpBody
-	10, // 20: fhiranchor.v1.FHIRService.Patch:output_type -> google.api.HttpBody
-	10, // 21: fhiranchor.v1.FHIRService.Delete:output_type -> google.api.HttpBody
-	10, // 22: fhiranchor.v1.FHIRService.ConditionalDelete:output_type -> google.api.HttpBody
-	10, // 23: fhiranchor.v1.FHIRService.Read:output_type -> google.api.HttpBody
-	10, // 24: fhiranchor.v1.FHIRService.VRead:output_type -> google.api.HttpBody
-	10, // 25: fhiranchor.v1.FHIRService.History:output_type -> google.api.HttpBody
-	15, // [15:26] is the sub-list for method output_type
-	4,  // [4:15] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	13, // 0: fhiranchor.v1.CreateRequest.body:type_name -> google.api.HttpBody
+	13, // 1: fhiranchor.v1.UpdateRequest.body:type_name -> google.api.HttpBody
+	13, // 2: fhiranchor.v1.ConditionalUpdateRequest.body:type_name -> google.api.HttpBody
+	13, // 3: fhiranchor.v1.PatchRequest.body:type_name -> google.api.HttpBody
+	13, // 4: fhiranchor.v1.SearchRequest.body:type_name -> google.api.HttpBody
+	13, // 5: fhiranchor.v1.CompartmentSearchRequest.body:type_name -> google.api.HttpBody
+	10, // 6: fhiranchor.v1.FHIRService.Search:input_type -> fhiranchor.v1.SearchRequest
+	10, // 7: fhiranchor.v1.FHIRService.SearchSystem:input_type -> fhiranchor.v1.SearchRequest
+	11, // 8: fhiranchor.v1.FHIRService.SearchCompartment:input_type -> fhiranchor.v1.CompartmentSearchRequest
+	0,  // 9: fhiranchor.v1.FHIRService.Capabilities:input_type -> fhiranchor.v1.CapabilitiesRequest
+	13, // 10: fhiranchor.v1.FHIRService.Transaction:input_type -> google.api.HttpBody
+	1,  // 11: fhiranchor.v1.FHIRService.Create:input_type -> fhiranchor.v1.CreateRequest
+	10, // 12: fhiranchor.v1.FHIRService.SearchSystemPost:input_type -> fhiranchor.v1.SearchRequest
+	2,  // 13: fhiranchor.v1.FHIRService.Update:input_type -> fhiranchor.v1.UpdateRequest
+	3,  // 14: fhiranchor.v1.FHIRService.ConditionalUpdate:input_type -> fhiranchor.v1.ConditionalUpdateRequest
+	4,  // 15: fhiranchor.v1.FHIRService.Patch:input_type -> fhiranchor.v1.PatchRequest
+	6,  // 16: fhiranchor.v1.FHIRService.Delete:input_type -> fhiranchor.v1.DeleteRequest
+	5,  // 17: fhiranchor.v1.FHIRService.ConditionalDelete:input_type -> fhiranchor.v1.ConditionalDeleteRequest
+	7,  // 18: fhiranchor.v1.FHIRService.Read:input_type -> fhiranchor.v1.ReadRequest
+	8,  // 19: fhiranchor.v1.FHIRService.VRead:input_type -> fhiranchor.v1.VReadRequest
+	9,  // 20: fhiranchor.v1.FHIRService.History:input_type -> fhiranchor.v1.HistoryRequest
+	12, // 21: fhiranchor.v1.FHIRService.Everything:input_type -> fhiranchor.v1.EverythingRequest
+	13, // 22: fhiranchor.v1.FHIRService.Search:output_type -> google.api.HttpBody
+	13, // 23: fhiranchor.v1.FHIRService.SearchSystem:output_type -> google.api.HttpBody
+	13, // 24: fhiranchor.v1.FHIRService.SearchCompartment:output_type -> google.api.HttpBody
+	13, // 25: fhiranchor.v1.FHIRService.Capabilities:output_type -> google.api.HttpBody
+	13, // 26: fhiranchor.v1.FHIRService.Transaction:output_type -> google.api.HttpBody
+	13, // 27: fhiranchor.v1.FHIRService.Create:output_type -> google.api.HttpBody
+	13, // 28: fhiranchor.v1.FHIRService.SearchSystemPost:output_type -> google.api.HttpBody
+	13, // 29: fhiranchor.v1.FHIRService.Update:output_type -> google.api.HttpBody
+	13, // 30: fhiranchor.v1.FHIRService.ConditionalUpdate:output_type -> google.api.HttpBody
+	13, // 31: fhiranchor.v1.FHIRService.Patch:output_type -> google.api.HttpBody
+	13, // 32: fhiranchor.v1.FHIRService.Delete:output_type -> google.api.HttpBody
+	13, // 33: fhiranchor.v1.FHIRService.ConditionalDelete:output_type -> google.api.HttpBody
+	13, // 34: fhiranchor.v1.FHIRService.Read:output_type -> google.api.HttpBody
+	13, // 35: fhiranchor.v1.FHIRService.VRead:output_type -> google.api.HttpBody
+	13, // 36: fhiranchor.v1.FHIRService.History:output_type -> google.api.HttpBody
+	13, // 37: fhiranchor.v1.FHIRService.Everything:output_type -> google.api.HttpBody
+	22, // [22:38] is the sub-list for method output_type
+	6,  // [6:22] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_fhiranchor_v1_fhir_proto_init() }
@@ -699,7 +926,7 @@ func file_fhiranchor_v1_fhir_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fhiranchor_v1_fhir_proto_rawDesc), len(file_fhiranchor_v1_fhir_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -20,9 +20,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
+	FHIRService_Search_FullMethodName            = "/fhiranchor.v1.FHIRService/Search"
+	FHIRService_SearchSystem_FullMethodName      = "/fhiranchor.v1.FHIRService/SearchSystem"
+	FHIRService_SearchCompartment_FullMethodName = "/fhiranchor.v1.FHIRService/SearchCompartment"
 	FHIRService_Capabilities_FullMethodName      = "/fhiranchor.v1.FHIRService/Capabilities"
 	FHIRService_Transaction_FullMethodName       = "/fhiranchor.v1.FHIRService/Transaction"
 	FHIRService_Create_FullMethodName            = "/fhiranchor.v1.FHIRService/Create"
+	FHIRService_SearchSystemPost_FullMethodName  = "/fhiranchor.v1.FHIRService/SearchSystemPost"
 	FHIRService_Update_FullMethodName            = "/fhiranchor.v1.FHIRService/Update"
 	FHIRService_ConditionalUpdate_FullMethodName = "/fhiranchor.v1.FHIRService/ConditionalUpdate"
 	FHIRService_Patch_FullMethodName             = "/fhiranchor.v1.FHIRService/Patch"
@@ -31,6 +35,7 @@ const (
 	FHIRService_Read_FullMethodName              = "/fhiranchor.v1.FHIRService/Read"
 	FHIRService_VRead_FullMethodName             = "/fhiranchor.v1.FHIRService/VRead"
 	FHIRService_History_FullMethodName           = "/fhiranchor.v1.FHIRService/History"
+	FHIRService_Everything_FullMethodName        = "/fhiranchor.v1.FHIRService/Everything"
 )
 
 // FHIRServiceClient is the client API for FHIRService service.
@@ -44,6 +49,19 @@ const (
 // gRPC metadata of the same names, and response headers (Location, ETag,
 // Last-Modified) come back as metadata too.
 type FHIRServiceClient interface {
+	// Search finds the resources of one type that match a FHIR search query
+	// (GET [type]?params, or POST [type]/_search with a form body). Over REST
+	// the request's query (less _format and _pretty) is the query. Each match
+	// is decided by consent once per patient per request; what is denied is
+	// left out of the entries, the total and the paging. The answer is a
+	// searchset Bundle with self, next and previous links. Its patterns come
+	// first: the more specific ones below take precedence.
+	Search(ctx context.Context, in *SearchRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error)
+	// SearchSystem searches across types (GET [base]?_type=...&params).
+	SearchSystem(ctx context.Context, in *SearchRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error)
+	// SearchCompartment searches one type within a patient's compartment
+	// (GET Patient/[id]/[type]?params).
+	SearchCompartment(ctx context.Context, in *CompartmentSearchRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error)
 	// Capabilities returns the server's CapabilityStatement.
 	Capabilities(ctx context.Context, in *CapabilitiesRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error)
 	// Transaction processes a transaction or batch Bundle. A transaction is
@@ -52,6 +70,9 @@ type FHIRServiceClient interface {
 	// Create stores a new resource under a server-assigned id
 	// (conditional when If-None-Exist is set).
 	Create(ctx context.Context, in *CreateRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error)
+	// SearchSystemPost is SearchSystem with a form body (POST [base]/_search);
+	// it follows Create so that "_search" is not taken for a type.
+	SearchSystemPost(ctx context.Context, in *SearchRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error)
 	// Update stores a new version of the resource with the client-chosen id,
 	// creating it when it does not exist (version-aware when If-Match is set).
 	Update(ctx context.Context, in *UpdateRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error)
@@ -78,6 +99,10 @@ type FHIRServiceClient interface {
 	// History returns every version of a resource as a history Bundle,
 	// newest first.
 	History(ctx context.Context, in *HistoryRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error)
+	// Everything returns a patient and every resource in its compartment
+	// (Patient/[id]/$everything, with _since, _type and _count), decided by
+	// the patient's consent like a search.
+	Everything(ctx context.Context, in *EverythingRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error)
 }
 
 type fHIRServiceClient struct {
@@ -86,6 +111,36 @@ type fHIRServiceClient struct {
 
 func NewFHIRServiceClient(cc grpc.ClientConnInterface) FHIRServiceClient {
 	return &fHIRServiceClient{cc}
+}
+
+func (c *fHIRServiceClient) Search(ctx context.Context, in *SearchRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(httpbody.HttpBody)
+	err := c.cc.Invoke(ctx, FHIRService_Search_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *fHIRServiceClient) SearchSystem(ctx context.Context, in *SearchRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(httpbody.HttpBody)
+	err := c.cc.Invoke(ctx, FHIRService_SearchSystem_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *fHIRServiceClient) SearchCompartment(ctx context.Context, in *CompartmentSearchRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(httpbody.HttpBody)
+	err := c.cc.Invoke(ctx, FHIRService_SearchCompartment_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 func (c *fHIRServiceClient) Capabilities(ctx context.Context, in *CapabilitiesRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error) {
@@ -112,6 +167,16 @@ func (c *fHIRServiceClient) Create(ctx context.Context, in *CreateRequest, opts 
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(httpbody.HttpBody)
 	err := c.cc.Invoke(ctx, FHIRService_Create_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *fHIRServiceClient) SearchSystemPost(ctx context.Context, in *SearchRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(httpbody.HttpBody)
+	err := c.cc.Invoke(ctx, FHIRService_SearchSystemPost_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -198,6 +263,16 @@ func (c *fHIRServiceClient) History(ctx context.Context, in *HistoryRequest, opt
 	return out, nil
 }
 
+func (c *fHIRServiceClient) Everything(ctx context.Context, in *EverythingRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(httpbody.HttpBody)
+	err := c.cc.Invoke(ctx, FHIRService_Everything_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // FHIRServiceServer is the server API for FHIRService service.
 // All implementations must embed UnimplementedFHIRServiceServer
 // for forward compatibility.
@@ -209,6 +284,19 @@ func (c *fHIRServiceClient) History(ctx context.Context, in *HistoryRequest, opt
 // gRPC metadata of the same names, and response headers (Location, ETag,
 // Last-Modified) come back as metadata too.
 type FHIRServiceServer interface {
+	// Search finds the resources of one type that match a FHIR search query
+	// (GET [type]?params, or POST [type]/_search with a form body). Over REST
+	// the request's query (less _format and _pretty) is the query. Each match
+	// is decided by consent once per patient per request; what is denied is
+	// left out of the entries, the total and the paging. The answer is a
+	// searchset Bundle with self, next and previous links. Its patterns come
+	// first: the more specific ones below take precedence.
+	Search(context.Context, *SearchRequest) (*httpbody.HttpBody, error)
+	// SearchSystem searches across types (GET [base]?_type=...&params).
+	SearchSystem(context.Context, *SearchRequest) (*httpbody.HttpBody, error)
+	// SearchCompartment searches one type within a patient's compartment
+	// (GET Patient/[id]/[type]?params).
+	SearchCompartment(context.Context, *CompartmentSearchRequest) (*httpbody.HttpBody, error)
 	// Capabilities returns the server's CapabilityStatement.
 	Capabilities(context.Context, *CapabilitiesRequest) (*httpbody.HttpBody, error)
 	// Transaction processes a transaction or batch Bundle. A transaction is
@@ -217,6 +305,9 @@ type FHIRServiceServer interface {
 	// Create stores a new resource under a server-assigned id
 	// (conditional when If-None-Exist is set).
 	Create(context.Context, *CreateRequest) (*httpbody.HttpBody, error)
+	// SearchSystemPost is SearchSystem with a form body (POST [base]/_search);
+	// it follows Create so that "_search" is not taken for a type.
+	SearchSystemPost(context.Context, *SearchRequest) (*httpbody.HttpBody, error)
 	// Update stores a new version of the resource with the client-chosen id,
 	// creating it when it does not exist (version-aware when If-Match is set).
 	Update(context.Context, *UpdateRequest) (*httpbody.HttpBody, error)
@@ -243,6 +334,10 @@ type FHIRServiceServer interface {
 	// History returns every version of a resource as a history Bundle,
 	// newest first.
 	History(context.Context, *HistoryRequest) (*httpbody.HttpBody, error)
+	// Everything returns a patient and every resource in its compartment
+	// (Patient/[id]/$everything, with _since, _type and _count), decided by
+	// the patient's consent like a search.
+	Everything(context.Context, *EverythingRequest) (*httpbody.HttpBody, error)
 	mustEmbedUnimplementedFHIRServiceServer()
 }
 
@@ -253,6 +348,15 @@ type FHIRServiceServer interface {
 // pointer dereference when methods are called.
 type UnimplementedFHIRServiceServer struct{}
 
+func (UnimplementedFHIRServiceServer) Search(context.Context, *SearchRequest) (*httpbody.HttpBody, error) {
+	return nil, status.Error(codes.Unimplemented, "method Search not implemented")
+}
+func (UnimplementedFHIRServiceServer) SearchSystem(context.Context, *SearchRequest) (*httpbody.HttpBody, error) {
+	return nil, status.Error(codes.Unimplemented, "method SearchSystem not implemented")
+}
+func (UnimplementedFHIRServiceServer) SearchCompartment(context.Context, *CompartmentSearchRequest) (*httpbody.HttpBody, error) {
+	return nil, status.Error(codes.Unimplemented, "method SearchCompartment not implemented")
+}
 func (UnimplementedFHIRServiceServer) Capabilities(context.Context, *CapabilitiesRequest) (*httpbody.HttpBody, error) {
 	return nil, status.Error(codes.Unimplemented, "method Capabilities not implemented")
 }
@@ -261,6 +365,9 @@ func (UnimplementedFHIRServiceServer) Transaction(context.Context, *httpbody.Htt
 }
 func (UnimplementedFHIRServiceServer) Create(context.Context, *CreateRequest) (*httpbody.HttpBody, error) {
 	return nil, status.Error(codes.Unimplemented, "method Create not implemented")
+}
+func (UnimplementedFHIRServiceServer) SearchSystemPost(context.Context, *SearchRequest) (*httpbody.HttpBody, error) {
+	return nil, status.Error(codes.Unimplemented, "method SearchSystemPost not implemented")
 }
 func (UnimplementedFHIRServiceServer) Update(context.Context, *UpdateRequest) (*httpbody.HttpBody, error) {
 	return nil, status.Error(codes.Unimplemented, "method Update not implemented")
@@ -286,6 +393,9 @@ func (UnimplementedFHIRServiceServer) VRead(context.Context, *VReadRequest) (*ht
 func (UnimplementedFHIRServiceServer) History(context.Context, *HistoryRequest) (*httpbody.HttpBody, error) {
 	return nil, status.Error(codes.Unimplemented, "method History not implemented")
 }
+func (UnimplementedFHIRServiceServer) Everything(context.Context, *EverythingRequest) (*httpbody.HttpBody, error) {
+	return nil, status.Error(codes.Unimplemented, "method Everything not implemented")
+}
 func (UnimplementedFHIRServiceServer) mustEmbedUnimplementedFHIRServiceServer() {}
 func (UnimplementedFHIRServiceServer) testEmbeddedByValue()                     {}
 
@@ -305,6 +415,60 @@ func RegisterFHIRServiceServer(s grpc.ServiceRegistrar, srv FHIRServiceServer) {
 		t.testEmbeddedByValue()
 	}
 	s.RegisterService(&FHIRService_ServiceDesc, srv)
+}
+
+func _FHIRService_Search_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SearchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FHIRServiceServer).Search(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FHIRService_Search_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FHIRServiceServer).Search(ctx, req.(*SearchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FHIRService_SearchSystem_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SearchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FHIRServiceServer).SearchSystem(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FHIRService_SearchSystem_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FHIRServiceServer).SearchSystem(ctx, req.(*SearchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FHIRService_SearchCompartment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CompartmentSearchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FHIRServiceServer).SearchCompartment(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FHIRService_SearchCompartment_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FHIRServiceServer).SearchCompartment(ctx, req.(*CompartmentSearchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
 }
 
 func _FHIRService_Capabilities_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
@@ -357,6 +521,24 @@ func _FHIRService_Create_Handler(srv interface{}, ctx context.Context, dec func(
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(FHIRServiceServer).Create(ctx, req.(*CreateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FHIRService_SearchSystemPost_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SearchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FHIRServiceServer).SearchSystemPost(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FHIRService_SearchSystemPost_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FHIRServiceServer).SearchSystemPost(ctx, req.(*SearchRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -505,6 +687,24 @@ func _FHIRService_History_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FHIRService_Everything_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EverythingRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FHIRServiceServer).Everything(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FHIRService_Everything_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FHIRServiceServer).Everything(ctx, req.(*EverythingRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // FHIRService_ServiceDesc is the grpc.ServiceDesc for FHIRService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -512,6 +712,18 @@ var FHIRService_ServiceDesc = grpc.ServiceDesc{
 	ServiceName: "fhiranchor.v1.FHIRService",
 	HandlerType: (*FHIRServiceServer)(nil),
 	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Search",
+			Handler:    _FHIRService_Search_Handler,
+		},
+		{
+			MethodName: "SearchSystem",
+			Handler:    _FHIRService_SearchSystem_Handler,
+		},
+		{
+			MethodName: "SearchCompartment",
+			Handler:    _FHIRService_SearchCompartment_Handler,
+		},
 		{
 			MethodName: "Capabilities",
 			Handler:    _FHIRService_Capabilities_Handler,
@@ -523,6 +735,10 @@ var FHIRService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Create",
 			Handler:    _FHIRService_Create_Handler,
+		},
+		{
+			MethodName: "SearchSystemPost",
+			Handler:    _FHIRService_SearchSystemPost_Handler,
 		},
 		{
 			MethodName: "Update",
@@ -555,6 +771,10 @@ var FHIRService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "History",
 			Handler:    _FHIRService_History_Handler,
+		},
+		{
+			MethodName: "Everything",
+			Handler:    _FHIRService_Everything_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
