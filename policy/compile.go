@@ -29,7 +29,13 @@ type CompiledConsent struct {
 	// ID and VersionID are the Consent's id and meta.versionId ("" when absent).
 	ID        string
 	VersionID string
-	term      *ast.Term
+	// ResourceScoped says that a provision states a criterion about the
+	// resource beyond its type (code, data, dataPeriod, securityLabel), so
+	// that decisions under this consent can differ between two resources of
+	// one type. A search decides once per patient and type, and re-decides
+	// each match only when one of the patient's consents is resource-scoped.
+	ResourceScoped bool
+	term           *ast.Term
 }
 
 // CompileConsent flattens a decoded FHIR R4 Consent (any status) for Decide. It
@@ -96,7 +102,7 @@ func compileConsent(c map[string]any) (CompiledConsent, error) {
 	if hasID {
 		obj.Insert(ast.InternedTerm("id"), ast.StringTerm(id))
 	}
-	return CompiledConsent{ID: id, VersionID: version, term: ast.NewTerm(obj)}, nil
+	return CompiledConsent{ID: id, VersionID: version, ResourceScoped: f.scoped, term: ast.NewTerm(obj)}, nil
 }
 
 // flattener lists provisions depth first, root first, each with its chain of
@@ -104,8 +110,13 @@ func compileConsent(c map[string]any) (CompiledConsent, error) {
 // type: its own, else the one it inherits from the nearest typed ancestor.
 type flattener struct {
 	terms    []*ast.Term
-	maxDepth int // of the deepest provision; -1 until the root is added
+	maxDepth int  // of the deepest provision; -1 until the root is added
+	scoped   bool // a provision states a resource-level criterion
 }
+
+// resourceCriteria are the provision criteria that tell resources of one
+// type apart (class only tells types apart).
+var resourceCriteria = [...]string{"code", "data", "dataPeriod", "securityLabel"}
 
 func (f *flattener) add(p map[string]any, chain []int, inherited string, inherits bool, path string) error {
 	if len(f.terms) >= MaxProvisions {
@@ -125,6 +136,11 @@ func (f *flattener) add(p map[string]any, chain []int, inherited string, inherit
 	crit, err := criteria(p, path)
 	if err != nil {
 		return err
+	}
+	for _, k := range resourceCriteria {
+		if crit.Get(ast.InternedTerm(k)) != nil {
+			f.scoped = true
+		}
 	}
 	nested, err := array(p, "provision")
 	if err != nil {

@@ -189,3 +189,33 @@ func TestDecideCompiledMatchesJSON(t *testing.T) {
 		t.Errorf("zero CompiledConsent: decision %+v, err %v", d, err)
 	}
 }
+
+// TestResourceScoped: a consent is resource-scoped exactly when a provision,
+// at any depth, states code, data, dataPeriod or securityLabel; type-level
+// criteria (class, actor, purpose, action, period) do not make it so.
+func TestResourceScoped(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		provision string
+		want      bool
+	}{
+		{"none", ``, false},
+		{"type level", `,"provision":{"type":"deny","period":{"start":"2020"},"class":[{"code":"Observation"}],"purpose":[{"code":"TREAT"}],"action":[{"coding":[{"code":"access"}]}],"actor":[{"reference":{"reference":"Organization/o"}}]}`, false},
+		{"code", `,"provision":{"type":"permit","code":[{"coding":[{"system":"http://loinc.org","code":"1-1"}]}]}`, true},
+		{"data", `,"provision":{"type":"permit","data":[{"meaning":"instance","reference":{"reference":"Observation/o"}}]}`, true},
+		{"dataPeriod", `,"provision":{"type":"permit","dataPeriod":{"start":"2020"}}`, true},
+		{"nested label", `,"provision":{"type":"permit","provision":[{"type":"deny","provision":[{"securityLabel":[{"code":"R"}]}]}]}`, true},
+	} {
+		var c map[string]any
+		if err := json.Unmarshal([]byte(`{"resourceType":"Consent","id":"c","status":"active","patient":{"reference":"Patient/p"}`+tc.provision+`}`), &c); err != nil {
+			t.Fatal(err)
+		}
+		cc, err := CompileConsent(c)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if cc.ResourceScoped != tc.want {
+			t.Errorf("%s: ResourceScoped = %v, want %v", tc.name, cc.ResourceScoped, tc.want)
+		}
+	}
+}
