@@ -73,6 +73,15 @@ for (const path of Object.keys(typeOf).sort(cmp)) {
   if (t.includes('.') || (bearing.has(t) && path.includes('.'))) elementTypes[path] = t;
 }
 
+// Top-level elements marked isSummary, per resource type, for _summary=true.
+const summary = {};
+for (const sd of defs.filter((r) => r.kind === 'resource' && !r.abstract).sort((a, b) => cmp(a.name, b.name))) {
+  const els = sd.snapshot.element
+    .filter((el) => el.isSummary && el.path.split('.').length === 2)
+    .map((el) => el.path.split('.')[1]);
+  summary[sd.name] = [...new Set(els)].sort(cmp);
+}
+
 const lines = [];
 lines.push('{"source":' + JSON.stringify(`${pkg.name}@${pkg.version} dist/fhir/r4 (FHIR 4.0.1), Apache-2.0; see THIRD_PARTY`) + ',');
 lines.push('"resourceTypes":' + JSON.stringify(resourceTypes) + ',');
@@ -80,6 +89,8 @@ lines.push('"choices":{');
 lines.push(Object.keys(choices).sort(cmp).map((k) => JSON.stringify(k) + ':' + JSON.stringify(choices[k])).join(',\n') + '},');
 lines.push('"elementTypes":{');
 lines.push(Object.keys(elementTypes).map((k) => JSON.stringify(k) + ':' + JSON.stringify(elementTypes[k])).join(',\n') + '},');
+lines.push('"summary":{');
+lines.push(Object.keys(summary).map((k) => JSON.stringify(k) + ':' + JSON.stringify(summary[k])).join(',\n') + '},');
 lines.push('"params":[');
 lines.push(params.map((p) => JSON.stringify(p)).join(',\n') + ']}');
 writeFileSync('r4.json', lines.join('\n') + '\n');

@@ -99,6 +99,7 @@ type registry struct {
 	choices       map[string][]string          // element path -> choice types
 	elementTypes  map[string]string            // element path -> data type or content reference
 	unsupported   map[string]string            // param URL -> reason
+	summary       map[string][]string          // resource type -> isSummary top-level elements
 }
 
 var load = sync.OnceValue(func() *registry {
@@ -131,6 +132,7 @@ func parse(data []byte) (*registry, error) {
 		Choices       map[string][]string `json:"choices"`
 		ElementTypes  map[string]string   `json:"elementTypes"`
 		Params        []rawParam          `json:"params"`
+		Summary       map[string][]string `json:"summary"`
 	}
 	if err := json.Unmarshal(data, &raw); err != nil {
 		return nil, err
@@ -142,6 +144,7 @@ func parse(data []byte) (*registry, error) {
 		choices:       raw.Choices,
 		elementTypes:  raw.ElementTypes,
 		unsupported:   make(map[string]string),
+		summary:       raw.Summary,
 	}
 	byURL := make(map[string]*rawParam, len(raw.Params))
 	for i := range raw.Params {

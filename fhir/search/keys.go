@@ -1,0 +1,456 @@
+package search
+
+import (
+	"math"
+	"math/big"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// TypeKey is a key every resource carries: the gateway lists all live
+// resources of a type by it.
+const TypeKey = "_type"
+
+// Key layout (doc.go, "Index keys", is the reference; these strings are
+// persisted as HMACs, so changing them forces a reindex). Every key is
+// "<param code>|<kind>|<parts>"; variable parts that may contain "|" are
+// length-prefixed ("<len>:<text>") or last.
+const (
+	kindPresent = "p"  // the parameter has a value
+	kindSysCode = "sc" // token system and code: <len>:<system>|<code>
+	kindCode    = "c"  // token code, any system: <code>
+	kindSystem  = "s"  // token system: <system>
+	kindExact   = "e"  // string NormalizeString form: <text>
+	kindPrefix  = "x"  // string NormalizeString prefix of 1..maxPrefix runes: <text>
+	kindURI     = "u"  // uri as written: <uri>
+	kindPath    = "b"  // uri without final "/" and its "/" ancestors: <uri>
+	kindRef     = "r"  // reference Type/id: <Type>/<id>
+	kindRefID   = "i"  // reference id: <id>
+	kindRefURL  = "l"  // reference URL: <url>
+	kindRefIdnt = "ri" // reference identifier, a token key after it
+	kindDateLo  = "dl" // date span's low, bucketed: <level>|<hex bucket>
+	kindDateHi  = "dh" // date span's last instant, bucketed
+	kindNumVal  = "nv" // number or quantity value, bucketed
+	kindNumLo   = "nl" // Range low, bucketed (open: the lowest bucket)
+	kindNumHi   = "nh" // Range high, bucketed (open: the highest bucket)
+	kindComp    = "k"  // composite: keys of the first component after it
+)
+
+// maxPrefix is the longest string prefix indexed, in runes.
+const maxPrefix = 4
+
+// maxPathKeys bounds the "/" ancestors of a uri indexed for :below.
+const maxPathKeys = 12
+
+// maxCover bounds the keys of one ordered-type predicate.
+const maxCover = 64
+
+func ikey(param, kind, rest string) string {
+	return param + "|" + kind + "|" + rest
+}
+
+func lp(s string) string { return strconv.Itoa(len(s)) + ":" + s }
+
+// IndexKeys returns the index keys of one resource given all its Extract
+// values (not TypeKey, which every resource carries anyway). Each key
+// starts with a parameter code; the gateway HMACs it with the resource
+// type. The result is sorted and without duplicates.
+func IndexKeys(values []Value) []string {
+	var out []string
+	for _, v := range values {
+		out = append(out, ikey(v.Param, kindPresent, ""))
+		out = append(out, valueKeys(v.Param, v)...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func valueKeys(param string, v Value) []string {
+	switch v.Type {
+	case TypeToken:
+		return tokenKeys(param, v.Token)
+	case TypeString:
+		n := NormalizeString(v.String)
+		if n == "" {
+			return nil
+		}
+		out := []string{ikey(param, kindExact, n)}
+		i := 0
+		for k := 1; k <= maxPrefix && i < len(n); k++ {
+			_, size := utf8.DecodeRuneInString(n[i:])
+			i += size
+			out = append(out, ikey(param, kindPrefix, n[:i]))
+		}
+		return out
+	case TypeURI:
+		if v.URI == "" {
+			return nil
+		}
+		out := []string{ikey(param, kindURI, v.URI)}
+		for _, a := range pathKeys(v.URI) {
+			out = append(out, ikey(param, kindPath, a))
+		}
+		return out
+	case TypeReference:
+		r := v.Reference
+		var out []string
+		if r.Type != "" && r.ID != "" {
+			out = append(out, ikey(param, kindRef, r.Type+"/"+r.ID))
+		}
+		if r.ID != "" {
+			out = append(out, ikey(param, kindRefID, r.ID))
+		}
+		if r.URL != "" {
+			out = append(out, ikey(param, kindRefURL, r.URL))
+		}
+		if r.Identifier != nil {
+			out = append(out, tokenKeys(param+"|"+kindRefIdnt, *r.Identifier)...)
+		}
+		return out
+	case TypeDate:
+		lo, hi := dayOf(v.Date.Low), dayOf(v.Date.High.Add(-time.Nanosecond))
+		return append(bucketKeys(param, kindDateLo, lo, dateScale), bucketKeys(param, kindDateHi, hi, dateScale)...)
+	case TypeNumber, TypeQuantity:
+		lo, hi, ok := numberBounds(v)
+		if !ok {
+			return nil
+		}
+		if lo != nil && hi != nil && lo == hi {
+			return bucketKeys(param, kindNumVal, numBucket(lo), numScale)
+		}
+		var out []string
+		out = append(out, bucketKeys(param, kindNumLo, numBucketOr(lo, 0), numScale)...)
+		return append(out, bucketKeys(param, kindNumHi, numBucketOr(hi, numScale.max()), numScale)...)
+	case TypeComposite:
+		if len(v.Components) == 0 {
+			return nil
+		}
+		return valueKeys(param+"|"+kindComp, v.Components[0])
+	}
+	return nil
+}
+
+func tokenKeys(param string, t Token) []string {
+	if t.Code == "" && t.System == "" {
+		return nil
+	}
+	out := []string{ikey(param, kindSysCode, lp(t.System)+"|"+t.Code)}
+	if t.Code != "" {
+		out = append(out, ikey(param, kindCode, t.Code))
+	}
+	if t.System != "" {
+		out = append(out, ikey(param, kindSystem, t.System))
+	}
+	return out
+}
+
+// pathKeys returns u without a final "/" and its first maxPathKeys
+// ancestors at "/" boundaries.
+func pathKeys(u string) []string {
+	u = strings.TrimSuffix(u, "/")
+	if u == "" {
+		return nil
+	}
+	out := []string{u}
+	for i := 0; i < len(u) && len(out) <= maxPathKeys; i++ {
+		if u[i] == '/' && i > 0 {
+			out = append(out, u[:i])
+		}
+	}
+	return out
+}
+
+// ReferenceKeys returns the keys a resource carries when its reference
+// parameter param points to typeAndID ("Patient/1"): the gateway looks
+// them up for _revinclude and for a chain's Targets.
+func ReferenceKeys(param, typeAndID string) []string {
+	return []string{ikey(param, kindRef, typeAndID)}
+}
+
+// Keys returns index keys such that any resource for which c.Match holds
+// carries at least one of them in IndexKeys: a superset, which Match then
+// narrows. narrows is false when the index cannot narrow c (:not,
+// :contains, :text, :missing=true, ne, an empty string); the caller then
+// scans every resource of the type (TypeKey). A Chain or Has clause gives
+// the keys of its Targets: none when Targets is empty (nothing matches).
+func (c Clause) Keys() (keys []string, narrows bool) {
+	switch {
+	case c.Has != nil:
+		for _, id := range c.Targets {
+			keys = append(keys, ikey("_id", kindCode, id))
+		}
+		return dedupe(keys), true
+	case c.Chain != nil:
+		for _, t := range c.Targets {
+			keys = append(keys, ReferenceKeys(c.Param.Code, t)...)
+		}
+		return dedupe(keys), true
+	}
+	switch c.Modifier {
+	case "missing":
+		if len(c.Values) == 0 || c.Values[0].Missing {
+			return nil, false
+		}
+		return []string{ikey(c.Param.Code, kindPresent, "")}, true
+	case "not", "text", "contains":
+		return nil, false
+	}
+	budget := maxCover / max(1, len(c.Values))
+	for _, p := range c.Values {
+		ks, ok := predicateKeys(c.Param.Code, c.Param.Type, c.Modifier, p, budget)
+		if !ok {
+			return nil, false
+		}
+		keys = append(keys, ks...)
+	}
+	return dedupe(keys), true
+}
+
+func dedupe(keys []string) []string {
+	slices.Sort(keys)
+	return slices.Compact(keys)
+}
+
+func predicateKeys(param string, t Type, mod string, p Predicate, budget int) ([]string, bool) {
+	if p.Prefix == "ne" {
+		return nil, false
+	}
+	switch t {
+	case TypeToken:
+		switch {
+		case mod == "of-type" || !p.HasSystem:
+			return []string{ikey(param, kindCode, p.Code)}, true
+		case p.System == "":
+			return []string{ikey(param, kindCode, p.Code)}, true
+		case p.Code == "":
+			return []string{ikey(param, kindSystem, p.System)}, true
+		}
+		return []string{ikey(param, kindSysCode, lp(p.System)+"|"+p.Code)}, true
+	case TypeString:
+		if p.Text == "" {
+			return nil, false
+		}
+		if mod == "exact" {
+			return []string{ikey(param, kindExact, NormalizeString(p.Text))}, true
+		}
+		n := p.Text
+		i, k := 0, 0
+		for ; k < maxPrefix && i < len(n); k++ {
+			_, size := utf8.DecodeRuneInString(n[i:])
+			i += size
+		}
+		return []string{ikey(param, kindPrefix, n[:i])}, true
+	case TypeURI:
+		switch mod {
+		case "below":
+			q := strings.TrimSuffix(p.URI, "/")
+			if q == "" || strings.Count(q[1:], "/") >= maxPathKeys {
+				return nil, false
+			}
+			return []string{ikey(param, kindPath, q)}, true
+		case "above":
+			var out []string
+			for _, a := range pathKeys(p.URI) {
+				out = append(out, ikey(param, kindPath, a))
+			}
+			if strings.Count(p.URI, "/") > maxPathKeys {
+				return nil, false
+			}
+			return out, true
+		}
+		return []string{ikey(param, kindURI, p.URI)}, true
+	case TypeReference:
+		switch {
+		case mod == "identifier":
+			return predicateKeys(param+"|"+kindRefIdnt, TypeToken, "", p, budget)
+		case p.URL != "":
+			return []string{ikey(param, kindRefURL, p.URL)}, true
+		case p.Type != "":
+			return []string{ikey(param, kindRef, p.Type+"/"+p.ID)}, true
+		}
+		return []string{ikey(param, kindRefID, p.ID)}, true
+	case TypeDate:
+		return dateKeys(param, p, budget), true
+	case TypeNumber, TypeQuantity:
+		return numberKeys(param, p, budget), true
+	case TypeComposite:
+		if len(p.Components) == 0 {
+			return nil, false
+		}
+		first := p.Components[0]
+		// The component's type is not in the predicate: find it by its
+		// set fields.
+		return predicateKeys(param+"|"+kindComp, componentType(first), "", first, budget)
+	}
+	return nil, false
+}
+
+// componentType guesses a component predicate's type from its fields.
+func componentType(p Predicate) Type {
+	switch {
+	case p.Value != nil:
+		return TypeQuantity // number and quantity keys are the same
+	case !p.Date.Low.IsZero():
+		return TypeDate
+	case p.URI != "":
+		return TypeURI
+	case p.Text != "":
+		return TypeString
+	case p.Type != "" || p.ID != "" || p.URL != "":
+		return TypeReference
+	}
+	return TypeToken
+}
+
+// scale is a hierarchical bucket scheme over unsigned integers of bits
+// bits: level k (1..levels) keeps the top k*step bits.
+type scale struct{ bits, step int }
+
+func (s scale) levels() int       { return s.bits / s.step }
+func (s scale) max() uint64       { return 1<<s.bits - 1 }
+func (s scale) size(k int) uint64 { return 1 << (s.bits - k*s.step) }
+
+// dateScale buckets days since 0000-01-01 (up to 10000-01-01, under
+// 2^22): 8 levels of 3 bits, from 2^21 days down to one day.
+var dateScale = scale{bits: 24, step: 3}
+
+// numScale buckets the top 24 bits of an order-preserving encoding of the
+// float64 nearest a decimal: 6 levels of 4 bits (sign and exponent, then
+// the mantissa's top 12 bits: the finest bucket is 1/4096 of a binary
+// octave).
+var numScale = scale{bits: 24, step: 4}
+
+func bucketKeys(param, kind string, x uint64, s scale) []string {
+	out := make([]string, 0, s.levels())
+	for k := 1; k <= s.levels(); k++ {
+		out = append(out, bucketKey(param, kind, k, x/s.size(k)))
+	}
+	return out
+}
+
+func bucketKey(param, kind string, level int, bucket uint64) string {
+	return ikey(param, kind, strconv.Itoa(level)+"|"+strconv.FormatUint(bucket, 16))
+}
+
+// cover returns bucket keys whose buckets together contain [lo, hi], at
+// most limit of them (at least one level 1 cover, at most 2^step keys,
+// whatever limit says): the finest level whose greedy cover fits.
+func cover(param, kind string, lo, hi uint64, s scale, limit int) []string {
+	if lo > hi {
+		return nil
+	}
+	for m := s.levels(); m >= 1; m-- {
+		sz := s.size(m)
+		a, b := lo/sz*sz, hi/sz*sz+sz-1
+		var out []string
+		for cur := a; cur <= b && (len(out) <= limit || m == 1); {
+			k := 1
+			for ; k < m; k++ {
+				if cur%s.size(k) == 0 && cur+s.size(k)-1 <= b {
+					break
+				}
+			}
+			out = append(out, bucketKey(param, kind, k, cur/s.size(k)))
+			next := cur + s.size(k)
+			if next < cur { // cannot happen below 2^64
+				break
+			}
+			cur = next
+		}
+		if len(out) <= limit || m == 1 {
+			return out
+		}
+	}
+	return nil
+}
+
+// dayOf is the day of t since MinTime, clamped to the date scale.
+func dayOf(t time.Time) uint64 {
+	if t.Before(MinTime) {
+		return 0
+	}
+	d := uint64((t.Unix() - MinTime.Unix()) / 86400)
+	return min(d, dateScale.max())
+}
+
+// dateKeys covers, for one date predicate, the values Match may accept
+// (conditions on the span's low and its last instant; see doc.go).
+func dateKeys(param string, p Predicate, budget int) []string {
+	top := dateScale.max()
+	ql, qh := dayOf(p.Date.Low), dayOf(p.Date.High.Add(-time.Nanosecond))
+	before := func(t time.Time) (uint64, bool) { // last day strictly before t
+		if !t.After(MinTime) {
+			return 0, true // values clamped to day 0 may still be before t
+		}
+		return dayOf(t.Add(-time.Nanosecond)), true
+	}
+	half := max(1, budget/2)
+	switch p.Prefix {
+	case "eq":
+		return cover(param, kindDateLo, ql, qh, dateScale, budget)
+	case "gt":
+		return cover(param, kindDateHi, dayOf(p.Date.High), top, dateScale, budget)
+	case "lt":
+		b, _ := before(p.Date.Low)
+		return cover(param, kindDateLo, 0, b, dateScale, budget)
+	case "ge":
+		return append(cover(param, kindDateHi, dayOf(p.Date.High), top, dateScale, half),
+			cover(param, kindDateLo, ql, qh, dateScale, half)...)
+	case "le", "ap":
+		return cover(param, kindDateLo, 0, qh, dateScale, budget)
+	case "sa":
+		return cover(param, kindDateLo, dayOf(p.Date.High), top, dateScale, budget)
+	case "eb":
+		b, _ := before(p.Date.Low)
+		return cover(param, kindDateHi, 0, b, dateScale, budget)
+	}
+	return nil
+}
+
+// numBucket maps a decimal to the number scale, preserving order.
+func numBucket(r *big.Rat) uint64 {
+	f, _ := r.Float64()
+	u := math.Float64bits(f)
+	if u>>63 == 1 {
+		u = ^u
+	} else {
+		u |= 1 << 63
+	}
+	return u >> (64 - numScale.bits)
+}
+
+func numBucketOr(r *big.Rat, open uint64) uint64 {
+	if r == nil {
+		return open
+	}
+	return numBucket(r)
+}
+
+// numberKeys covers, for one number or quantity predicate, the point
+// values (nv) and Range lows or highs (nl, nh) Match may accept.
+func numberKeys(param string, p Predicate, budget int) []string {
+	top := numScale.max()
+	half := max(1, budget/2)
+	v, lo, hi := numBucket(p.Value), numBucket(p.Low), numBucket(p.High)
+	two := func(k1 string, a1, b1 uint64, k2 string, a2, b2 uint64) []string {
+		return append(cover(param, k1, a1, b1, numScale, half), cover(param, k2, a2, b2, numScale, half)...)
+	}
+	switch p.Prefix {
+	case "eq":
+		return two(kindNumVal, lo, hi, kindNumLo, lo, hi)
+	case "gt", "ge":
+		return two(kindNumVal, v, top, kindNumHi, v, top)
+	case "lt", "le":
+		return two(kindNumVal, 0, v, kindNumLo, 0, v)
+	case "sa":
+		return two(kindNumVal, v, top, kindNumLo, v, top)
+	case "eb":
+		return two(kindNumVal, 0, v, kindNumHi, 0, v)
+	case "ap":
+		return two(kindNumVal, lo, hi, kindNumLo, 0, hi)
+	}
+	return nil
+}
