@@ -211,10 +211,14 @@ type Tokener interface {
 // client's choice and can be an MRN. So a record never holds an id:
 // "Patient/123" becomes "Patient/tok-<32 hex digits>", an HMAC-SHA256 under
 // the vault's blind-index key (derived from the master key) in a domain of
-// its own; "Observation/abc/_history/2" keeps its type and version. ""
-// stays "".
+// its own; "Observation/abc/_history/2" keeps its type and version. A bare
+// resource type ("Observation", what a search decided) stays as it is; ""
+// and anything else without an id stay "".
 func Ref(k Tokener, ref string) string {
 	typ, rest, ok := strings.Cut(ref, "/")
+	if !ok && bareType.MatchString(ref) {
+		return ref
+	}
 	if !ok || rest == "" {
 		return ""
 	}
@@ -242,6 +246,9 @@ func ActorRef(k Tokener, ref string) string {
 func RefToken(k Tokener, typ, id string) string {
 	return "tok-" + hex.EncodeToString(k.Token("record-ref/v1", typ, id)[:16])
 }
+
+// bareType is a FHIR resource type name alone.
+var bareType = regexp.MustCompile(`^[A-Z][A-Za-z]{1,63}$`)
 
 // consentInReason is how a policy's reasons name a Consent.
 var consentInReason = regexp.MustCompile(`\bConsent/[A-Za-z0-9\-.]{1,64}`)

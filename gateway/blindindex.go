@@ -8,7 +8,7 @@ import (
 
 // versionTokens returns the blind-index tokens of a live version of a
 // resource of type typ, tree being its stored body: what conditional
-// interactions find it by. The write path stores them; audit derives them
+// interactions and searches (searchTokens) find it by. The write path stores them; audit derives them
 // again from the decrypted body and compares them with the index.
 func versionTokens(v *vault.Sealed, typ string, tree map[string]any) [][]byte {
 	var tokens [][]byte
@@ -19,5 +19,5 @@ func versionTokens(v *vault.Sealed, typ string, tree map[string]any) [][]byte {
 	if compartment := fhir.PatientCompartment(typ, tree); typ == "Consent" && compartment != "" {
 		tokens = append(tokens, access.ConsentToken(v, compartment))
 	}
-	return tokens
+	return append(tokens, searchTokens(v, typ, tree)...)
 }

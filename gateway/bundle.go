@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -16,6 +15,7 @@ import (
 	"google.golang.org/genproto/googleapis/api/httpbody"
 
 	"github.com/fhiranchor/fhiranchor/fhir"
+	"github.com/fhiranchor/fhiranchor/gateway/auth"
 	"github.com/fhiranchor/fhiranchor/vault"
 )
 
@@ -200,49 +200,13 @@ func (s *service) read(ctx context.Context, o *op) {
 	}
 }
 
-// search answers a GET Type?criteria entry with a searchset Bundle. Only the
-// criteria conditional interactions use (_id, identifier) are indexed.
+// search answers a GET Type?criteria (or Patient/id/Type?criteria) entry
+// with a searchset Bundle, as the REST search would.
 func (s *service) search(ctx context.Context, o *op) ([]byte, error) {
-	if len(o.search) == 0 {
-		return nil, failure(http.StatusBadRequest, "not-supported", o.path(".request.url"), "a search needs _id or identifier criteria")
-	}
-	var ids []string
-	// A write transaction only for its consistent view; nothing is written.
-	err := s.vault.Update(ctx, func(tx *vault.SealedTx) error {
-		var err error
-		ids, err = s.writer.matchValues(ctx, tx, o, o.typ, o.search, ".request.url")
-		return err
-	})
-	if err != nil {
+	if err := authorize(ctx, o.typ, auth.Search); err != nil {
 		return nil, err
 	}
-	type entry struct {
-		FullURL  string          `json:"fullUrl"`
-		Resource json.RawMessage `json:"resource"`
-		Search   map[string]any  `json:"search"`
-	}
-	entries := []entry{}
-	for _, id := range ids {
-		v, err := s.vault.Read(ctx, o.typ, id)
-		if err != nil || v.Deleted {
-			continue
-		}
-		// A match the caller may not see is left out, as a consent-aware
-		// search must: its decision is recorded all the same.
-		if _, err := s.allowRead(ctx, v); err != nil {
-			var fe *fhirError
-			if errors.As(err, &fe) && fe.status == http.StatusForbidden {
-				continue
-			}
-			return nil, err
-		}
-		entries = append(entries, entry{FullURL: s.base(ctx) + "/" + o.typ + "/" + id, Resource: v.Body, Search: map[string]any{"mode": "match"}})
-	}
-	return json.Marshal(map[string]any{
-		"resourceType": "Bundle", "id": uuid.NewString(), "type": "searchset",
-		"meta":  map[string]any{"lastUpdated": time.Now().UTC().Format(fhir.InstantLayout)},
-		"total": len(entries), "entry": entries,
-	})
+	return s.runSearch(ctx, o.typ, o.within, o.search, strictHandling(ctx))
 }
 
 type responseEntry struct {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/fhiranchor/fhiranchor/fhir"
+	"github.com/fhiranchor/fhiranchor/fhir/search"
 )
 
 // Version is the software version reported in the CapabilityStatement.
@@ -15,16 +16,24 @@ var Version = "0.1.0-dev"
 // resource type with read, vread, history-instance, create, update, patch
 // (JSON Patch only) and delete; transaction and batch; conditional create,
 // update and delete (of a single match) on _id and identifier only, over
-// REST and in Bundles; JSON only (XML is a 406); no search interaction
-// beyond those criteria; SMART backend-services bearer tokens.
+// REST and in Bundles; JSON only (XML is a 406); search-type on every R4
+// search parameter package search indexes (each listed with the R4
+// definition's documentation), with _include and _revinclude of every
+// reference parameter, compartment search and Patient $everything; system
+// search with _type; SMART backend-services bearer tokens.
 func capabilityStatement(baseURL string) ([]byte, error) {
 	type interaction struct {
 		Code string `json:"code"`
 	}
 	type searchParam struct {
 		Name          string `json:"name"`
+		Definition    string `json:"definition,omitempty"`
 		Type          string `json:"type"`
 		Documentation string `json:"documentation,omitempty"`
+	}
+	type operation struct {
+		Name       string `json:"name"`
+		Definition string `json:"definition"`
 	}
 	type resource struct {
 		Type              string        `json:"type"`
@@ -35,21 +44,45 @@ func capabilityStatement(baseURL string) ([]byte, error) {
 		ConditionalCreate bool          `json:"conditionalCreate"`
 		ConditionalUpdate bool          `json:"conditionalUpdate"`
 		ConditionalDelete string        `json:"conditionalDelete"`
+		SearchInclude     []string      `json:"searchInclude,omitempty"`
+		SearchRevInclude  []string      `json:"searchRevInclude,omitempty"`
 		SearchParam       []searchParam `json:"searchParam"`
+		Operation         []operation   `json:"operation,omitempty"`
 	}
-	params := []searchParam{
-		{Name: "_id", Type: "token", Documentation: "conditional interactions, conditional references in transactions and batch/transaction GET entries only"},
-		{Name: "identifier", Type: "token", Documentation: "matched through a blind index; conditional interactions, conditional references in transactions and batch/transaction GET entries only"},
+	revIncludes := map[string][]string{} // target type -> Source:param
+	for _, t := range search.ResourceTypes() {
+		for _, p := range search.Params(t) {
+			if p.Type != search.TypeReference {
+				continue
+			}
+			for _, target := range p.Targets {
+				revIncludes[target] = append(revIncludes[target], t+":"+p.Code)
+			}
+		}
 	}
 	var resources []resource
 	for _, t := range fhir.ResourceTypes() {
-		resources = append(resources, resource{
-			Type:        t,
-			Interaction: []interaction{{"read"}, {"vread"}, {"history-instance"}, {"create"}, {"update"}, {"patch"}, {"delete"}},
-			Versioning:  "versioned", ReadHistory: true, UpdateCreate: true,
+		r := resource{
+			Type: t,
+			Interaction: []interaction{{"read"}, {"vread"}, {"history-instance"}, {"create"}, {"update"}, {"patch"}, {"delete"},
+				{"search-type"}},
+			Versioning: "versioned", ReadHistory: true, UpdateCreate: true,
 			ConditionalCreate: true, ConditionalUpdate: true, ConditionalDelete: "single",
-			SearchParam: params,
-		})
+			SearchRevInclude: revIncludes[t],
+		}
+		for _, p := range search.Params(t) {
+			r.SearchParam = append(r.SearchParam, searchParam{Name: p.Code, Definition: p.URL, Type: string(p.Type), Documentation: p.Description})
+			if p.Type == search.TypeReference {
+				r.SearchInclude = append(r.SearchInclude, t+":"+p.Code)
+			}
+		}
+		if len(r.SearchInclude) > 0 {
+			r.SearchInclude = append(r.SearchInclude, "*")
+		}
+		if t == "Patient" {
+			r.Operation = []operation{{Name: "everything", Definition: "http://hl7.org/fhir/OperationDefinition/Patient-everything"}}
+		}
+		resources = append(resources, r)
 	}
 	impl := map[string]any{"description": "fhiranchor FHIR gateway"}
 	if baseURL != "" {
@@ -73,7 +106,15 @@ func capabilityStatement(baseURL string) ([]byte, error) {
 				"description": "Bearer JWT (ES256 or RS256) with SMART backend-services system scopes, e.g. system/*.read system/*.write.",
 			},
 			"resource":    resources,
-			"interaction": []interaction{{"transaction"}, {"batch"}},
+			"interaction": []interaction{{"transaction"}, {"batch"}, {"search-system"}},
+			"searchParam": []searchParam{
+				{Name: "_id", Type: "token", Definition: "http://hl7.org/fhir/SearchParameter/Resource-id"},
+				{Name: "_lastUpdated", Type: "date", Definition: "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated"},
+				{Name: "_tag", Type: "token", Definition: "http://hl7.org/fhir/SearchParameter/Resource-tag"},
+				{Name: "_profile", Type: "uri", Definition: "http://hl7.org/fhir/SearchParameter/Resource-profile"},
+				{Name: "_security", Type: "token", Definition: "http://hl7.org/fhir/SearchParameter/Resource-security"},
+				{Name: "_source", Type: "uri", Definition: "http://hl7.org/fhir/SearchParameter/Resource-source"},
+			},
 		}},
 	}
 	b, err := json.Marshal(cs)

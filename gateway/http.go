@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
+	"github.com/fhiranchor/fhiranchor/fhir"
 	fhiranchorv1 "github.com/fhiranchor/fhiranchor/proto/fhiranchor/v1"
 )
 
@@ -45,6 +46,7 @@ func restHandler(ctx context.Context, conn *grpc.ClientConn, rc restConfig) (htt
 	gw := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, rawBody{}),
 		runtime.WithMarshalerOption(jsonPatchType, rawBody{contentType: jsonPatchType}),
+		runtime.WithMarshalerOption(formType, rawBody{contentType: formType}),
 		runtime.WithIncomingHeaderMatcher(incomingHeader),
 		runtime.WithOutgoingHeaderMatcher(outgoingHeader),
 		runtime.WithForwardResponseOption(forwardResponse),
@@ -123,7 +125,14 @@ func guard(next http.Handler, maxBody int64) http.Handler {
 				tooLarge(w, maxBody)
 				return
 			}
-			if r.Method == http.MethodPatch {
+			if searchPost(r) {
+				if r.ContentLength != 0 && !formContentType(r.Header.Get("Content-Type")) {
+					writeOutcome(w, http.StatusUnsupportedMediaType, outcomeJSON(issue{Severity: "error", Code: "not-supported",
+						Diagnostics: "POST _search takes a form: Content-Type application/x-www-form-urlencoded"}))
+					return
+				}
+				r.Header.Set("Content-Type", formType)
+			} else if r.Method == http.MethodPatch {
 				if r.ContentLength != 0 && !jsonPatchContentType(r.Header.Get("Content-Type")) {
 					writeOutcome(w, http.StatusUnsupportedMediaType, outcomeJSON(issue{Severity: "error", Code: "not-supported",
 						Diagnostics: "send a JSON Patch: Content-Type application/json-patch+json (FHIRPath Patch is not supported)"}))
@@ -148,6 +157,11 @@ func guard(next http.Handler, maxBody int64) http.Handler {
 				writeError(w, notAcceptable())
 				return
 			}
+			if searchGet(r) || searchPost(r) {
+				// A search's parameters are open-ended: the whole query
+				// travels as one field, parsed by the search itself.
+				r.URL.RawQuery = "query=" + url.QueryEscape(r.URL.RawQuery)
+			}
 			if typeLevel(r) && (r.Method == http.MethodPut || r.Method == http.MethodDelete) {
 				// PUT/DELETE [type]?[criteria]: the whole query is the
 				// criteria, however the client wrote it.
@@ -156,6 +170,43 @@ func guard(next http.Handler, maxBody int64) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// searchGet reports whether r is a GET search: [base]?, [type]?,
+// Patient/[id]/[type]? or Patient/[id]/$everything.
+func searchGet(r *http.Request) bool {
+	if r.Method != http.MethodGet {
+		return false
+	}
+	if r.URL.Path == "/fhir/r4" {
+		return true
+	}
+	rest, ok := strings.CutPrefix(r.URL.Path, "/fhir/r4/")
+	if !ok {
+		return false
+	}
+	segs := strings.Split(rest, "/")
+	switch len(segs) {
+	case 1:
+		return segs[0] != "metadata" && segs[0] != "_history"
+	case 3:
+		return segs[0] == "Patient" && (segs[2] == "$everything" || fhir.IsResourceType(segs[2]))
+	}
+	return false
+}
+
+// searchPost reports whether r is a POST [type]/_search, [base]/_search or
+// Patient/[id]/[type]/_search.
+func searchPost(r *http.Request) bool {
+	return r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/fhir/r4/") && strings.HasSuffix(r.URL.Path, "/_search")
+}
+
+// formType is the media type of a POST _search body.
+const formType = "application/x-www-form-urlencoded"
+
+func formContentType(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && mt == formType
 }
 
 // typeLevel reports whether r's path is /fhir/r4/{type}.

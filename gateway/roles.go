@@ -43,6 +43,11 @@ var resourceMethods = map[string]bool{
 	"/fhiranchor.v1.FHIRService/Read":              true,
 	"/fhiranchor.v1.FHIRService/VRead":             true,
 	"/fhiranchor.v1.FHIRService/History":           true,
+	"/fhiranchor.v1.FHIRService/Search":            true,
+	"/fhiranchor.v1.FHIRService/SearchSystem":      true,
+	"/fhiranchor.v1.FHIRService/SearchSystemPost":  true,
+	"/fhiranchor.v1.FHIRService/SearchCompartment": true,
+	"/fhiranchor.v1.FHIRService/Everything":        true,
 	"/fhiranchor.v1.LogService/GetReceipt":         true,
 	"/fhiranchor.v1.LogService/GetEvidence":        true,
 	// A leaf receipt holds hashes and an index only; any client may ask.

@@ -34,7 +34,9 @@ type op struct {
 	vid    int64      // GET .../_history/{vid}
 	hist   bool       // GET .../_history
 	search url.Values // GET Type?criteria
-	full   string     // Bundle.entry.fullUrl
+	// within is "Patient/<id>" of a GET Patient/<id>/Type?criteria.
+	within string
+	full   string // Bundle.entry.fullUrl
 	res    *fhir.Resource
 
 	ifNoneExist string
@@ -161,6 +163,13 @@ func opFromEntry(e fhir.Entry) *op {
 				o.search = url.Values{}
 			}
 		case len(segs) == 2:
+		case len(segs) == 3 && segs[0] == "Patient" && fhir.IsResourceType(segs[2]):
+			o.within = "Patient/" + o.id
+			o.typ, o.id = segs[2], ""
+			o.search = query
+			if o.search == nil {
+				o.search = url.Values{}
+			}
 		case len(segs) == 3 && segs[2] == "_history":
 			o.hist = true
 		case len(segs) == 4 && segs[2] == "_history":

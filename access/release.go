@@ -1,0 +1,149 @@
+package access
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/fhiranchor/fhiranchor/policy"
+	"github.com/fhiranchor/fhiranchor/vault"
+)
+
+// A Release decides which of the resources one request found (a search, a
+// compartment search, $everything, their includes, a type or system
+// history) the caller may see. It decides once per patient and resource
+// type, as a read of that type of the patient's data, and records each of
+// those decisions (Commit) as an access-decision whose resource is the type;
+// a denied patient's resources are left out, never answered 403, so that
+// nothing in the answer says they exist.
+//
+// A decision per patient and type is the decision of every resource of that
+// type when the patient's consents distinguish resources only by type (by
+// provision class). When one of them states a resource-level criterion
+// (policy.CompiledConsent.ResourceScoped: code, data, dataPeriod,
+// securityLabel), each resource is decided again on its own facts, as a read
+// of it would be, and left out when that denies. Either way a resource whose
+// security labels a redact obligation covers is withheld, as a read withholds
+// it. A Release is for one request and not safe for concurrent use.
+type Release struct {
+	c       *Control
+	caller  Caller
+	at      time.Time
+	groups  map[groupKey]*group
+	pending []*group // decided, not yet recorded
+}
+
+type groupKey struct{ patient, typ string }
+
+type group struct {
+	in      policy.Input
+	out     Outcome
+	scoped  bool               // a consent of the patient is resource-scoped
+	perItem map[string]Outcome // resource facts (JSON) -> decision, when scoped
+}
+
+// NewRelease starts the release of one request's results to caller. A nil
+// Control releases everything (no policy configured).
+func (c *Control) NewRelease(caller Caller) *Release {
+	r := &Release{c: c, caller: caller, groups: map[groupKey]*group{}}
+	if c != nil {
+		r.at = Now(c.now)
+	}
+	return r
+}
+
+// Allowed reports whether the caller may see v, whose decoded body is tree.
+// A tombstone or a resource outside any patient compartment is allowed, as
+// a read of it is.
+func (r *Release) Allowed(ctx context.Context, v vault.Version, tree map[string]any) (bool, error) {
+	if r.c == nil || v.Deleted || v.Compartment == "" {
+		return true, nil
+	}
+	k := groupKey{v.Compartment, v.Type}
+	g, ok := r.groups[k]
+	if !ok {
+		var err error
+		if g, err = r.decide(ctx, k); err != nil {
+			return false, err
+		}
+		r.groups[k] = g
+		r.pending = append(r.pending, g)
+	}
+	if !g.out.Allow {
+		return false, nil
+	}
+	facts := Facts(v.Type, v.ID, tree)
+	if Withholds(g.out.Decision, facts.SecurityLabels) {
+		return false, nil
+	}
+	if !g.scoped {
+		return true, nil
+	}
+	// The resource's own facts can change the outcome: decide them as a
+	// read of this resource would be decided. Identical facts (but for the
+	// id) share a decision.
+	key, err := json.Marshal(struct {
+		Codes, Labels []policy.Coding
+		Date, Ref     string
+	}{facts.Codes, facts.SecurityLabels, facts.Date, facts.Reference})
+	if err != nil {
+		return false, fmt.Errorf("encode resource facts: %w", err)
+	}
+	out, ok := g.perItem[string(key)]
+	if !ok {
+		in := g.in
+		in.Resource = facts
+		if out, err = r.c.Decide(ctx, Committed{r.c.vault}, in); err != nil {
+			return false, err
+		}
+		g.perItem[string(key)] = out
+	}
+	return out.Allow && !Withholds(out.Decision, facts.SecurityLabels), nil
+}
+
+// decide makes the decision of one patient and type.
+func (r *Release) decide(ctx context.Context, k groupKey) (*group, error) {
+	in := r.caller.Input("read", k.patient, policy.ResourceRef{Type: k.typ}, r.at)
+	out, err := r.c.Decide(ctx, Committed{r.c.vault}, in)
+	if err != nil {
+		return nil, err
+	}
+	g := &group{in: in, out: out}
+	if out.Allow {
+		consents, err := r.c.ConsentsOf(ctx, Committed{r.c.vault}, k.patient)
+		if err != nil {
+			// Decide already denied an invalid consent; anything else is
+			// the vault's.
+			return nil, fmt.Errorf("consents of a search match: %w", err)
+		}
+		g.scoped = slices.ContainsFunc(consents, func(c policy.CompiledConsent) bool { return c.ResourceScoped })
+		g.perItem = map[string]Outcome{}
+	}
+	return g, nil
+}
+
+// Decided is how many patient-and-type decisions the release made.
+func (r *Release) Decided() int { return len(r.groups) }
+
+// Commit records, in one transaction, the decisions made since the last
+// Commit. The caller answers only after it returns nil.
+func (r *Release) Commit(ctx context.Context) error {
+	if r.c == nil || len(r.pending) == 0 {
+		return nil
+	}
+	err := r.c.vault.Update(ctx, func(tx *vault.SealedTx) error {
+		for _, g := range r.pending {
+			if _, err := r.c.Record(ctx, tx, g.in, g.out, g.in.Resource.Type); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("record search decisions: %w", err)
+	}
+	r.pending = r.pending[:0]
+	return nil
+}

@@ -1,0 +1,432 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"google.golang.org/genproto/googleapis/api/httpbody"
+
+	"github.com/fhiranchor/fhiranchor/access"
+	"github.com/fhiranchor/fhiranchor/fhir"
+	"github.com/fhiranchor/fhiranchor/fhir/search"
+	"github.com/fhiranchor/fhiranchor/gateway/auth"
+	fhiranchorv1 "github.com/fhiranchor/fhiranchor/proto/fhiranchor/v1"
+	"github.com/fhiranchor/fhiranchor/vault"
+)
+
+// FHIR search over the sealed vault.
+//
+// The index is blind: package search turns each version's parameter values
+// into keys, and the vault stores only their HMACs (searchToken) beside the
+// version, in its transaction (versionTokens). A query's clauses give keys
+// too (search.Clause.Keys): the vault returns the ids carrying any key of a
+// clause, the clauses' sets are intersected, and every candidate is then
+// decrypted and matched exactly (search.Clause.Match), so the index only
+// ever has to find a superset. Sorting and paging happen on the matches in
+// memory; a page link carries a sealed cursor (the last match's sort
+// values), so it stays right while writes happen.
+//
+// Consent: every match, include and $everything resource passes an
+// access.Release, which decides once per patient and type and records those
+// decisions before the answer leaves. What it denies is left out before
+// the total is counted and pages are cut.
+
+const (
+	// defaultSearchPage and maxSearchPage bound _count.
+	defaultSearchPage = 50
+	maxSearchPage     = 1000
+	// maxCandidates bounds what one search decrypts and matches: a query
+	// the index cannot narrow below it is refused as too costly rather than
+	// left to hold a core for seconds.
+	maxCandidates = 50000
+	// maxIncluded bounds the resources _include, _revinclude and
+	// $everything's references add to one page.
+	maxIncluded = 5000
+	// includeRounds bounds :iterate.
+	includeRounds = 4
+	// maxSearchForm bounds a POST _search form body.
+	maxSearchForm = 64 << 10
+)
+
+// compartmentKey is the index key of the patient compartment a resource
+// belongs to; $everything and Patient/[id]/[type] find it by that.
+func compartmentKey(patient string) string { return "_compartment|" + patient }
+
+// searchToken is the blind-index token of one search key of a resource of
+// type typ.
+func searchToken(k access.Tokener, typ, key string) []byte {
+	return k.Token("search/v1", typ, key)
+}
+
+// searchTokens are the search-index tokens of a live version: its
+// parameters' keys, the key every resource of its type carries, and its
+// compartment's. A value package search cannot extract is left out of the
+// index (the write was validated; a search on that parameter then does not
+// find it) rather than failing the write.
+func searchTokens(k access.Tokener, typ string, tree map[string]any) [][]byte {
+	values, _ := search.Extract(typ, tree)
+	keys := search.IndexKeys(values)
+	keys = append(keys, search.TypeKey)
+	if c := fhir.PatientCompartment(typ, tree); c != "" {
+		keys = append(keys, compartmentKey(c))
+	}
+	tokens := make([][]byte, 0, len(keys))
+	for _, key := range keys {
+		tokens = append(tokens, searchToken(k, typ, key))
+	}
+	return tokens
+}
+
+// Search is GET [type]?params and POST [type]/_search.
+func (s *service) Search(ctx context.Context, req *fhiranchorv1.SearchRequest) (*httpbody.HttpBody, error) {
+	if err := checkType(req.GetType()); err != nil {
+		return nil, err
+	}
+	return s.searchRequest(ctx, req.GetType(), "", req.GetQuery(), req.GetBody())
+}
+
+// SearchSystem is GET [base]?_type=...&params.
+func (s *service) SearchSystem(ctx context.Context, req *fhiranchorv1.SearchRequest) (*httpbody.HttpBody, error) {
+	return s.searchRequest(ctx, "", "", req.GetQuery(), req.GetBody())
+}
+
+// SearchSystemPost is POST [base]/_search.
+func (s *service) SearchSystemPost(ctx context.Context, req *fhiranchorv1.SearchRequest) (*httpbody.HttpBody, error) {
+	return s.searchRequest(ctx, "", "", req.GetQuery(), req.GetBody())
+}
+
+// SearchCompartment is GET Patient/[id]/[type]?params.
+func (s *service) SearchCompartment(ctx context.Context, req *fhiranchorv1.CompartmentSearchRequest) (*httpbody.HttpBody, error) {
+	if err := checkTypeID("Patient", req.GetId()); err != nil {
+		return nil, err
+	}
+	if err := checkType(req.GetType()); err != nil {
+		return nil, err
+	}
+	return s.searchRequest(ctx, req.GetType(), "Patient/"+req.GetId(), req.GetQuery(), req.GetBody())
+}
+
+// searchRequest parses a REST or gRPC search and answers it.
+func (s *service) searchRequest(ctx context.Context, typ, compartment, query string, body *httpbody.HttpBody) (*httpbody.HttpBody, error) {
+	params, err := searchParams(query, body)
+	if err != nil {
+		return nil, err
+	}
+	out, err := s.runSearch(ctx, typ, compartment, params, strictHandling(ctx))
+	if err != nil {
+		return nil, err
+	}
+	return &httpbody.HttpBody{ContentType: fhirJSON, Data: out}, nil
+}
+
+// searchParams merges a query string and a form body.
+func searchParams(query string, body *httpbody.HttpBody) (url.Values, error) {
+	params, err := url.ParseQuery(query)
+	if err != nil {
+		return nil, failure(http.StatusBadRequest, "invalid", "", "the search has a malformed query string")
+	}
+	if body == nil || len(body.GetData()) == 0 {
+		return params, nil
+	}
+	if mt, _, err := mime.ParseMediaType(body.GetContentType()); err != nil || mt != "application/x-www-form-urlencoded" {
+		return nil, failure(http.StatusUnsupportedMediaType, "not-supported", "", "POST _search takes a form body: Content-Type application/x-www-form-urlencoded")
+	}
+	if len(body.GetData()) > maxSearchForm {
+		return nil, failure(http.StatusRequestEntityTooLarge, "too-long", "", "the search form is larger than "+strconv.Itoa(maxSearchForm)+" bytes")
+	}
+	form, err := url.ParseQuery(string(body.GetData()))
+	if err != nil {
+		return nil, failure(http.StatusBadRequest, "invalid", "", "the search has a malformed form body")
+	}
+	for k, vs := range form {
+		params[k] = append(params[k], vs...)
+	}
+	return params, nil
+}
+
+// strictHandling reports Prefer: handling=strict.
+func strictHandling(ctx context.Context) bool {
+	for _, part := range strings.Split(header(ctx, "prefer"), ";") {
+		for _, p := range strings.Split(part, ",") {
+			if strings.TrimSpace(p) == "handling=strict" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// runSearch answers a search of typ ("" for a system search), within
+// compartment when it is set, with a searchset Bundle.
+func (s *service) runSearch(ctx context.Context, typ, compartment string, params url.Values, strict bool) ([]byte, error) {
+	cursor := params.Get("_cursor")
+	params.Del("_cursor")
+	q, err := search.Parse(typ, params, strict)
+	if err != nil {
+		return nil, queryError(err)
+	}
+	types := []string{typ}
+	if typ == "" {
+		if types = q.Types; len(types) == 0 {
+			return nil, failure(http.StatusBadRequest, "not-supported", "", "a system search needs _type")
+		}
+	}
+	for _, t := range types {
+		if err := authorize(ctx, t, auth.Search); err != nil {
+			return nil, err
+		}
+	}
+	for _, inc := range append(slices.Clone(q.Include), q.RevInclude...) {
+		for _, t := range []string{inc.SourceType, inc.TargetType} {
+			if t != "" && t != "*" {
+				if err := authorize(ctx, t, auth.Search); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	run := &searchRun{s: s, release: s.access.NewRelease(callerFrom(ctx))}
+	var hits []*hit
+	for _, t := range types {
+		h, err := run.matches(ctx, t, slices.Clone(q.Clauses), compartment, true)
+		if err != nil {
+			return nil, err
+		}
+		hits = append(hits, h...)
+	}
+	slices.SortStableFunc(hits, func(a, b *hit) int { return compareHits(q.Sort, a, b) })
+
+	self := selfQuery(params, q)
+	pg, err := run.page(q, hits, cursor, self)
+	if err != nil {
+		return nil, err
+	}
+	var included []*hit
+	if q.Summary != "count" {
+		if included, err = run.includes(ctx, q, pg.hits); err != nil {
+			return nil, err
+		}
+	}
+	if err := run.release.Commit(ctx); err != nil {
+		return nil, err
+	}
+	path := typ
+	if compartment != "" {
+		path = compartment + "/" + typ
+	}
+	return s.searchBundle(ctx, q, path, self, pg, len(hits), included)
+}
+
+// queryError turns a parse error into a 400. search.QueryError names a
+// known parameter at most, never a value or a name the client made up.
+func queryError(err error) error {
+	var qe *search.QueryError
+	if errors.As(err, &qe) {
+		return failure(http.StatusBadRequest, "invalid", "", qe.Error())
+	}
+	return failure(http.StatusBadRequest, "invalid", "", "the search query is invalid")
+}
+
+// hit is one resource a search found, decrypted and extracted.
+type hit struct {
+	v      vault.Version
+	tree   map[string]any
+	values []search.Value
+}
+
+func (h *hit) ref() string { return h.v.Type + "/" + h.v.ID }
+
+// searchRun is one search request: its release decides every resource the
+// answer touches.
+type searchRun struct {
+	s       *service
+	release *access.Release
+}
+
+// matches returns the live resources of typ, within compartment if set,
+// that satisfy every clause; with release set, only those the caller may
+// see. Chains and _has are resolved first, as searches of their own whose
+// matches the caller must be allowed to see too: a _has on a resource the
+// consent withholds must not tell that it exists.
+func (r *searchRun) matches(ctx context.Context, typ string, clauses []search.Clause, compartment string, release bool) ([]*hit, error) {
+	for i := range clauses {
+		c := &clauses[i]
+		switch {
+		case c.Chain != nil:
+			inner, err := r.matches(ctx, c.Chain.Type, []search.Clause{c.Chain.Clause}, "", true)
+			if err != nil {
+				return nil, err
+			}
+			c.Targets = c.Targets[:0]
+			for _, h := range inner {
+				c.Targets = append(c.Targets, h.ref())
+			}
+		case c.Has != nil:
+			inner, err := r.matches(ctx, c.Has.Type, []search.Clause{c.Has.Clause}, "", true)
+			if err != nil {
+				return nil, err
+			}
+			c.Targets = c.Targets[:0]
+			for _, h := range inner {
+				for _, v := range h.values {
+					if v.Param == c.Has.Ref.Code && v.Type == search.TypeReference && v.Reference.Type == typ && v.Reference.ID != "" {
+						c.Targets = append(c.Targets, v.Reference.ID)
+					}
+				}
+			}
+		}
+	}
+	ids, err := r.candidates(ctx, typ, clauses, compartment)
+	if err != nil {
+		return nil, err
+	}
+	var out []*hit
+	for _, id := range ids {
+		h, err := r.load(ctx, typ, id)
+		if err != nil {
+			return nil, err
+		}
+		if h == nil || (compartment != "" && h.v.Compartment != compartment) {
+			continue
+		}
+		if !slices.ContainsFunc(clauses, func(c search.Clause) bool { return !c.Match(h.values) }) {
+			if release {
+				ok, err := r.release.Allowed(ctx, h.v, h.tree)
+				if err != nil {
+					return nil, err
+				}
+				if !ok {
+					continue
+				}
+			}
+			out = append(out, h)
+		}
+	}
+	return out, nil
+}
+
+// candidates are the ids of typ the index says may match: the
+// intersection of each narrowing clause's ids, else every live resource
+// of the type (or of the compartment).
+func (r *searchRun) candidates(ctx context.Context, typ string, clauses []search.Clause, compartment string) ([]string, error) {
+	var set map[string]bool
+	narrow := func(keys []string) error {
+		ids, err := r.findAny(ctx, typ, keys)
+		if err != nil {
+			return err
+		}
+		next := make(map[string]bool, len(ids))
+		for _, id := range ids {
+			if set == nil || set[id] {
+				next[id] = true
+			}
+		}
+		set = next
+		return nil
+	}
+	if compartment != "" {
+		if err := narrow([]string{compartmentKey(compartment)}); err != nil {
+			return nil, err
+		}
+	}
+	for _, c := range clauses {
+		if set != nil && len(set) == 0 {
+			break
+		}
+		keys, narrows := c.Keys()
+		if !narrows {
+			continue
+		}
+		if err := narrow(keys); err != nil {
+			return nil, err
+		}
+	}
+	if set == nil {
+		if err := narrow([]string{search.TypeKey}); err != nil {
+			return nil, err
+		}
+	}
+	if len(set) > maxCandidates {
+		return nil, failure(http.StatusBadRequest, "too-costly", "", "the search criteria match more than "+strconv.Itoa(maxCandidates)+
+			" resources before filtering; add more selective criteria")
+	}
+	ids := make([]string, 0, len(set))
+	for id := range set {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// findAny returns the live ids of typ carrying any of keys.
+func (r *searchRun) findAny(ctx context.Context, typ string, keys []string) ([]string, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, key := range keys {
+		ids, err := r.s.vault.Find(ctx, typ, searchToken(r.s.vault, typ, key))
+		if err != nil {
+			return nil, fmt.Errorf("search index: %w", err)
+		}
+		for _, id := range ids {
+			if !seen[id] {
+				seen[id] = true
+				out = append(out, id)
+			}
+		}
+	}
+	return out, nil
+}
+
+// load reads, decrypts and extracts the current version of typ/id; nil
+// when it is gone or deleted.
+func (r *searchRun) load(ctx context.Context, typ, id string) (*hit, error) {
+	v, err := r.s.vault.Read(ctx, typ, id)
+	if errors.Is(err, vault.ErrNotFound) || errors.Is(err, vault.ErrErased) || (err == nil && v.Deleted) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	tree, err := decodeStored(v.Body)
+	if err != nil {
+		return nil, err
+	}
+	values, _ := search.Extract(typ, tree)
+	return &hit{v: v, tree: tree, values: values}, nil
+}
+
+// decodeStored decodes a stored body (canonical JSON the gateway wrote),
+// keeping numbers as written.
+func decodeStored(body []byte) (map[string]any, error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var tree map[string]any
+	if err := dec.Decode(&tree); err != nil {
+		return nil, fmt.Errorf("decode stored version: %w", err)
+	}
+	return tree, nil
+}
+
+// compareHits orders matches by the query's sort, then by type and id, so
+// that the order is total and a cursor can say where a page ended.
+func compareHits(sorts []search.Sort, a, b *hit) int {
+	if c := search.Compare(sorts, a.values, b.values); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.v.Type, b.v.Type); c != 0 {
+		return c
+	}
+	return strings.Compare(a.v.ID, b.v.ID)
+}
