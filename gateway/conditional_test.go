@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -127,6 +128,7 @@ func TestConditionalDeleteOverREST(t *testing.T) {
 // of conditional interactions, patch and formats is what the REST API does.
 func TestCapabilityStatementClaimsRESTInteractions(t *testing.T) {
 	g := testonly.StartGateway(t, testonly.Options{})
+	tok := g.Token(t)
 	r := g.Do(t, "GET", "/metadata", nil)
 	mustStatus(t, r, http.StatusOK)
 	var cs struct {
@@ -138,6 +140,8 @@ func TestCapabilityStatementClaimsRESTInteractions(t *testing.T) {
 				Interaction       []struct{ Code string }
 				ConditionalUpdate bool
 				ConditionalDelete string
+				SearchParam       []struct{ Name, Type, Documentation string }
+				SearchInclude     []string
 			}
 		}
 	}
@@ -152,9 +156,28 @@ func TestCapabilityStatementClaimsRESTInteractions(t *testing.T) {
 		for _, i := range res.Interaction {
 			codes = append(codes, i.Code)
 		}
-		if got := strings.Join(codes, ","); got != "read,vread,history-instance,create,update,patch,delete" ||
+		if got := strings.Join(codes, ","); got != "read,vread,history-instance,create,update,patch,delete,search-type" ||
 			!res.ConditionalUpdate || res.ConditionalDelete != "single" {
 			t.Fatalf("%s: interactions %s, conditionalUpdate %v, conditionalDelete %q", res.Type, got, res.ConditionalUpdate, res.ConditionalDelete)
+		}
+		// Every parameter listed is one the search takes, strictly, with
+		// its documentation; every _include listed is accepted.
+		q := url.Values{}
+		for _, p := range res.SearchParam {
+			if p.Documentation == "" {
+				t.Errorf("%s: parameter %s has no documentation", res.Type, p.Name)
+			}
+			q.Set(p.Name+":missing", "false")
+		}
+		for _, inc := range res.SearchInclude {
+			q.Add("_include", inc)
+		}
+		if len(res.SearchParam) < 6 {
+			t.Errorf("%s: %d search parameters listed", res.Type, len(res.SearchParam))
+		}
+		r := g.Do(t, "GET", "/"+res.Type+"?"+q.Encode(), nil, "Authorization", "Bearer "+tok, "Prefer", "handling=strict")
+		if r.Status != http.StatusOK {
+			t.Errorf("%s: the parameters the CapabilityStatement lists, in a strict search: %d %s", res.Type, r.Status, r.Body)
 		}
 	}
 }
