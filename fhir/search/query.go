@@ -153,6 +153,10 @@ func (e *QueryError) Error() string {
 // MaxCount is the largest _count accepted.
 const MaxCount = 1000
 
+// resultParams are R4's search result parameters and the others Parse
+// knows by name.
+var resultParams = []string{"_count", "_sort", "_include", "_revinclude", "_total", "_summary", "_elements", "_contained", "_containedType", "_type", "_has"}
+
 // now is the clock ap uses; tests set it.
 var now = time.Now
 
@@ -366,6 +370,9 @@ func (p *queryParser) lookup(code string) (Param, error) {
 // knownCode returns code when some R4 parameter has it, else "": an error
 // may name an R4 code, never a name the client made up.
 func knownCode(code string) string {
+	if slices.Contains(resultParams, code) {
+		return code
+	}
 	if _, ok := load().common[code]; ok {
 		return code
 	}
