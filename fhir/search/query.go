@@ -321,7 +321,7 @@ func (p *queryParser) param(name, value string) error {
 		if prm, err = p.lookup(base); err != nil {
 			return p.skip(name, err)
 		}
-		c, err = clauseOf(prm, "", mod, value, 0)
+		c, err = clauseOf(prm, mod, value)
 	} else {
 		c, err = parseClause(q.Type, name, value, 0)
 	}
@@ -463,7 +463,7 @@ func parseClause(resourceType, name, value string, depth int) (*Clause, error) {
 		return nil, unknown(knownCode(code), "unknown parameter")
 	}
 	if !chained {
-		return clauseOf(prm, resourceType, mod, value, depth)
+		return clauseOf(prm, mod, value)
 	}
 	if prm.Type != TypeReference {
 		return nil, &QueryError{Param: prm.Code, Reason: "chain on a parameter that is not a reference"}
@@ -500,7 +500,7 @@ var supportedModifiers = map[Type][]string{
 	TypeComposite: {"missing"},
 }
 
-func clauseOf(prm Param, resourceType, mod, value string, depth int) (*Clause, error) {
+func clauseOf(prm Param, mod, value string) (*Clause, error) {
 	c := &Clause{Param: prm, Modifier: mod}
 	if mod != "" {
 		isType := prm.Type == TypeReference && isResourceType(mod)
