@@ -264,6 +264,9 @@ func (p *queryParser) param(name, value string) error {
 		q.Summary = value
 		return nil
 	case "_elements":
+		if mod != "" {
+			return p.skip(name, unknown(base, "modifier not supported"))
+		}
 		for _, e := range splitList(value) {
 			if !isName(e) {
 				return &QueryError{Param: base, Reason: "invalid element name"}
@@ -272,6 +275,9 @@ func (p *queryParser) param(name, value string) error {
 		}
 		return nil
 	case "_sort":
+		if mod != "" {
+			return p.skip(name, unknown(base, "modifier not supported"))
+		}
 		for _, s := range splitList(value) {
 			desc := strings.HasPrefix(s, "-")
 			prm, err := p.lookup(strings.TrimPrefix(s, "-"))
