@@ -604,7 +604,8 @@ func predicate(prm Param, mod, raw string) (Predicate, error) {
 		return pr, nil
 	case TypeDate:
 		prefix, s := cutPrefix(raw)
-		r, err := ParseDate(s)
+		// A "+" of a time zone sent unencoded arrives as a space.
+		r, err := ParseDate(strings.Replace(s, " ", "+", 1))
 		if err != nil {
 			return bad("invalid date")
 		}
