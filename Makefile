@@ -65,7 +65,7 @@ bench-anchor:
 
 # Extend the parsers' fuzz corpora (new crashers land in each package's
 # testdata/fuzz): FHIR input, cohort queries, de-identification profiles,
-# de-identification of fuzzed resources and search-value extraction.
+# de-identification of fuzzed resources, search-value extraction and search queries.
 fuzz:
 	$(GO) test ./fhir/ -run '^$$' -fuzz FuzzParse -fuzztime 60s
 	$(GO) test ./gateway/ -run '^$$' -fuzz FuzzEntriesOver -fuzztime 30s
@@ -73,6 +73,7 @@ fuzz:
 	$(GO) test ./fhir/deid/ -run '^$$' -fuzz FuzzParseConfig -fuzztime 30s
 	$(GO) test ./fhir/deid/ -run '^$$' -fuzz FuzzApply -fuzztime 60s
 	$(GO) test ./fhir/search/ -run '^$$' -fuzz FuzzExtract -fuzztime 60s -fuzzminimizetime 5s
+	$(GO) test ./fhir/search/ -run '^$$' -fuzz FuzzParse -fuzztime 60s -fuzzminimizetime 5s
 
 clean:
 	rm -rf bin

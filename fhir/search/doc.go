@@ -1,6 +1,8 @@
-// Package search holds the R4 SearchParameter registry and extracts, from
-// a resource, the values a search index stores for each parameter. It does
-// no storage and no HTTP: the index and the REST search build on it.
+// Package search holds the R4 SearchParameter registry, extracts from a
+// resource the values a search index stores for each parameter, parses
+// search queries, matches and sorts resources by them, and gives the keys
+// of a blind index. It does no storage, no HTTP and no HMAC: the index and
+// the REST search build on it.
 //
 // # Registry
 //
@@ -11,7 +13,8 @@
 // (or `make generate`), then commit all of them.
 //
 // Parameters of type token, string, date, reference, quantity, number, uri
-// and composite are kept. Lookup finds one by resource type and code,
+// and composite are kept, and the top-level isSummary elements of each
+// resource type (SummaryElements). Lookup finds one by resource type and code,
 // Params lists those of a type, ResourceTypes lists the R4 resource types.
 // Every type has the common parameters of Resource: _id, _lastUpdated,
 // _profile, _security, _source and _tag. Left out, because R4 gives them
@@ -53,6 +56,112 @@
 // A type is known only where the JSON says it: a choice element's suffix,
 // or an element whose declared type the table records. Elsewhere
 // conversion goes by the shape of the JSON (coding, value, low/high ...).
+//
+// # Query
+//
+// Parse turns a search query string into a Query: Clauses (AND) of
+// Predicates (OR), and the result parameters _count (0..MaxCount), _sort,
+// _include and _revinclude (Type:param[:Target], *, :iterate), _total,
+// _summary, _elements and _type. _contained other than false and
+// _containedType are unsupported. Errors are *QueryError: they may name a
+// known R4 parameter code, never a value or a name the client chose. A
+// parameter, modifier or value form Parse does not support is an error
+// when strict (Prefer: handling=strict), else skipped and named in
+// Ignored; a bad value is an error either way.
+//
+// The search is two-step: the index narrows by keys (Clause.Keys against
+// the IndexKeys each resource carries) to a superset of candidates, then
+// Clause.Match decides exactly on each candidate's Extract values, and
+// Compare sorts them. Match follows R4 search.html:
+//
+//   - token: code (any system), system|code, |code (no system), system|
+//     (any code); codes are case-sensitive. :text matches the start of a
+//     word of Coding.display or CodeableConcept.text in NormalizeString
+//     form. :not holds when no value matches (a resource without the
+//     parameter too). :of-type is typesystem|typecode|value on an
+//     Identifier. :in, :not-in, :above and :below are unsupported.
+//   - string: a prefix of a value's NormalizeString form; :exact the
+//     value as written (case and accents count); :contains a substring of
+//     the normalized form.
+//   - uri: as written; :below the query or under it at a "/", :above the
+//     value or under it (a final "/" is ignored).
+//   - reference: id, Type/id (a relative reference only), an absolute URL
+//     or urn: as written, url|version of a canonical; :Type restricts the
+//     target type, :identifier is a token on Reference.identifier.
+//     Chains (subject:Patient.name, two levels) and _has (nested once) are
+//     parsed; the caller runs the inner clause and puts what it finds in
+//     Clause.Targets, which alone decides Match and Keys.
+//   - date: the query value is a span at its precision (ParseDate), the
+//     resource's value too (a Period from start's Low to end's High).
+//     eq: the query span contains the value's; gt: the value ends after
+//     the query span; lt: it starts before; ge: gt or eq; le: lt or eq;
+//     sa: it starts at or after the query span's end; eb: it ends at or
+//     before the query span's start. ap: the spans overlap once the query
+//     span is widened on each side by a tenth of the time between now and
+//     the query (at least a day): ap2015 in 2025 means about 2014 to 2016.
+//   - number and quantity: the query value has an implicit range of half
+//     a unit of its last written digit (100 is [99.5, 100.5), 100.00
+//     [99.995, 100.005), 1e2 [50, 150): one significant digit, where R4's
+//     own example says [95, 105)). eq: the resource value is in the
+//     range; gt, lt, ge, le compare with the exact query value; sa and eb
+//     as gt and lt on a Range's low and high; ap: within 10% of the value
+//     (at least the implicit range). A Range value is the interval from
+//     its low to its high, an open end unbounded; eq needs both ends
+//     inside. A quantity's system|code must both equal the value's; ||code
+//     matches the value's code or unit. A resource value's comparator
+//     (<5) is ignored.
+//   - ne (any ordered type): the resource has the parameter and no value
+//     matches eq.
+//   - composite: a$b matches one value whose components match a and b.
+//   - :missing=true holds when the resource has no value of the
+//     parameter, :missing=false when it has one.
+//
+// # Index keys
+//
+// The gateway keeps a blind index: it HMACs each key of IndexKeys with the
+// resource type into a token stored as (type, token, id), and for a
+// clause looks up the union of its Keys. It cannot scan ranges or order
+// tokens, so every key is an equality test and ordered values use
+// buckets. Keys are "<param>|<kind>|<rest>"; parts that may contain "|"
+// are length-prefixed. They are persisted (as HMACs): changing one forces
+// a reindex, and TestKeysStable pins them. Every resource carries TypeKey.
+//
+//   - presence: <param>|p| for each parameter with a value (:missing=false).
+//   - token: |sc|<len>:<system>|<code>, |c|<code>, |s|<system>.
+//   - string: |e|<normalized>, and |x|<prefix> for the normalized prefixes
+//     of 1 to 4 runes; a longer query uses its 4-rune prefix.
+//   - uri: |u|<uri>; |b|<uri> for the uri without a final "/" and its
+//     first 12 ancestors at "/" (for :below and :above).
+//   - reference: |r|<Type>/<id>, |i|<id>, |l|<url>, and the token keys of
+//     Reference.identifier under <param>|ri.
+//   - date: the day of the span's Low (dl) and of its last instant (dh),
+//     counted from 0000-01-01 (clamped to 10000-01-01, below 2^22), in a
+//     hierarchy of 8 levels of 3 bits: |dl|<level>|<hex day >> 3*(8-level)>,
+//     from about 5,700-year buckets (level 1) to single days (level 8):
+//     16 keys a value.
+//   - number, quantity: the float64 nearest the decimal, in an encoding
+//     that keeps order (sign flipped, negative numbers inverted), top 24
+//     bits (sign, exponent, 12 bits of mantissa), in 6 levels of 4 bits:
+//     |nv|<level>|<hex> for a value (6 keys); a Range gives |nl| and |nh|
+//     keys for its low and high (an open end the lowest or highest
+//     bucket): 12 keys. The unit is not in the key; Match checks it.
+//   - composite: the keys of its first component under <param>|k.
+//
+// A query interval on an ordered type becomes conditions on the low (eq,
+// lt, le, sa, ap) or last instant (gt, eb) of the value, or both (ge), and
+// each is covered by the buckets of the finest level whose greedy cover
+// takes at most 64 keys (a superset at a coarser level when it does not
+// fit); ORed values share that budget. ne, :not, :text, :contains,
+// :missing=true and an empty string cannot narrow: Keys says so and the
+// caller scans TypeKey. A Synthea resource carries about 57 keys.
+//
+// What the index reveals to whoever sees the tokens: which resources of a
+// type share a key, so equality of codes, of normalized strings and of
+// their first 1-4 characters, of references, and of date and number
+// buckets (same day, same 8 days, ... same ~5,700 years; same 1/4096
+// binary octave and coarser), and how many values each resource has per
+// parameter. Not the values themselves, nor their order, as long as the
+// HMAC key stays secret.
 package search
 
 //go:generate ./generate.sh

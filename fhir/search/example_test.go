@@ -3,6 +3,8 @@ package search_test
 import (
 	"encoding/json"
 	"fmt"
+	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/fhiranchor/fhiranchor/fhir/search"
@@ -49,4 +51,29 @@ func Example() {
 	// subject Patient p1
 	// value-quantity 72.0 http://unitsofmeasure.org|/min
 	// zoe dupont
+}
+
+// ExampleParse shows the two steps of a search over the blind index: the
+// keys narrow to candidates, Match decides on each.
+func ExampleParse() {
+	q, err := search.Parse("Patient", url.Values{"birthdate": {"ge1970"}, "name": {"zoe"}, "_sort": {"-birthdate"}}, true)
+	if err != nil {
+		panic(err)
+	}
+	dec := json.NewDecoder(strings.NewReader(`{"resourceType":"Patient","id":"p1",
+		"name":[{"family":"Dupont","given":["Zoë"]}],"birthDate":"1970-05-02"}`))
+	dec.UseNumber()
+	var tree map[string]any
+	if err := dec.Decode(&tree); err != nil {
+		panic(err)
+	}
+	vals, _ := search.Extract("Patient", tree)
+	stored := search.IndexKeys(vals) // the gateway HMACs and stores these
+	for _, c := range q.Clauses {
+		keys, narrows := c.Keys() // the gateway looks these up (HMACed)
+		fmt.Println(c.Param.Code, narrows, len(keys) > 0, slices.ContainsFunc(keys, func(k string) bool { return slices.Contains(stored, k) }), c.Match(vals))
+	}
+	// Output:
+	// birthdate true true true true
+	// name true true true true
 }

@@ -3,6 +3,9 @@ package search
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"net/url"
+	"slices"
 	"testing"
 )
 
@@ -40,5 +43,60 @@ func FuzzExtract(f *testing.F) {
 				t.Fatalf("%s: %d components, want %d", v.Param, len(v.Components), len(p.Components))
 			}
 		}
+	})
+}
+
+// FuzzParse feeds untrusted query strings to Parse; its corpus is in
+// testdata/fuzz/FuzzParse. Parse must not panic, nor Match, Keys and
+// Compare on what it returns; an error is a *QueryError.
+func FuzzParse(f *testing.F) {
+	for _, seed := range []string{
+		"name=peter&birthdate=ge1970-05&_count=10",
+		"code=http://loinc.org|8867-4,|x,sys|&code:text=heart&code:not=1",
+		"value-quantity=le5.4|http://unitsofmeasure.org|mg&value-quantity=ap1e2||mg",
+		"subject:Patient.name=x&subject.organization.name=y&_has:Observation:patient:code=1",
+		"code-value-quantity=8480-6$gt100&_sort=-date,code&_include=Observation:subject:Patient&_revinclude:iterate=Provenance:target",
+		`_id=a\,b&_lastUpdated=ne2020&_tag=s|&_profile:below=http://x/&date=eb2020-01-01T00:00:00.5%2B01:00`,
+		"_type=Patient,Practitioner&name=x&_summary=count&_total=none&_elements=id",
+	} {
+		f.Add("Observation", seed, true)
+	}
+	f.Add("Patient", "_has:Observation:patient:_has:AuditEvent:entity:agent=Practitioner/1&gender:missing=true", false)
+	f.Add("", "_id=1&_lastUpdated=1970", true)
+	f.Fuzz(func(t *testing.T, rt, query string, strict bool) {
+		vals, err := url.ParseQuery(query)
+		if err != nil {
+			return
+		}
+		q, err := Parse(rt, vals, strict)
+		if err != nil {
+			var qe *QueryError
+			if !errors.As(err, &qe) {
+				t.Fatalf("error %T is not a *QueryError", err)
+			}
+			return
+		}
+		values := []Value{
+			{Param: "code", Type: TypeToken, Token: Token{System: "s", Code: "c", Display: "d"}},
+			{Param: "name", Type: TypeString, String: "Zoë"},
+			{Param: "date", Type: TypeDate, Date: DateRange{Low: MinTime, High: MaxTime}},
+			{Param: "value-quantity", Type: TypeQuantity, Quantity: Quantity{Low: "1", High: "1e300"}},
+			{Param: "subject", Type: TypeReference, Reference: Reference{Type: "Patient", ID: "1"}},
+		}
+		for _, c := range q.Clauses {
+			c.Targets = []string{"Patient/1", "1"}
+			match := c.Match(values)
+			keys, narrows := c.Keys()
+			if len(keys) > 4*maxCover {
+				t.Fatalf("%d keys", len(keys))
+			}
+			if match && narrows {
+				idx := IndexKeys(values)
+				if !slices.ContainsFunc(keys, func(k string) bool { return slices.Contains(idx, k) }) {
+					t.Fatalf("clause %s matches but no key is indexed", c.Param.Code)
+				}
+			}
+		}
+		Compare(q.Sort, values, nil)
 	})
 }

@@ -106,7 +106,8 @@ whose text follows. Those files are the HL7 FHIR R4 (4.0.1) definitions, which
 HL7 publishes under CC0 (https://hl7.org/fhir/R4/license.html). generate.sh keeps
 the parameters of types token, string, date, reference, quantity, number, uri
 and composite, with the fields package search uses, and the choice elements and
-element types its FHIRPath evaluator needs.
+element types its FHIRPath evaluator needs, and the top-level elements
+marked isSummary of each resource type.
 
 -------------------------------------------------------------------------------
 

@@ -200,7 +200,7 @@ func (c Clause) Keys() (keys []string, narrows bool) {
 	}
 	budget := maxCover / max(1, len(c.Values))
 	for _, p := range c.Values {
-		ks, ok := predicateKeys(c.Param.Code, c.Param.Type, c.Modifier, p, budget)
+		ks, ok := predicateKeys(c.Param, c.Modifier, p, budget)
 		if !ok {
 			return nil, false
 		}
@@ -214,7 +214,8 @@ func dedupe(keys []string) []string {
 	return slices.Compact(keys)
 }
 
-func predicateKeys(param string, t Type, mod string, p Predicate, budget int) ([]string, bool) {
+func predicateKeys(prm Param, mod string, p Predicate, budget int) ([]string, bool) {
+	param, t := prm.Code, prm.Type
 	if p.Prefix == "ne" {
 		return nil, false
 	}
@@ -265,7 +266,7 @@ func predicateKeys(param string, t Type, mod string, p Predicate, budget int) ([
 	case TypeReference:
 		switch {
 		case mod == "identifier":
-			return predicateKeys(param+"|"+kindRefIdnt, TypeToken, "", p, budget)
+			return predicateKeys(Param{Code: param + "|" + kindRefIdnt, Type: TypeToken}, "", p, budget)
 		case p.URL != "":
 			return []string{ikey(param, kindRefURL, p.URL)}, true
 		case p.Type != "":
@@ -277,32 +278,13 @@ func predicateKeys(param string, t Type, mod string, p Predicate, budget int) ([
 	case TypeNumber, TypeQuantity:
 		return numberKeys(param, p, budget), true
 	case TypeComposite:
-		if len(p.Components) == 0 {
+		if len(p.Components) == 0 || len(prm.Components) == 0 {
 			return nil, false
 		}
-		first := p.Components[0]
-		// The component's type is not in the predicate: find it by its
-		// set fields.
-		return predicateKeys(param+"|"+kindComp, componentType(first), "", first, budget)
+		first := Param{Code: param + "|" + kindComp, Type: prm.Components[0].Type}
+		return predicateKeys(first, "", p.Components[0], budget)
 	}
 	return nil, false
-}
-
-// componentType guesses a component predicate's type from its fields.
-func componentType(p Predicate) Type {
-	switch {
-	case p.Value != nil:
-		return TypeQuantity // number and quantity keys are the same
-	case !p.Date.Low.IsZero():
-		return TypeDate
-	case p.URI != "":
-		return TypeURI
-	case p.Text != "":
-		return TypeString
-	case p.Type != "" || p.ID != "" || p.URL != "":
-		return TypeReference
-	}
-	return TypeToken
 }
 
 // scale is a hierarchical bucket scheme over unsigned integers of bits

@@ -129,7 +129,7 @@ func matchToken(p Predicate, mod string, t Token) bool {
 		return t.Code == p.Code && slices.Contains(t.OfType, Coding{System: p.TypeSystem, Code: p.TypeCode})
 	}
 	if !p.HasSystem {
-		return t.Code == p.Code && (t.Code != "" || t.System != "")
+		return t.Code == p.Code
 	}
 	if p.System == "" {
 		return t.System == "" && t.Code == p.Code

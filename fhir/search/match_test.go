@@ -103,6 +103,8 @@ func TestMatchDate(t *testing.T) {
 		// A time zone moves the span: 1970-01-01T00:30+01:00 is 1969 in UTC.
 		{"birthdate", "1970", bd("1970-01-01T00:30:00+01:00"), false},
 		{"birthdate", "1969", bd("1970-01-01T00:30:00+01:00"), true},
+		{"birthdate", "lt1970-01-01T00:30:00 01:00", bd("1969-12-31T23:29:59Z"), true}, // "+" decoded as a space
+		{"birthdate", "lt1970-01-01T00:30:00 01:00", bd("1969-12-31T23:30:00Z"), false},
 		// OR over values, any value of the resource.
 		{"birthdate", "1980,1970", bd("1970-05-02"), true},
 		{"birthdate", "1980,1990", bd("1970-05-02"), false},

@@ -153,6 +153,10 @@ func (e *QueryError) Error() string {
 // MaxCount is the largest _count accepted.
 const MaxCount = 1000
 
+// resultParams are R4's search result parameters and the others Parse
+// knows by name.
+var resultParams = []string{"_count", "_sort", "_include", "_revinclude", "_total", "_summary", "_elements", "_contained", "_containedType", "_type", "_has"}
+
 // now is the clock ap uses; tests set it.
 var now = time.Now
 
@@ -260,6 +264,9 @@ func (p *queryParser) param(name, value string) error {
 		q.Summary = value
 		return nil
 	case "_elements":
+		if mod != "" {
+			return p.skip(name, unknown(base, "modifier not supported"))
+		}
 		for _, e := range splitList(value) {
 			if !isName(e) {
 				return &QueryError{Param: base, Reason: "invalid element name"}
@@ -268,6 +275,9 @@ func (p *queryParser) param(name, value string) error {
 		}
 		return nil
 	case "_sort":
+		if mod != "" {
+			return p.skip(name, unknown(base, "modifier not supported"))
+		}
 		for _, s := range splitList(value) {
 			desc := strings.HasPrefix(s, "-")
 			prm, err := p.lookup(strings.TrimPrefix(s, "-"))
@@ -317,7 +327,7 @@ func (p *queryParser) param(name, value string) error {
 		if prm, err = p.lookup(base); err != nil {
 			return p.skip(name, err)
 		}
-		c, err = clauseOf(prm, "", mod, value, 0)
+		c, err = clauseOf(prm, mod, value)
 	} else {
 		c, err = parseClause(q.Type, name, value, 0)
 	}
@@ -366,6 +376,9 @@ func (p *queryParser) lookup(code string) (Param, error) {
 // knownCode returns code when some R4 parameter has it, else "": an error
 // may name an R4 code, never a name the client made up.
 func knownCode(code string) string {
+	if slices.Contains(resultParams, code) {
+		return code
+	}
 	if _, ok := load().common[code]; ok {
 		return code
 	}
@@ -456,7 +469,7 @@ func parseClause(resourceType, name, value string, depth int) (*Clause, error) {
 		return nil, unknown(knownCode(code), "unknown parameter")
 	}
 	if !chained {
-		return clauseOf(prm, resourceType, mod, value, depth)
+		return clauseOf(prm, mod, value)
 	}
 	if prm.Type != TypeReference {
 		return nil, &QueryError{Param: prm.Code, Reason: "chain on a parameter that is not a reference"}
@@ -493,7 +506,7 @@ var supportedModifiers = map[Type][]string{
 	TypeComposite: {"missing"},
 }
 
-func clauseOf(prm Param, resourceType, mod, value string, depth int) (*Clause, error) {
+func clauseOf(prm Param, mod, value string) (*Clause, error) {
 	c := &Clause{Param: prm, Modifier: mod}
 	if mod != "" {
 		isType := prm.Type == TypeReference && isResourceType(mod)
@@ -591,7 +604,8 @@ func predicate(prm Param, mod, raw string) (Predicate, error) {
 		return pr, nil
 	case TypeDate:
 		prefix, s := cutPrefix(raw)
-		r, err := ParseDate(s)
+		// A "+" of a time zone sent unencoded arrives as a space.
+		r, err := ParseDate(strings.Replace(s, " ", "+", 1))
 		if err != nil {
 			return bad("invalid date")
 		}

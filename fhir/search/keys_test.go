@@ -1,0 +1,395 @@
+package search
+
+import (
+	"fmt"
+	"math/big"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+)
+
+// esc escapes the characters search values give a meaning to.
+func esc(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, ",", `\,`, "|", `\|`, "$", `\$`)
+	return r.Replace(s)
+}
+
+type genQuery struct{ name, value string }
+
+var dateLayouts = []string{"2006", "2006-01", "2006-01-02", "2006-01-02T15:04:05Z", "2006-01-02T15:04:05.000000000Z"}
+
+// dateQueries gives t at every precision, and shifted by a second, a
+// day, a year at one precision each.
+func dateQueries(t time.Time) []string {
+	var out []string
+	for i, shift := range []time.Duration{0, -24 * time.Hour, 24 * time.Hour, -400 * 24 * time.Hour, time.Second} {
+		s := t.Add(shift)
+		if s.Before(MinTime.AddDate(1, 0, 0)) || !s.Before(MaxTime.AddDate(-1, 0, 0)) {
+			continue
+		}
+		if i == 0 {
+			for _, l := range dateLayouts {
+				out = append(out, s.Format(l))
+			}
+			continue
+		}
+		out = append(out, s.Format(dateLayouts[(i+1)%len(dateLayouts)]))
+	}
+	return out
+}
+
+func numberQueries(s string) []string {
+	r, ok := Rat(s)
+	if !ok {
+		return nil
+	}
+	f, _ := r.Float64()
+	out := []string{s, strconv.FormatFloat(f, 'e', 2, 64)}
+	for _, d := range []*big.Rat{big.NewRat(1, 1), big.NewRat(-1, 1), big.NewRat(1, 1000)} {
+		out = append(out, new(big.Rat).Add(r, d).FloatString(4))
+	}
+	out = append(out, new(big.Rat).Mul(r, big.NewRat(21, 20)).FloatString(3))
+	return out
+}
+
+// queriesOf returns queries built from one value of a resource: those the
+// value should match and near misses, with every prefix.
+func queriesOf(v Value) []genQuery {
+	var out []genQuery
+	add := func(name string, values ...string) {
+		for _, s := range values {
+			out = append(out, genQuery{name, s})
+		}
+	}
+	p := v.Param
+	switch v.Type {
+	case TypeToken:
+		t := v.Token
+		if t.Code != "" {
+			add(p, esc(t.Code), esc(t.System)+"|"+esc(t.Code), "|"+esc(t.Code), esc(t.Code)+"x")
+			for _, c := range t.OfType {
+				add(p+":of-type", esc(c.System)+"|"+esc(c.Code)+"|"+esc(t.Code))
+			}
+		}
+		if t.System != "" {
+			add(p, esc(t.System)+"|")
+		}
+		if w, _, _ := strings.Cut(NormalizeString(t.Display+" "+t.Text), " "); w != "" {
+			add(p+":text", esc(w))
+		}
+		add(p+":missing", "false", "true")
+	case TypeString:
+		n := NormalizeString(v.String)
+		add(p, esc(v.String), esc(n))
+		for i, k := 0, 0; i < len(n) && k < 7; k++ {
+			_, size := utf8.DecodeRuneInString(n[i:])
+			i += size
+			add(p, esc(n[:i]))
+		}
+		add(p+":exact", esc(v.String), esc(strings.ToUpper(v.String)))
+		if len(n) > 2 {
+			add(p+":contains", esc(n[1:len(n)-1]))
+		}
+	case TypeURI:
+		add(p, esc(v.URI), esc(v.URI+"x"))
+		if i := strings.LastIndex(strings.TrimSuffix(v.URI, "/"), "/"); i > 0 {
+			add(p+":below", esc(v.URI[:i]), esc(v.URI[:i+1]))
+		}
+		add(p+":above", esc(v.URI+"/sub"), esc(v.URI))
+	case TypeReference:
+		r := v.Reference
+		if r.ID != "" {
+			add(p, esc(r.ID))
+			if r.Type != "" {
+				add(p, esc(r.Type+"/"+r.ID), esc(r.Type+"/"+r.ID+"x"))
+				add(p+":"+r.Type, esc(r.ID))
+			}
+		}
+		if r.URL != "" && strings.Contains(r.URL, ":") {
+			add(p, esc(r.URL))
+		}
+		if r.Identifier != nil && r.Identifier.Code != "" {
+			add(p+":identifier", esc(r.Identifier.System)+"|"+esc(r.Identifier.Code), esc(r.Identifier.Code))
+		}
+	case TypeDate:
+		var ds []string
+		if !v.Date.Low.Equal(MinTime) {
+			ds = append(ds, dateQueries(v.Date.Low)...)
+		}
+		if !v.Date.High.Equal(MaxTime) {
+			ds = append(ds, dateQueries(v.Date.High.Add(-time.Nanosecond))...)
+		}
+		for _, d := range ds {
+			for _, pr := range prefixes {
+				add(p, pr+d)
+			}
+		}
+	case TypeNumber, TypeQuantity:
+		q := v.Quantity
+		var ns []string
+		for _, s := range []string{v.Number, q.Value, q.Low, q.High} {
+			if s != "" {
+				ns = append(ns, numberQueries(s)...)
+			}
+		}
+		for _, n := range ns {
+			for _, pr := range prefixes {
+				add(p, pr+n)
+				if v.Type == TypeQuantity && q.Code != "" {
+					add(p, pr+n+"|"+esc(q.System)+"|"+esc(q.Code), pr+n+"||"+esc(q.Code))
+				}
+			}
+		}
+	case TypeComposite:
+		var parts [][]string
+		for _, c := range v.Components {
+			var alts []string
+			for _, g := range queriesOf(c) {
+				if g.name == c.Param {
+					alts = append(alts, g.value)
+				}
+				if len(alts) == 3 {
+					break
+				}
+			}
+			if len(alts) == 0 {
+				return nil
+			}
+			parts = append(parts, alts)
+		}
+		for i := range 3 {
+			var s []string
+			for _, alts := range parts {
+				s = append(s, alts[i%len(alts)])
+			}
+			add(p, strings.Join(s, "$"))
+		}
+	}
+	return out
+}
+
+// TestKeysCoverMatches is the superset invariant: over every resource of
+// the shared test data, for queries built from its own values (and near
+// misses), whenever Match holds some key of the clause is among the
+// resource's IndexKeys, or Keys says it cannot narrow.
+func TestKeysCoverMatches(t *testing.T) {
+	sample := 600 // resources of each folder; -short: 200
+	if testing.Short() {
+		sample = 200
+	}
+	var checked, matched, parsed, failed int
+	byType := map[Type]int{}
+	for _, sub := range []string{"synthea", "hl7-examples"} {
+		es := resources(t, sub)
+		x := &Extractor{ReferenceType: bundleTypes(es)}
+		step := 1
+		if len(es) > sample {
+			step = len(es) / sample // a Synthea run has ~10^5 resources
+		}
+		for i := 0; i < len(es); i += step {
+			e := es[i]
+			vals, err := x.Extract(e.resourceType, e.tree)
+			if err != nil {
+				continue
+			}
+			idx := make(map[string]bool)
+			for _, k := range IndexKeys(vals) {
+				idx[k] = true
+			}
+			for _, v := range vals {
+				for _, g := range queriesOf(v) {
+					q, err := Parse(e.resourceType, url.Values{g.name: {g.value}}, true)
+					if err != nil || len(q.Clauses) != 1 {
+						failed++
+						if failed < 5 {
+							t.Logf("%s %s: %v", e.resourceType, g.name, err)
+						}
+						continue
+					}
+					parsed++
+					c := q.Clauses[0]
+					if !c.Match(vals) {
+						continue
+					}
+					matched++
+					byType[v.Type]++
+					keys, narrows := c.Keys()
+					if !narrows {
+						continue
+					}
+					if len(keys) > 2*maxCover {
+						t.Errorf("%s %s: %d keys", e.resourceType, g.name, len(keys))
+					}
+					checked++
+					found := false
+					for _, k := range keys {
+						if idx[k] {
+							found = true
+							break
+						}
+					}
+					if !found {
+						t.Errorf("%s/%s %s=%q matches but no key is indexed", e.file, e.resourceType, g.name, g.value)
+					}
+				}
+			}
+		}
+	}
+	t.Logf("parsed %d queries (%d failed), %d matched, %d checked against the index; matches by type %v", parsed, failed, matched, checked, byType)
+	if failed*100 > parsed {
+		t.Errorf("%d of %d generated queries did not parse", failed, parsed)
+	}
+	for _, typ := range []Type{TypeToken, TypeString, TypeDate, TypeReference, TypeQuantity, TypeNumber, TypeURI, TypeComposite} {
+		if byType[typ] == 0 {
+			t.Errorf("no generated %s query matched: the test lost its power", typ)
+		}
+	}
+}
+
+// TestMatchRejectsNearMisses checks, for each value of the test data on
+// its own, that deliberately different queries do not match.
+func TestMatchRejectsNearMisses(t *testing.T) {
+	es := resources(t, "hl7-examples")
+	x := &Extractor{ReferenceType: bundleTypes(es)}
+	checked := 0
+	for _, e := range es {
+		vals, err := x.Extract(e.resourceType, e.tree)
+		if err != nil {
+			continue
+		}
+		for _, v := range vals {
+			var misses []genQuery
+			ns := "2006-01-02T15:04:05.000000000Z"
+			switch v.Type {
+			case TypeToken:
+				if v.Token.Code != "" {
+					misses = append(misses, genQuery{v.Param, esc(v.Token.Code + "\u2603")},
+						genQuery{v.Param, esc(v.Token.System) + "|" + esc(v.Token.Code+"x")})
+				}
+			case TypeString:
+				if n := NormalizeString(v.String); n != "" {
+					misses = append(misses, genQuery{v.Param, esc(n + "\u2603")}, genQuery{v.Param + ":exact", esc(v.String + " x")})
+				}
+			case TypeDate:
+				if !v.Date.Low.Equal(MinTime) && v.Date.Low.Year() > 1 {
+					misses = append(misses, genQuery{v.Param, "lt" + v.Date.Low.Format(ns)}, genQuery{v.Param, "sa" + v.Date.Low.Format(ns)})
+				}
+				if !v.Date.High.Equal(MaxTime) {
+					h := v.Date.High.Add(-time.Nanosecond).Format(ns)
+					misses = append(misses, genQuery{v.Param, "gt" + h}, genQuery{v.Param, "eb" + h})
+				}
+			case TypeNumber:
+				if v.Number != "" {
+					misses = append(misses, genQuery{v.Param, "gt" + v.Number}, genQuery{v.Param, "lt" + v.Number}, genQuery{v.Param, "ne" + v.Number})
+				}
+			case TypeReference:
+				if v.Reference.Type != "" && v.Reference.ID != "" {
+					misses = append(misses, genQuery{v.Param, esc(v.Reference.Type + "/" + v.Reference.ID + "x")})
+				}
+			case TypeURI:
+				misses = append(misses, genQuery{v.Param, esc(v.URI + "x")})
+			}
+			for _, g := range misses {
+				q, err := Parse(e.resourceType, url.Values{g.name: {g.value}}, true)
+				if err != nil {
+					t.Errorf("%s %s: %v", e.resourceType, g.name, err)
+					continue
+				}
+				checked++
+				if q.Clauses[0].Match([]Value{v}) {
+					t.Errorf("%s %s=%q matches value %+v", e.resourceType, g.name, g.value, v)
+				}
+			}
+		}
+	}
+	if checked < 1000 {
+		t.Errorf("only %d near misses checked", checked)
+	}
+}
+
+// TestKeyCounts bounds the keys of one value and of one query.
+func TestKeyCounts(t *testing.T) {
+	d := dateValue(t, "birthdate", "1970-05-02")
+	if n := len(valueKeys("birthdate", d)); n > 16 {
+		t.Errorf("date value: %d keys", n)
+	}
+	n := Value{Param: "probability", Type: TypeNumber, Number: "0.25"}
+	if k := len(valueKeys("probability", n)); k > 12 {
+		t.Errorf("number value: %d keys", k)
+	}
+	r := Value{Param: "value-quantity", Type: TypeQuantity, Quantity: Quantity{Low: "1", High: "2"}}
+	if k := len(valueKeys("value-quantity", r)); k > 12 {
+		t.Errorf("range value: %d keys", k)
+	}
+	for _, q := range []genQuery{
+		{"birthdate", "1970"}, {"birthdate", "lt1970-05-02T10:11:12.123Z"}, {"birthdate", "gt1970-05-02T10:11:12Z"},
+		{"birthdate", "ge1970-05"}, {"birthdate", "eb1970"}, {"birthdate", "ap1970-05-02"}, {"birthdate", "1970-05-02T10:11:12.123Z"},
+	} {
+		c := clause(t, "Patient", q.name, q.value)
+		if keys, narrows := c.Keys(); !narrows || len(keys) == 0 || len(keys) > maxCover {
+			t.Errorf("%s=%s: %d keys, narrows %v", q.name, q.value, len(keys), narrows)
+		}
+	}
+	for _, v := range []string{"100", "gt0.001", "lt-5e10", "ap3", "ge1e-300", "sa7", "eb7"} {
+		c := clause(t, "RiskAssessment", "probability", v)
+		if keys, narrows := c.Keys(); !narrows || len(keys) == 0 || len(keys) > maxCover {
+			t.Errorf("probability=%s: %d keys, narrows %v", v, len(keys), narrows)
+		}
+	}
+	// Many ORed values share the budget.
+	var vs []string
+	for i := range 20 {
+		vs = append(vs, fmt.Sprintf("19%02d", 50+i))
+	}
+	c := clause(t, "Patient", "birthdate", strings.Join(vs, ","))
+	if keys, _ := c.Keys(); len(keys) > 2*maxCover {
+		t.Errorf("20 years: %d keys", len(keys))
+	}
+}
+
+// TestKeysStable pins the key strings: they are persisted as HMACs, and a
+// change needs a reindex (and a deliberate update of this test).
+func TestKeysStable(t *testing.T) {
+	vals := []Value{
+		{Param: "code", Type: TypeToken, Token: Token{System: "http://loinc.org", Code: "8867-4"}},
+		{Param: "name", Type: TypeString, String: "Zoë Du"},
+		{Param: "subject", Type: TypeReference, Reference: Reference{Type: "Patient", ID: "p1"}},
+		{Param: "date", Type: TypeDate, Date: DateRange{Low: time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC), High: time.Date(2020, 1, 2, 0, 0, 0, 0, time.UTC)}},
+	}
+	got := strings.Join(IndexKeys(vals), "\n")
+	want := strings.Join([]string{
+		"code|c|8867-4", "code|p|", "code|sc|16:http://loinc.org|8867-4", "code|s|http://loinc.org",
+		// 2020-01-01 is day 737790 (0xb41fe) since 0000-01-01.
+		"date|dh|1|0", "date|dh|2|2", "date|dh|3|16", "date|dh|4|b4", "date|dh|5|5a0", "date|dh|6|2d07", "date|dh|7|1683f", "date|dh|8|b41fe",
+		"date|dl|1|0", "date|dl|2|2", "date|dl|3|16", "date|dl|4|b4", "date|dl|5|5a0", "date|dl|6|2d07", "date|dl|7|1683f", "date|dl|8|b41fe",
+		"date|p|",
+		"name|e|zoe du", "name|p|", "name|x|z", "name|x|zo", "name|x|zoe", "name|x|zoe ",
+		"subject|i|p1", "subject|p|", "subject|r|Patient/p1",
+	}, "\n")
+	if got != want {
+		t.Errorf("IndexKeys =\n%s\nwant\n%s", got, want)
+	}
+}
+
+func BenchmarkIndexKeys(b *testing.B) {
+	es := resources(b, "synthea")
+	x := &Extractor{ReferenceType: bundleTypes(es)}
+	var all [][]Value
+	for _, e := range es {
+		if e.resourceType == "Bundle" {
+			continue
+		}
+		if vals, err := x.Extract(e.resourceType, e.tree); err == nil {
+			all = append(all, vals)
+		}
+	}
+	keys := 0
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		keys += len(IndexKeys(all[i%len(all)]))
+	}
+	b.ReportMetric(float64(keys)/float64(b.N), "keys/resource")
+}
