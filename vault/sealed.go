@@ -387,6 +387,12 @@ func (t *SealedTx) SetTokens(ctx context.Context, typ, id string, version int64,
 	return t.tx.SetTokens(ctx, typ, id, version, tokens)
 }
 
+// DropTokens removes the blind-index entries of a resource that is not
+// live (see Tx.DropTokens).
+func (t *SealedTx) DropTokens(ctx context.Context, typ, id string) error {
+	return t.tx.DropTokens(ctx, typ, id)
+}
+
 // Response returns the response remembered for an idempotency key (see
 // Tx.Response), opened. A stored response that does not open (altered,
 // moved from another key, or stored unsealed) is an error wrapping

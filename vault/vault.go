@@ -228,6 +228,11 @@ type Tx interface {
 	// ErrNotFound if the resource has no version. It is how an index is
 	// rebuilt after the tokens a version carries were redefined.
 	SetTokens(ctx context.Context, typ, id string, version int64, tokens [][]byte) error
+	// DropTokens removes the blind-index entries of a resource that has no
+	// current live version (its current version is a tombstone or erased,
+	// or it has no version): entries the index must not hold. It returns
+	// ErrConflict, removing nothing, if the resource is live.
+	DropTokens(ctx context.Context, typ, id string) error
 	// Put stores a new version and its leaf. It returns ErrConflict if that
 	// version of the resource is already stored. A version newer than the
 	// current one becomes current and replaces its tokens. A version's leaf

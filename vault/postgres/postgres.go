@@ -130,6 +130,15 @@ const (
 	ON CONFLICT DO NOTHING
 )
 SELECT (SELECT count(*) FROM cur), (SELECT count(*) FROM ok)`
+	// sqlDropTokens removes the tokens of the resource unless its current
+	// version is live; the result counts the live versions found (0 or 1).
+	sqlDropTokens = `WITH live AS (
+	SELECT FROM (SELECT deleted, erased FROM versions WHERE type = $1 AND id = $2 ORDER BY version DESC LIMIT 1) cur
+	WHERE NOT deleted AND NOT erased
+), dropped AS (
+	DELETE FROM tokens WHERE type = $1 AND id = $2 AND NOT EXISTS (SELECT FROM live)
+)
+SELECT count(*) FROM live`
 	sqlRecords = `SELECT seq, type, record, salt, subject, actor, time FROM leaf_records
 WHERE seq > $1 ORDER BY seq LIMIT $2`
 	sqlIndexEntries = `SELECT type, id, token FROM tokens WHERE (type, id, token) > ($1, $2, $3)
@@ -708,6 +717,22 @@ func (t *tx) SetTokens(ctx context.Context, typ, id string, version int64, token
 		return fmt.Errorf("set %s tokens: %w", typ, vault.ErrNotFound)
 	case ok == 0:
 		return fmt.Errorf("set %s version %d tokens: %w", typ, version, vault.ErrConflict)
+	}
+	return nil
+}
+
+// DropTokens locks the resource for the rest of the transaction, then
+// removes its tokens unless it is live.
+func (t *tx) DropTokens(ctx context.Context, typ, id string) error {
+	var live int64
+	b := &pgx.Batch{}
+	queueLock(b, resourceLock(typ, id))
+	b.Queue(sqlDropTokens, typ, id).QueryRow(func(row pgx.Row) error { return row.Scan(&live) })
+	if err := t.tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("drop %s tokens: %w", typ, mapErr(err))
+	}
+	if live > 0 {
+		return fmt.Errorf("drop %s tokens: %w", typ, vault.ErrConflict)
 	}
 	return nil
 }

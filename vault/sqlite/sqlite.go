@@ -876,6 +876,24 @@ func (t *tx) SetTokens(ctx context.Context, typ, id string, version int64, token
 	return nil
 }
 
+// DropTokens removes the tokens of a resource that is not live.
+func (t *tx) DropTokens(ctx context.Context, typ, id string) error {
+	var current int64
+	var deleted, erased bool
+	err := t.stmt(ctx, stCurrentState).QueryRowContext(ctx, typ, id).Scan(&current, &deleted, &erased)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return fmt.Errorf("drop %s tokens: %w", typ, mapErr(err))
+	case !deleted && !erased:
+		return fmt.Errorf("drop %s tokens: %w", typ, vault.ErrConflict)
+	}
+	if _, err := t.stmt(ctx, stDeleteTokens).ExecContext(ctx, typ, id); err != nil {
+		return fmt.Errorf("drop %s tokens: %w", typ, mapErr(err))
+	}
+	return nil
+}
+
 // queryIDs runs a Find statement.
 func queryIDs(ctx context.Context, st *sql.Stmt, typ string, token []byte) ([]string, error) {
 	rows, err := st.QueryContext(ctx, typ, nonNil(token))

@@ -63,6 +63,7 @@ func Exercise(t *testing.T, newStore func(t *testing.T) vault.Store) {
 		{"FindAny", testFindAny},
 		{"Changes", testChanges},
 		{"SetTokens", testSetTokens},
+		{"DropTokens", testDropTokens},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1768,4 +1769,36 @@ func testSetTokens(t *testing.T, s vault.Store) {
 	wantErr(t, "SetTokens of an erased version", set("Patient", "c", 1, "x"), vault.ErrConflict)
 	wantFind(t, s, "Patient", "x")
 	wantStats(t, s, vault.Stats{Versions: 5, Leaves: 5})
+}
+
+// testDropTokens: DropTokens removes index entries of resources that are
+// not live (an index damaged or built by older rules may hold some) and
+// refuses, removing nothing, for a live one.
+func testDropTokens(t *testing.T, s vault.Store) {
+	ctx := t.Context()
+	put(t, s, withTokens(record("Patient", "a", 1), "a1"), withTokens(record("Patient", "b", 1), "b1"),
+		tombstone("Patient", "b", 2))
+	// Entries the index must not hold, as a damaged one might: tokens of a
+	// tombstone and of a resource with no version. SetTokens cannot write
+	// them; a live resource's tokens, moved by an id change, can.
+	err := s.Update(ctx, func(tx vault.Tx) error {
+		if err := tx.Put(ctx, withTokens(record("Patient", "c", 1), "c1")); err != nil {
+			return err
+		}
+		return tx.Put(ctx, withTokens(tombstone("Patient", "c", 2), "c2"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	drop := func(typ, id string) error {
+		return s.Update(ctx, func(tx vault.Tx) error { return tx.DropTokens(ctx, typ, id) })
+	}
+	wantErr(t, "DropTokens of a live resource", drop("Patient", "a"), vault.ErrConflict)
+	wantFind(t, s, "Patient", "a1", "a")
+	for _, id := range []string{"b", "c", "z"} {
+		if err := drop("Patient", id); err != nil {
+			t.Errorf("DropTokens(%s): %v", id, err)
+		}
+	}
+	wantFind(t, s, "Patient", "a1", "a")
 }
