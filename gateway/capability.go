@@ -12,8 +12,9 @@ import (
 var Version = "0.1.0-dev"
 
 // capabilityStatement describes what this server really does: every R4
-// resource type with read, vread, history-instance, create, update, patch
-// (JSON Patch only) and delete; transaction and batch; conditional create,
+// resource type with read, vread, history-instance, history-type, create,
+// update, patch (JSON Patch only) and delete; transaction, batch and
+// history-system; conditional create,
 // update and delete (of a single match) on _id and identifier only, over
 // REST and in Bundles; JSON only (XML is a 406); no search interaction
 // beyond those criteria; SMART backend-services bearer tokens.
@@ -45,7 +46,7 @@ func capabilityStatement(baseURL string) ([]byte, error) {
 	for _, t := range fhir.ResourceTypes() {
 		resources = append(resources, resource{
 			Type:        t,
-			Interaction: []interaction{{"read"}, {"vread"}, {"history-instance"}, {"create"}, {"update"}, {"patch"}, {"delete"}},
+			Interaction: []interaction{{"read"}, {"vread"}, {"history-instance"}, {"history-type"}, {"create"}, {"update"}, {"patch"}, {"delete"}},
 			Versioning:  "versioned", ReadHistory: true, UpdateCreate: true,
 			ConditionalCreate: true, ConditionalUpdate: true, ConditionalDelete: "single",
 			SearchParam: params,
@@ -73,7 +74,7 @@ func capabilityStatement(baseURL string) ([]byte, error) {
 				"description": "Bearer JWT (ES256 or RS256) with SMART backend-services system scopes, e.g. system/*.read system/*.write.",
 			},
 			"resource":    resources,
-			"interaction": []interaction{{"transaction"}, {"batch"}},
+			"interaction": []interaction{{"transaction"}, {"batch"}, {"history-system"}},
 		}},
 	}
 	b, err := json.Marshal(cs)

@@ -43,6 +43,8 @@ var resourceMethods = map[string]bool{
 	"/fhiranchor.v1.FHIRService/Read":              true,
 	"/fhiranchor.v1.FHIRService/VRead":             true,
 	"/fhiranchor.v1.FHIRService/History":           true,
+	"/fhiranchor.v1.FHIRService/TypeHistory":       true,
+	"/fhiranchor.v1.FHIRService/SystemHistory":     true,
 	"/fhiranchor.v1.LogService/GetReceipt":         true,
 	"/fhiranchor.v1.LogService/GetEvidence":        true,
 	// A leaf receipt holds hashes and an index only; any client may ask.

@@ -577,6 +577,142 @@ func (x *HistoryRequest) GetId() string {
 	return ""
 }
 
+// TypeHistoryRequest names a resource type whose versions to list. Over
+// REST the query parameters are FHIR's _count and _since, and _cursor as a
+// next link carries it.
+type TypeHistoryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Type  string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	// Page size: at most this many entries, default 50, at most 1000.
+	Count string `protobuf:"bytes,2,opt,name=count,json=_count,proto3" json:"count,omitempty"`
+	// Only versions last updated at or after this FHIR instant or date.
+	Since string `protobuf:"bytes,3,opt,name=since,json=_since,proto3" json:"since,omitempty"`
+	// Opaque: where the previous page ended, from its next link.
+	Cursor        string `protobuf:"bytes,4,opt,name=cursor,json=_cursor,proto3" json:"cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TypeHistoryRequest) Reset() {
+	*x = TypeHistoryRequest{}
+	mi := &file_fhiranchor_v1_fhir_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TypeHistoryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TypeHistoryRequest) ProtoMessage() {}
+
+func (x *TypeHistoryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fhiranchor_v1_fhir_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TypeHistoryRequest.ProtoReflect.Descriptor instead.
+func (*TypeHistoryRequest) Descriptor() ([]byte, []int) {
+	return file_fhiranchor_v1_fhir_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *TypeHistoryRequest) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *TypeHistoryRequest) GetCount() string {
+	if x != nil {
+		return x.Count
+	}
+	return ""
+}
+
+func (x *TypeHistoryRequest) GetSince() string {
+	if x != nil {
+		return x.Since
+	}
+	return ""
+}
+
+func (x *TypeHistoryRequest) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+// SystemHistoryRequest asks for the versions of every resource; see
+// TypeHistoryRequest.
+type SystemHistoryRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Count         string                 `protobuf:"bytes,1,opt,name=count,json=_count,proto3" json:"count,omitempty"`
+	Since         string                 `protobuf:"bytes,2,opt,name=since,json=_since,proto3" json:"since,omitempty"`
+	Cursor        string                 `protobuf:"bytes,3,opt,name=cursor,json=_cursor,proto3" json:"cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SystemHistoryRequest) Reset() {
+	*x = SystemHistoryRequest{}
+	mi := &file_fhiranchor_v1_fhir_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SystemHistoryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SystemHistoryRequest) ProtoMessage() {}
+
+func (x *SystemHistoryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fhiranchor_v1_fhir_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SystemHistoryRequest.ProtoReflect.Descriptor instead.
+func (*SystemHistoryRequest) Descriptor() ([]byte, []int) {
+	return file_fhiranchor_v1_fhir_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *SystemHistoryRequest) GetCount() string {
+	if x != nil {
+		return x.Count
+	}
+	return ""
+}
+
+func (x *SystemHistoryRequest) GetSince() string {
+	if x != nil {
+		return x.Since
+	}
+	return ""
+}
+
+func (x *SystemHistoryRequest) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
 var File_fhiranchor_v1_fhir_proto protoreflect.FileDescriptor
 
 const file_fhiranchor_v1_fhir_proto_rawDesc = "" +
@@ -614,7 +750,17 @@ const file_fhiranchor_v1_fhir_proto_rawDesc = "" +
 	"version_id\x18\x03 \x01(\tR\tversionId\"4\n" +
 	"\x0eHistoryRequest\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x0e\n" +
-	"\x02id\x18\x02 \x01(\tR\x02id2\xcc\b\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\"o\n" +
+	"\x12TypeHistoryRequest\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x15\n" +
+	"\x05count\x18\x02 \x01(\tR\x06_count\x12\x15\n" +
+	"\x05since\x18\x03 \x01(\tR\x06_since\x12\x17\n" +
+	"\x06cursor\x18\x04 \x01(\tR\a_cursor\"]\n" +
+	"\x14SystemHistoryRequest\x12\x15\n" +
+	"\x05count\x18\x01 \x01(\tR\x06_count\x12\x15\n" +
+	"\x05since\x18\x02 \x01(\tR\x06_since\x12\x17\n" +
+	"\x06cursor\x18\x03 \x01(\tR\a_cursor2\x9d\n" +
+	"\n" +
 	"\vFHIRService\x12c\n" +
 	"\fCapabilities\x12\".fhiranchor.v1.CapabilitiesRequest\x1a\x14.google.api.HttpBody\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/fhir/r4/metadata\x12N\n" +
 	"\vTransaction\x12\x14.google.api.HttpBody\x1a\x14.google.api.HttpBody\"\x13\x82\xd3\xe4\x93\x02\r:\x01*\"\b/fhir/r4\x12[\n" +
@@ -626,7 +772,9 @@ const file_fhiranchor_v1_fhir_proto_rawDesc = "" +
 	"\x11ConditionalDelete\x12'.fhiranchor.v1.ConditionalDeleteRequest\x1a\x14.google.api.HttpBody\"\x17\x82\xd3\xe4\x93\x02\x11*\x0f/fhir/r4/{type}\x12V\n" +
 	"\x04Read\x12\x1a.fhiranchor.v1.ReadRequest\x1a\x14.google.api.HttpBody\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/fhir/r4/{type}/{id}\x12n\n" +
 	"\x05VRead\x12\x1b.fhiranchor.v1.VReadRequest\x1a\x14.google.api.HttpBody\"2\x82\xd3\xe4\x93\x02,\x12*/fhir/r4/{type}/{id}/_history/{version_id}\x12e\n" +
-	"\aHistory\x12\x1d.fhiranchor.v1.HistoryRequest\x1a\x14.google.api.HttpBody\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/fhir/r4/{type}/{id}/_historyBCZAgithub.com/fhiranchor/fhiranchor/proto/fhiranchor/v1;fhiranchorv1b\x06proto3"
+	"\aHistory\x12\x1d.fhiranchor.v1.HistoryRequest\x1a\x14.google.api.HttpBody\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/fhir/r4/{type}/{id}/_history\x12h\n" +
+	"\vTypeHistory\x12!.fhiranchor.v1.TypeHistoryRequest\x1a\x14.google.api.HttpBody\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/fhir/r4/{type}/_history\x12e\n" +
+	"\rSystemHistory\x12#.fhiranchor.v1.SystemHistoryRequest\x1a\x14.google.api.HttpBody\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/fhir/r4/_historyBCZAgithub.com/fhiranchor/fhiranchor/proto/fhiranchor/v1;fhiranchorv1b\x06proto3"
 
 var (
 	file_fhiranchor_v1_fhir_proto_rawDescOnce sync.Once
@@ -640,7 +788,7 @@ func file_fhiranchor_v1_fhir_proto_rawDescGZIP() []byte {
 	return file_fhiranchor_v1_fhir_proto_rawDescData
 }
 
-var file_fhiranchor_v1_fhir_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_fhiranchor_v1_fhir_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_fhiranchor_v1_fhir_proto_goTypes = []any{
 	(*CapabilitiesRequest)(nil),      // 0: fhiranchor.v1.CapabilitiesRequest
 	(*CreateRequest)(nil),            // 1: fhiranchor.v1.CreateRequest
@@ -652,15 +800,17 @@ var file_fhiranchor_v1_fhir_proto_goTypes = []any{
 	(*ReadRequest)(nil),              // 7: fhiranchor.v1.ReadRequest
 	(*VReadRequest)(nil),             // 8: fhiranchor.v1.VReadRequest
 	(*HistoryRequest)(nil),           // 9: fhiranchor.v1.HistoryRequest
-	(*httpbody.HttpBody)(nil),        // 10: google.api.HttpBody
+	(*TypeHistoryRequest)(nil),       // 10: fhiranchor.v1.TypeHistoryRequest
+	(*SystemHistoryRequest)(nil),     // 11: fhiranchor.v1.SystemHistoryRequest
+	(*httpbody.HttpBody)(nil),        // 12: google.api.HttpBody
 }
 var file_fhiranchor_v1_fhir_proto_depIdxs = []int32{
-	10, // 0: fhiranchor.v1.CreateRequest.body:type_name -> google.api.HttpBody
-	10, // 1: fhiranchor.v1.UpdateRequest.body:type_name -> google.api.HttpBody
-	10, // 2: fhiranchor.v1.ConditionalUpdateRequest.body:type_name -> google.api.HttpBody
-	10, // 3: fhiranchor.v1.PatchRequest.body:type_name -> google.api.HttpBody
+	12, // 0: fhiranchor.v1.CreateRequest.body:type_name -> google.api.HttpBody
+	12, // 1: fhiranchor.v1.UpdateRequest.body:type_name -> google.api.HttpBody
+	12, // 2: fhiranchor.v1.ConditionalUpdateRequest.body:type_name -> google.api.HttpBody
+	12, // 3: fhiranchor.v1.PatchRequest.body:type_name -> google.api.HttpBody
 	0,  // 4: fhiranchor.v1.FHIRService.Capabilities:input_type -> fhiranchor.v1.CapabilitiesRequest
-	10, // 5: fhiranchor.v1.FHIRService.Transaction:input_type -> google.api.HttpBody
+	12, // 5: fhiranchor.v1.FHIRService.Transaction:input_type -> google.api.HttpBody
 	1,  // 6: fhiranchor.v1.FHIRService.Create:input_type -> fhiranchor.v1.CreateRequest
 	2,  // 7: fhiranchor.v1.FHIRService.Update:input_type -> fhiranchor.v1.UpdateRequest
 	3,  // 8: fhiranchor.v1.FHIRService.ConditionalUpdate:input_type -> fhiranchor.v1.ConditionalUpdateRequest
@@ -670,19 +820,23 @@ var file_fhiranchor_v1_fhir_proto_depIdxs = []int32{
 	7,  // 12: fhiranchor.v1.FHIRService.Read:input_type -> fhiranchor.v1.ReadRequest
 	8,  // 13: fhiranchor.v1.FHIRService.VRead:input_type -> fhiranchor.v1.VReadRequest
 	9,  // 14: fhiranchor.v1.FHIRService.History:input_type -> fhiranchor.v1.HistoryRequest
-	10, // 15: fhiranchor.v1.FHIRService.Capabilities:output_type -> google.api.HttpBody
-	10, // 16: fhiranchor.v1.FHIRService.Transaction:output_type -> google.api.HttpBody
-	10, // 17: fhiranchor.v1.FHIRService.Create:output_type -> google.api.HttpBody
-	10, // 18: fhiranchor.v1.FHIRService.Update:output_type -> google.api.HttpBody
-	10, // 19: fhiranchor.v1.FHIRService.ConditionalUpdate:output_type -> google.api.HttpBody
-	10, // 20: fhiranchor.v1.FHIRService.Patch:output_type -> google.api.HttpBody
-	10, // 21: fhiranchor.v1.FHIRService.Delete:output_type -> google.api.HttpBody
-	10, // 22: fhiranchor.v1.FHIRService.ConditionalDelete:output_type -> google.api.HttpBody
-	10, // 23: fhiranchor.v1.FHIRService.Read:output_type -> google.api.HttpBody
-	10, // 24: fhiranchor.v1.FHIRService.VRead:output_type -> google.api.HttpBody
-	10, // 25: fhiranchor.v1.FHIRService.History:output_type -> google.api.HttpBody
-	15, // [15:26] is the sub-list for method output_type
-	4,  // [4:15] is the sub-list for method input_type
+	10, // 15: fhiranchor.v1.FHIRService.TypeHistory:input_type -> fhiranchor.v1.TypeHistoryRequest
+	11, // 16: fhiranchor.v1.FHIRService.SystemHistory:input_type -> fhiranchor.v1.SystemHistoryRequest
+	12, // 17: fhiranchor.v1.FHIRService.Capabilities:output_type -> google.api.HttpBody
+	12, // 18: fhiranchor.v1.FHIRService.Transaction:output_type -> google.api.HttpBody
+	12, // 19: fhiranchor.v1.FHIRService.Create:output_type -> google.api.HttpBody
+	12, // 20: fhiranchor.v1.FHIRService.Update:output_type -> google.api.HttpBody
+	12, // 21: fhiranchor.v1.FHIRService.ConditionalUpdate:output_type -> google.api.HttpBody
+	12, // 22: fhiranchor.v1.FHIRService.Patch:output_type -> google.api.HttpBody
+	12, // 23: fhiranchor.v1.FHIRService.Delete:output_type -> google.api.HttpBody
+	12, // 24: fhiranchor.v1.FHIRService.ConditionalDelete:output_type -> google.api.HttpBody
+	12, // 25: fhiranchor.v1.FHIRService.Read:output_type -> google.api.HttpBody
+	12, // 26: fhiranchor.v1.FHIRService.VRead:output_type -> google.api.HttpBody
+	12, // 27: fhiranchor.v1.FHIRService.History:output_type -> google.api.HttpBody
+	12, // 28: fhiranchor.v1.FHIRService.TypeHistory:output_type -> google.api.HttpBody
+	12, // 29: fhiranchor.v1.FHIRService.SystemHistory:output_type -> google.api.HttpBody
+	17, // [17:30] is the sub-list for method output_type
+	4,  // [4:17] is the sub-list for method input_type
 	4,  // [4:4] is the sub-list for extension type_name
 	4,  // [4:4] is the sub-list for extension extendee
 	0,  // [0:4] is the sub-list for field type_name
@@ -699,7 +853,7 @@ func file_fhiranchor_v1_fhir_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fhiranchor_v1_fhir_proto_rawDesc), len(file_fhiranchor_v1_fhir_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -31,6 +31,8 @@ const (
 	FHIRService_Read_FullMethodName              = "/fhiranchor.v1.FHIRService/Read"
 	FHIRService_VRead_FullMethodName             = "/fhiranchor.v1.FHIRService/VRead"
 	FHIRService_History_FullMethodName           = "/fhiranchor.v1.FHIRService/History"
+	FHIRService_TypeHistory_FullMethodName       = "/fhiranchor.v1.FHIRService/TypeHistory"
+	FHIRService_SystemHistory_FullMethodName     = "/fhiranchor.v1.FHIRService/SystemHistory"
 )
 
 // FHIRServiceClient is the client API for FHIRService service.
@@ -78,6 +80,16 @@ type FHIRServiceClient interface {
 	// History returns every version of a resource as a history Bundle,
 	// newest first.
 	History(ctx context.Context, in *HistoryRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error)
+	// TypeHistory lists the versions of every resource of one type as a
+	// history Bundle, newest first, a page at a time. Entries the caller's
+	// consent does not allow are left out. It comes after Read and History:
+	// grpc-gateway tries later-registered patterns first, so
+	// /fhir/r4/Patient/_history reaches it rather than Read with id
+	// "_history".
+	TypeHistory(ctx context.Context, in *TypeHistoryRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error)
+	// SystemHistory lists the versions of every resource of every type the
+	// caller may read, as TypeHistory does for one type.
+	SystemHistory(ctx context.Context, in *SystemHistoryRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error)
 }
 
 type fHIRServiceClient struct {
@@ -198,6 +210,26 @@ func (c *fHIRServiceClient) History(ctx context.Context, in *HistoryRequest, opt
 	return out, nil
 }
 
+func (c *fHIRServiceClient) TypeHistory(ctx context.Context, in *TypeHistoryRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(httpbody.HttpBody)
+	err := c.cc.Invoke(ctx, FHIRService_TypeHistory_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *fHIRServiceClient) SystemHistory(ctx context.Context, in *SystemHistoryRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(httpbody.HttpBody)
+	err := c.cc.Invoke(ctx, FHIRService_SystemHistory_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // FHIRServiceServer is the server API for FHIRService service.
 // All implementations must embed UnimplementedFHIRServiceServer
 // for forward compatibility.
@@ -243,6 +275,16 @@ type FHIRServiceServer interface {
 	// History returns every version of a resource as a history Bundle,
 	// newest first.
 	History(context.Context, *HistoryRequest) (*httpbody.HttpBody, error)
+	// TypeHistory lists the versions of every resource of one type as a
+	// history Bundle, newest first, a page at a time. Entries the caller's
+	// consent does not allow are left out. It comes after Read and History:
+	// grpc-gateway tries later-registered patterns first, so
+	// /fhir/r4/Patient/_history reaches it rather than Read with id
+	// "_history".
+	TypeHistory(context.Context, *TypeHistoryRequest) (*httpbody.HttpBody, error)
+	// SystemHistory lists the versions of every resource of every type the
+	// caller may read, as TypeHistory does for one type.
+	SystemHistory(context.Context, *SystemHistoryRequest) (*httpbody.HttpBody, error)
 	mustEmbedUnimplementedFHIRServiceServer()
 }
 
@@ -285,6 +327,12 @@ func (UnimplementedFHIRServiceServer) VRead(context.Context, *VReadRequest) (*ht
 }
 func (UnimplementedFHIRServiceServer) History(context.Context, *HistoryRequest) (*httpbody.HttpBody, error) {
 	return nil, status.Error(codes.Unimplemented, "method History not implemented")
+}
+func (UnimplementedFHIRServiceServer) TypeHistory(context.Context, *TypeHistoryRequest) (*httpbody.HttpBody, error) {
+	return nil, status.Error(codes.Unimplemented, "method TypeHistory not implemented")
+}
+func (UnimplementedFHIRServiceServer) SystemHistory(context.Context, *SystemHistoryRequest) (*httpbody.HttpBody, error) {
+	return nil, status.Error(codes.Unimplemented, "method SystemHistory not implemented")
 }
 func (UnimplementedFHIRServiceServer) mustEmbedUnimplementedFHIRServiceServer() {}
 func (UnimplementedFHIRServiceServer) testEmbeddedByValue()                     {}
@@ -505,6 +553,42 @@ func _FHIRService_History_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FHIRService_TypeHistory_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TypeHistoryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FHIRServiceServer).TypeHistory(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FHIRService_TypeHistory_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FHIRServiceServer).TypeHistory(ctx, req.(*TypeHistoryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FHIRService_SystemHistory_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SystemHistoryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FHIRServiceServer).SystemHistory(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FHIRService_SystemHistory_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FHIRServiceServer).SystemHistory(ctx, req.(*SystemHistoryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // FHIRService_ServiceDesc is the grpc.ServiceDesc for FHIRService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -555,6 +639,14 @@ var FHIRService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "History",
 			Handler:    _FHIRService_History_Handler,
+		},
+		{
+			MethodName: "TypeHistory",
+			Handler:    _FHIRService_TypeHistory_Handler,
+		},
+		{
+			MethodName: "SystemHistory",
+			Handler:    _FHIRService_SystemHistory_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
