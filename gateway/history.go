@@ -121,7 +121,8 @@ type compartmentVerdict struct {
 // of patients whose consent denies the caller. Each entry is a read, decided
 // as a read is (readVersion), but once per patient compartment per request:
 // the newest version with content in the page decides for its patient (a
-// tombstone has no content; without one, the version before it decides),
+// tombstone has no content; without one, the newest version of its resource
+// with content decides, and if none can, the tombstone is left out),
 // and as in instance history a version whose security labels the decision
 // withholds is left out. A denial leaves entries out; it is not a 403.
 func (s *service) allowChanges(ctx context.Context, rs []vault.Record, byScope bool) ([]vault.Version, error) {
@@ -138,6 +139,7 @@ func (s *service) allowChanges(ctx context.Context, rs []vault.Record, byScope b
 		versions = append(versions, v)
 	}
 	verdicts := map[string]*compartmentVerdict{}
+	// decide decides a read of v, a version with content, for its patient.
 	decide := func(v vault.Version) error {
 		d, err := readVersion(ctx, s.access, v)
 		var fe *fhirError
@@ -157,6 +159,32 @@ func (s *service) allowChanges(ctx context.Context, rs []vault.Record, byScope b
 			}
 		}
 	}
+	// decideTombstone decides for the patient of a tombstone with the
+	// newest version of its resource that has content, as instance history
+	// does; nothing can decide if there is none, or it is erased or in
+	// another compartment.
+	decideTombstone := func(v vault.Version) (*compartmentVerdict, error) {
+		vs, err := s.vault.History(ctx, v.Type, v.ID)
+		switch {
+		case errors.Is(err, vault.ErrErased), errors.Is(err, vault.ErrNotFound):
+			return nil, nil
+		case err != nil:
+			return nil, err
+		}
+		for _, prev := range vs {
+			if prev.Deleted {
+				continue
+			}
+			if prev.Compartment != v.Compartment {
+				return nil, nil
+			}
+			if err := decide(prev); err != nil {
+				return nil, err
+			}
+			return verdicts[v.Compartment], nil
+		}
+		return nil, nil
+	}
 	kept := versions[:0]
 	for _, v := range versions {
 		if v.Compartment == "" {
@@ -164,20 +192,13 @@ func (s *service) allowChanges(ctx context.Context, rs []vault.Record, byScope b
 			continue
 		}
 		cv := verdicts[v.Compartment]
-		if cv == nil { // only tombstones of this patient in the page
-			prev, err := s.vault.VRead(ctx, v.Type, v.ID, v.Version-1)
-			switch {
-			case errors.Is(err, vault.ErrErased), errors.Is(err, vault.ErrNotFound):
-				continue // nothing can decide: left out
-			case err != nil:
+		if cv == nil { // only tombstones of this patient in the page so far
+			var err error
+			if cv, err = decideTombstone(v); err != nil {
 				return nil, err
 			}
-			if err := decide(prev); err != nil {
-				return nil, err
-			}
-			cv = verdicts[v.Compartment]
 		}
-		if !cv.allow {
+		if cv == nil || !cv.allow {
 			continue
 		}
 		if !v.Deleted {

@@ -13,7 +13,7 @@ import (
 
 // ReindexStats counts what Reindex did.
 type ReindexStats struct {
-	Examined   int `json:"examined"`   // current live versions whose tokens were derived again
+	Examined   int `json:"examined"`   // current live versions met (Unreadable included)
 	Rewritten  int `json:"rewritten"`  // of those, the ones whose index entries differed and were replaced
 	Unreadable int `json:"unreadable"` // current live versions that did not open (audit names them); left as they were
 	Dropped    int `json:"dropped"`    // resources not live (deleted, erased, or without versions) whose index entries were removed
