@@ -281,8 +281,11 @@ func (s *service) receiptURL(ctx context.Context, location string) string {
 
 func statusLine(code int) string { return strconv.Itoa(code) + " " + http.StatusText(code) }
 
-// historyBundle renders the versions of one resource, newest first.
-func historyBundle(base string, versions []vault.Version) ([]byte, error) {
+// historyBundle renders versions, newest first: of one resource, or (with
+// next, for a page of type or system history) a page of a listing. A page's
+// Bundle has no total, which would count what the listing holds (and so
+// what the caller may not see); next, if not "", is its next link.
+func historyBundle(base string, versions []vault.Version, page ...historyPage) ([]byte, error) {
 	type request struct {
 		Method string `json:"method"`
 		URL    string `json:"url"`
@@ -312,13 +315,27 @@ func historyBundle(base string, versions []vault.Version) ([]byte, error) {
 		}
 		entries = append(entries, e)
 	}
-	b, err := json.Marshal(map[string]any{
+	bundle := map[string]any{
 		"resourceType": "Bundle", "id": uuid.NewString(), "type": "history",
 		"meta":  map[string]any{"lastUpdated": time.Now().UTC().Format(fhir.InstantLayout)},
 		"total": len(entries), "entry": entries,
-	})
+	}
+	if len(page) > 0 {
+		delete(bundle, "total")
+		links := []map[string]string{{"relation": "self", "url": page[0].self}}
+		if page[0].next != "" {
+			links = append(links, map[string]string{"relation": "next", "url": page[0].next})
+		}
+		bundle["link"] = links
+	}
+	b, err := json.Marshal(bundle)
 	if err != nil {
 		return nil, fmt.Errorf("render history: %w", err)
 	}
 	return b, nil
+}
+
+// historyPage are the links of a page of type or system history.
+type historyPage struct {
+	self, next string
 }

@@ -13,8 +13,9 @@ import (
 var Version = "0.1.0-dev"
 
 // capabilityStatement describes what this server really does: every R4
-// resource type with read, vread, history-instance, create, update, patch
-// (JSON Patch only) and delete; transaction and batch; conditional create,
+// resource type with read, vread, history-instance, history-type, create,
+// update, patch (JSON Patch only) and delete; transaction, batch and
+// history-system; conditional create,
 // update and delete (of a single match) on _id and identifier only, over
 // REST and in Bundles; JSON only (XML is a 406); search-type on every R4
 // search parameter package search indexes (each listed with the R4
@@ -64,7 +65,7 @@ func capabilityStatement(baseURL string) ([]byte, error) {
 	for _, t := range fhir.ResourceTypes() {
 		r := resource{
 			Type: t,
-			Interaction: []interaction{{"read"}, {"vread"}, {"history-instance"}, {"create"}, {"update"}, {"patch"}, {"delete"},
+			Interaction: []interaction{{"read"}, {"vread"}, {"history-instance"}, {"history-type"}, {"create"}, {"update"}, {"patch"}, {"delete"},
 				{"search-type"}},
 			Versioning: "versioned", ReadHistory: true, UpdateCreate: true,
 			ConditionalCreate: true, ConditionalUpdate: true, ConditionalDelete: "single",
@@ -106,7 +107,7 @@ func capabilityStatement(baseURL string) ([]byte, error) {
 				"description": "Bearer JWT (ES256 or RS256) with SMART backend-services system scopes, e.g. system/*.read system/*.write.",
 			},
 			"resource":    resources,
-			"interaction": []interaction{{"transaction"}, {"batch"}, {"search-system"}},
+			"interaction": []interaction{{"transaction"}, {"batch"}, {"search-system"}, {"history-system"}},
 			"searchParam": []searchParam{
 				{Name: "_id", Type: "token", Definition: "http://hl7.org/fhir/SearchParameter/Resource-id"},
 				{Name: "_lastUpdated", Type: "date", Definition: "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated"},

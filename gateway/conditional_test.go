@@ -156,7 +156,7 @@ func TestCapabilityStatementClaimsRESTInteractions(t *testing.T) {
 		for _, i := range res.Interaction {
 			codes = append(codes, i.Code)
 		}
-		if got := strings.Join(codes, ","); got != "read,vread,history-instance,create,update,patch,delete,search-type" ||
+		if got := strings.Join(codes, ","); got != "read,vread,history-instance,history-type,create,update,patch,delete,search-type" ||
 			!res.ConditionalUpdate || res.ConditionalDelete != "single" {
 			t.Fatalf("%s: interactions %s, conditionalUpdate %v, conditionalDelete %q", res.Type, got, res.ConditionalUpdate, res.ConditionalDelete)
 		}

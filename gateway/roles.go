@@ -48,6 +48,8 @@ var resourceMethods = map[string]bool{
 	"/fhiranchor.v1.FHIRService/SearchSystemPost":  true,
 	"/fhiranchor.v1.FHIRService/SearchCompartment": true,
 	"/fhiranchor.v1.FHIRService/Everything":        true,
+	"/fhiranchor.v1.FHIRService/TypeHistory":       true,
+	"/fhiranchor.v1.FHIRService/SystemHistory":     true,
 	"/fhiranchor.v1.LogService/GetReceipt":         true,
 	"/fhiranchor.v1.LogService/GetEvidence":        true,
 	// A leaf receipt holds hashes and an index only; any client may ask.

@@ -77,7 +77,7 @@ func getSearch(t *testing.T, g *testonly.Gateway, tok, path string) searchset {
 }
 
 // allPages follows next links from path and returns every match.
-func allPages(t *testing.T, g *testonly.Gateway, tok, path string) (matches []string, pages int, totals []int) {
+func searchPages(t *testing.T, g *testonly.Gateway, tok, path string) (matches []string, pages int, totals []int) {
 	t.Helper()
 	for path != "" && pages < 100 {
 		b := getSearch(t, g, tok, path)
@@ -215,7 +215,7 @@ func TestSearchConsent(t *testing.T) {
 		}
 		// Pages of one: as many pages as allowed matches, none denied.
 		if len(tc.f001) > 0 {
-			m, pages, totals := allPages(t, g, f001, tc.path+sep(tc.path)+"_count=1")
+			m, pages, totals := searchPages(t, g, f001, tc.path+sep(tc.path)+"_count=1")
 			same(tc.name+" (f001 pages)", m, tc.f001)
 			if pages != len(tc.f001) || slices.ContainsFunc(totals, func(n int) bool { return n != len(tc.f001) }) {
 				t.Errorf("%s: %d pages with totals %v, want %d", tc.name, pages, totals, len(tc.f001))

@@ -131,6 +131,13 @@ func (s *Sealed) Find(ctx context.Context, typ string, token []byte) ([]string, 
 	return s.store.Find(ctx, typ, token)
 }
 
+// FindAny returns the ids, ascending, of the live resources of type typ
+// whose current version carries any of tokens, as committed (see
+// Store.FindAny).
+func (s *Sealed) FindAny(ctx context.Context, typ string, tokens [][]byte) ([]string, error) {
+	return s.store.FindAny(ctx, typ, tokens)
+}
+
 // Token returns the blind-index token of parts (see Keyring.Token).
 func (s *Sealed) Token(parts ...string) []byte { return s.kr.Token(parts...) }
 
@@ -366,6 +373,24 @@ func (t *SealedTx) Read(ctx context.Context, typ, id string) (Version, error) {
 // version carries token (see Tx.Find).
 func (t *SealedTx) Find(ctx context.Context, typ string, token []byte) ([]string, error) {
 	return t.tx.Find(ctx, typ, token)
+}
+
+// FindAny returns the ids, ascending, of the live resources of type typ
+// whose current version carries any of tokens (see Tx.FindAny).
+func (t *SealedTx) FindAny(ctx context.Context, typ string, tokens [][]byte) ([]string, error) {
+	return t.tx.FindAny(ctx, typ, tokens)
+}
+
+// SetTokens replaces the blind-index tokens of the current live version of
+// a resource (see Tx.SetTokens).
+func (t *SealedTx) SetTokens(ctx context.Context, typ, id string, version int64, tokens [][]byte) error {
+	return t.tx.SetTokens(ctx, typ, id, version, tokens)
+}
+
+// DropTokens removes the blind-index entries of a resource that is not
+// live (see Tx.DropTokens).
+func (t *SealedTx) DropTokens(ctx context.Context, typ, id string) error {
+	return t.tx.DropTokens(ctx, typ, id)
 }
 
 // Response returns the response remembered for an idempotency key (see

@@ -88,6 +88,15 @@ type LeafFilter struct {
 	Limit   int    // at most this many; <= 0 means none
 }
 
+// ChangeFilter selects stored versions for a history listing (FHIR _history
+// at type or system level).
+type ChangeFilter struct {
+	Type   string    // resource type; "" means every type
+	Since  time.Time // only versions with LastUpdated >= Since; zero means no bound
+	Before int64     // only leaf Seq < Before; 0 means no bound (page backwards with the last Seq seen)
+	Limit  int       // at most this many; <= 0 means none
+}
+
 // IndexEntry is one row of the blind index: the resource typ/id whose
 // current version carries Token.
 type IndexEntry struct {
@@ -182,6 +191,14 @@ type Store interface {
 	// Find is Tx.Find on committed state: the ids of the live resources of
 	// type typ whose current version carries token, in no particular order.
 	Find(ctx context.Context, typ string, token []byte) ([]string, error)
+	// FindAny is Tx.FindAny on committed state.
+	FindAny(ctx context.Context, typ string, tokens [][]byte) ([]string, error)
+	// Changes returns the versions of any resource (of f.Type, if set) that
+	// match f, newest first (descending leaf Seq), tombstones and erased
+	// versions included, without Tokens. Implementations MUST index the
+	// type filter, so that listing one type's history does not scan every
+	// version.
+	Changes(ctx context.Context, f ChangeFilter) ([]Record, error)
 	// Policy returns one version of the policy bundle, or ErrNotFound.
 	Policy(ctx context.Context, version int64) (Policy, error)
 	// Policies returns every stored policy version, newest first, without
@@ -201,6 +218,21 @@ type Tx interface {
 	// Find returns the ids of the live (not deleted) resources of type typ
 	// whose current version carries token, in no particular order.
 	Find(ctx context.Context, typ string, token []byte) ([]string, error)
+	// FindAny returns the distinct ids, in ascending order, of the live
+	// resources of type typ whose current version carries any of tokens, in
+	// one query; none for no tokens.
+	FindAny(ctx context.Context, typ string, tokens [][]byte) ([]string, error)
+	// SetTokens replaces the blind-index tokens of the current version of a
+	// resource, which must be version and live: it returns ErrConflict if
+	// version is not the current version or is a tombstone or erased, and
+	// ErrNotFound if the resource has no version. It is how an index is
+	// rebuilt after the tokens a version carries were redefined.
+	SetTokens(ctx context.Context, typ, id string, version int64, tokens [][]byte) error
+	// DropTokens removes the blind-index entries of a resource that has no
+	// current live version (its current version is a tombstone or erased,
+	// or it has no version): entries the index must not hold. It returns
+	// ErrConflict, removing nothing, if the resource is live.
+	DropTokens(ctx context.Context, typ, id string) error
 	// Put stores a new version and its leaf. It returns ErrConflict if that
 	// version of the resource is already stored. A version newer than the
 	// current one becomes current and replaces its tokens. A version's leaf

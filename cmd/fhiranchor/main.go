@@ -6,6 +6,7 @@
 //	fhiranchor verify  check a receipt offline, against content, and on chain
 //	fhiranchor log-key make a key for signing the log's checkpoints
 //	fhiranchor audit   check the vault against its commitments and the log
+//	fhiranchor reindex rebuild the blind index from the vault's content
 //	fhiranchor policy  administer consent policies, dry-run decisions, read the decision log
 package main
 
@@ -43,6 +44,8 @@ commands:
           its anchor on chain
   log-key make a key for signing the log's checkpoints
   audit   re-derive every stored version's commitment and check it against the log
+  reindex rebuild the blind index (search and conditional-interaction tokens) from
+          the vault's content, after an upgrade or an audit finding about it
   policy  list, test, push, activate and roll back consent policies; dry-run a
           decision; list the decision log (REST API of a running gateway)
 
@@ -63,6 +66,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return runToken(ctx, args[1:], stdout, stderr, getenv)
 	case "audit":
 		return runAudit(ctx, args[1:], stdout, stderr, getenv)
+	case "reindex":
+		return runReindex(ctx, args[1:], stdout, stderr, getenv)
 	case "verify":
 		return runVerify(ctx, args[1:], stdout, stderr, getenv)
 	case "log-key":

@@ -132,6 +132,22 @@ func (s Scopes) Allows(resourceType string, a Access) bool {
 	return false
 }
 
+// AllowsAny reports whether the scopes grant access a to at least one
+// resource type: whether a listing across types (system-level history) can
+// show the caller anything.
+func (s Scopes) AllowsAny(a Access) bool {
+	bit := a.bit()
+	if bit == 0 {
+		return false
+	}
+	for _, g := range s.grants {
+		if g.access&bit != 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // Has reports whether scope is one of the scopes, compared exactly. It is
 // meant for non-resource scopes such as "fhiranchor/policy.admin"; it does
 // not interpret wildcards, so use Allows for resource access.

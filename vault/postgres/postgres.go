@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -28,9 +29,14 @@ var schemaV1 string
 //go:embed schema_v2.sql
 var schemaV2 string
 
+// schemaV3 indexes versions by type, for history listings.
+//
+//go:embed schema_v3.sql
+var schemaV3 string
+
 // migrations are applied in order, each once. Never edit a released
 // migration; append a new one.
-var migrations = []string{schemaV1, schemaV2}
+var migrations = []string{schemaV1, schemaV2, schemaV3}
 
 // component names the vault's row of pgdb's schema versions.
 const component = "vault"
@@ -88,6 +94,12 @@ const selectRecord = `SELECT ` + recordColumns + `
 FROM versions v JOIN leaves l ON l.seq = v.seq
 WHERE v.type = $1 AND v.id = $2`
 
+// changesSQL selects what Versions and Changes return: every version row,
+// also one whose leaf is gone.
+const changesSQL = `SELECT v.type, v.id, v.seq, v.version, v.last_updated, v.deleted, v.erased, v.key_id,
+	v.ciphertext, v.salt, v.commitment, v.deid, coalesce(l.type, 0::smallint), coalesce(l.data, ''::bytea), coalesce(l.ref, '')
+FROM versions v LEFT JOIN leaves l ON l.seq = v.seq`
+
 // Statements. pgx prepares each on first use on a connection and keeps it.
 const (
 	sqlCurrent = selectRecord + ` ORDER BY v.version DESC LIMIT 1`
@@ -95,9 +107,38 @@ const (
 	sqlHistory = selectRecord + ` ORDER BY v.version DESC`
 
 	// Every version row, also one whose leaf is gone: an audit must see it.
-	sqlVersions = `SELECT v.type, v.id, v.seq, v.version, v.last_updated, v.deleted, v.erased, v.key_id,
-	v.ciphertext, v.salt, v.commitment, v.deid, coalesce(l.type, 0::smallint), coalesce(l.data, ''::bytea), coalesce(l.ref, '')
-FROM versions v LEFT JOIN leaves l ON l.seq = v.seq WHERE v.seq > $1 ORDER BY v.seq LIMIT $2`
+	sqlVersions = changesSQL + ` WHERE v.seq > $1 ORDER BY v.seq LIMIT $2`
+	// Changes: Before (exclusive), Since (NULL for no bound), the limit
+	// (NULL for none), then the type for sqlChangesOfType, which
+	// versions_by_type serves without a sort.
+	sqlChanges       = changesSQL + ` WHERE v.seq < $1 AND ($2::timestamptz IS NULL OR v.last_updated >= $2) ORDER BY v.seq DESC LIMIT $3`
+	sqlChangesOfType = changesSQL + ` WHERE v.type = $4 AND v.seq < $1 AND ($2::timestamptz IS NULL OR v.last_updated >= $2) ORDER BY v.seq DESC LIMIT $3`
+	sqlFindAny       = `SELECT DISTINCT id FROM tokens WHERE type = $1 AND token = ANY ($2::bytea[]) ORDER BY id`
+	// sqlSetTokens replaces the tokens of the resource's current version if
+	// it is version $3 and live, in one statement (the two token statements
+	// touch disjoint rows, as in sqlPut). The result counts the resource's
+	// versions found (0 or 1) and those that qualified.
+	sqlSetTokens = `WITH cur AS (
+	SELECT version, deleted, erased FROM versions WHERE type = $1 AND id = $2 ORDER BY version DESC LIMIT 1
+), ok AS (
+	SELECT FROM cur WHERE version = $3 AND NOT deleted AND NOT erased
+), dropped AS (
+	DELETE FROM tokens USING ok WHERE tokens.type = $1 AND tokens.id = $2 AND tokens.token <> ALL ($4::bytea[])
+), added AS (
+	INSERT INTO tokens (type, token, id)
+	SELECT DISTINCT $1, t, $2 FROM ok, unnest($4::bytea[]) AS t
+	ON CONFLICT DO NOTHING
+)
+SELECT (SELECT count(*) FROM cur), (SELECT count(*) FROM ok)`
+	// sqlDropTokens removes the tokens of the resource unless its current
+	// version is live; the result counts the live versions found (0 or 1).
+	sqlDropTokens = `WITH live AS (
+	SELECT FROM (SELECT deleted, erased FROM versions WHERE type = $1 AND id = $2 ORDER BY version DESC LIMIT 1) cur
+	WHERE NOT deleted AND NOT erased
+), dropped AS (
+	DELETE FROM tokens WHERE type = $1 AND id = $2 AND NOT EXISTS (SELECT FROM live)
+)
+SELECT count(*) FROM live`
 	sqlRecords = `SELECT seq, type, record, salt, subject, actor, time FROM leaf_records
 WHERE seq > $1 ORDER BY seq LIMIT $2`
 	sqlIndexEntries = `SELECT type, id, token FROM tokens WHERE (type, id, token) > ($1, $2, $3)
@@ -307,16 +348,46 @@ func (s *Store) Versions(ctx context.Context, after int64, limit int) ([]vault.R
 		return nil, nil
 	}
 	rows, _ := s.pool.Query(ctx, sqlVersions, after, limit)
-	rs, err := collect(rows, func(row pgx.Row) (vault.Record, error) {
-		var typ, id string
-		r, err := scanRecord(prefixed{row, []any{&typ, &id}}, "", "")
-		r.Type, r.ID = typ, id
-		return r, err
-	})
+	rs, err := collect(rows, scanTypedRecord)
 	if err != nil {
 		return nil, fmt.Errorf("list versions: %w", err)
 	}
 	return rs, nil
+}
+
+// Changes returns the versions that match f, newest first.
+func (s *Store) Changes(ctx context.Context, f vault.ChangeFilter) ([]vault.Record, error) {
+	before := f.Before
+	if before <= 0 {
+		before = math.MaxInt64
+	}
+	var since *time.Time // NULL: no bound
+	if !f.Since.IsZero() {
+		since = &f.Since
+	}
+	var limit *int64 // NULL: LIMIT ALL
+	if f.Limit > 0 {
+		n := int64(f.Limit)
+		limit = &n
+	}
+	q, args := sqlChanges, []any{before, since, limit}
+	if f.Type != "" {
+		q, args = sqlChangesOfType, append(args, f.Type)
+	}
+	rows, _ := s.pool.Query(ctx, q, args...)
+	rs, err := collect(rows, scanTypedRecord)
+	if err != nil {
+		return nil, fmt.Errorf("list changes: %w", err)
+	}
+	return rs, nil
+}
+
+// scanTypedRecord reads a row of changesSQL.
+func scanTypedRecord(row pgx.Row) (vault.Record, error) {
+	var typ, id string
+	r, err := scanRecord(prefixed{row, []any{&typ, &id}}, "", "")
+	r.Type, r.ID = typ, id
+	return r, err
 }
 
 // Records returns the leaf records as stored, in Seq order.
@@ -475,6 +546,29 @@ func (s *Store) Find(ctx context.Context, typ string, token []byte) ([]string, e
 	return ids, nil
 }
 
+// FindAny returns the ids, ascending, of the live resources of type typ
+// whose current version carries any of tokens, as committed.
+func (s *Store) FindAny(ctx context.Context, typ string, tokens [][]byte) ([]string, error) {
+	if len(tokens) == 0 {
+		return nil, nil
+	}
+	rows, _ := s.pool.Query(ctx, sqlFindAny, typ, nonNilAll(tokens))
+	ids, err := collect(rows, scanString)
+	if err != nil {
+		return nil, fmt.Errorf("find %s: %w", typ, err)
+	}
+	return ids, nil
+}
+
+// nonNilAll binds each of tokens as a bytea, none as NULL.
+func nonNilAll(tokens [][]byte) [][]byte {
+	out := make([][]byte, len(tokens))
+	for i, tok := range tokens {
+		out[i] = nonNil(tok)
+	}
+	return out
+}
+
 // Policy returns one version of the policy bundle.
 func (s *Store) Policy(ctx context.Context, version int64) (vault.Policy, error) {
 	var p vault.Policy
@@ -573,6 +667,76 @@ func (t *tx) Find(ctx context.Context, typ string, token []byte) ([]string, erro
 	return ids, nil
 }
 
+// FindAny locks each distinct token of type typ, in order, for the rest of
+// the transaction (the locks Find takes), then returns the ids, ascending,
+// of the live resources of type typ whose current version carries any of
+// tokens.
+func (t *tx) FindAny(ctx context.Context, typ string, tokens [][]byte) ([]string, error) {
+	if len(tokens) == 0 {
+		return nil, nil
+	}
+	keys := make([]int64, 0, len(tokens))
+	for _, tok := range tokens {
+		keys = append(keys, lockKey("vault/find", []byte(typ), tok))
+	}
+	// One order for every transaction, so that two taking overlapping sets
+	// cannot deadlock.
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	var ids []string
+	b := &pgx.Batch{}
+	for _, k := range keys {
+		queueLock(b, k)
+	}
+	b.Queue(sqlFindAny, typ, nonNilAll(tokens)).Query(func(rows pgx.Rows) error {
+		var err error
+		ids, err = collect(rows, scanString)
+		return err
+	})
+	if err := t.tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, fmt.Errorf("find %s: %w", typ, mapErr(err))
+	}
+	return ids, nil
+}
+
+// SetTokens locks the resource for the rest of the transaction, then
+// replaces the tokens of its current version if that is version and live.
+// Nothing is written otherwise, and the transaction stays usable.
+func (t *tx) SetTokens(ctx context.Context, typ, id string, version int64, tokens [][]byte) error {
+	var found, ok int64
+	b := &pgx.Batch{}
+	queueLock(b, resourceLock(typ, id))
+	b.Queue(sqlSetTokens, typ, id, version, nonNilAll(tokens)).QueryRow(func(row pgx.Row) error {
+		return row.Scan(&found, &ok)
+	})
+	if err := t.tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("set %s tokens: %w", typ, mapErr(err))
+	}
+	switch {
+	case found == 0:
+		return fmt.Errorf("set %s tokens: %w", typ, vault.ErrNotFound)
+	case ok == 0:
+		return fmt.Errorf("set %s version %d tokens: %w", typ, version, vault.ErrConflict)
+	}
+	return nil
+}
+
+// DropTokens locks the resource for the rest of the transaction, then
+// removes its tokens unless it is live.
+func (t *tx) DropTokens(ctx context.Context, typ, id string) error {
+	var live int64
+	b := &pgx.Batch{}
+	queueLock(b, resourceLock(typ, id))
+	b.Queue(sqlDropTokens, typ, id).QueryRow(func(row pgx.Row) error { return row.Scan(&live) })
+	if err := t.tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("drop %s tokens: %w", typ, mapErr(err))
+	}
+	if live > 0 {
+		return fmt.Errorf("drop %s tokens: %w", typ, vault.ErrConflict)
+	}
+	return nil
+}
+
 // Put stores a new version and its leaf in one round trip, taking in the
 // same round trip the Seq lock if the transaction does not hold it yet. A
 // version already stored is a conflict that leaves the transaction usable.
@@ -583,10 +747,7 @@ func (t *tx) Put(ctx context.Context, r vault.Record) error {
 	if len(r.Leaf.Record) > 0 || hasRecordFields(r.Leaf) {
 		return fmt.Errorf("put %s version %d: a version leaf carries a record", r.Type, r.Version)
 	}
-	tokens := make([][]byte, len(r.Tokens))
-	for i, tok := range r.Tokens {
-		tokens[i] = nonNil(tok)
-	}
+	tokens := nonNilAll(r.Tokens)
 	b := &pgx.Batch{}
 	t.queueSeqLock(b)
 	stored := false

@@ -15,6 +15,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/fhiranchor/fhiranchor/internal/sqlitedb"
@@ -50,9 +52,14 @@ var schemaV4 string
 //go:embed schema_v5.sql
 var schemaV5 string
 
+// schemaV6 indexes versions by type, for history listings.
+//
+//go:embed schema_v6.sql
+var schemaV6 string
+
 // migrations are applied in order, each once, in one transaction per open.
 // Never edit a released migration; append a new one.
-var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4, schemaV5}
+var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4, schemaV5, schemaV6}
 
 // Result codes of modernc.org/sqlite/lib (extended result codes are on).
 const (
@@ -108,6 +115,7 @@ const (
 	stInsertLeafRecord
 	stPolicyExists
 	stInsertPolicy
+	stCurrentState
 	numWriteStmts
 )
 
@@ -127,6 +135,8 @@ const (
 	stIndexEntries
 	stResponses
 	stDataKeys
+	stChanges
+	stChangesOfType
 	numReadStmts
 )
 
@@ -161,6 +171,8 @@ var writeSQL = [numWriteStmts]string{
 	// cannot race another PutPolicy.
 	stInsertPolicy: `INSERT INTO policies (version, revision, bundle, created, author)
 	SELECT coalesce(max(version), 0) + 1, ?, ?, ?, ? FROM policies`,
+	stCurrentState: `SELECT version, deleted, erased FROM versions WHERE type = ? AND id = ?
+ORDER BY version DESC LIMIT 1`,
 }
 
 var readSQL = [numReadStmts]string{
@@ -172,9 +184,7 @@ var readSQL = [numReadStmts]string{
 	stStats: `SELECT (SELECT count(*) FROM versions), (SELECT count(*) FROM leaves),
 	(SELECT count(*) FROM data_keys), (SELECT count(*) FROM responses), (SELECT count(*) FROM policies)`,
 	// Every version row, also one whose leaf is gone: an audit must see it.
-	stVersions: `SELECT v.type, v.id, v.seq, v.version, v.last_updated, v.deleted, v.erased, v.key_id,
-	v.ciphertext, v.salt, v.commitment, v.deid, coalesce(l.type, 0), coalesce(l.data, X''), coalesce(l.ref, '')
-FROM versions v LEFT JOIN leaves l ON l.seq = v.seq WHERE v.seq > ? ORDER BY v.seq LIMIT ?`,
+	stVersions:      changesSQL + ` WHERE v.seq > ? ORDER BY v.seq LIMIT ?`,
 	stFindCommitted: `SELECT id FROM tokens WHERE type = ? AND token = ?`,
 	stLeaf: `SELECT l.seq, l.type, l.data, l.ref, r.record, r.salt, coalesce(r.subject, ''), coalesce(r.actor, ''), r.time
 FROM leaves l LEFT JOIN leaf_records r ON r.seq = l.seq WHERE l.seq = ?`,
@@ -186,7 +196,18 @@ WHERE seq > ? ORDER BY seq LIMIT ?`,
 ORDER BY type, id, token LIMIT ?`,
 	stResponses: `SELECT key, body, created FROM responses WHERE key > ? ORDER BY key LIMIT ?`,
 	stDataKeys:  `SELECT key_id, wrapped FROM data_keys WHERE key_id > ? ORDER BY key_id LIMIT ?`,
+	// Changes: the parameters are Before (exclusive), Since (microseconds,
+	// inclusive) and the limit (-1 for none), after the type for
+	// stChangesOfType, which versions_by_type serves without a sort.
+	stChanges:       changesSQL + ` WHERE v.seq < ? AND v.last_updated >= ? ORDER BY v.seq DESC LIMIT ?`,
+	stChangesOfType: changesSQL + ` WHERE v.type = ? AND v.seq < ? AND v.last_updated >= ? ORDER BY v.seq DESC LIMIT ?`,
 }
+
+// changesSQL selects what Versions and Changes return: every version row,
+// also one whose leaf is gone.
+const changesSQL = `SELECT v.type, v.id, v.seq, v.version, v.last_updated, v.deleted, v.erased, v.key_id,
+	v.ciphertext, v.salt, v.commitment, v.deid, coalesce(l.type, 0), coalesce(l.data, X''), coalesce(l.ref, '')
+FROM versions v LEFT JOIN leaves l ON l.seq = v.seq`
 
 // Filters of FindLeaves, as bits of the index into Store.fstmt.
 const (
@@ -312,9 +333,43 @@ func (s *Store) Versions(ctx context.Context, after int64, limit int) ([]vault.R
 	if limit <= 0 {
 		return nil, nil
 	}
-	rows, err := s.rstmt[stVersions].QueryContext(ctx, after, limit)
+	out, err := queryRecords(ctx, s.rstmt[stVersions], after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list versions: %w", err)
+	}
+	return out, nil
+}
+
+// Changes returns the versions that match f, newest first.
+func (s *Store) Changes(ctx context.Context, f vault.ChangeFilter) ([]vault.Record, error) {
+	before := f.Before
+	if before <= 0 {
+		before = math.MaxInt64
+	}
+	since := int64(math.MinInt64)
+	if !f.Since.IsZero() {
+		since = f.Since.UnixMicro()
+	}
+	limit := int64(f.Limit)
+	if limit <= 0 {
+		limit = -1 // SQLite: no limit
+	}
+	st, args := s.rstmt[stChanges], []any{before, since, limit}
+	if f.Type != "" {
+		st, args = s.rstmt[stChangesOfType], append([]any{f.Type}, args...)
+	}
+	out, err := queryRecords(ctx, st, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list changes: %w", err)
+	}
+	return out, nil
+}
+
+// queryRecords runs a query of changesSQL.
+func queryRecords(ctx context.Context, st *sql.Stmt, args ...any) ([]vault.Record, error) {
+	rows, err := st.QueryContext(ctx, args...)
+	if err != nil {
+		return nil, err
 	}
 	defer rows.Close()
 	var out []vault.Record
@@ -322,15 +377,12 @@ func (s *Store) Versions(ctx context.Context, after int64, limit int) ([]vault.R
 		var typ, id string
 		r, err := scanRecord(prefixed{rows, []any{&typ, &id}}, "", "")
 		if err != nil {
-			return nil, fmt.Errorf("list versions: %w", err)
+			return nil, err
 		}
 		r.Type, r.ID = typ, id
 		out = append(out, r)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list versions: %w", err)
-	}
-	return out, nil
+	return out, rows.Err()
 }
 
 // Records returns the leaf records as stored, in Seq order.
@@ -529,6 +581,63 @@ func (s *Store) Stats(ctx context.Context) (vault.Stats, error) {
 // version carries token, as committed.
 func (s *Store) Find(ctx context.Context, typ string, token []byte) ([]string, error) {
 	return queryIDs(ctx, s.rstmt[stFindCommitted], typ, token)
+}
+
+// FindAny returns the ids, ascending, of the live resources of type typ
+// whose current version carries any of tokens, as committed.
+func (s *Store) FindAny(ctx context.Context, typ string, tokens [][]byte) ([]string, error) {
+	return findAny(ctx, s.r, typ, tokens)
+}
+
+// findAnyChunk bounds the tokens of one FindAny query, well under SQLite's
+// limit on bound variables (32766 in modernc.org/sqlite).
+const findAnyChunk = 500
+
+// queryer is *sql.DB or *sql.Tx.
+type queryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// findAny runs FindAny as one query per findAnyChunk tokens.
+func findAny(ctx context.Context, q queryer, typ string, tokens [][]byte) ([]string, error) {
+	var ids []string
+	for chunk := range slices.Chunk(tokens, findAnyChunk) {
+		args := make([]any, 0, len(chunk)+1)
+		args = append(args, typ)
+		for _, tok := range chunk {
+			args = append(args, nonNil(tok))
+		}
+		query := `SELECT DISTINCT id FROM tokens WHERE type = ? AND token IN (?` +
+			strings.Repeat(", ?", len(chunk)-1) + `) ORDER BY id`
+		rows, err := q.QueryContext(ctx, query, args...)
+		if err != nil {
+			return nil, fmt.Errorf("find %s: %w", typ, mapErr(err))
+		}
+		got, err := scanIDs(rows)
+		if err != nil {
+			return nil, fmt.Errorf("find %s: %w", typ, err)
+		}
+		ids = append(ids, got...)
+	}
+	if len(tokens) > findAnyChunk {
+		slices.Sort(ids)
+		ids = slices.Compact(ids)
+	}
+	return ids, nil
+}
+
+// scanIDs reads a one-column result of ids and closes rows.
+func scanIDs(rows *sql.Rows) ([]string, error) {
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
 }
 
 // Leaf returns one leaf with its record, if it has one.
@@ -734,22 +843,65 @@ func (t *tx) Find(ctx context.Context, typ string, token []byte) ([]string, erro
 	return queryIDs(ctx, t.stmt(ctx, stFind), typ, token)
 }
 
+// FindAny returns the ids, ascending, of the live resources of type typ
+// whose current version carries any of tokens, as this transaction sees
+// them.
+func (t *tx) FindAny(ctx context.Context, typ string, tokens [][]byte) ([]string, error) {
+	return findAny(ctx, t.tx, typ, tokens)
+}
+
+// SetTokens replaces the tokens of the current live version of a resource.
+// The state is checked before anything is written, so an error leaves the
+// transaction as it was.
+func (t *tx) SetTokens(ctx context.Context, typ, id string, version int64, tokens [][]byte) error {
+	var current int64
+	var deleted, erased bool
+	err := t.stmt(ctx, stCurrentState).QueryRowContext(ctx, typ, id).Scan(&current, &deleted, &erased)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("set %s tokens: %w", typ, vault.ErrNotFound)
+	case err != nil:
+		return fmt.Errorf("set %s tokens: %w", typ, mapErr(err))
+	case current != version || deleted || erased:
+		return fmt.Errorf("set %s version %d tokens: %w", typ, version, vault.ErrConflict)
+	}
+	if _, err := t.stmt(ctx, stDeleteTokens).ExecContext(ctx, typ, id); err != nil {
+		return fmt.Errorf("set %s tokens: %w", typ, mapErr(err))
+	}
+	for _, tok := range tokens {
+		if _, err := t.stmt(ctx, stInsertToken).ExecContext(ctx, typ, nonNil(tok), id); err != nil {
+			return fmt.Errorf("set %s tokens: %w", typ, mapErr(err))
+		}
+	}
+	return nil
+}
+
+// DropTokens removes the tokens of a resource that is not live.
+func (t *tx) DropTokens(ctx context.Context, typ, id string) error {
+	var current int64
+	var deleted, erased bool
+	err := t.stmt(ctx, stCurrentState).QueryRowContext(ctx, typ, id).Scan(&current, &deleted, &erased)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return fmt.Errorf("drop %s tokens: %w", typ, mapErr(err))
+	case !deleted && !erased:
+		return fmt.Errorf("drop %s tokens: %w", typ, vault.ErrConflict)
+	}
+	if _, err := t.stmt(ctx, stDeleteTokens).ExecContext(ctx, typ, id); err != nil {
+		return fmt.Errorf("drop %s tokens: %w", typ, mapErr(err))
+	}
+	return nil
+}
+
 // queryIDs runs a Find statement.
 func queryIDs(ctx context.Context, st *sql.Stmt, typ string, token []byte) ([]string, error) {
 	rows, err := st.QueryContext(ctx, typ, nonNil(token))
 	if err != nil {
 		return nil, fmt.Errorf("find %s: %w", typ, err)
 	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("find %s: %w", typ, err)
-		}
-		ids = append(ids, id)
-	}
-	if err := rows.Err(); err != nil {
+	ids, err := scanIDs(rows)
+	if err != nil {
 		return nil, fmt.Errorf("find %s: %w", typ, err)
 	}
 	return ids, nil

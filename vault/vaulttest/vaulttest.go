@@ -60,6 +60,10 @@ func Exercise(t *testing.T, newStore func(t *testing.T) vault.Store) {
 		{"Policies", testPolicies},
 		{"StoreFind", testStoreFind},
 		{"AuditListings", testAuditListings},
+		{"FindAny", testFindAny},
+		{"Changes", testChanges},
+		{"SetTokens", testSetTokens},
+		{"DropTokens", testDropTokens},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1539,4 +1543,262 @@ func testAuditListings(t *testing.T, s vault.Store) {
 			t.Errorf("%s(limit 0) = %d, %v; want none", name, got, err)
 		}
 	}
+}
+
+// testFindAny: FindAny, in a transaction and on committed state, returns the
+// distinct ids, ascending, of the live resources of a type whose current
+// version carries any of the tokens, also for more tokens than one query of
+// some backends binds.
+func testFindAny(t *testing.T, s vault.Store) {
+	ctx := t.Context()
+	put(t, s,
+		withTokens(record("Patient", "b", 1), "t1", "t2"),
+		withTokens(record("Patient", "a", 1), "t1"),
+		withTokens(record("Patient", "c", 1), "t3"),
+		withTokens(record("Patient", "c", 2), "t4"), // replaces t3
+		withTokens(record("Patient", "d", 1), "t2"),
+		withTokens(tombstone("Patient", "d", 2), "t2"), // drops t2
+		withTokens(record("Observation", "e", 1), "t1"),
+	)
+	// Many tokens that match nothing, with the ones that do at both ends.
+	many := [][]byte{[]byte("t4")}
+	for i := range 1200 {
+		many = append(many, fmt.Appendf(nil, "none-%d", i))
+	}
+	many = append(many, []byte("t2"), []byte("t1"))
+	cases := []struct {
+		typ    string
+		tokens [][]byte
+		want   []string
+	}{
+		{"Patient", [][]byte{[]byte("t1")}, []string{"a", "b"}},
+		{"Patient", [][]byte{[]byte("t1"), []byte("t2"), []byte("t1")}, []string{"a", "b"}},
+		{"Patient", [][]byte{[]byte("t2"), []byte("t4")}, []string{"b", "c"}},
+		{"Patient", [][]byte{[]byte("t3")}, nil},
+		{"Patient", nil, nil},
+		{"Observation", [][]byte{[]byte("t1"), []byte("t4")}, []string{"e"}},
+		{"Encounter", [][]byte{[]byte("t1")}, nil},
+		{"Patient", many, []string{"a", "b", "c"}},
+	}
+	for _, c := range cases {
+		got, err := s.FindAny(ctx, c.typ, c.tokens)
+		if err != nil {
+			t.Fatalf("FindAny(%s, %d tokens): %v", c.typ, len(c.tokens), err)
+		}
+		if diff := cmp.Diff(c.want, got, cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("FindAny(%s, %d tokens) mismatch (-want +got):\n%s", c.typ, len(c.tokens), diff)
+		}
+		err = s.Update(ctx, func(tx vault.Tx) error {
+			got, err := tx.FindAny(ctx, c.typ, c.tokens)
+			if err != nil {
+				return err
+			}
+			if diff := cmp.Diff(c.want, got, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("Tx.FindAny(%s, %d tokens) mismatch (-want +got):\n%s", c.typ, len(c.tokens), diff)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("Update(FindAny): %v", err)
+		}
+	}
+	// A transaction sees its own writes; committed state does not until it
+	// commits.
+	err := s.Update(ctx, func(tx vault.Tx) error {
+		if err := tx.Put(ctx, withTokens(record("Patient", "f", 1), "t5")); err != nil {
+			return err
+		}
+		got, err := tx.FindAny(ctx, "Patient", [][]byte{[]byte("t5"), []byte("t4")})
+		if err != nil {
+			return err
+		}
+		if !slices.Equal(got, []string{"c", "f"}) {
+			t.Errorf("Tx.FindAny after Put = %v, want [c f]", got)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+}
+
+// testChanges: Changes lists versions newest first, of one type or all,
+// tombstones and erased versions included, bounded by Since and Before and
+// paged by the last Seq seen.
+func testChanges(t *testing.T, s vault.Store) {
+	ctx := t.Context()
+	p1, o1, p2, q1, o2 := withTokens(record("Patient", "p", 1), "t"), record("Observation", "o", 1),
+		tombstone("Patient", "p", 2), record("Patient", "q", 1), record("Observation", "o", 2)
+	// LastUpdated follows the version number: q1 is older than p2.
+	put(t, s, p1, o1, p2, q1, o2)
+	changes := func(f vault.ChangeFilter) []vault.Record {
+		t.Helper()
+		rs, err := s.Changes(ctx, f)
+		if err != nil {
+			t.Fatalf("Changes(%+v): %v", f, err)
+		}
+		for _, r := range rs {
+			if len(r.Tokens) > 0 {
+				t.Errorf("Changes returned tokens for %s", r.Leaf.Ref)
+			}
+		}
+		return rs
+	}
+	cases := []struct {
+		f    vault.ChangeFilter
+		want []vault.Record
+	}{
+		{vault.ChangeFilter{}, []vault.Record{o2, q1, p2, o1, p1}},
+		{vault.ChangeFilter{Type: "Patient"}, []vault.Record{q1, p2, p1}},
+		{vault.ChangeFilter{Type: "Observation", Limit: 1}, []vault.Record{o2}},
+		{vault.ChangeFilter{Type: "Encounter"}, nil},
+		{vault.ChangeFilter{Since: p2.LastUpdated}, []vault.Record{o2, p2}},
+		{vault.ChangeFilter{Type: "Patient", Since: p1.LastUpdated}, []vault.Record{q1, p2, p1}},
+		{vault.ChangeFilter{Since: p2.LastUpdated.Add(time.Microsecond)}, nil},
+	}
+	for _, c := range cases {
+		if diff := cmp.Diff(c.want, changes(c.f), recordOpts); diff != "" {
+			t.Errorf("Changes(%+v) mismatch (-want +got):\n%s", c.f, diff)
+		}
+	}
+	// Paging backwards by the last Seq seen walks everything once, newest
+	// first.
+	for _, typ := range []string{"", "Patient"} {
+		var got []vault.Record
+		before := int64(0)
+		for {
+			page := changes(vault.ChangeFilter{Type: typ, Before: before, Limit: 2})
+			got = append(got, page...)
+			if len(page) < 2 {
+				break
+			}
+			before = page[len(page)-1].Leaf.Seq
+		}
+		want := changes(vault.ChangeFilter{Type: typ})
+		if diff := cmp.Diff(want, got, recordOpts); diff != "" {
+			t.Errorf("Changes(%q) paged mismatch (-all +paged):\n%s", typ, diff)
+		}
+		for i := 1; i < len(got); i++ {
+			if got[i].Leaf.Seq >= got[i-1].Leaf.Seq {
+				t.Errorf("Changes(%q) not newest first: Seq %d then %d", typ, got[i-1].Leaf.Seq, got[i].Leaf.Seq)
+			}
+		}
+	}
+	// An erased version is listed, marked, without content.
+	err := s.Update(ctx, func(tx vault.Tx) error { return tx.PutDataKey(ctx, q1.KeyID, []byte("wrapped")) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Update(ctx, func(tx vault.Tx) error { _, err := tx.Erase(ctx, q1.KeyID); return err })
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := changes(vault.ChangeFilter{Type: "Patient", Limit: 1})
+	if len(got) != 1 || got[0].ID != "q" || !got[0].Erased || len(got[0].Ciphertext) != 0 {
+		t.Errorf("Changes after erasure = %+v, want q erased and empty", got)
+	}
+}
+
+// testSetTokens: SetTokens replaces the tokens of the current live version
+// only; any other version, a tombstone, an erased version or a resource
+// without versions is refused and changes nothing.
+func testSetTokens(t *testing.T, s vault.Store) {
+	ctx := t.Context()
+	put(t, s,
+		withTokens(record("Patient", "a", 1), "old"),
+		withTokens(record("Patient", "a", 2), "a2"),
+		withTokens(record("Patient", "b", 1), "b1"),
+		tombstone("Patient", "b", 2),
+		withTokens(record("Patient", "c", 1), "c1"),
+	)
+	set := func(typ, id string, version int64, tokens ...string) error {
+		return s.Update(ctx, func(tx vault.Tx) error {
+			var toks [][]byte
+			for _, tok := range tokens {
+				toks = append(toks, []byte(tok))
+			}
+			return tx.SetTokens(ctx, typ, id, version, toks)
+		})
+	}
+	if err := set("Patient", "a", 2, "n1", "n2", "n1"); err != nil {
+		t.Fatalf("SetTokens(a, 2): %v", err)
+	}
+	wantFind(t, s, "Patient", "a2")
+	wantFind(t, s, "Patient", "n1", "a")
+	wantFind(t, s, "Patient", "n2", "a")
+	// Replacing with the same or fewer tokens.
+	if err := set("Patient", "a", 2, "n2"); err != nil {
+		t.Fatalf("SetTokens(a, 2) again: %v", err)
+	}
+	wantFind(t, s, "Patient", "n1")
+	wantFind(t, s, "Patient", "n2", "a")
+	if err := set("Patient", "c", 1); err != nil {
+		t.Fatalf("SetTokens(c, 1, none): %v", err)
+	}
+	wantFind(t, s, "Patient", "c1")
+
+	wantErr(t, "SetTokens of an older version", set("Patient", "a", 1, "x"), vault.ErrConflict)
+	wantErr(t, "SetTokens of a newer version", set("Patient", "a", 3, "x"), vault.ErrConflict)
+	wantErr(t, "SetTokens of a tombstone", set("Patient", "b", 2, "x"), vault.ErrConflict)
+	wantErr(t, "SetTokens of a version before a tombstone", set("Patient", "b", 1, "x"), vault.ErrConflict)
+	wantErr(t, "SetTokens of no resource", set("Patient", "z", 1, "x"), vault.ErrNotFound)
+	wantErr(t, "SetTokens of another type", set("Observation", "a", 2, "x"), vault.ErrNotFound)
+	wantFind(t, s, "Patient", "x")
+	wantFind(t, s, "Patient", "n2", "a")
+
+	// A refused SetTokens leaves the transaction usable.
+	err := s.Update(ctx, func(tx vault.Tx) error {
+		if err := tx.SetTokens(ctx, "Patient", "a", 1, nil); !errors.Is(err, vault.ErrConflict) {
+			t.Errorf("SetTokens of an older version in a transaction: %v, want ErrConflict", err)
+		}
+		return tx.SetTokens(ctx, "Patient", "a", 2, [][]byte{[]byte("n3")})
+	})
+	if err != nil {
+		t.Fatalf("Update after a refused SetTokens: %v", err)
+	}
+	wantFind(t, s, "Patient", "n3", "a")
+
+	// An erased version is refused.
+	c := record("Patient", "c", 1)
+	if err := s.Update(ctx, func(tx vault.Tx) error { return tx.PutDataKey(ctx, c.KeyID, []byte("wrapped")) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Update(ctx, func(tx vault.Tx) error { _, err := tx.Erase(ctx, c.KeyID); return err }); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, "SetTokens of an erased version", set("Patient", "c", 1, "x"), vault.ErrConflict)
+	wantFind(t, s, "Patient", "x")
+	wantStats(t, s, vault.Stats{Versions: 5, Leaves: 5})
+}
+
+// testDropTokens: DropTokens removes index entries of resources that are
+// not live (an index damaged or built by older rules may hold some) and
+// refuses, removing nothing, for a live one.
+func testDropTokens(t *testing.T, s vault.Store) {
+	ctx := t.Context()
+	put(t, s, withTokens(record("Patient", "a", 1), "a1"), withTokens(record("Patient", "b", 1), "b1"),
+		tombstone("Patient", "b", 2))
+	// Entries the index must not hold, as a damaged one might: tokens of a
+	// tombstone and of a resource with no version. SetTokens cannot write
+	// them; a live resource's tokens, moved by an id change, can.
+	err := s.Update(ctx, func(tx vault.Tx) error {
+		if err := tx.Put(ctx, withTokens(record("Patient", "c", 1), "c1")); err != nil {
+			return err
+		}
+		return tx.Put(ctx, withTokens(tombstone("Patient", "c", 2), "c2"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	drop := func(typ, id string) error {
+		return s.Update(ctx, func(tx vault.Tx) error { return tx.DropTokens(ctx, typ, id) })
+	}
+	wantErr(t, "DropTokens of a live resource", drop("Patient", "a"), vault.ErrConflict)
+	wantFind(t, s, "Patient", "a1", "a")
+	for _, id := range []string{"b", "c", "z"} {
+		if err := drop("Patient", id); err != nil {
+			t.Errorf("DropTokens(%s): %v", id, err)
+		}
+	}
+	wantFind(t, s, "Patient", "a1", "a")
 }

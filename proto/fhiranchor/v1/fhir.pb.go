@@ -770,6 +770,142 @@ func (x *EverythingRequest) GetQuery() string {
 	return ""
 }
 
+// TypeHistoryRequest names a resource type whose versions to list. Over
+// REST the query parameters are FHIR's _count and _since, and _cursor as a
+// next link carries it.
+type TypeHistoryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Type  string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	// Page size: at most this many entries, default 50, at most 1000.
+	Count string `protobuf:"bytes,2,opt,name=count,json=_count,proto3" json:"count,omitempty"`
+	// Only versions last updated at or after this FHIR instant or date.
+	Since string `protobuf:"bytes,3,opt,name=since,json=_since,proto3" json:"since,omitempty"`
+	// Opaque: where the previous page ended, from its next link.
+	Cursor        string `protobuf:"bytes,4,opt,name=cursor,json=_cursor,proto3" json:"cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TypeHistoryRequest) Reset() {
+	*x = TypeHistoryRequest{}
+	mi := &file_fhiranchor_v1_fhir_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TypeHistoryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TypeHistoryRequest) ProtoMessage() {}
+
+func (x *TypeHistoryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fhiranchor_v1_fhir_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TypeHistoryRequest.ProtoReflect.Descriptor instead.
+func (*TypeHistoryRequest) Descriptor() ([]byte, []int) {
+	return file_fhiranchor_v1_fhir_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *TypeHistoryRequest) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *TypeHistoryRequest) GetCount() string {
+	if x != nil {
+		return x.Count
+	}
+	return ""
+}
+
+func (x *TypeHistoryRequest) GetSince() string {
+	if x != nil {
+		return x.Since
+	}
+	return ""
+}
+
+func (x *TypeHistoryRequest) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+// SystemHistoryRequest asks for the versions of every resource; see
+// TypeHistoryRequest.
+type SystemHistoryRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Count         string                 `protobuf:"bytes,1,opt,name=count,json=_count,proto3" json:"count,omitempty"`
+	Since         string                 `protobuf:"bytes,2,opt,name=since,json=_since,proto3" json:"since,omitempty"`
+	Cursor        string                 `protobuf:"bytes,3,opt,name=cursor,json=_cursor,proto3" json:"cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SystemHistoryRequest) Reset() {
+	*x = SystemHistoryRequest{}
+	mi := &file_fhiranchor_v1_fhir_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SystemHistoryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SystemHistoryRequest) ProtoMessage() {}
+
+func (x *SystemHistoryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fhiranchor_v1_fhir_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SystemHistoryRequest.ProtoReflect.Descriptor instead.
+func (*SystemHistoryRequest) Descriptor() ([]byte, []int) {
+	return file_fhiranchor_v1_fhir_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *SystemHistoryRequest) GetCount() string {
+	if x != nil {
+		return x.Count
+	}
+	return ""
+}
+
+func (x *SystemHistoryRequest) GetSince() string {
+	if x != nil {
+		return x.Since
+	}
+	return ""
+}
+
+func (x *SystemHistoryRequest) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
 var File_fhiranchor_v1_fhir_proto protoreflect.FileDescriptor
 
 const file_fhiranchor_v1_fhir_proto_rawDesc = "" +
@@ -819,7 +955,16 @@ const file_fhiranchor_v1_fhir_proto_rawDesc = "" +
 	"\x04body\x18\x04 \x01(\v2\x14.google.api.HttpBodyR\x04body\"9\n" +
 	"\x11EverythingRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
-	"\x05query\x18\x02 \x01(\tR\x05query2\x9c\r\n" +
+	"\x05query\x18\x02 \x01(\tR\x05query\"o\n" +
+	"\x12TypeHistoryRequest\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x15\n" +
+	"\x05count\x18\x02 \x01(\tR\x06_count\x12\x15\n" +
+	"\x05since\x18\x03 \x01(\tR\x06_since\x12\x17\n" +
+	"\x06cursor\x18\x04 \x01(\tR\a_cursor\"]\n" +
+	"\x14SystemHistoryRequest\x12\x15\n" +
+	"\x05count\x18\x01 \x01(\tR\x06_count\x12\x15\n" +
+	"\x05since\x18\x02 \x01(\tR\x06_since\x12\x17\n" +
+	"\x06cursor\x18\x03 \x01(\tR\a_cursor2\xed\x0e\n" +
 	"\vFHIRService\x12v\n" +
 	"\x06Search\x12\x1c.fhiranchor.v1.SearchRequest\x1a\x14.google.api.HttpBody\"8\x82\xd3\xe4\x93\x022Z\x1f:\x04body\"\x17/fhir/r4/{type}/_search\x12\x0f/fhir/r4/{type}\x12T\n" +
 	"\fSearchSystem\x12\x1c.fhiranchor.v1.SearchRequest\x1a\x14.google.api.HttpBody\"\x10\x82\xd3\xe4\x93\x02\n" +
@@ -838,7 +983,9 @@ const file_fhiranchor_v1_fhir_proto_rawDesc = "" +
 	"\x05VRead\x12\x1b.fhiranchor.v1.VReadRequest\x1a\x14.google.api.HttpBody\"2\x82\xd3\xe4\x93\x02,\x12*/fhir/r4/{type}/{id}/_history/{version_id}\x12e\n" +
 	"\aHistory\x12\x1d.fhiranchor.v1.HistoryRequest\x1a\x14.google.api.HttpBody\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/fhir/r4/{type}/{id}/_history\x12o\n" +
 	"\n" +
-	"Everything\x12 .fhiranchor.v1.EverythingRequest\x1a\x14.google.api.HttpBody\")\x82\xd3\xe4\x93\x02#\x12!/fhir/r4/Patient/{id}/$everythingBCZAgithub.com/fhiranchor/fhiranchor/proto/fhiranchor/v1;fhiranchorv1b\x06proto3"
+	"Everything\x12 .fhiranchor.v1.EverythingRequest\x1a\x14.google.api.HttpBody\")\x82\xd3\xe4\x93\x02#\x12!/fhir/r4/Patient/{id}/$everything\x12h\n" +
+	"\vTypeHistory\x12!.fhiranchor.v1.TypeHistoryRequest\x1a\x14.google.api.HttpBody\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/fhir/r4/{type}/_history\x12e\n" +
+	"\rSystemHistory\x12#.fhiranchor.v1.SystemHistoryRequest\x1a\x14.google.api.HttpBody\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/fhir/r4/_historyBCZAgithub.com/fhiranchor/fhiranchor/proto/fhiranchor/v1;fhiranchorv1b\x06proto3"
 
 var (
 	file_fhiranchor_v1_fhir_proto_rawDescOnce sync.Once
@@ -852,7 +999,7 @@ func file_fhiranchor_v1_fhir_proto_rawDescGZIP() []byte {
 	return file_fhiranchor_v1_fhir_proto_rawDescData
 }
 
-var file_fhiranchor_v1_fhir_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_fhiranchor_v1_fhir_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_fhiranchor_v1_fhir_proto_goTypes = []any{
 	(*CapabilitiesRequest)(nil),      // 0: fhiranchor.v1.CapabilitiesRequest
 	(*CreateRequest)(nil),            // 1: fhiranchor.v1.CreateRequest
@@ -867,20 +1014,22 @@ var file_fhiranchor_v1_fhir_proto_goTypes = []any{
 	(*SearchRequest)(nil),            // 10: fhiranchor.v1.SearchRequest
 	(*CompartmentSearchRequest)(nil), // 11: fhiranchor.v1.CompartmentSearchRequest
 	(*EverythingRequest)(nil),        // 12: fhiranchor.v1.EverythingRequest
-	(*httpbody.HttpBody)(nil),        // 13: google.api.HttpBody
+	(*TypeHistoryRequest)(nil),       // 13: fhiranchor.v1.TypeHistoryRequest
+	(*SystemHistoryRequest)(nil),     // 14: fhiranchor.v1.SystemHistoryRequest
+	(*httpbody.HttpBody)(nil),        // 15: google.api.HttpBody
 }
 var file_fhiranchor_v1_fhir_proto_depIdxs = []int32{
-	13, // 0: fhiranchor.v1.CreateRequest.body:type_name -> google.api.HttpBody
-	13, // 1: fhiranchor.v1.UpdateRequest.body:type_name -> google.api.HttpBody
-	13, // 2: fhiranchor.v1.ConditionalUpdateRequest.body:type_name -> google.api.HttpBody
-	13, // 3: fhiranchor.v1.PatchRequest.body:type_name -> google.api.HttpBody
-	13, // 4: fhiranchor.v1.SearchRequest.body:type_name -> google.api.HttpBody
-	13, // 5: fhiranchor.v1.CompartmentSearchRequest.body:type_name -> google.api.HttpBody
+	15, // 0: fhiranchor.v1.CreateRequest.body:type_name -> google.api.HttpBody
+	15, // 1: fhiranchor.v1.UpdateRequest.body:type_name -> google.api.HttpBody
+	15, // 2: fhiranchor.v1.ConditionalUpdateRequest.body:type_name -> google.api.HttpBody
+	15, // 3: fhiranchor.v1.PatchRequest.body:type_name -> google.api.HttpBody
+	15, // 4: fhiranchor.v1.SearchRequest.body:type_name -> google.api.HttpBody
+	15, // 5: fhiranchor.v1.CompartmentSearchRequest.body:type_name -> google.api.HttpBody
 	10, // 6: fhiranchor.v1.FHIRService.Search:input_type -> fhiranchor.v1.SearchRequest
 	10, // 7: fhiranchor.v1.FHIRService.SearchSystem:input_type -> fhiranchor.v1.SearchRequest
 	11, // 8: fhiranchor.v1.FHIRService.SearchCompartment:input_type -> fhiranchor.v1.CompartmentSearchRequest
 	0,  // 9: fhiranchor.v1.FHIRService.Capabilities:input_type -> fhiranchor.v1.CapabilitiesRequest
-	13, // 10: fhiranchor.v1.FHIRService.Transaction:input_type -> google.api.HttpBody
+	15, // 10: fhiranchor.v1.FHIRService.Transaction:input_type -> google.api.HttpBody
 	1,  // 11: fhiranchor.v1.FHIRService.Create:input_type -> fhiranchor.v1.CreateRequest
 	10, // 12: fhiranchor.v1.FHIRService.SearchSystemPost:input_type -> fhiranchor.v1.SearchRequest
 	2,  // 13: fhiranchor.v1.FHIRService.Update:input_type -> fhiranchor.v1.UpdateRequest
@@ -892,24 +1041,28 @@ var file_fhiranchor_v1_fhir_proto_depIdxs = []int32{
 	8,  // 19: fhiranchor.v1.FHIRService.VRead:input_type -> fhiranchor.v1.VReadRequest
 	9,  // 20: fhiranchor.v1.FHIRService.History:input_type -> fhiranchor.v1.HistoryRequest
 	12, // 21: fhiranchor.v1.FHIRService.Everything:input_type -> fhiranchor.v1.EverythingRequest
-	13, // 22: fhiranchor.v1.FHIRService.Search:output_type -> google.api.HttpBody
-	13, // 23: fhiranchor.v1.FHIRService.SearchSystem:output_type -> google.api.HttpBody
-	13, // 24: fhiranchor.v1.FHIRService.SearchCompartment:output_type -> google.api.HttpBody
-	13, // 25: fhiranchor.v1.FHIRService.Capabilities:output_type -> google.api.HttpBody
-	13, // 26: fhiranchor.v1.FHIRService.Transaction:output_type -> google.api.HttpBody
-	13, // 27: fhiranchor.v1.FHIRService.Create:output_type -> google.api.HttpBody
-	13, // 28: fhiranchor.v1.FHIRService.SearchSystemPost:output_type -> google.api.HttpBody
-	13, // 29: fhiranchor.v1.FHIRService.Update:output_type -> google.api.HttpBody
-	13, // 30: fhiranchor.v1.FHIRService.ConditionalUpdate:output_type -> google.api.HttpBody
-	13, // 31: fhiranchor.v1.FHIRService.Patch:output_type -> google.api.HttpBody
-	13, // 32: fhiranchor.v1.FHIRService.Delete:output_type -> google.api.HttpBody
-	13, // 33: fhiranchor.v1.FHIRService.ConditionalDelete:output_type -> google.api.HttpBody
-	13, // 34: fhiranchor.v1.FHIRService.Read:output_type -> google.api.HttpBody
-	13, // 35: fhiranchor.v1.FHIRService.VRead:output_type -> google.api.HttpBody
-	13, // 36: fhiranchor.v1.FHIRService.History:output_type -> google.api.HttpBody
-	13, // 37: fhiranchor.v1.FHIRService.Everything:output_type -> google.api.HttpBody
-	22, // [22:38] is the sub-list for method output_type
-	6,  // [6:22] is the sub-list for method input_type
+	13, // 22: fhiranchor.v1.FHIRService.TypeHistory:input_type -> fhiranchor.v1.TypeHistoryRequest
+	14, // 23: fhiranchor.v1.FHIRService.SystemHistory:input_type -> fhiranchor.v1.SystemHistoryRequest
+	15, // 24: fhiranchor.v1.FHIRService.Search:output_type -> google.api.HttpBody
+	15, // 25: fhiranchor.v1.FHIRService.SearchSystem:output_type -> google.api.HttpBody
+	15, // 26: fhiranchor.v1.FHIRService.SearchCompartment:output_type -> google.api.HttpBody
+	15, // 27: fhiranchor.v1.FHIRService.Capabilities:output_type -> google.api.HttpBody
+	15, // 28: fhiranchor.v1.FHIRService.Transaction:output_type -> google.api.HttpBody
+	15, // 29: fhiranchor.v1.FHIRService.Create:output_type -> google.api.HttpBody
+	15, // 30: fhiranchor.v1.FHIRService.SearchSystemPost:output_type -> google.api.HttpBody
+	15, // 31: fhiranchor.v1.FHIRService.Update:output_type -> google.api.HttpBody
+	15, // 32: fhiranchor.v1.FHIRService.ConditionalUpdate:output_type -> google.api.HttpBody
+	15, // 33: fhiranchor.v1.FHIRService.Patch:output_type -> google.api.HttpBody
+	15, // 34: fhiranchor.v1.FHIRService.Delete:output_type -> google.api.HttpBody
+	15, // 35: fhiranchor.v1.FHIRService.ConditionalDelete:output_type -> google.api.HttpBody
+	15, // 36: fhiranchor.v1.FHIRService.Read:output_type -> google.api.HttpBody
+	15, // 37: fhiranchor.v1.FHIRService.VRead:output_type -> google.api.HttpBody
+	15, // 38: fhiranchor.v1.FHIRService.History:output_type -> google.api.HttpBody
+	15, // 39: fhiranchor.v1.FHIRService.Everything:output_type -> google.api.HttpBody
+	15, // 40: fhiranchor.v1.FHIRService.TypeHistory:output_type -> google.api.HttpBody
+	15, // 41: fhiranchor.v1.FHIRService.SystemHistory:output_type -> google.api.HttpBody
+	24, // [24:42] is the sub-list for method output_type
+	6,  // [6:24] is the sub-list for method input_type
 	6,  // [6:6] is the sub-list for extension type_name
 	6,  // [6:6] is the sub-list for extension extendee
 	0,  // [0:6] is the sub-list for field type_name
@@ -926,7 +1079,7 @@ func file_fhiranchor_v1_fhir_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fhiranchor_v1_fhir_proto_rawDesc), len(file_fhiranchor_v1_fhir_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -36,6 +36,8 @@ const (
 	FHIRService_VRead_FullMethodName             = "/fhiranchor.v1.FHIRService/VRead"
 	FHIRService_History_FullMethodName           = "/fhiranchor.v1.FHIRService/History"
 	FHIRService_Everything_FullMethodName        = "/fhiranchor.v1.FHIRService/Everything"
+	FHIRService_TypeHistory_FullMethodName       = "/fhiranchor.v1.FHIRService/TypeHistory"
+	FHIRService_SystemHistory_FullMethodName     = "/fhiranchor.v1.FHIRService/SystemHistory"
 )
 
 // FHIRServiceClient is the client API for FHIRService service.
@@ -103,6 +105,16 @@ type FHIRServiceClient interface {
 	// (Patient/[id]/$everything, with _since, _type and _count), decided by
 	// the patient's consent like a search.
 	Everything(ctx context.Context, in *EverythingRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error)
+	// TypeHistory lists the versions of every resource of one type as a
+	// history Bundle, newest first, a page at a time. Entries the caller's
+	// consent does not allow are left out. It comes after Read and History:
+	// grpc-gateway tries later-registered patterns first, so
+	// /fhir/r4/Patient/_history reaches it rather than Read with id
+	// "_history".
+	TypeHistory(ctx context.Context, in *TypeHistoryRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error)
+	// SystemHistory lists the versions of every resource of every type the
+	// caller may read, as TypeHistory does for one type.
+	SystemHistory(ctx context.Context, in *SystemHistoryRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error)
 }
 
 type fHIRServiceClient struct {
@@ -273,6 +285,26 @@ func (c *fHIRServiceClient) Everything(ctx context.Context, in *EverythingReques
 	return out, nil
 }
 
+func (c *fHIRServiceClient) TypeHistory(ctx context.Context, in *TypeHistoryRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(httpbody.HttpBody)
+	err := c.cc.Invoke(ctx, FHIRService_TypeHistory_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *fHIRServiceClient) SystemHistory(ctx context.Context, in *SystemHistoryRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(httpbody.HttpBody)
+	err := c.cc.Invoke(ctx, FHIRService_SystemHistory_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // FHIRServiceServer is the server API for FHIRService service.
 // All implementations must embed UnimplementedFHIRServiceServer
 // for forward compatibility.
@@ -338,6 +370,16 @@ type FHIRServiceServer interface {
 	// (Patient/[id]/$everything, with _since, _type and _count), decided by
 	// the patient's consent like a search.
 	Everything(context.Context, *EverythingRequest) (*httpbody.HttpBody, error)
+	// TypeHistory lists the versions of every resource of one type as a
+	// history Bundle, newest first, a page at a time. Entries the caller's
+	// consent does not allow are left out. It comes after Read and History:
+	// grpc-gateway tries later-registered patterns first, so
+	// /fhir/r4/Patient/_history reaches it rather than Read with id
+	// "_history".
+	TypeHistory(context.Context, *TypeHistoryRequest) (*httpbody.HttpBody, error)
+	// SystemHistory lists the versions of every resource of every type the
+	// caller may read, as TypeHistory does for one type.
+	SystemHistory(context.Context, *SystemHistoryRequest) (*httpbody.HttpBody, error)
 	mustEmbedUnimplementedFHIRServiceServer()
 }
 
@@ -395,6 +437,12 @@ func (UnimplementedFHIRServiceServer) History(context.Context, *HistoryRequest) 
 }
 func (UnimplementedFHIRServiceServer) Everything(context.Context, *EverythingRequest) (*httpbody.HttpBody, error) {
 	return nil, status.Error(codes.Unimplemented, "method Everything not implemented")
+}
+func (UnimplementedFHIRServiceServer) TypeHistory(context.Context, *TypeHistoryRequest) (*httpbody.HttpBody, error) {
+	return nil, status.Error(codes.Unimplemented, "method TypeHistory not implemented")
+}
+func (UnimplementedFHIRServiceServer) SystemHistory(context.Context, *SystemHistoryRequest) (*httpbody.HttpBody, error) {
+	return nil, status.Error(codes.Unimplemented, "method SystemHistory not implemented")
 }
 func (UnimplementedFHIRServiceServer) mustEmbedUnimplementedFHIRServiceServer() {}
 func (UnimplementedFHIRServiceServer) testEmbeddedByValue()                     {}
@@ -705,6 +753,42 @@ func _FHIRService_Everything_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FHIRService_TypeHistory_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TypeHistoryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FHIRServiceServer).TypeHistory(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FHIRService_TypeHistory_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FHIRServiceServer).TypeHistory(ctx, req.(*TypeHistoryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FHIRService_SystemHistory_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SystemHistoryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FHIRServiceServer).SystemHistory(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FHIRService_SystemHistory_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FHIRServiceServer).SystemHistory(ctx, req.(*SystemHistoryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // FHIRService_ServiceDesc is the grpc.ServiceDesc for FHIRService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -775,6 +859,14 @@ var FHIRService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Everything",
 			Handler:    _FHIRService_Everything_Handler,
+		},
+		{
+			MethodName: "TypeHistory",
+			Handler:    _FHIRService_TypeHistory_Handler,
+		},
+		{
+			MethodName: "SystemHistory",
+			Handler:    _FHIRService_SystemHistory_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

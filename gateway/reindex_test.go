@@ -1,0 +1,126 @@
+package gateway_test
+
+import (
+	"context"
+	"database/sql"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/fhiranchor/fhiranchor/gateway"
+	"github.com/fhiranchor/fhiranchor/internal/pgtest"
+	"github.com/fhiranchor/fhiranchor/internal/testonly"
+)
+
+// TestReindexSQLite: blind-index rows deleted, added or repointed at rest
+// are reported by the audit; Reindex rewrites exactly the damaged
+// resources and drops the entries of a deleted one, after which the audit is clean, a second Reindex rewrites
+// nothing, and conditional updates by identifier find their resources
+// again.
+func TestReindexSQLite(t *testing.T) {
+	testReindex(t, "", func(t *testing.T, g *testonly.Gateway, edit string) {
+		db, err := sql.Open("sqlite", filepath.Join(g.Dir, "vault.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if _, err := db.Exec(edit); err != nil {
+			t.Fatalf("tamper: %v", err)
+		}
+	})
+}
+
+// TestReindexPostgres is TestReindexSQLite on PostgreSQL.
+func TestReindexPostgres(t *testing.T) {
+	c := pgtest.Start(t, pgtest.Options{})
+	dsn := c.NewDatabase(t)
+	testReindex(t, dsn, func(t *testing.T, g *testonly.Gateway, edit string) {
+		conn, err := pgx.Connect(t.Context(), dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(context.Background())
+		for _, stmt := range strings.Split(edit, ";") {
+			if _, err := conn.Exec(t.Context(), stmt); err != nil {
+				t.Fatalf("tamper: %v", err)
+			}
+		}
+	})
+}
+
+func testReindex(t *testing.T, dsn string, tamper func(t *testing.T, g *testonly.Gateway, edit string)) {
+	g := testonly.StartGateway(t, testonly.Options{Quiet: true, PostgresDSN: dsn})
+	auth := []string{"Authorization", "Bearer " + g.Token(t)}
+	patient := func(mrn, gender string) []byte {
+		return []byte(`{"resourceType":"Patient","identifier":[{"system":"http://h.example/mrn","value":"` + mrn +
+			`"}],"gender":"` + gender + `"}`)
+	}
+	ids := map[string]string{}
+	for _, mrn := range []string{"A1", "B2", "C3", "D4"} {
+		r := g.Do(t, "PUT", "/Patient?identifier=http://h.example/mrn%7C"+mrn, patient(mrn, "female"), auth...)
+		mustStatus(t, r, http.StatusCreated)
+		ids[mrn] = idFromLocation(t, r)
+	}
+	mustStatus(t, g.Do(t, "PUT", "/Patient?identifier=http://h.example/mrn%7CA1", patient("A1", "male"), auth...), http.StatusOK)
+	mustStatus(t, g.Do(t, "DELETE", "/Patient/"+ids["D4"], nil, auth...), http.StatusOK)
+	g.Stop()
+
+	// A1 loses its tokens, B2 gains one, C3's are repointed to D4 (deleted).
+	tamper(t, g, `DELETE FROM tokens WHERE id = '`+ids["A1"]+`';
+INSERT INTO tokens (type, token, id) SELECT type, token, '`+ids["B2"]+`' FROM tokens WHERE id = '`+ids["C3"]+`';
+UPDATE tokens SET id = '`+ids["D4"]+`' WHERE id = '`+ids["C3"]+`'`)
+	g.Restart(t)
+	ctx := t.Context()
+
+	rep, err := gateway.Audit(ctx, g.Vault, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	damaged := map[string]bool{}
+	for _, f := range rep.Findings {
+		if f.Table != "tokens" {
+			t.Errorf("audit finding outside the index: %+v", f)
+		}
+		damaged[f.Ref] = true
+	}
+	if len(rep.Findings) == 0 {
+		t.Fatal("audit of the damaged index found nothing")
+	}
+
+	log := slog.New(slog.NewTextHandler(&testonly.SyncBuffer{}, nil))
+	st, err := gateway.Reindex(ctx, g.Vault, log)
+	if err != nil {
+		t.Fatalf("Reindex: %v", err)
+	}
+	// Three live patients (D4 is deleted) examined; A1, B2 and C3
+	// rewritten; the entries repointed to the deleted D4 dropped.
+	if st != (gateway.ReindexStats{Examined: 3, Rewritten: 3, Dropped: 1}) {
+		t.Errorf("Reindex = %+v, want 3 examined, 3 rewritten, 1 dropped", st)
+	}
+	rep, err = gateway.Audit(ctx, g.Vault, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Findings) > 0 {
+		t.Errorf("audit after Reindex: %+v", rep.Findings)
+	}
+	if st, err := gateway.Reindex(ctx, g.Vault, log); err != nil || st != (gateway.ReindexStats{Examined: 3}) {
+		t.Errorf("second Reindex = %+v, %v; want 3 examined, none rewritten", st, err)
+	}
+	// Conditional updates find each resource by identifier again: an
+	// update (200) of the same id, not a create or a 412.
+	for _, mrn := range []string{"A1", "B2", "C3"} {
+		r := g.Do(t, "PUT", "/Patient?identifier=http://h.example/mrn%7C"+mrn, patient(mrn, "other"), auth...)
+		mustStatus(t, r, http.StatusOK)
+		if got := idFromLocation(t, r); got != ids[mrn] {
+			t.Errorf("conditional update of %s updated %s, want %s", mrn, got, ids[mrn])
+		}
+	}
+	// The deleted patient is not found by its identifier: a new one.
+	r := g.Do(t, "PUT", "/Patient?identifier=http://h.example/mrn%7CD4", patient("D4", "other"), auth...)
+	mustStatus(t, r, http.StatusCreated)
+}
