@@ -367,26 +367,20 @@ func (r *searchRun) candidates(ctx context.Context, typ string, clauses []search
 	return ids, nil
 }
 
-// findAny returns the live ids of typ carrying any of keys.
+// findAny returns the live ids of typ carrying any of keys, ascending.
 func (r *searchRun) findAny(ctx context.Context, typ string, keys []string) ([]string, error) {
 	if len(keys) == 0 {
 		return nil, nil
 	}
-	seen := map[string]bool{}
-	var out []string
-	for _, key := range keys {
-		ids, err := r.s.vault.Find(ctx, typ, searchToken(r.s.vault, typ, key))
-		if err != nil {
-			return nil, fmt.Errorf("search index: %w", err)
-		}
-		for _, id := range ids {
-			if !seen[id] {
-				seen[id] = true
-				out = append(out, id)
-			}
-		}
+	tokens := make([][]byte, len(keys))
+	for i, key := range keys {
+		tokens[i] = searchToken(r.s.vault, typ, key)
 	}
-	return out, nil
+	ids, err := r.s.vault.FindAny(ctx, typ, tokens)
+	if err != nil {
+		return nil, fmt.Errorf("search index: %w", err)
+	}
+	return ids, nil
 }
 
 // load reads, decrypts and extracts the current version of typ/id; nil
