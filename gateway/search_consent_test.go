@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fhiranchor/fhiranchor/gateway"
 	"github.com/fhiranchor/fhiranchor/gateway/auth"
 	"github.com/fhiranchor/fhiranchor/internal/shareddata"
 	"github.com/fhiranchor/fhiranchor/internal/testonly"
@@ -223,6 +224,15 @@ func TestSearchConsent(t *testing.T) {
 		}
 		oth := getSearch(t, g, other, tc.path+sep(tc.path)+"_count=1000")
 		same(tc.name+" (other matches)", oth.refs("match"), tc.oth)
+	}
+
+	// Research scopes never reach identified search.
+	research := g.TokenFor(t, auth.Claims{ClientID: "researcher", PurposeOfUse: "HRESCH",
+		Scopes: []string{gateway.CohortQueryScope, gateway.CohortExportScope}, TTL: time.Hour})
+	for _, path := range []string{"/Patient?family=" + family, "/?_type=Patient", "/Patient/" + a + "/$everything", "/Patient/" + a + "/Observation"} {
+		if r := g.Do(t, "GET", path, nil, "Authorization", "Bearer "+research); r.Status != http.StatusForbidden {
+			t.Errorf("research token, %s: %d, want 403", path, r.Status)
+		}
 	}
 
 	// $everything: B's is refused to f001 as its read is; A's and C's leave
