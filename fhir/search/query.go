@@ -3,7 +3,6 @@ package search
 import (
 	"fmt"
 	"math/big"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -163,14 +162,18 @@ var now = time.Now
 // commonParams are the only parameters of a system search without _type.
 var commonParams = []string{"_id", "_lastUpdated", "_tag", "_profile", "_security", "_source"}
 
-// Parse parses a FHIR search query (already split by url.ParseQuery;
-// _format and _pretty removed) for resourceType, or for a system search
+// Parse parses a FHIR search query (already split by url.ParseQuery, whose
+// url.Values it takes as is; _format and _pretty removed) for resourceType, or for a system search
 // when resourceType is "" (then _type gives the types, and only the common
 // parameters or parameters that all those types share are allowed). With
 // strict (Prefer: handling=strict) an unknown or unsupported parameter or
 // modifier is an error; otherwise it is skipped and listed in
 // Query.Ignored. Errors are *QueryError.
-func Parse(resourceType string, params url.Values, strict bool) (*Query, error) {
+//
+// params is a map[string][]string rather than url.Values because package
+// search imports nothing of net/ (see internal/testonly/layout_test.go);
+// a url.Values is passed unchanged.
+func Parse(resourceType string, params map[string][]string, strict bool) (*Query, error) {
 	if resourceType != "" && !isResourceType(resourceType) {
 		return nil, &QueryError{Reason: "unknown resource type"}
 	}
