@@ -13,6 +13,7 @@ import (
 
 	"github.com/fhiranchor/fhiranchor/gateway"
 	"github.com/fhiranchor/fhiranchor/gateway/auth"
+	"github.com/fhiranchor/fhiranchor/internal/pgtest"
 	"github.com/fhiranchor/fhiranchor/internal/shareddata"
 	"github.com/fhiranchor/fhiranchor/internal/testonly"
 )
@@ -98,7 +99,17 @@ func searchPages(t *testing.T, g *testonly.Gateway, tok, path string) (matches [
 // applied resource by resource; the decisions are recorded, once per
 // patient and type, and another organization still finds everything.
 func TestSearchConsent(t *testing.T) {
-	g := testonly.StartGateway(t, testonly.Options{})
+	testSearchConsent(t, testonly.StartGateway(t, testonly.Options{}))
+}
+
+// TestSearchConsentPostgres is the same over a PostgreSQL vault: the index
+// and its lookups are the backend's.
+func TestSearchConsentPostgres(t *testing.T) {
+	c := pgtest.Start(t, pgtest.Options{})
+	testSearchConsent(t, testonly.StartGateway(t, testonly.Options{PostgresDSN: c.NewDatabase(t)}))
+}
+
+func testSearchConsent(t *testing.T, g *testonly.Gateway) {
 	ehr := g.Token(t)
 	const family = "Zzsearchconsent"
 	newPatient := func() string {
