@@ -1047,3 +1047,148 @@ func strsDeep(v any, key string) []string {
 	}
 	return out
 }
+
+// TestSearchPagingUnderWrites pages through a sorted search while
+// resources are created and deleted between pages: no match already shown
+// appears again, none not yet shown is skipped (but the one deleted), and
+// one created after the cursor appears in its place.
+func TestSearchPagingUnderWrites(t *testing.T) {
+	g := testonly.StartGateway(t, testonly.Options{Quiet: true})
+	hdr := []string{"Authorization", "Bearer " + g.Token(t)}
+	create := func(body string) string {
+		t.Helper()
+		r := g.Do(t, http.MethodPost, "/"+str(decodeObject(t, body), "resourceType"), []byte(body), hdr...)
+		if r.Status != http.StatusCreated {
+			t.Fatalf("create: %d %s", r.Status, r.Body)
+		}
+		parts := strings.Split(relativeLocation(r.Header.Get("Location")), "/")
+		return parts[0] + "/" + parts[1]
+	}
+	pid := strings.TrimPrefix(create(`{"resourceType":"Patient","name":[{"family":"Pager"}]}`), "Patient/")
+	observation := func(date string) string {
+		return create(`{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},` +
+			`"subject":{"reference":"Patient/` + pid + `"},"effectiveDateTime":"` + date + `"}`)
+	}
+	var all []string // in date order
+	for day := 1; day <= 20; day++ {
+		all = append(all, observation(fmt.Sprintf("2020-01-%02dT10:00:00Z", day)))
+	}
+
+	shown := map[string]int{}
+	var order []string
+	var deleted, lateAfter, lateBefore string
+	next := "/Observation?patient=" + pid + "&_sort=date&_count=5"
+	for page := 0; next != ""; page++ {
+		b := searchPage(t, g, http.MethodGet, next, nil, hdr)
+		m, _ := searchEntries(t, b)
+		for _, ref := range m {
+			shown[ref]++
+			order = append(order, ref)
+		}
+		next = link(b, "next")
+		switch page {
+		case 0:
+			// Sorts before the current page: must not show up later.
+			lateBefore = observation("2019-12-31T10:00:00Z")
+			// Already seen: deleting it must not shift the next page.
+			deleted = all[1]
+			if r := g.Do(t, http.MethodDelete, "/"+deleted, nil, hdr...); r.Status/100 != 2 {
+				t.Fatalf("delete %s: %d %s", deleted, r.Status, r.Body)
+			}
+		case 1:
+			// Sorts after the cursor: must show up in its place.
+			lateAfter = observation("2020-01-15T12:00:00Z")
+			// Not yet seen, deleted: must not show up.
+			if r := g.Do(t, http.MethodDelete, "/"+all[17], nil, hdr...); r.Status/100 != 2 {
+				t.Fatalf("delete %s: %d %s", all[17], r.Status, r.Body)
+			}
+		}
+		if page > 50 {
+			t.Fatal("more than 50 pages")
+		}
+	}
+	want := slices.Clone(all[:15])
+	want = append(want, lateAfter)
+	want = append(want, all[15:17]...)
+	want = append(want, all[18:]...)
+	if !slices.Equal(order, want) {
+		t.Errorf("pages under writes showed %v\nwant %v\n(%s)", order, want, diff(order, want))
+	}
+	if shown[lateBefore] != 0 {
+		t.Errorf("a match created before the cursor appeared on a later page")
+	}
+	for ref, n := range shown {
+		if n > 1 {
+			t.Errorf("%s shown %d times", ref, n)
+		}
+	}
+}
+
+func decodeObject(t *testing.T, s string) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal([]byte(s), &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestSearchBundleGetEntries posts the HL7 example batch Bundles whose GET
+// entries are searches: each search entry is answered 200 with a
+// searchset.
+func TestSearchBundleGetEntries(t *testing.T) {
+	g := testonly.StartGateway(t, testonly.Options{Quiet: true})
+	hdr := []string{"Authorization", "Bearer " + g.Token(t)}
+	dir := filepath.Join(shareddata.Dir(t), "hl7-examples")
+	if r := g.Do(t, http.MethodPut, "/Patient/example", readFile(t, filepath.Join(dir, "Patient-example.json")), hdr...); r.Status/100 != 2 {
+		t.Fatalf("PUT Patient/example: %d %s", r.Status, r.Body)
+	}
+	searches := 0
+	for _, f := range shareddata.Files(t, "hl7-examples") {
+		if !strings.HasPrefix(filepath.Base(f), "Bundle-") {
+			continue
+		}
+		data := readFile(t, f)
+		in := decodeObject(t, string(data))
+		if in["type"] != "batch" {
+			continue
+		}
+		var isSearch []bool
+		n := 0
+		for _, e := range at(in, "entry") {
+			s := str(e, "request.method") == "GET" && strings.Contains(str(e, "request.url"), "?")
+			isSearch = append(isSearch, s)
+			if s {
+				n++
+			}
+		}
+		if n == 0 {
+			continue
+		}
+		r := g.Do(t, http.MethodPost, "", data, hdr...)
+		if r.Status != http.StatusOK {
+			t.Errorf("%s: %d %s", filepath.Base(f), r.Status, clip(r.Body, 500))
+			continue
+		}
+		out := decodeObject(t, string(r.Body))
+		entries := at(out, "entry")
+		if len(entries) != len(isSearch) {
+			t.Errorf("%s: %d response entries for %d", filepath.Base(f), len(entries), len(isSearch))
+			continue
+		}
+		for i, e := range entries {
+			if !isSearch[i] {
+				continue
+			}
+			searches++
+			url := str(at(in, "entry")[i], "request.url")
+			if st := str(e, "response.status"); !strings.HasPrefix(st, "200") || str(e, "resource.resourceType") != "Bundle" || str(e, "resource.type") != "searchset" {
+				t.Errorf("%s entry %d (GET %s): status %q, resource %s %s", filepath.Base(f), i, url, st,
+					str(e, "resource.resourceType"), str(e, "resource.type"))
+			}
+		}
+	}
+	if searches < 5 {
+		t.Errorf("%d search entries answered; the examples hold more", searches)
+	}
+}
