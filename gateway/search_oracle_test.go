@@ -273,7 +273,11 @@ func dateSpan(s string) span {
 // is unbounded).
 func spans(r res, path string) []span {
 	var out []span
-	for _, v := range at(r, path) {
+	var vals []any
+	for _, p := range strings.Split(path, "|") {
+		vals = append(vals, at(r, p)...)
+	}
+	for _, v := range vals {
 		switch x := v.(type) {
 		case string:
 			out = append(out, dateSpan(x))
@@ -538,7 +542,7 @@ func TestSearchOracleSynthea(t *testing.T) {
 	// and _profile.
 	prof := "http://hl7.org/fhir/StructureDefinition/vitalsigns"
 	r := g.Do(t, http.MethodPost, "/Observation", []byte(`{"resourceType":"Observation","status":"final","meta":{"profile":["`+prof+
-		`"]},"code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"valueQuantity":{"value":61,"unit":"/min","system":"http://unitsofmeasure.org","code":"/min"}}`), hdr...)
+		`"]},"code":{"coding":[{"system":"http://loinc.org","code":"8867-4"},{"code":"x-local"}]},"valueQuantity":{"value":61,"unit":"/min","system":"http://unitsofmeasure.org","code":"/min"}}`), hdr...)
 	if r.Status != http.StatusCreated {
 		t.Fatalf("create profiled Observation: %d %s", r.Status, r.Body)
 	}
@@ -670,6 +674,8 @@ func TestSearchOracleSynthea(t *testing.T) {
 		{query: "Observation?code=" + loinc + "|8302-2", want: obs(obsCode(loinc, "8302-2"))},
 		{query: "Observation?code=8302-2", want: obs(obsCode("*", "8302-2"))},
 		{query: "Observation?code=|8302-2", want: obs(obsCode("", "8302-2")), empty: true},
+		{query: "Observation?code=|x-local", want: obs(obsCode("", "x-local"))},
+		{query: "Observation?code=x-local", want: obs(obsCode("*", "x-local"))},
 		{query: "Condition?code=" + snomed + "|", want: cond(obsCode(snomed, ""))},
 		{query: "Observation?code=8302-2,29463-7", want: obs(func(r res) bool {
 			return hasCoding(r, "code.coding", "*", "8302-2") || hasCoding(r, "code.coding", "*", "29463-7")
@@ -771,10 +777,10 @@ func TestSearchOracleSynthea(t *testing.T) {
 			id := "Patient/" + str(p, "id")
 			return len(obs(func(r res) bool { return refTo(r, "subject", id) && hasCoding(r, "code.coding", loinc, "8302-2") })) > 0
 		})},
-		{query: "Patient?_has:Condition:patient:code=15777000", want: pat(func(p res) bool {
+		{query: "Patient?_has:Condition:patient:code=444814009", want: pat(func(p res) bool {
 			id := "Patient/" + str(p, "id")
-			return len(cond(func(r res) bool { return refTo(r, "subject", id) && hasCoding(r, "code.coding", "*", "15777000") })) > 0
-		}), empty: true},
+			return len(cond(func(r res) bool { return refTo(r, "subject", id) && hasCoding(r, "code.coding", "*", "444814009") })) > 0
+		})},
 		// _id, _lastUpdated, _tag
 		{query: "Patient?_id=" + gislason + "," + palomino, want: []string{"Patient/" + gislason, "Patient/" + palomino}},
 		{query: "Condition?_lastUpdated=gt" + url.QueryEscape(lastUpdatedBefore), want: cond(nil)},
@@ -788,6 +794,54 @@ func TestSearchOracleSynthea(t *testing.T) {
 			return isPatient(r, "subject", gislason) && hasCoding(r, "code.coding", "*", "8302-2")
 		})},
 		{query: "Patient/" + palomino + "/Condition", want: cond(func(r res) bool { return isPatient(r, "subject", palomino) })},
+		// more edges
+		{query: "Observation?code:not=8302-2&patient=" + gislason, want: obs(func(r res) bool {
+			return isPatient(r, "subject", gislason) && !hasCoding(r, "code.coding", "*", "8302-2")
+		})},
+		{query: "Observation?component-code-value-quantity=" + loinc + "|8480-6$gt120", want: obs(func(r res) bool {
+			for _, c := range at(r, "component") {
+				if hasCoding(c.(map[string]any), "code.coding", loinc, "8480-6") && numOK("gt", "120", quantity(c.(map[string]any))) {
+					return true
+				}
+			}
+			return false
+		})},
+		{query: "Observation?combo-code=8462-4", want: obs(func(r res) bool {
+			return hasCoding(r, "code.coding", "*", "8462-4") || hasCoding(r, "component.code.coding", "*", "8462-4")
+		})},
+		{query: "Patient?identifier=" + ssn, want: []string{"Patient/" + gislason}},
+		{query: "Patient?phone=" + url.QueryEscape(str(o.byType["Patient"][palomino], "telecom.value")), want: pat(func(r res) bool {
+			return slices.Contains(strs(r, "telecom.value"), str(o.byType["Patient"][palomino], "telecom.value"))
+		})},
+		{query: "Encounter?class=AMB&patient=" + palomino, want: enc(func(r res) bool {
+			return isPatient(r, "subject", palomino) && hasCoding(r, "class", "*", "AMB")
+		})},
+		{query: "Patient?name:missing=false", want: pat(func(r res) bool { return len(at(r, "name")) > 0 })},
+		{query: "Observation?date=ge2020-01-01T10:00:00Z&patient=" + gislason, want: obs(func(r res) bool {
+			return isPatient(r, "subject", gislason) && dateMatch(r, "effectiveDateTime", "ge", "2020-01-01T10:00:00Z")
+		})},
+		{query: "Encounter?date=eb2015-03-01", want: enc(func(r res) bool { return dateMatch(r, "period", "eb", "2015-03-01") })},
+		{query: "Encounter?date=lt2015-03-01T00:00:00Z&date=gt2014-03-01T00:00:00Z", want: enc(func(r res) bool {
+			return dateMatch(r, "period", "lt", "2015-03-01T00:00:00Z") && dateMatch(r, "period", "gt", "2014-03-01T00:00:00Z")
+		})},
+		{query: "Immunization?vaccine-code=" + "http://hl7.org/fhir/sid/cvx|140&date=ge2018", want: o.ids("Immunization", func(r res) bool {
+			return hasCoding(r, "vaccineCode.coding", "http://hl7.org/fhir/sid/cvx", "140") && dateMatch(r, "occurrenceDateTime", "ge", "2018")
+		})},
+		{query: "MedicationRequest?authoredon=lt2010&patient=" + gislason + "," + palomino, want: o.ids("MedicationRequest", func(r res) bool {
+			return (isPatient(r, "subject", gislason) || isPatient(r, "subject", palomino)) && dateMatch(r, "authoredOn", "lt", "2010")
+		}), empty: true},
+		{query: "Observation?code=8302-2&code=" + loinc + "|8302-2&value-quantity=gt100&value-quantity=lt170", want: obs(func(r res) bool {
+			return hasCoding(r, "code.coding", loinc, "8302-2") && numOK("gt", "100", quantity(r)) && numOK("lt", "170", quantity(r))
+		})},
+		{query: "Observation?value-quantity=sa180|" + ucum + "|cm", want: obs(func(r res) bool {
+			return numOK("sa", "180", quantity(r)) && quantityUnit(r, ucum, "cm")
+		})},
+		{query: "Observation?value-quantity=eb3||%7Bscore%7D", want: obs(func(r res) bool {
+			return numOK("eb", "3", quantity(r)) && quantityUnit(r, "", "{score}")
+		}), empty: true},
+		{query: "Procedure?patient=" + gislason + "&date=ge2010", want: o.ids("Procedure", func(r res) bool {
+			return isPatient(r, "subject", gislason) && dateMatch(r, "performedDateTime|performedPeriod", "ge", "2010")
+		}), empty: true},
 		// system search
 		{query: "?_type=Condition,AllergyIntolerance&patient=" + gislason, want: append(cond(func(r res) bool { return isPatient(r, "subject", gislason) }),
 			o.ids("AllergyIntolerance", func(r res) bool { return isPatient(r, "patient", gislason) })...)},
@@ -805,6 +859,9 @@ func TestSearchOracleSynthea(t *testing.T) {
 			}
 			got := runSearch(t, g, q.query+sep+"_count=200", hdr)
 			expect(t, q.query, got, q.want, false)
+			if testing.Verbose() {
+				t.Logf("%4d  %s", len(q.want), q.query)
+			}
 		}
 	})
 	t.Logf("%d oracle queries", len(queries))
@@ -922,7 +979,32 @@ func TestSearchOracleSynthea(t *testing.T) {
 			}
 			return byID(a, b)
 		})
+		// value-quantity ascending and descending, those without last.
+		vq := func(desc bool) []string {
+			out := obs(func(r res) bool { return isPatient(r, "subject", gislason) })
+			slices.SortFunc(out, func(a, b string) int {
+				qa, qb := quantity(o.get(a)), quantity(o.get(b))
+				switch {
+				case qa == nil && qb != nil:
+					return 1
+				case qa != nil && qb == nil:
+					return -1
+				case qa != nil && qb != nil:
+					c := qa.Cmp(qb)
+					if desc {
+						c = -c
+					}
+					if c != 0 {
+						return c
+					}
+				}
+				return byID(a, b)
+			})
+			return out
+		}
 		for _, s := range []sorted{
+			{"Observation?patient=" + gislason + "&_sort=value-quantity", vq(false)},
+			{"Observation?patient=" + gislason + "&_sort=-value-quantity", vq(true)},
 			{"Patient?_sort=gender,-birthdate", ps},
 			{"Encounter?patient=" + busiest + "&_sort=date", es},
 			{"Observation?patient=" + gislason + "&_sort=-date,value-quantity", os},
@@ -953,7 +1035,7 @@ func TestSearchOracleSynthea(t *testing.T) {
 	})
 
 	t.Run("everything", func(t *testing.T) {
-		got := runSearch(t, g, "Patient/"+busiest+"/$everything?_count=300", hdr)
+		got := runSearch(t, g, "Patient/"+busiest+"/$everything?_count=50", hdr)
 		want := []string{"Patient/" + busiest}
 		for ref, pid := range compartmentOf {
 			if pid == busiest {
@@ -975,6 +1057,9 @@ func TestSearchOracleSynthea(t *testing.T) {
 		}
 		if got.total != len(want) {
 			t.Errorf("$everything total %d, oracle %d", got.total, len(want))
+		}
+		if got.pages < 3 {
+			t.Errorf("$everything: %d pages of 50; the test wants several", got.pages)
 		}
 		// Included: what the compartment refers to outside any compartment.
 		var refd []string
@@ -1002,6 +1087,21 @@ func TestSearchOracleSynthea(t *testing.T) {
 		m, _ := searchEntries(t, b)
 		if d := diff(m, want); d != "" {
 			t.Errorf("POST Condition/_search: %s", d)
+		}
+		// Pages of a POST search, followed by GET next links.
+		all := cond(func(r res) bool { return isPatient(r, "subject", gislason) || isPatient(r, "subject", palomino) })
+		b = searchPage(t, g, http.MethodPost, "/Condition/_search", []byte("patient="+gislason+","+palomino+"&_count=3&_sort=onset-date"),
+			append(slices.Clone(hdr), "Content-Type", "application/x-www-form-urlencoded"))
+		m, _ = searchEntries(t, b)
+		pages := 1
+		for next := link(b, "next"); next != ""; next = link(b, "next") {
+			b = searchPage(t, g, http.MethodGet, next, nil, hdr)
+			more, _ := searchEntries(t, b)
+			m = append(m, more...)
+			pages++
+		}
+		if d := diff(m, all); d != "" || pages < 3 {
+			t.Errorf("POST Condition/_search paged by GET next links (%d pages): %s", pages, d)
 		}
 	})
 
