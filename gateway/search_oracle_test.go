@@ -1195,6 +1195,11 @@ func TestSearchPagingUnderWrites(t *testing.T) {
 			if r := g.Do(t, http.MethodDelete, "/"+deleted, nil, hdr...); r.Status/100 != 2 {
 				t.Fatalf("delete %s: %d %s", deleted, r.Status, r.Body)
 			}
+		case 2:
+			// The match the next link starts after: gone, the cursor holds.
+			if r := g.Do(t, http.MethodDelete, "/"+order[len(order)-1], nil, hdr...); r.Status/100 != 2 {
+				t.Fatalf("delete %s: %d %s", order[len(order)-1], r.Status, r.Body)
+			}
 		case 1:
 			// Sorts after the cursor: must show up in its place.
 			lateAfter = observation("2020-01-15T12:00:00Z")
@@ -1221,6 +1226,32 @@ func TestSearchPagingUnderWrites(t *testing.T) {
 		if n > 1 {
 			t.Errorf("%s shown %d times", ref, n)
 		}
+	}
+
+	// Backwards: on the second page, three matches of the first go; the
+	// previous link shows the two left, none of the page it came from.
+	var mine []string
+	for day := 1; day <= 10; day++ {
+		mine = append(mine, observation(fmt.Sprintf("2021-02-%02dT10:00:00Z", day)))
+	}
+	q := "/Observation?patient=" + pid + "&date=ge2021&_sort=date&_count=5"
+	b := searchPage(t, g, http.MethodGet, q, nil, hdr)
+	b = searchPage(t, g, http.MethodGet, link(b, "next"), nil, hdr)
+	if m, _ := searchEntries(t, b); !slices.Equal(m, mine[5:]) {
+		t.Fatalf("second page %v, want %v", m, mine[5:])
+	}
+	for _, ref := range mine[:3] {
+		if r := g.Do(t, http.MethodDelete, "/"+ref, nil, hdr...); r.Status/100 != 2 {
+			t.Fatalf("delete %s: %d %s", ref, r.Status, r.Body)
+		}
+	}
+	prev := link(b, "previous")
+	if prev == "" {
+		t.Fatal("second page without a previous link")
+	}
+	b = searchPage(t, g, http.MethodGet, prev, nil, hdr)
+	if m, _ := searchEntries(t, b); !slices.Equal(m, mine[3:5]) {
+		t.Errorf("previous page after deletes shows %v, want %v (what precedes the page it came from)", m, mine[3:5])
 	}
 }
 
