@@ -732,6 +732,19 @@ func TestSearchOracleSynthea(t *testing.T) {
 			return dateMatch(r, "period", "ge", "2021-01") && dateMatch(r, "period", "le", "2021-03")
 		})},
 		{query: "Encounter?date=ne2015", want: enc(func(r res) bool { return dateMatch(r, "period", "ne", "2015") })},
+		{query: "Patient?birthdate=gt2007-12", want: pat(func(r res) bool { return dateMatch(r, "birthDate", "gt", "2007-12") })},
+		{query: "Patient?birthdate=le2007-12", want: pat(func(r res) bool { return dateMatch(r, "birthDate", "le", "2007-12") })},
+		{query: "Encounter?date=gt2015", want: enc(func(r res) bool { return dateMatch(r, "period", "gt", "2015") })},
+		{query: "Encounter?date=lt2015", want: enc(func(r res) bool { return dateMatch(r, "period", "lt", "2015") })},
+		{query: "Encounter?date=ge2015-06&date=lt2016", want: enc(func(r res) bool {
+			return dateMatch(r, "period", "ge", "2015-06") && dateMatch(r, "period", "lt", "2016")
+		})},
+		{query: "Observation?date=gt" + obsMonth + "&date=le" + obsMonth[:4], want: obs(func(r res) bool {
+			return dateMatch(r, "effectiveDateTime", "gt", obsMonth) && dateMatch(r, "effectiveDateTime", "le", obsMonth[:4])
+		})},
+		{query: "Condition?onset-date=sa1990-06&onset-date=le2000", want: cond(func(r res) bool {
+			return dateMatch(r, "onsetDateTime", "sa", "1990-06") && dateMatch(r, "onsetDateTime", "le", "2000")
+		})},
 		// number and quantity
 		{query: "Observation?value-quantity=gt180&code=8302-2", want: obs(func(r res) bool {
 			return numOK("gt", "180", quantity(r)) && hasCoding(r, "code.coding", "*", "8302-2")
