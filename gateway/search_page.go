@@ -57,7 +57,7 @@ func (r *searchRun) page(q *search.Query, hits []*hit, sealed, self string) (pag
 	if q.Summary == "count" {
 		count = 0
 	}
-	start := 0
+	start, stop := 0, len(hits)
 	if sealed != "" {
 		c, err := r.openCursor(sealed, self)
 		if err != nil {
@@ -67,7 +67,15 @@ func (r *searchRun) page(q *search.Query, hits []*hit, sealed, self string) (pag
 		at, _ := slices.BinarySearchFunc(hits, b, func(h, b *hit) int { return compareHits(q.Sort, h, b) })
 		// at is the first match not before the boundary.
 		if c.Before {
+			// The page ends before the boundary even when fewer than
+			// count matches are left before it (some went since): filling
+			// it up from after the boundary would show again what the
+			// page the link came from showed. When none is left, the
+			// answer is the first page.
 			start = max(0, at-count)
+			if at > 0 {
+				stop = at
+			}
 		} else {
 			start = at
 			if at < len(hits) && compareHits(q.Sort, hits[at], b) == 0 {
@@ -75,7 +83,7 @@ func (r *searchRun) page(q *search.Query, hits []*hit, sealed, self string) (pag
 			}
 		}
 	}
-	end := min(start+count, len(hits))
+	end := min(start+count, stop)
 	pg := page{hits: hits[start:end]}
 	if count == 0 {
 		return pg, nil
