@@ -2,12 +2,14 @@ package gateway_test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -119,8 +121,58 @@ func TestDecisionRecordsHoldNoPHI(t *testing.T) {
 		}
 	}
 
+	var pages [][]byte // every page of records and links scanned for PHI
+	// Searches by the patients' own names and dates find them; bad
+	// searches that carry those values are refused without quoting them;
+	// page links carry sorted names only sealed.
+	strict := append(slices.Clone(ehr), "Prefer", "handling=strict")
+	for _, pt := range patientJSON {
+		var res map[string]any
+		if err := json.Unmarshal(pt, &res); err != nil {
+			t.Fatal(err)
+		}
+		names, _ := res["name"].([]any)
+		name, _ := names[0].(map[string]any)
+		family, _ := name["family"].(string)
+		birth, _ := res["birthDate"].(string)
+		r := g.Do(t, http.MethodGet, "/Patient?family="+url.QueryEscape(family)+"&birthdate="+birth, nil, ehr...)
+		if r.Status != http.StatusOK || !bytes.Contains(r.Body, []byte(`"total":`)) || bytes.Contains(r.Body, []byte(`"total":0`)) {
+			t.Errorf("search by family and birth date: %d %.300s", r.Status, r.Body)
+		}
+		probe(http.MethodGet, "/Patient?birthdate="+url.QueryEscape(family), nil, ehr...)
+		probe(http.MethodGet, "/Patient?family:"+url.QueryEscape(family)+"="+url.QueryEscape(family), nil, strict...)
+		probe(http.MethodGet, "/Patient?"+url.QueryEscape(family)+"="+birth, nil, strict...)
+		probe(http.MethodGet, "/Patient?_sort="+url.QueryEscape(family), nil, ehr...)
+		probe(http.MethodGet, "/Patient?_cursor="+url.QueryEscape(family), nil, ehr...)
+		probe(http.MethodGet, "/Observation?value-quantity="+url.QueryEscape(birth)+"x", nil, ehr...)
+	}
+	for next := "/Patient?_sort=family,given&_count=1"; next != ""; {
+		r := g.Do(t, http.MethodGet, next, nil, ehr...)
+		if r.Status != http.StatusOK {
+			t.Fatalf("GET %s: %d %s", next, r.Status, r.Body)
+		}
+		var b struct{ Link []struct{ Relation, URL string } }
+		if err := json.Unmarshal(r.Body, &b); err != nil {
+			t.Fatal(err)
+		}
+		next = ""
+		for _, l := range b.Link {
+			if l.Relation == "next" || l.Relation == "previous" {
+				links, _ := json.Marshal(l.URL)
+				pages = append(pages, links)
+				if cur, err := url.Parse(l.URL); err == nil {
+					raw, _ := base64.RawURLEncoding.DecodeString(cur.Query().Get("_cursor"))
+					pages = append(pages, raw)
+				}
+			}
+			if l.Relation == "next" {
+				u, _ := url.Parse(l.URL)
+				next = strings.TrimPrefix(u.Path, "/fhir/r4") + "?" + u.RawQuery
+			}
+		}
+	}
+
 	// Every decision and consent event, as an auditor sees them.
-	var pages [][]byte
 	type decision struct {
 		LeafIndex uint64
 		Record    json.RawMessage
