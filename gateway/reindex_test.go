@@ -71,7 +71,8 @@ func testReindex(t *testing.T, dsn string, tamper func(t *testing.T, g *testonly
 
 	// A1 loses its tokens, B2 gains one, C3's are repointed to D4 (deleted).
 	tamper(t, g, `DELETE FROM tokens WHERE id = '`+ids["A1"]+`';
-INSERT INTO tokens (type, token, id) SELECT type, token, '`+ids["B2"]+`' FROM tokens WHERE id = '`+ids["C3"]+`';
+INSERT INTO tokens (type, token, id) SELECT type, token, '`+ids["B2"]+`' FROM tokens WHERE id = '`+ids["C3"]+`'
+AND token NOT IN (SELECT token FROM tokens WHERE id = '`+ids["B2"]+`');
 UPDATE tokens SET id = '`+ids["D4"]+`' WHERE id = '`+ids["C3"]+`'`)
 	g.Restart(t)
 	ctx := t.Context()
