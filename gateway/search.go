@@ -176,8 +176,18 @@ func (s *service) runSearch(ctx context.Context, typ, compartment string, params
 	}
 	types := []string{typ}
 	if typ == "" {
-		if types = q.Types; len(types) == 0 {
-			return nil, failure(http.StatusBadRequest, "not-supported", "", "a system search needs _type")
+		types = q.Types
+	}
+	if len(types) == 0 {
+		// A system search without _type covers every type the token may
+		// search, and no other.
+		for _, t := range search.ResourceTypes() {
+			if authorize(ctx, t, auth.Search) == nil {
+				types = append(types, t)
+			}
+		}
+		if len(types) == 0 {
+			return nil, authorize(ctx, "Patient", auth.Search)
 		}
 	}
 	for _, t := range types {
@@ -250,6 +260,9 @@ func (h *hit) ref() string { return h.v.Type + "/" + h.v.ID }
 type searchRun struct {
 	s       *service
 	release *access.Release
+	// scanned counts the candidates of every search the request ran
+	// (types of a system search, chains, _has): maxCandidates bounds it.
+	scanned int
 }
 
 // matches returns the live resources of typ, within compartment if set,
@@ -355,7 +368,7 @@ func (r *searchRun) candidates(ctx context.Context, typ string, clauses []search
 			return nil, err
 		}
 	}
-	if len(set) > maxCandidates {
+	if r.scanned += len(set); r.scanned > maxCandidates {
 		return nil, failure(http.StatusBadRequest, "too-costly", "", "the search criteria match more than "+strconv.Itoa(maxCandidates)+
 			" resources before filtering; add more selective criteria")
 	}

@@ -213,6 +213,8 @@ func testSearchConsent(t *testing.T, g *testonly.Gateway) {
 		{"_include", "/Condition?code=44054006&subject:Patient.family=" + family + "&_include=Condition:subject",
 			[]string{"Condition/" + condA, "Condition/" + condC}, []string{"Condition/" + condA, "Condition/" + condB, "Condition/" + condC}, p(a, c)},
 		{"_revinclude", "/Patient?family=" + family + "&_revinclude=Observation:subject", p(a, c), p(a, b, c), append(o(obsA...), o(obsCShown)...)},
+		{"system, every type", "/?_id=" + strings.Join([]string{a, b, c, condA, condB, condC}, ","),
+			append(p(a, c), "Condition/"+condA, "Condition/"+condC), append(p(a, b, c), "Condition/"+condA, "Condition/"+condB, "Condition/"+condC), nil},
 		{"system", "/?_type=Patient,Condition&_id=" + strings.Join([]string{a, b, c, condA, condB, condC}, ","),
 			append(p(a, c), "Condition/"+condA, "Condition/"+condC), append(p(a, b, c), "Condition/"+condA, "Condition/"+condB, "Condition/"+condC), nil},
 	} {
