@@ -62,7 +62,8 @@ bench-cohort:
 # FHIR search latency (p50/p99 over REST: Observation?patient=&code=,
 # Patient?name=, Patient?birthdate=, Condition?code=&_include=, $everything)
 # and the search index's cost to ingest, on the Synthea set; set
-# FHIRANCHOR_BENCH_SCALE=10 (or 1,10) for ten copies of it (tools/synthea10x).
+# FHIRANCHOR_BENCH_SCALE=10 (or 1,10) for ten copies of it (tools/synthea10x;
+# the index cost at 10x only with FHIRANCHOR_BENCH_INDEX_COST=1).
 bench-search:
 	$(GO) test ./gateway/ -run '^$$' -bench 'BenchmarkSearch' -benchtime 1x -timeout 60m
 
