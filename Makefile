@@ -5,7 +5,7 @@ GO    ?= go
 BUF   := $(GO) tool -modfile=tools/buf.mod buf
 BENCH_TIME ?= 3x
 
-.PHONY: build test test-clients generate bench bench-postgres bench-policy bench-anchor bench-cohort fuzz clean
+.PHONY: build test test-clients generate bench bench-postgres bench-policy bench-anchor bench-cohort bench-search fuzz clean
 
 build:
 	$(GO) build -o bin/fhiranchor ./cmd/fhiranchor
@@ -20,10 +20,12 @@ test:
 	$(GO) test -count=1 -timeout 20m ./...
 	$(GO) test -count=1 -race -timeout 10m ./vault/... ./anchor/postgres/ ./gateway/auth/... ./access/...
 
-# fhir-kit-client (npm, pinned) against a freshly built server, and the
+# fhir-kit-client and fhirclient (SMART's JS client; npm, pinned) against a
+# freshly built server, CRUD and search with their own paging, and the
 # research export of the Synthea set validated by the `fhir` npm package.
 test-clients:
 	clients/fhir-kit-client/run.sh
+	clients/fhirclient/run.sh
 	clients/fhir-validator/run.sh
 
 # Regenerate protobuf, gRPC, grpc-gateway and OpenAPI code, and the
@@ -56,6 +58,14 @@ bench-policy:
 bench-cohort:
 	$(GO) test ./fhir/deid/ -run '^$$' -bench BenchmarkApply -benchtime 3x
 	$(GO) test ./gateway/ -run '^$$' -bench 'BenchmarkCohortCount' -benchtime 200x -timeout 30m
+
+# FHIR search latency (p50/p99 over REST: Observation?patient=&code=,
+# Patient?name=, Patient?birthdate=, Condition?code=&_include=, $everything)
+# and the search index's cost to ingest, on the Synthea set; set
+# FHIRANCHOR_BENCH_SCALE=10 (or 1,10) for ten copies of it (tools/synthea10x;
+# the index cost at 10x only with FHIRANCHOR_BENCH_INDEX_COST=1).
+bench-search:
+	$(GO) test ./gateway/ -run '^$$' -bench 'BenchmarkSearch' -benchtime 1x -timeout 60m
 
 # Gas per anchored leaf and acknowledgement-to-confirmed-receipt latency over
 # the Synthea set, default batch policy, simulated chain. On geth --dev:

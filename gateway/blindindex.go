@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"sync/atomic"
+
 	"github.com/fhiranchor/fhiranchor/access"
 	"github.com/fhiranchor/fhiranchor/fhir"
 	"github.com/fhiranchor/fhiranchor/vault"
@@ -19,5 +21,14 @@ func versionTokens(v *vault.Sealed, typ string, tree map[string]any) [][]byte {
 	if compartment := fhir.PatientCompartment(typ, tree); typ == "Consent" && compartment != "" {
 		tokens = append(tokens, access.ConsentToken(v, compartment))
 	}
+	if searchIndexOff.Load() {
+		return tokens
+	}
 	return append(tokens, searchTokens(v, typ, tree)...)
 }
+
+// searchIndexOff leaves the search tokens out of what writes store, so a
+// benchmark can measure what the search index costs ingest. Only tests set
+// it (SetSearchIndex); no configuration reaches it. A vault written with it
+// set cannot be searched, and audit would find its index short.
+var searchIndexOff atomic.Bool

@@ -17,3 +17,12 @@ func SetTransactionHook(f func(ctx context.Context)) (restore func()) {
 	transactionHook.Store(&f)
 	return func() { transactionHook.Store(nil) }
 }
+
+// SetSearchIndex turns the search tokens of writes on or off (on is the
+// default) until restore is called, for benchmarks of what the index
+// costs ingest. Every write in the process is affected, on every gateway.
+func SetSearchIndex(on bool) (restore func()) {
+	was := !searchIndexOff.Load()
+	searchIndexOff.Store(!on)
+	return func() { searchIndexOff.Store(!was) }
+}

@@ -9,7 +9,9 @@
 // status 1 when anything failed, 2 on bad usage.
 
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual, inspect } from 'node:util';
 import { Client } from 'fhir-kit-client';
 
@@ -332,6 +334,221 @@ await check('delete Patient -> read 410 Gone', async () => {
   const { status, data } = await rejection(client.read({ resourceType: 'Patient', id }));
   eq('read after delete: HTTP status', status, 410);
   isOutcome('read after delete: response data', data);
+});
+
+
+// ---------------------------------------------------------------- search
+
+// A few Synthea Bundles (shared/testdata/synthea, or SYNTHEA_DIR), the
+// smallest patient Bundles, pushed as transactions; every search below is
+// checked against what the input Bundles hold.
+const syntheaDir = process.env.SYNTHEA_DIR ?? fileURLToPath(new URL('../../../shared/testdata/synthea', import.meta.url));
+const loaded = []; // { file, patientId, input: Map<urn, resource>, byType: counts of the patient's own resources }
+
+function codingKey(cc) {
+  const c = cc?.coding?.[0];
+  return c ? `${c.system}|${c.code}` : undefined;
+}
+
+/** Resources of a searchset Bundle with search.mode "match" (or no mode). */
+function matches(bundle) {
+  return (bundle.entry ?? []).filter((e) => (e.search?.mode ?? 'match') === 'match').map((e) => e.resource);
+}
+
+function linkOf(bundle, rel) {
+  return bundle.link?.find((l) => l.relation === rel)?.url;
+}
+
+function searchset(what, bundle) {
+  eq(`${what}: resourceType`, bundle?.resourceType, 'Bundle');
+  eq(`${what}: type`, bundle.type, 'searchset');
+  for (const [i, e] of (bundle.entry ?? []).entries()) {
+    truthy(`${what}: entry[${i}].fullUrl is absolute`, typeof e.fullUrl === 'string' && /^https?:\/\//.test(e.fullUrl), e.fullUrl);
+  }
+}
+
+function ids(resources) {
+  return resources.map((r) => `${r.resourceType}/${r.id}`);
+}
+
+function noDuplicates(what, list) {
+  const seen = new Set();
+  for (const x of list) {
+    if (seen.has(x)) fail(`${what}: ${x} appears twice`);
+    seen.add(x);
+  }
+}
+
+function sameSet(what, got, want) {
+  eq(`${what}: sorted`, [...got].sort(), [...want].sort());
+}
+
+await check('transaction: 3 Synthea Bundles', async () => {
+  const files = readdirSync(syntheaDir)
+    .filter((f) => f.endsWith('.json') && !/Information/.test(f))
+    .map((f) => ({ f, size: statSync(join(syntheaDir, f)).size }))
+    .sort((a, b) => a.size - b.size)
+    .slice(0, 3);
+  truthy(`Synthea Bundles in ${syntheaDir}`, files.length === 3, files);
+  for (const { f } of files) {
+    const body = JSON.parse(readFileSync(join(syntheaDir, f), 'utf8'));
+    const tr = await client.transaction({ body });
+    eq(`${f}: HTTP status`, http(tr).status, 200);
+    eq(`${f}: entries`, tr.entry?.length, body.entry.length);
+    const pi = body.entry.findIndex((e) => e.resource.resourceType === 'Patient');
+    const patientId = parseLocation(`${f} Patient location`, tr.entry[pi].response.location).id;
+    const urn = body.entry[pi].fullUrl;
+    // The patient's own resources: those referring to the Patient.
+    const own = body.entry.map((e) => e.resource).filter((r) => r.resourceType !== 'Patient' && JSON.stringify(r).includes(`"${urn}"`));
+    const byType = {};
+    for (const r of own) byType[r.resourceType] = (byType[r.resourceType] ?? 0) + 1;
+    loaded.push({ file: f, patientId, own, byType });
+  }
+});
+
+// The loaded patient with the most Observations.
+function busiest() {
+  const l = need(loaded.length === 3 ? loaded : undefined, 'the Synthea Bundles');
+  return [...l].sort((a, b) => (b.byType.Observation ?? 0) - (a.byType.Observation ?? 0))[0];
+}
+
+let allObs; // Observation ids of the busiest loaded patient, from one unpaged search
+
+await check('search Observation?patient= (_count=1000) = the input Bundle', async () => {
+  const p = busiest();
+  const bundle = await client.search({ resourceType: 'Observation', searchParams: { patient: p.patientId, _count: 1000 } });
+  eq('HTTP status', http(bundle).status, 200);
+  searchset('searchset', bundle);
+  eq('no next link', linkOf(bundle, 'next'), undefined);
+  const got = matches(bundle);
+  eq('number of Observations', got.length, p.byType.Observation);
+  if (bundle.total !== undefined) eq('total', bundle.total, got.length);
+  for (const o of got) eq(`${o.id} subject`, o.subject?.reference, `Patient/${p.patientId}`);
+  noDuplicates('ids', ids(got));
+  allObs = ids(got);
+});
+
+await check('resourceSearch _count=7 + nextPage to the end, prevPage back: no duplicates, union = unpaged', async () => {
+  const p = busiest();
+  const want = need(allObs, 'the unpaged search');
+  const pages = [];
+  let page = await client.resourceSearch({ resourceType: 'Observation', searchParams: { patient: p.patientId, _count: 7 } });
+  while (page) {
+    searchset(`page ${pages.length + 1}`, page);
+    const m = matches(page);
+    truthy(`page ${pages.length + 1} has 1..7 entries`, m.length >= 1 && m.length <= 7, m.length);
+    pages.push(ids(m));
+    truthy('fewer pages than resources', pages.length <= want.length, pages.length);
+    if (pages.length > 1) truthy(`page ${pages.length} has a previous link`, linkOf(page, 'previous') || linkOf(page, 'prev'), page.link);
+    page = await client.nextPage({ bundle: page });
+  }
+  eq('pages', pages.length, Math.ceil(want.length / 7));
+  const union = pages.flat();
+  noDuplicates('paged ids', union);
+  sameSet('paged union', union, want);
+
+  // Back from the last page with prevPage: the same pages, in reverse.
+  let last = await client.resourceSearch({ resourceType: 'Observation', searchParams: { patient: p.patientId, _count: 7 } });
+  for (let next; (next = await client.nextPage({ bundle: last })); ) last = next;
+  const back = [ids(matches(last))];
+  for (let prev = await client.prevPage({ bundle: last }); prev; prev = await client.prevPage({ bundle: prev })) {
+    back.unshift(ids(matches(prev)));
+    truthy('prevPage terminates', back.length <= pages.length, back.length);
+  }
+  eq('pages walked back with prevPage', back, pages);
+});
+
+await check('search Observation?patient=&code= = the input Bundle, per code', async () => {
+  const p = busiest();
+  const counts = {};
+  for (const r of p.own) if (r.resourceType === 'Observation') counts[codingKey(r.code)] = (counts[codingKey(r.code)] ?? 0) + 1;
+  const codes = Object.keys(counts).sort().slice(0, 5);
+  truthy('the patient has coded Observations', codes.length > 0, counts);
+  for (const code of codes) {
+    const bundle = await client.search({ resourceType: 'Observation', searchParams: { patient: p.patientId, code, _count: 1000 } });
+    searchset(code, bundle);
+    const got = matches(bundle);
+    eq(`${code}: count`, got.length, counts[code]);
+    for (const o of got) eq(`${code}: ${o.id} code`, codingKey(o.code), code);
+  }
+});
+
+await check('compartmentSearch Patient/[id]/Observation = the unpaged search', async () => {
+  const p = busiest();
+  const bundle = await client.compartmentSearch({
+    resourceType: 'Observation',
+    compartment: { resourceType: 'Patient', id: p.patientId },
+    searchParams: { _count: 1000 },
+  });
+  eq('HTTP status', http(bundle).status, 200);
+  searchset('searchset', bundle);
+  sameSet('ids', ids(matches(bundle)), need(allObs, 'the unpaged search'));
+});
+
+await check('POST Observation/_search (postSearch) = the unpaged search', async () => {
+  const p = busiest();
+  const bundle = await client.resourceSearch({
+    resourceType: 'Observation',
+    searchParams: { patient: p.patientId, _count: 1000 },
+    options: { postSearch: true },
+  });
+  eq('HTTP status', http(bundle).status, 200);
+  searchset('searchset', bundle);
+  sameSet('ids', ids(matches(bundle)), need(allObs, 'the unpaged search'));
+});
+
+await check('search Condition?patient=&_include=Condition:subject', async () => {
+  const p = [...need(loaded.length ? loaded : undefined, 'the Synthea Bundles')].sort((a, b) => (b.byType.Condition ?? 0) - (a.byType.Condition ?? 0))[0];
+  truthy('a loaded patient has Conditions', p.byType.Condition > 0, p.byType);
+  const bundle = await client.search({
+    resourceType: 'Condition',
+    searchParams: { patient: p.patientId, _include: 'Condition:subject', _count: 1000 },
+  });
+  searchset('searchset', bundle);
+  const got = matches(bundle);
+  eq('Conditions', got.length, p.byType.Condition);
+  const inc = (bundle.entry ?? []).filter((e) => e.search?.mode === 'include').map((e) => e.resource);
+  eq('included', ids(inc), [`Patient/${p.patientId}`]);
+  if (bundle.total !== undefined) eq('total counts matches only', bundle.total, got.length);
+});
+
+await check('systemSearch [base]?_type=Patient holds the loaded Patients', async () => {
+  const l = need(loaded.length === 3 ? loaded : undefined, 'the Synthea Bundles');
+  const bundle = await client.systemSearch({ searchParams: { _type: 'Patient', _count: 1000 } });
+  eq('HTTP status', http(bundle).status, 200);
+  searchset('searchset', bundle);
+  const got = ids(matches(bundle));
+  noDuplicates('ids', got);
+  truthy('only Patients', got.every((x) => x.startsWith('Patient/')), got);
+  for (const p of l) truthy(`Patient/${p.patientId} found`, got.includes(`Patient/${p.patientId}`), got);
+});
+
+await check('search Observation?patient=&_sort=-date', async () => {
+  const p = busiest();
+  const bundle = await client.search({ resourceType: 'Observation', searchParams: { patient: p.patientId, _sort: '-date', _count: 1000 } });
+  const dates = matches(bundle).map((o) => Date.parse(o.effectiveDateTime));
+  eq('count', dates.length, p.byType.Observation);
+  for (let i = 1; i < dates.length; i++) truthy(`sorted newest first at ${i}`, dates[i - 1] >= dates[i], [dates[i - 1], dates[i]]);
+});
+
+await check('operation $everything (GET, _count=1000, nextPage) = the patient and their resources', async () => {
+  const p = busiest();
+  let page = await client.operation({ name: 'everything', resourceType: 'Patient', id: p.patientId, method: 'GET', input: { _count: 1000 } });
+  eq('HTTP status', http(page).status, 200);
+  const all = [];
+  while (page) {
+    searchset('$everything page', page);
+    all.push(...(page.entry ?? []).map((e) => e.resource));
+    page = await client.nextPage({ bundle: page });
+  }
+  noDuplicates('ids', ids(all));
+  const byType = {};
+  for (const r of all) byType[r.resourceType] = (byType[r.resourceType] ?? 0) + 1;
+  eq('the Patient', ids(all.filter((r) => r.resourceType === 'Patient')), [`Patient/${p.patientId}`]);
+  for (const [type, n] of Object.entries(p.byType)) {
+    eq(`${type} count`, byType[type], n);
+  }
+  sameSet('Observations', ids(all.filter((r) => r.resourceType === 'Observation')), need(allObs, 'the unpaged search'));
 });
 
 if (failures > 0) {
