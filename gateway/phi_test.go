@@ -151,7 +151,9 @@ func TestDecisionRecordsHoldNoPHI(t *testing.T) {
 		if r.Status != http.StatusOK {
 			t.Fatalf("GET %s: %d %s", next, r.Status, r.Body)
 		}
-		var b struct{ Link []struct{ Relation, URL string } }
+		var b struct {
+			Link []struct{ Relation, URL string }
+		}
 		if err := json.Unmarshal(r.Body, &b); err != nil {
 			t.Fatal(err)
 		}

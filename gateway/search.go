@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"google.golang.org/genproto/googleapis/api/httpbody"
 
@@ -75,6 +76,12 @@ func searchToken(k access.Tokener, typ, key string) []byte {
 func searchTokens(k access.Tokener, typ string, tree map[string]any) [][]byte {
 	values, _ := search.Extract(typ, tree)
 	keys := search.IndexKeys(values)
+	// _id and _lastUpdated need no keys: the vault finds a resource by id
+	// and lists versions by time (candidates). Every key is a row each
+	// write inserts.
+	keys = slices.DeleteFunc(keys, func(k string) bool {
+		return strings.HasPrefix(k, "_id|") || strings.HasPrefix(k, "_lastUpdated|")
+	})
 	keys = append(keys, search.TypeKey)
 	if c := fhir.PatientCompartment(typ, tree); c != "" {
 		keys = append(keys, compartmentKey(c))
@@ -332,6 +339,15 @@ func (r *searchRun) matches(ctx context.Context, typ string, clauses []search.Cl
 // of the type (or of the compartment).
 func (r *searchRun) candidates(ctx context.Context, typ string, clauses []search.Clause, compartment string) ([]string, error) {
 	var set map[string]bool
+	narrowIDs := func(ids []string) {
+		next := make(map[string]bool, len(ids))
+		for _, id := range ids {
+			if set == nil || set[id] {
+				next[id] = true
+			}
+		}
+		set = next
+	}
 	narrow := func(keys []string) error {
 		ids, err := r.findAny(ctx, typ, keys)
 		if err != nil {
@@ -354,6 +370,20 @@ func (r *searchRun) candidates(ctx context.Context, typ string, clauses []search
 	for _, c := range clauses {
 		if set != nil && len(set) == 0 {
 			break
+		}
+		if ids, ok := directIDs(c); ok {
+			narrowIDs(ids)
+			continue
+		}
+		if c.Param.Code == "_lastUpdated" && c.Chain == nil && c.Has == nil {
+			if since, ok := lowerBound(c); ok {
+				ids, err := r.changedSince(ctx, typ, since)
+				if err != nil {
+					return nil, err
+				}
+				narrowIDs(ids)
+			}
+			continue
 		}
 		keys, narrows := c.Keys()
 		if !narrows {
@@ -378,6 +408,66 @@ func (r *searchRun) candidates(ctx context.Context, typ string, clauses []search
 	}
 	slices.Sort(ids)
 	return ids, nil
+}
+
+// directIDs are the ids a clause names outright: _id's values, or a
+// _has clause's Targets (its resolved ids).
+func directIDs(c search.Clause) ([]string, bool) {
+	switch {
+	case c.Has != nil:
+		return c.Targets, true
+	case c.Chain == nil && c.Param.Code == "_id" && c.Modifier == "":
+		ids := make([]string, 0, len(c.Values))
+		for _, p := range c.Values {
+			ids = append(ids, p.Code)
+		}
+		return ids, true
+	}
+	return nil, false
+}
+
+// lowerBound is the earliest lastUpdated a _lastUpdated clause accepts,
+// when each of its values has one.
+func lowerBound(c search.Clause) (time.Time, bool) {
+	var since time.Time
+	for i, p := range c.Values {
+		var lo time.Time
+		switch p.Prefix {
+		case "eq", "ge":
+			lo = p.Date.Low
+		case "gt", "sa":
+			lo = p.Date.High
+		default:
+			return time.Time{}, false
+		}
+		if i == 0 || lo.Before(since) {
+			since = lo
+		}
+	}
+	return since, len(c.Values) > 0
+}
+
+// changedSince returns the ids of typ with a version last updated at or
+// after since: a superset of those whose current version was.
+func (r *searchRun) changedSince(ctx context.Context, typ string, since time.Time) ([]string, error) {
+	seen := map[string]bool{}
+	var ids []string
+	for before := int64(0); ; {
+		page, err := r.s.vault.Store().Changes(ctx, vault.ChangeFilter{Type: typ, Since: since, Before: before, Limit: 5000})
+		if err != nil {
+			return nil, fmt.Errorf("changes since: %w", err)
+		}
+		for _, rec := range page {
+			if !seen[rec.ID] {
+				seen[rec.ID] = true
+				ids = append(ids, rec.ID)
+			}
+			before = rec.Leaf.Seq
+		}
+		if len(page) < 5000 || len(ids) > maxCandidates {
+			return ids, nil
+		}
+	}
 }
 
 // findAny returns the live ids of typ carrying any of keys, ascending.

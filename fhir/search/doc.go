@@ -126,8 +126,9 @@
 // are length-prefixed. They are persisted (as HMACs): changing one forces
 // a reindex, and TestKeysStable pins them. Every resource carries TypeKey.
 //
-//   - presence: <param>|p| for each parameter with a value (:missing=false).
-//   - token: |sc|<len>:<system>|<code>, |c|<code>, |s|<system>.
+//   - token: |sc|<len>:<system>|<code>, |c|<code> (a system-only query,
+//     system|, does not narrow: it is rare, and a key on every coding
+//     would cost every write).
 //   - string: |e|<normalized>, and |x|<prefix> for the normalized prefixes
 //     of 1 to 4 runes; a longer query uses its 4-rune prefix.
 //   - uri: |u|<uri>; |b|<uri> for the uri without a final "/" and its
@@ -138,22 +139,27 @@
 //     counted from 0000-01-01 (clamped to 10000-01-01, below 2^22), in a
 //     hierarchy of 8 levels of 3 bits: |dl|<level>|<hex day >> 3*(8-level)>,
 //     from about 5,700-year buckets (level 1) to single days (level 8):
-//     16 keys a value.
+//     8 keys a value whose span lies within one day (dl keys only: its
+//     last instant is on the same day, so queries on dh look for dl keys
+//     too), 16 for a longer span.
 //   - number, quantity: the float64 nearest the decimal, in an encoding
 //     that keeps order (sign flipped, negative numbers inverted), top 24
 //     bits (sign, exponent, 12 bits of mantissa), in 6 levels of 4 bits:
 //     |nv|<level>|<hex> for a value (6 keys); a Range gives |nl| and |nh|
 //     keys for its low and high (an open end the lowest or highest
 //     bucket): 12 keys. The unit is not in the key; Match checks it.
-//   - composite: the keys of its first component under <param>|k.
+//   - composite: no keys of its own; a composite clause narrows by the
+//     keys of its first component's own parameter (code-value-quantity
+//     by code), which indexes the same values.
 //
 // A query interval on an ordered type becomes conditions on the low (eq,
 // lt, le, sa, ap) or last instant (gt, eb) of the value, or both (ge), and
 // each is covered by the buckets of the finest level whose greedy cover
 // takes at most 64 keys (a superset at a coarser level when it does not
 // fit); ORed values share that budget. ne, :not, :text, :contains,
-// :missing=true and an empty string cannot narrow: Keys says so and the
-// caller scans TypeKey. A Synthea resource carries about 57 keys.
+// :missing and an empty string cannot narrow: Keys says so and the caller
+// scans TypeKey. A Synthea resource carries about 30 keys (every key is a
+// row the write inserts: the scheme is kept lean on purpose).
 //
 // What the index reveals to whoever sees the tokens: which resources of a
 // type share a key, so equality of codes, of normalized strings and of

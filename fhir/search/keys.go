@@ -19,10 +19,8 @@ const TypeKey = "_type"
 // "<param code>|<kind>|<parts>"; variable parts that may contain "|" are
 // length-prefixed ("<len>:<text>") or last.
 const (
-	kindPresent = "p"  // the parameter has a value
 	kindSysCode = "sc" // token system and code: <len>:<system>|<code>
 	kindCode    = "c"  // token code, any system: <code>
-	kindSystem  = "s"  // token system: <system>
 	kindExact   = "e"  // string NormalizeString form: <text>
 	kindPrefix  = "x"  // string NormalizeString prefix of 1..maxPrefix runes: <text>
 	kindURI     = "u"  // uri as written: <uri>
@@ -36,7 +34,6 @@ const (
 	kindNumVal  = "nv" // number or quantity value, bucketed
 	kindNumLo   = "nl" // Range low, bucketed (open: the lowest bucket)
 	kindNumHi   = "nh" // Range high, bucketed (open: the highest bucket)
-	kindComp    = "k"  // composite: keys of the first component after it
 )
 
 // maxPrefix is the longest string prefix indexed, in runes.
@@ -61,7 +58,6 @@ func lp(s string) string { return strconv.Itoa(len(s)) + ":" + s }
 func IndexKeys(values []Value) []string {
 	var out []string
 	for _, v := range values {
-		out = append(out, ikey(v.Param, kindPresent, ""))
 		out = append(out, valueKeys(v.Param, v)...)
 	}
 	slices.Sort(out)
@@ -111,7 +107,13 @@ func valueKeys(param string, v Value) []string {
 		}
 		return out
 	case TypeDate:
+		// A span within one day (most dates and dateTimes) has its last
+		// instant on its low's day: its dl keys stand for dh too, and
+		// queries on dh look for dl keys as well.
 		lo, hi := dayOf(v.Date.Low), dayOf(v.Date.High.Add(-time.Nanosecond))
+		if lo == hi {
+			return bucketKeys(param, kindDateLo, lo, dateScale)
+		}
 		return append(bucketKeys(param, kindDateLo, lo, dateScale), bucketKeys(param, kindDateHi, hi, dateScale)...)
 	case TypeNumber, TypeQuantity:
 		lo, hi, ok := numberBounds(v)
@@ -124,12 +126,9 @@ func valueKeys(param string, v Value) []string {
 		var out []string
 		out = append(out, bucketKeys(param, kindNumLo, numBucketOr(lo, 0), numScale)...)
 		return append(out, bucketKeys(param, kindNumHi, numBucketOr(hi, numScale.max()), numScale)...)
-	case TypeComposite:
-		if len(v.Components) == 0 {
-			return nil
-		}
-		return valueKeys(param+"|"+kindComp, v.Components[0])
 	}
+	// A composite has no keys of its own: a clause on it narrows by the
+	// keys of its first component's parameter (predicateKeys).
 	return nil
 }
 
@@ -140,9 +139,6 @@ func tokenKeys(param string, t Token) []string {
 	out := []string{ikey(param, kindSysCode, lp(t.System)+"|"+t.Code)}
 	if t.Code != "" {
 		out = append(out, ikey(param, kindCode, t.Code))
-	}
-	if t.System != "" {
-		out = append(out, ikey(param, kindSystem, t.System))
 	}
 	return out
 }
@@ -190,12 +186,7 @@ func (c Clause) Keys() (keys []string, narrows bool) {
 		return dedupe(keys), true
 	}
 	switch c.Modifier {
-	case "missing":
-		if len(c.Values) == 0 || c.Values[0].Missing {
-			return nil, false
-		}
-		return []string{ikey(c.Param.Code, kindPresent, "")}, true
-	case "not", "text", "contains":
+	case "missing", "not", "text", "contains":
 		return nil, false
 	}
 	budget := maxCover / max(1, len(c.Values))
@@ -227,7 +218,7 @@ func predicateKeys(prm Param, mod string, p Predicate, budget int) ([]string, bo
 		case p.System == "":
 			return []string{ikey(param, kindCode, p.Code)}, true
 		case p.Code == "":
-			return []string{ikey(param, kindSystem, p.System)}, true
+			return nil, false // system|: rare, and not worth a key on every coding
 		}
 		return []string{ikey(param, kindSysCode, lp(p.System)+"|"+p.Code)}, true
 	case TypeString:
@@ -281,7 +272,11 @@ func predicateKeys(prm Param, mod string, p Predicate, budget int) ([]string, bo
 		if len(p.Components) == 0 || len(prm.Components) == 0 {
 			return nil, false
 		}
-		first := Param{Code: param + "|" + kindComp, Type: prm.Components[0].Type}
+		// The first component's own parameter indexes the same values.
+		first := Param{Code: prm.Components[0].Code, Type: prm.Components[0].Type}
+		if first.Code == "" {
+			return nil, false
+		}
 		return predicateKeys(first, "", p.Components[0], budget)
 	}
 	return nil, false
@@ -370,24 +365,30 @@ func dateKeys(param string, p Predicate, budget int) []string {
 		return dayOf(t.Add(-time.Nanosecond)), true
 	}
 	half := max(1, budget/2)
+	// hiCover covers last instants in [a, b]: dh keys of spans, dl keys
+	// of one-day values.
+	hiCover := func(a, b uint64, budget int) []string {
+		h := max(1, budget/2)
+		return append(cover(param, kindDateHi, a, b, dateScale, h), cover(param, kindDateLo, a, b, dateScale, h)...)
+	}
 	switch p.Prefix {
 	case "eq":
 		return cover(param, kindDateLo, ql, qh, dateScale, budget)
 	case "gt":
-		return cover(param, kindDateHi, dayOf(p.Date.High), top, dateScale, budget)
+		return hiCover(dayOf(p.Date.High), top, budget)
 	case "lt":
 		b, _ := before(p.Date.Low)
 		return cover(param, kindDateLo, 0, b, dateScale, budget)
 	case "ge":
 		return append(cover(param, kindDateHi, dayOf(p.Date.High), top, dateScale, half),
-			cover(param, kindDateLo, ql, qh, dateScale, half)...)
+			cover(param, kindDateLo, ql, top, dateScale, half)...)
 	case "le", "ap":
 		return cover(param, kindDateLo, 0, qh, dateScale, budget)
 	case "sa":
 		return cover(param, kindDateLo, dayOf(p.Date.High), top, dateScale, budget)
 	case "eb":
 		b, _ := before(p.Date.Low)
-		return cover(param, kindDateHi, 0, b, dateScale, budget)
+		return hiCover(0, b, budget)
 	}
 	return nil
 }

@@ -316,7 +316,11 @@ func TestMatchComposite(t *testing.T) {
 			{Param: "value-quantity", Type: TypeQuantity, Quantity: Quantity{Value: v, System: "http://unitsofmeasure.org", Code: unit}},
 		}}
 	}
-	bp := []Value{cv("http://loinc.org", "8480-6", "120", "mm[Hg]"), cv("http://loinc.org", "8462-4", "80", "mm[Hg]")}
+	// As Extract gives them: the composite's values and its first
+	// component's own parameter (which the index narrows by).
+	bp := []Value{cv("http://loinc.org", "8480-6", "120", "mm[Hg]"), cv("http://loinc.org", "8462-4", "80", "mm[Hg]"),
+		{Param: "code", Type: TypeToken, Token: Token{System: "http://loinc.org", Code: "8480-6"}},
+		{Param: "code", Type: TypeToken, Token: Token{System: "http://loinc.org", Code: "8462-4"}}}
 	runMatch(t, "Observation", []matchCase{
 		{"code-value-quantity", "http://loinc.org|8480-6$gt100", bp, true},
 		{"code-value-quantity", "http://loinc.org|8462-4$gt100", bp, false}, // the pair, not any code with any value
