@@ -54,10 +54,14 @@ func (c *Control) NewRelease(caller Caller) *Release {
 	return r
 }
 
-// Allowed reports whether the caller may see v, whose decoded body is tree.
-// A tombstone or a resource outside any patient compartment is allowed, as
-// a read of it is.
-func (r *Release) Allowed(ctx context.Context, v vault.Version, tree map[string]any) (bool, error) {
+// Allowed reports whether the caller may see v. tree returns its decoded
+// body; it is called only when the decision needs the resource's own
+// facts (its security labels under a redact obligation, or a
+// resource-scoped consent), so that a caller holding only the stored
+// record (type, id, compartment) decrypts nothing the decision does not
+// need. A tombstone or a resource outside any patient compartment is
+// allowed, as a read of it is.
+func (r *Release) Allowed(ctx context.Context, v vault.Version, tree func() (map[string]any, error)) (bool, error) {
 	if r.c == nil || v.Deleted || v.Compartment == "" {
 		return true, nil
 	}
@@ -74,7 +78,14 @@ func (r *Release) Allowed(ctx context.Context, v vault.Version, tree map[string]
 	if !g.out.Allow {
 		return false, nil
 	}
-	facts := Facts(v.Type, v.ID, tree)
+	if !g.scoped && !redacts(g.out.Decision) {
+		return true, nil
+	}
+	t, err := tree()
+	if err != nil {
+		return false, err
+	}
+	facts := Facts(v.Type, v.ID, t)
 	if Withholds(g.out.Decision, facts.SecurityLabels) {
 		return false, nil
 	}
@@ -101,6 +112,11 @@ func (r *Release) Allowed(ctx context.Context, v vault.Version, tree map[string]
 		g.perItem[string(key)] = out
 	}
 	return out.Allow && !Withholds(out.Decision, facts.SecurityLabels), nil
+}
+
+// redacts reports whether d has a redact obligation (see Withholds).
+func redacts(d policy.Decision) bool {
+	return slices.ContainsFunc(d.Obligations, func(o policy.Obligation) bool { return o.Type == "redact" })
 }
 
 // decide makes the decision of one patient and type.

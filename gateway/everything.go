@@ -73,7 +73,7 @@ func (s *service) Everything(ctx context.Context, req *fhiranchorv1.EverythingRe
 	if p == nil {
 		return nil, failure(http.StatusNotFound, "not-found", "", "no such patient")
 	}
-	ok, err := run.release.Allowed(ctx, p.v, p.tree)
+	ok, err := run.release.Allowed(ctx, p.v, run.treeOf(ctx, p))
 	if err != nil {
 		return nil, err
 	}
@@ -103,14 +103,16 @@ func (s *service) Everything(ctx context.Context, req *fhiranchorv1.EverythingRe
 		}
 		slices.Sort(ids)
 		for _, id := range ids {
-			h, err := run.load(ctx, t, id)
+			// The stored record says enough to decide and count a
+			// resource; only the page's are decrypted.
+			h, err := run.loadRecord(ctx, t, id)
 			if err != nil {
 				return nil, err
 			}
 			if h == nil || h.v.Compartment != patient || (!since.Low.IsZero() && h.v.LastUpdated.Before(since.Low)) {
 				continue
 			}
-			ok, err := run.release.Allowed(ctx, h.v, h.tree)
+			ok, err := run.release.Allowed(ctx, h.v, run.treeOf(ctx, h))
 			if err != nil {
 				return nil, err
 			}
@@ -129,6 +131,11 @@ func (s *service) Everything(ctx context.Context, req *fhiranchorv1.EverythingRe
 	pg, err := run.page(q, hits, cur, self.Encode())
 	if err != nil {
 		return nil, err
+	}
+	for _, h := range pg.hits {
+		if err := run.open(ctx, h); err != nil {
+			return nil, err
+		}
 	}
 	included, err := run.referenced(ctx, pg.hits)
 	if err != nil {

@@ -253,14 +253,48 @@ func queryError(err error) error {
 	return failure(http.StatusBadRequest, "invalid", "", "the search query is invalid")
 }
 
-// hit is one resource a search found, decrypted and extracted.
+// hit is one resource a search found. A hit from load is decrypted,
+// decoded and extracted; one from loadRecord holds the stored record
+// only (type, id, compartment, lastUpdated) until open.
 type hit struct {
-	v      vault.Version
+	rec    vault.Record
+	v      vault.Version // Body nil until opened
 	tree   map[string]any
 	values []search.Value
 }
 
 func (h *hit) ref() string { return h.v.Type + "/" + h.v.ID }
+
+// opened says the hit's body is decrypted and decoded.
+func (h *hit) opened() bool { return h.tree != nil }
+
+// open decrypts, decodes and extracts a hit loadRecord made.
+func (r *searchRun) open(ctx context.Context, h *hit) error {
+	if h.opened() {
+		return nil
+	}
+	v, err := r.s.vault.Open(ctx, h.rec)
+	if err != nil {
+		return err
+	}
+	tree, err := decodeStored(v.Body)
+	if err != nil {
+		return err
+	}
+	h.v, h.tree = v, tree
+	h.values, _ = search.Extract(v.Type, tree)
+	return nil
+}
+
+// treeOf is the lazy body a release may ask for.
+func (r *searchRun) treeOf(ctx context.Context, h *hit) func() (map[string]any, error) {
+	return func() (map[string]any, error) {
+		if err := r.open(ctx, h); err != nil {
+			return nil, err
+		}
+		return h.tree, nil
+	}
+}
 
 // searchRun is one search request: its release decides every resource the
 // answer touches.
@@ -320,7 +354,7 @@ func (r *searchRun) matches(ctx context.Context, typ string, clauses []search.Cl
 		}
 		if !slices.ContainsFunc(clauses, func(c search.Clause) bool { return !c.Match(h.values) }) {
 			if release {
-				ok, err := r.release.Allowed(ctx, h.v, h.tree)
+				ok, err := r.release.Allowed(ctx, h.v, r.treeOf(ctx, h))
 				if err != nil {
 					return nil, err
 				}
@@ -502,6 +536,20 @@ func (r *searchRun) load(ctx context.Context, typ, id string) (*hit, error) {
 	}
 	values, _ := search.Extract(typ, tree)
 	return &hit{v: v, tree: tree, values: values}, nil
+}
+
+// loadRecord reads the current stored record of typ/id without decrypting
+// it; nil when it is gone, deleted or erased.
+func (r *searchRun) loadRecord(ctx context.Context, typ, id string) (*hit, error) {
+	rec, err := r.s.vault.Store().Current(ctx, typ, id)
+	if errors.Is(err, vault.ErrNotFound) || (err == nil && (rec.Deleted || rec.Erased)) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &hit{rec: rec, v: vault.Version{Type: rec.Type, ID: rec.ID, Version: rec.Version, LastUpdated: rec.LastUpdated,
+		Compartment: rec.Compartment()}}, nil
 }
 
 // decodeStored decodes a stored body (canonical JSON the gateway wrote),

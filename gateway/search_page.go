@@ -195,7 +195,7 @@ func (r *searchRun) includes(ctx context.Context, q *search.Query, pg []*hit) ([
 		if authorize(ctx, h.v.Type, auth.Read) != nil {
 			return false, nil
 		}
-		ok, err := r.release.Allowed(ctx, h.v, h.tree)
+		ok, err := r.release.Allowed(ctx, h.v, r.treeOf(ctx, h))
 		if err != nil || !ok {
 			return false, err
 		}
