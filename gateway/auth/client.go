@@ -165,4 +165,3 @@ func (ch Chain) Client(ctx context.Context, id string) (Client, error) {
 	}
 	return Client{}, ErrUnknownClient
 }
-
