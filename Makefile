@@ -20,11 +20,13 @@ test:
 	$(GO) test -count=1 -timeout 20m ./...
 	$(GO) test -count=1 -race -timeout 10m ./vault/... ./anchor/postgres/ ./gateway/auth/... ./access/...
 
-# fhir-kit-client (npm, pinned) against a freshly built server, and the
-# research export of the Synthea set validated by the `fhir` npm package.
+# fhir-kit-client (npm, pinned) against a freshly built server, the
+# research export of the Synthea set validated by the `fhir` npm package,
+# and SMART Backend Services from the specification (jose signs).
 test-clients:
 	clients/fhir-kit-client/run.sh
 	clients/fhir-validator/run.sh
+	clients/smart-backend/run.sh
 
 # Regenerate protobuf, gRPC, grpc-gateway and OpenAPI code, and the
 # AnchorRegistry contract's ABI, bytecode (npm solc, pinned) and abigen v2
