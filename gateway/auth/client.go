@@ -119,16 +119,39 @@ func (c Client) Validate() error {
 	return nil
 }
 
-// grant returns the scopes of requested the client is registered for, in
-// the order requested.
+// grant returns the scopes of requested that the client's registration
+// covers, in the order requested: a scope registered as is, or a SMART
+// system/ resource scope within a registered one (system/*.rs covers
+// system/Patient.rs and system/Patient.r; system/*.read covers
+// system/Observation.rs). A requested scope wider than every registered
+// one is left out, not narrowed.
 func (c Client) grant(requested []string) []string {
 	var out []string
 	for _, s := range requested {
-		if slices.Contains(c.Scopes, s) && !slices.Contains(out, s) {
+		if slices.Contains(out, s) || !isScopeToken(s) {
+			continue
+		}
+		if slices.Contains(c.Scopes, s) || c.covers(s) {
 			out = append(out, s)
 		}
 	}
 	return out
+}
+
+// covers reports whether a registered resource scope includes the
+// resource scope s.
+func (c Client) covers(s string) bool {
+	want, ok := parseResourceScope(s)
+	if !ok {
+		return false
+	}
+	for _, r := range c.Scopes {
+		have, ok := parseResourceScope(r)
+		if ok && (have.resourceType == anyType || have.resourceType == want.resourceType) && want.access&^have.access == 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // ClientStore finds registered clients. Client returns ErrUnknownClient
