@@ -21,12 +21,14 @@ test:
 	$(GO) test -count=1 -race -timeout 10m ./vault/... ./anchor/postgres/ ./gateway/auth/... ./access/...
 
 # fhir-kit-client and fhirclient (SMART's JS client; npm, pinned) against a
-# freshly built server, CRUD and search with their own paging, and the
-# research export of the Synthea set validated by the `fhir` npm package.
+# freshly built server, CRUD and search with their own paging; the research
+# export of the Synthea set validated by the `fhir` npm package; and SMART
+# Backend Services from the specification (jose signs).
 test-clients:
 	clients/fhir-kit-client/run.sh
 	clients/fhirclient/run.sh
 	clients/fhir-validator/run.sh
+	clients/smart-backend/run.sh
 
 # Regenerate protobuf, gRPC, grpc-gateway and OpenAPI code, and the
 # AnchorRegistry contract's ABI, bytecode (npm solc, pinned) and abigen v2

@@ -21,8 +21,20 @@ var Version = "0.1.0-dev"
 // search parameter package search indexes (each listed with the R4
 // definition's documentation), with _include and _revinclude of every
 // reference parameter, compartment search and Patient $everything; system
-// search with _type; SMART backend-services bearer tokens.
-func capabilityStatement(baseURL string) ([]byte, error) {
+// search with _type; SMART Backend Services (the token endpoint in the
+// oauth-uris extension; tokenURL empty: filled in per request).
+// capSecurity is what the CapabilityStatement says of security.
+type capSecurity struct {
+	tokens   bool   // the token endpoint is served
+	tokenURL string // its URL; empty: filled in per request
+	cors     bool   // some origins are allowed
+}
+
+func capabilityStatement(baseURL string, sec capSecurity) ([]byte, error) {
+	tokenURL := sec.tokenURL
+	if tokenURL == "" {
+		tokenURL = tokenURLPlaceholder
+	}
 	type interaction struct {
 		Code string `json:"code"`
 	}
@@ -85,6 +97,23 @@ func capabilityStatement(baseURL string) ([]byte, error) {
 		}
 		resources = append(resources, r)
 	}
+	security := map[string]any{
+		"cors": sec.cors,
+		"service": []map[string]any{{"coding": []map[string]any{{
+			"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}}}},
+		"description": "Bearer JWTs (ES256 or RS256) from the configured keys or identity provider, with SMART system scopes; " +
+			"only system/ scopes grant resource access (v1 system/*.read or v2 system/*.rs, per type or *).",
+	}
+	if sec.tokens {
+		security["extension"] = []map[string]any{{
+			"url":       "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+			"extension": []map[string]any{{"url": "token", "valueUri": tokenURL}},
+		}}
+		security["description"] = "SMART Backend Services: a registered client signs a JWT assertion (RS384 or ES384, private_key_jwt) " +
+			"and trades it at the token endpoint (client_credentials grant) for a short-lived bearer token; tokens of a configured " +
+			"identity provider (ES256 or RS256) are accepted too. Only system/ scopes grant resource access " +
+			"(v1 system/*.read or v2 system/*.rs, per type or *); see /.well-known/smart-configuration."
+	}
 	impl := map[string]any{"description": "fhiranchor FHIR gateway"}
 	if baseURL != "" {
 		impl["url"] = baseURL
@@ -100,12 +129,8 @@ func capabilityStatement(baseURL string) ([]byte, error) {
 		"format":         []string{"application/fhir+json", "json"},
 		"patchFormat":    []string{"application/json-patch+json"},
 		"rest": []map[string]any{{
-			"mode": "server",
-			"security": map[string]any{
-				"service": []map[string]any{{"coding": []map[string]any{{
-					"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}}}},
-				"description": "Bearer JWT (ES256 or RS256) with SMART backend-services system scopes, e.g. system/*.read system/*.write.",
-			},
+			"mode":        "server",
+			"security":    security,
 			"resource":    resources,
 			"interaction": []interaction{{"transaction"}, {"batch"}, {"search-system"}, {"history-system"}},
 			"searchParam": []searchParam{

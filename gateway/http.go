@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"mime"
 	"net"
 	"net/http"
@@ -23,6 +24,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/fhiranchor/fhiranchor/fhir"
+	"github.com/fhiranchor/fhiranchor/gateway/auth"
 	fhiranchorv1 "github.com/fhiranchor/fhiranchor/proto/fhiranchor/v1"
 )
 
@@ -37,6 +39,11 @@ type restConfig struct {
 	limits   Limits // with defaults applied
 	verifier tokenVerifier
 	ready    func(context.Context) (map[string]any, error)
+	tokens   *auth.TokenServer // nil: no token endpoint
+	tokenURL tokenEndpoint
+	clients  *ClientRegistry // nil: no client admin API
+	cors     []string
+	log      *slog.Logger
 }
 
 // restHandler builds the REST API: grpc-gateway over conn, behind the
@@ -88,11 +95,21 @@ func restHandler(ctx context.Context, conn *grpc.ClientConn, rc restConfig) (htt
 		}
 		_ = json.NewEncoder(w).Encode(status)
 	})
+	if rc.tokens != nil {
+		// SMART Backend Services: discovery at the server root and at the
+		// FHIR base, as the specification asks, and the token endpoint.
+		mux.Handle("GET /.well-known/smart-configuration", smartConfiguration(rc.tokenURL))
+		mux.Handle("GET /fhir/r4/.well-known/smart-configuration", smartConfiguration(rc.tokenURL))
+		mux.Handle("POST "+TokenPath, tokenHandler(rc.tokens, rc.tokenURL, adm.ips, rc.log))
+	}
+	if rc.clients != nil {
+		(&clientAdmin{reg: rc.clients, verifier: rc.verifier, ips: adm.ips, log: rc.log}).routes(mux)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeOutcome(w, http.StatusNotFound, outcomeJSON(issue{Severity: "error", Code: "not-found", Diagnostics: "no such endpoint; the FHIR API is under /fhir/r4"}))
 	})
 	maxHeader := rc.limits.MaxHeaderBytes
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return cors(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if maxHeader > 0 && headerBytes(r) > maxHeader {
 			w.Header().Set("Connection", "close")
 			writeOutcome(w, http.StatusRequestHeaderFieldsTooLarge, outcomeJSON(issue{Severity: "error", Code: "too-long",
@@ -100,7 +117,7 @@ func restHandler(ctx context.Context, conn *grpc.ClientConn, rc restConfig) (htt
 			return
 		}
 		mux.ServeHTTP(w, r)
-	}), nil
+	}), rc.cors), nil
 }
 
 // guard enforces, before routing, what REST clients get wrong most and
@@ -251,7 +268,7 @@ func (a *admission) middleware(next runtime.HandlerFunc) runtime.HandlerFunc {
 		var fe *fhirError
 		if isPublicRoute(r) {
 			leave, fe = a.ips.enter(remoteIP(r))
-		} else if p, err := authenticate(a.verifier, r.Header.Get("Authorization")); err != nil {
+		} else if p, err := authenticate(r.Context(), a.verifier, r.Header.Get("Authorization")); err != nil {
 			// Refused without reading the body. Floods of refusals are
 			// bounded per remote IP, before the answer is rendered.
 			if leave, fe = a.ips.enter(remoteIP(r)); fe == nil {

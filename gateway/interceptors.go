@@ -32,9 +32,10 @@ func principalFrom(ctx context.Context) (auth.Principal, bool) {
 	return p, ok
 }
 
-// tokenVerifier checks bearer tokens; *auth.Verifier is one.
+// tokenVerifier checks bearer tokens; *auth.Verifier is one. ctx bounds
+// a fetch of an identity provider's keys.
 type tokenVerifier interface {
-	Verify(token string) (auth.Principal, error)
+	VerifyContext(ctx context.Context, token string) (auth.Principal, error)
 }
 
 // publicMethods need no token: a CapabilityStatement tells clients how to
@@ -102,7 +103,7 @@ func interceptor(v tokenVerifier, log *slog.Logger, timeout time.Duration, direc
 			}
 		}
 		if !publicMethods[info.FullMethod] {
-			p, err := authenticate(v, header(ctx, "authorization"))
+			p, err := authenticate(ctx, v, header(ctx, "authorization"))
 			if err != nil {
 				if viaGRPC {
 					if fe := byIP(); fe != nil {
@@ -137,12 +138,12 @@ func interceptor(v tokenVerifier, log *slog.Logger, timeout time.Duration, direc
 // authenticate verifies the bearer token of an Authorization header and
 // its claims. The REST layer calls it before it reads a body, the
 // interceptor for every call.
-func authenticate(v tokenVerifier, authorization string) (auth.Principal, error) {
+func authenticate(ctx context.Context, v tokenVerifier, authorization string) (auth.Principal, error) {
 	tok, err := auth.FromAuthorizationHeader(authorization)
 	if err != nil {
 		return auth.Principal{}, err
 	}
-	p, err := v.Verify(tok)
+	p, err := v.VerifyContext(ctx, tok)
 	if err != nil {
 		return auth.Principal{}, err
 	}

@@ -54,6 +54,13 @@ type Config struct {
 	// flight, rates, concurrency, Bundle entries, deadlines, header size.
 	// Zero fields take their defaults.
 	Limits Limits
+	// TokenURL is the SMART token endpoint's public URL, the aud client
+	// assertions must name; empty derives it from BaseURL, or from each
+	// request's host when BaseURL is empty too.
+	TokenURL string
+	// CORSOrigins are the origins browsers may call the API from ("*":
+	// any); empty allows none.
+	CORSOrigins []string
 }
 
 // ResearchConfig configures the research copy and cohort queries.
@@ -101,6 +108,11 @@ type Deps struct {
 	// always does. /readyz shows it.
 	Anchoring func() bool
 	Logger    *slog.Logger
+	// Tokens, when set, serves the SMART Backend Services token endpoint
+	// (POST /auth/token); its access tokens must verify under Verifier.
+	Tokens *auth.TokenServer
+	// Clients, when set, serves the client admin API (/v1/clients).
+	Clients *ClientRegistry
 }
 
 // Server serves the FHIR API over gRPC and REST.
@@ -140,7 +152,8 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	caps, err := capabilityStatement(cfg.BaseURL)
+	tokenURL := tokenURLFor(cfg.TokenURL, cfg.BaseURL)
+	caps, err := capabilityStatement(cfg.BaseURL, capSecurity{tokens: deps.Tokens != nil, tokenURL: tokenURL, cors: len(cfg.CORSOrigins) > 0})
 	if err != nil {
 		return nil, err
 	}
@@ -215,7 +228,8 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		anchoring := deps.Anchoring == nil || deps.Anchoring()
 		return map[string]any{"status": "ready", "vault": stats, "anchoring": anchoring}, nil
 	}
-	s.restRoot, err = restHandler(ctx, s.conn, restConfig{maxBody: cfg.MaxBodyBytes, limits: cfg.Limits, verifier: deps.Verifier, ready: ready})
+	s.restRoot, err = restHandler(ctx, s.conn, restConfig{maxBody: cfg.MaxBodyBytes, limits: cfg.Limits, verifier: deps.Verifier, ready: ready,
+		tokens: deps.Tokens, tokenURL: tokenEndpoint(tokenURL), clients: deps.Clients, cors: cfg.CORSOrigins, log: log})
 	if err != nil {
 		return nil, err
 	}

@@ -39,7 +39,11 @@ type service struct {
 // Capabilities returns the CapabilityStatement. It needs no token: SMART
 // clients read it to learn how to authenticate.
 func (s *service) Capabilities(ctx context.Context, _ *fhiranchorv1.CapabilitiesRequest) (*httpbody.HttpBody, error) {
-	return &httpbody.HttpBody{ContentType: fhirJSON, Data: s.capabilities}, nil
+	caps := s.capabilities
+	if s.baseURL == "" {
+		caps = capabilityTokenURL(ctx, caps)
+	}
+	return &httpbody.HttpBody{ContentType: fhirJSON, Data: caps}, nil
 }
 
 // Create stores a new resource (POST /{type}), conditionally on

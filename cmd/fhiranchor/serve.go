@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"errors"
 	"flag"
 	"fmt"
@@ -40,9 +41,24 @@ type config struct {
 	MaxBodyBytes int64  `yaml:"max_body_bytes"` // request body limit (default 32 MiB)
 	Auth         struct {
 		Keys     []string `yaml:"keys"`     // PEM or JWKS files of trusted token keys; empty trusts the data dir's dev key
-		Issuer   string   `yaml:"issuer"`   // required iss, when set
-		Audience string   `yaml:"audience"` // required aud, when set
+		Issuer   string   `yaml:"issuer"`   // required iss, when set (also the iss of the tokens the token endpoint issues)
+		Audience string   `yaml:"audience"` // required aud, when set (also their aud)
+		JWKSURL  string   `yaml:"jwks_url"` // an identity provider's JWKS endpoint, fetched, cached and refreshed on an unknown kid
+		// SigningKeyFile is the gateway's own token signing key (P-256,
+		// PKCS #8 PEM) for the token endpoint's access tokens; default the
+		// data dir's dev-signing-key.pem (created on first start).
+		SigningKeyFile string        `yaml:"signing_key_file"`
+		TokenURL       string        `yaml:"token_url"`        // the token endpoint's public URL (the assertions' aud); default from base_url or the request
+		TokenTTL       time.Duration `yaml:"token_ttl"`        // lifetime of issued access tokens (default 5m)
+		JWKSMinRefresh time.Duration `yaml:"jwks_min_refresh"` // least time between refreshes an unknown kid triggers (default 30s)
+		// Clients are the SMART Backend Services clients registered in the
+		// configuration; the admin API (/v1/clients) adds, revokes and
+		// strips keys of clients at run time.
+		Clients []clientConfig `yaml:"clients"`
 	} `yaml:"auth"`
+	CORS struct {
+		AllowedOrigins []string `yaml:"allowed_origins"` // origins browsers may call the API from ("*": any); default none
+	} `yaml:"cors"`
 	// Database, when set, keeps the vault and the log in PostgreSQL instead
 	// of SQLite files in the data dir; any number of gateways may share it.
 	Database struct {
@@ -118,6 +134,43 @@ type config struct {
 	chainKey      string // from FHIRANCHOR_CHAIN_KEY
 	keyPassphrase string // from FHIRANCHOR_CHAIN_KEY_PASSPHRASE
 	logSigningKey string // from FHIRANCHOR_LOG_SIGNING_KEY
+}
+
+// clientConfig is one registered SMART Backend Services client.
+type clientConfig struct {
+	ClientID     string   `yaml:"client_id"`
+	Scopes       []string `yaml:"scopes"`         // the scopes it may be granted
+	FHIRUser     string   `yaml:"fhir_user"`      // fhirUser claim of its tokens, optional
+	Organization string   `yaml:"organization"`   // organization claim, optional
+	PurposeOfUse string   `yaml:"purpose_of_use"` // purpose_of_use claim, optional
+	Roles        []string `yaml:"roles"`          // subject_role claim, optional
+	JWKSFile     string   `yaml:"jwks_file"`      // its public keys (JWKS); or
+	JWKSURL      string   `yaml:"jwks_url"`       // where it publishes them
+	RevokedKIDs  []string `yaml:"revoked_kids"`   // keys refused whatever the set holds
+}
+
+// clients reads the configured clients' registrations.
+func (c *config) clients() (auth.StaticClients, error) {
+	out := auth.StaticClients{}
+	for i, cc := range c.Auth.Clients {
+		cl := auth.Client{ID: cc.ClientID, Scopes: cc.Scopes, FHIRUser: cc.FHIRUser, Organization: cc.Organization,
+			PurposeOfUse: cc.PurposeOfUse, Roles: cc.Roles, JWKSURL: cc.JWKSURL, RevokedKIDs: cc.RevokedKIDs}
+		if cc.JWKSFile != "" {
+			set, err := auth.LoadJWKSFile(cc.JWKSFile)
+			if err != nil {
+				return nil, fmt.Errorf("config: auth.clients[%d]: %w", i, err)
+			}
+			cl.JWKS = set
+		}
+		if err := cl.Validate(); err != nil {
+			return nil, fmt.Errorf("config: auth.clients[%d]: %w", i, err)
+		}
+		if _, dup := out[cl.ID]; dup {
+			return nil, fmt.Errorf("config: auth.clients[%d]: client_id registered twice", i)
+		}
+		out[cl.ID] = cl
+	}
+	return out, nil
 }
 
 // loadConfig reads the YAML file strictly (an unknown key is an error, not a
@@ -243,6 +296,7 @@ func (c *config) limits() gateway.Limits {
 func (c *config) gateway() gateway.Config {
 	return gateway.Config{
 		HTTPAddr: c.HTTP, GRPCAddr: c.GRPC, BaseURL: c.BaseURL, MaxBodyBytes: c.MaxBodyBytes, Limits: c.limits(),
+		TokenURL: c.Auth.TokenURL, CORSOrigins: c.CORS.AllowedOrigins,
 	}
 }
 
@@ -312,7 +366,27 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err != nil {
 		return err
 	}
-	verifier := auth.NewVerifier(keys, auth.Config{Issuer: c.Auth.Issuer, Audience: c.Auth.Audience})
+	tokenKey, err := tokenSigningKey(c)
+	if err != nil {
+		return err
+	}
+	remote, err := auth.NewRemoteKeys(ctx, auth.RemoteConfig{MinRefresh: c.Auth.JWKSMinRefresh})
+	if err != nil {
+		return err
+	}
+	if c.Auth.JWKSURL != "" {
+		if err := remote.Add(ctx, c.Auth.JWKSURL); err != nil {
+			// Not fatal: the cache fetches again when a token names a kid.
+			slog.Warn("auth.jwks_url not reachable at start", slog.Any("err", err))
+		}
+	}
+	// The gateway trusts the tokens its own token endpoint issues.
+	verifier := auth.NewVerifier(auth.Merge(keys, auth.DevKeySet(tokenKey)), auth.Config{Issuer: c.Auth.Issuer, Audience: c.Auth.Audience,
+		JWKSURL: c.Auth.JWKSURL, Remote: remote})
+	static, err := c.clients()
+	if err != nil {
+		return err
+	}
 	if d.pgLog != nil {
 		if c.Chain.RPCURL == "" {
 			slog.Warn("database.url is set but chain.rpc_url is not: the simulated chain lives in this gateway's data dir, so run only one gateway")
@@ -355,7 +429,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 	gcfg := c.gateway()
 	gcfg.Research = research
-	srv, err := gateway.New(ctx, gcfg, gateway.Deps{Vault: d.vault, Verifier: verifier, Log: anchorLog, Anchoring: d.anchoring, Logger: log})
+	clients := gateway.NewClientRegistry(d.vault, static)
+	tokens, err := auth.NewTokenServer(auth.TokenConfig{Key: tokenKey, Issuer: c.Auth.Issuer, Audience: c.Auth.Audience,
+		TTL: c.Auth.TokenTTL, Clients: clients, Remote: remote, Log: log})
+	if err != nil {
+		return err
+	}
+	srv, err := gateway.New(ctx, gcfg, gateway.Deps{Vault: d.vault, Verifier: verifier, Log: anchorLog, Anchoring: d.anchoring, Logger: log,
+		Tokens: tokens, Clients: clients})
 	if err != nil {
 		return err
 	}
@@ -463,6 +544,24 @@ func tokenKeys(c *config) (*auth.KeySet, error) {
 	}
 	slog.Warn("no auth.keys configured: trusting the development token key", slog.String("path", auth.DevKeyPath(c.Data)))
 	return auth.DevKeySet(key), nil
+}
+
+// tokenSigningKey is the key the token endpoint signs access tokens with:
+// auth.signing_key_file, or the data dir's dev key (created on first
+// start).
+func tokenSigningKey(c *config) (*ecdsa.PrivateKey, error) {
+	if c.Auth.SigningKeyFile != "" {
+		key, err := auth.LoadSigningKey(c.Auth.SigningKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("config: auth.signing_key_file: %w", err)
+		}
+		return key, nil
+	}
+	key, err := auth.LoadOrCreateDevKey(c.Data)
+	if err != nil {
+		return nil, fmt.Errorf("token signing key: %w", err)
+	}
+	return key, nil
 }
 
 // dataDir is the state `serve` and `audit` open: the sealed vault and the

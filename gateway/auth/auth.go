@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -44,6 +45,12 @@ type Config struct {
 	// Leeway tolerates clock skew when checking exp, nbf and iat. Negative
 	// values count as zero.
 	Leeway time.Duration
+	// JWKSURL, when set, is an identity provider's JWKS endpoint whose keys
+	// are trusted besides the KeySet's; Remote fetches and caches it and
+	// must be set with it.
+	JWKSURL string
+	// Remote is the JWKS cache JWKSURL is read through.
+	Remote *RemoteKeys
 }
 
 // Principal is the authenticated caller a token describes.
@@ -103,6 +110,12 @@ func NewVerifier(keys *KeySet, cfg Config) *Verifier {
 // An empty token yields ErrNoToken. Any other rejection wraps
 // ErrInvalidToken, and also ErrExpired when the token has expired.
 func (v *Verifier) Verify(token string) (Principal, error) {
+	return v.VerifyContext(context.Background(), token)
+}
+
+// VerifyContext is Verify with a context for fetching the keys of
+// Config.JWKSURL when the token names a kid the cached set lacks.
+func (v *Verifier) VerifyContext(ctx context.Context, token string) (Principal, error) {
 	if token == "" {
 		return Principal{}, ErrNoToken
 	}
@@ -110,7 +123,7 @@ func (v *Verifier) Verify(token string) (Principal, error) {
 		return Principal{}, invalid("token too large")
 	}
 	var c tokenClaims
-	tok, err := jwt.NewParser(v.opts...).ParseWithClaims(token, &c, v.keyfunc)
+	tok, err := jwt.NewParser(v.opts...).ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) { return v.keyfunc(ctx, t) })
 	if err != nil {
 		return Principal{}, v.classify(tok, &c, err)
 	}
@@ -138,7 +151,7 @@ func (v *Verifier) Verify(token string) (Principal, error) {
 }
 
 // keyfunc picks the keys that may have signed t.
-func (v *Verifier) keyfunc(t *jwt.Token) (any, error) {
+func (v *Verifier) keyfunc(ctx context.Context, t *jwt.Token) (any, error) {
 	if _, ok := t.Header["crit"]; ok {
 		// RFC 7515 section 4.1.11: we understand no extensions, so a token
 		// that marks any as critical must be rejected.
@@ -153,6 +166,12 @@ func (v *Verifier) keyfunc(t *jwt.Token) (any, error) {
 		kid = s
 	}
 	keys := v.keys.candidates(t.Method.Alg(), kid)
+	if v.cfg.JWKSURL != "" && v.cfg.Remote != nil {
+		if set, err := v.cfg.Remote.Set(ctx, v.cfg.JWKSURL, kid); err == nil {
+			remote := KeySet{keys: setKeys(set)}
+			keys = append(keys, remote.candidates(t.Method.Alg(), kid)...)
+		}
+	}
 	if len(keys) == 0 {
 		return nil, errNoKey
 	}

@@ -82,6 +82,12 @@ func writeAndClose(f *os.File, data []byte) error {
 	return err
 }
 
+// LoadSigningKey reads a P-256 signing key from a PKCS #8 "PRIVATE KEY"
+// PEM file, as LoadOrCreateDevKey writes.
+func LoadSigningKey(path string) (*ecdsa.PrivateKey, error) {
+	return readDevKey(path)
+}
+
 // readDevKey reads a P-256 PKCS #8 PEM key. A missing file yields an error
 // matching fs.ErrNotExist.
 func readDevKey(path string) (*ecdsa.PrivateKey, error) {

@@ -6,17 +6,17 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"os"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jwk"
 )
 
 // The only signing algorithms a token may use.
@@ -80,6 +80,18 @@ func LoadKeySet(paths ...string) (*KeySet, error) {
 		return nil, errors.New("load keys: no usable key")
 	}
 	return &s, nil
+}
+
+// Merge returns a KeySet trusting every key of sets; nil sets are
+// skipped.
+func Merge(sets ...*KeySet) *KeySet {
+	var out KeySet
+	for _, s := range sets {
+		if s != nil {
+			out.keys = append(out.keys, s.keys...)
+		}
+	}
+	return &out
 }
 
 // Len returns the number of keys in the set.
@@ -207,50 +219,31 @@ func newPublicKey(kid string, pub crypto.PublicKey) (publicKey, error) {
 	return publicKey{}, fmt.Errorf("unsupported key type %T", pub)
 }
 
-// jwk holds the JWK members this package reads (RFC 7517, RFC 7518).
-type jwk struct {
-	Kty string `json:"kty"`
-	Kid string `json:"kid"`
-	Use string `json:"use"`
-	Alg string `json:"alg"`
-	Crv string `json:"crv"`
-	X   string `json:"x"`
-	Y   string `json:"y"`
-	N   string `json:"n"`
-	E   string `json:"e"`
-}
-
-// parseJWKS parses a JWK Set, or a single JWK.
+// parseJWKS parses a JWK Set, or a single JWK, with jwx.
 func parseJWKS(data []byte) ([]publicKey, error) {
-	var doc struct {
-		Keys []json.RawMessage `json:"keys"`
-		Kty  string            `json:"kty"`
+	if err := strictBase64url(data); err != nil {
+		return nil, err
 	}
-	if err := json.Unmarshal(data, &doc); err != nil {
+	set, err := jwk.Parse(data)
+	if err != nil {
 		return nil, fmt.Errorf("parse JWKS: %w", err)
 	}
-	raw := doc.Keys
-	if raw == nil && doc.Kty != "" {
-		raw = []json.RawMessage{data}
-	}
 	var keys []publicKey
-	for i, r := range raw {
-		var j jwk
-		if err := json.Unmarshal(r, &j); err != nil {
-			return nil, fmt.Errorf("JWKS key %d: %w", i, err)
-		}
-		pub, err := j.publicKey()
-		if err != nil {
-			return nil, fmt.Errorf("JWKS key %d: %w", i, err)
-		}
-		if pub == nil {
+	for i := range set.Len() {
+		k, _ := set.Key(i)
+		if !usable(k) {
 			continue
 		}
-		k, err := newPublicKey(j.Kid, pub)
+		pub, err := rawPublicKey(k)
 		if err != nil {
 			return nil, fmt.Errorf("JWKS key %d: %w", i, err)
 		}
-		keys = append(keys, k)
+		kid, _ := k.KeyID()
+		pk, err := newPublicKey(kid, pub)
+		if err != nil {
+			return nil, fmt.Errorf("JWKS key %d: %w", i, err)
+		}
+		keys = append(keys, pk)
 	}
 	if len(keys) == 0 {
 		return nil, errors.New("JWKS holds no EC P-256 or RSA signing key")
@@ -258,70 +251,76 @@ func parseJWKS(data []byte) ([]publicKey, error) {
 	return keys, nil
 }
 
-// publicKey returns the key j describes, or nil when j is a key this package
-// does not use.
-func (j jwk) publicKey() (crypto.PublicKey, error) {
-	if j.Use != "" && j.Use != "sig" {
-		return nil, nil
+// strictBase64url refuses key members that are not unpadded base64url,
+// as RFC 7518 requires; jwx also accepts padded and standard base64, and a
+// key a lenient parser reads differently from a strict one is a
+// configuration error to report, not to guess at.
+func strictBase64url(data []byte) error {
+	var doc struct {
+		Keys []map[string]any `json:"keys"`
 	}
-	switch {
-	case j.Kty == "EC" && j.Crv == "P-256" && (j.Alg == "" || j.Alg == algES256):
-		x, err := decodeB64(j.X)
-		if err != nil {
-			return nil, fmt.Errorf("EC key x: %w", err)
-		}
-		y, err := decodeB64(j.Y)
-		if err != nil {
-			return nil, fmt.Errorf("EC key y: %w", err)
-		}
-		if len(x) != 32 || len(y) != 32 {
-			return nil, errors.New("EC key coordinates are not 32 bytes")
-		}
-		point := append(append([]byte{4}, x...), y...)
-		pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), point)
-		if err != nil {
-			return nil, fmt.Errorf("EC key: %w", err)
-		}
-		return pub, nil
-	case j.Kty == "RSA" && (j.Alg == "" || j.Alg == algRS256):
-		n, err := decodeB64(j.N)
-		if err != nil {
-			return nil, fmt.Errorf("RSA key n: %w", err)
-		}
-		e, err := decodeB64(j.E)
-		if err != nil {
-			return nil, fmt.Errorf("RSA key e: %w", err)
-		}
-		if len(n) == 0 || len(e) == 0 || len(e) > 4 {
-			return nil, errors.New("RSA key has an invalid modulus or exponent")
-		}
-		eInt := new(big.Int).SetBytes(e)
-		if !eInt.IsInt64() || eInt.Int64() > 1<<31-1 {
-			return nil, errors.New("RSA key exponent is too large")
-		}
-		return &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: int(eInt.Int64())}, nil
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return fmt.Errorf("parse JWKS: %w", err)
 	}
-	return nil, nil
+	if doc.Keys == nil {
+		var one map[string]any
+		if err := json.Unmarshal(data, &one); err != nil {
+			return fmt.Errorf("parse JWKS: %w", err)
+		}
+		doc.Keys = []map[string]any{one}
+	}
+	for i, k := range doc.Keys {
+		for _, m := range []string{"x", "y", "n", "e"} {
+			if v, ok := k[m].(string); ok {
+				if _, err := base64.RawURLEncoding.Strict().DecodeString(v); err != nil {
+					return fmt.Errorf("JWKS key %d: member %s is not unpadded base64url", i, m)
+				}
+			}
+		}
+	}
+	return nil
 }
 
-// decodeB64 decodes unpadded base64url, as JOSE requires.
-func decodeB64(s string) ([]byte, error) {
-	return base64.RawURLEncoding.Strict().DecodeString(s)
+// usable reports whether k is a key this package verifies tokens with:
+// EC on P-256 or RSA, for signing, with no alg or ES256/RS256.
+func usable(k jwk.Key) bool {
+	if use, ok := k.KeyUsage(); ok && use != "sig" {
+		return false
+	}
+	alg := ""
+	if a, ok := k.Algorithm(); ok {
+		alg = a.String()
+	}
+	switch k.KeyType() {
+	case jwa.EC():
+		crv, _ := k.(jwk.ECDSAPublicKey)
+		if crv == nil {
+			if priv, ok := k.(jwk.ECDSAPrivateKey); ok {
+				c, _ := priv.Crv()
+				return c == jwa.P256() && (alg == "" || alg == algES256)
+			}
+			return false
+		}
+		c, _ := crv.Crv()
+		return c == jwa.P256() && (alg == "" || alg == algES256)
+	case jwa.RSA():
+		return alg == "" || alg == algRS256
+	}
+	return false
 }
 
-// thumbprint returns the RFC 7638 JWK thumbprint of pub, base64url encoded:
-// the SHA-256 of the key's required members in lexicographic order.
+// thumbprint returns the RFC 7638 JWK thumbprint of pub, base64url encoded.
 func thumbprint(pub *ecdsa.PublicKey) (string, error) {
 	if pub == nil || pub.Curve != elliptic.P256() {
 		return "", errors.New("thumbprint: key is not on P-256")
 	}
-	point, err := pub.Bytes() // 0x04 || x || y
+	k, err := jwk.Import(pub)
 	if err != nil {
 		return "", fmt.Errorf("thumbprint: %w", err)
 	}
-	enc := base64.RawURLEncoding
-	canonical := `{"crv":"P-256","kty":"EC","x":"` + enc.EncodeToString(point[1:33]) +
-		`","y":"` + enc.EncodeToString(point[33:65]) + `"}`
-	sum := sha256.Sum256([]byte(canonical))
-	return enc.EncodeToString(sum[:]), nil
+	sum, err := k.Thumbprint(crypto.SHA256)
+	if err != nil {
+		return "", fmt.Errorf("thumbprint: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(sum), nil
 }

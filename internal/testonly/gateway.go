@@ -55,6 +55,18 @@ type Options struct {
 	// hammer the gateway as one client measure what they mean to; the other
 	// zero fields take the defaults.
 	Limits gateway.Limits
+	// SMART serves the token endpoint and the client admin API, with these
+	// configured clients; the gateway's dev key signs the access tokens.
+	SMART *SMARTOptions
+	// CORSOrigins are the origins browsers may call from.
+	CORSOrigins []string
+}
+
+// SMARTOptions configure SMART Backend Services in a test gateway.
+type SMARTOptions struct {
+	Clients  auth.StaticClients
+	TokenURL string // empty: from the request's host
+	Remote   *auth.RemoteKeys
 }
 
 // Gateway is a running gateway with everything a test inspects.
@@ -163,12 +175,21 @@ func (g *Gateway) start(t testing.TB) {
 	if limits.MaxConcurrentPerClient == 0 {
 		limits.MaxConcurrentPerClient = -1
 	}
+	deps := gateway.Deps{Vault: g.Vault, Verifier: auth.NewVerifier(auth.DevKeySet(g.key), auth.Config{}), Log: g.Log, Logger: log}
+	tokenURL := ""
+	if opt.SMART != nil {
+		tokenURL = opt.SMART.TokenURL
+		deps.Clients = gateway.NewClientRegistry(g.Vault, opt.SMART.Clients)
+		if deps.Tokens, err = auth.NewTokenServer(auth.TokenConfig{Key: g.key, Clients: deps.Clients, Remote: opt.SMART.Remote, Log: log}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	srv, err := gateway.New(ctx, gateway.Config{HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0", MaxBodyBytes: opt.MaxBodyBytes,
-		WithoutPolicy: opt.WithoutPolicy, Research: opt.Research, Limits: limits,
+		WithoutPolicy: opt.WithoutPolicy, Research: opt.Research, Limits: limits, TokenURL: tokenURL, CORSOrigins: opt.CORSOrigins,
 		// Tests share two cores with other packages' tests: a decision that
 		// waits for a core must not turn into a timeout denial.
 		PolicyTimeout: 10 * time.Second},
-		gateway.Deps{Vault: g.Vault, Verifier: auth.NewVerifier(auth.DevKeySet(g.key), auth.Config{}), Log: g.Log, Logger: log})
+		deps)
 	if err != nil {
 		t.Fatal(err)
 	}
