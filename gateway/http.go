@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"mime"
 	"net"
 	"net/http"
@@ -37,6 +38,9 @@ type restConfig struct {
 	limits   Limits // with defaults applied
 	verifier tokenVerifier
 	ready    func(context.Context) (map[string]any, error)
+	log      *slog.Logger
+	openapi  []byte       // the merged OpenAPI document, served at /openapi.json
+	metrics  http.Handler // nil: no /metrics
 }
 
 // restHandler builds the REST API: grpc-gateway over conn, behind the
@@ -88,11 +92,24 @@ func restHandler(ctx context.Context, conn *grpc.ClientConn, rc restConfig) (htt
 		}
 		_ = json.NewEncoder(w).Encode(status)
 	})
+	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(rc.openapi)
+	})
+	if rc.metrics != nil {
+		mux.Handle("GET /metrics", rc.metrics)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeOutcome(w, http.StatusNotFound, outcomeJSON(issue{Severity: "error", Code: "not-found", Diagnostics: "no such endpoint; the FHIR API is under /fhir/r4"}))
 	})
 	maxHeader := rc.limits.MaxHeaderBytes
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Every answer names its request, refusals included; the
+		// checked id travels on to the gRPC side as metadata.
+		id := requestID(r.Header.Get("X-Request-Id"))
+		r.Header.Set("X-Request-Id", id)
+		w.Header().Set("X-Request-Id", id)
+		r = r.WithContext(withRequestID(r.Context(), id))
 		if maxHeader > 0 && headerBytes(r) > maxHeader {
 			w.Header().Set("Connection", "close")
 			writeOutcome(w, http.StatusRequestHeaderFieldsTooLarge, outcomeJSON(issue{Severity: "error", Code: "too-long",
@@ -228,6 +245,7 @@ func hasBody(r *http.Request) bool {
 // straight to it); this layer's job is that nobody without a valid token
 // makes the gateway read, or hold, a body.
 type admission struct {
+	log      *slog.Logger
 	verifier tokenVerifier
 	maxBody  int64
 	clients  *clientLimits // by client id
@@ -237,6 +255,7 @@ type admission struct {
 
 func newAdmission(rc restConfig) *admission {
 	return &admission{
+		log:      rc.log,
 		verifier: rc.verifier,
 		maxBody:  rc.maxBody,
 		clients:  newClientLimits(rc.limits, maxTrackedClients, true),
@@ -252,6 +271,8 @@ func (a *admission) middleware(next runtime.HandlerFunc) runtime.HandlerFunc {
 		if isPublicRoute(r) {
 			leave, fe = a.ips.enter(remoteIP(r))
 		} else if p, err := authenticate(a.verifier, r.Header.Get("Authorization")); err != nil {
+			// The reason only: never the token or its claims.
+			a.log.WarnContext(r.Context(), "token refused", slog.String("reason", err.Error()))
 			// Refused without reading the body. Floods of refusals are
 			// bounded per remote IP, before the answer is rendered.
 			if leave, fe = a.ips.enter(remoteIP(r)); fe == nil {

@@ -54,6 +54,12 @@ type Config struct {
 	// flight, rates, concurrency, Bundle entries, deadlines, header size.
 	// Zero fields take their defaults.
 	Limits Limits
+	// HideMetrics leaves GET /metrics out of the REST listener (the
+	// metrics are kept all the same). It is served without a token: its
+	// labels are fixed words, never ids or PHI, and Prometheus scrapers
+	// rarely carry bearer tokens; hide it where the REST listener faces
+	// clients that should not see request rates and the vault's size.
+	HideMetrics bool
 }
 
 // ResearchConfig configures the research copy and cohort queries.
@@ -101,6 +107,10 @@ type Deps struct {
 	// always does. /readyz shows it.
 	Anchoring func() bool
 	Logger    *slog.Logger
+	// Metrics are the metrics the gateway counts in and serves on
+	// /metrics; nil makes new ones (the anchor log's then go uncounted:
+	// pass the same Metrics to anchor.Config.Metrics).
+	Metrics *Metrics
 }
 
 // Server serves the FHIR API over gRPC and REST.
@@ -136,6 +146,11 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	log = withRequestIDs(log)
+	metrics := deps.Metrics
+	if metrics == nil {
+		metrics = NewMetrics()
+	}
 	parser, err := fhir.NewParser()
 	if err != nil {
 		return nil, err
@@ -150,7 +165,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	}
 	var policies *policyService
 	if !cfg.WithoutPolicy {
-		svc.access = access.New(access.Config{Vault: deps.Vault, Log: log, Now: time.Now})
+		svc.access = access.New(access.Config{Vault: deps.Vault, Log: log, Now: time.Now, Metrics: metrics})
 		svc.writer.access = svc.access
 		if policies, err = newPolicyService(ctx, deps.Vault, svc.access, log, time.Now, cfg.PolicyTimeout); err != nil {
 			return nil, err
@@ -163,7 +178,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 			Vault: deps.Vault, Access: svc.access, Log: log, Now: time.Now,
 			Profile: cfg.Research.Profile, Privacy: cfg.Research.Privacy,
 			ExportDir: cfg.Research.ExportDir, ExportTTL: cfg.Research.ExportTTL,
-			Stage: exportStage,
+			Stage: exportStage, Metrics: metrics,
 		})
 		if err != nil {
 			return nil, err
@@ -176,7 +191,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	s.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(msgLimit),
 		grpc.MaxSendMsgSize(1<<30),
-		grpc.UnaryInterceptor(interceptor(deps.Verifier, log, cfg.Limits.RequestTimeout, newGRPCLimits(cfg.Limits))),
+		grpc.UnaryInterceptor(interceptor(deps.Verifier, log, cfg.Limits.RequestTimeout, newGRPCLimits(cfg.Limits), metrics)),
 	)
 	fhiranchorv1.RegisterFHIRServiceServer(s.grpc, svc)
 	names := &refNames{vault: deps.Vault}
@@ -193,6 +208,24 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 			// Export file URLs, like Location headers, use the configured
 			// public base when there is one, not the request's Host.
 			base: strings.TrimSuffix(strings.TrimSuffix(cfg.BaseURL, "/"), "/fhir/r4")})
+	}
+
+	metrics.methods = map[string]bool{}
+	for name, info := range s.grpc.GetServiceInfo() {
+		for _, m := range info.Methods {
+			metrics.methods["/"+name+"/"+m.Name] = true
+		}
+	}
+	var index func() (int, int)
+	if res != nil {
+		index = func() (int, int) { st := res.IndexStats(); return st.Patients, st.Resources }
+	}
+	if err := metrics.reg.Register(newSizes(deps.Vault.Store(), deps.Log, index, log)); err != nil {
+		return nil, fmt.Errorf("register metrics: %w", err)
+	}
+	openapi, err := openAPIDocument()
+	if err != nil {
+		return nil, err
 	}
 
 	// REST reaches the gRPC server through an in-memory connection, so every
@@ -215,7 +248,12 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		anchoring := deps.Anchoring == nil || deps.Anchoring()
 		return map[string]any{"status": "ready", "vault": stats, "anchoring": anchoring}, nil
 	}
-	s.restRoot, err = restHandler(ctx, s.conn, restConfig{maxBody: cfg.MaxBodyBytes, limits: cfg.Limits, verifier: deps.Verifier, ready: ready})
+	rc := restConfig{maxBody: cfg.MaxBodyBytes, limits: cfg.Limits, verifier: deps.Verifier, ready: ready,
+		log: log, openapi: openapi}
+	if !cfg.HideMetrics {
+		rc.metrics = metrics.Handler()
+	}
+	s.restRoot, err = restHandler(ctx, s.conn, rc)
 	if err != nil {
 		return nil, err
 	}
@@ -288,11 +326,13 @@ func (s *Server) Run(ctx context.Context) error {
 	s.log.InfoContext(ctx, "serving", slog.String("rest", s.HTTPAddr()), slog.String("grpc", s.GRPCAddr()))
 	g.Go(func() error {
 		<-ctx.Done()
+		s.log.Info("shutting down: draining requests", slog.Duration("grace", 20*time.Second))
 		shutdown, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		err := s.http.Shutdown(shutdown)
 		s.conn.Close()
 		s.grpc.GracefulStop()
+		s.log.Info("stopped serving")
 		return err
 	})
 	err := g.Wait()

@@ -67,7 +67,8 @@ type Gateway struct {
 	Log      *anchor.Log
 	Chain    *eth.Chain
 	Server   *gateway.Server
-	Logs     *SyncBuffer // everything the gateway logged
+	Metrics  *gateway.Metrics // served at Root+"/metrics"
+	Logs     *SyncBuffer      // everything the gateway logged
 	Client   *http.Client
 	key      *ecdsa.PrivateKey
 	opt      Options
@@ -149,6 +150,8 @@ func (g *Gateway) start(t testing.TB) {
 			t.Fatal(err)
 		}
 	}
+	g.Metrics = gateway.NewMetrics()
+	acfg.Metrics = g.Metrics
 	g.Log, err = anchor.New(ctx, acfg, logStore, gateway.LeafSource(store), g.Chain, log)
 	if err != nil {
 		t.Fatal(err)
@@ -168,7 +171,8 @@ func (g *Gateway) start(t testing.TB) {
 		// Tests share two cores with other packages' tests: a decision that
 		// waits for a core must not turn into a timeout denial.
 		PolicyTimeout: 10 * time.Second},
-		gateway.Deps{Vault: g.Vault, Verifier: auth.NewVerifier(auth.DevKeySet(g.key), auth.Config{}), Log: g.Log, Logger: log})
+		gateway.Deps{Vault: g.Vault, Verifier: auth.NewVerifier(auth.DevKeySet(g.key), auth.Config{}), Log: g.Log, Logger: log,
+			Metrics: g.Metrics})
 	if err != nil {
 		t.Fatal(err)
 	}
