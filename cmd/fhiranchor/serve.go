@@ -112,6 +112,11 @@ type config struct {
 		Level  string `yaml:"level"`  // debug, info (default), warn, error
 		Format string `yaml:"format"` // text (default) or json
 	} `yaml:"log"`
+	Metrics struct {
+		// Hide leaves GET /metrics off the REST listener, where it is
+		// served without a token otherwise (its labels carry no ids or PHI).
+		Hide bool `yaml:"hide"`
+	} `yaml:"metrics"`
 
 	masterKey     string // from FHIRANCHOR_MASTER_KEY, never from the file
 	databaseURL   string // from FHIRANCHOR_DATABASE_URL, else Database.URL
@@ -121,7 +126,9 @@ type config struct {
 }
 
 // loadConfig reads the YAML file strictly (an unknown key is an error, not a
-// silent default) and applies defaults and secrets from the environment.
+// silent default), lets FHIRANCHOR_* environment variables override its
+// keys (see applyEnv; flags override both) and reads secrets from the
+// environment.
 func loadConfig(path string, getenv func(string) string) (*config, error) {
 	var c config
 	if path != "" {
@@ -135,6 +142,9 @@ func loadConfig(path string, getenv func(string) string) (*config, error) {
 		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("parse %s: %w", path, err)
 		}
+	}
+	if err := applyEnv(&c, getenv); err != nil {
+		return nil, err
 	}
 	c.masterKey = getenv("FHIRANCHOR_MASTER_KEY")
 	c.databaseURL = c.Database.URL
@@ -243,6 +253,7 @@ func (c *config) limits() gateway.Limits {
 func (c *config) gateway() gateway.Config {
 	return gateway.Config{
 		HTTPAddr: c.HTTP, GRPCAddr: c.GRPC, BaseURL: c.BaseURL, MaxBodyBytes: c.MaxBodyBytes, Limits: c.limits(),
+		HideMetrics: c.Metrics.Hide,
 	}
 }
 
@@ -278,10 +289,33 @@ func configFlags(fs *flag.FlagSet) func(getenv func(string) string) (*config, er
 	}
 }
 
+const serveUsage = `usage: fhiranchor serve [--config FILE] [--data DIR] [--http ADDR] [--grpc ADDR]
+
+Runs the gateway: the FHIR R4 API under /fhir/r4 (REST) and gRPC, anchoring
+to a chain, until SIGINT or SIGTERM. Config keys come from --config, then
+FHIRANCHOR_<KEY> environment variables (the key upper-cased, dots as
+underscores: FHIRANCHOR_HTTP, FHIRANCHOR_ANCHOR_MAX_DELAY), then the flags.
+
+example:
+  fhiranchor serve --config deploy/config/production.yaml --http 0.0.0.0:8080
+
+flags:
+`
+
+// usageWith makes fs's -h print text (usage, what the command does, an
+// example), then the flags.
+func usageWith(fs *flag.FlagSet, stderr io.Writer, text string) {
+	fs.Usage = func() {
+		fmt.Fprint(stderr, text)
+		fs.PrintDefaults()
+	}
+}
+
 // runServe runs the gateway until ctx ends.
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	usageWith(fs, stderr, serveUsage)
 	load := configFlags(fs)
 	httpAddr := fs.String("http", "", "REST listen address (default 127.0.0.1:8080)")
 	grpcAddr := fs.String("grpc", "", "gRPC listen address (default 127.0.0.1:9090)")
@@ -342,9 +376,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err != nil {
 		return err
 	}
+	metrics := gateway.NewMetrics()
 	anchorLog, err := anchor.New(ctx, anchor.Config{
 		MaxLeaves: c.Anchor.MaxLeaves, MaxDelay: c.Anchor.MaxDelay, Confirmations: c.Anchor.Confirmations,
-		SigningKey: signingKey, Origin: c.Anchor.Origin,
+		SigningKey: signingKey, Origin: c.Anchor.Origin, Metrics: metrics,
 	}, d.logStore, gateway.LeafSource(d.vaultDB), chain, log)
 	if err != nil {
 		return fmt.Errorf("open log: %w", err)
@@ -355,7 +390,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 	gcfg := c.gateway()
 	gcfg.Research = research
-	srv, err := gateway.New(ctx, gcfg, gateway.Deps{Vault: d.vault, Verifier: verifier, Log: anchorLog, Anchoring: d.anchoring, Logger: log})
+	srv, err := gateway.New(ctx, gcfg, gateway.Deps{Vault: d.vault, Verifier: verifier, Log: anchorLog, Anchoring: d.anchoring, Logger: log,
+		Metrics: metrics})
 	if err != nil {
 		return err
 	}
@@ -382,7 +418,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		}
 		return nil
 	})
-	return g.Wait()
+	err = g.Wait()
+	log.Info("fhiranchor stopped", slog.Bool("clean", err == nil))
+	return err
 }
 
 // openChain connects to the configured chain, or runs the in-process
