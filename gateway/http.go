@@ -464,7 +464,8 @@ func (m rawBody) NewDecoder(r io.Reader) runtime.Decoder {
 // their lower-case names; grpc-gateway forwards Authorization itself.
 func incomingHeader(key string) (string, bool) {
 	switch k := strings.ToLower(key); k {
-	case "if-none-exist", "if-match", "if-none-match", "prefer", "idempotency-key", "x-request-id", purposeHeader:
+	case "if-none-exist", "if-match", "if-none-match", "prefer", "idempotency-key", "x-request-id", purposeHeader,
+		"traceparent", "tracestate": // W3C trace context, for Deps.Tracing
 		return k, true
 	}
 	return runtime.DefaultHeaderMatcher(key)

@@ -10,6 +10,9 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -111,6 +114,11 @@ type Deps struct {
 	// /metrics; nil makes new ones (the anchor log's then go uncounted:
 	// pass the same Metrics to anchor.Config.Metrics).
 	Metrics *Metrics
+	// Tracing, if set, gets a span per gRPC call (REST calls included: they
+	// are gRPC calls in process), named by method, continuing the caller's
+	// W3C trace context (traceparent). Spans carry the method, the code and
+	// the status message clients get, never bodies or metadata. Nil: none.
+	Tracing trace.TracerProvider
 }
 
 // Server serves the FHIR API over gRPC and REST.
@@ -188,11 +196,16 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	}
 	msgLimit := int(cfg.MaxBodyBytes) + 1<<20 // the body plus the request's own framing
 	s := &Server{cfg: cfg, log: log, research: res, exports: exp}
-	s.grpc = grpc.NewServer(
+	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(msgLimit),
-		grpc.MaxSendMsgSize(1<<30),
+		grpc.MaxSendMsgSize(1 << 30),
 		grpc.UnaryInterceptor(interceptor(deps.Verifier, log, cfg.Limits.RequestTimeout, newGRPCLimits(cfg.Limits), metrics)),
-	)
+	}
+	if deps.Tracing != nil {
+		opts = append(opts, grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(deps.Tracing),
+			otelgrpc.WithPropagators(propagation.TraceContext{}))))
+	}
+	s.grpc = grpc.NewServer(opts...)
 	fhiranchorv1.RegisterFHIRServiceServer(s.grpc, svc)
 	names := &refNames{vault: deps.Vault}
 	fhiranchorv1.RegisterLogServiceServer(s.grpc, &logService{log: deps.Log, vault: deps.Vault, access: svc.access, names: names,

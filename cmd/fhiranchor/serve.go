@@ -117,6 +117,12 @@ type config struct {
 		// served without a token otherwise (its labels carry no ids or PHI).
 		Hide bool `yaml:"hide"`
 	} `yaml:"metrics"`
+	// Telemetry sends OpenTelemetry traces (a span per gRPC and REST call)
+	// to an OTLP/gRPC collector; off without an endpoint.
+	Telemetry struct {
+		OTLPEndpoint string `yaml:"otlp_endpoint"` // host:port of the collector; empty: no traces
+		OTLPInsecure bool   `yaml:"otlp_insecure"` // plaintext to the collector (a local agent); default TLS
+	} `yaml:"telemetry"`
 
 	masterKey     string // from FHIRANCHOR_MASTER_KEY, never from the file
 	databaseURL   string // from FHIRANCHOR_DATABASE_URL, else Database.URL
@@ -377,6 +383,18 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return err
 	}
 	metrics := gateway.NewMetrics()
+	tp, stopTracing, err := tracing(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// The spans of the last requests, flushed after ctx ended.
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := stopTracing(sctx); err != nil {
+			log.Warn("telemetry: flushing spans", slog.Any("err", err))
+		}
+	}()
 	anchorLog, err := anchor.New(ctx, anchor.Config{
 		MaxLeaves: c.Anchor.MaxLeaves, MaxDelay: c.Anchor.MaxDelay, Confirmations: c.Anchor.Confirmations,
 		SigningKey: signingKey, Origin: c.Anchor.Origin, Metrics: metrics,
@@ -391,7 +409,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	gcfg := c.gateway()
 	gcfg.Research = research
 	srv, err := gateway.New(ctx, gcfg, gateway.Deps{Vault: d.vault, Verifier: verifier, Log: anchorLog, Anchoring: d.anchoring, Logger: log,
-		Metrics: metrics})
+		Metrics: metrics, Tracing: tp})
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/fhiranchor/fhiranchor/anchor"
 	"github.com/fhiranchor/fhiranchor/anchor/eth"
 	anchorpg "github.com/fhiranchor/fhiranchor/anchor/postgres"
@@ -55,6 +57,8 @@ type Options struct {
 	// hammer the gateway as one client measure what they mean to; the other
 	// zero fields take the defaults.
 	Limits gateway.Limits
+	// Tracing, if set, traces every call (gateway.Deps.Tracing).
+	Tracing trace.TracerProvider
 }
 
 // Gateway is a running gateway with everything a test inspects.
@@ -172,7 +176,7 @@ func (g *Gateway) start(t testing.TB) {
 		// waits for a core must not turn into a timeout denial.
 		PolicyTimeout: 10 * time.Second},
 		gateway.Deps{Vault: g.Vault, Verifier: auth.NewVerifier(auth.DevKeySet(g.key), auth.Config{}), Log: g.Log, Logger: log,
-			Metrics: g.Metrics})
+			Metrics: g.Metrics, Tracing: opt.Tracing})
 	if err != nil {
 		t.Fatal(err)
 	}
