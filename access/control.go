@@ -35,6 +35,15 @@ type Config struct {
 	Log   *slog.Logger
 	// Now is the clock of decisions; nil means time.Now.
 	Now func() time.Time
+	// Metrics, if set, is told of every decision recorded.
+	Metrics Metrics
+}
+
+// Metrics receives counts of a Control's work for an operator's metrics.
+// Its methods MUST return quickly and MUST be safe for concurrent use.
+type Metrics interface {
+	// Decided is called once per access decision recorded.
+	Decided(allow bool)
 }
 
 // Control makes and records access decisions. Every read of patient data,
@@ -52,12 +61,13 @@ type Control struct {
 	now      func() time.Time
 	consents *consentState
 	active   atomic.Pointer[Active]
+	metrics  Metrics // nil: none
 }
 
 // New returns a Control with no active policy: Activate one before
 // deciding (every decision denies until then).
 func New(cfg Config) *Control {
-	c := &Control{vault: cfg.Vault, log: cfg.Log, now: cfg.Now,
+	c := &Control{vault: cfg.Vault, log: cfg.Log, now: cfg.Now, metrics: cfg.Metrics,
 		consents: &consentState{vault: cfg.Vault, cache: map[string]policy.CompiledConsent{}}}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -167,6 +177,9 @@ func (c *Control) Record(ctx context.Context, tx *vault.SealedTx, in policy.Inpu
 	idx, _, err := Add(ctx, tx, KindAccessDecision, "access-decision", patient, in.Actor.ClientID, in.Time, rec)
 	if err != nil {
 		return 0, err
+	}
+	if c.metrics != nil {
+		c.metrics.Decided(o.Allow)
 	}
 	if o.BreakGlass {
 		// Break-the-glass is allowed but must be seen: the record is

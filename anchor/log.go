@@ -82,6 +82,22 @@ type Config struct {
 	// the Log asks the contract and, if it does not hold the anchor, sends
 	// it again; default 2m.
 	Resubmit time.Duration
+	// Metrics, if set, is told of every anchor this Log sees mined.
+	Metrics Metrics
+}
+
+// Metrics receives what a Log does, for an operator's metrics. Its methods
+// MUST return quickly and MUST be safe for concurrent use.
+type Metrics interface {
+	// Mined is called once an anchor's transaction is seen mined, with the
+	// gas it used (0 if the chain does not tell).
+	Mined(gasUsed uint64)
+}
+
+// gasMeter is a Chain that tells the gas a transaction used (anchor/eth's
+// does).
+type gasMeter interface {
+	GasUsed(ctx context.Context, tx [32]byte) (uint64, error)
 }
 
 // Default values of Config fields.
@@ -706,6 +722,9 @@ func (l *Log) record(ctx context.Context, a *AnchorRecord, inc Inclusion) error 
 	if err := l.store.PutAnchor(ctx, b); err != nil {
 		return fmt.Errorf("record anchor %d: %w", a.Seq, err)
 	}
+	if a.Status == StatusSubmitted && l.cfg.Metrics != nil {
+		l.mined(ctx, b)
+	}
 	if b.Status != a.Status {
 		l.logger.InfoContext(ctx, "anchor "+string(b.Status), slog.Uint64("seq", b.Seq),
 			slog.Uint64("tree_size", b.TreeSize), slog.String("tx", b.TxHash.String()),
@@ -713,6 +732,25 @@ func (l *Log) record(ctx context.Context, a *AnchorRecord, inc Inclusion) error 
 	}
 	*a = b
 	return nil
+}
+
+// mined tells Metrics of an anchor just seen mined.
+func (l *Log) mined(ctx context.Context, a AnchorRecord) {
+	var gas uint64
+	if gm, ok := l.chain.(gasMeter); ok {
+		g, err := gm.GasUsed(ctx, [32]byte(a.TxHash))
+		if err != nil {
+			l.logger.WarnContext(ctx, "gas used by anchor unknown", slog.Uint64("seq", a.Seq), slog.Any("err", err))
+		}
+		gas = g
+	}
+	l.cfg.Metrics.Mined(gas)
+}
+
+// LastAnchor returns the newest anchor the Store holds, whichever process
+// sent it, or ErrNotFound.
+func (l *Log) LastAnchor(ctx context.Context) (AnchorRecord, error) {
+	return l.store.LastAnchor(ctx)
 }
 
 // anchor returns what the contract records for a.

@@ -44,6 +44,8 @@ type restConfig struct {
 	clients  *ClientRegistry // nil: no client admin API
 	cors     []string
 	log      *slog.Logger
+	openapi  []byte       // the merged OpenAPI document, served at /openapi.json
+	metrics  http.Handler // nil: no /metrics
 }
 
 // restHandler builds the REST API: grpc-gateway over conn, behind the
@@ -95,6 +97,13 @@ func restHandler(ctx context.Context, conn *grpc.ClientConn, rc restConfig) (htt
 		}
 		_ = json.NewEncoder(w).Encode(status)
 	})
+	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(rc.openapi)
+	})
+	if rc.metrics != nil {
+		mux.Handle("GET /metrics", rc.metrics)
+	}
 	if rc.tokens != nil {
 		// SMART Backend Services: discovery at the server root and at the
 		// FHIR base, as the specification asks, and the token endpoint.
@@ -110,6 +119,12 @@ func restHandler(ctx context.Context, conn *grpc.ClientConn, rc restConfig) (htt
 	})
 	maxHeader := rc.limits.MaxHeaderBytes
 	return cors(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Every answer names its request, refusals included; the
+		// checked id travels on to the gRPC side as metadata.
+		id := requestID(r.Header.Get("X-Request-Id"))
+		r.Header.Set("X-Request-Id", id)
+		w.Header().Set("X-Request-Id", id)
+		r = r.WithContext(withRequestID(r.Context(), id))
 		if maxHeader > 0 && headerBytes(r) > maxHeader {
 			w.Header().Set("Connection", "close")
 			writeOutcome(w, http.StatusRequestHeaderFieldsTooLarge, outcomeJSON(issue{Severity: "error", Code: "too-long",
@@ -245,6 +260,7 @@ func hasBody(r *http.Request) bool {
 // straight to it); this layer's job is that nobody without a valid token
 // makes the gateway read, or hold, a body.
 type admission struct {
+	log      *slog.Logger
 	verifier tokenVerifier
 	maxBody  int64
 	clients  *clientLimits // by client id
@@ -254,6 +270,7 @@ type admission struct {
 
 func newAdmission(rc restConfig) *admission {
 	return &admission{
+		log:      rc.log,
 		verifier: rc.verifier,
 		maxBody:  rc.maxBody,
 		clients:  newClientLimits(rc.limits, maxTrackedClients, true),
@@ -269,6 +286,8 @@ func (a *admission) middleware(next runtime.HandlerFunc) runtime.HandlerFunc {
 		if isPublicRoute(r) {
 			leave, fe = a.ips.enter(remoteIP(r))
 		} else if p, err := authenticate(r.Context(), a.verifier, r.Header.Get("Authorization")); err != nil {
+			// The reason only: never the token or its claims.
+			a.log.WarnContext(r.Context(), "token refused", slog.String("reason", err.Error()))
 			// Refused without reading the body. Floods of refusals are
 			// bounded per remote IP, before the answer is rendered.
 			if leave, fe = a.ips.enter(remoteIP(r)); fe == nil {
@@ -460,7 +479,8 @@ func (m rawBody) NewDecoder(r io.Reader) runtime.Decoder {
 // their lower-case names; grpc-gateway forwards Authorization itself.
 func incomingHeader(key string) (string, bool) {
 	switch k := strings.ToLower(key); k {
-	case "if-none-exist", "if-match", "if-none-match", "prefer", "idempotency-key", "x-request-id", purposeHeader:
+	case "if-none-exist", "if-match", "if-none-match", "prefer", "idempotency-key", "x-request-id", purposeHeader,
+		"traceparent", "tracestate": // W3C trace context, for Deps.Tracing
 		return k, true
 	}
 	return runtime.DefaultHeaderMatcher(key)

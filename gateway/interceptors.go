@@ -8,10 +8,12 @@ import (
 	"net/http"
 	"regexp"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
@@ -60,9 +62,19 @@ var publicMethods = map[string]bool{
 // token is checked), as the REST layer admits REST calls before it reads
 // a body; REST calls arrive over the in-process connection and are not
 // counted twice.
-func interceptor(v tokenVerifier, log *slog.Logger, timeout time.Duration, direct *grpcLimits) grpc.UnaryServerInterceptor {
+func interceptor(v tokenVerifier, log *slog.Logger, timeout time.Duration, direct *grpcLimits, m *Metrics) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 		start := time.Now()
+		// The REST layer has checked (or made) the id of a REST call; a
+		// gRPC client's is checked here, and echoed in the response header.
+		id := requestID(header(ctx, requestIDHeader))
+		ctx = withRequestID(ctx, id)
+		_ = grpc.SetHeader(ctx, metadata.Pairs(requestIDHeader, id))
+		var tally *ingestTally
+		if m != nil {
+			tally = &ingestTally{types: map[string]int{}}
+			ctx = context.WithValue(ctx, ingestKey{}, tally)
+		}
 		if timeout > 0 {
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithTimeout(ctx, timeout)
@@ -80,11 +92,18 @@ func interceptor(v tokenVerifier, log *slog.Logger, timeout time.Duration, direc
 			if code == codes.Internal || code == codes.Unknown {
 				level = slog.LevelError
 			}
+			took := time.Since(start)
 			log.LogAttrs(ctx, level, "rpc",
 				slog.String("method", info.FullMethod),
 				slog.String("code", code.String()),
 				slog.String("client", client),
-				slog.Duration("took", time.Since(start)))
+				slog.Duration("took", took))
+			if m != nil {
+				m.request(info.FullMethod, code.String(), took)
+				if err == nil {
+					m.stored(tally.types)
+				}
+			}
 		}()
 		// Direct gRPC calls are admitted like REST ones: by client id once
 		// the token checks out; by peer IP for public methods and refused
@@ -105,6 +124,9 @@ func interceptor(v tokenVerifier, log *slog.Logger, timeout time.Duration, direc
 		if !publicMethods[info.FullMethod] {
 			p, err := authenticate(ctx, v, header(ctx, "authorization"))
 			if err != nil {
+				// The reason only: the auth package's reasons are fixed
+				// phrases, never a token or its claims.
+				log.WarnContext(ctx, "token refused", slog.String("method", info.FullMethod), slog.String("reason", err.Error()))
 				if viaGRPC {
 					if fe := byIP(); fe != nil {
 						return nil, toStatus(ctx, fe)
@@ -133,6 +155,40 @@ func interceptor(v tokenVerifier, log *slog.Logger, timeout time.Duration, direc
 		resp, err = handler(ctx, req)
 		return resp, toStatus(ctx, err)
 	}
+}
+
+// ingestTally counts the versions a call stores, by type, for
+// Metrics.stored; the interceptor puts one in a call's context.
+type ingestTally struct {
+	mu    sync.Mutex
+	types map[string]int
+}
+
+type ingestKey struct{}
+
+// tallyFrom returns the call's tally, or nil.
+func tallyFrom(ctx context.Context) *ingestTally {
+	t, _ := ctx.Value(ingestKey{}).(*ingestTally)
+	return t
+}
+
+// reset forgets what an attempt stored: a vault transaction may run again.
+func (t *ingestTally) reset() {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	clear(t.types)
+	t.mu.Unlock()
+}
+
+func (t *ingestTally) add(typ string) {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	t.types[typ]++
+	t.mu.Unlock()
 }
 
 // authenticate verifies the bearer token of an Authorization header and

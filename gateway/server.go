@@ -10,6 +10,9 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -61,6 +64,12 @@ type Config struct {
 	// CORSOrigins are the origins browsers may call the API from ("*":
 	// any); empty allows none.
 	CORSOrigins []string
+	// HideMetrics leaves GET /metrics out of the REST listener (the
+	// metrics are kept all the same). It is served without a token: its
+	// labels are fixed words, never ids or PHI, and Prometheus scrapers
+	// rarely carry bearer tokens; hide it where the REST listener faces
+	// clients that should not see request rates and the vault's size.
+	HideMetrics bool
 }
 
 // ResearchConfig configures the research copy and cohort queries.
@@ -113,6 +122,15 @@ type Deps struct {
 	Tokens *auth.TokenServer
 	// Clients, when set, serves the client admin API (/v1/clients).
 	Clients *ClientRegistry
+	// Metrics are the metrics the gateway counts in and serves on
+	// /metrics; nil makes new ones (the anchor log's then go uncounted:
+	// pass the same Metrics to anchor.Config.Metrics).
+	Metrics *Metrics
+	// Tracing, if set, gets a span per gRPC call (REST calls included: they
+	// are gRPC calls in process), named by method, continuing the caller's
+	// W3C trace context (traceparent). Spans carry the method, the code and
+	// the status message clients get, never bodies or metadata. Nil: none.
+	Tracing trace.TracerProvider
 }
 
 // Server serves the FHIR API over gRPC and REST.
@@ -148,6 +166,11 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	log = withRequestIDs(log)
+	metrics := deps.Metrics
+	if metrics == nil {
+		metrics = NewMetrics()
+	}
 	parser, err := fhir.NewParser()
 	if err != nil {
 		return nil, err
@@ -163,7 +186,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	}
 	var policies *policyService
 	if !cfg.WithoutPolicy {
-		svc.access = access.New(access.Config{Vault: deps.Vault, Log: log, Now: time.Now})
+		svc.access = access.New(access.Config{Vault: deps.Vault, Log: log, Now: time.Now, Metrics: metrics})
 		svc.writer.access = svc.access
 		if policies, err = newPolicyService(ctx, deps.Vault, svc.access, log, time.Now, cfg.PolicyTimeout); err != nil {
 			return nil, err
@@ -176,7 +199,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 			Vault: deps.Vault, Access: svc.access, Log: log, Now: time.Now,
 			Profile: cfg.Research.Profile, Privacy: cfg.Research.Privacy,
 			ExportDir: cfg.Research.ExportDir, ExportTTL: cfg.Research.ExportTTL,
-			Stage: exportStage,
+			Stage: exportStage, Metrics: metrics,
 		})
 		if err != nil {
 			return nil, err
@@ -186,11 +209,16 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	}
 	msgLimit := int(cfg.MaxBodyBytes) + 1<<20 // the body plus the request's own framing
 	s := &Server{cfg: cfg, log: log, research: res, exports: exp}
-	s.grpc = grpc.NewServer(
+	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(msgLimit),
-		grpc.MaxSendMsgSize(1<<30),
-		grpc.UnaryInterceptor(interceptor(deps.Verifier, log, cfg.Limits.RequestTimeout, newGRPCLimits(cfg.Limits))),
-	)
+		grpc.MaxSendMsgSize(1 << 30),
+		grpc.UnaryInterceptor(interceptor(deps.Verifier, log, cfg.Limits.RequestTimeout, newGRPCLimits(cfg.Limits), metrics)),
+	}
+	if deps.Tracing != nil {
+		opts = append(opts, grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(deps.Tracing),
+			otelgrpc.WithPropagators(propagation.TraceContext{}))))
+	}
+	s.grpc = grpc.NewServer(opts...)
 	fhiranchorv1.RegisterFHIRServiceServer(s.grpc, svc)
 	names := &refNames{vault: deps.Vault}
 	fhiranchorv1.RegisterLogServiceServer(s.grpc, &logService{log: deps.Log, vault: deps.Vault, access: svc.access, names: names,
@@ -206,6 +234,24 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 			// Export file URLs, like Location headers, use the configured
 			// public base when there is one, not the request's Host.
 			base: strings.TrimSuffix(strings.TrimSuffix(cfg.BaseURL, "/"), "/fhir/r4")})
+	}
+
+	metrics.methods = map[string]bool{}
+	for name, info := range s.grpc.GetServiceInfo() {
+		for _, m := range info.Methods {
+			metrics.methods["/"+name+"/"+m.Name] = true
+		}
+	}
+	var index func() (int, int)
+	if res != nil {
+		index = func() (int, int) { st := res.IndexStats(); return st.Patients, st.Resources }
+	}
+	if err := metrics.reg.Register(newSizes(deps.Vault.Store(), deps.Log, index, log)); err != nil {
+		return nil, fmt.Errorf("register metrics: %w", err)
+	}
+	openapi, err := openAPIDocument()
+	if err != nil {
+		return nil, err
 	}
 
 	// REST reaches the gRPC server through an in-memory connection, so every
@@ -228,8 +274,12 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		anchoring := deps.Anchoring == nil || deps.Anchoring()
 		return map[string]any{"status": "ready", "vault": stats, "anchoring": anchoring}, nil
 	}
-	s.restRoot, err = restHandler(ctx, s.conn, restConfig{maxBody: cfg.MaxBodyBytes, limits: cfg.Limits, verifier: deps.Verifier, ready: ready,
-		tokens: deps.Tokens, tokenURL: tokenEndpoint(tokenURL), clients: deps.Clients, cors: cfg.CORSOrigins, log: log})
+	rc := restConfig{maxBody: cfg.MaxBodyBytes, limits: cfg.Limits, verifier: deps.Verifier, ready: ready,
+		tokens: deps.Tokens, tokenURL: tokenEndpoint(tokenURL), clients: deps.Clients, cors: cfg.CORSOrigins, log: log, openapi: openapi}
+	if !cfg.HideMetrics {
+		rc.metrics = metrics.Handler()
+	}
+	s.restRoot, err = restHandler(ctx, s.conn, rc)
 	if err != nil {
 		return nil, err
 	}
@@ -302,11 +352,13 @@ func (s *Server) Run(ctx context.Context) error {
 	s.log.InfoContext(ctx, "serving", slog.String("rest", s.HTTPAddr()), slog.String("grpc", s.GRPCAddr()))
 	g.Go(func() error {
 		<-ctx.Done()
+		s.log.Info("shutting down: draining requests", slog.Duration("grace", 20*time.Second))
 		shutdown, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		err := s.http.Shutdown(shutdown)
 		s.conn.Close()
 		s.grpc.GracefulStop()
+		s.log.Info("stopped serving")
 		return err
 	})
 	err := g.Wait()

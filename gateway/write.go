@@ -232,6 +232,7 @@ func (w *writer) apply(ctx context.Context, tx *vault.SealedTx, ops []*op, atomi
 
 func (w *writer) applyOps(ctx context.Context, tx *vault.SealedTx, ops []*op, atomic bool) (*fhirError, error) {
 	now := access.Now(w.now)
+	tallyFrom(ctx).reset()
 	fail := func(o *op, err error) error {
 		var fe *fhirError
 		if !errors.As(err, &fe) {
@@ -590,6 +591,9 @@ func (w *writer) put(ctx context.Context, tx *vault.SealedTx, o *op) error {
 		if err := access.RecordConsentEvents(ctx, tx, clientOf(ctx), o.prevConsent, next, o.location(), v.Commitment, v.LastUpdated); err != nil {
 			return err
 		}
+	}
+	if !v.Deleted {
+		tallyFrom(ctx).add(o.typ)
 	}
 	o.body = v.Body
 	return nil

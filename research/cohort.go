@@ -159,6 +159,9 @@ func (s *Service) query(ctx context.Context, caller access.Caller, data []byte, 
 		if err != nil {
 			return Answer{}, err
 		}
+		if s.metrics != nil {
+			s.metrics.Queried(false, 0)
+		}
 		return Answer{}, failure(http.StatusTooManyRequests, "throttled", "",
 			"this query is too close to "+strconv.Itoa(n)+" earlier ones within the repeat window (decision "+strconv.FormatUint(idx, 10)+")")
 	}
@@ -199,7 +202,25 @@ func (s *Service) query(ctx context.Context, caller access.Caller, data []byte, 
 	if err != nil {
 		return Answer{}, err
 	}
+	if s.metrics != nil {
+		s.metrics.Queried(true, suppressedCounts(res))
+	}
 	return Answer{Result: released, Decision: idx, Released: rec.Released, PolicyVersion: rec.PolicyVersion}, nil
+}
+
+// suppressedCounts counts the suppressed counts of an answer: its total
+// and its cells.
+func suppressedCounts(a cohort.Answer) int {
+	n := 0
+	if a.Total.Suppressed {
+		n++
+	}
+	for _, c := range a.Cells {
+		if c.Suppressed {
+			n++
+		}
+	}
+	return n
 }
 
 // addRecord records a research decision made at at in its own transaction.

@@ -55,6 +55,19 @@ type Config struct {
 	// ("selected", "files", "holds"), so that a test can erase a patient at
 	// a chosen moment. It runs on the build's goroutine.
 	Stage func(stage string)
+	// Metrics, if set, is told of every cohort query answered or refused.
+	Metrics Metrics
+}
+
+// Metrics receives counts of the cohort service's work for an operator's
+// metrics. Its methods MUST return quickly and MUST be safe for concurrent
+// use.
+type Metrics interface {
+	// Queried is called once per cohort query decided: released says
+	// whether an answer was released (false: the repeat limit refused
+	// it), suppressed how many of its counts (the total and the cells)
+	// were suppressed.
+	Queried(released bool, suppressed int)
 }
 
 // Service serves cohort questions from the index of research copies, and
@@ -70,6 +83,7 @@ type Service struct {
 	criteria criteriaSeal
 	log      *slog.Logger
 	now      func() time.Time
+	metrics  Metrics // nil: none
 
 	// feed serializes catchUp; after is the Seq of the last version indexed
 	// and erasedAfter that of the last erasure leaf applied.
@@ -129,7 +143,7 @@ func New(cfg Config) (*Service, error) {
 		return nil, err
 	}
 	s := &Service{
-		vault: v, access: cfg.Access, index: cohort.NewIndex(), privacy: p, log: log, now: now,
+		vault: v, access: cfg.Access, index: cohort.NewIndex(), privacy: p, log: log, now: now, metrics: cfg.Metrics,
 		deid: &Deidentifier{engine: engine, profile: profile.Name, log: log}, criteria: criteria,
 	}
 	dir := cfg.ExportDir
@@ -156,6 +170,9 @@ func (s *Service) Exports() *Exports { return s.exports }
 // Skipped returns how many research copies were left out of the index
 // because they did not open or decode.
 func (s *Service) Skipped() int64 { return s.skipped.Load() }
+
+// IndexStats returns what the cohort index holds now.
+func (s *Service) IndexStats() cohort.Stats { return s.index.Stats() }
 
 // catchUpBatch is how many versions catchUp reads per query to the vault.
 const catchUpBatch = 512

@@ -17,9 +17,21 @@ import (
 // vault's leaves against the log's checkpoints. It needs the master key (the
 // vault owner's), reports by table, leaf index and opaque reference only,
 // and fails (exit status 1) on any finding.
+const auditUsage = `usage: fhiranchor audit [--config FILE] [--data DIR] [--json]
+
+Re-derives every stored version's commitment and checks the vault against
+the log; reports by opaque reference only and exits 1 on any finding.
+
+example:
+  fhiranchor audit --data ./data --json > audit.json
+
+flags:
+`
+
 func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	usageWith(fs, stderr, auditUsage)
 	load := configFlags(fs)
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	if err := fs.Parse(args); err != nil {

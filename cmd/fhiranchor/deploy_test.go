@@ -969,8 +969,13 @@ func TestDeployOperationsDoc(t *testing.T) {
 			src = append(src, b...)
 		}
 	}
+	var c config
+	keyVars := map[string]bool{}
+	for k := range envKeys(&c) {
+		keyVars[envName(k)] = true // read by applyEnv
+	}
 	for _, v := range regexp.MustCompile(`FHIRANCHOR_[A-Z0-9_]*[A-Z0-9]`).FindAllString(doc, -1) {
-		if !bytes.Contains(src, []byte(`getenv("`+v+`")`)) {
+		if !bytes.Contains(src, []byte(`getenv("`+v+`")`)) && !keyVars[v] {
 			t.Errorf("docs/operations.md names %s, which cmd/fhiranchor does not read", v)
 		}
 	}

@@ -20,6 +20,9 @@ key (secret) to FILE, created with mode 0600 and never overwritten, for
 anchor.signing_key_file or FHIRANCHOR_LOG_SIGNING_KEY, and prints the
 verifier key (public) to publish and to pass to 'fhiranchor verify --log-key'.
 
+example:
+  fhiranchor log-key --out /etc/fhiranchor/log-signing.key --origin fhir.example.org/log
+
 flags:
 `
 

@@ -8,6 +8,7 @@
 //	fhiranchor audit   check the vault against its commitments and the log
 //	fhiranchor reindex rebuild the blind index from the vault's content
 //	fhiranchor policy  administer consent policies, dry-run decisions, read the decision log
+//	fhiranchor version print the version (also --version)
 package main
 
 import (
@@ -48,8 +49,9 @@ commands:
           the vault's content, after an upgrade or an audit finding about it
   policy  list, test, push, activate and roll back consent policies; dry-run a
           decision; list the decision log (REST API of a running gateway)
+  version print the version (also: fhiranchor --version)
 
-run 'fhiranchor <command> -h' for a command's flags
+run 'fhiranchor <command> -h' for a command's flags and an example
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
@@ -74,6 +76,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return runLogKey(ctx, args[1:], stdout, stderr, getenv)
 	case "policy":
 		return runPolicy(ctx, args[1:], stdout, stderr, getenv)
+	case "version", "--version", "-version":
+		return runVersion(stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -76,27 +76,28 @@ type policyAction func(ctx context.Context, c *apiClient, args []string, stdout 
 // action that reads them.
 type policySubcommand struct {
 	synopsis string
-	nargs    int // positional arguments it takes, exactly
+	example  string // one command line, shown by -h
+	nargs    int    // positional arguments it takes, exactly
 	setup    func(fset *flag.FlagSet) policyAction
 }
 
 var policySubcommands = map[string]policySubcommand{
-	"list": {synopsis: "list", setup: func(*flag.FlagSet) policyAction {
+	"list": {synopsis: "list", example: "fhiranchor policy list --server http://127.0.0.1:8080", setup: func(*flag.FlagSet) policyAction {
 		return policyList
 	}},
-	"get": {synopsis: "get VERSION [--out DIR]", nargs: 1, setup: func(fset *flag.FlagSet) policyAction {
+	"get": {synopsis: "get VERSION [--out DIR]", example: "fhiranchor policy get 3 --out ./policy-v3", nargs: 1, setup: func(fset *flag.FlagSet) policyAction {
 		out := fset.String("out", "", "write the files into this new or empty `dir`ectory instead of printing them")
 		return func(ctx context.Context, c *apiClient, args []string, stdout io.Writer) error {
 			return policyGet(ctx, c, args[0], *out, stdout)
 		}
 	}},
-	"test": {synopsis: "test DIR", nargs: 1, setup: func(*flag.FlagSet) policyAction {
+	"test": {synopsis: "test DIR", example: "fhiranchor policy test ./policy/rego", nargs: 1, setup: func(*flag.FlagSet) policyAction {
 		return policyTest
 	}},
-	"push": {synopsis: "push DIR", nargs: 1, setup: func(*flag.FlagSet) policyAction {
+	"push": {synopsis: "push DIR", example: "fhiranchor policy push ./policy/rego", nargs: 1, setup: func(*flag.FlagSet) policyAction {
 		return policyPush
 	}},
-	"activate": {synopsis: "activate VERSION", nargs: 1, setup: func(*flag.FlagSet) policyAction {
+	"activate": {synopsis: "activate VERSION", example: "fhiranchor policy activate 3", nargs: 1, setup: func(*flag.FlagSet) policyAction {
 		return func(ctx context.Context, c *apiClient, args []string, stdout io.Writer) error {
 			version, err := parseVersion(args[0])
 			if err != nil {
@@ -105,16 +106,16 @@ var policySubcommands = map[string]policySubcommand{
 			return policyActivate(ctx, c, "/v1/policies/"+strconv.FormatInt(version, 10)+":activate", stdout)
 		}
 	}},
-	"rollback": {synopsis: "rollback", setup: func(*flag.FlagSet) policyAction {
+	"rollback": {synopsis: "rollback", example: "fhiranchor policy rollback", setup: func(*flag.FlagSet) policyAction {
 		return func(ctx context.Context, c *apiClient, _ []string, stdout io.Writer) error {
 			return policyActivate(ctx, c, "/v1/policies:rollback", stdout)
 		}
 	}},
-	"history": {synopsis: "history", setup: func(*flag.FlagSet) policyAction {
+	"history": {synopsis: "history", example: "fhiranchor policy history", setup: func(*flag.FlagSet) policyAction {
 		return policyHistory
 	}},
-	"evaluate": {synopsis: "evaluate [flags]", setup: evaluateFlags},
-	"decisions": {synopsis: "decisions [--patient P] [--client C] [--limit N]", setup: func(fset *flag.FlagSet) policyAction {
+	"evaluate": {synopsis: "evaluate [flags]", example: "fhiranchor policy evaluate --patient Patient/p1 --purpose HRESCH --action research-query", setup: evaluateFlags},
+	"decisions": {synopsis: "decisions [--patient P] [--client C] [--limit N]", example: "fhiranchor policy decisions --patient Patient/p1 --limit 20", setup: func(fset *flag.FlagSet) policyAction {
 		patient := fset.String("patient", "", "only decisions about this patient (`Patient/<id>` or <id>)")
 		client := fset.String("client", "", "only decisions for this client `id`")
 		limit := fset.Int("limit", 50, "at most `N` decisions, newest first")
@@ -146,7 +147,7 @@ func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	fset := flag.NewFlagSet("policy "+name, flag.ContinueOnError)
 	fset.SetOutput(stderr)
 	fset.Usage = func() {
-		fmt.Fprintf(stderr, "usage: fhiranchor policy %s\n\nflags:\n", sub.synopsis)
+		fmt.Fprintf(stderr, "usage: fhiranchor policy %s\n\nexample:\n  %s\n\nflags:\n", sub.synopsis, sub.example)
 		fset.PrintDefaults()
 	}
 	server := fset.String("server", defaultAPIServer, "base `URL` of the gateway's REST API")

@@ -46,6 +46,9 @@ as long as the server's Retry-After, for up to --retry-for.
 Token: --token, else $FHIRANCHOR_TOKEN, else a short-lived dev token signed by
 <data>/dev-signing-key.pem if it exists (as 'fhiranchor serve' creates it).
 
+example:
+  fhiranchor push --server http://127.0.0.1:8080/fhir/r4 ./synthea/output/fhir/
+
 flags:
 `
 

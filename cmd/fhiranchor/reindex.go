@@ -16,9 +16,21 @@ import (
 // that are not live are dropped. Run it after an upgrade that changes what a
 // version is found by (search keys), or after an audit reported the index.
 // It needs the master key and may run while the gateway serves.
+const reindexUsage = `usage: fhiranchor reindex [--config FILE] [--data DIR] [--json]
+
+Rebuilds the blind index (search and conditional-interaction tokens) from
+the vault's content; safe while the gateway serves.
+
+example:
+  fhiranchor reindex --config deploy/config/production.yaml
+
+flags:
+`
+
 func runReindex(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	fs := flag.NewFlagSet("reindex", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	usageWith(fs, stderr, reindexUsage)
 	load := configFlags(fs)
 	asJSON := fs.Bool("json", false, "print the counts as JSON")
 	if err := fs.Parse(args); err != nil {

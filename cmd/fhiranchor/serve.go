@@ -128,6 +128,17 @@ type config struct {
 		Level  string `yaml:"level"`  // debug, info (default), warn, error
 		Format string `yaml:"format"` // text (default) or json
 	} `yaml:"log"`
+	Metrics struct {
+		// Hide leaves GET /metrics off the REST listener, where it is
+		// served without a token otherwise (its labels carry no ids or PHI).
+		Hide bool `yaml:"hide"`
+	} `yaml:"metrics"`
+	// Telemetry sends OpenTelemetry traces (a span per gRPC and REST call)
+	// to an OTLP/gRPC collector; off without an endpoint.
+	Telemetry struct {
+		OTLPEndpoint string `yaml:"otlp_endpoint"` // host:port of the collector; empty: no traces
+		OTLPInsecure bool   `yaml:"otlp_insecure"` // plaintext to the collector (a local agent); default TLS
+	} `yaml:"telemetry"`
 
 	masterKey     string // from FHIRANCHOR_MASTER_KEY, never from the file
 	databaseURL   string // from FHIRANCHOR_DATABASE_URL, else Database.URL
@@ -174,7 +185,9 @@ func (c *config) clients() (auth.StaticClients, error) {
 }
 
 // loadConfig reads the YAML file strictly (an unknown key is an error, not a
-// silent default) and applies defaults and secrets from the environment.
+// silent default), lets FHIRANCHOR_* environment variables override its
+// keys (see applyEnv; flags override both) and reads secrets from the
+// environment.
 func loadConfig(path string, getenv func(string) string) (*config, error) {
 	var c config
 	if path != "" {
@@ -188,6 +201,9 @@ func loadConfig(path string, getenv func(string) string) (*config, error) {
 		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("parse %s: %w", path, err)
 		}
+	}
+	if err := applyEnv(&c, getenv); err != nil {
+		return nil, err
 	}
 	c.masterKey = getenv("FHIRANCHOR_MASTER_KEY")
 	c.databaseURL = c.Database.URL
@@ -297,6 +313,7 @@ func (c *config) gateway() gateway.Config {
 	return gateway.Config{
 		HTTPAddr: c.HTTP, GRPCAddr: c.GRPC, BaseURL: c.BaseURL, MaxBodyBytes: c.MaxBodyBytes, Limits: c.limits(),
 		TokenURL: c.Auth.TokenURL, CORSOrigins: c.CORS.AllowedOrigins,
+		HideMetrics: c.Metrics.Hide,
 	}
 }
 
@@ -332,10 +349,33 @@ func configFlags(fs *flag.FlagSet) func(getenv func(string) string) (*config, er
 	}
 }
 
+const serveUsage = `usage: fhiranchor serve [--config FILE] [--data DIR] [--http ADDR] [--grpc ADDR]
+
+Runs the gateway: the FHIR R4 API under /fhir/r4 (REST) and gRPC, anchoring
+to a chain, until SIGINT or SIGTERM. Config keys come from --config, then
+FHIRANCHOR_<KEY> environment variables (the key upper-cased, dots as
+underscores: FHIRANCHOR_HTTP, FHIRANCHOR_ANCHOR_MAX_DELAY), then the flags.
+
+example:
+  fhiranchor serve --config deploy/config/production.yaml --http 0.0.0.0:8080
+
+flags:
+`
+
+// usageWith makes fs's -h print text (usage, what the command does, an
+// example), then the flags.
+func usageWith(fs *flag.FlagSet, stderr io.Writer, text string) {
+	fs.Usage = func() {
+		fmt.Fprint(stderr, text)
+		fs.PrintDefaults()
+	}
+}
+
 // runServe runs the gateway until ctx ends.
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	usageWith(fs, stderr, serveUsage)
 	load := configFlags(fs)
 	httpAddr := fs.String("http", "", "REST listen address (default 127.0.0.1:8080)")
 	grpcAddr := fs.String("grpc", "", "gRPC listen address (default 127.0.0.1:9090)")
@@ -416,9 +456,22 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err != nil {
 		return err
 	}
+	metrics := gateway.NewMetrics()
+	tp, stopTracing, err := tracing(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// The spans of the last requests, flushed after ctx ended.
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := stopTracing(sctx); err != nil {
+			log.Warn("telemetry: flushing spans", slog.Any("err", err))
+		}
+	}()
 	anchorLog, err := anchor.New(ctx, anchor.Config{
 		MaxLeaves: c.Anchor.MaxLeaves, MaxDelay: c.Anchor.MaxDelay, Confirmations: c.Anchor.Confirmations,
-		SigningKey: signingKey, Origin: c.Anchor.Origin,
+		SigningKey: signingKey, Origin: c.Anchor.Origin, Metrics: metrics,
 	}, d.logStore, gateway.LeafSource(d.vaultDB), chain, log)
 	if err != nil {
 		return fmt.Errorf("open log: %w", err)
@@ -436,7 +489,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return err
 	}
 	srv, err := gateway.New(ctx, gcfg, gateway.Deps{Vault: d.vault, Verifier: verifier, Log: anchorLog, Anchoring: d.anchoring, Logger: log,
-		Tokens: tokens, Clients: clients})
+		Tokens: tokens, Clients: clients, Metrics: metrics, Tracing: tp})
 	if err != nil {
 		return err
 	}
@@ -463,7 +516,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		}
 		return nil
 	})
-	return g.Wait()
+	err = g.Wait()
+	log.Info("fhiranchor stopped", slog.Bool("clean", err == nil))
+	return err
 }
 
 // openChain connects to the configured chain, or runs the in-process

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -19,6 +20,7 @@ import (
 	"github.com/fhiranchor/fhiranchor/anchor"
 	"github.com/fhiranchor/fhiranchor/cohort"
 	"github.com/fhiranchor/fhiranchor/internal/shareddata"
+	"github.com/fhiranchor/fhiranchor/internal/testonly"
 	"github.com/fhiranchor/fhiranchor/vault"
 )
 
@@ -297,5 +299,76 @@ func TestCheckpointKey(t *testing.T) {
 	c.Anchor.Origin = "two words"
 	if _, _, err := checkpointKey(c, sealed(1)); err == nil {
 		t.Error("anchor.origin with a space: nil error")
+	}
+}
+
+// TestServeOperatorDetails: serve logs why a token was refused (never the
+// token) and its shutdown; /openapi.json is public; /metrics is too, unless
+// FHIRANCHOR_METRICS_HIDE hides it.
+func TestServeOperatorDetails(t *testing.T) {
+	for _, hide := range []bool{false, true} {
+		dir := t.TempDir()
+		env := func(k string) string {
+			if k == "FHIRANCHOR_METRICS_HIDE" && hide {
+				return "true"
+			}
+			return ""
+		}
+		logs := &testonly.SyncBuffer{}
+		ctx, cancel := context.WithCancel(context.Background())
+		pr, pw := io.Pipe()
+		done := make(chan error, 1)
+		go func() {
+			done <- run(ctx, []string{"serve", "--data", dir, "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"}, pw, logs, env)
+			pw.Close()
+		}()
+		line, err := bufio.NewReader(pr).ReadString('\n')
+		if err != nil {
+			cancel()
+			t.Fatalf("serve printed no address: %v", err)
+		}
+		go io.Copy(io.Discard, pr)
+		base := regexp.MustCompile(`http://\S+/fhir/r4`).FindString(line)
+		root := strings.TrimSuffix(base, "/fhir/r4")
+		get := func(url string, header ...string) *http.Response {
+			req, _ := http.NewRequest(http.MethodGet, url, nil)
+			for i := 0; i+1 < len(header); i += 2 {
+				req.Header.Set(header[i], header[i+1])
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			return resp
+		}
+		const badToken = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJtYWxsb3J5In0.c2lnbmF0dXJl"
+		if r := get(base+"/Patient/p1", "Authorization", "Bearer "+badToken); r.StatusCode != http.StatusUnauthorized {
+			t.Errorf("bad token: %d", r.StatusCode)
+		}
+		if r := get(root + "/openapi.json"); r.StatusCode != http.StatusOK {
+			t.Errorf("/openapi.json: %d", r.StatusCode)
+		}
+		want := http.StatusOK
+		if hide {
+			want = http.StatusNotFound
+		}
+		if r := get(root + "/metrics"); r.StatusCode != want {
+			t.Errorf("hide %v: /metrics %d, want %d", hide, r.StatusCode, want)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("serve: %v", err)
+		}
+		out := string(logs.Bytes())
+		for _, want := range []string{`msg="token refused"`, "reason=", `msg="shutting down: draining requests"`, `msg="stopped serving"`, `msg="fhiranchor stopped"`} {
+			if !strings.Contains(out, want) {
+				t.Errorf("the log lacks %s:\n%s", want, out)
+			}
+		}
+		if strings.Contains(out, badToken) || strings.Contains(out, "mallory") {
+			t.Error("the log quotes the refused token")
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -18,17 +19,20 @@ const tokenUsage = `usage: fhiranchor token [flags]
 
 Prints a bearer token signed by the data directory's development key
 (<data>/dev-signing-key.pem, created if missing, as 'fhiranchor serve' does),
-for curl and other clients of a local gateway:
+for curl and other clients of a local gateway. The data directory must
+exist: a token signed by a key no gateway trusts would only fail later.
 
-  export FHIRANCHOR_TOKEN=$(fhiranchor token)
+example:
+  export FHIRANCHOR_TOKEN=$(fhiranchor token --data ./data)
   curl -H "Authorization: Bearer $FHIRANCHOR_TOKEN" http://127.0.0.1:8080/fhir/r4/metadata
 
 flags:
 `
 
-// runToken implements 'fhiranchor token'. It creates the dev key when missing
-// so that 'token' works before the first 'serve'; the server then picks up the
-// same key from the same data directory.
+// runToken implements 'fhiranchor token'. It creates the dev key when the
+// data directory has none, as 'serve' would; a data directory that does not
+// exist is an error (a mistyped --data, or the wrong working directory),
+// not a fresh key no gateway trusts.
 func runToken(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	fset := flag.NewFlagSet("token", flag.ContinueOnError)
 	fset.SetOutput(stderr)
@@ -68,6 +72,9 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return errors.New("token: --fhir-user is not a FHIR reference such as Practitioner/p1")
 	case *org != "" && !fhir.ValidLiteralReference(*org):
 		return errors.New("token: --organization is not a FHIR reference such as Organization/o1")
+	}
+	if fi, err := os.Stat(*dataDir); err != nil || !fi.IsDir() {
+		return fmt.Errorf("token: no data directory %s: run 'fhiranchor serve --data %s' first, or pass the gateway's --data", *dataDir, *dataDir)
 	}
 	key, err := auth.LoadOrCreateDevKey(*dataDir)
 	if err != nil {

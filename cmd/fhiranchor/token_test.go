@@ -11,8 +11,19 @@ import (
 )
 
 func TestTokenMintsVerifiableToken(t *testing.T) {
-	dir := t.TempDir() + "/data" // missing: token creates it, as serve would
+	dir := t.TempDir() + "/data"
 	var stdout, stderr bytes.Buffer
+	// A data dir that does not exist is a mistake: no new key for it.
+	err := runToken(t.Context(), []string{"--data", dir}, &stdout, &stderr, func(string) string { return "" })
+	if err == nil || !strings.Contains(err.Error(), "no data directory") {
+		t.Fatalf("token without a data dir: %v", err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("token created the data dir: %v", err)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil { // as serve makes it
+		t.Fatal(err)
+	}
 	args := []string{"--data", dir, "--scope", "system/Patient.read  system/Observation.rs", "--client", "ehr-1", "--ttl", "10m", "--aud", "https://gw.example/fhir/r4", "--iss", "dev"}
 	if err := runToken(t.Context(), args, &stdout, &stderr, func(string) string { return "" }); err != nil {
 		t.Fatalf("token: %v\n%s", err, stderr.String())

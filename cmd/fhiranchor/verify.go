@@ -30,9 +30,22 @@ import (
 // contract holds at its sequence number, with enough confirmations. It
 // prints one line per check and a clear VERIFIED or FAILED; any failure is
 // a non-zero exit.
+const verifyUsage = `usage: fhiranchor verify RECEIPT [--log-key KEY|FILE]... [--evidence FILE | --resource FILE --salt HEX] [--rpc URL] [--confirmations N]
+
+Checks a receipt: its inclusion proof offline, its signed checkpoint, the
+content it commits to, and its anchor on chain.
+
+example:
+  curl -sH "Authorization: Bearer $FHIRANCHOR_TOKEN" http://127.0.0.1:8080/v1/receipts/Patient/p1/_history/1 > receipt.json
+  fhiranchor verify receipt.json --log-key log-key.txt --rpc http://127.0.0.1:8545
+
+flags:
+`
+
 func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer, _ func(string) string) error {
 	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	usageWith(fs, stderr, verifyUsage)
 	evidencePath := fs.String("evidence", "", "evidence file: from GET /v1/evidence/... ({\"resource\", \"salt\"}), or one entry of GET /v1/decisions ({\"record\", \"salt\"}, e.g. GET /v1/decisions/N)")
 	resourcePath := fs.String("resource", "", "the resource version as JSON (any layout), with --salt")
 	saltHex := fs.String("salt", "", "the version's salt, hex (with --resource)")

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/fhiranchor/fhiranchor/anchor"
 	"github.com/fhiranchor/fhiranchor/anchor/eth"
 	anchorpg "github.com/fhiranchor/fhiranchor/anchor/postgres"
@@ -60,6 +62,8 @@ type Options struct {
 	SMART *SMARTOptions
 	// CORSOrigins are the origins browsers may call from.
 	CORSOrigins []string
+	// Tracing, if set, traces every call (gateway.Deps.Tracing).
+	Tracing trace.TracerProvider
 }
 
 // SMARTOptions configure SMART Backend Services in a test gateway.
@@ -79,7 +83,8 @@ type Gateway struct {
 	Log      *anchor.Log
 	Chain    *eth.Chain
 	Server   *gateway.Server
-	Logs     *SyncBuffer // everything the gateway logged
+	Metrics  *gateway.Metrics // served at Root+"/metrics"
+	Logs     *SyncBuffer      // everything the gateway logged
 	Client   *http.Client
 	key      *ecdsa.PrivateKey
 	opt      Options
@@ -161,6 +166,8 @@ func (g *Gateway) start(t testing.TB) {
 			t.Fatal(err)
 		}
 	}
+	g.Metrics = gateway.NewMetrics()
+	acfg.Metrics = g.Metrics
 	g.Log, err = anchor.New(ctx, acfg, logStore, gateway.LeafSource(store), g.Chain, log)
 	if err != nil {
 		t.Fatal(err)
@@ -175,7 +182,8 @@ func (g *Gateway) start(t testing.TB) {
 	if limits.MaxConcurrentPerClient == 0 {
 		limits.MaxConcurrentPerClient = -1
 	}
-	deps := gateway.Deps{Vault: g.Vault, Verifier: auth.NewVerifier(auth.DevKeySet(g.key), auth.Config{}), Log: g.Log, Logger: log}
+	deps := gateway.Deps{Vault: g.Vault, Verifier: auth.NewVerifier(auth.DevKeySet(g.key), auth.Config{}), Log: g.Log, Logger: log,
+		Metrics: g.Metrics, Tracing: opt.Tracing}
 	tokenURL := ""
 	if opt.SMART != nil {
 		tokenURL = opt.SMART.TokenURL
