@@ -178,8 +178,9 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		grpc.MaxSendMsgSize(1<<30),
 		grpc.UnaryInterceptor(interceptor(deps.Verifier, log, cfg.Limits.RequestTimeout, newGRPCLimits(cfg.Limits))),
 	)
-	fhiranchorv1.RegisterFHIRServiceServer(s.grpc, svc)
 	names := &refNames{vault: deps.Vault}
+	svc.names = names
+	fhiranchorv1.RegisterFHIRServiceServer(s.grpc, svc)
 	fhiranchorv1.RegisterLogServiceServer(s.grpc, &logService{log: deps.Log, vault: deps.Vault, access: svc.access, names: names,
 		key: deps.Log.VerifierKey()})
 	fhiranchorv1.RegisterAdminServiceServer(s.grpc, &adminService{vault: deps.Vault, now: time.Now, exports: exp, log: log})

@@ -243,6 +243,14 @@ func (w *writer) applyOps(ctx context.Context, tx *vault.SealedTx, ops []*op, at
 		o.err = fe
 		return nil
 	}
+	// AuditEvent and Provenance are views of the log, never stored.
+	for _, o := range ops {
+		if o.err == nil && derivedTypes[o.typ] {
+			if err := fail(o, errDerivedWrite(o.typ)); err != nil {
+				return nil, err
+			}
+		}
+	}
 	// Resolve targets: which resource each op writes, and at which version.
 	seen := map[string]int{}
 	for _, method := range []string{"DELETE", "POST", "PUT"} {
@@ -488,7 +496,7 @@ func (w *writer) prepare(ctx context.Context, tx *vault.SealedTx, o *op, refs ma
 	commitment := anchor.Commit(anchor.LeafResourceVersion, salt, canonical)
 	o.pending = &vault.Version{
 		Type: o.typ, ID: o.id, Version: o.version, LastUpdated: now, Deleted: o.method == "DELETE",
-		Compartment: compartment, Body: canonical, Salt: salt, Commitment: commitment, Tokens: tokens,
+		Compartment: compartment, Body: canonical, Salt: salt, Commitment: commitment, Tokens: tokens, Client: clientOf(ctx),
 		Leaf: vault.Leaf{Type: uint8(anchor.LeafResourceVersion), Data: anchor.LeafData(anchor.LeafResourceVersion, commitment), Ref: o.location()},
 	}
 	o.deidRecord = nil
