@@ -37,8 +37,10 @@ type auditEventDoc struct {
 	Action         string
 	Recorded       string
 	Outcome        string
-	PurposeOfEvent []struct{ Coding []struct{ System, Code string } }
-	Agent          []struct {
+	PurposeOfEvent []struct {
+		Coding []struct{ System, Code string }
+	}
+	Agent []struct {
 		Who       refDoc
 		Requestor bool
 	}
@@ -68,8 +70,8 @@ func derivedPages(t *testing.T, g *testonly.Gateway, tok, path string) []json.Ra
 			t.Fatalf("GET %s: %d %s", path, r.Status, r.Body)
 		}
 		var b struct {
-			Type string
-			Link []struct{ Relation, URL string }
+			Type  string
+			Link  []struct{ Relation, URL string }
 			Entry []struct {
 				FullURL  string
 				Resource json.RawMessage

@@ -38,6 +38,7 @@ func capabilityStatement(baseURL string) ([]byte, error) {
 	}
 	type resource struct {
 		Type              string        `json:"type"`
+		Documentation     string        `json:"documentation,omitempty"`
 		Interaction       []interaction `json:"interaction"`
 		Versioning        string        `json:"versioning"`
 		ReadHistory       bool          `json:"readHistory"`
@@ -57,9 +58,42 @@ func capabilityStatement(baseURL string) ([]byte, error) {
 				continue
 			}
 			for _, target := range p.Targets {
+				if derivedTypes[t] {
+					continue // derived resources are never included
+				}
 				revIncludes[target] = append(revIncludes[target], t+":"+p.Code)
 			}
 		}
+	}
+	// AuditEvent and Provenance are views of the log (derived.go): read
+	// and search only.
+	derivedCapability := func(t string, params []searchParam) resource {
+		r := resource{Type: t, Interaction: []interaction{{"read"}, {"search-type"}}, Versioning: "no-version",
+			ConditionalDelete: "not-supported"}
+		switch t {
+		case "AuditEvent":
+			r.Documentation = "Derived from the anchored decision log (access and research decisions, consent events, policy " +
+				"activations, erasures), id = leaf index; auditors (fhiranchor/audit) see all, a patient " +
+				"(fhiranchor/patient.self) those about them. Never stored: writes are refused. Newest first; _count and next links."
+			for _, p := range params {
+				switch p.Name {
+				case "patient":
+					p.Documentation = "Patient/<id> or <id>: the records about that patient"
+				case "agent":
+					p.Documentation = "a client id (the agent's who.identifier), or a reference matched on agent.who"
+				}
+				r.SearchParam = append(r.SearchParam, p)
+			}
+		case "Provenance":
+			r.Documentation = "Derived from each stored version's log leaf, id = leaf index: target, recorded, activity, the " +
+				"writing client and the gateway, the commitment and receipt. Never stored: writes are refused. Search by target only."
+			for _, p := range params {
+				if p.Name == "target" {
+					r.SearchParam = append(r.SearchParam, p)
+				}
+			}
+		}
+		return r
 	}
 	var resources []resource
 	for _, t := range fhir.ResourceTypes() {
@@ -79,6 +113,9 @@ func capabilityStatement(baseURL string) ([]byte, error) {
 		}
 		if len(r.SearchInclude) > 0 {
 			r.SearchInclude = append(r.SearchInclude, "*")
+		}
+		if derivedTypes[t] {
+			r = derivedCapability(t, r.SearchParam)
 		}
 		if t == "Patient" {
 			r.Operation = []operation{{Name: "everything", Definition: "http://hl7.org/fhir/OperationDefinition/Patient-everything"}}
