@@ -25,6 +25,7 @@ test:
 test-clients:
 	clients/fhir-kit-client/run.sh
 	clients/fhir-validator/run.sh
+	clients/fhir-validator/audit.sh
 
 # Regenerate protobuf, gRPC, grpc-gateway and OpenAPI code, and the
 # AnchorRegistry contract's ABI, bytecode (npm solc, pinned) and abigen v2
