@@ -287,6 +287,16 @@ func TestAuditEventsAreTheDecisionLog(t *testing.T) {
 			if ev.Agent[0].Who.Identifier.Value != "good-health" || ev.Outcome != "4" {
 				t.Errorf("agent=good-health: %+v", ev)
 			}
+			// The Consent that decided, resolved for the auditor.
+			if !slices.ContainsFunc(ev.Entity, func(e struct {
+				What   refDoc
+				Role   struct{ Code string }
+				Detail []struct{ Type, ValueString string }
+			}) bool {
+				return e.What.Reference == "Consent/"+cid+"/_history/1" && e.What.Identifier.Value == g.RecordRef("Consent", cid)+"/_history/1"
+			}) {
+				t.Errorf("the withheld read's AuditEvent does not name the Consent: %+v", ev.Entity)
+			}
 		}
 		future := time.Now().Add(time.Hour).UTC().Format("2006-01-02T15:04:05Z")
 		if n := len(derivedPages(t, g, auditor, "/AuditEvent?date=gt"+url.QueryEscape(future))); n != 0 {
@@ -359,29 +369,51 @@ func TestAuditEventsAreTheDecisionLog(t *testing.T) {
 	})
 
 	t.Run("no forged AuditEvent", func(t *testing.T) {
-		forged := []byte(`{"resourceType":"AuditEvent","type":{"code":"rest"},"recorded":"2026-01-01T00:00:00Z",
-			"agent":[{"requestor":true,"who":{"display":"x"}}],"source":{"observer":{"display":"x"}}}`)
-		for _, req := range []struct{ method, path string }{{"POST", "/AuditEvent"}, {"PUT", "/AuditEvent/0"}} {
-			if r := g.Do(t, req.method, req.path, forged, ehr...); r.Status != http.StatusMethodNotAllowed {
-				t.Errorf("%s %s: %d %s", req.method, req.path, r.Status, r.Body)
+		forged := `{"resourceType":"AuditEvent",%s"type":{"code":"rest"},"recorded":"2026-01-01T00:00:00Z",
+			"agent":[{"requestor":true,"who":{"display":"x"}}],"source":{"observer":{"display":"x"}}}`
+		plain := []byte(strings.Replace(forged, "%s", "", 1))
+		withLeaf := []byte(strings.Replace(forged, "%s", `"extension":[{"url":"`+gateway.LogLeafExtension+`","extension":[{"url":"index","valueUnsignedInt":3}]}],`, 1))
+		withReceipt := []byte(strings.Replace(forged, "%s", `"extension":[{"url":"`+gateway.ReceiptExtension+`","valueUrl":"http://x/v1/receipts/leaves/3"}],`, 1))
+		for _, req := range []struct {
+			method, path string
+			body         []byte
+			want         int
+		}{
+			{"PUT", "/AuditEvent/0", plain, http.StatusMethodNotAllowed},
+			{"PUT", "/AuditEvent/123456", plain, http.StatusMethodNotAllowed},
+			{"DELETE", "/AuditEvent/0", nil, http.StatusMethodNotAllowed},
+			{"POST", "/AuditEvent", withLeaf, http.StatusUnprocessableEntity},
+			{"POST", "/AuditEvent", withReceipt, http.StatusUnprocessableEntity},
+			{"PUT", "/AuditEvent/mine", withLeaf, http.StatusUnprocessableEntity},
+		} {
+			if r := g.Do(t, req.method, req.path, req.body, ehr...); r.Status != req.want {
+				t.Errorf("%s %s: %d, want %d: %s", req.method, req.path, r.Status, req.want, r.Body)
 			}
 		}
 		txn, _ := json.Marshal(map[string]any{"resourceType": "Bundle", "type": "transaction", "entry": []any{
-			map[string]any{"resource": json.RawMessage(forged), "request": map[string]any{"method": "POST", "url": "AuditEvent"}}}})
+			map[string]any{"resource": json.RawMessage(plain), "request": map[string]any{"method": "PUT", "url": "AuditEvent/7"}}}})
 		if r := g.Do(t, http.MethodPost, "", txn, ehr...); r.Status != http.StatusMethodNotAllowed {
-			t.Errorf("transaction with an AuditEvent: %d %s", r.Status, r.Body)
+			t.Errorf("transaction storing AuditEvent/7: %d %s", r.Status, r.Body)
 		}
-		if r := g.Do(t, http.MethodDelete, "/AuditEvent/0", nil, ehr...); r.Status != http.StatusMethodNotAllowed {
-			t.Errorf("DELETE AuditEvent/0: %d", r.Status)
+		// A client's own AuditEvent is stored apart: read by its id, never
+		// searched with the log's.
+		stored := created(t, g, ehrTok, "AuditEvent", string(plain))
+		if isDigits(stored) {
+			t.Fatalf("a stored AuditEvent got the log's id %s", stored)
 		}
-		after := decodeAuditEvents(t, derivedPages(t, g, auditor, "/AuditEvent?agent=test-client&_count=1000"))
-		for id, ev := range after {
-			if ev.Recorded == "2026-01-01T00:00:00Z" {
-				t.Errorf("a forged AuditEvent is served as %s", id)
+		if r := g.Do(t, http.MethodGet, "/AuditEvent/"+stored, nil, ehr...); r.Status != http.StatusOK || !strings.Contains(string(r.Body), "2026-01-01T00:00:00") {
+			t.Errorf("GET stored AuditEvent: %d %s", r.Status, r.Body)
+		}
+		for id, ev := range decodeAuditEvents(t, derivedPages(t, g, auditor, "/AuditEvent?_count=1000")) {
+			if !isDigits(id) || strings.HasPrefix(ev.Recorded, "2026-01-01T00:00:00") {
+				t.Errorf("the log's AuditEvents include %s", id)
 			}
 		}
-		_ = cid
 	})
+}
+
+func isDigits(s string) bool {
+	return s != "" && strings.Trim(s, "0123456789") == ""
 }
 
 func hasPatient(ev auditEventDoc, ref string) bool {

@@ -67,14 +67,16 @@ func capabilityStatement(baseURL string) ([]byte, error) {
 	}
 	// AuditEvent and Provenance are views of the log (derived.go): read
 	// and search only.
-	derivedCapability := func(t string, params []searchParam) resource {
-		r := resource{Type: t, Interaction: []interaction{{"read"}, {"search-type"}}, Versioning: "no-version",
-			ConditionalDelete: "not-supported"}
-		switch t {
+	derivedCapability := func(r resource) resource {
+		params := r.SearchParam
+		r.SearchParam, r.SearchInclude = nil, nil
+		switch r.Type {
 		case "AuditEvent":
-			r.Documentation = "Derived from the anchored decision log (access and research decisions, consent events, policy " +
-				"activations, erasures), id = leaf index; auditors (fhiranchor/audit) see all, a patient " +
-				"(fhiranchor/patient.self) those about them. Never stored: writes are refused. Newest first; _count and next links."
+			r.Documentation = "Read of an id of digits and search answer from the anchored decision log (access and research " +
+				"decisions, consent events, policy activations, erasures; id = leaf index): auditors (fhiranchor/audit) see all, a " +
+				"patient (fhiranchor/patient.self) those about them; newest first, _count and next links. Other ids are " +
+				"client-stored AuditEvents (never under an id of digits, never with the log-leaf extension), read, vread and " +
+				"history like any resource but not searched."
 			for _, p := range params {
 				switch p.Name {
 				case "patient":
@@ -85,8 +87,10 @@ func capabilityStatement(baseURL string) ([]byte, error) {
 				r.SearchParam = append(r.SearchParam, p)
 			}
 		case "Provenance":
-			r.Documentation = "Derived from each stored version's log leaf, id = leaf index: target, recorded, activity, the " +
-				"writing client and the gateway, the commitment and receipt. Never stored: writes are refused. Search by target only."
+			r.Documentation = "Read of an id of digits and search answer from each stored version's log leaf (id = leaf index): " +
+				"target, recorded, activity, the writing client and the gateway, the commitment and receipt. Other ids are " +
+				"client-stored Provenances (never under an id of digits, never with the log-leaf extension), read, vread and " +
+				"history like any resource but not searched. Search by target only."
 			for _, p := range params {
 				if p.Name == "target" {
 					r.SearchParam = append(r.SearchParam, p)
@@ -115,7 +119,7 @@ func capabilityStatement(baseURL string) ([]byte, error) {
 			r.SearchInclude = append(r.SearchInclude, "*")
 		}
 		if derivedTypes[t] {
-			r = derivedCapability(t, r.SearchParam)
+			r = derivedCapability(r)
 		}
 		if t == "Patient" {
 			r.Operation = []operation{{Name: "everything", Definition: "http://hl7.org/fhir/OperationDefinition/Patient-everything"}}

@@ -12,8 +12,8 @@ import (
 	"google.golang.org/genproto/googleapis/api/httpbody"
 )
 
-// Derived resources: AuditEvent and Provenance are FHIR views of the log,
-// rendered on each request from anchored leaves and never stored.
+// Derived resources: AuditEvent and Provenance are also FHIR views of the
+// log, rendered on each request from anchored leaves and never stored.
 //
 //   - AuditEvent/[n] is the record leaf n (an access decision, a research
 //     decision, a consent event, a policy activation or an erasure), for the
@@ -21,26 +21,64 @@ import (
 //   - Provenance/[n] is the resource-version leaf n, for the callers who may
 //     read that version, and auditors.
 //
-// The rule is that these two types have no stored instances: every write of
-// them (create, update, patch, delete, conditional or in a Bundle) is
-// refused, and reads and searches answer from the log only. So an
-// AuditEvent a client made up can never be served as if the log held it.
-// Resources of these types stored before the rule are left in the vault and
-// served by no interaction but system history.
+// Clients may still store AuditEvents and Provenances of their own (HL7
+// examples, Synthea and US Core clients send them in transactions). The
+// two never mix, by a rule a client cannot get around:
+//
+//   - an id of digits only is the log's: a write that would store an
+//     AuditEvent or Provenance under one (PUT, conditional update-as-create,
+//     a Bundle entry, a DELETE) is refused with 405; server-assigned ids are
+//     UUIDs. Read of a digits-only id answers from the log, of any other id
+//     from the vault (with that type's scopes and consent, as any resource).
+//   - a stored one must not carry the log-leaf or receipt extension (422),
+//     so only the log's carry them.
+//   - type search (GET AuditEvent?…, GET Provenance?…) answers from the log
+//     only; system search, compartment search and _include/_revinclude
+//     refuse these types, so the two never appear in one result.
 
 // derivedTypes are the resource types the gateway derives from its log.
 var derivedTypes = map[string]bool{"AuditEvent": true, "Provenance": true}
 
-// errDerivedWrite refuses a write of a derived type.
-func errDerivedWrite(typ string) *fhirError {
-	return failure(http.StatusMethodNotAllowed, "not-supported", "",
-		typ+" resources are derived from the anchored log and cannot be written")
+// isLogID reports whether id is in the log's id space: digits only.
+func isLogID(id string) bool {
+	if id == "" {
+		return false
+	}
+	for _, c := range id {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
-// errDerivedHistory refuses the interactions a derived type does not have.
+// derivedID refuses a write of a derived type under an id of the log's.
+func derivedID(typ, id string) error {
+	if isLogID(id) {
+		return failure(http.StatusMethodNotAllowed, "not-supported", "",
+			typ+" ids of digits only are the anchored log's: they cannot be written")
+	}
+	return nil
+}
+
+// derivedBody refuses a stored AuditEvent or Provenance that carries the
+// extensions only the log's carry.
+func derivedBody(typ string, tree map[string]any) error {
+	exts, _ := tree["extension"].([]any)
+	for _, e := range exts {
+		m, _ := e.(map[string]any)
+		if u, _ := m["url"].(string); u == LogLeafExtension || u == ReceiptExtension {
+			return failure(http.StatusUnprocessableEntity, "business-rule", typ+".extension",
+				"only the anchored log's "+typ+" resources carry the log-leaf and receipt extensions")
+		}
+	}
+	return nil
+}
+
+// errDerivedHistory refuses the interactions a log view does not have.
 func errDerivedHistory(typ string) *fhirError {
 	return failure(http.StatusBadRequest, "not-supported", "",
-		typ+" resources are derived from the anchored log: read and search only, no versions or history")
+		typ+"/[digits] is derived from the anchored log: read only, no versions or history")
 }
 
 // Extensions and systems of the derived views.

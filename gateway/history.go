@@ -29,9 +29,6 @@ func (s *service) TypeHistory(ctx context.Context, req *fhiranchorv1.TypeHistory
 	if err := checkType(req.GetType()); err != nil {
 		return nil, err
 	}
-	if derivedTypes[req.GetType()] {
-		return nil, errDerivedHistory(req.GetType())
-	}
 	if err := authorize(ctx, req.GetType(), auth.Read); err != nil {
 		return nil, err
 	}

@@ -144,9 +144,25 @@ func TestProvenanceOfEveryWrite(t *testing.T) {
 	if r := g.Do(t, http.MethodGet, "/Provenance", nil, "Authorization", "Bearer "+reader); r.Status != http.StatusBadRequest {
 		t.Errorf("search without target: %d", r.Status)
 	}
-	if r := g.Do(t, http.MethodPost, "/Provenance", []byte(`{"resourceType":"Provenance","target":[{"reference":"Organization/`+id+`"}],
-		"recorded":"2026-01-01T00:00:00Z","agent":[{"who":{"display":"x"}}]}`), w...); r.Status != http.StatusMethodNotAllowed {
-		t.Errorf("POST Provenance: %d %s", r.Status, r.Body)
+	// A client's own Provenance is stored apart: never under an id of
+	// digits or with the log's extensions, and never among the log's.
+	own := `{"resourceType":"Provenance",%s"target":[{"reference":"Organization/` + id + `"}],
+		"recorded":"2026-01-01T00:00:00Z","agent":[{"who":{"display":"x"}}]}`
+	if r := g.Do(t, http.MethodPut, "/Provenance/"+first.ID, []byte(strings.Replace(own, "%s", `"id":"`+first.ID+`",`, 1)), w...); r.Status != http.StatusMethodNotAllowed {
+		t.Errorf("PUT Provenance/%s: %d %s", first.ID, r.Status, r.Body)
+	}
+	if r := g.Do(t, http.MethodPost, "/Provenance", []byte(strings.Replace(own, "%s", `"extension":[{"url":"`+gateway.ReceiptExtension+`","valueUrl":"http://x/v1/receipts/leaves/1"}],`, 1)), w...); r.Status != http.StatusUnprocessableEntity {
+		t.Errorf("POST Provenance with a receipt extension: %d %s", r.Status, r.Body)
+	}
+	stored := created(t, g, writer, "Provenance", strings.Replace(own, "%s", "", 1))
+	if r := g.Do(t, http.MethodGet, "/Provenance/"+stored, nil, "Authorization", "Bearer "+reader); r.Status != http.StatusForbidden {
+		t.Errorf("GET a stored Provenance without Provenance scope: %d", r.Status)
+	}
+	if r := g.Do(t, http.MethodGet, "/Provenance/"+stored, nil, w...); r.Status != http.StatusOK || !strings.Contains(string(r.Body), "2026-01-01T00:00:00") {
+		t.Errorf("GET a stored Provenance: %d %s", r.Status, r.Body)
+	}
+	if r := g.Do(t, http.MethodGet, "/Provenance?target=Organization/"+id, nil, w...); strings.Contains(string(r.Body), stored) {
+		t.Errorf("the log's Provenances include a stored one: %s", r.Body)
 	}
 	// A patient's version: its Provenance is decided like a read of it.
 	patient := created(t, g, writer, "Patient", `{"resourceType":"Patient","name":[{"family":"Quixote"}]}`)

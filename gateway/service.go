@@ -139,7 +139,7 @@ func (s *service) Read(ctx context.Context, req *fhiranchorv1.ReadRequest) (*htt
 	if err := checkTypeID(req.GetType(), req.GetId()); err != nil {
 		return nil, err
 	}
-	if derivedTypes[req.GetType()] {
+	if derivedTypes[req.GetType()] && isLogID(req.GetId()) {
 		return s.readDerived(ctx, req.GetType(), req.GetId())
 	}
 	if err := authorize(ctx, req.GetType(), auth.Read); err != nil {
@@ -179,7 +179,7 @@ func (s *service) VRead(ctx context.Context, req *fhiranchorv1.VReadRequest) (*h
 	if err := checkTypeID(req.GetType(), req.GetId()); err != nil {
 		return nil, err
 	}
-	if derivedTypes[req.GetType()] {
+	if derivedTypes[req.GetType()] && isLogID(req.GetId()) {
 		return nil, errDerivedHistory(req.GetType())
 	}
 	vid, err := strconv.ParseInt(req.GetVersionId(), 10, 64)
@@ -199,7 +199,7 @@ func (s *service) History(ctx context.Context, req *fhiranchorv1.HistoryRequest)
 	if err := checkTypeID(req.GetType(), req.GetId()); err != nil {
 		return nil, err
 	}
-	if derivedTypes[req.GetType()] {
+	if derivedTypes[req.GetType()] && isLogID(req.GetId()) {
 		return nil, errDerivedHistory(req.GetType())
 	}
 	if err := authorize(ctx, req.GetType(), auth.Read); err != nil {

@@ -243,11 +243,13 @@ func (w *writer) applyOps(ctx context.Context, tx *vault.SealedTx, ops []*op, at
 		o.err = fe
 		return nil
 	}
-	// AuditEvent and Provenance are views of the log, never stored.
+	// Stored AuditEvents and Provenances stay apart from the log's.
 	for _, o := range ops {
-		if o.err == nil && derivedTypes[o.typ] {
-			if err := fail(o, errDerivedWrite(o.typ)); err != nil {
-				return nil, err
+		if o.err == nil && derivedTypes[o.typ] && o.res != nil {
+			if err := derivedBody(o.typ, o.res.Tree); err != nil {
+				if err := fail(o, err); err != nil {
+					return nil, err
+				}
 			}
 		}
 	}
@@ -258,7 +260,11 @@ func (w *writer) applyOps(ctx context.Context, tx *vault.SealedTx, ops []*op, at
 			if o.err != nil || o.method != method {
 				continue
 			}
-			if err := w.resolve(ctx, tx, o); err != nil {
+			err := w.resolve(ctx, tx, o)
+			if err == nil && derivedTypes[o.typ] {
+				err = derivedID(o.typ, o.id)
+			}
+			if err != nil {
 				if err := fail(o, err); err != nil {
 					return nil, err
 				}
