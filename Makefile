@@ -29,6 +29,7 @@ test-clients:
 	clients/fhirclient/run.sh
 	clients/fhir-validator/run.sh
 	clients/smart-backend/run.sh
+	clients/fhir-validator/audit.sh
 
 # Regenerate protobuf, gRPC, grpc-gateway and OpenAPI code, and the
 # AnchorRegistry contract's ABI, bytecode (npm solc, pinned) and abigen v2

@@ -50,6 +50,7 @@ func capabilityStatement(baseURL string, sec capSecurity) ([]byte, error) {
 	}
 	type resource struct {
 		Type              string        `json:"type"`
+		Documentation     string        `json:"documentation,omitempty"`
 		Interaction       []interaction `json:"interaction"`
 		Versioning        string        `json:"versioning"`
 		ReadHistory       bool          `json:"readHistory"`
@@ -69,9 +70,46 @@ func capabilityStatement(baseURL string, sec capSecurity) ([]byte, error) {
 				continue
 			}
 			for _, target := range p.Targets {
+				if derivedTypes[t] {
+					continue // derived resources are never included
+				}
 				revIncludes[target] = append(revIncludes[target], t+":"+p.Code)
 			}
 		}
+	}
+	// AuditEvent and Provenance are views of the log (derived.go): read
+	// and search only.
+	derivedCapability := func(r resource) resource {
+		params := r.SearchParam
+		r.SearchParam, r.SearchInclude = nil, nil
+		switch r.Type {
+		case "AuditEvent":
+			r.Documentation = "Read of an id of digits and search answer from the anchored decision log (access and research " +
+				"decisions, consent events, policy activations, erasures; id = leaf index): auditors (fhiranchor/audit) see all, a " +
+				"patient (fhiranchor/patient.self) those about them; newest first, _count and next links. Other ids are " +
+				"client-stored AuditEvents (never under an id of digits, never with the log-leaf extension), read, vread and " +
+				"history like any resource but not searched."
+			for _, p := range params {
+				switch p.Name {
+				case "patient":
+					p.Documentation = "Patient/<id> or <id>: the records about that patient"
+				case "agent":
+					p.Documentation = "a client id (the agent's who.identifier), or a reference matched on agent.who"
+				}
+				r.SearchParam = append(r.SearchParam, p)
+			}
+		case "Provenance":
+			r.Documentation = "Read of an id of digits and search answer from each stored version's log leaf (id = leaf index): " +
+				"target, recorded, activity, the writing client and the gateway, the commitment and receipt. Other ids are " +
+				"client-stored Provenances (never under an id of digits, never with the log-leaf extension), read, vread and " +
+				"history like any resource but not searched. Search by target only."
+			for _, p := range params {
+				if p.Name == "target" {
+					r.SearchParam = append(r.SearchParam, p)
+				}
+			}
+		}
+		return r
 	}
 	var resources []resource
 	for _, t := range fhir.ResourceTypes() {
@@ -91,6 +129,9 @@ func capabilityStatement(baseURL string, sec capSecurity) ([]byte, error) {
 		}
 		if len(r.SearchInclude) > 0 {
 			r.SearchInclude = append(r.SearchInclude, "*")
+		}
+		if derivedTypes[t] {
+			r = derivedCapability(r)
 		}
 		if t == "Patient" {
 			r.Operation = []operation{{Name: "everything", Definition: "http://hl7.org/fhir/OperationDefinition/Patient-everything"}}

@@ -98,6 +98,9 @@ func (s *service) Search(ctx context.Context, req *fhiranchorv1.SearchRequest) (
 	if err := checkType(req.GetType()); err != nil {
 		return nil, err
 	}
+	if derivedTypes[req.GetType()] {
+		return s.searchDerived(ctx, req.GetType(), req.GetQuery(), req.GetBody())
+	}
 	return s.searchRequest(ctx, req.GetType(), "", req.GetQuery(), req.GetBody())
 }
 
@@ -118,6 +121,9 @@ func (s *service) SearchCompartment(ctx context.Context, req *fhiranchorv1.Compa
 	}
 	if err := checkType(req.GetType()); err != nil {
 		return nil, err
+	}
+	if derivedTypes[req.GetType()] {
+		return nil, failure(http.StatusBadRequest, "not-supported", "", req.GetType()+" is derived from the anchored log: search it at /"+req.GetType())
 	}
 	return s.searchRequest(ctx, req.GetType(), "Patient/"+req.GetId(), req.GetQuery(), req.GetBody())
 }
@@ -189,7 +195,7 @@ func (s *service) runSearch(ctx context.Context, typ, compartment string, params
 		// A system search without _type covers every type the token may
 		// search, and no other.
 		for _, t := range search.ResourceTypes() {
-			if authorize(ctx, t, auth.Search) == nil {
+			if !derivedTypes[t] && authorize(ctx, t, auth.Search) == nil {
 				types = append(types, t)
 			}
 		}
@@ -198,12 +204,18 @@ func (s *service) runSearch(ctx context.Context, typ, compartment string, params
 		}
 	}
 	for _, t := range types {
+		if derivedTypes[t] {
+			return nil, failure(http.StatusBadRequest, "not-supported", "", t+" is derived from the anchored log: search it at /"+t)
+		}
 		if err := authorize(ctx, t, auth.Search); err != nil {
 			return nil, err
 		}
 	}
 	for _, inc := range append(slices.Clone(q.Include), q.RevInclude...) {
 		for _, t := range []string{inc.SourceType, inc.TargetType} {
+			if derivedTypes[t] {
+				return nil, failure(http.StatusBadRequest, "not-supported", "", t+" is derived from the anchored log: it cannot be included")
+			}
 			if t != "" && t != "*" {
 				if err := authorize(ctx, t, auth.Search); err != nil {
 					return nil, err

@@ -219,8 +219,9 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 			otelgrpc.WithPropagators(propagation.TraceContext{}))))
 	}
 	s.grpc = grpc.NewServer(opts...)
-	fhiranchorv1.RegisterFHIRServiceServer(s.grpc, svc)
 	names := &refNames{vault: deps.Vault}
+	svc.names = names
+	fhiranchorv1.RegisterFHIRServiceServer(s.grpc, svc)
 	fhiranchorv1.RegisterLogServiceServer(s.grpc, &logService{log: deps.Log, vault: deps.Vault, access: svc.access, names: names,
 		key: deps.Log.VerifierKey()})
 	fhiranchorv1.RegisterAdminServiceServer(s.grpc, &adminService{vault: deps.Vault, now: time.Now, exports: exp, log: log})

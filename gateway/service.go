@@ -32,6 +32,7 @@ type service struct {
 	access       *access.Control // nil only where a benchmark measures the spine without policy
 	baseURL      string          // configured public base URL, or "" to derive it per request
 	capabilities []byte
+	names        *refNames // resolves record refs for AuditEvents
 	// maxBundleEntries caps a transaction's or batch's entries; <= 0: none.
 	maxBundleEntries int
 }
@@ -142,6 +143,9 @@ func (s *service) Read(ctx context.Context, req *fhiranchorv1.ReadRequest) (*htt
 	if err := checkTypeID(req.GetType(), req.GetId()); err != nil {
 		return nil, err
 	}
+	if derivedTypes[req.GetType()] && isLogID(req.GetId()) {
+		return s.readDerived(ctx, req.GetType(), req.GetId())
+	}
 	if err := authorize(ctx, req.GetType(), auth.Read); err != nil {
 		return nil, err
 	}
@@ -179,6 +183,9 @@ func (s *service) VRead(ctx context.Context, req *fhiranchorv1.VReadRequest) (*h
 	if err := checkTypeID(req.GetType(), req.GetId()); err != nil {
 		return nil, err
 	}
+	if derivedTypes[req.GetType()] && isLogID(req.GetId()) {
+		return nil, errDerivedHistory(req.GetType())
+	}
 	vid, err := strconv.ParseInt(req.GetVersionId(), 10, 64)
 	if err != nil || vid < 1 {
 		return nil, failure(http.StatusNotFound, "not-found", "", "no such version")
@@ -195,6 +202,9 @@ func (s *service) VRead(ctx context.Context, req *fhiranchorv1.VReadRequest) (*h
 func (s *service) History(ctx context.Context, req *fhiranchorv1.HistoryRequest) (*httpbody.HttpBody, error) {
 	if err := checkTypeID(req.GetType(), req.GetId()); err != nil {
 		return nil, err
+	}
+	if derivedTypes[req.GetType()] && isLogID(req.GetId()) {
+		return nil, errDerivedHistory(req.GetType())
 	}
 	if err := authorize(ctx, req.GetType(), auth.Read); err != nil {
 		return nil, err

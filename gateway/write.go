@@ -244,6 +244,16 @@ func (w *writer) applyOps(ctx context.Context, tx *vault.SealedTx, ops []*op, at
 		o.err = fe
 		return nil
 	}
+	// Stored AuditEvents and Provenances stay apart from the log's.
+	for _, o := range ops {
+		if o.err == nil && derivedTypes[o.typ] && o.res != nil {
+			if err := derivedBody(o.typ, o.res.Tree); err != nil {
+				if err := fail(o, err); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
 	// Resolve targets: which resource each op writes, and at which version.
 	seen := map[string]int{}
 	for _, method := range []string{"DELETE", "POST", "PUT"} {
@@ -251,7 +261,11 @@ func (w *writer) applyOps(ctx context.Context, tx *vault.SealedTx, ops []*op, at
 			if o.err != nil || o.method != method {
 				continue
 			}
-			if err := w.resolve(ctx, tx, o); err != nil {
+			err := w.resolve(ctx, tx, o)
+			if err == nil && derivedTypes[o.typ] {
+				err = derivedID(o.typ, o.id)
+			}
+			if err != nil {
 				if err := fail(o, err); err != nil {
 					return nil, err
 				}
@@ -489,7 +503,7 @@ func (w *writer) prepare(ctx context.Context, tx *vault.SealedTx, o *op, refs ma
 	commitment := anchor.Commit(anchor.LeafResourceVersion, salt, canonical)
 	o.pending = &vault.Version{
 		Type: o.typ, ID: o.id, Version: o.version, LastUpdated: now, Deleted: o.method == "DELETE",
-		Compartment: compartment, Body: canonical, Salt: salt, Commitment: commitment, Tokens: tokens,
+		Compartment: compartment, Body: canonical, Salt: salt, Commitment: commitment, Tokens: tokens, Client: clientOf(ctx),
 		Leaf: vault.Leaf{Type: uint8(anchor.LeafResourceVersion), Data: anchor.LeafData(anchor.LeafResourceVersion, commitment), Ref: o.location()},
 	}
 	o.deidRecord = nil

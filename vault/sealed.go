@@ -94,6 +94,8 @@ type Version struct {
 	// Reads leave it nil: the copy is for research, read with OpenCopy, and
 	// a clinical read should not pay for decrypting it.
 	Deid []byte
+	// Client is the client id that wrote the version (Record.Client).
+	Client string
 	// Tokens are the blind-index tokens (see Sealed.Token) of this version.
 	// Reads return none: a Store keeps tokens for lookups only.
 	Tokens [][]byte
@@ -302,6 +304,7 @@ func (s *Sealed) open(ctx context.Context, r Record, openWith func(ctx context.C
 		Commitment:  r.Commitment,
 		Tokens:      r.Tokens,
 		Leaf:        r.Leaf,
+		Client:      r.Client,
 	}, nil
 }
 
@@ -471,6 +474,7 @@ func (t *SealedTx) Put(ctx context.Context, v Version) error {
 		Deid:        deid,
 		Tokens:      v.Tokens,
 		Leaf:        v.Leaf,
+		Client:      v.Client,
 	})
 	if err != nil {
 		return fmt.Errorf("put %s version %d: %w", v.Type, v.Version, err)

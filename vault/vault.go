@@ -44,6 +44,12 @@ type Record struct {
 	// the same data key (so erasure shreds it too), or empty when it has none.
 	// Erase empties it.
 	Deid []byte
+	// Client is the OAuth client id that wrote this version, for its
+	// Provenance: an opaque id, never PHI, kept beside the version and not
+	// committed to (the commitment stays over the canonical bytes alone).
+	// "" for versions stored before it was kept, and for a Store's own
+	// writes.
+	Client string
 	// Tokens are blind-index entries (HMACs, never clear values) by which
 	// conditional interactions find this resource. They replace the tokens of
 	// the previous version; a tombstone carries none (a Store ignores any).

@@ -34,9 +34,14 @@ var schemaV2 string
 //go:embed schema_v3.sql
 var schemaV3 string
 
+// schemaV4 keeps the client that wrote each version.
+//
+//go:embed schema_v4.sql
+var schemaV4 string
+
 // migrations are applied in order, each once. Never edit a released
 // migration; append a new one.
-var migrations = []string{schemaV1, schemaV2, schemaV3}
+var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4}
 
 // component names the vault's row of pgdb's schema versions.
 const component = "vault"
@@ -88,7 +93,7 @@ func (s *Store) Close() error {
 }
 
 const recordColumns = `v.seq, v.version, v.last_updated, v.deleted, v.erased, v.key_id,
-	v.ciphertext, v.salt, v.commitment, v.deid, l.type, l.data, l.ref`
+	v.ciphertext, v.salt, v.commitment, v.deid, l.type, l.data, l.ref, v.client`
 
 const selectRecord = `SELECT ` + recordColumns + `
 FROM versions v JOIN leaves l ON l.seq = v.seq
@@ -97,7 +102,7 @@ WHERE v.type = $1 AND v.id = $2`
 // changesSQL selects what Versions and Changes return: every version row,
 // also one whose leaf is gone.
 const changesSQL = `SELECT v.type, v.id, v.seq, v.version, v.last_updated, v.deleted, v.erased, v.key_id,
-	v.ciphertext, v.salt, v.commitment, v.deid, coalesce(l.type, 0::smallint), coalesce(l.data, ''::bytea), coalesce(l.ref, '')
+	v.ciphertext, v.salt, v.commitment, v.deid, coalesce(l.type, 0::smallint), coalesce(l.data, ''::bytea), coalesce(l.ref, ''), v.client
 FROM versions v LEFT JOIN leaves l ON l.seq = v.seq`
 
 // Statements. pgx prepares each on first use on a connection and keeps it.
@@ -179,12 +184,12 @@ FROM leaves l LEFT JOIN leaf_records r ON r.seq = l.seq WHERE l.seq = $1`
 	//
 	// $1 type, $2 id, $3 version, $4 last_updated, $5 deleted, $6 key_id,
 	// $7 ciphertext, $8 salt, $9 commitment, $10 deid, $11 leaf type,
-	// $12 leaf data, $13 ref, $14 tokens.
+	// $12 leaf data, $13 ref, $14 tokens, $15 client.
 	sqlPut = `WITH latest AS (
 	SELECT max(version) AS version FROM versions WHERE type = $1 AND id = $2
 ), stored AS (
-	INSERT INTO versions (seq, type, id, version, last_updated, deleted, key_id, ciphertext, salt, commitment, deid)
-	SELECT coalesce(max(seq), 0) + 1, $1, $2, $3, $4, $5::boolean, $6, $7, $8, $9, $10 FROM leaves
+	INSERT INTO versions (seq, type, id, version, last_updated, deleted, key_id, ciphertext, salt, commitment, deid, client)
+	SELECT coalesce(max(seq), 0) + 1, $1, $2, $3, $4, $5::boolean, $6, $7, $8, $9, $10, $15 FROM leaves
 	ON CONFLICT (type, id, version) DO NOTHING
 	RETURNING seq
 ), leaf AS (
@@ -753,7 +758,7 @@ func (t *tx) Put(ctx context.Context, r vault.Record) error {
 	stored := false
 	b.Queue(sqlPut, r.Type, r.ID, r.Version, r.LastUpdated, r.Deleted, r.KeyID, nonNil(r.Ciphertext),
 		nonNil(r.Salt), nonNil(r.Commitment), nonNil(r.Deid), int16(r.Leaf.Type), nonNil(r.Leaf.Data), r.Leaf.Ref,
-		tokens).Query(func(rows pgx.Rows) error {
+		tokens, r.Client).Query(func(rows pgx.Rows) error {
 		stored = rows.Next()
 		return nil
 	})
@@ -914,7 +919,7 @@ func scanRecord(row pgx.Row, typ, id string) (vault.Record, error) {
 	r := vault.Record{Type: typ, ID: id}
 	var leafType int16
 	err := row.Scan(&r.Leaf.Seq, &r.Version, &r.LastUpdated, &r.Deleted, &r.Erased, &r.KeyID,
-		&r.Ciphertext, &r.Salt, &r.Commitment, &r.Deid, &leafType, &r.Leaf.Data, &r.Leaf.Ref)
+		&r.Ciphertext, &r.Salt, &r.Commitment, &r.Deid, &leafType, &r.Leaf.Data, &r.Leaf.Ref, &r.Client)
 	if pgdb.IsNoRows(err) {
 		return vault.Record{}, vault.ErrNotFound
 	}

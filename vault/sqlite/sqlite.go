@@ -57,9 +57,14 @@ var schemaV5 string
 //go:embed schema_v6.sql
 var schemaV6 string
 
+// schemaV7 keeps the client that wrote each version.
+//
+//go:embed schema_v7.sql
+var schemaV7 string
+
 // migrations are applied in order, each once, in one transaction per open.
 // Never edit a released migration; append a new one.
-var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4, schemaV5, schemaV6}
+var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4, schemaV5, schemaV6, schemaV7}
 
 // Result codes of modernc.org/sqlite/lib (extended result codes are on).
 const (
@@ -141,7 +146,7 @@ const (
 )
 
 const recordColumns = `v.seq, v.version, v.last_updated, v.deleted, v.erased, v.key_id,
-	v.ciphertext, v.salt, v.commitment, v.deid, l.type, l.data, l.ref`
+	v.ciphertext, v.salt, v.commitment, v.deid, l.type, l.data, l.ref, v.client`
 
 const selectRecord = `SELECT ` + recordColumns + `
 FROM versions v JOIN leaves l ON l.seq = v.seq
@@ -151,7 +156,7 @@ var writeSQL = [numWriteStmts]string{
 	stLatest:         `SELECT max(version) FROM versions WHERE type = ? AND id = ?`,
 	stExists:         `SELECT 1 FROM versions WHERE type = ? AND id = ? AND version = ?`,
 	stInsertLeaf:     `INSERT INTO leaves (type, data, ref) VALUES (?, ?, ?)`,
-	stInsertVersion:  `INSERT INTO versions (seq, type, id, version, last_updated, deleted, key_id, ciphertext, salt, commitment, deid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	stInsertVersion:  `INSERT INTO versions (seq, type, id, version, last_updated, deleted, key_id, ciphertext, salt, commitment, deid, client) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 	stDeleteTokens:   `DELETE FROM tokens WHERE type = ? AND id = ?`,
 	stInsertToken:    `INSERT OR IGNORE INTO tokens (type, token, id) VALUES (?, ?, ?)`,
 	stFind:           `SELECT id FROM tokens WHERE type = ? AND token = ?`,
@@ -206,7 +211,7 @@ ORDER BY type, id, token LIMIT ?`,
 // changesSQL selects what Versions and Changes return: every version row,
 // also one whose leaf is gone.
 const changesSQL = `SELECT v.type, v.id, v.seq, v.version, v.last_updated, v.deleted, v.erased, v.key_id,
-	v.ciphertext, v.salt, v.commitment, v.deid, coalesce(l.type, 0), coalesce(l.data, X''), coalesce(l.ref, '')
+	v.ciphertext, v.salt, v.commitment, v.deid, coalesce(l.type, 0), coalesce(l.data, X''), coalesce(l.ref, ''), v.client
 FROM versions v LEFT JOIN leaves l ON l.seq = v.seq`
 
 // Filters of FindLeaves, as bits of the index into Store.fstmt.
@@ -946,7 +951,7 @@ func (t *tx) Put(ctx context.Context, r vault.Record) error {
 		deleted = 1
 	}
 	_, err = t.stmt(ctx, stInsertVersion).ExecContext(ctx, seq, r.Type, r.ID, r.Version,
-		r.LastUpdated.UnixMicro(), deleted, r.KeyID, nonNil(r.Ciphertext), nonNil(r.Salt), nonNil(r.Commitment), nonNil(r.Deid))
+		r.LastUpdated.UnixMicro(), deleted, r.KeyID, nonNil(r.Ciphertext), nonNil(r.Salt), nonNil(r.Commitment), nonNil(r.Deid), r.Client)
 	if err != nil {
 		return fmt.Errorf("put %s version %d: %w", r.Type, r.Version, mapErr(err))
 	}
@@ -1007,7 +1012,7 @@ func scanRecord(row rowScanner, typ, id string) (vault.Record, error) {
 	r := vault.Record{Type: typ, ID: id}
 	var lastUpdated, leafType int64
 	err := row.Scan(&r.Leaf.Seq, &r.Version, &lastUpdated, &r.Deleted, &r.Erased, &r.KeyID,
-		&r.Ciphertext, &r.Salt, &r.Commitment, &r.Deid, &leafType, &r.Leaf.Data, &r.Leaf.Ref)
+		&r.Ciphertext, &r.Salt, &r.Commitment, &r.Deid, &leafType, &r.Leaf.Data, &r.Leaf.Ref, &r.Client)
 	if errors.Is(err, sql.ErrNoRows) {
 		return vault.Record{}, vault.ErrNotFound
 	}

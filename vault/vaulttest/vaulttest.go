@@ -99,6 +99,7 @@ func record(typ, id string, version int64) vault.Record {
 		Salt:        salt[:],
 		Commitment:  commitment[:],
 		Deid:        []byte("sealed de-identified copy " + name),
+		Client:      "client-" + id,
 		Leaf:        vault.Leaf{Type: 1, Data: []byte("leaf " + name), Ref: name},
 	}
 }
