@@ -1,0 +1,770 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/genproto/googleapis/api/httpbody"
+
+	"github.com/fhiranchor/fhiranchor/access"
+	"github.com/fhiranchor/fhiranchor/fhir"
+	"github.com/fhiranchor/fhiranchor/fhir/search"
+	"github.com/fhiranchor/fhiranchor/gateway/auth"
+	fhiranchorv1 "github.com/fhiranchor/fhiranchor/proto/fhiranchor/v1"
+	"github.com/fhiranchor/fhiranchor/research"
+	"github.com/fhiranchor/fhiranchor/vault"
+)
+
+// FHIR Bulk Data Access (IG v2) $export.
+//
+// Two kinds of caller, two pipelines:
+//
+//   - A client with SMART read scopes (system/*.read, system/Observation.rs...)
+//     gets identified data. The export runs the gateway's own search
+//     (searchRun: the blind index, then exact matching) per type and
+//     _typeFilter, and passes every match through an access.Release, as a
+//     search does: one decision per patient and type, recorded before the
+//     manifest is served; a patient whose consent denies the caller's
+//     purpose is in no file. Types its scopes do not allow are left out (an
+//     informational OperationOutcome line in the error file says which).
+//   - A research client (CohortExportScope) exports Group/[id]/$export of a
+//     Group that defines a cohort by criteria (cohortCriteriaURL): that is
+//     the research export of package research (consent per patient for
+//     research, small-cell rules, de-identified copies only), kicked off
+//     with the Group's criteria; its status and files are CohortService's
+//     URLs.
+//
+// Identified exports are jobs of this gateway process: one runs at a time on
+// Run's goroutine, each under a context DELETE cancels; files live under
+// <research export dir>/bulk-<random>/<id>/ (0600), a directory of this
+// process only, until the export's time to live passes. Nothing survives a
+// restart: Run deletes the directory when it returns, and a status URL
+// from before answers 404 (start a new export); so does another gateway
+// behind the same load balancer (route a client's bulk calls to one
+// gateway). A gateway that crashes leaves its directory behind.
+// Only the client that kicked an export off is served its status and files.
+
+// cohortCriteriaURL is the extension of a Group (actual false) whose
+// valueString is the cohort criteria, in the query language of package
+// cohort (the "criteria" member of a /v1/cohorts query).
+const cohortCriteriaURL = "https://fhiranchor.dev/fhir/StructureDefinition/cohort-criteria"
+
+// bulkDataCapability is the Bulk Data IG's CapabilityStatement.
+const bulkDataCapability = "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"
+
+// ndjsonFormats are the _outputFormat values we accept (all mean NDJSON).
+var ndjsonFormats = []string{"application/fhir+ndjson", "application/ndjson", "ndjson"}
+
+// bulkID is 32 hex digits.
+var bulkID = regexp.MustCompile(`^[0-9a-f]{32}$`)
+
+// bulkFileName is "<Type>.ndjson".
+var bulkFileName = regexp.MustCompile(`^([A-Z][A-Za-z]+)\.ndjson$`)
+
+// Kinds of identified export.
+const (
+	bulkSystem  = "system"
+	bulkPatient = "patient"
+	bulkGroup   = "group"
+)
+
+// bulkService is the BulkService.
+type bulkService struct {
+	fhiranchorv1.UnimplementedBulkServiceServer
+	svc     *service
+	exports *research.Exports // nil without policy
+	// base is scheme://host[/path] of the configured public base, or "":
+	// URLs then use the request's.
+	base string
+	dir  string
+	ttl  time.Duration
+	log  *slog.Logger
+
+	mu    sync.Mutex
+	jobs  map[string]*bulkJob
+	queue chan *bulkJob
+}
+
+// bulkJob is one identified export.
+type bulkJob struct {
+	id      string
+	client  string
+	caller  access.Caller
+	kind    string
+	request string // the kick-off URL, for the manifest
+	created time.Time
+	types   []string
+	filters map[string][]url.Values // _typeFilter queries by type (ORed)
+	since   time.Time               // zero: none
+	members map[string]bool         // compartments of a Group's members
+	left    []string                // types the scopes leave out
+
+	cancel   context.CancelFunc
+	done     bool
+	failed   bool
+	progress string
+	manifest []byte
+}
+
+func newBulkService(svc *service, exports *research.Exports, base, dir string, ttl time.Duration, log *slog.Logger) *bulkService {
+	return &bulkService{svc: svc, exports: exports, base: base, dir: dir, ttl: ttl, log: log,
+		jobs: map[string]*bulkJob{}, queue: make(chan *bulkJob, 16)}
+}
+
+// ExportSystem is [base]/$export.
+func (b *bulkService) ExportSystem(ctx context.Context, req *fhiranchorv1.BulkExportRequest) (*httpbody.HttpBody, error) {
+	return b.kickOff(ctx, bulkSystem, req)
+}
+
+// ExportPatients is Patient/$export.
+func (b *bulkService) ExportPatients(ctx context.Context, req *fhiranchorv1.BulkExportRequest) (*httpbody.HttpBody, error) {
+	return b.kickOff(ctx, bulkPatient, req)
+}
+
+// ExportGroup is Group/[id]/$export.
+func (b *bulkService) ExportGroup(ctx context.Context, req *fhiranchorv1.BulkExportRequest) (*httpbody.HttpBody, error) {
+	if !idPattern.MatchString(req.GetId()) {
+		return nil, failure(http.StatusBadRequest, "invalid", "", "the URL has an invalid resource id")
+	}
+	return b.kickOff(ctx, bulkGroup, req)
+}
+
+// bulkParams are the parsed kick-off parameters.
+type bulkParams struct {
+	types   []string // nil: every type
+	since   time.Time
+	filters map[string][]url.Values
+	raw     string // the query, for the manifest's request
+}
+
+// kickOff checks a kick-off and starts the export.
+func (b *bulkService) kickOff(ctx context.Context, kind string, req *fhiranchorv1.BulkExportRequest) (*httpbody.HttpBody, error) {
+	if !respondAsync(ctx) {
+		return nil, failure(http.StatusBadRequest, "invalid", "", "a Bulk Data kick-off needs the header Prefer: respond-async")
+	}
+	p, err := parseBulkParams(req.GetQuery(), req.GetBody())
+	if err != nil {
+		return nil, err
+	}
+	base := b.base
+	if base == "" {
+		base = serverBase(ctx)
+	}
+	path := "/fhir/r4/$export"
+	switch kind {
+	case bulkPatient:
+		path = "/fhir/r4/Patient/$export"
+	case bulkGroup:
+		path = "/fhir/r4/Group/" + req.GetId() + "/$export"
+	}
+	request := base + path
+	if p.raw != "" {
+		request += "?" + p.raw
+	}
+	principal, ok := principalFrom(ctx)
+	if !ok {
+		return nil, auth.ErrNoToken
+	}
+	var members map[string]bool
+	if kind == bulkGroup {
+		g, err := b.group(ctx, req.GetId())
+		if err != nil {
+			return nil, err
+		}
+		if criteria, ok := cohortCriteria(g); ok {
+			return b.researchExport(ctx, principal, base, criteria, p)
+		}
+		if members, err = groupMembers(g); err != nil {
+			return nil, err
+		}
+	}
+	// Identified data: the types the token may read.
+	var types, left []string
+	if p.types != nil {
+		for _, t := range p.types {
+			if principal.Scopes.Allows(t, auth.Read) {
+				types = append(types, t)
+			} else {
+				left = append(left, t)
+			}
+		}
+	} else {
+		for _, t := range search.ResourceTypes() {
+			if principal.Scopes.Allows(t, auth.Read) {
+				types = append(types, t)
+			}
+		}
+	}
+	if len(types) == 0 && len(left) == 0 || !principal.Scopes.AllowsAny(auth.Read) {
+		return nil, failure(http.StatusForbidden, "forbidden", "", "the token's scopes allow reading no resource type")
+	}
+	id, err := newBulkID()
+	if err != nil {
+		return nil, err
+	}
+	job := &bulkJob{
+		id: id, client: principal.ClientID, caller: callerFrom(ctx), kind: kind, request: request,
+		created: time.Now().UTC(), types: types, filters: p.filters, since: p.since, members: members, left: left,
+		progress: "queued",
+	}
+	if err := os.MkdirAll(filepath.Join(b.dir, id), 0o700); err != nil {
+		return nil, fmt.Errorf("create bulk export directory: %w", err)
+	}
+	b.mu.Lock()
+	b.jobs[id] = job
+	b.mu.Unlock()
+	select {
+	case b.queue <- job:
+	default:
+		b.forget(job)
+		return nil, failure(http.StatusTooManyRequests, "throttled", "", "too many exports are waiting; try again later")
+	}
+	setResponse(ctx, http.StatusAccepted, "content-location", base+"/v1/bulk/"+id)
+	return &httpbody.HttpBody{ContentType: fhirJSON, Data: outcomeJSON(issue{Severity: "information", Code: "informational",
+		Diagnostics: "export accepted: poll the Content-Location URL"})}, nil
+}
+
+// respondAsync reports Prefer: respond-async.
+func respondAsync(ctx context.Context) bool {
+	for _, part := range strings.FieldsFunc(header(ctx, "prefer"), func(r rune) bool { return r == ',' || r == ';' }) {
+		if strings.TrimSpace(part) == "respond-async" {
+			return true
+		}
+	}
+	return false
+}
+
+// parseBulkParams reads the kick-off parameters from the query string and
+// a POST's Parameters body. Errors name our parameters, never a value.
+func parseBulkParams(query string, body *httpbody.HttpBody) (bulkParams, error) {
+	params, err := url.ParseQuery(query)
+	if err != nil {
+		return bulkParams{}, failure(http.StatusBadRequest, "invalid", "", "the kick-off has a malformed query string")
+	}
+	if len(body.GetData()) > 0 {
+		if err := addParameters(params, body.GetData()); err != nil {
+			return bulkParams{}, err
+		}
+	}
+	p := bulkParams{raw: params.Encode()}
+	for name, vs := range params {
+		switch name {
+		case "_type", "_since", "_typeFilter", "_outputFormat":
+		case "patient", "_elements", "includeAssociatedData", "organizeOutputBy", "allowPartialManifests":
+			return p, failure(http.StatusBadRequest, "not-supported", "", "the kick-off parameter "+name+" is not supported")
+		default:
+			return p, failure(http.StatusBadRequest, "not-supported", "", "the kick-off has a parameter this server does not support")
+		}
+		if len(vs) > 1 && name != "_type" && name != "_typeFilter" {
+			return p, failure(http.StatusBadRequest, "invalid", "", "the kick-off parameter "+name+" is repeated")
+		}
+	}
+	if f := params.Get("_outputFormat"); f != "" && !slices.Contains(ndjsonFormats, f) {
+		return p, failure(http.StatusBadRequest, "not-supported", "", "_outputFormat must be application/fhir+ndjson, application/ndjson or ndjson")
+	}
+	if s := params.Get("_since"); s != "" {
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return p, failure(http.StatusBadRequest, "invalid", "", "_since must be a FHIR instant (e.g. 2024-01-01T00:00:00Z)")
+		}
+		p.since = t
+	}
+	for _, v := range params["_type"] {
+		for _, t := range strings.Split(v, ",") {
+			t = strings.TrimSpace(t)
+			if !fhir.IsResourceType(t) {
+				return p, failure(http.StatusBadRequest, "invalid", "", "_type names an unknown resource type")
+			}
+			if !slices.Contains(p.types, t) {
+				p.types = append(p.types, t)
+			}
+		}
+	}
+	for _, v := range params["_typeFilter"] {
+		for _, f := range splitTypeFilter(v) {
+			typ, q, ok := strings.Cut(f, "?")
+			if !ok || !fhir.IsResourceType(typ) {
+				return p, failure(http.StatusBadRequest, "invalid", "", "_typeFilter must be [type]?[search query] with a known resource type")
+			}
+			if p.types != nil && !slices.Contains(p.types, typ) {
+				return p, failure(http.StatusBadRequest, "invalid", "", "_typeFilter names a resource type _type leaves out")
+			}
+			values, err := url.ParseQuery(q)
+			if err != nil {
+				return p, failure(http.StatusBadRequest, "invalid", "", "_typeFilter has a malformed search query")
+			}
+			for _, n := range []string{"_include", "_revinclude", "_sort", "_count", "_summary", "_elements", "_total", "_contained"} {
+				if values.Has(n) {
+					return p, failure(http.StatusBadRequest, "not-supported", "", "_typeFilter takes search criteria only, not "+n)
+				}
+			}
+			if _, err := search.Parse(typ, values, true); err != nil {
+				return p, queryError(err)
+			}
+			if p.filters == nil {
+				p.filters = map[string][]url.Values{}
+			}
+			p.filters[typ] = append(p.filters[typ], values)
+		}
+	}
+	return p, nil
+}
+
+// splitTypeFilter splits a _typeFilter value at the commas that start
+// another "[type]?" query; a comma inside a query (code=a,b) stays.
+func splitTypeFilter(v string) []string {
+	var out []string
+	for _, part := range strings.Split(v, ",") {
+		if typ, _, ok := strings.Cut(part, "?"); ok && fhir.IsResourceType(typ) || len(out) == 0 {
+			out = append(out, part)
+			continue
+		}
+		out[len(out)-1] += "," + part
+	}
+	return out
+}
+
+// addParameters adds the parameters of a Parameters resource (POST
+// kick-off) to params.
+func addParameters(params url.Values, data []byte) error {
+	var p struct {
+		ResourceType string `json:"resourceType"`
+		Parameter    []map[string]json.RawMessage
+	}
+	bad := failure(http.StatusBadRequest, "invalid", "", "a POST kick-off takes a Parameters resource whose parameters have a name and a value[x]")
+	if err := json.Unmarshal(data, &p); err != nil || p.ResourceType != "Parameters" {
+		return bad
+	}
+	for _, e := range p.Parameter {
+		var name string
+		if err := json.Unmarshal(e["name"], &name); err != nil || name == "" {
+			return bad
+		}
+		var value string
+		found := false
+		for k, raw := range e {
+			if strings.HasPrefix(k, "value") {
+				if err := json.Unmarshal(raw, &value); err != nil {
+					return bad
+				}
+				found = true
+			}
+		}
+		if !found {
+			return bad
+		}
+		params.Add(name, value)
+	}
+	return nil
+}
+
+// group reads Group id as a read of it would, for the caller.
+func (b *bulkService) group(ctx context.Context, id string) (map[string]any, error) {
+	v, err := b.svc.vault.Read(ctx, "Group", id)
+	if errors.Is(err, vault.ErrNotFound) || errors.Is(err, vault.ErrErased) || (err == nil && v.Deleted) {
+		return nil, failure(http.StatusNotFound, "not-found", "", "no such Group")
+	}
+	if err != nil {
+		return nil, err
+	}
+	tree, err := decodeStored(v.Body)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := cohortCriteria(tree); ok {
+		return tree, nil // a cohort definition names nobody
+	}
+	if err := authorize(ctx, "Group", auth.Read); err != nil {
+		return nil, err
+	}
+	if _, err := b.svc.allowRead(ctx, v); err != nil {
+		return nil, err
+	}
+	return tree, nil
+}
+
+// cohortCriteria returns the cohort criteria of a Group that defines a
+// cohort: actual false and the cohortCriteriaURL extension.
+func cohortCriteria(g map[string]any) (json.RawMessage, bool) {
+	if actual, _ := g["actual"].(bool); actual {
+		return nil, false
+	}
+	exts, _ := g["extension"].([]any)
+	for _, e := range exts {
+		m, _ := e.(map[string]any)
+		if u, _ := m["url"].(string); u != cohortCriteriaURL {
+			continue
+		}
+		if s, ok := m["valueString"].(string); ok && json.Valid([]byte(s)) {
+			return json.RawMessage(s), true
+		}
+	}
+	return nil, false
+}
+
+// groupMembers returns the patient compartments of a Group's members.
+func groupMembers(g map[string]any) (map[string]bool, error) {
+	out := map[string]bool{}
+	ms, _ := g["member"].([]any)
+	for _, m := range ms {
+		mm, _ := m.(map[string]any)
+		if inactive, _ := mm["inactive"].(bool); inactive {
+			continue
+		}
+		ent, _ := mm["entity"].(map[string]any)
+		ref, _ := ent["reference"].(string)
+		if id, ok := strings.CutPrefix(ref, "Patient/"); ok && idPattern.MatchString(id) {
+			out["Patient/"+id] = true
+		}
+	}
+	if len(out) == 0 {
+		return nil, failure(http.StatusBadRequest, "not-supported", "",
+			"the Group has no Patient members and defines no cohort (extension "+cohortCriteriaURL+")")
+	}
+	return out, nil
+}
+
+// researchExport kicks off the research export of a cohort-defining Group.
+func (b *bulkService) researchExport(ctx context.Context, p auth.Principal, base string, criteria json.RawMessage, bp bulkParams) (*httpbody.HttpBody, error) {
+	if !p.Scopes.Has(CohortExportScope) {
+		return nil, failure(http.StatusForbidden, "forbidden", "", "a cohort Group is exported with the scope "+CohortExportScope)
+	}
+	if b.exports == nil {
+		return nil, failure(http.StatusNotImplemented, "not-supported", "", "research exports need the consent policy")
+	}
+	if !bp.since.IsZero() || bp.filters != nil {
+		return nil, failure(http.StatusBadRequest, "not-supported", "", "a research export takes _type and _outputFormat only")
+	}
+	body, err := json.Marshal(struct {
+		Criteria json.RawMessage `json:"criteria"`
+		Type     []string        `json:"type,omitempty"`
+	}{criteria, bp.types})
+	if err != nil {
+		return nil, err
+	}
+	return exportResponse(ctx)(b.exports.KickOff(ctx, callerFrom(ctx), base, body))
+}
+
+func newBulkID() (string, error) {
+	var r [16]byte
+	if _, err := rand.Read(r[:]); err != nil {
+		return "", fmt.Errorf("bulk export id: %w", err)
+	}
+	return hex.EncodeToString(r[:]), nil
+}
+
+// Run builds queued exports, one at a time, and deletes expired ones until
+// ctx ends; then it deletes every file of this process's exports.
+func (b *bulkService) Run(ctx context.Context) error {
+	if err := os.MkdirAll(b.dir, 0o700); err != nil {
+		return fmt.Errorf("create bulk export directory: %w", err)
+	}
+	defer os.RemoveAll(b.dir)
+	sweep := time.NewTicker(time.Minute)
+	defer sweep.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-sweep.C:
+			b.expire()
+		case job := <-b.queue:
+			b.run(ctx, job)
+		}
+	}
+}
+
+func (b *bulkService) run(ctx context.Context, job *bulkJob) {
+	jctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	b.mu.Lock()
+	if job.done { // deleted while queued
+		b.mu.Unlock()
+		return
+	}
+	job.cancel, job.progress = cancel, "started"
+	b.mu.Unlock()
+	m, err := b.build(jctx, job)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	job.cancel = nil
+	if jctx.Err() != nil {
+		return // deleted: Delete removed it
+	}
+	job.done = true
+	if err != nil {
+		job.failed = true
+		_ = os.RemoveAll(filepath.Join(b.dir, job.id))
+		b.log.ErrorContext(ctx, "bulk export failed", slog.String("export", job.id), slog.String("err", err.Error()))
+		return
+	}
+	job.manifest = m
+}
+
+// bulkFile is one manifest entry.
+type bulkFile struct {
+	Type  string `json:"type"`
+	URL   string `json:"url"`
+	Count int    `json:"count"`
+}
+
+// build writes the export's files, records the release decisions, and
+// returns the manifest.
+func (b *bulkService) build(ctx context.Context, job *bulkJob) ([]byte, error) {
+	// The export reflects the vault as of now: anything written later is
+	// left out, so that a client's next _since may be this time.
+	tt := time.Now().UTC()
+	dir := filepath.Join(b.dir, job.id)
+	base := strings.TrimSuffix(job.request[:strings.Index(job.request, "/fhir/r4")], "/")
+	run := &searchRun{s: b.svc, release: b.svc.access.NewRelease(job.caller)}
+	var out []bulkFile
+	for i, typ := range job.types {
+		b.setProgress(job, fmt.Sprintf("%d of %d types", i, len(job.types)))
+		n, err := b.exportType(ctx, run, job, typ, tt, filepath.Join(dir, typ+".ndjson"))
+		if err != nil {
+			return nil, err
+		}
+		// Decisions are recorded before the manifest names a file.
+		if err := run.release.Commit(ctx); err != nil {
+			return nil, err
+		}
+		if n > 0 {
+			out = append(out, bulkFile{Type: typ, URL: base + "/v1/bulk/" + job.id + "/files/" + typ + ".ndjson", Count: n})
+		}
+	}
+	errs := []bulkFile{}
+	if len(job.left) > 0 {
+		var lines []byte
+		for _, t := range job.left {
+			lines = append(lines, outcomeLine("information", "forbidden", "resources of type "+t+" are left out: the token's scopes do not allow reading them")...)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "OperationOutcome.ndjson"), lines, 0o600); err != nil {
+			return nil, fmt.Errorf("write bulk export file: %w", err)
+		}
+		errs = append(errs, bulkFile{Type: "OperationOutcome", URL: base + "/v1/bulk/" + job.id + "/files/OperationOutcome.ndjson", Count: len(job.left)})
+	}
+	if out == nil {
+		out = []bulkFile{}
+	}
+	return json.Marshal(struct {
+		TransactionTime     string     `json:"transactionTime"`
+		Request             string     `json:"request"`
+		RequiresAccessToken bool       `json:"requiresAccessToken"`
+		Output              []bulkFile `json:"output"`
+		Error               []bulkFile `json:"error"`
+	}{tt.Format(time.RFC3339Nano), job.request, true, out, errs})
+}
+
+// exportType writes the resources of typ the export holds to path and
+// returns how many; no file when none.
+func (b *bulkService) exportType(ctx context.Context, run *searchRun, job *bulkJob, typ string, tt time.Time, path string) (int, error) {
+	queries := job.filters[typ]
+	if len(queries) == 0 {
+		queries = []url.Values{nil}
+	}
+	seen := map[string]bool{}
+	var buf bytes.Buffer
+	n := 0
+	for _, params := range queries {
+		var clauses []search.Clause
+		if params != nil {
+			q, err := search.Parse(typ, params, true)
+			if err != nil {
+				return 0, err // parsed at kick-off
+			}
+			clauses = q.Clauses
+		}
+		// A Group's members are searched compartment by compartment, so
+		// the index narrows the candidates; each type gets its own budget.
+		scopes := []string{""}
+		if job.members != nil {
+			scopes = scopes[:0]
+			for c := range job.members {
+				scopes = append(scopes, c)
+			}
+			slices.Sort(scopes)
+		}
+		for _, compartment := range scopes {
+			run.scanned = 0
+			hits, err := run.matches(ctx, typ, slices.Clone(clauses), compartment, false)
+			if err != nil {
+				return 0, err
+			}
+			for _, h := range hits {
+				if seen[h.v.ID] || h.v.LastUpdated.After(tt) || (!job.since.IsZero() && h.v.LastUpdated.Before(job.since)) {
+					continue
+				}
+				if job.kind != bulkSystem && h.v.Compartment == "" {
+					continue
+				}
+				seen[h.v.ID] = true
+				ok, err := run.release.Allowed(ctx, h.v, h.tree)
+				if err != nil {
+					return 0, err
+				}
+				if !ok {
+					continue
+				}
+				if err := json.Compact(&buf, h.v.Body); err != nil {
+					return 0, fmt.Errorf("compact stored version: %w", err)
+				}
+				buf.WriteByte('\n')
+				n++
+			}
+			if err := ctx.Err(); err != nil {
+				return 0, err
+			}
+		}
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
+		return 0, fmt.Errorf("write bulk export file: %w", err)
+	}
+	return n, nil
+}
+
+// outcomeLine is an OperationOutcome as one NDJSON line.
+func outcomeLine(severity, code, diagnostics string) []byte {
+	var buf bytes.Buffer
+	_ = json.Compact(&buf, outcomeJSON(issue{Severity: severity, Code: code, Diagnostics: diagnostics}))
+	return append(buf.Bytes(), '\n')
+}
+
+func (b *bulkService) setProgress(job *bulkJob, p string) {
+	b.mu.Lock()
+	job.progress = p
+	b.mu.Unlock()
+}
+
+// job returns the caller's export id, or a 404 that does not tell another
+// client's export from a missing one.
+func (b *bulkService) job(ctx context.Context, id string) (*bulkJob, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	job, ok := b.jobs[id]
+	if !bulkID.MatchString(id) || !ok || job.client != clientOf(ctx) || job.client == "" {
+		return nil, failure(http.StatusNotFound, "not-found", "", "no such export")
+	}
+	return job, nil
+}
+
+// GetBulkStatus answers the status URL.
+func (b *bulkService) GetBulkStatus(ctx context.Context, req *fhiranchorv1.GetBulkStatusRequest) (*httpbody.HttpBody, error) {
+	job, err := b.job(ctx, req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	done, failed, progress, m := job.done, job.failed, job.progress, job.manifest
+	b.mu.Unlock()
+	switch {
+	case !done:
+		setResponse(ctx, http.StatusAccepted, "x-progress", progress, "retry-after", "1")
+		return &httpbody.HttpBody{ContentType: fhirJSON, Data: outcomeJSON(issue{Severity: "information", Code: "informational",
+			Diagnostics: "the export is in progress"})}, nil
+	case failed:
+		return nil, failure(http.StatusInternalServerError, "exception", "", "the export failed; see the server log")
+	}
+	setResponse(ctx, http.StatusOK, "expires", job.created.Add(b.ttl).Format(http.TimeFormat))
+	return &httpbody.HttpBody{ContentType: "application/json", Data: m}, nil
+}
+
+// GetBulkFile serves one file of a finished export.
+func (b *bulkService) GetBulkFile(ctx context.Context, req *fhiranchorv1.GetBulkFileRequest) (*httpbody.HttpBody, error) {
+	job, err := b.job(ctx, req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	ready := job.done && !job.failed
+	b.mu.Unlock()
+	notFound := failure(http.StatusNotFound, "not-found", "", "no such export file")
+	if !ready || !bulkFileName.MatchString(req.GetName()) {
+		return nil, notFound
+	}
+	data, err := os.ReadFile(filepath.Join(b.dir, job.id, req.GetName()))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, notFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read bulk export file: %w", err)
+	}
+	return &httpbody.HttpBody{ContentType: research.NDJSONType, Data: data}, nil
+}
+
+// DeleteBulk cancels an export or deletes its files.
+func (b *bulkService) DeleteBulk(ctx context.Context, req *fhiranchorv1.DeleteBulkRequest) (*httpbody.HttpBody, error) {
+	job, err := b.job(ctx, req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	if err := b.forget(job); err != nil {
+		return nil, err
+	}
+	setResponse(ctx, http.StatusAccepted)
+	return &httpbody.HttpBody{ContentType: fhirJSON, Data: outcomeJSON(issue{Severity: "information", Code: "informational",
+		Diagnostics: "export deleted"})}, nil
+}
+
+// forget cancels job, deletes its files and forgets it.
+func (b *bulkService) forget(job *bulkJob) error {
+	b.mu.Lock()
+	if job.cancel != nil {
+		job.cancel()
+	}
+	job.done = true
+	delete(b.jobs, job.id)
+	b.mu.Unlock()
+	if err := os.RemoveAll(filepath.Join(b.dir, job.id)); err != nil {
+		return fmt.Errorf("delete bulk export: %w", err)
+	}
+	return nil
+}
+
+// expire forgets finished exports older than the time to live.
+func (b *bulkService) expire() {
+	cutoff := time.Now().Add(-b.ttl)
+	b.mu.Lock()
+	var old []*bulkJob
+	for _, job := range b.jobs {
+		if job.done && job.created.Before(cutoff) {
+			old = append(old, job)
+		}
+	}
+	b.mu.Unlock()
+	for _, job := range old {
+		_ = b.forget(job)
+	}
+}
+
+// bulkDirectory is this process's directory of identified export files:
+// bulk-<random> under the research export directory (or the system's
+// temporary directory), so gateways sharing the export directory never
+// touch each other's.
+func bulkDirectory(exportDir string) (string, error) {
+	if exportDir == "" {
+		exportDir = os.TempDir()
+	}
+	id, err := newBulkID()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(exportDir, "bulk-"+id[:16]), nil
+}
