@@ -21,7 +21,8 @@ var Version = "0.1.0-dev"
 // search parameter package search indexes (each listed with the R4
 // definition's documentation), with _include and _revinclude of every
 // reference parameter, compartment search and Patient $everything; system
-// search with _type; SMART backend-services bearer tokens.
+// search with _type; Bulk Data $export (system, Patient, Group; see
+// bulk.go); SMART backend-services bearer tokens.
 func capabilityStatement(baseURL string) ([]byte, error) {
 	type interaction struct {
 		Code string `json:"code"`
@@ -80,8 +81,12 @@ func capabilityStatement(baseURL string) ([]byte, error) {
 		if len(r.SearchInclude) > 0 {
 			r.SearchInclude = append(r.SearchInclude, "*")
 		}
-		if t == "Patient" {
-			r.Operation = []operation{{Name: "everything", Definition: "http://hl7.org/fhir/OperationDefinition/Patient-everything"}}
+		switch t {
+		case "Patient":
+			r.Operation = []operation{{Name: "everything", Definition: "http://hl7.org/fhir/OperationDefinition/Patient-everything"},
+				{Name: "export", Definition: "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"}}
+		case "Group":
+			r.Operation = []operation{{Name: "export", Definition: "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"}}
 		}
 		resources = append(resources, r)
 	}
@@ -97,6 +102,7 @@ func capabilityStatement(baseURL string) ([]byte, error) {
 		"software":       map[string]any{"name": "fhiranchor", "version": Version},
 		"implementation": impl,
 		"fhirVersion":    "4.0.1",
+		"instantiates":   []string{bulkDataCapability},
 		"format":         []string{"application/fhir+json", "json"},
 		"patchFormat":    []string{"application/json-patch+json"},
 		"rest": []map[string]any{{
@@ -108,6 +114,7 @@ func capabilityStatement(baseURL string) ([]byte, error) {
 			},
 			"resource":    resources,
 			"interaction": []interaction{{"transaction"}, {"batch"}, {"search-system"}, {"history-system"}},
+			"operation":   []operation{{Name: "export", Definition: "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"}},
 			"searchParam": []searchParam{
 				{Name: "_id", Type: "token", Definition: "http://hl7.org/fhir/SearchParameter/Resource-id"},
 				{Name: "_lastUpdated", Type: "date", Definition: "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated"},
