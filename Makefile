@@ -21,10 +21,12 @@ test:
 	$(GO) test -count=1 -race -timeout 10m ./vault/... ./anchor/postgres/ ./gateway/auth/... ./access/...
 
 # fhir-kit-client (npm, pinned) against a freshly built server, and the
-# research export of the Synthea set validated by the `fhir` npm package.
+# research export of the Synthea set validated by the `fhir` npm package, and
+# Bulk Data $export driven by a client written from the IG (clients/bulk).
 test-clients:
 	clients/fhir-kit-client/run.sh
 	clients/fhir-validator/run.sh
+	clients/bulk/run.sh
 
 # Regenerate protobuf, gRPC, grpc-gateway and OpenAPI code, and the
 # AnchorRegistry contract's ABI, bytecode (npm solc, pinned) and abigen v2
