@@ -22,6 +22,7 @@ import (
 	"google.golang.org/genproto/googleapis/api/httpbody"
 
 	"github.com/fhiranchor/fhiranchor/access"
+	"github.com/fhiranchor/fhiranchor/anchor"
 	"github.com/fhiranchor/fhiranchor/fhir"
 	"github.com/fhiranchor/fhiranchor/fhir/search"
 	"github.com/fhiranchor/fhiranchor/gateway/auth"
@@ -58,6 +59,12 @@ import (
 // behind the same load balancer (route a client's bulk calls to one
 // gateway). A gateway that crashes leaves its directory behind.
 // Only the client that kicked an export off is served its status and files.
+//
+// Erasure reaches identified exports as it reaches research ones: an export
+// holding a patient erased after its build began is withdrawn (its files
+// deleted; status and files answer 410). The build checks the erasure
+// leaves once its files are written, Run every few seconds, and the status
+// and file URLs before they serve anything (failing closed).
 
 // cohortCriteriaURL is the extension of a Group (actual false) whose
 // valueString is the cohort criteria, in the query language of package
@@ -114,11 +121,20 @@ type bulkJob struct {
 	members map[string]bool         // compartments of a Group's members
 	left    []string                // types the scopes leave out
 
-	cancel   context.CancelFunc
-	done     bool
-	failed   bool
-	progress string
-	manifest []byte
+	cancel    context.CancelFunc
+	done      bool
+	failed    bool
+	withdrawn bool // data in it was erased
+	progress  string
+	manifest  []byte
+
+	// held are the record refs (access.Ref, the names erasure leaves give)
+	// of the compartments with a line in a file; written by the build only.
+	held map[string]bool
+	// check serializes erasure checks; checked is the Seq of the newest
+	// erasure leaf the export is known not to hold.
+	check   sync.Mutex
+	checked int64
 }
 
 func newBulkService(svc *service, exports *research.Exports, base, dir string, ttl time.Duration, log *slog.Logger) *bulkService {
@@ -477,12 +493,16 @@ func (b *bulkService) Run(ctx context.Context) error {
 	defer os.RemoveAll(b.dir)
 	sweep := time.NewTicker(time.Minute)
 	defer sweep.Stop()
+	follow := time.NewTicker(5 * time.Second)
+	defer follow.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-sweep.C:
 			b.expire()
+		case <-follow.C:
+			b.followErasures(ctx)
 		case job := <-b.queue:
 			b.run(ctx, job)
 		}
@@ -507,6 +527,9 @@ func (b *bulkService) run(ctx context.Context, job *bulkJob) {
 		return // deleted: Delete removed it
 	}
 	job.done = true
+	if errors.Is(err, errBulkWithdrawn) {
+		return
+	}
 	if err != nil {
 		job.failed = true
 		_ = os.RemoveAll(filepath.Join(b.dir, job.id))
@@ -529,6 +552,11 @@ func (b *bulkService) build(ctx context.Context, job *bulkJob) ([]byte, error) {
 	// The export reflects the vault as of now: anything written later is
 	// left out, so that a client's next _since may be this time.
 	tt := time.Now().UTC()
+	erasures, err := b.newestErasure(ctx)
+	if err != nil {
+		return nil, err
+	}
+	job.held = map[string]bool{}
 	dir := filepath.Join(b.dir, job.id)
 	base := strings.TrimSuffix(job.request[:strings.Index(job.request, "/fhir/r4")], "/")
 	run := &searchRun{s: b.svc, release: b.svc.access.NewRelease(job.caller)}
@@ -560,6 +588,11 @@ func (b *bulkService) build(ctx context.Context, job *bulkJob) ([]byte, error) {
 	}
 	if out == nil {
 		out = []bulkFile{}
+	}
+	// A patient erased while the files were written may be in them.
+	job.checked = erasures
+	if err := b.checkErasures(ctx, job); err != nil {
+		return nil, err
 	}
 	return json.Marshal(struct {
 		TransactionTime     string     `json:"transactionTime"`
@@ -614,6 +647,9 @@ func (b *bulkService) exportType(ctx context.Context, run *searchRun, job *bulkJ
 				}
 				seen[h.v.ID] = true
 				ok, err := run.release.Allowed(ctx, h.v, h.tree)
+				if ok && h.v.Compartment != "" {
+					job.held[access.Ref(b.svc.vault, h.v.Compartment)] = true
+				}
 				if err != nil {
 					return 0, err
 				}
@@ -671,10 +707,15 @@ func (b *bulkService) GetBulkStatus(ctx context.Context, req *fhiranchorv1.GetBu
 	if err != nil {
 		return nil, err
 	}
+	if err := b.checkDone(ctx, job); err != nil {
+		return nil, err
+	}
 	b.mu.Lock()
-	done, failed, progress, m := job.done, job.failed, job.progress, job.manifest
+	done, failed, withdrawn, progress, m := job.done, job.failed, job.withdrawn, job.progress, job.manifest
 	b.mu.Unlock()
 	switch {
+	case withdrawn:
+		return nil, bulkWithdrawn()
 	case !done:
 		setResponse(ctx, http.StatusAccepted, "x-progress", progress, "retry-after", "1")
 		return &httpbody.HttpBody{ContentType: fhirJSON, Data: outcomeJSON(issue{Severity: "information", Code: "informational",
@@ -692,9 +733,15 @@ func (b *bulkService) GetBulkFile(ctx context.Context, req *fhiranchorv1.GetBulk
 	if err != nil {
 		return nil, err
 	}
+	if err := b.checkDone(ctx, job); err != nil {
+		return nil, err
+	}
 	b.mu.Lock()
-	ready := job.done && !job.failed
+	ready, withdrawn := job.done && !job.failed, job.withdrawn
 	b.mu.Unlock()
+	if withdrawn {
+		return nil, bulkWithdrawn()
+	}
 	notFound := failure(http.StatusNotFound, "not-found", "", "no such export file")
 	if !ready || !bulkFileName.MatchString(req.GetName()) {
 		return nil, notFound
@@ -767,4 +814,116 @@ func bulkDirectory(exportDir string) (string, error) {
 		return "", err
 	}
 	return filepath.Join(exportDir, "bulk-"+id[:16]), nil
+}
+
+// errBulkWithdrawn ends a build whose export was withdrawn for an erasure.
+var errBulkWithdrawn = errors.New("bulk export withdrawn: data in it was erased")
+
+// bulkWithdrawn is what the status and file URLs of a withdrawn export
+// answer; it names neither the patient nor how many were erased.
+func bulkWithdrawn() error {
+	return failure(http.StatusGone, "deleted", "",
+		"this export was withdrawn because data in it was erased; start a new export")
+}
+
+// newestErasure returns the Seq of the newest erasure leaf, or 0.
+func (b *bulkService) newestErasure(ctx context.Context) (int64, error) {
+	ls, err := b.svc.vault.Store().FindLeaves(ctx, vault.LeafFilter{Type: uint8(anchor.LeafErasure), Limit: 1})
+	if err != nil {
+		return 0, fmt.Errorf("read erasures: %w", err)
+	}
+	if len(ls) == 0 {
+		return 0, nil
+	}
+	return ls[0].Seq, nil
+}
+
+// erasedAfter returns the subjects of the erasure leaves above after, and
+// the newest Seq among them (after when there are none).
+func (b *bulkService) erasedAfter(ctx context.Context, after int64) (map[string]bool, int64, error) {
+	erased := map[string]bool{}
+	newest := after
+	before := int64(0)
+	for {
+		ls, err := b.svc.vault.Store().FindLeaves(ctx, vault.LeafFilter{Type: uint8(anchor.LeafErasure), Before: before, Limit: 256})
+		if err != nil {
+			return nil, 0, fmt.Errorf("read erasures: %w", err)
+		}
+		for _, l := range ls {
+			if l.Seq <= after {
+				return erased, newest, nil
+			}
+			erased[l.Subject] = true
+			newest = max(newest, l.Seq)
+		}
+		if len(ls) < 256 {
+			return erased, newest, nil
+		}
+		before = ls[len(ls)-1].Seq
+	}
+}
+
+// checkErasures withdraws job if a patient it holds was erased after
+// job.checked. It returns errBulkWithdrawn when it is withdrawn.
+func (b *bulkService) checkErasures(ctx context.Context, job *bulkJob) error {
+	job.check.Lock()
+	defer job.check.Unlock()
+	b.mu.Lock()
+	withdrawn := job.withdrawn
+	b.mu.Unlock()
+	if withdrawn {
+		return errBulkWithdrawn
+	}
+	erased, newest, err := b.erasedAfter(ctx, job.checked)
+	if err != nil {
+		return err
+	}
+	for ref := range erased {
+		if job.held[ref] {
+			b.mu.Lock()
+			job.withdrawn, job.manifest = true, nil
+			b.mu.Unlock()
+			if err := os.RemoveAll(filepath.Join(b.dir, job.id)); err != nil {
+				return fmt.Errorf("withdraw bulk export: %w", err)
+			}
+			b.log.WarnContext(ctx, "bulk export withdrawn: data in it was erased", slog.String("export", job.id))
+			return errBulkWithdrawn
+		}
+	}
+	job.checked = newest
+	return nil
+}
+
+// checkDone checks a finished export for erasures before it is served
+// (an export being built checks itself when its files are written).
+func (b *bulkService) checkDone(ctx context.Context, job *bulkJob) error {
+	b.mu.Lock()
+	finished := job.done && !job.failed
+	b.mu.Unlock()
+	if !finished {
+		return nil
+	}
+	if err := b.checkErasures(ctx, job); err != nil && !errors.Is(err, errBulkWithdrawn) {
+		// Fail closed: an export that cannot be checked is not served.
+		return err
+	}
+	return nil
+}
+
+// followErasures checks every finished export for erasures.
+func (b *bulkService) followErasures(ctx context.Context) {
+	b.mu.Lock()
+	var jobs []*bulkJob
+	for _, job := range b.jobs {
+		if job.done && !job.failed && !job.withdrawn {
+			jobs = append(jobs, job)
+		}
+	}
+	b.mu.Unlock()
+	for _, job := range jobs {
+		if err := b.checkDone(ctx, job); err != nil && ctx.Err() == nil {
+			b.log.ErrorContext(ctx, "bulk exports could not follow erasures", slog.String("err", err.Error()))
+			return
+		}
+	}
 }

@@ -434,3 +434,38 @@ func TestBulkCapability(t *testing.T) {
 		}
 	}
 }
+
+// TestBulkErasure: erasing a patient withdraws every identified export
+// holding their data (status and files answer 410, files deleted) and no
+// other.
+func TestBulkErasure(t *testing.T) {
+	g := testonly.StartGateway(t, testonly.Options{})
+	ehr := g.Token(t)
+	a := created(t, g, ehr, "Patient", `{"resourceType":"Patient","gender":"female"}`)
+	b := created(t, g, ehr, "Patient", `{"resourceType":"Patient","gender":"male"}`)
+	grpB := created(t, g, ehr, "Group", `{"resourceType":"Group","type":"person","actual":true,"member":[{"entity":{"reference":"Patient/`+b+`"}}]}`)
+	tok := g.TokenFor(t, auth.Claims{ClientID: "bulk", Scopes: []string{"system/*.read"}, TTL: time.Hour, PurposeOfUse: "TREAT"})
+
+	all := bulkKickOff(t, g, tok, "/$export?_type=Patient")
+	mAll := bulkWait(t, g, tok, all)
+	onlyB := bulkKickOff(t, g, tok, "/Group/"+grpB+"/$export?_type=Patient")
+	bulkWait(t, g, tok, onlyB)
+
+	admin := g.Token(t, gateway.AdminScope)
+	if r := g.DoRoot(t, "POST", "/v1/patients/"+a+":erase", nil, "Authorization", "Bearer "+admin); r.Status != http.StatusOK {
+		t.Fatalf("erase: %d %s", r.Status, r.Body)
+	}
+	for _, u := range []string{all, mAll.Output[0].URL} {
+		r := g.DoRoot(t, "GET", rootPath(t, g, u), nil, "Authorization", "Bearer "+tok)
+		if r.Status != http.StatusGone || bytes.Contains(r.Body, []byte(a)) {
+			t.Errorf("after the erasure, GET %s: %d %s", u, r.Status, r.Body)
+		}
+	}
+	id := all[strings.LastIndex(all, "/")+1:]
+	if matches, _ := filepath.Glob(filepath.Join(g.Dir, "exports", "bulk-*", id, "*")); len(matches) != 0 {
+		t.Errorf("the withdrawn export's files are left: %v", matches)
+	}
+	if got, _ := bulkResources(t, g, tok, bulkWait(t, g, tok, onlyB)); !slices.Equal(got, []string{"Patient/" + b}) {
+		t.Errorf("the export without the erased patient: %v", got)
+	}
+}
