@@ -170,10 +170,22 @@ type bulkParams struct {
 
 // kickOff checks a kick-off and starts the export.
 func (b *bulkService) kickOff(ctx context.Context, kind string, req *fhiranchorv1.BulkExportRequest) (*httpbody.HttpBody, error) {
+	principal, ok := principalFrom(ctx)
+	if !ok {
+		return nil, auth.ErrNoToken
+	}
+	// Who may ask at all comes first: a refused caller learns nothing of
+	// what it sent.
+	if !principal.Scopes.AllowsAny(auth.Read) && (kind != bulkGroup || !principal.Scopes.Has(CohortExportScope)) {
+		if kind == bulkGroup {
+			return nil, failure(http.StatusForbidden, "forbidden", "", "a Group export needs read scopes, or "+CohortExportScope+" for a cohort Group")
+		}
+		return nil, failure(http.StatusForbidden, "forbidden", "", "the token's scopes allow reading no resource type")
+	}
 	if !respondAsync(ctx) {
 		return nil, failure(http.StatusBadRequest, "invalid", "", "a Bulk Data kick-off needs the header Prefer: respond-async")
 	}
-	p, err := parseBulkParams(req.GetQuery(), req.GetBody())
+	p, err := parseBulkParams(req.GetQuery(), req.GetBody(), lenientHandling(ctx))
 	if err != nil {
 		return nil, err
 	}
@@ -191,10 +203,6 @@ func (b *bulkService) kickOff(ctx context.Context, kind string, req *fhiranchorv
 	request := base + path
 	if p.raw != "" {
 		request += "?" + p.raw
-	}
-	principal, ok := principalFrom(ctx)
-	if !ok {
-		return nil, auth.ErrNoToken
 	}
 	var members map[string]bool
 	if kind == bulkGroup {
@@ -227,6 +235,7 @@ func (b *bulkService) kickOff(ctx context.Context, kind string, req *fhiranchorv
 		}
 	}
 	if len(types) == 0 && len(left) == 0 || !principal.Scopes.AllowsAny(auth.Read) {
+		// A research token reaches here only for a Group of members.
 		return nil, failure(http.StatusForbidden, "forbidden", "", "the token's scopes allow reading no resource type")
 	}
 	id, err := newBulkID()
@@ -256,9 +265,15 @@ func (b *bulkService) kickOff(ctx context.Context, kind string, req *fhiranchorv
 }
 
 // respondAsync reports Prefer: respond-async.
-func respondAsync(ctx context.Context) bool {
+func respondAsync(ctx context.Context) bool { return preferToken(ctx, "respond-async") }
+
+// lenientHandling reports Prefer: handling=lenient: the IG lets a client
+// ask that parameters the server does not know be ignored.
+func lenientHandling(ctx context.Context) bool { return preferToken(ctx, "handling=lenient") }
+
+func preferToken(ctx context.Context, token string) bool {
 	for _, part := range strings.FieldsFunc(header(ctx, "prefer"), func(r rune) bool { return r == ',' || r == ';' }) {
-		if strings.TrimSpace(part) == "respond-async" {
+		if strings.TrimSpace(part) == token {
 			return true
 		}
 	}
@@ -266,8 +281,9 @@ func respondAsync(ctx context.Context) bool {
 }
 
 // parseBulkParams reads the kick-off parameters from the query string and
-// a POST's Parameters body. Errors name our parameters, never a value.
-func parseBulkParams(query string, body *httpbody.HttpBody) (bulkParams, error) {
+// a POST's Parameters body; lenient ignores parameters it does not know.
+// Errors name our parameters, never a value.
+func parseBulkParams(query string, body *httpbody.HttpBody, lenient bool) (bulkParams, error) {
 	params, err := url.ParseQuery(query)
 	if err != nil {
 		return bulkParams{}, failure(http.StatusBadRequest, "invalid", "", "the kick-off has a malformed query string")
@@ -284,7 +300,12 @@ func parseBulkParams(query string, body *httpbody.HttpBody) (bulkParams, error) 
 		case "patient", "_elements", "includeAssociatedData", "organizeOutputBy", "allowPartialManifests":
 			return p, failure(http.StatusBadRequest, "not-supported", "", "the kick-off parameter "+name+" is not supported")
 		default:
-			return p, failure(http.StatusBadRequest, "not-supported", "", "the kick-off has a parameter this server does not support")
+			if lenient {
+				delete(params, name)
+				continue
+			}
+			return p, failure(http.StatusBadRequest, "not-supported", "",
+				"the kick-off has a parameter this server does not support (Prefer: handling=lenient ignores it)")
 		}
 		if len(vs) > 1 && name != "_type" && name != "_typeFilter" {
 			return p, failure(http.StatusBadRequest, "invalid", "", "the kick-off parameter "+name+" is repeated")

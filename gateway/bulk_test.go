@@ -303,6 +303,11 @@ func TestBulkBadRequests(t *testing.T) {
 	if r.Status != http.StatusBadRequest || bytes.Contains(r.Body, []byte(secret)) {
 		t.Errorf("POST Patient body: %d %s", r.Status, r.Body)
 	}
+	// Prefer: handling=lenient ignores a parameter we do not know.
+	if r := g.Do(t, "GET", "/$export?_type=Patient&"+secret+"=1", nil, "Authorization", "Bearer "+tok,
+		"Prefer", "respond-async, handling=lenient"); r.Status != http.StatusAccepted {
+		t.Errorf("lenient kick-off: %d %s", r.Status, r.Body)
+	}
 	// A token that may read nothing.
 	writer := g.TokenFor(t, auth.Claims{ClientID: "writer", Scopes: []string{"system/Patient.write"}, TTL: time.Hour})
 	if r := g.Do(t, "GET", "/$export", nil, "Authorization", "Bearer "+writer, "Prefer", "respond-async"); r.Status != http.StatusForbidden {
