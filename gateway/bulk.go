@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -9,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -76,6 +78,10 @@ const bulkDataCapability = "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/
 
 // ndjsonFormats are the _outputFormat values we accept (all mean NDJSON).
 var ndjsonFormats = []string{"application/fhir+ndjson", "application/ndjson", "ndjson"}
+
+// bulkMaxCandidates bounds the ids one query of one type (and one Group
+// member) of an export considers; they are held, the resources are not.
+const bulkMaxCandidates = 5_000_000
 
 // bulkID is 32 hex digits.
 var bulkID = regexp.MustCompile(`^[0-9a-f]{32}$`)
@@ -580,7 +586,7 @@ func (b *bulkService) build(ctx context.Context, job *bulkJob) ([]byte, error) {
 	job.held = map[string]bool{}
 	dir := filepath.Join(b.dir, job.id)
 	base := strings.TrimSuffix(job.request[:strings.Index(job.request, "/fhir/r4")], "/")
-	run := &searchRun{s: b.svc, release: b.svc.access.NewRelease(job.caller)}
+	run := &searchRun{s: b.svc, release: b.svc.access.NewRelease(job.caller), limit: bulkMaxCandidates}
 	var out []bulkFile
 	for i, typ := range job.types {
 		b.setProgress(job, fmt.Sprintf("%d of %d types", i, len(job.types)))
@@ -625,15 +631,33 @@ func (b *bulkService) build(ctx context.Context, job *bulkJob) ([]byte, error) {
 }
 
 // exportType writes the resources of typ the export holds to path and
-// returns how many; no file when none.
-func (b *bulkService) exportType(ctx context.Context, run *searchRun, job *bulkJob, typ string, tt time.Time, path string) (int, error) {
+// returns how many; no file when none. Matches stream to the file: only
+// the candidates' ids are held, not the resources.
+func (b *bulkService) exportType(ctx context.Context, run *searchRun, job *bulkJob, typ string, tt time.Time, path string) (n int, err error) {
 	queries := job.filters[typ]
 	if len(queries) == 0 {
 		queries = []url.Values{nil}
 	}
+	// A Group's members are searched compartment by compartment, so the
+	// index narrows the candidates.
+	compartments := []string{""}
+	if job.members != nil {
+		compartments = slices.Sorted(maps.Keys(job.members))
+	}
+	var f *os.File
+	var w *bufio.Writer
+	defer func() {
+		if f == nil {
+			return
+		}
+		if ferr := w.Flush(); err == nil && ferr != nil {
+			err = fmt.Errorf("write bulk export file: %w", ferr)
+		}
+		if cerr := f.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("write bulk export file: %w", cerr)
+		}
+	}()
 	seen := map[string]bool{}
-	var buf bytes.Buffer
-	n := 0
 	for _, params := range queries {
 		var clauses []search.Clause
 		if params != nil {
@@ -643,56 +667,60 @@ func (b *bulkService) exportType(ctx context.Context, run *searchRun, job *bulkJ
 			}
 			clauses = q.Clauses
 		}
-		// A Group's members are searched compartment by compartment, so
-		// the index narrows the candidates; each type gets its own budget.
-		scopes := []string{""}
-		if job.members != nil {
-			scopes = scopes[:0]
-			for c := range job.members {
-				scopes = append(scopes, c)
-			}
-			slices.Sort(scopes)
+		run.scanned = 0 // one budget per type and query
+		if err := run.resolve(ctx, typ, clauses); err != nil {
+			return 0, err
 		}
-		for _, compartment := range scopes {
-			run.scanned = 0
-			hits, err := run.matches(ctx, typ, slices.Clone(clauses), compartment, false)
+		cs := clauses
+		for _, compartment := range compartments {
+			ids, err := run.candidates(ctx, typ, cs, compartment)
 			if err != nil {
 				return 0, err
 			}
-			for _, h := range hits {
-				if seen[h.v.ID] || h.v.LastUpdated.After(tt) || (!job.since.IsZero() && h.v.LastUpdated.Before(job.since)) {
+			for _, id := range ids {
+				if err := ctx.Err(); err != nil {
+					return 0, err
+				}
+				if seen[id] {
 					continue
 				}
-				if job.kind != bulkSystem && h.v.Compartment == "" {
+				h, err := run.load(ctx, typ, id)
+				if err != nil {
+					return 0, err
+				}
+				if h == nil || h.v.LastUpdated.After(tt) || (!job.since.IsZero() && h.v.LastUpdated.Before(job.since)) ||
+					(compartment != "" && h.v.Compartment != compartment) || (job.kind != bulkSystem && h.v.Compartment == "") ||
+					slices.ContainsFunc(cs, func(c search.Clause) bool { return !c.Match(h.values) }) {
 					continue
 				}
-				seen[h.v.ID] = true
+				seen[id] = true
 				ok, err := run.release.Allowed(ctx, h.v, h.tree)
-				if ok && h.v.Compartment != "" {
-					job.held[access.Ref(b.svc.vault, h.v.Compartment)] = true
-				}
 				if err != nil {
 					return 0, err
 				}
 				if !ok {
 					continue
 				}
-				if err := json.Compact(&buf, h.v.Body); err != nil {
+				if h.v.Compartment != "" {
+					job.held[access.Ref(b.svc.vault, h.v.Compartment)] = true
+				}
+				if f == nil {
+					if f, err = os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600); err != nil {
+						return 0, fmt.Errorf("create bulk export file: %w", err)
+					}
+					w = bufio.NewWriter(f)
+				}
+				var line bytes.Buffer
+				if err := json.Compact(&line, h.v.Body); err != nil {
 					return 0, fmt.Errorf("compact stored version: %w", err)
 				}
-				buf.WriteByte('\n')
+				line.WriteByte('\n')
+				if _, err := w.Write(line.Bytes()); err != nil {
+					return 0, fmt.Errorf("write bulk export file: %w", err)
+				}
 				n++
 			}
-			if err := ctx.Err(); err != nil {
-				return 0, err
-			}
 		}
-	}
-	if n == 0 {
-		return 0, nil
-	}
-	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
-		return 0, fmt.Errorf("write bulk export file: %w", err)
 	}
 	return n, nil
 }
