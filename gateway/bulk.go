@@ -317,6 +317,13 @@ func parseBulkParams(query string, body *httpbody.HttpBody, lenient bool) (bulkP
 			return p, failure(http.StatusBadRequest, "invalid", "", "the kick-off parameter "+name+" is repeated")
 		}
 	}
+	// A "+" sent unescaped in a query decodes to a space: take it back, as
+	// clients write application/fhir+ndjson and +01:00 offsets raw.
+	for _, n := range []string{"_outputFormat", "_since"} {
+		if params.Has(n) {
+			params.Set(n, strings.ReplaceAll(params.Get(n), " ", "+"))
+		}
+	}
 	if f := params.Get("_outputFormat"); f != "" && !slices.Contains(ndjsonFormats, f) {
 		return p, failure(http.StatusBadRequest, "not-supported", "", "_outputFormat must be application/fhir+ndjson, application/ndjson or ndjson")
 	}

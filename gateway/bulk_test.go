@@ -239,6 +239,11 @@ func TestBulkExport(t *testing.T) {
 	got, _ = bulkResources(t, g, other, m)
 	same("POST kick-off", got, p(a, b, c))
 
+	// _outputFormat and a _since offset with their "+" unescaped, as
+	// clients send them.
+	got, _ = bulkExport(t, g, other, "/$export?_type=Patient&_outputFormat=application/fhir+ndjson&_since=2000-01-01T00:00:00+01:00")
+	same("unescaped +", got, p(a, b, c))
+
 	// Scopes: a token for Patients only gets no Observation, and says so.
 	patientsOnly := reader("good-health", "Organization/f001", "system/Patient.read")
 	got, m = bulkExport(t, g, patientsOnly, "/$export?_type=Patient,Observation")
