@@ -160,9 +160,6 @@ func (b *bulkService) ExportPatients(ctx context.Context, req *fhiranchorv1.Bulk
 
 // ExportGroup is Group/[id]/$export.
 func (b *bulkService) ExportGroup(ctx context.Context, req *fhiranchorv1.BulkExportRequest) (*httpbody.HttpBody, error) {
-	if !idPattern.MatchString(req.GetId()) {
-		return nil, failure(http.StatusBadRequest, "invalid", "", "the URL has an invalid resource id")
-	}
 	return b.kickOff(ctx, bulkGroup, req)
 }
 
@@ -191,6 +188,9 @@ func (b *bulkService) kickOff(ctx context.Context, kind string, req *fhiranchorv
 	if !respondAsync(ctx) {
 		return nil, failure(http.StatusBadRequest, "invalid", "", "a Bulk Data kick-off needs the header Prefer: respond-async")
 	}
+	if kind == bulkGroup && !idPattern.MatchString(req.GetId()) {
+		return nil, failure(http.StatusBadRequest, "invalid", "", "the URL has an invalid resource id")
+	}
 	p, err := parseBulkParams(req.GetQuery(), req.GetBody(), lenientHandling(ctx))
 	if err != nil {
 		return nil, err
@@ -217,7 +217,7 @@ func (b *bulkService) kickOff(ctx context.Context, kind string, req *fhiranchorv
 			return nil, err
 		}
 		if criteria, ok := cohortCriteria(g); ok {
-			return b.researchExport(ctx, principal, base, criteria, p)
+			return b.researchExport(ctx, principal, base, request, criteria, p)
 		}
 		if members, err = groupMembers(g); err != nil {
 			return nil, err
@@ -490,7 +490,7 @@ func groupMembers(g map[string]any) (map[string]bool, error) {
 }
 
 // researchExport kicks off the research export of a cohort-defining Group.
-func (b *bulkService) researchExport(ctx context.Context, p auth.Principal, base string, criteria json.RawMessage, bp bulkParams) (*httpbody.HttpBody, error) {
+func (b *bulkService) researchExport(ctx context.Context, p auth.Principal, base, request string, criteria json.RawMessage, bp bulkParams) (*httpbody.HttpBody, error) {
 	if !p.Scopes.Has(CohortExportScope) {
 		return nil, failure(http.StatusForbidden, "forbidden", "", "a cohort Group is exported with the scope "+CohortExportScope)
 	}
@@ -507,7 +507,7 @@ func (b *bulkService) researchExport(ctx context.Context, p auth.Principal, base
 	if err != nil {
 		return nil, err
 	}
-	return exportResponse(ctx)(b.exports.KickOff(ctx, callerFrom(ctx), base, body))
+	return exportResponse(ctx)(b.exports.KickOffFrom(ctx, callerFrom(ctx), base, request, body))
 }
 
 func newBulkID() (string, error) {

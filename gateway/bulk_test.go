@@ -390,6 +390,9 @@ func TestBulkResearchGroup(t *testing.T) {
 		t.Errorf("status URL %s is not the research export's", status)
 	}
 	m := bulkWait(t, g, research, status)
+	if !strings.HasSuffix(m.Request, "/fhir/r4/Group/"+grp+"/$export?_type=Patient%2CCondition") {
+		t.Errorf("manifest request %s", m.Request)
+	}
 	_, lines := bulkResources(t, g, research, m)
 	if len(lines["Patient"]) != len(f.female) {
 		t.Fatalf("%d Patients, want %d", len(lines["Patient"]), len(f.female))
