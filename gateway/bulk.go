@@ -983,3 +983,28 @@ func (b *bulkService) followErasures(ctx context.Context) {
 		}
 	}
 }
+
+// cohortGroupCreate reports whether a create the caller's SMART scopes do
+// not allow is a research client (CohortExportScope) defining a cohort: a
+// Group with actual false, no member and valid criteria
+// (cohortCriteriaURL). Such a Group names nobody. A conditional create is
+// not one: its search could tell the client of other Groups. An error is
+// the answer for criteria that are not valid.
+func cohortGroupCreate(ctx context.Context, typ string, body []byte) (bool, error) {
+	p, ok := principalFrom(ctx)
+	if !ok || typ != "Group" || !p.Scopes.Has(CohortExportScope) || header(ctx, "if-none-exist") != "" {
+		return false, nil
+	}
+	var g map[string]any
+	if err := json.Unmarshal(body, &g); err != nil {
+		return false, nil
+	}
+	criteria, ok := cohortCriteria(g)
+	if _, hasMembers := g["member"]; !ok || hasMembers || g["actual"] != false {
+		return false, nil
+	}
+	if err := research.ValidateCriteria(criteria); err != nil {
+		return false, err
+	}
+	return true, nil
+}

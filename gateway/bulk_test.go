@@ -385,6 +385,38 @@ func TestBulkResearchGroup(t *testing.T) {
 	research := g.TokenFor(t, auth.Claims{ClientID: "research-team", TTL: time.Hour, PurposeOfUse: "HRESCH",
 		Scopes: []string{gateway.CohortQueryScope, gateway.CohortExportScope}})
 
+	// The research client may define a cohort itself, and nothing else.
+	own := created(t, g, research, "Group", `{"resourceType":"Group","type":"person","actual":false,
+		"extension":[{"url":"https://fhiranchor.dev/fhir/StructureDefinition/cohort-criteria","valueString":"`+criteria+`"}]}`)
+	for _, body := range []string{
+		`{"resourceType":"Group","type":"person","actual":true,"member":[{"entity":{"reference":"Patient/` + f.female[0] + `"}}],
+			"extension":[{"url":"https://fhiranchor.dev/fhir/StructureDefinition/cohort-criteria","valueString":"` + criteria + `"}]}`,
+		`{"resourceType":"Group","type":"person","actual":false}`,
+		`{"resourceType":"Patient","gender":"female"}`,
+	} {
+		typ := "Group"
+		if strings.Contains(body, `"Patient","gender"`) {
+			typ = "Patient"
+		}
+		if r := g.Do(t, "POST", "/"+typ, []byte(body), "Authorization", "Bearer "+research); r.Status != http.StatusForbidden {
+			t.Errorf("research client creates %.40s: %d %s", body, r.Status, r.Body)
+		}
+	}
+	bad := `{"resourceType":"Group","type":"person","actual":false,
+		"extension":[{"url":"https://fhiranchor.dev/fhir/StructureDefinition/cohort-criteria","valueString":"{\"zzUnknown\": 1}"}]}`
+	if r := g.Do(t, "POST", "/Group", []byte(bad), "Authorization", "Bearer "+research); r.Status != http.StatusBadRequest || bytes.Contains(r.Body, []byte("zzUnknown")) {
+		t.Errorf("research client creates a Group with bad criteria: %d %s", r.Status, r.Body)
+	}
+	if r := g.Do(t, "POST", "/Group", []byte(`{"resourceType":"Group","type":"person","actual":false,
+		"extension":[{"url":"https://fhiranchor.dev/fhir/StructureDefinition/cohort-criteria","valueString":"`+criteria+`"}]}`),
+		"Authorization", "Bearer "+research, "If-None-Exist", "name=x"); r.Status != http.StatusForbidden {
+		t.Errorf("research client conditional create: %d %s", r.Status, r.Body)
+	}
+	m0 := bulkWait(t, g, research, bulkKickOff(t, g, research, "/Group/"+own+"/$export?_type=Patient"))
+	if len(m0.Output) != 1 || m0.Output[0].Count != len(f.female) {
+		t.Errorf("the research client's own cohort Group: %+v", m0.Output)
+	}
+
 	status := bulkKickOff(t, g, research, "/Group/"+grp+"/$export?_type=Patient,Condition")
 	if !strings.Contains(status, "/v1/cohorts/exports/") {
 		t.Errorf("status URL %s is not the research export's", status)

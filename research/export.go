@@ -987,3 +987,19 @@ func (e *Exports) withdraw(ctx context.Context, id string, erased int) error {
 	}
 	return nil
 }
+
+// ValidateCriteria checks cohort criteria (the "criteria" member of a
+// query) as an export would parse them: a *Error (400) when they are not
+// valid.
+func ValidateCriteria(criteria json.RawMessage) error {
+	q, err := json.Marshal(struct {
+		Criteria json.RawMessage `json:"criteria"`
+	}{criteria})
+	if err != nil {
+		return failure(http.StatusBadRequest, "invalid", "", "the cohort criteria are not JSON")
+	}
+	if _, err := cohort.ParseQuery(q); err != nil {
+		return failure(http.StatusBadRequest, "invalid", "", "the cohort criteria are not valid: "+err.Error())
+	}
+	return nil
+}
