@@ -198,6 +198,27 @@ func TestBulkExport(t *testing.T) {
 	if after := g.RecordLeaves(t); after <= before {
 		t.Errorf("the export recorded no decisions")
 	}
+	// B's release was decided, and recorded, per type: denied to f001.
+	auditor := g.TokenFor(t, auth.Claims{ClientID: "auditor", Scopes: []string{"fhiranchor/audit"}, TTL: time.Hour})
+	var all struct{ Decisions []recordEntry }
+	if st, body := sendJSON(t, g, auditor, "GET", "/v1/decisions?patient=Patient/"+b, nil, &all); st != http.StatusOK {
+		t.Fatalf("decisions: %d %s", st, body)
+	}
+	denied := map[string]bool{}
+	for _, e := range all.Decisions {
+		var d decisionDoc
+		if err := json.Unmarshal(e.Record, &d); err != nil {
+			t.Fatal(err)
+		}
+		if d.Client == "good-health" && !d.Allow {
+			denied[d.Resource] = true
+		}
+	}
+	for _, typ := range []string{"Patient", "Observation"} {
+		if !denied[typ] {
+			t.Errorf("no recorded export denial of %s for B: %v", typ, denied)
+		}
+	}
 	got, _ = bulkExport(t, g, other, "/$export?_type=Patient,Observation,Consent")
 	same("system export for another organization", got, append(append(p(a, b, c), o(obsA, obsA2, obsB, obsC)...), "Consent/"+consentB))
 
