@@ -136,7 +136,7 @@ func (x *GetBulkStatusRequest) GetId() string {
 type GetBulkFileRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	// The file name from the manifest, e.g. "Condition-1.ndjson".
+	// The file name from the manifest, e.g. "Condition.ndjson".
 	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
