@@ -22,14 +22,17 @@ test:
 
 # fhir-kit-client and fhirclient (SMART's JS client; npm, pinned) against a
 # freshly built server, CRUD and search with their own paging; the research
-# export of the Synthea set validated by the `fhir` npm package; and SMART
-# Backend Services from the specification (jose signs).
+# export of the Synthea set validated by the `fhir` npm package; SMART
+# Backend Services from the specification (jose signs); served AuditEvents
+# and Provenances validated; Bulk Data $export driven by a client written
+# from the IG (clients/bulk).
 test-clients:
 	clients/fhir-kit-client/run.sh
 	clients/fhirclient/run.sh
 	clients/fhir-validator/run.sh
 	clients/smart-backend/run.sh
 	clients/fhir-validator/audit.sh
+	clients/bulk/run.sh
 
 # Regenerate protobuf, gRPC, grpc-gateway and OpenAPI code, and the
 # AnchorRegistry contract's ABI, bytecode (npm solc, pinned) and abigen v2

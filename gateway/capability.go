@@ -12,6 +12,13 @@ import (
 // Version is the software version reported in the CapabilityStatement.
 var Version = "0.1.0-dev"
 
+// capSecurity is what the CapabilityStatement says of security.
+type capSecurity struct {
+	tokens   bool   // the token endpoint is served
+	tokenURL string // its URL; empty: filled in per request
+	cors     bool   // some origins are allowed
+}
+
 // capabilityStatement describes what this server really does: every R4
 // resource type with read, vread, history-instance, history-type, create,
 // update, patch (JSON Patch only) and delete; transaction, batch and
@@ -21,15 +28,9 @@ var Version = "0.1.0-dev"
 // search parameter package search indexes (each listed with the R4
 // definition's documentation), with _include and _revinclude of every
 // reference parameter, compartment search and Patient $everything; system
-// search with _type; SMART Backend Services (the token endpoint in the
+// search with _type; Bulk Data $export (system, Patient, Group; see
+// bulk.go); SMART Backend Services (the token endpoint in the
 // oauth-uris extension; tokenURL empty: filled in per request).
-// capSecurity is what the CapabilityStatement says of security.
-type capSecurity struct {
-	tokens   bool   // the token endpoint is served
-	tokenURL string // its URL; empty: filled in per request
-	cors     bool   // some origins are allowed
-}
-
 func capabilityStatement(baseURL string, sec capSecurity) ([]byte, error) {
 	tokenURL := sec.tokenURL
 	if tokenURL == "" {
@@ -133,8 +134,12 @@ func capabilityStatement(baseURL string, sec capSecurity) ([]byte, error) {
 		if derivedTypes[t] {
 			r = derivedCapability(r)
 		}
-		if t == "Patient" {
-			r.Operation = []operation{{Name: "everything", Definition: "http://hl7.org/fhir/OperationDefinition/Patient-everything"}}
+		switch t {
+		case "Patient":
+			r.Operation = []operation{{Name: "everything", Definition: "http://hl7.org/fhir/OperationDefinition/Patient-everything"},
+				{Name: "export", Definition: "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"}}
+		case "Group":
+			r.Operation = []operation{{Name: "export", Definition: "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"}}
 		}
 		resources = append(resources, r)
 	}
@@ -167,6 +172,7 @@ func capabilityStatement(baseURL string, sec capSecurity) ([]byte, error) {
 		"software":       map[string]any{"name": "fhiranchor", "version": Version},
 		"implementation": impl,
 		"fhirVersion":    "4.0.1",
+		"instantiates":   []string{bulkDataCapability},
 		"format":         []string{"application/fhir+json", "json"},
 		"patchFormat":    []string{"application/json-patch+json"},
 		"rest": []map[string]any{{
@@ -174,6 +180,7 @@ func capabilityStatement(baseURL string, sec capSecurity) ([]byte, error) {
 			"security":    security,
 			"resource":    resources,
 			"interaction": []interaction{{"transaction"}, {"batch"}, {"search-system"}, {"history-system"}},
+			"operation":   []operation{{Name: "export", Definition: "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"}},
 			"searchParam": []searchParam{
 				{Name: "_id", Type: "token", Definition: "http://hl7.org/fhir/SearchParameter/Resource-id"},
 				{Name: "_lastUpdated", Type: "date", Definition: "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated"},

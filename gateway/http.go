@@ -72,6 +72,8 @@ func restHandler(ctx context.Context, conn *grpc.ClientConn, rc restConfig) (htt
 		fhiranchorv1.RegisterPolicyServiceHandler,
 		fhiranchorv1.RegisterDecisionServiceHandler,
 		fhiranchorv1.RegisterCohortServiceHandler,
+		// Last: its $export paths win over [type] and [type]/[id].
+		fhiranchorv1.RegisterBulkServiceHandler,
 	} {
 		if err := register(ctx, gw, conn); err != nil {
 			return nil, fmt.Errorf("register REST handlers: %w", err)
@@ -189,7 +191,7 @@ func guard(next http.Handler, maxBody int64) http.Handler {
 				writeError(w, notAcceptable())
 				return
 			}
-			if searchGet(r) || searchPost(r) {
+			if searchGet(r) || searchPost(r) || bulkKickOff(r) {
 				// A search's parameters are open-ended: the whole query
 				// travels as one field, parsed by the search itself.
 				r.URL.RawQuery = "query=" + url.QueryEscape(r.URL.RawQuery)
@@ -225,6 +227,12 @@ func searchGet(r *http.Request) bool {
 		return segs[0] == "Patient" && (segs[2] == "$everything" || fhir.IsResourceType(segs[2]))
 	}
 	return false
+}
+
+// bulkKickOff reports whether r is a Bulk Data kick-off, whose parameters
+// travel as one field like a search's.
+func bulkKickOff(r *http.Request) bool {
+	return (r.Method == http.MethodGet || r.Method == http.MethodPost) && strings.HasSuffix(r.URL.Path, "/$export")
 }
 
 // searchPost reports whether r is a POST [type]/_search, [base]/_search or

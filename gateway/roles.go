@@ -52,6 +52,15 @@ var resourceMethods = map[string]bool{
 	"/fhiranchor.v1.FHIRService/SystemHistory":     true,
 	"/fhiranchor.v1.LogService/GetReceipt":         true,
 	"/fhiranchor.v1.LogService/GetEvidence":        true,
+	// Bulk Data export: the handlers check read scopes per type, or the
+	// research scope for a cohort Group; status and files are the
+	// kicking-off client's only.
+	"/fhiranchor.v1.BulkService/ExportSystem":   true,
+	"/fhiranchor.v1.BulkService/ExportPatients": true,
+	"/fhiranchor.v1.BulkService/ExportGroup":    true,
+	"/fhiranchor.v1.BulkService/GetBulkStatus":  true,
+	"/fhiranchor.v1.BulkService/GetBulkFile":    true,
+	"/fhiranchor.v1.BulkService/DeleteBulk":     true,
 	// A leaf receipt holds hashes and an index only; any client may ask.
 	"/fhiranchor.v1.LogService/GetLeafReceipt": true,
 }

@@ -176,6 +176,21 @@ func TestRoleMatrix(t *testing.T) {
 		"/fhiranchor.v1.CohortService/DeleteExport": {allow: researchers, ok: []codes.Code{codes.NotFound},
 			req: &fhiranchorv1.DeleteExportRequest{Id: strings.Repeat("0", 32)}},
 
+		// Kick-offs without Prefer: respond-async: 400 proves admission.
+		"/fhiranchor.v1.BulkService/ExportSystem": {allow: smart, ok: []codes.Code{codes.InvalidArgument},
+			req: &fhiranchorv1.BulkExportRequest{Query: "_type=Patient"}},
+		"/fhiranchor.v1.BulkService/ExportPatients": {allow: smart, ok: []codes.Code{codes.InvalidArgument},
+			req: &fhiranchorv1.BulkExportRequest{Query: "_type=Patient"}},
+		"/fhiranchor.v1.BulkService/ExportGroup": {allow: []string{roleEHR, roleResearcher}, ok: []codes.Code{codes.InvalidArgument},
+			req: &fhiranchorv1.BulkExportRequest{Id: "nobody"}},
+		// Any client may ask after its own exports; none exists: 404.
+		"/fhiranchor.v1.BulkService/GetBulkStatus": {allow: everyone, ok: []codes.Code{codes.NotFound},
+			req: &fhiranchorv1.GetBulkStatusRequest{Id: strings.Repeat("0", 32)}},
+		"/fhiranchor.v1.BulkService/GetBulkFile": {allow: everyone, ok: []codes.Code{codes.NotFound},
+			req: &fhiranchorv1.GetBulkFileRequest{Id: strings.Repeat("0", 32), Name: "Patient.ndjson"}},
+		"/fhiranchor.v1.BulkService/DeleteBulk": {allow: everyone, ok: []codes.Code{codes.NotFound},
+			req: &fhiranchorv1.DeleteBulkRequest{Id: strings.Repeat("0", 32)}},
+
 		"/fhiranchor.v1.DecisionService/ListDecisions":     {allow: recordReaders, req: &fhiranchorv1.ListDecisionsRequest{}},
 		"/fhiranchor.v1.DecisionService/GetDecision":       {allow: recordReaders, req: &fhiranchorv1.GetDecisionRequest{LeafIndex: ownDecision}},
 		"/fhiranchor.v1.DecisionService/ListConsentEvents": {allow: recordReaders, req: &fhiranchorv1.ListConsentEventsRequest{PatientId: seeded}},

@@ -314,8 +314,10 @@ type searchRun struct {
 	s       *service
 	release *access.Release
 	// scanned counts the candidates of every search the request ran
-	// (types of a system search, chains, _has): maxCandidates bounds it.
+	// (types of a system search, chains, _has): maxCandidates bounds it,
+	// or limit when it is set (a bulk export, which streams its matches).
 	scanned int
+	limit   int
 }
 
 // matches returns the live resources of typ, within compartment if set,
@@ -324,32 +326,8 @@ type searchRun struct {
 // matches the caller must be allowed to see too: a _has on a resource the
 // consent withholds must not tell that it exists.
 func (r *searchRun) matches(ctx context.Context, typ string, clauses []search.Clause, compartment string, release bool) ([]*hit, error) {
-	for i := range clauses {
-		c := &clauses[i]
-		switch {
-		case c.Chain != nil:
-			inner, err := r.matches(ctx, c.Chain.Type, []search.Clause{c.Chain.Clause}, "", true)
-			if err != nil {
-				return nil, err
-			}
-			c.Targets = c.Targets[:0]
-			for _, h := range inner {
-				c.Targets = append(c.Targets, h.ref())
-			}
-		case c.Has != nil:
-			inner, err := r.matches(ctx, c.Has.Type, []search.Clause{c.Has.Clause}, "", true)
-			if err != nil {
-				return nil, err
-			}
-			c.Targets = c.Targets[:0]
-			for _, h := range inner {
-				for _, v := range h.values {
-					if v.Param == c.Has.Ref.Code && v.Type == search.TypeReference && v.Reference.Type == typ && v.Reference.ID != "" {
-						c.Targets = append(c.Targets, v.Reference.ID)
-					}
-				}
-			}
-		}
+	if err := r.resolve(ctx, typ, clauses); err != nil {
+		return nil, err
 	}
 	ids, err := r.candidates(ctx, typ, clauses, compartment)
 	if err != nil {
@@ -378,6 +356,39 @@ func (r *searchRun) matches(ctx context.Context, typ string, clauses []search.Cl
 		}
 	}
 	return out, nil
+}
+
+// resolve runs the chains and _has of clauses (of a search of typ) as
+// searches of their own, released to the caller, and sets their Targets.
+func (r *searchRun) resolve(ctx context.Context, typ string, clauses []search.Clause) error {
+	for i := range clauses {
+		c := &clauses[i]
+		switch {
+		case c.Chain != nil:
+			inner, err := r.matches(ctx, c.Chain.Type, []search.Clause{c.Chain.Clause}, "", true)
+			if err != nil {
+				return err
+			}
+			c.Targets = c.Targets[:0]
+			for _, h := range inner {
+				c.Targets = append(c.Targets, h.ref())
+			}
+		case c.Has != nil:
+			inner, err := r.matches(ctx, c.Has.Type, []search.Clause{c.Has.Clause}, "", true)
+			if err != nil {
+				return err
+			}
+			c.Targets = c.Targets[:0]
+			for _, h := range inner {
+				for _, v := range h.values {
+					if v.Param == c.Has.Ref.Code && v.Type == search.TypeReference && v.Reference.Type == typ && v.Reference.ID != "" {
+						c.Targets = append(c.Targets, v.Reference.ID)
+					}
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // candidates are the ids of typ the index says may match: the
@@ -444,7 +455,11 @@ func (r *searchRun) candidates(ctx context.Context, typ string, clauses []search
 			return nil, err
 		}
 	}
-	if r.scanned += len(set); r.scanned > maxCandidates {
+	limit := maxCandidates
+	if r.limit > 0 {
+		limit = r.limit
+	}
+	if r.scanned += len(set); r.scanned > limit {
 		return nil, failure(http.StatusBadRequest, "too-costly", "", "the search criteria match more than "+strconv.Itoa(maxCandidates)+
 			" resources before filtering; add more selective criteria")
 	}

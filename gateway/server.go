@@ -147,6 +147,7 @@ type Server struct {
 	policies *policyService    // nil without policy
 	research *research.Service // nil without policy
 	exports  *research.Exports // nil without policy
+	bulk     *bulkService
 }
 
 // New builds a Server and opens its listeners, so their addresses are known
@@ -230,6 +231,16 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		fhiranchorv1.RegisterDecisionServiceServer(s.grpc, &decisionService{vault: deps.Vault, names: names})
 		s.policies = policies
 	}
+	bulkDir, err := bulkDirectory(cfg.Research.ExportDir)
+	if err != nil {
+		return nil, err
+	}
+	ttl := cfg.Research.ExportTTL
+	if ttl <= 0 {
+		ttl = research.DefaultExportTTL
+	}
+	s.bulk = newBulkService(svc, exp, strings.TrimSuffix(strings.TrimSuffix(cfg.BaseURL, "/"), "/fhir/r4"), bulkDir, ttl, log)
+	fhiranchorv1.RegisterBulkServiceServer(s.grpc, s.bulk)
 	if res != nil {
 		fhiranchorv1.RegisterCohortServiceServer(s.grpc, &cohortService{r: res, exports: exp,
 			// Export file URLs, like Location headers, use the configured
@@ -341,6 +352,7 @@ func (s *Server) Run(ctx context.Context) error {
 		g.Go(func() error { return s.research.Run(ctx) })
 		g.Go(func() error { return s.exports.Run(ctx) })
 	}
+	g.Go(func() error { return s.bulk.Run(ctx) })
 	if s.grpcLis != nil {
 		g.Go(func() error { return s.grpc.Serve(s.grpcLis) })
 	}

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -54,7 +55,10 @@ func (s *service) Create(ctx context.Context, req *fhiranchorv1.CreateRequest) (
 		return nil, err
 	}
 	if err := authorize(ctx, req.GetType(), auth.Create); err != nil {
-		return nil, err
+		// A research client may define a cohort as a Group (bulk.go).
+		if ok, cerr := cohortGroupCreate(ctx, req.GetType(), req.GetBody().GetData()); cerr != nil || !ok {
+			return nil, cmp.Or(cerr, err)
+		}
 	}
 	res, err := s.parseResource(req.GetBody(), req.GetType())
 	if err != nil {

@@ -76,6 +76,7 @@ type exportJob struct {
 	types   map[string]bool // nil: all
 	tally   *consentTally
 	base    string // scheme://host of the kick-off, for file URLs
+	request string // the kick-off URL, for the manifest
 
 	cancel    context.CancelFunc
 	done      bool
@@ -165,6 +166,12 @@ var exportID = regexp.MustCompile(`^[0-9a-f]{32}$`)
 // runs on Run's goroutine; the Response is a 202 whose Content-Location is
 // the status URL.
 func (e *Exports) KickOff(ctx context.Context, caller access.Caller, base string, data []byte) (Response, error) {
+	return e.KickOffFrom(ctx, caller, base, base+"/v1/cohorts:export", data)
+}
+
+// KickOffFrom is KickOff for a kick-off made at another URL (a Bulk Data
+// Group/[id]/$export): request is that URL, the manifest's "request".
+func (e *Exports) KickOffFrom(ctx context.Context, caller access.Caller, base, request string, data []byte) (Response, error) {
 	// The query language is strict about unknown members, so the export's
 	// own member is taken out before the query is parsed.
 	var raw map[string]json.RawMessage
@@ -203,7 +210,7 @@ func (e *Exports) KickOff(ctx context.Context, caller access.Caller, base string
 	at := access.Now(e.s.now)
 	job := &exportJob{
 		id: id, client: caller.ClientID, created: at, query: q, types: types,
-		tally: e.s.tally(ctx, caller, actionExport, at), base: base, progress: "queued",
+		tally: e.s.tally(ctx, caller, actionExport, at), base: base, request: request, progress: "queued",
 	}
 	// The directory and its owner exist from the start, so that another
 	// gateway sharing the export directory answers the status URL too.
@@ -457,7 +464,7 @@ func (e *Exports) build(ctx context.Context, job *exportJob) ([]byte, error) {
 		out[i].URL = job.base + "/v1/cohorts/exports/" + job.id + "/files/" + out[i].Type + ".ndjson"
 	}
 	m, err := json.Marshal(manifest{
-		TransactionTime: job.created.Format(time.RFC3339Nano), Request: job.base + "/v1/cohorts:export",
+		TransactionTime: job.created.Format(time.RFC3339Nano), Request: job.request,
 		RequiresAccessToken: true, Output: out, Error: []access.ExportFile{},
 		Extension: manifestExtension{Decision: idx, Released: record.Released, Patients: len(patients)},
 	})
@@ -977,6 +984,22 @@ func (e *Exports) withdraw(ctx context.Context, id string, erased int) error {
 	if fresh {
 		e.log.WarnContext(ctx, "cohort export withdrawn: data in it was erased",
 			slog.String("export", id), slog.Int("erased", erased))
+	}
+	return nil
+}
+
+// ValidateCriteria checks cohort criteria (the "criteria" member of a
+// query) as an export would parse them: a *Error (400) when they are not
+// valid.
+func ValidateCriteria(criteria json.RawMessage) error {
+	q, err := json.Marshal(struct {
+		Criteria json.RawMessage `json:"criteria"`
+	}{criteria})
+	if err != nil {
+		return failure(http.StatusBadRequest, "invalid", "", "the cohort criteria are not JSON")
+	}
+	if _, err := cohort.ParseQuery(q); err != nil {
+		return failure(http.StatusBadRequest, "invalid", "", "the cohort criteria are not valid: "+err.Error())
 	}
 	return nil
 }
