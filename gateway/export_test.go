@@ -307,17 +307,28 @@ func wantServed(t *testing.T, g *testonly.Gateway, hdr []string, id string) expo
 // left of an export.
 func wantWithdrawnOnDisk(t *testing.T, dir, id string) {
 	t.Helper()
-	ents, err := os.ReadDir(filepath.Join(dir, id))
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The status answers 410 as soon as the erasure commits; the builder
+	// or the sweep that withdraws the export deletes its files right
+	// after, on its own goroutine: wait for it, a while.
 	var names []string
-	for _, e := range ents {
-		names = append(names, e.Name())
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		ents, err := os.ReadDir(filepath.Join(dir, id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = names[:0]
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		if slices.Equal(names, []string{"owner", "withdrawn"}) {
+			return
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	if !slices.Equal(names, []string{"owner", "withdrawn"}) {
-		t.Errorf("export %s holds %v after its withdrawal, want only owner and withdrawn", id, names)
-	}
+	t.Errorf("export %s holds %v 30s after its withdrawal, want only owner and withdrawn", id, names)
 }
 
 // startPeer runs a second gateway on g's vault, as another gateway on a
