@@ -93,8 +93,9 @@ func (r *Release) Allowed(ctx context.Context, v vault.Version, tree func() (map
 		return true, nil
 	}
 	// The resource's own facts can change the outcome: decide them as a
-	// read of this resource would be decided. Identical facts (but for the
-	// id) share a decision.
+	// read of this resource would be decided. The facts include the
+	// resource's reference (provision.data names resources), so in effect
+	// each resource is decided once per request.
 	key, err := json.Marshal(struct {
 		Codes, Labels []policy.Coding
 		Date, Ref     string
