@@ -78,14 +78,11 @@ func searchToken(k access.Tokener, typ, key string) []byte {
 // find it) rather than failing the write.
 func searchTokens(k access.Tokener, typ string, tree map[string]any) [][]byte {
 	values, _ := search.Extract(typ, tree)
-	keys := search.IndexKeys(values)
 	// _id and _lastUpdated need no keys: the vault finds a resource by id
 	// and lists versions by time (candidates). Every key is a row each
-	// write inserts.
-	keys = slices.DeleteFunc(keys, func(k string) bool {
-		return strings.HasPrefix(k, "_id|") || strings.HasPrefix(k, "_lastUpdated|")
-	})
-	keys = append(keys, search.TypeKey)
+	// write inserts, so their values are left out before keys are made.
+	values = slices.DeleteFunc(values, func(v search.Value) bool { return v.Param == "_id" || v.Param == "_lastUpdated" })
+	keys := append(search.IndexKeys(values), search.TypeKey)
 	if c := fhir.PatientCompartment(typ, tree); c != "" {
 		keys = append(keys, compartmentKey(c))
 	}
