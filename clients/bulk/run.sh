@@ -16,61 +16,11 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 synthea="${FHIRANCHOR_SYNTHEA:-$root/../shared/testdata/synthea}"
 
-tmp="$(mktemp -d "${TMPDIR:-/tmp}/fhiranchor-bulk.XXXXXX")"
-server_pid=""
-cleanup() {
-  local rc=$?
-  if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
-    kill "$server_pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do
-      kill -0 "$server_pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -9 "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  if [[ $rc -ne 0 && -s "$tmp/server.log" ]]; then
-    echo "--- server log (last 40 lines) ---" >&2
-    tail -n 40 "$tmp/server.log" >&2 || true
-  fi
-  rm -rf "$tmp"
-  exit "$rc"
-}
-trap cleanup EXIT
-
-echo "building fhiranchor" >&2
-(cd "$root" && go build -o "$tmp/fhiranchor" ./cmd/fhiranchor)
-
-read -r http_port grpc_port < <(python3 -c '
-import socket
-socks = []
-for _ in range(2):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(*(s.getsockname()[1] for s in socks))
-for s in socks:
-    s.close()
-')
-
+# The server: built and started by ../lib.sh on free ports, in a throwaway
+# data directory it removes on exit.
+source "$here/../lib.sh"
+start_fhiranchor bulk
 data="$tmp/data"
-base="http://127.0.0.1:$http_port"
-"$tmp/fhiranchor" serve --data "$data" --http "127.0.0.1:$http_port" --grpc "127.0.0.1:$grpc_port" \
-  >"$tmp/server.log" 2>&1 &
-server_pid=$!
-
-deadline=$((SECONDS + 60))
-until curl -fsS "$base/healthz" >/dev/null 2>&1; do
-  if ! kill -0 "$server_pid" 2>/dev/null; then
-    echo "run.sh: fhiranchor exited before becoming healthy" >&2
-    exit 1
-  fi
-  if ((SECONDS >= deadline)); then
-    echo "run.sh: fhiranchor not healthy within 60s" >&2
-    exit 1
-  fi
-  sleep 0.2
-done
 
 echo "pushing $(ls "$synthea"/*.json | wc -l) Synthea Bundles" >&2
 if ! "$tmp/fhiranchor" push --data "$data" --server "$base/fhir/r4" --no-progress "$synthea" >"$tmp/push.log" 2>&1; then
