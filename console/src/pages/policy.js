@@ -303,8 +303,9 @@ export function mount(root, ctx) {
     if (!ok) return;
     const res = await api('/v1/policies', { method: 'POST', body: { files } });
     const v = num(res.policy && res.policy.version);
-    renderTests({ tests: res.tests, compiled: true, revision: res.policy && res.policy.revision }, `Tests of version ${v}`);
     await refresh();
+    await openVersion(v);
+    renderTests({ tests: res.tests, compiled: true, revision: res.policy && res.policy.revision }, `Tests of version ${v}`);
     say(`Stored version ${v} (revision ${short(res.policy && res.policy.revision)}); it is not active.`, 'ok');
   }
 
@@ -412,7 +413,7 @@ export function mount(root, ctx) {
       const ro = (side) => [
         lineNumbers(), syntaxHighlighting(defaultHighlightStyle), n.endsWith('.rego') ? rego : n.endsWith('.json') ? json() : [],
         EditorView.cspNonce.of(ctx.nonce || ''), EditorState.readOnly.of(true), EditorView.editable.of(false),
-        EditorView.contentAttributes.of({ 'aria-label': `${n} in version ${side}` }),
+        EditorView.contentAttributes.of({ 'aria-label': `${n} in version ${side}` }), EditorView.lineWrapping,
       ];
       merges.push(new MergeView({
         a: { doc: a.files[n] || '', extensions: ro(a.version) },
