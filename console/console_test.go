@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"regexp"
 	"slices"
@@ -16,7 +17,8 @@ import (
 	"github.com/fhiranchor/fhiranchor/internal/browsertest"
 )
 
-func TestMain(m *testing.M) { browsertest.Main(m) }
+// TestMain stops the shared server (browsertest.Shared) after the last test.
+func TestMain(m *testing.M) { os.Exit(browsertest.Main(m)) }
 
 var nonceRE = regexp.MustCompile(`<meta name="csp-nonce" content="([A-Za-z0-9+/]{22})">`)
 
