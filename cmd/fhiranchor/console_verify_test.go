@@ -41,9 +41,8 @@ type consoleFixture struct {
 // a patient would save from it: the receipt and evidence of a resource
 // version and of an access decision, the log key, the checkpoint listing and
 // a consistency proof between the first and last checkpoints.
-func makeConsoleFixtures(t *testing.T) (fixtures []consoleFixture, logKey, checkpoints, consistency []byte) {
+func makeConsoleFixtures(t *testing.T, g *testonly.Gateway) (fixtures []consoleFixture, logKey, checkpoints, consistency []byte) {
 	t.Helper()
-	g := testonly.StartGateway(t, testonly.Options{})
 	ehr := g.TokenFor(t, auth.Claims{ClientID: "ehr", Scopes: []string{"system/*.read", "system/*.write"}, TTL: time.Hour,
 		PurposeOfUse: "TREAT", Organization: "Organization/a"})
 	auditor := g.TokenFor(t, auth.Claims{ClientID: "auditor", Scopes: []string{"fhiranchor/audit"}, TTL: time.Hour})
@@ -77,8 +76,11 @@ func makeConsoleFixtures(t *testing.T) (fixtures []consoleFixture, logKey, check
 			t.Fatalf("PUT %s: %d %s", path, r.Status, r.Body)
 		}
 	}
-	put("/Patient/p1", `{"resourceType":"Patient","id":"p1","managingOrganization":{"reference":"Organization/a"},"name":[{"family":"Ünïcødé \"Q\"","given":["Ann"]}]}`)
-	confirmed(ehr, "/v1/receipts/Patient/p1/_history/1") // a checkpoint of its own, for the consistency proof
+	put("/Patient/p1", `{"resourceType":"Patient","id":"p1","managingOrganization":{"reference":"Organization/a"},"name":[{"family":"Ünïcødé \"Q\" 🙂","given":["Ann"]}]}`)
+	// A checkpoint of its own, for the consistency proof; its name holds
+	// escapes and characters beyond the BMP.
+	fixtures = append(fixtures, consoleFixture{"patient",
+		confirmed(ehr, "/v1/receipts/Patient/p1/_history/1"), get(ehr, "/v1/evidence/Patient/p1/_history/1")})
 	// 1.50 keeps its trailing zero in the committed bytes: a verifier that
 	// parses numbers as floats computes another commitment.
 	put("/Observation/o1", `{"resourceType":"Observation","id":"o1","status":"final","code":{"text":"weight"},"subject":{"reference":"Patient/p1"},"valueQuantity":{"value":71.50,"unit":"kg"}}`)
@@ -118,7 +120,7 @@ func makeConsoleFixtures(t *testing.T) (fixtures []consoleFixture, logKey, check
 // -update-console it first makes them anew on a real gateway.
 func TestConsoleVerifyFixtures(t *testing.T) {
 	if *updateConsole {
-		fixtures, logKey, checkpoints, consistency := makeConsoleFixtures(t)
+		fixtures, logKey, checkpoints, consistency := makeConsoleFixtures(t, testonly.StartGateway(t, testonly.Options{}))
 		write := func(name string, b []byte) {
 			if err := os.WriteFile(filepath.Join(consoleTestdata, name), b, 0o644); err != nil {
 				t.Fatal(err)
@@ -141,7 +143,7 @@ func TestConsoleVerifyFixtures(t *testing.T) {
 		return b
 	}
 	keyFile := filepath.Join(consoleTestdata, "log-key.txt")
-	for _, name := range []string{"resource", "decision"} {
+	for _, name := range []string{"patient", "resource", "decision"} {
 		var out bytes.Buffer
 		args := []string{"verify", filepath.Join(consoleTestdata, name+"-receipt.json"),
 			"--evidence", filepath.Join(consoleTestdata, name+"-evidence.json"), "--log-key", keyFile}

@@ -27,6 +27,7 @@ const read = (name) => readFileSync(path.join(dir, name), "utf8");
 const logKeys = read("log-key.txt");
 const checkpoints = JSON.parse(read("checkpoints.json"));
 const fixtures = {
+  patient: { receipt: read("patient-receipt.json"), evidence: read("patient-evidence.json") },
   resource: { receipt: read("resource-receipt.json"), evidence: read("resource-evidence.json") },
   decision: { receipt: read("decision-receipt.json"), evidence: read("decision-evidence.json") },
 };
@@ -105,7 +106,9 @@ for (const [name, f] of Object.entries(fixtures)) {
     "salt too short": [{ evidence: f.evidence.replace(/"salt":"../, '"salt":"') }, "content"],
     "another log key": [{ logKeys: newKey("fhiranchor.example/log").vkey }, "signed"],
   };
-  if (name === "resource") {
+  if (name === "patient") {
+    tampered["escaped quote"] = [{ evidence: f.evidence.replace('\\"Q\\"', "'Q'") }, "content"];
+  } else if (name === "resource") {
     // 71.50 and 71.5 are the same float but not the same committed bytes.
     tampered["resource value"] = [{ evidence: f.evidence.replace("71.50", "71.5") }, "content"];
     tampered["resource unit"] = [{ evidence: f.evidence.replace('"kg"', '"lb"') }, "content"];
