@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/fhiranchor/fhiranchor/anchor"
 	"github.com/fhiranchor/fhiranchor/gateway/auth"
+	"github.com/fhiranchor/fhiranchor/internal/browsertest"
 	"github.com/fhiranchor/fhiranchor/internal/testonly"
 )
 
@@ -212,4 +214,201 @@ func runNodeTests(t *testing.T, files ...string) {
 		t.Fatalf("node --test: %v\n%s", err, out)
 	}
 	t.Logf("node --test:\n%s", out)
+}
+
+// agreementCase is a receipt, its evidence and a log key to verify both in
+// the console and with `fhiranchor verify`.
+type agreementCase struct {
+	name     string
+	receipt  []byte
+	evidence []byte // nil: none given
+	logKey   string // "": none given
+	// verifies is what both must say. Every tampered case fails, except
+	// the one the CLI's own documentation names: an inclusion proof alone
+	// does not bind the tree size (leaf 5's path is the same in trees of 7
+	// and 8 leaves); the signed checkpoint does, and with the key it fails.
+	verifies bool
+}
+
+// agreementCases tampers with each field of real receipts and evidence, in
+// Go, independently of the JS tests' own tampering.
+func agreementCases(t *testing.T, fixtures []consoleFixture, logKey string) []agreementCase {
+	t.Helper()
+	edit := func(b []byte, fn func(map[string]any)) []byte {
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		fn(m)
+		out, err := json.MarshalIndent(m, "", "  ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	flip := func(s string) string {
+		if s[0] == '0' {
+			return "1" + s[1:]
+		}
+		return "0" + s[1:]
+	}
+	_, otherKey, err := note.GenerateKey(nil, anchor.DefaultOrigin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cases []agreementCase
+	for _, f := range fixtures {
+		add := func(name string, receipt, evidence []byte, key string, verifies bool) {
+			cases = append(cases, agreementCase{f.name + ": " + name, receipt, evidence, key, verifies})
+		}
+		r, ev := f.receipt, f.evidence
+		add("valid", r, ev, logKey, true)
+		add("valid, no key, no evidence", r, nil, "", true)
+		add("commitment", edit(r, func(m map[string]any) { m["commitment"] = flip(m["commitment"].(string)) }), ev, logKey, false)
+		add("leaf type number", edit(r, func(m map[string]any) { m["leafTypeNumber"] = 6.0 }), ev, logKey, false)
+		add("audit path node", edit(r, func(m map[string]any) {
+			p := m["auditPath"].([]any)
+			p[len(p)-1] = flip(p[len(p)-1].(string))
+		}), ev, logKey, false)
+		add("leaf index", edit(r, func(m map[string]any) { m["leafIndex"] = float64(int(m["leafIndex"].(float64)) ^ 1) }), ev, logKey, false)
+		add("tree size", edit(r, func(m map[string]any) { m["treeSize"] = m["treeSize"].(float64) + 1 }), ev, logKey, false)
+		add("root", edit(r, func(m map[string]any) { m["root"] = flip(m["root"].(string)) }), ev, logKey, false)
+		add("root, no key", edit(r, func(m map[string]any) { m["root"] = flip(m["root"].(string)) }), nil, "", false)
+		add("checkpoint signature", edit(r, func(m map[string]any) {
+			cp := m["checkpoint"].(string)
+			i := strings.LastIndex(cp, " ") + 10
+			c := byte('A')
+			if cp[i] == 'A' {
+				c = 'B'
+			}
+			m["checkpoint"] = cp[:i] + string(c) + cp[i+1:]
+		}), ev, logKey, false)
+		add("checkpoint body", edit(r, func(m map[string]any) {
+			size := strconv.Itoa(int(m["treeSize"].(float64)))
+			m["checkpoint"] = strings.Replace(m["checkpoint"].(string), "\n"+size+"\n", "\n"+size+"0\n", 1)
+		}), ev, logKey, false)
+		add("checkpoint removed", edit(r, func(m map[string]any) { delete(m, "checkpoint") }), ev, logKey, false)
+		add("another log key", r, ev, otherKey, false)
+		add("pending", edit(r, func(m map[string]any) { m["status"] = "pending" }), ev, logKey, false)
+		add("unknown field", edit(r, func(m map[string]any) { m["note"] = "x" }), ev, logKey, false)
+		salt := saltOf(t, ev)
+		add("salt", r, bytes.Replace(ev, []byte(salt), []byte(flip(salt)), 1), logKey, false)
+		if f.name == "decision" {
+			add("record outcome", r, bytes.Replace(ev, []byte(`"allow":true`), []byte(`"allow":false`), 1), logKey, false)
+			add("record re-spaced", r, bytes.Replace(ev, []byte(`"allow":true`), []byte(`"allow": true`), 1), logKey, false)
+		} else {
+			add("resource content", r, bytes.Replace(ev, []byte(`"id":"`), []byte(`"id":"x`), 1), logKey, false)
+			// Re-encoded by encoding/json: another layout, which verifies,
+			// except that 71.50 becomes the float 71.5, which does not.
+			add("resource re-encoded", r, edit(ev, func(map[string]any) {}), logKey, f.name == "patient")
+		}
+	}
+	// A tree size one more keeps the proof of leaf 5 of 7 valid: caught by
+	// the signed checkpoint only.
+	for _, f := range fixtures {
+		var m struct{ LeafIndex, TreeSize int }
+		_ = json.Unmarshal(f.receipt, &m)
+		if m.LeafIndex == 5 && m.TreeSize == 7 {
+			grown := edit(f.receipt, func(m map[string]any) { m["treeSize"] = 8.0 })
+			cases = append(cases, agreementCase{f.name + ": tree size 8, no key", grown, nil, "", true},
+				agreementCase{f.name + ": tree size 8, with key", grown, nil, logKey, false})
+		}
+	}
+	return cases
+}
+
+// saltOf returns the hex salt of an evidence document.
+func saltOf(t *testing.T, ev []byte) string {
+	t.Helper()
+	var e struct{ Salt string }
+	if err := json.Unmarshal(ev, &e); err != nil || e.Salt == "" {
+		t.Fatalf("evidence without salt: %v", err)
+	}
+	return e.Salt
+}
+
+// TestConsoleVerifyAgreesWithCLI verifies real receipts, valid and
+// tampered one field at a time, in the console's Verify page in headless
+// Chromium and with `fhiranchor verify` (run, the CLI's own code path): the
+// verdicts must agree on every one, and match what each case must give.
+func TestConsoleVerifyAgreesWithCLI(t *testing.T) {
+	b := browsertest.New(t)
+	g := testonly.StartGateway(t, testonly.Options{Quiet: true})
+	fixtures, logKey, _, _ := makeConsoleFixtures(t, g)
+	cases := agreementCases(t, fixtures, strings.TrimSpace(string(logKey)))
+
+	s := &browsertest.Server{Gateway: g, Tokens: map[string]string{
+		browsertest.RoleAuditor: g.TokenFor(t, auth.Claims{ClientID: "console-auditor", Scopes: []string{"fhiranchor/audit"}, TTL: time.Hour}),
+	}}
+	b.Open(s, browsertest.RoleAuditor)
+	browsertest.Eval[bool](b, `location.hash = '#/verify', true`)
+	b.Wait("the Verify page and its log key", `!!document.getElementById('v-key-note') && document.getElementById('v-key-note').textContent !== ''`)
+	// The CLI without --rpc does not look at the anchor; neither does the
+	// page for this comparison.
+	browsertest.Eval[bool](b, `document.getElementById('v-compare').checked = false, true`)
+
+	quote := func(b []byte) string {
+		q, _ := json.Marshal(string(b))
+		return string(q)
+	}
+	browserVerify := func(c agreementCase) (ok bool, steps string) {
+		browsertest.Eval[bool](b, fmt.Sprintf(`(() => {
+			document.getElementById('v-clear').click();
+			document.getElementById('v-receipt').value = %s;
+			document.getElementById('v-evidence').value = %s;
+			document.getElementById('v-key').value = %s;
+			document.getElementById('v-run').click();
+			return true;
+		})()`, quote(c.receipt), quote(c.evidence), quote([]byte(c.logKey))))
+		b.Wait("the verdict", `!!document.getElementById('verdict')`)
+		steps = browsertest.Eval[string](b, `[...document.querySelectorAll('#steps li')].map((li) => li.dataset.step + '=' + li.dataset.ok + ' (' + li.querySelector('.detail').textContent + ')').join('\n')`)
+		return browsertest.Eval[string](b, `document.getElementById('verdict').dataset.ok`) == "true", steps
+	}
+
+	dir := t.TempDir()
+	failed := 0
+	for i, c := range cases {
+		receiptFile := filepath.Join(dir, fmt.Sprintf("%02d-receipt.json", i))
+		if err := os.WriteFile(receiptFile, c.receipt, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args := []string{"verify", receiptFile}
+		if c.evidence != nil {
+			evidenceFile := filepath.Join(dir, fmt.Sprintf("%02d-evidence.json", i))
+			if err := os.WriteFile(evidenceFile, c.evidence, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			args = append(args, "--evidence", evidenceFile)
+		}
+		if c.logKey != "" {
+			args = append(args, "--log-key", c.logKey)
+		}
+		var out bytes.Buffer
+		cliOK := run(t.Context(), args, &out, io.Discard, noEnv) == nil
+		browserOK, steps := browserVerify(c)
+		switch {
+		case cliOK != browserOK:
+			t.Errorf("%s: the CLI says verified=%v, the console %v\nCLI:\n%sconsole:\n%s", c.name, cliOK, browserOK, out.String(), steps)
+		case cliOK != c.verifies:
+			t.Errorf("%s: both say verified=%v, want %v\nCLI:\n%sconsole:\n%s", c.name, cliOK, c.verifies, out.String(), steps)
+		}
+		if !cliOK {
+			failed++
+		}
+		if i == 0 || c.name == "decision: checkpoint signature" {
+			b.Screenshot(c.name)
+		}
+	}
+	t.Logf("%d cases, %d refused by both", len(cases), failed)
+
+	// With the comparison on, the page also catches what only a chain
+	// check (--rpc) would: a tree size the signed checkpoint does not back.
+	for _, c := range cases {
+		if strings.HasSuffix(c.name, "tree size 8, no key") {
+			browsertest.Eval[bool](b, `document.getElementById('v-compare').checked = true, true`)
+			if ok, steps := browserVerify(c); ok || !strings.Contains(steps, "anchor=false") {
+				t.Errorf("%s with the anchor compared: verified=%v\n%s", c.name, ok, steps)
+			}
+		}
+	}
 }

@@ -32,8 +32,9 @@ export function mount(root, ctx) {
   const client = el('input', { id: 'f-client', name: 'client', placeholder: 'client id', autocomplete: 'off' });
   const outcome = el('select', { id: 'f-outcome', name: 'outcome' },
     el('option', { value: '' }, 'any'), el('option', { value: 'allow' }, 'allow'), el('option', { value: 'deny' }, 'deny'));
-  const since = el('input', { id: 'f-since', name: 'since', type: 'datetime-local', step: 1 });
-  const until = el('input', { id: 'f-until', name: 'until', type: 'datetime-local', step: 1 });
+  // Plain text, not datetime-local: its sub-fields make Tab stop six times.
+  const since = el('input', { id: 'f-since', name: 'since', placeholder: 'YYYY-MM-DD HH:MM', autocomplete: 'off' });
+  const until = el('input', { id: 'f-until', name: 'until', placeholder: 'YYYY-MM-DD HH:MM', autocomplete: 'off' });
   const status = el('p', { id: 'log-status', role: 'status' });
   const tbody = el('tbody', { id: 'decisions' });
   const more = el('button', { type: 'button', id: 'log-more', class: 'secondary', hidden: true }, 'Load older records');
@@ -69,8 +70,7 @@ export function mount(root, ctx) {
   let shown = 0;
 
   function filters() {
-    const t = (input) => (input.value ? new Date(input.value).getTime() : null);
-    return { outcome: outcome.value, since: t(since), until: t(until) };
+    return { outcome: outcome.value, since: localTime(since.value), until: localTime(until.value) };
   }
 
   function keep(entry, f) {
@@ -85,6 +85,11 @@ export function mount(root, ctx) {
 
   async function load(reset) {
     const f = filters();
+    if (Number.isNaN(f.since) || Number.isNaN(f.until)) {
+      status.textContent = 'Write times as YYYY-MM-DD or YYYY-MM-DD HH:MM[:SS], local time.';
+      status.className = 'error';
+      return;
+    }
     if (reset) {
       next = '';
       shown = 0;
@@ -179,6 +184,7 @@ export function mount(root, ctx) {
   // ---- checkpoints, anchors and consistency ----
   const cpStatus = el('p', { id: 'cp-status', role: 'status' });
   const cpBody = el('tbody', { id: 'checkpoints' });
+  const allCps = el('button', { type: 'button', id: 'cp-all', class: 'secondary', hidden: true, onclick: () => showCheckpoints(true) }, 'Show every checkpoint');
   const fromSel = el('select', { id: 'c-from', name: 'from' });
   const toSel = el('select', { id: 'c-to', name: 'to' });
   const consResult = el('p', { id: 'consistency-result', role: 'status' });
@@ -197,6 +203,7 @@ export function mount(root, ctx) {
       el('thead', {}, el('tr', {}, ['Tree size', 'Root', 'Written', 'Signature', 'Anchor', 'Chain', 'Transaction', 'Block', 'Confirmations', 'Lag']
         .map((h) => el('th', { scope: 'col' }, h)))),
       cpBody),
+    allCps,
     el('h2', {}, 'Consistency'),
     el('p', { class: 'hint' }, 'The server proves that the newer tree extends the older one (RFC 6962); the proof is verified here against the two signed roots.'),
     consForm,
@@ -216,8 +223,7 @@ export function mount(root, ctx) {
       if (!alive) return;
       keys = keyText ? await parseLogKeys(keyText) : [];
       cps = listing.checkpoints || [];
-      cpBody.replaceChildren();
-      for (const cp of [...cps].reverse()) cpBody.append(await cpRow(cp));
+      await showCheckpoints(false);
       summary(listing);
       fromSel.replaceChildren(...cps.map((cp) => el('option', { value: String(cp.treeSize) }, String(cp.treeSize))));
       toSel.replaceChildren(...cps.map((cp) => el('option', { value: String(cp.treeSize) }, String(cp.treeSize))));
@@ -228,6 +234,19 @@ export function mount(root, ctx) {
       cpStatus.textContent = `Could not list checkpoints: ${err.message}`;
       cpStatus.className = 'error';
     }
+  }
+
+  const cpShown = 20;
+
+  // showCheckpoints lists the newest checkpoints (all of them with every),
+  // each signature checked in the browser.
+  async function showCheckpoints(every) {
+    const rows = [];
+    for (const cp of [...cps].reverse().slice(0, every ? undefined : cpShown)) rows.push(await cpRow(cp));
+    if (!alive) return;
+    cpBody.replaceChildren(...rows);
+    allCps.hidden = every || cps.length <= cpShown;
+    allCps.textContent = `Show all ${cps.length} checkpoints`;
   }
 
   async function signatureOf(cp) {
@@ -316,6 +335,18 @@ export function mount(root, ctx) {
   return () => {
     alive = false;
   };
+}
+
+// localTime reads "YYYY-MM-DD[ HH:MM[:SS]]" (or with a T) as local time
+// in milliseconds: null when empty, NaN when malformed.
+function localTime(s) {
+  s = s.trim();
+  if (!s) return null;
+  const m = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2}))?)?$/.exec(s);
+  if (!m) return NaN;
+  const [y, mo, d, h, mi, sec] = m.slice(1).map((x) => Number(x || 0));
+  const t = new Date(y, mo - 1, d, h, mi, sec);
+  return t.getMonth() === mo - 1 && t.getDate() === d ? t.getTime() : NaN;
 }
 
 function short(hex) {
