@@ -1,0 +1,94 @@
+package console_test
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"testing"
+
+	"github.com/fhiranchor/fhiranchor/cohort"
+)
+
+// nodeOrSkip finds node; without it the JavaScript tests skip, except in
+// CI (FHIRANCHOR_INTEGRATION=1), where that is a failure.
+func nodeOrSkip(t *testing.T) string {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		if os.Getenv("FHIRANCHOR_INTEGRATION") == "1" {
+			t.Fatal("node is not installed; FHIRANCHOR_INTEGRATION=1 needs it")
+		}
+		t.Skip("node is not installed")
+	}
+	return node
+}
+
+// TestCohortJS runs the unit tests of the cohort query builder
+// (src/lib/cohort.js) with node's test runner.
+func TestCohortJS(t *testing.T) {
+	node := nodeOrSkip(t)
+	out, err := exec.Command(node, "--test", "--test-reporter=spec", "test/cohort.test.mjs").CombinedOutput()
+	if err != nil {
+		t.Fatalf("node --test test/cohort.test.mjs: %v\n%s", err, out)
+	}
+	t.Logf("%s", out)
+}
+
+// TestCohortBuilderQueriesParse hands every query the builder makes of the
+// common models (test/cohort_models.mjs) to the server's own parser: the
+// console never sends a query the server refuses as invalid.
+func TestCohortBuilderQueriesParse(t *testing.T) {
+	node := nodeOrSkip(t)
+	cmd := exec.Command(node, "test/cohort_queries.mjs")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("node test/cohort_queries.mjs: %v\n%s", err, stderr.Bytes())
+	}
+	n := 0
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var line struct {
+			Name      string          `json:"name"`
+			Count     json.RawMessage `json:"count"`
+			Breakdown json.RawMessage `json:"breakdown"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+			t.Fatalf("line %d is not JSON: %v", n+1, err)
+		}
+		n++
+		q, err := cohort.ParseQuery(line.Count)
+		if err != nil {
+			t.Errorf("%s: the server refuses the count query: %v\n%s", line.Name, err, line.Count)
+			continue
+		}
+		if len(q.Breakdown) != 0 {
+			t.Errorf("%s: a count query carries a breakdown", line.Name)
+		}
+		if string(line.Breakdown) == "null" {
+			continue
+		}
+		b, err := cohort.ParseQuery(line.Breakdown)
+		if err != nil {
+			t.Errorf("%s: the server refuses the breakdown query: %v\n%s", line.Name, err, line.Breakdown)
+			continue
+		}
+		if len(b.Breakdown) == 0 {
+			t.Errorf("%s: the breakdown query has no dimension", line.Name)
+		}
+		// Count and breakdown ask about the same patients.
+		if b.Fingerprint() != q.Fingerprint() {
+			t.Errorf("%s: the breakdown's criteria differ from the count's", line.Name)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n < 10 {
+		t.Fatalf("only %d models checked", n)
+	}
+}
