@@ -1,6 +1,6 @@
 // Builder models of the common cases, shared by cohort.test.mjs and by the
 // Go test that hands each built query to the server's parser
-// (console/cohort_test.go runs cohort_queries.mjs).
+// (TestCohortBuilderQueriesParse in console/cohort_test.go).
 import { emptyFact, emptyModel } from '../src/lib/cohort.js';
 
 function model(patch) {
