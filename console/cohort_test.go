@@ -59,26 +59,8 @@ for (const [name, m] of Object.entries(models)) {
 // common models (test/cohort_models.mjs) to the server's own parser: the
 // console never sends a query the server refuses as invalid.
 func TestCohortBuilderQueriesParse(t *testing.T) {
-	node := nodeOrSkip(t)
-	cmd := exec.Command(node, "--input-type=module", "-e", printQueries)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("node: %v\n%s", err, stderr.Bytes())
-	}
 	n := 0
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		var line struct {
-			Name      string          `json:"name"`
-			Count     json.RawMessage `json:"count"`
-			Breakdown json.RawMessage `json:"breakdown"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
-			t.Fatalf("line %d is not JSON: %v", n+1, err)
-		}
+	for _, line := range builtQueries(t) {
 		n++
 		q, err := cohort.ParseQuery(line.Count)
 		if err != nil {
@@ -104,10 +86,41 @@ func TestCohortBuilderQueriesParse(t *testing.T) {
 			t.Errorf("%s: the breakdown's criteria differ from the count's", line.Name)
 		}
 	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
 	if n < 10 {
 		t.Fatalf("only %d models checked", n)
 	}
+}
+
+type builtQuery struct {
+	Name      string          `json:"name"`
+	Count     json.RawMessage `json:"count"`
+	Breakdown json.RawMessage `json:"breakdown"`
+}
+
+// builtQueries runs the builder on the common models
+// (test/cohort_models.mjs) with node.
+func builtQueries(t *testing.T) []builtQuery {
+	t.Helper()
+	node := nodeOrSkip(t)
+	cmd := exec.Command(node, "--input-type=module", "-e", printQueries)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("node: %v\n%s", err, stderr.Bytes())
+	}
+	var qs []builtQuery
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var q builtQuery
+		if err := json.Unmarshal(sc.Bytes(), &q); err != nil {
+			t.Fatalf("node printed a line that is not JSON: %v", err)
+		}
+		qs = append(qs, q)
+	}
+	if len(qs) < 10 {
+		t.Fatalf("the builder made only %d queries", len(qs))
+	}
+	return qs
 }

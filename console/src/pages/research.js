@@ -408,7 +408,7 @@ export function mount(el, ctx) {
         ...b.cells.map((c) =>
           h(
             'tr',
-            { class: c.suppressed ? 'suppressed' : '' },
+            { class: c.suppressed ? 'suppressed' : '', 'data-values': JSON.stringify(c.values) },
             ...b.dimensions.map((d) => h('td', {}, c.label.split(' · ')[b.dimensions.indexOf(d)])),
             h('td', { class: c.suppressed ? 'research-suppressed' : '' }, c.text),
           ),
@@ -473,6 +473,7 @@ export function mount(el, ctx) {
         height: bar.height.toFixed(2),
         class: c.suppressed ? 'research-bar suppressed' : `research-bar series-${bar.series % 6}`,
         'data-cell': c.label,
+        'data-values': JSON.stringify(c.values),
         fill: c.suppressed ? `url(#${patternID})` : null,
       });
       rect.append(s('title', {}, `${c.label}: ${c.text}`));
