@@ -2,6 +2,8 @@ package console_test
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"math"
 	"net/http"
@@ -120,7 +122,26 @@ func TestConsoleResearcher(t *testing.T) {
 	if n := browsertest.Eval[int](b, `[...document.querySelectorAll('#research-chart text.research-bar-label.suppressed')].filter((t) => t.textContent === 'suppressed').length`); n == 0 {
 		t.Error("no suppressed bar is labelled in the chart")
 	}
-	b.Screenshot("breakdown")
+	b.Screenshot("breakdown-suppressed")
+
+	// A breakdown whose cells are all large (by gender: the raw data has
+	// no gender under 11): every bar released, labelled with its count.
+	b.Do(chromedp.Click(chromedp.ID("research-dim-"+dim)), chromedp.Click(chromedp.ID("research-dim-gender")))
+	b.Do(chromedp.Click(chromedp.ID("research-breakdown")))
+	b.Wait("the gender chart", `document.querySelector('#research-cells caption')?.textContent === 'Patients by Gender'`)
+	genders := map[string]int{}
+	for _, p := range patients {
+		genders[p.gender]++
+	}
+	released := browsertest.Eval[map[string]string](b, `Object.fromEntries([...document.querySelectorAll('#research-chart rect.research-bar:not(.suppressed)')].map((r) => [JSON.parse(r.dataset.values).gender, r.nextElementSibling.textContent]))`)
+	for g, n := range genders {
+		c, err := strconv.Atoi(released[g])
+		if n < 11 || err != nil || math.Abs(float64(c-n)) > 11 {
+			t.Errorf("the %s bar is labelled %q; the raw data has %d", g, released[g], n)
+		}
+	}
+	b.Screenshot("breakdown-released")
+	b.Do(chromedp.Click(chromedp.ID("research-dim-gender")))
 
 	// 3. An export of the women's Patient and Condition resources, run to
 	// completion, its files downloaded.
@@ -129,7 +150,6 @@ func TestConsoleResearcher(t *testing.T) {
 		Behavior: browser.SetDownloadBehaviorBehaviorAllow, DownloadPath: downloads}); err != nil {
 		t.Fatalf("allow downloads: %v", err)
 	}
-	b.Do(chromedp.Click(chromedp.ID("research-dim-" + dim))) // back to a count's query
 	setSelect(b, "research-gender", "female")
 	b.Do(chromedp.Click(chromedp.ID("research-type-Patient")), chromedp.Click(chromedp.ID("research-type-Condition")))
 	b.Do(chromedp.Click(chromedp.ID("research-export-start")))
@@ -144,6 +164,22 @@ func TestConsoleResearcher(t *testing.T) {
 	if !slices.Equal(files, []string{"Condition.ndjson", "Patient.ndjson"}) {
 		t.Fatalf("the export lists files %q", files)
 	}
+	// The manifest, read by the test itself, says what each file must be.
+	exportID := browsertest.Eval[string](b, `document.getElementById('research-files').dataset.export`)
+	r := s.DoRoot(t, http.MethodGet, "/v1/cohorts/exports/"+exportID, nil, auth...)
+	var manifest struct {
+		Output []struct {
+			Type   string `json:"type"`
+			SHA256 string `json:"sha256"`
+		} `json:"output"`
+	}
+	if err := json.Unmarshal(r.Body, &manifest); r.Status != http.StatusOK || err != nil {
+		t.Fatalf("the export's manifest: %d %v", r.Status, err)
+	}
+	digests := map[string]string{}
+	for _, o := range manifest.Output {
+		digests[o.Type] = o.SHA256
+	}
 	got := map[string]string{}
 	for _, typ := range []string{"Patient", "Condition"} {
 		b.Do(chromedp.Click(chromedp.ID("research-download-" + typ)))
@@ -151,11 +187,10 @@ func TestConsoleResearcher(t *testing.T) {
 		if v := browsertest.Eval[string](b, `document.getElementById('research-file-`+typ+`-check').dataset.verified`); v != "true" {
 			t.Errorf("%s.ndjson: %q (its SHA-256 or its lines do not check)", typ, b.Text("#research-file-"+typ+"-check"))
 		}
-		// The file the browser saved, and the Blob it saved it from.
+		// The file the browser saved is the one the manifest commits to.
 		saved := waitFile(t, filepath.Join(downloads, typ+".ndjson"))
-		blob := browsertest.Eval[string](b, `fetch(document.getElementById('research-save-`+typ+`').href).then((r) => r.text())`)
-		if saved != blob {
-			t.Errorf("%s.ndjson: the saved file (%d bytes) differs from the page's (%d bytes)", typ, len(saved), len(blob))
+		if sum := sha256.Sum256([]byte(saved)); hex.EncodeToString(sum[:]) != digests[typ] {
+			t.Errorf("%s.ndjson: the saved file (%d bytes) is not the one the manifest names", typ, len(saved))
 		}
 		got[typ] = saved
 	}

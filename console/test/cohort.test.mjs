@@ -262,6 +262,10 @@ test('chart series and bar geometry: every cell a bar, suppressed ones as stubs'
   const fifteen = layout.bars.find((x) => x.cell.count === 15);
   assert.ok(Math.abs(twenty.height / fifteen.height - 20 / 15) < 1e-9, 'heights proportional to counts');
   assert.ok(layout.top >= 20 && layout.ticks.at(-1).value === layout.top);
+  assert.ok(layout.groupLabels.every((g) => !g.slant), 'short labels stand upright');
+  const long = barLayout({ ...chart, groups: chart.groups.map((g) => `${g} Native Hawaiian or Other Pacific Islander`) }, { width: 400, height: 200 });
+  assert.ok(long.groupLabels.every((g) => g.slant), 'long labels are slanted');
+  assert.ok(long.height > 200 && long.plotH === layout.plotH, 'and get room of their own below the plot');
   const one = chartSeries(parseBreakdown({ result: { breakdown: ['gender'], total: { count: 5 }, cells: [{ values: { gender: 'male' }, count: 5 }] } }));
   assert.deepEqual(one.series, ['count']);
 });

@@ -521,7 +521,14 @@ export function chartSeries(b) {
  * bar its x, y, width and height. A suppressed bar gets a fixed stub height
  * (it has no count) and is drawn hatched with its text.
  */
-export function barLayout(chart, { width = 640, height = 260, margin = { top: 16, right: 16, bottom: 56, left: 48 } } = {}) {
+export function barLayout(chart, { width = 640, height = 260, margin: m = { top: 16, right: 16, bottom: 56, left: 48 } } = {}) {
+  // Group labels that do not fit under their group are slanted, and the
+  // plot leaves them room (about 6.5 px per character at 11 px).
+  const groupWidth = (width - m.left - m.right) / Math.max(1, chart.groups.length);
+  const longest = Math.max(0, ...chart.groups.map((g) => String(g).length));
+  const slant = longest * 6.5 > groupWidth * 0.95;
+  const margin = slant ? { ...m, bottom: Math.max(m.bottom, Math.min(160, 24 + longest * 4.6)) } : m;
+  height += margin.bottom - m.bottom;
   const plotW = width - margin.left - margin.right;
   const plotH = height - margin.top - margin.bottom;
   const max = Math.max(1, ...chart.bars.map((b) => b.cell.count ?? 0));
@@ -539,7 +546,12 @@ export function barLayout(chart, { width = 640, height = 260, margin = { top: 16
     const h = b.cell.suppressed ? stub : (b.cell.count / top) * plotH;
     return { ...b, x, width: barW - 1, y: margin.top + plotH - h, height: h };
   });
-  const groupLabels = chart.groups.map((g, i) => ({ text: g, x: margin.left + i * groupW + groupW / 2, y: height - margin.bottom + 16 }));
+  const groupLabels = chart.groups.map((g, i) => ({
+    text: g,
+    x: margin.left + i * groupW + groupW / 2,
+    y: margin.top + plotH + 16,
+    slant,
+  }));
   return { width, height, margin, plotW, plotH, top, ticks, bars, groupLabels };
 }
 

@@ -371,7 +371,7 @@ export function mount(el, ctx) {
       if (stopped) return;
       const a = withBreakdown ? parseBreakdown(raw) : parseCount(raw);
       showRepeats(a.repeatsLeft);
-      result.replaceChildren(...(withBreakdown ? breakdownView(a) : countView(a)));
+      result.replaceChildren(...(withBreakdown ? breakdownView(a) : countView(a)).filter(Boolean));
     } catch (err) {
       if (stopped) return;
       if (err && err.status === 429) showRepeats(0);
@@ -487,7 +487,12 @@ export function mount(el, ctx) {
         svg.append(s('text', { x: cx.toFixed(2), y: (bar.y - 4).toFixed(2), 'text-anchor': 'middle', class: 'research-bar-label' }, String(c.count)));
       }
     }
-    for (const g of layout.groupLabels) svg.append(s('text', { x: g.x, y: g.y, 'text-anchor': 'middle', class: 'research-group' }, g.text));
+    for (const g of layout.groupLabels) {
+      const at = { x: g.x.toFixed(2), y: g.y.toFixed(2), class: 'research-group' };
+      if (g.slant) Object.assign(at, { 'text-anchor': 'end', transform: `rotate(-35 ${at.x} ${at.y})` });
+      else at['text-anchor'] = 'middle';
+      svg.append(s('text', at, g.text));
+    }
     const legend =
       chart.series.length > 1
         ? h(
@@ -602,7 +607,7 @@ export function mount(el, ctx) {
       { class: 'research-files' },
       h(
         'table',
-        { class: 'research-table', id: 'research-files' },
+        { class: 'research-table', id: 'research-files', 'data-export': id },
         h('caption', {}, 'Export files (de-identified NDJSON)'),
         h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'File'), h('th', { scope: 'col' }, 'Resources'), h('th', { scope: 'col' }, 'Download'))),
         h('tbody', {}, ...rows),
