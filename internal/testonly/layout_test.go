@@ -74,9 +74,15 @@ func violation(pkg, imp string) string {
 		return "only anchor/eth imports go-ethereum"
 	case own && under(inner, "cmd"):
 		return "nothing imports cmd/"
-	case own && under(inner, "internal/testonly") && pkg != "internal/testonly":
+	case own && under(inner, "internal/testonly") && pkg != "internal/testonly" && pkg != "internal/browsertest":
 		return "internal/testonly is for _test.go files only"
-	case own && under(inner, "gateway") && !under(pkg, "cmd") && !under(pkg, "gateway") && pkg != "internal/testonly":
+	case own && under(inner, "internal/browsertest"):
+		return "internal/browsertest is for _test.go files only"
+	case pkg == "console" && strings.Contains(strings.Split(imp, "/")[0], "."):
+		return "console/ (the embedded web console) uses the standard library only"
+	case own && under(inner, "console") && !under(pkg, "gateway") && !under(pkg, "cmd"):
+		return "only gateway/ (which mounts it) and cmd/ import console/"
+	case own && under(inner, "gateway") && !under(pkg, "cmd") && !under(pkg, "gateway") && pkg != "internal/testonly" && pkg != "internal/browsertest":
 		return "only cmd/ imports gateway/"
 	case own && (under(inner, "access") || under(inner, "research")) && !under(pkg, "cmd") && !under(pkg, "gateway") &&
 		!under(pkg, "access") && !under(pkg, "research") && pkg != "internal/testonly":

@@ -635,7 +635,10 @@ type Activation struct {
 	// GET /v1/receipts/leaves/{leaf_index}.
 	LeafIndex uint64 `protobuf:"varint,5,opt,name=leaf_index,json=leafIndex,proto3" json:"leaf_index,omitempty"`
 	// rollback is true when it was made by RollbackPolicy.
-	Rollback      bool `protobuf:"varint,6,opt,name=rollback,proto3" json:"rollback,omitempty"`
+	Rollback bool `protobuf:"varint,6,opt,name=rollback,proto3" json:"rollback,omitempty"`
+	// previous is the version active before this one (0: none), the one a
+	// rollback from this activation re-activates.
+	Previous      int64 `protobuf:"varint,7,opt,name=previous,proto3" json:"previous,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -710,6 +713,13 @@ func (x *Activation) GetRollback() bool {
 		return x.Rollback
 	}
 	return false
+}
+
+func (x *Activation) GetPrevious() int64 {
+	if x != nil {
+		return x.Previous
+	}
+	return 0
 }
 
 // ListActivationsRequest lists the policy history.
@@ -1390,7 +1400,7 @@ const file_fhiranchor_v1_policy_proto_rawDesc = "" +
 	"\x0fduration_micros\x18\x04 \x01(\x03R\x0edurationMicros\"1\n" +
 	"\x15ActivatePolicyRequest\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x03R\aversion\"\x17\n" +
-	"\x15RollbackPolicyRequest\"\xa9\x01\n" +
+	"\x15RollbackPolicyRequest\"\xc5\x01\n" +
 	"\n" +
 	"Activation\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x03R\aversion\x12\x1a\n" +
@@ -1399,7 +1409,8 @@ const file_fhiranchor_v1_policy_proto_rawDesc = "" +
 	"\x06client\x18\x04 \x01(\tR\x06client\x12\x1d\n" +
 	"\n" +
 	"leaf_index\x18\x05 \x01(\x04R\tleafIndex\x12\x1a\n" +
-	"\brollback\x18\x06 \x01(\bR\brollback\"\x18\n" +
+	"\brollback\x18\x06 \x01(\bR\brollback\x12\x1a\n" +
+	"\bprevious\x18\a \x01(\x03R\bprevious\"\x18\n" +
 	"\x16ListActivationsRequest\"V\n" +
 	"\x17ListActivationsResponse\x12;\n" +
 	"\vactivations\x18\x01 \x03(\v2\x19.fhiranchor.v1.ActivationR\vactivations\"\xbd\x03\n" +
