@@ -22,6 +22,8 @@ type rawPatient struct {
 	ethnicity string
 	deceased  bool
 	birthDate string
+	// hba1c are the values of its HbA1c Observations (LOINC 4548-4) in %.
+	hba1c []float64
 	// phi are the patient's names, identifiers, telecom, address lines and
 	// city, full postal code, birthplace, mother's maiden name and the ids of
 	// every resource of the patient's Bundle.
@@ -47,6 +49,7 @@ func syntheaPatients(t *testing.T) []rawPatient {
 		}
 		var p *rawPatient
 		var ids []string
+		var hba1c []float64
 		for _, e := range b.Entry {
 			var r map[string]any
 			if err := json.Unmarshal(e.Resource, &r); err != nil {
@@ -63,10 +66,14 @@ func syntheaPatients(t *testing.T) []rawPatient {
 			if typ == "Patient" {
 				p = readPatient(r)
 			}
+			if v, ok := percentOf(r, "http://loinc.org", "4548-4"); ok && typ == "Observation" {
+				hba1c = append(hba1c, v)
+			}
 		}
 		if p == nil {
 			continue // the hospital and practitioner Bundles
 		}
+		p.hba1c = hba1c
 		p.phi = append(p.phi, ids...)
 		out = append(out, *p)
 	}
@@ -126,6 +133,23 @@ func readPatient(r map[string]any) *rawPatient {
 		}
 	}
 	return p
+}
+
+// percentOf returns the valueQuantity of an Observation coded system|code
+// whose unit (or UCUM code) is "%".
+func percentOf(r map[string]any, system, code string) (float64, bool) {
+	c, _ := r["code"].(map[string]any)
+	coded := false
+	for _, x := range list(c["coding"]) {
+		m, _ := x.(map[string]any)
+		coded = coded || m["system"] == system && m["code"] == code
+	}
+	q, _ := r["valueQuantity"].(map[string]any)
+	v, ok := q["value"].(float64)
+	if !coded || !ok || q["unit"] != "%" && q["code"] != "%" {
+		return 0, false
+	}
+	return v, true
 }
 
 // ombCategory names a race or ethnicity extension's cell as the cohort
