@@ -221,7 +221,9 @@ export function mount(el, ctx) {
       refresh();
     });
     const dateInput = (label, key) =>
-      field(label, bind(h('input', { type: 'date', value: f[key], id: `research-fact-${n}-${key}` }), (v) => { f[key] = v; }));
+      // A text field, not type=date: a date input's segments each take a
+      // Tab stop, and the language wants exactly YYYY-MM-DD.
+      field(label, bind(h('input', { type: 'text', value: f[key], size: '10', placeholder: 'YYYY-MM-DD', id: `research-fact-${n}-${key}` }), (v) => { f[key] = v; }));
     const named = model.facts.filter((o, j) => j !== i && o.name && !o.exclude).map((o) => o.name.trim());
     const of = select([{ value: '', label: '(no window)' }, ...named.map((x) => ({ value: x, label: x }))], f.withinOf, {
       id: `research-fact-${n}-withinOf`,
