@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -25,6 +26,11 @@ exist: a token signed by a key no gateway trusts would only fail later.
 example:
   export FHIRANCHOR_TOKEN=$(fhiranchor token --data ./data)
   curl -H "Authorization: Bearer $FHIRANCHOR_TOKEN" http://127.0.0.1:8080/fhir/r4/metadata
+
+With --console, it prints a sign-in link of the web console instead: the
+token rides in the URL's fragment, which the browser never sends to the
+server; the console takes it and wipes it from the address bar and history.
+  fhiranchor token --scope fhiranchor/policy.admin --console http://127.0.0.1:8080
 
 flags:
 `
@@ -50,6 +56,7 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	fhirUser := fset.String("fhir-user", "", "fhirUser claim: the FHIR `reference` the client acts as, e.g. Practitioner/p1 or Patient/123")
 	org := fset.String("organization", "", "organization claim: the Organization `reference` the client acts for")
 	roles := fset.String("roles", "", "subject_role claim: space-separated role `codes`, e.g. physician")
+	consoleURL := fset.String("console", "", "print a sign-in link of the web console of the gateway at this `URL` (e.g. http://127.0.0.1:8080) instead of the bare token")
 	if err := fset.Parse(args); err != nil {
 		return err
 	}
@@ -73,6 +80,15 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	case *org != "" && !fhir.ValidLiteralReference(*org):
 		return errors.New("token: --organization is not a FHIR reference such as Organization/o1")
 	}
+	var link *url.URL
+	if *consoleURL != "" {
+		u, err := url.Parse(*consoleURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			return errors.New("token: --console is not a gateway URL such as http://127.0.0.1:8080")
+		}
+		u.Path = strings.TrimSuffix(u.Path, "/") + "/console/"
+		link = u
+	}
 	if fi, err := os.Stat(*dataDir); err != nil || !fi.IsDir() {
 		return fmt.Errorf("token: no data directory %s: run 'fhiranchor serve --data %s' first, or pass the gateway's --data", *dataDir, *dataDir)
 	}
@@ -95,6 +111,11 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	})
 	if err != nil {
 		return fmt.Errorf("token: %w", err)
+	}
+	if link != nil {
+		// JWTs are base64url and dots: nothing in the fragment needs escaping.
+		_, err = fmt.Fprintln(stdout, link.String()+"#token="+tok)
+		return err
 	}
 	_, err = fmt.Fprintln(stdout, tok)
 	return err

@@ -90,3 +90,30 @@ func TestTokenDefaultsAndErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestTokenConsoleLink(t *testing.T) {
+	dir := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	args := []string{"--data", dir, "--scope", "fhiranchor/policy.admin", "--console", "http://127.0.0.1:8080"}
+	if err := runToken(t.Context(), args, &stdout, &stderr, func(string) string { return "" }); err != nil {
+		t.Fatalf("token --console: %v\n%s", err, stderr.String())
+	}
+	link, tok, ok := strings.Cut(strings.TrimSpace(stdout.String()), "#token=")
+	if !ok || link != "http://127.0.0.1:8080/console/" {
+		t.Fatalf("stdout = %q, want http://127.0.0.1:8080/console/#token=<token>", stdout.String())
+	}
+	key, err := auth.LoadOrCreateDevKey(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := auth.NewVerifier(auth.DevKeySet(key), auth.Config{}).Verify(tok)
+	if err != nil || !p.Scopes.Has("fhiranchor/policy.admin") {
+		t.Fatalf("the link's token: %v %v", p.Scopes, err)
+	}
+	for _, bad := range []string{"127.0.0.1:8080", "ftp://x", "http://x/?a=b", "http://x/#f"} {
+		err := runToken(t.Context(), []string{"--data", dir, "--console", bad}, &stdout, &stderr, func(string) string { return "" })
+		if err == nil || !strings.Contains(err.Error(), "--console") {
+			t.Errorf("--console %q: %v", bad, err)
+		}
+	}
+}

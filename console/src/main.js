@@ -158,14 +158,23 @@ function cspNonce() {
   return m ? m.getAttribute('content') : '';
 }
 
-window.addEventListener('hashchange', route);
+// fragmentToken takes a token handed over in the fragment (#token=..., as
+// `fhiranchor token --console` prints it) and wipes it from the address bar
+// and the history entry; fragments never reach the server.
+function fragmentToken() {
+  const m = /^#token=([A-Za-z0-9._~-]+)$/.exec(location.hash);
+  if (!m) return '';
+  history.replaceState(null, '', location.pathname);
+  return m[1];
+}
+
+window.addEventListener('hashchange', () => {
+  if (/^#token=/.test(location.hash)) start();
+  else route();
+});
 
 async function start() {
-  // A token handed over in the fragment (#token=...) signs in once and is
-  // wiped from the address bar and history; fragments never reach the server.
-  const m = /^#token=([A-Za-z0-9._~-]+)$/.exec(location.hash);
-  if (m) history.replaceState(null, '', location.pathname);
-  const token = m ? m[1] : sessionStorage.getItem(tokenKey);
+  const token = fragmentToken() || sessionStorage.getItem(tokenKey);
   if (token) {
     try {
       await signIn(token);

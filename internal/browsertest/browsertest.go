@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/input"
 	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/network"
 	cdpruntime "github.com/chromedp/cdproto/runtime"
@@ -271,4 +272,44 @@ func (b *Browser) Text(css string) string {
 func jsString(s string) string {
 	q, _ := json.Marshal(s)
 	return string(q)
+}
+
+// Click clicks the first element matching a CSS selector once it is
+// visible.
+func (b *Browser) Click(css string) {
+	b.t.Helper()
+	b.Do(chromedp.WaitVisible(chromedp.CSS(css)), chromedp.Click(chromedp.CSS(css)))
+}
+
+// InsertText types text at the focus as one input, the way a paste does
+// (Input.insertText): editors such as CodeMirror take it as typed.
+func (b *Browser) InsertText(text string) {
+	b.t.Helper()
+	b.Do(chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, input.InsertText, input.InsertTextParams{Text: text})
+		return err
+	}))
+}
+
+// TypeLines types lines at the focus, each as one input (as InsertText)
+// followed by the Enter key alone (rawKeyDown and keyUp, no char event, so
+// an editor that handles Enter itself, as CodeMirror does, gets exactly one
+// line break and may indent the next line).
+func (b *Browser) TypeLines(lines ...string) {
+	b.t.Helper()
+	for _, l := range lines {
+		if l != "" {
+			b.InsertText(l)
+		}
+		b.Do(chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			for _, typ := range []input.DispatchKeyEventType{input.DispatchKeyEventTypeRawKeyDown, input.DispatchKeyEventTypeKeyUp} {
+				if _, err := cdp.Call(ctx, tg, input.DispatchKeyEvent, input.DispatchKeyEventParams{
+					Type: typ, Key: "Enter", Code: "Enter", WindowsVirtualKeyCode: 13, NativeVirtualKeyCode: 13,
+				}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}))
+	}
 }

@@ -85,3 +85,14 @@ func (b *Browser) CheckKeyboard() {
 		b.t.Errorf("keyboard: Tab never reaches %d of %d controls:\n%s", len(missed), len(controls), strings.Join(missed, "\n"))
 	}
 }
+
+// CheckRendered asserts that the page shows no JavaScript junk: the words
+// undefined, null or NaN, or [object Object], in its rendered text (what
+// innerText gives: closed <details> and hidden elements are left out).
+func (b *Browser) CheckRendered() {
+	b.t.Helper()
+	junk := Eval[[]string](b, `document.body.innerText.match(/\b(undefined|null|NaN)\b|\[object Object\]/g) || []`)
+	if len(junk) > 0 {
+		b.t.Errorf("the page shows %q", junk)
+	}
+}

@@ -2,6 +2,7 @@ package browsertest
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -50,6 +51,7 @@ var shared struct {
 	err      string
 	dir      string
 	cleanups []func()
+	failed   bool // the shared server reported an error after its start
 }
 
 // Shared returns the test binary's one Server, started (and Synthea
@@ -74,6 +76,7 @@ func Shared(t testing.TB) *Server {
 				}
 			}()
 			shared.srv = start(tb)
+			tb.started = true
 		}()
 	})
 	if shared.srv == nil {
@@ -83,7 +86,7 @@ func Shared(t testing.TB) *Server {
 }
 
 // Main runs the tests of a package that uses Shared and then stops the
-// shared server: func TestMain(m *testing.M) { browsertest.Main(m) }.
+// shared server: func TestMain(m *testing.M) { os.Exit(browsertest.Main(m)) }.
 func Main(m *testing.M) int {
 	code := m.Run()
 	for i := len(shared.cleanups) - 1; i >= 0; i-- {
@@ -92,14 +95,49 @@ func Main(m *testing.M) int {
 	if shared.dir != "" {
 		os.RemoveAll(shared.dir)
 	}
+	if shared.failed && code == 0 {
+		code = 1
+	}
 	return code
 }
 
 // sharedTB is the testing.TB the shared server starts under: the first
-// test's, except that its temp dirs and cleanups last until Main ends.
+// test's, except that its temp dirs and cleanups last until Main ends, and
+// that once the start is over (that test may have ended) what the server
+// reports goes to stderr and fails the binary in Main.
 type sharedTB struct {
 	testing.TB
-	dir string
+	dir     string
+	started bool
+}
+
+func (s *sharedTB) report(fatal bool, msg string) {
+	if !s.started {
+		if fatal {
+			s.TB.Fatal(msg)
+		}
+		s.TB.Error(msg)
+		return
+	}
+	fmt.Fprintln(os.Stderr, "browsertest: shared server:", msg)
+	shared.failed = true
+}
+
+func (s *sharedTB) Error(args ...any)                 { s.report(false, fmt.Sprint(args...)) }
+func (s *sharedTB) Errorf(format string, args ...any) { s.report(false, fmt.Sprintf(format, args...)) }
+func (s *sharedTB) Fatal(args ...any)                 { s.report(true, fmt.Sprint(args...)) }
+func (s *sharedTB) Fatalf(format string, args ...any) { s.report(true, fmt.Sprintf(format, args...)) }
+
+func (s *sharedTB) Log(args ...any) {
+	if !s.started {
+		s.TB.Log(args...)
+	}
+}
+
+func (s *sharedTB) Logf(format string, args ...any) {
+	if !s.started {
+		s.TB.Logf(format, args...)
+	}
 }
 
 func (s *sharedTB) Cleanup(f func()) { shared.cleanups = append(shared.cleanups, f) }

@@ -18,7 +18,10 @@ export function mount(root, ctx) {
     detail,
   );
 
-  let prev = null; // {ingested, decisions, at}
+  // Readings of the counters over the last minute: rates are averaged
+  // over it, so a burst between two refreshes still shows.
+  const span = 60000;
+  let readings = []; // [{ingested, decisions}] of {value, at}
   let stopped = false;
   let timer = null;
 
@@ -59,9 +62,13 @@ export function mount(root, ctx) {
       ingested: { value: sum(samples, 'fhiranchor_resources_ingested_total') ?? 0, at },
       decisions: { value: sum(samples, 'fhiranchor_access_decisions_total') ?? 0, at },
     };
-    const ingestRate = prev && cur ? rate(prev.ingested, cur.ingested) : undefined;
-    const decisionRate = prev && cur ? rate(prev.decisions, cur.decisions) : undefined;
-    if (cur) prev = cur;
+    if (cur) {
+      readings.push(cur);
+      while (readings.length > 2 && at - readings[1].ingested.at >= span) readings.shift();
+    }
+    const first = readings.length > 1 ? readings[0] : null;
+    const ingestRate = first && cur ? rate(first.ingested, cur.ingested) : undefined;
+    const decisionRate = first && cur ? rate(first.decisions, cur.decisions) : undefined;
 
     const out = [];
     out.push(card('card-health', 'Health (/healthz)', health.ok && health.body.status === 'ok' ? 'up' : 'down',
@@ -74,9 +81,9 @@ export function mount(root, ctx) {
       const pending = sum(samples, 'fhiranchor_anchor_leaves_pending');
       out.push(card('card-lag', 'Anchoring lag', age === undefined ? 'no anchor yet' : `${age.toFixed(1)} s`,
         age !== undefined && age > 300 ? 'warn' : '', `${fmt(pending)} leaves waiting for an anchor`));
-      out.push(card('card-ingest', 'Ingest rate', ingestRate === undefined ? 'measuring\u2026' : `${ingestRate.toFixed(1)} /s`, '',
+      out.push(card('card-ingest', 'Ingest rate (last minute)', ingestRate === undefined ? 'measuring\u2026' : `${fmtRate(ingestRate)} /s`, '',
         `${fmt(cur.ingested.value)} resource versions stored by this process`));
-      out.push(card('card-decisions', 'Access decisions', decisionRate === undefined ? 'measuring\u2026' : `${decisionRate.toFixed(1)} /s`, '',
+      out.push(card('card-decisions', 'Access decisions (last minute)', decisionRate === undefined ? 'measuring\u2026' : `${fmtRate(decisionRate)} /s`, '',
         `${fmt(sum(samples, 'fhiranchor_access_decisions_total', { outcome: 'allow' }) ?? 0)} allowed, ` +
         `${fmt(sum(samples, 'fhiranchor_access_decisions_total', { outcome: 'deny' }) ?? 0)} denied`));
       out.push(card('card-anchors', 'Anchors mined', fmt(sum(samples, 'fhiranchor_anchors_mined_total') ?? 0), '',
@@ -90,11 +97,11 @@ export function mount(root, ctx) {
         if (typeof v === 'number') rows.push(el('tr', {}, el('th', { scope: 'row' }, k), el('td', {}, fmt(v))));
       }
     }
-    detail.replaceChildren(
+    detail.replaceChildren(...[
       el('h2', {}, 'Vault'),
       rows.length ? el('table', { id: 'vault-stats' }, el('tbody', {}, rows)) : el('p', { class: 'muted' }, 'No vault statistics (not ready).'),
       metricsNote ? el('p', { class: 'warn' }, metricsNote) : null,
-    );
+    ].filter(Boolean));
     status.textContent = `Updated ${new Date(at).toLocaleTimeString()}; refreshes every ${every / 1000} s.`;
     timer = setTimeout(tick, every);
   }
@@ -104,6 +111,10 @@ export function mount(root, ctx) {
     stopped = true;
     clearTimeout(timer);
   };
+}
+
+function fmtRate(r) {
+  return r >= 10 ? r.toFixed(0) : r >= 1 ? r.toFixed(1) : r.toFixed(2);
 }
 
 function fmt(n) {
