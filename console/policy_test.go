@@ -3,6 +3,7 @@ package console_test
 import (
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -172,4 +173,15 @@ func TestConsolePolicyAdmin(t *testing.T) {
 	b.Screenshot("policy-rolled-back")
 	b.CheckRendered()
 	b.CheckKeyboard()
+
+	// An auditor reads the same versions and bundle, and gets no control
+	// that changes or tests anything (the server refuses those calls too).
+	b.Click(`#signout`)
+	b.Open(s, browsertest.RoleAuditor)
+	b.Wait("the policy page, read-only", `document.querySelectorAll('#versions tbody tr').length === `+strconv.Itoa(versions)+
+		` && document.querySelector('#policy-editor .cm-content') && document.querySelector('#policy-editor .cm-content').getAttribute('contenteditable') === 'false'`)
+	if n := browsertest.Eval[int](b, `document.querySelectorAll('#push, #run-tests, #rollback, #eval-form, td.actions button:not(.secondary)').length`); n != 0 {
+		t.Errorf("the auditor's policy page has %d controls that change or test policy", n)
+	}
+	b.Screenshot("policy-auditor")
 }
