@@ -170,6 +170,12 @@ func (p Privacy) Exceeded(previous int) bool {
 	return previous >= p.withDefaults().RepeatLimit
 }
 
+// Left returns how many more queries of one Shape a client that already
+// ran previous of them within the repeat window may run (never negative).
+func (p Privacy) Left(previous int) int {
+	return max(p.withDefaults().RepeatLimit-previous, 0)
+}
+
 // Window returns the repeat window in effect: the window of the repeat
 // limit and of the overlap control.
 func (p Privacy) Window() time.Duration { return p.withDefaults().RepeatWindow }

@@ -202,8 +202,11 @@ func TestRepeatLimit(t *testing.T) {
 	if p.Exceeded(6) || !p.Exceeded(7) || p.Window() != 30*24*time.Hour {
 		t.Errorf("defaults: Exceeded(6)=%v Exceeded(7)=%v Window=%v", p.Exceeded(6), p.Exceeded(7), p.Window())
 	}
+	if p.Left(0) != 7 || p.Left(6) != 1 || p.Left(7) != 0 || p.Left(9) != 0 {
+		t.Errorf("defaults: Left(0)=%d Left(6)=%d Left(7)=%d Left(9)=%d", p.Left(0), p.Left(6), p.Left(7), p.Left(9))
+	}
 	p = Privacy{RepeatLimit: 2, RepeatWindow: time.Hour}
-	if p.Exceeded(1) || !p.Exceeded(2) || p.Window() != time.Hour {
+	if p.Exceeded(1) || !p.Exceeded(2) || p.Window() != time.Hour || p.Left(1) != 1 || p.Left(2) != 0 {
 		t.Error("configured limit not honoured")
 	}
 }

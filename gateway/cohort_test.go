@@ -151,8 +151,9 @@ type cohortResult struct {
 		Total      cohort.Released       `json:"total"`
 		Cells      []cohort.ReleasedCell `json:"cells"`
 	} `json:"result"`
-	Decision uint64 `json:"decision"`
-	Released string `json:"released"`
+	Decision    uint64 `json:"decision"`
+	Released    string `json:"released"`
+	RepeatsLeft int    `json:"repeatsLeft"`
 }
 
 func askCohort(t *testing.T, g *testonly.Gateway, op, query string, hdr []string) (cohortResult, testonly.Response) {
@@ -333,13 +334,16 @@ func TestResearchOverSynthea(t *testing.T) {
 		// answered; the fifth is refused, and recorded.
 		for i, v := range []string{"5", "6", "7", "8", "9"} {
 			q := `{"criteria": {"observation": {"code": [{"system": "http://loinc.org", "code": "4548-4"}], "value": {"gt": ` + v + `}}}}`
-			_, r := askCohort(t, g, "count", q, other)
+			res, r := askCohort(t, g, "count", q, other)
 			want := http.StatusOK
 			if i == 4 {
 				want = http.StatusTooManyRequests
 			}
 			if r.Status != want {
 				t.Fatalf("query %d = %d %s, want %d", i+1, r.Status, r.Body, want)
+			}
+			if want == http.StatusOK && res.RepeatsLeft != 3-i {
+				t.Errorf("query %d says %d repeats left, want %d", i+1, res.RepeatsLeft, 3-i)
 			}
 		}
 		// Another shape is not limited.

@@ -26,13 +26,16 @@ const (
 )
 
 // Answer is the response of a count or breakdown: the released result,
-// the decision record's leaf index, the hash that record commits to, and
-// the version of the policy that decided.
+// the decision record's leaf index, the hash that record commits to, the
+// version of the policy that decided, and how many more queries of this
+// shape (the same criteria up to numbers and dates) the client may run
+// within the repeat window.
 type Answer struct {
 	Result        json.RawMessage `json:"result"`
 	Decision      uint64          `json:"decision"`
 	Released      string          `json:"released"`
 	PolicyVersion int64           `json:"policyVersion"`
+	RepeatsLeft   int             `json:"repeatsLeft"`
 }
 
 type breakdownAnswer struct {
@@ -151,9 +154,11 @@ func (s *Service) query(ctx context.Context, caller access.Caller, data []byte, 
 	// The limit check and the record that counts toward it are one step.
 	s.limits.Lock()
 	defer s.limits.Unlock()
-	if n, err := s.repeats(ctx, t.in.Actor.ClientID, q.Shape(), at); err != nil {
+	n, err := s.repeats(ctx, t.in.Actor.ClientID, q.Shape(), at)
+	if err != nil {
 		return Answer{}, err
-	} else if s.privacy.Exceeded(n) {
+	}
+	if s.privacy.Exceeded(n) {
 		reason := fmt.Sprintf("repeat limit: %d near-identical queries within %s", n, s.privacy.Window())
 		idx, err := s.addRecord(ctx, t.record(q, false, []string{reason}), at)
 		if err != nil {
@@ -205,7 +210,8 @@ func (s *Service) query(ctx context.Context, caller access.Caller, data []byte, 
 	if s.metrics != nil {
 		s.metrics.Queried(true, suppressedCounts(res))
 	}
-	return Answer{Result: released, Decision: idx, Released: rec.Released, PolicyVersion: rec.PolicyVersion}, nil
+	return Answer{Result: released, Decision: idx, Released: rec.Released, PolicyVersion: rec.PolicyVersion,
+		RepeatsLeft: s.privacy.Left(n + 1)}, nil
 }
 
 // suppressedCounts counts the suppressed counts of an answer: its total
