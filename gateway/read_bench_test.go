@@ -45,7 +45,9 @@ func BenchmarkRead(b *testing.B) {
 		paths = append(paths, locs...)
 	}
 	// Interleave patients, as many clients reading many charts would.
-	slices.SortFunc(paths, func(x, y string) int { return strings.Compare(x[strings.IndexByte(x, '/'):], y[strings.IndexByte(y, '/'):]) })
+	slices.SortFunc(paths, func(x, y string) int {
+		return strings.Compare(x[strings.IndexByte(x, '/'):], y[strings.IndexByte(y, '/'):])
+	})
 	for _, clients := range []int{4, 16} {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
 			leaves0 := g.RecordLeaves(b)
