@@ -36,13 +36,35 @@ func BenchmarkRead(b *testing.B) {
 	})
 	g := testonly.StartGateway(b, testonly.Options{Quiet: true})
 	token := g.Token(b)
-	var paths []string
+	var (
+		paths []string
+		mu    sync.Mutex
+		wg    sync.WaitGroup
+		errs  = make(chan error, len(files))
+		queue = make(chan *benchFile, len(files))
+	)
 	for i := range files {
-		locs, err := pushLocations(b.Context(), g, token, &files[i])
-		if err != nil {
-			b.Fatal(err)
-		}
-		paths = append(paths, locs...)
+		queue <- &files[i]
+	}
+	close(queue)
+	for range 4 {
+		wg.Go(func() {
+			for f := range queue {
+				locs, err := pushLocations(b.Context(), g, token, f)
+				if err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				paths = append(paths, locs...)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
 	}
 	// Interleave patients, as many clients reading many charts would.
 	slices.SortFunc(paths, func(x, y string) int {
@@ -161,9 +183,11 @@ func getResource(ctx context.Context, g *testonly.Gateway, token, path string) e
 		return fmt.Errorf("GET %s: status %d, %v: %s", path, resp.StatusCode, err, clip(body, 500))
 	}
 	typ, _, _ := strings.Cut(path, "/")
-	if !strings.Contains(string(body[:min(len(body), 200)]), `"resourceType":"`+typ+`"`) &&
-		!strings.Contains(string(body), `"resourceType": "`+typ+`"`) {
-		return fmt.Errorf("GET %s: the body is not a %s", path, typ)
+	var res struct {
+		ResourceType string `json:"resourceType"`
+	}
+	if err := json.Unmarshal(body, &res); err != nil || res.ResourceType != typ {
+		return fmt.Errorf("GET %s: the body is not a %s (%v)", path, typ, err)
 	}
 	return nil
 }
