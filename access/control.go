@@ -235,9 +235,8 @@ type Verdict struct {
 
 // Read decides one read of a stored version by caller and records the
 // decision durably, in a transaction it may share with concurrent reads,
-// before anything is returned. Versions
-// outside every patient compartment, and tombstones, are governed by
-// scopes alone.
+// before anything is returned. Versions outside every patient compartment,
+// and tombstones, are governed by scopes alone.
 func (c *Control) Read(ctx context.Context, caller Caller, v vault.Version) (Verdict, error) {
 	if v.Compartment == "" || v.Deleted {
 		return Verdict{Effect: Allowed}, nil

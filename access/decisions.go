@@ -69,6 +69,9 @@ func (d *decisionCache) put(key string, out Outcome, at time.Time) {
 // consents, with the consent state keys and the policy act; ok is false
 // when the decision must not be cached.
 func decisionKey(in policy.Input, consents []policy.CompiledConsent, keys []string, act *Active) (string, bool) {
+	if len(in.Consents) > 0 {
+		return "", false // raw consents are not keyed by version
+	}
 	scoped := false
 	for _, cc := range consents {
 		if cc.Timed {
@@ -115,9 +118,6 @@ func decisionKey(in policy.Input, consents []policy.CompiledConsent, keys []stri
 		field(in.Resource.Reference)
 		field(in.Resource.Date)
 		codings(in.Resource.Codes)
-	}
-	if len(in.Consents) > 0 {
-		return "", false // raw consents are not keyed by version
 	}
 	return b.String(), true
 }
