@@ -5,7 +5,7 @@ GO    ?= go
 BUF   := $(GO) tool -modfile=tools/buf.mod buf
 BENCH_TIME ?= 3x
 
-.PHONY: build test test-clients generate bench bench-postgres bench-policy bench-anchor bench-cohort bench-search fuzz clean
+.PHONY: build test test-clients generate bench bench-read bench-postgres bench-policy bench-anchor bench-cohort bench-search fuzz clean
 
 build:
 	$(GO) build -o bin/fhiranchor ./cmd/fhiranchor
@@ -48,6 +48,11 @@ generate:
 
 bench:
 	$(GO) test ./gateway/ -run '^$$' -bench 'BenchmarkIngest' -benchtime $(BENCH_TIME) -timeout 30m
+
+# Reads over REST from 4 and 16 clients, every read decided and recorded
+# durably: reads/s and CPU per read.
+bench-read:
+	$(GO) test ./gateway/ -run '^$$' -bench 'BenchmarkRead' -benchtime 8000x -timeout 30m
 
 # Ingest on the SQLite default and on PostgreSQL (a throwaway durable
 # cluster the benchmark starts), in one run, alternating: both rates.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -73,15 +74,24 @@ func (c Committed) Read(ctx context.Context, typ, id string) (vault.Version, err
 
 // of returns the patient's consents, compiled.
 func (c *consentState) of(ctx context.Context, r Reader, patient string) ([]policy.CompiledConsent, error) {
+	out, _, err := c.versions(ctx, r, patient)
+	return out, err
+}
+
+// versions returns the patient's consents, compiled, and the "id/version"
+// of each, sorted: the consent state as a key that changes whenever a
+// Consent of the patient is created, revised, deleted or erased.
+func (c *consentState) versions(ctx context.Context, r Reader, patient string) ([]policy.CompiledConsent, []string, error) {
 	ids, err := r.Find(ctx, "Consent", ConsentToken(c.vault, patient))
 	if err != nil {
-		return nil, fmt.Errorf("find consents: %w", err)
+		return nil, nil, fmt.Errorf("find consents: %w", err)
 	}
 	out := make([]policy.CompiledConsent, 0, len(ids))
+	keys := make([]string, 0, len(ids))
 	for _, id := range ids {
 		rec, err := r.Current(ctx, "Consent", id)
 		if err != nil {
-			return nil, fmt.Errorf("read consent: %w", err)
+			return nil, nil, fmt.Errorf("read consent: %w", err)
 		}
 		if rec.Deleted || rec.Erased {
 			continue
@@ -96,7 +106,7 @@ func (c *consentState) of(ctx context.Context, r Reader, patient string) ([]poli
 				continue
 			}
 			if err != nil {
-				return nil, fmt.Errorf("open consent: %w", err)
+				return nil, nil, fmt.Errorf("open consent: %w", err)
 			}
 			if v.Deleted {
 				continue // deleted since Current: a concurrent write won
@@ -104,12 +114,12 @@ func (c *consentState) of(ctx context.Context, r Reader, patient string) ([]poli
 			key = id + "/" + strconv.FormatInt(v.Version, 10)
 			var tree map[string]any
 			if err := json.Unmarshal(v.Body, &tree); err != nil {
-				return nil, fmt.Errorf("decode consent: %w", err)
+				return nil, nil, fmt.Errorf("decode consent: %w", err)
 			}
 			// A Consent the policy cannot read is still passed on: the
 			// engine denies a decision over a consent it cannot vouch for.
 			if cc, err = policy.CompileConsent(tree); err != nil {
-				return nil, fmt.Errorf("compile consent: %w", err)
+				return nil, nil, fmt.Errorf("compile consent: %w", err)
 			}
 			c.mu.Lock()
 			if len(c.cache) >= consentCacheSize {
@@ -119,8 +129,10 @@ func (c *consentState) of(ctx context.Context, r Reader, patient string) ([]poli
 			c.mu.Unlock()
 		}
 		out = append(out, cc)
+		keys = append(keys, key)
 	}
-	return out, nil
+	slices.Sort(keys)
+	return out, keys, nil
 }
 
 // ConsentFacts is what an event compares between two versions of a Consent.

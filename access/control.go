@@ -3,7 +3,6 @@ package access
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"slices"
 	"strconv"
@@ -62,6 +61,11 @@ type Control struct {
 	consents *consentState
 	active   atomic.Pointer[Active]
 	metrics  Metrics // nil: none
+	// Reads share the commits of their decision records (commit.go),
+	// reuse decisions (decisions.go) and the facts of stored versions.
+	commits   groupCommit
+	decisions decisionCache
+	facts     factsCache
 }
 
 // New returns a Control with no active policy: Activate one before
@@ -109,6 +113,12 @@ type Outcome struct {
 // compiled, or an engine error, denies with a reason; only an
 // infrastructure failure (the vault) returns an error.
 func (c *Control) Decide(ctx context.Context, r Reader, in policy.Input) (Outcome, error) {
+	return c.decide(ctx, r, in, false)
+}
+
+// decide is Decide; cached says r reads committed state, so that the
+// decision may come from, and go to, the decision cache (decisions.go).
+func (c *Control) decide(ctx context.Context, r Reader, in policy.Input, cached bool) (Outcome, error) {
 	act := c.active.Load()
 	if act == nil {
 		return Outcome{Decision: policy.Decision{Reasons: []string{"no active policy: default deny"}}}, nil
@@ -118,8 +128,9 @@ func (c *Control) Decide(ctx context.Context, r Reader, in policy.Input) (Outcom
 		return Outcome{}, err
 	}
 	in.Actor.Acting = acting
+	var keys []string
 	if in.Patient != "" {
-		consents, err := c.consents.of(ctx, r, in.Patient)
+		consents, ks, err := c.consents.versions(ctx, r, in.Patient)
 		if errors.Is(err, policy.ErrInvalidConsent) {
 			// No patient reference in the log: a client-chosen id can be an MRN.
 			c.log.WarnContext(ctx, "a consent cannot be compiled: access denied", slog.String("client", in.Actor.ClientID))
@@ -128,14 +139,28 @@ func (c *Control) Decide(ctx context.Context, r Reader, in policy.Input) (Outcom
 		if err != nil {
 			return Outcome{}, err
 		}
-		in.Compiled = consents
+		in.Compiled, keys = consents, ks
+	}
+	var key string
+	if cached {
+		key, cached = decisionKey(in, in.Compiled, keys, act)
+	}
+	if cached {
+		if out, ok := c.decisions.get(key, in.Time); ok {
+			return out, nil
+		}
 	}
 	d, err := act.Engine.Decide(ctx, in)
 	if err != nil {
 		// d already denies and says why; the error is for the operator.
 		c.log.ErrorContext(ctx, "policy evaluation failed: access denied", slog.String("err", err.Error()))
+		return Outcome{Decision: d, PolicyVersion: act.Version}, nil
 	}
-	return Outcome{Decision: d, PolicyVersion: act.Version}, nil
+	out := Outcome{Decision: d, PolicyVersion: act.Version}
+	if cached {
+		c.decisions.put(key, out, in.Time)
+	}
+	return out, nil
 }
 
 // actingFor resolves, from stored state, the other references an actor
@@ -209,31 +234,28 @@ type Verdict struct {
 }
 
 // Read decides one read of a stored version by caller and records the
-// decision in its own transaction before anything is returned. Versions
-// outside every patient compartment, and tombstones, are governed by
-// scopes alone.
+// decision durably, in a transaction it may share with concurrent reads,
+// before anything is returned. Versions outside every patient compartment,
+// and tombstones, are governed by scopes alone.
 func (c *Control) Read(ctx context.Context, caller Caller, v vault.Version) (Verdict, error) {
 	if v.Compartment == "" || v.Deleted {
 		return Verdict{Effect: Allowed}, nil
 	}
-	res, err := ResourceOf(v)
+	res, err := c.facts.of(v)
 	if err != nil {
 		return Verdict{}, err
 	}
 	in := caller.Input("read", v.Compartment, res, Now(c.now))
-	out, err := c.Decide(ctx, Committed{c.vault}, in)
+	out, err := c.decide(ctx, Committed{c.vault}, in, true)
 	if err != nil {
 		return Verdict{}, err
 	}
-	var idx uint64
-	err = c.vault.Update(ctx, func(tx *vault.SealedTx) error {
-		idx, err = c.Record(ctx, tx, in, out, v.Type+"/"+v.ID+"/_history/"+strconv.FormatInt(v.Version, 10))
-		return err
-	})
+	leaves, err := c.record(ctx, []pendingRecord{{in: in, out: out,
+		resource: v.Type + "/" + v.ID + "/_history/" + strconv.FormatInt(v.Version, 10)}})
 	if err != nil {
-		return Verdict{}, fmt.Errorf("record access decision: %w", err)
+		return Verdict{}, err
 	}
-	verdict := Verdict{Effect: Allowed, Outcome: out, Leaf: idx, Recorded: true}
+	verdict := Verdict{Effect: Allowed, Outcome: out, Leaf: leaves[0], Recorded: true}
 	switch {
 	case !out.Allow:
 		verdict.Effect = Denied

@@ -3,6 +3,7 @@ package access
 import (
 	"encoding/json"
 	"fmt"
+	"sync"
 
 	"github.com/fhiranchor/fhiranchor/policy"
 	"github.com/fhiranchor/fhiranchor/vault"
@@ -10,12 +11,111 @@ import (
 
 // ResourceOf describes a stored version to the policy: type, id, security
 // labels, codes and its clinically relevant date. No values beyond codes.
+// It decodes only the elements it reads.
 func ResourceOf(v vault.Version) (policy.ResourceRef, error) {
-	var tree map[string]any
-	if err := json.Unmarshal(v.Body, &tree); err != nil {
+	var doc factsDoc
+	if err := json.Unmarshal(v.Body, &doc); err != nil {
 		return policy.ResourceRef{}, fmt.Errorf("decode stored version: %w", err)
 	}
-	return Facts(v.Type, v.ID, tree), nil
+	return doc.facts(v.Type, v.ID), nil
+}
+
+// factsDoc holds, undecoded, the top-level elements Facts reads; the rest
+// of a body is only scanned.
+type factsDoc struct {
+	Meta                      json.RawMessage `json:"meta"`
+	Code                      json.RawMessage `json:"code"`
+	MedicationCodeableConcept json.RawMessage `json:"medicationCodeableConcept"`
+	VaccineCode               json.RawMessage `json:"vaccineCode"`
+	Type                      json.RawMessage `json:"type"`
+	EffectiveDateTime         json.RawMessage `json:"effectiveDateTime"`
+	EffectivePeriod           json.RawMessage `json:"effectivePeriod"`
+	EffectiveInstant          json.RawMessage `json:"effectiveInstant"`
+	OnsetDateTime             json.RawMessage `json:"onsetDateTime"`
+	OnsetPeriod               json.RawMessage `json:"onsetPeriod"`
+	PerformedDateTime         json.RawMessage `json:"performedDateTime"`
+	PerformedPeriod           json.RawMessage `json:"performedPeriod"`
+	OccurrenceDateTime        json.RawMessage `json:"occurrenceDateTime"`
+	OccurrencePeriod          json.RawMessage `json:"occurrencePeriod"`
+	AuthoredOn                json.RawMessage `json:"authoredOn"`
+	RecordedDate              json.RawMessage `json:"recordedDate"`
+	Issued                    json.RawMessage `json:"issued"`
+	Period                    json.RawMessage `json:"period"`
+	BillablePeriod            json.RawMessage `json:"billablePeriod"`
+	Date                      json.RawMessage `json:"date"`
+	Created                   json.RawMessage `json:"created"`
+}
+
+// facts is Facts over the elements of d: the same result as Facts of the
+// whole decoded tree (TestResourceOfMatchesFacts).
+func (d *factsDoc) facts(typ, id string) policy.ResourceRef {
+	tree := map[string]any{}
+	for name, raw := range map[string]json.RawMessage{
+		"meta": d.Meta, "code": d.Code, "medicationCodeableConcept": d.MedicationCodeableConcept, "vaccineCode": d.VaccineCode, "type": d.Type,
+	} {
+		if len(raw) > 0 && raw[0] == '{' {
+			tree[name] = decodeAny(raw)
+		}
+	}
+	dates := [...]struct {
+		name string
+		raw  json.RawMessage
+	}{
+		{"effectiveDateTime", d.EffectiveDateTime}, {"effectivePeriod", d.EffectivePeriod}, {"effectiveInstant", d.EffectiveInstant},
+		{"onsetDateTime", d.OnsetDateTime}, {"onsetPeriod", d.OnsetPeriod}, {"performedDateTime", d.PerformedDateTime},
+		{"performedPeriod", d.PerformedPeriod}, {"occurrenceDateTime", d.OccurrenceDateTime}, {"occurrencePeriod", d.OccurrencePeriod},
+		{"authoredOn", d.AuthoredOn}, {"recordedDate", d.RecordedDate}, {"issued", d.Issued}, {"period", d.Period},
+		{"billablePeriod", d.BillablePeriod}, {"date", d.Date}, {"created", d.Created},
+	}
+	for _, e := range dates {
+		if len(e.raw) > 0 {
+			tree[e.name] = decodeAny(e.raw)
+		}
+	}
+	return Facts(typ, id, tree)
+}
+
+// decodeAny decodes one JSON value already known to be well formed.
+func decodeAny(raw json.RawMessage) any {
+	var v any
+	_ = json.Unmarshal(raw, &v) // raw was scanned by the decoder that cut it
+	return v
+}
+
+// factsCacheSize bounds the facts of stored versions held in memory.
+const factsCacheSize = 16384
+
+// factsCache keeps the facts of stored versions by commitment: a version's
+// body never changes, and its commitment (salted, over the body) names it
+// and nothing else.
+type factsCache struct {
+	mu sync.Mutex
+	m  map[string]policy.ResourceRef
+}
+
+// of returns ResourceOf(v), from the cache when v was described before.
+func (c *factsCache) of(v vault.Version) (policy.ResourceRef, error) {
+	if len(v.Commitment) == 0 {
+		return ResourceOf(v)
+	}
+	key := v.Type + "/" + v.ID + "/" + string(v.Commitment)
+	c.mu.Lock()
+	r, ok := c.m[key]
+	c.mu.Unlock()
+	if ok {
+		return r, nil
+	}
+	r, err := ResourceOf(v)
+	if err != nil {
+		return r, err
+	}
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= factsCacheSize {
+		c.m = make(map[string]policy.ResourceRef)
+	}
+	c.m[key] = r
+	c.mu.Unlock()
+	return r, nil
 }
 
 // codeElements are the elements whose codings Consent.provision.code

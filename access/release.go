@@ -107,7 +107,7 @@ func (r *Release) Allowed(ctx context.Context, v vault.Version, tree func() (map
 	if !ok {
 		in := g.in
 		in.Resource = facts
-		if out, err = r.c.Decide(ctx, Committed{r.c.vault}, in); err != nil {
+		if out, err = r.c.decide(ctx, Committed{r.c.vault}, in, true); err != nil {
 			return false, err
 		}
 		g.perItem[string(key)] = out
@@ -123,7 +123,7 @@ func redacts(d policy.Decision) bool {
 // decide makes the decision of one patient and type.
 func (r *Release) decide(ctx context.Context, k groupKey) (*group, error) {
 	in := r.caller.Input("read", k.patient, policy.ResourceRef{Type: k.typ}, r.at)
-	out, err := r.c.Decide(ctx, Committed{r.c.vault}, in)
+	out, err := r.c.decide(ctx, Committed{r.c.vault}, in, true)
 	if err != nil {
 		return nil, err
 	}
@@ -144,21 +144,18 @@ func (r *Release) decide(ctx context.Context, k groupKey) (*group, error) {
 // Decided is how many patient-and-type decisions the release made.
 func (r *Release) Decided() int { return len(r.groups) }
 
-// Commit records, in one transaction, the decisions made since the last
-// Commit. The caller answers only after it returns nil.
+// Commit records, in one transaction (which it may share with concurrent
+// requests), the decisions made since the last Commit. The caller answers
+// only after it returns nil.
 func (r *Release) Commit(ctx context.Context) error {
 	if r.c == nil || len(r.pending) == 0 {
 		return nil
 	}
-	err := r.c.vault.Update(ctx, func(tx *vault.SealedTx) error {
-		for _, g := range r.pending {
-			if _, err := r.c.Record(ctx, tx, g.in, g.out, g.in.Resource.Type); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	recs := make([]pendingRecord, len(r.pending))
+	for i, g := range r.pending {
+		recs[i] = pendingRecord{in: g.in, out: g.out, resource: g.in.Resource.Type}
+	}
+	if _, err := r.c.record(ctx, recs); err != nil {
 		return fmt.Errorf("record search decisions: %w", err)
 	}
 	r.pending = r.pending[:0]

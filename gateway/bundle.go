@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -21,6 +23,16 @@ import (
 
 // Transaction processes a transaction or batch Bundle (POST /).
 func (s *service) Transaction(ctx context.Context, body *httpbody.HttpBody) (*httpbody.HttpBody, error) {
+	// A retry is answered before the Bundle is even scanned (see replayFirst).
+	key := idempotencyKey(ctx, "bundle")
+	digest := s.requestDigest(key, body.GetData())
+	if rp, err := s.replayFirst(ctx, key, digest); err != nil || rp != nil {
+		if err != nil {
+			return nil, err
+		}
+		setResponse(ctx, http.StatusOK)
+		return &httpbody.HttpBody{ContentType: fhirJSON, Data: rp.Bundle}, nil
+	}
 	if s.maxBundleEntries > 0 && entriesOver(body.GetData(), s.maxBundleEntries) {
 		return nil, failure(http.StatusRequestEntityTooLarge, "too-costly", "Bundle.entry",
 			"the Bundle has more than "+strconv.Itoa(s.maxBundleEntries)+" entries; split it")
@@ -32,6 +44,7 @@ func (s *service) Transaction(ctx context.Context, body *httpbody.HttpBody) (*ht
 	atomic := b.Type == "transaction"
 	ops := make([]*op, len(b.Entries))
 	hasReads := false
+	needs := map[string]bool{}
 	for i, e := range b.Entries {
 		o := opFromEntry(e)
 		if o.err == nil {
@@ -39,6 +52,8 @@ func (s *service) Transaction(ctx context.Context, body *httpbody.HttpBody) (*ht
 				fe := asFHIRError(ctx, err)
 				fe.issues[0].Expression = []string{o.path("")}
 				o.err = fe
+			} else {
+				needs[need(o.typ, o.access())] = true
 			}
 		}
 		if atomic && o.err != nil {
@@ -48,7 +63,6 @@ func (s *service) Transaction(ctx context.Context, body *httpbody.HttpBody) (*ht
 		ops[i] = o
 	}
 
-	key := idempotencyKey(ctx, "bundle")
 	if hasReads {
 		key = nil // reads answer with the state of the moment; never replay them
 	}
@@ -56,7 +70,7 @@ func (s *service) Transaction(ctx context.Context, body *httpbody.HttpBody) (*ht
 	var refused *fhirError
 	err = s.vault.Update(ctx, func(tx *vault.SealedTx) error {
 		out, refused = nil, nil
-		rp, err := lookupReplay(ctx, tx, key)
+		rp, err := lookupReplay(ctx, tx, key, digest)
 		if err != nil || rp != nil {
 			if rp != nil {
 				out = rp.Bundle
@@ -75,7 +89,9 @@ func (s *service) Transaction(ctx context.Context, body *httpbody.HttpBody) (*ht
 		if out, err = s.bundleResponse(ctx, b.Type, ops); err != nil {
 			return err
 		}
-		return rememberReplay(ctx, tx, key, replayOf(nil, out))
+		r := replayOf(nil, out)
+		r.Request, r.Needs = digest, slices.Sorted(maps.Keys(needs))
+		return rememberReplay(ctx, tx, key, r)
 	})
 	if err != nil {
 		return nil, err

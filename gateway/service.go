@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -54,11 +55,21 @@ func (s *service) Create(ctx context.Context, req *fhiranchorv1.CreateRequest) (
 	if err := checkType(req.GetType()); err != nil {
 		return nil, err
 	}
+	needs := []string{need(req.GetType(), auth.Create)}
 	if err := authorize(ctx, req.GetType(), auth.Create); err != nil {
 		// A research client may define a cohort as a Group (bulk.go).
 		if ok, cerr := cohortGroupCreate(ctx, req.GetType(), req.GetBody().GetData()); cerr != nil || !ok {
 			return nil, cmp.Or(cerr, err)
 		}
+		needs = nil // checked again by cohortGroupCreate above on a retry
+	}
+	key := idempotencyKey(ctx, "create/"+req.GetType())
+	digest := s.requestDigest(key, req.GetBody().GetData())
+	if rp, err := s.replayFirst(ctx, key, digest); err != nil || rp != nil {
+		if err != nil {
+			return nil, err
+		}
+		return s.writeResponse(ctx, rp.op())
 	}
 	res, err := s.parseResource(req.GetBody(), req.GetType())
 	if err != nil {
@@ -66,18 +77,19 @@ func (s *service) Create(ctx context.Context, req *fhiranchorv1.CreateRequest) (
 	}
 	o := &op{entry: -1, prefix: req.GetType(), method: "POST", typ: req.GetType(), res: res,
 		ifNoneExist: header(ctx, "if-none-exist")}
-	key := idempotencyKey(ctx, "create/"+req.GetType())
 	var replayed *replay
 	err = s.write(ctx, func(tx *vault.SealedTx) (*fhirError, error) {
 		replayed = nil
-		if rp, err := lookupReplay(ctx, tx, key); err != nil || rp != nil {
+		if rp, err := lookupReplay(ctx, tx, key, digest); err != nil || rp != nil {
 			replayed = rp
 			return nil, err
 		}
 		if refused, err := s.writer.apply(ctx, tx, []*op{o}, true); err != nil || refused != nil {
 			return refused, err
 		}
-		return nil, rememberReplay(ctx, tx, key, replayOf(o, nil))
+		r := replayOf(o, nil)
+		r.Request, r.Needs = digest, needs
+		return nil, rememberReplay(ctx, tx, key, r)
 	})
 	if err != nil {
 		return nil, err
@@ -412,7 +424,16 @@ func noContent(ctx context.Context) (*httpbody.HttpBody, error) {
 // (draft-ietf-httpapi-idempotency-key-header) with a create or a Bundle gets,
 // on a retry with the same key, the first answer and no new writes. The key
 // is scoped by client and interaction. What is remembered holds ids,
-// versions and statuses only, never PHI.
+// versions and statuses only, never PHI, plus a keyed digest of the request
+// body and the scopes the request needed.
+//
+// A retry is answered before its body is parsed: a keyed hash of the body
+// and one committed-state lookup (replayFirst). The same key with another
+// body is refused (422, as the draft says). The caller's scopes are checked
+// again against what the first request needed; when they no longer allow
+// it, the retry takes the full path, which refuses it as any request. A
+// replayed create's body is read back through a decided read (writeResponse),
+// so consent applies to it as to any read.
 
 type replay struct {
 	Status      int             `json:"status"`
@@ -421,6 +442,12 @@ type replay struct {
 	Version     int64           `json:"version,omitempty"`
 	LastUpdated time.Time       `json:"lastUpdated"`
 	Bundle      json.RawMessage `json:"bundle,omitempty"`
+	// Request is the request body's digest (requestDigest); responses
+	// remembered before it existed have none and match any body.
+	Request string `json:"request,omitempty"`
+	// Needs are the type and access (auth.Access, decimal) pairs the
+	// request was authorized for, "Patient:1".
+	Needs []string `json:"needs,omitempty"`
 }
 
 func replayOf(o *op, bundle []byte) replay {
@@ -432,6 +459,22 @@ func replayOf(o *op, bundle []byte) replay {
 
 func (r *replay) op() *op {
 	return &op{entry: -1, typ: r.Type, id: r.ID, version: r.Version, lastUpdated: r.LastUpdated, status: r.Status}
+}
+
+// need names one authorization of a request in a replay's Needs.
+func need(typ string, a auth.Access) string { return typ + ":" + strconv.Itoa(int(a)) }
+
+// allowed reports whether the caller's scopes still allow everything the
+// remembered request needed.
+func (r *replay) allowed(ctx context.Context) bool {
+	for _, n := range r.Needs {
+		typ, a, _ := strings.Cut(n, ":")
+		code, err := strconv.Atoi(a)
+		if err != nil || code <= 0 || code > 255 || authorize(ctx, typ, auth.Access(code)) != nil {
+			return false
+		}
+	}
+	return true
 }
 
 func idempotencyKey(ctx context.Context, interaction string) []byte {
@@ -447,13 +490,52 @@ func idempotencyKey(ctx context.Context, interaction string) []byte {
 	return sum[:]
 }
 
+// requestDigest names a request body in a remembered response: a hash
+// keyed with the vault's blind-index key, so that what is remembered cannot
+// confirm a guessed body.
+func (s *service) requestDigest(key, body []byte) string {
+	if key == nil {
+		return ""
+	}
+	return hex.EncodeToString(s.vault.Token("idempotency-request/v1", string(body))[:16])
+}
+
+// errKeyReused refuses a request whose Idempotency-Key was first used with
+// another body.
+var errKeyReused = failure(http.StatusUnprocessableEntity, "business-rule", "",
+	"this Idempotency-Key was used with another request body; use a new key for a new request")
+
+// replayFirst returns the remembered response of key on committed state,
+// for a retry answered before its body is parsed, or nil: no key, nothing
+// remembered, or a caller whose scopes no longer allow the request (the
+// full path then refuses it). A key first used with another body is
+// errKeyReused; a remembered response that does not open fails closed, as
+// in lookupReplay.
+func (s *service) replayFirst(ctx context.Context, key []byte, digest string) (*replay, error) {
+	if key == nil {
+		return nil, nil
+	}
+	b, err := s.vault.Response(ctx, key)
+	if errors.Is(err, vault.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look up idempotency key: %w", err)
+	}
+	r, err := decodeReplay(b, digest)
+	if err != nil || !r.allowed(ctx) {
+		return nil, err
+	}
+	return r, nil
+}
+
 // lookupReplay returns the remembered response of an idempotency key, or
 // nil. The vault seals remembered responses and opens them bound to their
 // key; one that does not open (altered, moved from another key) fails the
 // request closed: it is neither replayed nor applied again (its first
 // application may have been acknowledged), the client gets a 500 and the
 // operator the error, and `fhiranchor audit` names the row.
-func lookupReplay(ctx context.Context, tx *vault.SealedTx, key []byte) (*replay, error) {
+func lookupReplay(ctx context.Context, tx *vault.SealedTx, key []byte, digest string) (*replay, error) {
 	if key == nil {
 		return nil, nil
 	}
@@ -464,9 +546,18 @@ func lookupReplay(ctx context.Context, tx *vault.SealedTx, key []byte) (*replay,
 	if err != nil {
 		return nil, fmt.Errorf("look up idempotency key: %w", err)
 	}
+	return decodeReplay(b, digest)
+}
+
+// decodeReplay decodes a remembered response for a request whose body has
+// digest.
+func decodeReplay(b []byte, digest string) (*replay, error) {
 	var r replay
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("decode remembered response: %w", err)
+	}
+	if r.Request != "" && r.Request != digest {
+		return nil, errKeyReused
 	}
 	return &r, nil
 }

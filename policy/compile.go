@@ -35,7 +35,10 @@ type CompiledConsent struct {
 	// one type. A search decides once per patient and type, and re-decides
 	// each match only when one of the patient's consents is resource-scoped.
 	ResourceScoped bool
-	term           *ast.Term
+	// Timed says that a provision states a period, so that decisions
+	// under this consent change with the time of the access alone.
+	Timed bool
+	term  *ast.Term
 }
 
 // CompileConsent flattens a decoded FHIR R4 Consent (any status) for Decide. It
@@ -102,7 +105,7 @@ func compileConsent(c map[string]any) (CompiledConsent, error) {
 	if hasID {
 		obj.Insert(ast.InternedTerm("id"), ast.StringTerm(id))
 	}
-	return CompiledConsent{ID: id, VersionID: version, ResourceScoped: f.scoped, term: ast.NewTerm(obj)}, nil
+	return CompiledConsent{ID: id, VersionID: version, ResourceScoped: f.scoped, Timed: f.timed, term: ast.NewTerm(obj)}, nil
 }
 
 // flattener lists provisions depth first, root first, each with its chain of
@@ -112,6 +115,7 @@ type flattener struct {
 	terms    []*ast.Term
 	maxDepth int  // of the deepest provision; -1 until the root is added
 	scoped   bool // a provision states a resource-level criterion
+	timed    bool // a provision states a period
 }
 
 // resourceCriteria are the provision criteria that tell resources of one
@@ -141,6 +145,9 @@ func (f *flattener) add(p map[string]any, chain []int, inherited string, inherit
 		if crit.Get(ast.InternedTerm(k)) != nil {
 			f.scoped = true
 		}
+	}
+	if crit.Get(ast.InternedTerm("period")) != nil {
+		f.timed = true
 	}
 	nested, err := array(p, "provision")
 	if err != nil {

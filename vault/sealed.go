@@ -409,6 +409,17 @@ func (t *SealedTx) Response(ctx context.Context, key []byte) ([]byte, error) {
 	return t.s.OpenResponse(key, sealed)
 }
 
+// Response returns the committed response remembered for an idempotency
+// key (see Store.Response), opened; like SealedTx.Response, one that does
+// not open is an error wrapping ErrCorrupt.
+func (s *Sealed) Response(ctx context.Context, key []byte) ([]byte, error) {
+	sealed, err := s.store.Response(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	return s.OpenResponse(key, sealed)
+}
+
 // PutResponse seals the response body for an idempotency key under a key
 // derived from the master key, bound to the idempotency key, and remembers
 // it (see Tx.PutResponse).

@@ -179,6 +179,10 @@ type Store interface {
 	// Responses returns up to limit remembered responses whose key sorts
 	// after the given one (nil for the first page), in key order.
 	Responses(ctx context.Context, after []byte, limit int) ([]Response, error)
+	// Response is Tx.Response on committed state: the remembered response
+	// body of an idempotency key, or ErrNotFound. It lets a retry be
+	// answered without waiting for a write transaction.
+	Response(ctx context.Context, key []byte) ([]byte, error)
 	// DataKeys returns up to limit wrapped data keys whose id sorts after
 	// the given one ("" for the first page), in the Store's order of ids.
 	DataKeys(ctx context.Context, after string, limit int) ([]WrappedKey, error)

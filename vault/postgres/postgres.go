@@ -431,6 +431,11 @@ func (s *Store) IndexEntries(ctx context.Context, after vault.IndexEntry, limit 
 	return es, nil
 }
 
+// Response returns the committed response remembered for an idempotency key.
+func (s *Store) Response(ctx context.Context, key []byte) ([]byte, error) {
+	return queryBlob(s.pool.QueryRow(ctx, sqlResponse, nonNil(key)), "get response")
+}
+
 // Responses returns remembered responses in key order.
 func (s *Store) Responses(ctx context.Context, after []byte, limit int) ([]vault.Response, error) {
 	if limit <= 0 {

@@ -139,6 +139,7 @@ const (
 	stRecords
 	stIndexEntries
 	stResponses
+	stResponse
 	stDataKeys
 	stChanges
 	stChangesOfType
@@ -200,6 +201,7 @@ WHERE seq > ? ORDER BY seq LIMIT ?`,
 	stIndexEntries: `SELECT type, id, token FROM tokens WHERE (type, id, token) > (?, ?, ?)
 ORDER BY type, id, token LIMIT ?`,
 	stResponses: `SELECT key, body, created FROM responses WHERE key > ? ORDER BY key LIMIT ?`,
+	stResponse:  `SELECT body FROM responses WHERE key = ?`,
 	stDataKeys:  `SELECT key_id, wrapped FROM data_keys WHERE key_id > ? ORDER BY key_id LIMIT ?`,
 	// Changes: the parameters are Before (exclusive), Since (microseconds,
 	// inclusive) and the limit (-1 for none), after the type for
@@ -438,6 +440,11 @@ func (s *Store) IndexEntries(ctx context.Context, after vault.IndexEntry, limit 
 		return nil, fmt.Errorf("list index entries: %w", err)
 	}
 	return es, nil
+}
+
+// Response returns the committed response remembered for an idempotency key.
+func (s *Store) Response(ctx context.Context, key []byte) ([]byte, error) {
+	return queryBlob(ctx, s.rstmt[stResponse], "get response", nonNil(key))
 }
 
 // Responses returns remembered responses in key order.

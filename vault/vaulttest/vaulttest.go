@@ -572,10 +572,20 @@ func testResponses(t *testing.T, s vault.Store) {
 		if err != nil || !slices.Equal(got, body) {
 			t.Errorf("Tx.Response after PutResponse = %q, %v; want %q", got, err, body)
 		}
+		// Committed state does not see it yet.
+		if _, err := s.Response(ctx, key); !errors.Is(err, vault.ErrNotFound) {
+			t.Errorf("Store.Response of an uncommitted response: err = %v, want ErrNotFound", err)
+		}
 		return nil
 	})
 	if err != nil {
 		t.Fatalf("Update: %v", err)
+	}
+	if got, err := s.Response(ctx, key); err != nil || !slices.Equal(got, body) {
+		t.Errorf("Store.Response after commit = %q, %v; want %q", got, err, body)
+	}
+	if _, err := s.Response(ctx, key[:4]); !errors.Is(err, vault.ErrNotFound) {
+		t.Errorf("Store.Response of a key prefix: err = %v, want ErrNotFound", err)
 	}
 	err = s.Update(ctx, func(tx vault.Tx) error {
 		got, err := tx.Response(ctx, key)

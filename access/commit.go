@@ -1,0 +1,125 @@
+package access
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/fhiranchor/fhiranchor/policy"
+	"github.com/fhiranchor/fhiranchor/vault"
+)
+
+// Group commit. A read answers only after the record of its decision is
+// durable, and a durable commit costs an fsync: one transaction per read
+// would make every read wait for its own fsync, one at a time. Instead the
+// decision records of concurrent requests share transactions: a request
+// that finds no commit under way commits its record and whatever queued
+// behind it; one that finds a commit under way queues and waits. When a
+// commit finishes, its committer hands the queue to the first waiter, which
+// commits the next batch. Every waiter returns only when the transaction
+// holding its records committed, or with that transaction's error: a record
+// is never acknowledged before it is durable, and a failed commit fails
+// every request in it. No goroutine outlives the requests it serves.
+
+// maxBatch bounds the records of one transaction, so that a burst does not
+// make one transaction, and every request waiting on it, arbitrarily long.
+const maxBatch = 512
+
+// pendingRecord is one decision to record.
+type pendingRecord struct {
+	in       policy.Input
+	out      Outcome
+	resource string
+}
+
+// commitRequest is one request's records, waiting for a commit.
+type commitRequest struct {
+	records []pendingRecord
+	leaves  []uint64
+	err     error
+	// wake receives true when the records are committed (or failed: err),
+	// false when this request must commit the queue itself.
+	wake chan bool
+}
+
+type groupCommit struct {
+	mu      sync.Mutex
+	queue   []*commitRequest
+	leading bool // a committer is at work; it hands over when it finishes
+}
+
+// record commits recs in a transaction shared with concurrent requests and
+// returns their leaf indexes once that transaction is durable.
+func (c *Control) record(ctx context.Context, recs []pendingRecord) ([]uint64, error) {
+	r := &commitRequest{records: recs, wake: make(chan bool, 1)}
+	g := &c.commits
+	g.mu.Lock()
+	g.queue = append(g.queue, r)
+	lead := !g.leading
+	g.leading = true
+	g.mu.Unlock()
+	// Waiting is not cancellable: the committer may hand this request the
+	// lead, and a request that left would leave the queue without one. A
+	// commit is bounded by the vault's own timeouts.
+	if lead || !<-r.wake {
+		c.commitQueue(ctx, r)
+	}
+	return r.leaves, r.err
+}
+
+// commitQueue commits up to maxBatch records from the head of the queue,
+// where the caller's own request self is (a committer starts when the queue
+// is empty or is handed the lead as its head), wakes the other requests of
+// the batch, and hands the lead to the next queued request, if any.
+func (c *Control) commitQueue(ctx context.Context, self *commitRequest) {
+	g := &c.commits
+	g.mu.Lock()
+	var batch []*commitRequest
+	n := 0
+	for len(g.queue) > 0 && (n == 0 || n+len(g.queue[0].records) <= maxBatch) {
+		n += len(g.queue[0].records)
+		batch = append(batch, g.queue[0])
+		g.queue = g.queue[1:]
+	}
+	g.mu.Unlock()
+
+	// The transaction serves every request in the batch: the committer's
+	// client leaving must not roll back the others' records.
+	ctx = context.WithoutCancel(ctx)
+	err := c.vault.Update(ctx, func(tx *vault.SealedTx) error {
+		for _, r := range batch {
+			r.leaves = r.leaves[:0]
+			for _, p := range r.records {
+				idx, err := c.Record(ctx, tx, p.in, p.out, p.resource)
+				if err != nil {
+					return err
+				}
+				r.leaves = append(r.leaves, idx)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		err = fmt.Errorf("record access decisions: %w", err)
+	}
+
+	g.mu.Lock()
+	var next *commitRequest
+	if len(g.queue) > 0 {
+		next = g.queue[0]
+	} else {
+		g.leading = false
+	}
+	g.mu.Unlock()
+	for _, r := range batch {
+		if err != nil {
+			r.err, r.leaves = err, nil
+		}
+		if r != self {
+			r.wake <- true
+		}
+	}
+	if next != nil {
+		next.wake <- false
+	}
+}

@@ -1,0 +1,227 @@
+package access_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fhiranchor/fhiranchor/access"
+	"github.com/fhiranchor/fhiranchor/policy"
+	"github.com/fhiranchor/fhiranchor/vault"
+	"github.com/fhiranchor/fhiranchor/vault/sqlite"
+)
+
+// countingEngine is the default policy engine, counting its evaluations.
+type countingEngine struct {
+	e *policy.Engine
+	n atomic.Int64
+}
+
+func (c *countingEngine) Decide(ctx context.Context, in policy.Input) (policy.Decision, error) {
+	c.n.Add(1)
+	return c.e.Decide(ctx, in)
+}
+
+// readFixture is a Control on a SQLite vault under the default policy.
+type readFixture struct {
+	path    string
+	store   *sqlite.Store
+	vault   *vault.Sealed
+	control *access.Control
+	engine  *countingEngine
+}
+
+func newReadFixture(t *testing.T) *readFixture {
+	t.Helper()
+	f := &readFixture{path: filepath.Join(t.TempDir(), "vault.db")}
+	var err error
+	if f.store, err = sqlite.New(t.Context(), sqlite.Config{Path: f.path}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.store.Close() })
+	kr, err := vault.NewKeyring(bytes.Repeat([]byte{7}, vault.MasterKeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.vault = vault.NewSealed(f.store, kr)
+	e, err := policy.New(t.Context(), policy.Config{Timeout: time.Minute}) // -race on a loaded machine
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.engine = &countingEngine{e: e}
+	f.control = access.New(access.Config{Vault: f.vault})
+	f.control.Activate(f.engine, 1, e.Revision())
+	return f
+}
+
+// observation is a stored version of an Observation of patient p (the
+// Read path takes versions as the vault returns them).
+func observation(p, id string, labels ...string) vault.Version {
+	sec := []map[string]string{}
+	for _, l := range labels {
+		sec = append(sec, map[string]string{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": l})
+	}
+	body, _ := json.Marshal(map[string]any{"resourceType": "Observation", "id": id, "status": "final",
+		"meta": map[string]any{"security": sec}, "subject": map[string]string{"reference": "Patient/" + p},
+		"code": map[string]any{"coding": []map[string]string{{"system": "http://loinc.org", "code": "8867-4"}}}})
+	return vault.Version{Type: "Observation", ID: id, Version: 1, Compartment: "Patient/" + p, Body: body,
+		Commitment: []byte("commitment-of-" + id + "-" + p)}
+}
+
+var treat = access.Caller{ClientID: "ehr", Actor: "Practitioner/p1", Purpose: "TREAT"}
+
+// TestReadRecordIsDurableOnReturn: concurrent reads share commits, and each
+// returns only when its own decision record is in the store, under its own
+// resource.
+func TestReadRecordIsDurableOnReturn(t *testing.T) {
+	f := newReadFixture(t)
+	const readers, reads = 16, 25
+	var wg sync.WaitGroup
+	var seen sync.Map
+	for r := range readers {
+		wg.Go(func() {
+			for i := range reads {
+				id := "o" + strconv.Itoa(r) + "-" + strconv.Itoa(i)
+				v, err := f.control.Read(t.Context(), treat, observation("p"+strconv.Itoa(i%3), id))
+				if err != nil || v.Effect != access.Allowed || !v.Recorded {
+					t.Errorf("read %s: %+v, %v", id, v, err)
+					return
+				}
+				// Straight from the store, as another process would see it.
+				l, err := f.store.Leaf(t.Context(), int64(v.Leaf)+1)
+				if err != nil {
+					t.Errorf("read %s answered before its record %d is stored: %v", id, v.Leaf, err)
+					return
+				}
+				var d access.Decision
+				if err := json.Unmarshal(l.Record, &d); err != nil || d.Resource != access.Ref(f.vault, "Observation/"+id+"/_history/1") || !d.Allow {
+					t.Errorf("leaf %d of read %s holds %s", v.Leaf, id, l.Record)
+				}
+				if _, dup := seen.LoadOrStore(v.Leaf, id); dup {
+					t.Errorf("leaf %d answered twice", v.Leaf)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	st, err := f.store.Stats(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Leaves != readers*reads {
+		t.Errorf("%d leaves for %d reads", st.Leaves, readers*reads)
+	}
+}
+
+// TestReadFailsWhenItsCommitFails: the vault goes away under concurrent
+// readers (closed mid-batch). Every read either returned with its record
+// durable, found again after reopening the database, or failed; none is
+// answered without its record.
+func TestReadFailsWhenItsCommitFails(t *testing.T) {
+	f := newReadFixture(t)
+	type answered struct {
+		leaf uint64
+		id   string
+	}
+	var (
+		mu       sync.Mutex
+		ok       []answered
+		failures atomic.Int64
+		wg       sync.WaitGroup
+		started  = make(chan struct{}, 64)
+	)
+	for r := range 16 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				id := "o" + strconv.Itoa(r) + "-" + strconv.Itoa(i)
+				v, err := f.control.Read(context.Background(), treat, observation("p", id))
+				if err != nil {
+					failures.Add(1)
+					return
+				}
+				mu.Lock()
+				ok = append(ok, answered{v.Leaf, id})
+				mu.Unlock()
+				select {
+				case started <- struct{}{}:
+				default:
+				}
+			}
+		})
+	}
+	for range 32 {
+		<-started
+	}
+	if err := f.store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if failures.Load() != 16 {
+		t.Fatalf("%d readers saw the closed vault fail their read, want all 16", failures.Load())
+	}
+	reopened, err := sqlite.New(t.Context(), sqlite.Config{Path: f.path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reopened.Close()
+	for _, a := range ok {
+		l, err := reopened.Leaf(t.Context(), int64(a.leaf)+1)
+		if err != nil {
+			t.Errorf("read %s was answered, its record %d is not stored: %v", a.id, a.leaf, err)
+			continue
+		}
+		var d access.Decision
+		if err := json.Unmarshal(l.Record, &d); err != nil || d.Resource != access.Ref(f.vault, "Observation/"+a.id+"/_history/1") {
+			t.Errorf("leaf %d of read %s holds %s", a.leaf, a.id, l.Record)
+		}
+	}
+	t.Logf("%d reads answered before the vault closed", len(ok))
+}
+
+// TestReadDecisionCache: repeated reads under the same consent state and
+// policy reuse one evaluation, yet each read is recorded; a new label, a new
+// client, or a policy activation is decided afresh.
+func TestReadDecisionCache(t *testing.T) {
+	f := newReadFixture(t)
+	ctx := t.Context()
+	read := func(c access.Caller, v vault.Version) access.Verdict {
+		t.Helper()
+		out, err := f.control.Read(ctx, c, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	for i := range 5 {
+		read(treat, observation("p", "o"+strconv.Itoa(i)))
+	}
+	if n := f.engine.n.Load(); n != 1 {
+		t.Errorf("5 reads of one patient's observations by one client evaluated the policy %d times, want 1", n)
+	}
+	read(treat, observation("p", "o-psy", "PSY"))
+	read(access.Caller{ClientID: "other", Actor: "Practitioner/p1", Purpose: "TREAT"}, observation("p", "o1"))
+	read(treat, observation("q", "o1"))
+	if n := f.engine.n.Load(); n != 4 {
+		t.Errorf("a new label, client and patient made %d evaluations in all, want 4", n)
+	}
+	f.control.Activate(f.engine, 2, f.engine.e.Revision())
+	if v := read(treat, observation("p", "o1")); v.Outcome.PolicyVersion != 2 {
+		t.Errorf("after an activation the read was decided by policy version %d", v.Outcome.PolicyVersion)
+	}
+	if n := f.engine.n.Load(); n != 5 {
+		t.Errorf("a read after an activation made %d evaluations in all, want 5", n)
+	}
+	st, err := f.store.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Leaves != 9 {
+		t.Errorf("%d records for 9 reads", st.Leaves)
+	}
+}
