@@ -748,9 +748,20 @@ type tx struct {
 	erased bool // Erase ran: checkpoint the WAL after commit
 }
 
+// point returns the context for a point statement of the transaction (a
+// row or a few, by key): ctx without its cancellation. The driver watches a
+// cancellable context with a goroutine per statement, and a write runs some
+// forty statements per resource (one per blind-index token). The
+// transaction still ends with ctx: database/sql rolls it back when ctx is
+// done, so the next statement fails, and Update checks ctx before it
+// commits; only a point statement already running is no longer interrupted
+// midway.
+func point(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
+
 // AddLeaf queues a leaf that stands for no version, and its record if it
 // has one.
 func (t *tx) AddLeaf(ctx context.Context, l vault.Leaf) (int64, error) {
+	ctx = point(ctx)
 	if len(l.Record) == 0 && hasRecordFields(l) {
 		return 0, errors.New("add leaf: salt, subject, actor or time without a record")
 	}
@@ -835,6 +846,7 @@ func (t *tx) stmt(ctx context.Context, i int) *sql.Stmt {
 // Current returns the latest version of a resource as this transaction sees
 // it.
 func (t *tx) Current(ctx context.Context, typ, id string) (vault.Record, error) {
+	ctx = point(ctx)
 	r, err := scanRecord(t.stmt(ctx, stCurrentTx).QueryRowContext(ctx, typ, id), typ, id)
 	if err != nil {
 		return vault.Record{}, fmt.Errorf("get current %s: %w", typ, err)
@@ -845,6 +857,7 @@ func (t *tx) Current(ctx context.Context, typ, id string) (vault.Record, error) 
 // Find returns the ids of the live resources of type typ whose current
 // version carries token.
 func (t *tx) Find(ctx context.Context, typ string, token []byte) ([]string, error) {
+	ctx = point(ctx)
 	return queryIDs(ctx, t.stmt(ctx, stFind), typ, token)
 }
 
@@ -916,6 +929,7 @@ func queryIDs(ctx context.Context, st *sql.Stmt, typ string, token []byte) ([]st
 // Seq of its leaf. Conflicts are found before anything is written, so a Put
 // that returns ErrConflict leaves the transaction as it was.
 func (t *tx) Put(ctx context.Context, r vault.Record) error {
+	ctx = point(ctx)
 	if r.Type == "" || r.ID == "" || r.Version < 1 {
 		return fmt.Errorf("put %s version %d: missing type, id or version", r.Type, r.Version)
 	}
@@ -977,6 +991,7 @@ func (t *tx) Put(ctx context.Context, r vault.Record) error {
 
 // DataKey returns a wrapped data key as this transaction sees it.
 func (t *tx) DataKey(ctx context.Context, keyID string) ([]byte, error) {
+	ctx = point(ctx)
 	return queryBlob(ctx, t.stmt(ctx, stDataKeyTx), "get data key", keyID)
 }
 
