@@ -89,7 +89,7 @@ func (c Config) Validate() error { return sqlitedb.ValidatePath(c.Path) }
 type Store struct {
 	w     *sql.DB // one connection: every Update
 	r     *sql.DB // query-only connections: reads outside Update
-	wstmt [numWriteStmts]*sql.Stmt
+	wstmt [numWriteStmts + tokenRows]*sql.Stmt
 	rstmt [numReadStmts]*sql.Stmt
 	// fstmt are the FindLeaves queries, indexed by which filters are set
 	// (see findLeavesSQL).
@@ -123,6 +123,17 @@ const (
 	stCurrentState
 	numWriteStmts
 )
+
+// tokenRows is how many token rows one INSERT of a Put writes at most: a
+// write stores some thirty tokens per resource, in two or three statements
+// rather than thirty. The INSERT of k rows (1 <= k <= tokenRows) is write
+// statement numWriteStmts+k-1.
+const tokenRows = 16
+
+// insertTokensSQL inserts k token rows.
+func insertTokensSQL(k int) string {
+	return `INSERT OR IGNORE INTO tokens (type, token, id) VALUES (?, ?, ?)` + strings.Repeat(`, (?, ?, ?)`, k-1)
+}
 
 const (
 	stCurrent = iota
@@ -281,6 +292,11 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	for i, q := range writeSQL {
 		if s.wstmt[i], err = s.w.PrepareContext(ctx, q); err != nil {
 			return nil, fmt.Errorf("prepare statement %d: %w", i, err)
+		}
+	}
+	for k := 1; k <= tokenRows; k++ {
+		if s.wstmt[numWriteStmts+k-1], err = s.w.PrepareContext(ctx, insertTokensSQL(k)); err != nil {
+			return nil, fmt.Errorf("prepare token insert of %d rows: %w", k, err)
 		}
 	}
 	for i, q := range readSQL {
@@ -744,7 +760,7 @@ func (s *Store) Policies(ctx context.Context) ([]vault.Policy, error) {
 type tx struct {
 	s      *Store
 	tx     *sql.Tx
-	stmts  [numWriteStmts]*sql.Stmt
+	stmts  [numWriteStmts + tokenRows]*sql.Stmt
 	erased bool // Erase ran: checkpoint the WAL after commit
 }
 
@@ -981,10 +997,26 @@ func (t *tx) Put(ctx context.Context, r vault.Record) error {
 	if r.Deleted {
 		return nil
 	}
-	for _, tok := range r.Tokens {
-		if _, err := t.stmt(ctx, stInsertToken).ExecContext(ctx, r.Type, nonNil(tok), r.ID); err != nil {
-			return fmt.Errorf("put %s version %d tokens: %w", r.Type, r.Version, err)
+	if err := t.insertTokens(ctx, r.Type, r.ID, r.Tokens); err != nil {
+		return fmt.Errorf("put %s version %d tokens: %w", r.Type, r.Version, err)
+	}
+	return nil
+}
+
+// insertTokens inserts the token rows of a resource, up to tokenRows per
+// statement.
+func (t *tx) insertTokens(ctx context.Context, typ, id string, tokens [][]byte) error {
+	args := make([]any, 0, 3*min(len(tokens), tokenRows))
+	for len(tokens) > 0 {
+		k := min(len(tokens), tokenRows)
+		args = args[:0]
+		for _, tok := range tokens[:k] {
+			args = append(args, typ, nonNil(tok), id)
 		}
+		if _, err := t.stmt(ctx, numWriteStmts+k-1).ExecContext(ctx, args...); err != nil {
+			return err
+		}
+		tokens = tokens[k:]
 	}
 	return nil
 }
