@@ -329,6 +329,13 @@ func (s *Store) Update(ctx context.Context, fn func(vault.Tx) error) error {
 	defer sqlTx.Rollback()
 	t := &tx{s: s, tx: sqlTx}
 	if err := fn(t); err != nil {
+		if ctx.Err() != nil {
+			// database/sql rolls the transaction back when ctx ends, and the
+			// statements after that fail as closed (point statements do not
+			// watch ctx themselves): say why, so a deadline is told from a
+			// failure, as when each statement watched ctx.
+			return fmt.Errorf("sqlite transaction: %w", ctx.Err())
+		}
 		return err
 	}
 	// database/sql rolls back once ctx is done; report that rather than the
