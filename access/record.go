@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -159,15 +160,64 @@ type Erasure struct {
 // Deidentification is the record of a version's research copy. It holds
 // element paths, rule ids and hashes only, never a value.
 type Deidentification struct {
-	Kind            Kind          `json:"kind"` // KindDeidentification
-	Time            string        `json:"time"`
-	Resource        string        `json:"resource"` // the source version as a Ref, "Type/<token>/_history/n"
-	Source          string        `json:"source"`   // the source version's commitment (hex): its leaf is type 1 || this
-	Output          string        `json:"output"`   // SHA-256 (hex) of the copy's canonical bytes
-	Profile         string        `json:"profile"`
-	ProfileRevision string        `json:"profileRevision"`
-	Labels          []string      `json:"labels"`
-	Changes         []deid.Change `json:"changes"`
+	Kind            Kind     `json:"kind"` // KindDeidentification
+	Time            string   `json:"time"`
+	Resource        string   `json:"resource"` // the source version as a Ref, "Type/<token>/_history/n"
+	Source          string   `json:"source"`   // the source version's commitment (hex): its leaf is type 1 || this
+	Output          string   `json:"output"`   // SHA-256 (hex) of the copy's canonical bytes
+	Profile         string   `json:"profile"`
+	ProfileRevision string   `json:"profileRevision"`
+	Labels          []string `json:"labels"`
+	// Rules names which rule changed which elements, and how: one entry per
+	// rule and method, in the compact form records are written in (absent
+	// when the copy changed nothing).
+	Rules []DeidRule `json:"rules,omitempty"`
+	// Changes is the form records made before Rules have: one entry per
+	// changed element, its path starting with the resource type. Nothing
+	// writes it any more; it is read so those records still decode.
+	Changes []deid.Change `json:"changes,omitempty"`
+}
+
+// DeidRule is what one de-identification rule changed with one method.
+// Paths are relative to the resource, without its type: "name[0].given",
+// "extension[2].valueAddress.city" ("" is the resource itself).
+type DeidRule struct {
+	Rule   string   `json:"rule"`
+	Method string   `json:"method"`
+	Paths  []string `json:"paths"`
+}
+
+// DeidRules groups a copy's changes by rule and method, for a record. The
+// rules are sorted by rule then method, and each rule's paths in order, so
+// the same changes make the same record whatever order the walk found them
+// in.
+func DeidRules(typ string, changes []deid.Change) []DeidRule {
+	if len(changes) == 0 {
+		return nil
+	}
+	sorted := slices.Clone(changes)
+	slices.SortFunc(sorted, func(a, b deid.Change) int {
+		if c := strings.Compare(a.Rule, b.Rule); c != 0 {
+			return c
+		}
+		if c := strings.Compare(a.Method, b.Method); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Path, b.Path)
+	})
+	var out []DeidRule
+	for _, c := range sorted {
+		p := c.Path
+		if rest, ok := strings.CutPrefix(p, typ); ok && (rest == "" || rest[0] == '.') {
+			p = strings.TrimPrefix(rest, ".")
+		}
+		if n := len(out); n > 0 && out[n-1].Rule == c.Rule && out[n-1].Method == c.Method {
+			out[n-1].Paths = append(out[n-1].Paths, p)
+			continue
+		}
+		out = append(out, DeidRule{Rule: c.Rule, Method: c.Method, Paths: []string{p}})
+	}
+	return out
 }
 
 // Add queues a leaf of kind k that commits to rec: rec is marshalled to

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/fhiranchor/fhiranchor/access"
 	"github.com/fhiranchor/fhiranchor/anchor"
@@ -59,6 +62,7 @@ var goldenRecords = map[access.Kind]any{
 		Kind: access.KindDeidentification, Time: "2026-12-06T10:00:05Z", Resource: "Observation/tok-fedcba9876543210fedcba9876543210/_history/2",
 		Source: "abababababababababababababababababababababababababababababababab", Output: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
 		Profile: "safe-harbor", ProfileRevision: "r1", Labels: []string{"90+"},
+		Rules:   []access.DeidRule{{Rule: "references", Method: "cryptoHash", Paths: []string{"encounter.reference", "subject.reference"}}},
 		Changes: []deid.Change{{Path: "Observation.subject", Rule: "ids", Method: "pseudonymize"}},
 	},
 }
@@ -142,6 +146,9 @@ func TestDecodeIsStrict(t *testing.T) {
 	}{
 		{`{"erased":"Patient/tok-00","erasedAt":"2026-01-01T00:00:00Z","versions":3}`, access.KindErasure},
 		{`{"kind":"access-decision","time":"t","client":"c","action":"export","query":"q","shape":"s","allow":true,"reasons":[],"permitted":1,"refused":0,"policyVersion":1}`, access.KindResearchDecision},
+		// A de-identification record as written before Rules: one entry per change.
+		{`{"kind":"deidentification","time":"t","resource":"r","source":"s","output":"o","profile":"p","profileRevision":"v","labels":[],` +
+			`"changes":[{"rule":"ids","path":"Observation.id","method":"cryptoHash"}]}`, access.KindDeidentification},
 	} {
 		if got, _, err := access.Decode([]byte(legacy.record)); err != nil || got != legacy.want {
 			t.Errorf("legacy %s: %q, %v", legacy.record, got, err)
@@ -149,5 +156,42 @@ func TestDecodeIsStrict(t *testing.T) {
 	}
 	if _, _, err := access.Decode([]byte(`{"kind":"mystery"}`)); err == nil {
 		t.Error("unknown kind decoded")
+	}
+}
+
+// TestDeidRules: the record names each rule and method once, with the
+// paths it changed relative to the resource, whatever order the changes
+// came in; and it loses no change.
+func TestDeidRules(t *testing.T) {
+	changes := []deid.Change{
+		{Rule: "references", Path: "Claim.patient.reference", Method: "cryptoHash"},
+		{Rule: "date-times", Path: "Claim.created", Method: "dateShift"},
+		{Rule: "ids", Path: "Claim.id", Method: "cryptoHash"},
+		{Rule: "references", Path: "Claim.item[0].encounter[0].reference", Method: "cryptoHash"},
+		{Rule: "(required)", Path: "Claim.insurance[0].coverage", Method: "substitute"},
+		{Rule: "free-text", Path: "Claim.insurance[0].coverage.display", Method: "redact"},
+		{Rule: "free-text", Path: "Claim.insurance[0].coverage.display", Method: "clean"},
+		{Rule: "whole", Path: "Claim", Method: "redact"},
+		// A path that only starts like the type keeps its first segment.
+		{Rule: "odd", Path: "Claimant.x", Method: "redact"},
+	}
+	want := []access.DeidRule{
+		{Rule: "(required)", Method: "substitute", Paths: []string{"insurance[0].coverage"}},
+		{Rule: "date-times", Method: "dateShift", Paths: []string{"created"}},
+		{Rule: "free-text", Method: "clean", Paths: []string{"insurance[0].coverage.display"}},
+		{Rule: "free-text", Method: "redact", Paths: []string{"insurance[0].coverage.display"}},
+		{Rule: "ids", Method: "cryptoHash", Paths: []string{"id"}},
+		{Rule: "odd", Method: "redact", Paths: []string{"Claimant.x"}},
+		{Rule: "references", Method: "cryptoHash", Paths: []string{"item[0].encounter[0].reference", "patient.reference"}},
+		{Rule: "whole", Method: "redact", Paths: []string{""}},
+	}
+	for range 5 {
+		rand.Shuffle(len(changes), func(i, j int) { changes[i], changes[j] = changes[j], changes[i] })
+		if diff := cmp.Diff(want, access.DeidRules("Claim", changes)); diff != "" {
+			t.Fatalf("DeidRules (-want +got):\n%s", diff)
+		}
+	}
+	if got := access.DeidRules("Claim", nil); got != nil {
+		t.Errorf("DeidRules of no changes = %v, want nil (the record leaves rules out)", got)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"unicode/utf8"
 )
 
@@ -22,11 +23,8 @@ import (
 // characters as \b \f \n \r \t or \u00XX (lower-case hex), everything else
 // literal.
 func Canonical(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	if err := appendCanonical(&buf, v); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	// Most resources are under 2 KB: one allocation, rarely two.
+	return appendCanonical(make([]byte, 0, 2048), v)
 }
 
 // CanonicalJSON decodes JSON text and returns its canonical bytes. Verifiers
@@ -39,59 +37,58 @@ func CanonicalJSON(data []byte) ([]byte, error) {
 	return Canonical(v)
 }
 
-func appendCanonical(buf *bytes.Buffer, v any) error {
+func appendCanonical(buf []byte, v any) ([]byte, error) {
+	var err error
 	switch x := v.(type) {
 	case nil:
-		buf.WriteString("null")
+		buf = append(buf, "null"...)
 	case bool:
-		if x {
-			buf.WriteString("true")
-		} else {
-			buf.WriteString("false")
-		}
+		buf = strconv.AppendBool(buf, x)
 	case json.Number:
-		buf.WriteString(string(x))
+		buf = append(buf, x...)
 	case string:
 		if !utf8.ValidString(x) {
-			return errNotUTF8
+			return nil, errNotUTF8
 		}
-		appendString(buf, x)
+		buf = appendString(buf, x)
 	case []any:
-		buf.WriteByte('[')
+		buf = append(buf, '[')
 		for i, e := range x {
 			if i > 0 {
-				buf.WriteByte(',')
+				buf = append(buf, ',')
 			}
-			if err := appendCanonical(buf, e); err != nil {
-				return err
+			if buf, err = appendCanonical(buf, e); err != nil {
+				return nil, err
 			}
 		}
-		buf.WriteByte(']')
+		buf = append(buf, ']')
 	case map[string]any:
-		keys := make([]string, 0, len(x))
+		// FHIR elements have a few members: their names sort on the stack.
+		var names [24]string
+		keys := names[:0]
 		for k := range x {
 			keys = append(keys, k)
 		}
 		slices.Sort(keys) // Go compares strings bytewise: UTF-8 byte order
-		buf.WriteByte('{')
+		buf = append(buf, '{')
 		for i, k := range keys {
 			if i > 0 {
-				buf.WriteByte(',')
+				buf = append(buf, ',')
 			}
 			if !utf8.ValidString(k) {
-				return errNotUTF8
+				return nil, errNotUTF8
 			}
-			appendString(buf, k)
-			buf.WriteByte(':')
-			if err := appendCanonical(buf, x[k]); err != nil {
-				return err
+			buf = appendString(buf, k)
+			buf = append(buf, ':')
+			if buf, err = appendCanonical(buf, x[k]); err != nil {
+				return nil, err
 			}
 		}
-		buf.WriteByte('}')
+		buf = append(buf, '}')
 	default:
-		return fmt.Errorf("canonical form: unsupported JSON value of type %T", v)
+		return nil, fmt.Errorf("canonical form: unsupported JSON value of type %T", v)
 	}
-	return nil
+	return buf, nil
 }
 
 // errNotUTF8 guards trees built in Go (ids, tombstones): Decode never
@@ -100,39 +97,38 @@ var errNotUTF8 = errors.New("canonical form: string is not valid UTF-8")
 
 const hexDigits = "0123456789abcdef"
 
-func appendString(buf *bytes.Buffer, s string) {
-	buf.WriteByte('"')
+func appendString(buf []byte, s string) []byte {
+	buf = append(buf, '"')
 	start := 0
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c >= 0x20 && c != '"' && c != '\\' {
 			continue
 		}
-		buf.WriteString(s[start:i])
+		buf = append(buf, s[start:i]...)
 		switch c {
 		case '"':
-			buf.WriteString(`\"`)
+			buf = append(buf, `\"`...)
 		case '\\':
-			buf.WriteString(`\\`)
+			buf = append(buf, `\\`...)
 		case '\b':
-			buf.WriteString(`\b`)
+			buf = append(buf, `\b`...)
 		case '\f':
-			buf.WriteString(`\f`)
+			buf = append(buf, `\f`...)
 		case '\n':
-			buf.WriteString(`\n`)
+			buf = append(buf, `\n`...)
 		case '\r':
-			buf.WriteString(`\r`)
+			buf = append(buf, `\r`...)
 		case '\t':
-			buf.WriteString(`\t`)
+			buf = append(buf, `\t`...)
 		default:
-			buf.WriteString(`\u00`)
-			buf.WriteByte(hexDigits[c>>4])
-			buf.WriteByte(hexDigits[c&0xf])
+			buf = append(buf, `\u00`...)
+			buf = append(buf, hexDigits[c>>4], hexDigits[c&0xf])
 		}
 		start = i + 1
 	}
-	buf.WriteString(s[start:])
-	buf.WriteByte('"')
+	buf = append(buf, s[start:]...)
+	return append(buf, '"')
 }
 
 // ErrInvalidJSON reports input that is not one well-formed JSON value.

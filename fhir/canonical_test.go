@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/fhiranchor/fhiranchor/fhir"
+	"github.com/fhiranchor/fhiranchor/internal/shareddata"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/canonical/*.golden")
@@ -376,4 +377,30 @@ func TestTombstoneCanonical(t *testing.T) {
 	if string(got) != want {
 		t.Errorf("tombstone canonical bytes changed; anchored hashes would break:\ngot  %s\nwant %s", got, want)
 	}
+}
+
+// BenchmarkCanonical: the canonical bytes of every resource of one Synthea
+// Bundle (one op), as a write computes them for the version and its copy.
+func BenchmarkCanonical(b *testing.B) {
+	data, err := os.ReadFile(shareddata.Files(b, "synthea")[0])
+	if err != nil {
+		b.Fatal(err)
+	}
+	tree, err := fhir.DecodeObject(data)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var resources []any
+	for _, e := range tree["entry"].([]any) {
+		resources = append(resources, e.(map[string]any)["resource"])
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, r := range resources {
+			if _, err := fhir.Canonical(r); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(resources)), "ns/resource")
 }

@@ -39,10 +39,6 @@ func (d *Deidentifier) Copy(ctx context.Context, typ string, tree map[string]any
 		var body []byte
 		if body, err = fhir.Canonical(res.Tree); err == nil {
 			sum := sha256.Sum256(body)
-			changes := res.Changes
-			if changes == nil {
-				changes = []deid.Change{}
-			}
 			labels := res.Labels
 			if labels == nil {
 				labels = []string{}
@@ -50,7 +46,7 @@ func (d *Deidentifier) Copy(ctx context.Context, typ string, tree map[string]any
 			return body, &access.Deidentification{
 				Kind: access.KindDeidentification, Time: at.Format(time.RFC3339Nano), Resource: location,
 				Source: hex.EncodeToString(commitment), Output: hex.EncodeToString(sum[:]),
-				Profile: d.profile, ProfileRevision: d.engine.Revision(), Labels: labels, Changes: changes,
+				Profile: d.profile, ProfileRevision: d.engine.Revision(), Labels: labels, Rules: access.DeidRules(typ, res.Changes),
 			}
 		}
 	}

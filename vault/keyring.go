@@ -12,12 +12,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 )
 
 // MasterKeySize is the length in bytes of a master key and of a data key.
@@ -39,6 +41,10 @@ type Keyring struct {
 	wrap      cipher.AEAD // AES-256-GCM, random nonce prepended to the output
 	indexKey  []byte
 	responses cipher.AEAD // AES-256-GCM, random nonce prepended to the output
+	// macs holds HMAC-SHA256 states under indexKey: a Reset state starts
+	// from the keyed pads hashed once, where hmac.New hashes them again
+	// (a write makes some thirty tokens per resource).
+	macs sync.Pool
 }
 
 // NewKeyring derives the sub-keys of a 32-byte master key. The Keyring keeps
@@ -69,7 +75,9 @@ func NewKeyring(master []byte) (*Keyring, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new responses cipher: %w", err)
 	}
-	return &Keyring{wrap: wrap, indexKey: indexKey, responses: responses}, nil
+	k := &Keyring{wrap: wrap, indexKey: indexKey, responses: responses}
+	k.macs.New = func() any { return hmac.New(sha256.New, k.indexKey) }
+	return k, nil
 }
 
 // responseAD binds a sealed response to its idempotency key, so a body
@@ -121,13 +129,21 @@ func (k *Keyring) Unwrap(keyID string, wrapped []byte) ([]byte, error) {
 // so that ("ab", "c") and ("a", "bc") give different tokens. Callers put a
 // namespace first, e.g. Token("identifier", system, value).
 func (k *Keyring) Token(parts ...string) []byte {
-	m := hmac.New(sha256.New, k.indexKey)
-	var n [binary.MaxVarintLen64]byte
+	n := 0
 	for _, p := range parts {
-		m.Write(binary.AppendUvarint(n[:0], uint64(len(p))))
-		m.Write([]byte(p))
+		n += binary.MaxVarintLen64 + len(p)
 	}
-	return m.Sum(nil)
+	msg := make([]byte, 0, n)
+	for _, p := range parts {
+		msg = binary.AppendUvarint(msg, uint64(len(p)))
+		msg = append(msg, p...)
+	}
+	m := k.macs.Get().(hash.Hash)
+	m.Reset()
+	m.Write(msg)
+	sum := m.Sum(make([]byte, 0, sha256.Size))
+	k.macs.Put(m)
+	return sum
 }
 
 // ParseMasterKey decodes a master key written as 64 hexadecimal characters or

@@ -2,11 +2,16 @@ package vault
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -19,7 +24,7 @@ func testMaster() []byte {
 	return m
 }
 
-func testKeyring(t *testing.T, master []byte) *Keyring {
+func testKeyring(t testing.TB, master []byte) *Keyring {
 	t.Helper()
 	kr, err := NewKeyring(master)
 	if err != nil {
@@ -247,5 +252,42 @@ func TestLoadOrCreateMasterKey(t *testing.T) {
 	}
 	if _, err := LoadOrCreateMasterKey(garbage); err == nil {
 		t.Errorf("LoadOrCreateMasterKey accepted a malformed key file")
+	}
+}
+
+// TestTokenConcurrent: the pooled HMAC states give every goroutine the same
+// tokens as one goroutine computing them alone, and as a fresh hmac.New.
+func TestTokenConcurrent(t *testing.T) {
+	kr := testKeyring(t, bytes.Repeat([]byte{7}, MasterKeySize))
+	want := make([][]byte, 200)
+	for i := range want {
+		m := hmac.New(sha256.New, kr.indexKey)
+		for _, p := range []string{"search/v1", "Observation", strconv.Itoa(i)} {
+			m.Write(binary.AppendUvarint(nil, uint64(len(p))))
+			m.Write([]byte(p))
+		}
+		want[i] = m.Sum(nil)
+	}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for round := range 5 {
+				for i := range want {
+					if got := kr.Token("search/v1", "Observation", strconv.Itoa(i)); !bytes.Equal(got, want[i]) {
+						t.Errorf("round %d token %d = %x, want %x", round, i, got, want[i])
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func BenchmarkToken(b *testing.B) {
+	kr := testKeyring(b, bytes.Repeat([]byte{7}, MasterKeySize))
+	b.ReportAllocs()
+	for b.Loop() {
+		kr.Token("search/v1", "Observation", "code|http://loinc.org|8302-2")
 	}
 }

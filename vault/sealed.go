@@ -185,6 +185,9 @@ func (s *Sealed) OpenCopy(ctx context.Context, r Record) ([]byte, error) {
 	}
 	ad := append(additionalData(r.Type, r.ID, r.Version), deidAD...)
 	plain, err := s.openStored(ctx, r.KeyID, r.Deid, ad)
+	if err == nil {
+		plain, err = unpack(plain)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open %s version %d copy: %w", r.Type, r.Version, err)
 	}
@@ -289,6 +292,9 @@ func (s *Sealed) open(ctx context.Context, r Record, openWith func(ctx context.C
 		return Version{}, fmt.Errorf("open %s version %d: %w", r.Type, r.Version, err)
 	}
 	body, err := openWith(ctx, r.KeyID, r.Ciphertext, additionalData(r.Type, r.ID, r.Version))
+	if err == nil {
+		body, err = unpack(body)
+	}
 	if err != nil {
 		return Version{}, fmt.Errorf("open %s version %d: %w", r.Type, r.Version, err)
 	}
@@ -467,10 +473,10 @@ func (t *SealedTx) Put(ctx context.Context, v Version) error {
 		return fmt.Errorf("put %s version %d: %w", v.Type, v.Version, err)
 	}
 	ad := additionalData(v.Type, v.ID, v.Version)
-	ct := a.Seal(nil, nil, v.Body, ad)
+	ct := a.Seal(nil, nil, pack(v.Body), ad)
 	var deid []byte
 	if len(v.Deid) > 0 {
-		deid = a.Seal(nil, nil, v.Deid, append(ad, deidAD...))
+		deid = a.Seal(nil, nil, pack(v.Deid), append(ad, deidAD...))
 	}
 	err = t.tx.Put(ctx, Record{
 		Type:        v.Type,

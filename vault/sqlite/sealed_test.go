@@ -54,7 +54,9 @@ func newSealed(t *testing.T) (*vault.Sealed, *sqlite.Store) {
 }
 
 // version returns a version of typ/id in compartment whose body carries
-// marker.
+// marker. Body and copy are short and do not repeat themselves, so the
+// vault seals them as they are rather than deflated (vault/pack.go): what
+// keeps the marker off the disk in TestSealedNoPlaintextOnDisk is the seal.
 func version(typ, id string, v int64, compartment string) vault.Version {
 	ref := fmt.Sprintf("%s/%s/_history/%d", typ, id, v)
 	return vault.Version{
@@ -678,4 +680,37 @@ func TestSealedSharedStoreErasure(t *testing.T) {
 	read(b, "b", 3)                                            // b's cached second key is stale
 	sealedPut(t, b, version("Patient", "p1", 4, "Patient/p1"))
 	read(a, "a", 4)
+}
+
+// TestSealedPacksBodies: a FHIR body and its copy are stored deflated (in
+// well under their plain size, with the AEAD's 28 bytes) and open to
+// exactly the bytes put; TestSealedGolden opens a body sealed before
+// packing.
+func TestSealedPacksBodies(t *testing.T) {
+	s, store := newSealed(t)
+	obs := `{"category":[{"coding":[{"code":"vital-signs","display":"vital-signs","system":"http://terminology.hl7.org/CodeSystem/observation-category"}]}],` +
+		`"code":{"coding":[{"code":"8302-2","display":"Body Height","system":"http://loinc.org"}],"text":"Body Height"},` +
+		`"effectiveDateTime":"2000-12-24T03:11:33+00:00","encounter":{"reference":"Encounter/6c8d6fb2-f037-4dc7-a8f1-0c74b3601cad"},` +
+		`"id":"o1","issued":"2000-12-24T03:11:33.548+00:00","meta":{"tag":[{"code":"synthea-5-2019","system":"https://smarthealthit.org/tags"}]},` +
+		`"resourceType":"Observation","status":"final","subject":{"reference":"Patient/829bb06a-42b9-433d-a8f6-560727c63da9"},` +
+		`"valueQuantity":{"code":"cm","system":"http://unitsofmeasure.org","unit":"cm","value":189.34136216482673}}`
+	v := version("Observation", "o1", 1, "Patient/p1")
+	v.Body = []byte(obs)
+	v.Deid = []byte(strings.ReplaceAll(obs, "o1", "pseudonym"))
+	sealedPut(t, s, v)
+	rec, err := store.Current(t.Context(), "Observation", "o1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.Ciphertext) > len(v.Body)*7/10 || len(rec.Deid) > len(v.Deid)*7/10 {
+		t.Errorf("stored %d and %d bytes for a %d-byte body and a %d-byte copy: not packed", len(rec.Ciphertext), len(rec.Deid), len(v.Body), len(v.Deid))
+	}
+	got, err := s.Read(t.Context(), "Observation", "o1")
+	if err != nil || string(got.Body) != obs {
+		t.Errorf("Read = %q, %v; want the body put", got.Body, err)
+	}
+	cp, err := s.OpenCopy(t.Context(), rec)
+	if err != nil || !bytes.Equal(cp, v.Deid) {
+		t.Errorf("OpenCopy = %q, %v; want the copy put", cp, err)
+	}
 }

@@ -89,7 +89,7 @@ func (c Config) Validate() error { return sqlitedb.ValidatePath(c.Path) }
 type Store struct {
 	w     *sql.DB // one connection: every Update
 	r     *sql.DB // query-only connections: reads outside Update
-	wstmt [numWriteStmts]*sql.Stmt
+	wstmt [numWriteStmts + tokenRows]*sql.Stmt
 	rstmt [numReadStmts]*sql.Stmt
 	// fstmt are the FindLeaves queries, indexed by which filters are set
 	// (see findLeavesSQL).
@@ -123,6 +123,17 @@ const (
 	stCurrentState
 	numWriteStmts
 )
+
+// tokenRows is how many token rows one INSERT of a Put writes at most: a
+// write stores some thirty tokens per resource, in two or three statements
+// rather than thirty. The INSERT of k rows (1 <= k <= tokenRows) is write
+// statement numWriteStmts+k-1.
+const tokenRows = 16
+
+// insertTokensSQL inserts k token rows.
+func insertTokensSQL(k int) string {
+	return `INSERT OR IGNORE INTO tokens (type, token, id) VALUES (?, ?, ?)` + strings.Repeat(`, (?, ?, ?)`, k-1)
+}
 
 const (
 	stCurrent = iota
@@ -285,6 +296,11 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 			return nil, fmt.Errorf("prepare statement %d: %w", i, err)
 		}
 	}
+	for k := 1; k <= tokenRows; k++ {
+		if s.wstmt[numWriteStmts+k-1], err = s.w.PrepareContext(ctx, insertTokensSQL(k)); err != nil {
+			return nil, fmt.Errorf("prepare token insert of %d rows: %w", k, err)
+		}
+	}
 	for i, q := range readSQL {
 		if s.rstmt[i], err = s.r.PrepareContext(ctx, q); err != nil {
 			return nil, fmt.Errorf("prepare read statement %d: %w", i, err)
@@ -315,6 +331,13 @@ func (s *Store) Update(ctx context.Context, fn func(vault.Tx) error) error {
 	defer sqlTx.Rollback()
 	t := &tx{s: s, tx: sqlTx}
 	if err := fn(t); err != nil {
+		if ctx.Err() != nil {
+			// database/sql rolls the transaction back when ctx ends, and the
+			// statements after that fail as closed (point statements do not
+			// watch ctx themselves): say why, so a deadline is told from a
+			// failure, as when each statement watched ctx.
+			return fmt.Errorf("sqlite transaction: %w", ctx.Err())
+		}
 		return err
 	}
 	// database/sql rolls back once ctx is done; report that rather than the
@@ -751,13 +774,24 @@ func (s *Store) Policies(ctx context.Context) ([]vault.Policy, error) {
 type tx struct {
 	s      *Store
 	tx     *sql.Tx
-	stmts  [numWriteStmts]*sql.Stmt
+	stmts  [numWriteStmts + tokenRows]*sql.Stmt
 	erased bool // Erase ran: checkpoint the WAL after commit
 }
+
+// point returns the context for a point statement of the transaction (a
+// row or a few, by key): ctx without its cancellation. The driver watches a
+// cancellable context with a goroutine per statement, and a write runs some
+// forty statements per resource (one per blind-index token). The
+// transaction still ends with ctx: database/sql rolls it back when ctx is
+// done, so the next statement fails, and Update checks ctx before it
+// commits; only a point statement already running is no longer interrupted
+// midway.
+func point(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
 
 // AddLeaf queues a leaf that stands for no version, and its record if it
 // has one.
 func (t *tx) AddLeaf(ctx context.Context, l vault.Leaf) (int64, error) {
+	ctx = point(ctx)
 	if len(l.Record) == 0 && hasRecordFields(l) {
 		return 0, errors.New("add leaf: salt, subject, actor or time without a record")
 	}
@@ -842,6 +876,7 @@ func (t *tx) stmt(ctx context.Context, i int) *sql.Stmt {
 // Current returns the latest version of a resource as this transaction sees
 // it.
 func (t *tx) Current(ctx context.Context, typ, id string) (vault.Record, error) {
+	ctx = point(ctx)
 	r, err := scanRecord(t.stmt(ctx, stCurrentTx).QueryRowContext(ctx, typ, id), typ, id)
 	if err != nil {
 		return vault.Record{}, fmt.Errorf("get current %s: %w", typ, err)
@@ -852,6 +887,7 @@ func (t *tx) Current(ctx context.Context, typ, id string) (vault.Record, error) 
 // Find returns the ids of the live resources of type typ whose current
 // version carries token.
 func (t *tx) Find(ctx context.Context, typ string, token []byte) ([]string, error) {
+	ctx = point(ctx)
 	return queryIDs(ctx, t.stmt(ctx, stFind), typ, token)
 }
 
@@ -923,6 +959,7 @@ func queryIDs(ctx context.Context, st *sql.Stmt, typ string, token []byte) ([]st
 // Seq of its leaf. Conflicts are found before anything is written, so a Put
 // that returns ErrConflict leaves the transaction as it was.
 func (t *tx) Put(ctx context.Context, r vault.Record) error {
+	ctx = point(ctx)
 	if r.Type == "" || r.ID == "" || r.Version < 1 {
 		return fmt.Errorf("put %s version %d: missing type, id or version", r.Type, r.Version)
 	}
@@ -974,16 +1011,33 @@ func (t *tx) Put(ctx context.Context, r vault.Record) error {
 	if r.Deleted {
 		return nil
 	}
-	for _, tok := range r.Tokens {
-		if _, err := t.stmt(ctx, stInsertToken).ExecContext(ctx, r.Type, nonNil(tok), r.ID); err != nil {
-			return fmt.Errorf("put %s version %d tokens: %w", r.Type, r.Version, err)
+	if err := t.insertTokens(ctx, r.Type, r.ID, r.Tokens); err != nil {
+		return fmt.Errorf("put %s version %d tokens: %w", r.Type, r.Version, err)
+	}
+	return nil
+}
+
+// insertTokens inserts the token rows of a resource, up to tokenRows per
+// statement.
+func (t *tx) insertTokens(ctx context.Context, typ, id string, tokens [][]byte) error {
+	args := make([]any, 0, 3*min(len(tokens), tokenRows))
+	for len(tokens) > 0 {
+		k := min(len(tokens), tokenRows)
+		args = args[:0]
+		for _, tok := range tokens[:k] {
+			args = append(args, typ, nonNil(tok), id)
 		}
+		if _, err := t.stmt(ctx, numWriteStmts+k-1).ExecContext(ctx, args...); err != nil {
+			return err
+		}
+		tokens = tokens[k:]
 	}
 	return nil
 }
 
 // DataKey returns a wrapped data key as this transaction sees it.
 func (t *tx) DataKey(ctx context.Context, keyID string) ([]byte, error) {
+	ctx = point(ctx)
 	return queryBlob(ctx, t.stmt(ctx, stDataKeyTx), "get data key", keyID)
 }
 

@@ -1,7 +1,9 @@
 package sqlite
 
 import (
+	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -305,5 +307,43 @@ func BenchmarkFindLeaves(b *testing.B) {
 		if err != nil || len(ls) == 0 {
 			b.Fatalf("FindLeaves = %d, %v", len(ls), err)
 		}
+	}
+}
+
+// TestUpdateEndsWithContext: point statements do not watch ctx, so a
+// context that ends in the middle of an Update is seen by database/sql,
+// which rolls the transaction back. The Update must then fail with the
+// context's error (a deadline is a 503, not an internal error) and store
+// nothing.
+func TestUpdateEndsWithContext(t *testing.T) {
+	s := newStore(t)
+	defer s.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	put := func(tx vault.Tx, id string) error {
+		return tx.Put(ctx, vault.Record{Type: "Observation", ID: id, Version: 1, LastUpdated: time.Now(), KeyID: "shared",
+			Ciphertext: []byte("c"), Tokens: [][]byte{[]byte("t1"), []byte("t2")},
+			Leaf: vault.Leaf{Type: 1, Data: []byte("l"), Ref: "Observation/" + id + "/_history/1"}})
+	}
+	var failed error
+	err := s.Update(ctx, func(tx vault.Tx) error {
+		if err := put(tx, "before"); err != nil {
+			return err
+		}
+		cancel()
+		// database/sql rolls back from its own goroutine: give it time, so
+		// the Puts below meet a transaction that is done.
+		time.Sleep(100 * time.Millisecond)
+		for i := range 50 {
+			if failed = put(tx, fmt.Sprint("after-", i)); failed != nil {
+				return failed
+			}
+		}
+		return nil
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("Update = %v (a Put inside failed with %v); want an error wrapping context.Canceled", err, failed)
+	}
+	if _, err := s.Current(t.Context(), "Observation", "before"); !errors.Is(err, vault.ErrNotFound) {
+		t.Errorf("Current of a version put before the cancellation = %v; want ErrNotFound (rolled back)", err)
 	}
 }
