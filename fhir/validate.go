@@ -103,6 +103,7 @@ type fieldState struct {
 	listLen  int        // a repeated field's length
 	vals     []any      // a repeated primitive's values (the member without "_")
 	hasValue bool       // a single primitive's value was a string
+	bad      bool       // an earlier value of a primitive given twice failed its grammar
 	str      string
 	e2lo     int // phase 2 errors of the object form of Reference.reference
 	e2hi     int
@@ -317,8 +318,14 @@ func (v *validator) primitive(fp *fieldPlan, val any, si int, key string) {
 			v.fail1("expected " + noun)
 			return
 		}
-		if si >= 0 && isStr {
-			v.st[si].hasValue, v.st[si].str = true, s
+		// "" sets nothing in jsonformat's proto.
+		if si >= 0 && isStr && s != "" {
+			st := &v.st[si]
+			if st.hasValue && !st.fp.msg.matches(st.str) {
+				// A second value: jsonformat keeps either, we check both.
+				st.bad = true
+			}
+			st.hasValue, st.str = true, s
 		}
 		if fp.refOneof && fp.jsonName == "reference" {
 			return // checked by finish once the reference is normalized
@@ -452,7 +459,7 @@ func (v *validator) finish(mp *msgPlan, holder *fieldPlan, base int) {
 						v.fail2At(s.key, j, "invalid "+string(s.fp.msg.desc.Name())+" format")
 					}
 				}
-			} else if s.n > 0 && !s.fp.msg.matches(s.str) {
+			} else if s.n > 0 && (s.bad || !s.fp.msg.matches(s.str)) {
 				v.fail2At(s.key, -1, "invalid "+string(s.fp.msg.desc.Name())+" format")
 			}
 		}
@@ -462,14 +469,18 @@ func (v *validator) finish(mp *msgPlan, holder *fieldPlan, base int) {
 	}
 }
 
+// matches reports whether s is in the grammar of a Code, Id, Oid or Uuid
+// (other kinds have none here).
 func (p *msgPlan) matches(s string) bool {
 	switch p.prim {
+	case pkOid, pkUUID:
+		return p.regex.MatchString(s)
 	case pkCode:
 		return validCode(s)
 	case pkID:
 		return validIDGrammar(s)
 	}
-	return p.regex.MatchString(s)
+	return true
 }
 
 // finishReference follows jsonformat's NormalizeReference: "#x" becomes a

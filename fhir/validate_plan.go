@@ -270,10 +270,11 @@ func (p *msgPlan) planEnum() {
 			p.enumFast[strings.ToLower(strings.ReplaceAll(string(ev.Name()), "_", "-"))] = true
 			p.enumFast[string(ev.Name())] = true
 		}
-		if orig := proto.GetExtension(ev.Options(), apb.E_FhirOriginalCode).(string); orig != "" {
-			p.enumOrig[orig] = true
-			p.enumFast[orig] = true
-		}
+		// A value without the annotation reads as "", so jsonformat takes
+		// "" (and null) for the zero value.
+		orig := proto.GetExtension(ev.Options(), apb.E_FhirOriginalCode).(string)
+		p.enumOrig[orig] = true
+		p.enumFast[orig] = true
 	}
 }
 
