@@ -403,6 +403,9 @@ func FuzzParseDifferential(f *testing.F) {
 			f.Add(in)
 		}
 	}
+	for _, s := range edgeCases {
+		f.Add([]byte(s))
+	}
 	hl7Seeds(f)
 	p := newParser(f)
 	f.Fuzz(func(t *testing.T, in []byte) {
@@ -410,4 +413,177 @@ func FuzzParseDifferential(f *testing.F) {
 			t.Fatalf("%s\ninput: %q", d, in)
 		}
 	})
+}
+
+// edgeCases are hand-written inputs at the edges of what jsonformat
+// checks; they seed FuzzParseDifferential too.
+var edgeCases = []string{
+	// integers, positiveInt, unsignedInt, decimals
+	`{"resourceType":"Patient","multipleBirthInteger":2147483647}`,
+	`{"resourceType":"Patient","multipleBirthInteger":2147483648}`,
+	`{"resourceType":"Patient","multipleBirthInteger":-2147483648}`,
+	`{"resourceType":"Patient","multipleBirthInteger":-0}`,
+	`{"resourceType":"Patient","multipleBirthInteger":1.0}`,
+	`{"resourceType":"Patient","multipleBirthInteger":1e2}`,
+	`{"resourceType":"Patient","multipleBirthInteger":"1"}`,
+	`{"resourceType":"Patient","multipleBirthInteger":null}`,
+	`{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueInteger":99999999999999999999999}`,
+	`{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueQuantity":{"value":1e400}}`,
+	`{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueQuantity":{"value":"1.0"}}`,
+	`{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueQuantity":{"value":null}}`,
+	`{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueQuantity":{"value":-0.0e-0}}`,
+	`{"resourceType":"Observation","status":"final","code":{"text":"x"},"component":[{"code":{"text":"c"},"valueSampledData":{"origin":{"value":1},"period":1,"dimensions":0,"data":"1 2"}}]}`,
+	`{"resourceType":"Observation","status":"final","code":{"text":"x"},"component":[{"code":{"text":"c"},"valueSampledData":{"origin":{"value":1},"period":1,"dimensions":2147483648}}]}`,
+	`{"resourceType":"Observation","status":"final","code":{"text":"x"},"component":[{"code":{"text":"c"},"valueSampledData":{"origin":{"value":1},"period":1,"dimensions":4294967296}}]}`,
+	`{"resourceType":"Observation","status":"final","code":{"text":"x"},"component":[{"code":{"text":"c"},"valueSampledData":{"origin":{"value":1},"period":1,"dimensions":1}}],"referenceRange":[{"age":{"low":{"value":1}}}]}`,
+	`{"resourceType":"Patient","photo":[{"size":0}]}`,
+	`{"resourceType":"Patient","photo":[{"size":4294967295}]}`,
+	`{"resourceType":"Patient","photo":[{"size":01}]}`,
+	`{"resourceType":"Patient","photo":[{"size":-1}]}`,
+	// base64Binary
+	`{"resourceType":"Patient","photo":[{"data":"aGVsbG8="}]}`,
+	`{"resourceType":"Patient","photo":[{"data":"aGVs bG8="}]}`,
+	`{"resourceType":"Patient","photo":[{"data":"aGVs  bG8= "}]}`,
+	`{"resourceType":"Patient","photo":[{"data":"aGVsbG8"}]}`,
+	`{"resourceType":"Patient","photo":[{"data":"\u0061GVsbG8="}]}`,
+	`{"resourceType":"Patient","photo":[{"data":null}]}`,
+	`{"resourceType":"Patient","photo":[{"data":""}]}`,
+	// dates and times
+	`{"resourceType":"Patient","birthDate":"1970-02-29"}`,
+	`{"resourceType":"Patient","birthDate":"1972-02-29"}`,
+	`{"resourceType":"Patient","birthDate":"-0001"}`,
+	`{"resourceType":"Patient","birthDate":"1970-00"}`,
+	`{"resourceType":"Patient","birthDate":null}`,
+	`{"resourceType":"Patient","birthDate":19700101}`,
+	`{"resourceType":"Patient","deceasedDateTime":"1970-01-01T00:00:00.1234567+14:00"}`,
+	`{"resourceType":"Patient","deceasedDateTime":"1970-01-01T00:00:60Z"}`,
+	`{"resourceType":"Patient","deceasedDateTime":"1970-01-01T24:00:00Z"}`,
+	`{"resourceType":"Patient","deceasedDateTime":"1970-01-01T00:00:00"}`,
+	`{"resourceType":"Patient","meta":{"lastUpdated":"1970-01-01"}}`,
+	`{"resourceType":"Patient","meta":{"lastUpdated":"1970-01-01T00:00:00.000Z"}}`,
+	`{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueTime":"23:59:59.999"}`,
+	`{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueTime":"24:00:00"}`,
+	// ids, codes, oids, uuids, uris, strings
+	`{"resourceType":"Patient","id":""}`,
+	`{"resourceType":"Patient","id":null}`,
+	`{"resourceType":"Patient","id":"a_b"}`,
+	`{"resourceType":"Patient","_id":{"extension":[{"url":"http://x","valueString":"v"}]}}`,
+	`{"resourceType":"Patient","id":"ok","_id":{"extension":[{"url":"http://x","valueString":"v"}]}}`,
+	`{"resourceType":"Patient","language":" en"}`,
+	`{"resourceType":"Patient","language":"en  US"}`,
+	`{"resourceType":"Patient","language":"en\u00a0US"}`,
+	`{"resourceType":"Patient","implicitRules":"http://[::1"}`,
+	`{"resourceType":"Patient","implicitRules":":x"}`,
+	`{"resourceType":"Patient","implicitRules":"%zz"}`,
+	`{"resourceType":"Patient","name":[{"family":"a\u0000b"}]}`,
+	`{"resourceType":"Patient","name":[{"family":"a\u000bb"}]}`,
+	`{"resourceType":"Patient","name":[{"family":"\ud800"}]}`,
+	`{"resourceType":"Patient","name":[{"family":"\udc00\ud800"}]}`,
+	`{"resourceType":"Patient","name":[{"family":"\u202e\ufeff"}]}`,
+	`{"resourceType":"Patient","identifier":[{"system":"urn:oid:1.2.3","value":"x"}]}`,
+	`{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueString":"\u0007"}`,
+	`{"resourceType":"Parameters","parameter":[{"name":"a","valueOid":"urn:oid:1.02"}]}`,
+	`{"resourceType":"Parameters","parameter":[{"name":"a","valueUuid":"urn:uuid:0F8FAD5B-D9CB-469F-A165-70867728950E"}]}`,
+	`{"resourceType":"Parameters","parameter":[{"name":"a","valueId":"x y"}]}`,
+	`{"resourceType":"Parameters","parameter":[{"name":"a","resource":{"resourceType":"Patient","id":"x y"}}]}`,
+	`{"resourceType":"Parameters","parameter":[{"name":"a","resource":{"resourceType":"Nope"}}]}`,
+	`{"resourceType":"Parameters","parameter":[{"name":"a","resource":{"resourceType":"patient"}}]}`,
+	// codes bound to required value sets
+	`{"resourceType":"Patient","gender":"MALE"}`,
+	`{"resourceType":"Patient","gender":"Male"}`,
+	`{"resourceType":"Patient","gender":""}`,
+	`{"resourceType":"Patient","gender":null}`,
+	`{"resourceType":"Patient","gender":1}`,
+	`{"resourceType":"Observation","status":"entered_in_error","code":{"text":"x"}}`,
+	`{"resourceType":"Observation","status":"fınal","code":{"text":"x"}}`,
+	`{"resourceType":"Observation","status":"INVALID_UNINITIALIZED","code":{"text":"x"}}`,
+	// arrays, objects, nulls, primitive extensions
+	`{"resourceType":"Patient","name":{"family":"x"}}`,
+	`{"resourceType":"Patient","name":[["x"]]}`,
+	`{"resourceType":"Patient","name":null}`,
+	`{"resourceType":"Patient","name":[]}`,
+	`{"resourceType":"Patient","name":[null]}`,
+	`{"resourceType":"Patient","active":[true]}`,
+	`{"resourceType":"Patient","active":{"value":true}}`,
+	`{"resourceType":"Patient","_active":{"id":"a"}}`,
+	`{"resourceType":"Patient","_active":[{"id":"a"}]}`,
+	`{"resourceType":"Patient","_birthDate":{"extension":[{"valueString":"x"}]}}`,
+	`{"resourceType":"Patient","_birthDate":{"valueUs":1}}`,
+	`{"resourceType":"Patient","_birthDate":"1970"}`,
+	`{"resourceType":"Patient","_name":[{"family":"x"}]}`,
+	`{"resourceType":"Patient","name":[{"given":["a","b"],"_given":[null]}]}`,
+	`{"resourceType":"Patient","name":[{"given":["a"],"_given":[{"id":"x y"}]}]}`,
+	`{"resourceType":"Patient","name":[{"_given":[{"extension":[{"url":"u"}]}]}]}`,
+	`{"resourceType":"Patient","code":{}}`,
+	`{"resourceType":"Patient","Active":true}`,
+	`{"resourceType":"Patient","Active":true,"active":false}`,
+	`{"resourceType":"Patient","managingOrganization":{"reference":"Organization/1"},"ManagingOrganization":{"reference":"Organization/2"}}`,
+	`{"resourceType":"Patient","resourceType":"Patient"}`,
+	`{"resourceType":"Patient","meta":{"resourceType":"Patient"}}`,
+	`{"resourceType":"Patient","":1}`,
+	`{"resourceType":"Patient","_":1}`,
+	`{"resourceType":"Patient","fhir_comments":["x"]}`,
+	// choice types
+	`{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueString":"a","valueBoolean":true}`,
+	`{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueString":"a","_valueString":{"id":"i"}}`,
+	`{"resourceType":"Observation","status":"final","code":{"text":"x"},"_valueString":{"id":"i"}}`,
+	`{"resourceType":"Observation","status":"final","code":{"text":"x"},"_valueQuantity":{"id":"i"}}`,
+	`{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueFoo":1}`,
+	`{"resourceType":"Observation","status":"final","code":{"text":"x"},"value":1}`,
+	`{"resourceType":"Observation","status":"final","code":{"text":"x"},"ValueString":"a"}`,
+	`{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueQuantity":null}`,
+	`{"resourceType":"MedicationRequest","status":"active","intent":"order","subject":{"reference":"Patient/1"},"medicationReference":{"reference":"Patient/1"}}`,
+	// references
+	`{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Organization/1/_history/x y"}}`,
+	`{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/1/_history/"}}`,
+	`{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Resource/1"}}`,
+	`{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"#\u0001"}}`,
+	`{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/1","_reference":{"id":"x","extension":[{"valueString":"v"}]}}}`,
+	`{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"x","_reference":{"extension":[{"valueString":"v"}]}}}`,
+	`{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"_reference":{"extension":[{"valueString":"v"}]}}}`,
+	`{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"#a","fragment":"b"}}`,
+	`{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"patientId":"1"}}`,
+	`{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"fragment":"\u0001"}}`,
+	`{"resourceType":"Observation","status":"final","code":{"text":"x"},"performer":[{"reference":"Patient/1"},{"reference":"Medication/2"},{"reference":"Group/3"}]}`,
+	// contained resources
+	`{"resourceType":"Patient","contained":[{"resourceType":"Observation","status":"final"}]}`,
+	`{"resourceType":"Patient","contained":[{"resourceType":"Observation","status":"nope"}]}`,
+	`{"resourceType":"Patient","contained":[{"resourceType":"Nope"}]}`,
+	`{"resourceType":"Patient","contained":[{"id":"x"}]}`,
+	`{"resourceType":"Patient","contained":[{"resourceType":1}]}`,
+	`{"resourceType":"Patient","contained":[{"resourceType":null}]}`,
+	`{"resourceType":"Patient","contained":[null]}`,
+	`{"resourceType":"Patient","contained":["x"]}`,
+	`{"resourceType":"Patient","Contained":[{"resourceType":"Organization"}]}`,
+	`{"resourceType":"Patient","Contained":[{"typeUrl":"x","value":"y"}]}`,
+	`{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Observation"}}]}`,
+	`{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Medication/1"}}}]}`,
+	`{"resourceType":"Bundle","type":"collection","entry":[{"resource":null}]}`,
+	`{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Patient","id":"x y"}}]}}]}`,
+	// resource types
+	`{}`,
+	`{"resourceType":null}`,
+	`{"resourceType":1}`,
+	`{"resourceType":""}`,
+	`{"resourceType":"patient"}`,
+	`{"resourceType":"Resource"}`,
+	`{"resourceType":"DomainResource"}`,
+	`{"resourceType":"a.b.c"}`,
+}
+
+func TestParseDifferentialEdgeCases(t *testing.T) {
+	p := newParser(t)
+	for i, s := range edgeCases {
+		checkSame(t, p, fmt.Sprintf("edge case %d", i), []byte(s))
+	}
+	// Nesting around jsonformat's limit of 64, in extensions, contained
+	// resources and Bundles.
+	for depth := 28; depth <= 36; depth++ {
+		ext := `{"resourceType":"Patient","extension":[` + strings.Repeat(`{"url":"http://x","extension":[`, depth) + `{"url":"http://y","valueString":"v"}` + strings.Repeat(`]}`, depth) + `]}`
+		checkSame(t, p, fmt.Sprintf("extensions %d deep", depth), []byte(ext))
+	}
+	for depth := 28; depth <= 36; depth++ {
+		b := strings.Repeat(`{"resourceType":"Bundle","type":"collection","entry":[{"resource":`, depth/2) + `{"resourceType":"Patient"}` + strings.Repeat(`}]}`, depth/2)
+		checkSame(t, p, fmt.Sprintf("Bundles %d deep", depth/2), []byte(b))
+	}
 }

@@ -32,6 +32,8 @@ import (
 //     included, which the tree no longer shows;
 //   - a Reference with two of its reference options ("reference" and
 //     "fragment"): which one survives depends on jsonformat's map order;
+//   - a number jsoniter (jsonformat's JSON reader) might refuse: one with
+//     an exponent beyond float64, or starting with 0 beyond float32;
 //   - a primitive type jsonformat does not support (none in R4 today).
 //
 // Known divergences, all stricter than jsonformat (never accepting what it
@@ -46,6 +48,10 @@ import (
 func validateTree(obj map[string]any, input []byte) (errs ValidationErrors, ok bool) {
 	v := validator{ps: plans(), backslash: slices.Contains(input, '\\')}
 	v.resourceAt(obj)
+	if !v.oracle && len(v.errs1)+len(v.errs2) > 0 {
+		// A refused input may have numbers the walk did not reach.
+		v.oracle = hasRiskyNumber(obj)
+	}
 	if v.oracle {
 		return nil, false
 	}
@@ -344,6 +350,10 @@ func (v *validator) primitive(fp *fieldPlan, val any, si int, key string) {
 	}
 	s, isStr := val.(string)
 	num, isNum := val.(json.Number)
+	if isNum && !jsoniterReadsNumber(string(num)) {
+		v.oracle = true
+		return
+	}
 	switch mp.prim {
 	case pkBase64:
 		switch {
@@ -557,6 +567,44 @@ func choiceName(k, field string) string {
 		return "_" + lowerFirst(name)
 	}
 	return lowerFirst(strings.TrimPrefix(lowerFirst(k), field))
+}
+
+// jsoniterReadsNumber reports whether jsoniter, which reads the input for
+// jsonformat, surely takes the JSON number s. It skips most numbers
+// syntactically but reads those with an exponent as a float64 (then as a
+// big.Float) and those starting with 0 as a float32, and refuses the whole
+// input ("invalid JSON") when that fails, as for 1e400. Numbers that might
+// fail are left to jsonformat.
+func jsoniterReadsNumber(s string) bool {
+	if s != "" && s[0] == '0' {
+		_, err := strconv.ParseFloat(s, 32)
+		return err == nil
+	}
+	if strings.ContainsAny(s, "eE") {
+		_, err := strconv.ParseFloat(s, 64)
+		return err == nil
+	}
+	return true
+}
+
+func hasRiskyNumber(v any) bool {
+	switch x := v.(type) {
+	case json.Number:
+		return !jsoniterReadsNumber(string(x))
+	case map[string]any:
+		for _, c := range x {
+			if hasRiskyNumber(c) {
+				return true
+			}
+		}
+	case []any:
+		for _, c := range x {
+			if hasRiskyNumber(c) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // stringProblem is jsonformat's ValidateString.
