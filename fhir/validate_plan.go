@@ -80,10 +80,10 @@ type fieldPlan struct {
 	repeated  bool
 	scalar    bool // not a message: jsonformat refuses it as "invalid field"
 	msg       *msgPlan
-	choice    bool                  // a choice type: its options are fields of msg
-	validRefs []string              // valid_reference_type of a Reference field
-	refType   string                // referenced_fhir_type of a Reference's <type>_id option
-	refOneof  bool                  // one of Reference's oneof options
+	choice    bool     // a choice type: its options are fields of msg
+	validRefs []string // valid_reference_type of a Reference field
+	refType   string   // referenced_fhir_type of a Reference's <type>_id option
+	refOneof  bool     // one of Reference's oneof options
 }
 
 type planSet struct {
