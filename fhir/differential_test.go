@@ -587,3 +587,45 @@ func TestParseDifferentialEdgeCases(t *testing.T) {
 		checkSame(t, p, fmt.Sprintf("Bundles %d deep", depth/2), []byte(b))
 	}
 }
+
+// TestWriteDifferentialCorpus rewrites the committed seed corpus of
+// FuzzParseDifferential (testdata/fuzz/FuzzParseDifferential), which every
+// `go test` runs: the edge cases and the first mutations of the default
+// campaign. It runs only with FHIRANCHOR_WRITE_CORPUS=1.
+func TestWriteDifferentialCorpus(t *testing.T) {
+	if os.Getenv("FHIRANCHOR_WRITE_CORPUS") != "1" {
+		t.Skip("set FHIRANCHOR_WRITE_CORPUS=1 to rewrite the seed corpus")
+	}
+	dir := filepath.Join("testdata", "fuzz", "FuzzParseDifferential")
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write := func(name string, in []byte) {
+		data := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", in)
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, s := range edgeCases {
+		write(fmt.Sprintf("edge-%03d", i), []byte(s))
+	}
+	res := sharedResources(t)
+	var names []string
+	for name, in := range res {
+		if len(in) < 8<<10 {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	rng := rand.New(rand.NewSource(18))
+	for i := 0; i < 200; {
+		in, _ := mutate(rng, res[names[rng.Intn(len(names))]])
+		if in != nil {
+			write(fmt.Sprintf("mutation-%03d", i), in)
+			i++
+		}
+	}
+}

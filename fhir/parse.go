@@ -30,15 +30,18 @@ type Parser struct {
 	um *jsonformat.Unmarshaller
 }
 
-// NewParser returns a Parser that runs jsonformat's full R4 validation
-// (required elements, reference target types, primitive formats).
+// NewParser returns a Parser that applies jsonformat's full R4 validation
+// (required elements, reference target types, primitive formats): Parse
+// through validateTree, which reproduces it from the same descriptors, and
+// ParseJSONFormat through jsonformat itself.
 func NewParser() (*Parser, error) {
 	um, err := jsonformat.NewUnmarshaller("UTC", fhirversion.R4)
 	if err != nil {
 		return nil, fmt.Errorf("create FHIR R4 unmarshaller: %w", err)
 	}
 	// Deeply nested input is an attack, not a resource: cap the recursion.
-	um.MaxNestingDepth = 64
+	um.MaxNestingDepth = maxNestingDepth
+	plans() // built once, here rather than in the first request
 	return &Parser{um: um}, nil
 }
 
@@ -61,8 +64,9 @@ func (p *Parser) parse(data []byte, oracle bool) (*Resource, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil, ValidationErrors{{Reason: "empty body", Err: ErrInvalidJSON}}
 	}
-	// The tree we keep first: both decoders see the same bytes, and Decode
-	// refuses what they might read differently (repeated names, bad UTF-8).
+	// The tree we keep first: it is what is validated, and Decode refuses
+	// what jsonformat's reader might read differently (repeated names, bad
+	// UTF-8).
 	v, err := Decode(data)
 	if err != nil {
 		return nil, ValidationErrors{{Reason: err.Error(), Err: ErrInvalidJSON}}

@@ -82,7 +82,6 @@ type fieldPlan struct {
 	msg       *msgPlan
 	choice    bool     // a choice type: its options are fields of msg
 	validRefs []string // valid_reference_type of a Reference field
-	refType   string   // referenced_fhir_type of a Reference's <type>_id option
 	refOneof  bool     // one of Reference's oneof options
 }
 
@@ -105,13 +104,12 @@ var plans = sync.OnceValue(buildPlans)
 func buildPlans() *planSet {
 	ps := &planSet{byName: map[protoreflect.FullName]*msgPlan{}, resources: map[string]*msgPlan{}, refFields: map[string]string{}}
 	cr := (&r4pb.ContainedResource{}).ProtoReflect().Descriptor()
-	root := ps.plan(cr)
+	ps.plan(cr)
 	fields := cr.Oneofs().ByName("oneof_resource").Fields()
 	for i := 0; i < fields.Len(); i++ {
 		md := fields.Get(i).Message()
 		ps.resources[string(md.Name())] = ps.plan(md)
 	}
-	_ = root
 	for _, pc := range ps.pending {
 		for name := range pc.field.msg.fields {
 			if rest, ok := strings.CutPrefix(name, "_"); ok {
@@ -177,7 +175,6 @@ func (ps *planSet) plan(md protoreflect.MessageDescriptor) *msgPlan {
 func (ps *planSet) field(f protoreflect.FieldDescriptor) *fieldPlan {
 	fp := &fieldPlan{fd: f, jsonName: f.JSONName(), protoName: string(f.Name()), repeated: f.Cardinality() == protoreflect.Repeated}
 	fp.refOneof = f.ContainingOneof() != nil && f.ContainingOneof().Name() == "reference" && proto.HasExtension(f.ContainingMessage().Options(), apb.E_FhirReferenceType)
-	fp.refType = proto.GetExtension(f.Options(), apb.E_ReferencedFhirType).(string)
 	fp.validRefs = proto.GetExtension(f.Options(), apb.E_ValidReferenceType).([]string)
 	if f.Message() == nil {
 		fp.scalar = true
@@ -290,5 +287,5 @@ func (p *msgPlan) enumAccepts(val string) bool {
 	return p.enumOrig[val]
 }
 
-// title is strings.Title for the ASCII names of FHIR elements.
+// title is jsonformat's strings.Title for the ASCII names of elements.
 func title(s string) string { return upperFirst(s) }
