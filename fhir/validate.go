@@ -1,6 +1,7 @@
 package fhir
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -46,7 +48,9 @@ import (
 //     "_given" of different lengths) the verdict is the same but the list
 //     of errors may name other elements.
 func validateTree(obj map[string]any, input []byte) (errs ValidationErrors, ok bool) {
-	v := validator{ps: plans(), backslash: slices.Contains(input, '\\')}
+	v := validators.Get().(*validator)
+	defer v.release()
+	v.ps, v.input = plans(), input
 	v.resourceAt(obj)
 	if !v.oracle && len(v.errs1)+len(v.errs2) > 0 {
 		// A refused input may have numbers the walk did not reach.
@@ -87,16 +91,25 @@ var depthReason = fmt.Sprintf("field exceeded the maximum nesting depth %d", max
 
 type rawError struct{ path, reason string }
 
+// validators keeps the walkers' buffers between calls.
+var validators = sync.Pool{New: func() any { return new(validator) }}
+
+func (v *validator) release() {
+	clear(v.st[:cap(v.st)]) // drop references into the caller's tree
+	*v = validator{path: v.path[:0], st: v.st[:0], errs1: v.errs1[:0], errs2: v.errs2[:0]}
+	validators.Put(v)
+}
+
 type validator struct {
-	ps        *planSet
-	backslash bool
-	path      []byte // jsonformat's path of the element being read
-	depth     int    // dots in path
-	errs1     []rawError
-	errs2     []rawError
-	noPhase2  int  // inside DomainResource.contained, which fhirvalidate never enters
-	oracle    bool // ask jsonformat
-	st        []fieldState
+	ps       *planSet
+	input    []byte
+	path     []byte // jsonformat's path of the element being read
+	depth    int    // dots in path
+	errs1    []rawError
+	errs2    []rawError
+	noPhase2 int  // inside DomainResource.contained, which fhirvalidate never enters
+	oracle   bool // ask jsonformat
+	st       []fieldState
 }
 
 // fieldState is what one object's members did to one field, the way
@@ -359,7 +372,7 @@ func (v *validator) primitive(fp *fieldPlan, val any, si int, key string) {
 		switch {
 		case !isStr:
 			v.fail1("expected binary data")
-		case v.backslash:
+		case bytes.IndexByte(v.input, '\\') >= 0:
 			v.oracle = true
 		case !validBase64(s):
 			v.fail1("expected binary data")
