@@ -5,6 +5,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/fhiranchor/fhiranchor/fhir"
 	"github.com/fhiranchor/fhiranchor/internal/shareddata"
 )
 
@@ -36,8 +37,9 @@ func syntheaEntries(b testing.TB, n int) [][]byte {
 }
 
 // BenchmarkParse compares Parse (validateTree) with the jsonformat path it
-// replaced over the same Synthea resources; ns/resource of the two
-// sub-benchmarks of one run give the ratio.
+// replaced (ParseJSONFormat) over the same Synthea resources, and both with
+// the bare Decode they share; ns/resource of the sub-benchmarks of one run
+// give the ratios.
 func BenchmarkParse(b *testing.B) {
 	res := syntheaEntries(b, 4)
 	p := newParser(b)
@@ -47,6 +49,8 @@ func BenchmarkParse(b *testing.B) {
 	}{
 		{"decoder", func(in []byte) error { _, err := p.Parse(in); return err }},
 		{"jsonformat", func(in []byte) error { _, err := p.ParseJSONFormat(in); return err }},
+		// The floor both share: the generic decode of the body.
+		{"decode-only", func(in []byte) error { _, err := fhir.Decode(in); return err }},
 	} {
 		b.Run(v.name, func(b *testing.B) {
 			b.ReportAllocs()
