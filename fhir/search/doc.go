@@ -161,7 +161,7 @@
 // takes at most 64 keys (a superset at a coarser level when it does not
 // fit); ORed values share that budget. ne, :not, :text, :contains,
 // :missing and an empty string cannot narrow: Keys says so and the caller
-// scans TypeKey. A Synthea resource carries about 24 keys (every key is a
+// scans TypeKey. A Synthea resource carries about 23 keys (every key is a
 // row the write inserts: the scheme is kept lean on purpose).
 //
 // What the index reveals to whoever sees the tokens: which resources of a
