@@ -5,7 +5,7 @@ GO    ?= go
 BUF   := $(GO) tool -modfile=tools/buf.mod buf
 BENCH_TIME ?= 3x
 
-.PHONY: build test test-clients generate bench bench-read bench-postgres bench-policy bench-anchor bench-cohort bench-search fuzz clean
+.PHONY: build test test-clients generate bench bench-read bench-postgres bench-policy bench-anchor bench-cohort bench-search bench-audit fuzz clean
 
 build:
 	$(GO) build -o bin/fhiranchor ./cmd/fhiranchor
@@ -79,6 +79,11 @@ bench-cohort:
 # the index cost at 10x only with FHIRANCHOR_BENCH_INDEX_COST=1).
 bench-search:
 	$(GO) test ./gateway/ -run '^$$' -bench 'BenchmarkSearch' -benchtime 1x -timeout 60m
+
+# fhiranchor audit (gateway.Audit) over the Synthea set: leaves checked per
+# second. FHIRANCHOR_BENCH_SCALE=10 audits ten copies instead.
+bench-audit:
+	$(GO) test ./gateway/ -run '^$$' -bench 'BenchmarkAudit' -benchtime 3x -timeout 60m
 
 # Gas per anchored leaf and acknowledgement-to-confirmed-receipt latency over
 # the Synthea set, default batch policy, simulated chain. On geth --dev:

@@ -7,12 +7,16 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/rfc6962"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/fhiranchor/fhiranchor/access"
 	"github.com/fhiranchor/fhiranchor/anchor"
@@ -136,6 +140,7 @@ func Audit(ctx context.Context, v *vault.Sealed, anchoredRoots map[uint64][]byte
 	a := &auditor{v: v, st: v.Store(), roots: anchoredRoots,
 		current: map[string]*currentVersion{}, copies: map[string]*pendingCopy{}, erased: map[string][]erasedVersion{},
 		tree: (&compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}).NewEmptyRange(0)}
+	defer a.checking.Wait()
 	steps := []func(context.Context) error{a.walkLog, a.walkTokens, a.walkDataKeys, a.walkResponses, a.walkPolicies}
 	for _, step := range steps {
 		if err := step(ctx); err != nil {
@@ -167,6 +172,10 @@ type auditor struct {
 	// activations are the policy versions activation records name, with the
 	// revision they name.
 	activations []activation
+	// contents are the content checks of the versions of the page being
+	// walked, by Seq (checkContents); checking counts the pages in check.
+	contents map[int64]*pendingContent
+	checking sync.WaitGroup
 }
 
 type currentVersion struct {
@@ -207,6 +216,7 @@ func (a *auditor) find(table string, seq int64, ref, problem string) {
 func (a *auditor) walkLog(ctx context.Context) error {
 	leaves := newStream(a.st.Leaves, func(l vault.Leaf) int64 { return l.Seq })
 	versions := newStream(a.st.Versions, func(r vault.Record) int64 { return r.Leaf.Seq })
+	versions.prepare = a.checkContents
 	records := newStream(a.st.Records, func(l vault.Leaf) int64 { return l.Seq })
 	for {
 		seq := int64(-1)
@@ -250,9 +260,11 @@ func (a *auditor) walkLog(ctx context.Context) error {
 type stream[T any] struct {
 	next  func(ctx context.Context, after int64, limit int) ([]T, error)
 	seqOf func(T) int64
-	buf   []T
-	after int64
-	done  bool
+	// prepare, if set, sees each page as it is read.
+	prepare func(context.Context, []T) error
+	buf     []T
+	after   int64
+	done    bool
 }
 
 func newStream[T any](next func(ctx context.Context, after int64, limit int) ([]T, error), seqOf func(T) int64) *stream[T] {
@@ -270,6 +282,11 @@ func (s *stream[T]) head(ctx context.Context) (int64, bool, error) {
 		}
 		if len(page) > 0 {
 			s.after = s.seqOf(page[len(page)-1])
+		}
+		if s.prepare != nil {
+			if err := s.prepare(ctx, page); err != nil {
+				return 0, false, err
+			}
 		}
 		s.buf = page
 	}
@@ -404,47 +421,29 @@ func (a *auditor) checkVersion(ctx context.Context, r vault.Record, l *vault.Lea
 		a.erased[subject] = append(a.erased[subject], erasedVersion{seq: seq, ref: ref})
 		return nil
 	}
-	ver, err := a.v.Open(ctx, r)
-	cur.unknown = err != nil
-	switch {
-	case errors.Is(err, vault.ErrNotFound):
-		a.find(tableVersions, seq, ref, problemDataKeyMissing)
-		return nil
-	case err != nil:
-		if ctx.Err() != nil {
+	var c versionContent
+	if p := a.contents[seq]; p != nil {
+		delete(a.contents, seq)
+		select {
+		case <-p.done:
+			c = p.c
+		case <-ctx.Done():
 			return ctx.Err()
 		}
-		a.find(tableVersions, seq, ref, problemNotOpen)
+	} else {
+		c = checkContent(ctx, a.v, r)
+	}
+	if c.err != nil {
+		return c.err
+	}
+	cur.unknown = c.unknown
+	for _, problem := range c.problems {
+		a.find(tableVersions, seq, ref, problem)
+	}
+	if c.stop {
 		return nil
 	}
-	canonical, err := fhir.CanonicalJSON(ver.Body)
-	if err != nil || !bytes.Equal(canonical, ver.Body) {
-		a.find(tableVersions, seq, ref, problemNotCanonical)
-		return nil
-	}
-	if !bytes.Equal(anchor.Commit(anchor.LeafResourceVersion, ver.Salt, ver.Body), r.Commitment) {
-		a.find(tableVersions, seq, ref, problemCommitment)
-	}
-	tree, err := fhir.DecodeObject(ver.Body)
-	if err != nil {
-		a.find(tableVersions, seq, ref, problemNotCanonical)
-		return nil
-	}
-	meta, _ := tree["meta"].(map[string]any)
-	if tree["resourceType"] != r.Type || tree["id"] != r.ID || meta == nil || meta["versionId"] != strconv.FormatInt(r.Version, 10) {
-		a.find(tableVersions, seq, ref, problemRowBody)
-	}
-	// Every version the gateway stores carries meta.lastUpdated (its own
-	// clock, set on write), tombstones included.
-	if lu, ok := meta["lastUpdated"].(string); ok && lu != r.LastUpdated.UTC().Format(fhir.InstantLayout) {
-		a.find(tableVersions, seq, ref, problemLastUpdated)
-	}
-	if tombstone := tree["deleted"] == true; tombstone != r.Deleted {
-		a.find(tableVersions, seq, ref, problemDeleted)
-	}
-	if !r.Deleted {
-		cur.tokens = tokenSet(versionTokens(a.v, r.Type, tree))
-	}
+	cur.tokens = c.tokens
 	if compartment == "" || r.Deleted {
 		if len(r.Deid) > 0 {
 			// Only versions in a compartment get copies.
@@ -455,18 +454,137 @@ func (a *auditor) checkVersion(ctx context.Context, r vault.Record, l *vault.Lea
 	p := &pendingCopy{seq: seq, ref: ref, subject: access.Ref(a.v, compartment)}
 	if len(r.Deid) > 0 {
 		a.rep.Copies++
-		data, err := a.v.OpenCopy(ctx, r)
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
+		if c.copyNotOpen {
 			a.find(tableVersions, seq, ref, problemCopyNotOpen)
 			return nil
 		}
-		sum := sha256.Sum256(data)
-		p.hash = hex.EncodeToString(sum[:])
+		p.hash = c.copyHash
 	}
 	a.copies[hex.EncodeToString(r.Commitment)] = p
+	return nil
+}
+
+// versionContent is what checking a version's sealed content found: the
+// part of checkVersion that needs no other row, so that it runs in
+// parallel (checkContents) while the walk itself stays in Seq order.
+type versionContent struct {
+	problems    []string // on the version row, in the order found
+	stop        bool     // nothing more can be checked: the body did not open or decode
+	unknown     bool     // the body did not open: its tokens cannot be derived
+	tokens      []string // the blind-index tokens of a live version, sorted, distinct
+	copyHash    string   // SHA-256 (hex) of the research copy, if it has one and it opened
+	copyNotOpen bool
+	err         error // the context's, if it ended
+}
+
+// checkContent opens a version that is not erased and checks its body
+// against its row: it must open, be canonical, hash with its salt to the
+// stored commitment and agree with the row's type, id, version,
+// last_updated and deleted flag. It derives the tokens of a live version
+// and hashes its research copy.
+func checkContent(ctx context.Context, v *vault.Sealed, r vault.Record) (c versionContent) {
+	ver, err := v.Open(ctx, r)
+	c.unknown = err != nil
+	switch {
+	case errors.Is(err, vault.ErrNotFound):
+		c.problems, c.stop = append(c.problems, problemDataKeyMissing), true
+		return c
+	case err != nil:
+		c.err = ctx.Err()
+		c.problems, c.stop = append(c.problems, problemNotOpen), true
+		return c
+	}
+	// One decode serves the canonical form and the tree.
+	decoded, err := fhir.Decode(ver.Body)
+	var canonical []byte
+	if err == nil {
+		canonical, err = fhir.Canonical(decoded)
+	}
+	if err != nil || !bytes.Equal(canonical, ver.Body) {
+		c.problems, c.stop = append(c.problems, problemNotCanonical), true
+		return c
+	}
+	if !bytes.Equal(anchor.Commit(anchor.LeafResourceVersion, ver.Salt, ver.Body), r.Commitment) {
+		c.problems = append(c.problems, problemCommitment)
+	}
+	tree, ok := decoded.(map[string]any)
+	if !ok {
+		c.problems, c.stop = append(c.problems, problemNotCanonical), true
+		return c
+	}
+	meta, _ := tree["meta"].(map[string]any)
+	if tree["resourceType"] != r.Type || tree["id"] != r.ID || meta == nil || meta["versionId"] != strconv.FormatInt(r.Version, 10) {
+		c.problems = append(c.problems, problemRowBody)
+	}
+	// Every version the gateway stores carries meta.lastUpdated (its own
+	// clock, set on write), tombstones included.
+	if lu, ok := meta["lastUpdated"].(string); ok && lu != r.LastUpdated.UTC().Format(fhir.InstantLayout) {
+		c.problems = append(c.problems, problemLastUpdated)
+	}
+	if tombstone := tree["deleted"] == true; tombstone != r.Deleted {
+		c.problems = append(c.problems, problemDeleted)
+	}
+	if !r.Deleted {
+		c.tokens = tokenSet(versionTokens(v, r.Type, tree))
+	}
+	if r.Compartment() == "" || r.Deleted || len(r.Deid) == 0 {
+		return c
+	}
+	data, err := v.OpenCopy(ctx, r)
+	if err != nil {
+		c.err = ctx.Err()
+		c.copyNotOpen = true
+		return c
+	}
+	sum := sha256.Sum256(data)
+	c.copyHash = hex.EncodeToString(sum[:])
+	return c
+}
+
+// auditWorkers, when positive, bounds the versions checked at once
+// instead of the number of cores: only tests set it (SetAuditWorkers).
+var auditWorkers atomic.Int32
+
+// pendingContent is a version's content check, done when done is closed.
+type pendingContent struct {
+	done chan struct{}
+	c    versionContent
+}
+
+// checkContents starts checking the content of a page of versions (those
+// not erased) on every core, for checkVersion to wait for by Seq: the walk
+// goes on with the page's other rows meanwhile.
+func (a *auditor) checkContents(ctx context.Context, page []vault.Record) error {
+	if a.contents == nil {
+		a.contents = make(map[int64]*pendingContent, len(page))
+	}
+	var todo []vault.Record
+	var pending []*pendingContent
+	for _, r := range page {
+		if !r.Erased {
+			p := &pendingContent{done: make(chan struct{})}
+			a.contents[r.Leaf.Seq] = p
+			todo, pending = append(todo, r), append(pending, p)
+		}
+	}
+	workers := runtime.GOMAXPROCS(0)
+	if n := int(auditWorkers.Load()); n > 0 {
+		workers = n
+	}
+	a.checking.Add(1)
+	go func() {
+		defer a.checking.Done()
+		var g errgroup.Group
+		g.SetLimit(workers)
+		for i, r := range todo {
+			g.Go(func() error {
+				pending[i].c = checkContent(ctx, a.v, r)
+				close(pending[i].done)
+				return nil
+			})
+		}
+		g.Wait()
+	}()
 	return nil
 }
 

@@ -87,6 +87,14 @@ func (s *service) Everything(ctx context.Context, req *fhiranchorv1.EverythingRe
 	if !explicit || slices.Contains(types, "Patient") {
 		hits = append(hits, p)
 	}
+	// The compartment's current records, listed by the data key that seals
+	// them in one query: the stored record says enough to decide and count
+	// a resource; only the page's are decrypted.
+	recs, err := s.vault.Compartment(ctx, patient)
+	if err != nil {
+		return nil, err
+	}
+	readable := map[string]bool{}
 	for _, t := range types {
 		if t == "Patient" {
 			continue
@@ -97,28 +105,19 @@ func (s *service) Everything(ctx context.Context, req *fhiranchorv1.EverythingRe
 			}
 			continue // what the token may not read is not part of its everything
 		}
-		ids, err := run.findAny(ctx, t, []string{compartmentKey(patient)})
+		readable[t] = true
+	}
+	for _, rec := range recs {
+		if !readable[rec.Type] || rec.Deleted || rec.Erased || (!since.Low.IsZero() && rec.LastUpdated.Before(since.Low)) {
+			continue
+		}
+		h := recordHit(rec)
+		ok, err := run.release.Allowed(ctx, h.v, run.treeOf(ctx, h))
 		if err != nil {
 			return nil, err
 		}
-		slices.Sort(ids)
-		for _, id := range ids {
-			// The stored record says enough to decide and count a
-			// resource; only the page's are decrypted.
-			h, err := run.loadRecord(ctx, t, id)
-			if err != nil {
-				return nil, err
-			}
-			if h == nil || h.v.Compartment != patient || (!since.Low.IsZero() && h.v.LastUpdated.Before(since.Low)) {
-				continue
-			}
-			ok, err := run.release.Allowed(ctx, h.v, run.treeOf(ctx, h))
-			if err != nil {
-				return nil, err
-			}
-			if ok {
-				hits = append(hits, h)
-			}
+		if ok {
+			hits = append(hits, h)
 		}
 	}
 	slices.SortStableFunc(hits, func(a, b *hit) int { return compareHits(nil, a, b) })

@@ -1,6 +1,8 @@
 package gateway
 
-import "context"
+import (
+	"context"
+)
 
 // SetExportStageHook makes f run at the named stages of every export build
 // ("selected", "files", "holds") until restore is called. Tests that use it
@@ -25,4 +27,12 @@ func SetSearchIndex(on bool) (restore func()) {
 	was := !searchIndexOff.Load()
 	searchIndexOff.Store(!on)
 	return func() { searchIndexOff.Store(!was) }
+}
+
+// SetAuditWorkers makes Audit check at most n versions at once instead of
+// one per core, until restore is called, for benchmarks of what checking
+// in parallel gains.
+func SetAuditWorkers(n int) (restore func()) {
+	was := auditWorkers.Swap(int32(n))
+	return func() { auditWorkers.Store(was) }
 }

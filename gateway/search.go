@@ -575,8 +575,13 @@ func (r *searchRun) loadRecord(ctx context.Context, typ, id string) (*hit, error
 	if err != nil {
 		return nil, err
 	}
+	return recordHit(rec), nil
+}
+
+// recordHit is a match known by its stored record, not yet decrypted.
+func recordHit(rec vault.Record) *hit {
 	return &hit{rec: rec, v: vault.Version{Type: rec.Type, ID: rec.ID, Version: rec.Version, LastUpdated: rec.LastUpdated,
-		Compartment: rec.Compartment()}}, nil
+		Compartment: rec.Compartment()}}
 }
 
 // decodeStored decodes a stored body (canonical JSON the gateway wrote),

@@ -140,6 +140,18 @@ func (s *Sealed) FindAny(ctx context.Context, typ string, tokens [][]byte) ([]st
 	return s.store.FindAny(ctx, typ, tokens)
 }
 
+// Compartment returns the current version of every resource whose current
+// version is sealed under compartment's data key ("" for the shared key,
+// else "Patient/<id>"), tombstones and erased versions included, ordered
+// by type and id, without decrypting them (see Store.Sealed).
+func (s *Sealed) Compartment(ctx context.Context, compartment string) ([]Record, error) {
+	keyID, err := keyIDOf(compartment)
+	if err != nil {
+		return nil, fmt.Errorf("list compartment: %w", err)
+	}
+	return s.store.Sealed(ctx, keyID)
+}
+
 // Token returns the blind-index token of parts (see Keyring.Token).
 func (s *Sealed) Token(parts ...string) []byte { return s.kr.Token(parts...) }
 

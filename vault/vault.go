@@ -203,6 +203,12 @@ type Store interface {
 	Find(ctx context.Context, typ string, token []byte) ([]string, error)
 	// FindAny is Tx.FindAny on committed state.
 	FindAny(ctx context.Context, typ string, tokens [][]byte) ([]string, error)
+	// Sealed returns the current version of every resource whose current
+	// version is sealed under the data key keyID (tombstones and erased
+	// versions included), ordered by Type and ID, in one query: a patient
+	// compartment's records. Implementations MUST index the key, so that
+	// listing one compartment does not scan every version.
+	Sealed(ctx context.Context, keyID string) ([]Record, error)
 	// Changes returns the versions of any resource (of f.Type, if set) that
 	// match f, newest first (descending leaf Seq), tombstones and erased
 	// versions included, without Tokens. Implementations MUST index the

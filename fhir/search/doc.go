@@ -126,7 +126,8 @@
 // are length-prefixed. They are persisted (as HMACs): changing one forces
 // a reindex, and TestKeysStable pins them. Every resource carries TypeKey.
 //
-//   - token: |sc|<len>:<system>|<code>, |c|<code> (a system-only query,
+//   - token: |c|<code>, and |sc|<len>:<system>|<code> when the value has
+//     both (a |code query looks for the c key; a system-only query,
 //     system|, does not narrow: it is rare, and a key on every coding
 //     would cost every write).
 //   - string: |e|<normalized>, and |x|<prefix> for the normalized prefixes
@@ -136,18 +137,20 @@
 //   - reference: |r|<Type>/<id>, |i|<id>, |l|<url>, and the token keys of
 //     Reference.identifier under <param>|ri.
 //   - date: the day of the span's Low (dl) and of its last instant (dh),
-//     counted from 0000-01-01 (clamped to 10000-01-01, below 2^22), in a
-//     hierarchy of 8 levels of 3 bits: |dl|<level>|<hex day >> 3*(8-level)>,
-//     from about 5,700-year buckets (level 1) to single days (level 8):
-//     8 keys a value whose span lies within one day (dl keys only: its
-//     last instant is on the same day, so queries on dh look for dl keys
-//     too), 16 for a longer span.
+//     counted from 0000-01-01 (clamped to 10000-01-01, below 2^22), as 24
+//     bits in a hierarchy of 4 levels that keep the top 3, 10, 17 and 24
+//     bits: |dl|<level>|<hex day >> 21, 14, 7, 0>, buckets of about
+//     5,700 years, 45 years, 128 days and one day: 4 keys a value whose
+//     span lies within one day (dl keys only: its last instant is on the
+//     same day, so queries on dh look for dl keys too), 8 for a longer
+//     span. Few levels keep writes cheap (each key is a row); a query
+//     range then takes more keys of a level, or a coarser superset.
 //   - number, quantity: the float64 nearest the decimal, in an encoding
 //     that keeps order (sign flipped, negative numbers inverted), top 24
-//     bits (sign, exponent, 12 bits of mantissa), in 6 levels of 4 bits:
-//     |nv|<level>|<hex> for a value (6 keys); a Range gives |nl| and |nh|
-//     keys for its low and high (an open end the lowest or highest
-//     bucket): 12 keys. The unit is not in the key; Match checks it.
+//     bits (sign, exponent, 12 bits of mantissa), in 4 levels that keep
+//     the top 4, 10, 17 and 24 bits: |nv|<level>|<hex> for a value (4
+//     keys); a Range gives |nl| and |nh| keys for its low and high (an
+//     open end the lowest or highest bucket): 8 keys. The unit is not in the key; Match checks it.
 //   - composite: no keys of its own; a composite clause narrows by the
 //     keys of its first component's own parameter (code-value-quantity
 //     by code), which indexes the same values.
@@ -158,14 +161,14 @@
 // takes at most 64 keys (a superset at a coarser level when it does not
 // fit); ORed values share that budget. ne, :not, :text, :contains,
 // :missing and an empty string cannot narrow: Keys says so and the caller
-// scans TypeKey. A Synthea resource carries about 30 keys (every key is a
+// scans TypeKey. A Synthea resource carries about 23 keys (every key is a
 // row the write inserts: the scheme is kept lean on purpose).
 //
 // What the index reveals to whoever sees the tokens: which resources of a
 // type share a key, so equality of codes, of normalized strings and of
 // their first 1-4 characters, of references, and of date and number
-// buckets (same day, same 8 days, ... same ~5,700 years; same 1/4096
-// binary octave and coarser), and how many values each resource has per
+// buckets (same day, same 128 days, same ~45 years, same ~5,700 years;
+// same 1/4096 of a binary octave and three coarser levels), and how many values each resource has per
 // parameter. Not the values themselves, nor their order, as long as the
 // HMAC key stays secret.
 package search

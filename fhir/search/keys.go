@@ -132,13 +132,16 @@ func valueKeys(param string, v Value) []string {
 	return nil
 }
 
+// tokenKeys are the keys predicateKeys looks up: a code without a system
+// (|code) and a system without a code (system|) are found by the code key
+// or not narrowed, so only a system and code together get an sc key.
 func tokenKeys(param string, t Token) []string {
-	if t.Code == "" && t.System == "" {
+	if t.Code == "" {
 		return nil
 	}
-	out := []string{ikey(param, kindSysCode, lp(t.System)+"|"+t.Code)}
-	if t.Code != "" {
-		out = append(out, ikey(param, kindCode, t.Code))
+	out := []string{ikey(param, kindCode, t.Code)}
+	if t.System != "" {
+		out = append(out, ikey(param, kindSysCode, lp(t.System)+"|"+t.Code))
 	}
 	return out
 }
@@ -283,22 +286,28 @@ func predicateKeys(prm Param, mod string, p Predicate, budget int) ([]string, bo
 }
 
 // scale is a hierarchical bucket scheme over unsigned integers of bits
-// bits: level k (1..levels) keeps the top k*step bits.
-type scale struct{ bits, step int }
+// bits: level k (1..levels) keeps the top top[k-1] bits. Every level is a
+// key each value carries, so there are few; level 1 is narrow so that a
+// cover always fits in a few keys.
+type scale struct {
+	bits int
+	top  []int
+}
 
-func (s scale) levels() int       { return s.bits / s.step }
+func (s scale) levels() int       { return len(s.top) }
 func (s scale) max() uint64       { return 1<<s.bits - 1 }
-func (s scale) size(k int) uint64 { return 1 << (s.bits - k*s.step) }
+func (s scale) size(k int) uint64 { return 1 << (s.bits - s.top[k-1]) }
 
 // dateScale buckets days since 0000-01-01 (up to 10000-01-01, under
-// 2^22): 8 levels of 3 bits, from 2^21 days down to one day.
-var dateScale = scale{bits: 24, step: 3}
+// 2^22) in 4 levels: 2^21 days (about 5,700 years), 2^14 days (about 45
+// years), 128 days and one day.
+var dateScale = scale{bits: 24, top: []int{3, 10, 17, 24}}
 
 // numScale buckets the top 24 bits of an order-preserving encoding of the
-// float64 nearest a decimal: 6 levels of 4 bits (sign and exponent, then
-// the mantissa's top 12 bits: the finest bucket is 1/4096 of a binary
-// octave).
-var numScale = scale{bits: 24, step: 4}
+// float64 nearest a decimal (sign and exponent, then the mantissa's top 12
+// bits) in 4 levels: the top 4, 10, 17 and 24 bits (the finest bucket is
+// 1/4096 of a binary octave).
+var numScale = scale{bits: 24, top: []int{4, 10, 17, 24}}
 
 func bucketKeys(param, kind string, x uint64, s scale) []string {
 	out := make([]string, 0, s.levels())
@@ -313,7 +322,7 @@ func bucketKey(param, kind string, level int, bucket uint64) string {
 }
 
 // cover returns bucket keys whose buckets together contain [lo, hi], at
-// most limit of them (at least one level 1 cover, at most 2^step keys,
+// most limit of them (at least one level 1 cover, at most 2^top[0] keys,
 // whatever limit says): the finest level whose greedy cover fits.
 func cover(param, kind string, lo, hi uint64, s scale, limit int) []string {
 	if lo > hi {

@@ -355,6 +355,8 @@ func TestKeyCounts(t *testing.T) {
 func TestKeysStable(t *testing.T) {
 	vals := []Value{
 		{Param: "code", Type: TypeToken, Token: Token{System: "http://loinc.org", Code: "8867-4"}},
+		{Param: "status", Type: TypeToken, Token: Token{Code: "final"}},
+		{Param: "category", Type: TypeToken, Token: Token{System: "http://example.org/no-code"}},
 		{Param: "name", Type: TypeString, String: "Zoë Du"},
 		{Param: "subject", Type: TypeReference, Reference: Reference{Type: "Patient", ID: "p1"}},
 		{Param: "date", Type: TypeDate, Date: DateRange{Low: time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC), High: time.Date(2020, 1, 2, 0, 0, 0, 0, time.UTC)}},
@@ -362,10 +364,13 @@ func TestKeysStable(t *testing.T) {
 	got := strings.Join(IndexKeys(vals), "\n")
 	want := strings.Join([]string{
 		"code|c|8867-4", "code|sc|16:http://loinc.org|8867-4",
-		// 2020-01-01 is day 737790 (0xb41fe) since 0000-01-01; a one-day
-		// span has low keys only.
-		"date|dl|1|0", "date|dl|2|2", "date|dl|3|16", "date|dl|4|b4", "date|dl|5|5a0", "date|dl|6|2d07", "date|dl|7|1683f", "date|dl|8|b41fe",
+		// 2020-01-01 is day 737790 (0xb41fe) since 0000-01-01, shifted
+		// right by 21, 14, 7 and 0 bits; a one-day span has low keys only.
+		"date|dl|1|0", "date|dl|2|2d", "date|dl|3|1683", "date|dl|4|b41fe",
 		"name|e|zoe du", "name|x|z", "name|x|zo", "name|x|zoe", "name|x|zoe ",
+		// A code without a system is found by its code key alone, a system
+		// without a code is not narrowed: neither gets an sc key.
+		"status|c|final",
 		"subject|i|p1", "subject|r|Patient/p1",
 	}, "\n")
 	if got != want {

@@ -107,6 +107,10 @@ FROM versions v LEFT JOIN leaves l ON l.seq = v.seq`
 
 // Statements. pgx prepares each on first use on a connection and keeps it.
 const (
+	// sqlSealed: versions_by_key finds the key's versions, the unique
+	// (type, id, version) index says whether each is its resource's latest.
+	sqlSealed = changesSQL + ` WHERE v.key_id = $1 AND v.version =
+	(SELECT max(w.version) FROM versions w WHERE w.type = v.type AND w.id = v.id) ORDER BY v.type, v.id`
 	sqlCurrent = selectRecord + ` ORDER BY v.version DESC LIMIT 1`
 	sqlVersion = selectRecord + ` AND v.version = $3`
 	sqlHistory = selectRecord + ` ORDER BY v.version DESC`
@@ -383,6 +387,16 @@ func (s *Store) Changes(ctx context.Context, f vault.ChangeFilter) ([]vault.Reco
 	rs, err := collect(rows, scanTypedRecord)
 	if err != nil {
 		return nil, fmt.Errorf("list changes: %w", err)
+	}
+	return rs, nil
+}
+
+// Sealed returns the current versions sealed under keyID, by type and id.
+func (s *Store) Sealed(ctx context.Context, keyID string) ([]vault.Record, error) {
+	rows, _ := s.pool.Query(ctx, sqlSealed, keyID)
+	rs, err := collect(rows, scanTypedRecord)
+	if err != nil {
+		return nil, fmt.Errorf("list sealed versions: %w", err)
 	}
 	return rs, nil
 }

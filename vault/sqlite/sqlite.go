@@ -154,6 +154,7 @@ const (
 	stDataKeys
 	stChanges
 	stChangesOfType
+	stSealed
 	numReadStmts
 )
 
@@ -219,6 +220,10 @@ ORDER BY type, id, token LIMIT ?`,
 	// stChangesOfType, which versions_by_type serves without a sort.
 	stChanges:       changesSQL + ` WHERE v.seq < ? AND v.last_updated >= ? ORDER BY v.seq DESC LIMIT ?`,
 	stChangesOfType: changesSQL + ` WHERE v.type = ? AND v.seq < ? AND v.last_updated >= ? ORDER BY v.seq DESC LIMIT ?`,
+	// Sealed: versions_by_key finds the key's versions, the unique (type,
+	// id, version) index says whether each is its resource's latest.
+	stSealed: changesSQL + ` WHERE v.key_id = ? AND v.version =
+	(SELECT max(w.version) FROM versions w WHERE w.type = v.type AND w.id = v.id) ORDER BY v.type, v.id`,
 }
 
 // changesSQL selects what Versions and Changes return: every version row,
@@ -391,6 +396,15 @@ func (s *Store) Changes(ctx context.Context, f vault.ChangeFilter) ([]vault.Reco
 	out, err := queryRecords(ctx, st, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list changes: %w", err)
+	}
+	return out, nil
+}
+
+// Sealed returns the current versions sealed under keyID, by type and id.
+func (s *Store) Sealed(ctx context.Context, keyID string) ([]vault.Record, error) {
+	out, err := queryRecords(ctx, s.rstmt[stSealed], keyID)
+	if err != nil {
+		return nil, fmt.Errorf("list sealed versions: %w", err)
 	}
 	return out, nil
 }

@@ -62,6 +62,7 @@ func Exercise(t *testing.T, newStore func(t *testing.T) vault.Store) {
 		{"AuditListings", testAuditListings},
 		{"FindAny", testFindAny},
 		{"Changes", testChanges},
+		{"Sealed", testSealed},
 		{"SetTokens", testSetTokens},
 		{"DropTokens", testDropTokens},
 	}
@@ -1707,6 +1708,52 @@ func testChanges(t *testing.T, s vault.Store) {
 	got := changes(vault.ChangeFilter{Type: "Patient", Limit: 1})
 	if len(got) != 1 || got[0].ID != "q" || !got[0].Erased || len(got[0].Ciphertext) != 0 {
 		t.Errorf("Changes after erasure = %+v, want q erased and empty", got)
+	}
+}
+
+// testSealed: Sealed lists the current version of each resource whose
+// current version is sealed under the key, by type and id: not a version
+// superseded by one under another key (a resource that moved
+// compartments), tombstones and erased versions included, marked.
+func testSealed(t *testing.T, s vault.Store) {
+	ctx := t.Context()
+	under := func(r vault.Record, key string) vault.Record { r.KeyID = key; return r }
+	o1, o2 := under(record("Observation", "o", 1), "k"), under(record("Observation", "o", 2), "k")
+	e1 := under(record("Encounter", "e", 1), "k")
+	m1, m2 := under(record("Observation", "m", 1), "k"), under(record("Observation", "m", 2), "other")
+	n1, n2 := under(record("Observation", "n", 1), "other"), under(record("Observation", "n", 2), "k")
+	d1, d2 := under(record("Condition", "d", 1), "k"), under(tombstone("Condition", "d", 2), "k")
+	x1 := under(record("Patient", "x", 1), "gone")
+	put(t, s, o1, e1, m1, n1, d1, o2, m2, n2, d2, x1)
+	sealed := func(key string) []vault.Record {
+		t.Helper()
+		rs, err := s.Sealed(ctx, key)
+		if err != nil {
+			t.Fatalf("Sealed(%q): %v", key, err)
+		}
+		return rs
+	}
+	if diff := cmp.Diff([]vault.Record{d2, e1, n2, o2}, sealed("k"), recordOpts); diff != "" {
+		t.Errorf("Sealed(k) mismatch (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]vault.Record{m2}, sealed("other"), recordOpts); diff != "" {
+		t.Errorf("Sealed(other) mismatch (-want +got):\n%s", diff)
+	}
+	if got := sealed("none"); len(got) != 0 {
+		t.Errorf("Sealed(none) = %d records, want none", len(got))
+	}
+	// An erased version is listed, marked, without content.
+	err := s.Update(ctx, func(tx vault.Tx) error { return tx.PutDataKey(ctx, "gone", []byte("wrapped")) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Update(ctx, func(tx vault.Tx) error { _, err := tx.Erase(ctx, "gone"); return err })
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := sealed("gone")
+	if len(got) != 1 || got[0].ID != "x" || !got[0].Erased || len(got[0].Ciphertext) != 0 {
+		t.Errorf("Sealed after erasure = %+v, want x erased and empty", got)
 	}
 }
 

@@ -1,0 +1,67 @@
+package gateway_test
+
+import (
+	"os"
+	"testing"
+	"time"
+
+	"github.com/fhiranchor/fhiranchor/gateway"
+	"github.com/fhiranchor/fhiranchor/internal/testonly"
+)
+
+// BenchmarkAudit measures gateway.Audit (what `fhiranchor audit` runs)
+// over a vault holding the Synthea set ("scale=1x") and, with
+// FHIRANCHOR_BENCH_SCALE=10, ten copies of it with fresh ids
+// (internal/synthea10x), pushed through a gateway with everything on. It
+// reports leaves hashed per second of audit (every leaf is a resource
+// version, a de-identification record or another record, each checked
+// against its row) and fails on any finding. Target: 50,000 leaves/s.
+// Run with: make bench-audit
+func BenchmarkAudit(b *testing.B) {
+	scale := os.Getenv("FHIRANCHOR_BENCH_SCALE")
+	var files []benchFile
+	switch scale {
+	case "", "1":
+		scale = "1"
+		files, _, _ = loadSynthea(b)
+	case "10":
+		files = synthea10xFiles(b, 10)
+	default:
+		b.Fatalf("FHIRANCHOR_BENCH_SCALE=%q: want 1 or 10", scale)
+	}
+	b.Run("scale="+scale+"x", func(b *testing.B) {
+		// Ingest is only the setup here: a loaded machine must not time
+		// it out.
+		g := testonly.StartGateway(b, testonly.Options{Quiet: true, Limits: gateway.Limits{RequestTimeout: 10 * time.Minute}})
+		start := time.Now()
+		_, created, errs := ingestOnce(b.Context(), g, g.Token(b), files, 4)
+		if len(errs) > 0 {
+			b.Fatal(errs[0])
+		}
+		progress(b, "ingested %d resources in %.1fs", created, time.Since(start).Seconds())
+		// One worker, the way audit checked before it used every core.
+		restore := gateway.SetAuditWorkers(1)
+		start = time.Now()
+		if _, err := gateway.Audit(b.Context(), g.Vault, nil); err != nil {
+			b.Fatal(err)
+		}
+		serial := time.Since(start)
+		restore()
+		var rep gateway.AuditReport
+		for b.Loop() {
+			var err error
+			if rep, err = gateway.Audit(b.Context(), g.Vault, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if len(rep.Findings) > 0 {
+			b.Fatalf("audit found %d problems, first %+v", len(rep.Findings), rep.Findings[0])
+		}
+		per := b.Elapsed().Seconds() / float64(b.N)
+		b.ReportMetric(float64(rep.Leaves)/per, "leaves/s")
+		b.ReportMetric(float64(rep.Versions)/per, "versions/s")
+		b.ReportMetric(serial.Seconds()/per, "speedup-vs-1-worker")
+		progress(b, "audit of %d leaves (%d versions, %d records, %d copies, %d tokens): %.2fs = %.0f leaves/s; one worker %.2fs",
+			rep.Leaves, rep.Versions, rep.Records, rep.Copies, rep.Tokens, per, float64(rep.Leaves)/per, serial.Seconds())
+	})
+}
