@@ -484,3 +484,15 @@ func (ix *Index) setDemoLocked(pn uint32, d demographics) {
 		ix.demo[k] = ix.demo[k].set(pn)
 	}
 }
+
+// Patients calls fn with the key of every indexed patient, under the read
+// lock (fn must not call back into the index).
+func (ix *Index) Patients(fn func(key string)) {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	for _, p := range ix.patients {
+		if p != nil {
+			fn(p.key)
+		}
+	}
+}
