@@ -18,6 +18,7 @@ import (
 //
 //	magic "fhiranchor-cohort-index-2\n"
 //	words:     n, then n-1 strings (id 0 is "")
+//	sizes:     the number of facts and of coding ids (to size the slices)
 //	patients:  n, then per patient: key, gender id, birthYear, over89 byte,
 //	           zip3 id, race ids, ethnicity ids, deceased byte
 //	resources: n, then per resource: key, patient number, isDemo byte,
@@ -45,6 +46,16 @@ func (ix *Index) WriteTo(w io.Writer) (int64, error) {
 	for _, s := range ix.words[1:] {
 		e.str(s)
 	}
+	arena := 0
+	for rn, r := range ix.res {
+		if ix.resKeys[rn] != "" {
+			for fn := r.first; fn < r.first+r.n; fn++ {
+				arena += int(ix.facts[fn].nCodes) + int(ix.facts[fn].nVCodes)
+			}
+		}
+	}
+	e.uint(uint64(ix.liveFacts))
+	e.uint(uint64(arena))
 	// Patients, numbered densely in the order of their numbers.
 	dense := make([]uint32, len(ix.patients))
 	e.uint(uint64(len(ix.byKey)))
@@ -102,7 +113,7 @@ func ReadIndex(r io.Reader) (*Index, error) {
 	}
 	ix := NewIndex()
 	nw := d.count()
-	ix.words = make([]string, 1, nw)
+	ix.words = make([]string, 1, max(1, min(nw, 1<<26)))
 	for i := 1; i < nw && d.err == nil; i++ {
 		s := d.str()
 		if _, dup := ix.dict[s]; dup {
@@ -110,6 +121,11 @@ func ReadIndex(r io.Reader) (*Index, error) {
 		}
 		ix.dict[s] = uint32(len(ix.words))
 		ix.words = append(ix.words, s)
+	}
+	nf, na := d.count(), d.count()
+	if d.err == nil {
+		ix.facts = make([]fact, 0, min(nf, 1<<26))
+		ix.arena = make([]uint32, 0, min(na, 1<<26))
 	}
 	word := func() uint32 {
 		id := d.uint()
@@ -120,8 +136,9 @@ func ReadIndex(r io.Reader) (*Index, error) {
 		return uint32(id)
 	}
 	np := d.count()
-	ix.patients = make([]*patient, 0, np)
-	demoOf := make([]demographics, 0, np)
+	ix.byKey = make(map[string]uint32, min(np, 1<<26))
+	ix.patients = make([]*patient, 0, min(np, 1<<26))
+	demoOf := make([]demographics, 0, min(np, 1<<26))
 	for range np {
 		if d.err != nil {
 			break
@@ -150,8 +167,9 @@ func ReadIndex(r io.Reader) (*Index, error) {
 		demoOf = append(demoOf, dm)
 	}
 	nr := d.count()
-	ix.res = make([]resource, 0, nr)
-	ix.resKeys = make([]string, 0, nr)
+	ix.resByKey = make(map[string]uint32, min(nr, 1<<26))
+	ix.res = make([]resource, 0, min(nr, 1<<26))
+	ix.resKeys = make([]string, 0, min(nr, 1<<26))
 	for range nr {
 		if d.err != nil {
 			break
@@ -179,12 +197,12 @@ func ReadIndex(r io.Reader) (*Index, error) {
 			if d.err != nil {
 				break
 			}
-			kf := d.raw(2)
-			if len(kf) < 2 || kind(kf[0]) == kindNone || kind(kf[0]) >= numKinds || kf[1]&factLive == 0 {
+			k, flags := kind(d.byte()), d.byte()
+			if k == kindNone || k >= numKinds || flags&factLive == 0 {
 				d.fail("bad fact")
 				break
 			}
-			f := fact{patient: uint32(pn), kind: kind(kf[0]), flags: kf[1]}
+			f := fact{patient: uint32(pn), kind: k, flags: flags}
 			f.day = int32(d.int())
 			f.value = math.Float64frombits(d.u64())
 			f.unit, f.unitCode, f.status = word(), word(), word()
@@ -261,8 +279,9 @@ func (e *encoder) ids(ids []uint32) {
 const maxSnapshotString = 1 << 16
 
 type decoder struct {
-	r   *bufio.Reader
-	err error
+	r       *bufio.Reader
+	err     error
+	scratch []byte
 }
 
 func (d *decoder) fail(reason string) {
@@ -306,11 +325,15 @@ func (d *decoder) int() int64 {
 }
 
 func (d *decoder) u64() uint64 {
-	b := d.raw(8)
-	if len(b) < 8 {
+	if d.err != nil {
 		return 0
 	}
-	return binary.LittleEndian.Uint64(b)
+	var b [8]byte
+	if _, err := io.ReadFull(d.r, b[:]); err != nil {
+		d.fail("truncated")
+		return 0
+	}
+	return binary.LittleEndian.Uint64(b[:])
 }
 
 // count reads a number of items; an absurd one means damage.
@@ -329,13 +352,32 @@ func (d *decoder) str() string {
 		d.fail("string too long")
 		return ""
 	}
-	return string(d.raw(int(n)))
+	if d.err != nil {
+		return ""
+	}
+	if cap(d.scratch) < int(n) {
+		d.scratch = make([]byte, n)
+	}
+	b := d.scratch[:n]
+	if _, err := io.ReadFull(d.r, b); err != nil {
+		d.fail("truncated")
+		return ""
+	}
+	return string(b)
 }
 
-func (d *decoder) bool() bool {
-	b := d.raw(1)
-	return len(b) == 1 && b[0] == 1
+func (d *decoder) byte() byte {
+	if d.err != nil {
+		return 0
+	}
+	b, err := d.r.ReadByte()
+	if err != nil {
+		d.fail("truncated")
+	}
+	return b
 }
+
+func (d *decoder) bool() bool { return d.byte() == 1 }
 
 func (d *decoder) strs() []string {
 	n := d.uint()
