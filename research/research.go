@@ -113,8 +113,11 @@ type Service struct {
 	changed     int
 	ready       atomic.Bool
 	// notes are the facts the writer extracted from the copies it made,
-	// by commitment, so catchUp need not open and decode them again.
-	notes *notes
+	// by commitment, so catchUp need not open and decode them again;
+	// fromNotes and fromCopies count the versions indexed either way.
+	notes      *notes
+	fromNotes  atomic.Int64
+	fromCopies atomic.Int64
 
 	// limits serializes the repeat-limit check with the record that counts
 	// toward it, so two concurrent queries cannot both take the last slot.
@@ -252,12 +255,14 @@ func (s *Service) apply(ctx context.Context, rec vault.Record) error {
 	s.notePatient(rec.Compartment())
 	if e, ok := s.notes.take(rec.Commitment); ok {
 		// The writer extracted the facts from this very copy.
+		s.fromNotes.Add(1)
 		if err := s.idx().PutEntry(key, rec.Compartment(), e); err != nil {
 			s.log.WarnContext(ctx, "research copy not indexed", slog.String("type", rec.Type), slog.String("err", err.Error()))
 			s.idx().Delete(key)
 		}
 		return nil
 	}
+	s.fromCopies.Add(1)
 	data, err := s.vault.OpenCopy(ctx, rec)
 	if errors.Is(err, vault.ErrErased) {
 		s.idx().Delete(key)

@@ -179,6 +179,10 @@ func TestSnapshotRestart(t *testing.T) {
 	sv.write(t, first, n*3/4, n, false)
 	sv.write(t, first, 0, n/10, true)
 	want := answers(t, first)
+	if first.fromCopies.Load() != 0 || first.fromNotes.Load() == 0 {
+		t.Errorf("the writer's service indexed %d versions from notes and %d by opening the copy; want all from notes",
+			first.fromNotes.Load(), first.fromCopies.Load())
+	}
 
 	restarted, logs := sv.service(t, file)
 	if got := answers(t, restarted); got != want {
@@ -189,7 +193,7 @@ func TestSnapshotRestart(t *testing.T) {
 	}
 	rebuilt, _ := sv.service(t, "")
 	if got := answers(t, rebuilt); got != want {
-		t.Errorf("rebuilt from the copies:\n%s\nwant:\n%s", got, want)
+		t.Errorf("rebuilt from the copies (%d opened):\n%s\nwant:\n%s", rebuilt.fromCopies.Load(), got, want)
 	}
 	if !strings.Contains(want, "Patient/") || strings.HasPrefix(want, "{Patients:0") {
 		t.Fatalf("nothing indexed: %s", want)
