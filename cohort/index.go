@@ -204,6 +204,7 @@ func (ix *Index) PutEntry(key, patientKey string, e Entry) error {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	ix.putLocked(key, patientKey, e)
+	ix.maybeCompactLocked()
 	return nil
 }
 
