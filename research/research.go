@@ -111,6 +111,7 @@ type Service struct {
 	snapshotKey []byte
 	loaded      bool
 	changed     int
+	erased      bool // a patient was removed since the last snapshot
 	ready       atomic.Bool
 	// notes are the facts the writer extracted from the copies it made,
 	// by commitment, so catchUp need not open and decode them again;
@@ -341,6 +342,7 @@ func (s *Service) applyErasures(ctx context.Context) error {
 			if ref == fresh[i].Subject {
 				s.idx().RemovePatient(c)
 				delete(s.patients, c)
+				s.erased = true
 			}
 		}
 		s.erasedAfter = fresh[i].Seq
@@ -393,6 +395,11 @@ func (s *Service) shouldSave(since time.Duration) bool {
 	if s.indexFile == "" || !s.loaded || s.changed == 0 {
 		return false
 	}
+	if s.erased {
+		// An erased patient's facts must not outlive the erasure in the
+		// snapshot: rewrite it at once.
+		return true
+	}
 	big := s.changed >= max(snapshotMin, s.idx().Stats().Resources/10)
 	return big && since >= snapshotEvery || s.changed >= 4*max(snapshotMin, s.idx().Stats().Resources/10)
 }
@@ -417,7 +424,7 @@ func (s *Service) saveSnapshot(ctx context.Context) {
 		s.log.WarnContext(ctx, "cohort index snapshot not written", slog.String("err", err.Error()))
 		return
 	}
-	s.changed = 0
+	s.changed, s.erased = 0, false
 	s.log.InfoContext(ctx, "cohort index snapshot written", slog.Int64("bytes", size), slog.Int64("after", s.after))
 }
 

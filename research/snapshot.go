@@ -36,6 +36,13 @@ import (
 // the research copies (and the next snapshot replaces it). An older genuine
 // snapshot is harmless: replaying from its position gives the current
 // index, erasures included.
+//
+// Erasure: the snapshot is sealed under a service key, not under the
+// patient's data key, so shredding that key does not reach it. Run
+// therefore rewrites the snapshot in the round after any erasure is
+// applied (seconds), and at start after replaying erasures newer than the
+// loaded snapshot, so an erased patient's de-identified facts do not
+// outlive the erasure in it.
 
 const (
 	snapshotFileMagic = "fhiranchor-sealed-cohort-index-1\n"

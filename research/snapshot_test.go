@@ -299,3 +299,51 @@ func TestReadyAfterLoad(t *testing.T) {
 		t.Errorf("no snapshot after Run stopped: %v", err)
 	}
 }
+
+// TestSnapshotErasure: an erasure committed after a snapshot is applied on
+// restart, and the snapshot is rewritten without the erased patient at
+// once, since shredding the patient's key does not reach it.
+func TestSnapshotErasure(t *testing.T) {
+	sv := newSnapVault(t, 2)
+	file := filepath.Join(t.TempDir(), "cohort-index")
+	s, _ := sv.service(t, file)
+	sv.write(t, s, 0, len(sv.entries), false)
+	if err := s.catchUp(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	s.saveSnapshot(t.Context())
+	erased := sv.entries[0].compartment
+	err := sv.v.Update(t.Context(), func(tx *vault.SealedTx) error {
+		if _, err := tx.Erase(t.Context(), erased); err != nil {
+			return err
+		}
+		subject := access.Ref(tx, erased)
+		_, _, err := access.Add(t.Context(), tx, access.KindErasure, "erasure/"+subject, subject, "test", time.Now(),
+			[]byte(`{"kind":"erasure"}`))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	restarted, _ := sv.service(t, file)
+	if err := restarted.catchUp(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := restarted.idx().Resources(erased); len(got) != 0 {
+		t.Fatalf("the erased patient still has %d resources indexed after the restart", len(got))
+	}
+	if !restarted.shouldSave(0) {
+		t.Fatal("no snapshot due right after an erasure was applied")
+	}
+	restarted.saveSnapshot(t.Context())
+	_, ix, err := readSnapshot(file, restarted.snapshotKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ix.Resources(erased); len(got) != 0 {
+		t.Errorf("the rewritten snapshot still holds %d resources of the erased patient", len(got))
+	}
+	if ix.Stats().Patients != 1 {
+		t.Errorf("the rewritten snapshot holds %d patients, want the other one", ix.Stats().Patients)
+	}
+}
