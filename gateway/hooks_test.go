@@ -1,6 +1,9 @@
 package gateway
 
-import "context"
+import (
+	"context"
+	"net/http"
+)
 
 // SetExportStageHook makes f run at the named stages of every export build
 // ("selected", "files", "holds") until restore is called. Tests that use it
@@ -26,3 +29,10 @@ func SetSearchIndex(on bool) (restore func()) {
 	searchIndexOff.Store(!on)
 	return func() { searchIndexOff.Store(!was) }
 }
+
+// RESTHandler returns the REST handler, so a test can ask it before Run
+// serves the listener.
+func (s *Server) RESTHandler() http.Handler { return s.restRoot }
+
+// CohortIndexResources returns how many resources the cohort index holds.
+func (s *Server) CohortIndexResources() int { return s.research.IndexStats().Resources }
