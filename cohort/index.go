@@ -107,7 +107,7 @@ type Index struct {
 	patients  []*patient // by number; nil = free
 	free      []uint32
 	universe  bitset
-	resByKey  map[string]uint32 // resource key -> resource number
+	resByKey  keyTable          // resource key -> resource number
 	res       []resource        // by number
 	resKeys   []string          // by number; "" = free
 	freeRes   []uint32
@@ -127,7 +127,7 @@ type Index struct {
 func NewIndex() *Index {
 	return &Index{
 		byKey:    map[string]uint32{},
-		resByKey: map[string]uint32{},
+		resByKey: newKeyTable(0),
 		dict:     map[string]uint32{"": 0},
 		words:    []string{""},
 		byCode:   map[uint64][]uint32{},
@@ -146,7 +146,7 @@ type Stats struct {
 func (ix *Index) Stats() Stats {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
-	return Stats{Patients: len(ix.byKey), Resources: len(ix.resByKey), Facts: ix.liveFacts}
+	return Stats{Patients: len(ix.byKey), Resources: ix.resByKey.live, Facts: ix.liveFacts}
 }
 
 // ErrBadResource is wrapped by Put's errors.
@@ -296,18 +296,18 @@ func (ix *Index) resourceLocked(key string) uint32 {
 		ix.res = append(ix.res, resource{})
 		ix.resKeys = append(ix.resKeys, key)
 	}
-	ix.resByKey[key] = rn
+	ix.resByKey.put(key, rn, ix.resKeys)
 	return rn
 }
 
 func (ix *Index) deleteLocked(key string) {
-	rn, ok := ix.resByKey[key]
+	rn, ok := ix.resByKey.get(key, ix.resKeys)
 	if !ok {
 		return
 	}
 	ix.gen++
 	r := ix.res[rn]
-	delete(ix.resByKey, key)
+	ix.resByKey.remove(key, ix.resKeys)
 	ix.resKeys[rn] = ""
 	ix.res[rn] = resource{}
 	ix.freeRes = append(ix.freeRes, rn)

@@ -76,7 +76,7 @@ func (ix *Index) WriteTo(w io.Writer) (int64, error) {
 		e.strs(d.ethnicity)
 		e.bool(d.deceased)
 	}
-	e.uint(uint64(len(ix.resByKey)))
+	e.uint(uint64(ix.resByKey.live))
 	for rn, r := range ix.res {
 		key := ix.resKeys[rn]
 		if key == "" {
@@ -167,7 +167,7 @@ func ReadIndex(r io.Reader) (*Index, error) {
 		demoOf = append(demoOf, dm)
 	}
 	nr := d.count()
-	ix.resByKey = make(map[string]uint32, min(nr, 1<<26))
+	ix.resByKey = newKeyTable(min(nr, 1<<26))
 	ix.res = make([]resource, 0, min(nr, 1<<26))
 	ix.resKeys = make([]string, 0, min(nr, 1<<26))
 	for range nr {
@@ -182,7 +182,7 @@ func ReadIndex(r io.Reader) (*Index, error) {
 			d.fail("bad resource")
 			break
 		}
-		if _, dup := ix.resByKey[key]; dup {
+		if _, dup := ix.resByKey.get(key, ix.resKeys); dup {
 			d.fail("repeated resource")
 			break
 		}
