@@ -107,9 +107,9 @@ type Index struct {
 	patients  []*patient // by number; nil = free
 	free      []uint32
 	universe  bitset
-	resByKey  keyTable          // resource key -> resource number
-	res       []resource        // by number
-	resKeys   []string          // by number; "" = free
+	resByKey  keyTable   // resource key -> resource number
+	res       []resource // by number
+	resKeys   []string   // by number; "" = free
 	freeRes   []uint32
 	facts     []fact
 	arena     []uint32 // coding ids of facts
