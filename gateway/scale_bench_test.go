@@ -64,7 +64,11 @@ func BenchmarkScale(b *testing.B) {
 			// restarted index's answers can be compared; repeats are the
 			// point of a benchmark.
 			Privacy: cohort.Privacy{RepeatLimit: 1 << 30, Noise: cohort.NoiseNone, RoundTo: 1},
-		}})
+		},
+			// A shared machine may stall a large Bundle past the default
+			// minute; the benchmark measures throughput, not the deadline.
+			Limits: gateway.Limits{RequestTimeout: 10 * time.Minute},
+		})
 		token := g.Token(b)
 		hdr := researcher(b, g, "scale-researcher")
 		ctx := b.Context()
@@ -85,7 +89,12 @@ func BenchmarkScale(b *testing.B) {
 			for range clients {
 				wg.Go(func() {
 					for data := range work {
-						_, n, err := postBundle(ctx, g, token, &benchFile{name: "copy", data: data, entries: bytes.Count(data, []byte(`"fullUrl":`))})
+						f := &benchFile{name: "copy", data: data, entries: bytes.Count(data, []byte(`"fullUrl":`))}
+						_, n, err := postBundle(ctx, g, token, f)
+						for try := 0; err != nil && strings.Contains(err.Error(), "status 503") && try < 3; try++ {
+							time.Sleep(time.Second) // rolled back: the gateway asks to retry
+							_, n, err = postBundle(ctx, g, token, f)
+						}
 						mu.Lock()
 						done += n
 						for len(tenths) < 10 && done >= (len(tenths)+1)*target/10 {
