@@ -5,7 +5,7 @@ GO    ?= go
 BUF   := $(GO) tool -modfile=tools/buf.mod buf
 BENCH_TIME ?= 3x
 
-.PHONY: build test test-clients generate bench bench-read bench-postgres bench-policy bench-anchor bench-cohort bench-search bench-audit fuzz clean
+.PHONY: build test test-clients generate bench bench-read bench-postgres bench-policy bench-anchor bench-cohort bench-search bench-audit bench-scale fuzz clean
 
 build:
 	$(GO) build -o bin/fhiranchor ./cmd/fhiranchor
@@ -84,6 +84,14 @@ bench-search:
 # second. FHIRANCHOR_BENCH_SCALE=10 audits ten copies instead.
 bench-audit:
 	$(GO) test ./gateway/ -run '^$$' -bench 'BenchmarkAudit' -benchtime 3x -timeout 60m
+
+# 1 M resources (Synthea x N, fresh ids: internal/synthea10x) into the
+# embedded default: ingest rate by tenth, disk and RSS per resource,
+# restart to the first cohort count, count and search latency, audit speed
+# (BenchmarkScale). About 30-40 minutes at 1 M on 2 cores;
+# FHIRANCHOR_BENCH_SCALE_N=100000 make bench-scale for a smaller count.
+bench-scale:
+	$(GO) test ./gateway/ -run '^$$' -bench 'BenchmarkScale' -benchtime 1x -timeout 180m
 
 # Gas per anchored leaf and acknowledgement-to-confirmed-receipt latency over
 # the Synthea set, default batch policy, simulated chain. On geth --dev:

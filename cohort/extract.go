@@ -82,8 +82,8 @@ func ombCodes(ext map[string]any) []string {
 }
 
 // extractFacts reads the clinical facts of a resource of type typ.
-func extractFacts(typ string, t map[string]any) []fact {
-	var f fact
+func extractFacts(typ string, t map[string]any) []rawFact {
+	var f rawFact
 	switch typ {
 	case "Condition":
 		f.kind = kindCondition
@@ -92,17 +92,17 @@ func extractFacts(typ string, t map[string]any) []fact {
 		if cs := arr(obj(t["clinicalStatus"])["coding"]); len(cs) > 0 {
 			f.status = text(obj(cs[0])["code"])
 		}
-		return []fact{f}
+		return []rawFact{f}
 	case "Observation":
 		f.kind = kindObservation
 		f.codes = concept(t["code"])
 		f.day, f.hasDay = firstDay(t["effectiveDateTime"], obj(t["effectivePeriod"])["start"], t["effectiveInstant"], t["issued"])
 		f.status = text(t["status"])
 		quantity(&f, t)
-		out := []fact{f}
+		out := []rawFact{f}
 		for _, c := range arr(t["component"]) {
 			comp := obj(c)
-			cf := fact{kind: kindObservation, day: f.day, hasDay: f.hasDay, status: f.status, codes: concept(comp["code"])}
+			cf := rawFact{kind: kindObservation, day: f.day, hasDay: f.hasDay, status: f.status, codes: concept(comp["code"])}
 			quantity(&cf, comp)
 			if len(cf.codes) > 0 {
 				out = append(out, cf)
@@ -114,7 +114,7 @@ func extractFacts(typ string, t map[string]any) []fact {
 		f.codes = concept(t["medicationCodeableConcept"])
 		f.day, f.hasDay = firstDay(t["authoredOn"])
 		f.status = text(t["status"])
-		return []fact{f}
+		return []rawFact{f}
 	case "Encounter":
 		f.kind = kindEncounter
 		for _, ty := range arr(t["type"]) {
@@ -127,31 +127,31 @@ func extractFacts(typ string, t map[string]any) []fact {
 		f.codes = slices.Compact(f.codes)
 		f.day, f.hasDay = firstDay(obj(t["period"])["start"])
 		f.status = text(t["status"])
-		return []fact{f}
+		return []rawFact{f}
 	case "Procedure":
 		f.kind = kindProcedure
 		f.codes = concept(t["code"])
 		f.day, f.hasDay = firstDay(t["performedDateTime"], obj(t["performedPeriod"])["start"])
 		f.status = text(t["status"])
-		return []fact{f}
+		return []rawFact{f}
 	case "Immunization":
 		f.kind = kindImmunization
 		f.codes = concept(t["vaccineCode"])
 		f.day, f.hasDay = firstDay(t["occurrenceDateTime"])
 		f.status = text(t["status"])
-		return []fact{f}
+		return []rawFact{f}
 	case "DiagnosticReport":
 		f.kind = kindReport
 		f.codes = concept(t["code"])
 		f.day, f.hasDay = firstDay(t["effectiveDateTime"], obj(t["effectivePeriod"])["start"], t["issued"])
 		f.status = text(t["status"])
-		return []fact{f}
+		return []rawFact{f}
 	}
 	return nil
 }
 
 // quantity reads value[x] of an Observation or one of its components.
-func quantity(f *fact, t map[string]any) {
+func quantity(f *rawFact, t map[string]any) {
 	if q := obj(t["valueQuantity"]); q != nil {
 		if n, ok := q["value"].(json.Number); ok {
 			if v, err := strconv.ParseFloat(string(n), 64); err == nil && !math.IsInf(v, 0) {

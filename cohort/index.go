@@ -3,7 +3,6 @@ package cohort
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"sync"
 )
@@ -23,12 +22,11 @@ const (
 	numKinds
 )
 
-// fact is one clinical fact of one resource. An Observation with components
-// gives one fact per component besides its own.
-type fact struct {
-	patient   uint32
+// rawFact is one clinical fact as extracted from a resource, before its
+// strings are interned. An Observation with components gives one fact per
+// component besides its own.
+type rawFact struct {
 	kind      kind
-	live      bool
 	hasDay    bool
 	hasValue  bool
 	day       int32 // days since 1970-01-01 UTC
@@ -39,6 +37,34 @@ type fact struct {
 	codes     []string // "system|code"
 	valueCode []string // valueCodeableConcept codings
 }
+
+// Fact flags.
+const (
+	factLive uint8 = 1 << iota
+	factHasDay
+	factHasValue
+)
+
+// fact is one clinical fact as the index keeps it: 48 bytes, strings
+// interned (dictionary ids, 0 = none) and codings in the shared arena.
+type fact struct {
+	patient  uint32
+	day      int32 // days since 1970-01-01 UTC
+	value    float64
+	unit     uint32
+	unitCode uint32
+	status   uint32
+	codes    uint32 // offset of the sorted coding ids in Index.arena
+	vcodes   uint32 // offset of the valueCodeableConcept coding ids
+	nCodes   uint16
+	nVCodes  uint16
+	kind     kind
+	flags    uint8
+}
+
+func (f *fact) live() bool     { return f.flags&factLive != 0 }
+func (f *fact) hasDay() bool   { return f.flags&factHasDay != 0 }
+func (f *fact) hasValue() bool { return f.flags&factHasValue != 0 }
 
 // demographics are the facts of a patient's Patient resource.
 type demographics struct {
@@ -53,36 +79,45 @@ type demographics struct {
 
 type patient struct {
 	key       string
-	resources map[string]struct{}
+	resources []uint32 // resource numbers
 	demo      demographics
-	demoKey   string   // key of the Patient resource the demographics came from
-	facts     []uint32 // facts of the patient's resources, for windows over few patients
+	demoRes   uint32 // resource number + 1 of the Patient the demographics came from; 0 = none
 }
 
+// resource is one indexed resource; its facts are Index.facts[first:first+n].
 type resource struct {
 	patient uint32
-	facts   []uint32
+	first   uint32
+	n       uint32
 	isDemo  bool
 }
 
 // Index holds the facts of de-identified resources in memory and answers
 // cohort queries over them. It is safe for concurrent use.
 //
-// Patients are numbered densely (numbers are reused after removal) so that
-// sets of patients are bitsets; facts are found through postings per code and
-// per kind, and demographics through postings per value.
+// The layout is columnar and compact (see the package documentation, Memory):
+// patients are numbered densely (numbers are reused after removal) so that
+// sets of patients are bitsets; facts live in one slice, appended in order,
+// so the postings per code and per kind are sorted slices of fact numbers;
+// strings are interned. A replaced or deleted resource leaves dead facts
+// behind, which compaction drops once they outnumber the live ones.
 type Index struct {
 	mu        sync.RWMutex
 	byKey     map[string]uint32
 	patients  []*patient // by number; nil = free
 	free      []uint32
 	universe  bitset
-	resources map[string]*resource
+	resByKey  keyTable   // resource key -> resource number
+	res       []resource // by number
+	resKeys   []string   // by number; "" = free
+	freeRes   []uint32
 	facts     []fact
-	freeFacts []uint32
+	arena     []uint32 // coding ids of facts
 	liveFacts int
-	byCode    map[string]map[uint32]struct{} // kind byte + "system|code" -> fact numbers
-	byKind    [numKinds]map[uint32]struct{}
+	dict      map[string]uint32 // interned strings; id 0 is ""
+	words     []string          // by id
+	byCode    map[uint64][]uint32
+	byKind    [numKinds][]uint32
 	demo      map[string]bitset // dimension + "\x00" + value -> patients
 	gen       uint64            // changes with every change of the facts; keys sets
 	sets      setCache          // evaluated queries for the overlap control, per gen
@@ -90,16 +125,14 @@ type Index struct {
 
 // NewIndex returns an empty index.
 func NewIndex() *Index {
-	ix := &Index{
-		byKey:     map[string]uint32{},
-		resources: map[string]*resource{},
-		byCode:    map[string]map[uint32]struct{}{},
-		demo:      map[string]bitset{},
+	return &Index{
+		byKey:    map[string]uint32{},
+		resByKey: newKeyTable(0),
+		dict:     map[string]uint32{"": 0},
+		words:    []string{""},
+		byCode:   map[uint64][]uint32{},
+		demo:     map[string]bitset{},
 	}
-	for k := range ix.byKind {
-		ix.byKind[k] = map[uint32]struct{}{}
-	}
-	return ix
 }
 
 // Stats counts what an Index holds.
@@ -113,61 +146,86 @@ type Stats struct {
 func (ix *Index) Stats() Stats {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
-	return Stats{Patients: len(ix.byKey), Resources: len(ix.resources), Facts: ix.liveFacts}
+	return Stats{Patients: len(ix.byKey), Resources: ix.resByKey.live, Facts: ix.liveFacts}
 }
 
 // ErrBadResource is wrapped by Put's errors.
 var ErrBadResource = errors.New("cohort: resource not indexable")
+
+// Entry is what the index takes from one de-identified resource: the
+// demographics of a Patient or the clinical facts of another resource. The
+// zero Entry records a resource without facts.
+type Entry struct {
+	demo  *demographics
+	facts []rawFact
+}
+
+// Extract reads the facts the index keeps of a de-identified resource of
+// type typ, tree its JSON tree as fhir.Decode returns it. Malformed parts of
+// a tree are skipped, not reported: the tree was validated before
+// de-identification. The writer extracts at write time, from the copy it
+// has just made, so that the index need not open and decode the copy again.
+func Extract(typ string, tree map[string]any) (Entry, error) {
+	if typ == "" {
+		return Entry{}, fmt.Errorf("%w: empty type", ErrBadResource)
+	}
+	if tree == nil {
+		return Entry{}, fmt.Errorf("%w: no tree", ErrBadResource)
+	}
+	if rt, ok := tree["resourceType"].(string); ok && rt != typ {
+		return Entry{}, fmt.Errorf("%w: resourceType differs from the type given", ErrBadResource)
+	}
+	if typ == "Patient" {
+		d := extractDemographics(tree)
+		return Entry{demo: &d}, nil
+	}
+	return Entry{facts: extractFacts(typ, tree)}, nil
+}
 
 // Put indexes one de-identified resource under key, replacing the facts an
 // earlier Put of the same key gave (the resource may even move to another
 // patient). patient is the caller's opaque key of the patient the resource
 // belongs to; typ is its resourceType and tree its JSON tree as fhir.Decode
 // returns it. Resources of types the index has no facts for are still
-// recorded, so that Resources lists them. Malformed parts of a tree are
-// skipped, not reported: the tree was validated before de-identification.
+// recorded, so that Resources lists them.
 func (ix *Index) Put(key, patientKey, typ string, tree map[string]any) error {
-	if key == "" || patientKey == "" || typ == "" {
-		return fmt.Errorf("%w: empty key, patient or type", ErrBadResource)
+	e, err := Extract(typ, tree) // outside the lock: it is the costly part
+	if err != nil {
+		return err
 	}
-	if tree == nil {
-		return fmt.Errorf("%w: no tree", ErrBadResource)
-	}
-	if rt, ok := tree["resourceType"].(string); ok && rt != typ {
-		return fmt.Errorf("%w: resourceType differs from the type given", ErrBadResource)
-	}
-	// Extract outside the lock: it is the costly part.
-	var (
-		facts []fact
-		demo  *demographics
-	)
-	if typ == "Patient" {
-		d := extractDemographics(tree)
-		demo = &d
-	} else {
-		facts = extractFacts(typ, tree)
-	}
+	return ix.PutEntry(key, patientKey, e)
+}
 
+// PutEntry is Put with the facts already extracted (Extract).
+func (ix *Index) PutEntry(key, patientKey string, e Entry) error {
+	if key == "" || patientKey == "" {
+		return fmt.Errorf("%w: empty key or patient", ErrBadResource)
+	}
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
+	ix.putLocked(key, patientKey, e)
+	ix.maybeCompactLocked()
+	return nil
+}
+
+func (ix *Index) putLocked(key, patientKey string, e Entry) {
 	ix.gen++
 	ix.deleteLocked(key)
 	pn := ix.patientLocked(patientKey)
 	p := ix.patients[pn]
-	p.resources[key] = struct{}{}
-	r := &resource{patient: pn}
-	if demo != nil {
-		ix.setDemoLocked(pn, *demo)
-		p.demoKey = key
+	rn := ix.resourceLocked(key)
+	p.resources = append(p.resources, rn)
+	r := resource{patient: pn, first: uint32(len(ix.facts))}
+	if e.demo != nil {
+		ix.setDemoLocked(pn, *e.demo)
+		p.demoRes = rn + 1
 		r.isDemo = true
 	}
-	for _, f := range facts {
-		f.patient = pn
-		r.facts = append(r.facts, ix.addFactLocked(f))
+	for i := range e.facts {
+		ix.addFactLocked(pn, &e.facts[i])
 	}
-	p.facts = append(p.facts, r.facts...)
-	ix.resources[key] = r
-	return nil
+	r.n = uint32(len(ix.facts)) - r.first
+	ix.res[rn] = r
 }
 
 // Delete removes the resource indexed under key, if any. A patient left with
@@ -176,6 +234,7 @@ func (ix *Index) Delete(key string) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	ix.deleteLocked(key)
+	ix.maybeCompactLocked()
 }
 
 // RemovePatient removes every resource and fact of a patient (erasure).
@@ -186,10 +245,10 @@ func (ix *Index) RemovePatient(patientKey string) {
 	if !ok {
 		return
 	}
-	ix.patients[pn].facts = nil // each deleteLocked would otherwise search it
-	for _, key := range slices.Collect(maps.Keys(ix.patients[pn].resources)) {
-		ix.deleteLocked(key)
+	for _, rn := range slices.Clone(ix.patients[pn].resources) {
+		ix.deleteLocked(ix.resKeys[rn])
 	}
+	ix.maybeCompactLocked()
 }
 
 // Resources returns the keys of a patient's indexed resources, sorted.
@@ -200,7 +259,12 @@ func (ix *Index) Resources(patientKey string) []string {
 	if !ok {
 		return nil
 	}
-	return slices.Sorted(maps.Keys(ix.patients[pn].resources))
+	var out []string
+	for _, rn := range ix.patients[pn].resources {
+		out = append(out, ix.resKeys[rn])
+	}
+	slices.Sort(out)
+	return out
 }
 
 func (ix *Index) patientLocked(key string) uint32 {
@@ -215,30 +279,51 @@ func (ix *Index) patientLocked(key string) uint32 {
 		pn = uint32(len(ix.patients))
 		ix.patients = append(ix.patients, nil)
 	}
-	ix.patients[pn] = &patient{key: key, resources: map[string]struct{}{}}
+	ix.patients[pn] = &patient{key: key}
 	ix.byKey[key] = pn
 	ix.universe = ix.universe.set(pn)
 	return pn
 }
 
+func (ix *Index) resourceLocked(key string) uint32 {
+	var rn uint32
+	if n := len(ix.freeRes); n > 0 {
+		rn = ix.freeRes[n-1]
+		ix.freeRes = ix.freeRes[:n-1]
+		ix.resKeys[rn] = key
+	} else {
+		rn = uint32(len(ix.res))
+		ix.res = append(ix.res, resource{})
+		ix.resKeys = append(ix.resKeys, key)
+	}
+	ix.resByKey.put(key, rn, ix.resKeys)
+	return rn
+}
+
 func (ix *Index) deleteLocked(key string) {
-	r, ok := ix.resources[key]
+	rn, ok := ix.resByKey.get(key, ix.resKeys)
 	if !ok {
 		return
 	}
 	ix.gen++
-	delete(ix.resources, key)
-	for _, fn := range r.facts {
-		ix.removeFactLocked(fn)
+	r := ix.res[rn]
+	ix.resByKey.remove(key, ix.resKeys)
+	ix.resKeys[rn] = ""
+	ix.res[rn] = resource{}
+	ix.freeRes = append(ix.freeRes, rn)
+	for fn := r.first; fn < r.first+r.n; fn++ {
+		ix.facts[fn].flags &^= factLive
+		ix.liveFacts--
 	}
 	p := ix.patients[r.patient]
-	if len(r.facts) > 0 {
-		p.facts = slices.DeleteFunc(p.facts, func(fn uint32) bool { return slices.Contains(r.facts, fn) })
+	if i := slices.Index(p.resources, rn); i >= 0 {
+		last := len(p.resources) - 1
+		p.resources[i] = p.resources[last]
+		p.resources = p.resources[:last]
 	}
-	delete(p.resources, key)
-	if r.isDemo && p.demoKey == key {
+	if r.isDemo && p.demoRes == rn+1 {
 		ix.setDemoLocked(r.patient, demographics{})
-		p.demoKey = ""
+		p.demoRes = 0
 	}
 	if len(p.resources) == 0 {
 		ix.setDemoLocked(r.patient, demographics{})
@@ -249,49 +334,116 @@ func (ix *Index) deleteLocked(key string) {
 	}
 }
 
-func (ix *Index) addFactLocked(f fact) uint32 {
-	f.live = true
-	var fn uint32
-	if n := len(ix.freeFacts); n > 0 {
-		fn = ix.freeFacts[n-1]
-		ix.freeFacts = ix.freeFacts[:n-1]
-		ix.facts[fn] = f
-	} else {
-		fn = uint32(len(ix.facts))
-		ix.facts = append(ix.facts, f)
+// intern returns the dictionary id of s. The dictionary only grows (until
+// compaction): its words are codes, units and statuses, a vocabulary.
+func (ix *Index) intern(s string) uint32 {
+	if id, ok := ix.dict[s]; ok {
+		return id
 	}
-	for _, c := range f.codes {
-		ck := codeKey(f.kind, c)
-		set := ix.byCode[ck]
-		if set == nil {
-			set = map[uint32]struct{}{}
-			ix.byCode[ck] = set
-		}
-		set[fn] = struct{}{}
+	id := uint32(len(ix.words))
+	ix.dict[s] = id
+	ix.words = append(ix.words, s)
+	return id
+}
+
+// lookup returns the dictionary id of s, if the index has it.
+func (ix *Index) lookup(s string) (uint32, bool) {
+	id, ok := ix.dict[s]
+	return id, ok
+}
+
+// internAll appends the sorted, unique ids of ss to the arena.
+func (ix *Index) internAll(ss []string) (off uint32, n uint16) {
+	off = uint32(len(ix.arena))
+	for _, s := range ss {
+		ix.arena = append(ix.arena, ix.intern(s))
 	}
-	ix.byKind[f.kind][fn] = struct{}{}
+	ids := ix.arena[off:]
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	ix.arena = ix.arena[:int(off)+len(ids)]
+	return off, uint16(min(len(ids), 1<<16-1))
+}
+
+func (ix *Index) codesOf(f *fact) []uint32  { return ix.arena[f.codes : f.codes+uint32(f.nCodes)] }
+func (ix *Index) vcodesOf(f *fact) []uint32 { return ix.arena[f.vcodes : f.vcodes+uint32(f.nVCodes)] }
+
+func postingKey(k kind, code uint32) uint64 { return uint64(k)<<32 | uint64(code) }
+
+func (ix *Index) addFactLocked(pn uint32, rf *rawFact) {
+	f := fact{patient: pn, day: rf.day, value: rf.value, kind: rf.kind, flags: factLive,
+		unit: ix.intern(rf.unit), unitCode: ix.intern(rf.unitCode), status: ix.intern(rf.status)}
+	if rf.hasDay {
+		f.flags |= factHasDay
+	}
+	if rf.hasValue {
+		f.flags |= factHasValue
+	}
+	f.codes, f.nCodes = ix.internAll(rf.codes)
+	f.vcodes, f.nVCodes = ix.internAll(rf.valueCode)
+	ix.appendFactLocked(f)
+}
+
+// appendFactLocked adds f as the newest fact and posts it.
+func (ix *Index) appendFactLocked(f fact) {
+	fn := uint32(len(ix.facts))
+	ix.facts = append(ix.facts, f)
+	for _, c := range ix.codesOf(&f) {
+		k := postingKey(f.kind, c)
+		ix.byCode[k] = append(ix.byCode[k], fn)
+	}
+	ix.byKind[f.kind] = append(ix.byKind[f.kind], fn)
 	ix.liveFacts++
-	return fn
 }
 
-func (ix *Index) removeFactLocked(fn uint32) {
-	f := &ix.facts[fn]
-	for _, c := range f.codes {
-		ck := codeKey(f.kind, c)
-		if set := ix.byCode[ck]; set != nil {
-			delete(set, fn)
-			if len(set) == 0 {
-				delete(ix.byCode, ck)
-			}
-		}
+// maybeCompactLocked compacts once dead facts outnumber the live ones (and
+// are many), so that replacing resources again and again costs bounded
+// memory and postings stay mostly live.
+func (ix *Index) maybeCompactLocked() {
+	dead := len(ix.facts) - ix.liveFacts
+	if dead > 1<<14 && dead > ix.liveFacts {
+		ix.compactLocked()
 	}
-	delete(ix.byKind[f.kind], fn)
-	*f = fact{}
-	ix.freeFacts = append(ix.freeFacts, fn)
-	ix.liveFacts--
 }
 
-func codeKey(k kind, code string) string { return string(rune('0'+k)) + code }
+// compactLocked renumbers the live facts densely, in resource order, and
+// rebuilds the arena, the dictionary and the postings from them.
+func (ix *Index) compactLocked() {
+	old, oldArena, oldWords := ix.facts, ix.arena, ix.words
+	ix.facts = make([]fact, 0, ix.liveFacts)
+	ix.arena = make([]uint32, 0, len(oldArena)/2+1)
+	ix.dict, ix.words = map[string]uint32{"": 0}, []string{""}
+	ix.byCode = map[uint64][]uint32{}
+	for k := range ix.byKind {
+		ix.byKind[k] = nil
+	}
+	ix.liveFacts = 0
+	reintern := func(ids []uint32) (uint32, uint16) {
+		ss := make([]string, len(ids))
+		for i, id := range ids {
+			ss[i] = oldWords[id]
+		}
+		return ix.internAll(ss)
+	}
+	for rn := range ix.res {
+		r := &ix.res[rn]
+		if ix.resKeys[rn] == "" {
+			continue
+		}
+		first := uint32(len(ix.facts))
+		for fn := r.first; fn < r.first+r.n; fn++ {
+			f := old[fn]
+			f.unit = ix.intern(oldWords[f.unit])
+			f.unitCode = ix.intern(oldWords[f.unitCode])
+			f.status = ix.intern(oldWords[f.status])
+			f.codes, f.nCodes = reintern(oldArena[f.codes : f.codes+uint32(f.nCodes)])
+			f.vcodes, f.nVCodes = reintern(oldArena[f.vcodes : f.vcodes+uint32(f.nVCodes)])
+			ix.appendFactLocked(f)
+		}
+		r.first = first
+	}
+	ix.gen++
+}
 
 // demoKeys lists the postings a patient's demographics belong to.
 func demoKeys(d demographics) []string {
@@ -331,5 +483,17 @@ func (ix *Index) setDemoLocked(pn uint32, d demographics) {
 	p.demo = d
 	for _, k := range demoKeys(d) {
 		ix.demo[k] = ix.demo[k].set(pn)
+	}
+}
+
+// Patients calls fn with the key of every indexed patient, under the read
+// lock (fn must not call back into the index).
+func (ix *Index) Patients(fn func(key string)) {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	for _, p := range ix.patients {
+		if p != nil {
+			fn(p.key)
+		}
 	}
 }

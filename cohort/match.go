@@ -265,8 +265,12 @@ func compareDated(a, b dated) int {
 // facts evaluates a fact criterion: the patients with a matching fact and,
 // if days is set, the matching dated facts sorted by patient and day.
 func (e *evaluator) facts(c *Criterion, days bool) (bitset, []dated) {
-	ix, spec := e.ix, c.fact
+	ix := e.ix
 	set := make(bitset, e.words())
+	spec, ok := e.resolve(c.fact)
+	if !ok {
+		return set, nil // a code, unit or status the index has never seen
+	}
 	var out []dated
 	var anchor []dated
 	if c.within != nil {
@@ -277,24 +281,25 @@ func (e *evaluator) facts(c *Criterion, days bool) (bitset, []dated) {
 	}
 	visit := func(fn uint32) {
 		f := &ix.facts[fn]
-		if !f.live || !spec.matches(f) {
+		if !f.live() || !spec.matches(ix, f) {
 			return
 		}
-		if c.within != nil && !(f.hasDay && inWindow(anchor, f.patient, f.day, c.within)) {
+		if c.within != nil && !(f.hasDay() && inWindow(anchor, f.patient, f.day, c.within)) {
 			return
 		}
 		set = set.set(f.patient)
-		if days && f.hasDay {
+		if days && f.hasDay() {
 			out = append(out, dated{f.patient, f.day})
 		}
 	}
 	// A window limits the patients to those with an anchor fact. When their
 	// facts are fewer than the postings hold, read their facts instead.
-	posted := len(ix.byKind[spec.kind])
-	if len(spec.codes) > 0 {
+	kind := c.fact.kind
+	posted := len(ix.byKind[kind])
+	if spec.codes != nil {
 		posted = 0
 		for _, code := range spec.codes {
-			posted += len(ix.byCode[codeKey(spec.kind, code)])
+			posted += len(ix.byCode[postingKey(kind, code)])
 		}
 	}
 	owned := 0
@@ -305,30 +310,87 @@ func (e *evaluator) facts(c *Criterion, days bool) (bitset, []dated) {
 			}
 		}
 	}
-	eachAnchorPatient(func(p *patient) { owned += len(p.facts) })
+	eachAnchorPatient(func(p *patient) {
+		for _, rn := range p.resources {
+			owned += int(ix.res[rn].n)
+		}
+	})
 	switch {
 	case anchor != nil && owned < posted:
 		eachAnchorPatient(func(p *patient) {
-			for _, fn := range p.facts {
-				f := &ix.facts[fn]
-				if f.kind == spec.kind && (len(spec.codes) == 0 || intersects(spec.codes, f.codes)) {
-					visit(fn)
+			for _, rn := range p.resources {
+				r := ix.res[rn]
+				for fn := r.first; fn < r.first+r.n; fn++ {
+					f := &ix.facts[fn]
+					if f.kind == kind && (spec.codes == nil || intersects(spec.codes, ix.codesOf(f))) {
+						visit(fn)
+					}
 				}
 			}
 		})
-	case len(spec.codes) == 0:
-		for fn := range ix.byKind[spec.kind] {
+	case spec.codes == nil:
+		for _, fn := range ix.byKind[kind] {
 			visit(fn)
 		}
 	default:
+		// A fact with two of the codes asked for is in two postings; the
+		// set and the sorted anchor list do not mind a repeat.
 		for _, code := range spec.codes {
-			for fn := range ix.byCode[codeKey(spec.kind, code)] {
+			for _, fn := range ix.byCode[postingKey(kind, code)] {
 				visit(fn)
 			}
 		}
 	}
 	slices.SortFunc(out, compareDated)
 	return set, out
+}
+
+// resolvedSpec is a factSpec with its strings turned into the index's
+// dictionary ids.
+type resolvedSpec struct {
+	*factSpec
+	codes  []uint32 // sorted; nil = any
+	vcodes []uint32 // sorted; nil = any
+	unit   uint32
+	status uint32
+}
+
+// resolve looks up the strings of a spec in the dictionary; ok is false when
+// no fact can match (a required string the index does not hold).
+func (e *evaluator) resolve(s *factSpec) (resolvedSpec, bool) {
+	ix := e.ix
+	r := resolvedSpec{factSpec: s}
+	ids := func(ss []string) ([]uint32, bool) {
+		if len(ss) == 0 {
+			return nil, true
+		}
+		out := []uint32{}
+		for _, c := range ss {
+			if id, ok := ix.lookup(c); ok {
+				out = append(out, id)
+			}
+		}
+		slices.Sort(out)
+		return out, len(out) > 0
+	}
+	var ok bool
+	if r.codes, ok = ids(s.codes); !ok {
+		return r, false
+	}
+	if r.vcodes, ok = ids(s.valueCode); !ok {
+		return r, false
+	}
+	if s.unit != "" {
+		if r.unit, ok = ix.lookup(s.unit); !ok {
+			return r, false
+		}
+	}
+	if s.status != "" {
+		if r.status, ok = ix.lookup(s.status); !ok {
+			return r, false
+		}
+	}
+	return r, true
 }
 
 // anchor returns the dated facts matching the criterion named name.
@@ -357,32 +419,32 @@ func inWindow(anchors []dated, patient uint32, day int32, w *window) bool {
 
 // matches tests a fact against everything of a spec except its codes (the
 // postings already chose by code) and its window.
-func (s *factSpec) matches(f *fact) bool {
-	if s.value.set && !(f.hasValue && s.value.contains(f.value)) {
+func (s *resolvedSpec) matches(ix *Index, f *fact) bool {
+	if s.value.set && !(f.hasValue() && s.value.contains(f.value)) {
 		return false
 	}
-	if s.unit != "" && s.unit != f.unitCode && s.unit != f.unit {
+	if s.unit != 0 && s.unit != f.unitCode && s.unit != f.unit {
 		return false
 	}
-	if len(s.valueCode) > 0 && !intersects(s.valueCode, f.valueCode) {
+	if s.vcodes != nil && !intersects(s.vcodes, ix.vcodesOf(f)) {
 		return false
 	}
-	if s.status != "" && s.status != f.status {
+	if s.status != 0 && s.status != f.status {
 		return false
 	}
-	if s.date.set && !(f.hasDay && s.date.contains(float64(f.day))) {
+	if s.date.set && !(f.hasDay() && s.date.contains(float64(f.day))) {
 		return false
 	}
 	return true
 }
 
 // intersects reports whether two sorted lists share an element.
-func intersects(a, b []string) bool {
+func intersects(a, b []uint32) bool {
 	for i, j := 0, 0; i < len(a) && j < len(b); {
-		switch c := strings.Compare(a[i], b[j]); {
-		case c == 0:
+		switch {
+		case a[i] == b[j]:
 			return true
-		case c < 0:
+		case a[i] < b[j]:
 			i++
 		default:
 			j++

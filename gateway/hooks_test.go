@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"net/http"
 )
 
 // SetExportStageHook makes f run at the named stages of every export build
@@ -36,3 +37,10 @@ func SetAuditWorkers(n int) (restore func()) {
 	was := auditWorkers.Swap(int32(n))
 	return func() { auditWorkers.Store(was) }
 }
+
+// RESTHandler returns the REST handler, so a test can ask it before Run
+// serves the listener.
+func (s *Server) RESTHandler() http.Handler { return s.restRoot }
+
+// CohortIndexResources returns how many resources the cohort index holds.
+func (s *Server) CohortIndexResources() int { return s.research.IndexStats().Resources }

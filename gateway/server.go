@@ -86,6 +86,10 @@ type ResearchConfig struct {
 	ExportDir string
 	// ExportTTL is how long finished exports are kept (default 24h).
 	ExportTTL time.Duration
+	// IndexFile keeps the cohort index's sealed snapshot, so that a
+	// restart loads it instead of rebuilding the index from every research
+	// copy; "" keeps none.
+	IndexFile string
 }
 
 // DefaultMaxBodyBytes fits the largest Synthea patient Bundles with room.
@@ -200,7 +204,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 			Vault: deps.Vault, Access: svc.access, Log: log, Now: time.Now,
 			Profile: cfg.Research.Profile, Privacy: cfg.Research.Privacy,
 			ExportDir: cfg.Research.ExportDir, ExportTTL: cfg.Research.ExportTTL,
-			Stage: exportStage, Metrics: metrics,
+			Stage: exportStage, Metrics: metrics, IndexFile: cfg.Research.IndexFile,
 		})
 		if err != nil {
 			return nil, err
@@ -282,6 +286,11 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		stats, err := deps.Vault.Store().Stats(ctx)
 		if err != nil {
 			return nil, err
+		}
+		// Not ready before cohort counts can answer: until the index is
+		// loaded (or rebuilt) a count would wait for it.
+		if res != nil && !res.Ready() {
+			return nil, errors.New("cohort index loading")
 		}
 		anchoring := deps.Anchoring == nil || deps.Anchoring()
 		return map[string]any{"status": "ready", "vault": stats, "anchoring": anchoring}, nil

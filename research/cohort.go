@@ -178,7 +178,7 @@ func (s *Service) query(ctx context.Context, caller access.Caller, data []byte, 
 	if err != nil {
 		return Answer{}, err
 	}
-	res, err := s.index.Answer(q, breakdown, at, s.privacy, t.permit, earlier)
+	res, err := s.idx().Answer(q, breakdown, at, s.privacy, t.permit, earlier)
 	if err != nil {
 		return Answer{}, failure(http.StatusBadRequest, "invalid", "breakdown", "the breakdown is not valid: "+err.Error())
 	}

@@ -5,9 +5,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/fhiranchor/fhiranchor/access"
+	"github.com/fhiranchor/fhiranchor/cohort"
 	"github.com/fhiranchor/fhiranchor/fhir"
 	"github.com/fhiranchor/fhiranchor/fhir/deid"
 )
@@ -24,6 +26,7 @@ type Deidentifier struct {
 	engine  *deid.Engine
 	profile string // the profile's name, for records
 	log     *slog.Logger
+	notes   *notes // nil: none kept
 }
 
 // Copy de-identifies tree, the version of a typ resource about to be
@@ -38,6 +41,11 @@ func (d *Deidentifier) Copy(ctx context.Context, typ string, tree map[string]any
 	if err == nil {
 		var body []byte
 		if body, err = fhir.Canonical(res.Tree); err == nil {
+			if d.notes != nil {
+				if e, err := cohort.Extract(typ, res.Tree); err == nil {
+					d.notes.put(commitment, e)
+				}
+			}
 			sum := sha256.Sum256(body)
 			labels := res.Labels
 			if labels == nil {
@@ -54,4 +62,55 @@ func (d *Deidentifier) Copy(ctx context.Context, typ string, tree map[string]any
 	// type is all the operator needs to find it.
 	d.log.WarnContext(ctx, "no research copy: de-identification failed", slog.String("type", typ), slog.String("err", err.Error()))
 	return nil, nil
+}
+
+// notes hand the cohort index the facts the writer extracted from each copy
+// it made, by the version's commitment (unique per version: it is salted),
+// so that the index, which follows the vault in commit order, need not
+// open and decode the copy again. A note whose version never commits (a
+// rolled-back transaction) is dropped after two rounds of the index's
+// catch-up; a version whose note is missing or dropped is read from the
+// vault as before. Notes are bounded: beyond maxNotes new ones are not kept.
+type notes struct {
+	mu   sync.Mutex
+	cur  map[string]cohort.Entry
+	prev map[string]cohort.Entry
+}
+
+const maxNotes = 1 << 17
+
+func newNotes() *notes {
+	return &notes{cur: map[string]cohort.Entry{}, prev: map[string]cohort.Entry{}}
+}
+
+func (n *notes) put(commitment []byte, e cohort.Entry) {
+	if len(commitment) == 0 {
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.cur)+len(n.prev) < maxNotes {
+		n.cur[string(commitment)] = e
+	}
+}
+
+// take returns and forgets the note of a commitment.
+func (n *notes) take(commitment []byte) (cohort.Entry, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	k := string(commitment)
+	if e, ok := n.cur[k]; ok {
+		delete(n.cur, k)
+		return e, true
+	}
+	e, ok := n.prev[k]
+	delete(n.prev, k)
+	return e, ok
+}
+
+// age drops the notes older than the previous round.
+func (n *notes) age() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.prev, n.cur = n.cur, map[string]cohort.Entry{}
 }

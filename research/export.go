@@ -366,7 +366,7 @@ func (e *Exports) build(ctx context.Context, job *exportJob) ([]byte, error) {
 		return nil, err
 	}
 	t := job.tally
-	patients := s.index.Match(job.query, job.created, t.permit)
+	patients := s.idx().Match(job.query, job.created, t.permit)
 	if t.err != nil {
 		return nil, fmt.Errorf("decide export consent: %w", t.err)
 	}
@@ -387,7 +387,7 @@ func (e *Exports) build(ctx context.Context, job *exportJob) ([]byte, error) {
 			e.setProgress(job, fmt.Sprintf("%d of %d patients", i, len(patients)))
 		}
 		d := t.decisions[p]
-		for _, key := range s.index.Resources(p) {
+		for _, key := range s.idx().Resources(p) {
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}

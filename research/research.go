@@ -57,6 +57,11 @@ type Config struct {
 	Stage func(stage string)
 	// Metrics, if set, is told of every cohort query answered or refused.
 	Metrics Metrics
+	// IndexFile is where the cohort index's sealed snapshot is kept, so
+	// that a restart loads it and replays only what was committed since,
+	// instead of opening every research copy; "" keeps none (every start
+	// rebuilds the index).
+	IndexFile string
 }
 
 // Metrics receives counts of the cohort service's work for an operator's
@@ -75,7 +80,7 @@ type Metrics interface {
 type Service struct {
 	vault   *vault.Sealed
 	access  *access.Control
-	index   *cohort.Index
+	index   atomic.Pointer[cohort.Index] // replaced once, by the snapshot loaded at start
 	privacy cohort.Privacy
 	deid    *Deidentifier
 	exports *Exports
@@ -96,6 +101,24 @@ type Service struct {
 	// skipped counts the research copies left out of the index because
 	// they did not open or decode.
 	skipped atomic.Int64
+
+	// indexFile and snapshotKey keep the index's snapshot (snapshot.go);
+	// loaded says the first catchUp has run (it loads the snapshot);
+	// changed counts the versions and erasures applied since the last
+	// snapshot; ready is set once the index answers for everything
+	// committed before the service started.
+	indexFile   string
+	snapshotKey []byte
+	loaded      bool
+	changed     int
+	erased      bool // a patient was removed since the last snapshot
+	ready       atomic.Bool
+	// notes are the facts the writer extracted from the copies it made,
+	// by commitment, so catchUp need not open and decode them again;
+	// fromNotes and fromCopies count the versions indexed either way.
+	notes      *notes
+	fromNotes  atomic.Int64
+	fromCopies atomic.Int64
 
 	// limits serializes the repeat-limit check with the record that counts
 	// toward it, so two concurrent queries cannot both take the last slot.
@@ -143,9 +166,11 @@ func New(cfg Config) (*Service, error) {
 		return nil, err
 	}
 	s := &Service{
-		vault: v, access: cfg.Access, index: cohort.NewIndex(), privacy: p, log: log, now: now, metrics: cfg.Metrics,
-		deid: &Deidentifier{engine: engine, profile: profile.Name, log: log}, criteria: criteria,
+		vault: v, access: cfg.Access, privacy: p, log: log, now: now, metrics: cfg.Metrics,
+		criteria: criteria, indexFile: cfg.IndexFile, snapshotKey: v.Token("research-key", "cohort-index"), notes: newNotes(),
 	}
+	s.deid = &Deidentifier{engine: engine, profile: profile.Name, log: log, notes: s.notes}
+	s.index.Store(cohort.NewIndex())
 	dir := cfg.ExportDir
 	if dir == "" {
 		if dir, err = os.MkdirTemp("", "fhiranchor-exports-"); err != nil {
@@ -172,7 +197,14 @@ func (s *Service) Exports() *Exports { return s.exports }
 func (s *Service) Skipped() int64 { return s.skipped.Load() }
 
 // IndexStats returns what the cohort index holds now.
-func (s *Service) IndexStats() cohort.Stats { return s.index.Stats() }
+func (s *Service) IndexStats() cohort.Stats { return s.idx().Stats() }
+
+func (s *Service) idx() *cohort.Index { return s.index.Load() }
+
+// Ready reports whether the cohort index has been loaded (from its snapshot
+// or rebuilt) and caught up with what was committed before the service
+// started: until then a count would wait for it.
+func (s *Service) Ready() bool { return s.ready.Load() }
 
 // catchUpBatch is how many versions catchUp reads per query to the vault.
 const catchUpBatch = 512
@@ -183,6 +215,12 @@ const catchUpBatch = 512
 func (s *Service) catchUp(ctx context.Context) error {
 	s.feed.Lock()
 	defer s.feed.Unlock()
+	if !s.loaded {
+		if err := s.loadSnapshot(ctx); err != nil {
+			return err
+		}
+		s.loaded = true
+	}
 	store := s.vault.Store()
 	for {
 		recs, err := store.Versions(ctx, s.after, catchUpBatch)
@@ -194,6 +232,7 @@ func (s *Service) catchUp(ctx context.Context) error {
 				return err
 			}
 			s.after = rec.Leaf.Seq
+			s.changed++
 		}
 		if len(recs) < catchUpBatch {
 			break
@@ -211,12 +250,23 @@ func (s *Service) catchUp(ctx context.Context) error {
 func (s *Service) apply(ctx context.Context, rec vault.Record) error {
 	key := rec.Type + "/" + rec.ID
 	if rec.Deleted || rec.Erased || len(rec.Deid) == 0 {
-		s.index.Delete(key)
+		s.idx().Delete(key)
 		return nil
 	}
+	s.notePatient(rec.Compartment())
+	if e, ok := s.notes.take(rec.Commitment); ok {
+		// The writer extracted the facts from this very copy.
+		s.fromNotes.Add(1)
+		if err := s.idx().PutEntry(key, rec.Compartment(), e); err != nil {
+			s.log.WarnContext(ctx, "research copy not indexed", slog.String("type", rec.Type), slog.String("err", err.Error()))
+			s.idx().Delete(key)
+		}
+		return nil
+	}
+	s.fromCopies.Add(1)
 	data, err := s.vault.OpenCopy(ctx, rec)
 	if errors.Is(err, vault.ErrErased) {
-		s.index.Delete(key)
+		s.idx().Delete(key)
 		return nil
 	}
 	var tree map[string]any
@@ -230,26 +280,31 @@ func (s *Service) apply(ctx context.Context, rec vault.Record) error {
 		s.skip(ctx, key, rec)
 		return nil
 	}
-	if c := rec.Compartment(); c != "" && s.patients[c] == "" {
+	if err := s.idx().Put(key, rec.Compartment(), rec.Type, tree); err != nil {
+		// A copy the index cannot read is left out, not fatal: the index
+		// must keep following the log.
+		s.log.WarnContext(ctx, "research copy not indexed", slog.String("type", rec.Type), slog.String("err", err.Error()))
+		s.idx().Delete(key)
+	}
+	return nil
+}
+
+// notePatient remembers the recordRef of an indexed patient compartment,
+// the name erasure leaves give it.
+func (s *Service) notePatient(c string) {
+	if c != "" && s.patients[c] == "" {
 		if s.patients == nil {
 			s.patients = map[string]string{}
 		}
 		s.patients[c] = access.Ref(s.vault, c)
 	}
-	if err := s.index.Put(key, rec.Compartment(), rec.Type, tree); err != nil {
-		// A copy the index cannot read is left out, not fatal: the index
-		// must keep following the log.
-		s.log.WarnContext(ctx, "research copy not indexed", slog.String("type", rec.Type), slog.String("err", err.Error()))
-		s.index.Delete(key)
-	}
-	return nil
 }
 
 // skip leaves a version's copy out of the index. The log names the
 // resource type and the version's leaf only: the error of a copy that
 // does not decode could quote it.
 func (s *Service) skip(ctx context.Context, key string, rec vault.Record) {
-	s.index.Delete(key)
+	s.idx().Delete(key)
 	s.skipped.Add(1)
 	s.log.WarnContext(ctx, "research copy skipped: it does not open or decode",
 		slog.String("type", rec.Type), slog.Int64("leaf", rec.Leaf.Seq-1)) // the leaf index, as receipts and audit name it
@@ -285,29 +340,125 @@ func (s *Service) applyErasures(ctx context.Context) error {
 		// so a scan of the indexed patients finds it.
 		for c, ref := range s.patients {
 			if ref == fresh[i].Subject {
-				s.index.RemovePatient(c)
+				s.idx().RemovePatient(c)
 				delete(s.patients, c)
+				s.erased = true
 			}
 		}
 		s.erasedAfter = fresh[i].Seq
+		s.changed++
 	}
 	return nil
 }
 
-// Run keeps the index warm until ctx ends: it follows the vault every few
+// snapshotEvery is how often Run considers writing a snapshot, and
+// snapshotMin the changes (versions and erasures applied) that make it
+// worth writing: a tenth of the index, and at least this many.
+const (
+	snapshotEvery = time.Minute
+	snapshotMin   = 10_000
+)
+
+// Run loads the index (from its snapshot, replaying what was committed
+// since) and keeps it warm until ctx ends: it follows the vault every few
 // seconds, so a query rarely waits for more than the last moments of
-// writes.
+// writes, and writes a snapshot now and then and on the way out.
 func (s *Service) Run(ctx context.Context) error {
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
+	lastSave := time.Now()
 	for {
 		if err := s.catchUp(ctx); err != nil && ctx.Err() == nil {
 			s.log.ErrorContext(ctx, "cohort index could not follow the vault", slog.String("err", err.Error()))
+		} else if err == nil && !s.ready.Load() {
+			s.ready.Store(true)
+			s.log.InfoContext(ctx, "cohort index ready", slog.Int("resources", s.idx().Stats().Resources))
+		}
+		s.notes.age()
+		if s.shouldSave(time.Since(lastSave)) {
+			s.saveSnapshot(ctx)
+			lastSave = time.Now()
 		}
 		select {
 		case <-ctx.Done():
+			s.saveSnapshot(context.WithoutCancel(ctx))
 			return nil
 		case <-t.C:
 		}
 	}
+}
+
+// shouldSave says whether enough has changed since the last snapshot.
+func (s *Service) shouldSave(since time.Duration) bool {
+	s.feed.Lock()
+	defer s.feed.Unlock()
+	if s.indexFile == "" || !s.loaded || s.changed == 0 {
+		return false
+	}
+	if s.erased {
+		// An erased patient's facts must not outlive the erasure in the
+		// snapshot: rewrite it at once.
+		return true
+	}
+	big := s.changed >= max(snapshotMin, s.idx().Stats().Resources/10)
+	return big && since >= snapshotEvery || s.changed >= 4*max(snapshotMin, s.idx().Stats().Resources/10)
+}
+
+// saveSnapshot writes the index's snapshot if anything changed since the
+// last one. A failure is logged: the snapshot only saves time at start.
+func (s *Service) saveSnapshot(ctx context.Context) {
+	s.feed.Lock()
+	defer s.feed.Unlock()
+	if s.indexFile == "" || !s.loaded || s.changed == 0 {
+		return
+	}
+	leaf, ok, err := s.leafHash(ctx, s.after)
+	if err == nil && !ok {
+		err = errors.New("the leaf of the last version indexed is missing")
+	}
+	var size int64
+	if err == nil {
+		size, err = writeSnapshot(s.indexFile, s.snapshotKey, snapshotHeader{after: s.after, erasedAfter: s.erasedAfter, leaf: leaf}, s.idx())
+	}
+	if err != nil {
+		s.log.WarnContext(ctx, "cohort index snapshot not written", slog.String("err", err.Error()))
+		return
+	}
+	s.changed, s.erased = 0, false
+	s.log.InfoContext(ctx, "cohort index snapshot written", slog.Int64("bytes", size), slog.Int64("after", s.after))
+}
+
+// loadSnapshot replaces the empty index with the snapshot's, if there is a
+// usable one; the caller holds feed and replays from s.after.
+func (s *Service) loadSnapshot(ctx context.Context) error {
+	if s.indexFile == "" {
+		return nil
+	}
+	start := time.Now()
+	h, ix, err := readSnapshot(s.indexFile, s.snapshotKey)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err == nil {
+		var ok bool
+		var leaf [32]byte
+		if leaf, ok, err = s.leafHash(ctx, h.after); err != nil {
+			return err // the vault, not the snapshot: try again later
+		}
+		if !ok || leaf != h.leaf {
+			err = fmt.Errorf("%w: it is not of this vault's log", errSnapshot)
+		}
+	}
+	if err != nil {
+		// Not trusted: rebuild from the copies; the next snapshot replaces it.
+		s.log.WarnContext(ctx, "cohort index snapshot not used; rebuilding the index", slog.String("err", err.Error()))
+		s.changed = 1
+		return nil
+	}
+	s.index.Store(ix)
+	s.after, s.erasedAfter = h.after, h.erasedAfter
+	ix.Patients(s.notePatient)
+	s.log.InfoContext(ctx, "cohort index snapshot loaded", slog.Int("resources", ix.Stats().Resources),
+		slog.Int64("after", h.after), slog.Duration("took", time.Since(start)))
+	return nil
 }

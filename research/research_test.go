@@ -72,10 +72,10 @@ func TestApplySkipsUnreadableCopy(t *testing.T) {
 	if got := s.Skipped(); got != 1 {
 		t.Errorf("Skipped() = %d, want 1", got)
 	}
-	if got := s.index.Resources("Patient/p1"); !slices.Equal(got, []string{"Patient/p1"}) {
+	if got := s.idx().Resources("Patient/p1"); !slices.Equal(got, []string{"Patient/p1"}) {
 		t.Errorf("Resources(Patient/p1) = %v, want [Patient/p1]", got)
 	}
-	if got := s.index.Resources("Patient/p2"); !slices.Equal(got, []string{"Patient/p2"}) {
+	if got := s.idx().Resources("Patient/p2"); !slices.Equal(got, []string{"Patient/p2"}) {
 		t.Errorf("Resources(Patient/p2) = %v: the index stopped at the unreadable copy", got)
 	}
 	if bytes.Contains(logs.Bytes(), []byte(secret)) {

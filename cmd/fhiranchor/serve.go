@@ -108,6 +108,7 @@ type config struct {
 		OverlapHistory int           `yaml:"overlap_history"` // how many earlier releases (default 256)
 		ExportDir      string        `yaml:"export_dir"`      // default <data>/exports
 		ExportTTL      time.Duration `yaml:"export_ttl"`      // default 24h
+		IndexFile      string        `yaml:"index_file"`      // sealed cohort index snapshot; default <data>/cohort-index; "off": none
 	} `yaml:"research"`
 	// Limits bound what clients may make a gateway hold; zero or absent
 	// keys take the defaults, a negative count or rate turns that limit
@@ -241,6 +242,9 @@ func (c *config) applyDefaults() {
 	if c.Research.ExportDir == "" {
 		c.Research.ExportDir = filepath.Join(c.Data, "exports")
 	}
+	if c.Research.IndexFile == "" {
+		c.Research.IndexFile = filepath.Join(c.Data, "cohort-index")
+	}
 }
 
 // research turns the research section into the gateway's configuration.
@@ -252,7 +256,10 @@ func (c *config) research() (gateway.ResearchConfig, error) {
 			RepeatLimit: r.RepeatLimit, RepeatWindow: r.RepeatWindow,
 			OverlapScope: r.OverlapScope, OverlapHistory: r.OverlapHistory,
 		},
-		ExportDir: r.ExportDir, ExportTTL: r.ExportTTL,
+		ExportDir: r.ExportDir, ExportTTL: r.ExportTTL, IndexFile: r.IndexFile,
+	}
+	if r.IndexFile == "off" {
+		rc.IndexFile = ""
 	}
 	switch {
 	case r.Profile == "":

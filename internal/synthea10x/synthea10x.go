@@ -110,63 +110,125 @@ func Copy(bundle []byte, seed int64, k int) ([]byte, error) {
 // Generate writes n copies of every *.json Bundle in src to dst (created if
 // need be) as <name>.c<k>.json and returns the paths written, sorted.
 func Generate(src, dst string, n int, seed int64) ([]string, error) {
-	files, err := filepath.Glob(filepath.Join(src, "*.json"))
-	if err != nil {
-		return nil, err
-	}
-	if len(files) == 0 {
-		return nil, fmt.Errorf("synthea10x: no *.json in %s", src)
-	}
 	if err := os.MkdirAll(dst, 0o755); err != nil {
 		return nil, err
 	}
-	type job struct {
-		src  string
-		data []byte
-	}
-	var (
-		out   []string
-		mu    sync.Mutex
-		first error
-		wg    sync.WaitGroup
-		jobs  = make(chan job)
-	)
-	for range runtime.GOMAXPROCS(0) {
-		wg.Go(func() {
-			for j := range jobs {
-				base := strings.TrimSuffix(filepath.Base(j.src), ".json")
-				for k := range n {
-					c, err := Copy(j.data, seed, k)
-					p := filepath.Join(dst, fmt.Sprintf("%s.c%d.json", base, k))
-					if err == nil {
-						err = os.WriteFile(p, c, 0o644)
-					} else {
-						err = fmt.Errorf("%s: %w", filepath.Base(j.src), err)
-					}
-					mu.Lock()
-					if err != nil && first == nil {
-						first = err
-					}
-					out = append(out, p)
-					mu.Unlock()
-				}
-			}
-		})
-	}
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			close(jobs)
-			wg.Wait()
-			return nil, err
-		}
-		jobs <- job{f, data}
-	}
-	close(jobs)
-	wg.Wait()
-	if first != nil {
-		return nil, first
+	var out []string
+	err := Stream(src, n, seed, runtime.GOMAXPROCS(0), func(name string, k int, bundle []byte) error {
+		p := filepath.Join(dst, fmt.Sprintf("%s.c%d.json", strings.TrimSuffix(name, ".json"), k))
+		out = append(out, p)
+		return os.WriteFile(p, bundle, 0o644)
+	})
+	if err != nil {
+		return nil, err
 	}
 	slices.Sort(out)
 	return out, nil
+}
+
+// Stream makes n copies of every *.json Bundle in src, copy by copy (all of
+// copy 0, then copy 1, ...; within a copy the Bundles that hold no patient,
+// the shared organizations and practitioners, first, so that the patients'
+// references to them resolve), and hands each to fn in that order as it is
+// made, on one goroutine. workers goroutines make the copies ahead of fn,
+// a few at a time: only the source Bundles and the copies in flight are
+// held in memory, whatever n is. fn's error stops the stream and is
+// returned. name is the source file's base name, k the copy number.
+func Stream(src string, n int, seed int64, workers int, fn func(name string, k int, bundle []byte) error) error {
+	files, err := filepath.Glob(filepath.Join(src, "*.json"))
+	if err != nil {
+		return err
+	}
+	if len(files) == 0 {
+		return fmt.Errorf("synthea10x: no *.json in %s", src)
+	}
+	type source struct {
+		name string
+		data []byte
+	}
+	var srcs []source
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		srcs = append(srcs, source{filepath.Base(f), data})
+	}
+	shared := func(s source) bool {
+		return !bytes.Contains(s.data, []byte(`"resourceType": "Patient"`)) && !bytes.Contains(s.data, []byte(`"resourceType":"Patient"`))
+	}
+	slices.SortStableFunc(srcs, func(a, b source) int {
+		switch sa, sb := shared(a), shared(b); {
+		case sa && !sb:
+			return -1
+		case sb && !sa:
+			return 1
+		}
+		return strings.Compare(a.name, b.name)
+	})
+	workers = max(workers, 1)
+	type result struct {
+		data []byte
+		err  error
+	}
+	// Jobs in stream order; each carries the channel its result comes
+	// back on, and the channels are read in the same order.
+	type job struct {
+		src source
+		k   int
+		out chan result
+	}
+	jobs := make(chan job)
+	order := make(chan chan result, 2*workers)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for j := range jobs {
+				c, err := Copy(j.src.data, seed, j.k)
+				if err != nil {
+					err = fmt.Errorf("%s: %w", j.src.name, err)
+				}
+				j.out <- result{c, err}
+			}
+		})
+	}
+	go func() {
+		defer close(order)
+		defer close(jobs)
+		for k := range n {
+			for _, s := range srcs {
+				out := make(chan result, 1)
+				select {
+				case order <- out:
+				case <-stop:
+					return
+				}
+				select {
+				case jobs <- job{s, k, out}:
+				case <-stop:
+					return
+				}
+			}
+		}
+	}()
+	var first error
+	i := 0
+	for out := range order {
+		if first != nil {
+			continue // stopping: the job may never have been sent
+		}
+		r := <-out
+		first = r.err
+		if first == nil {
+			s := srcs[i%len(srcs)]
+			first = fn(s.name, i/len(srcs), r.data)
+		}
+		if first != nil {
+			close(stop)
+		}
+		i++
+	}
+	wg.Wait()
+	return first
 }

@@ -3,6 +3,8 @@ package synthea10x_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -144,4 +146,48 @@ func anySlice(b bundle) []any {
 		out = append(out, map[string]any{"resource": e.Resource})
 	}
 	return out
+}
+
+// TestStream: copies come copy by copy, the Bundles without a patient first
+// in each, equal to what Copy makes; an error from fn stops the stream.
+func TestStream(t *testing.T) {
+	src := filepath.Join(shareddata.Dir(t), "synthea")
+	files, _ := filepath.Glob(filepath.Join(src, "*.json"))
+	var got []string
+	err := synthea10x.Stream(src, 2, 5, 3, func(name string, k int, bundle []byte) error {
+		got = append(got, fmt.Sprintf("%d/%s", k, name))
+		if len(got)%len(files) > 4 {
+			return nil // a few of each copy suffice: Copy is slow
+		}
+		data, err := os.ReadFile(filepath.Join(src, name))
+		if err != nil {
+			return err
+		}
+		want, err := synthea10x.Copy(data, 5, k)
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(bundle, want) {
+			t.Errorf("copy %d of %s differs from Copy's", k, name)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2*len(files) {
+		t.Fatalf("%d bundles streamed, want %d", len(got), 2*len(files))
+	}
+	for _, k := range []int{0, len(files)} {
+		for _, i := range []int{0, 1} {
+			if name := got[k+i]; !strings.Contains(name, "Information") {
+				t.Errorf("bundle %d of a copy is %s, want the shared organizations and practitioners first", i, name)
+			}
+		}
+	}
+	stop := errors.New("enough")
+	n := 0
+	if err := synthea10x.Stream(src, 100, 5, 2, func(string, int, []byte) error { n++; return stop }); !errors.Is(err, stop) || n != 1 {
+		t.Errorf("Stream after fn failed: err %v after %d calls, want %v after 1", err, n, stop)
+	}
 }

@@ -175,6 +175,9 @@ func (g *Gateway) start(t testing.TB) {
 	if opt.Research.ExportDir == "" {
 		opt.Research.ExportDir = filepath.Join(g.Dir, "exports")
 	}
+	if opt.Research.IndexFile == "" {
+		opt.Research.IndexFile = filepath.Join(g.Dir, "cohort-index")
+	}
 	limits := opt.Limits
 	if limits.RatePerClient == 0 {
 		limits.RatePerClient = -1

@@ -1,0 +1,350 @@
+package gateway_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fhiranchor/fhiranchor/cohort"
+	"github.com/fhiranchor/fhiranchor/gateway"
+	"github.com/fhiranchor/fhiranchor/internal/shareddata"
+	"github.com/fhiranchor/fhiranchor/internal/synthea10x"
+	"github.com/fhiranchor/fhiranchor/internal/testonly"
+)
+
+// BenchmarkScale loads FHIRANCHOR_BENCH_SCALE_N resources (default
+// 1,000,000) into the embedded default (SQLite, policy, research copy,
+// anchoring on a simulated chain) from Synthea × N (internal/synthea10x,
+// streamed: fresh ids and identifiers per copy, nothing held but the
+// Bundles in flight), with 4 clients over REST, and reports:
+//
+//   - the ingest rate of each tenth of the load, and last/first (target
+//     at least 0.9);
+//   - disk per resource (the data dir, target at most 4 KiB) and the
+//     cohort index snapshot's share of it;
+//   - the process's RSS and Go heap after the load, and the gateway's
+//     heap after a restart per resource (the cohort index and every cache:
+//     an upper bound of the index's cost, target at most 300 bytes);
+//   - restart to /readyz and to the first cohort count (target under 2 s),
+//     and, up to 200,000 resources or with FHIRANCHOR_BENCH_SCALE_REBUILD=1,
+//     the same without the snapshot (the index rebuilt from every copy);
+//   - cohort count latency at N and at N/10 (REST, consent decided and
+//     recorded; target under 50 ms at 1 M), and two searches over REST;
+//   - gateway.Audit's speed in leaves per second (target 50,000).
+//
+// Run with make bench-scale (about 30-40 minutes at 1 M on 2 cores);
+// FHIRANCHOR_BENCH_SCALE_N=100000 for a quick look.
+func BenchmarkScale(b *testing.B) {
+	target := 1_000_000
+	if s := os.Getenv("FHIRANCHOR_BENCH_SCALE_N"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1000 {
+			b.Fatalf("FHIRANCHOR_BENCH_SCALE_N=%q: want a number of resources of at least 1000", s)
+		}
+		target = n
+	}
+	rebuild := target <= 200_000 || os.Getenv("FHIRANCHOR_BENCH_SCALE_REBUILD") == "1"
+	const clients = 4
+	for b.Loop() {
+		g := testonly.StartGateway(b, testonly.Options{Quiet: true, Research: gateway.ResearchConfig{
+			// Exact released counts (no noise, no rounding), so that the
+			// restarted index's answers can be compared; repeats are the
+			// point of a benchmark.
+			Privacy: cohort.Privacy{RepeatLimit: 1 << 30, Noise: cohort.NoiseNone, RoundTo: 1},
+		},
+			// A shared machine may stall a large Bundle past the default
+			// minute; the benchmark measures throughput, not the deadline.
+			Limits: gateway.Limits{RequestTimeout: 10 * time.Minute},
+		})
+		token := g.Token(b)
+		hdr := researcher(b, g, "scale-researcher")
+		ctx := b.Context()
+
+		var (
+			mu        sync.Mutex
+			done      int             // entries created
+			tenths    []time.Duration // ingest time (pauses left out) at which done passed each tenth
+			errs      []error
+			paused    time.Duration
+			submitted int
+			small     countLatency
+		)
+		start := time.Now()
+		work := make(chan []byte, clients)
+		var wg sync.WaitGroup
+		startClients := func(work chan []byte) {
+			for range clients {
+				wg.Go(func() {
+					for data := range work {
+						f := &benchFile{name: "copy", data: data, entries: bytes.Count(data, []byte(`"fullUrl":`))}
+						_, n, err := postBundle(ctx, g, token, f)
+						for try := 0; err != nil && strings.Contains(err.Error(), "status 503") && try < 3; try++ {
+							time.Sleep(time.Second) // rolled back: the gateway asks to retry
+							_, n, err = postBundle(ctx, g, token, f)
+						}
+						mu.Lock()
+						done += n
+						for len(tenths) < 10 && done >= (len(tenths)+1)*target/10 {
+							tenths = append(tenths, time.Since(start)-paused)
+						}
+						if err != nil && len(errs) < 5 {
+							errs = append(errs, err)
+						}
+						mu.Unlock()
+					}
+				})
+			}
+		}
+		startClients(work)
+		errEnough := errors.New("enough")
+		measuredSmall := false
+		err := synthea10x.Stream(filepath.Join(shareddata.Dir(b), "synthea"), target/syntheaEntries+2, 1, 1,
+			func(_ string, _ int, data []byte) error {
+				if submitted >= target {
+					return errEnough
+				}
+				if !measuredSmall && submitted >= target/10 {
+					// At a tenth: let the clients finish, measure counts, go on.
+					measuredSmall = true
+					close(work)
+					wg.Wait()
+					p := time.Now()
+					small = measureCounts(b, g, hdr)
+					paused += time.Since(p)
+					work = make(chan []byte, clients)
+					startClients(work)
+				}
+				submitted += bytes.Count(data, []byte(`"fullUrl":`))
+				select {
+				case work <- data:
+					return nil
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			})
+		close(work)
+		wg.Wait()
+		if err != nil && !errors.Is(err, errEnough) {
+			b.Fatal(err)
+		}
+		for _, err := range errs {
+			b.Error(err)
+		}
+		if len(errs) > 0 {
+			b.FailNow()
+		}
+		ingest := time.Since(start) - paused
+		b.Logf("ingested %d resources in %.0fs (%.0f/s), counts measured at %d", done, ingest.Seconds(), float64(done)/ingest.Seconds(), target/10)
+		var prev time.Duration
+		rates := make([]float64, len(tenths))
+		for i, t := range tenths {
+			rates[i] = float64(target/10) / (t - prev).Seconds()
+			prev = t
+		}
+		b.Logf("ingest rate by tenth (resources/s): %.0f", rates)
+		if len(rates) == 10 {
+			b.ReportMetric(rates[0], "first-tenth-res/s")
+			b.ReportMetric(rates[9], "last-tenth-res/s")
+			b.ReportMetric(rates[9]/rates[0], "last/first")
+		}
+		b.ReportMetric(float64(done)/ingest.Seconds(), "res/s")
+
+		// Counts at N (the first one catches the index up), then searches.
+		big := measureCounts(b, g, hdr)
+		b.Logf("count p50 at %d: %.1f ms, at %d: %.1f ms", target/10, ms(small.p50), done, ms(big.p50))
+		b.ReportMetric(ms(big.p50), "count-p50-ms")
+		b.ReportMetric(ms(small.p50), "count-p50-at-N/10-ms")
+		b.ReportMetric(float64(big.p50)/float64(small.p50), "count-N/count-N/10")
+		for name, path := range map[string]string{
+			"search-obs-code":       "/Observation?code=http://loinc.org|4548-4&_count=20",
+			"search-patient-gender": "/Patient?gender=female&birthdate=lt1960&_count=20",
+		} {
+			var lat []time.Duration
+			for range 15 {
+				t := time.Now()
+				if r := g.Do(b, http.MethodGet, path, nil, "Authorization", "Bearer "+token); r.Status != http.StatusOK {
+					b.Fatalf("%s: status %d", name, r.Status)
+				}
+				lat = append(lat, time.Since(t))
+			}
+			slices.Sort(lat)
+			b.ReportMetric(ms(percentile(lat, 0.5)), name+"-p50-ms")
+		}
+
+		// Audit, on the running gateway's vault.
+		t := time.Now()
+		rep, err := gateway.Audit(ctx, g.Vault, nil)
+		if err != nil {
+			b.Fatalf("audit: %v", err)
+		}
+		at := time.Since(t)
+		b.Logf("audit: %d leaves, %d versions in %.1fs", rep.Leaves, rep.Versions, at.Seconds())
+		b.ReportMetric(float64(rep.Leaves)/at.Seconds(), "audit-leaves/s")
+
+		rss, heap := memory()
+		b.Logf("after the load: RSS %d MiB, Go heap %d MiB (the benchmark's own share included)", rss>>20, heap>>20)
+		b.ReportMetric(float64(rss)/float64(done), "rss-bytes/res")
+
+		// Restart on the snapshot written at shutdown.
+		t = time.Now()
+		g.Stop()
+		stopped := time.Since(t)
+		_, heapStopped := memory()
+		disk, snapshot := diskUse(b, g.Dir)
+		b.Logf("stop (snapshot written) %.2fs; disk %d MiB, %.0f bytes/resource (snapshot %.0f)", stopped.Seconds(), disk>>20,
+			float64(disk)/float64(done), float64(snapshot)/float64(done))
+		b.ReportMetric(float64(disk)/float64(done), "disk-bytes/res")
+		b.ReportMetric(float64(snapshot)/float64(done), "snapshot-bytes/res")
+		ready, first, answers := restartToCount(b, g, hdr)
+		_, heapRunning := memory()
+		b.Logf("restart: ready in %.2fs, first count in %.2fs; gateway heap %d MiB, %.0f bytes/resource", ready.Seconds(), first.Seconds(),
+			(heapRunning-heapStopped)>>20, float64(heapRunning-heapStopped)/float64(done))
+		b.ReportMetric(ready.Seconds(), "restart-ready-s")
+		b.ReportMetric(first.Seconds(), "restart-first-count-s")
+		b.ReportMetric(float64(heapRunning-heapStopped)/float64(done), "heap-after-restart-bytes/res")
+		if rebuild {
+			g.Stop()
+			if err := os.Remove(filepath.Join(g.Dir, "cohort-index")); err != nil {
+				b.Fatal(err)
+			}
+			rReady, rFirst, rAnswers := restartToCount(b, g, hdr)
+			b.Logf("restart without the snapshot (rebuilt): ready in %.2fs, first count in %.2fs", rReady.Seconds(), rFirst.Seconds())
+			b.ReportMetric(rFirst.Seconds(), "rebuild-first-count-s")
+			if rAnswers != answers {
+				b.Errorf("answers after the restart on the snapshot %s differ from the rebuilt index's %s", answers, rAnswers)
+			}
+		}
+	}
+}
+
+// scaleQueries are the counts measured: a code, and a window.
+var scaleQueries = []string{
+	`{"criteria": ` + hypertension + `}`,
+	`{"criteria": {"all": [
+		{"condition": {"code": [{"system": "http://snomed.info/sct", "code": "15777000"}]}, "as": "dx"},
+		{"observation": {"code": [{"system": "http://loinc.org", "code": "4548-4"}], "value": {"gt": 5.7}}, "within": {"of": "dx", "from": {"days": 0}, "to": {"days": 365}}}]}}`,
+	`{"criteria": {"all": [{"gender": "female"}, {"age": {"ge": 40}}, {"not": ` + hypertension + `}]}}`,
+}
+
+type countLatency struct{ p50 time.Duration }
+
+// measureCounts runs each scale query a few times (the first catches the
+// index up and is left out) and returns the median latency.
+func measureCounts(b *testing.B, g *testonly.Gateway, hdr []string) countLatency {
+	var lat []time.Duration
+	for _, q := range scaleQueries {
+		for i := range 6 {
+			t := time.Now()
+			countOnce(b, g, hdr, q)
+			if i > 0 {
+				lat = append(lat, time.Since(t))
+			}
+		}
+	}
+	slices.Sort(lat)
+	return countLatency{p50: percentile(lat, 0.5)}
+}
+
+func countOnce(b *testing.B, g *testonly.Gateway, hdr []string, q string) string {
+	r := g.DoRoot(b, http.MethodPost, "/v1/cohorts:count", []byte(q), hdr...)
+	if r.Status != http.StatusOK {
+		b.Fatalf("count: status %d %s", r.Status, r.Body)
+	}
+	var out struct {
+		Result json.RawMessage `json:"result"`
+	}
+	if err := json.Unmarshal(r.Body, &out); err != nil {
+		b.Fatal(err)
+	}
+	return string(out.Result)
+}
+
+// restartToCount starts the stopped gateway and times /readyz turning
+// green and the first count answering, both from the start; it returns
+// the released answers of the scale queries.
+func restartToCount(b *testing.B, g *testonly.Gateway, hdr []string) (ready, first time.Duration, answers string) {
+	t := time.Now()
+	g.Restart(b)
+	for {
+		resp, err := g.Client.Get(g.Root + "/readyz")
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Since(t) > 30*time.Minute {
+			b.Fatal("not ready within 30 minutes")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	ready = time.Since(t)
+	var sb strings.Builder
+	for i, q := range scaleQueries {
+		sb.WriteString(countOnce(b, g, hdr, q))
+		if i == 0 {
+			first = time.Since(t)
+		}
+	}
+	return ready, first, sb.String()
+}
+
+// memory returns the process's resident set and the Go heap in use after
+// a collection.
+func memory() (rss, heap uint64) {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	if data, err := os.ReadFile("/proc/self/status"); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+				kb, _ := strconv.ParseUint(f[1], 10, 64)
+				rss = kb << 10
+			}
+		}
+	}
+	return rss, m.HeapAlloc
+}
+
+// diskUse sums the sizes of the files under dir (exports left out), and
+// returns the cohort index snapshot's size apart.
+func diskUse(b *testing.B, dir string) (total, snapshot int64) {
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if d.Name() == "exports" {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		total += info.Size()
+		if d.Name() == "cohort-index" {
+			snapshot = info.Size()
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(fmt.Errorf("disk use: %w", err))
+	}
+	return total, snapshot
+}
