@@ -83,11 +83,7 @@ func TestHandler(t *testing.T) {
 // (console/test/*.test.mjs) with node, which make test has wherever
 // make generate works.
 func TestNodeUnit(t *testing.T) {
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Skip("node not found")
-	}
-	cmd := exec.Command(node, "--test", "test/")
+	cmd := exec.Command(nodeOrSkip(t), "--test", "test/")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("node --test: %v\n%s", err, out)

@@ -9,7 +9,6 @@ import (
 	"math/bits"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -118,8 +117,8 @@ func makeConsoleFixtures(t *testing.T, g *testonly.Gateway) (fixtures []consoleF
 }
 
 // TestConsoleVerifyFixtures checks the console's committed test receipts
-// with the Go code (so the node tests start from receipts the CLI verifies),
-// then runs the node tests of the in-browser verifier on them. With
+// with the Go code, so the node tests of the in-browser verifier (run by
+// console's TestNodeUnit) start from receipts the CLI verifies. With
 // -update-console it first makes them anew on a real gateway.
 func TestConsoleVerifyFixtures(t *testing.T) {
 	if *updateConsole {
@@ -191,30 +190,6 @@ func TestConsoleVerifyFixtures(t *testing.T) {
 		t.Errorf("consistency.json: %v", err)
 	}
 
-	runNodeTests(t, "verify.test.mjs", "canonical.test.mjs")
-}
-
-// runNodeTests runs console/test files with `node --test`. Without node the
-// test is skipped, except in CI (FHIRANCHOR_INTEGRATION=1) where it fails.
-func runNodeTests(t *testing.T, files ...string) {
-	t.Helper()
-	node, err := exec.LookPath("node")
-	if err != nil {
-		if os.Getenv("FHIRANCHOR_INTEGRATION") == "1" {
-			t.Fatal("node is needed for the console's tests: not found")
-		}
-		t.Skip("node not found")
-	}
-	args := []string{"--test"}
-	for _, f := range files {
-		args = append(args, filepath.Join("..", "..", "console", "test", f))
-	}
-	cmd := exec.Command(node, args...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("node --test: %v\n%s", err, out)
-	}
-	t.Logf("node --test:\n%s", out)
 }
 
 // agreementCase is a receipt, its evidence and a log key to verify both in
