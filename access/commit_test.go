@@ -198,30 +198,36 @@ func TestReadDecisionCache(t *testing.T) {
 		}
 		return out
 	}
-	for i := range 5 {
-		read(treat, observation("p", "o"+strconv.Itoa(i)))
+	for range 5 {
+		read(treat, observation("p", "o1"))
 	}
 	if n := f.engine.n.Load(); n != 1 {
-		t.Errorf("5 reads of one patient's observations by one client evaluated the policy %d times, want 1", n)
+		t.Errorf("5 reads of one observation by one client evaluated the policy %d times, want 1", n)
+	}
+	// A policy may decide on a resource's own codes, not only through
+	// consents: a sibling resource is decided afresh.
+	read(treat, observation("p", "o2"))
+	if n := f.engine.n.Load(); n != 2 {
+		t.Errorf("a read of another observation made %d evaluations in all, want 2", n)
 	}
 	read(treat, observation("p", "o-psy", "PSY"))
 	read(access.Caller{ClientID: "other", Actor: "Practitioner/p1", Purpose: "TREAT"}, observation("p", "o1"))
 	read(treat, observation("q", "o1"))
-	if n := f.engine.n.Load(); n != 4 {
-		t.Errorf("a new label, client and patient made %d evaluations in all, want 4", n)
+	if n := f.engine.n.Load(); n != 5 {
+		t.Errorf("a new label, client and patient made %d evaluations in all, want 5", n)
 	}
 	f.control.Activate(f.engine, 2, f.engine.e.Revision())
 	if v := read(treat, observation("p", "o1")); v.Outcome.PolicyVersion != 2 {
 		t.Errorf("after an activation the read was decided by policy version %d", v.Outcome.PolicyVersion)
 	}
-	if n := f.engine.n.Load(); n != 5 {
-		t.Errorf("a read after an activation made %d evaluations in all, want 5", n)
+	if n := f.engine.n.Load(); n != 6 {
+		t.Errorf("a read after an activation made %d evaluations in all, want 6", n)
 	}
 	st, err := f.store.Stats(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Leaves != 9 {
-		t.Errorf("%d records for 9 reads", st.Leaves)
+	if st.Leaves != 10 {
+		t.Errorf("%d records for 10 reads", st.Leaves)
 	}
 }

@@ -21,9 +21,10 @@ import (
 //     key of the very next read;
 //   - the deciding policy by stored version and revision, so that an
 //     activation or a rollback changes it;
-//   - the resource's type and security labels, and, when a consent of the
-//     patient is resource-scoped (it names codes, data, a data period or
-//     labels), its codes, date and reference too.
+//   - the resource as the policy sees it: type, id, reference, date, codes
+//     and security labels. A policy admin's Rego may read any of them, not
+//     only through a consent's provisions, so a decision is reused for the
+//     same resource only, never for a sibling with other codes.
 //
 // The time is left out: a decision under a consent that states a period is
 // never cached, and an entry serves for at most decisionMaxAge, which
@@ -72,12 +73,10 @@ func decisionKey(in policy.Input, consents []policy.CompiledConsent, keys []stri
 	if len(in.Consents) > 0 {
 		return "", false // raw consents are not keyed by version
 	}
-	scoped := false
 	for _, cc := range consents {
 		if cc.Timed {
 			return "", false
 		}
-		scoped = scoped || cc.ResourceScoped
 	}
 	var b strings.Builder
 	field := func(s string) {
@@ -113,11 +112,9 @@ func decisionKey(in policy.Input, consents []policy.CompiledConsent, keys []stri
 	list(keys)
 	field(in.Resource.Type)
 	codings(in.Resource.SecurityLabels)
-	if scoped {
-		field(in.Resource.ID)
-		field(in.Resource.Reference)
-		field(in.Resource.Date)
-		codings(in.Resource.Codes)
-	}
+	field(in.Resource.ID)
+	field(in.Resource.Reference)
+	field(in.Resource.Date)
+	codings(in.Resource.Codes)
 	return b.String(), true
 }
