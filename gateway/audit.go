@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -103,6 +104,9 @@ const (
 	problemPolicyRevision   = "the policy bundle does not hash to its revision"
 	problemTokenExtra       = "the blind index holds a token the resource's current version does not carry"
 	problemTokenMissing     = "the blind index lacks a token of the resource's current version"
+	problemTokenSetOrphan   = "the blind index holds a token set for no current live version"
+	problemTokenSetBad      = "a token set of the blind index does not decode"
+	problemPostings         = "the blind index's postings differ from its token sets (reindex rewrites them)"
 	problemDataKeyUnwrap    = "the data key does not unwrap under the master key"
 	problemResponseNotOpen  = "the remembered response does not open: it was altered, moved or stored unsealed"
 	problemCheckpointsAhead = "anchored checkpoints are larger than the vault's log"
@@ -127,7 +131,9 @@ const auditPage = 1000
 //   - every record's commitment is re-derived from the record and salt, and
 //     its row's subject, actor, time and the leaf's reference from the record;
 //   - the blind index must hold exactly the tokens of each resource's current
-//     live version, derived again from its body;
+//     live version, derived again from its body, as that version's token
+//     set, and its postings must be exactly those the sets make (compared
+//     by a keyed, order-free digest: see indexDigest);
 //   - every data key must unwrap, every remembered response must open, every
 //     policy bundle must hash to its revision and every policy activation
 //     name a stored bundle of that revision;
@@ -180,6 +186,8 @@ type auditor struct {
 
 type currentVersion struct {
 	version int64
+	seq     int64    // of its row
+	live    bool     // neither a tombstone nor erased
 	tokens  []string // sorted, distinct; none unless live
 	unknown bool     // the body did not open: its tokens cannot be derived (found with the version)
 }
@@ -403,7 +411,7 @@ func (a *auditor) checkVersion(ctx context.Context, r vault.Record, l *vault.Lea
 	key := r.Type + "/" + r.ID
 	cur := a.current[key]
 	if cur == nil || r.Version > cur.version {
-		cur = &currentVersion{version: r.Version}
+		cur = &currentVersion{version: r.Version, seq: seq, live: !r.Deleted && !r.Erased}
 		a.current[key] = cur
 	} else {
 		cur = &currentVersion{} // an older version: its tokens are not the index's
@@ -706,66 +714,75 @@ func (a *auditor) finishLog() {
 	}
 }
 
-// walkTokens compares the blind index, resource by resource, with the
-// tokens derived from each resource's current version.
+// walkTokens compares each current live version's token set with the
+// tokens derived from the version, then the postings with the sets.
 func (a *auditor) walkTokens(ctx context.Context) error {
-	var group []string
-	var typ, id string
-	flush := func() {
-		if typ == "" && id == "" {
-			return
+	bySeq := make(map[int64]string, len(a.current))
+	for key, cur := range a.current {
+		if cur.live {
+			bySeq[cur.seq] = key
 		}
-		key := typ + "/" + id
-		var want []string
-		if cur := a.current[key]; cur != nil {
-			want = cur.tokens
-			delete(a.current, key)
-			if cur.unknown {
-				group = group[:0]
-				return
-			}
-		}
-		slices.Sort(group)
-		group = slices.Compact(group)
-		for _, t := range group {
-			if _, ok := slices.BinarySearch(want, t); !ok {
-				a.find(tableTokens, 0, key, problemTokenExtra)
-				break
-			}
-		}
-		for _, t := range want {
-			if _, ok := slices.BinarySearch(group, t); !ok {
-				a.find(tableTokens, 0, key, problemTokenMissing)
-				break
-			}
-		}
-		group = group[:0]
 	}
-	for after := (vault.IndexEntry{}); ; {
-		es, err := a.st.IndexEntries(ctx, after, auditPage)
+	sets, postings := newIndexDigests()
+	for after := int64(0); ; {
+		page, err := a.st.TokenSets(ctx, after, auditPage)
 		if err != nil {
 			return err
 		}
-		for _, e := range es {
-			a.rep.Tokens++
-			if e.Type != typ || e.ID != id {
-				flush()
-				typ, id = e.Type, e.ID
+		for _, set := range page {
+			key, ok := bySeq[set.Seq]
+			if !ok {
+				a.find(tableTokens, set.Seq, "", problemTokenSetOrphan)
+				continue
 			}
-			group = append(group, string(e.Token))
+			delete(bySeq, set.Seq)
+			if set.Bad {
+				a.find(tableTokens, set.Seq, key, problemTokenSetBad)
+				continue
+			}
+			typ, id, _ := strings.Cut(key, "/")
+			sets.addSet(set.Tokens, typ, id)
+			cur := a.current[key]
+			if cur.unknown {
+				continue // the version's own finding says why
+			}
+			have := make([]string, len(set.Tokens))
+			for i, t := range set.Tokens {
+				have[i] = string(t)
+			}
+			slices.Sort(have)
+			have = slices.Compact(have)
+			for _, t := range have {
+				if _, ok := slices.BinarySearch(cur.tokens, t); !ok {
+					a.find(tableTokens, set.Seq, key, problemTokenExtra)
+					break
+				}
+			}
+			for _, t := range cur.tokens {
+				if _, ok := slices.BinarySearch(have, t); !ok {
+					a.find(tableTokens, set.Seq, key, problemTokenMissing)
+					break
+				}
+			}
 		}
-		if len(es) < auditPage {
+		if len(page) < auditPage {
 			break
 		}
-		after = es[len(es)-1]
+		after = page[len(page)-1].Seq
 	}
-	flush()
-	for key, cur := range a.current {
-		if len(cur.tokens) > 0 {
-			a.find(tableTokens, 0, key, problemTokenMissing)
+	for seq, key := range bySeq {
+		if cur := a.current[key]; len(cur.tokens) > 0 {
+			a.find(tableTokens, seq, key, problemTokenMissing)
 		}
 	}
 	a.current = nil
+	if err := walkPostings(ctx, a.st, postings); err != nil {
+		return err
+	}
+	a.rep.Tokens = int(postings.n)
+	if !postings.equal(sets) {
+		a.find(tableTokens, 0, "postings", problemPostings)
+	}
 	return nil
 }
 

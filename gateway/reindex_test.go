@@ -69,11 +69,12 @@ func testReindex(t *testing.T, dsn string, tamper func(t *testing.T, g *testonly
 	mustStatus(t, g.Do(t, "DELETE", "/Patient/"+ids["D4"], nil, auth...), http.StatusOK)
 	g.Stop()
 
-	// A1 loses its tokens, B2 gains one, C3's are repointed to D4 (deleted).
-	tamper(t, g, `DELETE FROM tokens WHERE id = '`+ids["A1"]+`';
-INSERT INTO tokens (type, token, id) SELECT type, token, '`+ids["B2"]+`' FROM tokens WHERE id = '`+ids["C3"]+`'
-AND token NOT IN (SELECT token FROM tokens WHERE id = '`+ids["B2"]+`');
-UPDATE tokens SET id = '`+ids["D4"]+`' WHERE id = '`+ids["C3"]+`'`)
+	// A1 loses its postings, B2 gains C3's, C3's are repointed to D4
+	// (deleted); the token sets stay as they were.
+	tamper(t, g, `DELETE FROM postings WHERE id = '`+ids["A1"]+`';
+INSERT INTO postings (token, type, id) SELECT token, type, '`+ids["B2"]+`' FROM postings WHERE id = '`+ids["C3"]+`'
+AND token NOT IN (SELECT token FROM postings WHERE id = '`+ids["B2"]+`');
+UPDATE postings SET id = '`+ids["D4"]+`' WHERE id = '`+ids["C3"]+`'`)
 	g.Restart(t)
 	ctx := t.Context()
 
@@ -97,10 +98,11 @@ UPDATE tokens SET id = '`+ids["D4"]+`' WHERE id = '`+ids["C3"]+`'`)
 	if err != nil {
 		t.Fatalf("Reindex: %v", err)
 	}
-	// Three live patients (D4 is deleted) examined; A1, B2 and C3
-	// rewritten; the entries repointed to the deleted D4 dropped.
-	if st != (gateway.ReindexStats{Examined: 3, Rewritten: 3, Dropped: 1}) {
-		t.Errorf("Reindex = %+v, want 3 examined, 3 rewritten, 1 dropped", st)
+	// Three live patients (D4 is deleted) examined; the postings differ
+	// from the sets, so the stray ones (B2's gained, D4's) are dropped and
+	// every live patient's postings written again.
+	if st.Examined != 3 || st.Rewritten != 3 || st.Dropped < 2 || st.Unreadable != 0 {
+		t.Errorf("Reindex = %+v, want 3 examined, 3 rewritten, at least 2 dropped", st)
 	}
 	rep, err = gateway.Audit(ctx, g.Vault, nil)
 	if err != nil {

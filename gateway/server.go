@@ -180,6 +180,11 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Before anything reads the blind index: a vault whose index was built
+	// by other rules, or emptied by a migration, is rebuilt here.
+	if err := EnsureIndex(ctx, deps.Vault, log); err != nil {
+		return nil, err
+	}
 	tokenURL := tokenURLFor(cfg.TokenURL, cfg.BaseURL)
 	caps, err := capabilityStatement(cfg.BaseURL, capSecurity{tokens: deps.Tokens != nil, tokenURL: tokenURL, cors: len(cfg.CORSOrigins) > 0})
 	if err != nil {

@@ -290,16 +290,28 @@ UPDATE responses SET key = (SELECT hi FROM k) WHERE key = '\x00'`, want: "rememb
 	{name: "unsealed response planted",
 		sqlite:   `INSERT INTO responses (key, body, created) VALUES (randomblob(32), CAST('{"status":201,"type":"Patient","id":"x","version":1}' AS BLOB), 0)`,
 		postgres: `INSERT INTO responses (key, body, created) VALUES ('\x0101', convert_to('{"status":201,"type":"Patient","id":"x","version":1}', 'UTF8'), now())`, want: "remembered response does not open"},
-	{name: "index token removed",
-		sqlite: `DELETE FROM tokens WHERE type = 'Patient' AND id = '%[10]s' AND token = (SELECT token FROM tokens WHERE type = 'Patient' AND id = '%[10]s' ORDER BY token LIMIT 1)`, want: "lacks a token"},
-	{name: "index token added",
-		sqlite:   `INSERT INTO tokens (type, token, id) VALUES ('Patient', randomblob(32), '%[10]s')`,
-		postgres: `INSERT INTO tokens (type, token, id) VALUES ('Patient', '\xdeadbeef', '%[10]s')`, want: "holds a token"},
-	{name: "index tokens repointed to another patient",
+	{name: "index posting removed",
+		sqlite: `DELETE FROM postings WHERE type = 'Patient' AND id = '%[10]s' AND token = (SELECT token FROM postings WHERE type = 'Patient' AND id = '%[10]s' ORDER BY token LIMIT 1)`, want: "postings differ"},
+	{name: "index posting added",
+		sqlite:   `INSERT INTO postings (token, type, id) VALUES (randomblob(16), 'Patient', '%[10]s')`,
+		postgres: `INSERT INTO postings (token, type, id) VALUES ('\xdeadbeef', 'Patient', '%[10]s')`, want: "postings differ"},
+	{name: "index postings repointed to another patient",
 		// The two patients share tokens (a search key every Patient carries, a
 		// common gender...): those stay, the rest are repointed.
-		sqlite: `UPDATE tokens SET id = '%[11]s' WHERE type = 'Patient' AND id = '%[10]s'
-AND token NOT IN (SELECT token FROM tokens WHERE type = 'Patient' AND id = '%[11]s')`, want: "token"},
+		sqlite: `UPDATE postings SET id = '%[11]s' WHERE type = 'Patient' AND id = '%[10]s'
+AND token NOT IN (SELECT token FROM postings WHERE type = 'Patient' AND id = '%[11]s')`, want: "postings differ"},
+	{name: "token set deleted",
+		sqlite: `DELETE FROM token_sets WHERE seq = %[1]d`, want: "lacks a token"},
+	{name: "token set lost its last token",
+		// The tail cut may also leave a set that does not decode: both are
+		// reports about the patient's tokens.
+		sqlite:   `UPDATE token_sets SET tokens = substr(tokens, 1, length(tokens) - 17) WHERE seq = %[1]d`,
+		postgres: `UPDATE token_sets SET tokens = tokens[1:cardinality(tokens) - 1] WHERE seq = %[1]d`, want: "token"},
+	{name: "token set bytes changed",
+		sqlite:   `UPDATE token_sets SET tokens = CAST(X'05' || substr(tokens, 2) AS BLOB) WHERE seq = %[1]d`,
+		postgres: `UPDATE token_sets SET tokens[1] = '\x05' WHERE seq = %[1]d`, want: "token"},
+	{name: "token set planted for a tombstone",
+		sqlite: `INSERT INTO token_sets (seq, tokens) SELECT %[4]d, tokens FROM token_sets WHERE seq = %[1]d`, want: "token set for no current live version"},
 	{name: "rows of two versions swapped",
 		sqlite: `UPDATE versions SET seq = -seq WHERE seq IN (%[2]d, %[3]d);
 UPDATE versions SET seq = CASE seq WHEN -%[2]d THEN %[3]d ELSE %[2]d END WHERE seq < 0`, want: "does not match the stored commitment"},

@@ -408,10 +408,22 @@ func (t *SealedTx) SetTokens(ctx context.Context, typ, id string, version int64,
 	return t.tx.SetTokens(ctx, typ, id, version, tokens)
 }
 
-// DropTokens removes the blind-index entries of a resource that is not
-// live (see Tx.DropTokens).
-func (t *SealedTx) DropTokens(ctx context.Context, typ, id string) error {
-	return t.tx.DropTokens(ctx, typ, id)
+// DropTokens removes a posting of the blind index that does not belong
+// (see Tx.DropTokens).
+func (t *SealedTx) DropTokens(ctx context.Context, e IndexEntry) error {
+	return t.tx.DropTokens(ctx, e)
+}
+
+// DropTokenSet removes a token set that belongs to no current live
+// version, and its postings (see Tx.DropTokenSet).
+func (t *SealedTx) DropTokenSet(ctx context.Context, seq int64) error {
+	return t.tx.DropTokenSet(ctx, seq)
+}
+
+// SetIndexVersion records the version of the rules the blind index is
+// built by (see Tx.SetIndexVersion).
+func (t *SealedTx) SetIndexVersion(ctx context.Context, version string) error {
+	return t.tx.SetIndexVersion(ctx, version)
 }
 
 // Response returns the response remembered for an idempotency key (see

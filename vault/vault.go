@@ -103,12 +103,24 @@ type ChangeFilter struct {
 	Limit  int       // at most this many; <= 0 means none
 }
 
-// IndexEntry is one row of the blind index: the resource typ/id whose
+// IndexEntry is one posting of the blind index: the resource Type/ID whose
 // current version carries Token.
 type IndexEntry struct {
+	Token []byte
 	Type  string
 	ID    string
-	Token []byte
+}
+
+// TokenSet is what the blind index holds for one current live version: its
+// distinct tokens, sorted, keyed by the version's leaf Seq. A Store keeps
+// the set beside the postings (IndexEntry) it made them from, so that the
+// postings of a version can be removed without an index by resource, and
+// an audit can compare the set with the tokens it derives again and the
+// postings with the sets.
+type TokenSet struct {
+	Seq    int64
+	Tokens [][]byte
+	Bad    bool // the stored row does not decode (a damaged index): Tokens is nil
 }
 
 // Response is one remembered idempotent response, as stored.
@@ -172,10 +184,17 @@ type Store interface {
 	// MUST return every record row, also one whose leaf is missing: what an
 	// audit walks.
 	Records(ctx context.Context, after int64, limit int) ([]Leaf, error)
-	// IndexEntries returns up to limit blind-index entries after the given
-	// one (the zero IndexEntry for the first page), ordered by Type, ID and
-	// Token in the Store's order: what an audit walks.
+	// IndexEntries returns up to limit postings of the blind index after
+	// the given one (the zero IndexEntry for the first page), ordered by
+	// Token, Type and ID in the Store's order: what an audit walks.
 	IndexEntries(ctx context.Context, after IndexEntry, limit int) ([]IndexEntry, error)
+	// TokenSets returns up to limit token sets with Seq > after, in Seq
+	// order: what an audit and a reindex walk.
+	TokenSets(ctx context.Context, after int64, limit int) ([]TokenSet, error)
+	// IndexVersion returns the version of the rules the blind index was
+	// built by, as SetIndexVersion last stored it, or "" when it was never
+	// set (a new vault, or one whose index a migration emptied).
+	IndexVersion(ctx context.Context) (string, error)
 	// Responses returns up to limit remembered responses whose key sorts
 	// after the given one (nil for the first page), in key order.
 	Responses(ctx context.Context, after []byte, limit int) ([]Response, error)
@@ -244,14 +263,25 @@ type Tx interface {
 	// ErrNotFound if the resource has no version. It is how an index is
 	// rebuilt after the tokens a version carries were redefined.
 	SetTokens(ctx context.Context, typ, id string, version int64, tokens [][]byte) error
-	// DropTokens removes the blind-index entries of a resource that has no
-	// current live version (its current version is a tombstone or erased,
-	// or it has no version): entries the index must not hold. It returns
-	// ErrConflict, removing nothing, if the resource is live.
-	DropTokens(ctx context.Context, typ, id string) error
+	// DropTokens removes one posting the index must not hold: one whose
+	// resource has no current live version, or whose current live
+	// version's token set lacks the token. It returns ErrConflict, removing
+	// nothing, if the posting belongs.
+	DropTokens(ctx context.Context, e IndexEntry) error
+	// DropTokenSet removes the token set at seq, and the postings of its
+	// tokens, unless seq is the current live version of its resource
+	// (ErrConflict, removing nothing). A set that belongs to no version is
+	// removed with the postings its tokens would have under no resource:
+	// none.
+	DropTokenSet(ctx context.Context, seq int64) error
+	// SetIndexVersion records the version of the rules the blind index is
+	// now built by (see Store.IndexVersion).
+	SetIndexVersion(ctx context.Context, version string) error
 	// Put stores a new version and its leaf. It returns ErrConflict if that
 	// version of the resource is already stored. A version newer than the
-	// current one becomes current and replaces its tokens. A version's leaf
+	// current one becomes current and replaces its tokens: the token set of
+	// the previous current version and its postings are removed, and the
+	// new version's distinct tokens are stored as its set and postings. A version's leaf
 	// carries no Record, Salt, Subject, Actor or Time; Put refuses one that
 	// does. After Put returns
 	// an error the caller SHOULD abandon the transaction (return an error

@@ -54,7 +54,7 @@ func runReindex(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	}
 	fmt.Fprintf(stdout, "versions examined:   %d\n", st.Examined)
 	fmt.Fprintf(stdout, "resources rewritten: %d\n", st.Rewritten)
-	fmt.Fprintf(stdout, "resources dropped:   %d (not live)\n", st.Dropped)
+	fmt.Fprintf(stdout, "entries dropped:     %d (token sets and postings of no live version)\n", st.Dropped)
 	fmt.Fprintf(stdout, "unreadable:          %d (run audit)\n", st.Unreadable)
 	return nil
 }

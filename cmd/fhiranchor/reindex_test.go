@@ -38,7 +38,7 @@ func TestReindex(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = db.Exec(`INSERT INTO tokens (type, token, id) VALUES ('Patient', randomblob(32), 'planted')`)
+	_, err = db.Exec(`INSERT INTO postings (token, type, id) VALUES (randomblob(16), 'Patient', 'planted')`)
 	db.Close()
 	if err != nil {
 		t.Fatalf("tamper: %v", err)

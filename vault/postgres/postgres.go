@@ -39,9 +39,14 @@ var schemaV3 string
 //go:embed schema_v4.sql
 var schemaV4 string
 
+// schemaV5 stores the blind index as postings and token sets.
+//
+//go:embed schema_v5.sql
+var schemaV5 string
+
 // migrations are applied in order, each once. Never edit a released
 // migration; append a new one.
-var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4}
+var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4, schemaV5}
 
 // component names the vault's row of pgdb's schema versions.
 const component = "vault"
@@ -122,42 +127,77 @@ const (
 	// versions_by_type serves without a sort.
 	sqlChanges       = changesSQL + ` WHERE v.seq < $1 AND ($2::timestamptz IS NULL OR v.last_updated >= $2) ORDER BY v.seq DESC LIMIT $3`
 	sqlChangesOfType = changesSQL + ` WHERE v.type = $4 AND v.seq < $1 AND ($2::timestamptz IS NULL OR v.last_updated >= $2) ORDER BY v.seq DESC LIMIT $3`
-	sqlFindAny       = `SELECT DISTINCT id FROM tokens WHERE type = $1 AND token = ANY ($2::bytea[]) ORDER BY id`
+	sqlFindAny       = `SELECT DISTINCT id FROM postings WHERE type = $1 AND token = ANY ($2::bytea[]) ORDER BY id`
 	// sqlSetTokens replaces the tokens of the resource's current version if
-	// it is version $3 and live, in one statement (the two token statements
-	// touch disjoint rows, as in sqlPut). The result counts the resource's
-	// versions found (0 or 1) and those that qualified.
+	// it is version $3 and live, in one statement (the two posting
+	// statements touch disjoint rows, as in sqlPut; $4 is sorted and
+	// distinct). The result counts the resource's versions found (0 or 1)
+	// and those that qualified.
 	sqlSetTokens = `WITH cur AS (
-	SELECT version, deleted, erased FROM versions WHERE type = $1 AND id = $2 ORDER BY version DESC LIMIT 1
+	SELECT seq, version, deleted, erased FROM versions WHERE type = $1 AND id = $2 ORDER BY version DESC LIMIT 1
 ), ok AS (
-	SELECT FROM cur WHERE version = $3 AND NOT deleted AND NOT erased
+	SELECT seq FROM cur WHERE version = $3 AND NOT deleted AND NOT erased
+), old AS (
+	SELECT s.tokens FROM token_sets s JOIN ok ON s.seq = ok.seq
 ), dropped AS (
-	DELETE FROM tokens USING ok WHERE tokens.type = $1 AND tokens.id = $2 AND tokens.token <> ALL ($4::bytea[])
+	DELETE FROM postings p USING old
+	WHERE p.token = ANY (old.tokens) AND p.type = $1 AND p.id = $2 AND p.token <> ALL ($4::bytea[])
 ), added AS (
-	INSERT INTO tokens (type, token, id)
-	SELECT DISTINCT $1, t, $2 FROM ok, unnest($4::bytea[]) AS t
+	INSERT INTO postings (token, type, id)
+	SELECT t, $1, $2 FROM ok, unnest($4::bytea[]) AS t
 	ON CONFLICT DO NOTHING
+), setrow AS (
+	INSERT INTO token_sets (seq, tokens) SELECT seq, $4::bytea[] FROM ok WHERE cardinality($4::bytea[]) > 0
+	ON CONFLICT (seq) DO UPDATE SET tokens = excluded.tokens
+), noset AS (
+	DELETE FROM token_sets s USING ok WHERE s.seq = ok.seq AND cardinality($4::bytea[]) = 0
 )
 SELECT (SELECT count(*) FROM cur), (SELECT count(*) FROM ok)`
-	// sqlDropTokens removes the tokens of the resource unless its current
-	// version is live; the result counts the live versions found (0 or 1).
-	sqlDropTokens = `WITH live AS (
-	SELECT FROM (SELECT deleted, erased FROM versions WHERE type = $1 AND id = $2 ORDER BY version DESC LIMIT 1) cur
-	WHERE NOT deleted AND NOT erased
+	// sqlDropTokens removes the posting ($3, $1, $2) unless the resource's
+	// current version is live and its token set holds the token; the
+	// result counts such versions (0 or 1).
+	sqlDropTokens = `WITH belongs AS (
+	SELECT FROM (SELECT seq, deleted, erased FROM versions WHERE type = $1 AND id = $2 ORDER BY version DESC LIMIT 1) cur
+	JOIN token_sets s ON s.seq = cur.seq
+	WHERE NOT cur.deleted AND NOT cur.erased AND $3 = ANY (s.tokens)
 ), dropped AS (
-	DELETE FROM tokens WHERE type = $1 AND id = $2 AND NOT EXISTS (SELECT FROM live)
+	DELETE FROM postings WHERE token = $3 AND type = $1 AND id = $2 AND NOT EXISTS (SELECT FROM belongs)
+)
+SELECT count(*) FROM belongs`
+	// sqlDropTokenSet removes the token set at $1 and its postings unless
+	// $1 is its resource's current live version; the postings of tokens
+	// the resource's current live version (another) carries stay. The
+	// result counts the live versions at $1 (0 or 1).
+	sqlDropTokenSet = `WITH v AS (
+	SELECT type, id FROM versions WHERE seq = $1
+), cur AS (
+	SELECT w.seq, w.deleted, w.erased FROM versions w JOIN v ON w.type = v.type AND w.id = v.id
+	ORDER BY w.version DESC LIMIT 1
+), live AS (
+	SELECT FROM cur WHERE seq = $1 AND NOT deleted AND NOT erased
+), keep AS (
+	SELECT s.tokens FROM cur JOIN token_sets s ON s.seq = cur.seq WHERE cur.seq <> $1 AND NOT cur.deleted AND NOT cur.erased
+), gone AS (
+	DELETE FROM token_sets WHERE seq = $1 AND NOT EXISTS (SELECT FROM live) RETURNING tokens
+), dropped AS (
+	DELETE FROM postings p USING gone, v
+	WHERE p.token = ANY (gone.tokens) AND p.type = v.type AND p.id = v.id
+	AND p.token <> ALL (coalesce((SELECT tokens FROM keep), '{}'::bytea[]))
 )
 SELECT count(*) FROM live`
-	sqlRecords = `SELECT seq, type, record, salt, subject, actor, time FROM leaf_records
+	sqlTokenSets       = `SELECT seq, tokens FROM token_sets WHERE seq > $1 ORDER BY seq LIMIT $2`
+	sqlIndexVersion    = `SELECT version FROM index_state`
+	sqlSetIndexVersion = `UPDATE index_state SET version = $1`
+	sqlRecords         = `SELECT seq, type, record, salt, subject, actor, time FROM leaf_records
 WHERE seq > $1 ORDER BY seq LIMIT $2`
-	sqlIndexEntries = `SELECT type, id, token FROM tokens WHERE (type, id, token) > ($1, $2, $3)
-ORDER BY type, id, token LIMIT $4`
+	sqlIndexEntries = `SELECT token, type, id FROM postings WHERE (token, type, id) > ($1, $2, $3)
+ORDER BY token, type, id LIMIT $4`
 	sqlResponses = `SELECT key, body, created FROM responses WHERE key > $1 ORDER BY key LIMIT $2`
 	sqlDataKeys  = `SELECT key_id, wrapped FROM data_keys WHERE key_id > $1 ORDER BY key_id LIMIT $2`
 	sqlLeaves    = `SELECT seq, type, data, ref FROM leaves WHERE seq > $1 ORDER BY seq LIMIT $2`
 	sqlLeaf      = `SELECT l.seq, l.type, l.data, l.ref, r.record, r.salt, coalesce(r.subject, ''), coalesce(r.actor, ''), r.time
 FROM leaves l LEFT JOIN leaf_records r ON r.seq = l.seq WHERE l.seq = $1`
-	sqlFind     = `SELECT id FROM tokens WHERE type = $1 AND token = $2`
+	sqlFind     = `SELECT id FROM postings WHERE type = $1 AND token = $2`
 	sqlDataKey  = `SELECT wrapped FROM data_keys WHERE key_id = $1`
 	sqlResponse = `SELECT body FROM responses WHERE key = $1`
 	sqlStats    = `SELECT (SELECT count(*) FROM versions), (SELECT count(*) FROM leaves),
@@ -180,17 +220,18 @@ FROM leaves l LEFT JOIN leaf_records r ON r.seq = l.seq WHERE l.seq = $1`
 	// on. (Every Put holds the Seq lock and so sees every version committed
 	// before; ON CONFLICT also covers a writer that did not, at no
 	// measurable cost.) The version becomes current if it is newer than the
-	// latest: its tokens then replace the resource's, none for a tombstone.
-	// The two token statements touch disjoint rows (the old tokens not in
-	// the new set; the new ones), since the sub-statements of one WITH run
-	// in no defined order and do not see each other's writes. The result is
-	// the Seq of the version, or no row on a conflict.
+	// latest: its token set then replaces the latest version's, and its
+	// postings the resource's, none for a tombstone. The two posting
+	// statements touch disjoint rows (the old tokens not in the new set;
+	// the new ones), since the sub-statements of one WITH run in no defined
+	// order and do not see each other's writes. $14 is sorted and distinct.
+	// The result is the Seq of the version, or no row on a conflict.
 	//
 	// $1 type, $2 id, $3 version, $4 last_updated, $5 deleted, $6 key_id,
 	// $7 ciphertext, $8 salt, $9 commitment, $10 deid, $11 leaf type,
 	// $12 leaf data, $13 ref, $14 tokens, $15 client.
 	sqlPut = `WITH latest AS (
-	SELECT max(version) AS version FROM versions WHERE type = $1 AND id = $2
+	SELECT seq, version FROM versions WHERE type = $1 AND id = $2 ORDER BY version DESC LIMIT 1
 ), stored AS (
 	INSERT INTO versions (seq, type, id, version, last_updated, deleted, key_id, ciphertext, salt, commitment, deid, client)
 	SELECT coalesce(max(seq), 0) + 1, $1, $2, $3, $4, $5::boolean, $6, $7, $8, $9, $10, $15 FROM leaves
@@ -199,14 +240,19 @@ FROM leaves l LEFT JOIN leaf_records r ON r.seq = l.seq WHERE l.seq = $1`
 ), leaf AS (
 	INSERT INTO leaves (seq, type, data, ref) SELECT seq, $11, $12, $13 FROM stored
 ), newest AS (
-	SELECT FROM stored, latest WHERE latest.version IS NULL OR latest.version < $3
+	SELECT stored.seq FROM stored WHERE NOT EXISTS (SELECT FROM latest WHERE latest.version >= $3)
+), oldset AS (
+	DELETE FROM token_sets s USING newest, latest WHERE s.seq = latest.seq RETURNING s.tokens
 ), dropped AS (
-	DELETE FROM tokens USING newest
-	WHERE tokens.type = $1 AND tokens.id = $2 AND ($5::boolean OR tokens.token <> ALL ($14::bytea[]))
+	DELETE FROM postings p USING oldset
+	WHERE p.token = ANY (oldset.tokens) AND p.type = $1 AND p.id = $2 AND ($5::boolean OR p.token <> ALL ($14::bytea[]))
 ), added AS (
-	INSERT INTO tokens (type, token, id)
-	SELECT DISTINCT $1, t, $2 FROM newest, unnest($14::bytea[]) AS t WHERE NOT $5::boolean
+	INSERT INTO postings (token, type, id)
+	SELECT t, $1, $2 FROM newest, unnest($14::bytea[]) AS t WHERE NOT $5::boolean
 	ON CONFLICT DO NOTHING
+), newset AS (
+	INSERT INTO token_sets (seq, tokens)
+	SELECT seq, $14::bytea[] FROM newest WHERE NOT $5::boolean AND cardinality($14::bytea[]) > 0
 )
 SELECT seq FROM stored`
 
@@ -235,8 +281,10 @@ SELECT coalesce(max(version), 0) + 1, $1, $2, $3, $4 FROM policies RETURNING ver
 	// Erasure overwrites: the UPDATE writes row versions without the
 	// content. PostgreSQL keeps the old row versions as dead tuples until
 	// VACUUM reclaims them; see schema.sql.
-	sqlEraseTokens = `DELETE FROM tokens t USING versions v
-WHERE v.key_id = $1 AND v.type = t.type AND v.id = t.id`
+	sqlEraseTokens = `WITH gone AS (
+	DELETE FROM token_sets s USING versions v WHERE v.key_id = $1 AND s.seq = v.seq RETURNING v.type, v.id, s.tokens
+)
+DELETE FROM postings p USING gone WHERE p.token = ANY (gone.tokens) AND p.type = gone.type AND p.id = gone.id`
 	sqlEraseVersions = `UPDATE versions SET ciphertext = '', salt = '', deid = '', erased = true
 WHERE key_id = $1 AND NOT erased`
 )
@@ -433,16 +481,42 @@ func (s *Store) IndexEntries(ctx context.Context, after vault.IndexEntry, limit 
 	if limit <= 0 {
 		return nil, nil
 	}
-	rows, _ := s.pool.Query(ctx, sqlIndexEntries, after.Type, after.ID, nonNil(after.Token), limit)
+	rows, _ := s.pool.Query(ctx, sqlIndexEntries, nonNil(after.Token), after.Type, after.ID, limit)
 	es, err := collect(rows, func(row pgx.Row) (vault.IndexEntry, error) {
 		var e vault.IndexEntry
-		err := row.Scan(&e.Type, &e.ID, &e.Token)
+		err := row.Scan(&e.Token, &e.Type, &e.ID)
 		return e, err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list index entries: %w", err)
 	}
 	return es, nil
+}
+
+// TokenSets returns token sets in Seq order.
+func (s *Store) TokenSets(ctx context.Context, after int64, limit int) ([]vault.TokenSet, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, _ := s.pool.Query(ctx, sqlTokenSets, after, limit)
+	sets, err := collect(rows, func(row pgx.Row) (vault.TokenSet, error) {
+		var t vault.TokenSet
+		err := row.Scan(&t.Seq, &t.Tokens)
+		return t, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list token sets: %w", err)
+	}
+	return sets, nil
+}
+
+// IndexVersion returns the version of the rules the index was built by.
+func (s *Store) IndexVersion(ctx context.Context) (string, error) {
+	var v string
+	if err := s.pool.QueryRow(ctx, sqlIndexVersion).Scan(&v); err != nil {
+		return "", fmt.Errorf("get index version: %w", mapErr(err))
+	}
+	return v, nil
 }
 
 // Response returns the committed response remembered for an idempotency key.
@@ -730,7 +804,7 @@ func (t *tx) SetTokens(ctx context.Context, typ, id string, version int64, token
 	var found, ok int64
 	b := &pgx.Batch{}
 	queueLock(b, resourceLock(typ, id))
-	b.Queue(sqlSetTokens, typ, id, version, nonNilAll(tokens)).QueryRow(func(row pgx.Row) error {
+	b.Queue(sqlSetTokens, typ, id, version, vault.SortTokens(nonNilAll(tokens))).QueryRow(func(row pgx.Row) error {
 		return row.Scan(&found, &ok)
 	})
 	if err := t.tx.SendBatch(ctx, b).Close(); err != nil {
@@ -746,17 +820,42 @@ func (t *tx) SetTokens(ctx context.Context, typ, id string, version int64, token
 }
 
 // DropTokens locks the resource for the rest of the transaction, then
-// removes its tokens unless it is live.
-func (t *tx) DropTokens(ctx context.Context, typ, id string) error {
+// removes the posting unless it belongs.
+func (t *tx) DropTokens(ctx context.Context, e vault.IndexEntry) error {
+	var belongs int64
+	b := &pgx.Batch{}
+	queueLock(b, resourceLock(e.Type, e.ID))
+	b.Queue(sqlDropTokens, e.Type, e.ID, nonNil(e.Token)).QueryRow(func(row pgx.Row) error { return row.Scan(&belongs) })
+	if err := t.tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("drop %s posting: %w", e.Type, mapErr(err))
+	}
+	if belongs > 0 {
+		return fmt.Errorf("drop %s posting: %w", e.Type, vault.ErrConflict)
+	}
+	return nil
+}
+
+// DropTokenSet takes the Seq lock (so that no Put makes another version
+// current meanwhile), then removes the token set at seq and its postings
+// unless seq is its resource's current live version.
+func (t *tx) DropTokenSet(ctx context.Context, seq int64) error {
 	var live int64
 	b := &pgx.Batch{}
-	queueLock(b, resourceLock(typ, id))
-	b.Queue(sqlDropTokens, typ, id).QueryRow(func(row pgx.Row) error { return row.Scan(&live) })
-	if err := t.tx.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("drop %s tokens: %w", typ, mapErr(err))
+	t.queueSeqLock(b)
+	b.Queue(sqlDropTokenSet, seq).QueryRow(func(row pgx.Row) error { return row.Scan(&live) })
+	if err := t.send(ctx, b); err != nil {
+		return fmt.Errorf("drop token set: %w", err)
 	}
 	if live > 0 {
-		return fmt.Errorf("drop %s tokens: %w", typ, vault.ErrConflict)
+		return fmt.Errorf("drop token set: %w", vault.ErrConflict)
+	}
+	return nil
+}
+
+// SetIndexVersion records the version of the rules the index is built by.
+func (t *tx) SetIndexVersion(ctx context.Context, version string) error {
+	if _, err := t.tx.Exec(ctx, sqlSetIndexVersion, version); err != nil {
+		return fmt.Errorf("set index version: %w", mapErr(err))
 	}
 	return nil
 }
@@ -771,7 +870,7 @@ func (t *tx) Put(ctx context.Context, r vault.Record) error {
 	if len(r.Leaf.Record) > 0 || hasRecordFields(r.Leaf) {
 		return fmt.Errorf("put %s version %d: a version leaf carries a record", r.Type, r.Version)
 	}
-	tokens := nonNilAll(r.Tokens)
+	tokens := vault.SortTokens(nonNilAll(r.Tokens))
 	b := &pgx.Batch{}
 	t.queueSeqLock(b)
 	stored := false

@@ -9,6 +9,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	_ "embed"
@@ -62,9 +63,14 @@ var schemaV6 string
 //go:embed schema_v7.sql
 var schemaV7 string
 
+// schemaV8 stores the blind index as postings and token sets.
+//
+//go:embed schema_v8.sql
+var schemaV8 string
+
 // migrations are applied in order, each once, in one transaction per open.
 // Never edit a released migration; append a new one.
-var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4, schemaV5, schemaV6, schemaV7}
+var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4, schemaV5, schemaV6, schemaV7, schemaV8}
 
 // Result codes of modernc.org/sqlite/lib (extended result codes are on).
 const (
@@ -105,8 +111,10 @@ const (
 	stExists
 	stInsertLeaf
 	stInsertVersion
-	stDeleteTokens
-	stInsertToken
+	stTokenSetTx
+	stDeleteTokenSet
+	stInsertTokenSet
+	stDeletePosting
 	stFind
 	stCurrentTx
 	stDataKeyTx
@@ -115,24 +123,26 @@ const (
 	stPutResponse
 	stInsertLeafOnly
 	stDeleteKey
-	stEraseTokens
+	stEraseSets
 	stEraseVersions
 	stInsertLeafRecord
 	stPolicyExists
 	stInsertPolicy
 	stCurrentState
+	stVersionAt
+	stSetIndexVersion
 	numWriteStmts
 )
 
-// tokenRows is how many token rows one INSERT of a Put writes at most: a
+// tokenRows is how many postings one INSERT of a Put writes at most: a
 // write stores some thirty tokens per resource, in two or three statements
 // rather than thirty. The INSERT of k rows (1 <= k <= tokenRows) is write
 // statement numWriteStmts+k-1.
 const tokenRows = 16
 
-// insertTokensSQL inserts k token rows.
+// insertTokensSQL inserts k postings.
 func insertTokensSQL(k int) string {
-	return `INSERT OR IGNORE INTO tokens (type, token, id) VALUES (?, ?, ?)` + strings.Repeat(`, (?, ?, ?)`, k-1)
+	return `INSERT OR IGNORE INTO postings (token, type, id) VALUES (?, ?, ?)` + strings.Repeat(`, (?, ?, ?)`, k-1)
 }
 
 const (
@@ -149,6 +159,8 @@ const (
 	stPolicies
 	stRecords
 	stIndexEntries
+	stTokenSets
+	stIndexVersion
 	stResponses
 	stResponse
 	stDataKeys
@@ -166,13 +178,15 @@ FROM versions v JOIN leaves l ON l.seq = v.seq
 WHERE v.type = ? AND v.id = ?`
 
 var writeSQL = [numWriteStmts]string{
-	stLatest:         `SELECT max(version) FROM versions WHERE type = ? AND id = ?`,
+	stLatest:         `SELECT seq, version FROM versions WHERE type = ? AND id = ? ORDER BY version DESC LIMIT 1`,
 	stExists:         `SELECT 1 FROM versions WHERE type = ? AND id = ? AND version = ?`,
 	stInsertLeaf:     `INSERT INTO leaves (type, data, ref) VALUES (?, ?, ?)`,
 	stInsertVersion:  `INSERT INTO versions (seq, type, id, version, last_updated, deleted, key_id, ciphertext, salt, commitment, deid, client) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-	stDeleteTokens:   `DELETE FROM tokens WHERE type = ? AND id = ?`,
-	stInsertToken:    `INSERT OR IGNORE INTO tokens (type, token, id) VALUES (?, ?, ?)`,
-	stFind:           `SELECT id FROM tokens WHERE type = ? AND token = ?`,
+	stTokenSetTx:     `SELECT tokens FROM token_sets WHERE seq = ?`,
+	stDeleteTokenSet: `DELETE FROM token_sets WHERE seq = ?`,
+	stInsertTokenSet: `INSERT OR REPLACE INTO token_sets (seq, tokens) VALUES (?, ?)`,
+	stDeletePosting:  `DELETE FROM postings WHERE token = ? AND type = ? AND id = ?`,
+	stFind:           `SELECT id FROM postings WHERE token = ? AND type = ?`,
 	stCurrentTx:      selectRecord + ` ORDER BY v.version DESC LIMIT 1`,
 	stDataKeyTx:      `SELECT wrapped FROM data_keys WHERE key_id = ?`,
 	stPutDataKey:     `INSERT INTO data_keys (key_id, wrapped) VALUES (?, ?)`,
@@ -180,8 +194,8 @@ var writeSQL = [numWriteStmts]string{
 	stPutResponse:    `INSERT INTO responses (key, body, created) VALUES (?, ?, ?)`,
 	stInsertLeafOnly: `INSERT INTO leaves (type, data, ref) VALUES (?, ?, ?)`,
 	stDeleteKey:      `DELETE FROM data_keys WHERE key_id = ?`,
-	stEraseTokens: `DELETE FROM tokens WHERE EXISTS (SELECT 1 FROM versions v
-	WHERE v.key_id = ? AND v.type = tokens.type AND v.id = tokens.id)`,
+	stEraseSets: `SELECT s.seq, s.tokens, v.type, v.id FROM versions v JOIN token_sets s ON s.seq = v.seq
+WHERE v.key_id = ?`,
 	stEraseVersions:    `UPDATE versions SET ciphertext = X'', salt = X'', deid = X'', erased = 1 WHERE key_id = ? AND erased = 0`,
 	stInsertLeafRecord: `INSERT INTO leaf_records (seq, type, record, salt, subject, actor, time) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 	stPolicyExists:     `SELECT 1 FROM policies WHERE revision = ?`,
@@ -189,8 +203,10 @@ var writeSQL = [numWriteStmts]string{
 	// cannot race another PutPolicy.
 	stInsertPolicy: `INSERT INTO policies (version, revision, bundle, created, author)
 	SELECT coalesce(max(version), 0) + 1, ?, ?, ?, ? FROM policies`,
-	stCurrentState: `SELECT version, deleted, erased FROM versions WHERE type = ? AND id = ?
+	stCurrentState: `SELECT seq, version, deleted, erased FROM versions WHERE type = ? AND id = ?
 ORDER BY version DESC LIMIT 1`,
+	stVersionAt:       `SELECT type, id FROM versions WHERE seq = ?`,
+	stSetIndexVersion: `UPDATE index_state SET version = ? WHERE one = 1`,
 }
 
 var readSQL = [numReadStmts]string{
@@ -203,18 +219,20 @@ var readSQL = [numReadStmts]string{
 	(SELECT count(*) FROM data_keys), (SELECT count(*) FROM responses), (SELECT count(*) FROM policies)`,
 	// Every version row, also one whose leaf is gone: an audit must see it.
 	stVersions:      changesSQL + ` WHERE v.seq > ? ORDER BY v.seq LIMIT ?`,
-	stFindCommitted: `SELECT id FROM tokens WHERE type = ? AND token = ?`,
+	stFindCommitted: `SELECT id FROM postings WHERE token = ? AND type = ?`,
 	stLeaf: `SELECT l.seq, l.type, l.data, l.ref, r.record, r.salt, coalesce(r.subject, ''), coalesce(r.actor, ''), r.time
 FROM leaves l LEFT JOIN leaf_records r ON r.seq = l.seq WHERE l.seq = ?`,
 	stPolicy:   `SELECT version, revision, bundle, created, author FROM policies WHERE version = ?`,
 	stPolicies: `SELECT version, revision, created, author FROM policies ORDER BY version DESC`,
 	stRecords: `SELECT seq, type, record, salt, subject, actor, time FROM leaf_records
 WHERE seq > ? ORDER BY seq LIMIT ?`,
-	stIndexEntries: `SELECT type, id, token FROM tokens WHERE (type, id, token) > (?, ?, ?)
-ORDER BY type, id, token LIMIT ?`,
-	stResponses: `SELECT key, body, created FROM responses WHERE key > ? ORDER BY key LIMIT ?`,
-	stResponse:  `SELECT body FROM responses WHERE key = ?`,
-	stDataKeys:  `SELECT key_id, wrapped FROM data_keys WHERE key_id > ? ORDER BY key_id LIMIT ?`,
+	stIndexEntries: `SELECT token, type, id FROM postings WHERE (token, type, id) > (?, ?, ?)
+ORDER BY token, type, id LIMIT ?`,
+	stTokenSets:    `SELECT seq, tokens FROM token_sets WHERE seq > ? ORDER BY seq LIMIT ?`,
+	stIndexVersion: `SELECT version FROM index_state WHERE one = 1`,
+	stResponses:    `SELECT key, body, created FROM responses WHERE key > ? ORDER BY key LIMIT ?`,
+	stResponse:     `SELECT body FROM responses WHERE key = ?`,
+	stDataKeys:     `SELECT key_id, wrapped FROM data_keys WHERE key_id > ? ORDER BY key_id LIMIT ?`,
 	// Changes: the parameters are Before (exclusive), Since (microseconds,
 	// inclusive) and the limit (-1 for none), after the type for
 	// stChangesOfType, which versions_by_type serves without a sort.
@@ -455,12 +473,12 @@ func (s *Store) Records(ctx context.Context, after int64, limit int) ([]vault.Le
 	return ls, nil
 }
 
-// IndexEntries returns blind-index entries in (type, id, token) order.
+// IndexEntries returns postings in (token, type, id) order.
 func (s *Store) IndexEntries(ctx context.Context, after vault.IndexEntry, limit int) ([]vault.IndexEntry, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
-	rows, err := s.rstmt[stIndexEntries].QueryContext(ctx, after.Type, after.ID, nonNil(after.Token), limit)
+	rows, err := s.rstmt[stIndexEntries].QueryContext(ctx, nonNil(after.Token), after.Type, after.ID, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list index entries: %w", err)
 	}
@@ -468,7 +486,7 @@ func (s *Store) IndexEntries(ctx context.Context, after vault.IndexEntry, limit 
 	var es []vault.IndexEntry
 	for rows.Next() {
 		var e vault.IndexEntry
-		if err := rows.Scan(&e.Type, &e.ID, &e.Token); err != nil {
+		if err := rows.Scan(&e.Token, &e.Type, &e.ID); err != nil {
 			return nil, fmt.Errorf("list index entries: %w", err)
 		}
 		es = append(es, e)
@@ -477,6 +495,41 @@ func (s *Store) IndexEntries(ctx context.Context, after vault.IndexEntry, limit 
 		return nil, fmt.Errorf("list index entries: %w", err)
 	}
 	return es, nil
+}
+
+// TokenSets returns token sets in Seq order.
+func (s *Store) TokenSets(ctx context.Context, after int64, limit int) ([]vault.TokenSet, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, err := s.rstmt[stTokenSets].QueryContext(ctx, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list token sets: %w", err)
+	}
+	defer rows.Close()
+	var out []vault.TokenSet
+	for rows.Next() {
+		var seq int64
+		var b []byte
+		if err := rows.Scan(&seq, &b); err != nil {
+			return nil, fmt.Errorf("list token sets: %w", err)
+		}
+		tokens, err := vault.DecodeTokenSet(b)
+		out = append(out, vault.TokenSet{Seq: seq, Tokens: tokens, Bad: err != nil})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list token sets: %w", err)
+	}
+	return out, nil
+}
+
+// IndexVersion returns the version of the rules the index was built by.
+func (s *Store) IndexVersion(ctx context.Context) (string, error) {
+	var v string
+	if err := s.rstmt[stIndexVersion].QueryRowContext(ctx).Scan(&v); err != nil {
+		return "", fmt.Errorf("get index version: %w", mapErr(err))
+	}
+	return v, nil
 }
 
 // Response returns the committed response remembered for an idempotency key.
@@ -656,7 +709,7 @@ func findAny(ctx context.Context, q queryer, typ string, tokens [][]byte) ([]str
 		for _, tok := range chunk {
 			args = append(args, nonNil(tok))
 		}
-		query := `SELECT DISTINCT id FROM tokens WHERE type = ? AND token IN (?` +
+		query := `SELECT DISTINCT id FROM postings WHERE type = ? AND token IN (?` +
 			strings.Repeat(", ?", len(chunk)-1) + `) ORDER BY id`
 		rows, err := q.QueryContext(ctx, query, args...)
 		if err != nil {
@@ -863,7 +916,7 @@ func (t *tx) Erase(ctx context.Context, keyID string) (int64, error) {
 	if n, err := res.RowsAffected(); err != nil || n == 0 {
 		return 0, fmt.Errorf("erase data key: %w", vault.ErrNotFound)
 	}
-	if _, err := t.stmt(ctx, stEraseTokens).ExecContext(ctx, keyID); err != nil {
+	if err := t.eraseTokens(ctx, keyID); err != nil {
 		return 0, fmt.Errorf("erase tokens: %w", err)
 	}
 	res, err = t.stmt(ctx, stEraseVersions).ExecContext(ctx, keyID)
@@ -876,6 +929,88 @@ func (t *tx) Erase(ctx context.Context, keyID string) (int64, error) {
 	}
 	t.erased = true
 	return n, nil
+}
+
+// eraseTokens removes the token sets of the versions sealed under keyID,
+// and their postings.
+func (t *tx) eraseTokens(ctx context.Context, keyID string) error {
+	type set struct {
+		seq     int64
+		typ, id string
+		tokens  [][]byte
+	}
+	rows, err := t.stmt(ctx, stEraseSets).QueryContext(ctx, keyID)
+	if err != nil {
+		return mapErr(err)
+	}
+	var sets []set
+	for rows.Next() {
+		var e set
+		var b []byte
+		if err := rows.Scan(&e.seq, &b, &e.typ, &e.id); err != nil {
+			rows.Close()
+			return err
+		}
+		// A set that does not decode still goes; its postings are the
+		// audit's to find.
+		e.tokens, _ = vault.DecodeTokenSet(b)
+		sets = append(sets, e)
+	}
+	if err := rows.Close(); err != nil {
+		return err
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, e := range sets {
+		if err := t.removeSet(ctx, e.seq, e.typ, e.id, e.tokens); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// removeSet deletes the token set at seq and the postings of its tokens
+// under typ/id.
+func (t *tx) removeSet(ctx context.Context, seq int64, typ, id string, tokens [][]byte) error {
+	for _, tok := range tokens {
+		if _, err := t.stmt(ctx, stDeletePosting).ExecContext(ctx, nonNil(tok), typ, id); err != nil {
+			return mapErr(err)
+		}
+	}
+	if _, err := t.stmt(ctx, stDeleteTokenSet).ExecContext(ctx, seq); err != nil {
+		return mapErr(err)
+	}
+	return nil
+}
+
+// tokenSet returns the token set stored at seq, or none.
+func (t *tx) tokenSet(ctx context.Context, seq int64) ([][]byte, error) {
+	var b []byte
+	err := t.stmt(ctx, stTokenSetTx).QueryRowContext(ctx, seq).Scan(&b)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, nil
+	case err != nil:
+		return nil, mapErr(err)
+	}
+	// A set that does not decode is replaced all the same: its postings,
+	// if any are left, are the audit's to find and reindex's to drop.
+	tokens, _ := vault.DecodeTokenSet(b)
+	return tokens, nil
+}
+
+// setTokens stores the token set of the version at seq of typ/id and its
+// postings.
+func (t *tx) setTokens(ctx context.Context, seq int64, typ, id string, tokens [][]byte) error {
+	tokens = vault.SortTokens(slices.Clone(tokens))
+	if len(tokens) == 0 {
+		return nil // no set: a version without tokens has none
+	}
+	if _, err := t.stmt(ctx, stInsertTokenSet).ExecContext(ctx, seq, vault.EncodeTokenSet(tokens)); err != nil {
+		return mapErr(err)
+	}
+	return t.insertTokens(ctx, typ, id, tokens)
 }
 
 func (t *tx) stmt(ctx context.Context, i int) *sql.Stmt {
@@ -916,9 +1051,9 @@ func (t *tx) FindAny(ctx context.Context, typ string, tokens [][]byte) ([]string
 // The state is checked before anything is written, so an error leaves the
 // transaction as it was.
 func (t *tx) SetTokens(ctx context.Context, typ, id string, version int64, tokens [][]byte) error {
-	var current int64
+	var seq, current int64
 	var deleted, erased bool
-	err := t.stmt(ctx, stCurrentState).QueryRowContext(ctx, typ, id).Scan(&current, &deleted, &erased)
+	err := t.stmt(ctx, stCurrentState).QueryRowContext(ctx, typ, id).Scan(&seq, &current, &deleted, &erased)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return fmt.Errorf("set %s tokens: %w", typ, vault.ErrNotFound)
@@ -927,38 +1062,101 @@ func (t *tx) SetTokens(ctx context.Context, typ, id string, version int64, token
 	case current != version || deleted || erased:
 		return fmt.Errorf("set %s version %d tokens: %w", typ, version, vault.ErrConflict)
 	}
-	if _, err := t.stmt(ctx, stDeleteTokens).ExecContext(ctx, typ, id); err != nil {
-		return fmt.Errorf("set %s tokens: %w", typ, mapErr(err))
+	old, err := t.tokenSet(ctx, seq)
+	if err != nil {
+		return fmt.Errorf("set %s tokens: %w", typ, err)
 	}
-	for _, tok := range tokens {
-		if _, err := t.stmt(ctx, stInsertToken).ExecContext(ctx, typ, nonNil(tok), id); err != nil {
-			return fmt.Errorf("set %s tokens: %w", typ, mapErr(err))
-		}
+	// The new tokens' postings are removed too: one the set did not list
+	// (a damaged index) is then written again rather than left.
+	if err := t.removeSet(ctx, seq, typ, id, append(old, tokens...)); err != nil {
+		return fmt.Errorf("set %s tokens: %w", typ, err)
+	}
+	if err := t.setTokens(ctx, seq, typ, id, tokens); err != nil {
+		return fmt.Errorf("set %s tokens: %w", typ, err)
 	}
 	return nil
 }
 
-// DropTokens removes the tokens of a resource that is not live.
-func (t *tx) DropTokens(ctx context.Context, typ, id string) error {
-	var current int64
+// DropTokens removes a posting that does not belong.
+func (t *tx) DropTokens(ctx context.Context, e vault.IndexEntry) error {
+	var seq, current int64
 	var deleted, erased bool
-	err := t.stmt(ctx, stCurrentState).QueryRowContext(ctx, typ, id).Scan(&current, &deleted, &erased)
+	err := t.stmt(ctx, stCurrentState).QueryRowContext(ctx, e.Type, e.ID).Scan(&seq, &current, &deleted, &erased)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 	case err != nil:
-		return fmt.Errorf("drop %s tokens: %w", typ, mapErr(err))
+		return fmt.Errorf("drop %s posting: %w", e.Type, mapErr(err))
 	case !deleted && !erased:
-		return fmt.Errorf("drop %s tokens: %w", typ, vault.ErrConflict)
+		set, err := t.tokenSet(ctx, seq)
+		if err != nil {
+			return fmt.Errorf("drop %s posting: %w", e.Type, err)
+		}
+		if slices.ContainsFunc(set, func(tok []byte) bool { return bytes.Equal(tok, e.Token) }) {
+			return fmt.Errorf("drop %s posting: %w", e.Type, vault.ErrConflict)
+		}
 	}
-	if _, err := t.stmt(ctx, stDeleteTokens).ExecContext(ctx, typ, id); err != nil {
-		return fmt.Errorf("drop %s tokens: %w", typ, mapErr(err))
+	if _, err := t.stmt(ctx, stDeletePosting).ExecContext(ctx, nonNil(e.Token), e.Type, e.ID); err != nil {
+		return fmt.Errorf("drop %s posting: %w", e.Type, mapErr(err))
+	}
+	return nil
+}
+
+// DropTokenSet removes a token set that belongs to no current live
+// version, and its postings.
+func (t *tx) DropTokenSet(ctx context.Context, seq int64) error {
+	var typ, id string
+	err := t.stmt(ctx, stVersionAt).QueryRowContext(ctx, seq).Scan(&typ, &id)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		// No version: the set's postings would name no resource.
+		if _, err := t.stmt(ctx, stDeleteTokenSet).ExecContext(ctx, seq); err != nil {
+			return fmt.Errorf("drop token set: %w", mapErr(err))
+		}
+		return nil
+	case err != nil:
+		return fmt.Errorf("drop token set: %w", mapErr(err))
+	}
+	var cur, current int64
+	var deleted, erased bool
+	err = t.stmt(ctx, stCurrentState).QueryRowContext(ctx, typ, id).Scan(&cur, &current, &deleted, &erased)
+	if err != nil {
+		return fmt.Errorf("drop %s token set: %w", typ, mapErr(err))
+	}
+	if cur == seq && !deleted && !erased {
+		return fmt.Errorf("drop %s token set: %w", typ, vault.ErrConflict)
+	}
+	tokens, err := t.tokenSet(ctx, seq)
+	if err != nil {
+		return fmt.Errorf("drop %s token set: %w", typ, err)
+	}
+	if cur != seq && !deleted && !erased {
+		// The resource is live at another version: its postings are that
+		// version's, which may share tokens with this set; keep those.
+		keep, err := t.tokenSet(ctx, cur)
+		if err != nil {
+			return fmt.Errorf("drop %s token set: %w", typ, err)
+		}
+		tokens = slices.DeleteFunc(tokens, func(tok []byte) bool {
+			return slices.ContainsFunc(keep, func(k []byte) bool { return bytes.Equal(k, tok) })
+		})
+	}
+	if err := t.removeSet(ctx, seq, typ, id, tokens); err != nil {
+		return fmt.Errorf("drop %s token set: %w", typ, err)
+	}
+	return nil
+}
+
+// SetIndexVersion records the version of the rules the index is built by.
+func (t *tx) SetIndexVersion(ctx context.Context, version string) error {
+	if _, err := t.stmt(ctx, stSetIndexVersion).ExecContext(ctx, version); err != nil {
+		return fmt.Errorf("set index version: %w", mapErr(err))
 	}
 	return nil
 }
 
 // queryIDs runs a Find statement.
 func queryIDs(ctx context.Context, st *sql.Stmt, typ string, token []byte) ([]string, error) {
-	rows, err := st.QueryContext(ctx, typ, nonNil(token))
+	rows, err := st.QueryContext(ctx, nonNil(token), typ)
 	if err != nil {
 		return nil, fmt.Errorf("find %s: %w", typ, err)
 	}
@@ -980,11 +1178,13 @@ func (t *tx) Put(ctx context.Context, r vault.Record) error {
 	if len(r.Leaf.Record) > 0 || hasRecordFields(r.Leaf) {
 		return fmt.Errorf("put %s version %d: a version leaf carries a record", r.Type, r.Version)
 	}
-	var latest sql.NullInt64
-	if err := t.stmt(ctx, stLatest).QueryRowContext(ctx, r.Type, r.ID).Scan(&latest); err != nil {
+	var latestSeq, latest int64
+	err := t.stmt(ctx, stLatest).QueryRowContext(ctx, r.Type, r.ID).Scan(&latestSeq, &latest)
+	exists := err == nil
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("put %s version %d: %w", r.Type, r.Version, err)
 	}
-	becomesCurrent := !latest.Valid || r.Version > latest.Int64
+	becomesCurrent := !exists || r.Version > latest
 	if !becomesCurrent {
 		var one int
 		err := t.stmt(ctx, stExists).QueryRowContext(ctx, r.Type, r.ID, r.Version).Scan(&one)
@@ -1017,15 +1217,19 @@ func (t *tx) Put(ctx context.Context, r vault.Record) error {
 	if !becomesCurrent {
 		return nil
 	}
-	if latest.Valid {
-		if _, err := t.stmt(ctx, stDeleteTokens).ExecContext(ctx, r.Type, r.ID); err != nil {
+	if exists {
+		old, err := t.tokenSet(ctx, latestSeq)
+		if err == nil {
+			err = t.removeSet(ctx, latestSeq, r.Type, r.ID, old)
+		}
+		if err != nil {
 			return fmt.Errorf("put %s version %d tokens: %w", r.Type, r.Version, err)
 		}
 	}
 	if r.Deleted {
 		return nil
 	}
-	if err := t.insertTokens(ctx, r.Type, r.ID, r.Tokens); err != nil {
+	if err := t.setTokens(ctx, seq, r.Type, r.ID, r.Tokens); err != nil {
 		return fmt.Errorf("put %s version %d tokens: %w", r.Type, r.Version, err)
 	}
 	return nil
@@ -1039,7 +1243,7 @@ func (t *tx) insertTokens(ctx context.Context, typ, id string, tokens [][]byte) 
 		k := min(len(tokens), tokenRows)
 		args = args[:0]
 		for _, tok := range tokens[:k] {
-			args = append(args, typ, nonNil(tok), id)
+			args = append(args, nonNil(tok), typ, id)
 		}
 		if _, err := t.stmt(ctx, numWriteStmts+k-1).ExecContext(ctx, args...); err != nil {
 			return err

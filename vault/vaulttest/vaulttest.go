@@ -1487,12 +1487,29 @@ func testAuditListings(t *testing.T, s vault.Store) {
 		after = page[len(page)-1]
 	}
 	wantIdx := []vault.IndexEntry{
-		{Type: "Patient", ID: "a", Token: []byte("t3")},
 		{Type: "Patient", ID: "b", Token: []byte("t1")},
 		{Type: "Patient", ID: "b", Token: []byte("t2")},
+		{Type: "Patient", ID: "a", Token: []byte("t3")},
 	}
 	if diff := cmp.Diff(wantIdx, gotIdx); diff != "" {
 		t.Errorf("IndexEntries (-want +got):\n%s", diff)
+	}
+	var gotSets []vault.TokenSet
+	for after := int64(0); ; {
+		page, err := s.TokenSets(ctx, after, 1)
+		if err != nil {
+			t.Fatalf("TokenSets: %v", err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		gotSets = append(gotSets, page...)
+		after = page[len(page)-1].Seq
+	}
+	// Seqs 1 (b), 2 (a); c's set went with its tombstone. Sets are sorted.
+	wantSets := []vault.TokenSet{{Seq: 1, Tokens: [][]byte{[]byte("t1"), []byte("t2")}}, {Seq: 2, Tokens: [][]byte{[]byte("t3")}}}
+	if diff := cmp.Diff(wantSets, gotSets); diff != "" {
+		t.Errorf("TokenSets (-want +got):\n%s", diff)
 	}
 
 	err := s.Update(ctx, func(tx vault.Tx) error {
@@ -1548,6 +1565,7 @@ func testAuditListings(t *testing.T, s vault.Store) {
 	for name, n := range map[string]func() (int, error){
 		"Records":      func() (int, error) { p, err := s.Records(ctx, 0, 0); return len(p), err },
 		"IndexEntries": func() (int, error) { p, err := s.IndexEntries(ctx, vault.IndexEntry{}, 0); return len(p), err },
+		"TokenSets":    func() (int, error) { p, err := s.TokenSets(ctx, 0, 0); return len(p), err },
 		"Responses":    func() (int, error) { p, err := s.Responses(ctx, nil, 0); return len(p), err },
 		"DataKeys":     func() (int, error) { p, err := s.DataKeys(ctx, "", 0); return len(p), err },
 	} {
@@ -1829,34 +1847,58 @@ func testSetTokens(t *testing.T, s vault.Store) {
 	wantStats(t, s, vault.Stats{Versions: 5, Leaves: 5})
 }
 
-// testDropTokens: DropTokens removes index entries of resources that are
-// not live (an index damaged or built by older rules may hold some) and
-// refuses, removing nothing, for a live one.
+// testDropTokens: DropTokens and DropTokenSet refuse, removing nothing,
+// what belongs to a current live version, and remove what does not (an
+// index damaged or built by older rules; the gateway's tamper and reindex
+// tests damage it with SQL, which this suite cannot). A new version moves
+// its resource's set to its own Seq and the postings with it; the index
+// version is "" until set.
 func testDropTokens(t *testing.T, s vault.Store) {
 	ctx := t.Context()
-	put(t, s, withTokens(record("Patient", "a", 1), "a1"), withTokens(record("Patient", "b", 1), "b1"),
-		tombstone("Patient", "b", 2))
-	// Entries the index must not hold, as a damaged one might: tokens of a
-	// tombstone and of a resource with no version. SetTokens cannot write
-	// them; a live resource's tokens, moved by an id change, can.
-	err := s.Update(ctx, func(tx vault.Tx) error {
-		if err := tx.Put(ctx, withTokens(record("Patient", "c", 1), "c1")); err != nil {
-			return err
-		}
-		return tx.Put(ctx, withTokens(tombstone("Patient", "c", 2), "c2"))
-	})
+	put(t, s, withTokens(record("Patient", "a", 1), "a1", "shared"), withTokens(record("Patient", "b", 1), "b1", "shared"),
+		tombstone("Patient", "b", 2), withTokens(record("Patient", "a", 2), "a2", "shared"))
+	wantFind(t, s, "Patient", "a1")
+	wantFind(t, s, "Patient", "a2", "a")
+	wantFind(t, s, "Patient", "shared", "a")
+	wantFind(t, s, "Patient", "b1")
+	sets, err := s.TokenSets(ctx, 0, 10)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("TokenSets: %v", err)
 	}
-	drop := func(typ, id string) error {
-		return s.Update(ctx, func(tx vault.Tx) error { return tx.DropTokens(ctx, typ, id) })
+	if diff := cmp.Diff([]vault.TokenSet{{Seq: 4, Tokens: [][]byte{[]byte("a2"), []byte("shared")}}}, sets); diff != "" {
+		t.Errorf("TokenSets after a new version and a tombstone (-want +got):\n%s", diff)
 	}
-	wantErr(t, "DropTokens of a live resource", drop("Patient", "a"), vault.ErrConflict)
-	wantFind(t, s, "Patient", "a1", "a")
-	for _, id := range []string{"b", "c", "z"} {
-		if err := drop("Patient", id); err != nil {
-			t.Errorf("DropTokens(%s): %v", id, err)
+
+	update := func(fn func(tx vault.Tx) error) error { return s.Update(ctx, fn) }
+	wantErr(t, "DropTokens of a posting that belongs", update(func(tx vault.Tx) error {
+		return tx.DropTokens(ctx, vault.IndexEntry{Token: []byte("shared"), Type: "Patient", ID: "a"})
+	}), vault.ErrConflict)
+	wantErr(t, "DropTokenSet of the current live version", update(func(tx vault.Tx) error { return tx.DropTokenSet(ctx, 4) }), vault.ErrConflict)
+	wantFind(t, s, "Patient", "shared", "a")
+	for _, e := range []vault.IndexEntry{
+		{Token: []byte("nothing"), Type: "Patient", ID: "a"}, // not held: a no-op
+		{Token: []byte("b1"), Type: "Patient", ID: "b"},      // a tombstone's
+		{Token: []byte("x"), Type: "Patient", ID: "z"},       // no resource
+	} {
+		if err := update(func(tx vault.Tx) error { return tx.DropTokens(ctx, e) }); err != nil {
+			t.Errorf("DropTokens(%s/%s %s): %v", e.Type, e.ID, e.Token, err)
 		}
 	}
-	wantFind(t, s, "Patient", "a1", "a")
+	for _, seq := range []int64{1, 2, 3, 99} { // older versions, a tombstone, no version: no set, a no-op
+		if err := update(func(tx vault.Tx) error { return tx.DropTokenSet(ctx, seq) }); err != nil {
+			t.Errorf("DropTokenSet(%d): %v", seq, err)
+		}
+	}
+	wantFind(t, s, "Patient", "shared", "a")
+	wantFind(t, s, "Patient", "a2", "a")
+
+	if v, err := s.IndexVersion(ctx); err != nil || v != "" {
+		t.Errorf("IndexVersion of a new store = %q, %v; want \"\"", v, err)
+	}
+	if err := update(func(tx vault.Tx) error { return tx.SetIndexVersion(ctx, "rules/2") }); err != nil {
+		t.Fatalf("SetIndexVersion: %v", err)
+	}
+	if v, err := s.IndexVersion(ctx); err != nil || v != "rules/2" {
+		t.Errorf("IndexVersion = %q, %v; want rules/2", v, err)
+	}
 }

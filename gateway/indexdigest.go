@@ -1,0 +1,66 @@
+package gateway
+
+import (
+	"context"
+	"hash/maphash"
+
+	"github.com/fhiranchor/fhiranchor/vault"
+)
+
+// indexDigest sums a keyed hash of each posting (token, type, id) of the
+// blind index: an order-free fingerprint, so that the postings, walked in
+// token order, can be checked against the token sets, walked in Seq order,
+// without holding either in memory. The key is a random seed drawn for
+// each check: one who edits the database cannot compute the hash, so no
+// change to the postings can be made to cancel out in the sum.
+type indexDigest struct {
+	seed maphash.Seed
+	sum  uint64
+	n    int64
+}
+
+// newIndexDigests returns two empty digests under one fresh seed.
+func newIndexDigests() (*indexDigest, *indexDigest) {
+	seed := maphash.MakeSeed()
+	return &indexDigest{seed: seed}, &indexDigest{seed: seed}
+}
+
+// add adds one posting.
+func (d *indexDigest) add(token []byte, typ, id string) {
+	var h maphash.Hash
+	h.SetSeed(d.seed)
+	h.Write(token)
+	h.WriteByte(0)
+	h.WriteString(typ)
+	h.WriteByte(0)
+	h.WriteString(id)
+	d.sum += h.Sum64()
+	d.n++
+}
+
+// addSet adds the postings a token set makes for typ/id.
+func (d *indexDigest) addSet(tokens [][]byte, typ, id string) {
+	for _, t := range tokens {
+		d.add(t, typ, id)
+	}
+}
+
+// equal reports whether two digests of one seed saw the same postings.
+func (d *indexDigest) equal(o *indexDigest) bool { return d.sum == o.sum && d.n == o.n }
+
+// walkPostings adds every posting of the index to d.
+func walkPostings(ctx context.Context, store vault.Store, d *indexDigest) error {
+	for after := (vault.IndexEntry{}); ; {
+		es, err := store.IndexEntries(ctx, after, auditPage)
+		if err != nil {
+			return err
+		}
+		for _, e := range es {
+			d.add(e.Token, e.Type, e.ID)
+		}
+		if len(es) < auditPage {
+			return nil
+		}
+		after = es[len(es)-1]
+	}
+}

@@ -1,0 +1,33 @@
+-- Schema version 5 of the vault on PostgreSQL: the blind index as postings
+-- and token sets (as SQLite schema version 8).
+--
+-- tokens held a row per (type, token, id) and a second index by (type, id)
+-- to replace a resource's tokens. postings is the inverted index alone,
+-- keyed by token first (the token is an HMAC over the type already);
+-- token_sets keeps each current live version's distinct tokens, sorted, in
+-- one row keyed by its leaf Seq, which is what a new version's write or an
+-- erasure reads to remove the postings it replaces.
+--
+-- The old rows are not carried over: index_state.version is left empty,
+-- and the gateway rebuilds the index from the versions before it reports
+-- ready, then records the version of the rules it built it by.
+DROP TABLE tokens;
+
+CREATE TABLE postings (
+	token bytea NOT NULL,
+	type  text  NOT NULL,
+	id    text  NOT NULL,
+	PRIMARY KEY (token, type, id)
+);
+
+CREATE TABLE token_sets (
+	seq    bigint  PRIMARY KEY,
+	tokens bytea[] NOT NULL
+);
+
+CREATE TABLE index_state (
+	one     boolean PRIMARY KEY DEFAULT true CHECK (one),
+	version text    NOT NULL
+);
+
+INSERT INTO index_state (version) VALUES ('');
