@@ -10,7 +10,6 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -740,8 +739,7 @@ func (a *auditor) walkTokens(ctx context.Context) error {
 				a.find(tableTokens, set.Seq, key, problemTokenSetBad)
 				continue
 			}
-			typ, id, _ := strings.Cut(key, "/")
-			sets.addSet(set.Tokens, typ, id)
+			sets.addSet(set.Tokens, set.Seq)
 			cur := a.current[key]
 			if cur.unknown {
 				continue // the version's own finding says why

@@ -2,12 +2,13 @@ package gateway
 
 import (
 	"context"
+	"encoding/binary"
 	"hash/maphash"
 
 	"github.com/fhiranchor/fhiranchor/vault"
 )
 
-// indexDigest sums a keyed hash of each posting (token, type, id) of the
+// indexDigest sums a keyed hash of each posting (token, Seq) of the
 // blind index: an order-free fingerprint, so that the postings, walked in
 // token order, can be checked against the token sets, walked in Seq order,
 // without holding either in memory. The key is a random seed drawn for
@@ -26,22 +27,21 @@ func newIndexDigests() (*indexDigest, *indexDigest) {
 }
 
 // add adds one posting.
-func (d *indexDigest) add(token []byte, typ, id string) {
+func (d *indexDigest) add(token []byte, seq int64) {
 	var h maphash.Hash
 	h.SetSeed(d.seed)
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(seq))
+	h.Write(b[:])
 	h.Write(token)
-	h.WriteByte(0)
-	h.WriteString(typ)
-	h.WriteByte(0)
-	h.WriteString(id)
 	d.sum += h.Sum64()
 	d.n++
 }
 
-// addSet adds the postings a token set makes for typ/id.
-func (d *indexDigest) addSet(tokens [][]byte, typ, id string) {
+// addSet adds the postings a token set makes at seq.
+func (d *indexDigest) addSet(tokens [][]byte, seq int64) {
 	for _, t := range tokens {
-		d.add(t, typ, id)
+		d.add(t, seq)
 	}
 }
 
@@ -56,7 +56,7 @@ func walkPostings(ctx context.Context, store vault.Store, d *indexDigest) error 
 			return err
 		}
 		for _, e := range es {
-			d.add(e.Token, e.Type, e.ID)
+			d.add(e.Token, e.Seq)
 		}
 		if len(es) < auditPage {
 			return nil

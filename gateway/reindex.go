@@ -132,7 +132,7 @@ func reindexPass(ctx context.Context, v *vault.Sealed, log *slog.Logger, st *Rei
 					st.Examined++
 					st.Unreadable++
 					if digest != nil && hasSet && !set.Bad {
-						digest.addSet(set.Tokens, r.Type, r.ID)
+						digest.addSet(set.Tokens, r.Leaf.Seq)
 					}
 					log.WarnContext(ctx, "reindex: version does not open; run audit",
 						slog.String("type", r.Type), slog.Int64("leaf_seq", r.Leaf.Seq))
@@ -146,7 +146,7 @@ func reindexPass(ctx context.Context, v *vault.Sealed, log *slog.Logger, st *Rei
 			delete(stored, r.Leaf.Seq)
 			st.Examined++
 			if digest != nil {
-				digest.addSet(e.want, r.Type, r.ID)
+				digest.addSet(e.want, r.Leaf.Seq)
 			}
 			if e.stale || force {
 				stale = append(stale, e)

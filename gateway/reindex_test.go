@@ -69,12 +69,15 @@ func testReindex(t *testing.T, dsn string, tamper func(t *testing.T, g *testonly
 	mustStatus(t, g.Do(t, "DELETE", "/Patient/"+ids["D4"], nil, auth...), http.StatusOK)
 	g.Stop()
 
-	// A1 loses its postings, B2 gains C3's, C3's are repointed to D4
-	// (deleted); the token sets stay as they were.
-	tamper(t, g, `DELETE FROM postings WHERE id = '`+ids["A1"]+`';
-INSERT INTO postings (token, type, id) SELECT token, type, '`+ids["B2"]+`' FROM postings WHERE id = '`+ids["C3"]+`'
-AND token NOT IN (SELECT token FROM postings WHERE id = '`+ids["B2"]+`');
-UPDATE postings SET id = '`+ids["D4"]+`' WHERE id = '`+ids["C3"]+`'`)
+	// A1 loses its postings, B2 gains C3's, C3's are moved to D4's last
+	// version (a tombstone); the token sets stay as they were.
+	seqOf := func(id string) string {
+		return `(SELECT max(seq) FROM versions WHERE type = 'Patient' AND id = '` + id + `')`
+	}
+	tamper(t, g, `DELETE FROM postings WHERE seq = `+seqOf(ids["A1"])+`;
+INSERT INTO postings (token, seq) SELECT token, `+seqOf(ids["B2"])+` FROM postings WHERE seq = `+seqOf(ids["C3"])+`
+AND token NOT IN (SELECT token FROM postings WHERE seq = `+seqOf(ids["B2"])+`);
+UPDATE postings SET seq = `+seqOf(ids["D4"])+` WHERE seq = `+seqOf(ids["C3"]))
 	g.Restart(t)
 	ctx := t.Context()
 

@@ -103,12 +103,11 @@ type ChangeFilter struct {
 	Limit  int       // at most this many; <= 0 means none
 }
 
-// IndexEntry is one posting of the blind index: the resource Type/ID whose
-// current version carries Token.
+// IndexEntry is one posting of the blind index: the current live version
+// whose leaf is Seq carries Token.
 type IndexEntry struct {
 	Token []byte
-	Type  string
-	ID    string
+	Seq   int64
 }
 
 // TokenSet is what the blind index holds for one current live version: its
@@ -186,7 +185,7 @@ type Store interface {
 	Records(ctx context.Context, after int64, limit int) ([]Leaf, error)
 	// IndexEntries returns up to limit postings of the blind index after
 	// the given one (the zero IndexEntry for the first page), ordered by
-	// Token, Type and ID in the Store's order: what an audit walks.
+	// Token and Seq in the Store's order: what an audit walks.
 	IndexEntries(ctx context.Context, after IndexEntry, limit int) ([]IndexEntry, error)
 	// TokenSets returns up to limit token sets with Seq > after, in Seq
 	// order: what an audit and a reindex walk.
@@ -264,15 +263,13 @@ type Tx interface {
 	// rebuilt after the tokens a version carries were redefined.
 	SetTokens(ctx context.Context, typ, id string, version int64, tokens [][]byte) error
 	// DropTokens removes one posting the index must not hold: one whose
-	// resource has no current live version, or whose current live
-	// version's token set lacks the token. It returns ErrConflict, removing
-	// nothing, if the posting belongs.
+	// Seq is not a current live version, or whose version's token set
+	// lacks the token. It returns ErrConflict, removing nothing, if the
+	// posting belongs.
 	DropTokens(ctx context.Context, e IndexEntry) error
 	// DropTokenSet removes the token set at seq, and the postings of its
-	// tokens, unless seq is the current live version of its resource
-	// (ErrConflict, removing nothing). A set that belongs to no version is
-	// removed with the postings its tokens would have under no resource:
-	// none.
+	// tokens at seq, unless seq is the current live version of its
+	// resource (ErrConflict, removing nothing).
 	DropTokenSet(ctx context.Context, seq int64) error
 	// SetIndexVersion records the version of the rules the blind index is
 	// now built by (see Store.IndexVersion).

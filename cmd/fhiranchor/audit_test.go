@@ -180,7 +180,7 @@ func TestVerifyAndAudit(t *testing.T) {
 	if _, err := db.Exec(`DELETE FROM versions WHERE seq = 7`); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Exec(`INSERT INTO postings (token, type, id) VALUES (randomblob(16), 'Patient', 'planted')`); err != nil {
+	if _, err := db.Exec(`INSERT INTO postings (token, seq) VALUES (randomblob(16), 999999)`); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()

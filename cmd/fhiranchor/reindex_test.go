@@ -38,7 +38,7 @@ func TestReindex(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = db.Exec(`INSERT INTO postings (token, type, id) VALUES (randomblob(16), 'Patient', 'planted')`)
+	_, err = db.Exec(`INSERT INTO postings (token, seq) VALUES (randomblob(16), 999999)`)
 	db.Close()
 	if err != nil {
 		t.Fatalf("tamper: %v", err)

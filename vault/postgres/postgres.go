@@ -127,7 +127,11 @@ const (
 	// versions_by_type serves without a sort.
 	sqlChanges       = changesSQL + ` WHERE v.seq < $1 AND ($2::timestamptz IS NULL OR v.last_updated >= $2) ORDER BY v.seq DESC LIMIT $3`
 	sqlChangesOfType = changesSQL + ` WHERE v.type = $4 AND v.seq < $1 AND ($2::timestamptz IS NULL OR v.last_updated >= $2) ORDER BY v.seq DESC LIMIT $3`
-	sqlFindAny       = `SELECT DISTINCT id FROM postings WHERE type = $1 AND token = ANY ($2::bytea[]) ORDER BY id`
+	// sqlFind and sqlFindAny map the postings' Seqs to resources by an
+	// index-only scan of versions_ident. The token is an HMAC over the
+	// type; the type test keeps them exact all the same.
+	sqlFindAny = `SELECT DISTINCT v.id FROM postings p JOIN versions v ON v.seq = p.seq
+WHERE v.type = $1 AND p.token = ANY ($2::bytea[]) ORDER BY v.id`
 	// sqlSetTokens replaces the tokens of the resource's current version if
 	// it is version $3 and live, in one statement (the two posting
 	// statements touch disjoint rows, as in sqlPut; $4 is sorted and
@@ -138,13 +142,13 @@ const (
 ), ok AS (
 	SELECT seq FROM cur WHERE version = $3 AND NOT deleted AND NOT erased
 ), old AS (
-	SELECT s.tokens FROM token_sets s JOIN ok ON s.seq = ok.seq
+	SELECT s.seq, s.tokens FROM token_sets s JOIN ok ON s.seq = ok.seq
 ), dropped AS (
 	DELETE FROM postings p USING old
-	WHERE p.token = ANY (old.tokens) AND p.type = $1 AND p.id = $2 AND p.token <> ALL ($4::bytea[])
+	WHERE p.token = ANY (old.tokens) AND p.seq = old.seq AND p.token <> ALL ($4::bytea[])
 ), added AS (
-	INSERT INTO postings (token, type, id)
-	SELECT t, $1, $2 FROM ok, unnest($4::bytea[]) AS t
+	INSERT INTO postings (token, seq)
+	SELECT t, ok.seq FROM ok, unnest($4::bytea[]) AS t
 	ON CONFLICT DO NOTHING
 ), setrow AS (
 	INSERT INTO token_sets (seq, tokens) SELECT seq, $4::bytea[] FROM ok WHERE cardinality($4::bytea[]) > 0
@@ -153,36 +157,31 @@ const (
 	DELETE FROM token_sets s USING ok WHERE s.seq = ok.seq AND cardinality($4::bytea[]) = 0
 )
 SELECT (SELECT count(*) FROM cur), (SELECT count(*) FROM ok)`
-	// sqlDropTokens removes the posting ($3, $1, $2) unless the resource's
-	// current version is live and its token set holds the token; the
-	// result counts such versions (0 or 1).
-	sqlDropTokens = `WITH belongs AS (
-	SELECT FROM (SELECT seq, deleted, erased FROM versions WHERE type = $1 AND id = $2 ORDER BY version DESC LIMIT 1) cur
-	JOIN token_sets s ON s.seq = cur.seq
-	WHERE NOT cur.deleted AND NOT cur.erased AND $3 = ANY (s.tokens)
-), dropped AS (
-	DELETE FROM postings WHERE token = $3 AND type = $1 AND id = $2 AND NOT EXISTS (SELECT FROM belongs)
-)
-SELECT count(*) FROM belongs`
-	// sqlDropTokenSet removes the token set at $1 and its postings unless
-	// $1 is its resource's current live version; the postings of tokens
-	// the resource's current live version (another) carries stay. The
-	// result counts the live versions at $1 (0 or 1).
-	sqlDropTokenSet = `WITH v AS (
+	// sqlCurrentLive is the current live version at $1, if it is one.
+	sqlCurrentLive = `WITH v AS (
 	SELECT type, id FROM versions WHERE seq = $1
 ), cur AS (
 	SELECT w.seq, w.deleted, w.erased FROM versions w JOIN v ON w.type = v.type AND w.id = v.id
 	ORDER BY w.version DESC LIMIT 1
-), live AS (
-	SELECT FROM cur WHERE seq = $1 AND NOT deleted AND NOT erased
-), keep AS (
-	SELECT s.tokens FROM cur JOIN token_sets s ON s.seq = cur.seq WHERE cur.seq <> $1 AND NOT cur.deleted AND NOT cur.erased
+)
+SELECT seq FROM cur WHERE seq = $1 AND NOT deleted AND NOT erased`
+	// sqlDropTokens removes the posting ($1, $2) unless $2 is a current
+	// live version whose token set holds $1; the result counts such
+	// versions (0 or 1).
+	sqlDropTokens = `WITH belongs AS (
+	SELECT FROM (` + sqlCurrentLive + `) live JOIN token_sets s ON s.seq = live.seq WHERE $2 = ANY (s.tokens)
+), dropped AS (
+	DELETE FROM postings WHERE seq = $1 AND token = $2 AND NOT EXISTS (SELECT FROM belongs)
+)
+SELECT count(*) FROM belongs`
+	// sqlDropTokenSet removes the token set at $1 and its postings unless
+	// $1 is its resource's current live version. The result counts the
+	// live versions at $1 (0 or 1).
+	sqlDropTokenSet = `WITH live AS (` + sqlCurrentLive + `
 ), gone AS (
 	DELETE FROM token_sets WHERE seq = $1 AND NOT EXISTS (SELECT FROM live) RETURNING tokens
 ), dropped AS (
-	DELETE FROM postings p USING gone, v
-	WHERE p.token = ANY (gone.tokens) AND p.type = v.type AND p.id = v.id
-	AND p.token <> ALL (coalesce((SELECT tokens FROM keep), '{}'::bytea[]))
+	DELETE FROM postings p USING gone WHERE p.token = ANY (gone.tokens) AND p.seq = $1
 )
 SELECT count(*) FROM live`
 	sqlTokenSets       = `SELECT seq, tokens FROM token_sets WHERE seq > $1 ORDER BY seq LIMIT $2`
@@ -190,14 +189,13 @@ SELECT count(*) FROM live`
 	sqlSetIndexVersion = `UPDATE index_state SET version = $1`
 	sqlRecords         = `SELECT seq, type, record, salt, subject, actor, time FROM leaf_records
 WHERE seq > $1 ORDER BY seq LIMIT $2`
-	sqlIndexEntries = `SELECT token, type, id FROM postings WHERE (token, type, id) > ($1, $2, $3)
-ORDER BY token, type, id LIMIT $4`
-	sqlResponses = `SELECT key, body, created FROM responses WHERE key > $1 ORDER BY key LIMIT $2`
-	sqlDataKeys  = `SELECT key_id, wrapped FROM data_keys WHERE key_id > $1 ORDER BY key_id LIMIT $2`
-	sqlLeaves    = `SELECT seq, type, data, ref FROM leaves WHERE seq > $1 ORDER BY seq LIMIT $2`
-	sqlLeaf      = `SELECT l.seq, l.type, l.data, l.ref, r.record, r.salt, coalesce(r.subject, ''), coalesce(r.actor, ''), r.time
+	sqlIndexEntries = `SELECT token, seq FROM postings WHERE (token, seq) > ($1, $2) ORDER BY token, seq LIMIT $3`
+	sqlResponses    = `SELECT key, body, created FROM responses WHERE key > $1 ORDER BY key LIMIT $2`
+	sqlDataKeys     = `SELECT key_id, wrapped FROM data_keys WHERE key_id > $1 ORDER BY key_id LIMIT $2`
+	sqlLeaves       = `SELECT seq, type, data, ref FROM leaves WHERE seq > $1 ORDER BY seq LIMIT $2`
+	sqlLeaf         = `SELECT l.seq, l.type, l.data, l.ref, r.record, r.salt, coalesce(r.subject, ''), coalesce(r.actor, ''), r.time
 FROM leaves l LEFT JOIN leaf_records r ON r.seq = l.seq WHERE l.seq = $1`
-	sqlFind     = `SELECT id FROM postings WHERE type = $1 AND token = $2`
+	sqlFind     = `SELECT v.id FROM postings p JOIN versions v ON v.seq = p.seq WHERE v.type = $1 AND p.token = $2`
 	sqlDataKey  = `SELECT wrapped FROM data_keys WHERE key_id = $1`
 	sqlResponse = `SELECT body FROM responses WHERE key = $1`
 	sqlStats    = `SELECT (SELECT count(*) FROM versions), (SELECT count(*) FROM leaves),
@@ -220,12 +218,12 @@ FROM leaves l LEFT JOIN leaf_records r ON r.seq = l.seq WHERE l.seq = $1`
 	// on. (Every Put holds the Seq lock and so sees every version committed
 	// before; ON CONFLICT also covers a writer that did not, at no
 	// measurable cost.) The version becomes current if it is newer than the
-	// latest: its token set then replaces the latest version's, and its
-	// postings the resource's, none for a tombstone. The two posting
-	// statements touch disjoint rows (the old tokens not in the new set;
-	// the new ones), since the sub-statements of one WITH run in no defined
-	// order and do not see each other's writes. $14 is sorted and distinct.
-	// The result is the Seq of the version, or no row on a conflict.
+	// latest: its token set and postings then replace the latest
+	// version's, none for a tombstone. The two posting statements touch
+	// disjoint rows (the old Seq's; the new Seq's), since the
+	// sub-statements of one WITH run in no defined order and do not see
+	// each other's writes. $14 is sorted and distinct. The result is the
+	// Seq of the version, or no row on a conflict.
 	//
 	// $1 type, $2 id, $3 version, $4 last_updated, $5 deleted, $6 key_id,
 	// $7 ciphertext, $8 salt, $9 commitment, $10 deid, $11 leaf type,
@@ -242,14 +240,12 @@ FROM leaves l LEFT JOIN leaf_records r ON r.seq = l.seq WHERE l.seq = $1`
 ), newest AS (
 	SELECT stored.seq FROM stored WHERE NOT EXISTS (SELECT FROM latest WHERE latest.version >= $3)
 ), oldset AS (
-	DELETE FROM token_sets s USING newest, latest WHERE s.seq = latest.seq RETURNING s.tokens
+	DELETE FROM token_sets s USING newest, latest WHERE s.seq = latest.seq RETURNING s.seq, s.tokens
 ), dropped AS (
-	DELETE FROM postings p USING oldset
-	WHERE p.token = ANY (oldset.tokens) AND p.type = $1 AND p.id = $2 AND ($5::boolean OR p.token <> ALL ($14::bytea[]))
+	DELETE FROM postings p USING oldset WHERE p.token = ANY (oldset.tokens) AND p.seq = oldset.seq
 ), added AS (
-	INSERT INTO postings (token, type, id)
-	SELECT t, $1, $2 FROM newest, unnest($14::bytea[]) AS t WHERE NOT $5::boolean
-	ON CONFLICT DO NOTHING
+	INSERT INTO postings (token, seq)
+	SELECT t, newest.seq FROM newest, unnest($14::bytea[]) AS t WHERE NOT $5::boolean
 ), newset AS (
 	INSERT INTO token_sets (seq, tokens)
 	SELECT seq, $14::bytea[] FROM newest WHERE NOT $5::boolean AND cardinality($14::bytea[]) > 0
@@ -282,9 +278,9 @@ SELECT coalesce(max(version), 0) + 1, $1, $2, $3, $4 FROM policies RETURNING ver
 	// content. PostgreSQL keeps the old row versions as dead tuples until
 	// VACUUM reclaims them; see schema.sql.
 	sqlEraseTokens = `WITH gone AS (
-	DELETE FROM token_sets s USING versions v WHERE v.key_id = $1 AND s.seq = v.seq RETURNING v.type, v.id, s.tokens
+	DELETE FROM token_sets s USING versions v WHERE v.key_id = $1 AND s.seq = v.seq RETURNING s.seq, s.tokens
 )
-DELETE FROM postings p USING gone WHERE p.token = ANY (gone.tokens) AND p.type = gone.type AND p.id = gone.id`
+DELETE FROM postings p USING gone WHERE p.token = ANY (gone.tokens) AND p.seq = gone.seq`
 	sqlEraseVersions = `UPDATE versions SET ciphertext = '', salt = '', deid = '', erased = true
 WHERE key_id = $1 AND NOT erased`
 )
@@ -481,10 +477,10 @@ func (s *Store) IndexEntries(ctx context.Context, after vault.IndexEntry, limit 
 	if limit <= 0 {
 		return nil, nil
 	}
-	rows, _ := s.pool.Query(ctx, sqlIndexEntries, nonNil(after.Token), after.Type, after.ID, limit)
+	rows, _ := s.pool.Query(ctx, sqlIndexEntries, nonNil(after.Token), after.Seq, limit)
 	es, err := collect(rows, func(row pgx.Row) (vault.IndexEntry, error) {
 		var e vault.IndexEntry
-		err := row.Scan(&e.Token, &e.Type, &e.ID)
+		err := row.Scan(&e.Token, &e.Seq)
 		return e, err
 	})
 	if err != nil {
@@ -819,18 +815,18 @@ func (t *tx) SetTokens(ctx context.Context, typ, id string, version int64, token
 	return nil
 }
 
-// DropTokens locks the resource for the rest of the transaction, then
-// removes the posting unless it belongs.
+// DropTokens takes the Seq lock (so that no Put makes another version
+// current meanwhile), then removes the posting unless it belongs.
 func (t *tx) DropTokens(ctx context.Context, e vault.IndexEntry) error {
 	var belongs int64
 	b := &pgx.Batch{}
-	queueLock(b, resourceLock(e.Type, e.ID))
-	b.Queue(sqlDropTokens, e.Type, e.ID, nonNil(e.Token)).QueryRow(func(row pgx.Row) error { return row.Scan(&belongs) })
-	if err := t.tx.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("drop %s posting: %w", e.Type, mapErr(err))
+	t.queueSeqLock(b)
+	b.Queue(sqlDropTokens, e.Seq, nonNil(e.Token)).QueryRow(func(row pgx.Row) error { return row.Scan(&belongs) })
+	if err := t.send(ctx, b); err != nil {
+		return fmt.Errorf("drop posting: %w", err)
 	}
 	if belongs > 0 {
-		return fmt.Errorf("drop %s posting: %w", e.Type, vault.ErrConflict)
+		return fmt.Errorf("drop posting: %w", vault.ErrConflict)
 	}
 	return nil
 }

@@ -142,7 +142,7 @@ const tokenRows = 16
 
 // insertTokensSQL inserts k postings.
 func insertTokensSQL(k int) string {
-	return `INSERT OR IGNORE INTO postings (token, type, id) VALUES (?, ?, ?)` + strings.Repeat(`, (?, ?, ?)`, k-1)
+	return `INSERT OR IGNORE INTO postings (token, seq) VALUES (?, ?)` + strings.Repeat(`, (?, ?)`, k-1)
 }
 
 const (
@@ -178,24 +178,23 @@ FROM versions v JOIN leaves l ON l.seq = v.seq
 WHERE v.type = ? AND v.id = ?`
 
 var writeSQL = [numWriteStmts]string{
-	stLatest:         `SELECT seq, version FROM versions WHERE type = ? AND id = ? ORDER BY version DESC LIMIT 1`,
-	stExists:         `SELECT 1 FROM versions WHERE type = ? AND id = ? AND version = ?`,
-	stInsertLeaf:     `INSERT INTO leaves (type, data, ref) VALUES (?, ?, ?)`,
-	stInsertVersion:  `INSERT INTO versions (seq, type, id, version, last_updated, deleted, key_id, ciphertext, salt, commitment, deid, client) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-	stTokenSetTx:     `SELECT tokens FROM token_sets WHERE seq = ?`,
-	stDeleteTokenSet: `DELETE FROM token_sets WHERE seq = ?`,
-	stInsertTokenSet: `INSERT OR REPLACE INTO token_sets (seq, tokens) VALUES (?, ?)`,
-	stDeletePosting:  `DELETE FROM postings WHERE token = ? AND type = ? AND id = ?`,
-	stFind:           `SELECT id FROM postings WHERE token = ? AND type = ?`,
-	stCurrentTx:      selectRecord + ` ORDER BY v.version DESC LIMIT 1`,
-	stDataKeyTx:      `SELECT wrapped FROM data_keys WHERE key_id = ?`,
-	stPutDataKey:     `INSERT INTO data_keys (key_id, wrapped) VALUES (?, ?)`,
-	stResponseTx:     `SELECT body FROM responses WHERE key = ?`,
-	stPutResponse:    `INSERT INTO responses (key, body, created) VALUES (?, ?, ?)`,
-	stInsertLeafOnly: `INSERT INTO leaves (type, data, ref) VALUES (?, ?, ?)`,
-	stDeleteKey:      `DELETE FROM data_keys WHERE key_id = ?`,
-	stEraseSets: `SELECT s.seq, s.tokens, v.type, v.id FROM versions v JOIN token_sets s ON s.seq = v.seq
-WHERE v.key_id = ?`,
+	stLatest:           `SELECT seq, version FROM versions WHERE type = ? AND id = ? ORDER BY version DESC LIMIT 1`,
+	stExists:           `SELECT 1 FROM versions WHERE type = ? AND id = ? AND version = ?`,
+	stInsertLeaf:       `INSERT INTO leaves (type, data, ref) VALUES (?, ?, ?)`,
+	stInsertVersion:    `INSERT INTO versions (seq, type, id, version, last_updated, deleted, key_id, ciphertext, salt, commitment, deid, client) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	stTokenSetTx:       `SELECT tokens FROM token_sets WHERE seq = ?`,
+	stDeleteTokenSet:   `DELETE FROM token_sets WHERE seq = ?`,
+	stInsertTokenSet:   `INSERT OR REPLACE INTO token_sets (seq, tokens) VALUES (?, ?)`,
+	stDeletePosting:    `DELETE FROM postings WHERE token = ? AND seq = ?`,
+	stFind:             findSQL,
+	stCurrentTx:        selectRecord + ` ORDER BY v.version DESC LIMIT 1`,
+	stDataKeyTx:        `SELECT wrapped FROM data_keys WHERE key_id = ?`,
+	stPutDataKey:       `INSERT INTO data_keys (key_id, wrapped) VALUES (?, ?)`,
+	stResponseTx:       `SELECT body FROM responses WHERE key = ?`,
+	stPutResponse:      `INSERT INTO responses (key, body, created) VALUES (?, ?, ?)`,
+	stInsertLeafOnly:   `INSERT INTO leaves (type, data, ref) VALUES (?, ?, ?)`,
+	stDeleteKey:        `DELETE FROM data_keys WHERE key_id = ?`,
+	stEraseSets:        `SELECT s.seq, s.tokens FROM versions v JOIN token_sets s ON s.seq = v.seq WHERE v.key_id = ?`,
 	stEraseVersions:    `UPDATE versions SET ciphertext = X'', salt = X'', deid = X'', erased = 1 WHERE key_id = ? AND erased = 0`,
 	stInsertLeafRecord: `INSERT INTO leaf_records (seq, type, record, salt, subject, actor, time) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 	stPolicyExists:     `SELECT 1 FROM policies WHERE revision = ?`,
@@ -219,15 +218,14 @@ var readSQL = [numReadStmts]string{
 	(SELECT count(*) FROM data_keys), (SELECT count(*) FROM responses), (SELECT count(*) FROM policies)`,
 	// Every version row, also one whose leaf is gone: an audit must see it.
 	stVersions:      changesSQL + ` WHERE v.seq > ? ORDER BY v.seq LIMIT ?`,
-	stFindCommitted: `SELECT id FROM postings WHERE token = ? AND type = ?`,
+	stFindCommitted: findSQL,
 	stLeaf: `SELECT l.seq, l.type, l.data, l.ref, r.record, r.salt, coalesce(r.subject, ''), coalesce(r.actor, ''), r.time
 FROM leaves l LEFT JOIN leaf_records r ON r.seq = l.seq WHERE l.seq = ?`,
 	stPolicy:   `SELECT version, revision, bundle, created, author FROM policies WHERE version = ?`,
 	stPolicies: `SELECT version, revision, created, author FROM policies ORDER BY version DESC`,
 	stRecords: `SELECT seq, type, record, salt, subject, actor, time FROM leaf_records
 WHERE seq > ? ORDER BY seq LIMIT ?`,
-	stIndexEntries: `SELECT token, type, id FROM postings WHERE (token, type, id) > (?, ?, ?)
-ORDER BY token, type, id LIMIT ?`,
+	stIndexEntries: `SELECT token, seq FROM postings WHERE (token, seq) > (?, ?) ORDER BY token, seq LIMIT ?`,
 	stTokenSets:    `SELECT seq, tokens FROM token_sets WHERE seq > ? ORDER BY seq LIMIT ?`,
 	stIndexVersion: `SELECT version FROM index_state WHERE one = 1`,
 	stResponses:    `SELECT key, body, created FROM responses WHERE key > ? ORDER BY key LIMIT ?`,
@@ -243,6 +241,13 @@ ORDER BY token, type, id LIMIT ?`,
 	stSealed: changesSQL + ` WHERE v.key_id = ? AND v.version =
 	(SELECT max(w.version) FROM versions w WHERE w.type = v.type AND w.id = v.id) ORDER BY v.type, v.id`,
 }
+
+// findSQL is Find: the postings of a token, mapped to their resources by
+// versions_ident (a few bytes per version) rather than by the versions
+// rows themselves. The token is an HMAC over the type; the type test keeps
+// Find exact all the same.
+const findSQL = `SELECT v.id FROM postings p JOIN versions v INDEXED BY versions_ident ON v.seq = p.seq
+WHERE p.token = ? AND v.type = ?`
 
 // changesSQL selects what Versions and Changes return: every version row,
 // also one whose leaf is gone.
@@ -478,7 +483,7 @@ func (s *Store) IndexEntries(ctx context.Context, after vault.IndexEntry, limit 
 	if limit <= 0 {
 		return nil, nil
 	}
-	rows, err := s.rstmt[stIndexEntries].QueryContext(ctx, nonNil(after.Token), after.Type, after.ID, limit)
+	rows, err := s.rstmt[stIndexEntries].QueryContext(ctx, nonNil(after.Token), after.Seq, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list index entries: %w", err)
 	}
@@ -486,7 +491,7 @@ func (s *Store) IndexEntries(ctx context.Context, after vault.IndexEntry, limit 
 	var es []vault.IndexEntry
 	for rows.Next() {
 		var e vault.IndexEntry
-		if err := rows.Scan(&e.Token, &e.Type, &e.ID); err != nil {
+		if err := rows.Scan(&e.Token, &e.Seq); err != nil {
 			return nil, fmt.Errorf("list index entries: %w", err)
 		}
 		es = append(es, e)
@@ -705,12 +710,12 @@ func findAny(ctx context.Context, q queryer, typ string, tokens [][]byte) ([]str
 	var ids []string
 	for chunk := range slices.Chunk(tokens, findAnyChunk) {
 		args := make([]any, 0, len(chunk)+1)
-		args = append(args, typ)
 		for _, tok := range chunk {
 			args = append(args, nonNil(tok))
 		}
-		query := `SELECT DISTINCT id FROM postings WHERE type = ? AND token IN (?` +
-			strings.Repeat(", ?", len(chunk)-1) + `) ORDER BY id`
+		args = append(args, typ)
+		query := `SELECT DISTINCT v.id FROM postings p JOIN versions v INDEXED BY versions_ident ON v.seq = p.seq
+WHERE p.token IN (?` + strings.Repeat(", ?", len(chunk)-1) + `) AND v.type = ? ORDER BY v.id`
 		rows, err := q.QueryContext(ctx, query, args...)
 		if err != nil {
 			return nil, fmt.Errorf("find %s: %w", typ, mapErr(err))
@@ -934,26 +939,21 @@ func (t *tx) Erase(ctx context.Context, keyID string) (int64, error) {
 // eraseTokens removes the token sets of the versions sealed under keyID,
 // and their postings.
 func (t *tx) eraseTokens(ctx context.Context, keyID string) error {
-	type set struct {
-		seq     int64
-		typ, id string
-		tokens  [][]byte
-	}
 	rows, err := t.stmt(ctx, stEraseSets).QueryContext(ctx, keyID)
 	if err != nil {
 		return mapErr(err)
 	}
-	var sets []set
+	var sets []vault.TokenSet
 	for rows.Next() {
-		var e set
+		var e vault.TokenSet
 		var b []byte
-		if err := rows.Scan(&e.seq, &b, &e.typ, &e.id); err != nil {
+		if err := rows.Scan(&e.Seq, &b); err != nil {
 			rows.Close()
 			return err
 		}
 		// A set that does not decode still goes; its postings are the
 		// audit's to find.
-		e.tokens, _ = vault.DecodeTokenSet(b)
+		e.Tokens, _ = vault.DecodeTokenSet(b)
 		sets = append(sets, e)
 	}
 	if err := rows.Close(); err != nil {
@@ -963,7 +963,7 @@ func (t *tx) eraseTokens(ctx context.Context, keyID string) error {
 		return err
 	}
 	for _, e := range sets {
-		if err := t.removeSet(ctx, e.seq, e.typ, e.id, e.tokens); err != nil {
+		if err := t.removeSet(ctx, e.Seq, e.Tokens); err != nil {
 			return err
 		}
 	}
@@ -971,10 +971,10 @@ func (t *tx) eraseTokens(ctx context.Context, keyID string) error {
 }
 
 // removeSet deletes the token set at seq and the postings of its tokens
-// under typ/id.
-func (t *tx) removeSet(ctx context.Context, seq int64, typ, id string, tokens [][]byte) error {
+// at seq.
+func (t *tx) removeSet(ctx context.Context, seq int64, tokens [][]byte) error {
 	for _, tok := range tokens {
-		if _, err := t.stmt(ctx, stDeletePosting).ExecContext(ctx, nonNil(tok), typ, id); err != nil {
+		if _, err := t.stmt(ctx, stDeletePosting).ExecContext(ctx, nonNil(tok), seq); err != nil {
 			return mapErr(err)
 		}
 	}
@@ -1000,9 +1000,8 @@ func (t *tx) tokenSet(ctx context.Context, seq int64) ([][]byte, error) {
 	return tokens, nil
 }
 
-// setTokens stores the token set of the version at seq of typ/id and its
-// postings.
-func (t *tx) setTokens(ctx context.Context, seq int64, typ, id string, tokens [][]byte) error {
+// setTokens stores the token set of the version at seq and its postings.
+func (t *tx) setTokens(ctx context.Context, seq int64, tokens [][]byte) error {
 	tokens = vault.SortTokens(slices.Clone(tokens))
 	if len(tokens) == 0 {
 		return nil // no set: a version without tokens has none
@@ -1010,7 +1009,7 @@ func (t *tx) setTokens(ctx context.Context, seq int64, typ, id string, tokens []
 	if _, err := t.stmt(ctx, stInsertTokenSet).ExecContext(ctx, seq, vault.EncodeTokenSet(tokens)); err != nil {
 		return mapErr(err)
 	}
-	return t.insertTokens(ctx, typ, id, tokens)
+	return t.insertTokens(ctx, seq, tokens)
 }
 
 func (t *tx) stmt(ctx context.Context, i int) *sql.Stmt {
@@ -1068,10 +1067,10 @@ func (t *tx) SetTokens(ctx context.Context, typ, id string, version int64, token
 	}
 	// The new tokens' postings are removed too: one the set did not list
 	// (a damaged index) is then written again rather than left.
-	if err := t.removeSet(ctx, seq, typ, id, append(old, tokens...)); err != nil {
+	if err := t.removeSet(ctx, seq, append(old, tokens...)); err != nil {
 		return fmt.Errorf("set %s tokens: %w", typ, err)
 	}
-	if err := t.setTokens(ctx, seq, typ, id, tokens); err != nil {
+	if err := t.setTokens(ctx, seq, tokens); err != nil {
 		return fmt.Errorf("set %s tokens: %w", typ, err)
 	}
 	return nil
@@ -1079,24 +1078,21 @@ func (t *tx) SetTokens(ctx context.Context, typ, id string, version int64, token
 
 // DropTokens removes a posting that does not belong.
 func (t *tx) DropTokens(ctx context.Context, e vault.IndexEntry) error {
-	var seq, current int64
-	var deleted, erased bool
-	err := t.stmt(ctx, stCurrentState).QueryRowContext(ctx, e.Type, e.ID).Scan(&seq, &current, &deleted, &erased)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-	case err != nil:
-		return fmt.Errorf("drop %s posting: %w", e.Type, mapErr(err))
-	case !deleted && !erased:
-		set, err := t.tokenSet(ctx, seq)
+	live, err := t.isCurrentLive(ctx, e.Seq)
+	if err != nil {
+		return fmt.Errorf("drop posting: %w", err)
+	}
+	if live {
+		set, err := t.tokenSet(ctx, e.Seq)
 		if err != nil {
-			return fmt.Errorf("drop %s posting: %w", e.Type, err)
+			return fmt.Errorf("drop posting: %w", err)
 		}
 		if slices.ContainsFunc(set, func(tok []byte) bool { return bytes.Equal(tok, e.Token) }) {
-			return fmt.Errorf("drop %s posting: %w", e.Type, vault.ErrConflict)
+			return fmt.Errorf("drop posting: %w", vault.ErrConflict)
 		}
 	}
-	if _, err := t.stmt(ctx, stDeletePosting).ExecContext(ctx, nonNil(e.Token), e.Type, e.ID); err != nil {
-		return fmt.Errorf("drop %s posting: %w", e.Type, mapErr(err))
+	if _, err := t.stmt(ctx, stDeletePosting).ExecContext(ctx, nonNil(e.Token), e.Seq); err != nil {
+		return fmt.Errorf("drop posting: %w", mapErr(err))
 	}
 	return nil
 }
@@ -1104,46 +1100,40 @@ func (t *tx) DropTokens(ctx context.Context, e vault.IndexEntry) error {
 // DropTokenSet removes a token set that belongs to no current live
 // version, and its postings.
 func (t *tx) DropTokenSet(ctx context.Context, seq int64) error {
+	live, err := t.isCurrentLive(ctx, seq)
+	if err != nil {
+		return fmt.Errorf("drop token set: %w", err)
+	}
+	if live {
+		return fmt.Errorf("drop token set: %w", vault.ErrConflict)
+	}
+	tokens, err := t.tokenSet(ctx, seq)
+	if err == nil {
+		err = t.removeSet(ctx, seq, tokens)
+	}
+	if err != nil {
+		return fmt.Errorf("drop token set: %w", err)
+	}
+	return nil
+}
+
+// isCurrentLive reports whether the version row at seq is its resource's
+// current version and neither a tombstone nor erased.
+func (t *tx) isCurrentLive(ctx context.Context, seq int64) (bool, error) {
 	var typ, id string
 	err := t.stmt(ctx, stVersionAt).QueryRowContext(ctx, seq).Scan(&typ, &id)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		// No version: the set's postings would name no resource.
-		if _, err := t.stmt(ctx, stDeleteTokenSet).ExecContext(ctx, seq); err != nil {
-			return fmt.Errorf("drop token set: %w", mapErr(err))
-		}
-		return nil
+		return false, nil
 	case err != nil:
-		return fmt.Errorf("drop token set: %w", mapErr(err))
+		return false, mapErr(err)
 	}
-	var cur, current int64
+	var cur, version int64
 	var deleted, erased bool
-	err = t.stmt(ctx, stCurrentState).QueryRowContext(ctx, typ, id).Scan(&cur, &current, &deleted, &erased)
-	if err != nil {
-		return fmt.Errorf("drop %s token set: %w", typ, mapErr(err))
+	if err := t.stmt(ctx, stCurrentState).QueryRowContext(ctx, typ, id).Scan(&cur, &version, &deleted, &erased); err != nil {
+		return false, mapErr(err)
 	}
-	if cur == seq && !deleted && !erased {
-		return fmt.Errorf("drop %s token set: %w", typ, vault.ErrConflict)
-	}
-	tokens, err := t.tokenSet(ctx, seq)
-	if err != nil {
-		return fmt.Errorf("drop %s token set: %w", typ, err)
-	}
-	if cur != seq && !deleted && !erased {
-		// The resource is live at another version: its postings are that
-		// version's, which may share tokens with this set; keep those.
-		keep, err := t.tokenSet(ctx, cur)
-		if err != nil {
-			return fmt.Errorf("drop %s token set: %w", typ, err)
-		}
-		tokens = slices.DeleteFunc(tokens, func(tok []byte) bool {
-			return slices.ContainsFunc(keep, func(k []byte) bool { return bytes.Equal(k, tok) })
-		})
-	}
-	if err := t.removeSet(ctx, seq, typ, id, tokens); err != nil {
-		return fmt.Errorf("drop %s token set: %w", typ, err)
-	}
-	return nil
+	return cur == seq && !deleted && !erased, nil
 }
 
 // SetIndexVersion records the version of the rules the index is built by.
@@ -1220,7 +1210,7 @@ func (t *tx) Put(ctx context.Context, r vault.Record) error {
 	if exists {
 		old, err := t.tokenSet(ctx, latestSeq)
 		if err == nil {
-			err = t.removeSet(ctx, latestSeq, r.Type, r.ID, old)
+			err = t.removeSet(ctx, latestSeq, old)
 		}
 		if err != nil {
 			return fmt.Errorf("put %s version %d tokens: %w", r.Type, r.Version, err)
@@ -1229,7 +1219,7 @@ func (t *tx) Put(ctx context.Context, r vault.Record) error {
 	if r.Deleted {
 		return nil
 	}
-	if err := t.setTokens(ctx, seq, r.Type, r.ID, r.Tokens); err != nil {
+	if err := t.setTokens(ctx, seq, r.Tokens); err != nil {
 		return fmt.Errorf("put %s version %d tokens: %w", r.Type, r.Version, err)
 	}
 	return nil
@@ -1237,13 +1227,13 @@ func (t *tx) Put(ctx context.Context, r vault.Record) error {
 
 // insertTokens inserts the token rows of a resource, up to tokenRows per
 // statement.
-func (t *tx) insertTokens(ctx context.Context, typ, id string, tokens [][]byte) error {
-	args := make([]any, 0, 3*min(len(tokens), tokenRows))
+func (t *tx) insertTokens(ctx context.Context, seq int64, tokens [][]byte) error {
+	args := make([]any, 0, 2*min(len(tokens), tokenRows))
 	for len(tokens) > 0 {
 		k := min(len(tokens), tokenRows)
 		args = args[:0]
 		for _, tok := range tokens[:k] {
-			args = append(args, nonNil(tok), typ, id)
+			args = append(args, nonNil(tok), seq)
 		}
 		if _, err := t.stmt(ctx, numWriteStmts+k-1).ExecContext(ctx, args...); err != nil {
 			return err

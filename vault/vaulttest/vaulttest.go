@@ -1486,11 +1486,8 @@ func testAuditListings(t *testing.T, s vault.Store) {
 		gotIdx = append(gotIdx, page...)
 		after = page[len(page)-1]
 	}
-	wantIdx := []vault.IndexEntry{
-		{Type: "Patient", ID: "b", Token: []byte("t1")},
-		{Type: "Patient", ID: "b", Token: []byte("t2")},
-		{Type: "Patient", ID: "a", Token: []byte("t3")},
-	}
+	// Seqs: b 1, a 2, c 3 (its tombstone 4 dropped its postings).
+	wantIdx := []vault.IndexEntry{{Token: []byte("t1"), Seq: 1}, {Token: []byte("t2"), Seq: 1}, {Token: []byte("t3"), Seq: 2}}
 	if diff := cmp.Diff(wantIdx, gotIdx); diff != "" {
 		t.Errorf("IndexEntries (-want +got):\n%s", diff)
 	}
@@ -1871,17 +1868,18 @@ func testDropTokens(t *testing.T, s vault.Store) {
 
 	update := func(fn func(tx vault.Tx) error) error { return s.Update(ctx, fn) }
 	wantErr(t, "DropTokens of a posting that belongs", update(func(tx vault.Tx) error {
-		return tx.DropTokens(ctx, vault.IndexEntry{Token: []byte("shared"), Type: "Patient", ID: "a"})
+		return tx.DropTokens(ctx, vault.IndexEntry{Token: []byte("shared"), Seq: 4})
 	}), vault.ErrConflict)
 	wantErr(t, "DropTokenSet of the current live version", update(func(tx vault.Tx) error { return tx.DropTokenSet(ctx, 4) }), vault.ErrConflict)
 	wantFind(t, s, "Patient", "shared", "a")
 	for _, e := range []vault.IndexEntry{
-		{Token: []byte("nothing"), Type: "Patient", ID: "a"}, // not held: a no-op
-		{Token: []byte("b1"), Type: "Patient", ID: "b"},      // a tombstone's
-		{Token: []byte("x"), Type: "Patient", ID: "z"},       // no resource
+		{Token: []byte("nothing"), Seq: 4}, // not in the set: a no-op here
+		{Token: []byte("b1"), Seq: 2},      // a version before a tombstone
+		{Token: []byte("a1"), Seq: 1},      // an older version
+		{Token: []byte("x"), Seq: 99},      // no version
 	} {
 		if err := update(func(tx vault.Tx) error { return tx.DropTokens(ctx, e) }); err != nil {
-			t.Errorf("DropTokens(%s/%s %s): %v", e.Type, e.ID, e.Token, err)
+			t.Errorf("DropTokens(%s at %d): %v", e.Token, e.Seq, err)
 		}
 	}
 	for _, seq := range []int64{1, 2, 3, 99} { // older versions, a tombstone, no version: no set, a no-op
