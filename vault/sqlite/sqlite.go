@@ -18,6 +18,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/fhiranchor/fhiranchor/internal/sqlitedb"
@@ -100,6 +101,10 @@ type Store struct {
 	// fstmt are the FindLeaves queries, indexed by which filters are set
 	// (see findLeavesSQL).
 	fstmt [numFindLeaves]*sql.Stmt
+
+	mu      sync.Mutex
+	queue   []*update // Updates waiting for the writer, oldest first
+	leading bool      // a caller is running a group (queue empty when false)
 }
 
 var _ vault.Store = (*Store)(nil)
@@ -346,42 +351,173 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 // Close closes the database. Updates and reads in flight fail.
 func (s *Store) Close() error { return sqlitedb.Close(s.w, s.r) }
 
+// groupMax bounds how many queued Updates one transaction runs.
+const groupMax = 32
+
+// update is one Update waiting for the writer.
+type update struct {
+	ctx  context.Context
+	fn   func(vault.Tx) error
+	done chan error    // its outcome, once its group committed or it failed
+	lead chan struct{} // closed when it is to run the next group
+}
+
+// panicked carries a panic of an Update's fn to the goroutine that called
+// Update, which panics again with it.
+type panicked struct{ v any }
+
+func (p panicked) Error() string { return fmt.Sprint("sqlite update panicked: ", p.v) }
+
 // Update runs fn in one immediate transaction on the writer connection and
-// commits it, durably, if fn returns nil. Updates queue for that connection,
-// so they never run concurrently.
+// commits it, durably, if fn returns nil; if fn returns an error, nothing fn
+// did is kept and that error is returned.
+//
+// Updates queue for that connection and are committed in groups (group
+// commit): the caller at the head of the queue runs up to groupMax queued
+// Updates in one transaction, each inside its own savepoint, so that an
+// Update that fails is rolled back alone, and commits them together; then
+// it hands the next group to the new head and returns. Each caller returns
+// only once its own work is durable or failed. One commit, and one write
+// of each page the group dirtied, then serve several requests: with
+// synchronous=FULL a commit is an fsync and every page it dirtied written
+// again to the WAL, and the blind index spreads a write over as many pages
+// as it has tokens.
+//
+// Statements never watch a caller's context (see point): the driver would
+// interrupt the statement, and SQLite then rolls back the whole
+// transaction, the group's other Updates with it. An Update whose context
+// ends before it runs, or while it runs, is rolled back to its savepoint
+// and returns the context's error.
 func (s *Store) Update(ctx context.Context, fn func(vault.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("begin sqlite transaction: %w", err)
+	}
+	u := &update{ctx: ctx, fn: fn, done: make(chan error, 1), lead: make(chan struct{})}
+	s.mu.Lock()
+	s.queue = append(s.queue, u)
+	if !s.leading {
+		s.leading = true
+		close(u.lead)
+	}
+	s.mu.Unlock()
+	select {
+	case err := <-u.done:
+		return rethrow(err)
+	case <-u.lead:
+	}
+	// u is the head of the queue: run its group, then pass the lead on.
+	s.mu.Lock()
+	n := min(len(s.queue), groupMax)
+	group := slices.Clone(s.queue[:n])
+	s.queue = slices.Delete(s.queue, 0, n)
+	s.mu.Unlock()
+	s.runGroup(group)
+	s.mu.Lock()
+	if len(s.queue) > 0 {
+		close(s.queue[0].lead)
+	} else {
+		s.leading = false
+	}
+	s.mu.Unlock()
+	return rethrow(<-u.done)
+}
+
+// rethrow panics again with a panic of the caller's own fn.
+func rethrow(err error) error {
+	if p, ok := err.(panicked); ok {
+		panic(p.v)
+	}
+	return err
+}
+
+// runGroup runs the Updates of a group in one transaction and tells each
+// its outcome.
+func (s *Store) runGroup(group []*update) {
+	fail := func(us []*update, err error) {
+		for _, u := range us {
+			u.done <- err
+		}
+	}
+	// The transaction is the group's: no one caller's context may end it.
+	ctx := context.WithoutCancel(group[0].ctx)
 	sqlTx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("begin sqlite transaction: %w", mapErr(err))
+		fail(group, fmt.Errorf("begin sqlite transaction: %w", mapErr(err)))
+		return
 	}
-	// A no-op after Commit; otherwise it discards everything fn did, also
-	// when fn panics, and frees the writer connection.
+	// A no-op after Commit; otherwise it discards everything and frees the
+	// writer connection.
 	defer sqlTx.Rollback()
 	t := &tx{s: s, tx: sqlTx}
-	if err := fn(t); err != nil {
-		if ctx.Err() != nil {
-			// database/sql rolls the transaction back when ctx ends, and the
-			// statements after that fail as closed (point statements do not
-			// watch ctx themselves): say why, so a deadline is told from a
-			// failure, as when each statement watched ctx.
-			return fmt.Errorf("sqlite transaction: %w", ctx.Err())
+	var ok []*update
+	erased := false
+	for i, u := range group {
+		if err := u.ctx.Err(); err != nil {
+			u.done <- fmt.Errorf("begin sqlite transaction: %w", err)
+			continue
 		}
-		return err
+		if _, err := sqlTx.ExecContext(ctx, `SAVEPOINT u`); err != nil {
+			fail(append(ok, group[i:]...), fmt.Errorf("sqlite savepoint: %w", mapErr(err)))
+			return
+		}
+		t.erased = false
+		err := runFn(u, t)
+		if err == nil && u.ctx.Err() != nil {
+			err = fmt.Errorf("commit sqlite transaction: %w", u.ctx.Err())
+		}
+		if err != nil {
+			_, rerr := sqlTx.ExecContext(ctx, `ROLLBACK TO u`)
+			if rerr == nil {
+				_, rerr = sqlTx.ExecContext(ctx, `RELEASE u`)
+			}
+			if rerr != nil {
+				// The transaction itself is gone (SQLite rolls back all of
+				// it on some errors): nothing of the group is kept.
+				u.done <- err
+				fail(append(ok, group[i+1:]...), fmt.Errorf("sqlite transaction: %w", mapErr(rerr)))
+				return
+			}
+			u.done <- err
+			continue
+		}
+		if _, err := sqlTx.ExecContext(ctx, `RELEASE u`); err != nil {
+			fail(append(ok, group[i:]...), fmt.Errorf("sqlite savepoint: %w", mapErr(err)))
+			return
+		}
+		ok = append(ok, u)
+		erased = erased || t.erased
 	}
-	// database/sql rolls back once ctx is done; report that rather than the
-	// ErrTxDone of Commit.
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("commit sqlite transaction: %w", err)
+	if len(ok) == 0 {
+		return
 	}
 	if err := sqlTx.Commit(); err != nil {
-		return fmt.Errorf("commit sqlite transaction: %w", mapErr(err))
+		fail(ok, fmt.Errorf("commit sqlite transaction: %w", mapErr(err)))
+		return
 	}
-	if t.erased {
+	var cerr error
+	if erased {
 		// The WAL still holds the erased pages as they were; fold it into
 		// the database (where secure_delete zeroed them) and truncate it.
 		if _, err := s.w.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
-			return fmt.Errorf("checkpoint after erasure: %w", err)
+			cerr = fmt.Errorf("checkpoint after erasure: %w", err)
 		}
+	}
+	fail(ok, cerr)
+}
+
+// runFn runs an Update's fn, turning a panic into a panicked error for its
+// caller, and a failure after its context ended into the context's error.
+func runFn(u *update, t *tx) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = panicked{v}
+		}
+	}()
+	if err := u.fn(t); err != nil {
+		if u.ctx.Err() != nil {
+			return fmt.Errorf("sqlite transaction: %w", u.ctx.Err())
+		}
+		return err
 	}
 	return nil
 }
@@ -850,14 +986,12 @@ type tx struct {
 	erased bool // Erase ran: checkpoint the WAL after commit
 }
 
-// point returns the context for a point statement of the transaction (a
-// row or a few, by key): ctx without its cancellation. The driver watches a
-// cancellable context with a goroutine per statement, and a write runs some
-// forty statements per resource (one per blind-index token). The
-// transaction still ends with ctx: database/sql rolls it back when ctx is
-// done, so the next statement fails, and Update checks ctx before it
-// commits; only a point statement already running is no longer interrupted
-// midway.
+// point returns the context for a statement of the transaction: ctx
+// without its cancellation. The driver watches a cancellable context with a
+// goroutine per statement, and interrupts the statement when it ends, which
+// makes SQLite roll back the whole transaction, the other Updates of its
+// group with it (see Update). An Update whose context ends is rolled back
+// to its savepoint once its fn returns, instead.
 func point(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
 
 // AddLeaf queues a leaf that stands for no version, and its record if it
@@ -867,7 +1001,7 @@ func (t *tx) AddLeaf(ctx context.Context, l vault.Leaf) (int64, error) {
 	if len(l.Record) == 0 && hasRecordFields(l) {
 		return 0, errors.New("add leaf: salt, subject, actor or time without a record")
 	}
-	res, err := t.stmt(ctx, stInsertLeafOnly).ExecContext(ctx, int64(l.Type), nonNil(l.Data), l.Ref)
+	res, err := t.stmt(ctx, stInsertLeafOnly).ExecContext(point(ctx), int64(l.Type), nonNil(l.Data), l.Ref)
 	if err != nil {
 		return 0, fmt.Errorf("add leaf: %w", err)
 	}
@@ -878,7 +1012,7 @@ func (t *tx) AddLeaf(ctx context.Context, l vault.Leaf) (int64, error) {
 	if len(l.Record) == 0 {
 		return seq, nil
 	}
-	_, err = t.stmt(ctx, stInsertLeafRecord).ExecContext(ctx, seq, int64(l.Type), l.Record, nonNil(l.Salt),
+	_, err = t.stmt(ctx, stInsertLeafRecord).ExecContext(point(ctx), seq, int64(l.Type), l.Record, nonNil(l.Salt),
 		l.Subject, l.Actor, l.Time.UnixMicro())
 	if err != nil {
 		return 0, fmt.Errorf("add leaf record: %w", err)
@@ -893,14 +1027,14 @@ func (t *tx) PutPolicy(ctx context.Context, p vault.Policy) (int64, error) {
 		return 0, errors.New("put policy: missing revision")
 	}
 	var one int
-	err := t.stmt(ctx, stPolicyExists).QueryRowContext(ctx, p.Revision).Scan(&one)
+	err := t.stmt(ctx, stPolicyExists).QueryRowContext(point(ctx), p.Revision).Scan(&one)
 	switch {
 	case err == nil:
 		return 0, fmt.Errorf("put policy: %w", vault.ErrConflict)
 	case !errors.Is(err, sql.ErrNoRows):
 		return 0, fmt.Errorf("put policy: %w", err)
 	}
-	res, err := t.stmt(ctx, stInsertPolicy).ExecContext(ctx, p.Revision, nonNil(p.Bundle), p.Created.UnixMicro(), p.Author)
+	res, err := t.stmt(ctx, stInsertPolicy).ExecContext(point(ctx), p.Revision, nonNil(p.Bundle), p.Created.UnixMicro(), p.Author)
 	if err != nil {
 		return 0, fmt.Errorf("put policy: %w", mapErr(err))
 	}
@@ -914,7 +1048,7 @@ func (t *tx) PutPolicy(ctx context.Context, p vault.Policy) (int64, error) {
 
 // Erase crypto-shreds what a data key sealed.
 func (t *tx) Erase(ctx context.Context, keyID string) (int64, error) {
-	res, err := t.stmt(ctx, stDeleteKey).ExecContext(ctx, keyID)
+	res, err := t.stmt(ctx, stDeleteKey).ExecContext(point(ctx), keyID)
 	if err != nil {
 		return 0, fmt.Errorf("erase data key: %w", err)
 	}
@@ -924,7 +1058,7 @@ func (t *tx) Erase(ctx context.Context, keyID string) (int64, error) {
 	if err := t.eraseTokens(ctx, keyID); err != nil {
 		return 0, fmt.Errorf("erase tokens: %w", err)
 	}
-	res, err = t.stmt(ctx, stEraseVersions).ExecContext(ctx, keyID)
+	res, err = t.stmt(ctx, stEraseVersions).ExecContext(point(ctx), keyID)
 	if err != nil {
 		return 0, fmt.Errorf("erase versions: %w", err)
 	}
@@ -939,7 +1073,7 @@ func (t *tx) Erase(ctx context.Context, keyID string) (int64, error) {
 // eraseTokens removes the token sets of the versions sealed under keyID,
 // and their postings.
 func (t *tx) eraseTokens(ctx context.Context, keyID string) error {
-	rows, err := t.stmt(ctx, stEraseSets).QueryContext(ctx, keyID)
+	rows, err := t.stmt(ctx, stEraseSets).QueryContext(point(ctx), keyID)
 	if err != nil {
 		return mapErr(err)
 	}
@@ -974,11 +1108,11 @@ func (t *tx) eraseTokens(ctx context.Context, keyID string) error {
 // at seq.
 func (t *tx) removeSet(ctx context.Context, seq int64, tokens [][]byte) error {
 	for _, tok := range tokens {
-		if _, err := t.stmt(ctx, stDeletePosting).ExecContext(ctx, nonNil(tok), seq); err != nil {
+		if _, err := t.stmt(ctx, stDeletePosting).ExecContext(point(ctx), nonNil(tok), seq); err != nil {
 			return mapErr(err)
 		}
 	}
-	if _, err := t.stmt(ctx, stDeleteTokenSet).ExecContext(ctx, seq); err != nil {
+	if _, err := t.stmt(ctx, stDeleteTokenSet).ExecContext(point(ctx), seq); err != nil {
 		return mapErr(err)
 	}
 	return nil
@@ -987,7 +1121,7 @@ func (t *tx) removeSet(ctx context.Context, seq int64, tokens [][]byte) error {
 // tokenSet returns the token set stored at seq, or none.
 func (t *tx) tokenSet(ctx context.Context, seq int64) ([][]byte, error) {
 	var b []byte
-	err := t.stmt(ctx, stTokenSetTx).QueryRowContext(ctx, seq).Scan(&b)
+	err := t.stmt(ctx, stTokenSetTx).QueryRowContext(point(ctx), seq).Scan(&b)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return nil, nil
@@ -1006,7 +1140,7 @@ func (t *tx) setTokens(ctx context.Context, seq int64, tokens [][]byte) error {
 	if len(tokens) == 0 {
 		return nil // no set: a version without tokens has none
 	}
-	if _, err := t.stmt(ctx, stInsertTokenSet).ExecContext(ctx, seq, vault.EncodeTokenSet(tokens)); err != nil {
+	if _, err := t.stmt(ctx, stInsertTokenSet).ExecContext(point(ctx), seq, vault.EncodeTokenSet(tokens)); err != nil {
 		return mapErr(err)
 	}
 	return t.insertTokens(ctx, seq, tokens)
@@ -1025,7 +1159,7 @@ func (t *tx) stmt(ctx context.Context, i int) *sql.Stmt {
 // it.
 func (t *tx) Current(ctx context.Context, typ, id string) (vault.Record, error) {
 	ctx = point(ctx)
-	r, err := scanRecord(t.stmt(ctx, stCurrentTx).QueryRowContext(ctx, typ, id), typ, id)
+	r, err := scanRecord(t.stmt(ctx, stCurrentTx).QueryRowContext(point(ctx), typ, id), typ, id)
 	if err != nil {
 		return vault.Record{}, fmt.Errorf("get current %s: %w", typ, err)
 	}
@@ -1043,7 +1177,7 @@ func (t *tx) Find(ctx context.Context, typ string, token []byte) ([]string, erro
 // whose current version carries any of tokens, as this transaction sees
 // them.
 func (t *tx) FindAny(ctx context.Context, typ string, tokens [][]byte) ([]string, error) {
-	return findAny(ctx, t.tx, typ, tokens)
+	return findAny(point(ctx), t.tx, typ, tokens)
 }
 
 // SetTokens replaces the tokens of the current live version of a resource.
@@ -1052,7 +1186,7 @@ func (t *tx) FindAny(ctx context.Context, typ string, tokens [][]byte) ([]string
 func (t *tx) SetTokens(ctx context.Context, typ, id string, version int64, tokens [][]byte) error {
 	var seq, current int64
 	var deleted, erased bool
-	err := t.stmt(ctx, stCurrentState).QueryRowContext(ctx, typ, id).Scan(&seq, &current, &deleted, &erased)
+	err := t.stmt(ctx, stCurrentState).QueryRowContext(point(ctx), typ, id).Scan(&seq, &current, &deleted, &erased)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return fmt.Errorf("set %s tokens: %w", typ, vault.ErrNotFound)
@@ -1091,7 +1225,7 @@ func (t *tx) DropTokens(ctx context.Context, e vault.IndexEntry) error {
 			return fmt.Errorf("drop posting: %w", vault.ErrConflict)
 		}
 	}
-	if _, err := t.stmt(ctx, stDeletePosting).ExecContext(ctx, nonNil(e.Token), e.Seq); err != nil {
+	if _, err := t.stmt(ctx, stDeletePosting).ExecContext(point(ctx), nonNil(e.Token), e.Seq); err != nil {
 		return fmt.Errorf("drop posting: %w", mapErr(err))
 	}
 	return nil
@@ -1121,7 +1255,7 @@ func (t *tx) DropTokenSet(ctx context.Context, seq int64) error {
 // current version and neither a tombstone nor erased.
 func (t *tx) isCurrentLive(ctx context.Context, seq int64) (bool, error) {
 	var typ, id string
-	err := t.stmt(ctx, stVersionAt).QueryRowContext(ctx, seq).Scan(&typ, &id)
+	err := t.stmt(ctx, stVersionAt).QueryRowContext(point(ctx), seq).Scan(&typ, &id)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return false, nil
@@ -1130,7 +1264,7 @@ func (t *tx) isCurrentLive(ctx context.Context, seq int64) (bool, error) {
 	}
 	var cur, version int64
 	var deleted, erased bool
-	if err := t.stmt(ctx, stCurrentState).QueryRowContext(ctx, typ, id).Scan(&cur, &version, &deleted, &erased); err != nil {
+	if err := t.stmt(ctx, stCurrentState).QueryRowContext(point(ctx), typ, id).Scan(&cur, &version, &deleted, &erased); err != nil {
 		return false, mapErr(err)
 	}
 	return cur == seq && !deleted && !erased, nil
@@ -1138,7 +1272,7 @@ func (t *tx) isCurrentLive(ctx context.Context, seq int64) (bool, error) {
 
 // SetIndexVersion records the version of the rules the index is built by.
 func (t *tx) SetIndexVersion(ctx context.Context, version string) error {
-	if _, err := t.stmt(ctx, stSetIndexVersion).ExecContext(ctx, version); err != nil {
+	if _, err := t.stmt(ctx, stSetIndexVersion).ExecContext(point(ctx), version); err != nil {
 		return fmt.Errorf("set index version: %w", mapErr(err))
 	}
 	return nil
@@ -1169,7 +1303,7 @@ func (t *tx) Put(ctx context.Context, r vault.Record) error {
 		return fmt.Errorf("put %s version %d: a version leaf carries a record", r.Type, r.Version)
 	}
 	var latestSeq, latest int64
-	err := t.stmt(ctx, stLatest).QueryRowContext(ctx, r.Type, r.ID).Scan(&latestSeq, &latest)
+	err := t.stmt(ctx, stLatest).QueryRowContext(point(ctx), r.Type, r.ID).Scan(&latestSeq, &latest)
 	exists := err == nil
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("put %s version %d: %w", r.Type, r.Version, err)
@@ -1177,7 +1311,7 @@ func (t *tx) Put(ctx context.Context, r vault.Record) error {
 	becomesCurrent := !exists || r.Version > latest
 	if !becomesCurrent {
 		var one int
-		err := t.stmt(ctx, stExists).QueryRowContext(ctx, r.Type, r.ID, r.Version).Scan(&one)
+		err := t.stmt(ctx, stExists).QueryRowContext(point(ctx), r.Type, r.ID, r.Version).Scan(&one)
 		switch {
 		case err == nil:
 			return fmt.Errorf("put %s version %d: %w", r.Type, r.Version, vault.ErrConflict)
@@ -1186,7 +1320,7 @@ func (t *tx) Put(ctx context.Context, r vault.Record) error {
 		}
 	}
 
-	res, err := t.stmt(ctx, stInsertLeaf).ExecContext(ctx, int64(r.Leaf.Type), nonNil(r.Leaf.Data), r.Leaf.Ref)
+	res, err := t.stmt(ctx, stInsertLeaf).ExecContext(point(ctx), int64(r.Leaf.Type), nonNil(r.Leaf.Data), r.Leaf.Ref)
 	if err != nil {
 		return fmt.Errorf("put %s version %d leaf: %w", r.Type, r.Version, err)
 	}
@@ -1198,7 +1332,7 @@ func (t *tx) Put(ctx context.Context, r vault.Record) error {
 	if r.Deleted {
 		deleted = 1
 	}
-	_, err = t.stmt(ctx, stInsertVersion).ExecContext(ctx, seq, r.Type, r.ID, r.Version,
+	_, err = t.stmt(ctx, stInsertVersion).ExecContext(point(ctx), seq, r.Type, r.ID, r.Version,
 		r.LastUpdated.UnixMicro(), deleted, r.KeyID, nonNil(r.Ciphertext), nonNil(r.Salt), nonNil(r.Commitment), nonNil(r.Deid), r.Client)
 	if err != nil {
 		return fmt.Errorf("put %s version %d: %w", r.Type, r.Version, mapErr(err))
@@ -1235,7 +1369,7 @@ func (t *tx) insertTokens(ctx context.Context, seq int64, tokens [][]byte) error
 		for _, tok := range tokens[:k] {
 			args = append(args, nonNil(tok), seq)
 		}
-		if _, err := t.stmt(ctx, numWriteStmts+k-1).ExecContext(ctx, args...); err != nil {
+		if _, err := t.stmt(ctx, numWriteStmts+k-1).ExecContext(point(ctx), args...); err != nil {
 			return err
 		}
 		tokens = tokens[k:]
@@ -1251,7 +1385,7 @@ func (t *tx) DataKey(ctx context.Context, keyID string) ([]byte, error) {
 
 // PutDataKey stores a wrapped data key.
 func (t *tx) PutDataKey(ctx context.Context, keyID string, wrapped []byte) error {
-	if _, err := t.stmt(ctx, stPutDataKey).ExecContext(ctx, keyID, nonNil(wrapped)); err != nil {
+	if _, err := t.stmt(ctx, stPutDataKey).ExecContext(point(ctx), keyID, nonNil(wrapped)); err != nil {
 		return fmt.Errorf("put data key: %w", mapErr(err))
 	}
 	return nil
@@ -1259,12 +1393,12 @@ func (t *tx) PutDataKey(ctx context.Context, keyID string, wrapped []byte) error
 
 // Response returns the response remembered for an idempotency key.
 func (t *tx) Response(ctx context.Context, key []byte) ([]byte, error) {
-	return queryBlob(ctx, t.stmt(ctx, stResponseTx), "get response", nonNil(key))
+	return queryBlob(point(ctx), t.stmt(ctx, stResponseTx), "get response", nonNil(key))
 }
 
 // PutResponse remembers the response body for an idempotency key.
 func (t *tx) PutResponse(ctx context.Context, key, body []byte) error {
-	_, err := t.stmt(ctx, stPutResponse).ExecContext(ctx, nonNil(key), nonNil(body), time.Now().UnixMicro())
+	_, err := t.stmt(ctx, stPutResponse).ExecContext(point(ctx), nonNil(key), nonNil(body), time.Now().UnixMicro())
 	if err != nil {
 		return fmt.Errorf("put response: %w", mapErr(err))
 	}

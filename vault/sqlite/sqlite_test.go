@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -345,5 +347,126 @@ func TestUpdateEndsWithContext(t *testing.T) {
 	}
 	if _, err := s.Current(t.Context(), "Observation", "before"); !errors.Is(err, vault.ErrNotFound) {
 		t.Errorf("Current of a version put before the cancellation = %v; want ErrNotFound (rolled back)", err)
+	}
+}
+
+// TestGroupCommit: Updates queued while another runs are committed in
+// groups, and each keeps the outcome it would have alone: one that fails,
+// panics or whose context ends is rolled back by itself (its panic raised
+// in its own caller), and every other one is committed and durable.
+func TestGroupCommit(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "vault.db")
+	s, err := New(t.Context(), Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := func(id string) vault.Record {
+		return vault.Record{Type: "Observation", ID: id, Version: 1, LastUpdated: time.Now(), KeyID: "shared",
+			Ciphertext: []byte("c " + id), Tokens: [][]byte{[]byte("t-" + id), []byte("common")},
+			Leaf: vault.Leaf{Type: 1, Data: []byte("l " + id), Ref: "Observation/" + id + "/_history/1"}}
+	}
+	// The first Update holds the writer until the others have queued, so
+	// that they run as one group.
+	release := make(chan struct{})
+	first := make(chan error, 1)
+	go func() {
+		first <- s.Update(t.Context(), func(tx vault.Tx) error {
+			<-release
+			return tx.Put(t.Context(), rec("first"))
+		})
+	}()
+	time.Sleep(50 * time.Millisecond)
+
+	const n = 12
+	canceled, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	errs := make([]error, n)
+	panics := make([]any, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			defer func() { panics[i] = recover() }()
+			id := fmt.Sprint("o", i)
+			ctx := t.Context()
+			if i == 7 {
+				ctx = canceled
+			}
+			errs[i] = s.Update(ctx, func(tx vault.Tx) error {
+				if err := tx.Put(t.Context(), rec(id)); err != nil {
+					return err
+				}
+				switch i {
+				case 3:
+					return errors.New("refused")
+				case 5:
+					panic("boom")
+				case 7:
+					cancel()
+				case 9:
+					// A conflict inside, handled: the Update goes on.
+					if err := tx.Put(t.Context(), rec(id)); !errors.Is(err, vault.ErrConflict) {
+						return fmt.Errorf("second put: %v", err)
+					}
+				}
+				return nil
+			})
+		})
+	}
+	time.Sleep(100 * time.Millisecond)
+	close(release)
+	wg.Wait()
+	if err := <-first; err != nil {
+		t.Fatalf("first Update: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = New(t.Context(), Config{Path: path}) // durable: read back after a reopen
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	stored := func(id string) bool {
+		_, err := s.Current(t.Context(), "Observation", id)
+		if err != nil && !errors.Is(err, vault.ErrNotFound) {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+	if !stored("first") {
+		t.Error("the first Update's version is missing")
+	}
+	var want []string
+	for i := range n {
+		id := fmt.Sprint("o", i)
+		switch i {
+		case 3:
+			if errs[i] == nil || errs[i].Error() != "refused" || stored(id) {
+				t.Errorf("failed Update %d: err %v, stored %v; want its error, nothing stored", i, errs[i], stored(id))
+			}
+		case 5:
+			if panics[i] != "boom" || stored(id) {
+				t.Errorf("panicking Update %d: recovered %v, stored %v; want its panic, nothing stored", i, panics[i], stored(id))
+			}
+		case 7:
+			if !errors.Is(errs[i], context.Canceled) || stored(id) {
+				t.Errorf("canceled Update %d: err %v, stored %v; want context.Canceled, nothing stored", i, errs[i], stored(id))
+			}
+		default:
+			if errs[i] != nil || panics[i] != nil || !stored(id) {
+				t.Errorf("Update %d: err %v, panic %v, stored %v; want it committed", i, errs[i], panics[i], stored(id))
+			}
+			want = append(want, id)
+		}
+	}
+	got, err := s.Find(t.Context(), "Observation", []byte("common"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(got)
+	want = append(want, "first")
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("Find(common) = %v, want %v", got, want)
 	}
 }
