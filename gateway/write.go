@@ -7,8 +7,11 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -53,6 +56,8 @@ type op struct {
 	read        []byte // response resource of a GET entry
 
 	pending     *vault.Version           // the version prepared for Put
+	tree        map[string]any           // between prepare and commit: the body to store
+	sealedUnder string                   // between prepare and commit: the compartment whose key seals it
 	deidRecord  *access.Deidentification // the record of pending's research copy, if any
 	prevConsent access.ConsentFacts      // of a Consent write: the version it replaces
 }
@@ -294,12 +299,31 @@ func (w *writer) applyOps(ctx context.Context, tx *vault.SealedTx, ops []*op, at
 			}
 		}
 	}
+	var sealing []*op
 	for _, o := range ops {
 		if o.err != nil || !o.writes() || (o.method == "POST" && o.status == http.StatusOK) {
 			continue
 		}
-		if err := w.prepare(ctx, tx, o, refs, now); err != nil {
+		tree, err := w.prepare(ctx, tx, o, refs, now)
+		if err != nil {
 			if err := fail(o, err); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if tree != nil {
+			o.tree = tree
+			sealing = append(sealing, o)
+		}
+	}
+	// What needs no stored state runs on every core: the writer's
+	// transaction is the one thing writes wait for.
+	errs := make([]error, len(sealing))
+	eachParallel(len(sealing), func(i int) { errs[i] = w.commit(ctx, sealing[i], now) })
+	for i, o := range sealing {
+		o.tree = nil
+		if errs[i] != nil {
+			if err := fail(o, errs[i]); err != nil {
 				return nil, err
 			}
 		}
@@ -463,36 +487,46 @@ func (w *writer) resolve(ctx context.Context, tx *vault.SealedTx, o *op) error {
 // prepare builds the version an op resolved to (references resolved,
 // versioned, canonical, committed to) without storing it, so the policy can
 // decide on the patient it belongs to before anything is written.
-func (w *writer) prepare(ctx context.Context, tx *vault.SealedTx, o *op, refs map[string]string, now time.Time) error {
+func (w *writer) prepare(ctx context.Context, tx *vault.SealedTx, o *op, refs map[string]string, now time.Time) (map[string]any, error) {
 	if o.method == "DELETE" && o.status == http.StatusNoContent {
-		return nil
+		return nil, nil
 	}
 	o.lastUpdated = now
 	var tree map[string]any
-	var tokens [][]byte
-	compartment := ""
 	if o.method == "DELETE" {
 		tree = fhir.Tombstone(o.typ, o.id, o.version, now)
 		// Under the deleted resource's data key, so erasing a patient
 		// erases their tombstones too.
-		compartment = o.compartment
+		o.sealedUnder = o.compartment
 	} else {
 		if err := w.resolveReferences(ctx, tx, o, refs); err != nil {
-			return err
+			return nil, err
 		}
 		o.res.SetVersion(o.id, o.version, now)
 		tree = o.res.Tree
-		compartment = fhir.PatientCompartment(o.typ, tree)
-		tokens = versionTokens(w.vault, o.typ, tree)
+		o.sealedUnder = fhir.PatientCompartment(o.typ, tree)
 	}
 	if o.typ == "Consent" && o.version > 1 {
 		prev, err := access.PreviousConsent(ctx, tx, o.id)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		o.prevConsent = prev
 	}
-	canonical, err := fhir.Canonical(tree)
+	o.pending = nil
+	o.deidRecord = nil
+	return tree, nil
+}
+
+// commit builds the version prepare left in o.tree: its canonical bytes,
+// salted commitment, leaf and blind-index tokens. It reads no stored state
+// and touches only o, so the ops of a request run it in parallel.
+func (w *writer) commit(ctx context.Context, o *op, now time.Time) error {
+	var tokens [][]byte
+	if o.method != "DELETE" {
+		tokens = versionTokens(w.vault, o.typ, o.tree)
+	}
+	canonical, err := fhir.Canonical(o.tree)
 	if err != nil {
 		return fmt.Errorf("canonical form: %w", err)
 	}
@@ -503,11 +537,32 @@ func (w *writer) prepare(ctx context.Context, tx *vault.SealedTx, o *op, refs ma
 	commitment := anchor.Commit(anchor.LeafResourceVersion, salt, canonical)
 	o.pending = &vault.Version{
 		Type: o.typ, ID: o.id, Version: o.version, LastUpdated: now, Deleted: o.method == "DELETE",
-		Compartment: compartment, Body: canonical, Salt: salt, Commitment: commitment, Tokens: tokens, Client: clientOf(ctx),
+		Compartment: o.sealedUnder, Body: canonical, Salt: salt, Commitment: commitment, Tokens: tokens, Client: clientOf(ctx),
 		Leaf: vault.Leaf{Type: uint8(anchor.LeafResourceVersion), Data: anchor.LeafData(anchor.LeafResourceVersion, commitment), Ref: o.location()},
 	}
-	o.deidRecord = nil
 	return nil
+}
+
+// eachParallel calls fn(0) to fn(n-1) on up to GOMAXPROCS goroutines and
+// returns when all have returned; a few calls run on the caller alone.
+func eachParallel(n int, fn func(i int)) {
+	workers := min(runtime.GOMAXPROCS(0), n/4)
+	if workers < 2 {
+		for i := range n {
+			fn(i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				fn(i)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // researchCopies makes the research copy of every version about to be
@@ -528,6 +583,7 @@ func (w *writer) researchCopies(ctx context.Context, tx *vault.SealedTx, ops []*
 		}
 	}
 	subjects := map[string]deid.Subject{}
+	var copies []copyJob
 	for _, o := range ops {
 		if o.err != nil || o.pending == nil || o.method == "DELETE" || o.pending.Compartment == "" {
 			continue
@@ -554,9 +610,22 @@ func (w *writer) researchCopies(ctx context.Context, tx *vault.SealedTx, ops []*
 			subject = deid.NewSubject(birthDate, terms)
 			subjects[c] = subject
 		}
-		o.pending.Deid, o.deidRecord = w.deid.Copy(ctx, o.typ, o.res.Tree, c, subject, now, access.Ref(tx, o.location()), o.pending.Commitment)
+		copies = append(copies, copyJob{o: o, subject: subject, location: access.Ref(tx, o.location())})
 	}
+	// De-identification reads no stored state: on every core.
+	eachParallel(len(copies), func(i int) {
+		j := copies[i]
+		j.o.pending.Deid, j.o.deidRecord = w.deid.Copy(ctx, j.o.typ, j.o.res.Tree, j.o.pending.Compartment, j.subject, now,
+			j.location, j.o.pending.Commitment)
+	})
 	return nil
+}
+
+// copyJob is a research copy to make, with what it needs from stored state.
+type copyJob struct {
+	o        *op
+	subject  deid.Subject
+	location string
 }
 
 // storedPatient returns the current stored Patient of a compartment as a
