@@ -24,14 +24,16 @@ func TestPackRoundTrip(t *testing.T) {
 		packed func(p []byte) bool // what the sealed plain text must look like
 	}{
 		{"empty", nil, func(p []byte) bool { return len(p) == 0 }},
-		{"json", json, func(p []byte) bool { return p[0] == packedDeflate && len(p) < len(json) }},
-		{"json repeated", bytes.Repeat(json, 50), func(p []byte) bool { return p[0] == packedDeflate && len(p) < len(json)*5 }},
+		{"json", json, func(p []byte) bool { return p[0] == packedBodyDict && len(p) < len(json)/3 }},
+		{"json repeated", bytes.Repeat(json, 50), func(p []byte) bool { return p[0] == packedBodyDict && len(p) < len(json)*5 }},
 		// Incompressible bytes stay as they are, unless their first byte
 		// would be read as a marker.
 		{"incompressible", append([]byte{'{'}, random...), func(p []byte) bool { return p[0] == '{' && len(p) == 301 }},
 		{"incompressible 0x00", append([]byte{0}, random...), func(p []byte) bool { return p[0] == packedRaw && len(p) == 302 }},
 		{"incompressible 0x01", append([]byte{1}, random...), func(p []byte) bool { return p[0] == packedRaw && len(p) == 302 }},
+		{"incompressible 0x03", append([]byte{3}, random...), func(p []byte) bool { return p[0] == packedRaw && len(p) == 302 }},
 		{"one byte 0x01", []byte{1}, func(p []byte) bool { return bytes.Equal(p, []byte{packedRaw, 1}) }},
+		{"one byte 0x02", []byte{2}, func(p []byte) bool { return bytes.Equal(p, []byte{packedRaw, 2}) }},
 		{"one byte", []byte("x"), func(p []byte) bool { return string(p) == "x" }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -39,7 +41,7 @@ func TestPackRoundTrip(t *testing.T) {
 			if !tc.packed(p) {
 				t.Errorf("pack(%d bytes) = %d bytes starting %x: not the expected form", len(tc.in), len(p), p[:min(len(p), 4)])
 			}
-			got, err := unpack(p)
+			got, err := unpackSealed(p)
 			if err != nil || !bytes.Equal(got, tc.in) {
 				t.Errorf("unpack(pack(x)) = %q, %v; want x back", got, err)
 			}
@@ -47,25 +49,33 @@ func TestPackRoundTrip(t *testing.T) {
 	}
 }
 
-// TestUnpackFormat pins the stored form to RFC 1951 independently of Go's
-// encoder: the stream below was made by zlib (Python,
-// zlib.compressobj(9, zlib.DEFLATED, -15)); and bodies sealed before packing
-// (plain JSON) open as they are.
+// TestUnpackFormat pins the stored forms to RFC 1951 independently of
+// Go's encoder: the streams below were made by zlib (Python,
+// zlib.compressobj(9, zlib.DEFLATED, -15), with zdict=open("vault/body.dict",
+// "rb").read() for the second); and bodies sealed before packing (plain
+// JSON) open as they are.
 func TestUnpackFormat(t *testing.T) {
 	p, _ := hex.DecodeString("01ab562a4a2dce2f2d4a4e0da92c4855b2520a482cc94ccd2b51d251ca4c01720d8d8c81ccbcc45ca05c74b5525a626e664e2550dc3923312737b5a858a95607ab686c2d00")
 	want := `{"resourceType":"Patient","id":"123","name":[{"family":"Chalmers"},{"family":"Chalmers"}]}`
-	if got, err := unpack(p); err != nil || string(got) != want {
+	if got, err := unpackSealed(p); err != nil || string(got) != want {
 		t.Errorf("unpack(zlib stream) = %q, %v; want %q", got, err, want)
 	}
-	if got, err := unpack([]byte(want)); err != nil || string(got) != want {
+	dict, _ := hex.DecodeString("0223980dca403d66dde2ccf4bc629424882a4e8f8c60610c4c17a8b5a1537e4aa582476a667a4609b1e91d590b2c01e61b2a911691b500")
+	wantDict := `{"category":[{"coding":[{"code":"vital-signs","display":"vital-signs","system":"http://terminology.hl7.org/CodeSystem/observation-category"}]}],` +
+		`"code":{"coding":[{"code":"8302-2","display":"Body Height","system":"http://loinc.org"}],"text":"Body Height"},"id":"o1","resourceType":"Observation","status":"final"}`
+	if got, err := unpackSealed(dict); err != nil || string(got) != wantDict {
+		t.Errorf("unpack(zlib stream with body.dict) = %q, %v; want %q", got, err, wantDict)
+	}
+	if got, err := unpackSealed([]byte(want)); err != nil || string(got) != want {
 		t.Errorf("unpack(plain JSON) = %q, %v; want it unchanged", got, err)
 	}
-	for _, bad := range [][]byte{{packedDeflate}, append([]byte{packedDeflate}, p[1:10]...), {packedDeflate, 0xff, 0xff, 0xff}} {
-		if got, err := unpack(bad); err == nil {
+	for _, bad := range [][]byte{{packedDeflate}, append([]byte{packedDeflate}, p[1:10]...), {packedDeflate, 0xff, 0xff, 0xff},
+		{packedBodyDict}, dict[:len(dict)-1], {packedBodyDict, 0xff, 0xff, 0xff}} {
+		if got, err := unpackSealed(bad); err == nil {
 			t.Errorf("unpack(%x) = %q, nil; want an error", bad, got)
 		}
 	}
-	if _, err := unpack(append([]byte{packedDeflate}, []byte(strings.Repeat("x", 10))...)); err == nil {
+	if _, err := unpackSealed(append([]byte{packedDeflate}, []byte(strings.Repeat("x", 10))...)); err == nil {
 		t.Error("unpack of garbage after the marker: no error")
 	}
 }
@@ -99,8 +109,8 @@ func TestPackRecordRoundTrip(t *testing.T) {
 		{"incompressible", append([]byte{'{'}, random...), func(p []byte) bool { return p[0] == '{' && len(p) == 301 }},
 		{"incompressible 0x00", append([]byte{0}, random...), func(p []byte) bool { return p[0] == packedRaw && len(p) == 302 }},
 		{"incompressible 0x01", append([]byte{1}, random...), func(p []byte) bool { return p[0] == packedRaw && len(p) == 302 }},
-		{"incompressible 0x02", append([]byte{2}, random...), func(p []byte) bool { return p[0] == packedRaw && len(p) == 302 }},
-		{"one byte 0x02", []byte{2}, func(p []byte) bool { return bytes.Equal(p, []byte{packedRaw, 2}) }},
+		{"incompressible 0x03", append([]byte{3}, random...), func(p []byte) bool { return p[0] == packedRaw && len(p) == 302 }},
+		{"one byte 0x03", []byte{3}, func(p []byte) bool { return bytes.Equal(p, []byte{packedRaw, 3}) }},
 		{"one byte", []byte("x"), func(p []byte) bool { return string(p) == "x" }},
 		// Past maxRecord a record is kept as it is, so that it reads back.
 		{"larger than maxRecord", big, func(p []byte) bool { return bytes.Equal(p, big) }},
@@ -117,13 +127,21 @@ func TestPackRecordRoundTrip(t *testing.T) {
 	}
 }
 
-// TestRecordDictFrozen: records stored under marker 0x02 inflate only with
-// these exact dictionary bytes. Changing record.dict loses them all; a new
-// dictionary needs a new marker.
-func TestRecordDictFrozen(t *testing.T) {
-	const want = "78d7708bf5c217cf9da41fc38dc380dcec46f38939864e3f93860aaa4c937e36"
-	if got := sha256.Sum256(recordDict); hex.EncodeToString(got[:]) != want {
-		t.Fatalf("record.dict has SHA-256 %x, want %s: the dictionary of stored records changed", got, want)
+// TestDictsFrozen: values stored under markers 0x02 and 0x03 inflate only
+// with these exact dictionary bytes. Changing a dictionary loses them all;
+// a new dictionary needs a new marker.
+func TestDictsFrozen(t *testing.T) {
+	for _, d := range []struct {
+		name string
+		dict []byte
+		want string
+	}{
+		{"body.dict", bodyDict, "2c356ca2261de5b614e8df34bf61fe855329b18dcb203630fb529017eb89cca6"},
+		{"record.dict", recordDict, "78d7708bf5c217cf9da41fc38dc380dcec46f38939864e3f93860aaa4c937e36"},
+	} {
+		if got := sha256.Sum256(d.dict); hex.EncodeToString(got[:]) != d.want {
+			t.Errorf("%s has SHA-256 %x, want %s: the dictionary of stored values changed", d.name, got, d.want)
+		}
 	}
 }
 
@@ -135,7 +153,7 @@ func TestRecordDictFrozen(t *testing.T) {
 // bytes that do not inflate come back as they are, never as an error or a
 // panic, and never as JSON.
 func TestUnpackRecordFormat(t *testing.T) {
-	p, _ := hex.DecodeString("022336c80c8d740dcc420c2141664a20acd252539293122d2dcccd4c4d8c8d0c0dd0f988b034c213660827d234c9c6d60200")
+	p, _ := hex.DecodeString("032336c80c8d740dcc420c2141664a20acd252539293122d2dcccd4c4d8c8d0c0dd0f988b034c213660827d234c9c6d60200")
 	want := `{"kind":"deidentification","time":"2026-12-06T10:00:05Z",` +
 		`"resource":"Observation/tok-fedcba9876543210fedcba9876543210/_history/2","profile":"safe-harbor",` +
 		`"rules":[{"rule":"references","method":"cryptoHash","paths":["encounter.reference","subject.reference"]}]}`

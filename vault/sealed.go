@@ -198,7 +198,7 @@ func (s *Sealed) OpenCopy(ctx context.Context, r Record) ([]byte, error) {
 	ad := append(additionalData(r.Type, r.ID, r.Version), deidAD...)
 	plain, err := s.openStored(ctx, r.KeyID, r.Deid, ad)
 	if err == nil {
-		plain, err = unpack(plain)
+		plain, err = unpackSealed(plain)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open %s version %d copy: %w", r.Type, r.Version, err)
@@ -305,7 +305,7 @@ func (s *Sealed) open(ctx context.Context, r Record, openWith func(ctx context.C
 	}
 	body, err := openWith(ctx, r.KeyID, r.Ciphertext, additionalData(r.Type, r.ID, r.Version))
 	if err == nil {
-		body, err = unpack(body)
+		body, err = unpackSealed(body)
 	}
 	if err != nil {
 		return Version{}, fmt.Errorf("open %s version %d: %w", r.Type, r.Version, err)
@@ -453,7 +453,7 @@ func (t *SealedTx) PutResponse(ctx context.Context, key, body []byte) error {
 func (s *Sealed) OpenResponse(key, sealed []byte) ([]byte, error) {
 	body, err := s.kr.openResponse(key, sealed)
 	if err == nil {
-		body, err = unpack(body)
+		body, err = unpackSealed(body)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open remembered response: %w", ErrCorrupt)
