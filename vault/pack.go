@@ -36,18 +36,21 @@ const (
 	packedRecordDict = 0x03
 )
 
-// bodyDict is the preset dictionary of bodies, copies and responses: one
-// resource of each type that is neither a Patient, a Practitioner nor an
-// Organization, from five Synthea patients (no other file of the set), in
-// canonical JSON with ids, UUIDs and attachments removed, least frequent
-// type first, cut to its last 8 KiB (the part nearest the data). It holds
-// member names, code systems, codes and their displays. With it a Synthea
-// body deflates to about 270 bytes instead of 610 (1,400 in clear), measured
-// on the other 55 patients. recordDict is the preset dictionary of leaf
-// records: a skeleton of each record kind and the rule groups most frequent
-// in the Synthea set's deidentification records, most frequent last; with
-// it such a record deflates to about 200 bytes instead of 520 (980 in
-// clear).
+// bodyDict is the preset dictionary of bodies, copies and responses, 16 KiB
+// in two halves, each one resource of every type that is neither a Patient,
+// a Practitioner nor an Organization, least frequent type first, with ids,
+// UUIDs, hashes and attachments removed, cut to its last 8 KiB (the part
+// nearest the data): first research copies (the gateway's Safe Harbor
+// output for Synthea resources: security labels, masked extensions), then
+// canonical bodies from five Synthea patients (no other file of the set).
+// It holds member names, code systems, codes and their displays, no
+// patient's data. Measured on the other patients, a Synthea body deflates
+// with it to about 280 bytes instead of 610 (1,400 in clear), a research
+// copy to about 350 instead of about 600 (1,950 in clear). recordDict is
+// the preset dictionary of leaf records: a skeleton of each record kind and
+// the rule groups most frequent in the Synthea set's deidentification
+// records, most frequent last; with it such a record deflates to about 210
+// bytes instead of 520 (980 in clear).
 //
 // Both are frozen: values stored with them need exactly these bytes to
 // inflate (TestDictsFrozen pins their digests). A better dictionary gets a
