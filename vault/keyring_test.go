@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -289,5 +290,23 @@ func BenchmarkToken(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		kr.Token("search/v1", "Observation", "code|http://loinc.org|8302-2")
+	}
+}
+
+// TestOpenResponseUnpacked: a response sealed before responses were
+// deflated (the plain JSON under the AEAD) still opens; one whose packed
+// stream is damaged under a valid seal is ErrCorrupt, not a panic.
+func TestOpenResponseUnpacked(t *testing.T) {
+	kr, err := NewKeyring(bytes.Repeat([]byte{7}, MasterKeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewSealed(nil, kr)
+	key, body := []byte("k"), []byte(`{"resourceType":"Bundle","type":"transaction-response"}`)
+	if got, err := s.OpenResponse(key, kr.sealResponse(key, body)); err != nil || !bytes.Equal(got, body) {
+		t.Errorf("OpenResponse(sealed plain JSON) = %q, %v; want it as it is", got, err)
+	}
+	if _, err := s.OpenResponse(key, kr.sealResponse(key, []byte{packedDeflate, 0xff, 0xff})); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("OpenResponse(sealed broken stream) = %v; want ErrCorrupt", err)
 	}
 }

@@ -198,7 +198,7 @@ func (s *Sealed) OpenCopy(ctx context.Context, r Record) ([]byte, error) {
 	ad := append(additionalData(r.Type, r.ID, r.Version), deidAD...)
 	plain, err := s.openStored(ctx, r.KeyID, r.Deid, ad)
 	if err == nil {
-		plain, err = unpack(plain)
+		plain, err = unpackSealed(plain)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open %s version %d copy: %w", r.Type, r.Version, err)
@@ -305,7 +305,7 @@ func (s *Sealed) open(ctx context.Context, r Record, openWith func(ctx context.C
 	}
 	body, err := openWith(ctx, r.KeyID, r.Ciphertext, additionalData(r.Type, r.ID, r.Version))
 	if err == nil {
-		body, err = unpack(body)
+		body, err = unpackSealed(body)
 	}
 	if err != nil {
 		return Version{}, fmt.Errorf("open %s version %d: %w", r.Type, r.Version, err)
@@ -452,15 +452,21 @@ func (s *Sealed) Response(ctx context.Context, key []byte) ([]byte, error) {
 
 // PutResponse seals the response body for an idempotency key under a key
 // derived from the master key, bound to the idempotency key, and remembers
-// it (see Tx.PutResponse).
+// it (see Tx.PutResponse). The body is deflated first, as version bodies
+// are (see pack): a transaction's response repeats one entry shape per
+// resource and deflates to a small fraction.
 func (t *SealedTx) PutResponse(ctx context.Context, key, body []byte) error {
-	return t.tx.PutResponse(ctx, key, t.s.kr.sealResponse(key, body))
+	return t.tx.PutResponse(ctx, key, t.s.kr.sealResponse(key, pack(body)))
 }
 
 // OpenResponse opens a remembered response as the Store holds it (see
-// Store.Responses), or returns an error wrapping ErrCorrupt.
+// Store.Responses), or returns an error wrapping ErrCorrupt. A response
+// sealed before responses were deflated (plain JSON) opens as it is.
 func (s *Sealed) OpenResponse(key, sealed []byte) ([]byte, error) {
 	body, err := s.kr.openResponse(key, sealed)
+	if err == nil {
+		body, err = unpackSealed(body)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open remembered response: %w", ErrCorrupt)
 	}

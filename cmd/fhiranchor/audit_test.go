@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/fhiranchor/fhiranchor/anchor"
 	"github.com/fhiranchor/fhiranchor/internal/shareddata"
+	"github.com/fhiranchor/fhiranchor/vault"
 )
 
 // TestVerifyAndAudit runs serve, pushes a Synthea Bundle, saves a receipt
@@ -154,7 +156,18 @@ func TestVerifyAndAudit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err = db.Exec(`UPDATE leaf_records SET record = CAST(replace(CAST(record AS TEXT), '"version":1', '"version":2') AS BLOB) WHERE seq = 1 AND type = 3`)
+	// The record is stored deflated; the intruder inflates it, edits it
+	// and writes it back as plain JSON, which the vault still reads (the
+	// form records had before they were packed).
+	var stored []byte
+	if err := db.QueryRow(`SELECT record FROM leaf_records WHERE seq = 1 AND type = 3`).Scan(&stored); err != nil {
+		t.Fatalf("read a record: %v", err)
+	}
+	plain := vault.UnpackRecord(stored)
+	if bytes.Equal(plain, stored) || !bytes.Contains(plain, []byte(`"version":1`)) {
+		t.Fatalf("stored record %q: not a deflated policy activation of version 1", stored)
+	}
+	res, err = db.Exec(`UPDATE leaf_records SET record = ? WHERE seq = 1 AND type = 3`, bytes.Replace(plain, []byte(`"version":1`), []byte(`"version":2`), 1))
 	if err != nil {
 		t.Fatalf("tamper with a record: %v", err)
 	}

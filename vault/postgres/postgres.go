@@ -463,6 +463,7 @@ func (s *Store) Records(ctx context.Context, after int64, limit int) ([]vault.Le
 		var l vault.Leaf
 		var typ int16
 		err := row.Scan(&l.Seq, &typ, &l.Record, &l.Salt, &l.Subject, &l.Actor, &l.Time)
+		l.Record = vault.UnpackRecord(l.Record)
 		l.Type, l.Time = uint8(typ), l.Time.UTC()
 		return l, err
 	})
@@ -947,7 +948,7 @@ func (t *tx) AddLeaf(ctx context.Context, l vault.Leaf) (int64, error) {
 	var seq int64
 	b := &pgx.Batch{}
 	t.queueSeqLock(b)
-	b.Queue(sqlAddLeaf, int16(l.Type), nonNil(l.Data), l.Ref, nonNil(l.Record), nonNil(l.Salt), l.Subject, l.Actor,
+	b.Queue(sqlAddLeaf, int16(l.Type), nonNil(l.Data), l.Ref, nonNil(vault.PackRecord(l.Record)), nonNil(l.Salt), l.Subject, l.Actor,
 		hasRecord, l.Time).QueryRow(func(row pgx.Row) error { return row.Scan(&seq) })
 	if err := t.send(ctx, b); err != nil {
 		return 0, fmt.Errorf("add leaf: %w", err)
@@ -1054,6 +1055,7 @@ func scanLeaf(row pgx.Row) (vault.Leaf, error) {
 	if err := row.Scan(&l.Seq, &typ, &l.Data, &l.Ref, &l.Record, &l.Salt, &l.Subject, &l.Actor, &at); err != nil {
 		return vault.Leaf{}, err
 	}
+	l.Record = vault.UnpackRecord(l.Record)
 	l.Type = uint8(typ)
 	if at != nil {
 		l.Time = at.UTC()

@@ -445,3 +445,23 @@ func BenchmarkPut(b *testing.B) {
 		b.ReportMetric(float64(b.N*perUpdate)/b.Elapsed().Seconds(), "versions/s")
 	})
 }
+
+func TestRecordStorage(t *testing.T) {
+	c := pgtest.Start(t, pgtest.Options{})
+	s := newStore(t, c.NewDatabase(t))
+	defer s.Close()
+	vaulttest.RecordStorage(t, s, vaulttest.RawRecord{
+		Get: func(t *testing.T, seq int64) []byte {
+			var b []byte
+			if err := s.pool.QueryRow(t.Context(), `SELECT record FROM leaf_records WHERE seq = $1`, seq).Scan(&b); err != nil {
+				t.Fatalf("read stored record: %v", err)
+			}
+			return b
+		},
+		Set: func(t *testing.T, seq int64, stored []byte) {
+			if _, err := s.pool.Exec(t.Context(), `UPDATE leaf_records SET record = $1 WHERE seq = $2`, stored, seq); err != nil {
+				t.Fatalf("write stored record: %v", err)
+			}
+		},
+	})
+}

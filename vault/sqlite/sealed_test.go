@@ -714,3 +714,36 @@ func TestSealedPacksBodies(t *testing.T) {
 		t.Errorf("OpenCopy = %q, %v; want the copy put", cp, err)
 	}
 }
+
+// TestSealedPacksResponses: a remembered transaction-response (one entry
+// shape repeated per resource) is deflated before it is sealed, and opens
+// to exactly the bytes put.
+func TestSealedPacksResponses(t *testing.T) {
+	s, store := newSealed(t)
+	var b strings.Builder
+	b.WriteString(`{"resourceType":"Bundle","type":"transaction-response","entry":[`)
+	for i := range 200 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"response":{"status":"201 Created","location":"Observation/%08x-4dc7-a8f1-0c74b3601cad/_history/1","etag":"W/\"1\"","lastModified":"2026-12-06T14:05:05.372216Z"}}`, i*7919)
+	}
+	b.WriteString(`]}`)
+	body := []byte(b.String())
+	key := []byte("idempotency-key-1")
+	err := s.Update(t.Context(), func(tx *vault.SealedTx) error { return tx.PutResponse(t.Context(), key, body) })
+	if err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	stored, err := store.Response(t.Context(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stored) > len(body)/4 {
+		t.Errorf("stored %d bytes for a %d-byte response: not packed", len(stored), len(body))
+	}
+	got, err := s.Response(t.Context(), key)
+	if err != nil || !bytes.Equal(got, body) {
+		t.Errorf("Response = %d bytes, %v; want the %d bytes put", len(got), err, len(body))
+	}
+}

@@ -605,6 +605,7 @@ func (s *Store) Records(ctx context.Context, after int64, limit int) ([]vault.Le
 		if err := rows.Scan(&l.Seq, &typ, &l.Record, &l.Salt, &l.Subject, &l.Actor, &at); err != nil {
 			return nil, fmt.Errorf("list records: %w", err)
 		}
+		l.Record = vault.UnpackRecord(l.Record)
 		l.Type, l.Time = uint8(typ), time.UnixMicro(at).UTC()
 		ls = append(ls, l)
 	}
@@ -1012,7 +1013,7 @@ func (t *tx) AddLeaf(ctx context.Context, l vault.Leaf) (int64, error) {
 	if len(l.Record) == 0 {
 		return seq, nil
 	}
-	_, err = t.stmt(ctx, stInsertLeafRecord).ExecContext(point(ctx), seq, int64(l.Type), l.Record, nonNil(l.Salt),
+	_, err = t.stmt(ctx, stInsertLeafRecord).ExecContext(point(ctx), seq, int64(l.Type), vault.PackRecord(l.Record), nonNil(l.Salt),
 		l.Subject, l.Actor, l.Time.UnixMicro())
 	if err != nil {
 		return 0, fmt.Errorf("add leaf record: %w", err)
@@ -1436,6 +1437,7 @@ func scanLeaf(row rowScanner) (vault.Leaf, error) {
 	if err := row.Scan(&l.Seq, &typ, &l.Data, &l.Ref, &l.Record, &l.Salt, &l.Subject, &l.Actor, &at); err != nil {
 		return vault.Leaf{}, err
 	}
+	l.Record = vault.UnpackRecord(l.Record)
 	l.Type = uint8(typ)
 	if at.Valid {
 		l.Time = time.UnixMicro(at.Int64).UTC()

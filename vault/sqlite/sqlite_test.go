@@ -470,3 +470,22 @@ func TestGroupCommit(t *testing.T) {
 		t.Errorf("Find(common) = %v, want %v", got, want)
 	}
 }
+
+func TestRecordStorage(t *testing.T) {
+	s := newStore(t)
+	defer s.Close()
+	vaulttest.RecordStorage(t, s, vaulttest.RawRecord{
+		Get: func(t *testing.T, seq int64) []byte {
+			var b []byte
+			if err := s.r.QueryRowContext(t.Context(), `SELECT record FROM leaf_records WHERE seq = ?`, seq).Scan(&b); err != nil {
+				t.Fatalf("read stored record: %v", err)
+			}
+			return b
+		},
+		Set: func(t *testing.T, seq int64, stored []byte) {
+			if _, err := s.w.ExecContext(t.Context(), `UPDATE leaf_records SET record = ? WHERE seq = ?`, stored, seq); err != nil {
+				t.Fatalf("write stored record: %v", err)
+			}
+		},
+	})
+}

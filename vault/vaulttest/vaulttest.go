@@ -1900,3 +1900,89 @@ func testDropTokens(t *testing.T, s vault.Store) {
 		t.Errorf("IndexVersion = %q, %v; want rules/2", v, err)
 	}
 }
+
+// RawRecord reads and writes the stored bytes of a leaf record, beside the
+// Store: what a backend's own test passes to RecordStorage.
+type RawRecord struct {
+	Get func(t *testing.T, seq int64) []byte
+	Set func(t *testing.T, seq int64, stored []byte)
+}
+
+// RecordStorage checks how s, a fresh Store, keeps leaf records: deflated
+// with vault.PackRecord, read back to the exact bytes put by Leaf,
+// FindLeaves and Records; a record stored before packing (plain JSON)
+// reads as it is; and a stored record cut short reads, without an error,
+// as bytes other than the record, which an audit then reports.
+func RecordStorage(t *testing.T, s vault.Store, raw RawRecord) {
+	t.Helper()
+	ctx := t.Context()
+	rec := []byte(`{"kind":"deidentification","time":"2026-12-06T14:05:05.372216Z",` +
+		`"resource":"Condition/tok-e575a56c032dbeeda8a64210a946c841/_history/1",` +
+		`"source":"2613d8ef2370c19c4f8bfae3e5e2712a7b2ce48fa706f96bc183cb4e7f70ea01",` +
+		`"output":"2c290f81ddd2e773678df48b243cb3ade95c04b198a093d6ae9b658abe516e5a","profile":"safe-harbor",` +
+		`"labels":["REDACTED","CRYTOHASH","PERTURBED"],"rules":[{"rule":"date-times","method":"dateShift",` +
+		`"paths":["onsetDateTime","recordedDate"]},{"rule":"ids","method":"cryptoHash","paths":["id"]},` +
+		`{"rule":"meta-last-updated","method":"redact","paths":["meta.lastUpdated"]},` +
+		`{"rule":"references","method":"cryptoHash","paths":["encounter.reference","subject.reference"]}]}`)
+	l := recordLeaf(1, 6, "Patient/p1", "client-1")
+	l.Record = rec
+	// A record that starts with a marker byte and does not deflate is
+	// kept as it is, escaped, and reads back too.
+	odd := recordLeaf(2, 6, "Patient/p1", "client-1")
+	odd.Record = []byte{2, 0xfe, 0x11}
+	ls := addLeaves(t, s, l, odd)
+	wantAll := func(what string, want ...vault.Leaf) {
+		t.Helper()
+		for _, w := range want {
+			wantLeaf(t, s, w)
+		}
+		found, err := s.FindLeaves(ctx, vault.LeafFilter{Subject: "Patient/p1"})
+		if err != nil {
+			t.Fatalf("%s: FindLeaves: %v", what, err)
+		}
+		listed, err := s.Records(ctx, 0, 10)
+		if err != nil {
+			t.Fatalf("%s: Records: %v", what, err)
+		}
+		if len(found) != len(want) || len(listed) != len(want) {
+			t.Fatalf("%s: FindLeaves gave %d leaves, Records %d; want %d", what, len(found), len(listed), len(want))
+		}
+		for i, w := range want {
+			if got := found[len(want)-1-i].Record; string(got) != string(w.Record) {
+				t.Errorf("%s: FindLeaves record of leaf %d = %q, want %q", what, w.Seq, got, w.Record)
+			}
+			if got := listed[i].Record; string(got) != string(w.Record) {
+				t.Errorf("%s: Records record of leaf %d = %q, want %q", what, w.Seq, got, w.Record)
+			}
+		}
+	}
+	wantAll("packed", ls...)
+	stored := raw.Get(t, ls[0].Seq)
+	if len(stored) == 0 || stored[0] != 0x03 || len(stored) > len(rec)/3 {
+		t.Errorf("a %d-byte record is stored as %d bytes starting %x; want it deflated against the record dictionary", len(rec), len(stored), stored[:min(len(stored), 1)])
+	}
+	if got := raw.Get(t, ls[1].Seq); string(got) != "\x00\x02\xfe\x11" {
+		t.Errorf("record 02fe11 stored as %x, want it escaped (00 02fe11)", got)
+	}
+
+	// A row written before records were packed.
+	raw.Set(t, ls[0].Seq, rec)
+	wantAll("plain", ls...)
+
+	// A packed row cut short: no error, no panic, and not the record.
+	raw.Set(t, ls[0].Seq, stored[:len(stored)-1])
+	got, err := s.Leaf(ctx, ls[0].Seq)
+	if err != nil {
+		t.Fatalf("Leaf of a damaged record: %v", err)
+	}
+	if string(got.Record) == string(rec) {
+		t.Error("Leaf of a damaged record returns the record")
+	}
+	listed, err := s.Records(ctx, 0, 10)
+	if err != nil || len(listed) != 2 {
+		t.Fatalf("Records with a damaged record = %d records, %v; want 2 records", len(listed), err)
+	}
+	if string(listed[0].Record) == string(rec) {
+		t.Error("Records lists a damaged record as the record")
+	}
+}
