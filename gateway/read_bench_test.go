@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -29,7 +30,9 @@ import (
 //	go test ./gateway/ -run '^$' -bench BenchmarkRead -benchtime 8000x -timeout 20m
 //
 // cpu-µs/read is process CPU (the in-process gateway and the clients' side
-// of HTTP) per read.
+// of HTTP) per read. FHIRANCHOR_BENCH_READ_PROFILE=prefix writes a CPU
+// profile of the reads alone, without the load, to prefix-clients=N.prof
+// (-test.cpuprofile covers the load too, which costs more than the reads).
 func BenchmarkRead(b *testing.B) {
 	var files []benchFile
 	pprof.Do(context.Background(), pprof.Labels("bench", "load"), func(context.Context) {
@@ -101,6 +104,7 @@ func BenchmarkRead(b *testing.B) {
 				wg     sync.WaitGroup
 			)
 			_, haveCPU := processCPU()
+			stopProfile := readProfile(b, fmt.Sprintf("clients=%d", clients))
 			start, cpu0 := time.Now(), mustCPU()
 			b.ResetTimer()
 			for range clients {
@@ -122,6 +126,7 @@ func BenchmarkRead(b *testing.B) {
 			wg.Wait()
 			b.StopTimer()
 			wall, cpu := time.Since(start), mustCPU()-cpu0
+			stopProfile()
 			if p := failed.Load(); p != nil {
 				b.Fatal(*p)
 			}
@@ -136,6 +141,28 @@ func BenchmarkRead(b *testing.B) {
 			b.Logf("%d reads from %d clients in %.2fs: %.0f reads/s, CPU %.0f µs/read; %d resources of %d types; GOMAXPROCS %d",
 				b.N, clients, wall.Seconds(), rate, float64(cpu)/float64(time.Microsecond)/float64(b.N), len(paths), len(decided), runtime.GOMAXPROCS(0))
 		})
+	}
+}
+
+// readProfile starts the CPU profile FHIRANCHOR_BENCH_READ_PROFILE asks
+// for, of the run named name, and returns what stops it.
+func readProfile(b *testing.B, name string) func() {
+	prefix := os.Getenv("FHIRANCHOR_BENCH_READ_PROFILE")
+	if prefix == "" || b.N < 2 {
+		return func() {}
+	}
+	f, err := os.Create(prefix + "-" + name + ".prof")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatalf("FHIRANCHOR_BENCH_READ_PROFILE (not with -test.cpuprofile): %v", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			b.Error(err)
+		}
 	}
 }
 
