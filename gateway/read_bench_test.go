@@ -30,7 +30,10 @@ import (
 //	go test ./gateway/ -run '^$' -bench BenchmarkRead -benchtime 8000x -timeout 20m
 //
 // cpu-µs/read is process CPU (the in-process gateway and the clients' side
-// of HTTP) per read. FHIRANCHOR_BENCH_READ_PROFILE=prefix writes a CPU
+// of HTTP) per read. fsync-µs is the median time, measured in the same run
+// on the same file system, of writing and fsyncing 4 KiB: a read waits for
+// at least one such commit, so clients/fsync is a ceiling no read rate can
+// pass, reported as fsync-bound-reads/s. FHIRANCHOR_BENCH_READ_PROFILE=prefix writes a CPU
 // profile of the reads alone, without the load, to prefix-clients=N.prof
 // (-test.cpuprofile covers the load too, which costs more than the reads).
 func BenchmarkRead(b *testing.B) {
@@ -95,6 +98,7 @@ func BenchmarkRead(b *testing.B) {
 	slices.SortFunc(paths, func(x, y string) int {
 		return strings.Compare(x[strings.IndexByte(x, '/'):], y[strings.IndexByte(y, '/'):])
 	})
+	fsync := fsyncLatency(b)
 	for _, clients := range []int{4, 16} {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
 			leaves0 := g.Stats(b).Leaves
@@ -135,6 +139,8 @@ func BenchmarkRead(b *testing.B) {
 			}
 			rate := float64(b.N) / wall.Seconds()
 			b.ReportMetric(rate, "reads/s")
+			b.ReportMetric(float64(fsync)/float64(time.Microsecond), "fsync-µs")
+			b.ReportMetric(float64(clients)/fsync.Seconds(), "fsync-bound-reads/s")
 			if haveCPU {
 				b.ReportMetric(float64(cpu)/float64(time.Microsecond)/float64(b.N), "cpu-µs/read")
 			}
@@ -142,6 +148,30 @@ func BenchmarkRead(b *testing.B) {
 				b.N, clients, wall.Seconds(), rate, float64(cpu)/float64(time.Microsecond)/float64(b.N), len(paths), len(decided), runtime.GOMAXPROCS(0))
 		})
 	}
+}
+
+// fsyncLatency is the median time to write 4 KiB to a file and fsync it,
+// in a temporary directory (where the gateway's database is too).
+func fsyncLatency(b *testing.B) time.Duration {
+	f, err := os.Create(b.TempDir() + "/fsync")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	page := make([]byte, 4096)
+	took := make([]time.Duration, 200)
+	for i := range took {
+		start := time.Now()
+		if _, err := f.WriteAt(page, int64(i%16)*4096); err != nil {
+			b.Fatal(err)
+		}
+		if err := f.Sync(); err != nil {
+			b.Fatal(err)
+		}
+		took[i] = time.Since(start)
+	}
+	slices.Sort(took)
+	return took[len(took)/2]
 }
 
 // readProfile starts the CPU profile FHIRANCHOR_BENCH_READ_PROFILE asks
