@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/fhiranchor/fhiranchor/policy"
 	"github.com/fhiranchor/fhiranchor/vault"
@@ -20,10 +21,24 @@ import (
 // holding its records committed, or with that transaction's error: a record
 // is never acknowledged before it is durable, and a failed commit fails
 // every request in it. No goroutine outlives the requests it serves.
+//
+// A committer gathers before it commits: reads that are being decided
+// when it starts (Control.Read announces each with expect) will queue in
+// a moment, and a commit costs much the same for one record as for many.
+// So the committer waits for those reads to queue, at most maxGather,
+// and then commits them all at once. It never waits for reads that are
+// not under way, so a lone read commits at once, and it waits only for
+// those under way when it started, so a steady stream of new reads cannot
+// hold a commit back past them.
 
 // maxBatch bounds the records of one transaction, so that a burst does not
 // make one transaction, and every request waiting on it, arbitrarily long.
 const maxBatch = 512
+
+// maxGather bounds how long a committer waits for reads under way to
+// queue behind it: about the time a read takes to be decided on a busy
+// machine.
+const maxGather = time.Millisecond
 
 // pendingRecord is one decision to record.
 type pendingRecord struct {
@@ -46,18 +61,92 @@ type groupCommit struct {
 	mu      sync.Mutex
 	queue   []*commitRequest
 	leading bool // a committer is at work; it hands over when it finishes
+	// expected counts the requests announced by expect that have neither
+	// queued nor given up; queuedExpected counts those that queued.
+	expected       int
+	queuedExpected uint64
+	arrived        chan struct{} // a gathering committer's wake-up (capacity 1)
+	maxGather      time.Duration // maxGather; tests lengthen it
+}
+
+// expect announces a request that will queue its records in a moment (or
+// call unexpect): a committer gathers it into its commit.
+func (g *groupCommit) expect() {
+	g.mu.Lock()
+	g.expected++
+	g.mu.Unlock()
+}
+
+// unexpect withdraws an announcement of expect that will not queue.
+func (g *groupCommit) unexpect() {
+	g.mu.Lock()
+	g.expected--
+	g.mu.Unlock()
+	g.signal()
+}
+
+// signal wakes a gathering committer, if any.
+func (g *groupCommit) signal() {
+	select {
+	case g.arrived <- struct{}{}:
+	default:
+	}
+}
+
+// gather waits, at most maxGather, until the requests announced when it
+// is called have queued or given up, or the queue is full.
+func (g *groupCommit) gather() {
+	g.mu.Lock()
+	want, base := g.expected, g.queuedExpected
+	full := g.queuedRecords() >= maxBatch
+	g.mu.Unlock()
+	if want == 0 || full {
+		return
+	}
+	t := time.NewTimer(g.maxGather)
+	defer t.Stop()
+	for {
+		select {
+		case <-g.arrived:
+		case <-t.C:
+			return
+		}
+		g.mu.Lock()
+		done := g.expected == 0 || g.queuedExpected-base >= uint64(want) || g.queuedRecords() >= maxBatch
+		g.mu.Unlock()
+		if done {
+			return
+		}
+	}
+}
+
+// queuedRecords is how many records wait in the queue; g.mu is held.
+func (g *groupCommit) queuedRecords() int {
+	n := 0
+	for _, r := range g.queue {
+		n += len(r.records)
+	}
+	return n
 }
 
 // record commits recs in a transaction shared with concurrent requests and
-// returns their leaf indexes once that transaction is durable.
-func (c *Control) record(ctx context.Context, recs []pendingRecord) ([]uint64, error) {
+// returns their leaf indexes once that transaction is durable. expected
+// says the request was announced by expect.
+func (c *Control) record(ctx context.Context, recs []pendingRecord, expected bool) ([]uint64, error) {
 	r := &commitRequest{records: recs, wake: make(chan bool, 1)}
 	g := &c.commits
 	g.mu.Lock()
 	g.queue = append(g.queue, r)
+	if expected {
+		g.expected--
+		g.queuedExpected++
+	}
 	lead := !g.leading
 	g.leading = true
 	g.mu.Unlock()
+	if expected {
+		g.signal()
+	}
 	// Waiting is not cancellable: the committer may hand this request the
 	// lead, and a request that left would leave the queue without one. A
 	// commit is bounded by the vault's own timeouts.
@@ -73,6 +162,7 @@ func (c *Control) record(ctx context.Context, recs []pendingRecord) ([]uint64, e
 // the batch, and hands the lead to the next queued request, if any.
 func (c *Control) commitQueue(ctx context.Context, self *commitRequest) {
 	g := &c.commits
+	g.gather()
 	g.mu.Lock()
 	var batch []*commitRequest
 	n := 0

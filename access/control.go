@@ -73,6 +73,7 @@ type Control struct {
 func New(cfg Config) *Control {
 	c := &Control{vault: cfg.Vault, log: cfg.Log, now: cfg.Now, metrics: cfg.Metrics,
 		consents: &consentState{vault: cfg.Vault, cache: map[string]policy.CompiledConsent{}}}
+	c.commits.arrived, c.commits.maxGather = make(chan struct{}, 1), maxGather
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
@@ -241,6 +242,14 @@ func (c *Control) Read(ctx context.Context, caller Caller, v vault.Version) (Ver
 	if v.Compartment == "" || v.Deleted {
 		return Verdict{Effect: Allowed}, nil
 	}
+	// A commit under way gathers this read's record (commit.go).
+	c.commits.expect()
+	queued := false
+	defer func() {
+		if !queued {
+			c.commits.unexpect()
+		}
+	}()
 	res, err := c.facts.of(v)
 	if err != nil {
 		return Verdict{}, err
@@ -250,8 +259,9 @@ func (c *Control) Read(ctx context.Context, caller Caller, v vault.Version) (Ver
 	if err != nil {
 		return Verdict{}, err
 	}
+	queued = true
 	leaves, err := c.record(ctx, []pendingRecord{{in: in, out: out,
-		resource: v.Type + "/" + v.ID + "/_history/" + strconv.FormatInt(v.Version, 10)}})
+		resource: v.Type + "/" + v.ID + "/_history/" + strconv.FormatInt(v.Version, 10)}}, true)
 	if err != nil {
 		return Verdict{}, err
 	}

@@ -155,7 +155,7 @@ func (r *Release) Commit(ctx context.Context) error {
 	for i, g := range r.pending {
 		recs[i] = pendingRecord{in: g.in, out: g.out, resource: g.in.Resource.Type}
 	}
-	if _, err := r.c.record(ctx, recs); err != nil {
+	if _, err := r.c.record(ctx, recs, false); err != nil {
 		return fmt.Errorf("record search decisions: %w", err)
 	}
 	r.pending = r.pending[:0]

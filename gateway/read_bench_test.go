@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -29,7 +30,12 @@ import (
 //	go test ./gateway/ -run '^$' -bench BenchmarkRead -benchtime 8000x -timeout 20m
 //
 // cpu-µs/read is process CPU (the in-process gateway and the clients' side
-// of HTTP) per read.
+// of HTTP) per read. fsync-µs is the median time, measured in the same run
+// on the same file system, of writing and fsyncing 4 KiB: a read waits for
+// at least one such commit, so clients/fsync is a ceiling no read rate can
+// pass, reported as fsync-bound-reads/s. FHIRANCHOR_BENCH_READ_PROFILE=prefix writes a CPU
+// profile of the reads alone, without the load, to prefix-clients=N.prof
+// (-test.cpuprofile covers the load too, which costs more than the reads).
 func BenchmarkRead(b *testing.B) {
 	var files []benchFile
 	pprof.Do(context.Background(), pprof.Labels("bench", "load"), func(context.Context) {
@@ -92,6 +98,7 @@ func BenchmarkRead(b *testing.B) {
 	slices.SortFunc(paths, func(x, y string) int {
 		return strings.Compare(x[strings.IndexByte(x, '/'):], y[strings.IndexByte(y, '/'):])
 	})
+	fsync := fsyncLatency(b)
 	for _, clients := range []int{4, 16} {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
 			leaves0 := g.Stats(b).Leaves
@@ -101,6 +108,7 @@ func BenchmarkRead(b *testing.B) {
 				wg     sync.WaitGroup
 			)
 			_, haveCPU := processCPU()
+			stopProfile := readProfile(b, fmt.Sprintf("clients=%d", clients))
 			start, cpu0 := time.Now(), mustCPU()
 			b.ResetTimer()
 			for range clients {
@@ -122,6 +130,7 @@ func BenchmarkRead(b *testing.B) {
 			wg.Wait()
 			b.StopTimer()
 			wall, cpu := time.Since(start), mustCPU()-cpu0
+			stopProfile()
 			if p := failed.Load(); p != nil {
 				b.Fatal(*p)
 			}
@@ -130,12 +139,60 @@ func BenchmarkRead(b *testing.B) {
 			}
 			rate := float64(b.N) / wall.Seconds()
 			b.ReportMetric(rate, "reads/s")
+			b.ReportMetric(float64(fsync)/float64(time.Microsecond), "fsync-µs")
+			b.ReportMetric(float64(clients)/fsync.Seconds(), "fsync-bound-reads/s")
 			if haveCPU {
 				b.ReportMetric(float64(cpu)/float64(time.Microsecond)/float64(b.N), "cpu-µs/read")
 			}
 			b.Logf("%d reads from %d clients in %.2fs: %.0f reads/s, CPU %.0f µs/read; %d resources of %d types; GOMAXPROCS %d",
 				b.N, clients, wall.Seconds(), rate, float64(cpu)/float64(time.Microsecond)/float64(b.N), len(paths), len(decided), runtime.GOMAXPROCS(0))
 		})
+	}
+}
+
+// fsyncLatency is the median time to write 4 KiB to a file and fsync it,
+// in a temporary directory (where the gateway's database is too).
+func fsyncLatency(b *testing.B) time.Duration {
+	f, err := os.Create(b.TempDir() + "/fsync")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	page := make([]byte, 4096)
+	took := make([]time.Duration, 200)
+	for i := range took {
+		start := time.Now()
+		if _, err := f.WriteAt(page, int64(i%16)*4096); err != nil {
+			b.Fatal(err)
+		}
+		if err := f.Sync(); err != nil {
+			b.Fatal(err)
+		}
+		took[i] = time.Since(start)
+	}
+	slices.Sort(took)
+	return took[len(took)/2]
+}
+
+// readProfile starts the CPU profile FHIRANCHOR_BENCH_READ_PROFILE asks
+// for, of the run named name, and returns what stops it.
+func readProfile(b *testing.B, name string) func() {
+	prefix := os.Getenv("FHIRANCHOR_BENCH_READ_PROFILE")
+	if prefix == "" || b.N < 2 {
+		return func() {}
+	}
+	f, err := os.Create(prefix + "-" + name + ".prof")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatalf("FHIRANCHOR_BENCH_READ_PROFILE (not with -test.cpuprofile): %v", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			b.Error(err)
+		}
 	}
 }
 

@@ -154,6 +154,11 @@ type Server struct {
 	bulk     *bulkService
 }
 
+// streamWorkers is how many gRPC calls run at once on long-lived workers
+// (grpc.NumStreamWorkers): more than the REST clients a gateway serves
+// at once, typically; an idle worker costs its stack only.
+const streamWorkers = 64
+
 // New builds a Server and opens its listeners, so their addresses are known
 // (and ports taken) before Run.
 func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
@@ -223,6 +228,11 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		grpc.MaxRecvMsgSize(msgLimit),
 		grpc.MaxSendMsgSize(1 << 30),
 		grpc.UnaryInterceptor(interceptor(deps.Verifier, log, cfg.Limits.RequestTimeout, newGRPCLimits(cfg.Limits), metrics)),
+		// Calls run on long-lived workers, not a new goroutine each: a
+		// policy evaluation recurses deep, and on a fresh goroutine its
+		// stack is grown, by copying, on every call (a tenth of a read's
+		// CPU). Calls beyond the workers still get a goroutine of their own.
+		grpc.NumStreamWorkers(streamWorkers),
 	}
 	if deps.Tracing != nil {
 		opts = append(opts, grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(deps.Tracing),

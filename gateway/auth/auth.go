@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/lestrrat-go/jwx/v3/jwk"
 )
 
 // Sentinel errors. Verify wraps them with a fixed reason, so errors.Is works
@@ -51,6 +53,14 @@ type Config struct {
 	JWKSURL string
 	// Remote is the JWKS cache JWKSURL is read through.
 	Remote *RemoteKeys
+	// CacheTTL is how long an accepted token is served from the
+	// Verifier's cache before it is verified afresh (never past its exp;
+	// see cache.go); zero means DefaultCacheTTL, negative disables the
+	// cache.
+	CacheTTL time.Duration
+	// Now is the clock exp, nbf, iat and the cache are checked against;
+	// nil means time.Now.
+	Now func() time.Time
 }
 
 // Principal is the authenticated caller a token describes.
@@ -78,15 +88,20 @@ type Principal struct {
 
 // Verifier checks bearer tokens. It is safe for concurrent use.
 type Verifier struct {
-	keys *KeySet
-	cfg  Config
-	opts []jwt.ParserOption
+	keys  *KeySet
+	cfg   Config
+	opts  []jwt.ParserOption
+	cache *tokenCache // nil: every token is verified in full
 }
 
 // NewVerifier returns a Verifier that trusts keys and enforces cfg. A nil
 // keys trusts nothing: every token is rejected.
 func NewVerifier(keys *KeySet, cfg Config) *Verifier {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	opts := []jwt.ParserOption{
+		jwt.WithTimeFunc(cfg.Now),
 		jwt.WithValidMethods([]string{algES256, algRS256}),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
@@ -99,7 +114,7 @@ func NewVerifier(keys *KeySet, cfg Config) *Verifier {
 	if cfg.Audience != "" {
 		opts = append(opts, jwt.WithAudience(cfg.Audience))
 	}
-	return &Verifier{keys: keys, cfg: cfg, opts: opts}
+	return &Verifier{keys: keys, cfg: cfg, opts: opts, cache: newTokenCache(cfg.CacheTTL)}
 }
 
 // Verify checks token's signature against the trusted keys, its alg (ES256
@@ -115,6 +130,9 @@ func (v *Verifier) Verify(token string) (Principal, error) {
 
 // VerifyContext is Verify with a context for fetching the keys of
 // Config.JWKSURL when the token names a kid the cached set lacks.
+//
+// A token accepted recently is served from a cache (see cache.go and
+// Config.CacheTTL) with the same result, until its exp at the latest.
 func (v *Verifier) VerifyContext(ctx context.Context, token string) (Principal, error) {
 	if token == "" {
 		return Principal{}, ErrNoToken
@@ -122,8 +140,25 @@ func (v *Verifier) VerifyContext(ctx context.Context, token string) (Principal, 
 	if len(token) > maxTokenLen {
 		return Principal{}, invalid("token too large")
 	}
-	var c tokenClaims
-	tok, err := jwt.NewParser(v.opts...).ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) { return v.keyfunc(ctx, t) })
+	now := v.cfg.Now()
+	var sum [32]byte
+	if v.cache != nil {
+		sum = sha256.Sum256([]byte(token))
+		if p, ok := v.cached(ctx, sum, now); ok {
+			return p, nil
+		}
+	}
+	var (
+		c      tokenClaims
+		kid    string
+		remote jwk.Set
+	)
+	tok, err := jwt.NewParser(v.opts...).ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
+		var keys any
+		var err error
+		kid, remote, keys, err = v.keyfunc(ctx, t)
+		return keys, err
+	})
 	if err != nil {
 		return Principal{}, v.classify(tok, &c, err)
 	}
@@ -137,7 +172,7 @@ func (v *Verifier) VerifyContext(ctx context.Context, token string) (Principal, 
 	if clientID == "" {
 		return Principal{}, invalid("token names no client (client_id or sub)")
 	}
-	return Principal{
+	p := Principal{
 		ClientID: clientID,
 		Subject:  c.Subject,
 		Scopes:   ParseScopes(strings.Join(c.Scope, " ")),
@@ -147,35 +182,43 @@ func (v *Verifier) VerifyContext(ctx context.Context, token string) (Principal, 
 		Organization: c.Organization,
 		Roles:        c.Roles,
 		PurposeOfUse: c.PurposeOfUse,
-	}, nil
+	}
+	if v.cache != nil {
+		v.remember(sum, p, kid, remote, now)
+	}
+	return p, nil
 }
 
-// keyfunc picks the keys that may have signed t.
-func (v *Verifier) keyfunc(ctx context.Context, t *jwt.Token) (any, error) {
+// keyfunc picks the keys that may have signed t. It also returns t's kid
+// and the JWKS URL's set it consulted (nil: none), which a cached
+// acceptance is bound to.
+func (v *Verifier) keyfunc(ctx context.Context, t *jwt.Token) (string, jwk.Set, any, error) {
 	if _, ok := t.Header["crit"]; ok {
 		// RFC 7515 section 4.1.11: we understand no extensions, so a token
 		// that marks any as critical must be rejected.
-		return nil, errCrit
+		return "", nil, nil, errCrit
 	}
 	var kid string
 	if raw, ok := t.Header["kid"]; ok {
 		s, ok := raw.(string)
 		if !ok {
-			return nil, errKID
+			return "", nil, nil, errKID
 		}
 		kid = s
 	}
 	keys := v.keys.candidates(t.Method.Alg(), kid)
+	var remoteSet jwk.Set
 	if v.cfg.JWKSURL != "" && v.cfg.Remote != nil {
 		if set, err := v.cfg.Remote.Set(ctx, v.cfg.JWKSURL, kid); err == nil {
+			remoteSet = set
 			remote := KeySet{keys: setKeys(set)}
 			keys = append(keys, remote.candidates(t.Method.Alg(), kid)...)
 		}
 	}
 	if len(keys) == 0 {
-		return nil, errNoKey
+		return kid, remoteSet, nil, errNoKey
 	}
-	return jwt.VerificationKeySet{Keys: keys}, nil
+	return kid, remoteSet, jwt.VerificationKeySet{Keys: keys}, nil
 }
 
 // classify maps a jwt error to one of our sentinels with a fixed reason. The

@@ -8,7 +8,11 @@
 // a token names an unknown kid). Only ES256 (P-256) and RS256 (RSA of
 // at least 2048 bits) are accepted; every other alg, including "none" and the
 // HMAC family, is rejected, which closes the classic alg-confusion attack
-// where a public key is replayed as an HMAC secret.
+// where a public key is replayed as an HMAC secret. A Verifier remembers
+// the tokens it accepted, for at most a minute and never past their exp,
+// and forgets them when the identity provider's key set changes (cache.go):
+// a client presenting one token on every request pays for one signature
+// check a minute.
 //
 // Scopes follow the SMART on FHIR grammar, v1 ("system/Patient.read") and v2
 // ("system/Patient.rs"). Only system/ scopes grant access for now; see Scopes
