@@ -119,12 +119,14 @@
 // # Index keys
 //
 // The gateway keeps a blind index: it HMACs each key of IndexKeys with the
-// resource type into a token stored as (type, token, id), and for a
-// clause looks up the union of its Keys. It cannot scan ranges or order
+// resource type into a token, which the vault stores as a posting (token,
+// seq of the current version), and for a clause looks up the union of its
+// Keys. It cannot scan ranges or order
 // tokens, so every key is an equality test and ordered values use
 // buckets. Keys are "<param>|<kind>|<rest>"; parts that may contain "|"
-// are length-prefixed. They are persisted (as HMACs): changing one forces
-// a reindex, and TestKeysStable pins them. Every resource carries TypeKey.
+// are length-prefixed. They are persisted (as HMACs): changing one needs
+// a new gateway.IndexVersion (the gateway then rebuilds its index when it
+// starts), and TestKeysStable pins them. Every resource carries TypeKey.
 //
 //   - token: |c|<code>, and |sc|<len>:<system>|<code> when the value has
 //     both (a |code query looks for the c key; a system-only query,
