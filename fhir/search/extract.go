@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -102,20 +101,52 @@ type Quantity struct {
 // have an exponent (1E-22); one beyond ±400, past any float64, is refused
 // so that a hostile resource cannot make a huge number.
 func Rat(decimal string) (*big.Rat, bool) {
-	if !decimalRE.MatchString(decimal) {
+	if !validDecimal(decimal) {
 		return nil, false
-	}
-	if i := strings.IndexAny(decimal, "eE"); i >= 0 {
-		exp, err := strconv.Atoi(decimal[i+1:])
-		if err != nil || exp > 400 || exp < -400 {
-			return nil, false
-		}
 	}
 	return new(big.Rat).SetString(decimal)
 }
 
-// decimalRE is FHIR's decimal (datatypes.html#decimal), as JSON writes it.
-var decimalRE = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)
+// validDecimal reports whether Rat can parse decimal: FHIR's decimal
+// (datatypes.html#decimal) as JSON writes it,
+// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?, with an exponent within
+// ±400. Extraction checks every decimal of every resource, and needs no
+// big.Rat to do so.
+func validDecimal(decimal string) bool {
+	s := strings.TrimPrefix(decimal, "-")
+	digits := func() int {
+		n := 0
+		for n < len(s) && s[n] >= '0' && s[n] <= '9' {
+			n++
+		}
+		s = s[n:]
+		return n
+	}
+	switch {
+	case strings.HasPrefix(s, "0"):
+		s = s[1:]
+	case digits() == 0:
+		return false
+	}
+	if rest, ok := strings.CutPrefix(s, "."); ok {
+		if s = rest; digits() == 0 {
+			return false
+		}
+	}
+	if s == "" {
+		return true
+	}
+	if s[0] != 'e' && s[0] != 'E' {
+		return false
+	}
+	exp := s[1:]
+	s = strings.TrimLeft(exp, "+-")
+	if len(exp)-len(s) > 1 || digits() == 0 || s != "" {
+		return false
+	}
+	n, err := strconv.Atoi(exp)
+	return err == nil && n <= 400 && n >= -400
+}
 
 // ExtractError reports a value that cannot be indexed. It names the
 // parameter and the FHIR type, never the value.
@@ -204,7 +235,7 @@ func (c *evalCtx) convert(code string, typ Type, comps []Component, it item) ([]
 		return quantityValue(code, typ, it)
 	case TypeNumber:
 		if d, ok := decimalOf(it.v); ok {
-			if _, valid := Rat(d); !valid {
+			if !validDecimal(d) {
 				return nil, fmt.Errorf("invalid decimal")
 			}
 			return []Value{{Param: code, Type: typ, Number: d}}, nil
@@ -427,7 +458,7 @@ func quantity(it item) (Quantity, bool, error) {
 		}
 		d, ok := decimalOf(v)
 		if ok {
-			_, ok = Rat(d)
+			ok = validDecimal(d)
 		}
 		if !ok {
 			return "", fmt.Errorf("invalid decimal")

@@ -363,6 +363,10 @@ func (x *Extractor) navigate(in []item, name string) []item {
 		if !ok {
 			continue
 		}
+		if st := reg.steps[it.path][name]; st != nil {
+			out = st.navigate(out, obj, name)
+			continue
+		}
 		path := name
 		if it.path != "" {
 			path = it.path + "." + name
@@ -386,6 +390,31 @@ func (x *Extractor) navigate(in []item, name string) []item {
 				}
 				out = appendValues(out, v, childPath, t)
 			}
+		}
+	}
+	return out
+}
+
+// navigate is Extractor.navigate for one object and a child path the
+// registry knows.
+func (st *step) navigate(out []item, obj map[string]any, name string) []item {
+	if v, ok := obj[name]; ok {
+		childPath, typ := st.path, ""
+		if st.hasType {
+			childPath = st.elemType
+			if !strings.Contains(st.elemType, ".") {
+				typ = st.elemType
+			}
+		}
+		return appendValues(out, v, childPath, typ)
+	}
+	for _, c := range st.choices {
+		if v, ok := obj[c.member]; ok {
+			childPath := ""
+			if unicode.IsUpper(rune(c.typ[0])) {
+				childPath = c.typ // a complex type: navigate below it by its own paths
+			}
+			out = appendValues(out, v, childPath, c.typ)
 		}
 	}
 	return out
