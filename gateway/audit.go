@@ -503,10 +503,8 @@ func (a *auditor) checkVersion(ctx context.Context, r vault.Record, l *vault.Lea
 		a.erased[subject] = append(a.erased[subject], erasedVersion{seq: seq, ref: ref})
 		return nil
 	}
-	select {
-	case <-p.done:
-	case <-ctx.Done():
-		return ctx.Err()
+	if err := wait(ctx, p.done); err != nil {
+		return err
 	}
 	c := p.c
 	if c.err != nil {
@@ -649,6 +647,16 @@ func (a *auditor) spread(ctx context.Context, n int, check func(i int)) (done []
 	return done
 }
 
+// wait waits for a check started by spread. Once ctx has ended, checks are
+// skipped, so what a closed done guards counts only while ctx has not.
+func wait(ctx context.Context, done <-chan struct{}) error {
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	return ctx.Err()
+}
+
 // pendingContent is a version's content check, done when done is closed.
 type pendingContent struct {
 	done chan struct{}
@@ -693,10 +701,8 @@ func tokenSet(tokens [][]byte) []string {
 // the record, then what the record says about other rows.
 func (a *auditor) checkRecord(ctx context.Context, l, rec vault.Leaf, p *pendingRecord) error {
 	a.rep.Records++
-	select {
-	case <-p.done:
-	case <-ctx.Done():
-		return ctx.Err()
+	if err := wait(ctx, p.done); err != nil {
+		return err
 	}
 	seq, typ := l.Seq, anchor.LeafType(l.Data[0])
 	leafData := p.leafData // committed under the row's type
