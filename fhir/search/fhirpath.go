@@ -367,33 +367,19 @@ func (x *Extractor) navigate(in []item, name string) []item {
 			out = st.navigate(out, obj, name)
 			continue
 		}
-		path := name
-		if it.path != "" {
-			path = it.path + "." + name
-		}
+		// Neither element table holds this path or any below it: it is
+		// no choice, has no known type, and no step below it will find one.
 		if v, ok := obj[name]; ok {
-			childPath, typ := path, ""
-			if t, ok := reg.elementTypes[path]; ok {
-				childPath = t
-				if !strings.Contains(t, ".") {
-					typ = t
-				}
-			}
-			out = appendValues(out, v, childPath, typ)
-			continue
-		}
-		for _, t := range reg.choices[path] {
-			if v, ok := obj[name+strings.ToUpper(t[:1])+t[1:]]; ok {
-				childPath := ""
-				if unicode.IsUpper(rune(t[0])) {
-					childPath = t // a complex type: navigate below it by its own paths
-				}
-				out = appendValues(out, v, childPath, t)
-			}
+			out = appendValues(out, v, unknownPath, "")
 		}
 	}
 	return out
 }
+
+// unknownPath is the path of an element below every path the element
+// tables hold. It is no resource type (see rootOrMember) and no parent
+// in the registry's steps.
+const unknownPath = "?"
 
 // navigate is Extractor.navigate for one object and a child path the
 // registry knows.

@@ -158,6 +158,9 @@ func TestNavigationSteps(t *testing.T) {
 	if n == 0 {
 		t.Fatal("no steps")
 	}
+	if r.steps[unknownPath] != nil || isResourceType(unknownPath) {
+		t.Errorf("unknownPath %q names a known path", unknownPath)
+	}
 }
 
 func keys[V any](m map[string]V) map[string]bool {
