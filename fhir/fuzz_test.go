@@ -128,3 +128,21 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeCanonical holds DecodeCanonical to its definition, computed the
+// slow way: it accepts exactly the inputs that Decode accepts and Canonical
+// writes back byte for byte, and then returns Decode's tree.
+func FuzzDecodeCanonical(f *testing.F) {
+	for _, s := range fuzzSeeds {
+		f.Add([]byte(s))
+		if c, err := fhir.CanonicalJSON([]byte(s)); err == nil {
+			f.Add(c)
+		}
+	}
+	for _, s := range canonicalDecodeSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		checkDecodeCanonical(t, in)
+	})
+}

@@ -16,7 +16,6 @@ import (
 
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/rfc6962"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/fhiranchor/fhiranchor/access"
 	"github.com/fhiranchor/fhiranchor/anchor"
@@ -145,7 +144,16 @@ func Audit(ctx context.Context, v *vault.Sealed, anchoredRoots map[uint64][]byte
 	a := &auditor{v: v, st: v.Store(), roots: anchoredRoots,
 		current: map[string]*currentVersion{}, copies: map[string]*pendingCopy{}, erased: map[string][]erasedVersion{},
 		tree: (&compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}).NewEmptyRange(0)}
+	workers := runtime.GOMAXPROCS(0)
+	if n := int(auditWorkers.Load()); n > 0 {
+		workers = n
+	}
+	a.slots = make(chan struct{}, workers)
+	// A step that fails leaves pages being read and rows being checked:
+	// cancel them, and wait for them before returning.
+	ctx, cancel := context.WithCancel(ctx)
 	defer a.checking.Wait()
+	defer cancel()
 	steps := []func(context.Context) error{a.walkLog, a.walkTokens, a.walkDataKeys, a.walkResponses, a.walkPolicies}
 	for _, step := range steps {
 		if err := step(ctx); err != nil {
@@ -177,9 +185,9 @@ type auditor struct {
 	// activations are the policy versions activation records name, with the
 	// revision they name.
 	activations []activation
-	// contents are the content checks of the versions of the page being
-	// walked, by Seq (checkContents); checking counts the pages in check.
-	contents map[int64]*pendingContent
+	// slots bounds the chunks of rows being checked at once (spread);
+	// checking counts the goroutines reading pages and checking rows.
+	slots    chan struct{}
 	checking sync.WaitGroup
 }
 
@@ -219,12 +227,15 @@ func (a *auditor) find(table string, seq int64, ref, problem string) {
 }
 
 // walkLog walks the leaves, versions and leaf records in Seq order, as one
-// merged stream.
+// merged stream. Each table is read a page ahead, and what can be checked of
+// a row without the others (a leaf's hash, a version's content, a record's
+// commitment and decoding) is checked on every core as soon as its page is
+// read: the walk itself only matches rows and keeps the books.
 func (a *auditor) walkLog(ctx context.Context) error {
-	leaves := newStream(a.st.Leaves, func(l vault.Leaf) int64 { return l.Seq })
-	versions := newStream(a.st.Versions, func(r vault.Record) int64 { return r.Leaf.Seq })
-	versions.prepare = a.checkContents
-	records := newStream(a.st.Records, func(l vault.Leaf) int64 { return l.Seq })
+	leafSeq := func(l vault.Leaf) int64 { return l.Seq }
+	leaves := newStream(a, a.st.Leaves, leafSeq, hashLeaves)
+	versions := newStream(a, a.st.Versions, func(r vault.Record) int64 { return r.Leaf.Seq }, a.checkContents)
+	records := newStream(a, a.st.Records, leafSeq, a.decodeRecords)
 	for {
 		seq := int64(-1)
 		for _, s := range []interface {
@@ -241,21 +252,11 @@ func (a *auditor) walkLog(ctx context.Context) error {
 		if seq < 0 {
 			break
 		}
-		l, hasLeaf := leaves.take(seq)
-		r, hasVersion := versions.take(seq)
-		rec, hasRecord := records.take(seq)
-		var lp, recp *vault.Leaf
-		var rp *vault.Record
-		if hasLeaf {
-			lp = &l
-		}
-		if hasVersion {
-			rp = &r
-		}
-		if hasRecord {
-			recp = &rec
-		}
-		if err := a.checkSeq(ctx, seq, lp, rp, recp); err != nil {
+		var row logRow
+		row.leaf, row.leafHash, row.hasLeaf = leaves.take(seq)
+		row.version, row.content, row.hasVersion = versions.take(seq)
+		row.record, row.decoded, row.hasRecord = records.take(seq)
+		if err := a.checkSeq(ctx, seq, &row); err != nil {
 			return err
 		}
 	}
@@ -263,39 +264,87 @@ func (a *auditor) walkLog(ctx context.Context) error {
 	return nil
 }
 
-// stream pages through one table of the log in Seq order.
-type stream[T any] struct {
+// logRow is what the log holds at one Seq, with what was checked of it
+// ahead of the walk.
+type logRow struct {
+	leaf     vault.Leaf
+	leafHash []byte // the leaf's Merkle hash
+	hasLeaf  bool
+
+	version    vault.Record
+	content    *pendingContent // nil for an erased version
+	hasVersion bool
+
+	record    vault.Leaf
+	decoded   *pendingRecord
+	hasRecord bool
+}
+
+// stream pages through one table of the log in Seq order, one page ahead
+// of the walk. P is what prepare starts for each row of a page.
+type stream[T, P any] struct {
+	a     *auditor
 	next  func(ctx context.Context, after int64, limit int) ([]T, error)
 	seqOf func(T) int64
-	// prepare, if set, sees each page as it is read.
-	prepare func(context.Context, []T) error
+	// prepare sees each page as soon as it is read (off the walk's
+	// goroutine) and returns a value for each of its rows.
+	prepare func(context.Context, []T) []P
 	buf     []T
+	pre     []P
+	ahead   chan streamPage[T, P] // the page being read, nil when none is
 	after   int64
 	done    bool
 }
 
-func newStream[T any](next func(ctx context.Context, after int64, limit int) ([]T, error), seqOf func(T) int64) *stream[T] {
-	return &stream[T]{next: next, seqOf: seqOf}
+type streamPage[T, P any] struct {
+	rows []T
+	pre  []P
+	err  error
 }
 
-func (s *stream[T]) head(ctx context.Context) (int64, bool, error) {
+func newStream[T, P any](a *auditor, next func(ctx context.Context, after int64, limit int) ([]T, error), seqOf func(T) int64, prepare func(context.Context, []T) []P) *stream[T, P] {
+	return &stream[T, P]{a: a, next: next, seqOf: seqOf, prepare: prepare}
+}
+
+// read starts reading the page after s.after.
+func (s *stream[T, P]) read(ctx context.Context) {
+	ch := make(chan streamPage[T, P], 1)
+	s.ahead = ch
+	after := s.after
+	s.a.checking.Add(1)
+	go func() {
+		defer s.a.checking.Done()
+		rows, err := s.next(ctx, after, auditPage)
+		var pre []P
+		if err == nil {
+			pre = s.prepare(ctx, rows)
+		}
+		ch <- streamPage[T, P]{rows: rows, pre: pre, err: err}
+	}()
+}
+
+func (s *stream[T, P]) head(ctx context.Context) (int64, bool, error) {
 	if len(s.buf) == 0 && !s.done {
-		page, err := s.next(ctx, s.after, auditPage)
-		if err != nil {
-			return 0, false, err
+		if s.ahead == nil {
+			s.read(ctx)
 		}
-		if len(page) < auditPage {
+		var page streamPage[T, P]
+		select {
+		case page = <-s.ahead:
+		case <-ctx.Done():
+			return 0, false, ctx.Err()
+		}
+		s.ahead = nil
+		if page.err != nil {
+			return 0, false, page.err
+		}
+		if len(page.rows) < auditPage {
 			s.done = true
+		} else {
+			s.after = s.seqOf(page.rows[len(page.rows)-1])
+			s.read(ctx)
 		}
-		if len(page) > 0 {
-			s.after = s.seqOf(page[len(page)-1])
-		}
-		if s.prepare != nil {
-			if err := s.prepare(ctx, page); err != nil {
-				return 0, false, err
-			}
-		}
-		s.buf = page
+		s.buf, s.pre = page.rows, page.pre
 	}
 	if len(s.buf) == 0 {
 		return 0, false, nil
@@ -303,24 +352,37 @@ func (s *stream[T]) head(ctx context.Context) (int64, bool, error) {
 	return s.seqOf(s.buf[0]), true, nil
 }
 
-// take returns the head row if its Seq is seq. head must have been called.
-func (s *stream[T]) take(seq int64) (T, bool) {
-	var zero T
+// take returns the head row, and what prepare returned for it, if its Seq
+// is seq. head must have been called.
+func (s *stream[T, P]) take(seq int64) (T, P, bool) {
+	var row T
+	var pre P
 	if len(s.buf) == 0 || s.seqOf(s.buf[0]) != seq {
-		return zero, false
+		return row, pre, false
 	}
-	row := s.buf[0]
-	s.buf = s.buf[1:]
-	return row, true
+	row, s.buf = s.buf[0], s.buf[1:]
+	pre, s.pre = s.pre[0], s.pre[1:]
+	return row, pre, true
 }
 
 // checkSeq checks what the log holds at one Seq: its leaf, version row and
 // record row, each of which may be missing.
-func (a *auditor) checkSeq(ctx context.Context, seq int64, l *vault.Leaf, r *vault.Record, rec *vault.Leaf) error {
+func (a *auditor) checkSeq(ctx context.Context, seq int64, row *logRow) error {
+	var l, rec *vault.Leaf
+	var r *vault.Record
+	if row.hasLeaf {
+		l = &row.leaf
+	}
+	if row.hasVersion {
+		r = &row.version
+	}
+	if row.hasRecord {
+		rec = &row.record
+	}
 	var typ anchor.LeafType // what the leaf's data commits to
 	if l != nil {
 		a.rep.Leaves++
-		a.appendLeaf(l)
+		a.appendLeaf(l, row.leafHash)
 		if len(l.Data) > 0 {
 			typ = anchor.LeafType(l.Data[0])
 		}
@@ -344,7 +406,7 @@ func (a *auditor) checkSeq(ctx context.Context, seq int64, l *vault.Leaf, r *vau
 		case typ != anchor.LeafResourceVersion:
 			a.find(tableVersions, seq, ref, problemVersionOnRecord)
 		}
-		if err := a.checkVersion(ctx, *r, l); err != nil {
+		if err := a.checkVersion(ctx, *r, l, row.content); err != nil {
 			return err
 		}
 	}
@@ -355,7 +417,9 @@ func (a *auditor) checkSeq(ctx context.Context, seq int64, l *vault.Leaf, r *vau
 		case typ == anchor.LeafResourceVersion:
 			a.find(tableRecords, seq, l.Ref, problemRecordOnVersion)
 		default:
-			a.checkRecord(ctx, *l, *rec)
+			if err := a.checkRecord(ctx, *l, *rec, row.decoded); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -365,9 +429,19 @@ func knownLeafType(t anchor.LeafType) bool {
 	return t >= anchor.LeafResourceVersion && t <= anchor.LeafDeidentification
 }
 
-// appendLeaf adds a leaf to the Merkle tree and compares the root with the
-// anchored one at every checkpoint. After a gap no root can be computed.
-func (a *auditor) appendLeaf(l *vault.Leaf) {
+// hashLeaves returns the Merkle leaf hash of each leaf of a page.
+func hashLeaves(_ context.Context, page []vault.Leaf) [][]byte {
+	hashes := make([][]byte, len(page))
+	for i, l := range page {
+		hashes[i] = rfc6962.DefaultHasher.HashLeaf(l.Data)
+	}
+	return hashes
+}
+
+// appendLeaf adds a leaf, by its hash, to the Merkle tree and compares the
+// root with the anchored one at every checkpoint. After a gap no root can
+// be computed.
+func (a *auditor) appendLeaf(l *vault.Leaf, hash []byte) {
 	if a.treeBroke {
 		return
 	}
@@ -376,7 +450,7 @@ func (a *auditor) appendLeaf(l *vault.Leaf) {
 		a.treeBroke = true
 		return
 	}
-	if err := a.tree.Append(rfc6962.DefaultHasher.HashLeaf(l.Data), nil); err != nil {
+	if err := a.tree.Append(hash, nil); err != nil {
 		a.treeBroke = true
 		return
 	}
@@ -395,8 +469,8 @@ func location(r *vault.Record) string {
 }
 
 // checkVersion checks one version row against its leaf (nil if missing)
-// and its committed body.
-func (a *auditor) checkVersion(ctx context.Context, r vault.Record, l *vault.Leaf) error {
+// and its committed body, whose check p started (nil if erased).
+func (a *auditor) checkVersion(ctx context.Context, r vault.Record, l *vault.Leaf, p *pendingContent) error {
 	a.rep.Versions++
 	seq, ref := r.Leaf.Seq, location(&r)
 	if l != nil {
@@ -428,18 +502,10 @@ func (a *auditor) checkVersion(ctx context.Context, r vault.Record, l *vault.Lea
 		a.erased[subject] = append(a.erased[subject], erasedVersion{seq: seq, ref: ref})
 		return nil
 	}
-	var c versionContent
-	if p := a.contents[seq]; p != nil {
-		delete(a.contents, seq)
-		select {
-		case <-p.done:
-			c = p.c
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	} else {
-		c = checkContent(ctx, a.v, r)
+	if err := wait(ctx, p.done); err != nil {
+		return err
 	}
+	c := p.c
 	if c.err != nil {
 		return c.err
 	}
@@ -458,16 +524,16 @@ func (a *auditor) checkVersion(ctx context.Context, r vault.Record, l *vault.Lea
 		}
 		return nil
 	}
-	p := &pendingCopy{seq: seq, ref: ref, subject: access.Ref(a.v, compartment)}
+	pc := &pendingCopy{seq: seq, ref: ref, subject: access.Ref(a.v, compartment)}
 	if len(r.Deid) > 0 {
 		a.rep.Copies++
 		if c.copyNotOpen {
 			a.find(tableVersions, seq, ref, problemCopyNotOpen)
 			return nil
 		}
-		p.hash = c.copyHash
+		pc.hash = c.copyHash
 	}
-	a.copies[hex.EncodeToString(r.Commitment)] = p
+	a.copies[hex.EncodeToString(r.Commitment)] = pc
 	return nil
 }
 
@@ -501,13 +567,9 @@ func checkContent(ctx context.Context, v *vault.Sealed, r vault.Record) (c versi
 		c.problems, c.stop = append(c.problems, problemNotOpen), true
 		return c
 	}
-	// One decode serves the canonical form and the tree.
-	decoded, err := fhir.Decode(ver.Body)
-	var canonical []byte
-	if err == nil {
-		canonical, err = fhir.Canonical(decoded)
-	}
-	if err != nil || !bytes.Equal(canonical, ver.Body) {
+	// One pass checks the canonical form and decodes the tree.
+	decoded, err := fhir.DecodeCanonical(ver.Body)
+	if err != nil {
 		c.problems, c.stop = append(c.problems, problemNotCanonical), true
 		return c
 	}
@@ -548,9 +610,51 @@ func checkContent(ctx context.Context, v *vault.Sealed, r vault.Record) (c versi
 	return c
 }
 
-// auditWorkers, when positive, bounds the versions checked at once
-// instead of the number of cores: only tests set it (SetAuditWorkers).
+// auditWorkers, when positive, bounds the rows checked at once instead of
+// the number of cores: only tests set it (SetAuditWorkers).
 var auditWorkers atomic.Int32
+
+// checkChunk is how many rows of a page a worker checks in a row: enough to
+// make handing out work cheap, few enough to keep every core busy.
+const checkChunk = 32
+
+// spread runs check(i) for every i < n on the audit's workers, a chunk of
+// rows at a time, chunks starting in order, and returns at once. done[i /
+// checkChunk] is closed when the chunk of i has been checked. After ctx
+// ends, checks are skipped.
+func (a *auditor) spread(ctx context.Context, n int, check func(i int)) (done []chan struct{}) {
+	done = make([]chan struct{}, (n+checkChunk-1)/checkChunk)
+	for c := range done {
+		done[c] = make(chan struct{})
+	}
+	a.checking.Add(1)
+	go func() {
+		defer a.checking.Done()
+		for c := range done {
+			a.slots <- struct{}{}
+			a.checking.Add(1)
+			go func() {
+				defer a.checking.Done()
+				for i := c * checkChunk; i < min(n, (c+1)*checkChunk) && ctx.Err() == nil; i++ {
+					check(i)
+				}
+				<-a.slots
+				close(done[c])
+			}()
+		}
+	}()
+	return done
+}
+
+// wait waits for a check started by spread. Once ctx has ended, checks are
+// skipped, so what a closed done guards counts only while ctx has not.
+func wait(ctx context.Context, done <-chan struct{}) error {
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	return ctx.Err()
+}
 
 // pendingContent is a version's content check, done when done is closed.
 type pendingContent struct {
@@ -559,40 +663,26 @@ type pendingContent struct {
 }
 
 // checkContents starts checking the content of a page of versions (those
-// not erased) on every core, for checkVersion to wait for by Seq: the walk
-// goes on with the page's other rows meanwhile.
-func (a *auditor) checkContents(ctx context.Context, page []vault.Record) error {
-	if a.contents == nil {
-		a.contents = make(map[int64]*pendingContent, len(page))
-	}
-	var todo []vault.Record
-	var pending []*pendingContent
-	for _, r := range page {
+// not erased, nil for the others) on the audit's workers, for checkVersion
+// to wait for: the walk goes on with the page's other rows meanwhile.
+func (a *auditor) checkContents(ctx context.Context, page []vault.Record) []*pendingContent {
+	pending := make([]*pendingContent, len(page))
+	all := make([]pendingContent, len(page))
+	var todo []int
+	for i, r := range page {
 		if !r.Erased {
-			p := &pendingContent{done: make(chan struct{})}
-			a.contents[r.Leaf.Seq] = p
-			todo, pending = append(todo, r), append(pending, p)
+			pending[i] = &all[i]
+			todo = append(todo, i)
 		}
 	}
-	workers := runtime.GOMAXPROCS(0)
-	if n := int(auditWorkers.Load()); n > 0 {
-		workers = n
+	done := a.spread(ctx, len(todo), func(j int) {
+		i := todo[j]
+		pending[i].c = checkContent(ctx, a.v, page[i])
+	})
+	for j, i := range todo {
+		pending[i].done = done[j/checkChunk]
 	}
-	a.checking.Add(1)
-	go func() {
-		defer a.checking.Done()
-		var g errgroup.Group
-		g.SetLimit(workers)
-		for i, r := range todo {
-			g.Go(func() error {
-				pending[i].c = checkContent(ctx, a.v, r)
-				close(pending[i].done)
-				return nil
-			})
-		}
-		g.Wait()
-	}()
-	return nil
+	return pending
 }
 
 // tokenSet returns tokens as sorted, distinct strings.
@@ -608,23 +698,28 @@ func tokenSet(tokens [][]byte) []string {
 // checkRecord checks a record row against its leaf: its commitment, then
 // its index columns (subject, actor, time) and the leaf's reference against
 // the record, then what the record says about other rows.
-func (a *auditor) checkRecord(ctx context.Context, l, rec vault.Leaf) {
+func (a *auditor) checkRecord(ctx context.Context, l, rec vault.Leaf, p *pendingRecord) error {
 	a.rep.Records++
+	if err := wait(ctx, p.done); err != nil {
+		return err
+	}
 	seq, typ := l.Seq, anchor.LeafType(l.Data[0])
+	leafData := p.leafData // committed under the row's type
 	if rec.Type != uint8(typ) {
 		a.find(tableRecords, seq, l.Ref, problemRecordType)
+		leafData = anchor.LeafData(typ, anchor.Commit(typ, rec.Salt, rec.Record))
 	}
-	if !bytes.Equal(anchor.LeafData(typ, anchor.Commit(typ, rec.Salt, rec.Record)), l.Data) {
+	if !bytes.Equal(leafData, l.Data) {
 		a.find(tableRecords, seq, l.Ref, problemRecordCommit)
-		return // nothing the record says can be trusted
+		return nil // nothing the record says can be trusted
 	}
 	// The record is read as the type its kind names (access.Decode is
 	// strict): a committed record of no kind its leaf type holds was made
 	// by something other than the gateway.
-	kind, decoded, err := access.Decode(rec.Record)
+	kind, decoded, err := p.kind, p.decoded, p.err
 	if err != nil || kind.LeafType() != typ {
 		a.find(tableRecords, seq, l.Ref, problemRecordJSON)
-		return
+		return nil
 	}
 	var at, client, subject, ref string
 	checkSubject := true
@@ -666,6 +761,37 @@ func (a *auditor) checkRecord(ctx context.Context, l, rec vault.Leaf) {
 	if l.Ref != ref {
 		a.find(tableLeaves, seq, l.Ref, problemLeafRef)
 	}
+	return nil
+}
+
+// pendingRecord is what can be learnt of a record row on its own: its leaf
+// data under the row's type and its decoding, done when done is closed.
+type pendingRecord struct {
+	done     chan struct{}
+	leafData []byte
+	kind     access.Kind
+	decoded  any
+	err      error
+}
+
+// decodeRecords starts committing to and decoding a page of records on the
+// audit's workers, for checkRecord to wait for.
+func (a *auditor) decodeRecords(ctx context.Context, page []vault.Leaf) []*pendingRecord {
+	pending := make([]*pendingRecord, len(page))
+	all := make([]pendingRecord, len(page))
+	for i := range page {
+		pending[i] = &all[i]
+	}
+	done := a.spread(ctx, len(page), func(i int) {
+		rec, p := page[i], pending[i]
+		typ := anchor.LeafType(rec.Type)
+		p.leafData = anchor.LeafData(typ, anchor.Commit(typ, rec.Salt, rec.Record))
+		p.kind, p.decoded, p.err = access.Decode(rec.Record)
+	})
+	for i := range page {
+		pending[i].done = done[i/checkChunk]
+	}
+	return pending
 }
 
 // checkCopy checks the research copy a de-identification record names (by

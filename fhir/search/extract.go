@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -102,20 +101,52 @@ type Quantity struct {
 // have an exponent (1E-22); one beyond ±400, past any float64, is refused
 // so that a hostile resource cannot make a huge number.
 func Rat(decimal string) (*big.Rat, bool) {
-	if !decimalRE.MatchString(decimal) {
+	if !validDecimal(decimal) {
 		return nil, false
-	}
-	if i := strings.IndexAny(decimal, "eE"); i >= 0 {
-		exp, err := strconv.Atoi(decimal[i+1:])
-		if err != nil || exp > 400 || exp < -400 {
-			return nil, false
-		}
 	}
 	return new(big.Rat).SetString(decimal)
 }
 
-// decimalRE is FHIR's decimal (datatypes.html#decimal), as JSON writes it.
-var decimalRE = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)
+// validDecimal reports whether Rat can parse decimal: FHIR's decimal
+// (datatypes.html#decimal) as JSON writes it,
+// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?, with an exponent within
+// ±400. Extraction checks every decimal of every resource, and needs no
+// big.Rat to do so.
+func validDecimal(decimal string) bool {
+	s := strings.TrimPrefix(decimal, "-")
+	digits := func() int {
+		n := 0
+		for n < len(s) && s[n] >= '0' && s[n] <= '9' {
+			n++
+		}
+		s = s[n:]
+		return n
+	}
+	switch {
+	case strings.HasPrefix(s, "0"):
+		s = s[1:]
+	case digits() == 0:
+		return false
+	}
+	if rest, ok := strings.CutPrefix(s, "."); ok {
+		if s = rest; digits() == 0 {
+			return false
+		}
+	}
+	if s == "" {
+		return true
+	}
+	if s[0] != 'e' && s[0] != 'E' {
+		return false
+	}
+	exp := s[1:]
+	s = strings.TrimLeft(exp, "+-")
+	if len(exp)-len(s) > 1 || digits() == 0 || s != "" {
+		return false
+	}
+	n, err := strconv.Atoi(exp)
+	return err == nil && n <= 400 && n >= -400
+}
 
 // ExtractError reports a value that cannot be indexed. It names the
 // parameter and the FHIR type, never the value.
@@ -160,27 +191,34 @@ func (x *Extractor) Extract(resourceType string, tree map[string]any) ([]Value, 
 		return nil, &ExtractError{ResourceType: resourceType, Reason: "resourceType element differs"}
 	}
 	c := &evalCtx{root: item{v: tree, path: resourceType, typ: resourceType}, x: x}
-	var out []Value
+	root := []item{c.root}
+	// A resource has a few dozen values: one allocation, rarely two.
+	out := make([]Value, 0, 32)
 	for _, p := range load().sorted[resourceType] {
-		items, err := p.expr.eval(c, []item{c.root})
+		items, err := p.expr.eval(c, root)
 		if err != nil {
 			return nil, &ExtractError{ResourceType: resourceType, Param: p.Code, Reason: err.Error()}
 		}
 		for _, it := range items {
-			vals, err := c.convert(p.Code, p.Type, p.Components, it)
-			if err != nil {
+			n := len(out)
+			if out, err = c.convert(out, p.Code, p.Type, p.Components, it); err != nil {
 				return nil, &ExtractError{ResourceType: resourceType, Param: p.Code, Reason: err.Error()}
 			}
-			for _, v := range vals {
+			kept := out[:n]
+			for _, v := range out[n:] {
 				// A reference known to point outside the parameter's targets
 				// is not one of its values (Bundle message is entry[0] only
 				// when that is a MessageHeader).
 				if v.Type == TypeReference && v.Reference.Type != "" && len(p.Targets) > 0 && !slices.Contains(p.Targets, v.Reference.Type) {
 					continue
 				}
-				out = append(out, v)
+				kept = append(kept, v)
 			}
+			out = kept
 		}
+	}
+	if len(out) == 0 {
+		return nil, nil
 	}
 	return out, nil
 }
@@ -188,31 +226,32 @@ func (x *Extractor) Extract(resourceType string, tree map[string]any) ([]Value, 
 // maxTuples bounds the combinations one composite value may produce.
 const maxTuples = 64
 
-func (c *evalCtx) convert(code string, typ Type, comps []Component, it item) ([]Value, error) {
+// convert appends the values of one item of parameter code to out.
+func (c *evalCtx) convert(out []Value, code string, typ Type, comps []Component, it item) ([]Value, error) {
 	switch typ {
 	case TypeToken:
-		return tokens(code, it), nil
+		return tokens(out, code, it), nil
 	case TypeString:
-		return stringsOf(code, it), nil
+		return stringsOf(out, code, it), nil
 	case TypeDate:
-		return dates(code, it)
+		return dates(out, code, it)
 	case TypeReference:
 		if r, ok := c.reference(it.v); ok {
-			return []Value{{Param: code, Type: typ, Reference: r}}, nil
+			return append(out, Value{Param: code, Type: typ, Reference: r}), nil
 		}
 	case TypeQuantity:
-		return quantityValue(code, typ, it)
+		return quantityValue(out, code, typ, it)
 	case TypeNumber:
 		if d, ok := decimalOf(it.v); ok {
-			if _, valid := Rat(d); !valid {
+			if !validDecimal(d) {
 				return nil, fmt.Errorf("invalid decimal")
 			}
-			return []Value{{Param: code, Type: typ, Number: d}}, nil
+			return append(out, Value{Param: code, Type: typ, Number: d}), nil
 		}
-		return quantityValue(code, typ, it)
+		return quantityValue(out, code, typ, it)
 	case TypeURI:
 		if s, ok := it.v.(string); ok {
-			return []Value{{Param: code, Type: typ, URI: s}}, nil
+			return append(out, Value{Param: code, Type: typ, URI: s}), nil
 		}
 	case TypeComposite:
 		tuples := [][]Value{nil}
@@ -223,11 +262,9 @@ func (c *evalCtx) convert(code string, typ Type, comps []Component, it item) ([]
 			}
 			var vals []Value
 			for _, ci := range items {
-				v, err := c.convert(comp.Code, comp.Type, nil, ci)
-				if err != nil {
+				if vals, err = c.convert(vals, comp.Code, comp.Type, nil, ci); err != nil {
 					return nil, err
 				}
-				vals = append(vals, v...)
 			}
 			var next [][]Value
 			for _, t := range tuples {
@@ -239,21 +276,23 @@ func (c *evalCtx) convert(code string, typ Type, comps []Component, it item) ([]
 			}
 			tuples = next
 		}
-		out := make([]Value, 0, len(tuples))
 		for _, t := range tuples {
 			out = append(out, Value{Param: code, Type: typ, Components: t})
 		}
 		return out, nil
 	}
-	return nil, nil
+	return out, nil
 }
 
-func quantityValue(code string, typ Type, it item) ([]Value, error) {
+func quantityValue(out []Value, code string, typ Type, it item) ([]Value, error) {
 	q, ok, err := quantity(it)
-	if err != nil || !ok {
+	if err != nil {
 		return nil, err
 	}
-	return []Value{{Param: code, Type: typ, Quantity: q}}, nil
+	if ok {
+		out = append(out, Value{Param: code, Type: typ, Quantity: q})
+	}
+	return out, nil
 }
 
 func str(m map[string]any, k string) string {
@@ -261,16 +300,17 @@ func str(m map[string]any, k string) string {
 	return s
 }
 
-func tokens(code string, it item) []Value {
+// tokens appends the token values of one item to out.
+func tokens(out []Value, code string, it item) []Value {
 	tok := func(t Token) Value { return Value{Param: code, Type: TypeToken, Token: t} }
 	switch v := it.v.(type) {
 	case string:
-		return []Value{tok(Token{Code: v})}
+		return append(out, tok(Token{Code: v}))
 	case bool:
-		return []Value{tok(Token{Code: fmt.Sprint(v)})}
+		return append(out, tok(Token{Code: strconv.FormatBool(v)}))
 	case json.Number, float64:
 		d, _ := decimalOf(v)
-		return []Value{tok(Token{Code: d})}
+		return append(out, tok(Token{Code: d}))
 	case map[string]any:
 		_, hasCoding := v["coding"]
 		_, hasValue := v["value"]
@@ -278,13 +318,13 @@ func tokens(code string, it item) []Value {
 		switch {
 		case it.typ == "CodeableConcept" || hasCoding || (!hasValue && !hasCode && str(v, "text") != ""):
 			text := str(v, "text")
-			var out []Value
+			n := len(out)
 			for _, cd := range asList(v["coding"]) {
 				if m, ok := cd.(map[string]any); ok {
 					out = append(out, tok(Token{System: str(m, "system"), Code: str(m, "code"), Display: str(m, "display"), Text: text}))
 				}
 			}
-			if len(out) == 0 && text != "" {
+			if len(out) == n && text != "" {
 				out = append(out, tok(Token{Text: text}))
 			}
 			return out
@@ -299,14 +339,14 @@ func tokens(code string, it item) []Value {
 				}
 			}
 			if t.Code == "" && t.System == "" {
-				return nil
+				return out
 			}
-			return []Value{tok(t)}
+			return append(out, tok(t))
 		case hasCode:
-			return []Value{tok(Token{System: str(v, "system"), Code: str(v, "code"), Display: str(v, "display")})}
+			return append(out, tok(Token{System: str(v, "system"), Code: str(v, "code"), Display: str(v, "display")}))
 		}
 	}
-	return nil
+	return out
 }
 
 func asList(v any) []any {
@@ -323,8 +363,8 @@ func asList(v any) []any {
 // matches (R4 search.html, "string").
 var stringParts = []string{"family", "given", "prefix", "suffix", "line", "city", "district", "state", "postalCode", "country", "text"}
 
-func stringsOf(code string, it item) []Value {
-	var out []Value
+// stringsOf appends the string values of one item to out.
+func stringsOf(out []Value, code string, it item) []Value {
 	add := func(s string) {
 		if s != "" {
 			out = append(out, Value{Param: code, Type: TypeString, String: s})
@@ -345,23 +385,23 @@ func stringsOf(code string, it item) []Value {
 	return out
 }
 
-func dates(code string, it item) ([]Value, error) {
+// dates appends the date values of one item to out.
+func dates(out []Value, code string, it item) ([]Value, error) {
 	val := func(r DateRange) Value { return Value{Param: code, Type: TypeDate, Date: r} }
 	switch v := it.v.(type) {
 	case string:
 		switch it.typ {
 		case "", "date", "dateTime", "instant":
 		default:
-			return nil, nil // scheduledString and the like: free text, no date
+			return out, nil // scheduledString and the like: free text, no date
 		}
 		r, err := ParseDate(v)
 		if err != nil {
 			return nil, err
 		}
-		return []Value{val(r)}, nil
+		return append(out, val(r)), nil
 	case map[string]any:
 		if it.typ == "Timing" || v["event"] != nil || v["repeat"] != nil {
-			var out []Value
 			for _, e := range asList(v["event"]) {
 				if s, ok := e.(string); ok {
 					r, err := ParseDate(s)
@@ -383,12 +423,14 @@ func dates(code string, it item) ([]Value, error) {
 			return out, nil
 		}
 		r, ok, err := period(v)
-		if err != nil || !ok {
+		if err != nil {
 			return nil, err
 		}
-		return []Value{val(r)}, nil
+		if ok {
+			out = append(out, val(r))
+		}
 	}
-	return nil, nil
+	return out, nil
 }
 
 // period converts a Period; ok is false when it has neither start nor end.
@@ -427,7 +469,7 @@ func quantity(it item) (Quantity, bool, error) {
 		}
 		d, ok := decimalOf(v)
 		if ok {
-			_, ok = Rat(d)
+			ok = validDecimal(d)
 		}
 		if !ok {
 			return "", fmt.Errorf("invalid decimal")
@@ -485,7 +527,7 @@ func (c *evalCtx) reference(v any) (Reference, bool) {
 			r.Type = str(v, "type")
 		}
 		if id, ok := v["identifier"].(map[string]any); ok {
-			if t := tokens("", item{v: id}); len(t) == 1 {
+			if t := tokens(nil, "", item{v: id}); len(t) == 1 {
 				tok := t[0].Token
 				r.Identifier = &tok
 			}

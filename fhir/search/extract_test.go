@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math/big"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -343,6 +346,45 @@ func TestNarrowKeepsValues(t *testing.T) {
 					t.Errorf("%s %s %s: %d items narrowed, %d whole", e.file, e.resourceType, p.Code, len(a), len(b))
 				}
 			}
+		}
+	}
+}
+
+// TestValidDecimal holds the hand-written decimal check to its definition,
+// written the slow way (a regular expression, the exponent's bounds and
+// big.Rat), over every string of up to six characters from the
+// characters a decimal is made of.
+func TestValidDecimal(t *testing.T) {
+	re := regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)
+	want := func(s string) bool {
+		if !re.MatchString(s) {
+			return false
+		}
+		if i := strings.IndexAny(s, "eE"); i >= 0 {
+			exp, err := strconv.Atoi(s[i+1:])
+			if err != nil || exp > 400 || exp < -400 {
+				return false
+			}
+		}
+		_, ok := new(big.Rat).SetString(s)
+		return ok
+	}
+	const alphabet = "-+0.eE149"
+	var walk func(s string)
+	walk = func(s string) {
+		if got := validDecimal(s); got != want(s) {
+			t.Errorf("validDecimal(%q) = %v", s, got)
+		}
+		if len(s) < 6 {
+			for i := range len(alphabet) {
+				walk(s + alphabet[i:i+1])
+			}
+		}
+	}
+	walk("")
+	for _, s := range []string{"1e400", "1e401", "1E-400", "-1e-401", "1e+0400", "1e99999999999999999999", "123456789.123456789e-12", "1.50", "01", "1..2", "1e", "1e+", "--1", "1e--1", "1e+-1"} {
+		if got := validDecimal(s); got != want(s) {
+			t.Errorf("validDecimal(%q) = %v", s, got)
 		}
 	}
 }

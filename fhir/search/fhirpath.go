@@ -363,29 +363,44 @@ func (x *Extractor) navigate(in []item, name string) []item {
 		if !ok {
 			continue
 		}
-		path := name
-		if it.path != "" {
-			path = it.path + "." + name
-		}
-		if v, ok := obj[name]; ok {
-			childPath, typ := path, ""
-			if t, ok := reg.elementTypes[path]; ok {
-				childPath = t
-				if !strings.Contains(t, ".") {
-					typ = t
-				}
-			}
-			out = appendValues(out, v, childPath, typ)
+		if st := reg.steps[it.path][name]; st != nil {
+			out = st.navigate(out, obj, name)
 			continue
 		}
-		for _, t := range reg.choices[path] {
-			if v, ok := obj[name+strings.ToUpper(t[:1])+t[1:]]; ok {
-				childPath := ""
-				if unicode.IsUpper(rune(t[0])) {
-					childPath = t // a complex type: navigate below it by its own paths
-				}
-				out = appendValues(out, v, childPath, t)
+		// Neither element table holds this path or any below it: it is
+		// no choice, has no known type, and no step below it will find one.
+		if v, ok := obj[name]; ok {
+			out = appendValues(out, v, unknownPath, "")
+		}
+	}
+	return out
+}
+
+// unknownPath is the path of an element below every path the element
+// tables hold. It is no resource type (see rootOrMember) and no parent
+// in the registry's steps.
+const unknownPath = "?"
+
+// navigate is Extractor.navigate for one object and a child path the
+// registry knows.
+func (st *step) navigate(out []item, obj map[string]any, name string) []item {
+	if v, ok := obj[name]; ok {
+		childPath, typ := st.path, ""
+		if st.hasType {
+			childPath = st.elemType
+			if !strings.Contains(st.elemType, ".") {
+				typ = st.elemType
 			}
+		}
+		return appendValues(out, v, childPath, typ)
+	}
+	for _, c := range st.choices {
+		if v, ok := obj[c.member]; ok {
+			childPath := ""
+			if unicode.IsUpper(rune(c.typ[0])) {
+				childPath = c.typ // a complex type: navigate below it by its own paths
+			}
+			out = appendValues(out, v, childPath, c.typ)
 		}
 	}
 	return out

@@ -100,6 +100,62 @@ type registry struct {
 	elementTypes  map[string]string            // element path -> data type or content reference
 	unsupported   map[string]string            // param URL -> reason
 	summary       map[string][]string          // resource type -> isSummary top-level elements
+	// steps is what navigating from an element path to a child needs,
+	// by parent path ("" for none) and child name: choices and
+	// elementTypes looked up once, not on every step of every resource.
+	steps map[string]map[string]*step
+}
+
+// step is one child of an element path, as navigate uses it.
+type step struct {
+	path     string        // parent + "." + name, or name under ""
+	elemType string        // elementTypes[path]
+	hasType  bool          // elementTypes has path
+	choices  []choiceField // choices[path], with their JSON names
+}
+
+// choiceField is one type of a choice element: value[x] of type Quantity
+// is the member valueQuantity.
+type choiceField struct {
+	member, typ string
+}
+
+// addSteps fills r.steps for every path of elementTypes and choices, and
+// every path above them.
+func (r *registry) addSteps() {
+	r.steps = make(map[string]map[string]*step)
+	add := func(path string) {
+		for {
+			parent, name := "", path
+			if i := strings.LastIndexByte(path, '.'); i >= 0 {
+				parent, name = path[:i], path[i+1:]
+			}
+			children := r.steps[parent]
+			if children == nil {
+				children = make(map[string]*step)
+				r.steps[parent] = children
+			}
+			if children[name] != nil {
+				return // and so are the paths above it
+			}
+			st := &step{path: path}
+			st.elemType, st.hasType = r.elementTypes[path]
+			for _, t := range r.choices[path] {
+				st.choices = append(st.choices, choiceField{member: name + strings.ToUpper(t[:1]) + t[1:], typ: t})
+			}
+			children[name] = st
+			if parent == "" {
+				return
+			}
+			path = parent
+		}
+	}
+	for path := range r.elementTypes {
+		add(path)
+	}
+	for path := range r.choices {
+		add(path)
+	}
 }
 
 var load = sync.OnceValue(func() *registry {
@@ -213,6 +269,7 @@ func parse(data []byte) (*registry, error) {
 		slices.SortFunc(ps, func(a, b *Param) int { return strings.Compare(a.Code, b.Code) })
 		r.sorted[rt] = ps
 	}
+	r.addSteps()
 	return r, nil
 }
 

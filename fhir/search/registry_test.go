@@ -1,6 +1,7 @@
 package search
 
 import (
+	"strings"
 	"testing"
 )
 
@@ -108,4 +109,64 @@ func TestExpressionNarrowedToType(t *testing.T) {
 			t.Errorf("%s %s expression = %q, want %q", tc.resourceType, tc.code, p.Expression, tc.want)
 		}
 	}
+}
+
+// TestNavigationSteps: the precomputed steps say what navigating by the
+// element tables says, for every path the tables hold (and every path
+// above one), so navigate's two ways agree.
+func TestNavigationSteps(t *testing.T) {
+	r := load()
+	n := 0
+	for parent, children := range r.steps {
+		for name, st := range children {
+			n++
+			want := name
+			if parent != "" {
+				want = parent + "." + name
+			}
+			if st.path != want {
+				t.Fatalf("step %q under %q: path %q", name, parent, st.path)
+			}
+			if typ, ok := r.elementTypes[want]; st.elemType != typ || st.hasType != ok {
+				t.Errorf("%s: element type %q %v, table says %q %v", want, st.elemType, st.hasType, typ, ok)
+			}
+			choices := r.choices[want]
+			if len(st.choices) != len(choices) {
+				t.Fatalf("%s: %d choices, table has %d", want, len(st.choices), len(choices))
+			}
+			for i, c := range st.choices {
+				if c.typ != choices[i] || c.member != name+strings.ToUpper(choices[i][:1])+choices[i][1:] {
+					t.Errorf("%s: choice %+v for %q", want, c, choices[i])
+				}
+			}
+		}
+	}
+	for _, table := range []map[string]bool{keys(r.elementTypes), keys(r.choices)} {
+		for path := range table {
+			for p := path; p != ""; {
+				parent, name := "", p
+				if i := strings.LastIndexByte(p, '.'); i >= 0 {
+					parent, name = p[:i], p[i+1:]
+				}
+				if r.steps[parent][name] == nil {
+					t.Fatalf("no step for %s", p)
+				}
+				p = parent
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("no steps")
+	}
+	if r.steps[unknownPath] != nil || isResourceType(unknownPath) {
+		t.Errorf("unknownPath %q names a known path", unknownPath)
+	}
+}
+
+func keys[V any](m map[string]V) map[string]bool {
+	out := make(map[string]bool, len(m))
+	for k := range m {
+		out[k] = true
+	}
+	return out
 }
