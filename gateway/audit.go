@@ -849,6 +849,14 @@ func (a *auditor) walkTokens(ctx context.Context) error {
 		}
 	}
 	sets, postings := newIndexDigests()
+	// The postings are walked meanwhile, on the other core.
+	walked := make(chan error, 1)
+	go func() { walked <- walkPostings(ctx, a.st, postings) }()
+	defer func() {
+		if walked != nil {
+			<-walked
+		}
+	}()
 	for after := int64(0); ; {
 		page, err := a.st.TokenSets(ctx, after, auditPage)
 		if err != nil {
@@ -900,7 +908,9 @@ func (a *auditor) walkTokens(ctx context.Context) error {
 		}
 	}
 	a.current = nil
-	if err := walkPostings(ctx, a.st, postings); err != nil {
+	err := <-walked
+	walked = nil
+	if err != nil {
 		return err
 	}
 	a.rep.Tokens = int(postings.n)
