@@ -310,6 +310,8 @@ UPDATE responses SET key = (SELECT hi FROM k) WHERE key = '\x00'`, want: "rememb
 	{name: "token set bytes changed",
 		sqlite:   `UPDATE token_sets SET tokens = CAST(X'05' || substr(tokens, 2) AS BLOB) WHERE seq = %[1]d`,
 		postgres: `UPDATE token_sets SET tokens[1] = '\x05' WHERE seq = %[1]d`, want: "token"},
+	{name: "index rules version changed",
+		sqlite: `UPDATE index_state SET version = 'older rules'`, want: "built by other rules"},
 	{name: "token set planted for a tombstone",
 		sqlite: `INSERT INTO token_sets (seq, tokens) SELECT %[4]d, tokens FROM token_sets WHERE seq = %[1]d`, want: "token set for no current live version"},
 	{name: "rows of two versions swapped",
