@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"slices"
 
@@ -271,34 +272,43 @@ func reindexWrite(ctx context.Context, v *vault.Sealed, es []reindexEntry) (int,
 }
 
 // dropTokenSets removes sets that belong to no current live version, in
-// one transaction, and returns how many it removed. ErrConflict: the
-// version became current meanwhile (it cannot: only a new version does, at
-// a new Seq), so the set is left.
+// one transaction, and returns how many it removed.
 func dropTokenSets(ctx context.Context, v *vault.Sealed, sets map[int64]vault.TokenSet) (int, error) {
-	if len(sets) == 0 {
+	seqs := slices.Collect(maps.Keys(sets))
+	return dropEach(ctx, v, len(seqs), func(tx *vault.SealedTx, i int) error { return tx.DropTokenSet(ctx, seqs[i]) })
+}
+
+// dropEach runs drop on each of n entries in one transaction and returns
+// how many it removed; one that belongs (ErrConflict) is left and not
+// counted.
+func dropEach(ctx context.Context, v *vault.Sealed, n int, drop func(tx *vault.SealedTx, i int) error) (int, error) {
+	if n == 0 {
 		return 0, nil
 	}
-	var n int
+	var dropped int
 	err := v.Update(ctx, func(tx *vault.SealedTx) error {
-		n = 0
-		for seq := range sets {
-			err := tx.DropTokenSet(ctx, seq)
+		dropped = 0
+		for i := range n {
+			err := drop(tx, i)
 			switch {
 			case errors.Is(err, vault.ErrConflict):
 				continue
 			case err != nil:
 				return err
 			}
-			n++
+			dropped++
 		}
 		return nil
 	})
-	return n, err
+	if err != nil {
+		return 0, err
+	}
+	return dropped, nil
 }
 
 // dropStrayPostings walks the postings and removes each one that does not
-// belong to its resource's current live version's set (DropTokens refuses
-// one that does), a page per transaction, and returns how many it removed.
+// belong to its current live version's set (DropTokens refuses one that
+// does), a page per transaction, and returns how many it removed.
 func dropStrayPostings(ctx context.Context, v *vault.Sealed) (int, error) {
 	store := v.Store()
 	var dropped int
@@ -307,21 +317,7 @@ func dropStrayPostings(ctx context.Context, v *vault.Sealed) (int, error) {
 		if err != nil {
 			return dropped, err
 		}
-		n := 0
-		err = v.Update(ctx, func(tx *vault.SealedTx) error {
-			n = 0
-			for _, e := range es {
-				err := tx.DropTokens(ctx, e)
-				switch {
-				case errors.Is(err, vault.ErrConflict):
-					continue
-				case err != nil:
-					return err
-				}
-				n++
-			}
-			return nil
-		})
+		n, err := dropEach(ctx, v, len(es), func(tx *vault.SealedTx, i int) error { return tx.DropTokens(ctx, es[i]) })
 		dropped += n
 		if err != nil {
 			return dropped, err
