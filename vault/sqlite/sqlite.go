@@ -449,8 +449,7 @@ func (s *Store) runGroup(group []*update) {
 	// writer connection.
 	defer sqlTx.Rollback()
 	t := &tx{s: s, tx: sqlTx}
-	var ok []*update
-	erased := false
+	var ok, erasers []*update
 	for i, u := range group {
 		if err := u.ctx.Err(); err != nil {
 			u.done <- fmt.Errorf("begin sqlite transaction: %w", err)
@@ -485,7 +484,9 @@ func (s *Store) runGroup(group []*update) {
 			return
 		}
 		ok = append(ok, u)
-		erased = erased || t.erased
+		if t.erased {
+			erasers = append(erasers, u)
+		}
 	}
 	if len(ok) == 0 {
 		return
@@ -495,14 +496,22 @@ func (s *Store) runGroup(group []*update) {
 		return
 	}
 	var cerr error
-	if erased {
+	if len(erasers) > 0 {
 		// The WAL still holds the erased pages as they were; fold it into
 		// the database (where secure_delete zeroed them) and truncate it.
+		// Only an erasure's caller hears of a failure here: the others'
+		// work is committed.
 		if _, err := s.w.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
 			cerr = fmt.Errorf("checkpoint after erasure: %w", err)
 		}
 	}
-	fail(ok, cerr)
+	for _, u := range ok {
+		if slices.Contains(erasers, u) {
+			u.done <- cerr
+		} else {
+			u.done <- nil
+		}
+	}
 }
 
 // runFn runs an Update's fn, turning a panic into a panicked error for its
