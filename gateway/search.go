@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"mime"
 	"net/http"
 	"net/url"
@@ -407,11 +406,7 @@ func (r *searchRun) candidates(ctx context.Context, typ string, clauses []search
 		set = next
 	}
 	narrow := func(keys []string) error {
-		var among []string
-		if set != nil && len(set) <= narrowAmong {
-			among = slices.Collect(maps.Keys(set))
-		}
-		ids, err := r.findAny(ctx, typ, keys, among)
+		ids, err := r.findAny(ctx, typ, keys)
 		if err != nil {
 			return err
 		}
@@ -536,15 +531,8 @@ func (r *searchRun) changedSince(ctx context.Context, typ string, since time.Tim
 	}
 }
 
-// narrowAmong is how few candidates a search must have left for the next
-// clause to be looked up among them alone (a key per candidate) rather
-// than in full: Observation?patient=X&code=Y then reads the patient's
-// postings of the code, not every Observation with that code.
-const narrowAmong = 2000
-
-// findAny returns the live ids of typ carrying any of keys, ascending;
-// among them only, when among is not nil.
-func (r *searchRun) findAny(ctx context.Context, typ string, keys, among []string) ([]string, error) {
+// findAny returns the live ids of typ carrying any of keys, ascending.
+func (r *searchRun) findAny(ctx context.Context, typ string, keys []string) ([]string, error) {
 	if len(keys) == 0 {
 		return nil, nil
 	}
@@ -552,13 +540,7 @@ func (r *searchRun) findAny(ctx context.Context, typ string, keys, among []strin
 	for i, key := range keys {
 		tokens[i] = searchToken(r.s.vault, typ, key)
 	}
-	var ids []string
-	var err error
-	if among != nil {
-		ids, err = r.s.vault.FindAnyAmong(ctx, typ, tokens, among)
-	} else {
-		ids, err = r.s.vault.FindAny(ctx, typ, tokens)
-	}
+	ids, err := r.s.vault.FindAny(ctx, typ, tokens)
 	if err != nil {
 		return nil, fmt.Errorf("search index: %w", err)
 	}

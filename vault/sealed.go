@@ -140,11 +140,6 @@ func (s *Sealed) FindAny(ctx context.Context, typ string, tokens [][]byte) ([]st
 	return s.store.FindAny(ctx, typ, tokens)
 }
 
-// FindAnyAmong is FindAny restricted to ids (see Store.FindAnyAmong).
-func (s *Sealed) FindAnyAmong(ctx context.Context, typ string, tokens [][]byte, ids []string) ([]string, error) {
-	return s.store.FindAnyAmong(ctx, typ, tokens, ids)
-}
-
 // Compartment returns the current version of every resource whose current
 // version is sealed under compartment's data key ("" for the shared key,
 // else "Patient/<id>"), tombstones and erased versions included, ordered

@@ -221,12 +221,6 @@ type Store interface {
 	Find(ctx context.Context, typ string, token []byte) ([]string, error)
 	// FindAny is Tx.FindAny on committed state.
 	FindAny(ctx context.Context, typ string, tokens [][]byte) ([]string, error)
-	// FindAnyAmong is FindAny on committed state restricted to the given
-	// ids: the distinct ids among them, ascending, of the live resources
-	// of type typ whose current version carries any of tokens. A search
-	// that has already narrowed its candidates to a few asks for them
-	// alone, rather than for every resource a common token names.
-	FindAnyAmong(ctx context.Context, typ string, tokens [][]byte, ids []string) ([]string, error)
 	// Sealed returns the current version of every resource whose current
 	// version is sealed under the data key keyID (tombstones and erased
 	// versions included), ordered by Type and ID, in one query: a patient

@@ -195,10 +195,6 @@ WHERE seq > $1 ORDER BY seq LIMIT $2`
 	sqlLeaves       = `SELECT seq, type, data, ref FROM leaves WHERE seq > $1 ORDER BY seq LIMIT $2`
 	sqlLeaf         = `SELECT l.seq, l.type, l.data, l.ref, r.record, r.salt, coalesce(r.subject, ''), coalesce(r.actor, ''), r.time
 FROM leaves l LEFT JOIN leaf_records r ON r.seq = l.seq WHERE l.seq = $1`
-	// sqlFindAnyAmong reads each id's versions by the unique (type, id,
-	// version) index, then their postings by key.
-	sqlFindAnyAmong = `SELECT DISTINCT v.id FROM versions v JOIN postings p ON p.seq = v.seq
-WHERE v.type = $1 AND v.id = ANY ($2::text[]) AND p.token = ANY ($3::bytea[]) ORDER BY v.id`
 	sqlFind     = `SELECT v.id FROM postings p JOIN versions v ON v.seq = p.seq WHERE v.type = $1 AND p.token = $2`
 	sqlDataKey  = `SELECT wrapped FROM data_keys WHERE key_id = $1`
 	sqlResponse = `SELECT body FROM responses WHERE key = $1`
@@ -657,20 +653,6 @@ func (s *Store) FindAny(ctx context.Context, typ string, tokens [][]byte) ([]str
 		return nil, fmt.Errorf("find %s: %w", typ, err)
 	}
 	return ids, nil
-}
-
-// FindAnyAmong returns the ids among ids, ascending, of the live resources
-// of type typ whose current version carries any of tokens, as committed.
-func (s *Store) FindAnyAmong(ctx context.Context, typ string, tokens [][]byte, ids []string) ([]string, error) {
-	if len(tokens) == 0 || len(ids) == 0 {
-		return nil, nil
-	}
-	rows, _ := s.pool.Query(ctx, sqlFindAnyAmong, typ, ids, nonNilAll(tokens))
-	out, err := collect(rows, scanString)
-	if err != nil {
-		return nil, fmt.Errorf("find %s: %w", typ, err)
-	}
-	return out, nil
 }
 
 // nonNilAll binds each of tokens as a bytea, none as NULL.

@@ -842,57 +842,6 @@ func (s *Store) FindAny(ctx context.Context, typ string, tokens [][]byte) ([]str
 	return findAny(ctx, s.r, typ, tokens)
 }
 
-// FindAnyAmong returns the ids among ids, ascending, of the live resources
-// of type typ whose current version carries any of tokens, as committed:
-// each id's versions by the unique (type, id, version) index, then their
-// postings by key, in queries of findAnyChunk ids.
-func (s *Store) FindAnyAmong(ctx context.Context, typ string, tokens [][]byte, ids []string) ([]string, error) {
-	if len(tokens) == 0 || len(ids) == 0 {
-		return nil, nil
-	}
-	if len(tokens) > findAnyChunk {
-		all, err := s.FindAny(ctx, typ, tokens)
-		if err != nil {
-			return nil, err
-		}
-		return intersectSorted(all, ids), nil
-	}
-	var out []string
-	for chunk := range slices.Chunk(ids, findAnyChunk) {
-		args := make([]any, 0, 1+len(chunk)+len(tokens))
-		args = append(args, typ)
-		for _, id := range chunk {
-			args = append(args, id)
-		}
-		for _, tok := range tokens {
-			args = append(args, nonNil(tok))
-		}
-		query := `SELECT DISTINCT v.id FROM versions v JOIN postings p ON p.seq = v.seq
-WHERE v.type = ? AND v.id IN (?` + strings.Repeat(", ?", len(chunk)-1) + `) AND p.token IN (?` +
-			strings.Repeat(", ?", len(tokens)-1) + `)`
-		rows, err := s.r.QueryContext(ctx, query, args...)
-		if err != nil {
-			return nil, fmt.Errorf("find %s: %w", typ, mapErr(err))
-		}
-		got, err := scanIDs(rows)
-		if err != nil {
-			return nil, fmt.Errorf("find %s: %w", typ, err)
-		}
-		out = append(out, got...)
-	}
-	slices.Sort(out)
-	return slices.Compact(out), nil
-}
-
-// intersectSorted returns the elements of sorted that are in ids.
-func intersectSorted(sorted, ids []string) []string {
-	want := make(map[string]bool, len(ids))
-	for _, id := range ids {
-		want[id] = true
-	}
-	return slices.DeleteFunc(sorted, func(id string) bool { return !want[id] })
-}
-
 // findAnyChunk bounds the tokens of one FindAny query, well under SQLite's
 // limit on bound variables (32766 in modernc.org/sqlite).
 const findAnyChunk = 500

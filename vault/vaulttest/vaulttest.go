@@ -1615,23 +1615,6 @@ func testFindAny(t *testing.T, s vault.Store) {
 		if diff := cmp.Diff(c.want, got, cmpopts.EquateEmpty()); diff != "" {
 			t.Errorf("FindAny(%s, %d tokens) mismatch (-want +got):\n%s", c.typ, len(c.tokens), diff)
 		}
-		// Among some ids (one of each case's answer, the tombstoned d and
-		// ids of no resource, one of them twice): the same answer,
-		// restricted to them.
-		among := []string{"b", "c", "d", "e", "zz", "zz"}
-		var want []string
-		for _, id := range c.want {
-			if slices.Contains(among, id) {
-				want = append(want, id)
-			}
-		}
-		got, err = s.FindAnyAmong(ctx, c.typ, c.tokens, among)
-		if err != nil {
-			t.Fatalf("FindAnyAmong(%s, %d tokens): %v", c.typ, len(c.tokens), err)
-		}
-		if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
-			t.Errorf("FindAnyAmong(%s, %d tokens) mismatch (-want +got):\n%s", c.typ, len(c.tokens), diff)
-		}
 		err = s.Update(ctx, func(tx vault.Tx) error {
 			got, err := tx.FindAny(ctx, c.typ, c.tokens)
 			if err != nil {
