@@ -484,8 +484,10 @@ func (w *writer) resolve(ctx context.Context, tx *vault.SealedTx, o *op) error {
 	return nil
 }
 
-// prepare builds the version an op resolved to (references resolved,
-// versioned, canonical, committed to) without storing it, so the policy can
+// prepare readies the version an op resolved to from stored state
+// (references resolved, versioned, the compartment whose key seals it, a
+// Consent's previous version) and returns its body, which commit then
+// turns into the version to store; nothing is stored yet, so the policy can
 // decide on the patient it belongs to before anything is written.
 func (w *writer) prepare(ctx context.Context, tx *vault.SealedTx, o *op, refs map[string]string, now time.Time) (map[string]any, error) {
 	if o.method == "DELETE" && o.status == http.StatusNoContent {
