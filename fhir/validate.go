@@ -501,7 +501,7 @@ func (p *msgPlan) matches(s string) bool {
 	case pkCode:
 		return validCode(s)
 	case pkID:
-		return validIDGrammar(s)
+		return ValidID(s)
 	}
 	return true
 }
@@ -549,7 +549,7 @@ func (v *validator) finishReference(holder *fieldPlan, base int) {
 			if holder != nil && len(holder.validRefs) > 0 && !slices.Contains(holder.validRefs, "Resource") && !slices.Contains(holder.validRefs, parts[0]) {
 				v.fail2("invalid reference to a " + parts[0] + " resource, want " + strings.Join(holder.validRefs, ", "))
 			}
-			if len(parts) == 4 && !validIDGrammar(parts[3]) {
+			if len(parts) == 4 && !ValidID(parts[3]) {
 				v.fail2At(idField+".history", -1, "invalid Id format")
 			}
 			return
@@ -652,20 +652,6 @@ func validCode(s string) bool {
 
 func isRE2Space(c byte) bool {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\f' || c == '\r'
-}
-
-// validIDGrammar is the R4 id grammar [A-Za-z0-9\-\.]{1,64}.
-func validIDGrammar(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
-			return false
-		}
-	}
-	return true
 }
 
 func digitsOnly(s string) bool {

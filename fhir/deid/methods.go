@@ -19,6 +19,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/fhiranchor/fhiranchor/fhir"
 )
 
 // Pseudonym returns the cryptoHash of a logical id: hex HMAC-SHA256 under
@@ -89,31 +91,18 @@ func (e *Engine) hashRef(s string) string {
 	parts := strings.Split(s, "/")
 	n := len(parts)
 	hist := ""
-	if n >= 4 && parts[n-2] == "_history" && isID(parts[n-1]) {
+	if n >= 4 && parts[n-2] == "_history" && fhir.ValidID(parts[n-1]) {
 		// A versioned reference keeps its target, not its version: the
 		// npm fhir validator rejects "Type/id/_history/n", and research
 		// copies link resources, not versions.
 		n -= 2
 	}
-	if n >= 2 && schema().resources[parts[n-2]] != nil && isID(parts[n-1]) {
+	if n >= 2 && schema().resources[parts[n-2]] != nil && fhir.ValidID(parts[n-1]) {
 		if n == 2 || strings.Contains(s, "://") {
 			return parts[n-2] + "/" + e.Pseudonym(parts[n-1]) + hist
 		}
 	}
 	return e.Pseudonym(s)
-}
-
-func isID(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
-			return false
-		}
-	}
-	return true
 }
 
 // uuid derives an RFC 9562 version-8 UUID from the HMAC of s.
