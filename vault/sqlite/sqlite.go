@@ -1001,7 +1001,8 @@ type tx struct {
 // goroutine per statement, and interrupts the statement when it ends, which
 // makes SQLite roll back the whole transaction, the other Updates of its
 // group with it (see Update). An Update whose context ends is rolled back
-// to its savepoint once its fn returns, instead.
+// to its savepoint once its fn returns, instead. Each method of tx rebinds
+// its ctx once, on entry; the helpers it calls take that ctx as it is.
 func point(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
 
 // AddLeaf queues a leaf that stands for no version, and its record if it
@@ -1011,7 +1012,7 @@ func (t *tx) AddLeaf(ctx context.Context, l vault.Leaf) (int64, error) {
 	if len(l.Record) == 0 && hasRecordFields(l) {
 		return 0, errors.New("add leaf: salt, subject, actor or time without a record")
 	}
-	res, err := t.stmt(ctx, stInsertLeafOnly).ExecContext(point(ctx), int64(l.Type), nonNil(l.Data), l.Ref)
+	res, err := t.stmt(ctx, stInsertLeafOnly).ExecContext(ctx, int64(l.Type), nonNil(l.Data), l.Ref)
 	if err != nil {
 		return 0, fmt.Errorf("add leaf: %w", err)
 	}
@@ -1022,7 +1023,7 @@ func (t *tx) AddLeaf(ctx context.Context, l vault.Leaf) (int64, error) {
 	if len(l.Record) == 0 {
 		return seq, nil
 	}
-	_, err = t.stmt(ctx, stInsertLeafRecord).ExecContext(point(ctx), seq, int64(l.Type), vault.PackRecord(l.Record), nonNil(l.Salt),
+	_, err = t.stmt(ctx, stInsertLeafRecord).ExecContext(ctx, seq, int64(l.Type), vault.PackRecord(l.Record), nonNil(l.Salt),
 		l.Subject, l.Actor, l.Time.UnixMicro())
 	if err != nil {
 		return 0, fmt.Errorf("add leaf record: %w", err)
@@ -1033,18 +1034,19 @@ func (t *tx) AddLeaf(ctx context.Context, l vault.Leaf) (int64, error) {
 // PutPolicy stores the next version of the policy bundle. The revision is
 // looked up first, so a conflict leaves the transaction as it was.
 func (t *tx) PutPolicy(ctx context.Context, p vault.Policy) (int64, error) {
+	ctx = point(ctx)
 	if p.Revision == "" {
 		return 0, errors.New("put policy: missing revision")
 	}
 	var one int
-	err := t.stmt(ctx, stPolicyExists).QueryRowContext(point(ctx), p.Revision).Scan(&one)
+	err := t.stmt(ctx, stPolicyExists).QueryRowContext(ctx, p.Revision).Scan(&one)
 	switch {
 	case err == nil:
 		return 0, fmt.Errorf("put policy: %w", vault.ErrConflict)
 	case !errors.Is(err, sql.ErrNoRows):
 		return 0, fmt.Errorf("put policy: %w", err)
 	}
-	res, err := t.stmt(ctx, stInsertPolicy).ExecContext(point(ctx), p.Revision, nonNil(p.Bundle), p.Created.UnixMicro(), p.Author)
+	res, err := t.stmt(ctx, stInsertPolicy).ExecContext(ctx, p.Revision, nonNil(p.Bundle), p.Created.UnixMicro(), p.Author)
 	if err != nil {
 		return 0, fmt.Errorf("put policy: %w", mapErr(err))
 	}
@@ -1058,7 +1060,8 @@ func (t *tx) PutPolicy(ctx context.Context, p vault.Policy) (int64, error) {
 
 // Erase crypto-shreds what a data key sealed.
 func (t *tx) Erase(ctx context.Context, keyID string) (int64, error) {
-	res, err := t.stmt(ctx, stDeleteKey).ExecContext(point(ctx), keyID)
+	ctx = point(ctx)
+	res, err := t.stmt(ctx, stDeleteKey).ExecContext(ctx, keyID)
 	if err != nil {
 		return 0, fmt.Errorf("erase data key: %w", err)
 	}
@@ -1068,7 +1071,7 @@ func (t *tx) Erase(ctx context.Context, keyID string) (int64, error) {
 	if err := t.eraseTokens(ctx, keyID); err != nil {
 		return 0, fmt.Errorf("erase tokens: %w", err)
 	}
-	res, err = t.stmt(ctx, stEraseVersions).ExecContext(point(ctx), keyID)
+	res, err = t.stmt(ctx, stEraseVersions).ExecContext(ctx, keyID)
 	if err != nil {
 		return 0, fmt.Errorf("erase versions: %w", err)
 	}
@@ -1083,7 +1086,7 @@ func (t *tx) Erase(ctx context.Context, keyID string) (int64, error) {
 // eraseTokens removes the token sets of the versions sealed under keyID,
 // and their postings.
 func (t *tx) eraseTokens(ctx context.Context, keyID string) error {
-	rows, err := t.stmt(ctx, stEraseSets).QueryContext(point(ctx), keyID)
+	rows, err := t.stmt(ctx, stEraseSets).QueryContext(ctx, keyID)
 	if err != nil {
 		return mapErr(err)
 	}
@@ -1118,11 +1121,11 @@ func (t *tx) eraseTokens(ctx context.Context, keyID string) error {
 // at seq.
 func (t *tx) removeSet(ctx context.Context, seq int64, tokens [][]byte) error {
 	for _, tok := range tokens {
-		if _, err := t.stmt(ctx, stDeletePosting).ExecContext(point(ctx), nonNil(tok), seq); err != nil {
+		if _, err := t.stmt(ctx, stDeletePosting).ExecContext(ctx, nonNil(tok), seq); err != nil {
 			return mapErr(err)
 		}
 	}
-	if _, err := t.stmt(ctx, stDeleteTokenSet).ExecContext(point(ctx), seq); err != nil {
+	if _, err := t.stmt(ctx, stDeleteTokenSet).ExecContext(ctx, seq); err != nil {
 		return mapErr(err)
 	}
 	return nil
@@ -1131,7 +1134,7 @@ func (t *tx) removeSet(ctx context.Context, seq int64, tokens [][]byte) error {
 // tokenSet returns the token set stored at seq, or none.
 func (t *tx) tokenSet(ctx context.Context, seq int64) ([][]byte, error) {
 	var b []byte
-	err := t.stmt(ctx, stTokenSetTx).QueryRowContext(point(ctx), seq).Scan(&b)
+	err := t.stmt(ctx, stTokenSetTx).QueryRowContext(ctx, seq).Scan(&b)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return nil, nil
@@ -1150,7 +1153,7 @@ func (t *tx) setTokens(ctx context.Context, seq int64, tokens [][]byte) error {
 	if len(tokens) == 0 {
 		return nil // no set: a version without tokens has none
 	}
-	if _, err := t.stmt(ctx, stInsertTokenSet).ExecContext(point(ctx), seq, vault.EncodeTokenSet(tokens)); err != nil {
+	if _, err := t.stmt(ctx, stInsertTokenSet).ExecContext(ctx, seq, vault.EncodeTokenSet(tokens)); err != nil {
 		return mapErr(err)
 	}
 	return t.insertTokens(ctx, seq, tokens)
@@ -1169,7 +1172,7 @@ func (t *tx) stmt(ctx context.Context, i int) *sql.Stmt {
 // it.
 func (t *tx) Current(ctx context.Context, typ, id string) (vault.Record, error) {
 	ctx = point(ctx)
-	r, err := scanRecord(t.stmt(ctx, stCurrentTx).QueryRowContext(point(ctx), typ, id), typ, id)
+	r, err := scanRecord(t.stmt(ctx, stCurrentTx).QueryRowContext(ctx, typ, id), typ, id)
 	if err != nil {
 		return vault.Record{}, fmt.Errorf("get current %s: %w", typ, err)
 	}
@@ -1194,9 +1197,10 @@ func (t *tx) FindAny(ctx context.Context, typ string, tokens [][]byte) ([]string
 // The state is checked before anything is written, so an error leaves the
 // transaction as it was.
 func (t *tx) SetTokens(ctx context.Context, typ, id string, version int64, tokens [][]byte) error {
+	ctx = point(ctx)
 	var seq, current int64
 	var deleted, erased bool
-	err := t.stmt(ctx, stCurrentState).QueryRowContext(point(ctx), typ, id).Scan(&seq, &current, &deleted, &erased)
+	err := t.stmt(ctx, stCurrentState).QueryRowContext(ctx, typ, id).Scan(&seq, &current, &deleted, &erased)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return fmt.Errorf("set %s tokens: %w", typ, vault.ErrNotFound)
@@ -1222,6 +1226,7 @@ func (t *tx) SetTokens(ctx context.Context, typ, id string, version int64, token
 
 // DropTokens removes a posting that does not belong.
 func (t *tx) DropTokens(ctx context.Context, e vault.IndexEntry) error {
+	ctx = point(ctx)
 	live, err := t.isCurrentLive(ctx, e.Seq)
 	if err != nil {
 		return fmt.Errorf("drop posting: %w", err)
@@ -1235,7 +1240,7 @@ func (t *tx) DropTokens(ctx context.Context, e vault.IndexEntry) error {
 			return fmt.Errorf("drop posting: %w", vault.ErrConflict)
 		}
 	}
-	if _, err := t.stmt(ctx, stDeletePosting).ExecContext(point(ctx), nonNil(e.Token), e.Seq); err != nil {
+	if _, err := t.stmt(ctx, stDeletePosting).ExecContext(ctx, nonNil(e.Token), e.Seq); err != nil {
 		return fmt.Errorf("drop posting: %w", mapErr(err))
 	}
 	return nil
@@ -1244,6 +1249,7 @@ func (t *tx) DropTokens(ctx context.Context, e vault.IndexEntry) error {
 // DropTokenSet removes a token set that belongs to no current live
 // version, and its postings.
 func (t *tx) DropTokenSet(ctx context.Context, seq int64) error {
+	ctx = point(ctx)
 	live, err := t.isCurrentLive(ctx, seq)
 	if err != nil {
 		return fmt.Errorf("drop token set: %w", err)
@@ -1265,7 +1271,7 @@ func (t *tx) DropTokenSet(ctx context.Context, seq int64) error {
 // current version and neither a tombstone nor erased.
 func (t *tx) isCurrentLive(ctx context.Context, seq int64) (bool, error) {
 	var typ, id string
-	err := t.stmt(ctx, stVersionAt).QueryRowContext(point(ctx), seq).Scan(&typ, &id)
+	err := t.stmt(ctx, stVersionAt).QueryRowContext(ctx, seq).Scan(&typ, &id)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return false, nil
@@ -1274,7 +1280,7 @@ func (t *tx) isCurrentLive(ctx context.Context, seq int64) (bool, error) {
 	}
 	var cur, version int64
 	var deleted, erased bool
-	if err := t.stmt(ctx, stCurrentState).QueryRowContext(point(ctx), typ, id).Scan(&cur, &version, &deleted, &erased); err != nil {
+	if err := t.stmt(ctx, stCurrentState).QueryRowContext(ctx, typ, id).Scan(&cur, &version, &deleted, &erased); err != nil {
 		return false, mapErr(err)
 	}
 	return cur == seq && !deleted && !erased, nil
@@ -1282,7 +1288,8 @@ func (t *tx) isCurrentLive(ctx context.Context, seq int64) (bool, error) {
 
 // SetIndexVersion records the version of the rules the index is built by.
 func (t *tx) SetIndexVersion(ctx context.Context, version string) error {
-	if _, err := t.stmt(ctx, stSetIndexVersion).ExecContext(point(ctx), version); err != nil {
+	ctx = point(ctx)
+	if _, err := t.stmt(ctx, stSetIndexVersion).ExecContext(ctx, version); err != nil {
 		return fmt.Errorf("set index version: %w", mapErr(err))
 	}
 	return nil
@@ -1313,7 +1320,7 @@ func (t *tx) Put(ctx context.Context, r vault.Record) error {
 		return fmt.Errorf("put %s version %d: a version leaf carries a record", r.Type, r.Version)
 	}
 	var latestSeq, latest int64
-	err := t.stmt(ctx, stLatest).QueryRowContext(point(ctx), r.Type, r.ID).Scan(&latestSeq, &latest)
+	err := t.stmt(ctx, stLatest).QueryRowContext(ctx, r.Type, r.ID).Scan(&latestSeq, &latest)
 	exists := err == nil
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("put %s version %d: %w", r.Type, r.Version, err)
@@ -1321,7 +1328,7 @@ func (t *tx) Put(ctx context.Context, r vault.Record) error {
 	becomesCurrent := !exists || r.Version > latest
 	if !becomesCurrent {
 		var one int
-		err := t.stmt(ctx, stExists).QueryRowContext(point(ctx), r.Type, r.ID, r.Version).Scan(&one)
+		err := t.stmt(ctx, stExists).QueryRowContext(ctx, r.Type, r.ID, r.Version).Scan(&one)
 		switch {
 		case err == nil:
 			return fmt.Errorf("put %s version %d: %w", r.Type, r.Version, vault.ErrConflict)
@@ -1330,7 +1337,7 @@ func (t *tx) Put(ctx context.Context, r vault.Record) error {
 		}
 	}
 
-	res, err := t.stmt(ctx, stInsertLeaf).ExecContext(point(ctx), int64(r.Leaf.Type), nonNil(r.Leaf.Data), r.Leaf.Ref)
+	res, err := t.stmt(ctx, stInsertLeaf).ExecContext(ctx, int64(r.Leaf.Type), nonNil(r.Leaf.Data), r.Leaf.Ref)
 	if err != nil {
 		return fmt.Errorf("put %s version %d leaf: %w", r.Type, r.Version, err)
 	}
@@ -1342,7 +1349,7 @@ func (t *tx) Put(ctx context.Context, r vault.Record) error {
 	if r.Deleted {
 		deleted = 1
 	}
-	_, err = t.stmt(ctx, stInsertVersion).ExecContext(point(ctx), seq, r.Type, r.ID, r.Version,
+	_, err = t.stmt(ctx, stInsertVersion).ExecContext(ctx, seq, r.Type, r.ID, r.Version,
 		r.LastUpdated.UnixMicro(), deleted, r.KeyID, nonNil(r.Ciphertext), nonNil(r.Salt), nonNil(r.Commitment), nonNil(r.Deid), r.Client)
 	if err != nil {
 		return fmt.Errorf("put %s version %d: %w", r.Type, r.Version, mapErr(err))
@@ -1379,7 +1386,7 @@ func (t *tx) insertTokens(ctx context.Context, seq int64, tokens [][]byte) error
 		for _, tok := range tokens[:k] {
 			args = append(args, nonNil(tok), seq)
 		}
-		if _, err := t.stmt(ctx, numWriteStmts+k-1).ExecContext(point(ctx), args...); err != nil {
+		if _, err := t.stmt(ctx, numWriteStmts+k-1).ExecContext(ctx, args...); err != nil {
 			return err
 		}
 		tokens = tokens[k:]
@@ -1395,7 +1402,8 @@ func (t *tx) DataKey(ctx context.Context, keyID string) ([]byte, error) {
 
 // PutDataKey stores a wrapped data key.
 func (t *tx) PutDataKey(ctx context.Context, keyID string, wrapped []byte) error {
-	if _, err := t.stmt(ctx, stPutDataKey).ExecContext(point(ctx), keyID, nonNil(wrapped)); err != nil {
+	ctx = point(ctx)
+	if _, err := t.stmt(ctx, stPutDataKey).ExecContext(ctx, keyID, nonNil(wrapped)); err != nil {
 		return fmt.Errorf("put data key: %w", mapErr(err))
 	}
 	return nil
@@ -1408,7 +1416,8 @@ func (t *tx) Response(ctx context.Context, key []byte) ([]byte, error) {
 
 // PutResponse remembers the response body for an idempotency key.
 func (t *tx) PutResponse(ctx context.Context, key, body []byte) error {
-	_, err := t.stmt(ctx, stPutResponse).ExecContext(point(ctx), nonNil(key), nonNil(body), time.Now().UnixMicro())
+	ctx = point(ctx)
+	_, err := t.stmt(ctx, stPutResponse).ExecContext(ctx, nonNil(key), nonNil(body), time.Now().UnixMicro())
 	if err != nil {
 		return fmt.Errorf("put response: %w", mapErr(err))
 	}
