@@ -300,6 +300,15 @@ UPDATE responses SET key = (SELECT hi FROM k) WHERE key = '\x00'`, want: "rememb
 		postgres: `INSERT INTO postings (token, seq) VALUES ('\xdeadbeef', %[1]d)`, want: "postings differ"},
 	{name: "index postings moved to another version",
 		sqlite: `UPDATE postings SET seq = %[2]d WHERE seq = %[1]d AND token NOT IN (SELECT token FROM postings WHERE seq = %[2]d)`, want: "postings differ"},
+	{name: "token set and its postings deleted together (the patient hidden from search)",
+		// Consistent with each other: only the tokens derived again from
+		// the sealed body can tell.
+		sqlite: `DELETE FROM postings WHERE seq = %[1]d; DELETE FROM token_sets WHERE seq = %[1]d`, want: "lacks a token"},
+	{name: "token set and postings swapped between two versions",
+		sqlite: `UPDATE postings SET seq = -seq WHERE seq IN (%[2]d, %[3]d);
+UPDATE postings SET seq = CASE seq WHEN -%[2]d THEN %[3]d ELSE %[2]d END WHERE seq < 0;
+UPDATE token_sets SET seq = -seq WHERE seq IN (%[2]d, %[3]d);
+UPDATE token_sets SET seq = CASE seq WHEN -%[2]d THEN %[3]d ELSE %[2]d END WHERE seq < 0`, want: "token"},
 	{name: "token set deleted",
 		sqlite: `DELETE FROM token_sets WHERE seq = %[1]d`, want: "lacks a token"},
 	{name: "token set lost its last token",
