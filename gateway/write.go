@@ -339,6 +339,7 @@ func (w *writer) applyOps(ctx context.Context, tx *vault.SealedTx, ops []*op, at
 			return nil, err
 		}
 	}
+	pack(ops)
 	for _, o := range ops {
 		if o.err != nil || o.pending == nil {
 			continue
@@ -621,6 +622,19 @@ func (w *writer) researchCopies(ctx context.Context, tx *vault.SealedTx, ops []*
 			j.location, j.o.pending.Commitment)
 	})
 	return nil
+}
+
+// pack deflates the versions about to be stored, on every core, so that
+// Put only seals them (Version.Pack); after researchCopies, the last step
+// that changes them.
+func pack(ops []*op) {
+	var vs []*vault.Version
+	for _, o := range ops {
+		if o.err == nil && o.pending != nil {
+			vs = append(vs, o.pending)
+		}
+	}
+	eachParallel(len(vs), func(i int) { vs[i].Pack() })
 }
 
 // copyJob is a research copy to make, with what it needs from stored state.

@@ -102,7 +102,20 @@ type Version struct {
 	// Leaf is the log leaf queued with this version. Reads return it with the
 	// Seq the Store assigned.
 	Leaf Leaf
+
+	// Packed is Body and Deid deflated ahead of Put (Pack), or nil: Put
+	// deflates them itself. Reads leave it nil.
+	Packed *Packed
 }
+
+// Packed is a Version's Body and Deid as Put seals them.
+type Packed struct{ Body, Deid []byte }
+
+// Pack deflates Body and Deid ahead of SealedTx.Put, which then only seals
+// them. Deflating is CPU alone, and Put runs inside the writer's
+// transaction, which every write waits for: a caller packs its versions
+// before, or on other cores. Body and Deid must not change after Pack.
+func (v *Version) Pack() { v.Packed = &Packed{Body: pack(v.Body), Deid: pack(v.Deid)} }
 
 // Sealed is a Store plus a Keyring: the only place a resource body is in
 // clear. It seals each body with AES-256-GCM under a data key per patient
@@ -502,11 +515,15 @@ func (t *SealedTx) Put(ctx context.Context, v Version) error {
 	if err != nil {
 		return fmt.Errorf("put %s version %d: %w", v.Type, v.Version, err)
 	}
+	p := v.Packed
+	if p == nil {
+		p = &Packed{Body: pack(v.Body), Deid: pack(v.Deid)}
+	}
 	ad := additionalData(v.Type, v.ID, v.Version)
-	ct := a.Seal(nil, nil, pack(v.Body), ad)
+	ct := a.Seal(nil, nil, p.Body, ad)
 	var deid []byte
 	if len(v.Deid) > 0 {
-		deid = a.Seal(nil, nil, pack(v.Deid), append(ad, deidAD...))
+		deid = a.Seal(nil, nil, p.Deid, append(ad, deidAD...))
 	}
 	err = t.tx.Put(ctx, Record{
 		Type:        v.Type,
