@@ -393,10 +393,11 @@ func (r *searchRun) resolve(ctx context.Context, typ string, clauses []search.Cl
 
 // candidates are the ids of typ the index says may match: the
 // intersection of each narrowing clause's ids, else every live resource
-// of the type (or of the compartment).
+// of the type (or of the compartment). The clauses the index answers are
+// intersected by the vault in one FindAll, driven by the most selective.
 func (r *searchRun) candidates(ctx context.Context, typ string, clauses []search.Clause, compartment string) ([]string, error) {
 	var set map[string]bool
-	narrowIDs := func(ids []string) {
+	narrow := func(ids []string) {
 		next := make(map[string]bool, len(ids))
 		for _, id := range ids {
 			if set == nil || set[id] {
@@ -405,55 +406,49 @@ func (r *searchRun) candidates(ctx context.Context, typ string, clauses []search
 		}
 		set = next
 	}
-	narrow := func(keys []string) error {
-		ids, err := r.findAny(ctx, typ, keys)
-		if err != nil {
-			return err
-		}
-		next := make(map[string]bool, len(ids))
-		for _, id := range ids {
-			if set == nil || set[id] {
-				next[id] = true
-			}
-		}
-		set = next
-		return nil
-	}
+	var indexed [][]string // the keys of each clause the index answers
 	if compartment != "" {
-		if err := narrow([]string{compartmentKey(compartment)}); err != nil {
-			return nil, err
-		}
+		indexed = append(indexed, []string{compartmentKey(compartment)})
 	}
+	var since []search.Clause
 	for _, c := range clauses {
-		if set != nil && len(set) == 0 {
-			break
-		}
 		if ids, ok := directIDs(c); ok {
-			narrowIDs(ids)
+			narrow(ids)
 			continue
 		}
 		if c.Param.Code == "_lastUpdated" && c.Chain == nil && c.Has == nil {
-			if since, ok := lowerBound(c); ok {
-				ids, err := r.changedSince(ctx, typ, since)
-				if err != nil {
-					return nil, err
-				}
-				narrowIDs(ids)
-			}
+			since = append(since, c)
 			continue
 		}
-		keys, narrows := c.Keys()
-		if !narrows {
-			continue
+		if keys, narrows := c.Keys(); narrows {
+			indexed = append(indexed, keys)
 		}
-		if err := narrow(keys); err != nil {
+	}
+	if len(indexed) > 0 && (set == nil || len(set) > 0) {
+		ids, err := r.findAll(ctx, typ, indexed)
+		if err != nil {
 			return nil, err
+		}
+		narrow(ids)
+	}
+	for _, c := range since {
+		if set != nil && len(set) == 0 {
+			break
+		}
+		if lo, ok := lowerBound(c); ok {
+			ids, err := r.changedSince(ctx, typ, lo)
+			if err != nil {
+				return nil, err
+			}
+			narrow(ids)
 		}
 	}
 	if set == nil {
-		if err := narrow([]string{search.TypeKey}); err != nil {
+		ids, err := r.findAll(ctx, typ, [][]string{{search.TypeKey}})
+		if err != nil {
 			return nil, err
 		}
+		narrow(ids)
 	}
 	limit := maxCandidates
 	if r.limit > 0 {
@@ -531,16 +526,17 @@ func (r *searchRun) changedSince(ctx context.Context, typ string, since time.Tim
 	}
 }
 
-// findAny returns the live ids of typ carrying any of keys, ascending.
-func (r *searchRun) findAny(ctx context.Context, typ string, keys []string) ([]string, error) {
-	if len(keys) == 0 {
-		return nil, nil
+// findAll returns the live ids of typ carrying, for each clause, any of
+// its keys, ascending.
+func (r *searchRun) findAll(ctx context.Context, typ string, clauses [][]string) ([]string, error) {
+	tokens := make([][][]byte, len(clauses))
+	for i, keys := range clauses {
+		tokens[i] = make([][]byte, len(keys))
+		for j, key := range keys {
+			tokens[i][j] = searchToken(r.s.vault, typ, key)
+		}
 	}
-	tokens := make([][]byte, len(keys))
-	for i, key := range keys {
-		tokens[i] = searchToken(r.s.vault, typ, key)
-	}
-	ids, err := r.s.vault.FindAny(ctx, typ, tokens)
+	ids, err := r.s.vault.FindAll(ctx, typ, tokens)
 	if err != nil {
 		return nil, fmt.Errorf("search index: %w", err)
 	}

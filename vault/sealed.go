@@ -153,6 +153,13 @@ func (s *Sealed) FindAny(ctx context.Context, typ string, tokens [][]byte) ([]st
 	return s.store.FindAny(ctx, typ, tokens)
 }
 
+// FindAll returns the ids, ascending, of the live resources of type typ
+// whose current version carries at least one token of every clause, as
+// committed (see Store.FindAll).
+func (s *Sealed) FindAll(ctx context.Context, typ string, clauses [][][]byte) ([]string, error) {
+	return s.store.FindAll(ctx, typ, clauses)
+}
+
 // Compartment returns the current version of every resource whose current
 // version is sealed under compartment's data key ("" for the shared key,
 // else "Patient/<id>"), tombstones and erased versions included, ordered

@@ -221,6 +221,15 @@ type Store interface {
 	Find(ctx context.Context, typ string, token []byte) ([]string, error)
 	// FindAny is Tx.FindAny on committed state.
 	FindAny(ctx context.Context, typ string, tokens [][]byte) ([]string, error)
+	// FindAll returns the distinct ids, in ascending order, of the live
+	// resources of type typ whose current version carries, for each of
+	// clauses, at least one of its tokens: a conjunction of FindAny. None
+	// for no clauses; a clause without tokens matches nothing.
+	// Implementations SHOULD intersect the postings where they are stored,
+	// driven by the clause with the fewest, so that a selective clause
+	// (one patient's) narrows a common one (a code every patient has)
+	// without reading all of it.
+	FindAll(ctx context.Context, typ string, clauses [][][]byte) ([]string, error)
 	// Sealed returns the current version of every resource whose current
 	// version is sealed under the data key keyID (tombstones and erased
 	// versions included), ordered by Type and ID, in one query: a patient

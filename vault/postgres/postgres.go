@@ -9,6 +9,7 @@ import (
 	"hash/fnv"
 	"math"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -648,6 +649,59 @@ func (s *Store) FindAny(ctx context.Context, typ string, tokens [][]byte) ([]str
 		return nil, nil
 	}
 	rows, _ := s.pool.Query(ctx, sqlFindAny, typ, nonNilAll(tokens))
+	ids, err := collect(rows, scanString)
+	if err != nil {
+		return nil, fmt.Errorf("find %s: %w", typ, err)
+	}
+	return ids, nil
+}
+
+// findAllCap bounds how many postings FindAll counts of each clause to
+// choose the one that drives: past it a clause is simply large.
+const findAllCap = 1024
+
+// FindAll returns the ids, ascending, of the live resources of type typ
+// whose current version carries at least one token of every clause. The
+// clause with the fewest postings (counted up to findAllCap; token
+// statistics cannot tell a patient's reference from a common code) drives
+// one query that probes the other clauses' (token, seq) keys for each of
+// its Seqs.
+func (s *Store) FindAll(ctx context.Context, typ string, clauses [][][]byte) ([]string, error) {
+	switch {
+	case len(clauses) == 0:
+		return nil, nil
+	case len(clauses) == 1:
+		return s.FindAny(ctx, typ, clauses[0])
+	}
+	sizes := make([]int, len(clauses))
+	for i, c := range clauses {
+		if len(c) == 0 {
+			return nil, nil
+		}
+		var n int
+		err := s.pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM postings WHERE token = ANY ($1::bytea[]) LIMIT $2) c`,
+			nonNilAll(c), findAllCap).Scan(&n)
+		if err != nil {
+			return nil, fmt.Errorf("find %s: %w", typ, err)
+		}
+		if n == 0 {
+			return nil, nil
+		}
+		sizes[i] = n
+	}
+	order := make([]int, len(clauses))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return sizes[a] - sizes[b] })
+	args := []any{typ, nonNilAll(clauses[order[0]])}
+	q := `SELECT DISTINCT v.id FROM postings p JOIN versions v ON v.seq = p.seq WHERE v.type = $1 AND p.token = ANY ($2::bytea[])`
+	for k, i := range order[1:] {
+		args = append(args, nonNilAll(clauses[i]))
+		a := "q" + strconv.Itoa(k)
+		q += ` AND EXISTS (SELECT 1 FROM postings ` + a + ` WHERE ` + a + `.seq = p.seq AND ` + a + `.token = ANY ($` + strconv.Itoa(len(args)) + `::bytea[]))`
+	}
+	rows, _ := s.pool.Query(ctx, q+` ORDER BY v.id`, args...)
 	ids, err := collect(rows, scanString)
 	if err != nil {
 		return nil, fmt.Errorf("find %s: %w", typ, err)

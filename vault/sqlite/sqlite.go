@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -877,6 +878,104 @@ WHERE p.token IN (?` + strings.Repeat(", ?", len(chunk)-1) + `) AND v.type = ? O
 		ids = slices.Compact(ids)
 	}
 	return ids, nil
+}
+
+// findAllCap bounds how many postings FindAll counts of each clause to
+// choose the one that drives: past it a clause is simply large.
+const findAllCap = 1024
+
+// FindAll returns the ids, ascending, of the live resources of type typ
+// whose current version carries at least one token of every clause. The
+// clause with the fewest postings (counted up to findAllCap) drives one
+// query that, for each of its Seqs, probes the other clauses' (token, seq)
+// keys: a patient's few postings narrow a code every patient has without
+// reading the code's postings, nor mapping them to ids.
+func (s *Store) FindAll(ctx context.Context, typ string, clauses [][][]byte) ([]string, error) {
+	switch {
+	case len(clauses) == 0:
+		return nil, nil
+	case len(clauses) == 1:
+		return findAny(ctx, s.r, typ, clauses[0])
+	}
+	total := 0
+	for _, c := range clauses {
+		if len(c) == 0 {
+			return nil, nil
+		}
+		total += len(c)
+	}
+	if total > findAnyChunk {
+		// More tokens than one query binds: each clause alone.
+		return vault.FindEach(ctx, typ, clauses, func(ctx context.Context, typ string, tokens [][]byte) ([]string, error) {
+			return findAny(ctx, s.r, typ, tokens)
+		})
+	}
+	sizes := make([]int, len(clauses))
+	for i, c := range clauses {
+		n, err := countPostings(ctx, s.r, c, findAllCap)
+		if err != nil {
+			return nil, fmt.Errorf("find %s: %w", typ, err)
+		}
+		if n == 0 {
+			return nil, nil
+		}
+		sizes[i] = n
+	}
+	order := make([]int, len(clauses))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return sizes[a] - sizes[b] })
+
+	var q strings.Builder
+	args := make([]any, 0, total+1)
+	in := func(tokens [][]byte) {
+		q.WriteString("(?" + strings.Repeat(", ?", len(tokens)-1) + ")")
+		for _, tok := range tokens {
+			args = append(args, nonNil(tok))
+		}
+	}
+	q.WriteString("SELECT DISTINCT v.id FROM postings p JOIN versions v INDEXED BY versions_ident ON v.seq = p.seq WHERE p.token IN ")
+	in(clauses[order[0]])
+	for k, i := range order[1:] {
+		a := "q" + strconv.Itoa(k)
+		q.WriteString(" AND EXISTS (SELECT 1 FROM postings " + a + " WHERE " + a + ".seq = p.seq AND " + a + ".token IN ")
+		in(clauses[i])
+		q.WriteString(")")
+	}
+	q.WriteString(" AND v.type = ? ORDER BY v.id")
+	args = append(args, typ)
+	rows, err := s.r.QueryContext(ctx, q.String(), args...)
+	if err != nil {
+		return nil, fmt.Errorf("find %s: %w", typ, mapErr(err))
+	}
+	ids, err := scanIDs(rows)
+	if err != nil {
+		return nil, fmt.Errorf("find %s: %w", typ, err)
+	}
+	return ids, nil
+}
+
+// countPostings counts the postings of tokens, up to limit.
+func countPostings(ctx context.Context, q queryer, tokens [][]byte, limit int) (int, error) {
+	args := make([]any, 0, len(tokens)+1)
+	for _, tok := range tokens {
+		args = append(args, nonNil(tok))
+	}
+	args = append(args, limit)
+	rows, err := q.QueryContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM postings WHERE token IN (?`+
+		strings.Repeat(", ?", len(tokens)-1)+`) LIMIT ?)`, args...)
+	if err != nil {
+		return 0, mapErr(err)
+	}
+	defer rows.Close()
+	n := 0
+	if rows.Next() {
+		if err := rows.Scan(&n); err != nil {
+			return 0, err
+		}
+	}
+	return n, rows.Err()
 }
 
 // scanIDs reads a one-column result of ids and closes rows.

@@ -18,7 +18,9 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -61,6 +63,7 @@ func Exercise(t *testing.T, newStore func(t *testing.T) vault.Store) {
 		{"StoreFind", testStoreFind},
 		{"AuditListings", testAuditListings},
 		{"FindAny", testFindAny},
+		{"FindAll", testFindAll},
 		{"Changes", testChanges},
 		{"Sealed", testSealed},
 		{"SetTokens", testSetTokens},
@@ -1646,6 +1649,131 @@ func testFindAny(t *testing.T, s vault.Store) {
 	})
 	if err != nil {
 		t.Fatalf("Update: %v", err)
+	}
+}
+
+// testFindAll: FindAll returns the ids, ascending, of the live resources
+// of a type whose current version carries a token of every clause, checked
+// against a model of what each resource's current version carries (not
+// against FindAny): skewed tokens (one on nearly every resource, others on
+// few) so that either clause may drive, versions that replace their
+// tokens, tombstones, two types sharing tokens, a token repeated within a
+// clause and across clauses, and clauses of more tokens than one query of
+// some backends binds.
+func testFindAll(t *testing.T, s vault.Store) {
+	ctx := t.Context()
+	rng := rand.New(rand.NewPCG(16, 18))
+	pool := []string{"common", "half", "r0", "r1", "r2", "r3", "r4", "r5"}
+	type state struct {
+		version int64
+		tokens  map[string]bool // nil once deleted
+	}
+	model := map[string]*state{} // "type/id"
+	var batch []vault.Record
+	for step := range 160 {
+		typ := "Observation"
+		if step%4 == 0 {
+			typ = "Patient"
+		}
+		id := fmt.Sprintf("r%02d", rng.IntN(40))
+		st := model[typ+"/"+id]
+		if st == nil {
+			st = &state{}
+			model[typ+"/"+id] = st
+		}
+		st.version++
+		if st.version > 1 && rng.IntN(6) == 0 {
+			st.tokens = nil
+			batch = append(batch, withTokens(tombstone(typ, id, st.version), "common"))
+			continue
+		}
+		st.tokens = map[string]bool{}
+		var toks []string
+		for i, tok := range pool {
+			if (i == 0 && rng.IntN(10) > 0) || (i == 1 && rng.IntN(2) == 0) || (i > 1 && rng.IntN(8) == 0) {
+				st.tokens[tok] = true
+				toks = append(toks, tok)
+			}
+		}
+		batch = append(batch, withTokens(record(typ, id, st.version), toks...))
+	}
+	put(t, s, batch...)
+
+	want := func(typ string, clauses [][]string) []string {
+		var ids []string
+		for key, st := range model {
+			rtyp, id, _ := strings.Cut(key, "/")
+			if rtyp != typ || st.tokens == nil {
+				continue
+			}
+			if !slices.ContainsFunc(clauses, func(c []string) bool {
+				return !slices.ContainsFunc(c, func(tok string) bool { return st.tokens[tok] })
+			}) {
+				ids = append(ids, id)
+			}
+		}
+		slices.Sort(ids)
+		return ids
+	}
+	bytesOf := func(clauses [][]string) [][][]byte {
+		out := make([][][]byte, len(clauses))
+		for i, c := range clauses {
+			out[i] = [][]byte{}
+			for _, tok := range c {
+				out[i] = append(out[i], []byte(tok))
+			}
+		}
+		return out
+	}
+	many := []string{"r3"}
+	for i := range 1200 {
+		many = append(many, fmt.Sprintf("none-%d", i))
+	}
+	many = append(many, "r1")
+	cases := [][][]string{
+		{},
+		{{"common"}},
+		{{"common"}, {"r0"}},
+		{{"r0"}, {"common"}},
+		{{"half"}, {"r1", "r2"}},
+		{{"r1", "r2"}, {"half"}, {"common"}},
+		{{"r0", "r0"}, {"r0"}},
+		{{"common"}, {"half"}, {"r3", "r4", "r5"}, {"r2", "r1"}},
+		{{"common"}, {}},
+		{{"common"}, {"absent"}},
+		{{"absent"}, {"common"}},
+		{many, {"common"}},
+		{{"half"}, many},
+	}
+	for range 40 { // and random conjunctions
+		var c [][]string
+		for range 2 + rng.IntN(3) {
+			var clause []string
+			for range 1 + rng.IntN(3) {
+				clause = append(clause, pool[rng.IntN(len(pool))])
+			}
+			c = append(c, clause)
+		}
+		cases = append(cases, c)
+	}
+	for _, typ := range []string{"Patient", "Observation", "Encounter"} {
+		for _, c := range cases {
+			got, err := s.FindAll(ctx, typ, bytesOf(c))
+			if err != nil {
+				t.Fatalf("FindAll(%s, %d clauses): %v", typ, len(c), err)
+			}
+			w := []string(nil)
+			if len(c) > 0 {
+				w = want(typ, c)
+			}
+			if diff := cmp.Diff(w, got, cmpopts.EquateEmpty()); diff != "" {
+				desc := fmt.Sprint(c)
+				if len(desc) > 100 {
+					desc = desc[:100] + "..."
+				}
+				t.Errorf("FindAll(%s, %s) mismatch (-want +got):\n%s", typ, desc, diff)
+			}
+		}
 	}
 }
 

@@ -1,0 +1,46 @@
+package vault
+
+import (
+	"context"
+	"slices"
+)
+
+// FindEach is FindAll by one findAny per clause, intersected here: for a
+// backend's conjunctions too large for one query. findAny returns a
+// clause's ids ascending and distinct (Store.FindAny).
+func FindEach(ctx context.Context, typ string, clauses [][][]byte,
+	findAny func(ctx context.Context, typ string, tokens [][]byte) ([]string, error)) ([]string, error) {
+	var ids []string
+	for i, tokens := range clauses {
+		got, err := findAny(ctx, typ, tokens)
+		if err != nil {
+			return nil, err
+		}
+		if i == 0 {
+			ids = got
+		} else {
+			ids = intersectSorted(ids, got)
+		}
+		if len(ids) == 0 {
+			return nil, nil
+		}
+	}
+	return ids, nil
+}
+
+// intersectSorted returns the strings in both ascending lists, ascending.
+func intersectSorted(a, b []string) []string {
+	out := a[:0:0]
+	for len(a) > 0 && len(b) > 0 {
+		switch {
+		case a[0] < b[0]:
+			a = a[1:]
+		case a[0] > b[0]:
+			b = b[1:]
+		default:
+			out = append(out, a[0])
+			a, b = a[1:], b[1:]
+		}
+	}
+	return slices.Clip(out)
+}
