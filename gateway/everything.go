@@ -131,8 +131,11 @@ func (s *service) Everything(ctx context.Context, req *fhiranchorv1.EverythingRe
 	if err != nil {
 		return nil, err
 	}
-	for _, h := range pg.hits {
-		if err := run.open(ctx, h); err != nil {
+	// A page is up to maxSearchPage versions: decrypted on every core.
+	errs := make([]error, len(pg.hits))
+	eachParallel(len(pg.hits), func(i int) { errs[i] = run.open(ctx, pg.hits[i]) })
+	for _, err := range errs {
+		if err != nil {
 			return nil, err
 		}
 	}

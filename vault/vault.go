@@ -165,6 +165,10 @@ type Store interface {
 	Update(ctx context.Context, fn func(Tx) error) error
 	// Current returns the latest version of a resource, tombstones included.
 	Current(ctx context.Context, typ, id string) (Record, error)
+	// Currents is Current of each of ids (of type typ) in one query, or in
+	// a few: what a search reads of its candidates. Ids without a version
+	// are left out; the order is the backend's.
+	Currents(ctx context.Context, typ string, ids []string) ([]Record, error)
 	// Version returns one version of a resource.
 	Version(ctx context.Context, typ, id string, version int64) (Record, error)
 	// History returns every version of a resource, newest first, or

@@ -368,6 +368,38 @@ func (s *Store) Current(ctx context.Context, typ, id string) (vault.Record, erro
 	return r, nil
 }
 
+// Currents returns the latest version of each of ids of type typ that
+// has one, in one query.
+func (s *Store) Currents(ctx context.Context, typ string, ids []string) ([]vault.Record, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	rows, _ := s.pool.Query(ctx, `SELECT DISTINCT ON (v.id) v.id, `+recordColumns+`
+FROM versions v JOIN leaves l ON l.seq = v.seq
+WHERE v.type = $1 AND v.id = ANY ($2::text[]) ORDER BY v.id, v.version DESC`, typ, ids)
+	out, err := collect(rows, func(row pgx.Row) (vault.Record, error) {
+		var id string
+		r, err := scanRecord(prefixRow{row, &id}, typ, "")
+		r.ID = id
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("get current %s: %w", typ, err)
+	}
+	return out, nil
+}
+
+// prefixRow scans a row's first column into first and the rest as
+// scanRecord asks.
+type prefixRow struct {
+	row   pgx.Row
+	first any
+}
+
+func (p prefixRow) Scan(dest ...any) error {
+	return p.row.Scan(append([]any{p.first}, dest...)...)
+}
+
 // Version returns one version of a resource.
 func (s *Store) Version(ctx context.Context, typ, id string, version int64) (vault.Record, error) {
 	r, err := scanRecord(s.pool.QueryRow(ctx, sqlVersion, typ, id, version), typ, id)

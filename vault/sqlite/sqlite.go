@@ -756,6 +756,55 @@ func (s *Store) Current(ctx context.Context, typ, id string) (vault.Record, erro
 	return r, nil
 }
 
+// Currents returns the latest version of each of ids of type typ that
+// has one, in one query per findAnyChunk distinct ids.
+func (s *Store) Currents(ctx context.Context, typ string, ids []string) ([]vault.Record, error) {
+	// Distinct, or an id in two chunks would be returned twice.
+	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
+	var out []vault.Record
+	for chunk := range slices.Chunk(ids, findAnyChunk) {
+		args := make([]any, 0, len(chunk)+1)
+		args = append(args, typ)
+		for _, id := range chunk {
+			args = append(args, id)
+		}
+		rows, err := s.r.QueryContext(ctx, `SELECT v.id, `+recordColumns+`
+FROM versions v JOIN leaves l ON l.seq = v.seq
+WHERE v.type = ?1 AND v.id IN (?`+strings.Repeat(", ?", len(chunk)-1)+`)
+AND v.version = (SELECT max(w.version) FROM versions w WHERE w.type = ?1 AND w.id = v.id)`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("get current %s: %w", typ, mapErr(err))
+		}
+		for rows.Next() {
+			var id string
+			r, err := scanRecord(prefixScanner{rows, &id}, typ, "")
+			if err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("get current %s: %w", typ, err)
+			}
+			r.ID = id
+			out = append(out, r)
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("get current %s: %w", typ, mapErr(err))
+		}
+	}
+	return out, nil
+}
+
+// prefixScanner scans a row's first column into first and the rest as
+// scanRecord asks.
+type prefixScanner struct {
+	row   rowScanner
+	first any
+}
+
+func (p prefixScanner) Scan(dest ...any) error {
+	return p.row.Scan(append([]any{p.first}, dest...)...)
+}
+
 // Version returns one version of a resource.
 func (s *Store) Version(ctx context.Context, typ, id string, version int64) (vault.Record, error) {
 	r, err := scanRecord(s.rstmt[stVersion].QueryRowContext(ctx, typ, id, version), typ, id)

@@ -64,6 +64,7 @@ func Exercise(t *testing.T, newStore func(t *testing.T) vault.Store) {
 		{"AuditListings", testAuditListings},
 		{"FindAny", testFindAny},
 		{"FindAll", testFindAll},
+		{"Currents", testCurrents},
 		{"Changes", testChanges},
 		{"Sealed", testSealed},
 		{"SetTokens", testSetTokens},
@@ -1772,6 +1773,54 @@ func testFindAll(t *testing.T, s vault.Store) {
 					desc = desc[:100] + "..."
 				}
 				t.Errorf("FindAll(%s, %s) mismatch (-want +got):\n%s", typ, desc, diff)
+			}
+		}
+	}
+}
+
+// testCurrents: Currents returns what Current returns for each id that has
+// a version (tombstones included), of that type only, and nothing for the
+// others, also for more ids than one query of some backends binds.
+func testCurrents(t *testing.T, s vault.Store) {
+	ctx := t.Context()
+	put(t, s,
+		record("Patient", "a", 1), record("Patient", "a", 2), record("Patient", "a", 3),
+		record("Patient", "b", 1), tombstone("Patient", "b", 2),
+		record("Patient", "c", 1),
+		record("Observation", "a", 1), record("Observation", "d", 1), record("Observation", "d", 2),
+	)
+	ids := []string{"c", "a", "missing", "b", "d", "a"}
+	for i := range 1200 {
+		ids = append(ids, fmt.Sprintf("none-%d", i))
+	}
+	ids = append(ids, "c")
+	for _, typ := range []string{"Patient", "Observation", "Encounter"} {
+		for _, ask := range [][]string{ids, ids[:2], nil} {
+			got, err := s.Currents(ctx, typ, ask)
+			if err != nil {
+				t.Fatalf("Currents(%s, %d ids): %v", typ, len(ask), err)
+			}
+			var want []vault.Record
+			seen := map[string]bool{}
+			for _, id := range ask {
+				if seen[id] {
+					continue
+				}
+				seen[id] = true
+				r, err := s.Current(ctx, typ, id)
+				if errors.Is(err, vault.ErrNotFound) {
+					continue
+				}
+				if err != nil {
+					t.Fatalf("Current(%s/%s): %v", typ, id, err)
+				}
+				want = append(want, r)
+			}
+			byID := func(a, b vault.Record) int { return strings.Compare(a.ID, b.ID) }
+			slices.SortFunc(want, byID)
+			slices.SortFunc(got, byID)
+			if diff := cmp.Diff(want, got, recordOpts); diff != "" {
+				t.Errorf("Currents(%s, %d ids) mismatch (-want +got):\n%s", typ, len(ask), diff)
 			}
 		}
 	}
