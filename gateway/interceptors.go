@@ -254,9 +254,13 @@ func newGRPCLimits(l Limits) *grpcLimits {
 	return &grpcLimits{clients: newClientLimits(l, maxTrackedClients, true), ips: newClientLimits(l, maxTrackedIPs, false)}
 }
 
-// inProcess reports whether a call came over the in-process connection
-// the REST layer forwards through (a bufconn listener).
+// inProcess reports whether a call came from the REST layer, which admits
+// its calls itself: over the in-process connection it forwards through (a
+// bufconn listener), or served directly (direct.go).
 func inProcess(ctx context.Context) bool {
+	if ctx.Value(directKey{}) != nil {
+		return true
+	}
 	p, ok := peer.FromContext(ctx)
 	return ok && p.Addr != nil && p.Addr.Network() == "bufconn"
 }
