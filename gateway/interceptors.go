@@ -72,7 +72,7 @@ func interceptor(v tokenVerifier, log *slog.Logger, timeout time.Duration, direc
 		_ = grpc.SetHeader(ctx, metadata.Pairs(requestIDHeader, id))
 		var tally *ingestTally
 		if m != nil {
-			tally = &ingestTally{types: map[string]int{}}
+			tally = &ingestTally{} // its map is made by the first add: reads store nothing
 			ctx = context.WithValue(ctx, ingestKey{}, tally)
 		}
 		if timeout > 0 {
@@ -187,6 +187,9 @@ func (t *ingestTally) add(typ string) {
 		return
 	}
 	t.mu.Lock()
+	if t.types == nil {
+		t.types = map[string]int{}
+	}
 	t.types[typ]++
 	t.mu.Unlock()
 }
