@@ -47,6 +47,9 @@ type restConfig struct {
 	log      *slog.Logger
 	openapi  []byte       // the merged OpenAPI document, served at /openapi.json
 	metrics  http.Handler // nil: no /metrics
+	// direct, if set, serves reads of one resource in process (direct.go);
+	// restHandler completes it with the REST mux and admission.
+	direct *directReads
 }
 
 // restHandler builds the REST API: grpc-gateway over conn, behind the
@@ -80,7 +83,12 @@ func restHandler(ctx context.Context, conn *grpc.ClientConn, rc restConfig) (htt
 			return nil, fmt.Errorf("register REST handlers: %w", err)
 		}
 	}
-	api := guard(gw, rc.maxBody)
+	var routed http.Handler = gw
+	if rc.direct != nil {
+		rc.direct.mux, rc.direct.admit = gw, adm.middleware
+		routed = rc.direct.handler(gw)
+	}
+	api := guard(routed, rc.maxBody)
 	mux := http.NewServeMux()
 	mux.Handle("/fhir/r4", api)
 	mux.Handle("/fhir/r4/", api)

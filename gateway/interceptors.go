@@ -72,7 +72,7 @@ func interceptor(v tokenVerifier, log *slog.Logger, timeout time.Duration, direc
 		_ = grpc.SetHeader(ctx, metadata.Pairs(requestIDHeader, id))
 		var tally *ingestTally
 		if m != nil {
-			tally = &ingestTally{types: map[string]int{}}
+			tally = &ingestTally{} // its map is made by the first add: reads store nothing
 			ctx = context.WithValue(ctx, ingestKey{}, tally)
 		}
 		if timeout > 0 {
@@ -187,6 +187,9 @@ func (t *ingestTally) add(typ string) {
 		return
 	}
 	t.mu.Lock()
+	if t.types == nil {
+		t.types = map[string]int{}
+	}
 	t.types[typ]++
 	t.mu.Unlock()
 }
@@ -254,9 +257,13 @@ func newGRPCLimits(l Limits) *grpcLimits {
 	return &grpcLimits{clients: newClientLimits(l, maxTrackedClients, true), ips: newClientLimits(l, maxTrackedIPs, false)}
 }
 
-// inProcess reports whether a call came over the in-process connection
-// the REST layer forwards through (a bufconn listener).
+// inProcess reports whether a call came from the REST layer, which admits
+// its calls itself: over the in-process connection it forwards through (a
+// bufconn listener), or served directly (direct.go).
 func inProcess(ctx context.Context) bool {
+	if ctx.Value(directKey{}) != nil {
+		return true
+	}
 	p, ok := peer.FromContext(ctx)
 	return ok && p.Addr != nil && p.Addr.Network() == "bufconn"
 }

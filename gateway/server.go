@@ -224,10 +224,11 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	}
 	msgLimit := int(cfg.MaxBodyBytes) + 1<<20 // the body plus the request's own framing
 	s := &Server{cfg: cfg, log: log, research: res, exports: exp}
+	intercept := interceptor(deps.Verifier, log, cfg.Limits.RequestTimeout, newGRPCLimits(cfg.Limits), metrics)
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(msgLimit),
 		grpc.MaxSendMsgSize(1 << 30),
-		grpc.UnaryInterceptor(interceptor(deps.Verifier, log, cfg.Limits.RequestTimeout, newGRPCLimits(cfg.Limits), metrics)),
+		grpc.UnaryInterceptor(intercept),
 		// Calls run on long-lived workers, not a new goroutine each: a
 		// policy evaluation recurses deep, and on a fresh goroutine its
 		// stack is grown, by copying, on every call (a tenth of a read's
@@ -314,6 +315,11 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		tokens: deps.Tokens, tokenURL: tokenEndpoint(tokenURL), clients: deps.Clients, cors: cfg.CORSOrigins, log: log, openapi: openapi}
 	if !cfg.HideMetrics {
 		rc.metrics = metrics.Handler()
+	}
+	if deps.Tracing == nil {
+		// With tracing, every call takes the gRPC route, where the stats
+		// handler makes its span.
+		rc.direct = &directReads{intercept: intercept, svc: svc}
 	}
 	s.restRoot, err = restHandler(ctx, s.conn, rc)
 	if err != nil {

@@ -390,8 +390,9 @@ func serverBase(ctx context.Context) string {
 // header returns the first value of an incoming metadata key (REST headers
 // arrive under their lower-case names).
 func header(ctx context.Context, key string) string {
-	md, _ := metadata.FromIncomingContext(ctx)
-	if v := md.Get(key); len(v) > 0 {
+	// Not FromIncomingContext: it copies the whole metadata, and a call
+	// reads several headers.
+	if v := metadata.ValueFromIncomingContext(ctx, key); len(v) > 0 {
 		return v[0]
 	}
 	return ""
