@@ -137,6 +137,9 @@ const (
 	stCurrentState
 	stVersionAt
 	stSetIndexVersion
+	stSavepoint
+	stRelease
+	stRollbackTo
 	numWriteStmts
 )
 
@@ -212,6 +215,11 @@ var writeSQL = [numWriteStmts]string{
 ORDER BY version DESC LIMIT 1`,
 	stVersionAt:       `SELECT type, id FROM versions WHERE seq = ?`,
 	stSetIndexVersion: `UPDATE index_state SET version = ? WHERE one = 1`,
+	// A group commit's per-Update savepoints, prepared like the rest:
+	// parsing them again for every Update cost as much as a small write.
+	stSavepoint:  `SAVEPOINT u`,
+	stRelease:    `RELEASE u`,
+	stRollbackTo: `ROLLBACK TO u`,
 }
 
 var readSQL = [numReadStmts]string{
@@ -456,19 +464,28 @@ func (s *Store) runGroup(group []*update) {
 			u.done <- fmt.Errorf("begin sqlite transaction: %w", err)
 			continue
 		}
-		if _, err := sqlTx.ExecContext(ctx, `SAVEPOINT u`); err != nil {
-			fail(append(ok, group[i:]...), fmt.Errorf("sqlite savepoint: %w", mapErr(err)))
-			return
+		// One Update alone needs no savepoint: on failure the whole
+		// transaction, its own, is rolled back.
+		alone := len(group) == 1
+		if !alone {
+			if _, err := t.stmt(ctx, stSavepoint).ExecContext(ctx); err != nil {
+				fail(append(ok, group[i:]...), fmt.Errorf("sqlite savepoint: %w", mapErr(err)))
+				return
+			}
 		}
 		t.erased = false
 		err := runFn(u, t)
 		if err == nil && u.ctx.Err() != nil {
 			err = fmt.Errorf("commit sqlite transaction: %w", u.ctx.Err())
 		}
+		if err != nil && alone {
+			u.done <- err
+			return
+		}
 		if err != nil {
-			_, rerr := sqlTx.ExecContext(ctx, `ROLLBACK TO u`)
+			_, rerr := t.stmt(ctx, stRollbackTo).ExecContext(ctx)
 			if rerr == nil {
-				_, rerr = sqlTx.ExecContext(ctx, `RELEASE u`)
+				_, rerr = t.stmt(ctx, stRelease).ExecContext(ctx)
 			}
 			if rerr != nil {
 				// The transaction itself is gone (SQLite rolls back all of
@@ -480,9 +497,11 @@ func (s *Store) runGroup(group []*update) {
 			u.done <- err
 			continue
 		}
-		if _, err := sqlTx.ExecContext(ctx, `RELEASE u`); err != nil {
-			fail(append(ok, group[i:]...), fmt.Errorf("sqlite savepoint: %w", mapErr(err)))
-			return
+		if !alone {
+			if _, err := t.stmt(ctx, stRelease).ExecContext(ctx); err != nil {
+				fail(append(ok, group[i:]...), fmt.Errorf("sqlite savepoint: %w", mapErr(err)))
+				return
+			}
 		}
 		ok = append(ok, u)
 		if t.erased {
