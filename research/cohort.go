@@ -266,6 +266,12 @@ func (s *Service) repeats(ctx context.Context, client, shape string, at time.Tim
 			}
 			if json.Unmarshal(l.Record, &rec) == nil && rec.Allow && rec.Action == actionResearchQuery && rec.Shape == shape {
 				n++
+				if s.privacy.Exceeded(n) {
+					// The limit is reached: older queries change nothing
+					// (Exceeded, Left), and a busy client's window would
+					// otherwise be read whole on every query.
+					return n, nil
+				}
 			}
 		}
 		if len(ls) < f.Limit {
