@@ -82,7 +82,7 @@ func searchTokens(k access.Tokener, typ string, tree map[string]any) [][]byte {
 	// and lists versions by time (candidates). Every key is a row each
 	// write inserts, so their values are left out before keys are made.
 	values = slices.DeleteFunc(values, func(v search.Value) bool { return v.Param == "_id" || v.Param == "_lastUpdated" })
-	keys := append(search.IndexKeys(values), search.TypeKey)
+	keys := append(search.IndexKeys(typ, values), search.TypeKey)
 	if c := fhir.PatientCompartment(typ, tree); c != "" {
 		keys = append(keys, compartmentKey(c))
 	}

@@ -68,7 +68,7 @@ func ExampleParse() {
 		panic(err)
 	}
 	vals, _ := search.Extract("Patient", tree)
-	stored := search.IndexKeys(vals) // the gateway HMACs and stores these
+	stored := search.IndexKeys("Patient", vals) // the gateway HMACs and stores these
 	for _, c := range q.Clauses {
 		keys, narrows := c.Keys() // the gateway looks these up (HMACed)
 		fmt.Println(c.Param.Code, narrows, len(keys) > 0, slices.ContainsFunc(keys, func(k string) bool { return slices.Contains(stored, k) }), c.Match(vals))

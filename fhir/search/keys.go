@@ -1,6 +1,7 @@
 package search
 
 import (
+	"maps"
 	"math"
 	"math/big"
 	"slices"
@@ -19,13 +20,11 @@ const TypeKey = "_type"
 // "<param code>|<kind>|<parts>"; variable parts that may contain "|" are
 // length-prefixed ("<len>:<text>") or last.
 const (
-	kindSysCode = "sc" // token system and code: <len>:<system>|<code>
 	kindCode    = "c"  // token code, any system: <code>
 	kindExact   = "e"  // string NormalizeString form: <text>
 	kindPrefix  = "x"  // string NormalizeString prefix of 1..maxPrefix runes: <text>
 	kindURI     = "u"  // uri as written: <uri>
 	kindPath    = "b"  // uri without final "/" and its "/" ancestors: <uri>
-	kindRef     = "r"  // reference Type/id: <Type>/<id>
 	kindRefID   = "i"  // reference id: <id>
 	kindRefURL  = "l"  // reference URL: <url>
 	kindRefIdnt = "ri" // reference identifier, a token key after it
@@ -49,15 +48,20 @@ func ikey(param, kind, rest string) string {
 	return param + "|" + kind + "|" + rest
 }
 
-func lp(s string) string { return strconv.Itoa(len(s)) + ":" + s }
-
-// IndexKeys returns the index keys of one resource given all its Extract
-// values (not TypeKey, which every resource carries anyway). Each key
-// starts with a parameter code; the gateway HMACs it with the resource
-// type. The result is sorted and without duplicates.
-func IndexKeys(values []Value) []string {
+// IndexKeys returns the index keys of one resource of resourceType given
+// all its Extract values (not TypeKey, which every resource carries
+// anyway). Each key starts with a parameter code; the gateway HMACs it
+// with the resource type. A parameter whose values other parameters
+// already index (shareKeys: combo-code by code and component-code,
+// patient by subject) gets no keys of its own. The result is sorted and
+// without duplicates.
+func IndexKeys(resourceType string, values []Value) []string {
+	own := load().byType[resourceType]
 	var out []string
 	for _, v := range values {
+		if p := own[v.Param]; p != nil && len(p.keysFrom) > 0 {
+			continue
+		}
 		out = append(out, valueKeys(v.Param, v)...)
 	}
 	slices.Sort(out)
@@ -92,10 +96,9 @@ func valueKeys(param string, v Value) []string {
 		return out
 	case TypeReference:
 		r := v.Reference
+		// The id alone: a Type/id query looks for it too (ids rarely
+		// repeat across types; Match checks the type).
 		var out []string
-		if r.Type != "" && r.ID != "" {
-			out = append(out, ikey(param, kindRef, r.Type+"/"+r.ID))
-		}
 		if r.ID != "" {
 			out = append(out, ikey(param, kindRefID, r.ID))
 		}
@@ -132,18 +135,15 @@ func valueKeys(param string, v Value) []string {
 	return nil
 }
 
-// tokenKeys are the keys predicateKeys looks up: a code without a system
-// (|code) and a system without a code (system|) are found by the code key
-// or not narrowed, so only a system and code together get an sc key.
+// tokenKeys are the keys predicateKeys looks up: the code alone, whatever
+// the system. A system|code query looks for it too (a code rarely means
+// two things in one parameter; Match checks the system); a system without
+// a code (system|) is not narrowed.
 func tokenKeys(param string, t Token) []string {
 	if t.Code == "" {
 		return nil
 	}
-	out := []string{ikey(param, kindCode, t.Code)}
-	if t.System != "" {
-		out = append(out, ikey(param, kindSysCode, lp(t.System)+"|"+t.Code))
-	}
-	return out
+	return []string{ikey(param, kindCode, t.Code)}
 }
 
 // pathKeys returns u without a final "/" and its first maxPathKeys
@@ -162,11 +162,164 @@ func pathKeys(u string) []string {
 	return out
 }
 
-// ReferenceKeys returns the keys a resource carries when its reference
-// parameter param points to typeAndID ("Patient/1"): the gateway looks
-// them up for _revinclude and for a chain's Targets.
-func ReferenceKeys(param, typeAndID string) []string {
-	return []string{ikey(param, kindRef, typeAndID)}
+// shareKeys finds, among the parameters of one resource type (own; common
+// are those every type has), those whose values other parameters of the
+// type already index, and points their keysFrom at them: a parameter
+// whose expression is a union of other parameters' expressions
+// (combo-code is code | component-code), or one of them narrowed by
+// where(resolve() is T) (patient is subject restricted to Patient). Its
+// values then make no keys (every key is a row each write inserts), and
+// its clauses look up the other parameters' keys: a superset of its own,
+// which Match narrows. It also resolves each composite's components to
+// their own parameters.
+func shareKeys(own, common map[string]*Param) {
+	type entry struct {
+		p          *Param
+		set        []string
+		restricted bool
+	}
+	var es []entry
+	for _, p := range own {
+		if p.expr == nil {
+			continue
+		}
+		for i := range p.Components {
+			if q := own[p.Components[i].Code]; q != nil && q.expr != nil {
+				p.Components[i].param = q
+			} else if q := common[p.Components[i].Code]; q != nil && q.expr != nil {
+				p.Components[i].param = q
+			}
+		}
+		if p.Type == TypeComposite {
+			continue
+		}
+		set, restricted := branches(p.Expression)
+		es = append(es, entry{p, set, restricted})
+	}
+	// Smaller and unrestricted expressions first: a parameter only takes
+	// keys from one ranked before it that has keys of its own.
+	slices.SortFunc(es, func(a, b entry) int {
+		if c := len(a.set) - len(b.set); c != 0 {
+			return c
+		}
+		if a.restricted != b.restricted {
+			if a.restricted {
+				return 1
+			}
+			return -1
+		}
+		return strings.Compare(a.p.Code, b.p.Code)
+	})
+	for i, e := range es {
+		var from []*Param
+		covered := map[string]bool{}
+		for _, q := range es[:i] {
+			if q.restricted || len(q.p.keysFrom) > 0 || q.p.Type != e.p.Type {
+				continue
+			}
+			// Extract drops references to types outside a parameter's
+			// targets: q keeps all of e's only if it targets as much.
+			if len(q.p.Targets) > 0 && (len(e.p.Targets) == 0 || !subset(e.p.Targets, q.p.Targets)) {
+				continue
+			}
+			if !subset(q.set, e.set) || subset(q.set, slices.Collect(maps.Keys(covered))) {
+				continue
+			}
+			from = append(from, q.p)
+			for _, b := range q.set {
+				covered[b] = true
+			}
+		}
+		if len(from) > 0 && len(covered) == len(e.set) {
+			e.p.keysFrom = from
+		}
+	}
+}
+
+// branches returns the union branches of a FHIRPath expression, without
+// enclosing parentheses, sorted; restricted when one ends in
+// .where(resolve() is T), which is then cut off.
+func branches(expr string) (set []string, restricted bool) {
+	depth, start := 0, 0
+	add := func(b string) {
+		b = strings.TrimSpace(b)
+		for strings.HasPrefix(b, "(") && strings.HasSuffix(b, ")") && balanced(b[1:len(b)-1]) {
+			b = strings.TrimSpace(b[1 : len(b)-1])
+		}
+		if i := strings.LastIndex(b, ".where(resolve() is "); i > 0 && strings.HasSuffix(b, ")") &&
+			!strings.ContainsAny(b[i+len(".where(resolve() is "):len(b)-1], "(). ") {
+			b, restricted = b[:i], true
+		}
+		set = append(set, b)
+	}
+	for i := 0; i < len(expr); i++ {
+		switch expr[i] {
+		case '(':
+			depth++
+		case ')':
+			depth--
+		case '|':
+			if depth == 0 {
+				add(expr[start:i])
+				start = i + 1
+			}
+		}
+	}
+	add(expr[start:])
+	slices.Sort(set)
+	return slices.Compact(set), restricted
+}
+
+// balanced reports whether the parentheses of s pair up in order.
+func balanced(s string) bool {
+	depth := 0
+	for _, c := range s {
+		switch c {
+		case '(':
+			depth++
+		case ')':
+			depth--
+			if depth < 0 {
+				return false
+			}
+		}
+	}
+	return depth == 0
+}
+
+// subset reports whether every element of a is in b.
+func subset(a, b []string) bool {
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			return false
+		}
+	}
+	return true
+}
+
+// ReferenceKeys returns the keys a resource of resourceType carries when
+// its reference parameter param points to typeAndID ("Patient/1"): the
+// gateway looks them up for _revinclude.
+func ReferenceKeys(resourceType, param, typeAndID string) []string {
+	prm, ok := Lookup(resourceType, param)
+	if !ok {
+		prm = Param{Code: param, Type: TypeReference}
+	}
+	return referenceKeys(prm, typeAndID)
+}
+
+// referenceKeys are the keys of a reference to typeAndID by prm, or by
+// the parameters that index its values.
+func referenceKeys(prm Param, typeAndID string) []string {
+	if len(prm.keysFrom) > 0 {
+		var out []string
+		for _, q := range prm.keysFrom {
+			out = append(out, referenceKeys(*q, typeAndID)...)
+		}
+		return out
+	}
+	_, id, _ := strings.Cut(typeAndID, "/")
+	return []string{ikey(prm.Code, kindRefID, id)}
 }
 
 // Keys returns index keys such that any resource for which c.Match holds
@@ -184,7 +337,7 @@ func (c Clause) Keys() (keys []string, narrows bool) {
 		return dedupe(keys), true
 	case c.Chain != nil:
 		for _, t := range c.Targets {
-			keys = append(keys, ReferenceKeys(c.Param.Code, t)...)
+			keys = append(keys, referenceKeys(c.Param, t)...)
 		}
 		return dedupe(keys), true
 	}
@@ -213,17 +366,24 @@ func predicateKeys(prm Param, mod string, p Predicate, budget int) ([]string, bo
 	if p.Prefix == "ne" {
 		return nil, false
 	}
+	if len(prm.keysFrom) > 0 {
+		// Another parameter's keys index these values: look up theirs.
+		var out []string
+		for _, q := range prm.keysFrom {
+			ks, ok := predicateKeys(*q, mod, p, max(1, budget/len(prm.keysFrom)))
+			if !ok {
+				return nil, false
+			}
+			out = append(out, ks...)
+		}
+		return out, true
+	}
 	switch t {
 	case TypeToken:
-		switch {
-		case mod == "of-type" || !p.HasSystem:
-			return []string{ikey(param, kindCode, p.Code)}, true
-		case p.System == "":
-			return []string{ikey(param, kindCode, p.Code)}, true
-		case p.Code == "":
+		if p.HasSystem && mod != "of-type" && p.System != "" && p.Code == "" {
 			return nil, false // system|: rare, and not worth a key on every coding
 		}
-		return []string{ikey(param, kindSysCode, lp(p.System)+"|"+p.Code)}, true
+		return []string{ikey(param, kindCode, p.Code)}, true
 	case TypeString:
 		if p.Text == "" {
 			return nil, false
@@ -263,8 +423,6 @@ func predicateKeys(prm Param, mod string, p Predicate, budget int) ([]string, bo
 			return predicateKeys(Param{Code: param + "|" + kindRefIdnt, Type: TypeToken}, "", p, budget)
 		case p.URL != "":
 			return []string{ikey(param, kindRefURL, p.URL)}, true
-		case p.Type != "":
-			return []string{ikey(param, kindRef, p.Type+"/"+p.ID)}, true
 		}
 		return []string{ikey(param, kindRefID, p.ID)}, true
 	case TypeDate:
@@ -277,6 +435,9 @@ func predicateKeys(prm Param, mod string, p Predicate, budget int) ([]string, bo
 		}
 		// The first component's own parameter indexes the same values.
 		first := Param{Code: prm.Components[0].Code, Type: prm.Components[0].Type}
+		if c0 := prm.Components[0].param; c0 != nil {
+			first = *c0
+		}
 		if first.Code == "" {
 			return nil, false
 		}
