@@ -56,7 +56,7 @@ func Example() {
 // ExampleParse shows the two steps of a search over the blind index: the
 // keys narrow to candidates, Match decides on each.
 func ExampleParse() {
-	q, err := search.Parse("Patient", url.Values{"birthdate": {"ge1970"}, "name": {"zoe"}, "_sort": {"-birthdate"}}, true)
+	q, err := search.Parse("Patient", url.Values{"birthdate": {"le1971"}, "name": {"zoe"}, "_sort": {"-birthdate"}}, true)
 	if err != nil {
 		panic(err)
 	}

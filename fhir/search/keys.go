@@ -126,7 +126,8 @@ func valueKeys(param string, v Value) []string {
 		if lo != nil && hi != nil && lo == hi {
 			return bucketKeys(param, kindNumVal, numBucket(lo), numScale)
 		}
-		var out []string
+		// Level 0 is one bucket of all Ranges (numberKeys).
+		out := []string{bucketKey(param, kindNumLo, 0, 0), bucketKey(param, kindNumHi, 0, 0)}
 		out = append(out, bucketKeys(param, kindNumLo, numBucketOr(lo, 0), numScale)...)
 		return append(out, bucketKeys(param, kindNumHi, numBucketOr(hi, numScale.max()), numScale)...)
 	}
@@ -426,9 +427,9 @@ func predicateKeys(prm Param, mod string, p Predicate, budget int) ([]string, bo
 		}
 		return []string{ikey(param, kindRefID, p.ID)}, true
 	case TypeDate:
-		return dateKeys(param, p, budget), true
+		return dateKeys(param, p, budget)
 	case TypeNumber, TypeQuantity:
-		return numberKeys(param, p, budget), true
+		return numberKeys(param, p, budget)
 	case TypeComposite:
 		if len(p.Components) == 0 || len(prm.Components) == 0 {
 			return nil, false
@@ -460,15 +461,17 @@ func (s scale) max() uint64       { return 1<<s.bits - 1 }
 func (s scale) size(k int) uint64 { return 1 << (s.bits - s.top[k-1]) }
 
 // dateScale buckets days since 0000-01-01 (up to 10000-01-01, under
-// 2^22) in 4 levels: 2^21 days (about 5,700 years), 2^14 days (about 45
-// years), 128 days and one day.
-var dateScale = scale{bits: 24, top: []int{3, 10, 17, 24}}
+// 2^22) in 3 levels: 2^14 days (about 45 years), 128 days and one day. A
+// coarser level would hold every real date in one bucket: a key on every
+// value that narrows nothing.
+var dateScale = scale{bits: 24, top: []int{10, 17, 24}}
 
 // numScale buckets the top 24 bits of an order-preserving encoding of the
 // float64 nearest a decimal (sign and exponent, then the mantissa's top 12
-// bits) in 4 levels: the top 4, 10, 17 and 24 bits (the finest bucket is
-// 1/4096 of a binary octave).
-var numScale = scale{bits: 24, top: []int{4, 10, 17, 24}}
+// bits) in 3 levels: the top 10, 17 and 24 bits (4 binary octaves, 1/32
+// and 1/4096 of one). A coarser level would tell little more than the
+// sign and whether the magnitude is under 2.
+var numScale = scale{bits: 24, top: []int{10, 17, 24}}
 
 func bucketKeys(param, kind string, x uint64, s scale) []string {
 	out := make([]string, 0, s.levels())
@@ -483,17 +486,18 @@ func bucketKey(param, kind string, level int, bucket uint64) string {
 }
 
 // cover returns bucket keys whose buckets together contain [lo, hi], at
-// most limit of them (at least one level 1 cover, at most 2^top[0] keys,
-// whatever limit says): the finest level whose greedy cover fits.
-func cover(param, kind string, lo, hi uint64, s scale, limit int) []string {
+// most limit of them: the finest level whose greedy cover fits. It
+// reports false when not even the coarsest level fits (an open-ended
+// range, mostly): the clause then cannot narrow.
+func cover(param, kind string, lo, hi uint64, s scale, limit int) ([]string, bool) {
 	if lo > hi {
-		return nil
+		return nil, true
 	}
 	for m := s.levels(); m >= 1; m-- {
 		sz := s.size(m)
 		a, b := lo/sz*sz, hi/sz*sz+sz-1
 		var out []string
-		for cur := a; cur <= b && (len(out) <= limit || m == 1); {
+		for cur := a; cur <= b && len(out) <= limit; {
 			k := 1
 			for ; k < m; k++ {
 				if cur%s.size(k) == 0 && cur+s.size(k)-1 <= b {
@@ -507,11 +511,11 @@ func cover(param, kind string, lo, hi uint64, s scale, limit int) []string {
 			}
 			cur = next
 		}
-		if len(out) <= limit || m == 1 {
-			return out
+		if len(out) <= limit {
+			return out, true
 		}
 	}
-	return nil
+	return nil, false
 }
 
 // dayOf is the day of t since MinTime, clamped to the date scale.
@@ -524,43 +528,50 @@ func dayOf(t time.Time) uint64 {
 }
 
 // dateKeys covers, for one date predicate, the values Match may accept
-// (conditions on the span's low and its last instant; see doc.go).
-func dateKeys(param string, p Predicate, budget int) []string {
+// (conditions on the span's low and its last instant; see doc.go). It
+// reports false when a condition does not fit the budget at any level.
+func dateKeys(param string, p Predicate, budget int) ([]string, bool) {
+	fits := true
+	cv := func(kind string, lo, hi uint64, limit int) []string {
+		keys, ok := cover(param, kind, lo, hi, dateScale, limit)
+		fits = fits && ok
+		return keys
+	}
 	top := dateScale.max()
 	ql, qh := dayOf(p.Date.Low), dayOf(p.Date.High.Add(-time.Nanosecond))
-	before := func(t time.Time) (uint64, bool) { // last day strictly before t
+	before := func(t time.Time) uint64 { // last day strictly before t
 		if !t.After(MinTime) {
-			return 0, true // values clamped to day 0 may still be before t
+			return 0 // values clamped to day 0 may still be before t
 		}
-		return dayOf(t.Add(-time.Nanosecond)), true
+		return dayOf(t.Add(-time.Nanosecond))
 	}
 	half := max(1, budget/2)
 	// hiCover covers last instants in [a, b]: dh keys of spans, dl keys
 	// of one-day values.
 	hiCover := func(a, b uint64, budget int) []string {
 		h := max(1, budget/2)
-		return append(cover(param, kindDateHi, a, b, dateScale, h), cover(param, kindDateLo, a, b, dateScale, h)...)
+		return append(cv(kindDateHi, a, b, h), cv(kindDateLo, a, b, h)...)
 	}
+	var keys []string
 	switch p.Prefix {
 	case "eq":
-		return cover(param, kindDateLo, ql, qh, dateScale, budget)
+		keys = cv(kindDateLo, ql, qh, budget)
 	case "gt":
-		return hiCover(dayOf(p.Date.High), top, budget)
+		keys = hiCover(dayOf(p.Date.High), top, budget)
 	case "lt":
-		b, _ := before(p.Date.Low)
-		return cover(param, kindDateLo, 0, b, dateScale, budget)
+		keys = cv(kindDateLo, 0, before(p.Date.Low), budget)
 	case "ge":
-		return append(cover(param, kindDateHi, dayOf(p.Date.High), top, dateScale, half),
-			cover(param, kindDateLo, ql, top, dateScale, half)...)
+		keys = append(cv(kindDateHi, dayOf(p.Date.High), top, half), cv(kindDateLo, ql, top, half)...)
 	case "le", "ap":
-		return cover(param, kindDateLo, 0, qh, dateScale, budget)
+		keys = cv(kindDateLo, 0, qh, budget)
 	case "sa":
-		return cover(param, kindDateLo, dayOf(p.Date.High), top, dateScale, budget)
+		keys = cv(kindDateLo, dayOf(p.Date.High), top, budget)
 	case "eb":
-		b, _ := before(p.Date.Low)
-		return hiCover(0, b, budget)
+		keys = hiCover(0, before(p.Date.Low), budget)
+	default:
+		return nil, true
 	}
-	return nil
+	return keys, fits
 }
 
 // numBucket maps a decimal to the number scale, preserving order.
@@ -584,12 +595,22 @@ func numBucketOr(r *big.Rat, open uint64) uint64 {
 
 // numberKeys covers, for one number or quantity predicate, the point
 // values (nv) and Range lows or highs (nl, nh) Match may accept.
-func numberKeys(param string, p Predicate, budget int) []string {
+func numberKeys(param string, p Predicate, budget int) ([]string, bool) {
 	top := numScale.max()
 	half := max(1, budget/2)
 	v, lo, hi := numBucket(p.Value), numBucket(p.Low), numBucket(p.High)
-	two := func(k1 string, a1, b1 uint64, k2 string, a2, b2 uint64) []string {
-		return append(cover(param, k1, a1, b1, numScale, half), cover(param, k2, a2, b2, numScale, half)...)
+	// The second condition is on a Range's low or high, which also
+	// carries a key of all Ranges (level 0): the cover when none fits.
+	two := func(k1 string, a1, b1 uint64, k2 string, a2, b2 uint64) ([]string, bool) {
+		keys1, ok := cover(param, k1, a1, b1, numScale, half)
+		if !ok {
+			return nil, false
+		}
+		keys2, ok := cover(param, k2, a2, b2, numScale, half)
+		if !ok {
+			keys2 = []string{bucketKey(param, k2, 0, 0)}
+		}
+		return append(keys1, keys2...), true
 	}
 	switch p.Prefix {
 	case "eq":
@@ -605,5 +626,5 @@ func numberKeys(param string, p Predicate, budget int) []string {
 	case "ap":
 		return two(kindNumVal, lo, hi, kindNumLo, 0, hi)
 	}
-	return nil
+	return nil, true
 }
