@@ -176,9 +176,9 @@
 // lt, le, sa, ap) or last instant (gt, eb) of the value, or both (ge), and
 // each is covered by the buckets of the finest level whose greedy cover
 // takes at most 64 keys (a superset at a coarser level when it does not
-// fit, no narrowing when none does); ORed values share that budget. ne, :not, :text, :contains,
-// :missing and an empty string cannot narrow: Keys says so and the caller
-// scans TypeKey. A Synthea resource carries about 15 keys as stored (every
+// fit, no narrowing when none does); ORed values share that budget. ne,
+// :not, :text, :contains, :missing, an empty string and a range no level
+// covers cannot narrow: Keys says so and the caller scans TypeKey. A Synthea resource carries about 15 keys as stored (every
 // key is a row the write inserts: the scheme is kept lean on purpose).
 //
 // What the index reveals to whoever sees the tokens: which resources of a

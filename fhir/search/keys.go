@@ -326,7 +326,8 @@ func referenceKeys(prm Param, typeAndID string) []string {
 // Keys returns index keys such that any resource for which c.Match holds
 // carries at least one of them in IndexKeys: a superset, which Match then
 // narrows. narrows is false when the index cannot narrow c (:not,
-// :contains, :text, :missing=true, ne, an empty string); the caller then
+// :contains, :text, :missing=true, ne, an empty string, a date or number
+// range too wide for the budget at every level); the caller then
 // scans every resource of the type (TypeKey). A Chain or Has clause gives
 // the keys of its Targets: none when Targets is empty (nothing matches).
 func (c Clause) Keys() (keys []string, narrows bool) {
