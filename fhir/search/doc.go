@@ -178,8 +178,13 @@
 // takes at most 64 keys (a superset at a coarser level when it does not
 // fit, no narrowing when none does); ORed values share that budget. ne,
 // :not, :text, :contains, :missing, an empty string and a range no level
-// covers cannot narrow: Keys says so and the caller scans TypeKey. A Synthea resource carries about 15 keys as stored (every
-// key is a row the write inserts: the scheme is kept lean on purpose).
+// covers cannot narrow: Keys says so and the caller scans TypeKey.
+//
+// A Synthea resource carries about 14 keys besides TypeKey and the
+// gateway's compartment key (BenchmarkIndexKeys; 23 before keys were
+// shared between parameters, codes lost their system keys and buckets
+// their coarsest level): every key is a row the write inserts, so the
+// scheme is kept lean on purpose.
 //
 // What the index reveals to whoever sees the tokens: which resources of a
 // type share a key, so equality of codes (not of their systems), of
