@@ -17,8 +17,8 @@ const TypeKey = "_type"
 
 // Key layout (doc.go, "Index keys", is the reference; these strings are
 // persisted as HMACs, so changing them forces a reindex). Every key is
-// "<param code>|<kind>|<parts>"; variable parts that may contain "|" are
-// length-prefixed ("<len>:<text>") or last.
+// "<param code>|<kind>|<parts>"; a variable part that may contain "|" is
+// the last.
 const (
 	kindCode    = "c"  // token code, any system: <code>
 	kindExact   = "e"  // string NormalizeString form: <text>
