@@ -237,7 +237,7 @@ func (r *searchRun) includes(ctx context.Context, q *search.Query, pg []*hit) ([
 				continue
 			}
 			for _, h := range frontier {
-				ids, err := r.findAll(ctx, inc.SourceType, [][]string{search.ReferenceKeys(inc.Param, h.ref())})
+				ids, err := r.findAll(ctx, inc.SourceType, [][]string{search.ReferenceKeys(inc.SourceType, inc.Param, h.ref())})
 				if err != nil {
 					return nil, err
 				}

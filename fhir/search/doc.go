@@ -123,36 +123,51 @@
 // seq of the current version), and for a clause looks up the union of its
 // Keys. It cannot scan ranges or order
 // tokens, so every key is an equality test and ordered values use
-// buckets. Keys are "<param>|<kind>|<rest>"; parts that may contain "|"
-// are length-prefixed. They are persisted (as HMACs): changing one needs
-// a new gateway.IndexVersion (the gateway then rebuilds its index when it
-// starts), and TestKeysStable pins them. Every resource carries TypeKey.
+// buckets. Keys are "<param>|<kind>|<rest>". They are persisted (as
+// HMACs): changing one needs a new gateway.IndexVersion (the gateway then
+// rebuilds its index when it starts), and TestKeysStable pins them. Every
+// resource carries TypeKey. Every key is a row each write inserts, so a
+// key answers as many queries as it can and Match tells them apart:
 //
-//   - token: |c|<code>, and |sc|<len>:<system>|<code> when the value has
-//     both (a |code query looks for the c key; a system-only query,
-//     system|, does not narrow: it is rare, and a key on every coding
-//     would cost every write).
+//   - A parameter whose values other parameters of the type already index
+//     has no keys of its own: one whose expression is a union of theirs
+//     (Observation combo-code is code | component-code, combo-value-quantity
+//     is value-quantity | component-value-quantity), or one of theirs
+//     restricted by where(resolve() is T) (patient is subject restricted
+//     to Patient), or the same expression (Patient phonetic and name). Its
+//     clauses look up the other parameters' keys (shareKeys), a _type
+//     search the keys of each type's.
+//   - token: |c|<code>, whatever the system: a system|code or |code query
+//     looks for it too (a code rarely means two things in one parameter);
+//     a system-only query, system|, does not narrow.
 //   - string: |e|<normalized>, and |x|<prefix> for the normalized prefixes
 //     of 1 to 4 runes; a longer query uses its 4-rune prefix.
 //   - uri: |u|<uri>; |b|<uri> for the uri without a final "/" and its
 //     first 12 ancestors at "/" (for :below and :above).
-//   - reference: |r|<Type>/<id>, |i|<id>, |l|<url>, and the token keys of
+//   - reference: |i|<id> (a Type/id query looks for it too: ids rarely
+//     repeat across types), |l|<url>, and the token keys of
 //     Reference.identifier under <param>|ri.
 //   - date: the day of the span's Low (dl) and of its last instant (dh),
 //     counted from 0000-01-01 (clamped to 10000-01-01, below 2^22), as 24
-//     bits in a hierarchy of 4 levels that keep the top 3, 10, 17 and 24
-//     bits: |dl|<level>|<hex day >> 21, 14, 7, 0>, buckets of about
-//     5,700 years, 45 years, 128 days and one day: 4 keys a value whose
-//     span lies within one day (dl keys only: its last instant is on the
-//     same day, so queries on dh look for dl keys too), 8 for a longer
-//     span. Few levels keep writes cheap (each key is a row); a query
-//     range then takes more keys of a level, or a coarser superset.
+//     bits in a hierarchy of 3 levels that keep the top 10, 17 and 24
+//     bits: |dl|<level>|<hex day >> 14, 7, 0>, buckets of about 45 years,
+//     128 days and one day: 3 keys a value whose span lies within one day
+//     (dl keys only: its last instant is on the same day, so queries on
+//     dh look for dl keys too), 6 for a longer span. Few levels keep
+//     writes cheap; a query range then takes more keys of a level, or a
+//     coarser superset, or, when even 45-year buckets take too many (an
+//     open-ended range: gt, ge, sa, eb), does not narrow. A coarser level
+//     would have every real date in one bucket and narrow nothing either.
 //   - number, quantity: the float64 nearest the decimal, in an encoding
 //     that keeps order (sign flipped, negative numbers inverted), top 24
-//     bits (sign, exponent, 12 bits of mantissa), in 4 levels that keep
-//     the top 4, 10, 17 and 24 bits: |nv|<level>|<hex> for a value (4
-//     keys); a Range gives |nl| and |nh| keys for its low and high (an
-//     open end the lowest or highest bucket): 8 keys. The unit is not in the key; Match checks it.
+//     bits (sign, exponent, 12 bits of mantissa), in 3 levels that keep
+//     the top 10, 17 and 24 bits (4 binary octaves, 1/32 and 1/4096 of
+//     one): |nv|<level>|<hex> for a value (3 keys); a Range gives |nl| and
+//     |nh| keys for its low and high (an open end the lowest or highest
+//     bucket) and |nl|0|0 and |nh|0|0, which every Range carries (what an
+//     open-ended condition on a low or high looks up): 8 keys. An
+//     open-ended condition on a value does not narrow. The unit is not in
+//     the key; Match checks it.
 //   - composite: no keys of its own; a composite clause narrows by the
 //     keys of its first component's own parameter (code-value-quantity
 //     by code), which indexes the same values.
@@ -161,16 +176,22 @@
 // lt, le, sa, ap) or last instant (gt, eb) of the value, or both (ge), and
 // each is covered by the buckets of the finest level whose greedy cover
 // takes at most 64 keys (a superset at a coarser level when it does not
-// fit); ORed values share that budget. ne, :not, :text, :contains,
-// :missing and an empty string cannot narrow: Keys says so and the caller
-// scans TypeKey. A Synthea resource carries about 23 keys (every key is a
-// row the write inserts: the scheme is kept lean on purpose).
+// fit, no narrowing when none does); ORed values share that budget. ne,
+// :not, :text, :contains, :missing, an empty string and a range no level
+// covers cannot narrow: Keys says so and the caller scans TypeKey.
+//
+// A Synthea resource carries about 14 keys besides TypeKey and the
+// gateway's compartment key (BenchmarkIndexKeys; 23 before keys were
+// shared between parameters, codes lost their system keys and buckets
+// their coarsest level): every key is a row the write inserts, so the
+// scheme is kept lean on purpose.
 //
 // What the index reveals to whoever sees the tokens: which resources of a
-// type share a key, so equality of codes, of normalized strings and of
-// their first 1-4 characters, of references, and of date and number
-// buckets (same day, same 128 days, same ~45 years, same ~5,700 years;
-// same 1/4096 of a binary octave and three coarser levels), and how many values each resource has per
+// type share a key, so equality of codes (not of their systems), of
+// normalized strings and of their first 1-4 characters, of referenced
+// ids, and of date and number buckets (same day, same 128 days, same ~45
+// years; same 1/4096 of a binary octave and two coarser levels), which
+// values are Ranges, and how many values each resource has per
 // parameter. Not the values themselves, nor their order, as long as the
 // HMAC key stays secret.
 package search

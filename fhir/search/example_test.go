@@ -56,7 +56,7 @@ func Example() {
 // ExampleParse shows the two steps of a search over the blind index: the
 // keys narrow to candidates, Match decides on each.
 func ExampleParse() {
-	q, err := search.Parse("Patient", url.Values{"birthdate": {"ge1970"}, "name": {"zoe"}, "_sort": {"-birthdate"}}, true)
+	q, err := search.Parse("Patient", url.Values{"birthdate": {"le1971"}, "name": {"zoe"}, "_sort": {"-birthdate"}}, true)
 	if err != nil {
 		panic(err)
 	}
@@ -68,7 +68,7 @@ func ExampleParse() {
 		panic(err)
 	}
 	vals, _ := search.Extract("Patient", tree)
-	stored := search.IndexKeys(vals) // the gateway HMACs and stores these
+	stored := search.IndexKeys("Patient", vals) // the gateway HMACs and stores these
 	for _, c := range q.Clauses {
 		keys, narrows := c.Keys() // the gateway looks these up (HMACed)
 		fmt.Println(c.Param.Code, narrows, len(keys) > 0, slices.ContainsFunc(keys, func(k string) bool { return slices.Contains(stored, k) }), c.Match(vals))

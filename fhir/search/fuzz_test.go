@@ -91,7 +91,7 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("%d keys", len(keys))
 			}
 			if match && narrows {
-				idx := IndexKeys(values)
+				idx := IndexKeys(rt, values)
 				if !slices.ContainsFunc(keys, func(k string) bool { return slices.Contains(idx, k) }) {
 					t.Fatalf("clause %s matches but no key is indexed", c.Param.Code)
 				}

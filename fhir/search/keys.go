@@ -1,6 +1,7 @@
 package search
 
 import (
+	"maps"
 	"math"
 	"math/big"
 	"slices"
@@ -16,16 +17,14 @@ const TypeKey = "_type"
 
 // Key layout (doc.go, "Index keys", is the reference; these strings are
 // persisted as HMACs, so changing them forces a reindex). Every key is
-// "<param code>|<kind>|<parts>"; variable parts that may contain "|" are
-// length-prefixed ("<len>:<text>") or last.
+// "<param code>|<kind>|<parts>"; a variable part that may contain "|" is
+// the last.
 const (
-	kindSysCode = "sc" // token system and code: <len>:<system>|<code>
 	kindCode    = "c"  // token code, any system: <code>
 	kindExact   = "e"  // string NormalizeString form: <text>
 	kindPrefix  = "x"  // string NormalizeString prefix of 1..maxPrefix runes: <text>
 	kindURI     = "u"  // uri as written: <uri>
 	kindPath    = "b"  // uri without final "/" and its "/" ancestors: <uri>
-	kindRef     = "r"  // reference Type/id: <Type>/<id>
 	kindRefID   = "i"  // reference id: <id>
 	kindRefURL  = "l"  // reference URL: <url>
 	kindRefIdnt = "ri" // reference identifier, a token key after it
@@ -49,15 +48,20 @@ func ikey(param, kind, rest string) string {
 	return param + "|" + kind + "|" + rest
 }
 
-func lp(s string) string { return strconv.Itoa(len(s)) + ":" + s }
-
-// IndexKeys returns the index keys of one resource given all its Extract
-// values (not TypeKey, which every resource carries anyway). Each key
-// starts with a parameter code; the gateway HMACs it with the resource
-// type. The result is sorted and without duplicates.
-func IndexKeys(values []Value) []string {
+// IndexKeys returns the index keys of one resource of resourceType given
+// all its Extract values (not TypeKey, which every resource carries
+// anyway). Each key starts with a parameter code; the gateway HMACs it
+// with the resource type. A parameter whose values other parameters
+// already index (shareKeys: combo-code by code and component-code,
+// patient by subject) gets no keys of its own. The result is sorted and
+// without duplicates.
+func IndexKeys(resourceType string, values []Value) []string {
+	own := load().byType[resourceType]
 	var out []string
 	for _, v := range values {
+		if p := own[v.Param]; p != nil && len(p.keysFrom) > 0 {
+			continue
+		}
 		out = append(out, valueKeys(v.Param, v)...)
 	}
 	slices.Sort(out)
@@ -92,10 +96,9 @@ func valueKeys(param string, v Value) []string {
 		return out
 	case TypeReference:
 		r := v.Reference
+		// The id alone: a Type/id query looks for it too (ids rarely
+		// repeat across types; Match checks the type).
 		var out []string
-		if r.Type != "" && r.ID != "" {
-			out = append(out, ikey(param, kindRef, r.Type+"/"+r.ID))
-		}
 		if r.ID != "" {
 			out = append(out, ikey(param, kindRefID, r.ID))
 		}
@@ -123,7 +126,8 @@ func valueKeys(param string, v Value) []string {
 		if lo != nil && hi != nil && lo == hi {
 			return bucketKeys(param, kindNumVal, numBucket(lo), numScale)
 		}
-		var out []string
+		// Level 0 is one bucket of all Ranges (numberKeys).
+		out := []string{bucketKey(param, kindNumLo, 0, 0), bucketKey(param, kindNumHi, 0, 0)}
 		out = append(out, bucketKeys(param, kindNumLo, numBucketOr(lo, 0), numScale)...)
 		return append(out, bucketKeys(param, kindNumHi, numBucketOr(hi, numScale.max()), numScale)...)
 	}
@@ -132,18 +136,15 @@ func valueKeys(param string, v Value) []string {
 	return nil
 }
 
-// tokenKeys are the keys predicateKeys looks up: a code without a system
-// (|code) and a system without a code (system|) are found by the code key
-// or not narrowed, so only a system and code together get an sc key.
+// tokenKeys are the keys predicateKeys looks up: the code alone, whatever
+// the system. A system|code query looks for it too (a code rarely means
+// two things in one parameter; Match checks the system); a system without
+// a code (system|) is not narrowed.
 func tokenKeys(param string, t Token) []string {
 	if t.Code == "" {
 		return nil
 	}
-	out := []string{ikey(param, kindCode, t.Code)}
-	if t.System != "" {
-		out = append(out, ikey(param, kindSysCode, lp(t.System)+"|"+t.Code))
-	}
-	return out
+	return []string{ikey(param, kindCode, t.Code)}
 }
 
 // pathKeys returns u without a final "/" and its first maxPathKeys
@@ -162,17 +163,171 @@ func pathKeys(u string) []string {
 	return out
 }
 
-// ReferenceKeys returns the keys a resource carries when its reference
-// parameter param points to typeAndID ("Patient/1"): the gateway looks
-// them up for _revinclude and for a chain's Targets.
-func ReferenceKeys(param, typeAndID string) []string {
-	return []string{ikey(param, kindRef, typeAndID)}
+// shareKeys finds, among the parameters of one resource type (own; common
+// are those every type has), those whose values other parameters of the
+// type already index, and points their keysFrom at them: a parameter
+// whose expression is a union of other parameters' expressions
+// (combo-code is code | component-code), or one of them narrowed by
+// where(resolve() is T) (patient is subject restricted to Patient). Its
+// values then make no keys (every key is a row each write inserts), and
+// its clauses look up the other parameters' keys: a superset of its own,
+// which Match narrows. It also resolves each composite's components to
+// their own parameters.
+func shareKeys(own, common map[string]*Param) {
+	type entry struct {
+		p          *Param
+		set        []string
+		restricted bool
+	}
+	var es []entry
+	for _, p := range own {
+		if p.expr == nil {
+			continue
+		}
+		for i := range p.Components {
+			if q := own[p.Components[i].Code]; q != nil && q.expr != nil {
+				p.Components[i].param = q
+			} else if q := common[p.Components[i].Code]; q != nil && q.expr != nil {
+				p.Components[i].param = q
+			}
+		}
+		if p.Type == TypeComposite {
+			continue
+		}
+		set, restricted := branches(p.Expression)
+		es = append(es, entry{p, set, restricted})
+	}
+	// Smaller and unrestricted expressions first: a parameter only takes
+	// keys from one ranked before it that has keys of its own.
+	slices.SortFunc(es, func(a, b entry) int {
+		if c := len(a.set) - len(b.set); c != 0 {
+			return c
+		}
+		if a.restricted != b.restricted {
+			if a.restricted {
+				return 1
+			}
+			return -1
+		}
+		return strings.Compare(a.p.Code, b.p.Code)
+	})
+	for i, e := range es {
+		var from []*Param
+		covered := map[string]bool{}
+		for _, q := range es[:i] {
+			if q.restricted || len(q.p.keysFrom) > 0 || q.p.Type != e.p.Type {
+				continue
+			}
+			// Extract drops references to types outside a parameter's
+			// targets: q keeps all of e's only if it targets as much.
+			if len(q.p.Targets) > 0 && (len(e.p.Targets) == 0 || !subset(e.p.Targets, q.p.Targets)) {
+				continue
+			}
+			if !subset(q.set, e.set) || subset(q.set, slices.Collect(maps.Keys(covered))) {
+				continue
+			}
+			from = append(from, q.p)
+			for _, b := range q.set {
+				covered[b] = true
+			}
+		}
+		if len(from) > 0 && len(covered) == len(e.set) {
+			e.p.keysFrom = from
+		}
+	}
+}
+
+// branches returns the union branches of a FHIRPath expression, without
+// enclosing parentheses, sorted; restricted when one ends in
+// .where(resolve() is T), which is then cut off.
+func branches(expr string) (set []string, restricted bool) {
+	depth, start := 0, 0
+	add := func(b string) {
+		b = strings.TrimSpace(b)
+		for strings.HasPrefix(b, "(") && strings.HasSuffix(b, ")") && balanced(b[1:len(b)-1]) {
+			b = strings.TrimSpace(b[1 : len(b)-1])
+		}
+		if i := strings.LastIndex(b, ".where(resolve() is "); i > 0 && strings.HasSuffix(b, ")") &&
+			!strings.ContainsAny(b[i+len(".where(resolve() is "):len(b)-1], "(). ") {
+			b, restricted = b[:i], true
+		}
+		set = append(set, b)
+	}
+	for i := 0; i < len(expr); i++ {
+		switch expr[i] {
+		case '(':
+			depth++
+		case ')':
+			depth--
+		case '|':
+			if depth == 0 {
+				add(expr[start:i])
+				start = i + 1
+			}
+		}
+	}
+	add(expr[start:])
+	slices.Sort(set)
+	return slices.Compact(set), restricted
+}
+
+// balanced reports whether the parentheses of s pair up in order.
+func balanced(s string) bool {
+	depth := 0
+	for _, c := range s {
+		switch c {
+		case '(':
+			depth++
+		case ')':
+			depth--
+			if depth < 0 {
+				return false
+			}
+		}
+	}
+	return depth == 0
+}
+
+// subset reports whether every element of a is in b.
+func subset(a, b []string) bool {
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			return false
+		}
+	}
+	return true
+}
+
+// ReferenceKeys returns the keys a resource of resourceType carries when
+// its reference parameter param points to typeAndID ("Patient/1"): the
+// gateway looks them up for _revinclude.
+func ReferenceKeys(resourceType, param, typeAndID string) []string {
+	prm, ok := Lookup(resourceType, param)
+	if !ok {
+		prm = Param{Code: param, Type: TypeReference}
+	}
+	return referenceKeys(prm, typeAndID)
+}
+
+// referenceKeys are the keys of a reference to typeAndID by prm, or by
+// the parameters that index its values.
+func referenceKeys(prm Param, typeAndID string) []string {
+	if len(prm.keysFrom) > 0 {
+		var out []string
+		for _, q := range prm.keysFrom {
+			out = append(out, referenceKeys(*q, typeAndID)...)
+		}
+		return out
+	}
+	_, id, _ := strings.Cut(typeAndID, "/")
+	return []string{ikey(prm.Code, kindRefID, id)}
 }
 
 // Keys returns index keys such that any resource for which c.Match holds
 // carries at least one of them in IndexKeys: a superset, which Match then
 // narrows. narrows is false when the index cannot narrow c (:not,
-// :contains, :text, :missing=true, ne, an empty string); the caller then
+// :contains, :text, :missing=true, ne, an empty string, a date or number
+// range too wide for the budget at every level); the caller then
 // scans every resource of the type (TypeKey). A Chain or Has clause gives
 // the keys of its Targets: none when Targets is empty (nothing matches).
 func (c Clause) Keys() (keys []string, narrows bool) {
@@ -184,7 +339,7 @@ func (c Clause) Keys() (keys []string, narrows bool) {
 		return dedupe(keys), true
 	case c.Chain != nil:
 		for _, t := range c.Targets {
-			keys = append(keys, ReferenceKeys(c.Param.Code, t)...)
+			keys = append(keys, referenceKeys(c.Param, t)...)
 		}
 		return dedupe(keys), true
 	}
@@ -213,17 +368,24 @@ func predicateKeys(prm Param, mod string, p Predicate, budget int) ([]string, bo
 	if p.Prefix == "ne" {
 		return nil, false
 	}
+	if len(prm.keysFrom) > 0 {
+		// Another parameter's keys index these values: look up theirs.
+		var out []string
+		for _, q := range prm.keysFrom {
+			ks, ok := predicateKeys(*q, mod, p, max(1, budget/len(prm.keysFrom)))
+			if !ok {
+				return nil, false
+			}
+			out = append(out, ks...)
+		}
+		return out, true
+	}
 	switch t {
 	case TypeToken:
-		switch {
-		case mod == "of-type" || !p.HasSystem:
-			return []string{ikey(param, kindCode, p.Code)}, true
-		case p.System == "":
-			return []string{ikey(param, kindCode, p.Code)}, true
-		case p.Code == "":
+		if p.HasSystem && mod != "of-type" && p.System != "" && p.Code == "" {
 			return nil, false // system|: rare, and not worth a key on every coding
 		}
-		return []string{ikey(param, kindSysCode, lp(p.System)+"|"+p.Code)}, true
+		return []string{ikey(param, kindCode, p.Code)}, true
 	case TypeString:
 		if p.Text == "" {
 			return nil, false
@@ -263,20 +425,21 @@ func predicateKeys(prm Param, mod string, p Predicate, budget int) ([]string, bo
 			return predicateKeys(Param{Code: param + "|" + kindRefIdnt, Type: TypeToken}, "", p, budget)
 		case p.URL != "":
 			return []string{ikey(param, kindRefURL, p.URL)}, true
-		case p.Type != "":
-			return []string{ikey(param, kindRef, p.Type+"/"+p.ID)}, true
 		}
 		return []string{ikey(param, kindRefID, p.ID)}, true
 	case TypeDate:
-		return dateKeys(param, p, budget), true
+		return dateKeys(param, p, budget)
 	case TypeNumber, TypeQuantity:
-		return numberKeys(param, p, budget), true
+		return numberKeys(param, p, budget)
 	case TypeComposite:
 		if len(p.Components) == 0 || len(prm.Components) == 0 {
 			return nil, false
 		}
 		// The first component's own parameter indexes the same values.
 		first := Param{Code: prm.Components[0].Code, Type: prm.Components[0].Type}
+		if c0 := prm.Components[0].param; c0 != nil {
+			first = *c0
+		}
 		if first.Code == "" {
 			return nil, false
 		}
@@ -299,15 +462,17 @@ func (s scale) max() uint64       { return 1<<s.bits - 1 }
 func (s scale) size(k int) uint64 { return 1 << (s.bits - s.top[k-1]) }
 
 // dateScale buckets days since 0000-01-01 (up to 10000-01-01, under
-// 2^22) in 4 levels: 2^21 days (about 5,700 years), 2^14 days (about 45
-// years), 128 days and one day.
-var dateScale = scale{bits: 24, top: []int{3, 10, 17, 24}}
+// 2^22) in 3 levels: 2^14 days (about 45 years), 128 days and one day. A
+// coarser level would hold every real date in one bucket: a key on every
+// value that narrows nothing.
+var dateScale = scale{bits: 24, top: []int{10, 17, 24}}
 
 // numScale buckets the top 24 bits of an order-preserving encoding of the
 // float64 nearest a decimal (sign and exponent, then the mantissa's top 12
-// bits) in 4 levels: the top 4, 10, 17 and 24 bits (the finest bucket is
-// 1/4096 of a binary octave).
-var numScale = scale{bits: 24, top: []int{4, 10, 17, 24}}
+// bits) in 3 levels: the top 10, 17 and 24 bits (4 binary octaves, 1/32
+// and 1/4096 of one). A coarser level would tell little more than the
+// sign and whether the magnitude is under 2.
+var numScale = scale{bits: 24, top: []int{10, 17, 24}}
 
 func bucketKeys(param, kind string, x uint64, s scale) []string {
 	out := make([]string, 0, s.levels())
@@ -322,17 +487,18 @@ func bucketKey(param, kind string, level int, bucket uint64) string {
 }
 
 // cover returns bucket keys whose buckets together contain [lo, hi], at
-// most limit of them (at least one level 1 cover, at most 2^top[0] keys,
-// whatever limit says): the finest level whose greedy cover fits.
-func cover(param, kind string, lo, hi uint64, s scale, limit int) []string {
+// most limit of them: the finest level whose greedy cover fits. It
+// reports false when not even the coarsest level fits (an open-ended
+// range, mostly): the clause then cannot narrow.
+func cover(param, kind string, lo, hi uint64, s scale, limit int) ([]string, bool) {
 	if lo > hi {
-		return nil
+		return nil, true
 	}
 	for m := s.levels(); m >= 1; m-- {
 		sz := s.size(m)
 		a, b := lo/sz*sz, hi/sz*sz+sz-1
 		var out []string
-		for cur := a; cur <= b && (len(out) <= limit || m == 1); {
+		for cur := a; cur <= b && len(out) <= limit; {
 			k := 1
 			for ; k < m; k++ {
 				if cur%s.size(k) == 0 && cur+s.size(k)-1 <= b {
@@ -346,11 +512,11 @@ func cover(param, kind string, lo, hi uint64, s scale, limit int) []string {
 			}
 			cur = next
 		}
-		if len(out) <= limit || m == 1 {
-			return out
+		if len(out) <= limit {
+			return out, true
 		}
 	}
-	return nil
+	return nil, false
 }
 
 // dayOf is the day of t since MinTime, clamped to the date scale.
@@ -363,43 +529,50 @@ func dayOf(t time.Time) uint64 {
 }
 
 // dateKeys covers, for one date predicate, the values Match may accept
-// (conditions on the span's low and its last instant; see doc.go).
-func dateKeys(param string, p Predicate, budget int) []string {
+// (conditions on the span's low and its last instant; see doc.go). It
+// reports false when a condition does not fit the budget at any level.
+func dateKeys(param string, p Predicate, budget int) ([]string, bool) {
+	fits := true
+	cv := func(kind string, lo, hi uint64, limit int) []string {
+		keys, ok := cover(param, kind, lo, hi, dateScale, limit)
+		fits = fits && ok
+		return keys
+	}
 	top := dateScale.max()
 	ql, qh := dayOf(p.Date.Low), dayOf(p.Date.High.Add(-time.Nanosecond))
-	before := func(t time.Time) (uint64, bool) { // last day strictly before t
+	before := func(t time.Time) uint64 { // last day strictly before t
 		if !t.After(MinTime) {
-			return 0, true // values clamped to day 0 may still be before t
+			return 0 // values clamped to day 0 may still be before t
 		}
-		return dayOf(t.Add(-time.Nanosecond)), true
+		return dayOf(t.Add(-time.Nanosecond))
 	}
 	half := max(1, budget/2)
 	// hiCover covers last instants in [a, b]: dh keys of spans, dl keys
 	// of one-day values.
 	hiCover := func(a, b uint64, budget int) []string {
 		h := max(1, budget/2)
-		return append(cover(param, kindDateHi, a, b, dateScale, h), cover(param, kindDateLo, a, b, dateScale, h)...)
+		return append(cv(kindDateHi, a, b, h), cv(kindDateLo, a, b, h)...)
 	}
+	var keys []string
 	switch p.Prefix {
 	case "eq":
-		return cover(param, kindDateLo, ql, qh, dateScale, budget)
+		keys = cv(kindDateLo, ql, qh, budget)
 	case "gt":
-		return hiCover(dayOf(p.Date.High), top, budget)
+		keys = hiCover(dayOf(p.Date.High), top, budget)
 	case "lt":
-		b, _ := before(p.Date.Low)
-		return cover(param, kindDateLo, 0, b, dateScale, budget)
+		keys = cv(kindDateLo, 0, before(p.Date.Low), budget)
 	case "ge":
-		return append(cover(param, kindDateHi, dayOf(p.Date.High), top, dateScale, half),
-			cover(param, kindDateLo, ql, top, dateScale, half)...)
+		keys = append(cv(kindDateHi, dayOf(p.Date.High), top, half), cv(kindDateLo, ql, top, half)...)
 	case "le", "ap":
-		return cover(param, kindDateLo, 0, qh, dateScale, budget)
+		keys = cv(kindDateLo, 0, qh, budget)
 	case "sa":
-		return cover(param, kindDateLo, dayOf(p.Date.High), top, dateScale, budget)
+		keys = cv(kindDateLo, dayOf(p.Date.High), top, budget)
 	case "eb":
-		b, _ := before(p.Date.Low)
-		return hiCover(0, b, budget)
+		keys = hiCover(0, before(p.Date.Low), budget)
+	default:
+		return nil, true
 	}
-	return nil
+	return keys, fits
 }
 
 // numBucket maps a decimal to the number scale, preserving order.
@@ -423,12 +596,22 @@ func numBucketOr(r *big.Rat, open uint64) uint64 {
 
 // numberKeys covers, for one number or quantity predicate, the point
 // values (nv) and Range lows or highs (nl, nh) Match may accept.
-func numberKeys(param string, p Predicate, budget int) []string {
+func numberKeys(param string, p Predicate, budget int) ([]string, bool) {
 	top := numScale.max()
 	half := max(1, budget/2)
 	v, lo, hi := numBucket(p.Value), numBucket(p.Low), numBucket(p.High)
-	two := func(k1 string, a1, b1 uint64, k2 string, a2, b2 uint64) []string {
-		return append(cover(param, k1, a1, b1, numScale, half), cover(param, k2, a2, b2, numScale, half)...)
+	// The second condition is on a Range's low or high, which also
+	// carries a key of all Ranges (level 0): the cover when none fits.
+	two := func(k1 string, a1, b1 uint64, k2 string, a2, b2 uint64) ([]string, bool) {
+		keys1, ok := cover(param, k1, a1, b1, numScale, half)
+		if !ok {
+			return nil, false
+		}
+		keys2, ok := cover(param, k2, a2, b2, numScale, half)
+		if !ok {
+			keys2 = []string{bucketKey(param, k2, 0, 0)}
+		}
+		return append(keys1, keys2...), true
 	}
 	switch p.Prefix {
 	case "eq":
@@ -444,5 +627,5 @@ func numberKeys(param string, p Predicate, budget int) []string {
 	case "ap":
 		return two(kindNumVal, lo, hi, kindNumLo, 0, hi)
 	}
-	return nil
+	return nil, true
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/big"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -196,7 +197,7 @@ func TestKeysCoverMatches(t *testing.T) {
 				continue
 			}
 			idx := make(map[string]bool)
-			for _, k := range IndexKeys(vals) {
+			for _, k := range IndexKeys(e.resourceType, vals) {
 				idx[k] = true
 			}
 			for _, v := range vals {
@@ -324,19 +325,25 @@ func TestKeyCounts(t *testing.T) {
 	if k := len(valueKeys("value-quantity", r)); k > 12 {
 		t.Errorf("range value: %d keys", k)
 	}
-	for _, q := range []genQuery{
-		{"birthdate", "1970"}, {"birthdate", "lt1970-05-02T10:11:12.123Z"}, {"birthdate", "gt1970-05-02T10:11:12Z"},
-		{"birthdate", "ge1970-05"}, {"birthdate", "eb1970"}, {"birthdate", "ap1970-05-02"}, {"birthdate", "1970-05-02T10:11:12.123Z"},
+	// A bounded range narrows within the budget; an open-ended one may
+	// not narrow (no level is coarse enough), but never takes more keys.
+	for _, q := range []struct {
+		typ, name, value string
+		narrows          bool
+	}{
+		{"Patient", "birthdate", "1970", true}, {"Patient", "birthdate", "lt1970-05-02T10:11:12.123Z", true},
+		{"Patient", "birthdate", "ap1970-05-02", true}, {"Patient", "birthdate", "1970-05-02T10:11:12.123Z", true},
+		{"Patient", "birthdate", "gt1970-05-02T10:11:12Z", false}, {"Patient", "birthdate", "ge1970-05", false},
+		{"Patient", "birthdate", "eb1970", false},
+		{"RiskAssessment", "probability", "100", true}, {"RiskAssessment", "probability", "ap3", true},
+		{"RiskAssessment", "probability", "gt0.001", false}, {"RiskAssessment", "probability", "lt-5e10", false},
+		{"RiskAssessment", "probability", "ge1e-300", false}, {"RiskAssessment", "probability", "sa7", false},
+		{"RiskAssessment", "probability", "eb7", false},
 	} {
-		c := clause(t, "Patient", q.name, q.value)
-		if keys, narrows := c.Keys(); !narrows || len(keys) == 0 || len(keys) > maxCover {
+		c := clause(t, q.typ, q.name, q.value)
+		keys, narrows := c.Keys()
+		if len(keys) > maxCover || (q.narrows && (!narrows || len(keys) == 0)) {
 			t.Errorf("%s=%s: %d keys, narrows %v", q.name, q.value, len(keys), narrows)
-		}
-	}
-	for _, v := range []string{"100", "gt0.001", "lt-5e10", "ap3", "ge1e-300", "sa7", "eb7"} {
-		c := clause(t, "RiskAssessment", "probability", v)
-		if keys, narrows := c.Keys(); !narrows || len(keys) == 0 || len(keys) > maxCover {
-			t.Errorf("probability=%s: %d keys, narrows %v", v, len(keys), narrows)
 		}
 	}
 	// Many ORed values share the budget.
@@ -359,41 +366,132 @@ func TestKeysStable(t *testing.T) {
 		{Param: "category", Type: TypeToken, Token: Token{System: "http://example.org/no-code"}},
 		{Param: "name", Type: TypeString, String: "Zoë Du"},
 		{Param: "subject", Type: TypeReference, Reference: Reference{Type: "Patient", ID: "p1"}},
+		{Param: "patient", Type: TypeReference, Reference: Reference{Type: "Patient", ID: "p1"}},
+		{Param: "combo-code", Type: TypeToken, Token: Token{System: "http://loinc.org", Code: "8867-4"}},
 		{Param: "date", Type: TypeDate, Date: DateRange{Low: time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC), High: time.Date(2020, 1, 2, 0, 0, 0, 0, time.UTC)}},
 	}
-	got := strings.Join(IndexKeys(vals), "\n")
+	got := strings.Join(IndexKeys("Observation", vals), "\n")
 	want := strings.Join([]string{
-		"code|c|8867-4", "code|sc|16:http://loinc.org|8867-4",
+		// A code is keyed without its system; combo-code has no keys of its
+		// own (code and component-code index its values).
+		"code|c|8867-4",
 		// 2020-01-01 is day 737790 (0xb41fe) since 0000-01-01, shifted
-		// right by 21, 14, 7 and 0 bits; a one-day span has low keys only.
-		"date|dl|1|0", "date|dl|2|2d", "date|dl|3|1683", "date|dl|4|b41fe",
+		// right by 14, 7 and 0 bits; a one-day span has low keys only.
+		"date|dl|1|2d", "date|dl|2|1683", "date|dl|3|b41fe",
 		"name|e|zoe du", "name|x|z", "name|x|zo", "name|x|zoe", "name|x|zoe ",
-		// A code without a system is found by its code key alone, a system
-		// without a code is not narrowed: neither gets an sc key.
+		// A system without a code is not narrowed: no key.
 		"status|c|final",
-		"subject|i|p1", "subject|r|Patient/p1",
+		// A reference is keyed by its id; patient has no keys of its own
+		// (subject indexes its values).
+		"subject|i|p1",
 	}, "\n")
 	if got != want {
 		t.Errorf("IndexKeys =\n%s\nwant\n%s", got, want)
 	}
 }
 
+// TestSharedKeys checks which parameters take their keys from others, and
+// that a clause on one looks up theirs, in one type and across _type.
+func TestSharedKeys(t *testing.T) {
+	from := func(typ, code string) []string {
+		p, ok := Lookup(typ, code)
+		if !ok {
+			t.Fatalf("%s.%s unknown", typ, code)
+		}
+		var out []string
+		for _, q := range p.keysFrom {
+			out = append(out, q.Code)
+		}
+		slices.Sort(out)
+		return out
+	}
+	for _, tc := range []struct {
+		typ, code string
+		want      []string
+	}{
+		{"Observation", "combo-code", []string{"code", "component-code"}},
+		{"Observation", "combo-value-quantity", []string{"component-value-quantity", "value-quantity"}},
+		{"Observation", "patient", []string{"subject"}},
+		{"Encounter", "practitioner", []string{"participant"}},
+		{"Observation", "code", nil},
+		{"Observation", "subject", nil},
+		// Same expression, other targets: Extract keeps other values.
+		{"Bundle", "message", nil},
+		{"Bundle", "composition", nil},
+		// where(system='phone') is not a restriction shareKeys knows.
+		{"Patient", "phone", nil},
+		{"AllergyIntolerance", "patient", nil},
+	} {
+		if got := from(tc.typ, tc.code); !slices.Equal(got, tc.want) {
+			t.Errorf("%s.%s takes keys from %v, want %v", tc.typ, tc.code, got, tc.want)
+		}
+	}
+	keys := func(typ, name, value string) []string {
+		q, err := Parse(typ, url.Values{name: {value}}, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ks, narrows := q.Clauses[0].Keys()
+		if !narrows {
+			t.Fatalf("%s %s=%s does not narrow", typ, name, value)
+		}
+		return ks
+	}
+	for _, tc := range []struct {
+		typ, name, value string
+		want             []string
+	}{
+		{"Observation", "patient", "Patient/p1", []string{"subject|i|p1"}},
+		{"Observation", "combo-code", "http://loinc.org|8867-4", []string{"code|c|8867-4", "component-code|c|8867-4"}},
+		{"Observation", "combo-code-value-quantity", "8867-4$gt5", nil}, // checked below
+		{"", "patient", "p1", []string{"patient|i|p1", "subject|i|p1"}},
+	} {
+		typ, vals := tc.typ, url.Values{tc.name: {tc.value}}
+		if typ == "" {
+			vals.Set("_type", "Condition,AllergyIntolerance")
+		}
+		q, err := Parse(typ, vals, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, narrows := q.Clauses[0].Keys()
+		if tc.want == nil {
+			want := keys("Observation", "combo-code", "8867-4")
+			if !narrows || !slices.Equal(got, want) {
+				t.Errorf("%s=%s: keys %v, want those of combo-code %v", tc.name, tc.value, got, want)
+			}
+			continue
+		}
+		if !narrows || !slices.Equal(got, tc.want) {
+			t.Errorf("%s %s=%s: keys %v (narrows %v), want %v", tc.typ, tc.name, tc.value, got, narrows, tc.want)
+		}
+	}
+	if got := ReferenceKeys("Observation", "patient", "Patient/p1"); !slices.Equal(got, []string{"subject|i|p1"}) {
+		t.Errorf("ReferenceKeys(Observation, patient) = %v", got)
+	}
+}
+
 func BenchmarkIndexKeys(b *testing.B) {
 	es := resources(b, "synthea")
 	x := &Extractor{ReferenceType: bundleTypes(es)}
-	var all [][]Value
+	type resource struct {
+		typ  string
+		vals []Value
+	}
+	var all []resource
 	for _, e := range es {
 		if e.resourceType == "Bundle" {
 			continue
 		}
 		if vals, err := x.Extract(e.resourceType, e.tree); err == nil {
-			all = append(all, vals)
+			all = append(all, resource{e.resourceType, vals})
 		}
 	}
 	keys := 0
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
-		keys += len(IndexKeys(all[i%len(all)]))
+		r := all[i%len(all)]
+		keys += len(IndexKeys(r.typ, r.vals))
 	}
 	b.ReportMetric(float64(keys)/float64(b.N), "keys/resource")
 }

@@ -43,20 +43,20 @@ func runMatch(t *testing.T, resourceType string, cases []matchCase) {
 		}
 		// Whatever Match says, a match must be found through the index.
 		if c.Match(tc.values) {
-			assertCovered(t, c, tc.values)
+			assertCovered(t, resourceType, c, tc.values)
 		}
 	}
 }
 
 // assertCovered checks the superset invariant for one clause and resource.
-func assertCovered(t testing.TB, c Clause, values []Value) {
+func assertCovered(t testing.TB, resourceType string, c Clause, values []Value) {
 	t.Helper()
 	keys, narrows := c.Keys()
 	if !narrows {
 		return
 	}
 	idx := make(map[string]bool)
-	for _, k := range IndexKeys(values) {
+	for _, k := range IndexKeys(resourceType, values) {
 		idx[k] = true
 	}
 	for _, k := range keys {
@@ -345,7 +345,7 @@ func TestMatchChainAndHas(t *testing.T) {
 	if !c.Match(vals) {
 		t.Error("chain with Targets did not match")
 	}
-	assertCovered(t, c, vals)
+	assertCovered(t, "Observation", c, vals)
 	c.Targets = []string{"Patient/p2"}
 	if c.Match(vals) {
 		t.Error("chain matched a resource outside Targets")
@@ -360,7 +360,7 @@ func TestMatchChainAndHas(t *testing.T) {
 	if !h.Match(pv) {
 		t.Error("_has with Targets did not match")
 	}
-	assertCovered(t, h, pv)
+	assertCovered(t, "Patient", h, pv)
 	h.Targets = []string{"p9"}
 	if h.Match(pv) {
 		t.Error("_has matched outside Targets")

@@ -373,7 +373,41 @@ func (p *queryParser) lookup(code string) (Param, error) {
 			first = prm
 		}
 	}
+	first.keysFrom = keySources(p.q.Types, code)
 	return first, nil
+}
+
+// keySources are the parameters whose keys a clause on code looks up when
+// it applies to every one of types: each type's own parameter, or those
+// that index its values there (shareKeys). Nil when that is code's own
+// keys in every type, as for a single type.
+func keySources(types []string, code string) []*Param {
+	r := load()
+	var out []*Param
+	shared := false
+	for _, t := range types {
+		p := r.byType[t][code]
+		if p == nil {
+			p = r.common[code]
+		}
+		from := []*Param{p}
+		if len(p.keysFrom) > 0 {
+			from, shared = p.keysFrom, true
+		}
+		if p.Type == TypeComposite {
+			shared = true // each type's components resolve to its own parameters
+		}
+		for _, q := range from {
+			// Parameters with keys of their own and one code make the same keys.
+			if !slices.ContainsFunc(out, func(o *Param) bool { return o == q || (o.Code == q.Code && q.Type != TypeComposite) }) {
+				out = append(out, q)
+			}
+		}
+	}
+	if !shared {
+		return nil
+	}
+	return out
 }
 
 // knownCode returns code when some R4 parameter has it, else "": an error

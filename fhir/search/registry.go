@@ -63,6 +63,9 @@ type Param struct {
 
 	expr expr // compiled Expression, nil when unsupported
 	err  error
+	// keysFrom are the parameters of the same type whose index keys stand
+	// for this one's (shareKeys); empty when it has keys of its own.
+	keysFrom []*Param
 }
 
 // Component is one part of a composite parameter.
@@ -75,7 +78,8 @@ type Component struct {
 	// Expression is evaluated on each value of the composite's expression.
 	Expression string
 
-	expr expr
+	expr  expr
+	param *Param // the component's own parameter for this type, if supported
 }
 
 // modifiers are R4's modifiers by parameter type (search.html, "Modifiers").
@@ -268,6 +272,7 @@ func parse(data []byte) (*registry, error) {
 		}
 		slices.SortFunc(ps, func(a, b *Param) int { return strings.Compare(a.Code, b.Code) })
 		r.sorted[rt] = ps
+		shareKeys(m, r.common)
 	}
 	r.addSteps()
 	return r, nil
