@@ -18,9 +18,9 @@
 //     AddLeaf of a transaction takes the lock and reads the next Seq in one
 //     round trip; from then on the transaction numbers its leaves itself.
 //     AddLeaf therefore does not wait for the server: its statements go
-//     ahead of the transaction's next statement (a Put's, say) or its
-//     commit, in the same round trip, and their failure fails that
-//     statement and so the Update. A Put still waits, for its answer says
+//     ahead of a later statement of the transaction (the next Put's, say)
+//     or of its commit, in the same round trip, and their failure fails
+//     that statement and so the Update. A Put still waits, for its answer says
 //     whether the version was already stored (vault.ErrConflict).
 //   - Tx.Current takes a transaction-scoped advisory lock on a hash of the
 //     resource's type and id before it reads, so that two transactions that

@@ -713,7 +713,8 @@ func (s *Store) Stats(ctx context.Context) (vault.Stats, error) {
 // Once it holds the Seq lock, the transaction numbers its leaves itself
 // (nextSeq), so that AddLeaf, whose leaves never collide with another's,
 // need not wait for the server: its statements are held in pending and
-// sent ahead of the transaction's next statement (Put's, say) or its
+// sent ahead of a later statement of the transaction (the next Put's, say;
+// Find and FindAny, which read no leaves, leave them pending) or of its
 // commit, in the same round trip. A failure of one of them fails that
 // statement, so the Update fails and rolls back as if AddLeaf had
 // failed.
