@@ -10,7 +10,9 @@
 package pgtest
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -18,6 +20,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -209,6 +212,81 @@ func (c *Cluster) Stop() {
 		<-c.done
 	}
 	c.cmd = nil
+}
+
+// CPU is the CPU time (user and system) the cluster's processes have used
+// so far: the postmaster's, its live children's (backends, WAL writer,
+// checkpointer...), and that of the children that have exited. Benchmarks
+// add it to their own process's to count what a write costs on both sides.
+// Linux only: it reads /proc.
+func (c *Cluster) CPU() (time.Duration, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cmd == nil {
+		return 0, errors.New("pgtest: cluster not running")
+	}
+	pm := c.cmd.Process.Pid
+	// The postmaster's own time and its waited-for children's.
+	total, _, err := procCPU(pm, true)
+	if err != nil {
+		return 0, err
+	}
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, fmt.Errorf("pgtest: list processes: %w", err)
+	}
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil || pid == pm {
+			continue
+		}
+		t, ppid, err := procCPU(pid, false)
+		if err == nil && ppid == pm { // a process gone meanwhile is skipped
+			total += t
+		}
+	}
+	return total, nil
+}
+
+// clockTick is the unit of /proc/<pid>/stat's times: USER_HZ, 100 on every
+// Linux architecture Go supports.
+const clockTick = 10 * time.Millisecond
+
+// procCPU reads a process's user and system time, with its waited-for
+// children's if children is set, and its parent's pid.
+func procCPU(pid int, children bool) (time.Duration, int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0, fmt.Errorf("pgtest: read process stat: %w", err)
+	}
+	// The command name, in parentheses, may hold spaces: fields start after
+	// its last ')'. Then: state, ppid (field 4), ..., utime, stime, cutime,
+	// cstime (fields 14 to 17).
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, 0, fmt.Errorf("pgtest: malformed /proc/%d/stat", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 15 {
+		return 0, 0, fmt.Errorf("pgtest: malformed /proc/%d/stat", pid)
+	}
+	ppid, err := strconv.Atoi(f[1])
+	if err != nil {
+		return 0, 0, fmt.Errorf("pgtest: malformed /proc/%d/stat", pid)
+	}
+	n := 2
+	if children {
+		n = 4
+	}
+	var ticks int64
+	for _, v := range f[11 : 11+n] {
+		t, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("pgtest: malformed /proc/%d/stat", pid)
+		}
+		ticks += t
+	}
+	return time.Duration(ticks) * clockTick, ppid, nil
 }
 
 func (c *Cluster) logTail() string {

@@ -14,8 +14,14 @@
 //     as the largest committed one plus one: Seqs commit in order and
 //     without gaps, a rolled-back transaction uses none up, and a reader
 //     tailing Leaves or Versions never sees Seq k+1 before k. (The SQLite
-//     backend gets the same from its single writer.) Put and AddLeaf take
-//     the lock in the round trip of their first write.
+//     backend gets the same from its single writer.) The first Put or
+//     AddLeaf of a transaction takes the lock and reads the next Seq in one
+//     round trip; from then on the transaction numbers its leaves itself.
+//     AddLeaf therefore does not wait for the server: its statements go
+//     ahead of a later statement of the transaction (the next Put's, say)
+//     or of its commit, in the same round trip, and their failure fails
+//     that statement and so the Update. A Put still waits, for its answer says
+//     whether the version was already stored (vault.ErrConflict).
 //   - Tx.Current takes a transaction-scoped advisory lock on a hash of the
 //     resource's type and id before it reads, so that two transactions that
 //     read the current version and put the next queue rather than collide.

@@ -212,9 +212,12 @@ FROM leaves l LEFT JOIN leaf_records r ON r.seq = l.seq WHERE l.seq = $1`
 	// policy committed before, so the largest Seq or version plus one is
 	// the next, and no one else takes one until this transaction ends.
 	sqlLockSeq = `SELECT FROM seq_lock FOR UPDATE`
+	// sqlNextSeq runs after sqlLockSeq: the transaction then numbers its
+	// leaves itself, from this Seq on.
+	sqlNextSeq = `SELECT coalesce(max(seq), 0) + 1 FROM leaves`
 
-	// sqlPut stores a version and its leaf in one round trip, under the Seq
-	// lock. ON CONFLICT turns a version already stored into no row rather
+	// sqlPut stores a version and its leaf at Seq $16, the transaction's
+	// next, under the Seq lock. ON CONFLICT turns a version already stored into no row rather
 	// than an error that would abort the transaction, so the caller can go
 	// on. (Every Put holds the Seq lock and so sees every version committed
 	// before; ON CONFLICT also covers a writer that did not, at no
@@ -228,12 +231,12 @@ FROM leaves l LEFT JOIN leaf_records r ON r.seq = l.seq WHERE l.seq = $1`
 	//
 	// $1 type, $2 id, $3 version, $4 last_updated, $5 deleted, $6 key_id,
 	// $7 ciphertext, $8 salt, $9 commitment, $10 deid, $11 leaf type,
-	// $12 leaf data, $13 ref, $14 tokens, $15 client.
+	// $12 leaf data, $13 ref, $14 tokens, $15 client, $16 seq.
 	sqlPut = `WITH latest AS (
 	SELECT seq, version FROM versions WHERE type = $1 AND id = $2 ORDER BY version DESC LIMIT 1
 ), stored AS (
 	INSERT INTO versions (seq, type, id, version, last_updated, deleted, key_id, ciphertext, salt, commitment, deid, client)
-	SELECT coalesce(max(seq), 0) + 1, $1, $2, $3, $4, $5::boolean, $6, $7, $8, $9, $10, $15 FROM leaves
+	VALUES ($16, $1, $2, $3, $4, $5::boolean, $6, $7, $8, $9, $10, $15)
 	ON CONFLICT (type, id, version) DO NOTHING
 	RETURNING seq
 ), leaf AS (
@@ -253,16 +256,13 @@ FROM leaves l LEFT JOIN leaf_records r ON r.seq = l.seq WHERE l.seq = $1`
 )
 SELECT seq FROM stored`
 
-	// sqlAddLeaf queues a leaf under the Seq lock and, if $8, its record.
-	sqlAddLeaf = `WITH next AS (
-	SELECT coalesce(max(seq), 0) + 1 AS seq FROM leaves
-), leaf AS (
-	INSERT INTO leaves (seq, type, data, ref) SELECT seq, $1, $2, $3 FROM next
-), rec AS (
-	INSERT INTO leaf_records (seq, type, record, salt, subject, actor, time)
-	SELECT seq, $1, $4, $5, $6, $7, $9 FROM next WHERE $8::boolean
+	// sqlAddLeaf queues a leaf at Seq $10, the transaction's next, under
+	// the Seq lock and, if $8, its record.
+	sqlAddLeaf = `WITH leaf AS (
+	INSERT INTO leaves (seq, type, data, ref) VALUES ($10, $1, $2, $3)
 )
-SELECT seq FROM next`
+INSERT INTO leaf_records (seq, type, record, salt, subject, actor, time)
+SELECT $10, $1, $4, $5, $6, $7, $9 WHERE $8::boolean`
 
 	sqlPutDataKey  = `INSERT INTO data_keys (key_id, wrapped) VALUES ($1, $2) ON CONFLICT DO NOTHING`
 	sqlPutResponse = `INSERT INTO responses (key, body, created) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`
@@ -344,10 +344,14 @@ func (s *Store) Update(ctx context.Context, fn func(vault.Tx) error) error {
 		defer cancel()
 		ptx.Rollback(rctx)
 	}()
-	if err := fn(&tx{tx: ptx}); err != nil {
+	t := &tx{tx: ptx}
+	if err := fn(t); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("commit postgres transaction: %w", err)
+	}
+	if err := t.flush(ctx); err != nil {
 		return fmt.Errorf("commit postgres transaction: %w", err)
 	}
 	done = true
@@ -791,18 +795,68 @@ func (s *Store) Stats(ctx context.Context) (vault.Stats, error) {
 }
 
 // tx is a vault.Tx on one PostgreSQL transaction.
+//
+// Once it holds the Seq lock, the transaction numbers its leaves itself
+// (nextSeq), so that AddLeaf, whose leaves never collide with another's,
+// need not wait for the server: its statements are held in pending and
+// sent ahead of a later statement of the transaction (the next Put's, say;
+// Find and FindAny, which read no leaves, leave them pending) or of its
+// commit, in the same round trip. A failure of one of them fails that
+// statement, so the Update fails and rolls back as if AddLeaf had
+// failed.
 type tx struct {
 	tx pgx.Tx
-	// seqLocked is set once the transaction holds the Seq lock.
+	// seqLocked is set once the transaction holds the Seq lock; nextSeq is
+	// then the Seq of its next leaf.
 	seqLocked bool
+	nextSeq   int64
+	// pending holds statements not yet sent (see batch).
+	pending []pendingQuery
 }
 
-// queueSeqLock queues taking the Seq lock unless the transaction has it;
-// send notes that it has once the batch succeeded.
+// pendingQuery is a statement held for the next round trip.
+type pendingQuery struct {
+	sql  string
+	args []any
+}
+
+// batch starts a batch with the pending statements, which it hands over.
+func (t *tx) batch() *pgx.Batch {
+	b := &pgx.Batch{}
+	for _, q := range t.pending {
+		b.Queue(q.sql, q.args...).Exec(func(pgconn.CommandTag) error { return nil })
+	}
+	t.pending = nil
+	return b
+}
+
+// flush sends the pending statements, if any.
+func (t *tx) flush(ctx context.Context) error {
+	if len(t.pending) == 0 {
+		return nil
+	}
+	return t.send(ctx, t.batch())
+}
+
+// queueSeqLock queues taking the Seq lock, and reading the next Seq,
+// unless the transaction holds it; send notes that it does once the batch
+// succeeded.
 func (t *tx) queueSeqLock(b *pgx.Batch) {
 	if !t.seqLocked {
 		b.Queue(sqlLockSeq).Exec(func(pgconn.CommandTag) error { return nil })
+		b.Queue(sqlNextSeq).QueryRow(func(row pgx.Row) error { return row.Scan(&t.nextSeq) })
 	}
+}
+
+// lockSeq takes the Seq lock, with any pending statements, unless the
+// transaction holds it.
+func (t *tx) lockSeq(ctx context.Context) error {
+	if t.seqLocked {
+		return nil
+	}
+	b := t.batch()
+	t.queueSeqLock(b)
+	return t.send(ctx, b)
 }
 
 // Current locks the resource for the rest of the transaction, then returns
@@ -811,7 +865,7 @@ func (t *tx) queueSeqLock(b *pgx.Batch) {
 func (t *tx) Current(ctx context.Context, typ, id string) (vault.Record, error) {
 	var r vault.Record
 	var scanErr error
-	b := &pgx.Batch{}
+	b := t.batch()
 	queueLock(b, resourceLock(typ, id))
 	b.Queue(sqlCurrent, typ, id).QueryRow(func(row pgx.Row) error {
 		// Not returned: pgx drops the prepared statements of a batch whose
@@ -885,7 +939,7 @@ func (t *tx) FindAny(ctx context.Context, typ string, tokens [][]byte) ([]string
 // Nothing is written otherwise, and the transaction stays usable.
 func (t *tx) SetTokens(ctx context.Context, typ, id string, version int64, tokens [][]byte) error {
 	var found, ok int64
-	b := &pgx.Batch{}
+	b := t.batch()
 	queueLock(b, resourceLock(typ, id))
 	b.Queue(sqlSetTokens, typ, id, version, vault.SortTokens(nonNilAll(tokens))).QueryRow(func(row pgx.Row) error {
 		return row.Scan(&found, &ok)
@@ -906,7 +960,7 @@ func (t *tx) SetTokens(ctx context.Context, typ, id string, version int64, token
 // current meanwhile), then removes the posting unless it belongs.
 func (t *tx) DropTokens(ctx context.Context, e vault.IndexEntry) error {
 	var belongs int64
-	b := &pgx.Batch{}
+	b := t.batch()
 	t.queueSeqLock(b)
 	b.Queue(sqlDropTokens, e.Seq, nonNil(e.Token)).QueryRow(func(row pgx.Row) error { return row.Scan(&belongs) })
 	if err := t.send(ctx, b); err != nil {
@@ -923,7 +977,7 @@ func (t *tx) DropTokens(ctx context.Context, e vault.IndexEntry) error {
 // unless seq is its resource's current live version.
 func (t *tx) DropTokenSet(ctx context.Context, seq int64) error {
 	var live int64
-	b := &pgx.Batch{}
+	b := t.batch()
 	t.queueSeqLock(b)
 	b.Queue(sqlDropTokenSet, seq).QueryRow(func(row pgx.Row) error { return row.Scan(&live) })
 	if err := t.send(ctx, b); err != nil {
@@ -937,6 +991,9 @@ func (t *tx) DropTokenSet(ctx context.Context, seq int64) error {
 
 // SetIndexVersion records the version of the rules the index is built by.
 func (t *tx) SetIndexVersion(ctx context.Context, version string) error {
+	if err := t.flush(ctx); err != nil {
+		return fmt.Errorf("set index version: %w", err)
+	}
 	if _, err := t.tx.Exec(ctx, sqlSetIndexVersion, version); err != nil {
 		return fmt.Errorf("set index version: %w", mapErr(err))
 	}
@@ -954,12 +1011,14 @@ func (t *tx) Put(ctx context.Context, r vault.Record) error {
 		return fmt.Errorf("put %s version %d: a version leaf carries a record", r.Type, r.Version)
 	}
 	tokens := vault.SortTokens(nonNilAll(r.Tokens))
-	b := &pgx.Batch{}
-	t.queueSeqLock(b)
+	if err := t.lockSeq(ctx); err != nil {
+		return fmt.Errorf("put %s version %d: %w", r.Type, r.Version, err)
+	}
+	b := t.batch()
 	stored := false
 	b.Queue(sqlPut, r.Type, r.ID, r.Version, r.LastUpdated, r.Deleted, r.KeyID, nonNil(r.Ciphertext),
 		nonNil(r.Salt), nonNil(r.Commitment), nonNil(r.Deid), int16(r.Leaf.Type), nonNil(r.Leaf.Data), r.Leaf.Ref,
-		tokens, r.Client).Query(func(rows pgx.Rows) error {
+		tokens, r.Client, t.nextSeq).Query(func(rows pgx.Rows) error {
 		stored = rows.Next()
 		return nil
 	})
@@ -969,6 +1028,7 @@ func (t *tx) Put(ctx context.Context, r vault.Record) error {
 	if !stored {
 		return fmt.Errorf("put %s version %d: %w", r.Type, r.Version, vault.ErrConflict)
 	}
+	t.nextSeq++
 	return nil
 }
 
@@ -978,16 +1038,17 @@ func (t *tx) send(ctx context.Context, b *pgx.Batch) error {
 	if err := t.tx.SendBatch(ctx, b).Close(); err != nil {
 		return mapErr(err)
 	}
-	for _, q := range b.QueuedQueries {
-		if q.SQL == sqlLockSeq {
-			t.seqLocked = true
-		}
+	if !t.seqLocked && slices.ContainsFunc(b.QueuedQueries, func(q *pgx.QueuedQuery) bool { return q.SQL == sqlLockSeq }) {
+		t.seqLocked = true
 	}
 	return nil
 }
 
 // DataKey returns a wrapped data key as this transaction sees it.
 func (t *tx) DataKey(ctx context.Context, keyID string) ([]byte, error) {
+	if err := t.flush(ctx); err != nil {
+		return nil, fmt.Errorf("get data key: %w", err)
+	}
 	return queryBlob(t.tx.QueryRow(ctx, sqlDataKey, keyID), "get data key")
 }
 
@@ -995,6 +1056,9 @@ func (t *tx) DataKey(ctx context.Context, keyID string) ([]byte, error) {
 // concurrent transaction that commits meanwhile, is a conflict that leaves
 // the transaction usable.
 func (t *tx) PutDataKey(ctx context.Context, keyID string, wrapped []byte) error {
+	if err := t.flush(ctx); err != nil {
+		return fmt.Errorf("put data key: %w", err)
+	}
 	tag, err := t.tx.Exec(ctx, sqlPutDataKey, keyID, nonNil(wrapped))
 	if err != nil {
 		return fmt.Errorf("put data key: %w", mapErr(err))
@@ -1007,6 +1071,9 @@ func (t *tx) PutDataKey(ctx context.Context, keyID string, wrapped []byte) error
 
 // Response returns the response remembered for an idempotency key.
 func (t *tx) Response(ctx context.Context, key []byte) ([]byte, error) {
+	if err := t.flush(ctx); err != nil {
+		return nil, fmt.Errorf("get response: %w", err)
+	}
 	return queryBlob(t.tx.QueryRow(ctx, sqlResponse, nonNil(key)), "get response")
 }
 
@@ -1014,6 +1081,9 @@ func (t *tx) Response(ctx context.Context, key []byte) ([]byte, error) {
 // concurrent transactions with one key, the second waits for the first and
 // gets ErrConflict if it commits.
 func (t *tx) PutResponse(ctx context.Context, key, body []byte) error {
+	if err := t.flush(ctx); err != nil {
+		return fmt.Errorf("put response: %w", err)
+	}
 	tag, err := t.tx.Exec(ctx, sqlPutResponse, nonNil(key), nonNil(body), time.Now())
 	if err != nil {
 		return fmt.Errorf("put response: %w", mapErr(err))
@@ -1031,14 +1101,13 @@ func (t *tx) AddLeaf(ctx context.Context, l vault.Leaf) (int64, error) {
 	if !hasRecord && hasRecordFields(l) {
 		return 0, errors.New("add leaf: salt, subject, actor or time without a record")
 	}
-	var seq int64
-	b := &pgx.Batch{}
-	t.queueSeqLock(b)
-	b.Queue(sqlAddLeaf, int16(l.Type), nonNil(l.Data), l.Ref, nonNil(vault.PackRecord(l.Record)), nonNil(l.Salt), l.Subject, l.Actor,
-		hasRecord, l.Time).QueryRow(func(row pgx.Row) error { return row.Scan(&seq) })
-	if err := t.send(ctx, b); err != nil {
+	if err := t.lockSeq(ctx); err != nil {
 		return 0, fmt.Errorf("add leaf: %w", err)
 	}
+	seq := t.nextSeq
+	t.pending = append(t.pending, pendingQuery{sqlAddLeaf, []any{int16(l.Type), nonNil(l.Data), l.Ref,
+		nonNil(vault.PackRecord(l.Record)), nonNil(l.Salt), l.Subject, l.Actor, hasRecord, l.Time, seq}})
+	t.nextSeq++
 	return seq, nil
 }
 
@@ -1050,7 +1119,7 @@ func (t *tx) PutPolicy(ctx context.Context, p vault.Policy) (int64, error) {
 		return 0, errors.New("put policy: missing revision")
 	}
 	var exists bool
-	b := &pgx.Batch{}
+	b := t.batch()
 	t.queueSeqLock(b)
 	b.Queue(sqlPolicyExists, p.Revision).QueryRow(func(row pgx.Row) error { return row.Scan(&exists) })
 	if err := t.send(ctx, b); err != nil {
@@ -1071,6 +1140,9 @@ func (t *tx) PutPolicy(ctx context.Context, p vault.Policy) (int64, error) {
 // a statement of its own, so that the versions are overwritten as committed
 // once the DELETE has waited out any transaction that holds the key's row.
 func (t *tx) Erase(ctx context.Context, keyID string) (int64, error) {
+	if err := t.flush(ctx); err != nil {
+		return 0, fmt.Errorf("erase data key: %w", err)
+	}
 	tag, err := t.tx.Exec(ctx, sqlDeleteKey, keyID)
 	if err != nil {
 		return 0, fmt.Errorf("erase data key: %w", mapErr(err))

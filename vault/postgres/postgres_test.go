@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -388,11 +389,107 @@ func TestConflictKeepsTransaction(t *testing.T) {
 	}
 }
 
-// BenchmarkPut stores Updates of 180 versions, each with three tokens and a
-// 2 KB ciphertext: one Synthea Bundle's worth, as the gateway's ingest
-// writes them. The cluster is durable, as in production.
+// TestLeafFailsUpdate: AddLeaf's statements go to the server with the
+// transaction's next statement or its commit, so AddLeaf cannot report their
+// failure itself. A leaf the server refuses (a Ref that is not UTF-8) must
+// fail that next statement or the commit, the Update must roll back whole,
+// and the next Update must number its leaves from where the last commit
+// left off, with no gap.
+func TestLeafFailsUpdate(t *testing.T) {
+	c := pgtest.Start(t, pgtest.Options{})
+	s := newStore(t, c.NewDatabase(t))
+	defer s.Close()
+	ctx := t.Context()
+	put(t, s, testRecord("Patient", "p1", 1))
+	bad := vault.Leaf{Type: 2, Data: []byte("d"), Ref: "bad\xff"}
+	good := vault.Leaf{Type: 2, Data: []byte("d"), Ref: "good"}
+
+	for _, tt := range []struct {
+		name string
+		then func(tx vault.Tx) error // after the refused leaf
+	}{
+		{"commit", func(vault.Tx) error { return nil }},
+		{"put", func(tx vault.Tx) error {
+			if err := tx.Put(ctx, testRecord("Patient", "p2", 1)); err == nil {
+				t.Errorf("%s: Put after a refused leaf succeeded", "put")
+			}
+			return nil // the Update must fail all the same
+		}},
+		{"current", func(tx vault.Tx) error {
+			if _, err := tx.Current(ctx, "Patient", "p1"); err == nil {
+				t.Errorf("%s: Current after a refused leaf succeeded", "current")
+			}
+			return nil
+		}},
+		{"response", func(tx vault.Tx) error {
+			if err := tx.PutResponse(ctx, []byte("key"), []byte("body")); err == nil {
+				t.Errorf("%s: PutResponse after a refused leaf succeeded", "response")
+			}
+			return nil
+		}},
+	} {
+		err := s.Update(ctx, func(tx vault.Tx) error {
+			if _, err := tx.AddLeaf(ctx, good); err != nil {
+				return err
+			}
+			if _, err := tx.AddLeaf(ctx, bad); err != nil {
+				return err // refused at once: as good as later
+			}
+			return tt.then(tx)
+		})
+		if err == nil {
+			t.Errorf("%s: Update with a refused leaf committed", tt.name)
+		}
+	}
+	st, err := s.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Leaves != 1 || st.Versions != 1 || st.Responses != 0 {
+		t.Errorf("after failed Updates: %+v, want the first version's leaf alone", st)
+	}
+	var seqs []int64
+	err = s.Update(ctx, func(tx vault.Tx) error {
+		for range 2 {
+			seq, err := tx.AddLeaf(ctx, good)
+			if err != nil {
+				return err
+			}
+			seqs = append(seqs, seq)
+		}
+		if err := tx.Put(ctx, testRecord("Patient", "p2", 1)); err != nil {
+			return err
+		}
+		seq, err := tx.AddLeaf(ctx, good)
+		seqs = append(seqs, seq)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("Update after the failed ones: %v", err)
+	}
+	if want := []int64{2, 3, 5}; !slices.Equal(seqs, want) {
+		t.Errorf("AddLeaf returned Seqs %v, want %v", seqs, want)
+	}
+	ls, err := s.Leaves(ctx, 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, l := range ls {
+		got = append(got, fmt.Sprint(l.Seq, " ", l.Ref))
+	}
+	if want := []string{"1 Patient/p1/_history/1", "2 good", "3 good", "4 Patient/p2/_history/1", "5 good"}; !slices.Equal(got, want) {
+		t.Errorf("leaves %q, want %q", got, want)
+	}
+}
+
+// BenchmarkPut stores Updates of 180 versions as the gateway's ingest
+// writes a Synthea Bundle: each version with 28 tokens (the Synthea set's
+// mean) and a 2 KB ciphertext, followed by a leaf with a record (its
+// research copy's), after one decision leaf. The cluster is durable, as in
+// production.
 func BenchmarkPut(b *testing.B) {
-	const perUpdate = 180
+	const perUpdate, perVersion = 180, 28
 	c := pgtest.Start(b, pgtest.Options{Durable: true})
 	s := newStore(b, c.NewDatabase(b))
 	defer s.Close()
@@ -401,6 +498,8 @@ func BenchmarkPut(b *testing.B) {
 	// either way, and the benchmark measures the store, not crypto/rand.
 	ciphertext := make([]byte, 2048)
 	rand.Read(ciphertext)
+	record := make([]byte, 300)
+	rand.Read(record)
 	var n atomic.Int64
 	update := func() error {
 		base := n.Add(1)
@@ -408,16 +507,30 @@ func BenchmarkPut(b *testing.B) {
 		for i := range rs {
 			id := fmt.Sprintf("b%d-%d", base, i)
 			sum := sha256.Sum256([]byte(id))
+			tokens := make([][]byte, perVersion)
+			for k := range tokens {
+				tok := sha256.Sum256(append(sum[:], byte(k)))
+				tokens[k] = tok[:]
+			}
 			rs[i] = vault.Record{
 				Type: "Observation", ID: id, Version: 1, LastUpdated: time.Now(), KeyID: "key-patient",
-				Ciphertext: ciphertext, Salt: sum[:], Commitment: sum[:],
-				Tokens: [][]byte{append([]byte("a"), sum[:]...), append([]byte("b"), sum[:]...), append([]byte("c"), sum[:]...)},
-				Leaf:   vault.Leaf{Type: 1, Data: sum[:], Ref: "Observation/" + id + "/_history/1"},
+				Ciphertext: ciphertext, Salt: sum[:], Commitment: sum[:], Tokens: tokens,
+				Leaf: vault.Leaf{Type: 1, Data: sum[:], Ref: "Observation/" + id + "/_history/1"},
 			}
 		}
+		leaf := func(ref string) vault.Leaf {
+			return vault.Leaf{Type: 4, Data: record[:32], Ref: ref, Record: record, Salt: record[:32],
+				Subject: "Patient/p", Actor: "client", Time: time.Now()}
+		}
 		return s.Update(ctx, func(tx vault.Tx) error {
+			if _, err := tx.AddLeaf(ctx, leaf("decision")); err != nil {
+				return err
+			}
 			for _, r := range rs {
 				if err := tx.Put(ctx, r); err != nil {
+					return err
+				}
+				if _, err := tx.AddLeaf(ctx, leaf("deidentification/"+r.ID)); err != nil {
 					return err
 				}
 			}
