@@ -44,3 +44,31 @@ func intersectSorted(a, b []string) []string {
 	}
 	return slices.Clip(out)
 }
+
+// FindAllCap bounds how many postings a backend counts of each clause of a
+// FindAll to choose the one that drives: past it a clause is simply large.
+const FindAllCap = 1024
+
+// ByFewest orders the clauses of a FindAll to drive it: their indexes,
+// fewest postings first, count counting a clause's postings up to
+// FindAllCap. None when a clause has no tokens or no postings: then
+// nothing matches.
+func ByFewest(clauses [][][]byte, count func(tokens [][]byte) (int, error)) ([]int, error) {
+	sizes := make([]int, len(clauses))
+	for i, c := range clauses {
+		if len(c) == 0 {
+			return nil, nil
+		}
+		n, err := count(c)
+		if err != nil || n == 0 {
+			return nil, err
+		}
+		sizes[i] = n
+	}
+	order := make([]int, len(clauses))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return sizes[a] - sizes[b] })
+	return order, nil
+}

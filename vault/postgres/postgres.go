@@ -692,13 +692,9 @@ func (s *Store) FindAny(ctx context.Context, typ string, tokens [][]byte) ([]str
 	return ids, nil
 }
 
-// findAllCap bounds how many postings FindAll counts of each clause to
-// choose the one that drives: past it a clause is simply large.
-const findAllCap = 1024
-
 // FindAll returns the ids, ascending, of the live resources of type typ
 // whose current version carries at least one token of every clause. The
-// clause with the fewest postings (counted up to findAllCap; token
+// clause with the fewest postings (vault.ByFewest; token
 // statistics cannot tell a patient's reference from a common code) drives
 // one query that probes the other clauses' (token, seq) keys for each of
 // its Seqs.
@@ -709,27 +705,18 @@ func (s *Store) FindAll(ctx context.Context, typ string, clauses [][][]byte) ([]
 	case len(clauses) == 1:
 		return s.FindAny(ctx, typ, clauses[0])
 	}
-	sizes := make([]int, len(clauses))
-	for i, c := range clauses {
-		if len(c) == 0 {
-			return nil, nil
-		}
+	order, err := vault.ByFewest(clauses, func(tokens [][]byte) (int, error) {
 		var n int
 		err := s.pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM postings WHERE token = ANY ($1::bytea[]) LIMIT $2) c`,
-			nonNilAll(c), findAllCap).Scan(&n)
-		if err != nil {
-			return nil, fmt.Errorf("find %s: %w", typ, err)
-		}
-		if n == 0 {
-			return nil, nil
-		}
-		sizes[i] = n
+			nonNilAll(tokens), vault.FindAllCap).Scan(&n)
+		return n, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("find %s: %w", typ, err)
 	}
-	order := make([]int, len(clauses))
-	for i := range order {
-		order[i] = i
+	if order == nil {
+		return nil, nil
 	}
-	slices.SortStableFunc(order, func(a, b int) int { return sizes[a] - sizes[b] })
 	args := []any{typ, nonNilAll(clauses[order[0]])}
 	q := `SELECT DISTINCT v.id FROM postings p JOIN versions v ON v.seq = p.seq WHERE v.type = $1 AND p.token = ANY ($2::bytea[])`
 	for k, i := range order[1:] {

@@ -948,13 +948,9 @@ WHERE p.token IN (?` + strings.Repeat(", ?", len(chunk)-1) + `) AND v.type = ? O
 	return ids, nil
 }
 
-// findAllCap bounds how many postings FindAll counts of each clause to
-// choose the one that drives: past it a clause is simply large.
-const findAllCap = 1024
-
 // FindAll returns the ids, ascending, of the live resources of type typ
 // whose current version carries at least one token of every clause. The
-// clause with the fewest postings (counted up to findAllCap) drives one
+// clause with the fewest postings (vault.ByFewest) drives one
 // query that, for each of its Seqs, probes the other clauses' (token, seq)
 // keys: a patient's few postings narrow a code every patient has without
 // reading the code's postings, nor mapping them to ids.
@@ -978,23 +974,15 @@ func (s *Store) FindAll(ctx context.Context, typ string, clauses [][][]byte) ([]
 			return findAny(ctx, s.r, typ, tokens)
 		})
 	}
-	sizes := make([]int, len(clauses))
-	for i, c := range clauses {
-		n, err := countPostings(ctx, s.r, c, findAllCap)
-		if err != nil {
-			return nil, fmt.Errorf("find %s: %w", typ, err)
-		}
-		if n == 0 {
-			return nil, nil
-		}
-		sizes[i] = n
+	order, err := vault.ByFewest(clauses, func(tokens [][]byte) (int, error) {
+		return countPostings(ctx, s.r, tokens, vault.FindAllCap)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("find %s: %w", typ, err)
 	}
-	order := make([]int, len(clauses))
-	for i := range order {
-		order[i] = i
+	if order == nil {
+		return nil, nil
 	}
-	slices.SortStableFunc(order, func(a, b int) int { return sizes[a] - sizes[b] })
-
 	var q strings.Builder
 	args := make([]any, 0, total+1)
 	in := func(tokens [][]byte) {
