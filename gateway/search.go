@@ -80,7 +80,10 @@ func searchToken(k access.Tokener, typ, key string) []byte {
 // index (the write was validated; a search on that parameter then does not
 // find it) rather than failing the write.
 func searchTokens(k access.Tokener, typ string, tree map[string]any) [][]byte {
-	values, _ := search.Extract(typ, tree)
+	// Only the parameters with keys of their own: the others' values would
+	// be extracted for nothing (search.IndexKeys).
+	x := search.Extractor{Indexed: true}
+	values, _ := x.Extract(typ, tree)
 	// _id and _lastUpdated need no keys: the vault finds a resource by id
 	// and lists versions by time (candidates). Every key is a row each
 	// write inserts, so their values are left out before keys are made.

@@ -168,6 +168,11 @@ type Extractor struct {
 	// Bundle, an absolute URL not ending in Type/id), or "". It decides
 	// where(resolve() is Patient) and Reference.Type.
 	ReferenceType func(reference string) string
+	// Indexed, if set, extracts only the parameters that have index keys
+	// of their own: the values IndexKeys turns into keys. A parameter whose
+	// keys another's stand for (see IndexKeys) is skipped, and so cannot
+	// fail the resource either.
+	Indexed bool
 }
 
 // Extract is Extractor{}.Extract.
@@ -195,6 +200,9 @@ func (x *Extractor) Extract(resourceType string, tree map[string]any) ([]Value, 
 	// A resource has a few dozen values: one allocation, rarely two.
 	out := make([]Value, 0, 32)
 	for _, p := range load().sorted[resourceType] {
+		if x.Indexed && len(p.keysFrom) > 0 {
+			continue
+		}
 		items, err := p.expr.eval(c, root)
 		if err != nil {
 			return nil, &ExtractError{ResourceType: resourceType, Param: p.Code, Reason: err.Error()}

@@ -305,18 +305,24 @@ func TestExtractAllExamples(t *testing.T) {
 
 // BenchmarkExtract measures extraction alone over the Synthea resources
 // (decoded once, before the timer).
+//
+// "indexed" extracts only the parameters with keys of their own, as the
+// blind index does.
 func BenchmarkExtract(b *testing.B) {
 	es := resources(b, "synthea")
-	x := &Extractor{ReferenceType: bundleTypes(es)}
-	b.ResetTimer()
-	for b.Loop() {
-		for _, e := range es {
-			if _, err := x.Extract(e.resourceType, e.tree); err != nil {
-				b.Fatal(err)
+	for _, indexed := range []bool{false, true} {
+		b.Run(fmt.Sprintf("indexed=%v", indexed), func(b *testing.B) {
+			x := &Extractor{ReferenceType: bundleTypes(es), Indexed: indexed}
+			for b.Loop() {
+				for _, e := range es {
+					if _, err := x.Extract(e.resourceType, e.tree); err != nil {
+						b.Fatal(err)
+					}
+				}
 			}
-		}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(es)), "ns/resource")
+		})
 	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(es)), "ns/resource")
 }
 
 // TestNarrowKeepsValues checks that narrowing a definition's expression to
@@ -386,5 +392,38 @@ func TestValidDecimal(t *testing.T) {
 		if got := validDecimal(s); got != want(s) {
 			t.Errorf("validDecimal(%q) = %v", s, got)
 		}
+	}
+}
+
+// TestIndexedExtractKeepsKeys checks that extracting only the parameters
+// with keys of their own (Extractor.Indexed, what the blind index derives
+// its tokens from) gives every resource of the example sets the keys a
+// full extraction gives, and fewer values wherever a parameter shares
+// another's keys.
+func TestIndexedExtractKeepsKeys(t *testing.T) {
+	fewer := 0
+	for _, sub := range []string{"synthea", "hl7-examples"} {
+		es := resources(t, sub)
+		full := &Extractor{ReferenceType: bundleTypes(es)}
+		indexed := &Extractor{ReferenceType: full.ReferenceType, Indexed: true}
+		for _, e := range es {
+			all, err := full.Extract(e.resourceType, e.tree)
+			if err != nil {
+				continue // the index then holds no values of it either way
+			}
+			some, err := indexed.Extract(e.resourceType, e.tree)
+			if err != nil {
+				t.Fatalf("%s %s: indexed extraction failed where the full one did not: %v", sub, e.resourceType, err)
+			}
+			if want, got := IndexKeys(e.resourceType, all), IndexKeys(e.resourceType, some); !slices.Equal(want, got) {
+				t.Errorf("%s %s: indexed extraction gives %d keys, the full one %d", sub, e.resourceType, len(got), len(want))
+			}
+			if len(some) < len(all) {
+				fewer++
+			}
+		}
+	}
+	if fewer == 0 {
+		t.Error("no resource had a value left out: Indexed skips nothing")
 	}
 }
