@@ -104,17 +104,9 @@ func TestDecodeCanonicalSynthea(t *testing.T) {
 // BenchmarkDecodeCanonical: what an audit pays to read one stored body
 // (DecodeCanonical) against Decode then Canonical, over one Synthea Bundle.
 func BenchmarkDecodeCanonical(b *testing.B) {
-	data, err := os.ReadFile(shareddata.Files(b, "synthea")[0])
-	if err != nil {
-		b.Fatal(err)
-	}
-	tree, err := fhir.DecodeObject(data)
-	if err != nil {
-		b.Fatal(err)
-	}
 	var bodies [][]byte
-	for _, e := range tree["entry"].([]any) {
-		c, err := fhir.Canonical(e.(map[string]any)["resource"])
+	for _, r := range firstSyntheaResources(b) {
+		c, err := fhir.Canonical(r)
 		if err != nil {
 			b.Fatal(err)
 		}
