@@ -74,7 +74,7 @@ func testReindex(t *testing.T, dsn string, tamper func(t *testing.T, g *testonly
 	seqOf := func(id string) string {
 		return `(SELECT max(seq) FROM versions WHERE type = 'Patient' AND id = '` + id + `')`
 	}
-	tamper(t, g, `DELETE FROM postings WHERE seq = `+seqOf(ids["A1"])+`;
+	tamper(t, g, mergePostingsSQL+`DELETE FROM postings WHERE seq = `+seqOf(ids["A1"])+`;
 INSERT INTO postings (token, seq) SELECT token, `+seqOf(ids["B2"])+` FROM postings WHERE seq = `+seqOf(ids["C3"])+`
 AND token NOT IN (SELECT token FROM postings WHERE seq = `+seqOf(ids["B2"])+`);
 UPDATE postings SET seq = `+seqOf(ids["D4"])+` WHERE seq = `+seqOf(ids["C3"]))

@@ -70,9 +70,14 @@ var schemaV7 string
 //go:embed schema_v8.sql
 var schemaV8 string
 
+// schemaV9 adds the recent postings, merged into postings in bulk.
+//
+//go:embed schema_v9.sql
+var schemaV9 string
+
 // migrations are applied in order, each once, in one transaction per open.
 // Never edit a released migration; append a new one.
-var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4, schemaV5, schemaV6, schemaV7, schemaV8}
+var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4, schemaV5, schemaV6, schemaV7, schemaV8, schemaV9}
 
 // Result codes of modernc.org/sqlite/lib (extended result codes are on).
 const (
@@ -88,7 +93,19 @@ type Config struct {
 	// missing (mode 0600 and 0700); SQLite keeps its -wal and -shm files
 	// beside it with the same mode.
 	Path string
+	// MergeRows is how many postings postings_recent holds before a commit
+	// moves them into postings (schema_v9.sql); 0 means DefaultMergeRows.
+	// Larger makes each commit dirty more of postings_recent's pages, and
+	// merges rarer.
+	MergeRows int
 }
+
+// DefaultMergeRows is Config.MergeRows when it is 0: some four thousand
+// writes' postings, under a megabyte, so that a commit dirties at most a
+// few hundred pages of postings_recent while postings, merged into once per
+// four thousand writes, is written a page at a time a few times less often
+// than it would be by every group commit.
+const DefaultMergeRows = 1 << 16
 
 // Validate reports whether c can be used to open a Store.
 func (c Config) Validate() error { return sqlitedb.ValidatePath(c.Path) }
@@ -102,6 +119,12 @@ type Store struct {
 	// fstmt are the FindLeaves queries, indexed by which filters are set
 	// (see findLeavesSQL).
 	fstmt [numFindLeaves]*sql.Stmt
+
+	mergeRows int
+	// recent is how many rows postings_recent holds as last committed. Only
+	// the Update leading a group reads and writes it (runGroup); the lead
+	// passes under mu.
+	recent int
 
 	mu      sync.Mutex
 	queue   []*update // Updates waiting for the writer, oldest first
@@ -121,6 +144,9 @@ const (
 	stDeleteTokenSet
 	stInsertTokenSet
 	stDeletePosting
+	stDeleteRecentPosting
+	stMergePostings
+	stClearRecent
 	stFind
 	stCurrentTx
 	stDataKeyTx
@@ -149,9 +175,9 @@ const (
 // statement numWriteStmts+k-1.
 const tokenRows = 16
 
-// insertTokensSQL inserts k postings.
+// insertTokensSQL inserts k postings, into postings_recent.
 func insertTokensSQL(k int) string {
-	return `INSERT OR IGNORE INTO postings (token, seq) VALUES (?, ?)` + strings.Repeat(`, (?, ?)`, k-1)
+	return `INSERT OR IGNORE INTO postings_recent (token, seq) VALUES (?, ?)` + strings.Repeat(`, (?, ?)`, k-1)
 }
 
 const (
@@ -187,26 +213,31 @@ FROM versions v JOIN leaves l ON l.seq = v.seq
 WHERE v.type = ? AND v.id = ?`
 
 var writeSQL = [numWriteStmts]string{
-	stLatest:           `SELECT seq, version FROM versions WHERE type = ? AND id = ? ORDER BY version DESC LIMIT 1`,
-	stExists:           `SELECT 1 FROM versions WHERE type = ? AND id = ? AND version = ?`,
-	stInsertLeaf:       `INSERT INTO leaves (type, data, ref) VALUES (?, ?, ?)`,
-	stInsertVersion:    `INSERT INTO versions (seq, type, id, version, last_updated, deleted, key_id, ciphertext, salt, commitment, deid, client) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-	stTokenSetTx:       `SELECT tokens FROM token_sets WHERE seq = ?`,
-	stDeleteTokenSet:   `DELETE FROM token_sets WHERE seq = ?`,
-	stInsertTokenSet:   `INSERT OR REPLACE INTO token_sets (seq, tokens) VALUES (?, ?)`,
-	stDeletePosting:    `DELETE FROM postings WHERE token = ? AND seq = ?`,
-	stFind:             findSQL,
-	stCurrentTx:        selectRecord + ` ORDER BY v.version DESC LIMIT 1`,
-	stDataKeyTx:        `SELECT wrapped FROM data_keys WHERE key_id = ?`,
-	stPutDataKey:       `INSERT INTO data_keys (key_id, wrapped) VALUES (?, ?)`,
-	stResponseTx:       `SELECT body FROM responses WHERE key = ?`,
-	stPutResponse:      `INSERT INTO responses (key, body, created) VALUES (?, ?, ?)`,
-	stInsertLeafOnly:   `INSERT INTO leaves (type, data, ref) VALUES (?, ?, ?)`,
-	stDeleteKey:        `DELETE FROM data_keys WHERE key_id = ?`,
-	stEraseSets:        `SELECT s.seq, s.tokens FROM versions v JOIN token_sets s ON s.seq = v.seq WHERE v.key_id = ?`,
-	stEraseVersions:    `UPDATE versions SET ciphertext = X'', salt = X'', deid = X'', erased = 1 WHERE key_id = ? AND erased = 0`,
-	stInsertLeafRecord: `INSERT INTO leaf_records (seq, type, record, salt, subject, actor, time) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-	stPolicyExists:     `SELECT 1 FROM policies WHERE revision = ?`,
+	stLatest:         `SELECT seq, version FROM versions WHERE type = ? AND id = ? ORDER BY version DESC LIMIT 1`,
+	stExists:         `SELECT 1 FROM versions WHERE type = ? AND id = ? AND version = ?`,
+	stInsertLeaf:     `INSERT INTO leaves (type, data, ref) VALUES (?, ?, ?)`,
+	stInsertVersion:  `INSERT INTO versions (seq, type, id, version, last_updated, deleted, key_id, ciphertext, salt, commitment, deid, client) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	stTokenSetTx:     `SELECT tokens FROM token_sets WHERE seq = ?`,
+	stDeleteTokenSet: `DELETE FROM token_sets WHERE seq = ?`,
+	stInsertTokenSet: `INSERT OR REPLACE INTO token_sets (seq, tokens) VALUES (?, ?)`,
+	stDeletePosting:  `DELETE FROM postings WHERE token = ? AND seq = ?`,
+	// A posting is in one table or the other; a damaged index may hold it
+	// in both, and removing one removes it from both.
+	stDeleteRecentPosting: `DELETE FROM postings_recent WHERE token = ? AND seq = ?`,
+	stMergePostings:       `INSERT OR IGNORE INTO postings (token, seq) SELECT token, seq FROM postings_recent ORDER BY token, seq`,
+	stClearRecent:         `DELETE FROM postings_recent`,
+	stFind:                findSQL,
+	stCurrentTx:           selectRecord + ` ORDER BY v.version DESC LIMIT 1`,
+	stDataKeyTx:           `SELECT wrapped FROM data_keys WHERE key_id = ?`,
+	stPutDataKey:          `INSERT INTO data_keys (key_id, wrapped) VALUES (?, ?)`,
+	stResponseTx:          `SELECT body FROM responses WHERE key = ?`,
+	stPutResponse:         `INSERT INTO responses (key, body, created) VALUES (?, ?, ?)`,
+	stInsertLeafOnly:      `INSERT INTO leaves (type, data, ref) VALUES (?, ?, ?)`,
+	stDeleteKey:           `DELETE FROM data_keys WHERE key_id = ?`,
+	stEraseSets:           `SELECT s.seq, s.tokens FROM versions v JOIN token_sets s ON s.seq = v.seq WHERE v.key_id = ?`,
+	stEraseVersions:       `UPDATE versions SET ciphertext = X'', salt = X'', deid = X'', erased = 1 WHERE key_id = ? AND erased = 0`,
+	stInsertLeafRecord:    `INSERT INTO leaf_records (seq, type, record, salt, subject, actor, time) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+	stPolicyExists:        `SELECT 1 FROM policies WHERE revision = ?`,
 	// The writer holds the database from BEGIN IMMEDIATE to commit, so max+1
 	// cannot race another PutPolicy.
 	stInsertPolicy: `INSERT INTO policies (version, revision, bundle, created, author)
@@ -239,7 +270,10 @@ FROM leaves l LEFT JOIN leaf_records r ON r.seq = l.seq WHERE l.seq = ?`,
 	stPolicies: `SELECT version, revision, created, author FROM policies ORDER BY version DESC`,
 	stRecords: `SELECT seq, type, record, salt, subject, actor, time FROM leaf_records
 WHERE seq > ? ORDER BY seq LIMIT ?`,
-	stIndexEntries: `SELECT token, seq FROM postings WHERE (token, seq) > (?, ?) ORDER BY token, seq LIMIT ?`,
+	// Both tables in one ordered walk: a compound ORDER BY merges the two
+	// index orders (no sort), and the LIMIT stops it early.
+	stIndexEntries: `SELECT token, seq FROM postings WHERE (token, seq) > (?1, ?2)
+UNION ALL SELECT token, seq FROM postings_recent WHERE (token, seq) > (?1, ?2) ORDER BY 1, 2 LIMIT ?3`,
 	stTokenSets:    `SELECT seq, tokens FROM token_sets WHERE seq > ? ORDER BY seq LIMIT ?`,
 	stIndexVersion: `SELECT version FROM index_state WHERE one = 1`,
 	stResponses:    `SELECT key, body, created FROM responses WHERE key > ? ORDER BY key LIMIT ?`,
@@ -260,8 +294,26 @@ WHERE seq > ? ORDER BY seq LIMIT ?`,
 // versions_ident (a few bytes per version) rather than by the versions
 // rows themselves. The token is an HMAC over the type; the type test keeps
 // Find exact all the same.
-const findSQL = `SELECT v.id FROM postings p JOIN versions v INDEXED BY versions_ident ON v.seq = p.seq
-WHERE p.token = ? AND v.type = ?`
+const findSQL = `SELECT v.id FROM (SELECT seq FROM postings WHERE token = ?1
+UNION ALL SELECT seq FROM postings_recent WHERE token = ?1) p
+JOIN versions v INDEXED BY versions_ident ON v.seq = p.seq WHERE v.type = ?2`
+
+// postingsIn is a subquery of the Seqs of the postings, in both tables, of
+// the n tokens bound in its place (twice: tokensArgs).
+func postingsIn(n int) string {
+	in := "(?" + strings.Repeat(", ?", n-1) + ")"
+	return "(SELECT seq FROM postings WHERE token IN " + in + " UNION ALL SELECT seq FROM postings_recent WHERE token IN " + in + ")"
+}
+
+// tokensArgs appends the arguments of postingsIn: the tokens, twice.
+func tokensArgs(args []any, tokens [][]byte) []any {
+	for range 2 {
+		for _, tok := range tokens {
+			args = append(args, nonNil(tok))
+		}
+	}
+	return args
+}
 
 // changesSQL selects what Versions and Changes return: every version row,
 // also one whose leaf is gone.
@@ -320,7 +372,10 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Store{}
+	s := &Store{mergeRows: cfg.MergeRows}
+	if s.mergeRows <= 0 {
+		s.mergeRows = DefaultMergeRows
+	}
 	ok := false
 	defer func() {
 		if !ok {
@@ -352,6 +407,9 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		if s.fstmt[i], err = s.r.PrepareContext(ctx, findLeavesSQL(i)); err != nil {
 			return nil, fmt.Errorf("prepare find leaves statement %d: %w", i, err)
 		}
+	}
+	if err := s.w.QueryRowContext(ctx, `SELECT count(*) FROM postings_recent`).Scan(&s.recent); err != nil {
+		return nil, fmt.Errorf("count recent postings: %w", err)
 	}
 	ok = true
 	return s, nil
@@ -511,10 +569,21 @@ func (s *Store) runGroup(group []*update) {
 	if len(ok) == 0 {
 		return
 	}
+	recent := s.recent + t.inserted
+	if recent >= s.mergeRows {
+		// In the group's transaction: the postings are in one table or the
+		// other at every commit.
+		if err := t.mergePostings(ctx); err != nil {
+			fail(ok, fmt.Errorf("merge recent postings: %w", err))
+			return
+		}
+		recent = 0
+	}
 	if err := sqlTx.Commit(); err != nil {
 		fail(ok, fmt.Errorf("commit sqlite transaction: %w", mapErr(err)))
 		return
 	}
+	s.recent = recent
 	var cerr error
 	if len(erasers) > 0 {
 		// The WAL still holds the erased pages as they were; fold it into
@@ -920,17 +989,24 @@ type queryer interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
+// findAnySQL is the FindAny query of n tokens, then the type.
+func findAnySQL(n int) string {
+	return `SELECT DISTINCT v.id FROM ` + postingsIn(n) + ` p
+JOIN versions v INDEXED BY versions_ident ON v.seq = p.seq WHERE v.type = ? ORDER BY v.id`
+}
+
+// countPostingsSQL counts the postings of n tokens, up to a limit bound last.
+func countPostingsSQL(n int) string {
+	return `SELECT count(*) FROM (SELECT 1 FROM ` + postingsIn(n) + ` LIMIT ?)`
+}
+
 // findAny runs FindAny as one query per findAnyChunk tokens.
 func findAny(ctx context.Context, q queryer, typ string, tokens [][]byte) ([]string, error) {
 	var ids []string
 	for chunk := range slices.Chunk(tokens, findAnyChunk) {
-		args := make([]any, 0, len(chunk)+1)
-		for _, tok := range chunk {
-			args = append(args, nonNil(tok))
-		}
+		args := tokensArgs(make([]any, 0, 2*len(chunk)+1), chunk)
 		args = append(args, typ)
-		query := `SELECT DISTINCT v.id FROM postings p JOIN versions v INDEXED BY versions_ident ON v.seq = p.seq
-WHERE p.token IN (?` + strings.Repeat(", ?", len(chunk)-1) + `) AND v.type = ? ORDER BY v.id`
+		query := findAnySQL(len(chunk))
 		rows, err := q.QueryContext(ctx, query, args...)
 		if err != nil {
 			return nil, fmt.Errorf("find %s: %w", typ, mapErr(err))
@@ -983,25 +1059,8 @@ func (s *Store) FindAll(ctx context.Context, typ string, clauses [][][]byte) ([]
 	if order == nil {
 		return nil, nil
 	}
-	var q strings.Builder
-	args := make([]any, 0, total+1)
-	in := func(tokens [][]byte) {
-		q.WriteString("(?" + strings.Repeat(", ?", len(tokens)-1) + ")")
-		for _, tok := range tokens {
-			args = append(args, nonNil(tok))
-		}
-	}
-	q.WriteString("SELECT DISTINCT v.id FROM postings p JOIN versions v INDEXED BY versions_ident ON v.seq = p.seq WHERE p.token IN ")
-	in(clauses[order[0]])
-	for k, i := range order[1:] {
-		a := "q" + strconv.Itoa(k)
-		q.WriteString(" AND EXISTS (SELECT 1 FROM postings " + a + " WHERE " + a + ".seq = p.seq AND " + a + ".token IN ")
-		in(clauses[i])
-		q.WriteString(")")
-	}
-	q.WriteString(" AND v.type = ? ORDER BY v.id")
-	args = append(args, typ)
-	rows, err := s.r.QueryContext(ctx, q.String(), args...)
+	query, args := findAllQuery(typ, clauses, order)
+	rows, err := s.r.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("find %s: %w", typ, mapErr(err))
 	}
@@ -1012,15 +1071,38 @@ func (s *Store) FindAll(ctx context.Context, typ string, clauses [][][]byte) ([]
 	return ids, nil
 }
 
+// findAllQuery is FindAll's query: the postings of the clause order[0]
+// drive, and each of the others is probed by its (token, seq) keys.
+func findAllQuery(typ string, clauses [][][]byte, order []int) (string, []any) {
+	var q strings.Builder
+	args := make([]any, 0, 64)
+	q.WriteString("SELECT DISTINCT v.id FROM " + postingsIn(len(clauses[order[0]])) +
+		" p JOIN versions v INDEXED BY versions_ident ON v.seq = p.seq WHERE v.type = ?")
+	args = tokensArgs(args, clauses[order[0]])
+	args = append(args, typ)
+	for k, i := range order[1:] {
+		in := "(?" + strings.Repeat(", ?", len(clauses[i])-1) + ")"
+		for j, table := range []string{"postings", "postings_recent"} {
+			a := "q" + strconv.Itoa(k) + "_" + strconv.Itoa(j)
+			if j == 0 {
+				q.WriteString(" AND (")
+			} else {
+				q.WriteString(" OR ")
+			}
+			q.WriteString("EXISTS (SELECT 1 FROM " + table + " " + a + " WHERE " + a + ".seq = p.seq AND " + a + ".token IN " + in + ")")
+		}
+		q.WriteString(")")
+		args = tokensArgs(args, clauses[i])
+	}
+	q.WriteString(" ORDER BY v.id")
+	return q.String(), args
+}
+
 // countPostings counts the postings of tokens, up to limit.
 func countPostings(ctx context.Context, q queryer, tokens [][]byte, limit int) (int, error) {
-	args := make([]any, 0, len(tokens)+1)
-	for _, tok := range tokens {
-		args = append(args, nonNil(tok))
-	}
+	args := tokensArgs(make([]any, 0, 2*len(tokens)+1), tokens)
 	args = append(args, limit)
-	rows, err := q.QueryContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM postings WHERE token IN (?`+
-		strings.Repeat(", ?", len(tokens)-1)+`) LIMIT ?)`, args...)
+	rows, err := q.QueryContext(ctx, countPostingsSQL(len(tokens)), args...)
 	if err != nil {
 		return 0, mapErr(err)
 	}
@@ -1149,6 +1231,10 @@ type tx struct {
 	tx     *sql.Tx
 	stmts  [numWriteStmts + tokenRows]*sql.Stmt
 	erased bool // Erase ran: checkpoint the WAL after commit
+	// inserted counts the postings_recent rows the transaction's inserts
+	// wrote (or tried to: rolled back or ignored ones too), which is
+	// enough to tell when to merge.
+	inserted int
 }
 
 // point returns the context for a statement of the transaction: ctx
@@ -1276,8 +1362,8 @@ func (t *tx) eraseTokens(ctx context.Context, keyID string) error {
 // at seq.
 func (t *tx) removeSet(ctx context.Context, seq int64, tokens [][]byte) error {
 	for _, tok := range tokens {
-		if _, err := t.stmt(ctx, stDeletePosting).ExecContext(ctx, nonNil(tok), seq); err != nil {
-			return mapErr(err)
+		if err := t.deletePosting(ctx, tok, seq); err != nil {
+			return err
 		}
 	}
 	if _, err := t.stmt(ctx, stDeleteTokenSet).ExecContext(ctx, seq); err != nil {
@@ -1395,8 +1481,8 @@ func (t *tx) DropTokens(ctx context.Context, e vault.IndexEntry) error {
 			return fmt.Errorf("drop posting: %w", vault.ErrConflict)
 		}
 	}
-	if _, err := t.stmt(ctx, stDeletePosting).ExecContext(ctx, nonNil(e.Token), e.Seq); err != nil {
-		return fmt.Errorf("drop posting: %w", mapErr(err))
+	if err := t.deletePosting(ctx, e.Token, e.Seq); err != nil {
+		return fmt.Errorf("drop posting: %w", err)
 	}
 	return nil
 }
@@ -1531,8 +1617,30 @@ func (t *tx) Put(ctx context.Context, r vault.Record) error {
 	return nil
 }
 
-// insertTokens inserts the token rows of a resource, up to tokenRows per
-// statement.
+// deletePosting removes the posting (token, seq) from both tables.
+func (t *tx) deletePosting(ctx context.Context, token []byte, seq int64) error {
+	for _, st := range []int{stDeletePosting, stDeleteRecentPosting} {
+		if _, err := t.stmt(ctx, st).ExecContext(ctx, nonNil(token), seq); err != nil {
+			return mapErr(err)
+		}
+	}
+	return nil
+}
+
+// mergePostings moves postings_recent into postings, in token order so
+// that each page of postings is dirtied by one run of inserts.
+func (t *tx) mergePostings(ctx context.Context) error {
+	if _, err := t.stmt(ctx, stMergePostings).ExecContext(ctx); err != nil {
+		return mapErr(err)
+	}
+	if _, err := t.stmt(ctx, stClearRecent).ExecContext(ctx); err != nil {
+		return mapErr(err)
+	}
+	return nil
+}
+
+// insertTokens inserts the token rows of a resource into postings_recent,
+// up to tokenRows per statement.
 func (t *tx) insertTokens(ctx context.Context, seq int64, tokens [][]byte) error {
 	args := make([]any, 0, 2*min(len(tokens), tokenRows))
 	for len(tokens) > 0 {
@@ -1544,6 +1652,7 @@ func (t *tx) insertTokens(ctx context.Context, seq int64, tokens [][]byte) error
 		if _, err := t.stmt(ctx, numWriteStmts+k-1).ExecContext(ctx, args...); err != nil {
 			return err
 		}
+		t.inserted += k
 		tokens = tokens[k:]
 	}
 	return nil

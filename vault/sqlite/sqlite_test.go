@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -29,6 +30,20 @@ func newStore(t testing.TB) *Store {
 
 func TestStore(t *testing.T) {
 	vaulttest.Exercise(t, func(t *testing.T) vault.Store { return newStore(t) })
+}
+
+// TestStoreMerging runs the conformance suite with recent postings merged
+// after nearly every commit, so that lookups, replacements, erasures and the
+// audit's listings meet postings split between the two tables, and merges
+// in the middle of every scenario.
+func TestStoreMerging(t *testing.T) {
+	vaulttest.Exercise(t, func(t *testing.T) vault.Store {
+		s, err := New(t.Context(), Config{Path: filepath.Join(t.TempDir(), "vault.db"), MergeRows: 5})
+		if err != nil {
+			t.Fatalf("New: %v", err)
+		}
+		return s
+	})
 }
 
 // TestSettings checks the settings durability and concurrency rest on.
@@ -488,4 +503,49 @@ func TestRecordStorage(t *testing.T) {
 			}
 		},
 	})
+}
+
+// TestPostingsPlan: every lookup reads both posting tables by their
+// (token, seq) keys, the audit's walk merges their orders without a sort,
+// and none scans a table.
+func TestPostingsPlan(t *testing.T) {
+	s := newStore(t)
+	defer s.Close()
+	tok := func(n int) [][]byte { return make([][]byte, n) }
+	queries := []struct {
+		name string
+		sql  string
+	}{
+		{"Find", findSQL},
+		{"FindAny", findAnySQL(3)},
+		{"FindAll", func() string { q, _ := findAllQuery("T", [][][]byte{tok(2), tok(3), tok(1)}, []int{2, 0, 1}); return q }()},
+		{"countPostings", countPostingsSQL(2)},
+		{"IndexEntries", readSQL[stIndexEntries]},
+	}
+	for _, q := range queries {
+		rows, err := s.r.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+q.sql, make([]any, strings.Count(q.sql, "?"))...)
+		if err != nil {
+			t.Fatalf("%s: EXPLAIN QUERY PLAN: %v", q.name, err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				t.Fatalf("scan plan: %v", err)
+			}
+			plan = append(plan, detail)
+		}
+		rows.Close()
+		got := strings.Join(plan, "; ")
+		for _, table := range []string{"postings", "postings_recent"} {
+			if !regexp.MustCompile(`SEARCH (`+table+`|q\d+_\d+) USING PRIMARY KEY`).MatchString(got) ||
+				regexp.MustCompile(`SCAN `+table+`\b`).MatchString(got) {
+				t.Errorf("plan of %s = %q, want %s searched by its key, not scanned", q.name, got, table)
+			}
+		}
+		if q.name == "IndexEntries" && (!strings.HasPrefix(got, "MERGE (UNION ALL)") || strings.Contains(got, "TEMP B-TREE")) {
+			t.Errorf("plan of IndexEntries = %q, want a merge of the two tables' orders without a sort", got)
+		}
+	}
 }
