@@ -77,12 +77,14 @@ func BenchmarkScale(b *testing.B) {
 			mu        sync.Mutex
 			done      int             // entries created
 			tenths    []time.Duration // ingest time (pauses left out) at which done passed each tenth
+			tenthsCPU []time.Duration // process CPU (pauses left out) at the same points
+			pausedCPU time.Duration
 			errs      []error
 			paused    time.Duration
 			submitted int
 			small     countLatency
 		)
-		start := time.Now()
+		start, cpu0 := time.Now(), mustCPU()
 		work := make(chan []byte, clients)
 		var wg sync.WaitGroup
 		startClients := func(work chan []byte) {
@@ -99,6 +101,7 @@ func BenchmarkScale(b *testing.B) {
 						done += n
 						for len(tenths) < 10 && done >= (len(tenths)+1)*target/10 {
 							tenths = append(tenths, time.Since(start)-paused)
+							tenthsCPU = append(tenthsCPU, mustCPU()-cpu0-pausedCPU)
 						}
 						if err != nil && len(errs) < 5 {
 							errs = append(errs, err)
@@ -121,9 +124,12 @@ func BenchmarkScale(b *testing.B) {
 					measuredSmall = true
 					close(work)
 					wg.Wait()
-					p := time.Now()
+					p, pc := time.Now(), mustCPU()
 					small = measureCounts(b, g, hdr)
+					mu.Lock()
 					paused += time.Since(p)
+					pausedCPU += mustCPU() - pc
+					mu.Unlock()
 					work = make(chan []byte, clients)
 					startClients(work)
 				}
@@ -155,6 +161,18 @@ func BenchmarkScale(b *testing.B) {
 			prev = t
 		}
 		b.Logf("ingest rate by tenth (resources/s): %.0f", rates)
+		// CPU per resource by tenth: the growth a store pays for its size,
+		// which other work on the machine disturbs less than the rates.
+		var prevCPU time.Duration
+		cpus := make([]float64, len(tenthsCPU))
+		for i, c := range tenthsCPU {
+			cpus[i] = perRes(c-prevCPU, target/10)
+			prevCPU = c
+		}
+		b.Logf("process CPU by tenth (µs/resource): %.0f", cpus)
+		if len(cpus) == 10 {
+			b.ReportMetric(cpus[9]/cpus[0], "cpu-last/first")
+		}
 		if len(rates) == 10 {
 			b.ReportMetric(rates[0], "first-tenth-res/s")
 			b.ReportMetric(rates[9], "last-tenth-res/s")

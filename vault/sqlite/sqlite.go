@@ -175,9 +175,18 @@ const (
 // statement numWriteStmts+k-1.
 const tokenRows = 16
 
-// insertTokensSQL inserts k postings, into postings_recent.
+// insertTokensSQL inserts k postings of one Seq into postings_recent: the
+// k tokens are ?1 to ?k, the Seq ?k+1, bound once.
 func insertTokensSQL(k int) string {
-	return `INSERT OR IGNORE INTO postings_recent (token, seq) VALUES (?, ?)` + strings.Repeat(`, (?, ?)`, k-1)
+	var q strings.Builder
+	q.WriteString(`INSERT OR IGNORE INTO postings_recent (token, seq) VALUES `)
+	for i := 1; i <= k; i++ {
+		if i > 1 {
+			q.WriteString(", ")
+		}
+		fmt.Fprintf(&q, "(?%d, ?%d)", i, k+1)
+	}
+	return q.String()
 }
 
 const (
@@ -1642,13 +1651,14 @@ func (t *tx) mergePostings(ctx context.Context) error {
 // insertTokens inserts the token rows of a resource into postings_recent,
 // up to tokenRows per statement.
 func (t *tx) insertTokens(ctx context.Context, seq int64, tokens [][]byte) error {
-	args := make([]any, 0, 2*min(len(tokens), tokenRows))
+	args := make([]any, 0, min(len(tokens), tokenRows)+1)
 	for len(tokens) > 0 {
 		k := min(len(tokens), tokenRows)
 		args = args[:0]
 		for _, tok := range tokens[:k] {
-			args = append(args, nonNil(tok), seq)
+			args = append(args, nonNil(tok))
 		}
+		args = append(args, seq)
 		if _, err := t.stmt(ctx, numWriteStmts+k-1).ExecContext(ctx, args...); err != nil {
 			return err
 		}
