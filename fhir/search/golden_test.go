@@ -210,7 +210,9 @@ var mutantValues = []func() any{
 	func() any { return []any{"x", nil, map[string]any{"value": "v"}} },
 	func() any { return map[string]any{"reference": "Patient/9", "type": "Group"} },
 	func() any { return map[string]any{"start": "2020", "end": "bad"} },
-	func() any { return map[string]any{"low": map[string]any{"value": json.Number("1")}, "high": map[string]any{"value": "x"}} },
+	func() any {
+		return map[string]any{"low": map[string]any{"value": json.Number("1")}, "high": map[string]any{"value": "x"}}
+	},
 	func() any {
 		return map[string]any{"coding": []any{map[string]any{"system": "s", "code": "c"}}, "text": "t"}
 	},
