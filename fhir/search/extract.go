@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -195,10 +196,17 @@ func (x *Extractor) Extract(resourceType string, tree map[string]any) ([]Value, 
 	if rt, ok := tree["resourceType"]; ok && rt != resourceType {
 		return nil, &ExtractError{ResourceType: resourceType, Reason: "resourceType element differs"}
 	}
-	c := &evalCtx{root: item{v: tree, path: resourceType, typ: resourceType}, x: x}
-	root := []item{c.root}
-	// A resource has a few dozen values: one allocation, rarely two.
-	out := make([]Value, 0, 32)
+	c := ctxPool.Get().(*evalCtx)
+	defer c.release()
+	c.root, c.x = item{v: tree, path: resourceType, typ: resourceType}, x
+	root := c.one(c.root)
+	// Values are gathered in the pooled scratch slice and copied out at
+	// their exact number: a Value is large, and a slice grown to hold
+	// them would mostly be capacity.
+	// hi is how many of its values were written, for release to clear;
+	// a conversion that fails may have written past it.
+	out, hi := c.out[:0], 0
+	defer func() { c.out = out[:hi] }()
 	for _, p := range load().sorted[resourceType] {
 		if x.Indexed && len(p.keysFrom) > 0 {
 			continue
@@ -209,9 +217,12 @@ func (x *Extractor) Extract(resourceType string, tree map[string]any) ([]Value, 
 		}
 		for _, it := range items {
 			n := len(out)
-			if out, err = c.convert(out, p.Code, p.Type, p.Components, it); err != nil {
+			next, err := c.convert(out, p.Code, p.Type, p.Components, it)
+			if err != nil {
+				hi = cap(out)
 				return nil, &ExtractError{ResourceType: resourceType, Param: p.Code, Reason: err.Error()}
 			}
+			out, hi = next, max(hi, len(next))
 			kept := out[:n]
 			for _, v := range out[n:] {
 				// A reference known to point outside the parameter's targets
@@ -228,7 +239,30 @@ func (x *Extractor) Extract(resourceType string, tree map[string]any) ([]Value, 
 	if len(out) == 0 {
 		return nil, nil
 	}
-	return out, nil
+	return slices.Clone(out), nil
+}
+
+// ctxPool keeps evaluation contexts, their arena and scratch values, for
+// the next Extract.
+var ctxPool = sync.Pool{New: func() any { return new(evalCtx) }}
+
+// maxPooled bounds the arena and scratch kept in a pooled context, so that
+// one huge resource does not keep its memory.
+const maxPooled = 1 << 14
+
+// release returns c to ctxPool, dropping every reference into the
+// resource it evaluated.
+func (c *evalCtx) release() {
+	clear(c.arena)
+	clear(c.out)
+	if cap(c.arena) > maxPooled {
+		c.arena = nil
+	}
+	if cap(c.out) > maxPooled/16 {
+		c.out = nil
+	}
+	*c = evalCtx{arena: c.arena[:0], out: c.out[:0]}
+	ctxPool.Put(c)
 }
 
 // maxTuples bounds the combinations one composite value may produce.
@@ -264,7 +298,7 @@ func (c *evalCtx) convert(out []Value, code string, typ Type, comps []Component,
 	case TypeComposite:
 		tuples := [][]Value{nil}
 		for _, comp := range comps {
-			items, err := comp.expr.eval(c, []item{it})
+			items, err := comp.expr.eval(c, c.one(it))
 			if err != nil {
 				return nil, err
 			}
