@@ -296,32 +296,72 @@ func (c *evalCtx) convert(out []Value, code string, typ Type, comps []Component,
 			return append(out, Value{Param: code, Type: typ, URI: s}), nil
 		}
 	case TypeComposite:
-		tuples := [][]Value{nil}
-		for _, comp := range comps {
-			items, err := comp.expr.eval(c, c.one(it))
-			if err != nil {
+		return c.composite(out, code, comps, it)
+	}
+	return out, nil
+}
+
+// composite appends the values of composite parameter code for one item:
+// a value for each combination of its components' values, the first
+// component varying slowest, at most maxTuples of them. Every component is
+// evaluated, even after one has no value, for its errors.
+func (c *evalCtx) composite(out []Value, code string, comps []Component, it item) ([]Value, error) {
+	// The components' values are gathered one after the other in the
+	// context's scratch (components are never composite themselves);
+	// ends[i] is where those of component i end.
+	var small [8]int
+	ends := small[:0]
+	vals := c.compVals[:0]
+	defer func() {
+		clear(vals) // no reference into the resource stays in the pool
+		c.compVals = vals[:0]
+	}()
+	for _, comp := range comps {
+		items, err := comp.expr.eval(c, c.one(it))
+		if err != nil {
+			return nil, err
+		}
+		for _, ci := range items {
+			if vals, err = c.convert(vals, comp.Code, comp.Type, nil, ci); err != nil {
 				return nil, err
 			}
-			var vals []Value
-			for _, ci := range items {
-				if vals, err = c.convert(vals, comp.Code, comp.Type, nil, ci); err != nil {
-					return nil, err
-				}
-			}
-			var next [][]Value
-			for _, t := range tuples {
-				for _, v := range vals {
-					if len(next) < maxTuples {
-						next = append(next, append(t[:len(t):len(t)], v))
-					}
-				}
-			}
-			tuples = next
 		}
-		for _, t := range tuples {
-			out = append(out, Value{Param: code, Type: typ, Components: t})
+		ends = append(ends, len(vals))
+	}
+	if len(comps) == 0 {
+		return append(out, Value{Param: code, Type: TypeComposite}), nil
+	}
+	// idx counts through the combinations in order, component by
+	// component from the last, like the digits of a number.
+	var smallIdx [8]int
+	idx := smallIdx[:0]
+	start := 0
+	for _, end := range ends {
+		if end == start {
+			return out, nil // a component without value: no combination
 		}
-		return out, nil
+		idx = append(idx, start)
+		start = end
+	}
+	for range maxTuples {
+		t := make([]Value, len(idx))
+		for i, j := range idx {
+			t[i] = vals[j]
+		}
+		out = append(out, Value{Param: code, Type: TypeComposite, Components: t})
+		i := len(idx) - 1
+		for ; i >= 0; i-- {
+			if idx[i]++; idx[i] < ends[i] {
+				break
+			}
+			idx[i] = 0
+			if i > 0 {
+				idx[i] = ends[i-1]
+			}
+		}
+		if i < 0 {
+			break
+		}
 	}
 	return out, nil
 }
@@ -354,11 +394,10 @@ func tokens(out []Value, code string, it item) []Value {
 		d, _ := decimalOf(v)
 		return append(out, tok(Token{Code: d}))
 	case map[string]any:
-		_, hasCoding := v["coding"]
-		_, hasValue := v["value"]
-		_, hasCode := v["code"]
+		// The members are looked up only as far as the cases need.
+		has := func(k string) bool { _, ok := v[k]; return ok }
 		switch {
-		case it.typ == "CodeableConcept" || hasCoding || (!hasValue && !hasCode && str(v, "text") != ""):
+		case it.typ == "CodeableConcept" || has("coding") || (!has("value") && !has("code") && str(v, "text") != ""):
 			text := str(v, "text")
 			n := len(out)
 			for _, cd := range asList(v["coding"]) {
@@ -370,7 +409,7 @@ func tokens(out []Value, code string, it item) []Value {
 				out = append(out, tok(Token{Text: text}))
 			}
 			return out
-		case hasValue:
+		case has("value"):
 			// Identifier or ContactPoint: both are system|value.
 			t := Token{System: str(v, "system"), Code: str(v, "value")}
 			if typ, ok := v["type"].(map[string]any); ok {
@@ -384,7 +423,7 @@ func tokens(out []Value, code string, it item) []Value {
 				return out
 			}
 			return append(out, tok(t))
-		case hasCode:
+		case has("code"):
 			return append(out, tok(Token{System: str(v, "system"), Code: str(v, "code"), Display: str(v, "display")}))
 		}
 	}
@@ -615,15 +654,27 @@ func (x *Extractor) literal(root item, s string) Reference {
 		r.URL, r.Version = u, ver
 		s = u
 	}
-	parts := strings.Split(s, "/")
-	if n := len(parts); n >= 4 && parts[n-2] == "_history" {
-		r.Version = parts[n-1]
-		parts = parts[:n-2]
+	// The segments of s split at '/', read from the end without splitting
+	// it: p is s less a _history suffix, n its number of segments.
+	p := s
+	n := strings.Count(p, "/") + 1
+	lastTwo := func() (prev, last string, prevStart int) {
+		i := strings.LastIndexByte(p, '/')
+		j := strings.LastIndexByte(p[:i], '/')
+		return p[j+1 : i], p[i+1:], j
 	}
-	if n := len(parts); n >= 2 && isResourceType(parts[n-2]) && parts[n-1] != "" {
-		r.Type, r.ID = parts[n-2], parts[n-1]
-		if n == 2 {
-			r.URL = "" // relative: Type and ID say it all
+	if n >= 4 {
+		if prev, last, j := lastTwo(); prev == "_history" {
+			r.Version = last
+			p, n = p[:j], n-2
+		}
+	}
+	if n >= 2 {
+		if typ, id, _ := lastTwo(); isResourceType(typ) && id != "" {
+			r.Type, r.ID = typ, id
+			if n == 2 {
+				r.URL = "" // relative: Type and ID say it all
+			}
 		}
 	}
 	if r.Type == "" && x.ReferenceType != nil {

@@ -7,6 +7,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -426,4 +427,56 @@ func TestIndexedExtractKeepsKeys(t *testing.T) {
 	if fewer == 0 {
 		t.Error("no resource had a value left out: Indexed skips nothing")
 	}
+}
+
+// literalSplit is Extractor.literal as first written, splitting the
+// reference at every '/': the oracle of TestLiteralOracle.
+func (x *Extractor) literalSplit(root item, s string) Reference {
+	r := Reference{URL: s}
+	if strings.HasPrefix(s, "#") {
+		return x.literal(root, s) // contained: unchanged
+	}
+	if u, ver, ok := strings.Cut(s, "|"); ok && !strings.Contains(s, "?") {
+		r.URL, r.Version = u, ver
+		s = u
+	}
+	parts := strings.Split(s, "/")
+	if n := len(parts); n >= 4 && parts[n-2] == "_history" {
+		r.Version = parts[n-1]
+		parts = parts[:n-2]
+	}
+	if n := len(parts); n >= 2 && isResourceType(parts[n-2]) && parts[n-1] != "" {
+		r.Type, r.ID = parts[n-2], parts[n-1]
+		if n == 2 {
+			r.URL = ""
+		}
+	}
+	if r.Type == "" && x.ReferenceType != nil {
+		r.Type = x.ReferenceType(s)
+	}
+	return r
+}
+
+// TestLiteralOracle compares Extractor.literal with literalSplit on
+// references assembled from segments of every kind, with a ReferenceType
+// that echoes what it is asked so that the string it gets is compared too.
+func TestLiteralOracle(t *testing.T) {
+	x := &Extractor{ReferenceType: func(s string) string { return "asked:" + s }}
+	segs := []string{"", "Patient", "p1", "_history", "2", "http:", "x", "fhir", "Observation", "a|b", "c?d", "urn:uuid:1"}
+	var walk func(s string, depth int)
+	walk = func(s string, depth int) {
+		if got, want := x.literal(item{}, s), x.literalSplit(item{}, s); !reflect.DeepEqual(got, want) {
+			t.Fatalf("literal(%q) = %+v, want %+v", s, got, want)
+		}
+		if depth < 5 {
+			for _, seg := range segs {
+				if depth == 0 {
+					walk(seg, 1)
+				} else {
+					walk(s+"/"+seg, depth+1)
+				}
+			}
+		}
+	}
+	walk("", 0)
 }

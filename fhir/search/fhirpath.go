@@ -33,8 +33,9 @@ type evalCtx struct {
 	// made; when the arena grows, the collections made before keep the
 	// old array.
 	arena []item
-	// out is the scratch slice Extract gathers values in.
-	out []Value
+	// out is the scratch slice Extract gathers values in, compVals that
+	// of a composite's components.
+	out, compVals []Value
 }
 
 // mark starts a collection at the end of the arena.
