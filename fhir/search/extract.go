@@ -190,7 +190,8 @@ func Extract(resourceType string, tree map[string]any) ([]Value, error) {
 // order; a value may repeat. A malformed date or decimal fails the whole resource
 // with an *ExtractError.
 func (x *Extractor) Extract(resourceType string, tree map[string]any) ([]Value, error) {
-	if _, ok := load().byType[resourceType]; !ok {
+	pl, ok := load().plans[resourceType]
+	if !ok {
 		return nil, ErrUnknownResourceType
 	}
 	if rt, ok := tree["resourceType"]; ok && rt != resourceType {
@@ -199,7 +200,11 @@ func (x *Extractor) Extract(resourceType string, tree map[string]any) ([]Value, 
 	c := ctxPool.Get().(*evalCtx)
 	defer c.release()
 	c.root, c.x = item{v: tree, path: resourceType, typ: resourceType}, x
-	root := c.one(c.root)
+	c.rootColl = c.one(c.root)
+	if cap(c.memo) < pl.memos {
+		c.memo = make([]memoSlot, pl.memos)
+	}
+	c.memo = c.memo[:pl.memos]
 	// Values are gathered in the pooled scratch slice and copied out at
 	// their exact number: a Value is large, and a slice grown to hold
 	// them would mostly be capacity.
@@ -207,17 +212,18 @@ func (x *Extractor) Extract(resourceType string, tree map[string]any) ([]Value, 
 	// a conversion that fails may have written past it.
 	out, hi := c.out[:0], 0
 	defer func() { c.out = out[:hi] }()
-	for _, p := range load().sorted[resourceType] {
+	for i := range pl.params {
+		p := &pl.params[i]
 		if x.Indexed && len(p.keysFrom) > 0 {
 			continue
 		}
-		items, err := p.expr.eval(c, root)
+		items, err := p.expr.eval(c, c.rootColl)
 		if err != nil {
 			return nil, &ExtractError{ResourceType: resourceType, Param: p.Code, Reason: err.Error()}
 		}
 		for _, it := range items {
 			n := len(out)
-			next, err := c.convert(out, p.Code, p.Type, p.Components, it)
+			next, err := c.convert(out, p.Code, p.Type, p.Components, p.comps, it)
 			if err != nil {
 				hi = cap(out)
 				return nil, &ExtractError{ResourceType: resourceType, Param: p.Code, Reason: err.Error()}
@@ -255,21 +261,23 @@ const maxPooled = 1 << 14
 func (c *evalCtx) release() {
 	clear(c.arena)
 	clear(c.out)
+	clear(c.memo)
 	if cap(c.arena) > maxPooled {
 		c.arena = nil
 	}
 	if cap(c.out) > maxPooled/16 {
 		c.out = nil
 	}
-	*c = evalCtx{arena: c.arena[:0], out: c.out[:0]}
+	*c = evalCtx{arena: c.arena[:0], out: c.out[:0], compVals: c.compVals, memo: c.memo[:0]}
 	ctxPool.Put(c)
 }
 
 // maxTuples bounds the combinations one composite value may produce.
 const maxTuples = 64
 
-// convert appends the values of one item of parameter code to out.
-func (c *evalCtx) convert(out []Value, code string, typ Type, comps []Component, it item) ([]Value, error) {
+// convert appends the values of one item of parameter code to out; exprs
+// are the expressions of comps, the components of a composite.
+func (c *evalCtx) convert(out []Value, code string, typ Type, comps []Component, exprs []expr, it item) ([]Value, error) {
 	switch typ {
 	case TypeToken:
 		return tokens(out, code, it), nil
@@ -296,7 +304,7 @@ func (c *evalCtx) convert(out []Value, code string, typ Type, comps []Component,
 			return append(out, Value{Param: code, Type: typ, URI: s}), nil
 		}
 	case TypeComposite:
-		return c.composite(out, code, comps, it)
+		return c.composite(out, code, comps, exprs, it)
 	}
 	return out, nil
 }
@@ -305,7 +313,7 @@ func (c *evalCtx) convert(out []Value, code string, typ Type, comps []Component,
 // a value for each combination of its components' values, the first
 // component varying slowest, at most maxTuples of them. Every component is
 // evaluated, even after one has no value, for its errors.
-func (c *evalCtx) composite(out []Value, code string, comps []Component, it item) ([]Value, error) {
+func (c *evalCtx) composite(out []Value, code string, comps []Component, exprs []expr, it item) ([]Value, error) {
 	// The components' values are gathered one after the other in the
 	// context's scratch (components are never composite themselves);
 	// ends[i] is where those of component i end.
@@ -316,13 +324,13 @@ func (c *evalCtx) composite(out []Value, code string, comps []Component, it item
 		clear(vals) // no reference into the resource stays in the pool
 		c.compVals = vals[:0]
 	}()
-	for _, comp := range comps {
-		items, err := comp.expr.eval(c, c.one(it))
+	for i, comp := range comps {
+		items, err := exprs[i].eval(c, c.one(it))
 		if err != nil {
 			return nil, err
 		}
 		for _, ci := range items {
-			if vals, err = c.convert(vals, comp.Code, comp.Type, nil, ci); err != nil {
+			if vals, err = c.convert(vals, comp.Code, comp.Type, nil, nil, ci); err != nil {
 				return nil, err
 			}
 		}

@@ -36,6 +36,10 @@ type evalCtx struct {
 	// out is the scratch slice Extract gathers values in, compVals that
 	// of a composite's components.
 	out, compVals []Value
+	// rootColl is the collection of the resource alone; memo holds the
+	// collections of the plan's subexpressions over it (memoExpr).
+	rootColl []item
+	memo     []memoSlot
 }
 
 // mark starts a collection at the end of the arena.

@@ -109,6 +109,9 @@ type registry struct {
 	// by parent path ("" for none) and child name: choices and
 	// elementTypes looked up once, not on every step of every resource.
 	steps map[string]map[string]*step
+	// plans are the parameters of each resource type as Extract
+	// evaluates them (plan.go).
+	plans map[string]*plan
 }
 
 // step is one child of an element path, as navigate uses it.
@@ -295,6 +298,10 @@ func parse(data []byte) (*registry, error) {
 		shareKeys(m, r.common)
 	}
 	r.addSteps()
+	r.plans = make(map[string]*plan, len(r.sorted))
+	for rt := range r.sorted {
+		r.plans[rt] = r.newPlan(rt)
+	}
 	return r, nil
 }
 
