@@ -194,6 +194,11 @@ func (x *Extractor) Extract(resourceType string, tree map[string]any) ([]Value, 
 	if !ok {
 		return nil, ErrUnknownResourceType
 	}
+	return x.extract(pl, resourceType, tree)
+}
+
+// extract is Extract by plan pl of resourceType.
+func (x *Extractor) extract(pl *plan, resourceType string, tree map[string]any) ([]Value, error) {
 	if rt, ok := tree["resourceType"]; ok && rt != resourceType {
 		return nil, &ExtractError{ResourceType: resourceType, Reason: "resourceType element differs"}
 	}
@@ -272,6 +277,12 @@ func (c *evalCtx) release() {
 	ctxPool.Put(c)
 }
 
+// mayFail reports whether converting a value of type t may fail the
+// resource: a malformed date or decimal.
+func mayFail(t Type) bool {
+	return t == TypeDate || t == TypeQuantity || t == TypeNumber
+}
+
 // maxTuples bounds the combinations one composite value may produce.
 const maxTuples = 64
 
@@ -312,7 +323,8 @@ func (c *evalCtx) convert(out []Value, code string, typ Type, comps []Component,
 // composite appends the values of composite parameter code for one item:
 // a value for each combination of its components' values, the first
 // component varying slowest, at most maxTuples of them. Every component is
-// evaluated, even after one has no value, for its errors.
+// evaluated and converted, even after one has no value, for its errors:
+// the first error, component by component, fails the item.
 func (c *evalCtx) composite(out []Value, code string, comps []Component, exprs []expr, it item) ([]Value, error) {
 	// The components' values are gathered one after the other in the
 	// context's scratch (components are never composite themselves);
@@ -324,17 +336,44 @@ func (c *evalCtx) composite(out []Value, code string, comps []Component, exprs [
 		clear(vals) // no reference into the resource stays in the pool
 		c.compVals = vals[:0]
 	}()
-	for i, comp := range comps {
-		items, err := exprs[i].eval(c, c.one(it))
-		if err != nil {
-			return nil, err
+	// convert converts the items of comps[:n]; when the item has no
+	// combination (a component without items), only those whose
+	// conversion may fail, for their errors.
+	var smallItems [8][]item
+	items := smallItems[:0]
+	none := false
+	convert := func(n int) error {
+		for i, comp := range comps[:n] {
+			if !none || mayFail(comp.Type) {
+				for _, ci := range items[i] {
+					var err error
+					if vals, err = c.convert(vals, comp.Code, comp.Type, nil, nil, ci); err != nil {
+						return err
+					}
+				}
+			}
+			ends = append(ends, len(vals))
 		}
-		for _, ci := range items {
-			if vals, err = c.convert(vals, comp.Code, comp.Type, nil, nil, ci); err != nil {
+		return nil
+	}
+	for i := range comps {
+		its, err := exprs[i].eval(c, c.one(it))
+		if err != nil {
+			// The components before would have been converted first.
+			none = true
+			if err := convert(i); err != nil {
 				return nil, err
 			}
+			return nil, err
 		}
-		ends = append(ends, len(vals))
+		items = append(items, its)
+		none = none || len(its) == 0
+	}
+	if err := convert(len(comps)); err != nil {
+		return nil, err
+	}
+	if none {
+		return out, nil
 	}
 	if len(comps) == 0 {
 		return append(out, Value{Param: code, Type: TypeComposite}), nil
