@@ -234,17 +234,23 @@ func (x *Extractor) extract(pl *plan, resourceType string, tree map[string]any) 
 				return nil, &ExtractError{ResourceType: resourceType, Param: p.Code, Reason: err.Error()}
 			}
 			out, hi = next, max(hi, len(next))
-			kept := out[:n]
-			for _, v := range out[n:] {
+			if p.Type != TypeReference || len(p.Targets) == 0 {
+				continue // only a reference parameter's values are filtered
+			}
+			kept := n
+			for i := n; i < len(out); i++ {
 				// A reference known to point outside the parameter's targets
 				// is not one of its values (Bundle message is entry[0] only
 				// when that is a MessageHeader).
-				if v.Type == TypeReference && v.Reference.Type != "" && len(p.Targets) > 0 && !slices.Contains(p.Targets, v.Reference.Type) {
+				if v := &out[i]; v.Type == TypeReference && v.Reference.Type != "" && !slices.Contains(p.Targets, v.Reference.Type) {
 					continue
 				}
-				kept = append(kept, v)
+				if kept != i { // a Value is large: moved only when one before was dropped
+					out[kept] = out[i]
+				}
+				kept++
 			}
-			out = kept
+			out = out[:kept]
 		}
 	}
 	if len(out) == 0 {
