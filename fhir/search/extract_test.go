@@ -518,11 +518,11 @@ func TestExtractGolden(t *testing.T) {
 	}
 	want := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
 	if len(want) != len(got) {
-		t.Fatalf("%d digests, golden has %d", len(got), len(want))
+		t.Fatalf("%d digests, %s has %d: did the shared test data change? If so, and only then, rewrite it with -update", len(got), goldenFile, len(want))
 	}
 	for i := range want {
 		if want[i] != got[i] {
-			t.Errorf("digest differs:\n got  %s\n want %s", got[i], want[i])
+			t.Errorf("Extract's output changed (or the shared test data did; then rewrite with -update):\n got  %s\n want %s", got[i], want[i])
 		}
 	}
 }
