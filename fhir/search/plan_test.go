@@ -3,6 +3,7 @@ package search
 import (
 	"fmt"
 	"reflect"
+	"sync"
 	"testing"
 )
 
@@ -51,5 +52,36 @@ func TestPlanMatchesGeneral(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestExtractConcurrent extracts the HL7 examples from several goroutines
+// at once, as the gateway's handlers do: the pooled contexts and shared
+// plans must give each the values a lone extraction gives (run with -race).
+func TestExtractConcurrent(t *testing.T) {
+	es := resources(t, "hl7-examples")
+	x := &Extractor{ReferenceType: bundleTypes(es)}
+	want := make([][]Value, len(es))
+	for i, e := range es {
+		want[i], _ = x.Extract(e.resourceType, e.tree)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 4)
+	for g := range 4 {
+		wg.Go(func() {
+			for n := range len(es) * 3 {
+				i := (n*7 + g) % len(es)
+				got, _ := x.Extract(es[i].resourceType, es[i].tree)
+				if !reflect.DeepEqual(got, want[i]) {
+					errs <- fmt.Sprintf("%s %s: values differ when extracted concurrently", es[i].file, es[i].resourceType)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
 	}
 }
