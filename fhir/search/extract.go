@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -189,53 +190,111 @@ func Extract(resourceType string, tree map[string]any) ([]Value, error) {
 // order; a value may repeat. A malformed date or decimal fails the whole resource
 // with an *ExtractError.
 func (x *Extractor) Extract(resourceType string, tree map[string]any) ([]Value, error) {
-	if _, ok := load().byType[resourceType]; !ok {
+	pl, ok := load().plans[resourceType]
+	if !ok {
 		return nil, ErrUnknownResourceType
 	}
+	return x.extract(pl, resourceType, tree)
+}
+
+// extract is Extract by plan pl of resourceType.
+func (x *Extractor) extract(pl *plan, resourceType string, tree map[string]any) ([]Value, error) {
 	if rt, ok := tree["resourceType"]; ok && rt != resourceType {
 		return nil, &ExtractError{ResourceType: resourceType, Reason: "resourceType element differs"}
 	}
-	c := &evalCtx{root: item{v: tree, path: resourceType, typ: resourceType}, x: x}
-	root := []item{c.root}
-	// A resource has a few dozen values: one allocation, rarely two.
-	out := make([]Value, 0, 32)
-	for _, p := range load().sorted[resourceType] {
+	c := ctxPool.Get().(*evalCtx)
+	defer c.release()
+	c.root, c.x = item{v: tree, path: resourceType, typ: resourceType}, x
+	c.rootColl = c.one(c.root)
+	if cap(c.memo) < pl.memos {
+		c.memo = make([]memoSlot, pl.memos)
+	}
+	c.memo = c.memo[:pl.memos]
+	// Values are gathered in the pooled scratch slice and copied out at
+	// their exact number: a Value is large, and a slice grown to hold
+	// them would mostly be capacity.
+	// hi is how many of its values were written, for release to clear;
+	// a conversion that fails may have written past it.
+	out, hi := c.out[:0], 0
+	defer func() { c.out = out[:hi] }()
+	for i := range pl.params {
+		p := &pl.params[i]
 		if x.Indexed && len(p.keysFrom) > 0 {
 			continue
 		}
-		items, err := p.expr.eval(c, root)
+		items, err := p.expr.eval(c, c.rootColl)
 		if err != nil {
 			return nil, &ExtractError{ResourceType: resourceType, Param: p.Code, Reason: err.Error()}
 		}
 		for _, it := range items {
 			n := len(out)
-			if out, err = c.convert(out, p.Code, p.Type, p.Components, it); err != nil {
+			next, err := c.convert(out, p.Code, p.Type, p.Components, p.comps, it)
+			if err != nil {
+				hi = cap(out)
 				return nil, &ExtractError{ResourceType: resourceType, Param: p.Code, Reason: err.Error()}
 			}
-			kept := out[:n]
-			for _, v := range out[n:] {
+			out, hi = next, max(hi, len(next))
+			if p.Type != TypeReference || len(p.Targets) == 0 {
+				continue // only a reference parameter's values are filtered
+			}
+			kept := n
+			for i := n; i < len(out); i++ {
 				// A reference known to point outside the parameter's targets
 				// is not one of its values (Bundle message is entry[0] only
 				// when that is a MessageHeader).
-				if v.Type == TypeReference && v.Reference.Type != "" && len(p.Targets) > 0 && !slices.Contains(p.Targets, v.Reference.Type) {
+				if v := &out[i]; v.Type == TypeReference && v.Reference.Type != "" && !slices.Contains(p.Targets, v.Reference.Type) {
 					continue
 				}
-				kept = append(kept, v)
+				if kept != i { // a Value is large: moved only when one before was dropped
+					out[kept] = out[i]
+				}
+				kept++
 			}
-			out = kept
+			out = out[:kept]
 		}
 	}
 	if len(out) == 0 {
 		return nil, nil
 	}
-	return out, nil
+	return slices.Clone(out), nil
+}
+
+// ctxPool keeps evaluation contexts, their arena and scratch values, for
+// the next Extract.
+var ctxPool = sync.Pool{New: func() any { return new(evalCtx) }}
+
+// maxPooled bounds the arena and scratch kept in a pooled context, so that
+// one huge resource does not keep its memory.
+const maxPooled = 1 << 14
+
+// release returns c to ctxPool, dropping every reference into the
+// resource it evaluated.
+func (c *evalCtx) release() {
+	clear(c.arena)
+	clear(c.out)
+	clear(c.memo)
+	if cap(c.arena) > maxPooled {
+		c.arena = nil
+	}
+	if cap(c.out) > maxPooled/16 {
+		c.out = nil
+	}
+	*c = evalCtx{arena: c.arena[:0], out: c.out[:0], compVals: c.compVals, memo: c.memo[:0]}
+	ctxPool.Put(c)
+}
+
+// mayFail reports whether converting a value of type t may fail the
+// resource: a malformed date or decimal.
+func mayFail(t Type) bool {
+	return t == TypeDate || t == TypeQuantity || t == TypeNumber
 }
 
 // maxTuples bounds the combinations one composite value may produce.
 const maxTuples = 64
 
-// convert appends the values of one item of parameter code to out.
-func (c *evalCtx) convert(out []Value, code string, typ Type, comps []Component, it item) ([]Value, error) {
+// convert appends the values of one item of parameter code to out; exprs
+// are the expressions of comps, the components of a composite.
+func (c *evalCtx) convert(out []Value, code string, typ Type, comps []Component, exprs []expr, it item) ([]Value, error) {
 	switch typ {
 	case TypeToken:
 		return tokens(out, code, it), nil
@@ -262,32 +321,100 @@ func (c *evalCtx) convert(out []Value, code string, typ Type, comps []Component,
 			return append(out, Value{Param: code, Type: typ, URI: s}), nil
 		}
 	case TypeComposite:
-		tuples := [][]Value{nil}
-		for _, comp := range comps {
-			items, err := comp.expr.eval(c, []item{it})
-			if err != nil {
-				return nil, err
-			}
-			var vals []Value
-			for _, ci := range items {
-				if vals, err = c.convert(vals, comp.Code, comp.Type, nil, ci); err != nil {
-					return nil, err
-				}
-			}
-			var next [][]Value
-			for _, t := range tuples {
-				for _, v := range vals {
-					if len(next) < maxTuples {
-						next = append(next, append(t[:len(t):len(t)], v))
+		return c.composite(out, code, comps, exprs, it)
+	}
+	return out, nil
+}
+
+// composite appends the values of composite parameter code for one item:
+// a value for each combination of its components' values, the first
+// component varying slowest, at most maxTuples of them. Every component is
+// evaluated and converted, even after one has no value, for its errors:
+// the first error, component by component, fails the item.
+func (c *evalCtx) composite(out []Value, code string, comps []Component, exprs []expr, it item) ([]Value, error) {
+	// The components' values are gathered one after the other in the
+	// context's scratch (components are never composite themselves);
+	// ends[i] is where those of component i end.
+	var small [8]int
+	ends := small[:0]
+	vals := c.compVals[:0]
+	defer func() {
+		clear(vals) // no reference into the resource stays in the pool
+		c.compVals = vals[:0]
+	}()
+	// convert converts the items of comps[:n]; when the item has no
+	// combination (a component without items), only those whose
+	// conversion may fail, for their errors.
+	var smallItems [8][]item
+	items := smallItems[:0]
+	none := false
+	convert := func(n int) error {
+		for i, comp := range comps[:n] {
+			if !none || mayFail(comp.Type) {
+				for _, ci := range items[i] {
+					var err error
+					if vals, err = c.convert(vals, comp.Code, comp.Type, nil, nil, ci); err != nil {
+						return err
 					}
 				}
 			}
-			tuples = next
+			ends = append(ends, len(vals))
 		}
-		for _, t := range tuples {
-			out = append(out, Value{Param: code, Type: typ, Components: t})
+		return nil
+	}
+	for i := range comps {
+		its, err := exprs[i].eval(c, c.one(it))
+		if err != nil {
+			// The components before would have been converted first.
+			none = true
+			if err := convert(i); err != nil {
+				return nil, err
+			}
+			return nil, err
 		}
+		items = append(items, its)
+		none = none || len(its) == 0
+	}
+	if err := convert(len(comps)); err != nil {
+		return nil, err
+	}
+	if none {
 		return out, nil
+	}
+	if len(comps) == 0 {
+		return append(out, Value{Param: code, Type: TypeComposite}), nil
+	}
+	// idx counts through the combinations in order, component by
+	// component from the last, like the digits of a number.
+	var smallIdx [8]int
+	idx := smallIdx[:0]
+	start := 0
+	for _, end := range ends {
+		if end == start {
+			return out, nil // a component without value: no combination
+		}
+		idx = append(idx, start)
+		start = end
+	}
+	for range maxTuples {
+		t := make([]Value, len(idx))
+		for i, j := range idx {
+			t[i] = vals[j]
+		}
+		out = append(out, Value{Param: code, Type: TypeComposite, Components: t})
+		i := len(idx) - 1
+		for ; i >= 0; i-- {
+			if idx[i]++; idx[i] < ends[i] {
+				break
+			}
+			idx[i] = 0
+			if i > 0 {
+				idx[i] = ends[i-1]
+			}
+		}
+		if i < 0 {
+			break
+		}
 	}
 	return out, nil
 }
@@ -320,11 +447,10 @@ func tokens(out []Value, code string, it item) []Value {
 		d, _ := decimalOf(v)
 		return append(out, tok(Token{Code: d}))
 	case map[string]any:
-		_, hasCoding := v["coding"]
-		_, hasValue := v["value"]
-		_, hasCode := v["code"]
+		// The members are looked up only as far as the cases need.
+		has := func(k string) bool { _, ok := v[k]; return ok }
 		switch {
-		case it.typ == "CodeableConcept" || hasCoding || (!hasValue && !hasCode && str(v, "text") != ""):
+		case it.typ == "CodeableConcept" || has("coding") || (!has("value") && !has("code") && str(v, "text") != ""):
 			text := str(v, "text")
 			n := len(out)
 			for _, cd := range asList(v["coding"]) {
@@ -336,7 +462,7 @@ func tokens(out []Value, code string, it item) []Value {
 				out = append(out, tok(Token{Text: text}))
 			}
 			return out
-		case hasValue:
+		case has("value"):
 			// Identifier or ContactPoint: both are system|value.
 			t := Token{System: str(v, "system"), Code: str(v, "value")}
 			if typ, ok := v["type"].(map[string]any); ok {
@@ -350,7 +476,7 @@ func tokens(out []Value, code string, it item) []Value {
 				return out
 			}
 			return append(out, tok(t))
-		case hasCode:
+		case has("code"):
 			return append(out, tok(Token{System: str(v, "system"), Code: str(v, "code"), Display: str(v, "display")}))
 		}
 	}
@@ -581,15 +707,27 @@ func (x *Extractor) literal(root item, s string) Reference {
 		r.URL, r.Version = u, ver
 		s = u
 	}
-	parts := strings.Split(s, "/")
-	if n := len(parts); n >= 4 && parts[n-2] == "_history" {
-		r.Version = parts[n-1]
-		parts = parts[:n-2]
+	// The segments of s split at '/', read from the end without splitting
+	// it: p is s less a _history suffix, n its number of segments.
+	p := s
+	n := strings.Count(p, "/") + 1
+	lastTwo := func() (prev, last string, prevStart int) {
+		i := strings.LastIndexByte(p, '/')
+		j := strings.LastIndexByte(p[:i], '/')
+		return p[j+1 : i], p[i+1:], j
 	}
-	if n := len(parts); n >= 2 && isResourceType(parts[n-2]) && parts[n-1] != "" {
-		r.Type, r.ID = parts[n-2], parts[n-1]
-		if n == 2 {
-			r.URL = "" // relative: Type and ID say it all
+	if n >= 4 {
+		if prev, last, j := lastTwo(); prev == "_history" {
+			r.Version = last
+			p, n = p[:j], n-2
+		}
+	}
+	if n >= 2 {
+		if typ, id, _ := lastTwo(); isResourceType(typ) && id != "" {
+			r.Type, r.ID = typ, id
+			if n == 2 {
+				r.URL = "" // relative: Type and ID say it all
+			}
 		}
 	}
 	if r.Type == "" && x.ReferenceType != nil {

@@ -26,6 +26,36 @@ type item struct {
 type evalCtx struct {
 	root item
 	x    *Extractor
+	// arena holds the items of every collection evaluated for one
+	// resource: a collection is a slice of it, its capacity cut to its
+	// length, so that appending to the arena never writes into one and
+	// appending to one copies it. A collection is never modified once
+	// made; when the arena grows, the collections made before keep the
+	// old array.
+	arena []item
+	// out is the scratch slice Extract gathers values in, compVals that
+	// of a composite's components.
+	out, compVals []Value
+	// rootColl is the collection of the resource alone; memo holds the
+	// collections of the plan's subexpressions over it (memoExpr).
+	rootColl []item
+	memo     []memoSlot
+}
+
+// mark starts a collection at the end of the arena.
+func (c *evalCtx) mark() int { return len(c.arena) }
+
+// since returns the collection appended to the arena since mark m.
+func (c *evalCtx) since(m int) []item {
+	n := len(c.arena)
+	return c.arena[m:n:n]
+}
+
+// one returns the collection of it alone.
+func (c *evalCtx) one(it item) []item {
+	m := c.mark()
+	c.arena = append(c.arena, it)
+	return c.since(m)
 }
 
 type expr interface {
@@ -249,7 +279,7 @@ func (x index) eval(c *evalCtx, focus []item) ([]item, error) {
 	if err != nil || x.n >= len(in) {
 		return nil, err
 	}
-	return in[x.n : x.n+1], nil
+	return in[x.n : x.n+1 : x.n+1], nil
 }
 
 func (p *parser) parseTerm() (expr, error) {
@@ -287,7 +317,7 @@ func (p *parser) parseTerm() (expr, error) {
 func (p *parser) parseStep(on expr, name string) (expr, error) {
 	if !p.accept(tOp, "(") {
 		if on == nil {
-			return rootOrMember{name: name}, nil
+			return rootOrMember{name: name, typeName: unicode.IsUpper(rune(name[0]))}, nil
 		}
 		return member{on: on, name: name}, nil
 	}
@@ -317,28 +347,31 @@ func (p *parser) parseStep(on expr, name string) (expr, error) {
 
 type literal struct{ v any }
 
-func (l literal) eval(*evalCtx, []item) ([]item, error) { return []item{{v: l.v}}, nil }
+func (l literal) eval(c *evalCtx, _ []item) ([]item, error) { return c.one(item{v: l.v}), nil }
 
 type resourceVar struct{}
 
-func (resourceVar) eval(c *evalCtx, _ []item) ([]item, error) { return []item{c.root}, nil }
+func (resourceVar) eval(c *evalCtx, _ []item) ([]item, error) { return c.one(c.root), nil }
 
 // rootOrMember is the first name of a path: a type name selects the focus
 // when it is the resource of that type (Patient.name on a Patient;
 // Resource.id on any), otherwise the name is a member of the focus.
-type rootOrMember struct{ name string }
+type rootOrMember struct {
+	name     string
+	typeName bool // name is capitalised: a type name
+}
 
 func (f rootOrMember) eval(c *evalCtx, focus []item) ([]item, error) {
-	if f.name != "" && unicode.IsUpper(rune(f.name[0])) {
-		var out []item
+	if f.typeName {
+		m := c.mark()
 		for _, it := range focus {
 			if it.path == c.root.path && (f.name == it.typ || f.name == "Resource" || f.name == "DomainResource") {
-				out = append(out, it)
+				c.arena = append(c.arena, it)
 			}
 		}
-		return out, nil
+		return c.since(m), nil
 	}
-	return c.x.navigate(focus, f.name), nil
+	return c.navigate(focus, f.name), nil
 }
 
 type member struct {
@@ -351,29 +384,29 @@ func (m member) eval(c *evalCtx, focus []item) ([]item, error) {
 	if err != nil {
 		return nil, err
 	}
-	return c.x.navigate(in, m.name), nil
+	return c.navigate(in, m.name), nil
 }
 
 // navigate returns the children name of each item, flattening arrays.
-func (x *Extractor) navigate(in []item, name string) []item {
+func (c *evalCtx) navigate(in []item, name string) []item {
 	reg := load()
-	var out []item
+	m := c.mark()
 	for _, it := range in {
 		obj, ok := it.v.(map[string]any)
 		if !ok {
 			continue
 		}
 		if st := reg.steps[it.path][name]; st != nil {
-			out = st.navigate(out, obj, name)
+			c.arena = st.navigate(c.arena, obj, name)
 			continue
 		}
 		// Neither element table holds this path or any below it: it is
 		// no choice, has no known type, and no step below it will find one.
 		if v, ok := obj[name]; ok {
-			out = appendValues(out, v, unknownPath, "")
+			c.arena = appendValues(c.arena, v, unknownPath, "")
 		}
 	}
-	return out
+	return c.since(m)
 }
 
 // unknownPath is the path of an element below every path the element
@@ -385,22 +418,11 @@ const unknownPath = "?"
 // registry knows.
 func (st *step) navigate(out []item, obj map[string]any, name string) []item {
 	if v, ok := obj[name]; ok {
-		childPath, typ := st.path, ""
-		if st.hasType {
-			childPath = st.elemType
-			if !strings.Contains(st.elemType, ".") {
-				typ = st.elemType
-			}
-		}
-		return appendValues(out, v, childPath, typ)
+		return appendValues(out, v, st.childPath, st.childType)
 	}
 	for _, c := range st.choices {
 		if v, ok := obj[c.member]; ok {
-			childPath := ""
-			if unicode.IsUpper(rune(c.typ[0])) {
-				childPath = c.typ // a complex type: navigate below it by its own paths
-			}
-			out = appendValues(out, v, childPath, c.typ)
+			out = appendValues(out, v, c.childPath, c.typ)
 		}
 	}
 	return out
@@ -438,52 +460,63 @@ func (f call) eval(c *evalCtx, focus []item) ([]item, error) {
 	}
 	switch f.name {
 	case "where":
-		var out []item
+		// The criterion of each item is evaluated first, its collection
+		// made in the arena, then the items kept are copied after them.
+		var small [64]bool
+		keep := small[:0]
+		if len(in) > len(small) {
+			keep = make([]bool, 0, len(in))
+		}
 		for _, it := range in {
-			r, err := f.arg.eval(c, []item{it})
+			r, err := f.arg.eval(c, c.one(it))
 			if err != nil {
 				return nil, err
 			}
-			if b, ok := single(r); ok && b.v == true {
-				out = append(out, it)
+			b, ok := single(r)
+			keep = append(keep, ok && b.v == true)
+		}
+		m := c.mark()
+		for i, it := range in {
+			if keep[i] {
+				c.arena = append(c.arena, it)
 			}
 		}
-		return out, nil
+		return c.since(m), nil
 	case "ofType", "as":
-		var out []item
+		m := c.mark()
 		for _, it := range in {
 			if isType(it, f.typeArg) {
-				out = append(out, it)
+				c.arena = append(c.arena, it)
 			}
 		}
-		return out, nil
+		return c.since(m), nil
 	case "is":
 		it, ok := single(in)
 		if !ok {
 			return nil, nil
 		}
-		return []item{{v: isType(it, f.typeArg)}}, nil
+		return c.one(item{v: isType(it, f.typeArg)}), nil
 	case "resolve":
-		var out []item
+		m := c.mark()
 		for _, it := range in {
 			if t := c.x.targetType(c.root, it.v); t != "" {
-				out = append(out, item{typ: t})
+				c.arena = append(c.arena, item{typ: t})
 			}
 		}
-		return out, nil
+		return c.since(m), nil
 	case "exists":
-		return []item{{v: len(in) > 0}}, nil
+		return c.one(item{v: len(in) > 0}), nil
 	case "empty":
-		return []item{{v: len(in) == 0}}, nil
+		return c.one(item{v: len(in) == 0}), nil
 	case "first":
 		if len(in) == 0 {
 			return nil, nil
 		}
-		return in[:1], nil
+		return in[:1:1], nil
 	case "not":
 		it, ok := single(in)
 		if b, isBool := it.v.(bool); ok && isBool {
-			return []item{{v: !b}}, nil
+			return c.one(item{v: !b}), nil
 		}
 		return nil, nil
 	}
@@ -520,23 +553,31 @@ func (b binary) eval(c *evalCtx, focus []item) ([]item, error) {
 	}
 	switch b.op {
 	case "|":
-		return append(append([]item(nil), l...), r...), nil // duplicates are harmless to an index
+		switch {
+		case len(l) == 0:
+			return r, nil
+		case len(r) == 0:
+			return l, nil
+		}
+		m := c.mark()
+		c.arena = append(append(c.arena, l...), r...) // duplicates are harmless to an index
+		return c.since(m), nil
 	case "=", "!=":
 		li, lok := single(l)
 		ri, rok := single(r)
 		if !lok || !rok {
 			return nil, nil // empty (or a collection: not in the R4 expressions)
 		}
-		return []item{{v: equal(li.v, ri.v) == (b.op == "=")}}, nil
+		return c.one(item{v: equal(li.v, ri.v) == (b.op == "=")}), nil
 	case "and", "or":
 		lb, lok := boolOf(l)
 		rb, rok := boolOf(r)
 		stop := b.op == "or" // or: true wins; and: false wins
 		switch {
 		case lok && lb == stop, rok && rb == stop:
-			return []item{{v: stop}}, nil
+			return c.one(item{v: stop}), nil
 		case lok && rok:
-			return []item{{v: !stop}}, nil
+			return c.one(item{v: !stop}), nil
 		}
 		return nil, nil
 	}

@@ -10,8 +10,9 @@ import (
 )
 
 // FuzzExtract feeds untrusted resources to Extract; its corpus is in
-// testdata/fuzz/FuzzExtract. Extract must not panic, and what it returns
-// must be values of the type's parameters, of their types.
+// testdata/fuzz/FuzzExtract. Extract must not panic, what it returns
+// must be values of the type's parameters, of their types, and the same as
+// the general evaluation of their expressions gives (checkPlan).
 func FuzzExtract(f *testing.F) {
 	for _, seed := range []string{
 		`{"resourceType":"Patient","name":[{"family":"F","given":["A",null]}],"birthDate":"1970","deceasedDateTime":"2020-01-01T00:00:00.5+01:00"}`,
@@ -30,6 +31,11 @@ func FuzzExtract(f *testing.F) {
 			return
 		}
 		rt, _ := tree["resourceType"].(string)
+		if _, ok := load().plans[rt]; ok {
+			for _, indexed := range []bool{false, true} {
+				checkPlan(t, &Extractor{Indexed: indexed}, "fuzz", rt, tree)
+			}
+		}
 		vals, err := Extract(rt, tree)
 		if err != nil {
 			return
