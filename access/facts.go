@@ -3,6 +3,7 @@ package access
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/fhiranchor/fhiranchor/policy"
@@ -14,8 +15,16 @@ import (
 // It decodes only the elements it reads.
 func ResourceOf(v vault.Version) (policy.ResourceRef, error) {
 	var doc factsDoc
-	if err := json.Unmarshal(v.Body, &doc); err != nil {
-		return policy.ResourceRef{}, fmt.Errorf("decode stored version: %w", err)
+	// Every read decides on these facts of a version it has not seen
+	// before, and json.Unmarshal into factsDoc spends most of its time
+	// walking members it discards by reflection. scan cuts the same
+	// elements from a well-formed body; what it does not vouch for goes
+	// to json.Unmarshal, so errors and edge cases are its.
+	if !json.Valid(v.Body) || !doc.scan(v.Body) {
+		doc = factsDoc{}
+		if err := json.Unmarshal(v.Body, &doc); err != nil {
+			return policy.ResourceRef{}, fmt.Errorf("decode stored version: %w", err)
+		}
 	}
 	return doc.facts(v.Type, v.ID), nil
 }
@@ -44,6 +53,150 @@ type factsDoc struct {
 	BillablePeriod            json.RawMessage `json:"billablePeriod"`
 	Date                      json.RawMessage `json:"date"`
 	Created                   json.RawMessage `json:"created"`
+}
+
+// factsFields are factsDoc's members by JSON name.
+var factsFields = map[string]func(*factsDoc) *json.RawMessage{
+	"meta":                      func(d *factsDoc) *json.RawMessage { return &d.Meta },
+	"code":                      func(d *factsDoc) *json.RawMessage { return &d.Code },
+	"medicationCodeableConcept": func(d *factsDoc) *json.RawMessage { return &d.MedicationCodeableConcept },
+	"vaccineCode":               func(d *factsDoc) *json.RawMessage { return &d.VaccineCode },
+	"type":                      func(d *factsDoc) *json.RawMessage { return &d.Type },
+	"effectiveDateTime":         func(d *factsDoc) *json.RawMessage { return &d.EffectiveDateTime },
+	"effectivePeriod":           func(d *factsDoc) *json.RawMessage { return &d.EffectivePeriod },
+	"effectiveInstant":          func(d *factsDoc) *json.RawMessage { return &d.EffectiveInstant },
+	"onsetDateTime":             func(d *factsDoc) *json.RawMessage { return &d.OnsetDateTime },
+	"onsetPeriod":               func(d *factsDoc) *json.RawMessage { return &d.OnsetPeriod },
+	"performedDateTime":         func(d *factsDoc) *json.RawMessage { return &d.PerformedDateTime },
+	"performedPeriod":           func(d *factsDoc) *json.RawMessage { return &d.PerformedPeriod },
+	"occurrenceDateTime":        func(d *factsDoc) *json.RawMessage { return &d.OccurrenceDateTime },
+	"occurrencePeriod":          func(d *factsDoc) *json.RawMessage { return &d.OccurrencePeriod },
+	"authoredOn":                func(d *factsDoc) *json.RawMessage { return &d.AuthoredOn },
+	"recordedDate":              func(d *factsDoc) *json.RawMessage { return &d.RecordedDate },
+	"issued":                    func(d *factsDoc) *json.RawMessage { return &d.Issued },
+	"period":                    func(d *factsDoc) *json.RawMessage { return &d.Period },
+	"billablePeriod":            func(d *factsDoc) *json.RawMessage { return &d.BillablePeriod },
+	"date":                      func(d *factsDoc) *json.RawMessage { return &d.Date },
+	"created":                   func(d *factsDoc) *json.RawMessage { return &d.Created },
+}
+
+// scan fills d from body, which json.Valid accepted, as json.Unmarshal
+// would: each member named exactly as a field of d sets it to the raw
+// value (the last one wins, as there). It reports false, leaving d
+// partly filled, for what it does not handle as json.Unmarshal does: a
+// body that is not an object, and a member name with an escape, a
+// non-ASCII byte or a case-insensitive match of a field's name (which
+// json.Unmarshal would also fill the field from).
+func (d *factsDoc) scan(body []byte) bool {
+	i := skipSpace(body, 0)
+	if i >= len(body) || body[i] != '{' {
+		return false
+	}
+	i = skipSpace(body, i+1)
+	if i < len(body) && body[i] == '}' {
+		return true
+	}
+	for i < len(body) && body[i] == '"' {
+		start := i + 1
+		end := start
+		for end < len(body) && body[end] != '"' {
+			if c := body[end]; c == '\\' || c >= 0x80 {
+				return false
+			}
+			end++
+		}
+		name := body[start:end]
+		i = skipSpace(body, end+1) // at ':'
+		i = skipSpace(body, i+1)
+		vstart := i
+		i = skipValue(body, i)
+		if f, ok := factsFields[string(name)]; ok {
+			*f(d) = body[vstart:i:i]
+		} else if foldsToField(name) {
+			return false
+		}
+		i = skipSpace(body, i)
+		if i < len(body) && body[i] == ',' {
+			i = skipSpace(body, i+1)
+			continue
+		}
+		return i < len(body) && body[i] == '}'
+	}
+	return false
+}
+
+// foldsToField reports whether name matches a field of factsDoc but for
+// case (name is ASCII).
+func foldsToField(name []byte) bool {
+	for f := range factsFields {
+		if len(f) == len(name) && strings.EqualFold(f, string(name)) {
+			return true
+		}
+	}
+	return false
+}
+
+// skipSpace returns the index of the first byte of b at or after i that
+// is not JSON whitespace.
+func skipSpace(b []byte, i int) int {
+	for i < len(b) {
+		switch b[i] {
+		case ' ', '\t', '\n', '\r':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+// skipValue returns the index just past the JSON value that starts at
+// b[i], in a document json.Valid accepted.
+func skipValue(b []byte, i int) int {
+	depth := 0
+	for i < len(b) {
+		switch c := b[i]; c {
+		case '"':
+			i++
+			for i < len(b) && b[i] != '"' {
+				if b[i] == '\\' {
+					i++
+				}
+				i++
+			}
+			i++
+		case '{', '[':
+			depth++
+			i++
+		case '}', ']':
+			depth--
+			i++
+		default:
+			// A number or literal: up to the next delimiter.
+			for i < len(b) {
+				switch b[i] {
+				case ',', '}', ']', ' ', '\t', '\n', '\r':
+				default:
+					i++
+					continue
+				}
+				break
+			}
+		}
+		if depth == 0 {
+			return i
+		}
+		// Inside an array or object: skip to the next token.
+		for i < len(b) {
+			switch b[i] {
+			case ' ', '\t', '\n', '\r', ',', ':':
+				i++
+				continue
+			}
+			break
+		}
+	}
+	return i
 }
 
 // facts is Facts over the elements of d: the same result as Facts of the
