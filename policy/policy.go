@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/topdown"
 )
@@ -247,7 +248,9 @@ func (e *Engine) decide(ctx context.Context, p *prepared, in Input, opts ...rego
 	}
 	ctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
-	rs, err := p.query.Eval(ctx, append(opts, rego.EvalParsedInput(v), rego.EvalGenerateJSON(decodeResult))...)
+	// No one reads an evaluation's metrics: without EvalMetrics OPA
+	// makes and times a fresh set for every decision.
+	rs, err := p.query.Eval(ctx, append(opts, rego.EvalParsedInput(v), rego.EvalGenerateJSON(decodeResult), rego.EvalMetrics(metrics.NoOp()))...)
 	if err != nil {
 		if ctx.Err() != nil {
 			return deny("policy evaluation timed out"), fmt.Errorf("evaluate consent policy: %w", ctx.Err())
