@@ -79,6 +79,7 @@ func decisionKey(in policy.Input, consents []policy.CompiledConsent, keys []stri
 		}
 	}
 	var b strings.Builder
+	b.Grow(512) // a key is a few hundred bytes: grown once, not doubled
 	field := func(s string) {
 		// Length-prefixed: no value can shift its neighbours.
 		b.WriteString(strconv.Itoa(len(s)))
