@@ -271,6 +271,52 @@ func (e *Engine) decide(ctx context.Context, p *prepared, in Input, opts ...rego
 
 // inputValue builds the Rego input as an ast.Value, without a JSON round trip
 // and without converting the already compiled consents again.
+// inKey holds the input's member names as terms, looked up once rather
+// than in OPA's intern table for every decision.
+var inKey = struct {
+	Acting              *ast.Term
+	Action              *ast.Term
+	Actor               *ast.Term
+	ClientId            *ast.Term
+	Code                *ast.Term
+	Codes               *ast.Term
+	Consents            *ast.Term
+	Date                *ast.Term
+	Id                  *ast.Term
+	Organization        *ast.Term
+	Patient             *ast.Term
+	PatientOrganization *ast.Term
+	Purpose             *ast.Term
+	Reference           *ast.Term
+	Resource            *ast.Term
+	Roles               *ast.Term
+	SecurityLabels      *ast.Term
+	System              *ast.Term
+	Time                *ast.Term
+	Type                *ast.Term
+}{
+	Acting:              ast.InternedTerm("acting"),
+	Action:              ast.InternedTerm("action"),
+	Actor:               ast.InternedTerm("actor"),
+	ClientId:            ast.InternedTerm("clientId"),
+	Code:                ast.InternedTerm("code"),
+	Codes:               ast.InternedTerm("codes"),
+	Consents:            ast.InternedTerm("consents"),
+	Date:                ast.InternedTerm("date"),
+	Id:                  ast.InternedTerm("id"),
+	Organization:        ast.InternedTerm("organization"),
+	Patient:             ast.InternedTerm("patient"),
+	PatientOrganization: ast.InternedTerm("patientOrganization"),
+	Purpose:             ast.InternedTerm("purpose"),
+	Reference:           ast.InternedTerm("reference"),
+	Resource:            ast.InternedTerm("resource"),
+	Roles:               ast.InternedTerm("roles"),
+	SecurityLabels:      ast.InternedTerm("securityLabels"),
+	System:              ast.InternedTerm("system"),
+	Time:                ast.InternedTerm("time"),
+	Type:                ast.InternedTerm("type"),
+}
+
 func inputValue(in Input) (ast.Value, error) {
 	t := in.Time
 	if t.IsZero() {
@@ -299,36 +345,36 @@ func inputValue(in Input) (ast.Value, error) {
 		acting[i] = ast.StringTerm(r)
 	}
 	return ast.NewObject(
-		ast.Item(ast.InternedTerm("time"), ast.StringTerm(t.Format(time.RFC3339Nano))),
-		ast.Item(ast.InternedTerm("action"), ast.StringTerm(in.Action)),
-		ast.Item(ast.InternedTerm("purpose"), ast.StringTerm(in.Purpose)),
-		ast.Item(ast.InternedTerm("actor"), ast.ObjectTerm(
-			ast.Item(ast.InternedTerm("clientId"), ast.StringTerm(in.Actor.ClientID)),
-			ast.Item(ast.InternedTerm("reference"), ast.StringTerm(in.Actor.Reference)),
-			ast.Item(ast.InternedTerm("roles"), ast.ArrayTerm(roles...)),
-			ast.Item(ast.InternedTerm("organization"), ast.StringTerm(in.Actor.Organization)),
-			ast.Item(ast.InternedTerm("acting"), ast.ArrayTerm(acting...)),
+		ast.Item(inKey.Time, ast.StringTerm(t.Format(time.RFC3339Nano))),
+		ast.Item(inKey.Action, ast.StringTerm(in.Action)),
+		ast.Item(inKey.Purpose, ast.StringTerm(in.Purpose)),
+		ast.Item(inKey.Actor, ast.ObjectTerm(
+			ast.Item(inKey.ClientId, ast.StringTerm(in.Actor.ClientID)),
+			ast.Item(inKey.Reference, ast.StringTerm(in.Actor.Reference)),
+			ast.Item(inKey.Roles, ast.ArrayTerm(roles...)),
+			ast.Item(inKey.Organization, ast.StringTerm(in.Actor.Organization)),
+			ast.Item(inKey.Acting, ast.ArrayTerm(acting...)),
 		)),
-		ast.Item(ast.InternedTerm("patient"), ast.StringTerm(in.Patient)),
-		ast.Item(ast.InternedTerm("patientOrganization"), ast.StringTerm(in.PatientOrganization)),
-		ast.Item(ast.InternedTerm("resource"), ast.ObjectTerm(
-			ast.Item(ast.InternedTerm("type"), ast.StringTerm(in.Resource.Type)),
-			ast.Item(ast.InternedTerm("id"), ast.StringTerm(in.Resource.ID)),
-			ast.Item(ast.InternedTerm("reference"), ast.StringTerm(in.Resource.Reference)),
-			ast.Item(ast.InternedTerm("securityLabels"), codings(in.Resource.SecurityLabels)),
-			ast.Item(ast.InternedTerm("codes"), codings(in.Resource.Codes)),
-			ast.Item(ast.InternedTerm("date"), ast.StringTerm(in.Resource.Date)),
+		ast.Item(inKey.Patient, ast.StringTerm(in.Patient)),
+		ast.Item(inKey.PatientOrganization, ast.StringTerm(in.PatientOrganization)),
+		ast.Item(inKey.Resource, ast.ObjectTerm(
+			ast.Item(inKey.Type, ast.StringTerm(in.Resource.Type)),
+			ast.Item(inKey.Id, ast.StringTerm(in.Resource.ID)),
+			ast.Item(inKey.Reference, ast.StringTerm(in.Resource.Reference)),
+			ast.Item(inKey.SecurityLabels, codings(in.Resource.SecurityLabels)),
+			ast.Item(inKey.Codes, codings(in.Resource.Codes)),
+			ast.Item(inKey.Date, ast.StringTerm(in.Resource.Date)),
 		)),
-		ast.Item(ast.InternedTerm("consents"), ast.ArrayTerm(consents...)),
+		ast.Item(inKey.Consents, ast.ArrayTerm(consents...)),
 	), nil
 }
 
 func codings(cs []Coding) *ast.Term {
 	out := make([]*ast.Term, len(cs))
 	for i, c := range cs {
-		m := ast.NewObject(ast.Item(ast.InternedTerm("code"), ast.StringTerm(c.Code)))
+		m := ast.NewObject(ast.Item(inKey.Code, ast.StringTerm(c.Code)))
 		if c.System != "" {
-			m.Insert(ast.InternedTerm("system"), ast.StringTerm(c.System))
+			m.Insert(inKey.System, ast.StringTerm(c.System))
 		}
 		out[i] = ast.NewTerm(m)
 	}
