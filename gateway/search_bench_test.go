@@ -49,7 +49,7 @@ func BenchmarkSearch(b *testing.B) {
 		case "1":
 			b.Run("scale=1x", func(b *testing.B) {
 				files, _, _ := loadSynthea(b)
-				benchSearch(b, files, 2)
+				benchSearch(b, files, 4)
 			})
 		case "10":
 			b.Run("scale=10x", func(b *testing.B) {
@@ -104,16 +104,16 @@ func benchSearch(b *testing.B, files []benchFile, rounds int) {
 	for _, f := range files {
 		entries += f.entries
 	}
-	// Ingest with and without the index. The last gateway written with the
-	// index is the one searched; each other one is stopped once written, so
-	// that its background work (anchoring, the research index catching up)
-	// does not run into the next ingest.
+	// Ingest with and without the index. The last ingest is one with the
+	// index, and its gateway is the one searched; every other gateway is
+	// stopped once written, so that its background work (anchoring, the
+	// research index catching up) does not run into the next ingest.
 	var (
 		searched        *testonly.Gateway
 		onTime, offTime time.Duration
 		onCPU, offCPU   time.Duration // process CPU: what a loaded machine disturbs least
 	)
-	ingest := func(on, counted bool) time.Duration {
+	ingest := func(on, counted, last bool) time.Duration {
 		files, entries := files, entries
 		if !counted {
 			// Some 10,000 entries warm up as well as the 10x set would.
@@ -141,10 +141,7 @@ func benchSearch(b *testing.B, files []benchFile, rounds int) {
 		if created != entries {
 			b.Fatalf("%d entries created, want %d", created, entries)
 		}
-		if on {
-			if searched != nil {
-				searched.Stop()
-			}
+		if last {
 			searched = g
 		} else {
 			g.Stop()
@@ -158,22 +155,23 @@ func benchSearch(b *testing.B, files []benchFile, rounds int) {
 		return d
 	}
 	if rounds == 0 {
-		onTime = ingest(true, true)
+		onTime = ingest(true, true, true)
 	} else {
 		// Not counted: the first ingest of the process pays what it pays
 		// once (rules compiled, the heap grown, the files read into the page
 		// cache), which would otherwise fall on the first round's indexed
 		// ingest alone.
-		ingest(true, false)
+		ingest(true, false, false)
 	}
 	for r := range rounds {
-		// ABBA: a drift in the machine's speed falls on both alike.
-		if r%2 == 0 {
-			onTime += ingest(true, true)
-			offTime += ingest(false, true)
+		// ABBA (BA first when rounds is odd, so that the last ingest is
+		// indexed): a drift in the machine's speed falls on both alike.
+		if (rounds-r)%2 == 0 {
+			onTime += ingest(true, true, false)
+			offTime += ingest(false, true, false)
 		} else {
-			offTime += ingest(false, true)
-			onTime += ingest(true, true)
+			offTime += ingest(false, true, false)
+			onTime += ingest(true, true, r == rounds-1)
 		}
 	}
 	onRate := float64(entries*max(rounds, 1)) / onTime.Seconds()

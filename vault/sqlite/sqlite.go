@@ -393,7 +393,10 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	}()
 	var err error
 	s.w, s.r, err = sqlitedb.Open(ctx, sqlitedb.Options{Path: cfg.Path, Migrations: migrations,
-		WriterPragmas: "&_pragma=secure_delete(1)&_pragma=cache_size(-32000)", ReaderPragmas: "&_pragma=cache_size(-16000)"})
+		// temp_store in memory: an Update of a group runs in a savepoint,
+		// and every page it first changes is copied to the savepoint's
+		// journal, a temporary file otherwise (a write(2) per page).
+		WriterPragmas: "&_pragma=secure_delete(1)&_pragma=cache_size(-32000)&_pragma=temp_store(MEMORY)", ReaderPragmas: "&_pragma=cache_size(-16000)"})
 	if err != nil {
 		return nil, err
 	}

@@ -61,6 +61,7 @@ func TestSettings(t *testing.T) {
 		{"writer", "foreign_keys", "1"},
 		{"writer", "busy_timeout", "10000"},
 		{"writer", "query_only", "0"},
+		{"writer", "temp_store", "2"}, // MEMORY: savepoint journals
 		{"reader", "journal_mode", "wal"},
 		{"reader", "busy_timeout", "10000"},
 		{"reader", "query_only", "1"},
