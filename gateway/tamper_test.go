@@ -468,7 +468,7 @@ func runTamperSuite(t *testing.T, f *tamperFixture, b tamperBackend, postgres bo
 		rep.Versions, rep.Erased, rep.Records, rep.Leaves, rep.Checkpoints, rep.Copies, rep.Tokens, rep.DataKeys, rep.Responses, rep.Policies)
 	cases := tamperCases
 	if !postgres {
-		cases = bothPostingTables(cases)
+		cases = everyPostingLevel(cases)
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -492,16 +492,21 @@ func runTamperSuite(t *testing.T, f *tamperFixture, b tamperBackend, postgres bo
 	}
 }
 
-// mergePostingsSQL moves SQLite's recent postings into postings, as a
-// merge does (vault/sqlite schema_v9.sql): the fixture is too small to have
-// merged any.
-const mergePostingsSQL = `INSERT INTO postings (token, seq) SELECT token, seq FROM postings_recent; DELETE FROM postings_recent;
+// mergePostingsSQL moves SQLite's recent postings into postings, as merges
+// do (vault/sqlite schema_v9.sql): the fixture is too small to have merged
+// any. midPostingsSQL moves them into the middle level instead.
+const (
+	mergePostingsSQL = `INSERT INTO postings (token, seq) SELECT token, seq FROM postings_recent; DELETE FROM postings_recent;
 `
+	midPostingsSQL = `INSERT INTO postings_mid (token, seq) SELECT token, seq FROM postings_recent; DELETE FROM postings_recent;
+`
+)
 
-// bothPostingTables turns each SQLite edit of the postings into two: one of
-// postings after a merge, one of postings_recent before it. A posting lives
-// in either table; an edit of either must be found.
-func bothPostingTables(cases []tamperCase) []tamperCase {
+// everyPostingLevel turns each SQLite edit of the postings into three: one
+// of postings after a merge, one of postings_mid, one of postings_recent
+// before any merge. A posting lives in one of the levels; an edit of any
+// must be found.
+func everyPostingLevel(cases []tamperCase) []tamperCase {
 	word := regexp.MustCompile(`\bpostings\b`)
 	var out []tamperCase
 	for _, tc := range cases {
@@ -509,12 +514,14 @@ func bothPostingTables(cases []tamperCase) []tamperCase {
 			out = append(out, tc)
 			continue
 		}
-		merged, recent := tc, tc
+		merged, mid, recent := tc, tc, tc
 		merged.name += " (merged postings)"
 		merged.sqlite = mergePostingsSQL + tc.sqlite
+		mid.name += " (middle level)"
+		mid.sqlite = midPostingsSQL + word.ReplaceAllString(tc.sqlite, "postings_mid")
 		recent.name += " (recent postings)"
 		recent.sqlite = word.ReplaceAllString(tc.sqlite, "postings_recent")
-		out = append(out, merged, recent)
+		out = append(out, merged, mid, recent)
 	}
 	return out
 }

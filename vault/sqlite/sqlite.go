@@ -70,7 +70,7 @@ var schemaV7 string
 //go:embed schema_v8.sql
 var schemaV8 string
 
-// schemaV9 adds the recent postings, merged into postings in bulk.
+// schemaV9 keeps postings in three levels, merged in bulk.
 //
 //go:embed schema_v9.sql
 var schemaV9 string
@@ -94,18 +94,27 @@ type Config struct {
 	// beside it with the same mode.
 	Path string
 	// MergeRows is how many postings postings_recent holds before a commit
-	// moves them into postings (schema_v9.sql); 0 means DefaultMergeRows.
-	// Larger makes each commit dirty more of postings_recent's pages, and
-	// merges rarer.
+	// moves them into postings_mid, which a commit moves into postings
+	// when it holds midFanout times as many (schema_v9.sql); 0 means
+	// DefaultMergeRows. Larger makes each commit dirty more of
+	// postings_recent's pages, and merges rarer.
 	MergeRows int
 }
 
 // DefaultMergeRows is Config.MergeRows when it is 0: some four thousand
 // writes' postings, under a megabyte, so that a commit dirties at most a
-// few hundred pages of postings_recent while postings, merged into once per
-// four thousand writes, is written a page at a time a few times less often
-// than it would be by every group commit.
+// few hundred pages of postings_recent; postings_mid, merged into once per
+// four thousand writes, holds up to a million postings (some 15 MB), and
+// postings, the big tree, is merged into once per sixty thousand writes.
 const DefaultMergeRows = 1 << 16
+
+// midFanout is how many merges of postings_recent postings_mid takes
+// before it is merged into postings.
+const midFanout = 16
+
+// postingTables are the levels of the inverted index, oldest first: a
+// posting is in one of them, and every lookup reads them all.
+var postingTables = []string{"postings", "postings_mid", "postings_recent"}
 
 // Validate reports whether c can be used to open a Store.
 func (c Config) Validate() error { return sqlitedb.ValidatePath(c.Path) }
@@ -121,10 +130,10 @@ type Store struct {
 	fstmt [numFindLeaves]*sql.Stmt
 
 	mergeRows int
-	// recent is how many rows postings_recent holds as last committed. Only
-	// the Update leading a group reads and writes it (runGroup); the lead
-	// passes under mu.
-	recent int
+	// recent and mid are how many rows postings_recent and postings_mid
+	// hold as last committed. Only the Update leading a group reads and
+	// writes them (runGroup); the lead passes under mu.
+	recent, mid int
 
 	mu      sync.Mutex
 	queue   []*update // Updates waiting for the writer, oldest first
@@ -144,9 +153,12 @@ const (
 	stDeleteTokenSet
 	stInsertTokenSet
 	stDeletePosting
+	stDeleteMidPosting
 	stDeleteRecentPosting
-	stMergePostings
+	stMergeRecent
 	stClearRecent
+	stMergeMid
+	stClearMid
 	stFind
 	stCurrentTx
 	stDataKeyTx
@@ -230,23 +242,28 @@ var writeSQL = [numWriteStmts]string{
 	stDeleteTokenSet: `DELETE FROM token_sets WHERE seq = ?`,
 	stInsertTokenSet: `INSERT OR REPLACE INTO token_sets (seq, tokens) VALUES (?, ?)`,
 	stDeletePosting:  `DELETE FROM postings WHERE token = ? AND seq = ?`,
-	// A posting is in one table or the other; a damaged index may hold it
-	// in both, and removing one removes it from both.
+	// A posting is in one level; a damaged index may hold it in several,
+	// and removing it removes it from all.
+	stDeleteMidPosting:    `DELETE FROM postings_mid WHERE token = ? AND seq = ?`,
 	stDeleteRecentPosting: `DELETE FROM postings_recent WHERE token = ? AND seq = ?`,
-	stMergePostings:       `INSERT OR IGNORE INTO postings (token, seq) SELECT token, seq FROM postings_recent ORDER BY token, seq`,
-	stClearRecent:         `DELETE FROM postings_recent`,
-	stFind:                findSQL,
-	stCurrentTx:           selectRecord + ` ORDER BY v.version DESC LIMIT 1`,
-	stDataKeyTx:           `SELECT wrapped FROM data_keys WHERE key_id = ?`,
-	stPutDataKey:          `INSERT INTO data_keys (key_id, wrapped) VALUES (?, ?)`,
-	stResponseTx:          `SELECT body FROM responses WHERE key = ?`,
-	stPutResponse:         `INSERT INTO responses (key, body, created) VALUES (?, ?, ?)`,
-	stInsertLeafOnly:      `INSERT INTO leaves (type, data, ref) VALUES (?, ?, ?)`,
-	stDeleteKey:           `DELETE FROM data_keys WHERE key_id = ?`,
-	stEraseSets:           `SELECT s.seq, s.tokens FROM versions v JOIN token_sets s ON s.seq = v.seq WHERE v.key_id = ?`,
-	stEraseVersions:       `UPDATE versions SET ciphertext = X'', salt = X'', deid = X'', erased = 1 WHERE key_id = ? AND erased = 0`,
-	stInsertLeafRecord:    `INSERT INTO leaf_records (seq, type, record, salt, subject, actor, time) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-	stPolicyExists:        `SELECT 1 FROM policies WHERE revision = ?`,
+	// Merges read the source in key order, so that each page of the
+	// target is dirtied by one run of inserts.
+	stMergeRecent:      `INSERT OR IGNORE INTO postings_mid (token, seq) SELECT token, seq FROM postings_recent ORDER BY token, seq`,
+	stClearRecent:      `DELETE FROM postings_recent`,
+	stMergeMid:         `INSERT OR IGNORE INTO postings (token, seq) SELECT token, seq FROM postings_mid ORDER BY token, seq`,
+	stClearMid:         `DELETE FROM postings_mid`,
+	stFind:             findSQL,
+	stCurrentTx:        selectRecord + ` ORDER BY v.version DESC LIMIT 1`,
+	stDataKeyTx:        `SELECT wrapped FROM data_keys WHERE key_id = ?`,
+	stPutDataKey:       `INSERT INTO data_keys (key_id, wrapped) VALUES (?, ?)`,
+	stResponseTx:       `SELECT body FROM responses WHERE key = ?`,
+	stPutResponse:      `INSERT INTO responses (key, body, created) VALUES (?, ?, ?)`,
+	stInsertLeafOnly:   `INSERT INTO leaves (type, data, ref) VALUES (?, ?, ?)`,
+	stDeleteKey:        `DELETE FROM data_keys WHERE key_id = ?`,
+	stEraseSets:        `SELECT s.seq, s.tokens FROM versions v JOIN token_sets s ON s.seq = v.seq WHERE v.key_id = ?`,
+	stEraseVersions:    `UPDATE versions SET ciphertext = X'', salt = X'', deid = X'', erased = 1 WHERE key_id = ? AND erased = 0`,
+	stInsertLeafRecord: `INSERT INTO leaf_records (seq, type, record, salt, subject, actor, time) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+	stPolicyExists:     `SELECT 1 FROM policies WHERE revision = ?`,
 	// The writer holds the database from BEGIN IMMEDIATE to commit, so max+1
 	// cannot race another PutPolicy.
 	stInsertPolicy: `INSERT INTO policies (version, revision, bundle, created, author)
@@ -279,9 +296,10 @@ FROM leaves l LEFT JOIN leaf_records r ON r.seq = l.seq WHERE l.seq = ?`,
 	stPolicies: `SELECT version, revision, created, author FROM policies ORDER BY version DESC`,
 	stRecords: `SELECT seq, type, record, salt, subject, actor, time FROM leaf_records
 WHERE seq > ? ORDER BY seq LIMIT ?`,
-	// Both tables in one ordered walk: a compound ORDER BY merges the two
+	// Every level in one ordered walk: a compound ORDER BY merges their
 	// index orders (no sort), and the LIMIT stops it early.
 	stIndexEntries: `SELECT token, seq FROM postings WHERE (token, seq) > (?1, ?2)
+UNION ALL SELECT token, seq FROM postings_mid WHERE (token, seq) > (?1, ?2)
 UNION ALL SELECT token, seq FROM postings_recent WHERE (token, seq) > (?1, ?2) ORDER BY 1, 2 LIMIT ?3`,
 	stTokenSets:    `SELECT seq, tokens FROM token_sets WHERE seq > ? ORDER BY seq LIMIT ?`,
 	stIndexVersion: `SELECT version FROM index_state WHERE one = 1`,
@@ -304,19 +322,25 @@ UNION ALL SELECT token, seq FROM postings_recent WHERE (token, seq) > (?1, ?2) O
 // rows themselves. The token is an HMAC over the type; the type test keeps
 // Find exact all the same.
 const findSQL = `SELECT v.id FROM (SELECT seq FROM postings WHERE token = ?1
+UNION ALL SELECT seq FROM postings_mid WHERE token = ?1
 UNION ALL SELECT seq FROM postings_recent WHERE token = ?1) p
 JOIN versions v INDEXED BY versions_ident ON v.seq = p.seq WHERE v.type = ?2`
 
-// postingsIn is a subquery of the Seqs of the postings, in both tables, of
-// the n tokens bound in its place (twice: tokensArgs).
+// postingsIn is a subquery of the Seqs of the postings, in every level, of
+// the n tokens bound in its place (once per level: tokensArgs).
 func postingsIn(n int) string {
 	in := "(?" + strings.Repeat(", ?", n-1) + ")"
-	return "(SELECT seq FROM postings WHERE token IN " + in + " UNION ALL SELECT seq FROM postings_recent WHERE token IN " + in + ")"
+	arms := make([]string, len(postingTables))
+	for i, table := range postingTables {
+		arms[i] = "SELECT seq FROM " + table + " WHERE token IN " + in
+	}
+	return "(" + strings.Join(arms, " UNION ALL ") + ")"
 }
 
-// tokensArgs appends the arguments of postingsIn: the tokens, twice.
+// tokensArgs appends the arguments of postingsIn: the tokens, once per
+// level.
 func tokensArgs(args []any, tokens [][]byte) []any {
-	for range 2 {
+	for range postingTables {
 		for _, tok := range tokens {
 			args = append(args, nonNil(tok))
 		}
@@ -420,7 +444,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 			return nil, fmt.Errorf("prepare find leaves statement %d: %w", i, err)
 		}
 	}
-	if err := s.w.QueryRowContext(ctx, `SELECT count(*) FROM postings_recent`).Scan(&s.recent); err != nil {
+	if err := s.w.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM postings_recent), (SELECT count(*) FROM postings_mid)`).Scan(&s.recent, &s.mid); err != nil {
 		return nil, fmt.Errorf("count recent postings: %w", err)
 	}
 	ok = true
@@ -581,21 +605,28 @@ func (s *Store) runGroup(group []*update) {
 	if len(ok) == 0 {
 		return
 	}
-	recent := s.recent + t.inserted
+	// Merges run in the group's transaction: at every commit each posting
+	// is in one level.
+	recent, mid := s.recent+t.inserted, s.mid
 	if recent >= s.mergeRows {
-		// In the group's transaction: the postings are in one table or the
-		// other at every commit.
-		if err := t.mergePostings(ctx); err != nil {
+		if err := t.merge(ctx, stMergeRecent, stClearRecent); err != nil {
 			fail(ok, fmt.Errorf("merge recent postings: %w", err))
 			return
 		}
-		recent = 0
+		recent, mid = 0, mid+recent
+	}
+	if mid >= midFanout*s.mergeRows {
+		if err := t.merge(ctx, stMergeMid, stClearMid); err != nil {
+			fail(ok, fmt.Errorf("merge postings: %w", err))
+			return
+		}
+		mid = 0
 	}
 	if err := sqlTx.Commit(); err != nil {
 		fail(ok, fmt.Errorf("commit sqlite transaction: %w", mapErr(err)))
 		return
 	}
-	s.recent = recent
+	s.recent, s.mid = recent, mid
 	var cerr error
 	if len(erasers) > 0 {
 		// The WAL still holds the erased pages as they were; fold it into
@@ -1094,7 +1125,7 @@ func findAllQuery(typ string, clauses [][][]byte, order []int) (string, []any) {
 	args = append(args, typ)
 	for k, i := range order[1:] {
 		in := "(?" + strings.Repeat(", ?", len(clauses[i])-1) + ")"
-		for j, table := range []string{"postings", "postings_recent"} {
+		for j, table := range postingTables {
 			a := "q" + strconv.Itoa(k) + "_" + strconv.Itoa(j)
 			if j == 0 {
 				q.WriteString(" AND (")
@@ -1245,7 +1276,8 @@ type tx struct {
 	erased bool // Erase ran: checkpoint the WAL after commit
 	// inserted counts the postings_recent rows the transaction's inserts
 	// wrote (or tried to: rolled back or ignored ones too), which is
-	// enough to tell when to merge.
+	// enough to tell when to merge. The levels' counts are estimates in
+	// the same way (a merge's ignored duplicates are counted).
 	inserted int
 }
 
@@ -1629,9 +1661,9 @@ func (t *tx) Put(ctx context.Context, r vault.Record) error {
 	return nil
 }
 
-// deletePosting removes the posting (token, seq) from both tables.
+// deletePosting removes the posting (token, seq) from every level.
 func (t *tx) deletePosting(ctx context.Context, token []byte, seq int64) error {
-	for _, st := range []int{stDeletePosting, stDeleteRecentPosting} {
+	for _, st := range []int{stDeletePosting, stDeleteMidPosting, stDeleteRecentPosting} {
 		if _, err := t.stmt(ctx, st).ExecContext(ctx, nonNil(token), seq); err != nil {
 			return mapErr(err)
 		}
@@ -1639,13 +1671,13 @@ func (t *tx) deletePosting(ctx context.Context, token []byte, seq int64) error {
 	return nil
 }
 
-// mergePostings moves postings_recent into postings, in token order so
-// that each page of postings is dirtied by one run of inserts.
-func (t *tx) mergePostings(ctx context.Context) error {
-	if _, err := t.stmt(ctx, stMergePostings).ExecContext(ctx); err != nil {
+// merge moves one level of postings into the next: the statements that
+// copy it and clear it.
+func (t *tx) merge(ctx context.Context, copyStmt, clearStmt int) error {
+	if _, err := t.stmt(ctx, copyStmt).ExecContext(ctx); err != nil {
 		return mapErr(err)
 	}
-	if _, err := t.stmt(ctx, stClearRecent).ExecContext(ctx); err != nil {
+	if _, err := t.stmt(ctx, clearStmt).ExecContext(ctx); err != nil {
 		return mapErr(err)
 	}
 	return nil
