@@ -258,30 +258,35 @@ func TestFindLeavesPlan(t *testing.T) {
 		case mask&filterType != 0:
 			want = "USING INDEX leaf_records_by_type (type=? AND seq<?)"
 		}
-		q := findLeavesSQL(mask)
-		args := make([]any, strings.Count(q, "?"))
-		rows, err := s.r.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+q, args...)
-		if err != nil {
-			t.Fatalf("EXPLAIN QUERY PLAN: %v", err)
-		}
-		var plan []string
-		for rows.Next() {
-			var id, parent, unused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-				t.Fatalf("scan plan: %v", err)
-			}
-			plan = append(plan, detail)
-		}
-		if err := rows.Err(); err != nil {
-			t.Fatalf("read plan: %v", err)
-		}
-		rows.Close()
-		got := strings.Join(plan, "; ")
+		got := explain(t, s, findLeavesSQL(mask))
 		if !strings.Contains(got, "SEARCH r "+want) || strings.Contains(got, "TEMP B-TREE") || strings.Contains(got, "SCAN") {
 			t.Errorf("plan of FindLeaves with filters %03b = %q, want SEARCH r %s and no sort or scan", mask, got, want)
 		}
 	}
+}
+
+// explain returns the query plan of q on the read connections, its
+// details joined by "; ", every parameter bound to NULL.
+func explain(t *testing.T, s *Store, q string) string {
+	t.Helper()
+	rows, err := s.r.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+q, make([]any, strings.Count(q, "?"))...)
+	if err != nil {
+		t.Fatalf("EXPLAIN QUERY PLAN: %v", err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatalf("scan plan: %v", err)
+		}
+		plan = append(plan, detail)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatalf("read plan: %v", err)
+	}
+	return strings.Join(plan, "; ")
 }
 
 // BenchmarkFindLeaves lists one patient's newest 50 records among 100k
@@ -526,21 +531,7 @@ func TestPostingsPlan(t *testing.T) {
 		{"IndexEntries", readSQL[stIndexEntries]},
 	}
 	for _, q := range queries {
-		rows, err := s.r.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+q.sql, make([]any, strings.Count(q.sql, "?"))...)
-		if err != nil {
-			t.Fatalf("%s: EXPLAIN QUERY PLAN: %v", q.name, err)
-		}
-		var plan []string
-		for rows.Next() {
-			var id, parent, unused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-				t.Fatalf("scan plan: %v", err)
-			}
-			plan = append(plan, detail)
-		}
-		rows.Close()
-		got := strings.Join(plan, "; ")
+		got := explain(t, s, q.sql)
 		for _, table := range postingTables {
 			if !regexp.MustCompile(`SEARCH (`+table+`|q\d+_\d+) USING PRIMARY KEY`).MatchString(got) ||
 				regexp.MustCompile(`SCAN `+table+`\b`).MatchString(got) {
