@@ -505,7 +505,8 @@ const (
 // everyPostingLevel turns each SQLite edit of the postings into three: one
 // of postings after a merge, one of postings_mid, one of postings_recent
 // before any merge. A posting lives in one of the levels; an edit of any
-// must be found.
+// must be found, and so must a posting copied into a second level (the
+// lookups would still answer right; the index would not be as written).
 func everyPostingLevel(cases []tamperCase) []tamperCase {
 	word := regexp.MustCompile(`\bpostings\b`)
 	var out []tamperCase
@@ -523,7 +524,9 @@ func everyPostingLevel(cases []tamperCase) []tamperCase {
 		recent.sqlite = word.ReplaceAllString(tc.sqlite, "postings_recent")
 		out = append(out, merged, mid, recent)
 	}
-	return out
+	return append(out, tamperCase{name: "index posting copied into a second level",
+		sqlite: `INSERT INTO postings_mid (token, seq) SELECT token, seq FROM postings_recent WHERE seq = %[1]d LIMIT 1`,
+		want:   "postings differ"})
 }
 
 // TestAuditTamperSQLite is the tamper suite on SQLite: every kind of edit
