@@ -66,6 +66,7 @@ func (s *service) Transaction(ctx context.Context, body *httpbody.HttpBody) (*ht
 	if hasReads {
 		key = nil // reads answer with the state of the moment; never replay them
 	}
+	s.writer.precompute(ops, atomic)
 	var out []byte
 	var refused *fhirError
 	err = s.vault.Update(ctx, func(tx *vault.SealedTx) error {

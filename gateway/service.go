@@ -77,6 +77,7 @@ func (s *service) Create(ctx context.Context, req *fhiranchorv1.CreateRequest) (
 	}
 	o := &op{entry: -1, prefix: req.GetType(), method: "POST", typ: req.GetType(), res: res,
 		ifNoneExist: header(ctx, "if-none-exist")}
+	s.writer.precompute([]*op{o}, true)
 	var replayed *replay
 	err = s.write(ctx, func(tx *vault.SealedTx) (*fhirError, error) {
 		replayed = nil

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -60,6 +61,13 @@ type op struct {
 	sealedUnder string                   // between prepare and commit: the compartment whose key seals it
 	deidRecord  *access.Deidentification // the record of pending's research copy, if any
 	prevConsent access.ConsentFacts      // of a Consent write: the version it replaces
+
+	// Worked out before the vault transaction (precompute): the id of an
+	// unconditional create, and its blind-index tokens when its references
+	// needed no stored state (pre set).
+	preID     string
+	pre       bool
+	preTokens [][]byte
 }
 
 // path returns the FHIRPath-like expression of an element of the op's
@@ -419,7 +427,7 @@ func (w *writer) resolve(ctx context.Context, tx *vault.SealedTx, o *op) error {
 				return failure(http.StatusPreconditionFailed, "multiple-matches", o.path(".request.ifNoneExist"), "the If-None-Exist criteria match more than one resource")
 			}
 		}
-		o.id = uuid.NewString()
+		o.id = cmp.Or(o.preID, uuid.NewString())
 		o.version, o.status = 1, http.StatusCreated
 		return nil
 	case "PUT", "DELETE":
@@ -526,7 +534,10 @@ func (w *writer) prepare(ctx context.Context, tx *vault.SealedTx, o *op, refs ma
 // and touches only o, so the ops of a request run it in parallel.
 func (w *writer) commit(ctx context.Context, o *op, now time.Time) error {
 	var tokens [][]byte
-	if o.method != "DELETE" {
+	switch {
+	case o.pre:
+		tokens = o.preTokens
+	case o.method != "DELETE":
 		tokens = versionTokens(w.vault, o.typ, o.tree)
 	}
 	canonical, err := fhir.Canonical(o.tree)
@@ -544,6 +555,83 @@ func (w *writer) commit(ctx context.Context, o *op, now time.Time) error {
 		Leaf: vault.Leaf{Type: uint8(anchor.LeafResourceVersion), Data: anchor.LeafData(anchor.LeafResourceVersion, commitment), Ref: o.location()},
 	}
 	return nil
+}
+
+// precompute runs before the vault transaction of ops: it assigns the ids
+// of their unconditional creates, resolves the references of those that
+// name nothing else in the Bundle, or only other such creates, and derives
+// their blind-index tokens. The writer's transaction is what every write
+// waits for, and extracting search values and HMACing keys needs no stored
+// state: done here, on the request's goroutine, the transaction finds them
+// ready. Everything else (a conditional reference or create, a reference to
+// an entry whose id the transaction decides, one it would refuse) is left
+// to the transaction, which resolves and derives it as before; what this
+// rewrites, it rewrites to what the transaction would.
+func (w *writer) precompute(ops []*op, atomic bool) {
+	creates := false
+	for _, o := range ops {
+		if o.err == nil && o.method == "POST" && o.ifNoneExist == "" && o.res != nil && !derivedTypes[o.typ] {
+			o.preID, creates = uuid.NewString(), true
+		}
+	}
+	if !creates {
+		return
+	}
+	// applyOps resolves fullUrls for transaction Bundles only; here only
+	// those of the creates above. A fullUrl written twice names its last
+	// entry, as there.
+	var refs, entries map[string]string
+	if atomic && ops[0].entry >= 0 {
+		refs, entries = map[string]string{}, map[string]string{}
+		for _, o := range ops {
+			if o.err == nil && o.full != "" && (o.method == "POST" || o.method == "PUT") {
+				entries[o.full] = o.preID
+			}
+		}
+		for _, o := range ops {
+			if o.preID != "" && entries[o.full] == o.preID {
+				refs[o.full] = o.typ + "/" + o.preID
+			}
+		}
+	}
+	for _, o := range ops {
+		if o.preID == "" || !preResolvable(o, refs, entries) {
+			continue
+		}
+		if refs != nil {
+			// Cannot fail: preResolvable checked every reference.
+			_ = fhir.RewriteReferences(o.res.Tree, o.typ, func(_, ref string) (string, error) { return cmp.Or(refs[ref], ref), nil })
+		}
+		// The transaction sets version and time again; the tokens depend
+		// on neither.
+		o.res.SetVersion(o.preID, 1, time.Now())
+		o.preTokens, o.pre = versionTokens(w.vault, o.typ, o.res.Tree), true
+	}
+}
+
+// preResolvable reports whether resolveReferences would resolve every
+// reference of o to what refs (the fullUrls of precomputed creates, or nil
+// outside a transaction Bundle) says: none is conditional, none names a
+// fullUrl only the transaction resolves (entries, all the Bundle's), and
+// no urn is left unresolved.
+func preResolvable(o *op, refs, entries map[string]string) bool {
+	ok := true
+	_ = fhir.RewriteReferences(o.res.Tree, o.typ, func(_, ref string) (string, error) {
+		if _, mine := refs[ref]; mine {
+			return ref, nil
+		}
+		if _, other := entries[ref]; other {
+			ok = false
+		}
+		if refs != nil && (strings.HasPrefix(ref, "urn:uuid:") || strings.HasPrefix(ref, "urn:oid:")) {
+			ok = false
+		}
+		if strings.Contains(ref, "?") {
+			ok = false
+		}
+		return ref, nil
+	})
+	return ok
 }
 
 // eachParallel calls fn(0) to fn(n-1) on up to GOMAXPROCS goroutines and
