@@ -171,8 +171,9 @@ type Extractor struct {
 	ReferenceType func(reference string) string
 	// Indexed, if set, extracts only the parameters that have index keys
 	// of their own: the values IndexKeys turns into keys. A parameter whose
-	// keys another's stand for (see IndexKeys) is skipped, and so cannot
-	// fail the resource either.
+	// keys another's stand for (see IndexKeys), or a composite (whose
+	// clauses narrow by its first component's parameter), is skipped, and so
+	// cannot fail the resource either.
 	Indexed bool
 }
 
@@ -219,7 +220,7 @@ func (x *Extractor) extract(pl *plan, resourceType string, tree map[string]any) 
 	defer func() { c.out = out[:hi] }()
 	for i := range pl.params {
 		p := &pl.params[i]
-		if x.Indexed && len(p.keysFrom) > 0 {
+		if x.Indexed && (len(p.keysFrom) > 0 || p.Type == TypeComposite) {
 			continue
 		}
 		items, err := p.expr.eval(c, c.rootColl)
