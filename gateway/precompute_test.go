@@ -150,7 +150,7 @@ func TestPrecomputedTokens(t *testing.T) {
 		"/Observation?encounter=" + created["e"]:         "2-1 2-5 2-6",
 		"/Patient/" + p + "/Observation":                 "1-1 1-2 2-1 2-6",
 		"/Patient/" + existing + "/Observation?code=2-5": "2-5",
-		"/Observation?subject=" + urn["x"]:                "3-1",
+		"/Observation?subject=" + urn["x"]:               "3-1",
 	} {
 		if got := codes(query); got != want {
 			t.Errorf("%s: %q, want %q", query, got, want)
