@@ -30,7 +30,7 @@ const reindexPage = 500
 // blind-index tokens and the vault stores them. A vault whose index was
 // built by other rules (or emptied by a migration) is rebuilt when the
 // gateway starts (EnsureIndex). Change it whenever the tokens change.
-const IndexVersion = "postings/1 identifier/1 consent/1 search/v1 tokens/8 keys/4"
+const IndexVersion = "postings/1 identifier/1 consent/1 search/v1 tokens/8 keys/5"
 
 // EnsureIndex rebuilds the blind index if the vault's was built by other
 // rules than IndexVersion, then records IndexVersion. The gateway runs it

@@ -75,8 +75,9 @@ func searchToken(k access.Tokener, typ, key string) []byte {
 }
 
 // searchTokens are the search-index tokens of a live version: its
-// parameters' keys, the key every resource of its type carries, and its
-// compartment's. A value package search cannot extract is left out of the
+// parameters' keys and its compartment's. (A search that no key narrows
+// lists the type's resources from the vault: a key every resource of the
+// type carried was a posting per write for that alone.) A value package search cannot extract is left out of the
 // index (the write was validated; a search on that parameter then does not
 // find it) rather than failing the write.
 func searchTokens(k access.Tokener, typ string, tree map[string]any) [][]byte {
@@ -88,7 +89,7 @@ func searchTokens(k access.Tokener, typ string, tree map[string]any) [][]byte {
 	// and lists versions by time (candidates). Every key is a row each
 	// write inserts, so their values are left out before keys are made.
 	values = slices.DeleteFunc(values, func(v search.Value) bool { return v.Param == "_id" || v.Param == "_lastUpdated" })
-	keys := append(search.IndexKeys(typ, values), search.TypeKey)
+	keys := search.IndexKeys(typ, values)
 	if c := fhir.PatientCompartment(typ, tree); c != "" {
 		keys = append(keys, compartmentKey(c))
 	}
@@ -490,16 +491,19 @@ func (r *searchRun) candidates(ctx context.Context, typ string, clauses []search
 			narrow(ids)
 		}
 	}
-	if set == nil {
-		ids, err := r.findAll(ctx, typ, [][]string{{search.TypeKey}})
-		if err != nil {
-			return nil, err
-		}
-		narrow(ids)
-	}
 	limit := maxCandidates
 	if r.limit > 0 {
 		limit = r.limit
+	}
+	if set == nil {
+		// Nothing narrows: every resource of the type is a candidate
+		// (load leaves out the deleted ones). One over the limit is
+		// enough to refuse the search below.
+		ids, err := r.s.vault.Store().IDs(ctx, typ, max(1, limit-r.scanned+1))
+		if err != nil {
+			return nil, fmt.Errorf("list candidates: %w", err)
+		}
+		narrow(ids)
 	}
 	if r.scanned += len(set); r.scanned > limit {
 		return nil, failure(http.StatusBadRequest, "too-costly", "", "the search criteria match more than "+strconv.Itoa(maxCandidates)+

@@ -169,6 +169,11 @@ type Store interface {
 	// a few: what a search reads of its candidates. Ids without a version
 	// are left out; the order is the backend's.
 	Currents(ctx context.Context, typ string, ids []string) ([]Record, error)
+	// IDs returns up to limit ids, ascending, of the resources of type typ
+	// that have a version stored, live, deleted or erased alike: the
+	// candidates of a search no index key narrows, which it reads and
+	// matches one by one anyway.
+	IDs(ctx context.Context, typ string, limit int) ([]string, error)
 	// Version returns one version of a resource.
 	Version(ctx context.Context, typ, id string, version int64) (Record, error)
 	// History returns every version of a resource, newest first, or

@@ -125,9 +125,10 @@
 // tokens, so every key is an equality test and ordered values use
 // buckets. Keys are "<param>|<kind>|<rest>". They are persisted (as
 // HMACs): changing one needs a new gateway.IndexVersion (the gateway then
-// rebuilds its index when it starts), and TestKeysStable pins them. Every
-// resource carries TypeKey. Every key is a row each write inserts, so a
-// key answers as many queries as it can and Match tells them apart:
+// rebuilds its index when it starts), and TestKeysStable pins them. No
+// key stands for the type alone: a search nothing narrows lists the
+// type's resources from the vault. Every key is a row each write inserts,
+// so a key answers as many queries as it can and Match tells them apart:
 //
 //   - A parameter whose values other parameters of the type already index
 //     has no keys of its own: one whose expression is a union of theirs
@@ -178,13 +179,14 @@
 // takes at most 64 keys (a superset at a coarser level when it does not
 // fit, no narrowing when none does); ORed values share that budget. ne,
 // :not, :text, :contains, :missing, an empty string and a range no level
-// covers cannot narrow: Keys says so and the caller scans TypeKey.
+// covers cannot narrow: Keys says so and the caller scans every resource
+// of the type.
 //
-// A Synthea resource carries about 14 keys besides TypeKey and the
-// gateway's compartment key (BenchmarkIndexKeys; 23 before keys were
-// shared between parameters, codes lost their system keys and buckets
-// their coarsest level): every key is a row the write inserts, so the
-// scheme is kept lean on purpose.
+// A Synthea resource carries about 14 keys besides the gateway's
+// compartment key (BenchmarkIndexKeys; 23 before keys were shared between
+// parameters, codes lost their system keys and buckets their coarsest
+// level; the gateway no longer adds a key of the type): every key is a row
+// the write inserts, so the scheme is kept lean on purpose.
 //
 // What the index reveals to whoever sees the tokens: which resources of a
 // type share a key, so equality of codes (not of their systems), of

@@ -11,10 +11,6 @@ import (
 	"unicode/utf8"
 )
 
-// TypeKey is a key every resource carries: the gateway lists all live
-// resources of a type by it.
-const TypeKey = "_type"
-
 // Key layout (doc.go, "Index keys", is the reference; these strings are
 // persisted as HMACs, so changing them forces a reindex). Every key is
 // "<param code>|<kind>|<parts>"; a variable part that may contain "|" is
@@ -49,8 +45,7 @@ func ikey(param, kind, rest string) string {
 }
 
 // IndexKeys returns the index keys of one resource of resourceType given
-// all its Extract values (not TypeKey, which every resource carries
-// anyway). Each key starts with a parameter code; the gateway HMACs it
+// all its Extract values. Each key starts with a parameter code; the gateway HMACs it
 // with the resource type. A parameter whose values other parameters
 // already index (shareKeys: combo-code by code and component-code,
 // patient by subject) gets no keys of its own. The result is sorted and
@@ -328,7 +323,7 @@ func referenceKeys(prm Param, typeAndID string) []string {
 // narrows. narrows is false when the index cannot narrow c (:not,
 // :contains, :text, :missing=true, ne, an empty string, a date or number
 // range too wide for the budget at every level); the caller then
-// scans every resource of the type (TypeKey). A Chain or Has clause gives
+// scans every resource of the type. A Chain or Has clause gives
 // the keys of its Targets: none when Targets is empty (nothing matches).
 func (c Clause) Keys() (keys []string, narrows bool) {
 	switch {

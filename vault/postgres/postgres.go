@@ -186,6 +186,7 @@ SELECT count(*) FROM belongs`
 )
 SELECT count(*) FROM live`
 	sqlTokenSets       = `SELECT seq, tokens FROM token_sets WHERE seq > $1 ORDER BY seq LIMIT $2`
+	sqlIDs             = `SELECT DISTINCT id FROM versions WHERE type = $1 ORDER BY id LIMIT $2`
 	sqlIndexVersion    = `SELECT version FROM index_state`
 	sqlSetIndexVersion = `UPDATE index_state SET version = $1`
 	sqlRecords         = `SELECT seq, type, record, salt, subject, actor, time FROM leaf_records
@@ -525,6 +526,20 @@ func (s *Store) IndexEntries(ctx context.Context, after vault.IndexEntry, limit 
 		return nil, fmt.Errorf("list index entries: %w", err)
 	}
 	return es, nil
+}
+
+// IDs returns the ids of the resources of type typ, ascending.
+func (s *Store) IDs(ctx context.Context, typ string, limit int) ([]string, error) {
+	rows, _ := s.pool.Query(ctx, sqlIDs, typ, limit)
+	ids, err := collect(rows, func(row pgx.Row) (string, error) {
+		var id string
+		err := row.Scan(&id)
+		return id, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list %s ids: %w", typ, err)
+	}
+	return ids, nil
 }
 
 // TokenSets returns token sets in Seq order.

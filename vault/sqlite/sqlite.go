@@ -10,12 +10,14 @@ package sqlite
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"database/sql"
 	_ "embed"
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"slices"
 	"strconv"
 	"strings"
@@ -123,7 +125,7 @@ func (c Config) Validate() error { return sqlitedb.ValidatePath(c.Path) }
 type Store struct {
 	w     *sql.DB // one connection: every Update
 	r     *sql.DB // query-only connections: reads outside Update
-	wstmt [numWriteStmts + tokenRows]*sql.Stmt
+	wstmt [numWriteStmts + postingSizes]*sql.Stmt
 	rstmt [numReadStmts]*sql.Stmt
 	// fstmt are the FindLeaves queries, indexed by which filters are set
 	// (see findLeavesSQL).
@@ -181,24 +183,19 @@ const (
 	numWriteStmts
 )
 
-// tokenRows is how many postings one INSERT of a Put writes at most: a
-// write stores some thirty tokens per resource, in two or three statements
-// rather than thirty. The INSERT of k rows (1 <= k <= tokenRows) is write
-// statement numWriteStmts+k-1.
-const tokenRows = 16
+// postingRows bounds the rows of one postings INSERT: an Update's postings
+// (a Synthea Bundle has some three thousand) go in sorted, postingRows a
+// statement, then halves of that for the rest. The INSERT of 2^i rows
+// (0 <= i <= postingSizes-1) is write statement numWriteStmts+i.
+const (
+	postingSizes = 7
+	postingRows  = 1 << (postingSizes - 1)
+)
 
-// insertTokensSQL inserts k postings of one Seq into postings_recent: the
-// k tokens are ?1 to ?k, the Seq ?k+1, bound once.
-func insertTokensSQL(k int) string {
-	var q strings.Builder
-	q.WriteString(`INSERT OR IGNORE INTO postings_recent (token, seq) VALUES `)
-	for i := 1; i <= k; i++ {
-		if i > 1 {
-			q.WriteString(", ")
-		}
-		fmt.Fprintf(&q, "(?%d, ?%d)", i, k+1)
-	}
-	return q.String()
+// insertPostingsSQL inserts k postings into postings_recent: (token, seq)
+// pairs bound in order.
+func insertPostingsSQL(k int) string {
+	return `INSERT OR IGNORE INTO postings_recent (token, seq) VALUES (?, ?)` + strings.Repeat(`, (?, ?)`, k-1)
 }
 
 const (
@@ -216,6 +213,7 @@ const (
 	stRecords
 	stIndexEntries
 	stTokenSets
+	stIDs
 	stIndexVersion
 	stResponses
 	stResponse
@@ -301,7 +299,9 @@ WHERE seq > ? ORDER BY seq LIMIT ?`,
 	stIndexEntries: `SELECT token, seq FROM postings WHERE (token, seq) > (?1, ?2)
 UNION ALL SELECT token, seq FROM postings_mid WHERE (token, seq) > (?1, ?2)
 UNION ALL SELECT token, seq FROM postings_recent WHERE (token, seq) > (?1, ?2) ORDER BY 1, 2 LIMIT ?3`,
-	stTokenSets:    `SELECT seq, tokens FROM token_sets WHERE seq > ? ORDER BY seq LIMIT ?`,
+	stTokenSets: `SELECT seq, tokens FROM token_sets WHERE seq > ? ORDER BY seq LIMIT ?`,
+	// The (type, id, version) index alone: no versions row is read.
+	stIDs:          `SELECT DISTINCT id FROM versions WHERE type = ? ORDER BY id LIMIT ?`,
 	stIndexVersion: `SELECT version FROM index_state WHERE one = 1`,
 	stResponses:    `SELECT key, body, created FROM responses WHERE key > ? ORDER BY key LIMIT ?`,
 	stResponse:     `SELECT body FROM responses WHERE key = ?`,
@@ -429,9 +429,9 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 			return nil, fmt.Errorf("prepare statement %d: %w", i, err)
 		}
 	}
-	for k := 1; k <= tokenRows; k++ {
-		if s.wstmt[numWriteStmts+k-1], err = s.w.PrepareContext(ctx, insertTokensSQL(k)); err != nil {
-			return nil, fmt.Errorf("prepare token insert of %d rows: %w", k, err)
+	for i := range postingSizes {
+		if s.wstmt[numWriteStmts+i], err = s.w.PrepareContext(ctx, insertPostingsSQL(1<<i)); err != nil {
+			return nil, fmt.Errorf("prepare postings insert of %d rows: %w", 1<<i, err)
 		}
 	}
 	for i, q := range readSQL {
@@ -569,6 +569,12 @@ func (s *Store) runGroup(group []*update) {
 		}
 		t.erased = false
 		err := runFn(u, t)
+		if err == nil {
+			err = t.flush(ctx)
+		}
+		// A failed Update's postings go with it.
+		clear(t.pending)
+		t.pending = t.pending[:0]
 		if err == nil && u.ctx.Err() != nil {
 			err = fmt.Errorf("commit sqlite transaction: %w", u.ctx.Err())
 		}
@@ -778,6 +784,19 @@ func (s *Store) IndexEntries(ctx context.Context, after vault.IndexEntry, limit 
 		return nil, fmt.Errorf("list index entries: %w", err)
 	}
 	return es, nil
+}
+
+// IDs returns the ids of the resources of type typ, ascending.
+func (s *Store) IDs(ctx context.Context, typ string, limit int) ([]string, error) {
+	rows, err := s.rstmt[stIDs].QueryContext(ctx, typ, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list %s ids: %w", typ, mapErr(err))
+	}
+	ids, err := scanIDs(rows)
+	if err != nil {
+		return nil, fmt.Errorf("list %s ids: %w", typ, err)
+	}
+	return ids, nil
 }
 
 // TokenSets returns token sets in Seq order.
@@ -1272,13 +1291,54 @@ func (s *Store) Policies(ctx context.Context) ([]vault.Policy, error) {
 type tx struct {
 	s      *Store
 	tx     *sql.Tx
-	stmts  [numWriteStmts + tokenRows]*sql.Stmt
+	stmts  [numWriteStmts + postingSizes]*sql.Stmt
 	erased bool // Erase ran: checkpoint the WAL after commit
 	// inserted counts the postings_recent rows the transaction's inserts
 	// wrote (or tried to: rolled back or ignored ones too), which is
 	// enough to tell when to merge. The levels' counts are estimates in
 	// the same way (a merge's ignored duplicates are counted).
 	inserted int
+	// pending are the postings of the running Update's Puts not inserted
+	// yet: they go in at the end of the Update (or before the first
+	// statement of it that reads or deletes postings) sorted, many rows
+	// a statement. A posting row costs a B-tree seek and insert however it
+	// comes; a statement of one or two dozen rows per Put cost as much
+	// again in statement overhead.
+	pending []posting
+}
+
+// posting is a postings row.
+type posting struct {
+	token []byte
+	seq   int64
+}
+
+// flush inserts the pending postings.
+func (t *tx) flush(ctx context.Context) error {
+	ps := t.pending
+	if len(ps) == 0 {
+		return nil
+	}
+	slices.SortFunc(ps, func(a, b posting) int {
+		return cmp.Or(bytes.Compare(a.token, b.token), cmp.Compare(a.seq, b.seq))
+	})
+	args := make([]any, 0, 2*min(len(ps), postingRows))
+	for len(ps) > 0 {
+		i := min(bits.Len(uint(len(ps))), postingSizes) - 1
+		k := 1 << i
+		args = args[:0]
+		for _, p := range ps[:k] {
+			args = append(args, p.token, p.seq)
+		}
+		if _, err := t.stmt(ctx, numWriteStmts+i).ExecContext(ctx, args...); err != nil {
+			return fmt.Errorf("insert postings: %w", mapErr(err))
+		}
+		t.inserted += k
+		ps = ps[k:]
+	}
+	clear(t.pending)
+	t.pending = t.pending[:0]
+	return nil
 }
 
 // point returns the context for a statement of the transaction: ctx
@@ -1441,7 +1501,8 @@ func (t *tx) setTokens(ctx context.Context, seq int64, tokens [][]byte) error {
 	if _, err := t.stmt(ctx, stInsertTokenSet).ExecContext(ctx, seq, vault.EncodeTokenSet(tokens)); err != nil {
 		return mapErr(err)
 	}
-	return t.insertTokens(ctx, seq, tokens)
+	t.insertTokens(seq, tokens)
+	return nil
 }
 
 func (t *tx) stmt(ctx context.Context, i int) *sql.Stmt {
@@ -1468,6 +1529,9 @@ func (t *tx) Current(ctx context.Context, typ, id string) (vault.Record, error) 
 // version carries token.
 func (t *tx) Find(ctx context.Context, typ string, token []byte) ([]string, error) {
 	ctx = point(ctx)
+	if err := t.flush(ctx); err != nil {
+		return nil, fmt.Errorf("find %s: %w", typ, err)
+	}
 	return queryIDs(ctx, t.stmt(ctx, stFind), typ, token)
 }
 
@@ -1475,7 +1539,11 @@ func (t *tx) Find(ctx context.Context, typ string, token []byte) ([]string, erro
 // whose current version carries any of tokens, as this transaction sees
 // them.
 func (t *tx) FindAny(ctx context.Context, typ string, tokens [][]byte) ([]string, error) {
-	return findAny(point(ctx), t.tx, typ, tokens)
+	ctx = point(ctx)
+	if err := t.flush(ctx); err != nil {
+		return nil, fmt.Errorf("find %s: %w", typ, err)
+	}
+	return findAny(ctx, t.tx, typ, tokens)
 }
 
 // SetTokens replaces the tokens of the current live version of a resource.
@@ -1663,6 +1731,9 @@ func (t *tx) Put(ctx context.Context, r vault.Record) error {
 
 // deletePosting removes the posting (token, seq) from every level.
 func (t *tx) deletePosting(ctx context.Context, token []byte, seq int64) error {
+	if err := t.flush(ctx); err != nil {
+		return err
+	}
 	for _, st := range []int{stDeletePosting, stDeleteMidPosting, stDeleteRecentPosting} {
 		if _, err := t.stmt(ctx, st).ExecContext(ctx, nonNil(token), seq); err != nil {
 			return mapErr(err)
@@ -1683,24 +1754,12 @@ func (t *tx) merge(ctx context.Context, copyStmt, clearStmt int) error {
 	return nil
 }
 
-// insertTokens inserts the token rows of a resource into postings_recent,
-// up to tokenRows per statement.
-func (t *tx) insertTokens(ctx context.Context, seq int64, tokens [][]byte) error {
-	args := make([]any, 0, min(len(tokens), tokenRows)+1)
-	for len(tokens) > 0 {
-		k := min(len(tokens), tokenRows)
-		args = args[:0]
-		for _, tok := range tokens[:k] {
-			args = append(args, nonNil(tok))
-		}
-		args = append(args, seq)
-		if _, err := t.stmt(ctx, numWriteStmts+k-1).ExecContext(ctx, args...); err != nil {
-			return err
-		}
-		t.inserted += k
-		tokens = tokens[k:]
+// insertTokens adds the postings of the version at seq to the pending
+// ones.
+func (t *tx) insertTokens(seq int64, tokens [][]byte) {
+	for _, tok := range tokens {
+		t.pending = append(t.pending, posting{nonNil(tok), seq})
 	}
-	return nil
 }
 
 // DataKey returns a wrapped data key as this transaction sees it.

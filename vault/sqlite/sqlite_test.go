@@ -544,6 +544,18 @@ func TestPostingsPlan(t *testing.T) {
 	}
 }
 
+// TestIDsPlan: listing a type's ids reads the (type, id, version) index
+// alone, in its order: no versions row (each holds a sealed body) and no
+// sort.
+func TestIDsPlan(t *testing.T) {
+	s := newStore(t)
+	defer s.Close()
+	got := explain(t, s, readSQL[stIDs])
+	if !strings.Contains(got, "USING COVERING INDEX") || strings.Contains(got, "TEMP B-TREE") {
+		t.Errorf("plan of IDs = %q, want a covering index search without a sort", got)
+	}
+}
+
 // TestPostingLevels writes resources one Update at a time under a tiny
 // merge threshold and checks, after each, that every token finds exactly
 // the resources a model says, whichever levels hold their postings; and

@@ -68,6 +68,7 @@ func Exercise(t *testing.T, newStore func(t *testing.T) vault.Store) {
 		{"Changes", testChanges},
 		{"Sealed", testSealed},
 		{"SetTokens", testSetTokens},
+		{"IDs", testIDs},
 		{"DropTokens", testDropTokens},
 	}
 	for _, tt := range tests {
@@ -1952,6 +1953,37 @@ func testSealed(t *testing.T, s vault.Store) {
 // testSetTokens: SetTokens replaces the tokens of the current live version
 // only; any other version, a tombstone, an erased version or a resource
 // without versions is refused and changes nothing.
+// testIDs: every resource of the type with a version, whatever its state,
+// once, ascending, up to the limit; none of another type.
+func testIDs(t *testing.T, s vault.Store) {
+	ctx := t.Context()
+	put(t, s,
+		record("Patient", "m", 1), record("Patient", "m", 2),
+		record("Patient", "b", 1), tombstone("Patient", "b", 2),
+		record("Patient", "z", 1),
+		record("Observation", "c", 1),
+		record("Patient", "a", 1),
+	)
+	for _, c := range []struct {
+		typ   string
+		limit int
+		want  []string
+	}{
+		{"Patient", 10, []string{"a", "b", "m", "z"}},
+		{"Patient", 2, []string{"a", "b"}},
+		{"Observation", 10, []string{"c"}},
+		{"Encounter", 10, nil},
+	} {
+		got, err := s.IDs(ctx, c.typ, c.limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("IDs(%s, %d) = %q, want %q", c.typ, c.limit, got, c.want)
+		}
+	}
+}
+
 func testSetTokens(t *testing.T, s vault.Store) {
 	ctx := t.Context()
 	put(t, s,
