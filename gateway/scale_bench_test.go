@@ -59,6 +59,10 @@ func BenchmarkScale(b *testing.B) {
 	rebuild := target <= 200_000 || os.Getenv("FHIRANCHOR_BENCH_SCALE_REBUILD") == "1"
 	const clients = 4
 	for b.Loop() {
+		// The heap before any gateway: what the restarted one holds is
+		// measured from here (the stopped gateway stays reachable until
+		// Restart replaces it, so the heap after Stop is no baseline).
+		_, heapBase := memory()
 		g := testonly.StartGateway(b, testonly.Options{Quiet: true, Research: gateway.ResearchConfig{
 			// Exact released counts (no noise, no rounding), so that the
 			// restarted index's answers can be compared; repeats are the
@@ -220,7 +224,6 @@ func BenchmarkScale(b *testing.B) {
 		t = time.Now()
 		g.Stop()
 		stopped := time.Since(t)
-		_, heapStopped := memory()
 		disk, snapshot := diskUse(b, g.Dir)
 		b.Logf("stop (snapshot written) %.2fs; disk %d MiB, %.0f bytes/resource (snapshot %.0f)", stopped.Seconds(), disk>>20,
 			float64(disk)/float64(done), float64(snapshot)/float64(done))
@@ -229,10 +232,10 @@ func BenchmarkScale(b *testing.B) {
 		ready, first, answers := restartToCount(b, g, hdr)
 		_, heapRunning := memory()
 		b.Logf("restart: ready in %.2fs, first count in %.2fs; gateway heap %d MiB, %.0f bytes/resource", ready.Seconds(), first.Seconds(),
-			(heapRunning-heapStopped)>>20, float64(heapRunning-heapStopped)/float64(done))
+			(heapRunning-heapBase)>>20, float64(heapRunning-heapBase)/float64(done))
 		b.ReportMetric(ready.Seconds(), "restart-ready-s")
 		b.ReportMetric(first.Seconds(), "restart-first-count-s")
-		b.ReportMetric(float64(heapRunning-heapStopped)/float64(done), "heap-after-restart-bytes/res")
+		b.ReportMetric(float64(heapRunning-heapBase)/float64(done), "heap-after-restart-bytes/res")
 		if rebuild {
 			g.Stop()
 			if err := os.Remove(filepath.Join(g.Dir, "cohort-index")); err != nil {
