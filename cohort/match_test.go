@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -203,5 +204,46 @@ func BenchmarkCountScale(b *testing.B) {
 			}
 			b.ReportMetric(float64(n), "patients")
 		})
+	}
+}
+
+// TestAnswerAsksConcurrentlyOnce: Answer decides its matching patients on
+// several goroutines, each once, and counts exactly the ones permit
+// allows, as Count does asking one at a time.
+func TestAnswerAsksConcurrentlyOnce(t *testing.T) {
+	ix := NewIndex()
+	genders := []string{"female", "male", "other"}
+	for i := range 600 {
+		pk := "p" + strconv.Itoa(i)
+		put(t, ix, pk+"/P", pk, patientJSON(genders[i%3], strconv.Itoa(1940+i%60), "321", "2106-3", ""))
+	}
+	q := mustParse(t, `{"criteria":{"gender":"female"}}`)
+	var mu sync.Mutex
+	calls := map[string]int{}
+	permit := func(p string) bool {
+		mu.Lock()
+		calls[p]++
+		mu.Unlock()
+		n, _ := strconv.Atoi(strings.TrimPrefix(p, "p"))
+		return n%7 != 0
+	}
+	a, err := ix.Answer(q, false, at, Privacy{Noise: NoiseNone, RoundTo: 1}, permit, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ix.Count(q, at, func(p string) bool { n, _ := strconv.Atoi(strings.TrimPrefix(p, "p")); return n%7 != 0 })
+	if a.Permitted != want || a.Permitted+a.Refused != 200 {
+		t.Errorf("Answer permitted %d, refused %d; Count says %d of 200", a.Permitted, a.Refused, want)
+	}
+	for p, n := range calls {
+		if n != 1 {
+			t.Errorf("permit(%s) called %d times", p, n)
+		}
+		if i, _ := strconv.Atoi(strings.TrimPrefix(p, "p")); genders[i%3] != "female" {
+			t.Errorf("permit asked about %s, who does not match", p)
+		}
+	}
+	if len(calls) != 200 {
+		t.Errorf("permit asked about %d patients, want the 200 who match", len(calls))
 	}
 }

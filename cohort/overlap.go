@@ -3,10 +3,12 @@ package cohort
 import (
 	"encoding/json"
 	"math/bits"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -60,7 +62,8 @@ type Answer struct {
 // newest first; at most p's history bound are used), then noise and
 // rounding. permit is called never with the index locked, at most once per
 // patient: for the matching patients, and for the few others an overlap
-// comparison needs.
+// comparison needs. The matching patients' calls are concurrent, on up to
+// GOMAXPROCS goroutines: permit must be safe for that.
 //
 // A repeat of an earlier release of the same query (same fingerprint and
 // breakdown) starts from that release's suppressions, so on unchanged data
@@ -111,6 +114,7 @@ func (ix *Index) Answer(q *Query, breakdown bool, at time.Time, p Privacy, permi
 	ans.Compared = len(pasts)
 
 	c := &consent{keys: keys, permit: permit, memo: map[uint32]bool{}}
+	c.prefetch(cur.all)
 	var s bitset
 	cur.all.each(func(pn uint32) {
 		if c.ok(pn) {
@@ -244,6 +248,35 @@ func (c *consent) ok(pn uint32) bool {
 	v := int(pn) < len(c.keys) && c.keys[pn] != "" && c.permit != nil && c.permit(c.keys[pn])
 	c.memo[pn] = v
 	return v
+}
+
+// prefetch decides the patients of set on every core: a decision reads
+// the patient's consents and runs the policy, and a count over a large
+// population asks for thousands of them.
+func (c *consent) prefetch(set bitset) {
+	if c.permit == nil {
+		return
+	}
+	var pns []uint32
+	set.each(func(pn uint32) {
+		if _, ok := c.memo[pn]; !ok && int(pn) < len(c.keys) && c.keys[pn] != "" {
+			pns = append(pns, pn)
+		}
+	})
+	allowed := make([]bool, len(pns))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(pns)/16+1) {
+		wg.Go(func() {
+			for i := next.Add(1) - 1; i < int64(len(pns)); i = next.Add(1) - 1 {
+				allowed[i] = c.permit(c.keys[pns[i]])
+			}
+		})
+	}
+	wg.Wait()
+	for i, pn := range pns {
+		c.memo[pn] = allowed[i]
+	}
 }
 
 // checker compares a set of permitted patients with raw earlier sets.

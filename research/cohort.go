@@ -1,6 +1,7 @@
 package research
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/fhiranchor/fhiranchor/access"
@@ -58,9 +60,11 @@ func (s *Service) Breakdown(ctx context.Context, caller access.Caller, data []by
 // consentTally decides, per patient, whether their consent permits a
 // research action, and keeps the decisions for the record.
 type consentTally struct {
-	s         *Service
-	ctx       context.Context
-	in        policy.Input
+	s   *Service
+	ctx context.Context
+	in  policy.Input
+	// mu guards what follows: the index asks on several goroutines.
+	mu        sync.Mutex
 	decisions map[string]policy.Decision
 	revision  string
 	version   int64 // the policy version that decided
@@ -75,10 +79,14 @@ func (s *Service) tally(ctx context.Context, caller access.Caller, action string
 // permit is the cohort index's consent callback. A vault failure denies
 // and is reported after the query (t.err).
 func (t *consentTally) permit(patient string) bool {
-	if t.err != nil {
+	t.mu.Lock()
+	d, ok := t.decisions[patient]
+	failed := t.err != nil
+	t.mu.Unlock()
+	if failed {
 		return false
 	}
-	if d, ok := t.decisions[patient]; ok {
+	if ok {
 		return d.Allow // a breakdown asks again for the patients the count saw
 	}
 	in := t.in
@@ -86,11 +94,13 @@ func (t *consentTally) permit(patient string) bool {
 	in.Resource.ID = strings.TrimPrefix(patient, "Patient/")
 	in.Resource.Reference = patient
 	out, err := t.s.access.Decide(t.ctx, access.Committed{Vault: t.s.vault}, in)
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	if err != nil {
-		t.err = err
+		t.err = cmp.Or(t.err, err)
 		return false
 	}
-	d := out.Decision
+	d = out.Decision
 	if d.PolicyRevision != "" {
 		t.revision, t.version = d.PolicyRevision, out.PolicyVersion
 	}
