@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -229,7 +230,21 @@ func BenchmarkScale(b *testing.B) {
 			float64(disk)/float64(done), float64(snapshot)/float64(done))
 		b.ReportMetric(float64(disk)/float64(done), "disk-bytes/res")
 		b.ReportMetric(float64(snapshot)/float64(done), "snapshot-bytes/res")
+		// FHIRANCHOR_BENCH_RESTART_PROFILE=file: a CPU profile of the
+		// restart alone (to the first count).
+		stopProfile := func() {}
+		if path := os.Getenv("FHIRANCHOR_BENCH_RESTART_PROFILE"); path != "" {
+			f, err := os.Create(path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := pprof.StartCPUProfile(f); err != nil {
+				b.Fatal(err)
+			}
+			stopProfile = func() { pprof.StopCPUProfile(); f.Close() }
+		}
 		ready, first, answers := restartToCount(b, g, hdr)
+		stopProfile()
 		_, heapRunning := memory()
 		b.Logf("restart: ready in %.2fs, first count in %.2fs; gateway heap %d MiB, %.0f bytes/resource", ready.Seconds(), first.Seconds(),
 			(heapRunning-heapBase)>>20, float64(heapRunning-heapBase)/float64(done))

@@ -133,9 +133,13 @@ type Store struct {
 
 	mergeRows int
 	// recent and mid are how many rows postings_recent and postings_mid
-	// hold as last committed. Only the Update leading a group reads and
-	// writes them (runGroup); the lead passes under mu.
+	// hold as last committed, counted by the first group that writes
+	// (counted): a count reads a million rows of postings_mid, which a
+	// store opened to be read, or a restart, need not wait for. Only the
+	// Update leading a group reads and writes them (runGroup); the lead
+	// passes under mu.
 	recent, mid int
+	counted     bool
 
 	mu      sync.Mutex
 	queue   []*update // Updates waiting for the writer, oldest first
@@ -444,9 +448,6 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 			return nil, fmt.Errorf("prepare find leaves statement %d: %w", i, err)
 		}
 	}
-	if err := s.w.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM postings_recent), (SELECT count(*) FROM postings_mid)`).Scan(&s.recent, &s.mid); err != nil {
-		return nil, fmt.Errorf("count recent postings: %w", err)
-	}
 	ok = true
 	return s, nil
 }
@@ -613,6 +614,15 @@ func (s *Store) runGroup(group []*update) {
 	}
 	// Merges run in the group's transaction: at every commit each posting
 	// is in one level.
+	if !s.counted {
+		err := sqlTx.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM postings_recent), (SELECT count(*) FROM postings_mid)`).Scan(&s.recent, &s.mid)
+		if err != nil {
+			fail(ok, fmt.Errorf("count postings: %w", mapErr(err)))
+			return
+		}
+		// What this group inserted is in the count already.
+		s.recent, s.counted = s.recent-t.inserted, true
+	}
 	recent, mid := s.recent+t.inserted, s.mid
 	if recent >= s.mergeRows {
 		if err := t.merge(ctx, stMergeRecent, stClearRecent); err != nil {
