@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
@@ -153,7 +152,6 @@ type Server struct {
 	research *research.Service // nil without policy
 	exports  *research.Exports // nil without policy
 	bulk     *bulkService
-	counts   *vaultCounts // what /readyz reports
 }
 
 // streamWorkers is how many gRPC calls run at once on long-lived workers
@@ -300,16 +298,15 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect REST gateway to gRPC: %w", err)
 	}
-	counts := &vaultCounts{store: deps.Vault.Store()}
-	s.counts = counts
 	ready := func(ctx context.Context) (map[string]any, error) {
 		// Not ready before cohort counts can answer: until the index is
 		// loaded (or rebuilt) a count would wait for it. Asked first: a
-		// probe polling a starting gateway must not load it further.
+		// probe polling a starting gateway must not load it further with
+		// the vault's counts (a third of a second at a million resources).
 		if res != nil && !res.Ready() {
 			return nil, errors.New("cohort index loading")
 		}
-		stats, err := counts.get(ctx)
+		stats, err := deps.Vault.Store().Stats(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -387,13 +384,6 @@ func (s *Server) Run(ctx context.Context) error {
 		g.Go(func() error { return s.research.Run(ctx) })
 		g.Go(func() error { return s.exports.Run(ctx) })
 	}
-	// Counted while the cohort index loads, so that the first probe after
-	// it finds the counts ready (a third of a second at a million
-	// resources); a failure here is the probe's to report.
-	g.Go(func() error {
-		_, _ = s.counts.get(ctx)
-		return nil
-	})
 	g.Go(func() error { return s.bulk.Run(ctx) })
 	if s.grpcLis != nil {
 		g.Go(func() error { return s.grpc.Serve(s.grpcLis) })
@@ -421,34 +411,4 @@ func (s *Server) Run(ctx context.Context) error {
 		err = nil
 	}
 	return err
-}
-
-// vaultCounts serves the vault's counts to /readyz: counting scans each
-// table's smallest index (a third of a second at a million resources), and
-// a readiness probe comes every few seconds. Every call reads the vault
-// (one row), so an unreachable database still fails the probe at once;
-// the counts are at most countsMaxAge old.
-type vaultCounts struct {
-	store vault.Store
-	mu    sync.Mutex
-	at    time.Time
-	stats vault.Stats
-}
-
-const countsMaxAge = 10 * time.Second
-
-func (c *vaultCounts) get(ctx context.Context) (vault.Stats, error) {
-	if _, err := c.store.IndexVersion(ctx); err != nil {
-		return vault.Stats{}, err
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.at.IsZero() || time.Since(c.at) > countsMaxAge {
-		stats, err := c.store.Stats(ctx)
-		if err != nil {
-			return vault.Stats{}, err
-		}
-		c.stats, c.at = stats, time.Now()
-	}
-	return c.stats, nil
 }
