@@ -77,9 +77,10 @@ func searchToken(k access.Tokener, typ, key string) []byte {
 // searchTokens are the search-index tokens of a live version: its
 // parameters' keys and its compartment's. (A search that no key narrows
 // lists the type's resources from the vault: a key every resource of the
-// type carried was a posting per write for that alone.) A value package search cannot extract is left out of the
-// index (the write was validated; a search on that parameter then does not
-// find it) rather than failing the write.
+// type carried was a posting per write for that alone.) A value package
+// search cannot extract is left out of the index (the write was
+// validated; a search on that parameter then does not find it) rather
+// than failing the write.
 func searchTokens(k access.Tokener, typ string, tree map[string]any) [][]byte {
 	// Only the parameters with keys of their own: the others' values would
 	// be extracted for nothing (search.IndexKeys).
