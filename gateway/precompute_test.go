@@ -64,7 +64,7 @@ func TestPrecomputedTokens(t *testing.T) {
 		return `{"resourceType":"Bundle","type":"` + typ + `","entry":[` + strings.Join(entries, ",") + `]}`
 	}
 	urn := map[string]string{}
-	for _, k := range []string{"p", "q", "r", "e", "d", "x"} {
+	for _, k := range []string{"p", "q", "r", "e", "d", "x", "s"} {
 		urn[k] = "urn:uuid:" + newUUID(t)
 	}
 	enc := `{"resourceType":"Encounter","status":"finished","class":{"code":"AMB"},"subject":{"reference":"` + urn["p"] + `"}}`
@@ -81,6 +81,10 @@ func TestPrecomputedTokens(t *testing.T) {
 		entry("", "POST", "Observation", obs("2-4", "Patient?identifier=http://h.example/mrn|E1"), ""),
 		entry("", "POST", "Observation", obs("2-5", "Patient/"+existing, urn["e"], urn["d"]), ""),
 		entry("", "POST", "Observation", obs("2-6", urn["p"], urn["e"], urn["p"]), ""),
+		// Itself, and a create beside a reference only the transaction
+		// resolves (what precompute rewrote must stay right).
+		entry(urn["s"], "POST", "Observation", obs("2-7", urn["p"], urn["e"], urn["s"]), ""),
+		entry("", "POST", "Observation", obs("2-8", urn["p"], urn["e"], urn["q"]), ""),
 	))
 	created := map[string]string{}
 	for i, e := range br.Entry {
@@ -144,11 +148,12 @@ func TestPrecomputedTokens(t *testing.T) {
 		return strings.Join(got, " ")
 	}
 	for query, want := range map[string]string{
-		"/Observation?subject=Patient/" + p:              "1-1 1-2 2-1 2-6",
+		"/Observation?subject=Patient/" + p:              "1-1 1-2 2-1 2-6 2-7 2-8",
 		"/Observation?subject=Patient/" + q:              "2-2",
 		"/Observation?subject=Patient/" + existing:       "2-3 2-4 2-5 3-2",
-		"/Observation?encounter=" + created["e"]:         "2-1 2-5 2-6",
-		"/Patient/" + p + "/Observation":                 "1-1 1-2 2-1 2-6",
+		"/Observation?encounter=" + created["e"]:         "2-1 2-5 2-6 2-7 2-8",
+		"/Observation?focus=Patient/" + q:                "2-8",
+		"/Patient/" + p + "/Observation":                 "1-1 1-2 2-1 2-6 2-7 2-8",
 		"/Patient/" + existing + "/Observation?code=2-5": "2-5",
 		"/Observation?subject=" + urn["x"]:               "3-1",
 	} {

@@ -595,30 +595,27 @@ func (w *writer) precompute(ops []*op, atomic bool) {
 		}
 	}
 	for _, o := range ops {
-		if o.preID == "" || !preResolvable(o, refs, entries) {
-			continue
+		if o.preID != "" && preResolve(o, refs, entries) {
+			// The transaction sets version and time again; the tokens
+			// depend on neither.
+			o.res.SetVersion(o.preID, 1, time.Now())
+			o.preTokens, o.pre = versionTokens(w.vault, o.typ, o.res.Tree), true
 		}
-		if refs != nil {
-			// Cannot fail: preResolvable checked every reference.
-			_ = fhir.RewriteReferences(o.res.Tree, o.typ, func(_, ref string) (string, error) { return cmp.Or(refs[ref], ref), nil })
-		}
-		// The transaction sets version and time again; the tokens depend
-		// on neither.
-		o.res.SetVersion(o.preID, 1, time.Now())
-		o.preTokens, o.pre = versionTokens(w.vault, o.typ, o.res.Tree), true
 	}
 }
 
-// preResolvable reports whether resolveReferences would resolve every
-// reference of o to what refs (the fullUrls of precomputed creates, or nil
-// outside a transaction Bundle) says: none is conditional, none names a
-// fullUrl only the transaction resolves (entries, all the Bundle's), and
-// no urn is left unresolved.
-func preResolvable(o *op, refs, entries map[string]string) bool {
+// preResolve rewrites the references of o that refs (the fullUrls of
+// precomputed creates, or nil outside a transaction Bundle) resolves, and
+// reports whether resolveReferences would leave every other one as it is:
+// none is conditional, none names a fullUrl only the transaction resolves
+// (entries, all the Bundle's), and no urn is left unresolved. On false the
+// transaction resolves o; what was rewritten here is then a literal
+// reference it leaves as it is, to what it would have rewritten it to.
+func preResolve(o *op, refs, entries map[string]string) bool {
 	ok := true
 	_ = fhir.RewriteReferences(o.res.Tree, o.typ, func(_, ref string) (string, error) {
-		if _, mine := refs[ref]; mine {
-			return ref, nil
+		if to, mine := refs[ref]; mine {
+			return to, nil
 		}
 		if _, other := entries[ref]; other {
 			ok = false
