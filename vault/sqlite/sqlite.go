@@ -573,9 +573,7 @@ func (s *Store) runGroup(group []*update) {
 		if err == nil {
 			err = t.flush(ctx)
 		}
-		// A failed Update's postings go with it.
-		clear(t.pending)
-		t.pending = t.pending[:0]
+		t.dropPending() // a failed Update's go with it
 		if err == nil && u.ctx.Err() != nil {
 			err = fmt.Errorf("commit sqlite transaction: %w", u.ctx.Err())
 		}
@@ -1347,9 +1345,14 @@ func (t *tx) flush(ctx context.Context) error {
 		t.inserted += k
 		ps = ps[k:]
 	}
+	t.dropPending()
+	return nil
+}
+
+// dropPending forgets the pending postings, keeping their array.
+func (t *tx) dropPending() {
 	clear(t.pending)
 	t.pending = t.pending[:0]
-	return nil
 }
 
 // point returns the context for a statement of the transaction: ctx
