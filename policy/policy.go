@@ -269,8 +269,6 @@ func (e *Engine) decide(ctx context.Context, p *prepared, in Input, opts ...rego
 	return d, nil
 }
 
-// inputValue builds the Rego input as an ast.Value, without a JSON round trip
-// and without converting the already compiled consents again.
 // inKey holds the input's member names as terms, looked up once rather
 // than in OPA's intern table for every decision.
 var inKey = struct {
@@ -317,6 +315,8 @@ var inKey = struct {
 	Type:                ast.InternedTerm("type"),
 }
 
+// inputValue builds the Rego input as an ast.Value, without a JSON round trip
+// and without converting the already compiled consents again.
 func inputValue(in Input) (ast.Value, error) {
 	t := in.Time
 	if t.IsZero() {
