@@ -5,7 +5,7 @@ GO    ?= go
 BUF   := $(GO) tool -modfile=tools/buf.mod buf
 BENCH_TIME ?= 3x
 
-.PHONY: build test test-clients generate bench bench-read bench-postgres bench-policy bench-anchor bench-cohort bench-search bench-audit bench-scale fuzz clean
+.PHONY: build test test-clients generate bench bench-read bench-postgres bench-policy bench-anchor bench-cohort bench-search bench-audit bench-scale bench-restart fuzz clean
 
 build:
 	$(GO) build -o bin/fhiranchor ./cmd/fhiranchor
@@ -90,8 +90,15 @@ bench-audit:
 # restart to the first cohort count, count and search latency, audit speed
 # (BenchmarkScale). About 30-40 minutes at 1 M on 2 cores;
 # FHIRANCHOR_BENCH_SCALE_N=100000 make bench-scale for a smaller count.
+# FHIRANCHOR_BENCH_SCALE_KEEP=dir keeps a copy of the loaded data dir, which
+# FHIRANCHOR_BENCH_RESTART_DIR=dir make bench-restart restarts on (and
+# FHIRANCHOR_BENCH_AUDIT_DIR=dir make bench-audit audits) without loading
+# it again.
 bench-scale:
 	$(GO) test ./gateway/ -run '^$$' -bench 'BenchmarkScale' -benchtime 1x -timeout 180m
+
+bench-restart:
+	$(GO) test ./gateway/ -run '^$$' -bench 'BenchmarkRestart' -benchtime 3x -timeout 30m
 
 # Gas per anchored leaf and acknowledgement-to-confirmed-receipt latency over
 # the Synthea set, default batch policy, simulated chain. On geth --dev:

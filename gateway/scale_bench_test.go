@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
@@ -19,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fhiranchor/fhiranchor/anchor"
 	"github.com/fhiranchor/fhiranchor/cohort"
 	"github.com/fhiranchor/fhiranchor/gateway"
 	"github.com/fhiranchor/fhiranchor/internal/shareddata"
@@ -64,16 +66,7 @@ func BenchmarkScale(b *testing.B) {
 		// measured from here (the stopped gateway stays reachable until
 		// Restart replaces it, so the heap after Stop is no baseline).
 		_, heapBase := memory()
-		g := testonly.StartGateway(b, testonly.Options{Quiet: true, Research: gateway.ResearchConfig{
-			// Exact released counts (no noise, no rounding), so that the
-			// restarted index's answers can be compared; repeats are the
-			// point of a benchmark.
-			Privacy: cohort.Privacy{RepeatLimit: 1 << 30, Noise: cohort.NoiseNone, RoundTo: 1},
-		},
-			// A shared machine may stall a large Bundle past the default
-			// minute; the benchmark measures throughput, not the deadline.
-			Limits: gateway.Limits{RequestTimeout: 10 * time.Minute},
-		})
+		g := testonly.StartGateway(b, scaleOptions(""))
 		token := g.Token(b)
 		hdr := researcher(b, g, "scale-researcher")
 		ctx := b.Context()
@@ -230,18 +223,16 @@ func BenchmarkScale(b *testing.B) {
 			float64(disk)/float64(done), float64(snapshot)/float64(done))
 		b.ReportMetric(float64(disk)/float64(done), "disk-bytes/res")
 		b.ReportMetric(float64(snapshot)/float64(done), "snapshot-bytes/res")
+		if keep := os.Getenv("FHIRANCHOR_BENCH_SCALE_KEEP"); keep != "" {
+			// For BenchmarkRestart: the data dir as the restart below finds it.
+			copyDir(b, g.Dir, keep)
+			b.Logf("data dir kept in %s", keep)
+		}
 		// FHIRANCHOR_BENCH_RESTART_PROFILE=file: a CPU profile of the
 		// restart alone (to the first count).
 		stopProfile := func() {}
 		if path := os.Getenv("FHIRANCHOR_BENCH_RESTART_PROFILE"); path != "" {
-			f, err := os.Create(path)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := pprof.StartCPUProfile(f); err != nil {
-				b.Fatal(err)
-			}
-			stopProfile = func() { pprof.StopCPUProfile(); f.Close() }
+			stopProfile = startProfile(b, path)
 		}
 		ready, first, answers := restartToCount(b, g, hdr)
 		stopProfile()
@@ -263,6 +254,84 @@ func BenchmarkScale(b *testing.B) {
 				b.Errorf("answers after the restart on the snapshot %s differ from the rebuilt index's %s", answers, rAnswers)
 			}
 		}
+	}
+}
+
+// BenchmarkRestart times a restart on a copy of the data dir
+// BenchmarkScale kept (FHIRANCHOR_BENCH_SCALE_KEEP=dir, then
+// FHIRANCHOR_BENCH_RESTART_DIR=dir): to /readyz and to the first cohort
+// count, the figures BenchmarkScale reports, without loading a million
+// resources again for each try. FHIRANCHOR_BENCH_RESTART_PROFILE=file
+// profiles the first restart. Each copy is made out of the timing; its
+// pages are in the page cache then, as after a stop.
+func BenchmarkRestart(b *testing.B) {
+	kept := os.Getenv("FHIRANCHOR_BENCH_RESTART_DIR")
+	if kept == "" {
+		b.Skip("FHIRANCHOR_BENCH_RESTART_DIR names no data dir kept by BenchmarkScale")
+	}
+	var readys, firsts []time.Duration
+	for i := 0; b.Loop(); i++ {
+		b.StopTimer()
+		dir := filepath.Join(b.TempDir(), "data")
+		copyDir(b, kept, dir)
+		stopProfile := func() {}
+		if path := os.Getenv("FHIRANCHOR_BENCH_RESTART_PROFILE"); path != "" && i == 0 {
+			stopProfile = startProfile(b, path)
+		}
+		b.StartTimer()
+		t := time.Now()
+		g := testonly.StartGateway(b, scaleOptions(dir))
+		ready, first, _ := untilCount(b, g, researcher(b, g, "scale-researcher"), t)
+		stopProfile()
+		readys, firsts = append(readys, ready), append(firsts, first)
+		b.StopTimer()
+		g.Stop()
+		b.StartTimer()
+	}
+	slices.Sort(readys)
+	slices.Sort(firsts)
+	b.Logf("restart: ready in %.2fs, first count in %.2fs (medians of %d)", percentile(readys, 0.5).Seconds(), percentile(firsts, 0.5).Seconds(), len(readys))
+	b.ReportMetric(percentile(readys, 0.5).Seconds(), "restart-ready-s")
+	b.ReportMetric(percentile(firsts, 0.5).Seconds(), "restart-first-count-s")
+}
+
+// copyDir copies the data dir src to dst, which must not exist, keeping
+// file modes (the gateway refuses a master key others may read).
+func copyDir(b *testing.B, src, dst string) {
+	if out, err := exec.Command("cp", "-a", src, dst).CombinedOutput(); err != nil {
+		b.Fatalf("copy %s to %s: %v %s", src, dst, err, out)
+	}
+}
+
+// startProfile starts a CPU profile into path and returns what stops it.
+func startProfile(b *testing.B, path string) (stop func()) {
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
+}
+
+// scaleOptions are the gateway's options in BenchmarkScale and
+// BenchmarkRestart, on the data dir dir (empty: a fresh one).
+func scaleOptions(dir string) testonly.Options {
+	return testonly.Options{Quiet: true, Dir: dir,
+		// The batch policy serve runs with, not the 100 ms tests use to
+		// see receipts at once: every batch is a block of the simulated
+		// chain, which a restart replays.
+		Anchor: anchor.Config{MaxLeaves: anchor.DefaultMaxLeaves, MaxDelay: anchor.DefaultMaxDelay, Poll: anchor.DefaultPoll},
+		Research: gateway.ResearchConfig{
+			// Exact released counts (no noise, no rounding), so that the
+			// restarted index's answers can be compared; repeats are the
+			// point of a benchmark.
+			Privacy: cohort.Privacy{RepeatLimit: 1 << 30, Noise: cohort.NoiseNone, RoundTo: 1},
+		},
+		// A shared machine may stall a large Bundle past the default
+		// minute; the benchmark measures throughput, not the deadline.
+		Limits: gateway.Limits{RequestTimeout: 10 * time.Minute},
 	}
 }
 
@@ -314,6 +383,12 @@ func countOnce(b *testing.B, g *testonly.Gateway, hdr []string, q string) string
 func restartToCount(b *testing.B, g *testonly.Gateway, hdr []string) (ready, first time.Duration, answers string) {
 	t := time.Now()
 	g.Restart(b)
+	return untilCount(b, g, hdr, t)
+}
+
+// untilCount waits for the started g's /readyz to turn green and counts
+// scaleQueries; the times are since t.
+func untilCount(b *testing.B, g *testonly.Gateway, hdr []string, t time.Time) (ready, first time.Duration, answers string) {
 	for {
 		resp, err := g.Client.Get(g.Root + "/readyz")
 		if err == nil {

@@ -5,6 +5,7 @@ package testonly
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"encoding/hex"
@@ -64,6 +65,9 @@ type Options struct {
 	CORSOrigins []string
 	// Tracing, if set, traces every call (gateway.Deps.Tracing).
 	Tracing trace.TracerProvider
+	// Dir, if set, is the data dir to start on (one a benchmark kept, say)
+	// instead of a fresh temp dir; the gateway writes to it.
+	Dir string
 }
 
 // SMARTOptions configure SMART Backend Services in a test gateway.
@@ -95,7 +99,7 @@ type Gateway struct {
 // SQLite vault in a temp dir; it stops when the test ends.
 func StartGateway(t testing.TB, opt Options) *Gateway {
 	t.Helper()
-	g := &Gateway{Dir: t.TempDir(), Logs: &SyncBuffer{}, opt: opt}
+	g := &Gateway{Dir: cmp.Or(opt.Dir, t.TempDir()), Logs: &SyncBuffer{}, opt: opt}
 	g.start(t)
 	t.Cleanup(func() { g.stop() })
 	return g
