@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -194,10 +196,10 @@ type auditor struct {
 
 type currentVersion struct {
 	version int64
-	seq     int64    // of its row
-	live    bool     // neither a tombstone nor erased
-	tokens  []string // sorted, distinct; none unless live
-	unknown bool     // the body did not open: its tokens cannot be derived (found with the version)
+	seq     int64       // of its row
+	live    bool        // neither a tombstone nor erased
+	tokens  tokenDigest // of the tokens derived from its body; none unless live
+	unknown bool        // the body did not open: its tokens cannot be derived (found with the version)
 }
 
 type pendingCopy struct {
@@ -542,11 +544,12 @@ func (a *auditor) checkVersion(ctx context.Context, r vault.Record, l *vault.Lea
 // part of checkVersion that needs no other row, so that it runs in
 // parallel (checkContents) while the walk itself stays in Seq order.
 type versionContent struct {
-	problems    []string // on the version row, in the order found
-	stop        bool     // nothing more can be checked: the body did not open or decode
-	unknown     bool     // the body did not open: its tokens cannot be derived
-	tokens      []string // the blind-index tokens of a live version, sorted, distinct
-	copyHash    string   // SHA-256 (hex) of the research copy, if it has one and it opened
+	problems    []string    // on the version row, in the order found
+	stop        bool        // nothing more can be checked: the body did not open or decode
+	unknown     bool        // the body did not open: its tokens cannot be derived
+	tokens      tokenDigest // of the blind-index tokens of a live version
+	tokenList   []string    // those tokens, sorted and distinct, if asked for
+	copyHash    string      // SHA-256 (hex) of the research copy, if it has one and it opened
 	copyNotOpen bool
 	err         error // the context's, if it ended
 }
@@ -556,7 +559,7 @@ type versionContent struct {
 // stored commitment and agree with the row's type, id, version,
 // last_updated and deleted flag. It derives the tokens of a live version
 // and hashes its research copy.
-func checkContent(ctx context.Context, v *vault.Sealed, r vault.Record) (c versionContent) {
+func checkContent(ctx context.Context, v *vault.Sealed, r vault.Record, keepTokens bool) (c versionContent) {
 	ver, err := v.Open(ctx, r)
 	c.unknown = err != nil
 	switch {
@@ -595,7 +598,11 @@ func checkContent(ctx context.Context, v *vault.Sealed, r vault.Record) (c versi
 		c.problems = append(c.problems, problemDeleted)
 	}
 	if !r.Deleted {
-		c.tokens = tokenSet(versionTokens(v, r.Type, tree))
+		tokens := versionTokens(v, r.Type, tree)
+		if keepTokens {
+			c.tokenList = tokenSet(tokens)
+		}
+		c.tokens = digestTokens(tokens)
 	}
 	if r.Compartment() == "" || r.Deleted || len(r.Deid) == 0 {
 		return c
@@ -678,12 +685,38 @@ func (a *auditor) checkContents(ctx context.Context, page []vault.Record) []*pen
 	}
 	done := a.spread(ctx, len(todo), func(j int) {
 		i := todo[j]
-		pending[i].c = checkContent(ctx, a.v, page[i])
+		pending[i].c = checkContent(ctx, a.v, page[i], false)
 	})
 	for j, i := range todo {
 		pending[i].done = done[j/checkChunk]
 	}
 	return pending
+}
+
+// tokenDigest stands for a set of blind-index tokens: SHA-256 over them
+// sorted and distinct, and how many they are. The audit keeps one per
+// resource from the versions walk to the token sets walk (the tokens
+// themselves are a few hundred bytes a resource, held through the whole
+// walk), and derives the tokens again to tell what differs only for a set
+// whose digest does not match.
+type tokenDigest struct {
+	sum [sha256.Size]byte
+	n   int
+}
+
+// digestTokens returns the digest of tokens, sorting them in place.
+func digestTokens(tokens [][]byte) tokenDigest {
+	slices.SortFunc(tokens, bytes.Compare)
+	tokens = slices.CompactFunc(tokens, bytes.Equal)
+	h := sha256.New()
+	var n [binary.MaxVarintLen64]byte
+	for _, t := range tokens {
+		h.Write(n[:binary.PutUvarint(n[:], uint64(len(t)))])
+		h.Write(t)
+	}
+	d := tokenDigest{n: len(tokens)}
+	h.Sum(d.sum[:0])
+	return d
 }
 
 // tokenSet returns tokens as sorted, distinct strings.
@@ -887,26 +920,11 @@ func (a *auditor) walkTokens(ctx context.Context) error {
 			}
 			sets.addSet(set.Tokens, set.Seq)
 			cur := a.current[key]
-			if cur.unknown {
-				continue // the version's own finding says why
+			if cur.unknown || digestTokens(set.Tokens) == cur.tokens {
+				continue // the version's own finding says why, or the set is right
 			}
-			have := make([]string, len(set.Tokens))
-			for i, t := range set.Tokens {
-				have[i] = string(t)
-			}
-			slices.Sort(have)
-			have = slices.Compact(have)
-			for _, t := range have {
-				if _, ok := slices.BinarySearch(cur.tokens, t); !ok {
-					a.find(tableTokens, set.Seq, key, problemTokenExtra)
-					break
-				}
-			}
-			for _, t := range cur.tokens {
-				if _, ok := slices.BinarySearch(have, t); !ok {
-					a.find(tableTokens, set.Seq, key, problemTokenMissing)
-					break
-				}
+			if err := a.compareTokens(ctx, key, cur, set); err != nil {
+				return err
 			}
 		}
 		if len(page) < auditPage {
@@ -915,7 +933,7 @@ func (a *auditor) walkTokens(ctx context.Context) error {
 		after = page[len(page)-1].Seq
 	}
 	for seq, key := range bySeq {
-		if cur := a.current[key]; len(cur.tokens) > 0 {
+		if cur := a.current[key]; cur.tokens.n > 0 {
 			a.find(tableTokens, seq, key, problemTokenMissing)
 		}
 	}
@@ -928,6 +946,43 @@ func (a *auditor) walkTokens(ctx context.Context) error {
 	a.rep.Tokens = int(postings.n)
 	if !postings.equal(sets) {
 		a.find(tableTokens, 0, "postings", problemPostings)
+	}
+	return nil
+}
+
+// compareTokens finds what differs between the token set of the resource
+// key (Type/id) and the tokens its current version cur derives, whose
+// digests differ: tokens the set has that the version does not, and the
+// other way round. The version is read and its tokens derived again (the
+// walk kept only their digest).
+func (a *auditor) compareTokens(ctx context.Context, key string, cur *currentVersion, set vault.TokenSet) error {
+	typ, id, _ := strings.Cut(key, "/")
+	r, err := a.st.Version(ctx, typ, id, cur.version)
+	if err != nil {
+		return fmt.Errorf("read %s version %d again: %w", key, cur.version, err)
+	}
+	c := checkContent(ctx, a.v, r, true)
+	if c.err != nil {
+		return c.err
+	}
+	if c.unknown || c.tokens != cur.tokens {
+		// The row changed under the audit (a gateway is writing): what it
+		// holds now is not what was checked.
+		return fmt.Errorf("%s version %d changed during the audit", key, cur.version)
+	}
+	want := c.tokenList
+	have := tokenSet(set.Tokens)
+	for _, t := range have {
+		if _, ok := slices.BinarySearch(want, t); !ok {
+			a.find(tableTokens, set.Seq, key, problemTokenExtra)
+			break
+		}
+	}
+	for _, t := range want {
+		if _, ok := slices.BinarySearch(have, t); !ok {
+			a.find(tableTokens, set.Seq, key, problemTokenMissing)
+			break
+		}
 	}
 	return nil
 }
