@@ -1,10 +1,12 @@
 package access
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"regexp"
 	"slices"
 	"strings"
@@ -335,6 +337,88 @@ func Now(now func() time.Time) time.Time {
 // vocabulary decode too: an erasure without "kind", and a research decision
 // that called itself "access-decision" (it has a "query").
 func Decode(record []byte) (Kind, any, error) {
+	if kind, rec, ok := decodeKindFirst(record); ok {
+		return kind, rec, nil
+	}
+	return decodeTwice(record)
+}
+
+// decodeKindFirst decodes a record the way the gateway writes them, its
+// "kind" first, in one pass, and reports whether it could. What it
+// decodes, decodeTwice decodes the same (FuzzDecode holds it to that): the
+// kind it reads first is the type's, no member the type lacks (a legacy
+// "query" among them), nothing after the object, and no later "kind"
+// member that would have decided otherwise. Anything else, decodeTwice
+// decides.
+func decodeKindFirst(record []byte) (Kind, any, bool) {
+	rest, ok := bytes.CutPrefix(record, []byte(`{"kind":"`))
+	if !ok {
+		return "", nil, false
+	}
+	end := bytes.IndexByte(rest, '"')
+	if end < 0 {
+		return "", nil, false
+	}
+	kind := Kind(rest[:end])
+	rec := newRecord(kind)
+	if rec == nil {
+		return "", nil, false
+	}
+	dec := json.NewDecoder(bytes.NewReader(record))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(rec); err != nil {
+		return "", nil, false
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return "", nil, false
+	}
+	if kindOf(rec) != kind {
+		return "", nil, false
+	}
+	return kind, rec, true
+}
+
+// newRecord returns a new record of kind's type, nil for an unknown kind.
+func newRecord(kind Kind) any {
+	switch kind {
+	case KindAccessDecision:
+		return &Decision{}
+	case KindResearchDecision:
+		return &ResearchDecision{}
+	case KindConsentEvent:
+		return &ConsentEvent{}
+	case KindPolicyActivation:
+		return &PolicyActivation{}
+	case KindErasure:
+		return &Erasure{}
+	case KindDeidentification:
+		return &Deidentification{}
+	}
+	return nil
+}
+
+// kindOf is the kind a record newRecord made says it is.
+func kindOf(rec any) Kind {
+	switch r := rec.(type) {
+	case *Decision:
+		return r.Kind
+	case *ResearchDecision:
+		return r.Kind
+	case *ConsentEvent:
+		return r.Kind
+	case *PolicyActivation:
+		return r.Kind
+	case *Erasure:
+		return r.Kind
+	case *Deidentification:
+		return r.Kind
+	}
+	return ""
+}
+
+// decodeTwice is Decode for any record: one pass for the kind, a second,
+// strict, for the type the kind decides.
+func decodeTwice(record []byte) (Kind, any, error) {
 	var head struct {
 		Kind  Kind            `json:"kind"`
 		Query json.RawMessage `json:"query"`
@@ -349,24 +433,11 @@ func Decode(record []byte) (Kind, any, error) {
 	case kind == KindAccessDecision && head.Query != nil:
 		kind = KindResearchDecision
 	}
-	var rec any
-	switch kind {
-	case KindAccessDecision:
-		rec = &Decision{}
-	case KindResearchDecision:
-		rec = &ResearchDecision{}
-	case KindConsentEvent:
-		rec = &ConsentEvent{}
-	case KindPolicyActivation:
-		rec = &PolicyActivation{}
-	case KindErasure:
-		rec = &Erasure{}
-	case KindDeidentification:
-		rec = &Deidentification{}
-	default:
+	rec := newRecord(kind)
+	if rec == nil {
 		return "", nil, fmt.Errorf("decode record: unknown kind %q", kind)
 	}
-	dec := json.NewDecoder(strings.NewReader(string(record)))
+	dec := json.NewDecoder(bytes.NewReader(record))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(rec); err != nil {
 		return "", nil, fmt.Errorf("decode %s record: %w", kind, err)
