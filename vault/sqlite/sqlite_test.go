@@ -482,6 +482,11 @@ func TestGroupCommit(t *testing.T) {
 			want = append(want, id)
 		}
 	}
+	// The rolled-back members left no gap in the leaves' numbers, which
+	// Stats counts by the last one.
+	if st, err := s.Stats(t.Context()); err != nil || st.Leaves != int64(len(want)+1) || st.Versions != st.Leaves {
+		t.Errorf("Stats = %+v, %v; want %d versions and leaves", st, err, len(want)+1)
+	}
 	got, err := s.Find(t.Context(), "Observation", []byte("common"))
 	if err != nil {
 		t.Fatal(err)
