@@ -213,7 +213,7 @@ func (ix *Index) putLocked(key, patientKey string, e Entry) {
 	ix.deleteLocked(key)
 	pn := ix.patientLocked(patientKey)
 	p := ix.patients[pn]
-	rn := ix.resourceLocked(key)
+	rn, _ := ix.resourceLocked(key) // new: deleteLocked removed it
 	p.resources = append(p.resources, rn)
 	r := resource{patient: pn, first: uint32(len(ix.facts))}
 	if e.demo != nil {
@@ -285,19 +285,25 @@ func (ix *Index) patientLocked(key string) uint32 {
 	return pn
 }
 
-func (ix *Index) resourceLocked(key string) uint32 {
-	var rn uint32
+// resourceLocked numbers a new resource key; added is false (and the
+// number meaningless) when key has one already.
+func (ix *Index) resourceLocked(key string) (rn uint32, added bool) {
 	if n := len(ix.freeRes); n > 0 {
 		rn = ix.freeRes[n-1]
+	} else {
+		rn = uint32(len(ix.res))
+	}
+	if !ix.resByKey.put(key, rn, ix.resKeys) {
+		return 0, false
+	}
+	if n := len(ix.freeRes); n > 0 {
 		ix.freeRes = ix.freeRes[:n-1]
 		ix.resKeys[rn] = key
 	} else {
-		rn = uint32(len(ix.res))
 		ix.res = append(ix.res, resource{})
 		ix.resKeys = append(ix.resKeys, key)
 	}
-	ix.resByKey.put(key, rn, ix.resKeys)
-	return rn
+	return rn, true
 }
 
 func (ix *Index) deleteLocked(key string) {

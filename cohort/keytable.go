@@ -55,17 +55,23 @@ func (t *keyTable) get(key string, keys []string) (uint32, bool) {
 	return t.slots[i] - 1, true
 }
 
-// put adds key (not present) as resource rn; keys[rn] must already be key.
-func (t *keyTable) put(key string, rn uint32, keys []string) {
+// put adds key as resource rn and reports true, or reports false and
+// changes nothing when key is present already. keys need not hold rn yet:
+// one lookup both checks and places it.
+func (t *keyTable) put(key string, rn uint32, keys []string) bool {
 	if (t.used+1)*4 > len(t.slots)*3 {
 		t.grow(keys)
 	}
-	i, _ := t.find(key, keys)
+	i, found := t.find(key, keys)
+	if found {
+		return false
+	}
 	if t.slots[i] == 0 {
 		t.used++
 	}
 	t.slots[i] = rn + 1
 	t.live++
+	return true
 }
 
 // remove deletes key, if present; keys must still hold it.

@@ -7,7 +7,8 @@ import (
 )
 
 // TestKeyTable holds the table to a map through random puts and removes,
-// with resource numbers reused as the index reuses them.
+// with resource numbers reused as the index reuses them; a put of a key
+// present already is refused and changes nothing.
 func TestKeyTable(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	tab := newKeyTable(0)
@@ -30,8 +31,12 @@ func TestKeyTable(t *testing.T) {
 				rn = uint32(len(keys))
 				keys = append(keys, k)
 			}
-			tab.put(k, rn, keys)
+			if !tab.put(k, rn, keys) {
+				t.Fatalf("step %d: put(%s) of a new key refused", step, k)
+			}
 			oracle[k] = rn
+		} else if tab.put(k, uint32(len(keys)), keys) {
+			t.Fatalf("step %d: put(%s) of a present key accepted", step, k)
 		}
 		if step%997 == 0 {
 			for i := range 5000 {

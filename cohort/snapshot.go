@@ -182,11 +182,11 @@ func ReadIndex(r io.Reader) (*Index, error) {
 			d.fail("bad resource")
 			break
 		}
-		if _, dup := ix.resByKey.get(key, ix.resKeys); dup {
+		rn, added := ix.resourceLocked(key)
+		if !added {
 			d.fail("repeated resource")
 			break
 		}
-		rn := ix.resourceLocked(key)
 		p := ix.patients[pn]
 		p.resources = append(p.resources, rn)
 		r := resource{patient: uint32(pn), first: uint32(len(ix.facts)), isDemo: isDemo}

@@ -118,6 +118,39 @@ func TestSnapshotDamage(t *testing.T) {
 	if _, err := ReadIndex(bytes.NewReader(bad)); !errors.Is(err, ErrBadSnapshot) {
 		t.Errorf("other format: err = %v, want ErrBadSnapshot", err)
 	}
+	// One patient with two resources: distinct keys read, a key twice not.
+	withKeys := func(keys ...string) []byte {
+		var b bytes.Buffer
+		e := &encoder{w: &b}
+		e.raw([]byte(snapshotMagic))
+		e.uint(1)          // words: "" alone
+		e.uint(0)          // facts
+		e.uint(0)          // coding ids
+		e.uint(1)          // patients
+		e.str("Patient/p") // key, gender, birth year, over89, zip3, race, ethnicity, deceased
+		e.str("")
+		e.uint(1990)
+		e.bool(false)
+		e.str("")
+		e.strs(nil)
+		e.strs(nil)
+		e.bool(false)
+		e.uint(uint64(len(keys)))
+		for _, k := range keys {
+			e.str(k)
+			e.uint(0)     // patient
+			e.bool(false) // isDemo
+			e.uint(0)     // facts
+		}
+		e.raw([]byte("end\n"))
+		return b.Bytes()
+	}
+	if _, err := ReadIndex(bytes.NewReader(withKeys("Observation/a", "Observation/b"))); err != nil {
+		t.Errorf("two resources: %v", err)
+	}
+	if _, err := ReadIndex(bytes.NewReader(withKeys("Observation/a", "Observation/a"))); !errors.Is(err, ErrBadSnapshot) {
+		t.Errorf("a resource twice: err = %v, want ErrBadSnapshot", err)
+	}
 }
 
 // TestCompaction replaces every resource many times: dead facts are
