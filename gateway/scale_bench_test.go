@@ -30,9 +30,10 @@ import (
 
 // BenchmarkScale loads FHIRANCHOR_BENCH_SCALE_N resources (default
 // 1,000,000) into the embedded default (SQLite, policy, research copy,
-// anchoring on a simulated chain) from Synthea × N (internal/synthea10x,
-// streamed: fresh ids and identifiers per copy, nothing held but the
-// Bundles in flight), with 4 clients over REST, and reports:
+// anchoring on a simulated chain with serve's batch policy) from Synthea ×
+// N (internal/synthea10x, streamed: fresh ids and identifiers per copy,
+// nothing held but the Bundles in flight), with 4 clients over REST, and
+// reports:
 //
 //   - the ingest rate of each tenth of the load, and last/first (target
 //     at least 0.9);
