@@ -62,7 +62,8 @@ func BenchmarkAudit(b *testing.B) {
 			defer startProfile(b, path)()
 		}
 		// One worker, the way audit checked before it used every core (not
-		// on a kept data dir: a million resources take minutes an audit).
+		// on a kept data dir, where one audit of a million resources takes
+		// minutes).
 		var serial time.Duration
 		if kept == "" {
 			restore := gateway.SetAuditWorkers(1)

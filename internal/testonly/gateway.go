@@ -5,7 +5,6 @@ package testonly
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"encoding/hex"
@@ -99,7 +98,10 @@ type Gateway struct {
 // SQLite vault in a temp dir; it stops when the test ends.
 func StartGateway(t testing.TB, opt Options) *Gateway {
 	t.Helper()
-	g := &Gateway{Dir: cmp.Or(opt.Dir, t.TempDir()), Logs: &SyncBuffer{}, opt: opt}
+	g := &Gateway{Dir: opt.Dir, Logs: &SyncBuffer{}, opt: opt}
+	if g.Dir == "" {
+		g.Dir = t.TempDir()
+	}
 	g.start(t)
 	t.Cleanup(func() { g.stop() })
 	return g
