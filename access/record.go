@@ -360,7 +360,7 @@ func decodeKindFirst(record []byte) (Kind, any, bool) {
 		return "", nil, false
 	}
 	kind := Kind(rest[:end])
-	rec := newRecord(kind)
+	rec, decided := newRecord(kind)
 	if rec == nil {
 		return "", nil, false
 	}
@@ -372,48 +372,36 @@ func decodeKindFirst(record []byte) (Kind, any, bool) {
 	if _, err := dec.Token(); err != io.EOF {
 		return "", nil, false
 	}
-	if kindOf(rec) != kind {
+	if *decided != kind {
 		return "", nil, false
 	}
 	return kind, rec, true
 }
 
-// newRecord returns a new record of kind's type, nil for an unknown kind.
-func newRecord(kind Kind) any {
+// newRecord returns a new record of kind's type and its Kind field, nil
+// for an unknown kind.
+func newRecord(kind Kind) (any, *Kind) {
 	switch kind {
 	case KindAccessDecision:
-		return &Decision{}
+		r := &Decision{}
+		return r, &r.Kind
 	case KindResearchDecision:
-		return &ResearchDecision{}
+		r := &ResearchDecision{}
+		return r, &r.Kind
 	case KindConsentEvent:
-		return &ConsentEvent{}
+		r := &ConsentEvent{}
+		return r, &r.Kind
 	case KindPolicyActivation:
-		return &PolicyActivation{}
+		r := &PolicyActivation{}
+		return r, &r.Kind
 	case KindErasure:
-		return &Erasure{}
+		r := &Erasure{}
+		return r, &r.Kind
 	case KindDeidentification:
-		return &Deidentification{}
+		r := &Deidentification{}
+		return r, &r.Kind
 	}
-	return nil
-}
-
-// kindOf is the kind a record newRecord made says it is.
-func kindOf(rec any) Kind {
-	switch r := rec.(type) {
-	case *Decision:
-		return r.Kind
-	case *ResearchDecision:
-		return r.Kind
-	case *ConsentEvent:
-		return r.Kind
-	case *PolicyActivation:
-		return r.Kind
-	case *Erasure:
-		return r.Kind
-	case *Deidentification:
-		return r.Kind
-	}
-	return ""
+	return nil, nil
 }
 
 // decodeTwice is Decode for any record: one pass for the kind, a second,
@@ -433,7 +421,7 @@ func decodeTwice(record []byte) (Kind, any, error) {
 	case kind == KindAccessDecision && head.Query != nil:
 		kind = KindResearchDecision
 	}
-	rec := newRecord(kind)
+	rec, _ := newRecord(kind)
 	if rec == nil {
 		return "", nil, fmt.Errorf("decode record: unknown kind %q", kind)
 	}
