@@ -959,7 +959,7 @@ func (a *auditor) compareTokens(ctx context.Context, key string, cur *currentVer
 	typ, id, _ := strings.Cut(key, "/")
 	r, err := a.st.Version(ctx, typ, id, cur.version)
 	if err != nil {
-		return fmt.Errorf("read %s version %d again: %w", key, cur.version, err)
+		return fmt.Errorf("read the version of the token set at seq %d again: %w", set.Seq, err)
 	}
 	c := checkContent(ctx, a.v, r, true)
 	if c.err != nil {
@@ -967,8 +967,9 @@ func (a *auditor) compareTokens(ctx context.Context, key string, cur *currentVer
 	}
 	if c.unknown || c.tokens != cur.tokens {
 		// The row changed under the audit (a gateway is writing): what it
-		// holds now is not what was checked.
-		return fmt.Errorf("%s version %d changed during the audit", key, cur.version)
+		// holds now is not what was checked. (Errors name the seq, not the
+		// resource: a client-chosen id can be an MRN.)
+		return fmt.Errorf("the version of the token set at seq %d changed during the audit", set.Seq)
 	}
 	want := c.tokenList
 	have := tokenSet(set.Tokens)

@@ -302,7 +302,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		// Not ready before cohort counts can answer: until the index is
 		// loaded (or rebuilt) a count would wait for it. Asked first: a
 		// probe polling a starting gateway must not load it further with
-		// the vault's counts (a third of a second at a million resources).
+		// the vault's counts.
 		if res != nil && !res.Ready() {
 			return nil, errors.New("cohort index loading")
 		}

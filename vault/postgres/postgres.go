@@ -531,11 +531,7 @@ func (s *Store) IndexEntries(ctx context.Context, after vault.IndexEntry, limit 
 // IDs returns the ids of the resources of type typ, ascending.
 func (s *Store) IDs(ctx context.Context, typ string, limit int) ([]string, error) {
 	rows, _ := s.pool.Query(ctx, sqlIDs, typ, limit)
-	ids, err := collect(rows, func(row pgx.Row) (string, error) {
-		var id string
-		err := row.Scan(&id)
-		return id, err
-	})
+	ids, err := collect(rows, scanString)
 	if err != nil {
 		return nil, fmt.Errorf("list %s ids: %w", typ, err)
 	}
