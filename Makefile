@@ -108,7 +108,8 @@ bench-anchor:
 
 # Extend the parsers' fuzz corpora (new crashers land in each package's
 # testdata/fuzz): FHIR input, cohort queries, de-identification profiles,
-# de-identification of fuzzed resources, search-value extraction and search queries.
+# de-identification of fuzzed resources, search-value extraction, search queries
+# and stored record rows.
 fuzz:
 	$(GO) test ./fhir/ -run '^$$' -fuzz FuzzParse -fuzztime 60s
 	$(GO) test ./gateway/ -run '^$$' -fuzz FuzzEntriesOver -fuzztime 30s
@@ -117,6 +118,7 @@ fuzz:
 	$(GO) test ./fhir/deid/ -run '^$$' -fuzz FuzzApply -fuzztime 60s
 	$(GO) test ./fhir/search/ -run '^$$' -fuzz FuzzExtract -fuzztime 60s -fuzzminimizetime 5s
 	$(GO) test ./fhir/search/ -run '^$$' -fuzz FuzzParse -fuzztime 60s -fuzzminimizetime 5s
+	$(GO) test ./vault/ -run '^$$' -fuzz FuzzUnpackRecord -fuzztime 60s
 
 clean:
 	rm -rf bin

@@ -261,8 +261,8 @@ DELETE FROM leaves WHERE seq = (SELECT max(seq) FROM leaves)`, want: "checkpoint
 	{name: "leaf reference changed",
 		sqlite:   `UPDATE leaves SET ref = 'Observation/other/_history/1' WHERE seq = %[2]d`,
 		postgres: `UPDATE leaves SET ref = 'Observation/other/_history/1' WHERE seq = %[2]d`, want: "reference does not name"},
-	// Records are stored deflated (vault.PackRecord): a stream cut short
-	// does not inflate, and the stored bytes are what the audit then sees.
+	// Records are stored compressed (vault.PackRecord): a frame cut short
+	// does not decompress, and the stored bytes are what the audit then sees.
 	// cmd/fhiranchor's TestVerifyAndAudit rewrites a record as plain JSON instead.
 	{name: "record changed",
 		sqlite:   `UPDATE leaf_records SET record = substr(record, 1, length(record) - 1) WHERE seq = %[7]d`,

@@ -709,7 +709,7 @@ func (w *writer) researchCopies(ctx context.Context, tx *vault.SealedTx, ops []*
 	return nil
 }
 
-// pack deflates the versions about to be stored, on every core, so that
+// pack compresses the versions about to be stored, on every core, so that
 // Put only seals them (Version.Pack); after researchCopies, the last step
 // that changes them.
 func pack(ops []*op) {

@@ -8,6 +8,8 @@ import (
 	"encoding/hex"
 	"strings"
 	"testing"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 func TestPackRoundTrip(t *testing.T) {
@@ -24,16 +26,20 @@ func TestPackRoundTrip(t *testing.T) {
 		packed func(p []byte) bool // what the sealed plain text must look like
 	}{
 		{"empty", nil, func(p []byte) bool { return len(p) == 0 }},
-		{"json", json, func(p []byte) bool { return p[0] == packedBodyDict && len(p) < len(json)/3 }},
-		{"json repeated", bytes.Repeat(json, 50), func(p []byte) bool { return p[0] == packedBodyDict && len(p) < len(json)*5 }},
+		{"json", json, func(p []byte) bool { return p[0] == packedZstdBody && len(p) < len(json)/3 }},
+		{"json repeated", bytes.Repeat(json, 50), func(p []byte) bool { return p[0] == packedZstdBody && len(p) < len(json)*5 }},
 		// Incompressible bytes stay as they are, unless their first byte
 		// would be read as a marker.
 		{"incompressible", append([]byte{'{'}, random...), func(p []byte) bool { return p[0] == '{' && len(p) == 301 }},
 		{"incompressible 0x00", append([]byte{0}, random...), func(p []byte) bool { return p[0] == packedRaw && len(p) == 302 }},
 		{"incompressible 0x01", append([]byte{1}, random...), func(p []byte) bool { return p[0] == packedRaw && len(p) == 302 }},
 		{"incompressible 0x03", append([]byte{3}, random...), func(p []byte) bool { return p[0] == packedRaw && len(p) == 302 }},
+		{"incompressible 0x04", append([]byte{4}, random...), func(p []byte) bool { return p[0] == packedRaw && len(p) == 302 }},
+		{"incompressible 0x05", append([]byte{5}, random...), func(p []byte) bool { return p[0] == packedRaw && len(p) == 302 }},
+		{"incompressible 0x06", append([]byte{6}, random...), func(p []byte) bool { return p[0] == 6 && len(p) == 301 }},
 		{"one byte 0x01", []byte{1}, func(p []byte) bool { return bytes.Equal(p, []byte{packedRaw, 1}) }},
 		{"one byte 0x02", []byte{2}, func(p []byte) bool { return bytes.Equal(p, []byte{packedRaw, 2}) }},
+		{"one byte 0x05", []byte{5}, func(p []byte) bool { return bytes.Equal(p, []byte{packedRaw, 5}) }},
 		{"one byte", []byte("x"), func(p []byte) bool { return string(p) == "x" }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -49,12 +55,15 @@ func TestPackRoundTrip(t *testing.T) {
 	}
 }
 
-// TestUnpackFormat pins the stored forms to RFC 1951 independently of
-// Go's encoder: the streams below were made by zlib (Python,
+// TestUnpackFormat pins the stored forms independently of the encoders
+// this package uses: the Zstandard frame below was made by the reference
+// implementation (zstd 1.5.4: zstd --no-check -19 -D vault/body.dict), the
+// DEFLATE streams of earlier versions by zlib (Python,
 // zlib.compressobj(9, zlib.DEFLATED, -15), with zdict=open("vault/body.dict",
 // "rb").read() for the second); and bodies sealed before packing (plain
 // JSON) open as they are.
 func TestUnpackFormat(t *testing.T) {
+	zst, _ := hex.DecodeString("0428b52ffd60370005020004027b766974616c2d7369676e73383330322d426f6479204865696768746f31227d0900332f3384840656c9c03cf1f888b3ac84a14863a7048604ec0a71c106")
 	p, _ := hex.DecodeString("01ab562a4a2dce2f2d4a4e0da92c4855b2520a482cc94ccd2b51d251ca4c01720d8d8c81ccbcc45ca05c74b5525a626e664e2550dc3923312737b5a858a95607ab686c2d00")
 	want := `{"resourceType":"Patient","id":"123","name":[{"family":"Chalmers"},{"family":"Chalmers"}]}`
 	if got, err := unpackSealed(p); err != nil || string(got) != want {
@@ -66,11 +75,16 @@ func TestUnpackFormat(t *testing.T) {
 	if got, err := unpackSealed(dict); err != nil || string(got) != wantDict {
 		t.Errorf("unpack(zlib stream with body.dict) = %q, %v; want %q", got, err, wantDict)
 	}
+	if got, err := unpackSealed(zst); err != nil || string(got) != wantDict {
+		t.Errorf("unpack(zstd frame with body.dict) = %q, %v; want %q", got, err, wantDict)
+	}
 	if got, err := unpackSealed([]byte(want)); err != nil || string(got) != want {
 		t.Errorf("unpack(plain JSON) = %q, %v; want it unchanged", got, err)
 	}
 	for _, bad := range [][]byte{{packedDeflate}, append([]byte{packedDeflate}, p[1:10]...), {packedDeflate, 0xff, 0xff, 0xff},
-		{packedBodyDict}, dict[:len(dict)-1], {packedBodyDict, 0xff, 0xff, 0xff}} {
+		{packedBodyDict}, dict[:len(dict)-1], {packedBodyDict, 0xff, 0xff, 0xff},
+		{packedZstdBody}, zst[:len(zst)-1], zst[:10], {packedZstdBody, 0xff, 0xff, 0xff},
+		append(bytes.Clone(zst), 0xff)} { // trailing bytes after the frame
 		if got, err := unpackSealed(bad); err == nil {
 			t.Errorf("unpack(%x) = %q, nil; want an error", bad, got)
 		}
@@ -103,14 +117,16 @@ func TestPackRecordRoundTrip(t *testing.T) {
 		stored func(p []byte) bool // what the Store must keep
 	}{
 		{"empty", nil, func(p []byte) bool { return len(p) == 0 }},
-		// The dictionary, not the record alone, makes it small: deflated
+		// The dictionary, not the record alone, makes it small: compressed
 		// on its own it is about half its size.
-		{"deidentification", []byte(deidRecord), func(p []byte) bool { return p[0] == packedRecordDict && len(p) < len(deidRecord)/4 }},
+		{"deidentification", []byte(deidRecord), func(p []byte) bool { return p[0] == packedZstdRecord && len(p) < len(deidRecord)*3/10 }},
 		{"incompressible", append([]byte{'{'}, random...), func(p []byte) bool { return p[0] == '{' && len(p) == 301 }},
 		{"incompressible 0x00", append([]byte{0}, random...), func(p []byte) bool { return p[0] == packedRaw && len(p) == 302 }},
 		{"incompressible 0x01", append([]byte{1}, random...), func(p []byte) bool { return p[0] == packedRaw && len(p) == 302 }},
 		{"incompressible 0x03", append([]byte{3}, random...), func(p []byte) bool { return p[0] == packedRaw && len(p) == 302 }},
+		{"incompressible 0x05", append([]byte{5}, random...), func(p []byte) bool { return p[0] == packedRaw && len(p) == 302 }},
 		{"one byte 0x03", []byte{3}, func(p []byte) bool { return bytes.Equal(p, []byte{packedRaw, 3}) }},
+		{"one byte 0x04", []byte{4}, func(p []byte) bool { return bytes.Equal(p, []byte{packedRaw, 4}) }},
 		{"one byte", []byte("x"), func(p []byte) bool { return string(p) == "x" }},
 		// Past maxRecord a record is kept as it is, so that it reads back.
 		{"larger than maxRecord", big, func(p []byte) bool { return bytes.Equal(p, big) }},
@@ -127,7 +143,7 @@ func TestPackRecordRoundTrip(t *testing.T) {
 	}
 }
 
-// TestDictsFrozen: values stored under markers 0x02 and 0x03 inflate only
+// TestDictsFrozen: values stored under markers 0x02 to 0x05 unpack only
 // with these exact dictionary bytes. Changing a dictionary loses them all;
 // a new dictionary needs a new marker.
 func TestDictsFrozen(t *testing.T) {
@@ -145,20 +161,59 @@ func TestDictsFrozen(t *testing.T) {
 	}
 }
 
-// TestUnpackRecordFormat pins the stored form to RFC 1951 with a preset
-// dictionary, independently of Go's encoder: the stream below was made by
-// zlib (Python, zlib.compressobj(9, zlib.DEFLATED, -15, 9,
+// TestUnpackRecordFormat pins the stored forms independently of the
+// encoders this package uses: the Zstandard frame below was made by the
+// reference implementation (zstd 1.5.4: zstd --no-check -19 -D
+// vault/record.dict), the DEFLATE stream of earlier versions by zlib
+// (Python, zlib.compressobj(9, zlib.DEFLATED, -15, 9,
 // zlib.Z_DEFAULT_STRATEGY, open("vault/record.dict", "rb").read())).
 // Records stored before packing (plain JSON) read as they are; stored
-// bytes that do not inflate come back as they are, never as an error or a
-// panic, and never as JSON.
+// bytes that do not unpack come back as they are, never as an error or a
+// panic, and never as JSON; and no small row unpacks to more than maxRecord.
 func TestUnpackRecordFormat(t *testing.T) {
+	zst, _ := hex.DecodeString("0528b52ffd600400ad0100e07b31322d303654313566656463626139383736353433323130325d7d08006c4b26986c839b5df7b4b66006d917da2e0cc6a65c57")
 	p, _ := hex.DecodeString("032336c80c8d740dcc420c2141664a20acd252539293122d2dcccd4c4d8c8d0c0dd0f988b034c213660827d234c9c6d60200")
 	want := `{"kind":"deidentification","time":"2026-12-06T10:00:05Z",` +
 		`"resource":"Observation/tok-fedcba9876543210fedcba9876543210/_history/2","profile":"safe-harbor",` +
 		`"rules":[{"rule":"references","method":"cryptoHash","paths":["encounter.reference","subject.reference"]}]}`
+	if got := UnpackRecord(zst); string(got) != want {
+		t.Errorf("UnpackRecord(zstd frame) = %q; want %q", got, want)
+	}
 	if got := UnpackRecord(p); string(got) != want {
 		t.Errorf("UnpackRecord(zlib stream) = %q; want %q", got, want)
+	}
+	for _, bad := range [][]byte{{packedZstdRecord}, zst[:len(zst)-1], zst[:10], {packedZstdRecord, 0xff, 0xff, 0xff}} {
+		if got := UnpackRecord(bad); !bytes.Equal(got, bad) {
+			t.Errorf("UnpackRecord(%x) = %q; want the stored bytes back", bad, got)
+		}
+	}
+	// Zstandard bombs: frames that state their size, and a stream that
+	// does not (made by the streaming encoder), each a small row that
+	// decompresses past maxRecord, with either dictionary's marker.
+	huge := bytes.Repeat([]byte{'{'}, maxRecord+1)
+	for _, marker := range []byte{packedZstdRecord, packedZstdBody} {
+		dict := recordDict
+		if marker == packedZstdBody {
+			dict = bodyDict
+		}
+		enc, err := zstd.NewWriter(nil, zstd.WithEncoderDictRaw(0, dict), zstd.WithEncoderLevel(zstd.SpeedBestCompression))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sized := enc.EncodeAll(huge, []byte{marker})
+		var streamed bytes.Buffer
+		streamed.WriteByte(marker)
+		enc.Reset(&streamed)
+		enc.Write(huge)
+		enc.Close()
+		for _, bomb := range [][]byte{sized, streamed.Bytes()} {
+			if len(bomb) > 1000 {
+				t.Fatalf("bomb of %d bytes: not small", len(bomb))
+			}
+			if got := UnpackRecord(bomb); !bytes.Equal(got, bomb) {
+				t.Errorf("UnpackRecord(%d bytes decompressing to %d) = %d bytes; want the stored bytes back", len(bomb), len(huge), len(got))
+			}
+		}
 	}
 	if got := UnpackRecord([]byte(deidRecord)); string(got) != deidRecord {
 		t.Errorf("UnpackRecord(plain JSON) = %q; want it unchanged", got)
@@ -207,10 +262,38 @@ func TestUnpackRecordAltered(t *testing.T) {
 	}
 }
 
-// BenchmarkPack compares the packing of a Synthea Observation without a
-// dictionary (BestSpeed, the form before bodyDict) and with it, and of a
-// deidentification record with recordDict: the CPU the single SQLite
-// writer spends per value, inside its transaction.
+// flatePack writes marker || DEFLATE(b) as earlier versions packed values
+// (level 1 without a dictionary, level 2 with one), for the tests that
+// hold unpack to what they stored.
+func flatePack(tb testing.TB, marker byte, b []byte) []byte {
+	tb.Helper()
+	level, dict := 2, []byte(nil)
+	switch marker {
+	case packedDeflate:
+		level = flate.BestSpeed
+	case packedBodyDict:
+		dict = bodyDict
+	case packedRecordDict:
+		dict = recordDict
+	default:
+		tb.Fatalf("flatePack with marker %#x", marker)
+	}
+	var buf bytes.Buffer
+	buf.WriteByte(marker)
+	w, err := flate.NewWriterDict(&buf, level, dict)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	w.Write(b)
+	w.Close()
+	return buf.Bytes()
+}
+
+// BenchmarkPack compares the packing of a Synthea Observation and of a
+// deidentification record as earlier versions did (DEFLATE with a preset
+// dictionary) and as pack and PackRecord do (Zstandard with the same
+// dictionary): the CPU the single SQLite writer spends per value, inside
+// its transaction, and what it stores.
 func BenchmarkPack(b *testing.B) {
 	obs := []byte(`{"category":[{"coding":[{"code":"laboratory","display":"laboratory","system":"http://terminology.hl7.org/CodeSystem/observation-category"}]}],` +
 		`"code":{"coding":[{"code":"2093-3","display":"Total Cholesterol","system":"http://loinc.org"}],"text":"Total Cholesterol"},` +
@@ -224,9 +307,10 @@ func BenchmarkPack(b *testing.B) {
 		pack func([]byte) []byte
 		in   []byte
 	}{
-		{"body/deflate", func(b []byte) []byte { return packWith(deflateCodec, b) }, obs},
-		{"body/bodyDict", pack, obs},
-		{"record/recordDict", PackRecord, []byte(deidRecord)},
+		{"body/deflate-dict", func(x []byte) []byte { return flatePack(b, packedBodyDict, x) }, obs},
+		{"body/zstd-dict", pack, obs},
+		{"record/deflate-dict", func(x []byte) []byte { return flatePack(b, packedRecordDict, x) }, []byte(deidRecord)},
+		{"record/zstd-dict", PackRecord, []byte(deidRecord)},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			var n int

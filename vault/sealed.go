@@ -103,15 +103,15 @@ type Version struct {
 	// Seq the Store assigned.
 	Leaf Leaf
 
-	// Packed is Body and Deid deflated ahead of Put (Pack), or nil: Put
-	// deflates them itself. Reads leave it nil.
+	// Packed is Body and Deid compressed ahead of Put (Pack), or nil: Put
+	// compresses them itself. Reads leave it nil.
 	Packed *Packed
 }
 
 // Packed is a Version's Body and Deid as Put seals them.
 type Packed struct{ Body, Deid []byte }
 
-// Pack deflates Body and Deid ahead of SealedTx.Put, which then only seals
+// Pack compresses Body and Deid ahead of SealedTx.Put, which then only seals
 // them. Deflating is CPU alone, and Put runs inside the writer's
 // transaction, which every write waits for: a caller packs its versions
 // before, or on other cores. Body and Deid must not change after Pack.
@@ -472,16 +472,16 @@ func (s *Sealed) Response(ctx context.Context, key []byte) ([]byte, error) {
 
 // PutResponse seals the response body for an idempotency key under a key
 // derived from the master key, bound to the idempotency key, and remembers
-// it (see Tx.PutResponse). The body is deflated first, as version bodies
+// it (see Tx.PutResponse). The body is compressed first, as version bodies
 // are (see pack): a transaction's response repeats one entry shape per
-// resource and deflates to a small fraction.
+// resource and compresses to a small fraction.
 func (t *SealedTx) PutResponse(ctx context.Context, key, body []byte) error {
 	return t.tx.PutResponse(ctx, key, t.s.kr.sealResponse(key, pack(body)))
 }
 
 // OpenResponse opens a remembered response as the Store holds it (see
 // Store.Responses), or returns an error wrapping ErrCorrupt. A response
-// sealed before responses were deflated (plain JSON) opens as it is.
+// sealed before responses were packed (plain JSON) opens as it is.
 func (s *Sealed) OpenResponse(key, sealed []byte) ([]byte, error) {
 	body, err := s.kr.openResponse(key, sealed)
 	if err == nil {

@@ -156,7 +156,7 @@ func TestVerifyAndAudit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The record is stored deflated; the intruder inflates it, edits it
+	// The record is stored compressed; the intruder decompresses it, edits it
 	// and writes it back as plain JSON, which the vault still reads (the
 	// form records had before they were packed).
 	var stored []byte
@@ -165,7 +165,7 @@ func TestVerifyAndAudit(t *testing.T) {
 	}
 	plain := vault.UnpackRecord(stored)
 	if bytes.Equal(plain, stored) || !bytes.Contains(plain, []byte(`"version":1`)) {
-		t.Fatalf("stored record %q: not a deflated policy activation of version 1", stored)
+		t.Fatalf("stored record %q: not a compressed policy activation of version 1", stored)
 	}
 	res, err = db.Exec(`UPDATE leaf_records SET record = ? WHERE seq = 1 AND type = 3`, bytes.Replace(plain, []byte(`"version":1`), []byte(`"version":2`), 1))
 	if err != nil {

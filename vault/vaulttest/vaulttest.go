@@ -2117,7 +2117,7 @@ type RawRecord struct {
 	Set func(t *testing.T, seq int64, stored []byte)
 }
 
-// RecordStorage checks how s, a fresh Store, keeps leaf records: deflated
+// RecordStorage checks how s, a fresh Store, keeps leaf records: compressed
 // with vault.PackRecord, read back to the exact bytes put by Leaf,
 // FindLeaves and Records; a record stored before packing (plain JSON)
 // reads as it is; and a stored record cut short reads, without an error,
@@ -2135,7 +2135,7 @@ func RecordStorage(t *testing.T, s vault.Store, raw RawRecord) {
 		`{"rule":"references","method":"cryptoHash","paths":["encounter.reference","subject.reference"]}]}`)
 	l := recordLeaf(1, 6, "Patient/p1", "client-1")
 	l.Record = rec
-	// A record that starts with a marker byte and does not deflate is
+	// A record that starts with a marker byte and does not compress is
 	// kept as it is, escaped, and reads back too.
 	odd := recordLeaf(2, 6, "Patient/p1", "client-1")
 	odd.Record = []byte{2, 0xfe, 0x11}
@@ -2167,8 +2167,8 @@ func RecordStorage(t *testing.T, s vault.Store, raw RawRecord) {
 	}
 	wantAll("packed", ls...)
 	stored := raw.Get(t, ls[0].Seq)
-	if len(stored) == 0 || stored[0] != 0x03 || len(stored) > len(rec)/3 {
-		t.Errorf("a %d-byte record is stored as %d bytes starting %x; want it deflated against the record dictionary", len(rec), len(stored), stored[:min(len(stored), 1)])
+	if len(stored) == 0 || stored[0] != 0x05 || len(stored) > len(rec)/3 {
+		t.Errorf("a %d-byte record is stored as %d bytes starting %x; want it compressed with the record dictionary (marker 05)", len(rec), len(stored), stored[:min(len(stored), 1)])
 	}
 	if got := raw.Get(t, ls[1].Seq); string(got) != "\x00\x02\xfe\x11" {
 		t.Errorf("record 02fe11 stored as %x, want it escaped (00 02fe11)", got)
