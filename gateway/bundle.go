@@ -122,52 +122,161 @@ var transactionHook atomic.Pointer[func(context.Context)]
 // object data has more than limit elements. It stops at element limit+1,
 // so a huge Bundle is refused after a scan of the first limit entries,
 // before anything is decoded into memory; input that is not such an object
-// is left to the parser to refuse.
+// is left to the parser to refuse. It scans bytes without decoding or
+// validating them (a tenth of the cost of a JSON decoder's pass, which this
+// was): on valid JSON its count is exact, and invalid JSON is refused by
+// the parser whatever the count.
 func entriesOver(data []byte, limit int) bool {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+	s := jsonScan{data: data}
+	if s.ws(); !s.eat('{') {
 		return false
 	}
 	// Entries are counted across every "entry" key: a Bundle that repeats
 	// the key must not slip a large second array past the count (a JSON
 	// decoder may keep either one).
 	n := 0
-	for dec.More() {
-		key, err := dec.Token()
-		if err != nil {
+	for s.ws(); !s.eat('}'); s.ws() {
+		key, ok := s.key()
+		if !ok {
 			return false
 		}
-		if key != "entry" {
-			var skip json.RawMessage
-			if err := dec.Decode(&skip); err != nil {
-				return false
-			}
-			continue
-		}
-		t, err := dec.Token()
-		if err != nil {
+		if s.ws(); !s.eat(':') {
 			return false
 		}
-		if t == json.Delim('{') {
-			return false // an object entry: the parser refuses it
-		}
-		if t != json.Delim('[') {
-			continue // a scalar entry (consumed whole): the parser refuses it
-		}
-		for dec.More() {
-			if n++; n > limit {
-				return true
-			}
-			var skip json.RawMessage
-			if err := dec.Decode(&skip); err != nil {
+		if s.ws(); key != "entry" || !s.eat('[') {
+			if !s.skip() {
 				return false
 			}
+		} else {
+			for s.ws(); !s.eat(']'); s.ws() {
+				if n++; n > limit {
+					return true
+				}
+				if !s.skip() {
+					return false
+				}
+				if s.ws(); !s.eat(',') && s.peek() != ']' {
+					return false
+				}
+			}
 		}
-		if _, err := dec.Token(); err != nil { // the closing ]
+		if s.ws(); !s.eat(',') && s.peek() != '}' {
 			return false
 		}
 	}
 	return false
+}
+
+// jsonScan walks JSON text without decoding it.
+type jsonScan struct {
+	data []byte
+	i    int
+}
+
+func (s *jsonScan) ws() {
+	for s.i < len(s.data) {
+		switch s.data[s.i] {
+		case ' ', '\t', '\r', '\n':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+// peek is the next byte, or 0 at the end.
+func (s *jsonScan) peek() byte {
+	if s.i < len(s.data) {
+		return s.data[s.i]
+	}
+	return 0
+}
+
+func (s *jsonScan) eat(c byte) bool {
+	if s.peek() == c {
+		s.i++
+		return true
+	}
+	return false
+}
+
+// str skips a string whose opening quote is at s.i and returns its
+// contents as they stand (escapes included).
+func (s *jsonScan) str() ([]byte, bool) {
+	start := s.i + 1
+	for j := start; ; {
+		q := bytes.IndexByte(s.data[j:], '"')
+		if q < 0 {
+			return nil, false
+		}
+		j += q
+		// The quote is escaped if an odd number of backslashes precede it.
+		bs := 0
+		for k := j - 1; k >= start && s.data[k] == '\\'; k-- {
+			bs++
+		}
+		if bs%2 == 0 {
+			s.i = j + 1
+			return s.data[start:j], true
+		}
+		j++
+	}
+}
+
+// key reads an object key, unescaped as a decoder would (so that
+// "entr\u0079" is "entry" too).
+func (s *jsonScan) key() (string, bool) {
+	if s.peek() != '"' {
+		return "", false
+	}
+	start := s.i
+	raw, ok := s.str()
+	if !ok {
+		return "", false
+	}
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw), true
+	}
+	var k string
+	if err := json.Unmarshal(s.data[start:s.i], &k); err != nil {
+		return "", false
+	}
+	return k, true
+}
+
+// skip passes over one value: a string, a whole object or array (nesting
+// followed by brackets, strings skipped), or a scalar up to the next
+// delimiter.
+func (s *jsonScan) skip() bool {
+	depth := 0
+	for s.i < len(s.data) {
+		switch c := s.data[s.i]; c {
+		case '"':
+			if _, ok := s.str(); !ok {
+				return false
+			}
+		case '{', '[':
+			depth++
+			s.i++
+		case '}', ']':
+			if depth == 0 {
+				return true // the end of the enclosing container
+			}
+			depth--
+			s.i++
+		case ',':
+			if depth == 0 {
+				return true
+			}
+			s.i++
+		default:
+			s.i++
+		}
+		if depth == 0 && s.i > 0 && (s.data[s.i-1] == '"' || s.data[s.i-1] == '}' || s.data[s.i-1] == ']') {
+			return true
+		}
+	}
+	return depth == 0
 }
 
 // read runs a GET entry after the commit; failures stay in the op.
