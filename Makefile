@@ -112,6 +112,7 @@ bench-anchor:
 # and stored record rows.
 fuzz:
 	$(GO) test ./fhir/ -run '^$$' -fuzz FuzzParse -fuzztime 60s
+	$(GO) test ./fhir/ -run '^$$' -fuzz FuzzDecodeStdlib -fuzztime 60s
 	$(GO) test ./gateway/ -run '^$$' -fuzz FuzzEntriesOver -fuzztime 30s
 	$(GO) test ./cohort/ -run '^$$' -fuzz FuzzParseQuery -fuzztime 60s
 	$(GO) test ./fhir/deid/ -run '^$$' -fuzz FuzzParseConfig -fuzztime 30s

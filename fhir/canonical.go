@@ -1,11 +1,9 @@
 package fhir
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strconv"
 	"unicode/utf8"
@@ -134,30 +132,6 @@ func appendString(buf []byte, s string) []byte {
 // ErrInvalidJSON reports input that is not one well-formed JSON value.
 var ErrInvalidJSON = errors.New("invalid JSON")
 
-// Decode parses JSON text into a generic tree: map[string]any, []any,
-// string, json.Number, bool and nil. Numbers keep their lexical form. Invalid
-// UTF-8 and trailing data are errors. A repeated member name is an error too:
-// parsers disagree on which copy wins, and the copy we store must be the copy
-// that was validated.
-func Decode(data []byte) (any, error) {
-	if !utf8.Valid(data) {
-		return nil, fmt.Errorf("%w: not UTF-8", ErrInvalidJSON)
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, fmt.Errorf("%w: %s", ErrInvalidJSON, syntaxHint(err))
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("%w: data after the top-level value", ErrInvalidJSON)
-	}
-	if hasDuplicateKeys(data) {
-		return nil, fmt.Errorf("%w: repeated member name in an object", ErrInvalidJSON)
-	}
-	return v, nil
-}
-
 // DecodeObject is Decode for a JSON object, such as a stored resource: its
 // tree, or an error wrapping ErrInvalidJSON.
 func DecodeObject(data []byte) (map[string]any, error) {
@@ -170,78 +144,4 @@ func DecodeObject(data []byte) (map[string]any, error) {
 		return nil, fmt.Errorf("%w: not a JSON object", ErrInvalidJSON)
 	}
 	return tree, nil
-}
-
-// syntaxHint describes a decoding error by position only; encoding/json's own
-// messages can quote input bytes.
-func syntaxHint(err error) string {
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		return fmt.Sprintf("syntax error at byte %d", se.Offset)
-	}
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return "unexpected end of input"
-	}
-	return "malformed"
-}
-
-// hasDuplicateKeys scans well-formed JSON text (already checked by the
-// decoder) for an object with a repeated member name. It works on the raw
-// bytes so the common case costs one pass and no allocations beyond one set
-// per object.
-func hasDuplicateKeys(data []byte) bool {
-	type frame struct {
-		keys   map[string]struct{}
-		isObj  bool
-		expKey bool
-	}
-	var stack []frame
-	for i := 0; i < len(data); i++ {
-		switch c := data[i]; c {
-		case '{':
-			stack = append(stack, frame{isObj: true, expKey: true})
-		case '[':
-			stack = append(stack, frame{})
-		case '}', ']':
-			stack = stack[:len(stack)-1]
-		case ',':
-			if n := len(stack); n > 0 && stack[n-1].isObj {
-				stack[n-1].expKey = true
-			}
-		case '"':
-			j := i + 1
-			escaped := false
-			for ; j < len(data); j++ {
-				if data[j] == '\\' {
-					escaped = true
-					j++
-					continue
-				}
-				if data[j] == '"' {
-					break
-				}
-			}
-			if n := len(stack); n > 0 && stack[n-1].isObj && stack[n-1].expKey {
-				f := &stack[n-1]
-				f.expKey = false
-				key := string(data[i+1 : j])
-				if escaped {
-					// Compare names by value, not by spelling: "a" and "\u0061" collide.
-					var s string
-					if json.Unmarshal(data[i:j+1], &s) == nil {
-						key = s
-					}
-				}
-				if f.keys == nil {
-					f.keys = make(map[string]struct{}, 8)
-				}
-				if _, dup := f.keys[key]; dup {
-					return true
-				}
-				f.keys[key] = struct{}{}
-			}
-			i = j
-		}
-	}
-	return false
 }

@@ -262,8 +262,8 @@ func TestDecodeErrors(t *testing.T) {
 	}
 }
 
-// TestDecodeAccepts guards the duplicate scanner against false alarms: it
-// works on raw bytes, so strings that look like members must not confuse it.
+// TestDecodeAccepts guards the repeated-name check against false alarms:
+// strings that look like members must not confuse it.
 func TestDecodeAccepts(t *testing.T) {
 	tests := []string{
 		`{"a":1,"b":{"a":2}}`,
