@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
@@ -112,7 +113,10 @@ func newZstdCodec(marker byte, dict []byte) *zstdCodec {
 			zstd.WithEncoderCRC(false),
 			// One segment: the frame states its content size, which the
 			// decoder checks against its limit before it allocates.
-			zstd.WithSingleSegment(true))
+			zstd.WithSingleSegment(true),
+			// Each encoder keeps about 600 KiB of tables; a value takes
+			// microseconds, so a few encoders serve any number of cores.
+			zstd.WithEncoderConcurrency(min(runtime.GOMAXPROCS(0), 8)))
 		if err != nil {
 			panic(err) // only for invalid options
 		}

@@ -1029,7 +1029,8 @@ func depMarkdownTable(doc, first string) [][]string {
 }
 
 // TestDeployProbesServed: the paths the Deployment probes are served by a
-// real `fhiranchor serve` (embedded defaults), with 200.
+// real `fhiranchor serve` (embedded defaults), with 200 (readiness once the
+// gateway is ready).
 func TestDeployProbesServed(t *testing.T) {
 	var dep k8sDeployment
 	k8sOne(t, k8sDocs(t), "Deployment", &dep)
@@ -1045,14 +1046,25 @@ func TestDeployProbesServed(t *testing.T) {
 	root := strings.TrimSuffix(base, "/fhir/r4")
 	client := &http.Client{Timeout: 10 * time.Second}
 	for _, p := range paths {
-		resp, err := client.Get(root + p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Errorf("GET %s = %d %s, want 200", p, resp.StatusCode, body)
+		// A probe polls: readiness waits for the cohort index, which a
+		// fresh gateway loads in the background for a moment after it
+		// listens (503 with Retry-After until then).
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			resp, err := client.Get(root + p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+			if resp.StatusCode != http.StatusServiceUnavailable || time.Now().After(deadline) {
+				t.Errorf("GET %s = %d %s, want 200", p, resp.StatusCode, body)
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 	}
 }
