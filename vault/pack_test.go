@@ -263,31 +263,42 @@ func TestUnpackRecordAltered(t *testing.T) {
 }
 
 // flatePack writes marker || DEFLATE(b) as earlier versions packed values
-// (level 1 without a dictionary, level 2 with one), for the tests that
-// hold unpack to what they stored.
+// (level 1 without a dictionary, level 2 with one, a writer reused through
+// Reset as their pool did, so that BenchmarkPack compares like with like),
+// for the tests that hold unpack to what they stored. Not for parallel
+// tests: the writers are shared.
 func flatePack(tb testing.TB, marker byte, b []byte) []byte {
 	tb.Helper()
-	level, dict := 2, []byte(nil)
-	switch marker {
-	case packedDeflate:
-		level = flate.BestSpeed
-	case packedBodyDict:
-		dict = bodyDict
-	case packedRecordDict:
-		dict = recordDict
-	default:
-		tb.Fatalf("flatePack with marker %#x", marker)
-	}
 	var buf bytes.Buffer
 	buf.WriteByte(marker)
-	w, err := flate.NewWriterDict(&buf, level, dict)
-	if err != nil {
-		tb.Fatal(err)
+	if w := flateWriters[marker]; w != nil {
+		w.Reset(&buf)
+	} else {
+		level, dict := 2, []byte(nil)
+		switch marker {
+		case packedDeflate:
+			level = flate.BestSpeed
+		case packedBodyDict:
+			dict = bodyDict
+		case packedRecordDict:
+			dict = recordDict
+		default:
+			tb.Fatalf("flatePack with marker %#x", marker)
+		}
+		w, err := flate.NewWriterDict(&buf, level, dict)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		flateWriters[marker] = w
 	}
+	w := flateWriters[marker]
 	w.Write(b)
 	w.Close()
 	return buf.Bytes()
 }
+
+// flateWriters are flatePack's writers, by marker.
+var flateWriters = map[byte]*flate.Writer{}
 
 // BenchmarkPack compares the packing of a Synthea Observation and of a
 // deidentification record as earlier versions did (DEFLATE with a preset
