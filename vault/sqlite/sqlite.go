@@ -77,9 +77,14 @@ var schemaV8 string
 //go:embed schema_v9.sql
 var schemaV9 string
 
+// schemaV10 moves the recent level of the postings to memory.
+//
+//go:embed schema_v10.sql
+var schemaV10 string
+
 // migrations are applied in order, each once, in one transaction per open.
 // Never edit a released migration; append a new one.
-var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4, schemaV5, schemaV6, schemaV7, schemaV8, schemaV9}
+var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4, schemaV5, schemaV6, schemaV7, schemaV8, schemaV9, schemaV10}
 
 // Result codes of modernc.org/sqlite/lib (extended result codes are on).
 const (
@@ -95,28 +100,29 @@ type Config struct {
 	// missing (mode 0600 and 0700); SQLite keeps its -wal and -shm files
 	// beside it with the same mode.
 	Path string
-	// MergeRows is how many postings postings_recent holds before a commit
-	// moves them into postings_mid, which a commit moves into postings
-	// when it holds midFanout times as many (schema_v9.sql); 0 means
-	// DefaultMergeRows. Larger makes each commit dirty more of
-	// postings_recent's pages, and merges rarer.
+	// MergeRows is how many postings the in-memory recent level holds
+	// before a commit writes them to postings_mid, which a commit moves
+	// into postings when it holds midFanout times as many (schema_v9.sql,
+	// schema_v10.sql); 0 means DefaultMergeRows. Larger holds more in
+	// memory (some 100 bytes a posting) and merges rarer.
 	MergeRows int
 }
 
 // DefaultMergeRows is Config.MergeRows when it is 0: some four thousand
-// writes' postings, under a megabyte, so that a commit dirties at most a
-// few hundred pages of postings_recent; postings_mid, merged into once per
-// four thousand writes, holds up to a million postings (some 15 MB), and
-// postings, the big tree, is merged into once per sixty thousand writes.
+// writes' postings, a few megabytes of memory; postings_mid, merged into
+// once per four thousand writes, holds up to a million postings (some 15
+// MB), and postings, the big tree, is merged into once per sixty thousand
+// writes.
 const DefaultMergeRows = 1 << 16
 
 // midFanout is how many merges of postings_recent postings_mid takes
 // before it is merged into postings.
 const midFanout = 16
 
-// postingTables are the levels of the inverted index, oldest first: a
-// posting is in one of them, and every lookup reads them all.
-var postingTables = []string{"postings", "postings_mid", "postings_recent"}
+// postingTables are the stored levels of the inverted index, oldest
+// first: a posting is in one of them or in the recent level (recent.go),
+// and every lookup reads them all.
+var postingTables = []string{"postings", "postings_mid"}
 
 // Validate reports whether c can be used to open a Store.
 func (c Config) Validate() error { return sqlitedb.ValidatePath(c.Path) }
@@ -132,14 +138,15 @@ type Store struct {
 	fstmt [numFindLeaves]*sql.Stmt
 
 	mergeRows int
-	// recent and mid are how many rows postings_recent and postings_mid
-	// hold as last committed, counted by the first group that writes
-	// (counted): a count reads a million rows of postings_mid, which a
-	// store opened to be read, or a restart, need not wait for. Only the
-	// Update leading a group reads and writes them (runGroup); the lead
-	// passes under mu.
-	recent, mid int
-	counted     bool
+	// mid is how many rows postings_mid holds as last committed, counted
+	// by the first group that writes (counted): a count reads a million
+	// rows, which a store opened to be read, or a restart, need not wait
+	// for. Only the Update leading a group reads and writes it (runGroup);
+	// the lead passes under mu.
+	mid     int
+	counted bool
+	// recentLevel holds the postings of the newest token sets.
+	recentLevel *recentLevel
 
 	mu      sync.Mutex
 	queue   []*update // Updates waiting for the writer, oldest first
@@ -160,9 +167,6 @@ const (
 	stInsertTokenSet
 	stDeletePosting
 	stDeleteMidPosting
-	stDeleteRecentPosting
-	stMergeRecent
-	stClearRecent
 	stMergeMid
 	stClearMid
 	stFind
@@ -181,6 +185,8 @@ const (
 	stCurrentState
 	stVersionAt
 	stSetIndexVersion
+	stSetGen
+	stSetMerged
 	stSavepoint
 	stRelease
 	stRollbackTo
@@ -196,10 +202,10 @@ const (
 	postingRows  = 1 << (postingSizes - 1)
 )
 
-// insertPostingsSQL inserts k postings into postings_recent: (token, seq)
+// insertPostingsSQL inserts k postings into postings_mid: (token, seq)
 // pairs bound in order.
 func insertPostingsSQL(k int) string {
-	return `INSERT OR IGNORE INTO postings_recent (token, seq) VALUES (?, ?)` + strings.Repeat(`, (?, ?)`, k-1)
+	return `INSERT OR IGNORE INTO postings_mid (token, seq) VALUES (?, ?)` + strings.Repeat(`, (?, ?)`, k-1)
 }
 
 const (
@@ -246,12 +252,9 @@ var writeSQL = [numWriteStmts]string{
 	stDeletePosting:  `DELETE FROM postings WHERE token = ? AND seq = ?`,
 	// A posting is in one level; a damaged index may hold it in several,
 	// and removing it removes it from all.
-	stDeleteMidPosting:    `DELETE FROM postings_mid WHERE token = ? AND seq = ?`,
-	stDeleteRecentPosting: `DELETE FROM postings_recent WHERE token = ? AND seq = ?`,
+	stDeleteMidPosting: `DELETE FROM postings_mid WHERE token = ? AND seq = ?`,
 	// Merges read the source in key order, so that each page of the
 	// target is dirtied by one run of inserts.
-	stMergeRecent:      `INSERT OR IGNORE INTO postings_mid (token, seq) SELECT token, seq FROM postings_recent ORDER BY token, seq`,
-	stClearRecent:      `DELETE FROM postings_recent`,
 	stMergeMid:         `INSERT OR IGNORE INTO postings (token, seq) SELECT token, seq FROM postings_mid ORDER BY token, seq`,
 	stClearMid:         `DELETE FROM postings_mid`,
 	stFind:             findSQL,
@@ -274,6 +277,8 @@ var writeSQL = [numWriteStmts]string{
 ORDER BY version DESC LIMIT 1`,
 	stVersionAt:       `SELECT type, id FROM versions WHERE seq = ?`,
 	stSetIndexVersion: `UPDATE index_state SET version = ? WHERE one = 1`,
+	stSetGen:          `UPDATE index_state SET gen = ? WHERE one = 1`,
+	stSetMerged:       `UPDATE index_state SET merged = ? WHERE one = 1`,
 	// A group commit's per-Update savepoints, prepared like the rest:
 	// parsing them again for every Update cost as much as a small write.
 	stSavepoint:  `SAVEPOINT u`,
@@ -305,8 +310,7 @@ WHERE seq > ? ORDER BY seq LIMIT ?`,
 	// Every level in one ordered walk: a compound ORDER BY merges their
 	// index orders (no sort), and the LIMIT stops it early.
 	stIndexEntries: `SELECT token, seq FROM postings WHERE (token, seq) > (?1, ?2)
-UNION ALL SELECT token, seq FROM postings_mid WHERE (token, seq) > (?1, ?2)
-UNION ALL SELECT token, seq FROM postings_recent WHERE (token, seq) > (?1, ?2) ORDER BY 1, 2 LIMIT ?3`,
+UNION ALL SELECT token, seq FROM postings_mid WHERE (token, seq) > (?1, ?2) ORDER BY 1, 2 LIMIT ?3`,
 	stTokenSets: `SELECT seq, tokens FROM token_sets WHERE seq > ? ORDER BY seq LIMIT ?`,
 	// The (type, id, version) index alone: no versions row is read.
 	stIDs:          `SELECT DISTINCT id FROM versions WHERE type = ? ORDER BY id LIMIT ?`,
@@ -330,8 +334,7 @@ UNION ALL SELECT token, seq FROM postings_recent WHERE (token, seq) > (?1, ?2) O
 // rows themselves. The token is an HMAC over the type; the type test keeps
 // Find exact all the same.
 const findSQL = `SELECT v.id FROM (SELECT seq FROM postings WHERE token = ?1
-UNION ALL SELECT seq FROM postings_mid WHERE token = ?1
-UNION ALL SELECT seq FROM postings_recent WHERE token = ?1) p
+UNION ALL SELECT seq FROM postings_mid WHERE token = ?1) p
 JOIN versions v INDEXED BY versions_ident ON v.seq = p.seq WHERE v.type = ?2`
 
 // postingsIn is a subquery of the Seqs of the postings, in every level, of
@@ -451,6 +454,15 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		if s.fstmt[i], err = s.r.PrepareContext(ctx, findLeavesSQL(i)); err != nil {
 			return nil, fmt.Errorf("prepare find leaves statement %d: %w", i, err)
 		}
+	}
+	var gen uint64
+	var merged int64
+	if err := s.w.QueryRowContext(ctx, `SELECT gen, merged FROM index_state WHERE one = 1`).Scan(&gen, &merged); err != nil {
+		return nil, fmt.Errorf("read index state: %w", mapErr(err))
+	}
+	s.recentLevel = newRecentLevel(gen, merged)
+	if err := s.recentLevel.load(ctx, s.w); err != nil {
+		return nil, err
 	}
 	ok = true
 	return s, nil
@@ -573,11 +585,15 @@ func (s *Store) runGroup(group []*update) {
 			}
 		}
 		t.erased = false
+		mark := len(t.staged)
 		err := runFn(u, t)
 		if err == nil {
 			err = t.flush(ctx)
 		}
 		t.dropPending() // a failed Update's go with it
+		if err != nil {
+			t.staged = t.staged[:mark]
+		}
 		if err == nil && u.ctx.Err() != nil {
 			err = fmt.Errorf("commit sqlite transaction: %w", u.ctx.Err())
 		}
@@ -617,21 +633,41 @@ func (s *Store) runGroup(group []*update) {
 	// Merges run in the group's transaction: at every commit each posting
 	// is in one level.
 	if !s.counted {
-		err := sqlTx.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM postings_recent), (SELECT count(*) FROM postings_mid)`).Scan(&s.recent, &s.mid)
+		err := sqlTx.QueryRowContext(ctx, `SELECT count(*) FROM postings_mid`).Scan(&s.mid)
 		if err != nil {
 			fail(ok, fmt.Errorf("count postings: %w", mapErr(err)))
 			return
 		}
 		// What this group inserted is in the count already.
-		s.recent, s.counted = s.recent-t.inserted, true
+		s.mid, s.counted = s.mid-t.inserted, true
 	}
-	recent, mid := s.recent+t.inserted, s.mid
-	if recent >= s.mergeRows {
-		if err := t.merge(ctx, stMergeRecent, stClearRecent); err != nil {
-			fail(ok, fmt.Errorf("merge recent postings: %w", err))
+	mid := s.mid + t.inserted
+	rl := s.recentLevel
+	gen := rl.gen + 1 // only the lead changes rl.gen
+	var merged int64
+	if t.recentRows() >= s.mergeRows {
+		ps := rl.livePostings(t.staged)
+		for _, p := range ps {
+			merged = max(merged, p.seq)
+		}
+		t.pending = ps
+		n := t.inserted
+		err := t.flush(ctx)
+		if err == nil {
+			_, err = t.stmt(ctx, stSetMerged).ExecContext(ctx, merged)
+		}
+		if err != nil {
+			fail(ok, fmt.Errorf("merge recent postings: %w", mapErr(err)))
 			return
 		}
-		recent, mid = 0, mid+recent
+		mid += t.inserted - n
+	}
+	changed := len(t.staged) > 0 || merged != 0
+	if changed {
+		if _, err := t.stmt(ctx, stSetGen).ExecContext(ctx, int64(gen)); err != nil {
+			fail(ok, fmt.Errorf("index generation: %w", mapErr(err)))
+			return
+		}
 	}
 	if mid >= midFanout*s.mergeRows {
 		if err := t.merge(ctx, stMergeMid, stClearMid); err != nil {
@@ -641,10 +677,16 @@ func (s *Store) runGroup(group []*update) {
 		mid = 0
 	}
 	if err := sqlTx.Commit(); err != nil {
+		if changed {
+			s.settle(ctx, gen, t.staged, merged)
+		}
 		fail(ok, fmt.Errorf("commit sqlite transaction: %w", mapErr(err)))
 		return
 	}
-	s.recent, s.mid = recent, mid
+	if changed {
+		rl.apply(t.staged, gen, merged)
+	}
+	s.mid = mid
 	var cerr error
 	if len(erasers) > 0 {
 		// The WAL still holds the erased pages as they were; fold it into
@@ -779,7 +821,12 @@ func (s *Store) IndexEntries(ctx context.Context, after vault.IndexEntry, limit 
 	if limit <= 0 {
 		return nil, nil
 	}
-	rows, err := s.rstmt[stIndexEntries].QueryContext(ctx, nonNil(after.Token), after.Seq, limit)
+	sn, err := s.begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list index entries: %w", err)
+	}
+	defer sn.end()
+	rows, err := sn.tx.StmtContext(ctx, s.rstmt[stIndexEntries]).QueryContext(ctx, nonNil(after.Token), after.Seq, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list index entries: %w", err)
 	}
@@ -795,7 +842,18 @@ func (s *Store) IndexEntries(ctx context.Context, after vault.IndexEntry, limit 
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list index entries: %w", err)
 	}
-	return es, nil
+	more, err := s.recentLevel.entries(sn.gen, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list index entries: %w", err)
+	}
+	if len(more) == 0 {
+		return es, nil
+	}
+	// Both are sorted; a posting in both (a damaged table) is listed
+	// twice, as the tables' levels list it.
+	es = append(es, more...)
+	slices.SortFunc(es, compareEntries)
+	return es[:min(len(es), limit)], nil
 }
 
 // IDs returns the ids of the resources of type typ, ascending.
@@ -1045,13 +1103,46 @@ func (s *Store) Stats(ctx context.Context) (vault.Stats, error) {
 // Find returns the ids of the live resources of type typ whose current
 // version carries token, as committed.
 func (s *Store) Find(ctx context.Context, typ string, token []byte) ([]string, error) {
-	return queryIDs(ctx, s.rstmt[stFindCommitted], typ, token)
+	sn, err := s.begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("find %s: %w", typ, err)
+	}
+	defer sn.end()
+	ids, err := queryIDs(ctx, sn.tx.StmtContext(ctx, s.rstmt[stFindCommitted]), typ, token)
+	if err != nil {
+		return nil, err
+	}
+	return sn.withRecent(ids, typ, [][]byte{token})
 }
 
 // FindAny returns the ids, ascending, of the live resources of type typ
 // whose current version carries any of tokens, as committed.
 func (s *Store) FindAny(ctx context.Context, typ string, tokens [][]byte) ([]string, error) {
-	return findAny(ctx, s.r, typ, tokens)
+	sn, err := s.begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("find %s: %w", typ, err)
+	}
+	defer sn.end()
+	return sn.findAny(ctx, typ, tokens)
+}
+
+// findAny is FindAny in the snapshot.
+func (sn *snapshot) findAny(ctx context.Context, typ string, tokens [][]byte) ([]string, error) {
+	ids, err := findAny(ctx, sn.tx, typ, tokens)
+	if err != nil {
+		return nil, err
+	}
+	return sn.withRecent(ids, typ, tokens)
+}
+
+// withRecent adds to ids, found in the tables, those the recent level
+// holds for tokens in the snapshot.
+func (sn *snapshot) withRecent(ids []string, typ string, tokens [][]byte) ([]string, error) {
+	more, err := sn.s.recentLevel.findAny(sn.gen, typ, tokens, nil)
+	if err != nil {
+		return nil, fmt.Errorf("find %s: %w", typ, err)
+	}
+	return mergeIDs(ids, more), nil
 }
 
 // findAnyChunk bounds the tokens of one FindAny query, well under SQLite's
@@ -1104,12 +1195,20 @@ func findAny(ctx context.Context, q queryer, typ string, tokens [][]byte) ([]str
 // query that, for each of its Seqs, probes the other clauses' (token, seq)
 // keys: a patient's few postings narrow a code every patient has without
 // reading the code's postings, nor mapping them to ids.
+//
+// The recent level answers for its own postings (a version's postings
+// are all in one level) and the tables for theirs, in one snapshot.
 func (s *Store) FindAll(ctx context.Context, typ string, clauses [][][]byte) ([]string, error) {
-	switch {
-	case len(clauses) == 0:
+	if len(clauses) == 0 {
 		return nil, nil
-	case len(clauses) == 1:
-		return findAny(ctx, s.r, typ, clauses[0])
+	}
+	sn, err := s.begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("find %s: %w", typ, err)
+	}
+	defer sn.end()
+	if len(clauses) == 1 {
+		return sn.findAny(ctx, typ, clauses[0])
 	}
 	total := 0
 	for _, c := range clauses {
@@ -1120,12 +1219,23 @@ func (s *Store) FindAll(ctx context.Context, typ string, clauses [][][]byte) ([]
 	}
 	if total > findAnyChunk {
 		// More tokens than one query binds: each clause alone.
-		return vault.FindEach(ctx, typ, clauses, func(ctx context.Context, typ string, tokens [][]byte) ([]string, error) {
-			return findAny(ctx, s.r, typ, tokens)
-		})
+		return vault.FindEach(ctx, typ, clauses, sn.findAny)
 	}
+	ids, err := findAllStored(ctx, sn.tx, typ, clauses)
+	if err != nil {
+		return nil, err
+	}
+	more, err := s.recentLevel.findAll(sn.gen, typ, clauses)
+	if err != nil {
+		return nil, fmt.Errorf("find %s: %w", typ, err)
+	}
+	return mergeIDs(ids, more), nil
+}
+
+// findAllStored is FindAll over the tables' postings.
+func findAllStored(ctx context.Context, q queryer, typ string, clauses [][][]byte) ([]string, error) {
 	order, err := vault.ByFewest(clauses, func(tokens [][]byte) (int, error) {
-		return countPostings(ctx, s.r, tokens, vault.FindAllCap)
+		return countPostings(ctx, q, tokens, vault.FindAllCap)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("find %s: %w", typ, err)
@@ -1134,7 +1244,7 @@ func (s *Store) FindAll(ctx context.Context, typ string, clauses [][][]byte) ([]
 		return nil, nil
 	}
 	query, args := findAllQuery(typ, clauses, order)
-	rows, err := s.r.QueryContext(ctx, query, args...)
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("find %s: %w", typ, mapErr(err))
 	}
@@ -1305,19 +1415,35 @@ type tx struct {
 	tx     *sql.Tx
 	stmts  [numWriteStmts + postingSizes]*sql.Stmt
 	erased bool // Erase ran: checkpoint the WAL after commit
-	// inserted counts the postings_recent rows the transaction's inserts
+	// inserted counts the postings_mid rows the transaction's inserts
 	// wrote (or tried to: rolled back or ignored ones too), which is
 	// enough to tell when to merge. The levels' counts are estimates in
 	// the same way (a merge's ignored duplicates are counted).
 	inserted int
-	// pending are the postings of the running Update's Puts not inserted
-	// yet: they go in at the end of the Update (or before the first
-	// statement of it that reads or deletes postings) sorted, 64 rows a
-	// statement. A posting row costs a B-tree seek and insert however it
-	// comes; the one or two statements of a dozen rows each Put used to
-	// run added a fifth to that in statement overhead (CPU profile of the
-	// Synthea ingest).
+	// pending are postings on its way to postings_mid: those of token
+	// sets rewritten at or below the watermark (reindex), not inserted
+	// yet, and a merge's. They go in at the end of the Update (or before
+	// the first statement of it that reads or deletes postings) sorted, 64
+	// rows a statement: a posting row costs a B-tree seek and insert
+	// however it comes, and a statement per few rows adds a fifth to that.
 	pending []posting
+	// staged are the group's changes to the recent level, in order,
+	// applied to it once the group commits (recent.go).
+	staged []recentOp
+}
+
+// recentRows estimates the postings the recent level holds after the
+// group: removals staged are counted as if each removed one.
+func (t *tx) recentRows() int {
+	n := t.s.recentLevel.live // only the lead changes it
+	for _, op := range t.staged {
+		if op.remove {
+			n--
+		} else {
+			n++
+		}
+	}
+	return n
 }
 
 // posting is a postings row.
@@ -1473,7 +1599,7 @@ func (t *tx) eraseTokens(ctx context.Context, keyID string) error {
 		return err
 	}
 	for _, e := range sets {
-		if err := t.removeSet(ctx, e.Seq, e.Tokens); err != nil {
+		if err := t.removeSet(ctx, e.Seq, e.Tokens, true); err != nil {
 			return err
 		}
 	}
@@ -1481,10 +1607,10 @@ func (t *tx) eraseTokens(ctx context.Context, keyID string) error {
 }
 
 // removeSet deletes the token set at seq and the postings of its tokens
-// at seq.
-func (t *tx) removeSet(ctx context.Context, seq int64, tokens [][]byte) error {
+// at seq (thorough: see deletePosting).
+func (t *tx) removeSet(ctx context.Context, seq int64, tokens [][]byte, thorough bool) error {
 	for _, tok := range tokens {
-		if err := t.deletePosting(ctx, tok, seq); err != nil {
+		if err := t.deletePosting(ctx, tok, seq, thorough); err != nil {
 			return err
 		}
 	}
@@ -1510,8 +1636,9 @@ func (t *tx) tokenSet(ctx context.Context, seq int64) ([][]byte, error) {
 	return tokens, nil
 }
 
-// setTokens stores the token set of the version at seq and its postings.
-func (t *tx) setTokens(ctx context.Context, seq int64, tokens [][]byte) error {
+// setTokens stores the token set of the version at seq, of resource
+// typ/id, and its postings.
+func (t *tx) setTokens(ctx context.Context, seq int64, typ, id string, tokens [][]byte) error {
 	tokens = vault.SortTokens(slices.Clone(tokens))
 	if len(tokens) == 0 {
 		return nil // no set: a version without tokens has none
@@ -1519,7 +1646,7 @@ func (t *tx) setTokens(ctx context.Context, seq int64, tokens [][]byte) error {
 	if _, err := t.stmt(ctx, stInsertTokenSet).ExecContext(ctx, seq, vault.EncodeTokenSet(tokens)); err != nil {
 		return mapErr(err)
 	}
-	t.insertTokens(seq, tokens)
+	t.insertTokens(seq, typ, id, tokens)
 	return nil
 }
 
@@ -1550,7 +1677,11 @@ func (t *tx) Find(ctx context.Context, typ string, token []byte) ([]string, erro
 	if err := t.flush(ctx); err != nil {
 		return nil, fmt.Errorf("find %s: %w", typ, err)
 	}
-	return queryIDs(ctx, t.stmt(ctx, stFind), typ, token)
+	ids, err := queryIDs(ctx, t.stmt(ctx, stFind), typ, token)
+	if err != nil {
+		return nil, err
+	}
+	return t.withRecent(ids, typ, [][]byte{token})
 }
 
 // FindAny returns the ids, ascending, of the live resources of type typ
@@ -1561,7 +1692,33 @@ func (t *tx) FindAny(ctx context.Context, typ string, tokens [][]byte) ([]string
 	if err := t.flush(ctx); err != nil {
 		return nil, fmt.Errorf("find %s: %w", typ, err)
 	}
-	return findAny(ctx, t.tx, typ, tokens)
+	ids, err := findAny(ctx, t.tx, typ, tokens)
+	if err != nil {
+		return nil, err
+	}
+	return t.withRecent(ids, typ, tokens)
+}
+
+// withRecent adds to ids, found in the tables, those the recent level
+// holds for tokens as this transaction sees it: as committed (the lead's
+// generation) and then changed by its staged ops.
+func (t *tx) withRecent(ids []string, typ string, tokens [][]byte) ([]string, error) {
+	rl := t.s.recentLevel
+	more, err := rl.findAny(rl.gen, typ, tokens, t.staged)
+	if err != nil {
+		return nil, fmt.Errorf("find %s: %w", typ, err)
+	}
+	return mergeIDs(ids, more), nil
+}
+
+// mergeIDs returns the union of a and b, ascending.
+func mergeIDs(a, b []string) []string {
+	if len(b) == 0 {
+		return a
+	}
+	a = append(a, b...)
+	slices.Sort(a)
+	return slices.Compact(a)
 }
 
 // SetTokens replaces the tokens of the current live version of a resource.
@@ -1586,10 +1743,10 @@ func (t *tx) SetTokens(ctx context.Context, typ, id string, version int64, token
 	}
 	// The new tokens' postings are removed too: one the set did not list
 	// (a damaged index) is then written again rather than left.
-	if err := t.removeSet(ctx, seq, append(old, tokens...)); err != nil {
+	if err := t.removeSet(ctx, seq, append(old, tokens...), true); err != nil {
 		return fmt.Errorf("set %s tokens: %w", typ, err)
 	}
-	if err := t.setTokens(ctx, seq, tokens); err != nil {
+	if err := t.setTokens(ctx, seq, typ, id, tokens); err != nil {
 		return fmt.Errorf("set %s tokens: %w", typ, err)
 	}
 	return nil
@@ -1611,7 +1768,7 @@ func (t *tx) DropTokens(ctx context.Context, e vault.IndexEntry) error {
 			return fmt.Errorf("drop posting: %w", vault.ErrConflict)
 		}
 	}
-	if err := t.deletePosting(ctx, e.Token, e.Seq); err != nil {
+	if err := t.deletePosting(ctx, e.Token, e.Seq, true); err != nil {
 		return fmt.Errorf("drop posting: %w", err)
 	}
 	return nil
@@ -1630,7 +1787,7 @@ func (t *tx) DropTokenSet(ctx context.Context, seq int64) error {
 	}
 	tokens, err := t.tokenSet(ctx, seq)
 	if err == nil {
-		err = t.removeSet(ctx, seq, tokens)
+		err = t.removeSet(ctx, seq, tokens, true)
 	}
 	if err != nil {
 		return fmt.Errorf("drop token set: %w", err)
@@ -1732,7 +1889,7 @@ func (t *tx) Put(ctx context.Context, r vault.Record) error {
 	if exists {
 		old, err := t.tokenSet(ctx, latestSeq)
 		if err == nil {
-			err = t.removeSet(ctx, latestSeq, old)
+			err = t.removeSet(ctx, latestSeq, old, false)
 		}
 		if err != nil {
 			return fmt.Errorf("put %s version %d tokens: %w", r.Type, r.Version, err)
@@ -1741,18 +1898,27 @@ func (t *tx) Put(ctx context.Context, r vault.Record) error {
 	if r.Deleted {
 		return nil
 	}
-	if err := t.setTokens(ctx, seq, r.Tokens); err != nil {
+	if err := t.setTokens(ctx, seq, r.Type, r.ID, r.Tokens); err != nil {
 		return fmt.Errorf("put %s version %d tokens: %w", r.Type, r.Version, err)
 	}
 	return nil
 }
 
-// deletePosting removes the posting (token, seq) from every level.
-func (t *tx) deletePosting(ctx context.Context, token []byte, seq int64) error {
+// deletePosting removes the posting (token, seq) from every level. A
+// posting above the watermark is in the recent level only, unless the
+// tables were damaged: thorough removes it from the tables too, as the
+// audit's repairs and erasures do (a new version's Put need not).
+func (t *tx) deletePosting(ctx context.Context, token []byte, seq int64, thorough bool) error {
+	if seq > t.s.recentLevel.merged {
+		t.staged = append(t.staged, recentOp{token: string(token), seq: seq, remove: true})
+		if !thorough {
+			return nil
+		}
+	}
 	if err := t.flush(ctx); err != nil {
 		return err
 	}
-	for _, st := range []int{stDeletePosting, stDeleteMidPosting, stDeleteRecentPosting} {
+	for _, st := range []int{stDeletePosting, stDeleteMidPosting} {
 		if _, err := t.stmt(ctx, st).ExecContext(ctx, nonNil(token), seq); err != nil {
 			return mapErr(err)
 		}
@@ -1772,9 +1938,16 @@ func (t *tx) merge(ctx context.Context, copyStmt, clearStmt int) error {
 	return nil
 }
 
-// insertTokens adds the postings of the version at seq to the pending
-// ones.
-func (t *tx) insertTokens(seq int64, tokens [][]byte) {
+// insertTokens adds the postings of the version at seq, of resource
+// typ/id: to the recent level's staged ones above the watermark, to the
+// pending ones for postings_mid at or below it.
+func (t *tx) insertTokens(seq int64, typ, id string, tokens [][]byte) {
+	if seq > t.s.recentLevel.merged {
+		for _, tok := range tokens {
+			t.staged = append(t.staged, recentOp{token: string(tok), seq: seq, typ: typ, id: id})
+		}
+		return
+	}
 	for _, tok := range tokens {
 		t.pending = append(t.pending, posting{nonNil(tok), seq})
 	}

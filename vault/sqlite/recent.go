@@ -1,0 +1,455 @@
+package sqlite
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/fhiranchor/fhiranchor/vault"
+)
+
+// The recent level of the blind index lives in memory (schema_v10.sql).
+//
+// Each write's postings used to be inserted into a third table,
+// postings_recent, inside the writer's transaction: a B-tree seek and
+// insert per posting, the largest single cost of a write after the
+// resource itself (some 30 µs a resource of the writer's serial time, in
+// the Synthea ingest's profile). The rows were redundant all along: a
+// token set (token_sets, written in the same transaction) lists the same
+// postings. So the postings of the token sets above a watermark
+// (index_state.merged) are held in memory only, rebuilt from those token
+// sets when the Store opens, and written to postings_mid in bulk, sorted,
+// by the commit that moves the watermark (a merge). Token sets at or below
+// the watermark have their postings in the two tables.
+//
+// Readers must see the tables and the memory as of one commit. Each commit
+// that changes the recent level bumps index_state.gen in its transaction
+// and then applies its changes to memory stamped with that generation; a
+// posting is visible to a reader of generation g when it was added at or
+// before g and removed after g. A reader reads gen in its SQLite read
+// transaction (which fixes the snapshot its queries see), waits until
+// memory has caught up with it (the writer applies right after its
+// commit), and reads memory as of that generation. Removed postings are
+// kept while a reader of an older generation may still need them.
+
+// never is the removed generation of a posting not removed.
+const never = math.MaxUint64
+
+// recentPosting is a posting of the recent level with what Find answers
+// for it, and the generations between which it is visible.
+type recentPosting struct {
+	seq            int64
+	typ, id        string
+	added, removed uint64
+}
+
+// recentOp is a change to the recent level staged by a transaction.
+type recentOp struct {
+	token   string
+	seq     int64
+	typ, id string
+	remove  bool
+}
+
+// recentLevel is the in-memory level of the postings. Only the Update
+// leading a group changes it (apply), after its commit.
+type recentLevel struct {
+	mu       sync.Mutex
+	caughtUp *sync.Cond // broadcast when gen advances
+	gen      uint64     // the last generation applied
+	merged   int64      // token sets above this Seq have their postings here
+	// byToken holds each token's postings sorted by Seq: new versions take
+	// new Seqs, so a write appends.
+	byToken map[string][]recentPosting
+	// tokens are byToken's keys sorted, for listings in token order, or
+	// nil after a key was added or dropped.
+	tokens []string
+	live   int            // postings not removed
+	dead   int            // postings removed but kept for older readers
+	pinned map[uint64]int // readers by the generation pinned when they began
+	swept  uint64         // the oldest pinned generation when collect last ran
+	types  map[string]string
+	err    error // set when memory could not follow a commit: reads fail
+}
+
+func newRecentLevel(gen uint64, merged int64) *recentLevel {
+	rl := &recentLevel{gen: gen, merged: merged, byToken: map[string][]recentPosting{},
+		pinned: map[uint64]int{}, types: map[string]string{}}
+	rl.caughtUp = sync.NewCond(&rl.mu)
+	return rl
+}
+
+// visible reports whether p is in the level as of generation g.
+func (p *recentPosting) visible(g uint64) bool { return p.added <= g && g < p.removed }
+
+// load reads the token sets above the watermark into the level, at the
+// generation committed. It runs before the Store serves.
+func (rl *recentLevel) load(ctx context.Context, q queryer) error {
+	rows, err := q.QueryContext(ctx, `SELECT s.seq, s.tokens, v.type, v.id FROM token_sets s
+JOIN versions v INDEXED BY versions_ident ON v.seq = s.seq WHERE s.seq > ? ORDER BY s.seq`, rl.merged)
+	if err != nil {
+		return fmt.Errorf("load recent postings: %w", mapErr(err))
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var seq int64
+		var b []byte
+		var typ, id string
+		if err := rows.Scan(&seq, &b, &typ, &id); err != nil {
+			return fmt.Errorf("load recent postings: %w", err)
+		}
+		// A set that does not decode adds nothing: the audit reports it
+		// (its version lacks its tokens) and reindex writes it again.
+		tokens, _ := vault.DecodeTokenSet(b)
+		for _, tok := range tokens {
+			rl.add(recentOp{token: string(tok), seq: seq, typ: typ, id: id}, rl.gen)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("load recent postings: %w", err)
+	}
+	return nil
+}
+
+// add inserts a posting visible from generation g. Called with mu held or
+// before the level is shared.
+func (rl *recentLevel) add(op recentOp, g uint64) {
+	typ, ok := rl.types[op.typ]
+	if !ok {
+		typ = strings.Clone(op.typ)
+		rl.types[typ] = typ
+	}
+	// The id is cloned: the caller's may be a slice of a whole request
+	// body, which the level would otherwise keep alive.
+	p := recentPosting{seq: op.seq, typ: typ, id: strings.Clone(op.id), added: g, removed: never}
+	ps, ok := rl.byToken[op.token]
+	if !ok {
+		rl.tokens = nil
+	}
+	i := len(ps)
+	for i > 0 && ps[i-1].seq > op.seq {
+		i-- // a token set rewritten at an older Seq (reindex): rare
+	}
+	rl.byToken[op.token] = slices.Insert(ps, i, p)
+	rl.live++
+}
+
+// remove marks the live posting (token, seq) removed from generation g.
+func (rl *recentLevel) remove(token string, seq int64, g uint64) {
+	ps := rl.byToken[token]
+	i := sort.Search(len(ps), func(i int) bool { return ps[i].seq >= seq })
+	for ; i < len(ps) && ps[i].seq == seq; i++ {
+		if ps[i].removed == never {
+			ps[i].removed = g
+			rl.live--
+			rl.dead++
+			return
+		}
+	}
+}
+
+// apply makes a committed transaction's staged changes visible at
+// generation g; merged, if not 0, is the new watermark of a merge, which
+// moved every posting left into postings_mid.
+func (rl *recentLevel) apply(ops []recentOp, g uint64, merged int64) {
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	for _, op := range ops {
+		if op.remove {
+			rl.remove(op.token, op.seq, g)
+		} else {
+			rl.add(op, g)
+		}
+	}
+	if merged != 0 {
+		for tok, ps := range rl.byToken {
+			for i := range ps {
+				if ps[i].removed == never {
+					ps[i].removed = g
+				}
+			}
+			rl.byToken[tok] = ps
+		}
+		rl.dead += rl.live
+		rl.live = 0
+		rl.merged = merged
+	}
+	rl.gen = g
+	rl.collect()
+	rl.caughtUp.Broadcast()
+}
+
+// collect drops the removed postings no reader can see any more, once
+// they are as many as the live ones (so that the cost is amortised).
+func (rl *recentLevel) collect() {
+	if rl.dead == 0 || rl.dead < rl.live && rl.dead < 4096 {
+		return
+	}
+	oldest := rl.gen
+	for g := range rl.pinned {
+		oldest = min(oldest, g)
+	}
+	// Postings are removed at the newest generation, so while the oldest
+	// reader stays, what it pins stays too.
+	if oldest == rl.swept {
+		return
+	}
+	rl.swept = oldest
+	for tok, ps := range rl.byToken {
+		kept := slices.DeleteFunc(ps, func(p recentPosting) bool {
+			if p.removed <= oldest {
+				rl.dead--
+				return true
+			}
+			return false
+		})
+		if len(kept) == 0 {
+			delete(rl.byToken, tok)
+			rl.tokens = nil
+		} else {
+			rl.byToken[tok] = kept
+		}
+	}
+}
+
+// fail stops reads of the level: memory no longer follows the database
+// (a commit whose outcome is unknown). Reopening the Store rebuilds it.
+func (rl *recentLevel) fail(err error) {
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	rl.err = err
+	rl.caughtUp.Broadcast()
+}
+
+// errRecentStale is returned by reads after the level failed.
+var errRecentStale = errors.New("the in-memory postings no longer follow the database; reopen the store")
+
+// snapshot is a read of both the tables and the recent level as of one
+// commit.
+type snapshot struct {
+	s   *Store
+	tx  *sql.Tx
+	gen uint64
+	pin uint64
+}
+
+// begin starts a snapshot: a read transaction on the reader pool, and the
+// generation it sees.
+func (s *Store) begin(ctx context.Context) (*snapshot, error) {
+	rl := s.recentLevel
+	rl.mu.Lock()
+	pin := rl.gen
+	rl.pinned[pin]++
+	rl.mu.Unlock()
+	sn := &snapshot{s: s, pin: pin}
+	tx, err := s.r.BeginTx(ctx, nil)
+	if err == nil {
+		sn.tx = tx
+		// The first read of the transaction fixes its snapshot.
+		err = tx.QueryRowContext(ctx, `SELECT gen FROM index_state WHERE one = 1`).Scan(&sn.gen)
+	}
+	if err == nil {
+		rl.mu.Lock()
+		// gen >= pin: memory is stamped only after the commit.
+		for rl.gen < sn.gen && rl.err == nil {
+			rl.caughtUp.Wait()
+		}
+		err = rl.err
+		rl.mu.Unlock()
+	}
+	if err != nil {
+		sn.end()
+		return nil, fmt.Errorf("begin read: %w", mapErr(err))
+	}
+	return sn, nil
+}
+
+// end finishes the snapshot.
+func (sn *snapshot) end() {
+	if sn.tx != nil {
+		sn.tx.Rollback() // it only read
+	}
+	rl := sn.s.recentLevel
+	rl.mu.Lock()
+	if rl.pinned[sn.pin]--; rl.pinned[sn.pin] == 0 {
+		delete(rl.pinned, sn.pin)
+	}
+	rl.mu.Unlock()
+}
+
+// recentMatch is a posting of the level matched by a lookup.
+type recentMatch struct {
+	token string
+	seq   int64
+}
+
+// matches returns, for each posting of tokens visible at generation g
+// (after the staged ops, for a transaction's own view) on a resource of
+// type typ, its resource's id.
+func (rl *recentLevel) matches(g uint64, typ string, tokens [][]byte, staged []recentOp) (map[recentMatch]string, error) {
+	want := make(map[string]bool, len(tokens))
+	for _, tok := range tokens {
+		want[string(tok)] = true
+	}
+	out := map[recentMatch]string{}
+	rl.mu.Lock()
+	if rl.err != nil {
+		rl.mu.Unlock()
+		return nil, errRecentStale
+	}
+	for tok := range want {
+		for i := range rl.byToken[tok] {
+			if p := &rl.byToken[tok][i]; p.visible(g) && p.typ == typ {
+				out[recentMatch{tok, p.seq}] = p.id
+			}
+		}
+	}
+	rl.mu.Unlock()
+	for _, op := range staged {
+		if !want[op.token] {
+			continue
+		}
+		k := recentMatch{op.token, op.seq}
+		switch {
+		case op.remove:
+			delete(out, k)
+		case op.typ == typ:
+			out[k] = op.id
+		}
+	}
+	return out, nil
+}
+
+// findAny returns the distinct ids, ascending, of the level's postings of
+// any of tokens at generation g, after staged.
+func (rl *recentLevel) findAny(g uint64, typ string, tokens [][]byte, staged []recentOp) ([]string, error) {
+	m, err := rl.matches(g, typ, tokens, staged)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(m))
+	for _, id := range m {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids), nil
+}
+
+// findAll returns the distinct ids, ascending, of the resources whose
+// postings at generation g carry a token of every clause. A version's
+// postings are all in one level, so the level answers for its own.
+func (rl *recentLevel) findAll(g uint64, typ string, clauses [][][]byte) ([]string, error) {
+	var bySeq map[int64]string
+	for i, c := range clauses {
+		m, err := rl.matches(g, typ, c, nil)
+		if err != nil {
+			return nil, err
+		}
+		next := map[int64]string{}
+		for k, id := range m {
+			if i == 0 {
+				next[k.seq] = id
+			} else if _, ok := bySeq[k.seq]; ok {
+				next[k.seq] = id
+			}
+		}
+		bySeq = next
+		if len(bySeq) == 0 {
+			return nil, nil
+		}
+	}
+	ids := make([]string, 0, len(bySeq))
+	for _, id := range bySeq {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids), nil
+}
+
+// entries returns up to limit of the level's postings at generation g
+// after the entry after, in (token, seq) order.
+func (rl *recentLevel) entries(g uint64, after vault.IndexEntry, limit int) ([]vault.IndexEntry, error) {
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	if rl.err != nil {
+		return nil, errRecentStale
+	}
+	if rl.tokens == nil {
+		rl.tokens = make([]string, 0, len(rl.byToken))
+		for tok := range rl.byToken {
+			rl.tokens = append(rl.tokens, tok)
+		}
+		slices.Sort(rl.tokens)
+	}
+	var out []vault.IndexEntry
+	i, _ := slices.BinarySearch(rl.tokens, string(after.Token))
+	for _, tok := range rl.tokens[i:] {
+		// Postings are sorted by Seq within a token.
+		for _, p := range rl.byToken[tok] {
+			if p.visible(g) && (tok != string(after.Token) || p.seq > after.Seq) {
+				out = append(out, vault.IndexEntry{Token: []byte(tok), Seq: p.seq})
+			}
+		}
+		if len(out) >= limit {
+			return out[:limit], nil
+		}
+	}
+	return out, nil
+}
+
+// compareEntries orders index entries by (token, seq).
+func compareEntries(a, b vault.IndexEntry) int {
+	return cmp.Or(bytes.Compare(a.Token, b.Token), cmp.Compare(a.Seq, b.Seq))
+}
+
+// livePostings returns the level's live postings after staged, sorted:
+// what a merge writes to postings_mid.
+func (rl *recentLevel) livePostings(staged []recentOp) []posting {
+	set := map[recentMatch]bool{}
+	rl.mu.Lock()
+	for tok, ps := range rl.byToken {
+		for i := range ps {
+			if ps[i].removed == never {
+				set[recentMatch{tok, ps[i].seq}] = true
+			}
+		}
+	}
+	rl.mu.Unlock()
+	for _, op := range staged {
+		k := recentMatch{op.token, op.seq}
+		if op.remove {
+			delete(set, k)
+		} else {
+			set[k] = true
+		}
+	}
+	out := make([]posting, 0, len(set))
+	for k := range set {
+		out = append(out, posting{token: []byte(k.token), seq: k.seq})
+	}
+	return out
+}
+
+// settle follows a commit that returned an error: SQLite may have
+// committed all the same (an error after the WAL was written), and
+// readers of that generation would wait for memory forever. If the
+// database says the generation committed, memory applies it; if it cannot
+// tell, the level fails and reads report it until the Store is reopened.
+func (s *Store) settle(ctx context.Context, gen uint64, staged []recentOp, merged int64) {
+	var got uint64
+	if err := s.w.QueryRowContext(ctx, `SELECT gen FROM index_state WHERE one = 1`).Scan(&got); err != nil {
+		s.recentLevel.fail(fmt.Errorf("index generation after a failed commit: %w", err))
+		return
+	}
+	if got == gen {
+		s.recentLevel.apply(staged, gen, merged)
+	}
+}
