@@ -43,12 +43,21 @@ import (
 // never is the removed generation of a posting not removed.
 const never = math.MaxUint64
 
-// recentPosting is a posting of the recent level with what Find answers
-// for it, and the generations between which it is visible.
+// recentPosting is a posting of the recent level: the version's Seq, the
+// index of its type in recentLevel.types, and the generations between
+// which it is visible. It holds no pointer, so that the collector need not
+// scan the level; the version's id is in recentLevel.refs, once a version.
 type recentPosting struct {
 	seq            int64
-	typ, id        string
 	added, removed uint64
+	typ            uint16
+}
+
+// recentRef is the id of a version the level holds postings of, and how
+// many it holds.
+type recentRef struct {
+	id string
+	n  int
 }
 
 // recentOp is a change to the recent level staged by a transaction.
@@ -76,13 +85,14 @@ type recentLevel struct {
 	dead   int            // postings removed but kept for older readers
 	pinned map[uint64]int // readers by the generation pinned when they began
 	swept  uint64         // the oldest pinned generation when collect last ran
-	types  map[string]string
-	err    error // set when memory could not follow a commit: reads fail
+	refs   map[int64]recentRef
+	types  []string // the resource types met, by recentPosting.typ
+	err    error    // set when memory could not follow a commit: reads fail
 }
 
 func newRecentLevel(gen uint64, merged int64) *recentLevel {
 	rl := &recentLevel{gen: gen, merged: merged, byToken: map[string][]recentPosting{},
-		pinned: map[uint64]int{}, types: map[string]string{}}
+		pinned: map[uint64]int{}, refs: map[int64]recentRef{}}
 	rl.caughtUp = sync.NewCond(&rl.mu)
 	return rl
 }
@@ -122,14 +132,16 @@ JOIN versions v INDEXED BY versions_ident ON v.seq = s.seq WHERE s.seq > ? ORDER
 // add inserts a posting visible from generation g. Called with mu held or
 // before the level is shared.
 func (rl *recentLevel) add(op recentOp, g uint64) {
-	typ, ok := rl.types[op.typ]
-	if !ok {
-		typ = strings.Clone(op.typ)
-		rl.types[typ] = typ
+	typ := rl.typeIndex(op.typ)
+	if r, ok := rl.refs[op.seq]; ok {
+		r.n++
+		rl.refs[op.seq] = r
+	} else {
+		// The id is cloned: the caller's may be a slice of a whole
+		// request body, which the level would otherwise keep alive.
+		rl.refs[op.seq] = recentRef{id: strings.Clone(op.id), n: 1}
 	}
-	// The id is cloned: the caller's may be a slice of a whole request
-	// body, which the level would otherwise keep alive.
-	p := recentPosting{seq: op.seq, typ: typ, id: strings.Clone(op.id), added: g, removed: never}
+	p := recentPosting{seq: op.seq, typ: typ, added: g, removed: never}
 	ps, ok := rl.byToken[op.token]
 	if !ok {
 		rl.tokens = nil
@@ -140,6 +152,16 @@ func (rl *recentLevel) add(op recentOp, g uint64) {
 	}
 	rl.byToken[op.token] = slices.Insert(ps, i, p)
 	rl.live++
+}
+
+// typeIndex returns the index of typ in rl.types, adding it if new.
+// There are some 150 resource types.
+func (rl *recentLevel) typeIndex(typ string) uint16 {
+	if i := slices.Index(rl.types, typ); i >= 0 {
+		return uint16(i)
+	}
+	rl.types = append(rl.types, strings.Clone(typ))
+	return uint16(len(rl.types) - 1)
 }
 
 // remove marks the live posting (token, seq) removed from generation g.
@@ -205,11 +227,17 @@ func (rl *recentLevel) collect() {
 	rl.swept = oldest
 	for tok, ps := range rl.byToken {
 		kept := slices.DeleteFunc(ps, func(p recentPosting) bool {
-			if p.removed <= oldest {
-				rl.dead--
-				return true
+			if p.removed > oldest {
+				return false
 			}
-			return false
+			rl.dead--
+			if r := rl.refs[p.seq]; r.n > 1 {
+				r.n--
+				rl.refs[p.seq] = r
+			} else {
+				delete(rl.refs, p.seq)
+			}
+			return true
 		})
 		if len(kept) == 0 {
 			delete(rl.byToken, tok)
@@ -305,10 +333,12 @@ func (rl *recentLevel) matches(g uint64, typ string, tokens [][]byte, staged []r
 		rl.mu.Unlock()
 		return nil, errRecentStale
 	}
-	for tok := range want {
-		for i := range rl.byToken[tok] {
-			if p := &rl.byToken[tok][i]; p.visible(g) && p.typ == typ {
-				out[recentMatch{tok, p.seq}] = p.id
+	if ti := slices.Index(rl.types, typ); ti >= 0 {
+		for tok := range want {
+			for _, p := range rl.byToken[tok] {
+				if p.visible(g) && p.typ == uint16(ti) {
+					out[recentMatch{tok, p.seq}] = rl.refs[p.seq].id
+				}
 			}
 		}
 	}
@@ -382,13 +412,7 @@ func (rl *recentLevel) entries(g uint64, after vault.IndexEntry, limit int) ([]v
 	if rl.err != nil {
 		return nil, errRecentStale
 	}
-	if rl.tokens == nil {
-		rl.tokens = make([]string, 0, len(rl.byToken))
-		for tok := range rl.byToken {
-			rl.tokens = append(rl.tokens, tok)
-		}
-		slices.Sort(rl.tokens)
-	}
+	rl.sortTokens()
 	var out []vault.IndexEntry
 	i, _ := slices.BinarySearch(rl.tokens, string(after.Token))
 	for _, tok := range rl.tokens[i:] {
@@ -405,37 +429,76 @@ func (rl *recentLevel) entries(g uint64, after vault.IndexEntry, limit int) ([]v
 	return out, nil
 }
 
+// sortTokens makes rl.tokens byToken's keys, sorted. Called with mu held.
+func (rl *recentLevel) sortTokens() {
+	if rl.tokens != nil {
+		return
+	}
+	rl.tokens = make([]string, 0, len(rl.byToken))
+	for tok := range rl.byToken {
+		rl.tokens = append(rl.tokens, tok)
+	}
+	slices.Sort(rl.tokens)
+}
+
 // compareEntries orders index entries by (token, seq).
 func compareEntries(a, b vault.IndexEntry) int {
 	return cmp.Or(bytes.Compare(a.Token, b.Token), cmp.Compare(a.Seq, b.Seq))
 }
 
-// livePostings returns the level's live postings after staged, sorted:
-// what a merge writes to postings_mid.
+// livePostings returns the level's live postings after staged, in
+// (token, seq) order: what a merge writes to postings_mid.
 func (rl *recentLevel) livePostings(staged []recentOp) []posting {
-	set := map[recentMatch]bool{}
+	// What the staged ops leave of each key they touch, in their order.
+	after := map[recentMatch]bool{}
+	for _, op := range staged {
+		after[recentMatch{op.token, op.seq}] = !op.remove
+	}
 	rl.mu.Lock()
-	for tok, ps := range rl.byToken {
-		for i := range ps {
-			if ps[i].removed == never {
-				set[recentMatch{tok, ps[i].seq}] = true
+	rl.sortTokens()
+	out := make([]posting, 0, rl.live+len(staged))
+	for _, tok := range rl.tokens {
+		var b []byte
+		for _, p := range rl.byToken[tok] {
+			if p.removed != never {
+				continue
 			}
+			if _, touched := after[recentMatch{tok, p.seq}]; touched {
+				continue
+			}
+			if b == nil {
+				b = []byte(tok)
+			}
+			out = append(out, posting{token: b, seq: p.seq})
 		}
 	}
 	rl.mu.Unlock()
-	for _, op := range staged {
-		k := recentMatch{op.token, op.seq}
-		if op.remove {
-			delete(set, k)
-		} else {
-			set[k] = true
+	var more []posting
+	for k, present := range after {
+		if present {
+			more = append(more, posting{token: []byte(k.token), seq: k.seq})
 		}
 	}
-	out := make([]posting, 0, len(set))
-	for k := range set {
-		out = append(out, posting{token: []byte(k.token), seq: k.seq})
+	if len(more) == 0 {
+		return out
 	}
-	return out
+	slices.SortFunc(more, comparePostings)
+	// Merge the two sorted runs.
+	merged := make([]posting, 0, len(out)+len(more))
+	i, j := 0, 0
+	for i < len(out) && j < len(more) {
+		if comparePostings(out[i], more[j]) <= 0 {
+			merged, i = append(merged, out[i]), i+1
+		} else {
+			merged, j = append(merged, more[j]), j+1
+		}
+	}
+	return append(append(merged, out[i:]...), more[j:]...)
+}
+
+// comparePostings orders postings by (token, seq).
+func comparePostings(a, b posting) int {
+	return cmp.Or(bytes.Compare(a.token, b.token), cmp.Compare(a.seq, b.seq))
 }
 
 // settle follows a commit that returned an error: SQLite may have

@@ -344,7 +344,7 @@ func TestRecentLevelReleasesMemory(t *testing.T) {
 	}
 	delete(rl.pinned, 1)
 	rl.apply(nil, 3, 0)
-	if len(rl.byToken) != 0 || rl.dead != 0 {
-		t.Errorf("after the reader ended: %d tokens, %d dead held; want none", len(rl.byToken), rl.dead)
+	if len(rl.byToken) != 0 || rl.dead != 0 || len(rl.refs) != 0 {
+		t.Errorf("after the reader ended: %d tokens, %d dead, %d versions held; want none", len(rl.byToken), rl.dead, len(rl.refs))
 	}
 }

@@ -10,7 +10,6 @@ package sqlite
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"database/sql"
 	_ "embed"
@@ -1458,9 +1457,9 @@ func (t *tx) flush(ctx context.Context) error {
 	if len(ps) == 0 {
 		return nil
 	}
-	slices.SortFunc(ps, func(a, b posting) int {
-		return cmp.Or(bytes.Compare(a.token, b.token), cmp.Compare(a.seq, b.seq))
-	})
+	if !slices.IsSortedFunc(ps, comparePostings) { // a merge's are
+		slices.SortFunc(ps, comparePostings)
+	}
 	args := make([]any, 0, 2*min(len(ps), postingRows))
 	for len(ps) > 0 {
 		i := min(bits.Len(uint(len(ps))), postingSizes) - 1
