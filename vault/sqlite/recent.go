@@ -39,6 +39,15 @@ import (
 // memory has caught up with it (the writer applies right after its
 // commit), and reads memory as of that generation. Removed postings are
 // kept while a reader of an older generation may still need them.
+//
+// Another process may write the same database (`fhiranchor reindex` runs
+// beside the gateway): its commits bump gen too, and this process's memory
+// knows nothing of them. So the writer reads gen at the start of each
+// group (its transaction holds the write lock: nothing commits under it)
+// and rebuilds the level from the token sets when gen is not its own; and
+// a reader whose generation memory does not cover, which is not this
+// process's commit about to be applied, reads the token sets of its own
+// snapshot instead.
 
 // never is the removed generation of a posting not removed.
 const never = math.MaxUint64
@@ -87,11 +96,14 @@ type recentLevel struct {
 	swept  uint64         // the oldest pinned generation when collect last ran
 	refs   map[int64]recentRef
 	types  []string // the resource types met, by recentPosting.typ
-	err    error    // set when memory could not follow a commit: reads fail
+	// base is the generation the level was loaded at: it knows nothing
+	// older. committing is the generation this process is committing, 0
+	// when none.
+	base, committing uint64
 }
 
 func newRecentLevel(gen uint64, merged int64) *recentLevel {
-	rl := &recentLevel{gen: gen, merged: merged, byToken: map[string][]recentPosting{},
+	rl := &recentLevel{gen: gen, base: gen, merged: merged, byToken: map[string][]recentPosting{},
 		pinned: map[uint64]int{}, refs: map[int64]recentRef{}}
 	rl.caughtUp = sync.NewCond(&rl.mu)
 	return rl
@@ -100,8 +112,33 @@ func newRecentLevel(gen uint64, merged int64) *recentLevel {
 // visible reports whether p is in the level as of generation g.
 func (p *recentPosting) visible(g uint64) bool { return p.added <= g && g < p.removed }
 
-// load reads the token sets above the watermark into the level, at the
-// generation committed. It runs before the Store serves.
+// loadLevel reads the index state and the token sets above its watermark
+// into a new level, in q's snapshot (a transaction, or the database before
+// it is shared).
+func loadLevel(ctx context.Context, q queryer) (*recentLevel, error) {
+	rows, err := q.QueryContext(ctx, `SELECT gen, merged FROM index_state WHERE one = 1`)
+	if err != nil {
+		return nil, fmt.Errorf("read index state: %w", mapErr(err))
+	}
+	var gen uint64
+	var merged int64
+	if rows.Next() {
+		err = rows.Scan(&gen, &merged)
+	} else {
+		err = errors.New("no row")
+	}
+	rows.Close()
+	if err != nil {
+		return nil, fmt.Errorf("read index state: %w", err)
+	}
+	rl := newRecentLevel(gen, merged)
+	if err := rl.load(ctx, q); err != nil {
+		return nil, err
+	}
+	return rl, nil
+}
+
+// load reads the token sets above the watermark into the level.
 func (rl *recentLevel) load(ctx context.Context, q queryer) error {
 	rows, err := q.QueryContext(ctx, `SELECT s.seq, s.tokens, v.type, v.id FROM token_sets s
 JOIN versions v INDEXED BY versions_ident ON v.seq = s.seq WHERE s.seq > ? ORDER BY s.seq`, rl.merged)
@@ -204,7 +241,7 @@ func (rl *recentLevel) apply(ops []recentOp, g uint64, merged int64) {
 		rl.live = 0
 		rl.merged = merged
 	}
-	rl.gen = g
+	rl.gen, rl.committing = g, 0
 	rl.collect()
 	rl.caughtUp.Broadcast()
 }
@@ -248,25 +285,34 @@ func (rl *recentLevel) collect() {
 	}
 }
 
-// fail stops reads of the level: memory no longer follows the database
-// (a commit whose outcome is unknown). Reopening the Store rebuilds it.
-func (rl *recentLevel) fail(err error) {
+// replace takes over fresh's postings, loaded at a later generation
+// than the level's (another process committed), and reports whether the
+// level now covers fresh's generation; fresh is the level's afterwards.
+// The writer forces it: what its transaction read is the database.
+func (rl *recentLevel) replace(fresh *recentLevel, force bool) bool {
 	rl.mu.Lock()
 	defer rl.mu.Unlock()
-	rl.err = err
+	if !force && rl.base <= fresh.gen && fresh.gen <= rl.gen {
+		return true // the level knows that generation already
+	}
+	if !force && fresh.gen < rl.gen {
+		return false // the level moved on
+	}
+	rl.byToken, rl.tokens, rl.refs, rl.types = fresh.byToken, nil, fresh.refs, fresh.types
+	rl.live, rl.dead = fresh.live, 0
+	rl.gen, rl.base, rl.merged = fresh.gen, fresh.gen, fresh.merged
 	rl.caughtUp.Broadcast()
+	return true
 }
-
-// errRecentStale is returned by reads after the level failed.
-var errRecentStale = errors.New("the in-memory postings no longer follow the database; reopen the store")
 
 // snapshot is a read of both the tables and the recent level as of one
 // commit.
 type snapshot struct {
-	s   *Store
-	tx  *sql.Tx
-	gen uint64
-	pin uint64
+	s     *Store
+	tx    *sql.Tx
+	gen   uint64
+	pin   uint64
+	level *recentLevel // the Store's, or one read in tx
 }
 
 // begin starts a snapshot: a read transaction on the reader pool, and the
@@ -286,12 +332,27 @@ func (s *Store) begin(ctx context.Context) (*snapshot, error) {
 	}
 	if err == nil {
 		rl.mu.Lock()
-		// gen >= pin: memory is stamped only after the commit.
-		for rl.gen < sn.gen && rl.err == nil {
+		// This process's commit of that generation is applied right
+		// after it returns.
+		for rl.gen < sn.gen && rl.committing == sn.gen {
 			rl.caughtUp.Wait()
 		}
-		err = rl.err
+		if rl.base <= sn.gen && sn.gen <= rl.gen {
+			sn.level = rl
+		}
 		rl.mu.Unlock()
+	}
+	if err == nil && sn.level == nil {
+		// Another process's commit, or one this process could not tell
+		// the outcome of: the snapshot's own token sets say, and become
+		// the Store's if newer than what it holds.
+		var fresh *recentLevel
+		if fresh, err = loadLevel(ctx, sn.tx); err == nil {
+			sn.level = fresh
+			if rl.replace(fresh, false) {
+				sn.level = rl
+			}
+		}
 	}
 	if err != nil {
 		sn.end()
@@ -329,10 +390,6 @@ func (rl *recentLevel) matches(g uint64, typ string, tokens [][]byte, staged []r
 	}
 	out := map[recentMatch]string{}
 	rl.mu.Lock()
-	if rl.err != nil {
-		rl.mu.Unlock()
-		return nil, errRecentStale
-	}
 	if ti := slices.Index(rl.types, typ); ti >= 0 {
 		for tok := range want {
 			for _, p := range rl.byToken[tok] {
@@ -409,9 +466,6 @@ func (rl *recentLevel) findAll(g uint64, typ string, clauses [][][]byte) ([]stri
 func (rl *recentLevel) entries(g uint64, after vault.IndexEntry, limit int) ([]vault.IndexEntry, error) {
 	rl.mu.Lock()
 	defer rl.mu.Unlock()
-	if rl.err != nil {
-		return nil, errRecentStale
-	}
 	rl.sortTokens()
 	var out []vault.IndexEntry
 	i, _ := slices.BinarySearch(rl.tokens, string(after.Token))
@@ -502,17 +556,51 @@ func comparePostings(a, b posting) int {
 }
 
 // settle follows a commit that returned an error: SQLite may have
-// committed all the same (an error after the WAL was written), and
-// readers of that generation would wait for memory forever. If the
-// database says the generation committed, memory applies it; if it cannot
-// tell, the level fails and reads report it until the Store is reopened.
+// committed all the same (an error after the WAL was written). If the
+// database says the generation committed, memory applies it; otherwise, or
+// if it cannot tell, memory stays as it was: readers of a generation it
+// does not cover read their snapshot's token sets, and the next group
+// rebuilds it (syncLevel).
 func (s *Store) settle(ctx context.Context, gen uint64, staged []recentOp, merged int64) {
 	var got uint64
-	if err := s.w.QueryRowContext(ctx, `SELECT gen FROM index_state WHERE one = 1`).Scan(&got); err != nil {
-		s.recentLevel.fail(fmt.Errorf("index generation after a failed commit: %w", err))
+	err := s.w.QueryRowContext(ctx, `SELECT gen FROM index_state WHERE one = 1`).Scan(&got)
+	rl := s.recentLevel
+	if err == nil && got == gen {
+		rl.apply(staged, gen, merged)
 		return
 	}
-	if got == gen {
-		s.recentLevel.apply(staged, gen, merged)
+	rl.mu.Lock()
+	rl.committing = 0
+	rl.caughtUp.Broadcast()
+	rl.mu.Unlock()
+}
+
+// syncLevel brings the level up to the database at the start of a group,
+// in its transaction: another process may have committed since this
+// process's last group.
+func (s *Store) syncLevel(ctx context.Context, tx *sql.Tx) error {
+	var gen uint64
+	if err := tx.QueryRowContext(ctx, `SELECT gen FROM index_state WHERE one = 1`).Scan(&gen); err != nil {
+		return fmt.Errorf("read index generation: %w", mapErr(err))
 	}
+	rl := s.recentLevel
+	rl.mu.Lock()
+	current := rl.gen == gen
+	rl.mu.Unlock()
+	if current {
+		return nil
+	}
+	fresh, err := loadLevel(ctx, tx)
+	if err != nil {
+		return err
+	}
+	rl.replace(fresh, true)
+	return nil
+}
+
+// begin marks gen as being committed by this process, before the commit.
+func (rl *recentLevel) begin(gen uint64) {
+	rl.mu.Lock()
+	rl.committing = gen
+	rl.mu.Unlock()
 }

@@ -31,15 +31,21 @@ func tokenRecord(id string, version int64, tokens ...string) vault.Record {
 // each round every lookup and the index listing must say what a model of
 // the committed state says. The recent level is rebuilt from the token sets
 // on each reopen, so what it held must be exactly what they say.
+//
+// With two Stores on one file, as the gateway and `fhiranchor reindex` in
+// two processes are, each Update and each lookup goes to either: each
+// Store's memory must follow the other's commits.
 func TestRecentLevelModel(t *testing.T) {
-	for _, mergeRows := range []int{3, 40, DefaultMergeRows} {
-		t.Run(fmt.Sprint("merge ", mergeRows), func(t *testing.T) {
-			testRecentLevelModel(t, mergeRows)
-		})
+	for _, stores := range []int{1, 2} {
+		for _, mergeRows := range []int{3, 40, DefaultMergeRows} {
+			t.Run(fmt.Sprintf("stores %d merge %d", stores, mergeRows), func(t *testing.T) {
+				testRecentLevelModel(t, stores, mergeRows)
+			})
+		}
 	}
 }
 
-func testRecentLevelModel(t *testing.T, mergeRows int) {
+func testRecentLevelModel(t *testing.T, stores, mergeRows int) {
 	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), "vault.db")
 	open := func() *Store {
@@ -49,9 +55,18 @@ func testRecentLevelModel(t *testing.T, mergeRows int) {
 		}
 		return s
 	}
-	s := open()
-	defer func() { s.Close() }()
-	rng := rand.New(rand.NewPCG(1, uint64(mergeRows)))
+	all := make([]*Store, stores)
+	for i := range all {
+		all[i] = open()
+	}
+	defer func() {
+		for _, s := range all {
+			s.Close()
+		}
+	}()
+	rng := rand.New(rand.NewPCG(uint64(stores), uint64(mergeRows)))
+	pick := func() *Store { return all[rng.IntN(len(all))] }
+	s := all[0]
 	type state struct {
 		version int64
 		tokens  []string // nil: deleted
@@ -79,7 +94,9 @@ func testRecentLevelModel(t *testing.T, mergeRows int) {
 				continue // one Update a resource a group: no conflicts to model
 			}
 			picked[id] = true
+			mu.Lock() // the group's goroutines write the model
 			st := model[id]
+			mu.Unlock()
 			fails := rng.IntN(5) == 0
 			var rec vault.Record
 			op := rng.IntN(10)
@@ -101,11 +118,12 @@ func testRecentLevelModel(t *testing.T, mergeRows int) {
 			if retoken {
 				retokens = randomTokens()
 			}
+			w := pick()
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				time.Sleep(time.Duration(u) * 50 * time.Microsecond)
-				err := s.Update(ctx, func(tx vault.Tx) error {
+				err := w.Update(ctx, func(tx vault.Tx) error {
 					if retoken {
 						toks := make([][]byte, len(retokens))
 						for i, tok := range retokens {
@@ -137,11 +155,13 @@ func testRecentLevelModel(t *testing.T, mergeRows int) {
 		}
 		wg.Wait()
 		if rng.IntN(8) == 0 {
-			if err := s.Close(); err != nil {
+			i := rng.IntN(len(all))
+			if err := all[i].Close(); err != nil {
 				t.Fatal(err)
 			}
-			s = open()
+			all[i] = open()
 		}
+		s = pick()
 		// Every lookup as the model says.
 		want := map[string][]string{}
 		var entries int

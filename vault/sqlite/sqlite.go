@@ -103,7 +103,7 @@ type Config struct {
 	// before a commit writes them to postings_mid, which a commit moves
 	// into postings when it holds midFanout times as many (schema_v9.sql,
 	// schema_v10.sql); 0 means DefaultMergeRows. Larger holds more in
-	// memory (some 100 bytes a posting) and merges rarer.
+	// memory (some 50 bytes a posting) and merges rarer.
 	MergeRows int
 }
 
@@ -114,7 +114,7 @@ type Config struct {
 // writes.
 const DefaultMergeRows = 1 << 16
 
-// midFanout is how many merges of postings_recent postings_mid takes
+// midFanout is how many merges of the recent level postings_mid takes
 // before it is merged into postings.
 const midFanout = 16
 
@@ -454,13 +454,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 			return nil, fmt.Errorf("prepare find leaves statement %d: %w", i, err)
 		}
 	}
-	var gen uint64
-	var merged int64
-	if err := s.w.QueryRowContext(ctx, `SELECT gen, merged FROM index_state WHERE one = 1`).Scan(&gen, &merged); err != nil {
-		return nil, fmt.Errorf("read index state: %w", mapErr(err))
-	}
-	s.recentLevel = newRecentLevel(gen, merged)
-	if err := s.recentLevel.load(ctx, s.w); err != nil {
+	if s.recentLevel, err = loadLevel(ctx, s.w); err != nil {
 		return nil, err
 	}
 	ok = true
@@ -568,6 +562,16 @@ func (s *Store) runGroup(group []*update) {
 	// writer connection.
 	defer sqlTx.Rollback()
 	t := &tx{s: s, tx: sqlTx}
+	if err := s.syncLevel(ctx, sqlTx); err != nil {
+		fail(group, err)
+		return
+	}
+	// Nothing changes the level while the group holds the write lock: no
+	// other commit, and so no reader's newer load (replace).
+	rl := s.recentLevel
+	rl.mu.Lock()
+	t.gen, t.merged, t.live = rl.gen, rl.merged, rl.live
+	rl.mu.Unlock()
 	var ok, erasers []*update
 	for i, u := range group {
 		if err := u.ctx.Err(); err != nil {
@@ -641,8 +645,7 @@ func (s *Store) runGroup(group []*update) {
 		s.mid, s.counted = s.mid-t.inserted, true
 	}
 	mid := s.mid + t.inserted
-	rl := s.recentLevel
-	gen := rl.gen + 1 // only the lead changes rl.gen
+	gen := t.gen + 1
 	var merged int64
 	if t.recentRows() >= s.mergeRows {
 		ps := rl.livePostings(t.staged)
@@ -674,6 +677,9 @@ func (s *Store) runGroup(group []*update) {
 			return
 		}
 		mid = 0
+	}
+	if changed {
+		rl.begin(gen)
 	}
 	if err := sqlTx.Commit(); err != nil {
 		if changed {
@@ -841,7 +847,7 @@ func (s *Store) IndexEntries(ctx context.Context, after vault.IndexEntry, limit 
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list index entries: %w", err)
 	}
-	more, err := s.recentLevel.entries(sn.gen, after, limit)
+	more, err := sn.level.entries(sn.gen, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list index entries: %w", err)
 	}
@@ -1137,7 +1143,7 @@ func (sn *snapshot) findAny(ctx context.Context, typ string, tokens [][]byte) ([
 // withRecent adds to ids, found in the tables, those the recent level
 // holds for tokens in the snapshot.
 func (sn *snapshot) withRecent(ids []string, typ string, tokens [][]byte) ([]string, error) {
-	more, err := sn.s.recentLevel.findAny(sn.gen, typ, tokens, nil)
+	more, err := sn.level.findAny(sn.gen, typ, tokens, nil)
 	if err != nil {
 		return nil, fmt.Errorf("find %s: %w", typ, err)
 	}
@@ -1224,7 +1230,7 @@ func (s *Store) FindAll(ctx context.Context, typ string, clauses [][][]byte) ([]
 	if err != nil {
 		return nil, err
 	}
-	more, err := s.recentLevel.findAll(sn.gen, typ, clauses)
+	more, err := sn.level.findAll(sn.gen, typ, clauses)
 	if err != nil {
 		return nil, fmt.Errorf("find %s: %w", typ, err)
 	}
@@ -1427,14 +1433,18 @@ type tx struct {
 	// however it comes, and a statement per few rows adds a fifth to that.
 	pending []posting
 	// staged are the group's changes to the recent level, in order,
-	// applied to it once the group commits (recent.go).
+	// applied to it once the group commits (recent.go); gen, merged and
+	// live are the level's as the group began.
 	staged []recentOp
+	gen    uint64
+	merged int64
+	live   int
 }
 
 // recentRows estimates the postings the recent level holds after the
 // group: removals staged are counted as if each removed one.
 func (t *tx) recentRows() int {
-	n := t.s.recentLevel.live // only the lead changes it
+	n := t.live
 	for _, op := range t.staged {
 		if op.remove {
 			n--
@@ -1702,8 +1712,7 @@ func (t *tx) FindAny(ctx context.Context, typ string, tokens [][]byte) ([]string
 // holds for tokens as this transaction sees it: as committed (the lead's
 // generation) and then changed by its staged ops.
 func (t *tx) withRecent(ids []string, typ string, tokens [][]byte) ([]string, error) {
-	rl := t.s.recentLevel
-	more, err := rl.findAny(rl.gen, typ, tokens, t.staged)
+	more, err := t.s.recentLevel.findAny(t.gen, typ, tokens, t.staged)
 	if err != nil {
 		return nil, fmt.Errorf("find %s: %w", typ, err)
 	}
@@ -1908,7 +1917,7 @@ func (t *tx) Put(ctx context.Context, r vault.Record) error {
 // tables were damaged: thorough removes it from the tables too, as the
 // audit's repairs and erasures do (a new version's Put need not).
 func (t *tx) deletePosting(ctx context.Context, token []byte, seq int64, thorough bool) error {
-	if seq > t.s.recentLevel.merged {
+	if seq > t.merged {
 		t.staged = append(t.staged, recentOp{token: string(token), seq: seq, remove: true})
 		if !thorough {
 			return nil
@@ -1941,7 +1950,7 @@ func (t *tx) merge(ctx context.Context, copyStmt, clearStmt int) error {
 // typ/id: to the recent level's staged ones above the watermark, to the
 // pending ones for postings_mid at or below it.
 func (t *tx) insertTokens(seq int64, typ, id string, tokens [][]byte) {
-	if seq > t.s.recentLevel.merged {
+	if seq > t.merged {
 		for _, tok := range tokens {
 			t.staged = append(t.staged, recentOp{token: string(tok), seq: seq, typ: typ, id: id})
 		}
