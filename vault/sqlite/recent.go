@@ -305,6 +305,23 @@ func (rl *recentLevel) replace(fresh *recentLevel, force bool) bool {
 	return true
 }
 
+// errUncovered is a read of a generation older than the level was last
+// loaded at (another process's commit replaced it meanwhile).
+var errUncovered = errors.New("generation older than the in-memory postings")
+
+// read runs f on the snapshot's level; if another process's commit
+// replaced the Store's level meanwhile, on one read in the snapshot.
+func (sn *snapshot) read(ctx context.Context, f func(rl *recentLevel) error) error {
+	err := f(sn.level)
+	if !errors.Is(err, errUncovered) {
+		return err
+	}
+	if sn.level, err = loadLevel(ctx, sn.tx); err != nil {
+		return err
+	}
+	return f(sn.level)
+}
+
 // snapshot is a read of both the tables and the recent level as of one
 // commit.
 type snapshot struct {
@@ -390,6 +407,10 @@ func (rl *recentLevel) matches(g uint64, typ string, tokens [][]byte, staged []r
 	}
 	out := map[recentMatch]string{}
 	rl.mu.Lock()
+	if g < rl.base {
+		rl.mu.Unlock()
+		return nil, errUncovered
+	}
 	if ti := slices.Index(rl.types, typ); ti >= 0 {
 		for tok := range want {
 			for _, p := range rl.byToken[tok] {
@@ -466,6 +487,9 @@ func (rl *recentLevel) findAll(g uint64, typ string, clauses [][][]byte) ([]stri
 func (rl *recentLevel) entries(g uint64, after vault.IndexEntry, limit int) ([]vault.IndexEntry, error) {
 	rl.mu.Lock()
 	defer rl.mu.Unlock()
+	if g < rl.base {
+		return nil, errUncovered
+	}
 	rl.sortTokens()
 	var out []vault.IndexEntry
 	i, _ := slices.BinarySearch(rl.tokens, string(after.Token))

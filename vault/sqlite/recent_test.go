@@ -368,3 +368,48 @@ func TestRecentLevelReleasesMemory(t *testing.T) {
 		t.Errorf("after the reader ended: %d tokens, %d dead, %d versions held; want none", len(rl.byToken), rl.dead, len(rl.refs))
 	}
 }
+
+// TestRecentSnapshotAcrossReload: a read that began before another
+// process's commit made this Store rebuild its memory still answers as of
+// its own snapshot.
+func TestRecentSnapshotAcrossReload(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "vault.db")
+	s1, err := New(ctx, Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s1.Close()
+	s2, err := New(ctx, Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	put := func(s *Store, id string) {
+		t.Helper()
+		if err := s.Update(ctx, func(tx vault.Tx) error { return tx.Put(ctx, tokenRecord(id, 1, "a")) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := [][]byte{[]byte("a")}
+	put(s1, "o1")
+	sn, err := s1.begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(s2, "o2") // another process's commit
+	put(s1, "o3") // s1's writer rebuilds its memory from the database first
+	if base := s1.recentLevel.base; base <= sn.gen {
+		t.Fatalf("s1's memory was not rebuilt (base %d, snapshot %d)", base, sn.gen)
+	}
+	got, err := sn.findAny(ctx, "Observation", a)
+	sn.end()
+	if err != nil || !slices.Equal(got, []string{"o1"}) {
+		t.Errorf("the older snapshot finds %v, %v; want o1", got, err)
+	}
+	for i, s := range []*Store{s1, s2} {
+		if got, err := s.FindAny(ctx, "Observation", a); err != nil || !slices.Equal(got, []string{"o1", "o2", "o3"}) {
+			t.Errorf("store %d finds %v, %v; want o1 o2 o3", i+1, got, err)
+		}
+	}
+}

@@ -847,7 +847,11 @@ func (s *Store) IndexEntries(ctx context.Context, after vault.IndexEntry, limit 
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list index entries: %w", err)
 	}
-	more, err := sn.level.entries(sn.gen, after, limit)
+	var more []vault.IndexEntry
+	err = sn.read(ctx, func(rl *recentLevel) (err error) {
+		more, err = rl.entries(sn.gen, after, limit)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("list index entries: %w", err)
 	}
@@ -1117,7 +1121,7 @@ func (s *Store) Find(ctx context.Context, typ string, token []byte) ([]string, e
 	if err != nil {
 		return nil, err
 	}
-	return sn.withRecent(ids, typ, [][]byte{token})
+	return sn.withRecent(ctx, ids, typ, [][]byte{token})
 }
 
 // FindAny returns the ids, ascending, of the live resources of type typ
@@ -1137,13 +1141,17 @@ func (sn *snapshot) findAny(ctx context.Context, typ string, tokens [][]byte) ([
 	if err != nil {
 		return nil, err
 	}
-	return sn.withRecent(ids, typ, tokens)
+	return sn.withRecent(ctx, ids, typ, tokens)
 }
 
 // withRecent adds to ids, found in the tables, those the recent level
 // holds for tokens in the snapshot.
-func (sn *snapshot) withRecent(ids []string, typ string, tokens [][]byte) ([]string, error) {
-	more, err := sn.level.findAny(sn.gen, typ, tokens, nil)
+func (sn *snapshot) withRecent(ctx context.Context, ids []string, typ string, tokens [][]byte) ([]string, error) {
+	var more []string
+	err := sn.read(ctx, func(rl *recentLevel) (err error) {
+		more, err = rl.findAny(sn.gen, typ, tokens, nil)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("find %s: %w", typ, err)
 	}
@@ -1230,7 +1238,11 @@ func (s *Store) FindAll(ctx context.Context, typ string, clauses [][][]byte) ([]
 	if err != nil {
 		return nil, err
 	}
-	more, err := sn.level.findAll(sn.gen, typ, clauses)
+	var more []string
+	err = sn.read(ctx, func(rl *recentLevel) (err error) {
+		more, err = rl.findAll(sn.gen, typ, clauses)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("find %s: %w", typ, err)
 	}
