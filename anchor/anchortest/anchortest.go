@@ -42,6 +42,7 @@ func Exercise(t *testing.T, newStore func(t *testing.T) anchor.Store) {
 		{"Empty", testEmpty},
 		{"Append", testAppend},
 		{"AppendConflict", testAppendConflict},
+		{"AppendMany", testAppendMany},
 		{"Anchors", testAnchors},
 		{"AnchorConflict", testAnchorConflict},
 		{"Concurrent", testConcurrent},
@@ -181,6 +182,31 @@ func testEmpty(t *testing.T, s anchor.Store) {
 	}
 	if got, err := s.Unconfirmed(ctx); err != nil || len(got) != 0 {
 		t.Errorf("Unconfirmed = %v, %v; want none", got, err)
+	}
+}
+
+// testAppendMany appends a checkpoint of a thousand leaves (a busy
+// second's; some two thousand nodes, more than one statement's worth for a
+// Store that batches them) and reads every node back.
+func testAppendMany(t *testing.T, s anchor.Store) {
+	b := newBuilder()
+	b.appendN(t, s, 3)
+	cp := b.appendN(t, s, 1000)
+	var ids []compact.NodeID
+	var want [][]byte
+	for id, h := range b.nodes {
+		ids = append(ids, id)
+		want = append(want, h)
+	}
+	got, err := s.Nodes(t.Context(), ids)
+	if err != nil {
+		t.Fatalf("Nodes(%d ids): %v", len(ids), err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Nodes (-want +got):\n%s", diff)
+	}
+	if last, err := s.LastCheckpoint(t.Context()); err != nil || last.Size != cp.Size {
+		t.Errorf("LastCheckpoint = %d, %v; want %d", last.Size, err, cp.Size)
 	}
 }
 
