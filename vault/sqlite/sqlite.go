@@ -1437,7 +1437,7 @@ type tx struct {
 	// enough to tell when to merge. The levels' counts are estimates in
 	// the same way (a merge's ignored duplicates are counted).
 	inserted int
-	// pending are postings on its way to postings_mid: those of token
+	// pending are postings on their way to postings_mid: those of token
 	// sets rewritten at or below the watermark (reindex), not inserted
 	// yet, and a merge's. They go in at the end of the Update (or before
 	// the first statement of it that reads or deletes postings) sorted, 64
