@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -116,20 +117,10 @@ func (p *recentPosting) visible(g uint64) bool { return p.added <= g && g < p.re
 // into a new level, in q's snapshot (a transaction, or the database before
 // it is shared).
 func loadLevel(ctx context.Context, q queryer) (*recentLevel, error) {
-	rows, err := q.QueryContext(ctx, `SELECT gen, merged FROM index_state WHERE one = 1`)
-	if err != nil {
-		return nil, fmt.Errorf("read index state: %w", mapErr(err))
-	}
 	var gen uint64
 	var merged int64
-	if rows.Next() {
-		err = rows.Scan(&gen, &merged)
-	} else {
-		err = errors.New("no row")
-	}
-	rows.Close()
-	if err != nil {
-		return nil, fmt.Errorf("read index state: %w", err)
+	if err := q.QueryRowContext(ctx, `SELECT gen, merged FROM index_state WHERE one = 1`).Scan(&gen, &merged); err != nil {
+		return nil, fmt.Errorf("read index state: %w", mapErr(err))
 	}
 	rl := newRecentLevel(gen, merged)
 	if err := rl.load(ctx, q); err != nil {
@@ -345,7 +336,7 @@ func (s *Store) begin(ctx context.Context) (*snapshot, error) {
 	if err == nil {
 		sn.tx = tx
 		// The first read of the transaction fixes its snapshot.
-		err = tx.QueryRowContext(ctx, `SELECT gen FROM index_state WHERE one = 1`).Scan(&sn.gen)
+		err = tx.StmtContext(ctx, s.rstmt[stGen]).QueryRowContext(ctx).Scan(&sn.gen)
 	}
 	if err == nil {
 		rl.mu.Lock()
@@ -443,12 +434,12 @@ func (rl *recentLevel) findAny(g uint64, typ string, tokens [][]byte, staged []r
 	if err != nil {
 		return nil, err
 	}
-	ids := make([]string, 0, len(m))
-	for _, id := range m {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	return slices.Compact(ids), nil
+	return distinctIDs(m), nil
+}
+
+// distinctIDs returns the distinct values of m, ascending.
+func distinctIDs[K comparable](m map[K]string) []string {
+	return slices.Compact(slices.Sorted(maps.Values(m)))
 }
 
 // findAll returns the distinct ids, ascending, of the resources whose
@@ -474,12 +465,7 @@ func (rl *recentLevel) findAll(g uint64, typ string, clauses [][][]byte) ([]stri
 			return nil, nil
 		}
 	}
-	ids := make([]string, 0, len(bySeq))
-	for _, id := range bySeq {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	return slices.Compact(ids), nil
+	return distinctIDs(bySeq), nil
 }
 
 // entries returns up to limit of the level's postings at generation g
@@ -587,7 +573,7 @@ func comparePostings(a, b posting) int {
 // rebuilds it (syncLevel).
 func (s *Store) settle(ctx context.Context, gen uint64, staged []recentOp, merged int64) {
 	var got uint64
-	err := s.w.QueryRowContext(ctx, `SELECT gen FROM index_state WHERE one = 1`).Scan(&got)
+	err := s.wstmt[stGenTx].QueryRowContext(ctx).Scan(&got)
 	rl := s.recentLevel
 	if err == nil && got == gen {
 		rl.apply(staged, gen, merged)
@@ -602,9 +588,9 @@ func (s *Store) settle(ctx context.Context, gen uint64, staged []recentOp, merge
 // syncLevel brings the level up to the database at the start of a group,
 // in its transaction: another process may have committed since this
 // process's last group.
-func (s *Store) syncLevel(ctx context.Context, tx *sql.Tx) error {
+func (s *Store) syncLevel(ctx context.Context, t *tx) error {
 	var gen uint64
-	if err := tx.QueryRowContext(ctx, `SELECT gen FROM index_state WHERE one = 1`).Scan(&gen); err != nil {
+	if err := t.stmt(ctx, stGenTx).QueryRowContext(ctx).Scan(&gen); err != nil {
 		return fmt.Errorf("read index generation: %w", mapErr(err))
 	}
 	rl := s.recentLevel
@@ -614,7 +600,7 @@ func (s *Store) syncLevel(ctx context.Context, tx *sql.Tx) error {
 	if current {
 		return nil
 	}
-	fresh, err := loadLevel(ctx, tx)
+	fresh, err := loadLevel(ctx, t.tx)
 	if err != nil {
 		return err
 	}

@@ -186,6 +186,7 @@ const (
 	stSetIndexVersion
 	stSetGen
 	stSetMerged
+	stGenTx
 	stSavepoint
 	stRelease
 	stRollbackTo
@@ -230,6 +231,7 @@ const (
 	stChanges
 	stChangesOfType
 	stSealed
+	stGen
 	numReadStmts
 )
 
@@ -278,12 +280,16 @@ ORDER BY version DESC LIMIT 1`,
 	stSetIndexVersion: `UPDATE index_state SET version = ? WHERE one = 1`,
 	stSetGen:          `UPDATE index_state SET gen = ? WHERE one = 1`,
 	stSetMerged:       `UPDATE index_state SET merged = ? WHERE one = 1`,
+	stGenTx:           genSQL,
 	// A group commit's per-Update savepoints, prepared like the rest:
 	// parsing them again for every Update cost as much as a small write.
 	stSavepoint:  `SAVEPOINT u`,
 	stRelease:    `RELEASE u`,
 	stRollbackTo: `ROLLBACK TO u`,
 }
+
+// genSQL reads the generation of the in-memory postings (recent.go).
+const genSQL = `SELECT gen FROM index_state WHERE one = 1`
 
 var readSQL = [numReadStmts]string{
 	stCurrent: selectRecord + ` ORDER BY v.version DESC LIMIT 1`,
@@ -324,6 +330,7 @@ UNION ALL SELECT token, seq FROM postings_mid WHERE (token, seq) > (?1, ?2) ORDE
 	stChangesOfType: changesSQL + ` WHERE v.type = ? AND v.seq < ? AND v.last_updated >= ? ORDER BY v.seq DESC LIMIT ?`,
 	// Sealed: versions_by_key finds the key's versions, the unique (type,
 	// id, version) index says whether each is its resource's latest.
+	stGen: genSQL,
 	stSealed: changesSQL + ` WHERE v.key_id = ? AND v.version =
 	(SELECT max(w.version) FROM versions w WHERE w.type = v.type AND w.id = v.id) ORDER BY v.type, v.id`,
 }
@@ -562,7 +569,7 @@ func (s *Store) runGroup(group []*update) {
 	// writer connection.
 	defer sqlTx.Rollback()
 	t := &tx{s: s, tx: sqlTx}
-	if err := s.syncLevel(ctx, sqlTx); err != nil {
+	if err := s.syncLevel(ctx, t); err != nil {
 		fail(group, err)
 		return
 	}
@@ -1165,6 +1172,7 @@ const findAnyChunk = 500
 // queryer is *sql.DB or *sql.Tx.
 type queryer interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
 // findAnySQL is the FindAny query of n tokens, then the type.
