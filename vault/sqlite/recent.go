@@ -277,17 +277,14 @@ func (rl *recentLevel) collect() {
 }
 
 // replace takes over fresh's postings, loaded at a later generation
-// than the level's (another process committed), and reports whether the
-// level now covers fresh's generation; fresh is the level's afterwards.
-// The writer forces it: what its transaction read is the database.
+// than the level's (another process committed), and reports whether it
+// did; fresh is the level's afterwards. The writer forces it: what its
+// transaction read is the database, whatever the level held.
 func (rl *recentLevel) replace(fresh *recentLevel, force bool) bool {
 	rl.mu.Lock()
 	defer rl.mu.Unlock()
-	if !force && rl.base <= fresh.gen && fresh.gen <= rl.gen {
-		return true // the level knows that generation already
-	}
-	if !force && fresh.gen < rl.gen {
-		return false // the level moved on
+	if !force && fresh.gen <= rl.gen {
+		return false // not newer: the reader keeps its own
 	}
 	rl.byToken, rl.tokens, rl.refs, rl.types = fresh.byToken, nil, fresh.refs, fresh.types
 	rl.live, rl.dead = fresh.live, 0
@@ -345,7 +342,10 @@ func (s *Store) begin(ctx context.Context) (*snapshot, error) {
 		for rl.gen < sn.gen && rl.committing == sn.gen {
 			rl.caughtUp.Wait()
 		}
-		if rl.base <= sn.gen && sn.gen <= rl.gen {
+		// A snapshot taken after pinning sees at least the pinned
+		// generation: one older means the database's gen moved back (a
+		// restored file, an edit), which memory cannot answer for.
+		if max(rl.base, pin) <= sn.gen && sn.gen <= rl.gen {
 			sn.level = rl
 		}
 		rl.mu.Unlock()
