@@ -1,10 +1,12 @@
 package deid
 
 import (
+	"hash/maphash"
 	"regexp"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 )
@@ -28,6 +30,62 @@ var scrubPattern = regexp.MustCompile(`(?i)` +
 	`|\d{5,}` +
 	`|\b(?:ag(?:e|ed)\s+)?(?:9\d|[1-9]\d\d)\s*-?\s*(?:y(?:ea)?rs?[\s\-]old|y(?:ea)?rs?|y/?o)\b` +
 	`|\bag(?:e|ed)\s+(?:9\d|[1-9]\d\d)\b`)
+
+// patternFree remembers short texts in which scrubPattern finds nothing.
+// Displays and units repeat across resources ("Hemoglobin A1c/Hemoglobin.total
+// in Blood" on every such Observation) and the expression costs
+// microseconds a text: it was a fifth of de-identifying a Synthea
+// resource. Only texts the expression found nothing in are remembered, so
+// the cache can only ever skip a search that would find nothing.
+var patternFree = newTextSet(1<<16, 256)
+
+// textSet is a bounded set of strings that keeps, of each, only two
+// independently and randomly seeded 64-bit hashes, never the text: a
+// remembered display stays in memory as 16 bytes that say nothing about
+// it. A text not added is taken for one added only if both hashes
+// collide, a chance of about 2^-128 a pair, with seeds no client sees.
+// When full it starts over, which costs only repeated searches.
+type textSet struct {
+	seeds  [2]maphash.Seed
+	maxLen int // longer texts are neither kept nor looked up
+	limit  int
+
+	mu  sync.RWMutex
+	set map[[2]uint64]struct{}
+}
+
+func newTextSet(limit, maxLen int) *textSet {
+	return &textSet{seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}, maxLen: maxLen, limit: limit,
+		set: make(map[[2]uint64]struct{})}
+}
+
+func (t *textSet) key(s string) [2]uint64 {
+	return [2]uint64{maphash.String(t.seeds[0], s), maphash.String(t.seeds[1], s)}
+}
+
+func (t *textSet) has(s string) bool {
+	if len(s) > t.maxLen {
+		return false
+	}
+	k := t.key(s)
+	t.mu.RLock()
+	_, ok := t.set[k]
+	t.mu.RUnlock()
+	return ok
+}
+
+func (t *textSet) add(s string) {
+	if len(s) > t.maxLen {
+		return
+	}
+	k := t.key(s)
+	t.mu.Lock()
+	if len(t.set) >= t.limit {
+		clear(t.set)
+	}
+	t.set[k] = struct{}{}
+	t.mu.Unlock()
+}
 
 const months = `(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)`
 
@@ -70,10 +128,14 @@ type matcher struct {
 	single map[string]bool
 	multi  map[int]map[string]bool // word count -> sorted words joined by a space
 	lens   []int
+	// words holds every word of the terms of several words: a run of
+	// tokens with one word outside it cannot be such a term, and is not
+	// sorted and joined to be looked up (most runs of a text are not).
+	words map[string]bool
 }
 
 func newMatcher(terms ...[]string) *matcher {
-	m := &matcher{single: map[string]bool{}, multi: map[int]map[string]bool{}}
+	m := &matcher{single: map[string]bool{}, multi: map[int]map[string]bool{}, words: map[string]bool{}}
 	for _, ts := range terms {
 		for _, t := range ts {
 			m.add(t)
@@ -104,6 +166,9 @@ func (m *matcher) add(t string) {
 		m.multi[k] = map[string]bool{}
 	}
 	m.multi[k][key(toks)] = true
+	for _, t := range toks {
+		m.words[t.word] = true
+	}
 }
 
 func key(toks []token) string {
@@ -121,12 +186,23 @@ func (m *matcher) spans(toks []token) [][2]int {
 		return nil
 	}
 	var out [][2]int
+	longest := 0
+	if len(m.lens) > 0 {
+		longest = m.lens[len(m.lens)-1]
+	}
 	for i, t := range toks {
 		if m.single[t.word] {
 			out = append(out, [2]int{t.start, t.end})
 		}
+		// run counts the tokens from i on that are words of some term, up
+		// to the longest term's count (a text of one name repeated must
+		// not cost the square of its length).
+		run := 0
+		for i+run < len(toks) && run < longest && m.words[toks[i+run].word] {
+			run++
+		}
 		for _, k := range m.lens {
-			if i+k > len(toks) {
+			if k > run {
 				break
 			}
 			if m.multi[k][key(toks[i:i+k])] {
@@ -143,9 +219,12 @@ func scrub(s, marker string, ms ...*matcher) string {
 	var spans [][2]int
 	// Every alternative of scrubPattern needs one of these: most published
 	// displays have none, and skip the regular expression.
-	if strings.ContainsAny(s, "0123456789@:.") {
+	if strings.ContainsAny(s, "0123456789@:.") && !patternFree.has(s) {
 		for _, sp := range scrubPattern.FindAllStringIndex(s, -1) {
 			spans = append(spans, [2]int{sp[0], sp[1]})
+		}
+		if len(spans) == 0 {
+			patternFree.add(s)
 		}
 	}
 	var toks []token

@@ -1,6 +1,11 @@
 package deid
 
 import (
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/fhiranchor/fhiranchor/fhir"
@@ -101,4 +106,146 @@ func mustDecode(t *testing.T, s string) map[string]any {
 		t.Fatal(err)
 	}
 	return v.(map[string]any)
+}
+
+// TestScrubCacheOracle holds scrub, whose pattern search a cache of
+// pattern-free texts may skip, to the expression itself: over the displays,
+// texts and units of the Synthea set, the nasty corpus and texts made to
+// differ from a remembered one by one character, a text comes back unchanged
+// exactly when the expression finds nothing in it, on its first, second and
+// third scrub (the later ones may be answered by the cache).
+func TestScrubCacheOracle(t *testing.T) {
+	texts := []string{
+		"Hemoglobin A1c/Hemoglobin.total in Blood", "Hemoglobin A1c/Hemoglobin.total in Blood 617-555-0199",
+		"Body Height", "Body Height 2020-01-02", "Glomerular filtration rate/1.73 sq M.predicted",
+		"Glomerular filtration rate/1.73 sq M.predicted1", "call 617.555.0199", "call 617.555.0198",
+		"aged 89", "aged 90", "mail a@b.org", "mail a@b.or", "12345", "1234", "10.0.0.1", "10.0.0",
+	}
+	for _, f := range syntheaFiles(t) {
+		res, _ := loadBundle(t, f)
+		for _, r := range res {
+			walkStrings(r.tree, func(s string) { texts = append(texts, s) })
+		}
+	}
+	nasty, err := os.ReadFile(filepath.Join("testdata", "nasty.phi.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := fhir.Decode(nasty)
+	if err != nil {
+		t.Fatal(err)
+	}
+	walkStrings(v, func(s string) { texts = append(texts, s) })
+	slices.Sort(texts)
+	texts = slices.Compact(texts)
+	found := 0
+	for round := range 3 {
+		for _, s := range texts {
+			match := strings.ContainsAny(s, "0123456789@:.") && scrubPattern.MatchString(s)
+			if got := scrub(s, "[X]"); (got != s) != match {
+				t.Fatalf("round %d: scrub changed a text: %v, the expression matches it: %v", round, got != s, match)
+			}
+			if match && round == 0 {
+				found++
+			}
+		}
+	}
+	if found == 0 {
+		t.Fatal("no text the expression matches: the oracle proves nothing")
+	}
+	t.Logf("%d texts, %d with a pattern", len(texts), found)
+}
+
+// walkStrings calls fn with every string in a decoded JSON value.
+func walkStrings(v any, fn func(string)) {
+	switch x := v.(type) {
+	case string:
+		fn(x)
+	case map[string]any:
+		for _, e := range x {
+			walkStrings(e, fn)
+		}
+	case []any:
+		for _, e := range x {
+			walkStrings(e, fn)
+		}
+	}
+}
+
+func TestTextSetBounded(t *testing.T) {
+	s := newTextSet(4, 8)
+	for _, w := range []string{"a", "b", "c", "d"} {
+		s.add(w)
+	}
+	for _, w := range []string{"a", "b", "c", "d"} {
+		if !s.has(w) {
+			t.Errorf("has(%q) = false after add", w)
+		}
+	}
+	if s.has("e") {
+		t.Error("has a text never added")
+	}
+	s.add("e") // full: starts over
+	if len(s.set) > 4 || !s.has("e") || s.has("a") {
+		t.Errorf("after a fifth add: %d kept, has e %v, has a %v", len(s.set), s.has("e"), s.has("a"))
+	}
+	s.add("longer than 8")
+	if s.has("longer than 8") {
+		t.Error("a text over maxLen is remembered")
+	}
+}
+
+// FuzzScrubCache: scrubbing a text again, once the cache may answer for
+// it, gives what the first scrub gave, and changes the text exactly when
+// the expression finds something in it.
+func FuzzScrubCache(f *testing.F) {
+	for _, s := range []string{"Body Height", "call 617-555-0199", "1.73 sq M", "Dr. Okafor", "a@b.org", "12345"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		first := scrub(s, "[X]")
+		if again := scrub(s, "[X]"); again != first {
+			t.Fatalf("second scrub %q, first %q", again, first)
+		}
+		if match := strings.ContainsAny(s, "0123456789@:.") && scrubPattern.MatchString(s); (first != s) != match {
+			t.Fatalf("scrub changed the text: %v, the expression matches: %v", first != s, match)
+		}
+	})
+}
+
+// TestMatcherSpansOracle holds spans, which skips runs of tokens holding a
+// word of no term, to the plain search: every run of every term length
+// looked up, over random terms and texts of a small vocabulary.
+func TestMatcherSpansOracle(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	vocab := []string{"ann", "bo", "lee", "smith", "ng", "okafor", "zoë", "street", "of", "main"}
+	words := func(n int) string {
+		var ws []string
+		for range n {
+			ws = append(ws, vocab[rng.IntN(len(vocab))])
+		}
+		return strings.Join(ws, " ")
+	}
+	for round := range 500 {
+		var terms []string
+		for range 1 + rng.IntN(6) {
+			terms = append(terms, words(1+rng.IntN(4)))
+		}
+		m := newMatcher(terms)
+		toks := tokenize(words(rng.IntN(30)) + ", " + words(rng.IntN(10)))
+		var want [][2]int
+		for i, tk := range toks {
+			if m.single[tk.word] {
+				want = append(want, [2]int{tk.start, tk.end})
+			}
+			for _, k := range m.lens {
+				if i+k <= len(toks) && m.multi[k][key(toks[i:i+k])] {
+					want = append(want, [2]int{tk.start, toks[i+k-1].end})
+				}
+			}
+		}
+		if got := m.spans(toks); !slices.Equal(got, want) {
+			t.Fatalf("round %d: terms %q: spans %v, want %v", round, terms, got, want)
+		}
+	}
 }

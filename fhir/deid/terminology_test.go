@@ -93,3 +93,16 @@ func TestVet(t *testing.T) {
 		})
 	}
 }
+
+// FuzzPersonTitle: the prefilter never hides a title the expression finds.
+func FuzzPersonTitle(f *testing.F) {
+	for _, s := range []string{"Dr. Okafor", "seen by Mrs Li", "Prof Ng", "Fr. Brown", "Sr. Ana", "Mx Lee", "Ms. J",
+		"Body Height", "Drug allergy", "Mr", "x Dr.\tZ", "ÀDr Ÿ"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := hasPersonTitle(s), personTitle.MatchString(s); got != want {
+			t.Fatalf("hasPersonTitle = %v, personTitle matches: %v", got, want)
+		}
+	})
+}
