@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fhiranchor/fhiranchor/policy"
 	"github.com/fhiranchor/fhiranchor/vault"
 )
 
@@ -40,16 +39,9 @@ const maxBatch = 512
 // machine.
 const maxGather = time.Millisecond
 
-// pendingRecord is one decision to record.
-type pendingRecord struct {
-	in       policy.Input
-	out      Outcome
-	resource string
-}
-
 // commitRequest is one request's records, waiting for a commit.
 type commitRequest struct {
-	records []pendingRecord
+	records []decidedEntry
 	leaves  []uint64
 	err     error
 	// wake receives true when the records are committed (or failed: err),
@@ -132,7 +124,7 @@ func (g *groupCommit) queuedRecords() int {
 // record commits recs in a transaction shared with concurrent requests and
 // returns their leaf indexes once that transaction is durable. expected
 // says the request was announced by expect.
-func (c *Control) record(ctx context.Context, recs []pendingRecord, expected bool) ([]uint64, error) {
+func (c *Control) record(ctx context.Context, recs []decidedEntry, expected bool) ([]uint64, error) {
 	r := &commitRequest{records: recs, wake: make(chan bool, 1)}
 	g := &c.commits
 	g.mu.Lock()
@@ -180,7 +172,7 @@ func (c *Control) commitQueue(ctx context.Context, self *commitRequest) {
 		for _, r := range batch {
 			r.leaves = r.leaves[:0]
 			for _, p := range r.records {
-				idx, err := c.Record(ctx, tx, p.in, p.out, p.resource)
+				idx, err := c.add(ctx, tx, p)
 				if err != nil {
 					return err
 				}

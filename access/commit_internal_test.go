@@ -82,7 +82,11 @@ func TestGatherWaitsForReadsUnderWay(t *testing.T) {
 	c.commits.maxGather = time.Minute
 	ctx := context.Background()
 	in := Caller{ClientID: "ehr", Purpose: "TREAT"}.Input("read", "Patient/p", policy.ResourceRef{Type: "Observation"}, Now(time.Now))
-	rec := []pendingRecord{{in: in, resource: "Observation/x/_history/1"}}
+	e, err := decisionEntry(c.vault, in, Outcome{}, "Observation/x/_history/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := []decidedEntry{e}
 	within := func(what string, done <-chan []uint64) []uint64 {
 		t.Helper()
 		select {

@@ -189,28 +189,53 @@ func actingFor(ctx context.Context, r Reader, actor string) ([]string, error) {
 // Record queues the record of a decision in tx and returns its leaf index.
 // resource is "Type/id/_history/n" for a read, "" for a write.
 func (c *Control) Record(ctx context.Context, tx *vault.SealedTx, in policy.Input, o Outcome, resource string) (uint64, error) {
-	patient := Ref(tx, in.Patient)
+	r, err := decisionEntry(tx, in, o, resource)
+	if err != nil {
+		return 0, err
+	}
+	return c.add(ctx, tx, r)
+}
+
+// decidedEntry is the record of one decision, made ready (Entry) with what
+// adding it reports.
+type decidedEntry struct {
+	Entry
+	client     string
+	allow      bool
+	breakGlass bool
+}
+
+// decisionEntry makes the record of a decision, its references tokenized
+// by k (the vault or a transaction of it: the same key).
+func decisionEntry(k Tokener, in policy.Input, o Outcome, resource string) (decidedEntry, error) {
+	patient := Ref(k, in.Patient)
 	rec := Decision{
 		Kind: KindAccessDecision, Time: in.Time.Format(time.RFC3339Nano), Client: in.Actor.ClientID,
-		Actor: ActorRef(tx, in.Actor.Reference), Organization: in.Actor.Organization, Roles: in.Actor.Roles,
-		Action: in.Action, Purpose: in.Purpose, Patient: patient, Resource: Ref(tx, resource),
-		Allow: o.Allow, Reasons: Reasons(tx, o.Reasons), Obligations: o.Obligations, BasedOn: Consents(tx, o.BasedOn),
+		Actor: ActorRef(k, in.Actor.Reference), Organization: in.Actor.Organization, Roles: in.Actor.Roles,
+		Action: in.Action, Purpose: in.Purpose, Patient: patient, Resource: Ref(k, resource),
+		Allow: o.Allow, Reasons: Reasons(k, o.Reasons), Obligations: o.Obligations, BasedOn: Consents(k, o.BasedOn),
 		PolicyRevision: o.PolicyRevision, PolicyVersion: o.PolicyVersion, BreakGlass: o.BreakGlass,
 	}
 	if rec.Reasons == nil {
 		rec.Reasons = []string{}
 	}
-	idx, _, err := Add(ctx, tx, KindAccessDecision, "access-decision", patient, in.Actor.ClientID, in.Time, rec)
+	e, err := NewEntry(KindAccessDecision, "access-decision", patient, in.Actor.ClientID, in.Time, rec)
+	return decidedEntry{Entry: e, client: in.Actor.ClientID, allow: o.Allow, breakGlass: o.BreakGlass}, err
+}
+
+// add queues a decision's record in tx and reports it.
+func (c *Control) add(ctx context.Context, tx *vault.SealedTx, r decidedEntry) (uint64, error) {
+	idx, err := r.Add(ctx, tx)
 	if err != nil {
 		return 0, err
 	}
 	if c.metrics != nil {
-		c.metrics.Decided(o.Allow)
+		c.metrics.Decided(r.allow)
 	}
-	if o.BreakGlass {
+	if r.breakGlass {
 		// Break-the-glass is allowed but must be seen: the record is
 		// anchored like every decision, and the operator is told at once.
-		c.log.WarnContext(ctx, "break-the-glass access", slog.String("client", in.Actor.ClientID), slog.Uint64("decision", idx))
+		c.log.WarnContext(ctx, "break-the-glass access", slog.String("client", r.client), slog.Uint64("decision", idx))
 	}
 	return idx, nil
 }
@@ -259,9 +284,13 @@ func (c *Control) Read(ctx context.Context, caller Caller, v vault.Version) (Ver
 	if err != nil {
 		return Verdict{}, err
 	}
+	// Made here, on the request's goroutine: the committer only inserts it.
+	rec, err := decisionEntry(c.vault, in, out, v.Type+"/"+v.ID+"/_history/"+strconv.FormatInt(v.Version, 10))
+	if err != nil {
+		return Verdict{}, err
+	}
 	queued = true
-	leaves, err := c.record(ctx, []pendingRecord{{in: in, out: out,
-		resource: v.Type + "/" + v.ID + "/_history/" + strconv.FormatInt(v.Version, 10)}}, true)
+	leaves, err := c.record(ctx, []decidedEntry{rec}, true)
 	if err != nil {
 		return Verdict{}, err
 	}

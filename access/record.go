@@ -230,27 +230,53 @@ func DeidRules(typ string, changes []deid.Change) []DeidRule {
 // record is about ("" for none); actor is the client id. It returns the
 // leaf's index in the log and the salt.
 func Add(ctx context.Context, tx *vault.SealedTx, k Kind, ref, subject, actor string, at time.Time, rec any) (uint64, []byte, error) {
-	t := k.LeafType()
-	if t == 0 {
-		return 0, nil, fmt.Errorf("record of unknown kind %q", k)
-	}
-	body, err := json.Marshal(rec)
-	if err != nil {
-		return 0, nil, fmt.Errorf("encode %s record: %w", k, err)
-	}
-	salt, err := anchor.NewSalt()
+	e, err := NewEntry(k, ref, subject, actor, at, rec)
 	if err != nil {
 		return 0, nil, err
 	}
+	idx, err := e.Add(ctx, tx)
+	return idx, e.leaf.Salt, err
+}
+
+// Entry is a record made ready to be added as a leaf: marshalled, salted,
+// committed to and packed. Making one needs no transaction, so a caller
+// makes it on its own goroutine and leaves the writer, which every write
+// and every read's decision waits for, only the rows to insert.
+type Entry struct {
+	kind Kind
+	leaf vault.Leaf
+}
+
+// NewEntry makes the leaf Add would queue, with the same arguments.
+func NewEntry(k Kind, ref, subject, actor string, at time.Time, rec any) (Entry, error) {
+	t := k.LeafType()
+	if t == 0 {
+		return Entry{}, fmt.Errorf("record of unknown kind %q", k)
+	}
+	body, err := json.Marshal(rec)
+	if err != nil {
+		return Entry{}, fmt.Errorf("encode %s record: %w", k, err)
+	}
+	salt, err := anchor.NewSalt()
+	if err != nil {
+		return Entry{}, err
+	}
 	commitment := anchor.Commit(t, salt, body)
-	seq, err := tx.AddLeaf(ctx, vault.Leaf{
+	l := vault.Leaf{
 		Type: uint8(t), Data: anchor.LeafData(t, commitment), Ref: ref,
 		Record: body, Salt: salt, Subject: subject, Actor: actor, Time: at,
-	})
-	if err != nil {
-		return 0, nil, fmt.Errorf("queue %s leaf: %w", k, err)
 	}
-	return uint64(seq - 1), salt, nil
+	vault.PackLeaf(&l)
+	return Entry{kind: k, leaf: l}, nil
+}
+
+// Add queues the entry's leaf in tx and returns its index in the log.
+func (e Entry) Add(ctx context.Context, tx *vault.SealedTx) (uint64, error) {
+	seq, err := tx.AddLeaf(ctx, e.leaf)
+	if err != nil {
+		return 0, fmt.Errorf("queue %s leaf: %w", e.kind, err)
+	}
+	return uint64(seq - 1), nil
 }
 
 // Tokener computes keyed tokens; *vault.Sealed and *vault.SealedTx are.

@@ -151,9 +151,13 @@ func (r *Release) Commit(ctx context.Context) error {
 	if r.c == nil || len(r.pending) == 0 {
 		return nil
 	}
-	recs := make([]pendingRecord, len(r.pending))
+	recs := make([]decidedEntry, len(r.pending))
 	for i, g := range r.pending {
-		recs[i] = pendingRecord{in: g.in, out: g.out, resource: g.in.Resource.Type}
+		rec, err := decisionEntry(r.c.vault, g.in, g.out, g.in.Resource.Type)
+		if err != nil {
+			return fmt.Errorf("record search decisions: %w", err)
+		}
+		recs[i] = rec
 	}
 	if _, err := r.c.record(ctx, recs, false); err != nil {
 		return fmt.Errorf("record search decisions: %w", err)

@@ -56,11 +56,11 @@ type op struct {
 	body        []byte // canonical bytes of the stored version (POST/PUT)
 	read        []byte // response resource of a GET entry
 
-	pending     *vault.Version           // the version prepared for Put
-	tree        map[string]any           // between prepare and commit: the body to store
-	sealedUnder string                   // between prepare and commit: the compartment whose key seals it
-	deidRecord  *access.Deidentification // the record of pending's research copy, if any
-	prevConsent access.ConsentFacts      // of a Consent write: the version it replaces
+	pending     *vault.Version      // the version prepared for Put
+	tree        map[string]any      // between prepare and commit: the body to store
+	sealedUnder string              // between prepare and commit: the compartment whose key seals it
+	deidRecord  *access.Entry       // the record of pending's research copy, if any, made ready
+	prevConsent access.ConsentFacts // of a Consent write: the version it replaces
 
 	// Worked out before the vault transaction (precompute): the id of an
 	// unconditional create, and its blind-index tokens when its references
@@ -698,15 +698,28 @@ func (w *writer) researchCopies(ctx context.Context, tx *vault.SealedTx, ops []*
 			subject = deid.NewSubject(birthDate, terms)
 			subjects[c] = subject
 		}
-		copies = append(copies, copyJob{o: o, subject: subject, location: access.Ref(tx, o.location())})
+		copies = append(copies, copyJob{o: o, subject: subject, location: access.Ref(tx, o.location()), compartment: access.Ref(tx, c)})
 	}
-	// De-identification reads no stored state: on every core.
+	// De-identification reads no stored state: on every core, and so is
+	// each copy's record made ready (the writer only inserts it).
+	client := clientOf(ctx)
+	errs := make([]error, len(copies))
 	eachParallel(len(copies), func(i int) {
 		j := copies[i]
-		j.o.pending.Deid, j.o.deidRecord = w.deid.Copy(ctx, j.o.typ, j.o.res.Tree, j.o.pending.Compartment, j.subject, now,
-			j.location, j.o.pending.Commitment)
+		v := j.o.pending
+		var rec *access.Deidentification
+		v.Deid, rec = w.deid.Copy(ctx, j.o.typ, j.o.res.Tree, v.Compartment, j.subject, now, j.location, v.Commitment)
+		if rec == nil {
+			return
+		}
+		e, err := access.NewEntry(access.KindDeidentification, "deidentification/"+rec.Resource, j.compartment, client, v.LastUpdated, rec)
+		if err != nil {
+			errs[i] = err
+			return
+		}
+		j.o.deidRecord = &e
 	})
-	return nil
+	return errors.Join(errs...)
 }
 
 // pack compresses the versions about to be stored, on every core, so that
@@ -724,9 +737,10 @@ func pack(ops []*op) {
 
 // copyJob is a research copy to make, with what it needs from stored state.
 type copyJob struct {
-	o        *op
-	subject  deid.Subject
-	location string
+	o           *op
+	subject     deid.Subject
+	location    string // the version, as a record names it
+	compartment string // its patient, as a record names it
 }
 
 // storedPatient returns the current stored Patient of a compartment as a
@@ -762,8 +776,7 @@ func (w *writer) put(ctx context.Context, tx *vault.SealedTx, o *op) error {
 	}
 	if o.deidRecord != nil {
 		// The copy's leaf follows its version's in the same transaction.
-		if _, _, err := access.Add(ctx, tx, access.KindDeidentification, "deidentification/"+o.deidRecord.Resource,
-			access.Ref(tx, v.Compartment), clientOf(ctx), v.LastUpdated, o.deidRecord); err != nil {
+		if _, err := o.deidRecord.Add(ctx, tx); err != nil {
 			return err
 		}
 	}

@@ -280,6 +280,25 @@ func PackRecord(b []byte) []byte {
 	return packWith(recordCodec, b)
 }
 
+// PackLeaf packs l's Record ahead, into l.Packed: a caller that builds a
+// leaf before its transaction (on its own goroutine, while the writer
+// serves others) packs it there too. Record MUST NOT change afterwards.
+func PackLeaf(l *Leaf) {
+	l.Packed = nil
+	if len(l.Record) > 0 {
+		l.Packed = PackRecord(l.Record)
+	}
+}
+
+// StoredRecord is what a Store keeps for l's Record: l.Packed if PackLeaf
+// made it, else PackRecord(l.Record).
+func StoredRecord(l *Leaf) []byte {
+	if l.Packed != nil && len(l.Record) > 0 {
+		return l.Packed
+	}
+	return PackRecord(l.Record)
+}
+
 // UnpackRecord reverses PackRecord. A record stored before packing (plain
 // JSON) comes back as it is. Stored bytes that do not unpack are returned
 // as they are: they begin with a marker byte, which a record (JSON) never

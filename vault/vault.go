@@ -83,6 +83,11 @@ type Leaf struct {
 	Actor string
 	// Time is when the record was made; a Store keeps microseconds and returns UTC. Zero for version leaves.
 	Time time.Time
+	// Packed is PackRecord(Record) when PackLeaf made it ahead, so that
+	// the Store, which otherwise packs the record as it adds the leaf,
+	// does not do it in the writer's critical section; nil otherwise.
+	// Stores never return it.
+	Packed []byte
 }
 
 // LeafFilter selects leaves that carry a Record.

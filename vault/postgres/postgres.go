@@ -1104,7 +1104,7 @@ func (t *tx) AddLeaf(ctx context.Context, l vault.Leaf) (int64, error) {
 	}
 	seq := t.nextSeq
 	t.pending = append(t.pending, pendingQuery{sqlAddLeaf, []any{int16(l.Type), nonNil(l.Data), l.Ref,
-		nonNil(vault.PackRecord(l.Record)), nonNil(l.Salt), l.Subject, l.Actor, hasRecord, l.Time, seq}})
+		nonNil(vault.StoredRecord(&l)), nonNil(l.Salt), l.Subject, l.Actor, hasRecord, l.Time, seq}})
 	t.nextSeq++
 	return seq, nil
 }

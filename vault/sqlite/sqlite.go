@@ -1541,7 +1541,7 @@ func (t *tx) AddLeaf(ctx context.Context, l vault.Leaf) (int64, error) {
 	if len(l.Record) == 0 {
 		return seq, nil
 	}
-	_, err = t.stmt(ctx, stInsertLeafRecord).ExecContext(ctx, seq, int64(l.Type), vault.PackRecord(l.Record), nonNil(l.Salt),
+	_, err = t.stmt(ctx, stInsertLeafRecord).ExecContext(ctx, seq, int64(l.Type), vault.StoredRecord(&l), nonNil(l.Salt),
 		l.Subject, l.Actor, l.Time.UnixMicro())
 	if err != nil {
 		return 0, fmt.Errorf("add leaf record: %w", err)

@@ -1171,6 +1171,17 @@ func testLeafRecords(t *testing.T, s vault.Store) {
 	if diff := cmp.Diff(ls[:1], got, leafOpts); diff != "" {
 		t.Errorf("FindLeaves(Patient/a) after Erase mismatch (-want +got):\n%s", diff)
 	}
+
+	// A record packed ahead (vault.PackLeaf, off the writer's critical
+	// section) reads back byte for byte.
+	ahead := recordLeaf(4, 3, "Patient/b", "client-2")
+	vault.PackLeaf(&ahead)
+	if len(ahead.Packed) == 0 {
+		t.Fatal("PackLeaf packed nothing")
+	}
+	added := addLeaves(t, s, ahead)[0]
+	added.Packed = nil // never returned
+	wantLeaf(t, s, added)
 }
 
 // testFindLeaves: FindLeaves lists the leaves with a record, newest first,
