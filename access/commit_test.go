@@ -231,3 +231,75 @@ func TestReadDecisionCache(t *testing.T) {
 		t.Errorf("%d records for 10 reads", st.Leaves)
 	}
 }
+
+// keyedEngine is a countingEngine that also names, as the default engine
+// does, the key of a decision without consents.
+type keyedEngine struct{ *countingEngine }
+
+func (k keyedEngine) ConsentFreeKey(in policy.Input) (string, string, bool) {
+	return k.e.ConsentFreeKey(in)
+}
+
+// TestReadDecisionWithoutConsents: under the default rules, reads for
+// patients with no consent on file share one evaluation per client and
+// purpose, whatever the resource, its labels or the patient; each read is
+// still recorded. The moment a patient has a consent, that patient's next
+// read is decided on it (here an opt-in with no grant: denied), while
+// other patients keep the shared decision.
+func TestReadDecisionWithoutConsents(t *testing.T) {
+	f := newReadFixture(t)
+	ctx := t.Context()
+	f.control.Activate(keyedEngine{f.engine}, 1, f.engine.e.Revision())
+	read := func(c access.Caller, v vault.Version) access.Verdict {
+		t.Helper()
+		out, err := f.control.Read(ctx, c, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	for _, v := range []vault.Version{observation("p", "o1"), observation("p", "o2"), observation("p", "o-psy", "PSY"), observation("q", "o3")} {
+		if got := read(treat, v); got.Effect != access.Allowed {
+			t.Fatalf("no consent on file, TREAT read of %s/%s: %+v", v.Compartment, v.ID, got)
+		}
+	}
+	if n := f.engine.n.Load(); n != 1 {
+		t.Errorf("4 reads of 3 resources of 2 patients without consents made %d evaluations, want 1", n)
+	}
+	read(access.Caller{ClientID: "other", Actor: "Practitioner/p1", Purpose: "TREAT"}, observation("p", "o1"))
+	if got := read(access.Caller{ClientID: "ehr", Actor: "Practitioner/p1", Purpose: "HMARKT"}, observation("p", "o1")); got.Effect != access.Denied {
+		t.Errorf("a marketing read without a consent: %+v, want denied", got)
+	}
+	if n := f.engine.n.Load(); n != 3 {
+		t.Errorf("another client and another purpose made %d evaluations in all, want 3", n)
+	}
+
+	consent := []byte(`{"resourceType":"Consent","id":"c1","meta":{"versionId":"1"},"status":"active",` +
+		`"scope":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/consentscope","code":"patient-privacy"}]},` +
+		`"category":[{"coding":[{"system":"http://loinc.org","code":"59284-0"}]}],"patient":{"reference":"Patient/p"},` +
+		`"policyRule":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"OPTIN"}]}}`)
+	err := f.vault.Update(ctx, func(tx *vault.SealedTx) error {
+		return tx.Put(ctx, vault.Version{Type: "Consent", ID: "c1", Version: 1, Compartment: "Patient/p", Body: consent,
+			Salt: make([]byte, 32), Commitment: []byte("commitment-of-c1"), LastUpdated: time.Now(),
+			Tokens: [][]byte{access.ConsentToken(f.vault, "Patient/p")}})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := read(treat, observation("p", "o1")); got.Effect != access.Denied {
+		t.Errorf("the first read after an opt-in consent without a grant: %+v, want denied", got)
+	}
+	if got := read(treat, observation("q", "o3")); got.Effect != access.Allowed {
+		t.Errorf("a patient without a consent after another's consent: %+v, want allowed", got)
+	}
+	if n := f.engine.n.Load(); n != 4 {
+		t.Errorf("the consent's patient and the other made %d evaluations in all, want 4 (one new)", n)
+	}
+	st, err := f.store.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Leaves != 9 { // 8 reads and the consent's version
+		t.Errorf("%d leaves for 8 reads and a consent", st.Leaves)
+	}
+}

@@ -142,9 +142,9 @@ func (c *Control) decide(ctx context.Context, r Reader, in policy.Input, cached 
 		}
 		in.Compiled, keys = consents, ks
 	}
-	var key string
+	var key, revision string
 	if cached {
-		key, cached = decisionKey(in, in.Compiled, keys, act)
+		key, revision, cached = cacheKey(in, keys, act)
 	}
 	if cached {
 		if out, ok := c.decisions.get(key, in.Time); ok {
@@ -158,7 +158,7 @@ func (c *Control) decide(ctx context.Context, r Reader, in policy.Input, cached 
 		return Outcome{Decision: d, PolicyVersion: act.Version}, nil
 	}
 	out := Outcome{Decision: d, PolicyVersion: act.Version}
-	if cached {
+	if cached && (revision == "" || d.PolicyRevision == revision) {
 		c.decisions.put(key, out, in.Time)
 	}
 	return out, nil

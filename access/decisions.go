@@ -30,6 +30,13 @@ import (
 // never cached, and an entry serves for at most decisionMaxAge, which
 // bounds how stale a decision of a custom policy that reads the clock can
 // be. Each access is still recorded, with its own time and resource.
+//
+// A patient with no consent on file, decided by the embedded rules, gets a
+// far shorter key: the engine's (policy.Engine.ConsentFreeKey), which
+// names only what those rules then read (the action, the purpose, the
+// client, its organization and roles, the patient's managing
+// organization). One evaluation then serves a whole chart, and every
+// patient without a consent, for the same client and purpose.
 
 // decisionMaxAge is how long a cached decision serves.
 const decisionMaxAge = time.Second
@@ -64,6 +71,26 @@ func (d *decisionCache) put(key string, out Outcome, at time.Time) {
 		d.m = make(map[string]cachedDecision)
 	}
 	d.m[key] = cachedDecision{out: out, at: at}
+}
+
+// consentFree is an Evaluator that can name, for an input without
+// consents, the few inputs its decision depends on (*policy.Engine).
+type consentFree interface {
+	ConsentFreeKey(in policy.Input) (key, revision string, ok bool)
+}
+
+// cacheKey is the decision cache key of deciding in (its consents
+// compiled, with their state keys) under act; revision, when not empty, is
+// the policy revision a decision must name to be cached under the key. ok
+// is false when the decision must not be cached.
+func cacheKey(in policy.Input, keys []string, act *Active) (key, revision string, ok bool) {
+	if e, can := act.Engine.(consentFree); can {
+		if k, rev, ok := e.ConsentFreeKey(in); ok {
+			return "free|" + strconv.FormatInt(act.Version, 10) + "|" + k, rev, true
+		}
+	}
+	key, ok = decisionKey(in, in.Compiled, keys, act)
+	return key, "", ok
 }
 
 // decisionKey is the cache key of deciding in (its Acting resolved) under

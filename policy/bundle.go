@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io/fs"
 	"path"
 	"sort"
@@ -55,6 +56,9 @@ type bundle struct {
 	tests   map[string]bool        // which modules come from *_test.rego files
 	data    map[string]any
 	digest  string
+	// rules is the SHA-256 of the policy modules alone (not the tests, not
+	// data.json): what the decision's rules are, whatever the data.
+	rules string
 }
 
 func (b *bundle) store() storage.Store {
@@ -82,22 +86,19 @@ func loadBundle(fsys fs.FS) (*bundle, error) {
 		return nil, fmt.Errorf("read policy bundle: %w", err)
 	}
 	sort.Strings(names)
-	h := sha256.New()
+	h, rules := sha256.New(), sha256.New()
 	var problems []string
 	for _, name := range names {
 		src, err := fs.ReadFile(fsys, name)
 		if err != nil {
 			return nil, fmt.Errorf("read policy bundle: %w", err)
 		}
-		var n [8]byte
-		binary.BigEndian.PutUint64(n[:], uint64(len(name)))
-		h.Write(n[:])
-		h.Write([]byte(name))
-		binary.BigEndian.PutUint64(n[:], uint64(len(src)))
-		h.Write(n[:])
-		h.Write(src)
+		hashFile(h, name, src)
 		switch {
 		case strings.HasSuffix(name, ".rego"):
+			if !strings.HasSuffix(name, "_test.rego") {
+				hashFile(rules, name, src)
+			}
 			m, err := ast.ParseModuleWithOpts(name, string(src), ast.ParserOptions{RegoVersion: ast.RegoV1})
 			if err != nil {
 				problems = append(problems, compileError(err).Messages...)
@@ -123,7 +124,19 @@ func loadBundle(fsys fs.FS) (*bundle, error) {
 		return nil, &CompileError{Messages: problems}
 	}
 	b.digest = hex.EncodeToString(h.Sum(nil))
+	b.rules = hex.EncodeToString(rules.Sum(nil))
 	return b, nil
+}
+
+// hashFile adds a file, its name and content each length-prefixed, to h.
+func hashFile(h hash.Hash, name string, src []byte) {
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(len(name)))
+	h.Write(n[:])
+	h.Write([]byte(name))
+	binary.BigEndian.PutUint64(n[:], uint64(len(src)))
+	h.Write(n[:])
+	h.Write(src)
 }
 
 var queryRef = ast.MustParseRef(Query)
@@ -168,7 +181,7 @@ func (b *bundle) prepare(ctx context.Context, revision string) (*prepared, error
 	if err != nil {
 		return nil, fmt.Errorf("prepare policy query: %w", err)
 	}
-	return &prepared{query: q, revision: revision}, nil
+	return &prepared{query: q, revision: revision, defaultRules: b.rules == defaultRules()}, nil
 }
 
 func dirSegments(name string) []string {

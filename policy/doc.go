@@ -29,6 +29,12 @@
 // CompileConsent rejects (a read field of the wrong JSON type, a period bound
 // that is not a FHIR date or dateTime) denies the whole decision.
 //
+// ConsentFreeKey names what a decision without consents depends on when the
+// bundle's rules are the embedded ones (the action, the purpose, the client,
+// its organization and roles, the patient's managing organization): a caller
+// may reuse one such decision for every resource and patient of the same key
+// (see consentfree.go for why that holds, and its test for the check).
+//
 // The embedded bundle reads R4 Consent as follows, where R4 leaves room:
 //
 //   - Only status "active" with scope patient-privacy counts. A consent whose

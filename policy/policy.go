@@ -129,6 +129,9 @@ type Engine struct {
 type prepared struct {
 	query    rego.PreparedEvalQuery
 	revision string
+	// defaultRules says the bundle's policy modules are exactly the
+	// embedded default's (its data may differ): ConsentFreeKey holds.
+	defaultRules bool
 }
 
 // DefaultBundle returns the embedded default policy bundle.
