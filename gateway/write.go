@@ -336,18 +336,22 @@ func (w *writer) applyOps(ctx context.Context, tx *vault.SealedTx, ops []*op, at
 			}
 		}
 	}
-	if w.access != nil {
-		refused, err := w.decide(ctx, tx, ops, atomic, now)
-		if err != nil || refused != nil {
-			return refused, err
-		}
-	}
+	// Research copies and packing come before the decisions, though a
+	// refused write discards its copy: recording the first decision takes
+	// PostgreSQL's Seq lock, which every other writer then waits for until
+	// this transaction commits, and they are most of its work.
 	if w.deid != nil {
 		if err := w.researchCopies(ctx, tx, ops, now); err != nil {
 			return nil, err
 		}
 	}
 	pack(ops)
+	if w.access != nil {
+		refused, err := w.decide(ctx, tx, ops, atomic, now)
+		if err != nil || refused != nil {
+			return refused, err
+		}
+	}
 	for _, o := range ops {
 		if o.err != nil || o.pending == nil {
 			continue
