@@ -298,7 +298,9 @@ type Tx interface {
 	// now built by (see Store.IndexVersion).
 	SetIndexVersion(ctx context.Context, version string) error
 	// Put stores a new version and its leaf. It returns ErrConflict if that
-	// version of the resource is already stored. A version newer than the
+	// version of the resource is already stored (a backend that sends
+	// writes with the transaction's next statement may report it from that
+	// call, or from Update, instead; the transaction then cannot commit). A version newer than the
 	// current one becomes current and replaces its tokens: the token set of
 	// the previous current version and its postings are removed, and the
 	// new version's distinct tokens are stored as its set and postings. A version's leaf

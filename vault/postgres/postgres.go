@@ -810,19 +810,45 @@ type tx struct {
 	nextSeq   int64
 	// pending holds statements not yet sent (see batch).
 	pending []pendingQuery
+	// conflict is set when a Put, sent after it returned, found its
+	// version already stored: the transaction then fails every call and
+	// cannot commit (the Seq it numbered is not used, and Seqs commit
+	// without gaps).
+	conflict error
 }
 
-// pendingQuery is a statement held for the next round trip.
+// pendingQuery is a statement held for the next round trip: AddLeaf's,
+// and Put's.
 type pendingQuery struct {
 	sql  string
 	args []any
+	// put names the version a sqlPut stores, whose answer (a row, or none
+	// for a version already stored) sets tx.conflict.
+	put *putOf
+}
+
+type putOf struct {
+	typ     string
+	version int64
 }
 
 // batch starts a batch with the pending statements, which it hands over.
 func (t *tx) batch() *pgx.Batch {
 	b := &pgx.Batch{}
 	for _, q := range t.pending {
-		b.Queue(q.sql, q.args...).Exec(func(pgconn.CommandTag) error { return nil })
+		if q.put == nil {
+			b.Queue(q.sql, q.args...).Exec(func(pgconn.CommandTag) error { return nil })
+			continue
+		}
+		put := q.put
+		b.Queue(q.sql, q.args...).Query(func(rows pgx.Rows) error {
+			// Not an error here: pgx drops the prepared statements of a
+			// batch whose callback fails. sendBatch reports it.
+			if !rows.Next() && t.conflict == nil {
+				t.conflict = fmt.Errorf("put %s version %d: %w", put.typ, put.version, vault.ErrConflict)
+			}
+			return nil
+		})
 	}
 	t.pending = nil
 	return b
@@ -830,10 +856,25 @@ func (t *tx) batch() *pgx.Batch {
 
 // flush sends the pending statements, if any.
 func (t *tx) flush(ctx context.Context) error {
+	if t.conflict != nil {
+		return t.conflict
+	}
 	if len(t.pending) == 0 {
 		return nil
 	}
 	return t.send(ctx, t.batch())
+}
+
+// sendBatch sends a batch in one round trip; a Put among its statements
+// that found its version stored fails it.
+func (t *tx) sendBatch(ctx context.Context, b *pgx.Batch) error {
+	if t.conflict != nil {
+		return t.conflict
+	}
+	if err := t.tx.SendBatch(ctx, b).Close(); err != nil {
+		return mapErr(err)
+	}
+	return t.conflict
 }
 
 // queueSeqLock queues taking the Seq lock, and reading the next Seq,
@@ -871,7 +912,7 @@ func (t *tx) Current(ctx context.Context, typ, id string) (vault.Record, error) 
 		r, scanErr = scanRecord(row, typ, id)
 		return nil
 	})
-	err := t.tx.SendBatch(ctx, b).Close()
+	err := t.sendBatch(ctx, b)
 	if err == nil {
 		err = scanErr
 	}
@@ -887,15 +928,15 @@ func (t *tx) Current(ctx context.Context, typ, id string) (vault.Record, error) 
 // lock and then created a resource has committed by the time the read runs.
 func (t *tx) Find(ctx context.Context, typ string, token []byte) ([]string, error) {
 	var ids []string
-	b := &pgx.Batch{}
+	b := t.batch() // what this transaction wrote, it finds
 	queueLock(b, lockKey("vault/find", []byte(typ), token))
 	b.Queue(sqlFind, typ, nonNil(token)).Query(func(rows pgx.Rows) error {
 		var err error
 		ids, err = collect(rows, scanString)
 		return err
 	})
-	if err := t.tx.SendBatch(ctx, b).Close(); err != nil {
-		return nil, fmt.Errorf("find %s: %w", typ, mapErr(err))
+	if err := t.sendBatch(ctx, b); err != nil {
+		return nil, fmt.Errorf("find %s: %w", typ, err)
 	}
 	return ids, nil
 }
@@ -917,7 +958,7 @@ func (t *tx) FindAny(ctx context.Context, typ string, tokens [][]byte) ([]string
 	slices.Sort(keys)
 	keys = slices.Compact(keys)
 	var ids []string
-	b := &pgx.Batch{}
+	b := t.batch() // what this transaction wrote, it finds
 	for _, k := range keys {
 		queueLock(b, k)
 	}
@@ -926,8 +967,8 @@ func (t *tx) FindAny(ctx context.Context, typ string, tokens [][]byte) ([]string
 		ids, err = collect(rows, scanString)
 		return err
 	})
-	if err := t.tx.SendBatch(ctx, b).Close(); err != nil {
-		return nil, fmt.Errorf("find %s: %w", typ, mapErr(err))
+	if err := t.sendBatch(ctx, b); err != nil {
+		return nil, fmt.Errorf("find %s: %w", typ, err)
 	}
 	return ids, nil
 }
@@ -942,8 +983,8 @@ func (t *tx) SetTokens(ctx context.Context, typ, id string, version int64, token
 	b.Queue(sqlSetTokens, typ, id, version, vault.SortTokens(nonNilAll(tokens))).QueryRow(func(row pgx.Row) error {
 		return row.Scan(&found, &ok)
 	})
-	if err := t.tx.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("set %s tokens: %w", typ, mapErr(err))
+	if err := t.sendBatch(ctx, b); err != nil {
+		return fmt.Errorf("set %s tokens: %w", typ, err)
 	}
 	switch {
 	case found == 0:
@@ -998,9 +1039,12 @@ func (t *tx) SetIndexVersion(ctx context.Context, version string) error {
 	return nil
 }
 
-// Put stores a new version and its leaf in one round trip, taking in the
-// same round trip the Seq lock if the transaction does not hold it yet. A
-// version already stored is a conflict that leaves the transaction usable.
+// Put queues a new version and its leaf for the transaction's next round
+// trip (the Seq lock is taken first, if the transaction does not hold it
+// yet), so that the versions of a request go to the server together rather
+// than one round trip each, all under the Seq lock. A version already
+// stored is reported by the call that sends it, or by Update, as
+// vault.ErrConflict, and the transaction cannot commit.
 func (t *tx) Put(ctx context.Context, r vault.Record) error {
 	if r.Type == "" || r.ID == "" || r.Version < 1 {
 		return fmt.Errorf("put %s version %d: missing type, id or version", r.Type, r.Version)
@@ -1008,24 +1052,16 @@ func (t *tx) Put(ctx context.Context, r vault.Record) error {
 	if len(r.Leaf.Record) > 0 || hasRecordFields(r.Leaf) {
 		return fmt.Errorf("put %s version %d: a version leaf carries a record", r.Type, r.Version)
 	}
+	if t.conflict != nil {
+		return t.conflict
+	}
 	tokens := vault.SortTokens(nonNilAll(r.Tokens))
 	if err := t.lockSeq(ctx); err != nil {
 		return fmt.Errorf("put %s version %d: %w", r.Type, r.Version, err)
 	}
-	b := t.batch()
-	stored := false
-	b.Queue(sqlPut, r.Type, r.ID, r.Version, r.LastUpdated, r.Deleted, r.KeyID, nonNil(r.Ciphertext),
-		nonNil(r.Salt), nonNil(r.Commitment), nonNil(r.Deid), int16(r.Leaf.Type), nonNil(r.Leaf.Data), r.Leaf.Ref,
-		tokens, r.Client, t.nextSeq).Query(func(rows pgx.Rows) error {
-		stored = rows.Next()
-		return nil
-	})
-	if err := t.send(ctx, b); err != nil {
-		return fmt.Errorf("put %s version %d: %w", r.Type, r.Version, err)
-	}
-	if !stored {
-		return fmt.Errorf("put %s version %d: %w", r.Type, r.Version, vault.ErrConflict)
-	}
+	t.pending = append(t.pending, pendingQuery{sql: sqlPut, args: []any{r.Type, r.ID, r.Version, r.LastUpdated, r.Deleted,
+		r.KeyID, nonNil(r.Ciphertext), nonNil(r.Salt), nonNil(r.Commitment), nonNil(r.Deid), int16(r.Leaf.Type),
+		nonNil(r.Leaf.Data), r.Leaf.Ref, tokens, r.Client, t.nextSeq}, put: &putOf{r.Type, r.Version}})
 	t.nextSeq++
 	return nil
 }
@@ -1033,8 +1069,8 @@ func (t *tx) Put(ctx context.Context, r vault.Record) error {
 // send sends a batch in one round trip and notes that the transaction holds
 // the Seq lock if the batch took it.
 func (t *tx) send(ctx context.Context, b *pgx.Batch) error {
-	if err := t.tx.SendBatch(ctx, b).Close(); err != nil {
-		return mapErr(err)
+	if err := t.sendBatch(ctx, b); err != nil {
+		return err
 	}
 	if !t.seqLocked && slices.ContainsFunc(b.QueuedQueries, func(q *pgx.QueuedQuery) bool { return q.SQL == sqlLockSeq }) {
 		t.seqLocked = true
@@ -1103,7 +1139,7 @@ func (t *tx) AddLeaf(ctx context.Context, l vault.Leaf) (int64, error) {
 		return 0, fmt.Errorf("add leaf: %w", err)
 	}
 	seq := t.nextSeq
-	t.pending = append(t.pending, pendingQuery{sqlAddLeaf, []any{int16(l.Type), nonNil(l.Data), l.Ref,
+	t.pending = append(t.pending, pendingQuery{sql: sqlAddLeaf, args: []any{int16(l.Type), nonNil(l.Data), l.Ref,
 		nonNil(vault.StoredRecord(&l)), nonNil(l.Salt), l.Subject, l.Actor, hasRecord, l.Time, seq}})
 	t.nextSeq++
 	return seq, nil

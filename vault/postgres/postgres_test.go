@@ -320,10 +320,13 @@ func TestConditionalCreate(t *testing.T) {
 	}
 }
 
-// TestConflictKeepsTransaction: a Put of a version stored meanwhile by
-// another transaction reports ErrConflict without aborting the transaction,
-// which can go on, and uses up no Seq.
-func TestConflictKeepsTransaction(t *testing.T) {
+// TestConflictFailsTransaction: Put goes to the server with the
+// transaction's next statement or its commit, so a Put of a version stored
+// meanwhile by another transaction is reported then, by that call or by
+// Update, as ErrConflict, and the whole Update rolls back: it uses up no
+// Seq, and the next transaction numbers its leaves with no gap. Nothing
+// after the conflict goes to the server, whatever the caller does.
+func TestConflictFailsTransaction(t *testing.T) {
 	c := pgtest.Start(t, pgtest.Options{})
 	s := newStore(t, c.NewDatabase(t))
 	defer s.Close()
@@ -342,6 +345,9 @@ func TestConflictKeepsTransaction(t *testing.T) {
 			if err := tx.Put(ctx, p2); err != nil {
 				return err
 			}
+			if _, err := tx.Current(ctx, "Patient", "p2"); err != nil { // sends the Put
+				return err
+			}
 			close(stored)
 			<-release
 			return nil
@@ -351,30 +357,32 @@ func TestConflictKeepsTransaction(t *testing.T) {
 		}
 	})
 	<-stored
+	var after error
 	err := s.Update(ctx, func(tx vault.Tx) error {
 		go func() { time.Sleep(100 * time.Millisecond); close(release) }()
-		err := tx.Put(ctx, p2)
-		if !errors.Is(err, vault.ErrConflict) {
-			t.Errorf("Put of a version stored concurrently: %v, want ErrConflict", err)
-		}
-		if strings.Contains(fmt.Sprint(err), "mrn") {
-			t.Errorf("conflict error quotes a token: %v", err)
-		}
-		if err := tx.Put(ctx, first); !errors.Is(err, vault.ErrConflict) {
-			t.Errorf("Put of a committed version: %v, want ErrConflict", err)
-		}
-		if err := tx.PutDataKey(ctx, "k", []byte("w")); err != nil {
+		if err := tx.Put(ctx, p2); err != nil {
 			return err
 		}
+		// The next call that goes to the server reports it, and so does
+		// every call after it.
+		_, after = tx.Current(ctx, "Patient", "p1")
 		if err := tx.PutDataKey(ctx, "k", []byte("w")); !errors.Is(err, vault.ErrConflict) {
-			t.Errorf("second PutDataKey: %v, want ErrConflict", err)
+			t.Errorf("PutDataKey after a conflict: %v, want ErrConflict", err)
 		}
-		return tx.Put(ctx, testRecord("Patient", "p3", 1))
+		return nil // the Update must fail all the same
 	})
 	wg.Wait()
-	if err != nil {
-		t.Fatalf("Update after conflicts: %v", err)
+	if !errors.Is(err, vault.ErrConflict) || !errors.Is(after, vault.ErrConflict) {
+		t.Fatalf("Update with a Put of a version stored concurrently: %v (the next call: %v), want ErrConflict", err, after)
 	}
+	if strings.Contains(fmt.Sprint(err), "mrn") {
+		t.Errorf("conflict error quotes a token: %v", err)
+	}
+	err = s.Update(ctx, func(tx vault.Tx) error { return tx.Put(ctx, first) })
+	if !errors.Is(err, vault.ErrConflict) {
+		t.Errorf("Update putting a committed version: %v, want ErrConflict", err)
+	}
+	put(t, s, testRecord("Patient", "p3", 1))
 	ls, err := s.Leaves(ctx, 0, 10)
 	if err != nil {
 		t.Fatal(err)
@@ -384,8 +392,12 @@ func TestConflictKeepsTransaction(t *testing.T) {
 			t.Errorf("Leaves: Seq %d at %d, want %d", l.Seq, i, i+1)
 		}
 	}
-	if len(ls) != 3 {
-		t.Errorf("%d leaves, want 3", len(ls))
+	st, err := s.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ls) != 3 || st.DataKeys != 0 {
+		t.Errorf("%d leaves and %d data keys, want 3 and none (the failed Update's key rolled back)", len(ls), st.DataKeys)
 	}
 }
 
@@ -410,9 +422,8 @@ func TestLeafFailsUpdate(t *testing.T) {
 	}{
 		{"commit", func(vault.Tx) error { return nil }},
 		{"put", func(tx vault.Tx) error {
-			if err := tx.Put(ctx, testRecord("Patient", "p2", 1)); err == nil {
-				t.Errorf("%s: Put after a refused leaf succeeded", "put")
-			}
+			// Put waits for no answer: the Update fails at its commit.
+			tx.Put(ctx, testRecord("Patient", "p2", 1))
 			return nil // the Update must fail all the same
 		}},
 		{"current", func(tx vault.Tx) error {
