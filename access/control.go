@@ -2,6 +2,7 @@ package access
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"slices"
@@ -114,12 +115,15 @@ type Outcome struct {
 // compiled, or an engine error, denies with a reason; only an
 // infrastructure failure (the vault) returns an error.
 func (c *Control) Decide(ctx context.Context, r Reader, in policy.Input) (Outcome, error) {
-	return c.decide(ctx, r, in, false)
+	return c.decide(ctx, r, in, false, nil)
 }
 
 // decide is Decide; cached says r reads committed state, so that the
 // decision may come from, and go to, the decision cache (decisions.go).
-func (c *Control) decide(ctx context.Context, r Reader, in policy.Input, cached bool) (Outcome, error) {
+// resource, when not nil, describes in.Resource, which is then left to it:
+// it is called only when the decision depends on the resource or is made
+// afresh, not when a decision of a patient without consents is reused.
+func (c *Control) decide(ctx context.Context, r Reader, in policy.Input, cached bool, resource func() (policy.ResourceRef, error)) (Outcome, error) {
 	act := c.active.Load()
 	if act == nil {
 		return Outcome{Decision: policy.Decision{Reasons: []string{"no active policy: default deny"}}}, nil
@@ -142,14 +146,32 @@ func (c *Control) decide(ctx context.Context, r Reader, in policy.Input, cached 
 		}
 		in.Compiled, keys = consents, ks
 	}
+	described := resource == nil
+	describe := func() error {
+		if described {
+			return nil
+		}
+		res, err := resource()
+		in.Resource, described = res, err == nil
+		return err
+	}
 	var key, revision string
 	if cached {
-		key, revision, cached = cacheKey(in, keys, act)
+		key, revision = freeKey(in, act)
+		if key == "" {
+			if err := describe(); err != nil {
+				return Outcome{}, err
+			}
+			key, cached = decisionKey(in, in.Compiled, keys, act)
+		}
 	}
 	if cached {
 		if out, ok := c.decisions.get(key, in.Time); ok {
 			return out, nil
 		}
+	}
+	if err := describe(); err != nil {
+		return Outcome{}, err
 	}
 	d, err := act.Engine.Decide(ctx, in)
 	if err != nil {
@@ -275,14 +297,31 @@ func (c *Control) Read(ctx context.Context, caller Caller, v vault.Version) (Ver
 			c.commits.unexpect()
 		}
 	}()
-	res, err := c.facts.of(v)
+	// The version's facts (codes, labels, date) come from its body, which
+	// a decision reused for a patient without consents does not need.
+	var (
+		res       policy.ResourceRef
+		described bool
+	)
+	describe := func() (policy.ResourceRef, error) {
+		if !described {
+			var err error
+			if res, err = c.facts.of(v); err != nil {
+				return res, err
+			}
+			described = true
+		}
+		return res, nil
+	}
+	in := caller.Input("read", v.Compartment, policy.ResourceRef{}, Now(c.now))
+	out, err := c.decide(ctx, Committed{c.vault}, in, true, describe)
 	if err != nil {
 		return Verdict{}, err
 	}
-	in := caller.Input("read", v.Compartment, res, Now(c.now))
-	out, err := c.decide(ctx, Committed{c.vault}, in, true)
-	if err != nil {
-		return Verdict{}, err
+	if !described && !json.Valid(v.Body) {
+		// What facts.of would have refused: a body that is not JSON is
+		// never served.
+		return Verdict{}, errors.New("read: the stored body is not JSON")
 	}
 	// Made here, on the request's goroutine: the committer only inserts it.
 	rec, err := decisionEntry(c.vault, in, out, v.Type+"/"+v.ID+"/_history/"+strconv.FormatInt(v.Version, 10))
@@ -298,8 +337,14 @@ func (c *Control) Read(ctx context.Context, caller Caller, v vault.Version) (Ver
 	switch {
 	case !out.Allow:
 		verdict.Effect = Denied
-	case Withholds(out.Decision, res.SecurityLabels):
-		verdict.Effect = Withheld
+	case redacts(out.Decision):
+		res, err := describe()
+		if err != nil {
+			return Verdict{}, err
+		}
+		if Withholds(out.Decision, res.SecurityLabels) {
+			verdict.Effect = Withheld
+		}
 	}
 	return verdict, nil
 }

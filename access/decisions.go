@@ -79,18 +79,20 @@ type consentFree interface {
 	ConsentFreeKey(in policy.Input) (key, revision string, ok bool)
 }
 
-// cacheKey is the decision cache key of deciding in (its consents
-// compiled, with their state keys) under act; revision, when not empty, is
-// the policy revision a decision must name to be cached under the key. ok
-// is false when the decision must not be cached.
-func cacheKey(in policy.Input, keys []string, act *Active) (key, revision string, ok bool) {
-	if e, can := act.Engine.(consentFree); can {
-		if k, rev, ok := e.ConsentFreeKey(in); ok {
-			return "free|" + strconv.FormatInt(act.Version, 10) + "|" + k, rev, true
-		}
+// freeKey is the decision cache key of deciding in (its consents
+// compiled) under act when the engine names one for a decision without
+// consents, with the policy revision a decision must name to be cached
+// under it; key is "" otherwise (then decisionKey decides).
+func freeKey(in policy.Input, act *Active) (key, revision string) {
+	e, can := act.Engine.(consentFree)
+	if !can {
+		return "", ""
 	}
-	key, ok = decisionKey(in, in.Compiled, keys, act)
-	return key, "", ok
+	k, rev, free := e.ConsentFreeKey(in)
+	if !free {
+		return "", ""
+	}
+	return "free|" + strconv.FormatInt(act.Version, 10) + "|" + k, rev
 }
 
 // decisionKey is the cache key of deciding in (its Acting resolved) under

@@ -107,7 +107,7 @@ func (r *Release) Allowed(ctx context.Context, v vault.Version, tree func() (map
 	if !ok {
 		in := g.in
 		in.Resource = facts
-		if out, err = r.c.decide(ctx, Committed{r.c.vault}, in, true); err != nil {
+		if out, err = r.c.decide(ctx, Committed{r.c.vault}, in, true, nil); err != nil {
 			return false, err
 		}
 		g.perItem[string(key)] = out
@@ -123,7 +123,7 @@ func redacts(d policy.Decision) bool {
 // decide makes the decision of one patient and type.
 func (r *Release) decide(ctx context.Context, k groupKey) (*group, error) {
 	in := r.caller.Input("read", k.patient, policy.ResourceRef{Type: k.typ}, r.at)
-	out, err := r.c.decide(ctx, Committed{r.c.vault}, in, true)
+	out, err := r.c.decide(ctx, Committed{r.c.vault}, in, true, nil)
 	if err != nil {
 		return nil, err
 	}
