@@ -60,6 +60,16 @@ func newReadFixture(t *testing.T) *readFixture {
 	return f
 }
 
+// read reads v as c and fails the test on an error.
+func (f *readFixture) read(t *testing.T, c access.Caller, v vault.Version) access.Verdict {
+	t.Helper()
+	out, err := f.control.Read(t.Context(), c, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 // observation is a stored version of an Observation of patient p (the
 // Read path takes versions as the vault returns them).
 func observation(p, id string, labels ...string) vault.Version {
@@ -190,14 +200,7 @@ func TestReadFailsWhenItsCommitFails(t *testing.T) {
 func TestReadDecisionCache(t *testing.T) {
 	f := newReadFixture(t)
 	ctx := t.Context()
-	read := func(c access.Caller, v vault.Version) access.Verdict {
-		t.Helper()
-		out, err := f.control.Read(ctx, c, v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return out
-	}
+	read := func(c access.Caller, v vault.Version) access.Verdict { t.Helper(); return f.read(t, c, v) }
 	for range 5 {
 		read(treat, observation("p", "o1"))
 	}
@@ -250,14 +253,7 @@ func TestReadDecisionWithoutConsents(t *testing.T) {
 	f := newReadFixture(t)
 	ctx := t.Context()
 	f.control.Activate(keyedEngine{f.engine}, 1, f.engine.e.Revision())
-	read := func(c access.Caller, v vault.Version) access.Verdict {
-		t.Helper()
-		out, err := f.control.Read(ctx, c, v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return out
-	}
+	read := func(c access.Caller, v vault.Version) access.Verdict { t.Helper(); return f.read(t, c, v) }
 	for _, v := range []vault.Version{observation("p", "o1"), observation("p", "o2"), observation("p", "o-psy", "PSY"), observation("q", "o3")} {
 		if got := read(treat, v); got.Effect != access.Allowed {
 			t.Fatalf("no consent on file, TREAT read of %s/%s: %+v", v.Compartment, v.ID, got)
