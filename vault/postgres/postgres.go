@@ -917,7 +917,7 @@ func (t *tx) Current(ctx context.Context, typ, id string) (vault.Record, error) 
 		err = scanErr
 	}
 	if err != nil {
-		return vault.Record{}, fmt.Errorf("get current %s: %w", typ, mapErr(err))
+		return vault.Record{}, fmt.Errorf("get current %s: %w", typ, err) // sendBatch and scanRecord map
 	}
 	return r, nil
 }
