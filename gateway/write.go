@@ -675,6 +675,7 @@ func (w *writer) researchCopies(ctx context.Context, tx *vault.SealedTx, ops []*
 		}
 	}
 	subjects := map[string]deid.Subject{}
+	refs := map[string]string{} // compartment -> its Ref in records, one HMAC a patient
 	var copies []copyJob
 	for _, o := range ops {
 		if o.err != nil || o.pending == nil || o.method == "DELETE" || o.pending.Compartment == "" {
@@ -700,9 +701,9 @@ func (w *writer) researchCopies(ctx context.Context, tx *vault.SealedTx, ops []*
 			}
 			// Compiled once per patient of the request, not per copy.
 			subject = deid.NewSubject(birthDate, terms)
-			subjects[c] = subject
+			subjects[c], refs[c] = subject, access.Ref(tx, c)
 		}
-		copies = append(copies, copyJob{o: o, subject: subject, location: access.Ref(tx, o.location()), compartment: access.Ref(tx, c)})
+		copies = append(copies, copyJob{o: o, subject: subject, location: access.Ref(tx, o.location()), compartment: refs[c]})
 	}
 	// De-identification reads no stored state: on every core, and so is
 	// each copy's record made ready (the writer only inserts it).
