@@ -486,7 +486,7 @@ func TestLiteralOracle(t *testing.T) {
 	walk("", 0)
 }
 
-var update = flag.Bool("update", false, "rewrite testdata/extract-golden.txt from the current Extract")
+var update = flag.Bool("update", false, "rewrite testdata/extract-golden.txt and testdata/keys-golden.txt from the current Extract and IndexKeys")
 
 // goldenFile holds, per test data file and extraction mode, a digest of
 // everything Extract returned for its resources. It was written by the
@@ -535,7 +535,10 @@ type goldenGroup struct {
 	types func(string) string
 }
 
-func goldenDigests(t *testing.T) []string {
+// goldenGroups returns the resources the golden tests digest: each file of
+// the shared test data, mutants of one Synthea patient and of the HL7
+// examples, and the fuzz corpus.
+func goldenGroups(t *testing.T) []goldenGroup {
 	var groups []goldenGroup
 	for _, sub := range []string{"synthea", "hl7-examples"} {
 		es := resources(t, sub)
@@ -568,8 +571,11 @@ func goldenDigests(t *testing.T) []string {
 			fuzz = append(fuzz, entry{file: filepath.Base(p), resourceType: rt, tree: tree})
 		}
 	}
-	groups = append(groups, goldenGroup{name: "fuzz-corpus", es: fuzz, types: func(string) string { return "" }})
+	return append(groups, goldenGroup{name: "fuzz-corpus", es: fuzz, types: func(string) string { return "" }})
+}
 
+func goldenDigests(t *testing.T) []string {
+	groups := goldenGroups(t)
 	var lines []string
 	for _, g := range groups {
 		for _, mode := range []struct {

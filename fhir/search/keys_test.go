@@ -1,9 +1,12 @@
 package search
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"math/big"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -492,6 +495,100 @@ func BenchmarkIndexKeys(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		r := all[i%len(all)]
 		keys += len(IndexKeys(r.typ, r.vals))
+	}
+	b.ReportMetric(float64(keys)/float64(b.N), "keys/resource")
+}
+
+// keysGoldenFile holds, per group of goldenGroups and extraction mode, a
+// digest of the IndexKeys of every resource. The keys are persisted as
+// HMACs, so a change to any of them, or to their order, breaks every
+// stored index; the digests were written by IndexKeys and Extract before
+// they were made faster.
+const keysGoldenFile = "testdata/keys-golden.txt"
+
+// TestIndexKeysGolden derives the index keys of every resource the
+// Extract golden test extracts, as the gateway does (Indexed, without
+// ReferenceType, _id and _lastUpdated left out) and in the other modes,
+// and compares a digest of them, in order, with keysGoldenFile.
+func TestIndexKeysGolden(t *testing.T) {
+	got := keysDigests(t)
+	if *update {
+		if err := os.WriteFile(keysGoldenFile, []byte(strings.Join(got, "\n")+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	data, err := os.ReadFile(keysGoldenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	if len(want) != len(got) {
+		t.Fatalf("%d digests, %s has %d: did the shared test data change? If so, and only then, rewrite it with -update", len(got), keysGoldenFile, len(want))
+	}
+	for i := range want {
+		if want[i] != got[i] {
+			t.Errorf("index keys changed (or the shared test data did; then rewrite with -update):\n got  %s\n want %s", got[i], want[i])
+		}
+	}
+}
+
+// gatewayValues drops the values the gateway makes no keys of
+// (gateway/search.go searchTokens).
+func gatewayValues(vals []Value) []Value {
+	return slices.DeleteFunc(vals, func(v Value) bool { return v.Param == "_id" || v.Param == "_lastUpdated" })
+}
+
+func keysDigests(t *testing.T) []string {
+	var lines []string
+	for _, g := range goldenGroups(t) {
+		for _, mode := range []struct {
+			name           string
+			indexed, types bool
+			gateway        bool
+		}{{"gateway", true, false, true}, {"indexed", true, true, false}, {"full", false, true, false}, {"full-notypes", false, false, false}} {
+			x := &Extractor{Indexed: mode.indexed}
+			if mode.types {
+				x.ReferenceType = g.types
+			}
+			h := sha256.New()
+			n := 0
+			for _, e := range g.es {
+				vals, err := x.Extract(e.resourceType, e.tree)
+				if mode.gateway {
+					vals = gatewayValues(vals)
+				}
+				keys := IndexKeys(e.resourceType, vals)
+				fmt.Fprintf(h, "%s %s err=%v keys=%d\n", e.resourceType, e.fullURL, err != nil, len(keys))
+				for _, k := range keys {
+					fmt.Fprintf(h, "%q\n", k)
+				}
+				n += len(keys)
+			}
+			lines = append(lines, fmt.Sprintf("%s %s resources=%d keys=%d %s", g.name, mode.name, len(g.es), n, hex.EncodeToString(h.Sum(nil))))
+		}
+	}
+	return lines
+}
+
+// BenchmarkSearchKeys measures what the gateway does for the blind index
+// of each resource it writes or audits (gateway/search.go searchTokens,
+// less the HMACs): Extract, Indexed and without ReferenceType, then
+// IndexKeys. An op is one resource of the Synthea Bundles (decoded once,
+// before the timer), taken in turn.
+func BenchmarkSearchKeys(b *testing.B) {
+	var es []entry
+	for _, e := range resources(b, "synthea") {
+		if e.resourceType != "Bundle" {
+			es = append(es, e)
+		}
+	}
+	x := &Extractor{Indexed: true}
+	keys := 0
+	for i := 0; b.Loop(); i++ {
+		e := es[i%len(es)]
+		vals, _ := x.Extract(e.resourceType, e.tree)
+		keys += len(IndexKeys(e.resourceType, gatewayValues(vals)))
 	}
 	b.ReportMetric(float64(keys)/float64(b.N), "keys/resource")
 }
