@@ -48,6 +48,21 @@ func decodeSeeds(t testing.TB) [][]byte {
 		`{"kind":"erasure"`,
 		`{"kind":"erasure","erased":1}`,
 		`{"kind":"deidentification","rules":[{"rule":"r","method":"m","paths":["a"]}],"changes":[{"rule":"ids","path":"Observation.id","method":"cryptoHash"}]}`,
+		// Where encoding/json/v2 (the one pass) and encoding/json (the
+		// two) part: escapes of lone surrogates, invalid UTF-8, a repeated
+		// or case-folded member, null for a slice, a raw answer with
+		// spaces, numbers an int64 field cannot hold exactly.
+		`{"kind":"erasure","erased":"Patient/\ud800x","erasedAt":"\udc00"}`,
+		"{\"kind\":\"erasure\",\"erased\":\"Patient/\xff\"}",
+		`{"kind":"erasure","erased":"a","erased":"b"}`,
+		`{"kind":"erasure","Erased":"a"}`,
+		`{"kind":"access-decision","reasons":null,"roles":null,"basedOn":[{"id":"x","versionId":"1"}]}`,
+		`{"kind":"research-decision","answer": { "count" : 3 } ,"permitted":2}`,
+		`{"kind":"policy-activation","version":1e2}`,
+		`{"kind":"policy-activation","version":-0}`,
+		`{"kind":"policy-activation","version":9223372036854775808}`,
+		`{"kind":"consent-event","commitment":"00ff"}`,
+		`{"kind":"consent-event","commitment":"zz"}`,
 		`[]`, `null`, ``,
 	} {
 		out = append(out, []byte(s))

@@ -6,11 +6,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"regexp"
 	"slices"
 	"strings"
 	"time"
+
+	jsonv2 "github.com/go-json-experiment/json"
 
 	"github.com/fhiranchor/fhiranchor/anchor"
 	"github.com/fhiranchor/fhiranchor/fhir/deid"
@@ -390,12 +391,12 @@ func decodeKindFirst(record []byte) (Kind, any, bool) {
 	if rec == nil {
 		return "", nil, false
 	}
-	dec := json.NewDecoder(bytes.NewReader(record))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(rec); err != nil {
-		return "", nil, false
-	}
-	if _, err := dec.Token(); err != io.EOF {
+	// encoding/json/v2's decoder (go-json-experiment) is about three times
+	// as fast as encoding/json's and stricter: members match their names
+	// exactly, a name repeated, invalid UTF-8 or anything after the value
+	// is an error. Whatever it rejects that encoding/json would accept,
+	// decodeTwice decides as before.
+	if err := jsonv2.Unmarshal(record, rec, jsonv2.RejectUnknownMembers(true)); err != nil {
 		return "", nil, false
 	}
 	if *decided != kind {
