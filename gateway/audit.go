@@ -157,6 +157,16 @@ func Audit(ctx context.Context, v *vault.Sealed, anchoredRoots map[uint64][]byte
 	ctx, cancel := context.WithCancel(ctx)
 	defer a.checking.Wait()
 	defer cancel()
+	// The postings and the policy bundles are checked against nothing the
+	// log walk learns: they are read meanwhile, on what CPU the walk leaves
+	// (it waits for pages and for its own bookkeeping), and their results
+	// are taken where the steps below need them.
+	a.sets, a.postings = newIndexDigests()
+	a.postingsWalked = a.start(ctx, func(ctx context.Context) error { return walkPostings(ctx, a.st, a.postings) })
+	a.bundlesChecked = a.start(ctx, func(ctx context.Context) (err error) {
+		a.bundles, err = checkBundles(ctx, a.st)
+		return err
+	})
 	steps := []func(context.Context) error{a.walkLog, a.walkTokens, a.walkDataKeys, a.walkResponses, a.walkPolicies}
 	for _, step := range steps {
 		if err := step(ctx); err != nil {
@@ -192,6 +202,27 @@ type auditor struct {
 	// checking counts the goroutines reading pages and checking rows.
 	slots    chan struct{}
 	checking sync.WaitGroup
+
+	// sets and postings digest the blind index's token sets and postings
+	// (see indexDigest); postingsWalked waits for the postings' walk.
+	sets, postings *indexDigest
+	postingsWalked func() error
+	// bundles is what checking the stored policy bundles found, once
+	// bundlesChecked has returned.
+	bundles        bundleCheck
+	bundlesChecked func() error
+}
+
+// start runs step on a goroutine of its own and returns a function that
+// waits for it and returns its error.
+func (a *auditor) start(ctx context.Context, step func(context.Context) error) func() error {
+	done := make(chan error, 1)
+	a.checking.Add(1)
+	go func() {
+		defer a.checking.Done()
+		done <- step(ctx)
+	}()
+	return func() error { return <-done }
 }
 
 type currentVersion struct {
@@ -885,7 +916,7 @@ func (a *auditor) walkTokens(ctx context.Context) error {
 		// by this binary's audit before its gateway rebuilt the index).
 		a.find(tableTokens, 0, "index_state", problemIndexVersion)
 		a.current = nil
-		return nil
+		return a.postingsWalked()
 	}
 	bySeq := make(map[int64]string, len(a.current))
 	for key, cur := range a.current {
@@ -893,15 +924,7 @@ func (a *auditor) walkTokens(ctx context.Context) error {
 			bySeq[cur.seq] = key
 		}
 	}
-	sets, postings := newIndexDigests()
-	// The postings are walked meanwhile, on the other core.
-	walked := make(chan error, 1)
-	go func() { walked <- walkPostings(ctx, a.st, postings) }()
-	defer func() {
-		if walked != nil {
-			<-walked
-		}
-	}()
+	sets, postings := a.sets, a.postings
 	for after := int64(0); ; {
 		page, err := a.st.TokenSets(ctx, after, auditPage)
 		if err != nil {
@@ -938,9 +961,7 @@ func (a *auditor) walkTokens(ctx context.Context) error {
 		}
 	}
 	a.current = nil
-	err = <-walked
-	walked = nil
-	if err != nil {
+	if err := a.postingsWalked(); err != nil {
 		return err
 	}
 	a.rep.Tokens = int(postings.n)
@@ -1032,36 +1053,54 @@ func (a *auditor) walkResponses(ctx context.Context) error {
 	}
 }
 
-// walkPolicies checks that every stored bundle hashes to its revision, and
-// that every activation names a stored bundle of the revision it names.
-func (a *auditor) walkPolicies(ctx context.Context) error {
-	ps, err := a.st.Policies(ctx)
+// bundleCheck is what checking the stored policy bundles found: the
+// revision of each version, and the versions whose bundle does not hash to
+// it.
+type bundleCheck struct {
+	revisions map[int64]string
+	bad       []int64
+}
+
+// checkBundles checks that every stored bundle hashes to its revision.
+func checkBundles(ctx context.Context, st vault.Store) (bundleCheck, error) {
+	c := bundleCheck{revisions: map[int64]string{}}
+	ps, err := st.Policies(ctx)
 	if err != nil {
-		return err
+		return c, err
 	}
-	revisions := map[int64]string{}
 	for _, p := range ps {
-		a.rep.Policies++
-		ref := "policy/" + strconv.FormatInt(p.Version, 10)
-		full, err := a.st.Policy(ctx, p.Version)
+		full, err := st.Policy(ctx, p.Version)
 		if err != nil {
-			return err
+			return c, err
 		}
-		revisions[p.Version] = p.Revision
+		c.revisions[p.Version] = p.Revision
 		files, err := policy.DecodeFiles(full.Bundle)
 		if err != nil {
-			a.find(tablePolicies, 0, ref, problemPolicyRevision)
+			c.bad = append(c.bad, p.Version)
 			continue
 		}
 		if rev, _, err := policy.Check(ctx, files.FS()); err != nil || rev != p.Revision {
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return c, ctx.Err()
 			}
-			a.find(tablePolicies, 0, ref, problemPolicyRevision)
+			c.bad = append(c.bad, p.Version)
 		}
 	}
+	return c, nil
+}
+
+// walkPolicies reports the bundles checkBundles found bad, and checks that
+// every activation names a stored bundle of the revision it names.
+func (a *auditor) walkPolicies(context.Context) error {
+	if err := a.bundlesChecked(); err != nil {
+		return err
+	}
+	a.rep.Policies = len(a.bundles.revisions)
+	for _, v := range a.bundles.bad {
+		a.find(tablePolicies, 0, "policy/"+strconv.FormatInt(v, 10), problemPolicyRevision)
+	}
 	for _, act := range a.activations {
-		if rev, ok := revisions[act.version]; !ok || rev != act.revision {
+		if rev, ok := a.bundles.revisions[act.version]; !ok || rev != act.revision {
 			a.find(tableRecords, act.seq, act.ref, problemActivation)
 		}
 	}
