@@ -463,3 +463,25 @@ func TestRecentGenEditedUnderneath(t *testing.T) {
 		check("a write after gen set to " + gen)
 	}
 }
+
+// TestMergeEntries holds the merge of the two levels' pages to sorting
+// their concatenation: the same entries, duplicates kept, cut at limit.
+func TestMergeEntries(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	list := func() []vault.IndexEntry {
+		es := make([]vault.IndexEntry, rng.IntN(12))
+		for i := range es {
+			es[i] = vault.IndexEntry{Token: []byte{byte(rng.IntN(4))}, Seq: rng.Int64N(5)}
+		}
+		slices.SortFunc(es, compareEntries)
+		return es
+	}
+	for range 2000 {
+		a, b, limit := list(), list(), rng.IntN(30)
+		want := slices.SortedFunc(slices.Values(slices.Concat(a, b)), compareEntries)
+		want = want[:min(len(want), limit)]
+		if got := mergeEntries(a, b, limit); !slices.EqualFunc(got, want, func(x, y vault.IndexEntry) bool { return compareEntries(x, y) == 0 }) {
+			t.Fatalf("mergeEntries(%v, %v, %d) = %v, want %v", a, b, limit, got, want)
+		}
+	}
+}

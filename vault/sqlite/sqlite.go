@@ -867,9 +867,21 @@ func (s *Store) IndexEntries(ctx context.Context, after vault.IndexEntry, limit 
 	}
 	// Both are sorted; a posting in both (a damaged table) is listed
 	// twice, as the tables' levels list it.
-	es = append(es, more...)
-	slices.SortFunc(es, compareEntries)
-	return es[:min(len(es), limit)], nil
+	return mergeEntries(es, more, limit), nil
+}
+
+// mergeEntries merges two lists of entries sorted by compareEntries into
+// the first limit of both.
+func mergeEntries(a, b []vault.IndexEntry, limit int) []vault.IndexEntry {
+	out := make([]vault.IndexEntry, 0, min(len(a)+len(b), limit))
+	for len(out) < limit && (len(a) > 0 || len(b) > 0) {
+		if len(b) == 0 || len(a) > 0 && compareEntries(a[0], b[0]) <= 0 {
+			out, a = append(out, a[0]), a[1:]
+		} else {
+			out, b = append(out, b[0]), b[1:]
+		}
+	}
+	return out
 }
 
 // IDs returns the ids of the resources of type typ, ascending.
