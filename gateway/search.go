@@ -85,12 +85,12 @@ func searchTokens(k access.Tokener, typ string, tree map[string]any) [][]byte {
 	// Only the parameters with keys of their own: the others' values would
 	// be extracted for nothing (search.IndexKeys).
 	x := search.Extractor{Indexed: true}
-	values, _ := x.Extract(typ, tree)
 	// _id and _lastUpdated need no keys: the vault finds a resource by id
 	// and lists versions by time (candidates). Every key is a row each
-	// write inserts, so their values are left out before keys are made.
-	values = slices.DeleteFunc(values, func(v search.Value) bool { return v.Param == "_id" || v.Param == "_lastUpdated" })
-	keys := search.IndexKeys(typ, values)
+	// write inserts, so their values are left out before keys are made
+	// (after extraction: a malformed _lastUpdated still fails the resource,
+	// which then has no keys). The values themselves are not kept.
+	keys, _ := x.IndexKeys(typ, tree, "_id", "_lastUpdated")
 	if c := fhir.PatientCompartment(typ, tree); c != "" {
 		keys = append(keys, compartmentKey(c))
 	}

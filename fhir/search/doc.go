@@ -125,7 +125,10 @@
 // tokens, so every key is an equality test and ordered values use
 // buckets. Keys are "<param>|<kind>|<rest>". They are persisted (as
 // HMACs): changing one needs a new gateway.IndexVersion (the gateway then
-// rebuilds its index when it starts), and TestKeysStable pins them. No
+// rebuilds its index when it starts), and TestKeysStable pins them, as
+// TestIndexKeysGolden pins the keys of every resource of the test data.
+// Extractor.IndexKeys makes a resource's keys without keeping its values,
+// as the gateway does on every write and audit. No
 // key stands for the type alone: a search nothing narrows lists the
 // type's resources from the vault. Every key is a row each write inserts,
 // so a key answers as many queries as it can and Match tells them apart:

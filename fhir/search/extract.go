@@ -198,22 +198,51 @@ func (x *Extractor) Extract(resourceType string, tree map[string]any) ([]Value, 
 	return x.extract(pl, resourceType, tree)
 }
 
-// extract is Extract by plan pl of resourceType.
-func (x *Extractor) extract(pl *plan, resourceType string, tree map[string]any) ([]Value, error) {
-	if rt, ok := tree["resourceType"]; ok && rt != resourceType {
-		return nil, &ExtractError{ResourceType: resourceType, Reason: "resourceType element differs"}
+// IndexKeys returns IndexKeys(resourceType, values) of the values
+// Extract returns for tree, less those of the parameters omit names, or
+// Extract's error. The values are not kept: the keys are made from the
+// scratch they are gathered in, which a resource's values would otherwise
+// be copied out of, and then not used again.
+func (x *Extractor) IndexKeys(resourceType string, tree map[string]any, omit ...string) ([]string, error) {
+	pl, ok := load().plans[resourceType]
+	if !ok {
+		return nil, ErrUnknownResourceType
 	}
 	c := ctxPool.Get().(*evalCtx)
 	defer c.release()
+	values, err := x.values(c, pl, resourceType, tree)
+	if err != nil {
+		return nil, err
+	}
+	return indexKeys(resourceType, values, omit), nil
+}
+
+// extract is Extract by plan pl of resourceType.
+func (x *Extractor) extract(pl *plan, resourceType string, tree map[string]any) ([]Value, error) {
+	c := ctxPool.Get().(*evalCtx)
+	defer c.release()
+	out, err := x.values(c, pl, resourceType, tree)
+	if err != nil || len(out) == 0 {
+		return nil, err
+	}
+	return slices.Clone(out), nil
+}
+
+// values is Extract by plan pl of resourceType in context c: the values
+// are in c's scratch, valid until c is released.
+func (x *Extractor) values(c *evalCtx, pl *plan, resourceType string, tree map[string]any) ([]Value, error) {
+	if rt, ok := tree["resourceType"]; ok && rt != resourceType {
+		return nil, &ExtractError{ResourceType: resourceType, Reason: "resourceType element differs"}
+	}
 	c.root, c.x = item{v: tree, path: resourceType, typ: resourceType}, x
 	c.rootColl = c.one(c.root)
 	if cap(c.memo) < pl.memos {
 		c.memo = make([]memoSlot, pl.memos)
 	}
 	c.memo = c.memo[:pl.memos]
-	// Values are gathered in the pooled scratch slice and copied out at
-	// their exact number: a Value is large, and a slice grown to hold
-	// them would mostly be capacity.
+	// Values are gathered in the pooled scratch slice, for Extract to copy
+	// out at their exact number: a Value is large, and a slice grown to
+	// hold them would mostly be capacity.
 	// hi is how many of its values were written, for release to clear;
 	// a conversion that fails may have written past it.
 	out, hi := c.out[:0], 0
@@ -254,10 +283,7 @@ func (x *Extractor) extract(pl *plan, resourceType string, tree map[string]any) 
 			out = out[:kept]
 		}
 	}
-	if len(out) == 0 {
-		return nil, nil
-	}
-	return slices.Clone(out), nil
+	return out, nil
 }
 
 // ctxPool keeps evaluation contexts, their arena and scratch values, for

@@ -12,7 +12,8 @@ import (
 // FuzzExtract feeds untrusted resources to Extract; its corpus is in
 // testdata/fuzz/FuzzExtract. Extract must not panic, what it returns
 // must be values of the type's parameters, of their types, and the same as
-// the general evaluation of their expressions gives (checkPlan).
+// the general evaluation of their expressions gives (checkPlan); their
+// index keys those of refIndexKeys, and of Extractor.IndexKeys.
 func FuzzExtract(f *testing.F) {
 	for _, seed := range []string{
 		`{"resourceType":"Patient","name":[{"family":"F","given":["A",null]}],"birthDate":"1970","deceasedDateTime":"2020-01-01T00:00:00.5+01:00"}`,
@@ -37,6 +38,12 @@ func FuzzExtract(f *testing.F) {
 			}
 		}
 		vals, err := Extract(rt, tree)
+		if keys, kerr := (&Extractor{}).IndexKeys(rt, tree); (kerr != nil) != (err != nil) || !slices.Equal(keys, IndexKeys(rt, vals)) {
+			t.Fatalf("Extractor.IndexKeys = %q, %v; Extract then IndexKeys: %q, %v", keys, kerr, IndexKeys(rt, vals), err)
+		}
+		if got, want := IndexKeys(rt, vals), refIndexKeys(rt, vals); !slices.Equal(got, want) {
+			t.Fatalf("IndexKeys = %q, reference %q", got, want)
+		}
 		if err != nil {
 			return
 		}

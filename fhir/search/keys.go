@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 )
@@ -49,97 +50,210 @@ func ikey(param, kind, rest string) string {
 // with the resource type. A parameter whose values other parameters
 // already index (shareKeys: combo-code by code and component-code,
 // patient by subject) gets no keys of its own. The result is sorted and
-// without duplicates.
+// without duplicates. The keys share one backing string: keeping one
+// keeps the bytes of all.
 func IndexKeys(resourceType string, values []Value) []string {
+	return indexKeys(resourceType, values, nil)
+}
+
+// indexKeys is IndexKeys less the values of the parameters omit names.
+func indexKeys(resourceType string, values []Value, omit []string) []string {
 	own := load().byType[resourceType]
-	var out []string
-	for _, v := range values {
+	k := keyPool.Get().(*keyBuf)
+	defer k.release()
+	for i := range values {
+		v := &values[i]
+		if slices.Contains(omit, v.Param) {
+			continue
+		}
 		if p := own[v.Param]; p != nil && len(p.keysFrom) > 0 {
 			continue
 		}
-		out = append(out, valueKeys(v.Param, v)...)
+		k.value(v.Param, v)
+	}
+	return k.strings()
+}
+
+// keyBuf gathers the keys of one resource: each key's bytes appended to
+// b, ends[i] where key i ends. A key made a string of its own costs an
+// allocation (and a concatenation) each, and a resource has tens of them;
+// made strings at once (strings), they cost two.
+type keyBuf struct {
+	b    []byte
+	ends []int
+}
+
+// keyPool keeps key buffers for the next resource.
+var keyPool = sync.Pool{New: func() any { return new(keyBuf) }}
+
+// release returns k to keyPool, unless a huge resource grew it.
+func (k *keyBuf) release() {
+	if cap(k.b) > 1<<16 || cap(k.ends) > 1<<12 {
+		return
+	}
+	k.b, k.ends = k.b[:0], k.ends[:0]
+	keyPool.Put(k)
+}
+
+// strings returns the keys gathered, sorted and without duplicates: nil
+// when there are none.
+func (k *keyBuf) strings() []string {
+	if len(k.ends) == 0 {
+		return nil
+	}
+	all := string(k.b)
+	out := make([]string, len(k.ends))
+	start := 0
+	for i, end := range k.ends {
+		out[i] = all[start:end]
+		start = end
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
 }
 
-func valueKeys(param string, v Value) []string {
+// open starts the key "<param>|<kind>|"; close ends it.
+func (k *keyBuf) open(param, kind string) {
+	k.b = append(k.b, param...)
+	k.b = append(k.b, '|')
+	k.b = append(k.b, kind...)
+	k.b = append(k.b, '|')
+}
+
+func (k *keyBuf) close() { k.ends = append(k.ends, len(k.b)) }
+
+// key adds ikey(param, kind, rest).
+func (k *keyBuf) key(param, kind, rest string) {
+	k.open(param, kind)
+	k.b = append(k.b, rest...)
+	k.close()
+}
+
+// value adds the keys of v, a value of param.
+func (k *keyBuf) value(param string, v *Value) {
 	switch v.Type {
 	case TypeToken:
-		return tokenKeys(param, v.Token)
+		k.token(param, "", v.Token)
 	case TypeString:
 		n := NormalizeString(v.String)
 		if n == "" {
-			return nil
+			return
 		}
-		out := []string{ikey(param, kindExact, n)}
+		k.key(param, kindExact, n)
 		i := 0
-		for k := 1; k <= maxPrefix && i < len(n); k++ {
+		for range maxPrefix {
+			if i >= len(n) {
+				break
+			}
 			_, size := utf8.DecodeRuneInString(n[i:])
 			i += size
-			out = append(out, ikey(param, kindPrefix, n[:i]))
+			k.key(param, kindPrefix, n[:i])
 		}
-		return out
 	case TypeURI:
 		if v.URI == "" {
-			return nil
+			return
 		}
-		out := []string{ikey(param, kindURI, v.URI)}
-		for _, a := range pathKeys(v.URI) {
-			out = append(out, ikey(param, kindPath, a))
+		k.key(param, kindURI, v.URI)
+		// pathKeys, without its slice.
+		u := strings.TrimSuffix(v.URI, "/")
+		if u == "" {
+			return
 		}
-		return out
+		k.key(param, kindPath, u)
+		for i, n := 0, 1; i < len(u) && n <= maxPathKeys; i++ {
+			if u[i] == '/' && i > 0 {
+				k.key(param, kindPath, u[:i])
+				n++
+			}
+		}
 	case TypeReference:
-		r := v.Reference
+		r := &v.Reference
 		// The id alone: a Type/id query looks for it too (ids rarely
 		// repeat across types; Match checks the type).
-		var out []string
 		if r.ID != "" {
-			out = append(out, ikey(param, kindRefID, r.ID))
+			k.key(param, kindRefID, r.ID)
 		}
 		if r.URL != "" {
-			out = append(out, ikey(param, kindRefURL, r.URL))
+			k.key(param, kindRefURL, r.URL)
 		}
 		if r.Identifier != nil {
-			out = append(out, tokenKeys(param+"|"+kindRefIdnt, *r.Identifier)...)
+			k.token(param, kindRefIdnt, *r.Identifier)
 		}
-		return out
 	case TypeDate:
 		// A span within one day (most dates and dateTimes) has its last
 		// instant on its low's day: its dl keys stand for dh too, and
 		// queries on dh look for dl keys as well.
 		lo, hi := dayOf(v.Date.Low), dayOf(v.Date.High.Add(-time.Nanosecond))
-		if lo == hi {
-			return bucketKeys(param, kindDateLo, lo, dateScale)
+		k.buckets(param, kindDateLo, lo, dateScale)
+		if lo != hi {
+			k.buckets(param, kindDateHi, hi, dateScale)
 		}
-		return append(bucketKeys(param, kindDateLo, lo, dateScale), bucketKeys(param, kindDateHi, hi, dateScale)...)
 	case TypeNumber, TypeQuantity:
-		lo, hi, ok := numberBounds(v)
-		if !ok {
-			return nil
+		s := v.Number
+		if v.Type == TypeQuantity || s == "" {
+			s = v.Quantity.Value
 		}
-		if lo != nil && hi != nil && lo == hi {
-			return bucketKeys(param, kindNumVal, numBucket(lo), numScale)
+		if s != "" { // numberBounds: a value, lo and hi alike
+			if b, ok := decimalBucket(s); ok {
+				k.buckets(param, kindNumVal, b, numScale)
+			}
+			return
+		}
+		lo, okLo := decimalBucket(v.Quantity.Low)
+		hi, okHi := decimalBucket(v.Quantity.High)
+		if !okLo && !okHi {
+			return
+		}
+		if !okLo {
+			lo = 0 // open
+		}
+		if !okHi {
+			hi = numScale.max() // open
 		}
 		// Level 0 is one bucket of all Ranges (numberKeys).
-		out := []string{bucketKey(param, kindNumLo, 0, 0), bucketKey(param, kindNumHi, 0, 0)}
-		out = append(out, bucketKeys(param, kindNumLo, numBucketOr(lo, 0), numScale)...)
-		return append(out, bucketKeys(param, kindNumHi, numBucketOr(hi, numScale.max()), numScale)...)
+		k.bucket(param, kindNumLo, 0, 0)
+		k.bucket(param, kindNumHi, 0, 0)
+		k.buckets(param, kindNumLo, lo, numScale)
+		k.buckets(param, kindNumHi, hi, numScale)
 	}
 	// A composite has no keys of its own: a clause on it narrows by the
 	// keys of its first component's parameter (predicateKeys).
-	return nil
 }
 
-// tokenKeys are the keys predicateKeys looks up: the code alone, whatever
+// token adds the keys predicateKeys looks up: the code alone, whatever
 // the system. A system|code query looks for it too (a code rarely means
 // two things in one parameter; Match checks the system); a system without
-// a code (system|) is not narrowed.
-func tokenKeys(param string, t Token) []string {
+// a code (system|) is not narrowed. A reference's identifier (kind
+// kindRefIdnt) is a token key of the parameter "<param>|ri".
+func (k *keyBuf) token(param, kind string, t Token) {
 	if t.Code == "" {
-		return nil
+		return
 	}
-	return []string{ikey(param, kindCode, t.Code)}
+	if kind != "" {
+		k.open(param, kind)
+		k.b = append(k.b, kindCode...)
+		k.b = append(k.b, '|')
+		k.b = append(k.b, t.Code...)
+		k.close()
+		return
+	}
+	k.key(param, kindCode, t.Code)
+}
+
+// buckets adds the keys of x at every level of s.
+func (k *keyBuf) buckets(param, kind string, x uint64, s scale) {
+	for level := 1; level <= s.levels(); level++ {
+		k.bucket(param, kind, level, x/s.size(level))
+	}
+}
+
+// bucket adds bucketKey(param, kind, level, bucket).
+func (k *keyBuf) bucket(param, kind string, level int, bucket uint64) {
+	k.open(param, kind)
+	k.b = strconv.AppendInt(k.b, int64(level), 10)
+	k.b = append(k.b, '|')
+	k.b = strconv.AppendUint(k.b, bucket, 16)
+	k.close()
 }
 
 // pathKeys returns u without a final "/" and its first maxPathKeys
@@ -469,14 +583,6 @@ var dateScale = scale{bits: 24, top: []int{10, 17, 24}}
 // sign and whether the magnitude is under 2.
 var numScale = scale{bits: 24, top: []int{10, 17, 24}}
 
-func bucketKeys(param, kind string, x uint64, s scale) []string {
-	out := make([]string, 0, s.levels())
-	for k := 1; k <= s.levels(); k++ {
-		out = append(out, bucketKey(param, kind, k, x/s.size(k)))
-	}
-	return out
-}
-
 func bucketKey(param, kind string, level int, bucket uint64) string {
 	return ikey(param, kind, strconv.Itoa(level)+"|"+strconv.FormatUint(bucket, 16))
 }
@@ -573,6 +679,32 @@ func dateKeys(param string, p Predicate, budget int) ([]string, bool) {
 // numBucket maps a decimal to the number scale, preserving order.
 func numBucket(r *big.Rat) uint64 {
 	f, _ := r.Float64()
+	return floatBucket(f)
+}
+
+// decimalBucket is numBucket of Rat(decimal), reporting false where Rat
+// does. Without a big.Rat mostly: strconv.ParseFloat rounds a decimal to
+// the nearest float64 as Rat.Float64 does (ties to even), and differs
+// only where the float64 is a zero (its sign), an infinity or subnormal
+// (overflow, underflow), which are left to big.Rat.
+func decimalBucket(decimal string) (uint64, bool) {
+	if !validDecimal(decimal) {
+		return 0, false
+	}
+	if f, err := strconv.ParseFloat(decimal, 64); err == nil {
+		if a := math.Abs(f); a >= 0x1p-1022 && a <= math.MaxFloat64 {
+			return floatBucket(f), true
+		}
+	}
+	r, ok := new(big.Rat).SetString(decimal)
+	if !ok {
+		return 0, false
+	}
+	return numBucket(r), true
+}
+
+// floatBucket maps a float64 to the number scale, preserving order.
+func floatBucket(f float64) uint64 {
 	u := math.Float64bits(f)
 	if u>>63 == 1 {
 		u = ^u
@@ -580,13 +712,6 @@ func numBucket(r *big.Rat) uint64 {
 		u |= 1 << 63
 	}
 	return u >> (64 - numScale.bits)
-}
-
-func numBucketOr(r *big.Rat, open uint64) uint64 {
-	if r == nil {
-		return open
-	}
-	return numBucket(r)
 }
 
 // numberKeys covers, for one number or quantity predicate, the point

@@ -4,7 +4,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"math/big"
+	"math/rand/v2"
 	"net/url"
 	"os"
 	"slices"
@@ -316,6 +318,7 @@ func TestMatchRejectsNearMisses(t *testing.T) {
 
 // TestKeyCounts bounds the keys of one value and of one query.
 func TestKeyCounts(t *testing.T) {
+	valueKeys := func(param string, v Value) []string { return IndexKeys("", []Value{v}) }
 	d := dateValue(t, "birthdate", "1970-05-02")
 	if n := len(valueKeys("birthdate", d)); n > 16 {
 		t.Errorf("date value: %d keys", n)
@@ -509,7 +512,8 @@ const keysGoldenFile = "testdata/keys-golden.txt"
 // TestIndexKeysGolden derives the index keys of every resource the
 // Extract golden test extracts, as the gateway does (Indexed, without
 // ReferenceType, _id and _lastUpdated left out) and in the other modes,
-// and compares a digest of them, in order, with keysGoldenFile.
+// and compares a digest of them, in order, with keysGoldenFile. It also
+// holds Extractor.IndexKeys to Extract then IndexKeys.
 func TestIndexKeysGolden(t *testing.T) {
 	got := keysDigests(t)
 	if *update {
@@ -555,10 +559,16 @@ func keysDigests(t *testing.T) []string {
 			n := 0
 			for _, e := range g.es {
 				vals, err := x.Extract(e.resourceType, e.tree)
+				var omit []string
 				if mode.gateway {
-					vals = gatewayValues(vals)
+					vals, omit = gatewayValues(vals), []string{"_id", "_lastUpdated"}
 				}
 				keys := IndexKeys(e.resourceType, vals)
+				// Extractor.IndexKeys is the same, without the values.
+				direct, derr := x.IndexKeys(e.resourceType, e.tree, omit...)
+				if (derr != nil) != (err != nil) || !slices.Equal(direct, keys) {
+					t.Errorf("%s %s %s: Extractor.IndexKeys = %q, %v; Extract then IndexKeys: %q, %v", g.name, mode.name, e.resourceType, direct, derr, keys, err)
+				}
 				fmt.Fprintf(h, "%s %s err=%v keys=%d\n", e.resourceType, e.fullURL, err != nil, len(keys))
 				for _, k := range keys {
 					fmt.Fprintf(h, "%q\n", k)
@@ -574,7 +584,7 @@ func keysDigests(t *testing.T) []string {
 // BenchmarkSearchKeys measures what the gateway does for the blind index
 // of each resource it writes or audits (gateway/search.go searchTokens,
 // less the HMACs): Extract, Indexed and without ReferenceType, then
-// IndexKeys. An op is one resource of the Synthea Bundles (decoded once,
+// IndexKeys, less _id and _lastUpdated. An op is one resource of the Synthea Bundles (decoded once,
 // before the timer), taken in turn.
 func BenchmarkSearchKeys(b *testing.B) {
 	var es []entry
@@ -587,8 +597,257 @@ func BenchmarkSearchKeys(b *testing.B) {
 	keys := 0
 	for i := 0; b.Loop(); i++ {
 		e := es[i%len(es)]
-		vals, _ := x.Extract(e.resourceType, e.tree)
-		keys += len(IndexKeys(e.resourceType, gatewayValues(vals)))
+		k, _ := x.IndexKeys(e.resourceType, e.tree, "_id", "_lastUpdated")
+		keys += len(k)
 	}
 	b.ReportMetric(float64(keys)/float64(b.N), "keys/resource")
+}
+
+// refIndexKeys is IndexKeys as it was before keys were gathered in one
+// buffer and decimals bucketed without big.Rat: the reference the fast
+// path is held to (TestIndexKeysReference, FuzzExtract).
+func refIndexKeys(resourceType string, values []Value) []string {
+	own := load().byType[resourceType]
+	var out []string
+	for _, v := range values {
+		if p := own[v.Param]; p != nil && len(p.keysFrom) > 0 {
+			continue
+		}
+		out = append(out, refValueKeys(v.Param, v)...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func refValueKeys(param string, v Value) []string {
+	switch v.Type {
+	case TypeToken:
+		return refTokenKeys(param, v.Token)
+	case TypeString:
+		n := NormalizeString(v.String)
+		if n == "" {
+			return nil
+		}
+		out := []string{ikey(param, kindExact, n)}
+		i := 0
+		for k := 1; k <= maxPrefix && i < len(n); k++ {
+			_, size := utf8.DecodeRuneInString(n[i:])
+			i += size
+			out = append(out, ikey(param, kindPrefix, n[:i]))
+		}
+		return out
+	case TypeURI:
+		if v.URI == "" {
+			return nil
+		}
+		out := []string{ikey(param, kindURI, v.URI)}
+		for _, a := range refPathKeys(v.URI) {
+			out = append(out, ikey(param, kindPath, a))
+		}
+		return out
+	case TypeReference:
+		r := v.Reference
+		// The id alone: a Type/id query looks for it too (ids rarely
+		// repeat across types; Match checks the type).
+		var out []string
+		if r.ID != "" {
+			out = append(out, ikey(param, kindRefID, r.ID))
+		}
+		if r.URL != "" {
+			out = append(out, ikey(param, kindRefURL, r.URL))
+		}
+		if r.Identifier != nil {
+			out = append(out, refTokenKeys(param+"|"+kindRefIdnt, *r.Identifier)...)
+		}
+		return out
+	case TypeDate:
+		// A span within one day (most dates and dateTimes) has its last
+		// instant on its low's day: its dl keys stand for dh too, and
+		// queries on dh look for dl keys as well.
+		lo, hi := dayOf(v.Date.Low), dayOf(v.Date.High.Add(-time.Nanosecond))
+		if lo == hi {
+			return refBucketKeys(param, kindDateLo, lo, dateScale)
+		}
+		return append(refBucketKeys(param, kindDateLo, lo, dateScale), refBucketKeys(param, kindDateHi, hi, dateScale)...)
+	case TypeNumber, TypeQuantity:
+		lo, hi, ok := numberBounds(v)
+		if !ok {
+			return nil
+		}
+		if lo != nil && hi != nil && lo == hi {
+			return refBucketKeys(param, kindNumVal, refNumBucket(lo), numScale)
+		}
+		// Level 0 is one bucket of all Ranges (numberKeys).
+		out := []string{bucketKey(param, kindNumLo, 0, 0), bucketKey(param, kindNumHi, 0, 0)}
+		out = append(out, refBucketKeys(param, kindNumLo, refNumBucketOr(lo, 0), numScale)...)
+		return append(out, refBucketKeys(param, kindNumHi, refNumBucketOr(hi, numScale.max()), numScale)...)
+	}
+	// A composite has no keys of its own: a clause on it narrows by the
+	// keys of its first component's parameter (predicateKeys).
+	return nil
+}
+
+// tokenKeys are the keys predicateKeys looks up: the code alone, whatever
+// the system. A system|code query looks for it too (a code rarely means
+// two things in one parameter; Match checks the system); a system without
+// a code (system|) is not narrowed.
+func refTokenKeys(param string, t Token) []string {
+	if t.Code == "" {
+		return nil
+	}
+	return []string{ikey(param, kindCode, t.Code)}
+}
+
+// pathKeys returns u without a final "/" and its first maxPathKeys
+// ancestors at "/" boundaries.
+func refPathKeys(u string) []string {
+	u = strings.TrimSuffix(u, "/")
+	if u == "" {
+		return nil
+	}
+	out := []string{u}
+	for i := 0; i < len(u) && len(out) <= maxPathKeys; i++ {
+		if u[i] == '/' && i > 0 {
+			out = append(out, u[:i])
+		}
+	}
+	return out
+}
+
+func refBucketKeys(param, kind string, x uint64, s scale) []string {
+	out := make([]string, 0, s.levels())
+	for k := 1; k <= s.levels(); k++ {
+		out = append(out, bucketKey(param, kind, k, x/s.size(k)))
+	}
+	return out
+}
+
+func refNumBucketOr(r *big.Rat, open uint64) uint64 {
+	if r == nil {
+		return open
+	}
+	return refNumBucket(r)
+}
+
+func refNumBucket(r *big.Rat) uint64 {
+	f, _ := r.Float64()
+	u := math.Float64bits(f)
+	if u>>63 == 1 {
+		u = ^u
+	} else {
+		u |= 1 << 63
+	}
+	return u >> (64 - numScale.bits)
+}
+
+// TestIndexKeysReference holds IndexKeys to refIndexKeys, key for key,
+// over the values of every resource the golden tests extract (in every
+// mode) and over values made to reach the corners: decimals at the ends
+// of float64, ranges open at either end, long and non-ASCII strings, deep
+// URIs, dates at the ends of the scale.
+func TestIndexKeysReference(t *testing.T) {
+	check := func(name, rt string, vals []Value) {
+		t.Helper()
+		if got, want := IndexKeys(rt, vals), refIndexKeys(rt, vals); !slices.Equal(got, want) {
+			t.Errorf("%s %s: IndexKeys =\n%q\nwant\n%q", name, rt, got, want)
+		}
+	}
+	n := 0
+	for _, g := range goldenGroups(t) {
+		for _, x := range []*Extractor{{ReferenceType: g.types}, {Indexed: true}} {
+			for _, e := range g.es {
+				vals, _ := x.Extract(e.resourceType, e.tree)
+				check(g.name, e.resourceType, vals)
+				check(g.name+" gateway", e.resourceType, gatewayValues(vals))
+				n += len(vals)
+			}
+		}
+	}
+	var vals []Value
+	for _, d := range cornerDecimals() {
+		vals = append(vals,
+			Value{Param: "probability", Type: TypeNumber, Number: d},
+			Value{Param: "value-quantity", Type: TypeQuantity, Quantity: Quantity{Value: d, Low: "1"}},
+			Value{Param: "value-quantity", Type: TypeQuantity, Quantity: Quantity{Low: d}},
+			Value{Param: "value-quantity", Type: TypeQuantity, Quantity: Quantity{High: d}},
+			Value{Param: "value-quantity", Type: TypeQuantity, Quantity: Quantity{Low: d, High: d}},
+			Value{Param: "value-quantity", Type: TypeQuantity, Quantity: Quantity{Low: "-" + d, High: "x"}},
+			Value{Param: "value-quantity", Type: TypeNumber, Number: "", Quantity: Quantity{Value: d}},
+		)
+	}
+	for _, s := range []string{"", " ", "a", "Zoë", "  Ab\tC  d ", "ÅNGSTRÖM", "ß", "İstanbul", "日本語テキスト", "a\u0301bc", "x\u00a0y", strings.Repeat("é", 9)} {
+		vals = append(vals, Value{Param: "name", Type: TypeString, String: s})
+	}
+	for _, u := range []string{"", "/", "//", "a", "http://x/", "http://x/a/b/c", "/" + strings.Repeat("a/", 20), strings.Repeat("/", 30), "urn:oid:1.2"} {
+		vals = append(vals, Value{Param: "url", Type: TypeURI, URI: u})
+	}
+	for _, r := range []Reference{{}, {Type: "Patient", ID: "1"}, {URL: "http://x/Patient/1", ID: "1", Version: "2"}, {Identifier: &Token{System: "s", Code: "c"}}, {Identifier: &Token{System: "s"}}} {
+		vals = append(vals, Value{Param: "subject", Type: TypeReference, Reference: r})
+	}
+	for _, d := range []DateRange{{Low: MinTime, High: MaxTime}, {Low: MinTime.Add(-time.Hour), High: MinTime}, {Low: MaxTime, High: MaxTime.Add(48 * time.Hour)}, {}} {
+		vals = append(vals, Value{Param: "date", Type: TypeDate, Date: d})
+	}
+	vals = append(vals, Value{Param: "code", Type: TypeToken, Token: Token{System: "s|x", Code: "a|b"}}, Value{Param: "code", Type: TypeToken}, Value{Param: "combo-code", Type: TypeToken, Token: Token{Code: "c"}})
+	for _, v := range vals {
+		check("corner", "Observation", []Value{v})
+		check("corner", "", []Value{v})
+	}
+	check("corners", "Observation", vals)
+	t.Logf("%d values of the test data, %d corner values", n, len(vals))
+}
+
+// cornerDecimals are decimals Rat accepts or refuses at the edges of
+// float64 and of validDecimal, and every string of up to four characters
+// of the characters a decimal is made of.
+func cornerDecimals() []string {
+	out := []string{
+		"0", "-0", "0.0", "-0.0", "0e5", "-0e-5", "1", "-1", "1.50", "0.1", "0.30000000000000004",
+		"1e-22", "1E-22", "1e22", "123456789012345678901234567890", "9007199254740993", "-9007199254740993",
+		"1.7976931348623157e308", "1.7976931348623158e308", "1.7976931348623159e308", "-1.7976931348623159e308", "1e308", "1e309", "-1e309",
+		"2.2250738585072014e-308", "2.2250738585072011e-308", "2.2250738585072012e-308", "-2.2250738585072014e-308",
+		"4.9e-324", "5e-324", "2.4703282292062328e-324", "2.4703282292062327e-324", "-4.9e-324", "1e-323", "1e-400", "-1e-400",
+		"1e400", "-1e400", "1e401", "1e+0400", "0.000000000000000000000000000000000000000000000001",
+		"1" + strings.Repeat("0", 350), "0." + strings.Repeat("0", 330) + "1", "1.5e", "1..2", "", "x", "+1", "01", ".5", "5.", "0x10", "1_000", "inf", "NaN",
+	}
+	const alphabet = "-0.e19"
+	var walk func(s string)
+	walk = func(s string) {
+		out = append(out, s)
+		if len(s) < 4 {
+			for i := range len(alphabet) {
+				walk(s + alphabet[i:i+1])
+			}
+		}
+	}
+	walk("")
+	return out
+}
+
+// TestDecimalBucket holds decimalBucket to numBucket of big.Rat, over
+// corner decimals and random ones of every magnitude float64 has.
+func TestDecimalBucket(t *testing.T) {
+	ds := cornerDecimals()
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 20000 {
+		var b strings.Builder
+		if rng.IntN(2) == 0 {
+			b.WriteByte('-')
+		}
+		b.WriteString(strconv.Itoa(rng.IntN(10)))
+		if rng.IntN(2) == 0 {
+			b.WriteByte('.')
+			for range 1 + rng.IntN(25) {
+				b.WriteByte(byte('0' + rng.IntN(10)))
+			}
+		}
+		fmt.Fprintf(&b, "e%d", rng.IntN(801)-400)
+		ds = append(ds, b.String())
+	}
+	for _, d := range ds {
+		r, rok := Rat(d)
+		got, ok := decimalBucket(d)
+		if ok != rok || (ok && got != refNumBucket(r)) {
+			t.Errorf("decimalBucket(%q) = %x, %v; big.Rat gives %v", d, got, ok, rok)
+		}
+	}
 }
