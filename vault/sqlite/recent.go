@@ -480,10 +480,14 @@ func (rl *recentLevel) entries(g uint64, after vault.IndexEntry, limit int) ([]v
 	var out []vault.IndexEntry
 	i, _ := slices.BinarySearch(rl.tokens, string(after.Token))
 	for _, tok := range rl.tokens[i:] {
+		var token []byte // shared by the token's entries
 		// Postings are sorted by Seq within a token.
 		for _, p := range rl.byToken[tok] {
 			if p.visible(g) && (tok != string(after.Token) || p.seq > after.Seq) {
-				out = append(out, vault.IndexEntry{Token: []byte(tok), Seq: p.seq})
+				if token == nil {
+					token = []byte(tok)
+				}
+				out = append(out, vault.IndexEntry{Token: token, Seq: p.seq})
 			}
 		}
 		if len(out) >= limit {

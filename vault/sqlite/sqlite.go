@@ -843,7 +843,7 @@ func (s *Store) IndexEntries(ctx context.Context, after vault.IndexEntry, limit 
 		return nil, fmt.Errorf("list index entries: %w", err)
 	}
 	defer rows.Close()
-	var es []vault.IndexEntry
+	es := make([]vault.IndexEntry, 0, min(limit, 4096))
 	for rows.Next() {
 		var e vault.IndexEntry
 		if err := rows.Scan(&e.Token, &e.Seq); err != nil {
