@@ -76,7 +76,7 @@ func NewKeyring(master []byte) (*Keyring, error) {
 		return nil, fmt.Errorf("new responses cipher: %w", err)
 	}
 	k := &Keyring{wrap: wrap, indexKey: indexKey, responses: responses}
-	k.macs.New = func() any { return hmac.New(sha256.New, k.indexKey) }
+	k.macs.New = func() any { return &tokenMAC{mac: hmac.New(sha256.New, k.indexKey)} }
 	return k, nil
 }
 
@@ -129,22 +129,35 @@ func (k *Keyring) Unwrap(keyID string, wrapped []byte) ([]byte, error) {
 // so that ("ab", "c") and ("a", "bc") give different tokens. Callers put a
 // namespace first, e.g. Token("identifier", system, value).
 func (k *Keyring) Token(parts ...string) []byte {
-	n := 0
-	for _, p := range parts {
-		n += binary.MaxVarintLen64 + len(p)
-	}
-	msg := make([]byte, 0, n)
+	m := k.macs.Get().(*tokenMAC)
+	msg := m.msg[:0]
 	for _, p := range parts {
 		msg = binary.AppendUvarint(msg, uint64(len(p)))
 		msg = append(msg, p...)
 	}
-	m := k.macs.Get().(hash.Hash)
-	m.Reset()
-	m.Write(msg)
-	sum := m.Sum(make([]byte, 0, sha256.Size))
+	m.mac.Reset()
+	m.mac.Write(msg)
+	sum := m.mac.Sum(make([]byte, 0, sha256.Size))
+	// The message holds what was tokenized (an identifier, say): it is
+	// cleared, and a long one is not kept.
+	clear(msg)
+	if cap(msg) <= maxTokenScratch {
+		m.msg = msg
+	}
 	k.macs.Put(m)
 	return sum
 }
+
+// tokenMAC is an HMAC state under the blind-index key and the scratch a
+// token's message is built in, reused together (every write and audit
+// makes a dozen tokens a resource).
+type tokenMAC struct {
+	mac hash.Hash
+	msg []byte
+}
+
+// maxTokenScratch bounds the message scratch a tokenMAC keeps.
+const maxTokenScratch = 1 << 10
 
 // ParseMasterKey decodes a master key written as 64 hexadecimal characters or
 // as standard base64 (padded or not) of 32 bytes. Surrounding white space is

@@ -77,6 +77,26 @@ func TestTokenGolden(t *testing.T) {
 	}
 }
 
+// TestTokenScratch: tokens of messages long and short, one after another
+// (each reusing, or dropping, the scratch the last one left), are the
+// HMAC of their encoding computed afresh.
+func TestTokenScratch(t *testing.T) {
+	kr := testKeyring(t, testMaster())
+	for _, n := range []int{0, 5, 200, 1500, 3, 5000, 40, 1021, 1022, 7} {
+		parts := []string{"identifier", strings.Repeat("y", n), "z"}
+		msg := []byte{}
+		for _, p := range parts {
+			msg = binary.AppendUvarint(msg, uint64(len(p)))
+			msg = append(msg, p...)
+		}
+		m := hmac.New(sha256.New, kr.indexKey)
+		m.Write(msg)
+		if got, want := kr.Token(parts...), m.Sum(nil); !bytes.Equal(got, want) {
+			t.Errorf("Token of a %d-byte part = %x, want %x", n, got, want)
+		}
+	}
+}
+
 func TestTokenSeparation(t *testing.T) {
 	kr := testKeyring(t, testMaster())
 	distinct := [][]string{
