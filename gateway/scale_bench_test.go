@@ -51,6 +51,9 @@ import (
 //
 // Run with make bench-scale (about 30-40 minutes at 1 M on 2 cores);
 // FHIRANCHOR_BENCH_SCALE_N=100000 for a quick look.
+// FHIRANCHOR_BENCH_SCALE_PROFILE=prefix writes CPU profiles of the first
+// and the last tenth of the load to prefix-first.prof and prefix-last.prof:
+// what grows with the store.
 func BenchmarkScale(b *testing.B) {
 	target := 1_000_000
 	if s := os.Getenv("FHIRANCHOR_BENCH_SCALE_N"); s != "" {
@@ -84,6 +87,7 @@ func BenchmarkScale(b *testing.B) {
 			small     countLatency
 		)
 		start, cpu0 := time.Now(), mustCPU()
+		tenthProfile(b, 0)
 		work := make(chan []byte, clients)
 		var wg sync.WaitGroup
 		startClients := func(work chan []byte) {
@@ -101,6 +105,7 @@ func BenchmarkScale(b *testing.B) {
 						for len(tenths) < 10 && done >= (len(tenths)+1)*target/10 {
 							tenths = append(tenths, time.Since(start)-paused)
 							tenthsCPU = append(tenthsCPU, mustCPU()-cpu0-pausedCPU)
+							tenthProfile(b, len(tenths))
 						}
 						if err != nil && len(errs) < 5 {
 							errs = append(errs, err)
@@ -460,3 +465,33 @@ func diskUse(b *testing.B, dir string) (total, snapshot int64) {
 	}
 	return total, snapshot
 }
+
+// tenthProfile starts or stops the CPU profile of a tenth of BenchmarkScale's
+// load (FHIRANCHOR_BENCH_SCALE_PROFILE) when the load has passed tenths
+// tenths: the first tenth's from 0 to 1, the last's from 9 to 10.
+func tenthProfile(b *testing.B, tenths int) {
+	prefix := os.Getenv("FHIRANCHOR_BENCH_SCALE_PROFILE")
+	if prefix == "" {
+		return
+	}
+	switch tenths {
+	case 0, 9:
+		name := map[int]string{0: "-first.prof", 9: "-last.prof"}[tenths]
+		f, err := os.Create(prefix + name)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			b.Fatalf("FHIRANCHOR_BENCH_SCALE_PROFILE (not with -test.cpuprofile): %v", err)
+		}
+		scaleProfile = f
+	case 1, 10:
+		pprof.StopCPUProfile()
+		if err := scaleProfile.Close(); err != nil {
+			b.Error(err)
+		}
+	}
+}
+
+// scaleProfile is the file tenthProfile is writing.
+var scaleProfile *os.File
