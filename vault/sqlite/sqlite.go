@@ -100,18 +100,19 @@ type Config struct {
 	// beside it with the same mode.
 	Path string
 	// MergeRows is how many postings the in-memory recent level holds
-	// before a commit writes them to postings_mid, which a commit moves
-	// into postings when it holds midFanout times as many (schema_v9.sql,
-	// schema_v10.sql); 0 means DefaultMergeRows. Larger holds more in
-	// memory (some 50 bytes a posting) and merges rarer.
+	// before a commit writes them to postings_mid, which the next commits
+	// move into postings, some MergeRows postings each (mergeChunk), once
+	// it holds midFanout times as many (schema_v9.sql, schema_v10.sql); 0
+	// means DefaultMergeRows. Larger holds more in memory (some 50 bytes a
+	// posting) and merges rarer.
 	MergeRows int
 }
 
 // DefaultMergeRows is Config.MergeRows when it is 0: some four thousand
 // writes' postings, a few megabytes of memory; postings_mid, merged into
 // once per four thousand writes, holds up to a million postings (some 15
-// MB), and postings, the big tree, is merged into once per sixty thousand
-// writes.
+// MB), and postings, the big tree, takes them once per sixty thousand
+// writes, a sixteenth of postings_mid's tokens a commit.
 const DefaultMergeRows = 1 << 16
 
 // midFanout is how many merges of the recent level postings_mid takes
@@ -144,6 +145,12 @@ type Store struct {
 	// the lead passes under mu.
 	mid     int
 	counted bool
+	// merging says a merge of postings_mid into postings is under way:
+	// each group moves the postings of the next mergeRows or so tokens
+	// from mergeFrom on (mergeChunk), so that no one commit rewrites the
+	// whole of postings. Only the group's lead reads and writes them.
+	merging   bool
+	mergeFrom []byte
 	// recentLevel holds the postings of the newest token sets.
 	recentLevel *recentLevel
 
@@ -166,8 +173,13 @@ const (
 	stInsertTokenSet
 	stDeletePosting
 	stDeleteMidPosting
-	stMergeMid
-	stClearMid
+	stMidChunkEnd
+	stMidFirstToken
+	stMidNextToken
+	stMergeMidRange
+	stClearMidRange
+	stMergeMidFrom
+	stClearMidFrom
 	stFind
 	stCurrentTx
 	stDataKeyTx
@@ -254,10 +266,16 @@ var writeSQL = [numWriteStmts]string{
 	// A posting is in one level; a damaged index may hold it in several,
 	// and removing it removes it from all.
 	stDeleteMidPosting: `DELETE FROM postings_mid WHERE token = ? AND seq = ?`,
-	// Merges read the source in key order, so that each page of the
-	// target is dirtied by one run of inserts.
-	stMergeMid:         `INSERT OR IGNORE INTO postings (token, seq) SELECT token, seq FROM postings_mid ORDER BY token, seq`,
-	stClearMid:         `DELETE FROM postings_mid`,
+	// mergeChunk's: where a chunk ends, and moving it. Merges read the
+	// source in key order, so that each page of the target is dirtied by
+	// one run of inserts.
+	stMidChunkEnd:      `SELECT token FROM postings_mid WHERE token >= ?1 ORDER BY token LIMIT 1 OFFSET ?2`,
+	stMidFirstToken:    `SELECT token FROM postings_mid WHERE token >= ?1 ORDER BY token LIMIT 1`,
+	stMidNextToken:     `SELECT token FROM postings_mid WHERE token > ?1 ORDER BY token LIMIT 1`,
+	stMergeMidRange:    `INSERT OR IGNORE INTO postings (token, seq) SELECT token, seq FROM postings_mid WHERE token >= ?1 AND token < ?2 ORDER BY token, seq`,
+	stClearMidRange:    `DELETE FROM postings_mid WHERE token >= ?1 AND token < ?2`,
+	stMergeMidFrom:     `INSERT OR IGNORE INTO postings (token, seq) SELECT token, seq FROM postings_mid WHERE token >= ?1 ORDER BY token, seq`,
+	stClearMidFrom:     `DELETE FROM postings_mid WHERE token >= ?1`,
 	stFind:             findSQL,
 	stCurrentTx:        selectRecord + ` ORDER BY v.version DESC LIMIT 1`,
 	stDataKeyTx:        `SELECT wrapped FROM data_keys WHERE key_id = ?`,
@@ -678,12 +696,15 @@ func (s *Store) runGroup(group []*update) {
 			return
 		}
 	}
-	if mid >= midFanout*s.mergeRows {
-		if err := t.merge(ctx, stMergeMid, stClearMid); err != nil {
+	merging, mergeFrom := s.merging || mid >= midFanout*s.mergeRows, s.mergeFrom
+	if merging {
+		moved, next, err := t.mergeChunk(ctx, mergeFrom, s.mergeRows)
+		if err != nil {
 			fail(ok, fmt.Errorf("merge postings: %w", err))
 			return
 		}
-		mid = 0
+		mid -= moved
+		merging, mergeFrom = next != nil, next
 	}
 	if changed {
 		rl.begin(gen)
@@ -699,6 +720,12 @@ func (s *Store) runGroup(group []*update) {
 		rl.apply(t.staged, gen, merged)
 	}
 	s.mid = mid
+	if s.merging && !merging {
+		// Count postings_mid again at the next group: deletions of its
+		// postings are not counted as they happen.
+		s.counted = false
+	}
+	s.merging, s.mergeFrom = merging, mergeFrom
 	var cerr error
 	if len(erasers) > 0 {
 		// The WAL still holds the erased pages as they were; fold it into
@@ -1966,16 +1993,51 @@ func (t *tx) deletePosting(ctx context.Context, token []byte, seq int64, thoroug
 	return nil
 }
 
-// merge moves one level of postings into the next: the statements that
-// copy it and clear it.
-func (t *tx) merge(ctx context.Context, copyStmt, clearStmt int) error {
-	if _, err := t.stmt(ctx, copyStmt).ExecContext(ctx); err != nil {
-		return mapErr(err)
+// mergeChunk moves the postings of postings_mid whose tokens are at least
+// from and below the token some n postings on (all of them if fewer are
+// left, and at least one token's) into postings, and returns how many it
+// moved and the token the next chunk starts at: nil when none is left.
+//
+// Merging all of postings_mid at once rewrote most pages of postings in one
+// commit: at a million resources two seconds and some 300 MB of WAL, with
+// every write waiting, and the checkpoint after it as long again. A chunk
+// of postings_mid's token order lands on that share of postings' pages, so
+// the same work goes in slices between other writes. A posting is in one
+// table at every commit, as lookups need; postings added to postings_mid
+// meanwhile, before the cursor, wait for the next merge.
+func (t *tx) mergeChunk(ctx context.Context, from []byte, n int) (moved int, next []byte, err error) {
+	from = nonNil(from)
+	err = t.stmt(ctx, stMidChunkEnd).QueryRowContext(ctx, from, n).Scan(&next)
+	if err == nil {
+		var first []byte
+		err = t.stmt(ctx, stMidFirstToken).QueryRowContext(ctx, from).Scan(&first)
+		if err == nil && bytes.Equal(next, first) {
+			// The first token left holds more than n postings: the chunk
+			// is that token's.
+			from = first
+			err = t.stmt(ctx, stMidNextToken).QueryRowContext(ctx, first).Scan(&next)
+		}
 	}
-	if _, err := t.stmt(ctx, clearStmt).ExecContext(ctx); err != nil {
-		return mapErr(err)
+	var res sql.Result
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		next = nil
+		if _, err = t.stmt(ctx, stMergeMidFrom).ExecContext(ctx, from); err == nil {
+			res, err = t.stmt(ctx, stClearMidFrom).ExecContext(ctx, from)
+		}
+	case err == nil:
+		if _, err = t.stmt(ctx, stMergeMidRange).ExecContext(ctx, from, next); err == nil {
+			res, err = t.stmt(ctx, stClearMidRange).ExecContext(ctx, from, next)
+		}
 	}
-	return nil
+	if err != nil {
+		return 0, nil, mapErr(err)
+	}
+	rows, err := res.RowsAffected()
+	if err != nil {
+		return 0, nil, mapErr(err)
+	}
+	return int(rows), next, nil
 }
 
 // insertTokens adds the postings of the version at seq, of resource
