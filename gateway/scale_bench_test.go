@@ -36,7 +36,8 @@ import (
 // reports:
 //
 //   - the ingest rate of each tenth of the load, and last/first (target
-//     at least 0.9);
+//     at least 0.9), and the latency of a Bundle's POST in each tenth
+//     (p50, p99, max; p99 and max of the first and last as metrics);
 //   - disk per resource (the data dir, target at most 4 KiB) and the
 //     cohort index snapshot's share of it;
 //   - the process's RSS and Go heap after the load, and the gateway's
@@ -77,9 +78,10 @@ func BenchmarkScale(b *testing.B) {
 
 		var (
 			mu        sync.Mutex
-			done      int             // entries created
-			tenths    []time.Duration // ingest time (pauses left out) at which done passed each tenth
-			tenthsCPU []time.Duration // process CPU (pauses left out) at the same points
+			done      int                 // entries created
+			tenths    []time.Duration     // ingest time (pauses left out) at which done passed each tenth
+			tenthsCPU []time.Duration     // process CPU (pauses left out) at the same points
+			posts     [10][]time.Duration // each Bundle's POST latency, by the tenth it ended in
 			pausedCPU time.Duration
 			errs      []error
 			paused    time.Duration
@@ -95,12 +97,17 @@ func BenchmarkScale(b *testing.B) {
 				wg.Go(func() {
 					for data := range work {
 						f := &benchFile{name: "copy", data: data, entries: bytes.Count(data, []byte(`"fullUrl":`))}
+						posted := time.Now()
 						_, n, err := postBundle(ctx, g, token, f)
+						took := time.Since(posted)
 						for try := 0; err != nil && strings.Contains(err.Error(), "status 503") && try < 3; try++ {
 							time.Sleep(time.Second) // rolled back: the gateway asks to retry
 							_, n, err = postBundle(ctx, g, token, f)
 						}
 						mu.Lock()
+						if len(tenths) < 10 {
+							posts[len(tenths)] = append(posts[len(tenths)], took)
+						}
 						done += n
 						for len(tenths) < 10 && done >= (len(tenths)+1)*target/10 {
 							tenths = append(tenths, time.Since(start)-paused)
@@ -183,6 +190,17 @@ func BenchmarkScale(b *testing.B) {
 			b.ReportMetric(rates[9]/rates[0], "last/first")
 		}
 		b.ReportMetric(float64(done)/ingest.Seconds(), "res/s")
+		// A Bundle's latency in the first and the last tenth: a pause of
+		// the writer (a merge, a checkpoint) shows in the tail, which the
+		// rates average away.
+		for i, name := range map[int]string{0: "first", 9: "last"} {
+			slices.Sort(posts[i])
+			b.ReportMetric(ms(percentile(posts[i], 0.99)), "post-p99-ms-"+name)
+			if n := len(posts[i]); n > 0 {
+				b.ReportMetric(ms(posts[i][n-1]), "post-max-ms-"+name)
+			}
+		}
+		b.Logf("Bundle POST latency p50/p99/max by tenth (ms): %s", postLatencies(posts[:]))
 
 		// Counts at N (the first one catches the index up), then searches.
 		big := measureCounts(b, g, hdr)
@@ -495,3 +513,18 @@ func tenthProfile(b *testing.B, tenths int) {
 
 // scaleProfile is the file tenthProfile is writing.
 var scaleProfile *os.File
+
+// postLatencies formats the p50, p99 and maximum of each tenth's POST
+// latencies, sorting them.
+func postLatencies(tenths [][]time.Duration) string {
+	var out []string
+	for _, t := range tenths {
+		slices.Sort(t)
+		if len(t) == 0 {
+			out = append(out, "-")
+			continue
+		}
+		out = append(out, fmt.Sprintf("%.0f/%.0f/%.0f", ms(percentile(t, 0.5)), ms(percentile(t, 0.99)), ms(t[len(t)-1])))
+	}
+	return strings.Join(out, " ")
+}
