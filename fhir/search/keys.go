@@ -154,18 +154,7 @@ func (k *keyBuf) value(param string, v *Value) {
 			return
 		}
 		k.key(param, kindURI, v.URI)
-		// pathKeys, without its slice.
-		u := strings.TrimSuffix(v.URI, "/")
-		if u == "" {
-			return
-		}
-		k.key(param, kindPath, u)
-		for i, n := 0, 1; i < len(u) && n <= maxPathKeys; i++ {
-			if u[i] == '/' && i > 0 {
-				k.key(param, kindPath, u[:i])
-				n++
-			}
-		}
+		eachPathKey(v.URI, func(a string) { k.key(param, kindPath, a) })
 	case TypeReference:
 		r := &v.Reference
 		// The id alone: a Type/id query looks for it too (ids rarely
@@ -259,17 +248,25 @@ func (k *keyBuf) bucket(param, kind string, level int, bucket uint64) {
 // pathKeys returns u without a final "/" and its first maxPathKeys
 // ancestors at "/" boundaries.
 func pathKeys(u string) []string {
+	var out []string
+	eachPathKey(u, func(a string) { out = append(out, a) })
+	return out
+}
+
+// eachPathKey calls yield with each of pathKeys(u), in order, without
+// making the slice (IndexKeys makes them for every URI value).
+func eachPathKey(u string, yield func(string)) {
 	u = strings.TrimSuffix(u, "/")
 	if u == "" {
-		return nil
+		return
 	}
-	out := []string{u}
-	for i := 0; i < len(u) && len(out) <= maxPathKeys; i++ {
+	yield(u)
+	for i, n := 0, 1; i < len(u) && n <= maxPathKeys; i++ {
 		if u[i] == '/' && i > 0 {
-			out = append(out, u[:i])
+			yield(u[:i])
+			n++
 		}
 	}
-	return out
 }
 
 // shareKeys finds, among the parameters of one resource type (own; common
