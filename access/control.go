@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/fhiranchor/fhiranchor/policy"
 	"github.com/fhiranchor/fhiranchor/vault"
+	"golang.org/x/sync/errgroup"
 )
 
 // Evaluator decides one policy input; *policy.Engine is one.
@@ -116,6 +119,112 @@ type Outcome struct {
 // infrastructure failure (the vault) returns an error.
 func (c *Control) Decide(ctx context.Context, r Reader, in policy.Input) (Outcome, error) {
 	return c.decide(ctx, r, in, false, nil)
+}
+
+// DecideCommitted is Decide over what the vault has committed: as a read's
+// decision, it may come from, and go to, the decision cache (decisions.go).
+// A cohort count asks it for every patient it matches; for the patients
+// without a consent on file, one policy evaluation then serves them all.
+// If free (from WithoutConsent) holds in.Patient, the patient's consents
+// are not looked up again: they had none when free was made.
+func (c *Control) DecideCommitted(ctx context.Context, in policy.Input, free *ConsentFree) (Outcome, error) {
+	var r Reader = Committed{c.vault}
+	if free.Has(in.Patient) {
+		r = consentFreeReader{r}
+	}
+	return c.decide(ctx, r, in, true, nil)
+}
+
+// ConsentFree is a set of patients who had no Consent on file, as
+// committed, when WithoutConsent made it.
+type ConsentFree struct{ patients map[string]bool }
+
+// Has reports whether patient is in f.
+func (f *ConsentFree) Has(patient string) bool { return f != nil && f.patients[patient] }
+
+// Len is how many patients f holds.
+func (f *ConsentFree) Len() int {
+	if f == nil {
+		return 0
+	}
+	return len(f.patients)
+}
+
+// consentFreeChunk is how many patients' consent tokens one FindAny asks
+// about first. Most patients have no Consent on file, and a chunk in which
+// none has one settles all of them at once; a chunk in which some have one
+// is split in halves and asked again, down to consentFreeLeaf patients,
+// who are left to a lookup each (DecideCommitted without them in
+// ConsentFree). So each patient with a consent costs a few queries more,
+// and a population where every patient has one costs about one query per
+// consentFreeLeaf patients more than a lookup each.
+const (
+	consentFreeChunk = 256
+	consentFreeLeaf  = 8
+)
+
+// WithoutConsent returns the patients, of patients, that have no Consent
+// on file as committed, as far as FindAny over chunks of them can tell
+// (consentFreeChunk): a cohort count asks about thousands of patients, in
+// a few dozen queries instead of a Find each.
+func (c *Control) WithoutConsent(ctx context.Context, patients []string) (*ConsentFree, error) {
+	tokens := make([][]byte, len(patients))
+	for i, p := range patients {
+		tokens[i] = ConsentToken(c.vault, p)
+	}
+	free := make([]bool, len(patients))
+	// The chunks on every core: each query is a few hundred index probes.
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(runtime.GOMAXPROCS(0))
+	var settle func(lo, hi int) error
+	settle = func(lo, hi int) error {
+		ids, err := c.vault.Store().FindAny(gctx, "Consent", tokens[lo:hi])
+		switch {
+		case err != nil:
+			return fmt.Errorf("find consents: %w", err)
+		case len(ids) == 0:
+			for i := lo; i < hi; i++ {
+				free[i] = true
+			}
+			return nil
+		case hi-lo <= consentFreeLeaf:
+			return nil
+		}
+		mid := lo + (hi-lo)/2
+		if err := settle(lo, mid); err != nil {
+			return err
+		}
+		return settle(mid, hi)
+	}
+	for lo := 0; lo < len(patients); lo += consentFreeChunk {
+		g.Go(func() error {
+			if gctx.Err() != nil {
+				return gctx.Err()
+			}
+			return settle(lo, min(lo+consentFreeChunk, len(patients)))
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	out := &ConsentFree{patients: make(map[string]bool, len(patients))}
+	for i, p := range patients {
+		if free[i] {
+			out.patients[p] = true
+		}
+	}
+	return out, nil
+}
+
+// consentFreeReader is a Reader that finds no Consent: for a patient
+// WithoutConsent found none for.
+type consentFreeReader struct{ Reader }
+
+func (r consentFreeReader) Find(ctx context.Context, typ string, token []byte) ([]string, error) {
+	if typ == "Consent" {
+		return nil, nil
+	}
+	return r.Reader.Find(ctx, typ, token)
 }
 
 // decide is Decide; cached says r reads committed state, so that the

@@ -246,4 +246,14 @@ func TestAnswerAsksConcurrentlyOnce(t *testing.T) {
 	if len(calls) != 200 {
 		t.Errorf("permit asked about %d patients, want the 200 who match", len(calls))
 	}
+	// Matching names beforehand the patients Answer asks about.
+	got := ix.Matching(q, false, at)
+	if len(got) != len(calls) {
+		t.Errorf("Matching returns %d patients, Answer asked about %d", len(got), len(calls))
+	}
+	for _, p := range got {
+		if calls[p] != 1 {
+			t.Errorf("Matching returns %s, whom Answer did not ask about", p)
+		}
+	}
 }

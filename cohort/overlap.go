@@ -234,6 +234,29 @@ func (ix *Index) Answer(q *Query, breakdown bool, at time.Time, p Privacy, permi
 	return ans, nil
 }
 
+// Matching returns the patients q matches at at (with breakdown, as Answer
+// evaluates it then) on the current state of the index, before any consent
+// is asked: those whose consent Answer asks permit about first, so that a
+// caller can decide them in bulk beforehand. The evaluation is kept for the
+// Answer that follows on the same state of the index.
+func (ix *Index) Matching(q *Query, breakdown bool, at time.Time) []string {
+	var dims []string
+	if breakdown {
+		dims = q.Breakdown
+	}
+	ix.mu.RLock()
+	ev := ix.evaluate(q, dims, at.UTC().Year())
+	keys := ix.keysLocked()
+	ix.mu.RUnlock()
+	var out []string
+	ev.all.each(func(pn uint32) {
+		if int(pn) < len(keys) && keys[pn] != "" {
+			out = append(out, keys[pn])
+		}
+	})
+	return out
+}
+
 // consent decides, once per patient number, whether a patient is permitted.
 type consent struct {
 	keys   []string // by patient number, as of the evaluation

@@ -69,6 +69,20 @@ type consentTally struct {
 	revision  string
 	version   int64 // the policy version that decided
 	err       error
+	// free holds patients found without a consent in bulk before the
+	// index asks (lookUp); set before the index asks, then only read.
+	free *access.ConsentFree
+}
+
+// lookUp finds, before the index asks about them one by one, which of
+// patients have no consent on file: in a few queries instead of one each.
+func (t *consentTally) lookUp(patients []string) error {
+	free, err := t.s.access.WithoutConsent(t.ctx, patients)
+	if err != nil {
+		return fmt.Errorf("decide research consent: %w", err)
+	}
+	t.free = free
+	return nil
 }
 
 func (s *Service) tally(ctx context.Context, caller access.Caller, action string, at time.Time) *consentTally {
@@ -93,7 +107,7 @@ func (t *consentTally) permit(patient string) bool {
 	in.Patient = patient
 	in.Resource.ID = strings.TrimPrefix(patient, "Patient/")
 	in.Resource.Reference = patient
-	out, err := t.s.access.Decide(t.ctx, access.Committed{Vault: t.s.vault}, in)
+	out, err := t.s.access.DecideCommitted(t.ctx, in, t.free)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if err != nil {
@@ -188,7 +202,11 @@ func (s *Service) query(ctx context.Context, caller access.Caller, data []byte, 
 	if err != nil {
 		return Answer{}, err
 	}
-	res, err := s.idx().Answer(q, breakdown, at, s.privacy, t.permit, earlier)
+	ix := s.idx()
+	if err := t.lookUp(ix.Matching(q, breakdown, at)); err != nil {
+		return Answer{}, err
+	}
+	res, err := ix.Answer(q, breakdown, at, s.privacy, t.permit, earlier)
 	if err != nil {
 		return Answer{}, failure(http.StatusBadRequest, "invalid", "breakdown", "the breakdown is not valid: "+err.Error())
 	}
