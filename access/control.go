@@ -2,7 +2,6 @@ package access
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -427,7 +426,7 @@ func (c *Control) Read(ctx context.Context, caller Caller, v vault.Version) (Ver
 	if err != nil {
 		return Verdict{}, err
 	}
-	if !described && !json.Valid(v.Body) {
+	if !described && !validJSON(v.Body) {
 		// What facts.of would have refused: a body that is not JSON is
 		// never served.
 		return Verdict{}, errors.New("read: the stored body is not JSON")

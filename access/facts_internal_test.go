@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/fhiranchor/fhiranchor/internal/shareddata"
@@ -99,6 +100,24 @@ func FuzzScanMatchesUnmarshal(f *testing.F) {
 		var want factsDoc
 		if err := json.Unmarshal(body, &want); err != nil || !reflect.DeepEqual(got, want) {
 			t.Fatalf("scan(%q) = %+v; json.Unmarshal = %+v, %v", body, got, want, err)
+		}
+	})
+}
+
+// FuzzValidJSON holds validJSON to encoding/json's Valid, which it
+// replaces on every read: the same verdict on any bytes.
+func FuzzValidJSON(f *testing.F) {
+	for _, seed := range []string{
+		`{"resourceType":"Patient","id":"a"}`, `{"a":1,"a":2}`, `{"a":"\xff"}`, "{\"a\":\"\xed\xa0\x80\"}",
+		`{"a":"\ud800"}`, ` [1, 2.5e-3, -0, true, null] `, `{"a":1}{}`, `{"a":1,}`, `[01]`, `"\u00"`,
+		strings.Repeat("[", 10001) + strings.Repeat("]", 10001), strings.Repeat("[", 9999) + strings.Repeat("]", 9999),
+		"{\"a\":\"\t\"}", `1e400`, "\ufeff{}", "", " ", `{"a" : { } }`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if got, want := validJSON(b), json.Valid(b); got != want {
+			t.Fatalf("validJSON(%q) = %v, json.Valid = %v", b, got, want)
 		}
 	})
 }
