@@ -33,6 +33,9 @@ type Release struct {
 	at      time.Time
 	groups  map[groupKey]*group
 	pending []*group // decided, not yet recorded
+	// asked and free are the patients LookUp asked about, and those of
+	// them it found without a consent on file.
+	asked, free map[string]bool
 }
 
 type groupKey struct{ patient, typ string }
@@ -123,13 +126,18 @@ func redacts(d policy.Decision) bool {
 // decide makes the decision of one patient and type.
 func (r *Release) decide(ctx context.Context, k groupKey) (*group, error) {
 	in := r.caller.Input("read", k.patient, policy.ResourceRef{Type: k.typ}, r.at)
-	out, err := r.c.decide(ctx, Committed{r.c.vault}, in, true, nil)
+	var rd Reader = Committed{r.c.vault}
+	free := r.free[k.patient] // no consent on file: nothing to look up, nothing scoped
+	if free {
+		rd = consentFreeReader{rd}
+	}
+	out, err := r.c.decide(ctx, rd, in, true, nil)
 	if err != nil {
 		return nil, err
 	}
 	g := &group{in: in, out: out}
 	if out.Allow {
-		consents, err := r.c.ConsentsOf(ctx, Committed{r.c.vault}, k.patient)
+		consents, err := r.c.ConsentsOf(ctx, rd, k.patient)
 		if err != nil {
 			// Decide already denied an invalid consent; anything else is
 			// the vault's.
@@ -139,6 +147,40 @@ func (r *Release) decide(ctx context.Context, k groupKey) (*group, error) {
 		g.perItem = map[string]Outcome{}
 	}
 	return g, nil
+}
+
+// LookUp finds in bulk (Control.WithoutConsent) which of patients, not
+// asked about before, have no consent on file, so that their decisions
+// need no lookup each: a search matching the resources of thousands of
+// patients asks a few dozen queries instead of two per patient. Allowed
+// decides the others as before.
+func (r *Release) LookUp(ctx context.Context, patients []string) error {
+	if r.c == nil {
+		return nil
+	}
+	if r.asked == nil {
+		r.asked, r.free = map[string]bool{}, map[string]bool{}
+	}
+	var ask []string
+	for _, p := range patients {
+		if p != "" && !r.asked[p] {
+			r.asked[p] = true
+			ask = append(ask, p)
+		}
+	}
+	if len(ask) == 0 {
+		return nil
+	}
+	free, err := r.c.WithoutConsent(ctx, ask)
+	if err != nil {
+		return err
+	}
+	for _, p := range ask {
+		if free.Has(p) {
+			r.free[p] = true
+		}
+	}
+	return nil
 }
 
 // Decided is how many patient-and-type decisions the release made.

@@ -349,6 +349,17 @@ func (r *searchRun) matches(ctx context.Context, typ string, clauses []search.Cl
 		if err != nil {
 			return nil, err
 		}
+		if release {
+			// Which of the chunk's patients have no consent on file, in
+			// bulk, before each is decided.
+			patients := make([]string, len(hits))
+			for i, h := range hits {
+				patients[i] = h.v.Compartment
+			}
+			if err := r.release.LookUp(ctx, patients); err != nil {
+				return nil, err
+			}
+		}
 		for _, h := range hits {
 			if compartment != "" && h.v.Compartment != compartment {
 				continue
