@@ -141,14 +141,6 @@ type ConsentFree struct{ patients map[string]bool }
 // Has reports whether patient is in f.
 func (f *ConsentFree) Has(patient string) bool { return f != nil && f.patients[patient] }
 
-// Len is how many patients f holds.
-func (f *ConsentFree) Len() int {
-	if f == nil {
-		return 0
-	}
-	return len(f.patients)
-}
-
 // consentFreeChunk is how many patients' consent tokens one FindAny asks
 // about first. Most patients have no Consent on file, and a chunk in which
 // none has one settles all of them at once; a chunk in which some have one

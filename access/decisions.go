@@ -12,8 +12,9 @@ import (
 // Decision cache. A read decision is a function of the policy input, the
 // patient's consents and the deciding policy. Reads of committed state,
 // and the research service's decisions (DecideCommitted: a cohort count
-// asks one per patient it matches), reuse a decision made for the same key, which holds every input the
-// decision can depend on except the time and the resource's own id:
+// asks one per patient it matches), reuse a decision made for the same
+// key, which holds every input the decision can depend on except the time
+// and the resource's own id:
 //
 //   - who: client, actor, what the actor acts as (resolved from stored
 //     state), organization, roles, purpose; the action and the patient;
