@@ -366,7 +366,11 @@ func (e *Exports) build(ctx context.Context, job *exportJob) ([]byte, error) {
 		return nil, err
 	}
 	t := job.tally
-	patients := s.idx().Match(job.query, job.created, t.permit)
+	ix := s.idx()
+	if err := t.lookUp(ix.Matching(job.query, false, job.created)); err != nil {
+		return nil, err
+	}
+	patients := ix.Match(job.query, job.created, t.permit)
 	if t.err != nil {
 		return nil, fmt.Errorf("decide export consent: %w", t.err)
 	}
