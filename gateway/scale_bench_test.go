@@ -273,8 +273,9 @@ func BenchmarkScale(b *testing.B) {
 // resources again for each try. FHIRANCHOR_BENCH_RESTART_PROFILE=file
 // profiles the first restart. After the first restart it also measures
 // the count and search latencies (FHIRANCHOR_BENCH_COUNT_PROFILE=file and
-// FHIRANCHOR_BENCH_SEARCH_PROFILE=file profile them). Each copy is made out of the timing; its pages are in the
-// page cache then, as after a stop.
+// FHIRANCHOR_BENCH_SEARCH_PROFILE=file profile them). Each copy is made
+// out of the timing; its pages are in the page cache then, as after a
+// stop.
 func BenchmarkRestart(b *testing.B) {
 	kept := os.Getenv("FHIRANCHOR_BENCH_RESTART_DIR")
 	if kept == "" {
