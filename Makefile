@@ -88,12 +88,12 @@ bench-audit:
 # 1 M resources (Synthea x N, fresh ids: internal/synthea10x) into the
 # embedded default: ingest rate by tenth, disk and RSS per resource,
 # restart to the first cohort count, count and search latency, audit speed
-# (BenchmarkScale). About 30-40 minutes at 1 M on 2 cores;
+# (BenchmarkScale). About 7-8 minutes at 1 M on 2 cores;
 # FHIRANCHOR_BENCH_SCALE_N=100000 make bench-scale for a smaller count.
 # FHIRANCHOR_BENCH_SCALE_KEEP=dir keeps a copy of the loaded data dir, which
-# FHIRANCHOR_BENCH_RESTART_DIR=dir make bench-restart restarts on (and
-# FHIRANCHOR_BENCH_AUDIT_DIR=dir make bench-audit audits) without loading
-# it again.
+# FHIRANCHOR_BENCH_RESTART_DIR=dir make bench-restart restarts on, then
+# counts and searches, and FHIRANCHOR_BENCH_AUDIT_DIR=dir make bench-audit
+# audits, without loading it again.
 bench-scale:
 	$(GO) test ./gateway/ -run '^$$' -bench 'BenchmarkScale' -benchtime 1x -timeout 180m
 
