@@ -94,7 +94,7 @@ func BenchmarkIngest(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	g := testonly.StartGateway(b, testonly.Options{Quiet: true})
+	g := testonly.StartGateway(b, testonly.Options{Quiet: true, Anchor: serveAnchor})
 	token := g.Token(b)
 
 	var (
@@ -401,8 +401,8 @@ func clip(b []byte, n int) string {
 //	go test ./gateway/ -run '^$' -bench BenchmarkIngestPolicy -benchtime 3x -timeout 30m
 func BenchmarkIngestPolicy(b *testing.B) {
 	files, entries, _ := loadSynthea(b)
-	on := testonly.StartGateway(b, testonly.Options{Quiet: true})
-	off := testonly.StartGateway(b, testonly.Options{Quiet: true, WithoutPolicy: true})
+	on := testonly.StartGateway(b, testonly.Options{Quiet: true, Anchor: serveAnchor})
+	off := testonly.StartGateway(b, testonly.Options{Quiet: true, Anchor: serveAnchor, WithoutPolicy: true})
 	onTok, offTok := on.Token(b), off.Token(b)
 	var onTime, offTime, onCPU, offCPU time.Duration
 	iter := 0
@@ -464,8 +464,8 @@ func BenchmarkIngestBackends(b *testing.B) {
 		cpu  time.Duration
 		lat  []time.Duration
 	}{
-		{name: "sqlite", g: testonly.StartGateway(b, testonly.Options{Quiet: true})},
-		{name: "postgres", g: testonly.StartGateway(b, testonly.Options{Quiet: true, PostgresDSN: cluster.NewDatabase(b)})},
+		{name: "sqlite", g: testonly.StartGateway(b, testonly.Options{Quiet: true, Anchor: serveAnchor})},
+		{name: "postgres", g: testonly.StartGateway(b, testonly.Options{Quiet: true, Anchor: serveAnchor, PostgresDSN: cluster.NewDatabase(b)})},
 	}
 	for i := range backends {
 		backends[i].tok = backends[i].g.Token(b)

@@ -43,7 +43,7 @@ func BenchmarkRead(b *testing.B) {
 	})
 	// The load is not what is measured: on a shared machine a large Bundle
 	// must not time out.
-	g := testonly.StartGateway(b, testonly.Options{Quiet: true, Limits: gateway.Limits{RequestTimeout: 10 * time.Minute}})
+	g := testonly.StartGateway(b, testonly.Options{Quiet: true, Anchor: serveAnchor, Limits: gateway.Limits{RequestTimeout: 10 * time.Minute}})
 	token := g.Token(b)
 	var (
 		paths []string
