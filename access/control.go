@@ -1,6 +1,7 @@
 package access
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -127,11 +128,16 @@ func (c *Control) Decide(ctx context.Context, r Reader, in policy.Input) (Outcom
 // If free (from WithoutConsent) holds in.Patient, the patient's consents
 // are not looked up again: they had none when free was made.
 func (c *Control) DecideCommitted(ctx context.Context, in policy.Input, free *ConsentFree) (Outcome, error) {
-	var r Reader = Committed{c.vault}
-	if free.Has(in.Patient) {
-		r = consentFreeReader{r}
+	return c.decide(ctx, c.committed(free, in.Patient), in, true, nil)
+}
+
+// committed is the Reader of committed state for deciding about patient:
+// one that knows the patient's consents are none if free says so.
+func (c *Control) committed(free *ConsentFree, patient string) Reader {
+	if !free.Has(patient) {
+		return Committed{c.vault}
 	}
-	return c.decide(ctx, r, in, true, nil)
+	return consentFreeReader{Reader: Committed{c.vault}, token: ConsentToken(c.vault, patient)}
 }
 
 // ConsentFree is a set of patients who had no Consent on file, as
@@ -207,12 +213,16 @@ func (c *Control) WithoutConsent(ctx context.Context, patients []string) (*Conse
 	return out, nil
 }
 
-// consentFreeReader is a Reader that finds no Consent: for a patient
-// WithoutConsent found none for.
-type consentFreeReader struct{ Reader }
+// consentFreeReader is a Reader that finds no Consent for one patient's
+// consent token (a patient WithoutConsent found none for), and reads
+// everything else, other patients' consents included, as Reader does.
+type consentFreeReader struct {
+	Reader
+	token []byte // ConsentToken of the patient
+}
 
 func (r consentFreeReader) Find(ctx context.Context, typ string, token []byte) ([]string, error) {
-	if typ == "Consent" {
+	if typ == "Consent" && bytes.Equal(token, r.token) {
 		return nil, nil
 	}
 	return r.Reader.Find(ctx, typ, token)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -33,9 +34,10 @@ type Release struct {
 	at      time.Time
 	groups  map[groupKey]*group
 	pending []*group // decided, not yet recorded
-	// asked and free are the patients LookUp asked about, and those of
-	// them it found without a consent on file.
-	asked, free map[string]bool
+	// asked are the patients LookUp asked about; free, those of them it
+	// found without a consent on file.
+	asked map[string]bool
+	free  *ConsentFree
 }
 
 type groupKey struct{ patient, typ string }
@@ -126,11 +128,9 @@ func redacts(d policy.Decision) bool {
 // decide makes the decision of one patient and type.
 func (r *Release) decide(ctx context.Context, k groupKey) (*group, error) {
 	in := r.caller.Input("read", k.patient, policy.ResourceRef{Type: k.typ}, r.at)
-	var rd Reader = Committed{r.c.vault}
-	free := r.free[k.patient] // no consent on file: nothing to look up, nothing scoped
-	if free {
-		rd = consentFreeReader{rd}
-	}
+	// A patient without a consent on file: nothing to look up, nothing
+	// scoped.
+	rd := r.c.committed(r.free, k.patient)
 	out, err := r.c.decide(ctx, rd, in, true, nil)
 	if err != nil {
 		return nil, err
@@ -159,7 +159,7 @@ func (r *Release) LookUp(ctx context.Context, patients []string) error {
 		return nil
 	}
 	if r.asked == nil {
-		r.asked, r.free = map[string]bool{}, map[string]bool{}
+		r.asked = map[string]bool{}
 	}
 	var ask []string
 	for _, p := range patients {
@@ -175,10 +175,10 @@ func (r *Release) LookUp(ctx context.Context, patients []string) error {
 	if err != nil {
 		return err
 	}
-	for _, p := range ask {
-		if free.Has(p) {
-			r.free[p] = true
-		}
+	if r.free == nil {
+		r.free = free
+	} else {
+		maps.Copy(r.free.patients, free.patients)
 	}
 	return nil
 }
