@@ -19,9 +19,11 @@ type Cell struct {
 // Match returns the keys of the patients matching q, sorted, among those
 // permit allows. at is the reference time for age. permit is called at most
 // once per matching patient, never with the index locked (it may call back
-// into the index); a nil permit allows nobody.
+// into the index); a nil permit allows nobody. The evaluation is
+// Matching's, so a Matching just before (to look the patients up in bulk)
+// costs nothing more.
 func (ix *Index) Match(q *Query, at time.Time, permit func(patient string) bool) []string {
-	keys, _ := ix.candidates(q, at, nil)
+	keys := ix.Matching(q, false, at)
 	out := keys[:0]
 	for _, k := range keys {
 		if permit != nil && permit(k) {
