@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/fhiranchor/fhiranchor/access"
@@ -100,7 +101,7 @@ func TestWithoutConsent(t *testing.T) {
 	// Sparse: a few percent, one of them twice.
 	var chosen []string
 	for _, p := range patients {
-		if len(chosen) < 20 && rng.IntN(100) < 3 && p[len("Patient/"):][0] == 'p' {
+		if len(chosen) < 20 && rng.IntN(100) < 3 && strings.HasPrefix(p, "Patient/p-") {
 			chosen = append(chosen, p)
 			put(p)
 		}
@@ -128,7 +129,7 @@ func TestWithoutConsent(t *testing.T) {
 
 	// Dense: every other stored patient.
 	for i, p := range patients {
-		if i%2 == 0 && p[len("Patient/"):][0] == 'p' && len(consents[p]) == 0 {
+		if i%2 == 0 && strings.HasPrefix(p, "Patient/p-") && len(consents[p]) == 0 {
 			put(p)
 		}
 	}

@@ -50,7 +50,7 @@ import (
 //     recorded; target under 50 ms at 1 M), and two searches over REST;
 //   - gateway.Audit's speed in leaves per second (target 50,000).
 //
-// Run with make bench-scale (about 30-40 minutes at 1 M on 2 cores);
+// Run with make bench-scale (about 7-8 minutes at 1 M on 2 cores);
 // FHIRANCHOR_BENCH_SCALE_N=100000 for a quick look.
 // FHIRANCHOR_BENCH_SCALE_PROFILE=prefix writes CPU profiles of the first
 // and the last tenth of the load to prefix-first.prof and prefix-last.prof:
