@@ -137,15 +137,23 @@ func (c *Control) committed(free *ConsentFree, patient string) Reader {
 	if !free.Has(patient) {
 		return Committed{c.vault}
 	}
-	return consentFreeReader{Reader: Committed{c.vault}, token: ConsentToken(c.vault, patient)}
+	return consentFreeReader{Reader: Committed{c.vault}, token: free.patients[patient]}
 }
 
 // ConsentFree is a set of patients who had no Consent on file, as
 // committed, when WithoutConsent made it.
-type ConsentFree struct{ patients map[string]bool }
+type ConsentFree struct {
+	patients map[string][]byte // patient -> its consent token
+}
 
 // Has reports whether patient is in f.
-func (f *ConsentFree) Has(patient string) bool { return f != nil && f.patients[patient] }
+func (f *ConsentFree) Has(patient string) bool {
+	if f == nil {
+		return false
+	}
+	_, ok := f.patients[patient]
+	return ok
+}
 
 // consentFreeChunk is how many patients' consent tokens one FindAny asks
 // about first. Most patients have no Consent on file, and a chunk in which
@@ -204,10 +212,10 @@ func (c *Control) WithoutConsent(ctx context.Context, patients []string) (*Conse
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	out := &ConsentFree{patients: make(map[string]bool, len(patients))}
+	out := &ConsentFree{patients: make(map[string][]byte, len(patients))}
 	for i, p := range patients {
 		if free[i] {
-			out.patients[p] = true
+			out.patients[p] = tokens[i]
 		}
 	}
 	return out, nil
