@@ -162,7 +162,7 @@ func Audit(ctx context.Context, v *vault.Sealed, anchoredRoots map[uint64][]byte
 	// (it waits for pages and for its own bookkeeping), and their results
 	// are taken where the steps below need them.
 	a.sets, a.postings = newIndexDigests()
-	a.postingsWalked = a.start(ctx, func(ctx context.Context) error { return walkPostings(ctx, a.st, a.postings) })
+	a.postingsWalked = a.start(ctx, func(ctx context.Context) error { return a.st.WalkPostings(ctx, a.postings.add) })
 	a.bundlesChecked = a.start(ctx, func(ctx context.Context) (err error) {
 		a.bundles, err = checkBundles(ctx, a.st)
 		return err

@@ -1,11 +1,8 @@
 package gateway
 
 import (
-	"context"
 	"encoding/binary"
 	"hash/maphash"
-
-	"github.com/fhiranchor/fhiranchor/vault"
 )
 
 // indexDigest sums a keyed hash of each posting (token, Seq) of the
@@ -47,20 +44,3 @@ func (d *indexDigest) addSet(tokens [][]byte, seq int64) {
 
 // equal reports whether two digests of one seed saw the same postings.
 func (d *indexDigest) equal(o *indexDigest) bool { return d.sum == o.sum && d.n == o.n }
-
-// walkPostings adds every posting of the index to d.
-func walkPostings(ctx context.Context, store vault.Store, d *indexDigest) error {
-	for after := (vault.IndexEntry{}); ; {
-		es, err := store.IndexEntries(ctx, after, auditPage)
-		if err != nil {
-			return err
-		}
-		for _, e := range es {
-			d.add(e.Token, e.Seq)
-		}
-		if len(es) < auditPage {
-			return nil
-		}
-		after = es[len(es)-1]
-	}
-}

@@ -76,7 +76,7 @@ func Reindex(ctx context.Context, v *vault.Sealed, log *slog.Logger) (ReindexSta
 	if err := reindexPass(ctx, v, log, &st, sets, false); err != nil {
 		return st, fmt.Errorf("reindex: %w", err)
 	}
-	if err := walkPostings(ctx, v.Store(), postings); err != nil {
+	if err := v.Store().WalkPostings(ctx, postings.add); err != nil {
 		return st, fmt.Errorf("reindex: postings: %w", err)
 	}
 	if !postings.equal(sets) {

@@ -199,8 +199,15 @@ type Store interface {
 	Records(ctx context.Context, after int64, limit int) ([]Leaf, error)
 	// IndexEntries returns up to limit postings of the blind index after
 	// the given one (the zero IndexEntry for the first page), ordered by
-	// Token and Seq in the Store's order: what an audit walks.
+	// Token and Seq in the Store's order: what a reindex walks to drop
+	// stray postings.
 	IndexEntries(ctx context.Context, after IndexEntry, limit int) ([]IndexEntry, error)
+	// WalkPostings calls fn with every posting of the blind index as of one
+	// snapshot, in the Store's storage order, not IndexEntries' (a posting
+	// stored twice, in a damaged table, is passed twice): what an audit
+	// digests, with no row materialized per posting. token is valid only
+	// during the call.
+	WalkPostings(ctx context.Context, fn func(token []byte, seq int64)) error
 	// TokenSets returns up to limit token sets with Seq > after, in Seq
 	// order: what an audit and a reindex walk.
 	TokenSets(ctx context.Context, after int64, limit int) ([]TokenSet, error)

@@ -191,6 +191,7 @@ SELECT count(*) FROM live`
 	sqlSetIndexVersion = `UPDATE index_state SET version = $1`
 	sqlRecords         = `SELECT seq, type, record, salt, subject, actor, time FROM leaf_records
 WHERE seq > $1 ORDER BY seq LIMIT $2`
+	sqlWalkPostings = `SELECT token, seq FROM postings`
 	sqlIndexEntries = `SELECT token, seq FROM postings WHERE (token, seq) > ($1, $2) ORDER BY token, seq LIMIT $3`
 	sqlResponses    = `SELECT key, body, created FROM responses WHERE key > $1 ORDER BY key LIMIT $2`
 	sqlDataKeys     = `SELECT key_id, wrapped FROM data_keys WHERE key_id > $1 ORDER BY key_id LIMIT $2`
@@ -526,6 +527,25 @@ func (s *Store) IndexEntries(ctx context.Context, after vault.IndexEntry, limit 
 		return nil, fmt.Errorf("list index entries: %w", err)
 	}
 	return es, nil
+}
+
+// WalkPostings calls fn with every posting, in the order of one scan of
+// the table (a single statement reads one snapshot).
+func (s *Store) WalkPostings(ctx context.Context, fn func(token []byte, seq int64)) error {
+	rows, _ := s.pool.Query(ctx, sqlWalkPostings)
+	defer rows.Close()
+	var token []byte
+	var seq int64
+	for rows.Next() {
+		if err := rows.Scan(&token, &seq); err != nil {
+			return fmt.Errorf("walk postings: %w", mapErr(err))
+		}
+		fn(token, seq)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("walk postings: %w", mapErr(err))
+	}
+	return nil
 }
 
 // IDs returns the ids of the resources of type typ, ascending.

@@ -96,3 +96,76 @@ func writtenBytes(b *testing.B) int64 {
 	b.Fatal("no wchar in /proc/self/io")
 	return 0
 }
+
+// BenchmarkWalkPostings reads every posting of a vault of 10,000 versions
+// with 16 tokens each (in every level: the merge threshold is small) the
+// way an audit digests them, WalkPostings, and the way it did before,
+// IndexEntries page by page: ns per posting of each.
+func BenchmarkWalkPostings(b *testing.B) {
+	ctx := b.Context()
+	s, err := New(ctx, Config{Path: filepath.Join(b.TempDir(), "vault.db"), MergeRows: 20_000})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	tok := func(x uint64) []byte {
+		h := sha256.Sum256(binary.BigEndian.AppendUint64(nil, x))
+		return h[:8]
+	}
+	const versions, perVersion = 10_000, 16
+	for g := range versions / 500 {
+		err := s.Update(ctx, func(tx vault.Tx) error {
+			for i := range 500 {
+				n := g*500 + i + 1
+				name := fmt.Sprint("r", n)
+				rec := vault.Record{Type: "Observation", ID: name, Version: 1, LastUpdated: time.Unix(int64(n), 0),
+					KeyID: "k", Ciphertext: make([]byte, 100), Salt: make([]byte, 32), Commitment: tok(uint64(n)),
+					Leaf: vault.Leaf{Type: 1, Data: make([]byte, 32), Ref: "Observation/" + name}}
+				for j := range perVersion {
+					rec.Tokens = append(rec.Tokens, tok(uint64(n*perVersion+j)))
+				}
+				if err := tx.Put(ctx, rec); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	var sum int64
+	b.Run("walk", func(b *testing.B) {
+		for b.Loop() {
+			n := 0
+			err := s.WalkPostings(ctx, func(token []byte, seq int64) { sum += int64(token[0]) + seq; n++ })
+			if err != nil || n != versions*perVersion {
+				b.Fatalf("walked %d postings, %v; want %d", n, err, versions*perVersion)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*versions*perVersion), "ns/posting")
+	})
+	b.Run("pages", func(b *testing.B) {
+		for b.Loop() {
+			n := 0
+			for after := (vault.IndexEntry{}); ; {
+				es, err := s.IndexEntries(ctx, after, 1000)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for _, e := range es {
+					sum += int64(e.Token[0]) + e.Seq
+				}
+				n += len(es)
+				if len(es) < 1000 {
+					break
+				}
+				after = es[len(es)-1]
+			}
+			if n != versions*perVersion {
+				b.Fatalf("listed %d postings; want %d", n, versions*perVersion)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*versions*perVersion), "ns/posting")
+	})
+}

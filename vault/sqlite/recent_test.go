@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"database/sql"
 	"fmt"
 	"math/rand/v2"
@@ -220,6 +221,15 @@ func testRecentLevelModel(t *testing.T, stores, mergeRows int) {
 			len(slices.CompactFunc(slices.Clone(listed), func(a, b vault.IndexEntry) bool { return compareEntries(a, b) == 0 })) != entries {
 			t.Fatalf("round %d: IndexEntries listed %d postings (sorted %v), want %d distinct in order", round, len(listed),
 				slices.IsSortedFunc(listed, compareEntries), entries)
+		}
+		// The walk meets the same postings, each once, across the levels.
+		var walked []vault.IndexEntry
+		err = s.WalkPostings(ctx, func(token []byte, seq int64) {
+			walked = append(walked, vault.IndexEntry{Token: bytes.Clone(token), Seq: seq})
+		})
+		slices.SortFunc(walked, compareEntries)
+		if err != nil || !slices.EqualFunc(walked, listed, func(a, b vault.IndexEntry) bool { return compareEntries(a, b) == 0 }) {
+			t.Fatalf("round %d: WalkPostings passed %d postings (%v), want the %d IndexEntries lists", round, len(walked), err, len(listed))
 		}
 	}
 	var stored int

@@ -14,6 +14,7 @@
 package vaulttest
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -1506,6 +1507,24 @@ func testAuditListings(t *testing.T, s vault.Store) {
 	wantIdx := []vault.IndexEntry{{Token: []byte("t1"), Seq: 1}, {Token: []byte("t2"), Seq: 1}, {Token: []byte("t3"), Seq: 2}}
 	if diff := cmp.Diff(wantIdx, gotIdx); diff != "" {
 		t.Errorf("IndexEntries (-want +got):\n%s", diff)
+	}
+	// WalkPostings passes the same postings, in an order of its own; a
+	// token is the walk's only during the call.
+	var walked []vault.IndexEntry
+	walk := func(token []byte, seq int64) {
+		walked = append(walked, vault.IndexEntry{Token: bytes.Clone(token), Seq: seq})
+	}
+	if err := s.WalkPostings(ctx, walk); err != nil {
+		t.Fatalf("WalkPostings: %v", err)
+	}
+	slices.SortFunc(walked, func(a, b vault.IndexEntry) int {
+		if c := bytes.Compare(a.Token, b.Token); c != 0 {
+			return c
+		}
+		return int(a.Seq - b.Seq)
+	})
+	if diff := cmp.Diff(wantIdx, walked); diff != "" {
+		t.Errorf("WalkPostings (-want +got):\n%s", diff)
 	}
 	var gotSets []vault.TokenSet
 	for after := int64(0); ; {
