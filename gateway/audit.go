@@ -8,10 +8,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"runtime"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -145,7 +145,7 @@ const auditPage = 1000
 // it cannot detect is listed in docs/anchoring.md.
 func Audit(ctx context.Context, v *vault.Sealed, anchoredRoots map[uint64][]byte) (AuditReport, error) {
 	a := &auditor{v: v, st: v.Store(), roots: anchoredRoots,
-		current: map[string]*currentVersion{}, copies: map[string]*pendingCopy{}, erased: map[string][]erasedVersion{},
+		current: map[resourceKey]currentVersion{}, keySeeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}, copies: map[string]*pendingCopy{}, erased: map[string][]erasedVersion{},
 		tree: (&compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}).NewEmptyRange(0)}
 	workers := runtime.GOMAXPROCS(0)
 	if n := int(auditWorkers.Load()); n > 0 {
@@ -186,9 +186,11 @@ type auditor struct {
 	tree      *compact.Range
 	treeBroke bool
 
-	// current is the newest version seen of each resource ("Type/id"),
-	// with the tokens the blind index must hold for it.
-	current map[string]*currentVersion
+	// current is the newest version seen of each resource, with the
+	// tokens the blind index must hold for it, by resourceKey under
+	// keySeeds.
+	current  map[resourceKey]currentVersion
+	keySeeds [2]maphash.Seed
 	// copies are the versions in a patient compartment waiting for their
 	// de-identification record, by commitment (hex).
 	copies map[string]*pendingCopy
@@ -223,6 +225,43 @@ func (a *auditor) start(ctx context.Context, step func(context.Context) error) f
 		done <- step(ctx)
 	}()
 	return func() error { return <-done }
+}
+
+// resourceKey stands for a resource (its type and id) in the audit's map
+// of current versions: a 128-bit hash keyed by seeds drawn for each audit.
+// A million "Type/id" strings and version structs behind pointers were two
+// million objects the garbage collector marked at every cycle of an audit
+// (a hundred cycles in an audit of a million resources); this map holds no
+// pointer at all. Two resources of one vault colliding is as likely as
+// guessing the seeds. A finding that must name the resource reads its row
+// again by Seq (versionAt).
+type resourceKey [2]uint64
+
+// resourceKey returns the key of the resource typ/id.
+func (a *auditor) resourceKey(typ, id string) resourceKey {
+	var k resourceKey
+	for i, seed := range a.keySeeds {
+		var h maphash.Hash
+		h.SetSeed(seed)
+		h.WriteString(typ)
+		h.WriteByte(0) // no type holds one
+		h.WriteString(id)
+		k[i] = h.Sum64()
+	}
+	return k
+}
+
+// versionAt reads the version row at seq again, for a finding about the
+// resource the walk kept by its key only.
+func (a *auditor) versionAt(ctx context.Context, seq int64) (vault.Record, error) {
+	rs, err := a.st.Versions(ctx, seq-1, 1)
+	if err != nil {
+		return vault.Record{}, fmt.Errorf("read the version at seq %d again: %w", seq, err)
+	}
+	if len(rs) == 0 || rs[0].Leaf.Seq != seq {
+		return vault.Record{}, fmt.Errorf("the version at seq %d changed during the audit", seq)
+	}
+	return rs[0], nil
 }
 
 type currentVersion struct {
@@ -515,13 +554,12 @@ func (a *auditor) checkVersion(ctx context.Context, r vault.Record, l *vault.Lea
 			a.find(tableVersions, seq, ref, problemLeafMismatch)
 		}
 	}
-	key := r.Type + "/" + r.ID
-	cur := a.current[key]
-	if cur == nil || r.Version > cur.version {
-		cur = &currentVersion{version: r.Version, seq: seq, live: !r.Deleted && !r.Erased}
-		a.current[key] = cur
-	} else {
-		cur = &currentVersion{} // an older version: its tokens are not the index's
+	key := a.resourceKey(r.Type, r.ID)
+	cur := currentVersion{version: r.Version, seq: seq, live: !r.Deleted && !r.Erased}
+	if prev, seen := a.current[key]; !seen || r.Version > prev.version {
+		// The newest version so far: the index must hold its tokens, as
+		// what follows finds them. (An older one's are not the index's.)
+		defer func() { a.current[key] = cur }()
 	}
 	compartment := r.Compartment()
 	if r.Erased {
@@ -918,7 +956,7 @@ func (a *auditor) walkTokens(ctx context.Context) error {
 		a.current = nil
 		return a.postingsWalked()
 	}
-	bySeq := make(map[int64]string, len(a.current))
+	bySeq := make(map[int64]resourceKey, len(a.current))
 	for key, cur := range a.current {
 		if cur.live {
 			bySeq[cur.seq] = key
@@ -938,7 +976,11 @@ func (a *auditor) walkTokens(ctx context.Context) error {
 			}
 			delete(bySeq, set.Seq)
 			if set.Bad {
-				a.find(tableTokens, set.Seq, key, problemTokenSetBad)
+				r, err := a.versionAt(ctx, set.Seq)
+				if err != nil {
+					return err
+				}
+				a.find(tableTokens, set.Seq, r.Type+"/"+r.ID, problemTokenSetBad)
 				continue
 			}
 			sets.addSet(set.Tokens, set.Seq)
@@ -946,7 +988,7 @@ func (a *auditor) walkTokens(ctx context.Context) error {
 			if cur.unknown || digestTokens(set.Tokens) == cur.tokens {
 				continue // the version's own finding says why, or the set is right
 			}
-			if err := a.compareTokens(ctx, key, cur, set); err != nil {
+			if err := a.compareTokens(ctx, cur, set); err != nil {
 				return err
 			}
 		}
@@ -957,7 +999,11 @@ func (a *auditor) walkTokens(ctx context.Context) error {
 	}
 	for seq, key := range bySeq {
 		if cur := a.current[key]; cur.tokens.n > 0 {
-			a.find(tableTokens, seq, key, problemTokenMissing)
+			r, err := a.versionAt(ctx, seq)
+			if err != nil {
+				return err
+			}
+			a.find(tableTokens, seq, r.Type+"/"+r.ID, problemTokenMissing)
 		}
 	}
 	a.current = nil
@@ -971,22 +1017,22 @@ func (a *auditor) walkTokens(ctx context.Context) error {
 	return nil
 }
 
-// compareTokens finds what differs between the token set of the resource
-// key (Type/id) and the tokens its current version cur derives, whose
-// digests differ: tokens the set has that the version does not, and the
-// other way round. The version is read and its tokens derived again (the
-// walk kept only their digest).
-func (a *auditor) compareTokens(ctx context.Context, key string, cur *currentVersion, set vault.TokenSet) error {
-	typ, id, _ := strings.Cut(key, "/")
-	r, err := a.st.Version(ctx, typ, id, cur.version)
+// compareTokens finds what differs between a token set and the tokens
+// the current version cur at its Seq derives, whose digests differ: tokens
+// the set has that the version does not, and the other way round. The
+// version is read and its tokens derived again (the walk kept only their
+// digest).
+func (a *auditor) compareTokens(ctx context.Context, cur currentVersion, set vault.TokenSet) error {
+	r, err := a.versionAt(ctx, set.Seq)
 	if err != nil {
-		return fmt.Errorf("read the version of the token set at seq %d again: %w", set.Seq, err)
+		return err
 	}
+	key := r.Type + "/" + r.ID
 	c := checkContent(ctx, a.v, r, true)
 	if c.err != nil {
 		return c.err
 	}
-	if c.unknown || c.tokens != cur.tokens {
+	if r.Version != cur.version || c.unknown || c.tokens != cur.tokens {
 		// The row changed under the audit (a gateway is writing): what it
 		// holds now is not what was checked. (Errors name the seq, not the
 		// resource: a client-chosen id can be an MRN.)

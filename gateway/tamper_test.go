@@ -448,13 +448,25 @@ func runTamperSuite(t *testing.T, f *tamperFixture, b tamperBackend, postgres bo
 	if err != nil {
 		t.Fatal(err)
 	}
+	var audited vault.Store
 	audit := func(t *testing.T, edit string) gateway.AuditReport {
 		t.Helper()
-		rep, err := gateway.Audit(context.Background(), vault.NewSealed(b.open(t, edit), kr), f.roots)
+		audited = b.open(t, edit)
+		rep, err := gateway.Audit(context.Background(), vault.NewSealed(audited, kr), f.roots)
 		if err != nil {
 			t.Fatalf("audit: %v", err)
 		}
 		return rep
+	}
+	// resourceAt is the resource of the version row at seq in the vault
+	// last audited: what a finding about a resource's tokens must name (the
+	// audit keeps resources by a hash, and reads the row again to name one).
+	resourceAt := func(t *testing.T, seq int64) string {
+		rs, err := audited.Versions(context.Background(), seq-1, 1)
+		if err != nil || len(rs) == 0 || rs[0].Leaf.Seq != seq {
+			t.Fatalf("the version row at seq %d: %v, %v", seq, rs, err)
+		}
+		return rs[0].Type + "/" + rs[0].ID
 	}
 	rep := audit(t, "")
 	if len(rep.Findings) > 0 {
@@ -492,6 +504,11 @@ func runTamperSuite(t *testing.T, f *tamperFixture, b tamperBackend, postgres bo
 			for _, fd := range rep.Findings {
 				found = found || strings.Contains(fd.Problem, tc.want)
 				t.Logf("%s %d (%s): %s", fd.Table, fd.LeafIndex, fd.Ref, fd.Problem)
+				if fd.Table == "tokens" && fd.Ref != "" && fd.Ref != "postings" && fd.Ref != "index_state" {
+					if want := resourceAt(t, int64(fd.LeafIndex)+1); fd.Ref != want {
+						t.Errorf("a tokens finding at seq %d names %q, want the resource of that version, %q", fd.LeafIndex+1, fd.Ref, want)
+					}
+				}
 			}
 			if !found {
 				t.Errorf("no finding says %q", tc.want)

@@ -257,6 +257,27 @@ func openStores(t testing.TB, ctx context.Context, dir, dsn string) (vault.Store
 	return store, logStore
 }
 
+// OpenVault opens the SQLite vault of a data dir alone, with its master
+// key, as `fhiranchor audit` does: no gateway, no research index, no
+// anchoring. It is closed when the test ends.
+func OpenVault(t testing.TB, dir string) *vault.Sealed {
+	t.Helper()
+	master, err := vault.LoadOrCreateMasterKey(filepath.Join(dir, "master.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := vault.NewKeyring(master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := sqlite.New(t.Context(), sqlite.Config{Path: filepath.Join(dir, "vault.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	return vault.NewSealed(store, kr)
+}
+
 // RecordRef is the token records use for typ/id, computed from its
 // documented definition (docs/anchoring.md): "typ/tok-" and the first 16
 // bytes, in hex, of the vault's keyed token of ("record-ref/v1", typ, id).
