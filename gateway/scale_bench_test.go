@@ -229,8 +229,10 @@ func BenchmarkScale(b *testing.B) {
 		}
 		// Audit the vault alone, as `fhiranchor audit` does (BenchmarkAudit).
 		alone := testonly.OpenVault(b, g.Dir)
+		restoreGC := asAuditCommand()
 		t = time.Now()
 		rep, err := gateway.Audit(ctx, alone, nil)
+		restoreGC()
 		if err != nil {
 			b.Fatalf("audit: %v", err)
 		}

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"runtime/debug"
 
 	"github.com/fhiranchor/fhiranchor/gateway"
 )
@@ -60,6 +61,9 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 			break
 		}
 		after = cps[len(cps)-1].Size
+	}
+	if getenv("GOGC") == "" {
+		defer debug.SetGCPercent(debug.SetGCPercent(gateway.AuditGCPercent))
 	}
 	rep, err := gateway.Audit(ctx, d.vault, roots)
 	if err != nil {
