@@ -249,11 +249,14 @@ type resourceKey [2]uint64
 // resourceKey returns the key of the resource typ/id.
 func (a *auditor) resourceKey(typ, id string) resourceKey {
 	var k resourceKey
+	var n [binary.MaxVarintLen64]byte
 	for i, seed := range a.keySeeds {
 		var h maphash.Hash
 		h.SetSeed(seed)
+		// The type's length first: a row's columns are anything an
+		// intruder wrote, and ("a", "bc") must not be ("ab", "c").
+		h.Write(n[:binary.PutUvarint(n[:], uint64(len(typ)))])
 		h.WriteString(typ)
-		h.WriteByte(0) // no type holds one
 		h.WriteString(id)
 		k[i] = h.Sum64()
 	}
