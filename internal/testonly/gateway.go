@@ -141,16 +141,10 @@ func (g *Gateway) start(t testing.TB) {
 	log := slog.New(slog.NewTextHandler(g.Logs, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log) // code that logs through the default logger is captured too
 
-	master, err := vault.LoadOrCreateMasterKey(filepath.Join(dir, "master.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	kr, err := vault.NewKeyring(master)
-	if err != nil {
-		t.Fatal(err)
-	}
+	kr := keyring(t, dir)
 	ctx, cancel := context.WithCancel(context.Background())
 	store, logStore := openStores(t, ctx, dir, opt.PostgresDSN)
+	var err error
 	g.key, err = auth.LoadOrCreateDevKey(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -257,10 +251,8 @@ func openStores(t testing.TB, ctx context.Context, dir, dsn string) (vault.Store
 	return store, logStore
 }
 
-// OpenVault opens the SQLite vault of a data dir alone, with its master
-// key, as `fhiranchor audit` does: no gateway, no research index, no
-// anchoring. It is closed when the test ends.
-func OpenVault(t testing.TB, dir string) *vault.Sealed {
+// keyring is the keyring of the data dir's master key, made if missing.
+func keyring(t testing.TB, dir string) *vault.Keyring {
 	t.Helper()
 	master, err := vault.LoadOrCreateMasterKey(filepath.Join(dir, "master.key"))
 	if err != nil {
@@ -270,6 +262,15 @@ func OpenVault(t testing.TB, dir string) *vault.Sealed {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return kr
+}
+
+// OpenVault opens the SQLite vault of a data dir alone, with its master
+// key, as `fhiranchor audit` does: no gateway, no research index, no
+// anchoring. It is closed when the test ends.
+func OpenVault(t testing.TB, dir string) *vault.Sealed {
+	t.Helper()
+	kr := keyring(t, dir)
 	store, err := sqlite.New(t.Context(), sqlite.Config{Path: filepath.Join(dir, "vault.db")})
 	if err != nil {
 		t.Fatal(err)
