@@ -118,7 +118,7 @@ const (
 // version it checks (its decoded tree, unpacked body and copy, rows) and
 // keeps about 150 bytes (its entry in the map of current versions): at the
 // default of 100 the collector ran some 400 times in an audit of a million
-// resources. 200 made that audit 5-8 % faster for a peak heap a third larger
+// resources. 200 made that audit 4-10 % faster for a peak RSS a third larger
 // (RSS 1.1 GiB); 400 gained another 2 % for 1.5 GiB.
 const AuditGCPercent = 200
 
