@@ -35,24 +35,17 @@ func BenchmarkPutPostings(b *testing.B) {
 	}
 	defer s.Close()
 	r := rand.New(rand.NewPCG(1, 2))
-	tok := func(x uint64) []byte {
-		h := sha256.Sum256(binary.BigEndian.AppendUint64(nil, x))
-		return h[:8]
-	}
 	n := 0
 	group := func(k int) {
 		err := s.Update(b.Context(), func(tx vault.Tx) error {
 			for range k {
 				n++
-				name := fmt.Sprint("r", n)
-				rec := vault.Record{Type: "Observation", ID: name, Version: 1, LastUpdated: time.Unix(int64(n), 0),
-					KeyID: "k", Ciphertext: make([]byte, 1200), Salt: make([]byte, 32), Commitment: tok(uint64(n)),
-					Leaf: vault.Leaf{Type: 1, Data: make([]byte, 32), Ref: "Observation/" + name}}
+				rec := benchRecord(n, 1200)
 				for i := range 16 {
 					if i < 8 {
-						rec.Tokens = append(rec.Tokens, tok(uint64(i*2500+r.IntN(2500))))
+						rec.Tokens = append(rec.Tokens, benchToken(uint64(i*2500+r.IntN(2500))))
 					} else {
-						rec.Tokens = append(rec.Tokens, tok(1<<40+uint64(n*16+i)))
+						rec.Tokens = append(rec.Tokens, benchToken(1<<40+uint64(n*16+i)))
 					}
 				}
 				if err := tx.Put(b.Context(), rec); err != nil {
@@ -108,21 +101,14 @@ func BenchmarkWalkPostings(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	tok := func(x uint64) []byte {
-		h := sha256.Sum256(binary.BigEndian.AppendUint64(nil, x))
-		return h[:8]
-	}
 	const versions, perVersion = 10_000, 16
 	for g := range versions / 500 {
 		err := s.Update(ctx, func(tx vault.Tx) error {
 			for i := range 500 {
 				n := g*500 + i + 1
-				name := fmt.Sprint("r", n)
-				rec := vault.Record{Type: "Observation", ID: name, Version: 1, LastUpdated: time.Unix(int64(n), 0),
-					KeyID: "k", Ciphertext: make([]byte, 100), Salt: make([]byte, 32), Commitment: tok(uint64(n)),
-					Leaf: vault.Leaf{Type: 1, Data: make([]byte, 32), Ref: "Observation/" + name}}
+				rec := benchRecord(n, 100)
 				for j := range perVersion {
-					rec.Tokens = append(rec.Tokens, tok(uint64(n*perVersion+j)))
+					rec.Tokens = append(rec.Tokens, benchToken(uint64(n*perVersion+j)))
 				}
 				if err := tx.Put(ctx, rec); err != nil {
 					return err
@@ -168,4 +154,19 @@ func BenchmarkWalkPostings(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*versions*perVersion), "ns/posting")
 	})
+}
+
+// benchToken is a search-sized (8-byte) token, distinct for each x.
+func benchToken(x uint64) []byte {
+	h := sha256.Sum256(binary.BigEndian.AppendUint64(nil, x))
+	return h[:8]
+}
+
+// benchRecord is the n-th Observation version of a benchmark, with a
+// ciphertext of the given size and no tokens yet.
+func benchRecord(n, ciphertext int) vault.Record {
+	name := fmt.Sprint("r", n)
+	return vault.Record{Type: "Observation", ID: name, Version: 1, LastUpdated: time.Unix(int64(n), 0),
+		KeyID: "k", Ciphertext: make([]byte, ciphertext), Salt: make([]byte, 32), Commitment: benchToken(uint64(n)),
+		Leaf: vault.Leaf{Type: 1, Data: make([]byte, 32), Ref: "Observation/" + name}}
 }
