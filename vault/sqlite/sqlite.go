@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -314,7 +315,8 @@ var readSQL = [numReadStmts]string{
 	stVersion: selectRecord + ` AND v.version = ?`,
 	stHistory: selectRecord + ` ORDER BY v.version DESC`,
 	stDataKey: `SELECT wrapped FROM data_keys WHERE key_id = ?`,
-	stLeaves:  `SELECT seq, type, data, ref FROM leaves WHERE seq > ? ORDER BY seq LIMIT ?`,
+	stLeaves: `SELECT ` + rowsFunc + `(?, seq, type, data, ref)
+FROM (SELECT seq, type, data, ref FROM leaves WHERE seq > ? ORDER BY seq LIMIT ?)`,
 	// Leaves are only appended, numbered from 1 by AUTOINCREMENT (an insert
 	// rolled back takes its number back with it): the last seq is their
 	// count, read from the end of the tree rather than by walking every row
@@ -322,19 +324,22 @@ var readSQL = [numReadStmts]string{
 	stStats: `SELECT (SELECT count(*) FROM versions), (SELECT coalesce(max(seq), 0) FROM leaves),
 	(SELECT count(*) FROM data_keys), (SELECT count(*) FROM responses), (SELECT count(*) FROM policies)`,
 	// Every version row, also one whose leaf is gone: an audit must see it.
-	stVersions:      changesSQL + ` WHERE v.seq > ? ORDER BY v.seq LIMIT ?`,
+	stVersions: `SELECT ` + rowsFunc + `(?, type, id, seq, version, last_updated, deleted, erased, key_id,
+	ciphertext, salt, commitment, deid, leaf_type, leaf_data, leaf_ref, client)
+FROM (` + changesSQL + ` WHERE v.seq > ? ORDER BY v.seq LIMIT ?)`,
 	stFindCommitted: findSQL,
 	stLeaf: `SELECT l.seq, l.type, l.data, l.ref, r.record, r.salt, coalesce(r.subject, ''), coalesce(r.actor, ''), r.time
 FROM leaves l LEFT JOIN leaf_records r ON r.seq = l.seq WHERE l.seq = ?`,
 	stPolicy:   `SELECT version, revision, bundle, created, author FROM policies WHERE version = ?`,
 	stPolicies: `SELECT version, revision, created, author FROM policies ORDER BY version DESC`,
-	stRecords: `SELECT seq, type, record, salt, subject, actor, time FROM leaf_records
-WHERE seq > ? ORDER BY seq LIMIT ?`,
+	stRecords: `SELECT ` + rowsFunc + `(?, seq, type, record, salt, subject, actor, time)
+FROM (SELECT seq, type, record, salt, subject, actor, time FROM leaf_records WHERE seq > ? ORDER BY seq LIMIT ?)`,
 	// Every level in one ordered walk: a compound ORDER BY merges their
 	// index orders (no sort), and the LIMIT stops it early.
 	stIndexEntries: `SELECT token, seq FROM postings WHERE (token, seq) > (?1, ?2)
 UNION ALL SELECT token, seq FROM postings_mid WHERE (token, seq) > (?1, ?2) ORDER BY 1, 2 LIMIT ?3`,
-	stTokenSets: `SELECT seq, tokens FROM token_sets WHERE seq > ? ORDER BY seq LIMIT ?`,
+	stTokenSets: `SELECT ` + rowsFunc + `(?, seq, tokens)
+FROM (SELECT seq, tokens FROM token_sets WHERE seq > ? ORDER BY seq LIMIT ?)`,
 	// The (type, id, version) index alone: no versions row is read.
 	stIDs:          `SELECT DISTINCT id FROM versions WHERE type = ? ORDER BY id LIMIT ?`,
 	stIndexVersion: `SELECT version FROM index_state WHERE one = 1`,
@@ -386,7 +391,8 @@ func tokensArgs(args []any, tokens [][]byte) []any {
 // changesSQL selects what Versions and Changes return: every version row,
 // also one whose leaf is gone.
 const changesSQL = `SELECT v.type, v.id, v.seq, v.version, v.last_updated, v.deleted, v.erased, v.key_id,
-	v.ciphertext, v.salt, v.commitment, v.deid, coalesce(l.type, 0), coalesce(l.data, X''), coalesce(l.ref, ''), v.client
+	v.ciphertext, v.salt, v.commitment, v.deid, coalesce(l.type, 0) AS leaf_type, coalesce(l.data, X'') AS leaf_data,
+	coalesce(l.ref, '') AS leaf_ref, v.client
 FROM versions v LEFT JOIN leaves l ON l.seq = v.seq`
 
 // Filters of FindLeaves, as bits of the index into Store.fstmt.
@@ -767,11 +773,42 @@ func (s *Store) Versions(ctx context.Context, after int64, limit int) ([]vault.R
 	if limit <= 0 {
 		return nil, nil
 	}
-	out, err := queryRecords(ctx, s.rstmt[stVersions], after, limit)
+	var out []vault.Record
+	err := eachRow(ctx, s.rstmt[stVersions], func(vals []driver.Value) error {
+		r, err := recordOfRow(vals)
+		out = append(out, r)
+		return err
+	}, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list versions: %w", err)
 	}
+	sortBySeq(out, func(r vault.Record) int64 { return r.Leaf.Seq })
 	return out, nil
+}
+
+// recordOfRow reads the values of a row of changesSQL, as queryRecords
+// would scan it.
+func recordOfRow(vals []driver.Value) (r vault.Record, err error) {
+	if len(vals) != 16 {
+		return r, errRowsArgs
+	}
+	var lastUpdated, leafType int64
+	errs := [...]error{
+		take(&r.Type, vals[0], takeString), take(&r.ID, vals[1], takeString),
+		take(&r.Leaf.Seq, vals[2], takeInt), take(&r.Version, vals[3], takeInt),
+		take(&lastUpdated, vals[4], takeInt), take(&r.Deleted, vals[5], takeBool),
+		take(&r.Erased, vals[6], takeBool), take(&r.KeyID, vals[7], takeString),
+		take(&r.Ciphertext, vals[8], takeBytes), take(&r.Salt, vals[9], takeBytes),
+		take(&r.Commitment, vals[10], takeBytes), take(&r.Deid, vals[11], takeBytes),
+		take(&leafType, vals[12], takeInt), take(&r.Leaf.Data, vals[13], takeBytes),
+		take(&r.Leaf.Ref, vals[14], takeString), take(&r.Client, vals[15], takeString),
+	}
+	if err := errors.Join(errs[:]...); err != nil {
+		return vault.Record{}, err
+	}
+	r.LastUpdated = time.UnixMicro(lastUpdated).UTC()
+	r.Leaf.Type = uint8(leafType)
+	return r, nil
 }
 
 // Changes returns the versions that match f, newest first.
@@ -833,25 +870,26 @@ func (s *Store) Records(ctx context.Context, after int64, limit int) ([]vault.Le
 	if limit <= 0 {
 		return nil, nil
 	}
-	rows, err := s.rstmt[stRecords].QueryContext(ctx, after, limit)
-	if err != nil {
-		return nil, fmt.Errorf("list records: %w", err)
-	}
-	defer rows.Close()
 	var ls []vault.Leaf
-	for rows.Next() {
+	err := eachRow(ctx, s.rstmt[stRecords], func(vals []driver.Value) error {
+		if len(vals) != 7 {
+			return errRowsArgs
+		}
 		var l vault.Leaf
 		var typ, at int64
-		if err := rows.Scan(&l.Seq, &typ, &l.Record, &l.Salt, &l.Subject, &l.Actor, &at); err != nil {
-			return nil, fmt.Errorf("list records: %w", err)
-		}
+		err := errors.Join(take(&l.Seq, vals[0], takeInt), take(&typ, vals[1], takeInt),
+			take(&l.Record, vals[2], takeBytes), take(&l.Salt, vals[3], takeBytes),
+			take(&l.Subject, vals[4], takeString), take(&l.Actor, vals[5], takeString),
+			take(&at, vals[6], takeInt))
 		l.Record = vault.UnpackRecord(l.Record)
 		l.Type, l.Time = uint8(typ), time.UnixMicro(at).UTC()
 		ls = append(ls, l)
-	}
-	if err := rows.Err(); err != nil {
+		return err
+	}, after, limit)
+	if err != nil {
 		return nil, fmt.Errorf("list records: %w", err)
 	}
+	sortBySeq(ls, func(l vault.Leaf) int64 { return l.Seq })
 	return ls, nil
 }
 
@@ -929,24 +967,24 @@ func (s *Store) TokenSets(ctx context.Context, after int64, limit int) ([]vault.
 	if limit <= 0 {
 		return nil, nil
 	}
-	rows, err := s.rstmt[stTokenSets].QueryContext(ctx, after, limit)
-	if err != nil {
-		return nil, fmt.Errorf("list token sets: %w", err)
-	}
-	defer rows.Close()
 	var out []vault.TokenSet
-	for rows.Next() {
+	err := eachRow(ctx, s.rstmt[stTokenSets], func(vals []driver.Value) error {
+		if len(vals) != 2 {
+			return errRowsArgs
+		}
 		var seq int64
 		var b []byte
-		if err := rows.Scan(&seq, &b); err != nil {
-			return nil, fmt.Errorf("list token sets: %w", err)
+		if err := errors.Join(take(&seq, vals[0], takeInt), take(&b, vals[1], takeBytes)); err != nil {
+			return err
 		}
 		tokens, err := vault.DecodeTokenSet(b)
 		out = append(out, vault.TokenSet{Seq: seq, Tokens: tokens, Bad: err != nil})
-	}
-	if err := rows.Err(); err != nil {
+		return nil
+	}, after, limit)
+	if err != nil {
 		return nil, fmt.Errorf("list token sets: %w", err)
 	}
+	sortBySeq(out, func(t vault.TokenSet) int64 { return t.Seq })
 	return out, nil
 }
 
@@ -1123,24 +1161,23 @@ func (s *Store) Leaves(ctx context.Context, after int64, limit int) ([]vault.Lea
 	if limit <= 0 {
 		return nil, nil
 	}
-	rows, err := s.rstmt[stLeaves].QueryContext(ctx, after, limit)
+	var ls []vault.Leaf
+	err := eachRow(ctx, s.rstmt[stLeaves], func(vals []driver.Value) error {
+		if len(vals) != 4 {
+			return errRowsArgs
+		}
+		var l vault.Leaf
+		var typ int64
+		err := errors.Join(take(&l.Seq, vals[0], takeInt), take(&typ, vals[1], takeInt),
+			take(&l.Data, vals[2], takeBytes), take(&l.Ref, vals[3], takeString))
+		l.Type = uint8(typ)
+		ls = append(ls, l)
+		return err
+	}, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("get leaves: %w", err)
 	}
-	defer rows.Close()
-	var ls []vault.Leaf
-	for rows.Next() {
-		var l vault.Leaf
-		var typ int64
-		if err := rows.Scan(&l.Seq, &typ, &l.Data, &l.Ref); err != nil {
-			return nil, fmt.Errorf("get leaves: %w", err)
-		}
-		l.Type = uint8(typ)
-		ls = append(ls, l)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("get leaves: %w", err)
-	}
+	sortBySeq(ls, func(l vault.Leaf) int64 { return l.Seq })
 	return ls, nil
 }
 

@@ -1,7 +1,6 @@
 package sqlite
 
 import (
-	"database/sql"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -27,20 +26,6 @@ func TestWalkPostingsOfAnEditedFile(t *testing.T) {
 	}
 	s.Close()
 
-	edit := func(stmts ...string) {
-		t.Helper()
-		db, err := sql.Open("sqlite", path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer db.Close()
-		db.SetMaxOpenConns(1)
-		for _, q := range stmts {
-			if _, err := db.ExecContext(ctx, q); err != nil {
-				t.Fatalf("%s: %v", q, err)
-			}
-		}
-	}
 	walk := func() ([]string, error) {
 		t.Helper()
 		s, err := New(ctx, Config{Path: path, MergeRows: 1})
@@ -57,14 +42,14 @@ func TestWalkPostingsOfAnEditedFile(t *testing.T) {
 		t.Fatalf("walk of the untouched file = %q, %v; want t1 t2", got, err)
 	}
 	// STRICT dropped from postings' definition, as an editor of the file can.
-	edit(`PRAGMA writable_schema = ON`,
+	edit(t, path, `PRAGMA writable_schema = ON`,
 		`UPDATE sqlite_schema SET sql = replace(sql, ') STRICT, WITHOUT ROWID', ') WITHOUT ROWID') WHERE name = 'postings'`,
 		`PRAGMA writable_schema = OFF`)
-	edit(`INSERT INTO postings (token, seq) VALUES ('planted', 1)`)
+	edit(t, path, `INSERT INTO postings (token, seq) VALUES ('planted', 1)`)
 	if got, err := walk(); err != nil || !slices.Equal(got, []string{"planted", "t1", "t2"}) {
 		t.Errorf("walk with a text token = %q, %v; want it passed as its bytes", got, err)
 	}
-	edit(`INSERT INTO postings (token, seq) VALUES (x'00', 1.5)`)
+	edit(t, path, `INSERT INTO postings (token, seq) VALUES (x'00', 1.5)`)
 	if _, err := walk(); err == nil {
 		t.Errorf("walk with a Seq of 1.5 succeeded; want an error")
 	}
