@@ -3,7 +3,6 @@ package sqlite
 import (
 	"bytes"
 	"cmp"
-	"context"
 	"database/sql"
 	"database/sql/driver"
 	"errors"
@@ -58,16 +57,16 @@ func init() {
 	})
 }
 
-// eachRow runs st, a query selecting rowsFunc(?, columns...) with args
-// after the handle, and calls fn with the values of each row: what fn
-// returns first ends the query and is returned.
-func eachRow(ctx context.Context, st *sql.Stmt, fn func(vals []driver.Value) error, args ...any) error {
+// eachRow runs query, whose SQL selects rowsFunc(?, columns...) with
+// handle as its first argument, and calls fn with the values of each row:
+// what fn returns first ends the query and is returned.
+func eachRow(fn func(vals []driver.Value) error, query func(handle int64) *sql.Row) error {
 	h := rowFuncHandles.Add(1)
 	rf := &rowFunc{fn: fn}
 	rowFuncs.Store(h, rf)
 	defer rowFuncs.Delete(h)
 	var n sql.NullInt64
-	err := st.QueryRowContext(ctx, append([]any{h}, args...)...).Scan(&n)
+	err := query(h).Scan(&n)
 	if rf.err != nil {
 		return rf.err
 	}

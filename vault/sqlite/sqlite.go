@@ -774,11 +774,11 @@ func (s *Store) Versions(ctx context.Context, after int64, limit int) ([]vault.R
 		return nil, nil
 	}
 	var out []vault.Record
-	err := eachRow(ctx, s.rstmt[stVersions], func(vals []driver.Value) error {
+	err := eachRow(func(vals []driver.Value) error {
 		r, err := recordOfRow(vals)
 		out = append(out, r)
 		return err
-	}, after, limit)
+	}, func(h int64) *sql.Row { return s.rstmt[stVersions].QueryRowContext(ctx, h, after, limit) })
 	if err != nil {
 		return nil, fmt.Errorf("list versions: %w", err)
 	}
@@ -871,7 +871,7 @@ func (s *Store) Records(ctx context.Context, after int64, limit int) ([]vault.Le
 		return nil, nil
 	}
 	var ls []vault.Leaf
-	err := eachRow(ctx, s.rstmt[stRecords], func(vals []driver.Value) error {
+	err := eachRow(func(vals []driver.Value) error {
 		if len(vals) != 7 {
 			return errRowsArgs
 		}
@@ -885,7 +885,7 @@ func (s *Store) Records(ctx context.Context, after int64, limit int) ([]vault.Le
 		l.Type, l.Time = uint8(typ), time.UnixMicro(at).UTC()
 		ls = append(ls, l)
 		return err
-	}, after, limit)
+	}, func(h int64) *sql.Row { return s.rstmt[stRecords].QueryRowContext(ctx, h, after, limit) })
 	if err != nil {
 		return nil, fmt.Errorf("list records: %w", err)
 	}
@@ -968,7 +968,7 @@ func (s *Store) TokenSets(ctx context.Context, after int64, limit int) ([]vault.
 		return nil, nil
 	}
 	var out []vault.TokenSet
-	err := eachRow(ctx, s.rstmt[stTokenSets], func(vals []driver.Value) error {
+	err := eachRow(func(vals []driver.Value) error {
 		if len(vals) != 2 {
 			return errRowsArgs
 		}
@@ -980,7 +980,7 @@ func (s *Store) TokenSets(ctx context.Context, after int64, limit int) ([]vault.
 		tokens, err := vault.DecodeTokenSet(b)
 		out = append(out, vault.TokenSet{Seq: seq, Tokens: tokens, Bad: err != nil})
 		return nil
-	}, after, limit)
+	}, func(h int64) *sql.Row { return s.rstmt[stTokenSets].QueryRowContext(ctx, h, after, limit) })
 	if err != nil {
 		return nil, fmt.Errorf("list token sets: %w", err)
 	}
@@ -1162,7 +1162,7 @@ func (s *Store) Leaves(ctx context.Context, after int64, limit int) ([]vault.Lea
 		return nil, nil
 	}
 	var ls []vault.Leaf
-	err := eachRow(ctx, s.rstmt[stLeaves], func(vals []driver.Value) error {
+	err := eachRow(func(vals []driver.Value) error {
 		if len(vals) != 4 {
 			return errRowsArgs
 		}
@@ -1173,7 +1173,7 @@ func (s *Store) Leaves(ctx context.Context, after int64, limit int) ([]vault.Lea
 		l.Type = uint8(typ)
 		ls = append(ls, l)
 		return err
-	}, after, limit)
+	}, func(h int64) *sql.Row { return s.rstmt[stLeaves].QueryRowContext(ctx, h, after, limit) })
 	if err != nil {
 		return nil, fmt.Errorf("get leaves: %w", err)
 	}

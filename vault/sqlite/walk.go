@@ -2,14 +2,11 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"fmt"
 	"math"
-	"sync"
-	"sync/atomic"
-
-	sqlitedriver "modernc.org/sqlite"
 
 	"github.com/fhiranchor/fhiranchor/vault"
 )
@@ -21,21 +18,43 @@ import (
 // database/sql (IndexEntries), each was a row: a step, two column reads
 // under the connection's mutex, a copy of its token, a Scan, and a merge
 // of the levels' orders the digest does not need; that was 14 % of an
-// audit's CPU. Here SQLite scans each table and hands every row to an
-// aggregate function (walkFunc) that calls fn with the token in SQLite's
-// own memory: a third of the cost per posting (BenchmarkWalkPostings).
+// audit's CPU. Here SQLite scans each table and hands every row to
+// rowsFunc (rows.go), which calls fn with the token in SQLite's own
+// memory: a third of the cost per posting (BenchmarkWalkPostings).
 func (s *Store) WalkPostings(ctx context.Context, fn func(token []byte, seq int64)) error {
 	sn, err := s.begin(ctx)
 	if err != nil {
 		return fmt.Errorf("walk postings: %w", err)
 	}
 	defer sn.end()
-	h := walkHandles.Add(1)
-	walks.Store(h, fn)
-	defer walks.Delete(h)
+	step := func(vals []driver.Value) error {
+		if len(vals) != 2 {
+			return errRowsArgs
+		}
+		seq, ok := vals[1].(int64)
+		if !ok {
+			return errNotASeq
+		}
+		// The tables are STRICT, but a file edited outside SQLite can hold
+		// anything: a token that is not a blob is passed as its bytes (as
+		// IndexEntries' Scan would), to be found different from its set.
+		switch token := vals[0].(type) {
+		case []byte:
+			fn(token, seq)
+		case string:
+			fn([]byte(token), seq)
+		case nil:
+			fn(nil, seq)
+		default:
+			return errNotAToken
+		}
+		return nil
+	}
 	for _, table := range postingTables {
-		var n int64
-		if err := sn.tx.QueryRowContext(ctx, `SELECT `+walkFunc+`(?, token, seq) FROM `+table, h).Scan(&n); err != nil {
+		err := eachRow(step, func(h int64) *sql.Row {
+			return sn.tx.QueryRowContext(ctx, `SELECT `+rowsFunc+`(?, token, seq) FROM `+table, h)
+		})
+		if err != nil {
 			return fmt.Errorf("walk postings: %w", err)
 		}
 	}
@@ -52,73 +71,7 @@ func (s *Store) WalkPostings(ctx context.Context, fn func(token []byte, seq int6
 	return nil
 }
 
-// walkFunc is the aggregate function WalkPostings scans a table with:
-// walkFunc(handle, token, seq) calls the fn walks holds under handle with
-// each row's token and seq, and returns how many rows it saw. It is
-// registered with the driver, for every connection, once; only
-// WalkPostings' own query calls it.
-const walkFunc = "fhiranchor_walk_postings"
-
 var (
-	// walks are the callbacks of the walks under way, by handle.
-	walks       sync.Map // int64 -> func([]byte, int64)
-	walkHandles atomic.Int64
+	errNotASeq   = errors.New("a posting's seq is not an integer")
+	errNotAToken = errors.New("a posting's token is not bytes")
 )
-
-func init() {
-	sqlitedriver.MustRegisterFunction(walkFunc, &sqlitedriver.FunctionImpl{
-		NArgs: 3,
-		// The token is passed in SQLite's memory, not copied: fn must not
-		// keep it (WalkPostings says so), and walkStep does not.
-		VolatileArgs: true,
-		MakeAggregate: func(sqlitedriver.FunctionContext) (sqlitedriver.AggregateFunction, error) {
-			return &walkStep{}, nil
-		},
-	})
-}
-
-// walkStep is one evaluation of walkFunc.
-type walkStep struct {
-	fn func([]byte, int64)
-	n  int64
-}
-
-var errWalkArgs = errors.New("walk postings: not a walk's arguments")
-
-func (w *walkStep) Step(_ *sqlitedriver.FunctionContext, args []driver.Value) error {
-	if w.fn == nil {
-		h, _ := args[0].(int64)
-		fn, ok := walks.Load(h)
-		if !ok {
-			return errWalkArgs
-		}
-		w.fn = fn.(func([]byte, int64))
-	}
-	seq, ok := args[2].(int64)
-	if !ok {
-		return errWalkArgs
-	}
-	// The tables are STRICT, but a file edited outside SQLite can hold
-	// anything: a token that is not a blob is passed as its bytes (as
-	// IndexEntries' Scan would), to be found different from its set.
-	switch token := args[1].(type) {
-	case []byte:
-		w.fn(token, seq)
-	case string:
-		w.fn([]byte(token), seq)
-	case nil:
-		w.fn(nil, seq)
-	default:
-		return errWalkArgs
-	}
-	w.n++
-	return nil
-}
-
-func (w *walkStep) WindowInverse(*sqlitedriver.FunctionContext, []driver.Value) error {
-	return errors.New("walk postings: not a window function")
-}
-
-func (w *walkStep) WindowValue(*sqlitedriver.FunctionContext) (driver.Value, error) { return w.n, nil }
-
-func (w *walkStep) Final(*sqlitedriver.FunctionContext) {}
