@@ -29,10 +29,11 @@ import (
 // rowsFunc(handle, columns...) calls the function rowFuncs holds under
 // handle with each row's values and returns how many rows it saw. Its
 // arguments are SQLite's own memory (VolatileArgs): a row function copies
-// what it keeps, and the take* helpers below do. A query over rowsFunc
-// must select from a subquery that fixes the rows' order and limit;
-// rowsFunc sees the rows in the order SQLite produces them, which for
-// such a subquery is its ORDER BY (callers check what they rely on).
+// what it keeps, and the take* helpers below do. A listing that pages
+// selects from a subquery that orders and limits the rows (an aggregate
+// query's own ORDER BY and LIMIT apply to its one result row); rowsFunc
+// sees them in the order SQLite produces them, which for such a subquery
+// is its ORDER BY, and the listings check it (sortBySeq).
 const rowsFunc = "fhiranchor_rows"
 
 var (
