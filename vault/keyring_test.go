@@ -330,13 +330,13 @@ func TestOpenResponseUnpacked(t *testing.T) {
 		t.Errorf("OpenResponse(sealed broken stream) = %v; want ErrCorrupt", err)
 	}
 	// What the previous version sealed (DEFLATE against body.dict) opens
-	// after the upgrade to Zstandard; a damaged frame does not.
+	// after the upgrade to Zstandard, then S2; a damaged block does not.
 	if got, err := s.OpenResponse(key, kr.sealResponse(key, flatePack(t, packedBodyDict, body))); err != nil || !bytes.Equal(got, body) {
 		t.Errorf("OpenResponse(sealed DEFLATE with body.dict) = %q, %v; want the body", got, err)
 	}
 	frame := pack(body)
-	if frame[0] != packedZstdBody {
-		t.Fatalf("pack = %x...; want a Zstandard frame", frame[:1])
+	if frame[0] != packedS2Body {
+		t.Fatalf("pack = %x...; want an S2 block", frame[:1])
 	}
 	if _, err := s.OpenResponse(key, kr.sealResponse(key, frame[:len(frame)-2])); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("OpenResponse(sealed frame cut short) = %v; want ErrCorrupt", err)

@@ -126,6 +126,15 @@ func TestPackDecodesWithReferenceZstd(t *testing.T) {
 		}{
 			{"body", pack, unpackSealed},
 			{"record", PackRecord, func(p []byte) ([]byte, error) { return unpack(p, maxRecord) }},
+			// What pack and PackRecord write past s2MaxValue, and wrote
+			// for every value before S2.
+			{"body-zstd", zstdPack(bodyCodec), unpackSealed},
+			{"record-zstd", func(b []byte) []byte {
+				if len(b) > maxRecord {
+					return PackRecord(b) // kept as it is, as PackRecord keeps it
+				}
+				return zstdPack(recordCodec)(b)
+			}, func(p []byte) ([]byte, error) { return unpack(p, maxRecord) }},
 		} {
 			p := as.pack(in)
 			if len(in) == 0 {
@@ -137,7 +146,7 @@ func TestPackDecodesWithReferenceZstd(t *testing.T) {
 			if got, err := as.unpack(p); err != nil || !bytes.Equal(got, in) {
 				t.Errorf("%s %d (%d bytes): unpack = %d bytes, %v; want the input back", as.name, i, len(in), len(got), err)
 			}
-			if as.name == "body" || len(in) <= maxRecord {
+			if as.name == "body" || as.name == "record" && len(in) <= maxRecord {
 				for _, marker := range []byte{packedDeflate, packedBodyDict, packedRecordDict} {
 					if got, err := as.unpack(flatePack(t, marker, in)); err != nil || !bytes.Equal(got, in) {
 						t.Errorf("%s %d (%d bytes) deflated with marker %#x: unpack = %d bytes, %v; want the input back", as.name, i, len(in), marker, len(got), err)
@@ -156,7 +165,7 @@ func TestPackDecodesWithReferenceZstd(t *testing.T) {
 		}
 	}
 	if len(want) < 2*(len(bodies)+len(copies)) {
-		t.Errorf("only %d of %d values were compressed", len(want), 2*len(inputs))
+		t.Errorf("only %d of %d values were compressed as Zstandard frames", len(want), 2*len(inputs))
 	}
 	out := filepath.Join(dir, "out")
 	if err := os.Mkdir(out, 0o700); err != nil {
@@ -190,6 +199,9 @@ func BenchmarkPackCorpus(b *testing.B) {
 		{"body", pack, bodies},
 		{"copy", pack, copies},
 		{"record", PackRecord, [][]byte{[]byte(deidRecord)}},
+		{"body-zstd", bodyCodec.pack, bodies},
+		{"copy-zstd", bodyCodec.pack, copies},
+		{"record-zstd", recordCodec.pack, [][]byte{[]byte(deidRecord)}},
 		{"body-deflate", func(x []byte) []byte { return flatePack(b, packedBodyDict, x) }, bodies},
 		{"copy-deflate", func(x []byte) []byte { return flatePack(b, packedBodyDict, x) }, copies},
 		{"record-deflate", func(x []byte) []byte { return flatePack(b, packedRecordDict, x) }, [][]byte{[]byte(deidRecord)}},
@@ -208,5 +220,19 @@ func BenchmarkPackCorpus(b *testing.B) {
 			b.ReportMetric(float64(stored)/n, "stored-B/val")
 			b.ReportMetric(float64(plain)/n, "plain-B/val")
 		})
+	}
+}
+
+// zstdPack packs as pack and PackRecord do past s2MaxValue, whatever the
+// length: c's Zstandard frame, else the bytes as they are.
+func zstdPack(c *zstdCodec) func([]byte) []byte {
+	return func(b []byte) []byte {
+		if len(b) == 0 {
+			return b
+		}
+		if p := c.pack(b); p != nil {
+			return p
+		}
+		return packWith(nil, b)
 	}
 }

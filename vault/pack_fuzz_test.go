@@ -18,6 +18,8 @@ func FuzzUnpackRecord(f *testing.F) {
 		zst, zlib, []byte(deidRecord), PackRecord([]byte(deidRecord)), pack([]byte(deidRecord)),
 		{}, {packedRaw}, {packedZstdRecord}, {packedZstdBody, 0x28, 0xb5, 0x2f, 0xfd},
 		append([]byte{packedZstdRecord}, zst[1:10]...),
+		{packedS2Record}, {packedS2Body, 0x05, 0x10, 'x'}, {packedS2Record, 0x0b, 0x11, 0x00, 0x08, ',', '"', 'x'},
+		recordCodec.pack([]byte(deidRecord)),
 	} {
 		f.Add(seed)
 	}

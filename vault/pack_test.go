@@ -5,12 +5,16 @@ import (
 	"compress/flate"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"strings"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
 )
+
+// json64K is a JSON value of more than s2MaxValue bytes, compressible.
+var json64K = []byte(`{"a":"` + strings.Repeat("fhir ", s2MaxValue/5+100) + `"}`)
 
 func TestPackRoundTrip(t *testing.T) {
 	random := make([]byte, 300)
@@ -26,8 +30,11 @@ func TestPackRoundTrip(t *testing.T) {
 		packed func(p []byte) bool // what the sealed plain text must look like
 	}{
 		{"empty", nil, func(p []byte) bool { return len(p) == 0 }},
-		{"json", json, func(p []byte) bool { return p[0] == packedZstdBody && len(p) < len(json)/3 }},
-		{"json repeated", bytes.Repeat(json, 50), func(p []byte) bool { return p[0] == packedZstdBody && len(p) < len(json)*5 }},
+		{"json", json, func(p []byte) bool { return p[0] == packedS2Body && len(p) < len(json)/3 }},
+		{"json repeated", bytes.Repeat(json, 50), func(p []byte) bool { return p[0] == packedS2Body && len(p) < len(json)*5 }},
+		// Up to s2MaxValue bytes an S2 block, past it a Zstandard frame.
+		{"json of s2MaxValue", json64K[:s2MaxValue], func(p []byte) bool { return p[0] == packedS2Body && len(p) < s2MaxValue/20 }},
+		{"json past s2MaxValue", json64K, func(p []byte) bool { return p[0] == packedZstdBody && len(p) < s2MaxValue/20 }},
 		// Incompressible bytes stay as they are, unless their first byte
 		// would be read as a marker.
 		{"incompressible", append([]byte{'{'}, random...), func(p []byte) bool { return p[0] == '{' && len(p) == 301 }},
@@ -36,10 +43,13 @@ func TestPackRoundTrip(t *testing.T) {
 		{"incompressible 0x03", append([]byte{3}, random...), func(p []byte) bool { return p[0] == packedRaw && len(p) == 302 }},
 		{"incompressible 0x04", append([]byte{4}, random...), func(p []byte) bool { return p[0] == packedRaw && len(p) == 302 }},
 		{"incompressible 0x05", append([]byte{5}, random...), func(p []byte) bool { return p[0] == packedRaw && len(p) == 302 }},
-		{"incompressible 0x06", append([]byte{6}, random...), func(p []byte) bool { return p[0] == 6 && len(p) == 301 }},
+		{"incompressible 0x06", append([]byte{6}, random...), func(p []byte) bool { return p[0] == packedRaw && len(p) == 302 }},
+		{"incompressible 0x07", append([]byte{7}, random...), func(p []byte) bool { return p[0] == packedRaw && len(p) == 302 }},
+		{"incompressible 0x08", append([]byte{8}, random...), func(p []byte) bool { return p[0] == 8 && len(p) == 301 }},
 		{"one byte 0x01", []byte{1}, func(p []byte) bool { return bytes.Equal(p, []byte{packedRaw, 1}) }},
 		{"one byte 0x02", []byte{2}, func(p []byte) bool { return bytes.Equal(p, []byte{packedRaw, 2}) }},
 		{"one byte 0x05", []byte{5}, func(p []byte) bool { return bytes.Equal(p, []byte{packedRaw, 5}) }},
+		{"one byte 0x07", []byte{7}, func(p []byte) bool { return bytes.Equal(p, []byte{packedRaw, 7}) }},
 		{"one byte", []byte("x"), func(p []byte) bool { return string(p) == "x" }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -156,7 +166,9 @@ func TestPackRecordRoundTrip(t *testing.T) {
 		{"empty", nil, func(p []byte) bool { return len(p) == 0 }},
 		// The dictionary, not the record alone, makes it small: compressed
 		// on its own it is about half its size.
-		{"deidentification", []byte(deidRecord), func(p []byte) bool { return p[0] == packedZstdRecord && len(p) < len(deidRecord)*4/10 }},
+		{"deidentification", []byte(deidRecord), func(p []byte) bool { return p[0] == packedS2Record && len(p) < len(deidRecord)*4/10 }},
+		{"past s2MaxValue", json64K, func(p []byte) bool { return p[0] == packedZstdRecord && len(p) < s2MaxValue/20 }},
+		{"incompressible 0x07", append([]byte{7}, random...), func(p []byte) bool { return p[0] == packedRaw && len(p) == 302 }},
 		{"incompressible", append([]byte{'{'}, random...), func(p []byte) bool { return p[0] == '{' && len(p) == 301 }},
 		{"incompressible 0x00", append([]byte{0}, random...), func(p []byte) bool { return p[0] == packedRaw && len(p) == 302 }},
 		{"incompressible 0x01", append([]byte{1}, random...), func(p []byte) bool { return p[0] == packedRaw && len(p) == 302 }},
@@ -339,9 +351,10 @@ var flateWriters = map[byte]*flate.Writer{}
 
 // BenchmarkPack compares the packing of a Synthea Observation and of a
 // deidentification record as earlier versions did (DEFLATE with a preset
-// dictionary) and as pack and PackRecord do (Zstandard with the same
-// dictionary): the CPU the single SQLite writer spends per value, inside
-// its transaction, and what it stores.
+// dictionary, then Zstandard with the same dictionary) and as pack and
+// PackRecord do (S2 with it): the CPU spent per value (the writer's,
+// inside its transaction, for a record not packed ahead) and what is
+// stored.
 func BenchmarkPack(b *testing.B) {
 	obs := []byte(`{"category":[{"coding":[{"code":"laboratory","display":"laboratory","system":"http://terminology.hl7.org/CodeSystem/observation-category"}]}],` +
 		`"code":{"coding":[{"code":"2093-3","display":"Total Cholesterol","system":"http://loinc.org"}],"text":"Total Cholesterol"},` +
@@ -356,9 +369,11 @@ func BenchmarkPack(b *testing.B) {
 		in   []byte
 	}{
 		{"body/deflate-dict", func(x []byte) []byte { return flatePack(b, packedBodyDict, x) }, obs},
-		{"body/zstd-dict", pack, obs},
+		{"body/zstd-dict", bodyCodec.pack, obs},
+		{"body/s2-dict", pack, obs},
 		{"record/deflate-dict", func(x []byte) []byte { return flatePack(b, packedRecordDict, x) }, []byte(deidRecord)},
-		{"record/zstd-dict", PackRecord, []byte(deidRecord)},
+		{"record/zstd-dict", recordCodec.pack, []byte(deidRecord)},
+		{"record/s2-dict", PackRecord, []byte(deidRecord)},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			var n int
@@ -368,5 +383,70 @@ func BenchmarkPack(b *testing.B) {
 			b.ReportMetric(float64(n), "stored-B")
 			b.ReportMetric(float64(len(c.in)), "plain-B")
 		})
+	}
+}
+
+// TestUnpackS2Format pins the S2 forms independently of the encoder this
+// package uses: each block below is built by hand from the format's
+// description (Snappy's block format, with a dictionary logically before
+// the block): the decoded length as a uvarint, then literal elements (tag
+// byte (n-1)<<2, the n bytes) and copies with a two-byte offset (tag byte
+// (length-1)<<2 | 2, the offset little-endian), here copies whose offset
+// reaches back past the block's start into the dictionary's end. A
+// dictionary other than the marker's, or another first repeat offset,
+// would not change these blocks but the encoder's; the bytes a dictionary
+// copy lands on are the format.
+func TestUnpackS2Format(t *testing.T) {
+	block := func(marker byte, dict []byte, prefix, fromDict, suffix string) ([]byte, string) {
+		t.Helper()
+		at := bytes.LastIndex(dict, []byte(fromDict))
+		if at < 0 || len(prefix) > 60 || len(suffix) > 60 || len(fromDict) > 64 {
+			t.Fatalf("cannot build a block copying %q", fromDict)
+		}
+		want := prefix + fromDict + suffix
+		b := binary.AppendUvarint([]byte{marker}, uint64(len(want)))
+		b = append(append(b, byte(len(prefix)-1)<<2), prefix...)
+		offset := len(prefix) + len(dict) - at // back from the copy's output position
+		b = append(b, byte(len(fromDict)-1)<<2|2, byte(offset), byte(offset>>8))
+		b = append(append(b, byte(len(suffix)-1)<<2), suffix...)
+		return b, want
+	}
+	rec, want := block(packedS2Record, recordDict, `{`, `"kind":"deidentification"`, `,"n":1}`)
+	if got := UnpackRecord(rec); string(got) != want {
+		t.Errorf("UnpackRecord(hand-built S2 block) = %q; want %q", got, want)
+	}
+	body, wantBody := block(packedS2Body, bodyDict, `{"a":1,`, `"system":"http://loinc.org"`, `}`)
+	if got, err := unpackSealed(body); err != nil || string(got) != wantBody {
+		t.Errorf("unpack(hand-built S2 block) = %q, %v; want %q", got, err, wantBody)
+	}
+	// A block may begin with a repeat (a one-byte-offset copy of offset
+	// 0, tag byte (length-4)<<2 | 1): it repeats the first offset, which
+	// the dictionary's first repeat offset, 0, makes the dictionary's
+	// whole length: it copies the dictionary's first bytes.
+	rep := binary.AppendUvarint([]byte{packedS2Record}, 8+3)
+	rep = append(rep, (8-4)<<2|1, 0, (3-1)<<2, ',', '"', 'x')
+	if got, want := UnpackRecord(rep), string(recordDict[:8])+`,"x`; string(got) != want {
+		t.Errorf("UnpackRecord(a block beginning with a repeat) = %q; want %q", got, want)
+	}
+	// Read with the other dictionary, the same blocks yield other bytes:
+	// the marker names the dictionary.
+	if got, err := unpackSealed(append([]byte{packedS2Record}, body[1:]...)); err == nil && string(got) == wantBody {
+		t.Errorf("a body block read with recordDict gave the body")
+	}
+	// Broken blocks come back as they are; none panics.
+	for _, bad := range [][]byte{{packedS2Record}, rec[:len(rec)-1], rec[:4], {packedS2Record, 0xff, 0xff, 0xff}} {
+		if got := UnpackRecord(bad); !bytes.Equal(got, bad) {
+			t.Errorf("UnpackRecord(%x) = %q; want the stored bytes back", bad, got)
+		}
+	}
+	// A bomb: a small row that states a length past maxRecord is refused
+	// before anything that large is allocated, and comes back as it is.
+	bomb := binary.AppendUvarint([]byte{packedS2Record}, maxRecord+1)
+	bomb = append(bomb, 0x00, '{')
+	if got := UnpackRecord(bomb); !bytes.Equal(got, bomb) {
+		t.Errorf("UnpackRecord(a block stating %d bytes) = %d bytes; want the stored bytes back", maxRecord+1, len(got))
+	}
+	if _, err := unpack(bomb, maxRecord); err == nil {
+		t.Errorf("unpack(a block stating %d bytes, limit %d) succeeded", maxRecord+1, maxRecord)
 	}
 }

@@ -2197,8 +2197,8 @@ func RecordStorage(t *testing.T, s vault.Store, raw RawRecord) {
 	}
 	wantAll("packed", ls...)
 	stored := raw.Get(t, ls[0].Seq)
-	if len(stored) == 0 || stored[0] != 0x05 || len(stored) > len(rec)/2 {
-		t.Errorf("a %d-byte record is stored as %d bytes starting %x; want it compressed with the record dictionary (marker 05)", len(rec), len(stored), stored[:min(len(stored), 1)])
+	if len(stored) == 0 || stored[0] != 0x07 || len(stored) > len(rec)/2 {
+		t.Errorf("a %d-byte record is stored as %d bytes starting %x; want it compressed with the record dictionary (marker 07)", len(rec), len(stored), stored[:min(len(stored), 1)])
 	}
 	if got := raw.Get(t, ls[1].Seq); string(got) != "\x00\x02\xfe\x11" {
 		t.Errorf("record 02fe11 stored as %x, want it escaped (00 02fe11)", got)
