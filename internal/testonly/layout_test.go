@@ -92,11 +92,12 @@ func violation(pkg, imp string) string {
 	case own && (under(pkg, "fhir") || under(pkg, "vault") || under(pkg, "anchor") || under(pkg, "policy") || under(pkg, "cohort")) &&
 		(under(inner, "access") || under(inner, "research")):
 		return "fhir, policy, vault, anchor and cohort do not depend on access or research"
-	case pkg == "vault" && strings.Contains(strings.Split(imp, "/")[0], ".") && imp != "github.com/klauspost/compress/zstd":
-		// The one exception is the codec of stored values (vault/pack.go):
-		// Zstandard is not ours to write, and compress/flate's preset
-		// dictionary cost most of the CPU of packing a body.
-		return "vault/ uses the standard library (and klauspost/compress/zstd to pack values) only"
+	case pkg == "vault" && strings.Contains(strings.Split(imp, "/")[0], ".") &&
+		imp != "github.com/klauspost/compress/zstd" && imp != "github.com/klauspost/compress/s2":
+		// The one exception is the codecs of stored values (vault/pack.go):
+		// S2 and Zstandard are not ours to write, and compress/flate's
+		// preset dictionary cost most of the CPU of packing a body.
+		return "vault/ uses the standard library (and klauspost/compress's s2 and zstd to pack values) only"
 	case own && backend != "" && under(inner, "vault/") && !under(inner, backend):
 		return "a vault backend imports only its parent contract"
 	case own && (under(pkg, "fhir") || under(pkg, "vault") || under(pkg, "anchor")) &&
