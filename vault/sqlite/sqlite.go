@@ -775,7 +775,9 @@ func (s *Store) Versions(ctx context.Context, after int64, limit int) ([]vault.R
 	}
 	var out []vault.Record
 	err := eachRow(func(vals []driver.Value) error {
-		r, err := recordOfRow(vals)
+		var typ, id string
+		r, err := scanRecord(prefixed{valueRow(vals), []any{&typ, &id}}, "", "")
+		r.Type, r.ID = typ, id
 		out = append(out, r)
 		return err
 	}, func(h int64) *sql.Row { return s.rstmt[stVersions].QueryRowContext(ctx, h, after, limit) })
@@ -784,31 +786,6 @@ func (s *Store) Versions(ctx context.Context, after int64, limit int) ([]vault.R
 	}
 	sortBySeq(out, func(r vault.Record) int64 { return r.Leaf.Seq })
 	return out, nil
-}
-
-// recordOfRow reads the values of a row of changesSQL, as queryRecords
-// would scan it.
-func recordOfRow(vals []driver.Value) (r vault.Record, err error) {
-	if len(vals) != 16 {
-		return r, errRowsArgs
-	}
-	var lastUpdated, leafType int64
-	errs := [...]error{
-		take(&r.Type, vals[0], takeString), take(&r.ID, vals[1], takeString),
-		take(&r.Leaf.Seq, vals[2], takeInt), take(&r.Version, vals[3], takeInt),
-		take(&lastUpdated, vals[4], takeInt), take(&r.Deleted, vals[5], takeBool),
-		take(&r.Erased, vals[6], takeBool), take(&r.KeyID, vals[7], takeString),
-		take(&r.Ciphertext, vals[8], takeBytes), take(&r.Salt, vals[9], takeBytes),
-		take(&r.Commitment, vals[10], takeBytes), take(&r.Deid, vals[11], takeBytes),
-		take(&leafType, vals[12], takeInt), take(&r.Leaf.Data, vals[13], takeBytes),
-		take(&r.Leaf.Ref, vals[14], takeString), take(&r.Client, vals[15], takeString),
-	}
-	if err := errors.Join(errs[:]...); err != nil {
-		return vault.Record{}, err
-	}
-	r.LastUpdated = time.UnixMicro(lastUpdated).UTC()
-	r.Leaf.Type = uint8(leafType)
-	return r, nil
 }
 
 // Changes returns the versions that match f, newest first.
@@ -872,15 +849,9 @@ func (s *Store) Records(ctx context.Context, after int64, limit int) ([]vault.Le
 	}
 	var ls []vault.Leaf
 	err := eachRow(func(vals []driver.Value) error {
-		if len(vals) != 7 {
-			return errRowsArgs
-		}
 		var l vault.Leaf
 		var typ, at int64
-		err := errors.Join(take(&l.Seq, vals[0], takeInt), take(&typ, vals[1], takeInt),
-			take(&l.Record, vals[2], takeBytes), take(&l.Salt, vals[3], takeBytes),
-			take(&l.Subject, vals[4], takeString), take(&l.Actor, vals[5], takeString),
-			take(&at, vals[6], takeInt))
+		err := valueRow(vals).Scan(&l.Seq, &typ, &l.Record, &l.Salt, &l.Subject, &l.Actor, &at)
 		l.Record = vault.UnpackRecord(l.Record)
 		l.Type, l.Time = uint8(typ), time.UnixMicro(at).UTC()
 		ls = append(ls, l)
@@ -969,12 +940,9 @@ func (s *Store) TokenSets(ctx context.Context, after int64, limit int) ([]vault.
 	}
 	var out []vault.TokenSet
 	err := eachRow(func(vals []driver.Value) error {
-		if len(vals) != 2 {
-			return errRowsArgs
-		}
 		var seq int64
 		var b []byte
-		if err := errors.Join(take(&seq, vals[0], takeInt), take(&b, vals[1], takeBytes)); err != nil {
+		if err := valueRow(vals).Scan(&seq, &b); err != nil {
 			return err
 		}
 		tokens, err := vault.DecodeTokenSet(b)
@@ -1054,11 +1022,11 @@ func (s *Store) DataKeys(ctx context.Context, after string, limit int) ([]vault.
 
 // prefixed scans extra leading columns before the ones scanRecord reads.
 type prefixed struct {
-	rows  *sql.Rows
+	row   rowScanner
 	first []any
 }
 
-func (p prefixed) Scan(dest ...any) error { return p.rows.Scan(append(p.first, dest...)...) }
+func (p prefixed) Scan(dest ...any) error { return p.row.Scan(append(p.first, dest...)...) }
 
 // Current returns the latest version of a resource, tombstones included.
 func (s *Store) Current(ctx context.Context, typ, id string) (vault.Record, error) {
@@ -1090,7 +1058,7 @@ AND v.version = (SELECT max(w.version) FROM versions w WHERE w.type = ?1 AND w.i
 		}
 		for rows.Next() {
 			var id string
-			r, err := scanRecord(prefixScanner{rows, &id}, typ, "")
+			r, err := scanRecord(prefixed{rows, []any{&id}}, typ, "")
 			if err != nil {
 				rows.Close()
 				return nil, fmt.Errorf("get current %s: %w", typ, err)
@@ -1105,17 +1073,6 @@ AND v.version = (SELECT max(w.version) FROM versions w WHERE w.type = ?1 AND w.i
 		}
 	}
 	return out, nil
-}
-
-// prefixScanner scans a row's first column into first and the rest as
-// scanRecord asks.
-type prefixScanner struct {
-	row   rowScanner
-	first any
-}
-
-func (p prefixScanner) Scan(dest ...any) error {
-	return p.row.Scan(append([]any{p.first}, dest...)...)
 }
 
 // Version returns one version of a resource.
@@ -1163,13 +1120,9 @@ func (s *Store) Leaves(ctx context.Context, after int64, limit int) ([]vault.Lea
 	}
 	var ls []vault.Leaf
 	err := eachRow(func(vals []driver.Value) error {
-		if len(vals) != 4 {
-			return errRowsArgs
-		}
 		var l vault.Leaf
 		var typ int64
-		err := errors.Join(take(&l.Seq, vals[0], takeInt), take(&typ, vals[1], takeInt),
-			take(&l.Data, vals[2], takeBytes), take(&l.Ref, vals[3], takeString))
+		err := valueRow(vals).Scan(&l.Seq, &typ, &l.Data, &l.Ref)
 		l.Type = uint8(typ)
 		ls = append(ls, l)
 		return err
