@@ -3,7 +3,6 @@ package gateway_test
 import (
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"syscall"
 	"testing"
 	"time"
@@ -64,7 +63,7 @@ func BenchmarkAudit(b *testing.B) {
 		// beside it would hold its research index and caches, a heap the
 		// audit's garbage collections would mark over and over.
 		v := testonly.OpenVault(b, dir)
-		defer asAuditCommand()()
+		defer gateway.SetAuditGC(os.Getenv)()
 		if path := os.Getenv("FHIRANCHOR_BENCH_AUDIT_PROFILE"); path != "" {
 			defer startProfile(b, path)()
 		}
@@ -103,17 +102,6 @@ func BenchmarkAudit(b *testing.B) {
 		progress(b, "audit of %d leaves (%d versions, %d records, %d copies, %d tokens): %.2fs = %.0f leaves/s, %.2f CPU-s; one worker %.2fs",
 			rep.Leaves, rep.Versions, rep.Records, rep.Copies, rep.Tokens, per, float64(rep.Leaves)/per, cpu, serial.Seconds())
 	})
-}
-
-// asAuditCommand sets the garbage collector's target as `fhiranchor audit`
-// sets it (gateway.AuditGCPercent), unless GOGC is set, and returns what
-// restores it.
-func asAuditCommand() (restore func()) {
-	if os.Getenv("GOGC") != "" {
-		return func() {}
-	}
-	old := debug.SetGCPercent(gateway.AuditGCPercent)
-	return func() { debug.SetGCPercent(old) }
 }
 
 // cpuTime is the CPU time (user and system) the process has used so far.

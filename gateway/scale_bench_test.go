@@ -229,7 +229,7 @@ func BenchmarkScale(b *testing.B) {
 		}
 		// Audit the vault alone, as `fhiranchor audit` does (BenchmarkAudit).
 		alone := testonly.OpenVault(b, g.Dir)
-		restoreGC := asAuditCommand()
+		restoreGC := gateway.SetAuditGC(os.Getenv)
 		t = time.Now()
 		rep, err := gateway.Audit(ctx, alone, nil)
 		restoreGC()

@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"runtime/debug"
 
 	"github.com/fhiranchor/fhiranchor/gateway"
 )
@@ -62,9 +61,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		}
 		after = cps[len(cps)-1].Size
 	}
-	if getenv("GOGC") == "" {
-		defer debug.SetGCPercent(debug.SetGCPercent(gateway.AuditGCPercent))
-	}
+	defer gateway.SetAuditGC(getenv)()
 	rep, err := gateway.Audit(ctx, d.vault, roots)
 	if err != nil {
 		return err
