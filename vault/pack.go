@@ -216,7 +216,8 @@ func (c *s2Codec) unpack(block []byte, limit int) ([]byte, error) {
 }
 
 // packer packs with one dictionary: as an S2 block up to s2MaxValue
-// bytes, as a Zstandard frame past it.
+// bytes, as a Zstandard frame past it (or whatever the length, without
+// small: what tests compare with the reference zstd tool).
 type packer struct {
 	small *s2Codec
 	large *zstdCodec
@@ -229,7 +230,7 @@ var (
 
 // pack returns b packed, or nil if that is not smaller than b.
 func (p *packer) pack(b []byte) []byte {
-	if len(b) <= s2MaxValue {
+	if p.small != nil && len(b) <= s2MaxValue {
 		return p.small.pack(b)
 	}
 	return p.large.pack(b)

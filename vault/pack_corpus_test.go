@@ -128,12 +128,12 @@ func TestPackDecodesWithReferenceZstd(t *testing.T) {
 			{"record", PackRecord, func(p []byte) ([]byte, error) { return unpack(p, maxRecord) }},
 			// What pack and PackRecord write past s2MaxValue, and wrote
 			// for every value before S2.
-			{"body-zstd", zstdPack(bodyCodec), unpackSealed},
+			{"body-zstd", func(b []byte) []byte { return packWith(&packer{large: bodyCodec}, b) }, unpackSealed},
 			{"record-zstd", func(b []byte) []byte {
 				if len(b) > maxRecord {
 					return PackRecord(b) // kept as it is, as PackRecord keeps it
 				}
-				return zstdPack(recordCodec)(b)
+				return packWith(&packer{large: recordCodec}, b)
 			}, func(p []byte) ([]byte, error) { return unpack(p, maxRecord) }},
 		} {
 			p := as.pack(in)
@@ -220,19 +220,5 @@ func BenchmarkPackCorpus(b *testing.B) {
 			b.ReportMetric(float64(stored)/n, "stored-B/val")
 			b.ReportMetric(float64(plain)/n, "plain-B/val")
 		})
-	}
-}
-
-// zstdPack packs as pack and PackRecord do past s2MaxValue, whatever the
-// length: c's Zstandard frame, else the bytes as they are.
-func zstdPack(c *zstdCodec) func([]byte) []byte {
-	return func(b []byte) []byte {
-		if len(b) == 0 {
-			return b
-		}
-		if p := c.pack(b); p != nil {
-			return p
-		}
-		return packWith(nil, b)
 	}
 }
