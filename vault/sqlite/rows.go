@@ -107,38 +107,11 @@ func (r *rowsStep) WindowValue(*sqlitedriver.FunctionContext) (driver.Value, err
 
 func (r *rowsStep) Final(*sqlitedriver.FunctionContext) {}
 
-// valueRow is the values a row function was called with, read as a row:
-// Scan stores each as Rows.Scan would store the same column
-// (database/sql's conversions, NULL refused but into bytes), copied out of
-// SQLite's memory. The tables are STRICT, so the first case of each take*
-// is the one taken; a file edited outside SQLite can hold any type
-// anywhere, and gets Scan's verdict.
-type valueRow []driver.Value
-
-func (r valueRow) Scan(dest ...any) error {
-	if len(dest) != len(r) {
-		return errRowsArgs
-	}
-	for i, d := range dest {
-		var err error
-		switch d := d.(type) {
-		case *int64:
-			*d, err = takeInt(r[i])
-		case *bool:
-			*d, err = takeBool(r[i])
-		case *string:
-			*d, err = takeString(r[i])
-		case *[]byte:
-			*d, err = takeBytes(r[i])
-		default:
-			err = fmt.Errorf("scan into %T: unsupported", d)
-		}
-		if err != nil {
-			return fmt.Errorf("column %d: %w", i, err)
-		}
-	}
-	return nil
-}
+// The take* helpers store a row function's argument as Rows.Scan would
+// store the same column (database/sql's conversions, NULL refused but for
+// bytes), copying it out of SQLite's memory. The tables are STRICT, so the
+// first case is the one taken; a file edited outside SQLite can hold any
+// type anywhere, and gets Scan's verdict.
 
 func takeInt(v driver.Value) (int64, error) {
 	if i, ok := v.(int64); ok {
@@ -189,6 +162,13 @@ func convert[T any](v driver.Value) (T, error) {
 		*x = bytes.Clone(*x)
 	}
 	return n.V, nil
+}
+
+// take stores what conv makes of v in dst.
+func take[T any](dst *T, v driver.Value, conv func(driver.Value) (T, error)) error {
+	var err error
+	*dst, err = conv(v)
+	return err
 }
 
 // sortBySeq puts rows a row function saw in Seq order, which is the order
