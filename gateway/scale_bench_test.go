@@ -38,6 +38,10 @@ import (
 //   - the ingest rate of each tenth of the load, and last/first (target
 //     at least 0.9), and the latency of a Bundle's POST in each tenth
 //     (p50, p99, max; p99 and max of the first and last as metrics);
+//   - the same comparison paired (pairedIngest): after the load, a tenth
+//     more goes to this gateway and to an empty one in alternating chunks,
+//     paired-last/first, which a shared machine's changing speed does not
+//     swing as it swings the rates by tenth;
 //   - disk per resource (the data dir, target at most 4 KiB) and the
 //     cohort index snapshot's share of it;
 //   - the process's RSS and Go heap after the load, and the gateway's
@@ -50,7 +54,7 @@ import (
 //     recorded; target under 50 ms at 1 M), and two searches over REST;
 //   - gateway.Audit's speed in leaves per second (target 50,000).
 //
-// Run with make bench-scale (about 7-8 minutes at 1 M on 2 cores);
+// Run with make bench-scale (about 9-10 minutes at 1 M on 2 cores);
 // FHIRANCHOR_BENCH_SCALE_N=100000 for a quick look.
 // FHIRANCHOR_BENCH_SCALE_PROFILE=prefix writes CPU profiles of the first
 // and the last tenth of the load to prefix-first.prof and prefix-last.prof:
@@ -71,7 +75,7 @@ func BenchmarkScale(b *testing.B) {
 		// measured from here (the stopped gateway stays reachable until
 		// Restart replaces it, so the heap after Stop is no baseline).
 		_, heapBase := memory()
-		g := testonly.StartGateway(b, scaleOptions(""))
+		g := testonly.StartGateway(b, labeled(scaleOptions(""), "full"))
 		token := g.Token(b)
 		hdr := researcher(b, g, "scale-researcher")
 		ctx := b.Context()
@@ -213,6 +217,10 @@ func BenchmarkScale(b *testing.B) {
 		b.Logf("after the load: RSS %d MiB, Go heap %d MiB (the benchmark's own share included)", rss>>20, heap>>20)
 		b.ReportMetric(float64(rss)/float64(done), "rss-bytes/res")
 
+		// The last tenth against the first, paired (after the memory
+		// figures: the empty gateway shares the process).
+		done += pairedIngest(b, g, token, target/10)
+
 		// Restart on the snapshot written at shutdown.
 		t := time.Now()
 		g.Stop()
@@ -267,6 +275,106 @@ func BenchmarkScale(b *testing.B) {
 			}
 		}
 	}
+}
+
+// pairedIngest measures what the store's size costs ingest, paired: a
+// tenth more of the load (Synthea copies under another seed than the
+// load's) goes to full and, the same Bundles, to an empty gateway, in
+// alternating chunks (full then empty, empty then full, ...), so that the
+// host's speed, which moves by 20-30 % within minutes on a shared machine,
+// weighs on both sides alike. The empty side repeats the load's first
+// tenth (from nothing to N/10, its postings merges included); the full
+// side is an eleventh tenth. The rates by tenth compare moments minutes
+// apart and cannot separate the store's growth from the host's. Reported:
+// paired-last/first (the full store's ingest rate over the empty one's)
+// and paired-cpu-first/last (process CPU a resource, inverted so that 1
+// is no growth; both gateways share the process, so each side's CPU
+// includes what the idle one does meanwhile). With
+// FHIRANCHOR_BENCH_SCALE_PROFILE=prefix, prefix-paired.prof profiles it;
+// its samples carry gateway=full or gateway=empty (pprof -tagfocus). It
+// returns the resources created in full.
+func pairedIngest(b *testing.B, full *testonly.Gateway, fullToken string, n int) int {
+	ctx := b.Context()
+	empty := testonly.StartGateway(b, labeled(scaleOptions(""), "empty"))
+	defer empty.Stop()
+	type side struct {
+		g         *testonly.Gateway
+		token     string
+		wall, cpu time.Duration
+		created   int
+	}
+	sides := [2]*side{{g: full, token: fullToken}, {g: empty, token: empty.Token(b)}}
+	stopProfile := func() {}
+	if prefix := os.Getenv("FHIRANCHOR_BENCH_SCALE_PROFILE"); prefix != "" {
+		stopProfile = startProfile(b, prefix+"-paired.prof")
+	}
+	const nChunks = 16
+	var (
+		chunk   []benchFile
+		chunks  int
+		entries int
+	)
+	post := func() {
+		// Largest first, as loadSynthea orders them: a large Bundle picked
+		// up last would leave the other clients idle.
+		slices.SortStableFunc(chunk, func(x, y benchFile) int { return y.entries - x.entries })
+		order := sides
+		if chunks%2 == 1 {
+			order[0], order[1] = order[1], order[0]
+		}
+		for _, s := range order {
+			t, cpu0 := time.Now(), mustCPU()
+			_, created, errs := ingestOnce(ctx, s.g, s.token, chunk, 4)
+			s.wall += time.Since(t)
+			s.cpu += mustCPU() - cpu0
+			s.created += created
+			for _, err := range errs {
+				b.Error(err)
+			}
+			if len(errs) > 0 {
+				b.FailNow()
+			}
+		}
+		chunks, chunk = chunks+1, nil
+	}
+	errEnough := errors.New("enough")
+	err := synthea10x.Stream(filepath.Join(shareddata.Dir(b), "synthea"), n/syntheaEntries+1, 2, 1,
+		func(name string, k int, data []byte) error {
+			if entries >= n {
+				return errEnough
+			}
+			e := bytes.Count(data, []byte(`"fullUrl":`))
+			chunk = append(chunk, benchFile{name: fmt.Sprintf("%s copy %d", name, k), data: data, entries: e})
+			entries += e
+			if entries >= (chunks+1)*n/nChunks {
+				post()
+			}
+			return nil
+		})
+	if err != nil && !errors.Is(err, errEnough) {
+		b.Fatal(err)
+	}
+	if len(chunk) > 0 {
+		post()
+	}
+	stopProfile()
+	f, e := sides[0], sides[1]
+	if f.created != e.created {
+		b.Fatalf("the same Bundles created %d resources in the full gateway, %d in the empty one", f.created, e.created)
+	}
+	rate := func(s *side) float64 { return float64(s.created) / s.wall.Seconds() }
+	b.Logf("paired ingest of %d resources in %d chunks: full store %.0f/s (%.0f µs CPU a resource), empty %.0f/s (%.0f µs)",
+		f.created, chunks, rate(f), perRes(f.cpu, f.created), rate(e), perRes(e.cpu, e.created))
+	b.ReportMetric(rate(f)/rate(e), "paired-last/first")
+	b.ReportMetric(float64(e.cpu)/float64(f.cpu), "paired-cpu-first/last")
+	return f.created
+}
+
+// labeled is opt with its gateway's goroutines labeled gateway=label in
+// CPU profiles.
+func labeled(opt testonly.Options, label string) testonly.Options {
+	opt.ProfileLabel = label
+	return opt
 }
 
 // BenchmarkRestart times a restart on a copy of the data dir
