@@ -5,7 +5,7 @@ GO    ?= go
 BUF   := $(GO) tool -modfile=tools/buf.mod buf
 BENCH_TIME ?= 3x
 
-.PHONY: build test test-clients generate bench bench-read bench-postgres bench-policy bench-anchor bench-cohort bench-search bench-audit bench-scale bench-restart fuzz clean
+.PHONY: build test test-clients generate bench bench-read bench-postgres bench-policy bench-anchor bench-cohort bench-search bench-audit bench-scale bench-paired bench-restart fuzz clean
 
 build:
 	$(GO) build -o bin/fhiranchor ./cmd/fhiranchor
@@ -86,16 +86,21 @@ bench-audit:
 	$(GO) test ./gateway/ -run '^$$' -bench 'BenchmarkAudit' -benchtime 3x -timeout 60m
 
 # 1 M resources (Synthea x N, fresh ids: internal/synthea10x) into the
-# embedded default: ingest rate by tenth, disk and RSS per resource,
-# restart to the first cohort count, count and search latency, audit speed
-# (BenchmarkScale). About 7-8 minutes at 1 M on 2 cores;
+# embedded default: ingest rate by tenth and, paired with an empty gateway,
+# of a tenth more (paired-last/first), disk and RSS per resource, restart
+# to the first cohort count, count and search latency, audit speed
+# (BenchmarkScale). About 9-10 minutes at 1 M on 2 cores;
 # FHIRANCHOR_BENCH_SCALE_N=100000 make bench-scale for a smaller count.
 # FHIRANCHOR_BENCH_SCALE_KEEP=dir keeps a copy of the loaded data dir, which
 # FHIRANCHOR_BENCH_RESTART_DIR=dir make bench-restart restarts on, then
-# counts and searches, and FHIRANCHOR_BENCH_AUDIT_DIR=dir make bench-audit
-# audits, without loading it again.
+# counts and searches, FHIRANCHOR_BENCH_AUDIT_DIR=dir make bench-audit
+# audits, and FHIRANCHOR_BENCH_PAIRED_DIR=dir make bench-paired repeats the
+# paired tenth on, without loading it again.
 bench-scale:
-	$(GO) test ./gateway/ -run '^$$' -bench 'BenchmarkScale' -benchtime 1x -timeout 180m
+	$(GO) test ./gateway/ -run '^$$' -bench '^BenchmarkScale$$' -benchtime 1x -timeout 180m
+
+bench-paired:
+	$(GO) test ./gateway/ -run '^$$' -bench '^BenchmarkScalePaired$$' -benchtime 1x -timeout 30m
 
 bench-restart:
 	$(GO) test ./gateway/ -run '^$$' -bench 'BenchmarkRestart' -benchtime 3x -timeout 30m

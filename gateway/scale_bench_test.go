@@ -277,6 +277,43 @@ func BenchmarkScale(b *testing.B) {
 	}
 }
 
+// BenchmarkScalePaired repeats BenchmarkScale's paired comparison of the
+// last tenth with the first (pairedIngest) on a copy of the data dir it
+// kept (FHIRANCHOR_BENCH_SCALE_KEEP=dir, then
+// FHIRANCHOR_BENCH_PAIRED_DIR=dir), a tenth of FHIRANCHOR_BENCH_SCALE_N
+// (default 1,000,000) more to each side: a change to the write path
+// measured at a million resources in two minutes rather than ten, the
+// binaries alternated on the same data. FHIRANCHOR_BENCH_SCALE_PROFILE
+// profiles it as in BenchmarkScale.
+func BenchmarkScalePaired(b *testing.B) {
+	kept := os.Getenv("FHIRANCHOR_BENCH_PAIRED_DIR")
+	if kept == "" {
+		b.Skip("FHIRANCHOR_BENCH_PAIRED_DIR names no data dir kept by BenchmarkScale")
+	}
+	target := 1_000_000
+	if s := os.Getenv("FHIRANCHOR_BENCH_SCALE_N"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1000 {
+			b.Fatalf("FHIRANCHOR_BENCH_SCALE_N=%q: want a number of resources of at least 1000", s)
+		}
+		target = n
+	}
+	for b.Loop() {
+		b.StopTimer()
+		dir := filepath.Join(b.TempDir(), "data")
+		copyDir(b, kept, dir)
+		b.StartTimer()
+		g := testonly.StartGateway(b, labeled(scaleOptions(dir), "full"))
+		pairedIngest(b, g, g.Token(b), target/10)
+		g.Stop()
+		b.StopTimer()
+		if err := os.RemoveAll(dir); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+}
+
 // pairedIngest measures what the store's size costs ingest, paired: a
 // tenth more of the load (Synthea copies under another seed than the
 // load's) goes to full and, the same Bundles, to an empty gateway, in

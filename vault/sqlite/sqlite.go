@@ -138,6 +138,8 @@ type Store struct {
 	// (see findLeavesSQL).
 	fstmt [numFindLeaves]*sql.Stmt
 
+	ckpt *sqlitedb.Checkpointer // copies the WAL into the database file
+
 	mergeRows int
 	// mid is how many rows postings_mid holds as last committed, counted
 	// by the first group that writes (counted): a count reads a million
@@ -461,8 +463,13 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		// temp_store in memory: an Update of a group runs in a savepoint,
 		// and every page it first changes is copied to the savepoint's
 		// journal, a temporary file otherwise (a write(2) per page).
-		WriterPragmas: "&_pragma=secure_delete(1)&_pragma=cache_size(-32000)&_pragma=temp_store(MEMORY)", ReaderPragmas: "&_pragma=cache_size(-16000)"})
+		WriterPragmas: "&_pragma=secure_delete(1)&_pragma=cache_size(-32000)&_pragma=temp_store(MEMORY)" + sqlitedb.CheckpointerPragma,
+		ReaderPragmas: "&_pragma=cache_size(-16000)"})
 	if err != nil {
+		return nil, err
+	}
+	// Checkpoints run beside the writer, not in its commits (sqlitedb.Checkpointer).
+	if s.ckpt, err = sqlitedb.StartCheckpointer(cfg.Path, checkpointPause); err != nil {
 		return nil, err
 	}
 	for i, q := range writeSQL {
@@ -493,7 +500,19 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 }
 
 // Close closes the database. Updates and reads in flight fail.
-func (s *Store) Close() error { return sqlitedb.Close(s.w, s.r) }
+func (s *Store) Close() error {
+	var err error
+	if s.ckpt != nil {
+		err = s.ckpt.Close()
+	}
+	return errors.Join(err, sqlitedb.Close(s.w, s.r))
+}
+
+// checkpointPause is the least time between two background checkpoints:
+// about as often as SQLite's own every 1000 pages when a read's decision
+// record commits every half millisecond, and each copies a page once
+// however many commits rewrote it meanwhile.
+const checkpointPause = 100 * time.Millisecond
 
 // groupMax bounds how many queued Updates one transaction runs.
 const groupMax = 32
@@ -722,6 +741,7 @@ func (s *Store) runGroup(group []*update) {
 		fail(ok, fmt.Errorf("commit sqlite transaction: %w", mapErr(err)))
 		return
 	}
+	s.ckpt.Kick()
 	if changed {
 		rl.apply(t.staged, gen, merged)
 	}
@@ -738,7 +758,7 @@ func (s *Store) runGroup(group []*update) {
 		// the database (where secure_delete zeroed them) and truncate it.
 		// Only an erasure's caller hears of a failure here: the others'
 		// work is committed.
-		if _, err := s.w.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+		if err := s.ckpt.Truncate(ctx); err != nil {
 			cerr = fmt.Errorf("checkpoint after erasure: %w", err)
 		}
 	}

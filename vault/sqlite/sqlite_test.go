@@ -637,3 +637,43 @@ func TestPostingLevels(t *testing.T) {
 		t.Errorf("IndexEntries: %d entries, sorted %v; want %d in (token, seq) order", len(entries), false, 3*120)
 	}
 }
+
+// TestCheckpointsBesideTheWriter: the Store's commits leave the WAL to its
+// Checkpointer (the writer's own threshold is far above what these writes
+// make), which copies all of it into the database file once the writes
+// stop, without a Close.
+func TestCheckpointsBesideTheWriter(t *testing.T) {
+	s := newStore(t)
+	defer s.Close()
+	ctx := t.Context()
+	var autocheckpoint int
+	if err := s.w.QueryRowContext(ctx, "PRAGMA wal_autocheckpoint").Scan(&autocheckpoint); err != nil || autocheckpoint != sqlitedb.SafetyCheckpointPages {
+		t.Fatalf("writer wal_autocheckpoint = %d, %v; want %d", autocheckpoint, err, sqlitedb.SafetyCheckpointPages)
+	}
+	var path string
+	if err := s.w.QueryRowContext(ctx, "SELECT file FROM pragma_database_list WHERE name = 'main'").Scan(&path); err != nil {
+		t.Fatal(err)
+	}
+	// 1500 commits of a record of 3 KB: some 3000 pages of WAL, three times
+	// SQLite's default threshold, if nothing checkpointed meanwhile.
+	for i := range 1500 {
+		r := vault.Record{Type: "Patient", ID: fmt.Sprintf("p%d", i), Version: 1, Ciphertext: make([]byte, 3000),
+			Leaf: vault.Leaf{Ref: fmt.Sprintf("Patient/p%d/_history/1", i)}}
+		if err := s.Update(ctx, func(tx vault.Tx) error { return tx.Put(ctx, r) }); err != nil {
+			t.Fatalf("Update: %v", err)
+		}
+	}
+	for deadline := time.Now().Add(time.Minute); ; {
+		frames, backfilled, err := sqlitedb.WALState(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if frames > 0 && backfilled == frames {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a minute after the last commit, %d of %d WAL frames are in the database file", backfilled, frames)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

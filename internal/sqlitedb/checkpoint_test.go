@@ -1,0 +1,148 @@
+package sqlitedb
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	_ "modernc.org/sqlite"
+)
+
+func walState(t *testing.T, path string) (frames, backfilled uint32) {
+	t.Helper()
+	frames, backfilled, err := WALState(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return frames, backfilled
+}
+
+// TestCheckpointer: with the writer opened as CheckpointerPragma says, a
+// WAL past SQLite's default threshold (1000 pages) is not checkpointed by
+// the writer's commits; after a Kick the Checkpointer copies all of it,
+// while the writer's connection stays open and idle; and Close stops it.
+func TestCheckpointer(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "db")
+	w, r, err := Open(ctx, Options{Path: path,
+		Migrations:    []string{`CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB NOT NULL) STRICT`},
+		WriterPragmas: CheckpointerPragma})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer Close(w, r)
+	c, err := StartCheckpointer(path, time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 1500 commits of a 3 KiB row each: some 3000 pages of WAL.
+	for i := range 1500 {
+		if _, err := w.ExecContext(ctx, `INSERT INTO t (k, v) VALUES (?, randomblob(3000))`, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	frames, backfilled := walState(t, path)
+	if frames < 2000 || frames >= SafetyCheckpointPages {
+		t.Fatalf("the WAL holds %d frames; the test needs between 2000 and %d", frames, SafetyCheckpointPages)
+	}
+	if backfilled != 0 {
+		t.Fatalf("%d of %d frames were checkpointed before any Kick: the writer checkpoints in its commits", backfilled, frames)
+	}
+	c.Kick()
+	for deadline := time.Now().Add(time.Minute); ; {
+		if frames, backfilled = walState(t, path); backfilled == frames {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a minute after Kick, %d of %d frames are checkpointed", backfilled, frames)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Closed: a Kick neither blocks nor checkpoints.
+	if _, err := w.ExecContext(ctx, `INSERT INTO t (k, v) VALUES (-1, x'00')`); err != nil {
+		t.Fatal(err)
+	}
+	c.Kick()
+	time.Sleep(20 * time.Millisecond)
+	if frames, backfilled := walState(t, path); frames == backfilled {
+		t.Fatalf("a closed Checkpointer checkpointed (%d frames)", frames)
+	}
+	var n int
+	if err := r.QueryRowContext(ctx, `SELECT count(*) FROM t`).Scan(&n); err != nil || n != 1501 {
+		t.Fatalf("count: %d, %v", n, err)
+	}
+}
+
+// TestTruncateWaitsForReaders: a reader in a transaction holds the WAL;
+// Truncate does not report success while it does (SQLite reports that
+// checkpoint as busy, not as an error: the erasure's checkpoint before
+// the Checkpointer ignored it), and empties the WAL once the reader is
+// done.
+func TestTruncateWaitsForReaders(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "db")
+	w, r, err := Open(ctx, Options{Path: path,
+		Migrations:    []string{`CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB NOT NULL) STRICT`},
+		WriterPragmas: CheckpointerPragma})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer Close(w, r)
+	c, err := StartCheckpointer(path, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	insert := func(k int) {
+		t.Helper()
+		if _, err := w.ExecContext(ctx, `INSERT INTO t (k, v) VALUES (?, randomblob(100))`, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	insert(1)
+	reader, err := r.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	if _, err := reader.ExecContext(ctx, `BEGIN`); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := reader.QueryRowContext(ctx, `SELECT count(*) FROM t`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("count: %d, %v", n, err)
+	}
+	insert(2)
+	// Each try waits 20 ms for the reader rather than 10 s, so that the
+	// reader outlasts a try: SQLite then reports busy, not an error.
+	if _, err := c.db.ExecContext(ctx, `PRAGMA busy_timeout = 20`); err != nil {
+		t.Fatal(err)
+	}
+	// The reader finishes later; Truncate must not return before.
+	var released atomic.Bool
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		released.Store(true)
+		if _, err := reader.ExecContext(ctx, `COMMIT`); err != nil {
+			t.Error(err)
+		}
+	}()
+	if err := c.Truncate(ctx); err != nil {
+		t.Fatalf("Truncate: %v", err)
+	}
+	if !released.Load() {
+		t.Fatal("Truncate returned while a reader held the WAL")
+	}
+	if fi, err := os.Stat(path + "-wal"); err != nil || fi.Size() != 0 {
+		t.Fatalf("after Truncate the WAL file is %v (%v), want empty", fi.Size(), err)
+	}
+	if err := r.QueryRowContext(ctx, `SELECT count(*) FROM t`).Scan(&n); err != nil || n != 2 {
+		t.Fatalf("count: %d, %v", n, err)
+	}
+}
