@@ -60,14 +60,7 @@ import (
 // and the last tenth of the load to prefix-first.prof and prefix-last.prof:
 // what grows with the store.
 func BenchmarkScale(b *testing.B) {
-	target := 1_000_000
-	if s := os.Getenv("FHIRANCHOR_BENCH_SCALE_N"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1000 {
-			b.Fatalf("FHIRANCHOR_BENCH_SCALE_N=%q: want a number of resources of at least 1000", s)
-		}
-		target = n
-	}
+	target := scaleTarget(b)
 	rebuild := target <= 200_000 || os.Getenv("FHIRANCHOR_BENCH_SCALE_REBUILD") == "1"
 	const clients = 4
 	for b.Loop() {
@@ -292,14 +285,7 @@ func BenchmarkScalePaired(b *testing.B) {
 	if kept == "" {
 		b.Skip("FHIRANCHOR_BENCH_PAIRED_DIR names no data dir kept by BenchmarkScale")
 	}
-	target := 1_000_000
-	if s := os.Getenv("FHIRANCHOR_BENCH_SCALE_N"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1000 {
-			b.Fatalf("FHIRANCHOR_BENCH_SCALE_N=%q: want a number of resources of at least 1000", s)
-		}
-		target = n
-	}
+	target := scaleTarget(b)
 	for b.Loop() {
 		b.StopTimer()
 		dir := filepath.Join(b.TempDir(), "data")
@@ -314,6 +300,20 @@ func BenchmarkScalePaired(b *testing.B) {
 		}
 		b.StartTimer()
 	}
+}
+
+// scaleTarget is FHIRANCHOR_BENCH_SCALE_N, the resources BenchmarkScale
+// loads: 1,000,000 by default.
+func scaleTarget(b *testing.B) int {
+	s := os.Getenv("FHIRANCHOR_BENCH_SCALE_N")
+	if s == "" {
+		return 1_000_000
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1000 {
+		b.Fatalf("FHIRANCHOR_BENCH_SCALE_N=%q: want a number of resources of at least 1000", s)
+	}
+	return n
 }
 
 // pairedIngest measures what the store's size costs ingest, paired: a

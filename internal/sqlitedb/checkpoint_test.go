@@ -2,6 +2,7 @@ package sqlitedb
 
 import (
 	"context"
+	"database/sql"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -20,24 +21,32 @@ func walState(t *testing.T, path string) (frames, backfilled uint32) {
 	return frames, backfilled
 }
 
+// openCheckpointed opens a database of one table t (k, v) with its writer
+// set up for a Checkpointer, and starts one with pause; the connections
+// close when the test ends.
+func openCheckpointed(t *testing.T, pause time.Duration) (path string, w, r *sql.DB, c *Checkpointer) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), "db")
+	w, r, err := Open(t.Context(), Options{Path: path,
+		Migrations:    []string{`CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB NOT NULL) STRICT`},
+		WriterPragmas: CheckpointerPragma})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { Close(w, r) })
+	if c, err = StartCheckpointer(path, pause); err != nil {
+		t.Fatal(err)
+	}
+	return path, w, r, c
+}
+
 // TestCheckpointer: with the writer opened as CheckpointerPragma says, a
 // WAL past SQLite's default threshold (1000 pages) is not checkpointed by
 // the writer's commits; after a Kick the Checkpointer copies all of it,
 // while the writer's connection stays open and idle; and Close stops it.
 func TestCheckpointer(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "db")
-	w, r, err := Open(ctx, Options{Path: path,
-		Migrations:    []string{`CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB NOT NULL) STRICT`},
-		WriterPragmas: CheckpointerPragma})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer Close(w, r)
-	c, err := StartCheckpointer(path, time.Millisecond)
-	if err != nil {
-		t.Fatal(err)
-	}
+	path, w, r, c := openCheckpointed(t, time.Millisecond)
 	// 1500 commits of a 3 KiB row each: some 3000 pages of WAL.
 	for i := range 1500 {
 		if _, err := w.ExecContext(ctx, `INSERT INTO t (k, v) VALUES (?, randomblob(3000))`, i); err != nil {
@@ -86,18 +95,7 @@ func TestCheckpointer(t *testing.T) {
 // done.
 func TestTruncateWaitsForReaders(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "db")
-	w, r, err := Open(ctx, Options{Path: path,
-		Migrations:    []string{`CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB NOT NULL) STRICT`},
-		WriterPragmas: CheckpointerPragma})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer Close(w, r)
-	c, err := StartCheckpointer(path, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
+	path, w, r, c := openCheckpointed(t, time.Hour)
 	defer c.Close()
 	insert := func(k int) {
 		t.Helper()
