@@ -53,14 +53,10 @@ type Checkpointer struct {
 func StartCheckpointer(path string, pause time.Duration) (*Checkpointer, error) {
 	// synchronous FULL: the checkpoint fsyncs the database file before the
 	// WAL may be restarted over the frames it copied.
-	db, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(10000)&_pragma=synchronous(FULL)")
+	db, err := openOne(path + busyTimeout + "&_pragma=synchronous(FULL)")
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite checkpointer: %w", err)
 	}
-	db.SetMaxOpenConns(1)
-	db.SetMaxIdleConns(1)
-	db.SetConnMaxIdleTime(0)
-	db.SetConnMaxLifetime(0)
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Checkpointer{db: db, kick: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{}), pause: pause}
 	go c.run(ctx)

@@ -58,15 +58,11 @@ func Open(ctx context.Context, o Options) (w, r *sql.DB, err error) {
 			w, r = nil, nil
 		}
 	}()
-	w, err = sql.Open("sqlite", o.Path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)"+
-		"&_pragma=foreign_keys(1)"+o.WriterPragmas+"&_txlock=immediate")
+	w, err = openOne(o.Path + busyTimeout + "&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)" +
+		"&_pragma=foreign_keys(1)" + o.WriterPragmas + "&_txlock=immediate")
 	if err != nil {
 		return nil, nil, fmt.Errorf("open sqlite writer: %w", err)
 	}
-	w.SetMaxOpenConns(1)
-	w.SetMaxIdleConns(1)
-	w.SetConnMaxIdleTime(0)
-	w.SetConnMaxLifetime(0)
 	var mode string
 	if err := w.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
 		return w, nil, fmt.Errorf("open sqlite writer: %w", err)
@@ -77,7 +73,7 @@ func Open(ctx context.Context, o Options) (w, r *sql.DB, err error) {
 	if err := Migrate(ctx, w, o.Migrations); err != nil {
 		return w, nil, err
 	}
-	r, err = sql.Open("sqlite", o.Path+"?_pragma=busy_timeout(10000)&_pragma=query_only(1)"+o.ReaderPragmas)
+	r, err = sql.Open("sqlite", o.Path+busyTimeout+"&_pragma=query_only(1)"+o.ReaderPragmas)
 	if err != nil {
 		return w, nil, fmt.Errorf("open sqlite readers: %w", err)
 	}
@@ -85,6 +81,24 @@ func Open(ctx context.Context, o Options) (w, r *sql.DB, err error) {
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
 	return w, r, nil
+}
+
+// busyTimeout starts every DSN: a connection waits up to 10 s for a lock
+// rather than fail at once.
+const busyTimeout = "?_pragma=busy_timeout(10000)"
+
+// openOne opens a pool of one connection kept open for good: the writer,
+// or a Checkpointer's.
+func openOne(dsn string) (*sql.DB, error) {
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxIdleTime(0)
+	db.SetConnMaxLifetime(0)
+	return db, nil
 }
 
 // Close closes what Open opened; either may be nil.
