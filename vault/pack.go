@@ -383,11 +383,15 @@ func unpackSealed(p []byte) ([]byte, error) { return unpack(p, maxUnpacked) }
 // exact bytes the leaf commits to. Records are not sealed: they hold opaque
 // ids only and are listed to auditors and patients, so their compressed
 // size tells nothing their bytes do not.
-func PackRecord(b []byte) []byte {
+func PackRecord(b []byte) []byte { return packRecordWith(recordPacker, b) }
+
+// packRecordWith packs a record with p, or keeps it as it is past
+// maxRecord, which UnpackRecord refuses to inflate to.
+func packRecordWith(p *packer, b []byte) []byte {
 	if len(b) > maxRecord {
 		return packWith(nil, b)
 	}
-	return packWith(recordPacker, b)
+	return packWith(p, b)
 }
 
 // PackLeaf packs l's Record ahead, into l.Packed: a caller that builds a

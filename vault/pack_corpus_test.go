@@ -129,12 +129,8 @@ func TestPackDecodesWithReferenceZstd(t *testing.T) {
 			// What pack and PackRecord write past s2MaxValue, and wrote
 			// for every value before S2.
 			{"body-zstd", func(b []byte) []byte { return packWith(&packer{large: bodyCodec}, b) }, unpackSealed},
-			{"record-zstd", func(b []byte) []byte {
-				if len(b) > maxRecord {
-					return PackRecord(b) // kept as it is, as PackRecord keeps it
-				}
-				return packWith(&packer{large: recordCodec}, b)
-			}, func(p []byte) ([]byte, error) { return unpack(p, maxRecord) }},
+			{"record-zstd", func(b []byte) []byte { return packRecordWith(&packer{large: recordCodec}, b) },
+				func(p []byte) ([]byte, error) { return unpack(p, maxRecord) }},
 		} {
 			p := as.pack(in)
 			if len(in) == 0 {
