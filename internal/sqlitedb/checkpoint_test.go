@@ -117,11 +117,8 @@ func TestTruncateWaitsForReaders(t *testing.T) {
 		t.Fatalf("count: %d, %v", n, err)
 	}
 	insert(2)
-	// Each try waits 20 ms for the reader rather than 10 s, so that the
-	// reader outlasts a try: SQLite then reports busy, not an error.
-	if _, err := c.db.ExecContext(ctx, `PRAGMA busy_timeout = 20`); err != nil {
-		t.Fatal(err)
-	}
+	// The reader outlasts many tries (each waits lockWait): SQLite reports
+	// each busy, not as an error.
 	// The reader finishes later; Truncate must not return before.
 	var released atomic.Bool
 	go func() {
@@ -141,6 +138,59 @@ func TestTruncateWaitsForReaders(t *testing.T) {
 		t.Fatalf("after Truncate the WAL file is %v (%v), want empty", fi.Size(), err)
 	}
 	if err := r.QueryRowContext(ctx, `SELECT count(*) FROM t`).Scan(&n); err != nil || n != 2 {
+		t.Fatalf("count: %d, %v", n, err)
+	}
+}
+
+// TestWALStartsOver: a writer that commits again and again, with the
+// pauses a server's commits have between them, and readers reading all the
+// while: the WAL starts over once restartFrames of it are checkpointed, so
+// its file stays a few restartFrames long, where it grew with every commit
+// (to SafetyCheckpointPages) while the Checkpointer ran PASSIVE alone.
+func TestWALStartsOver(t *testing.T) {
+	ctx := t.Context()
+	path, w, r, c := openCheckpointed(t, 100*time.Millisecond) // the Store's pause
+	defer c.Close()
+	var stop atomic.Bool
+	reads := make(chan error, 2)
+	for range 2 {
+		go func() {
+			var err error
+			for k := 0; !stop.Load() && err == nil; k++ {
+				var n int
+				err = r.QueryRowContext(ctx, `SELECT count(*) FROM t WHERE k = ?`, k%100).Scan(&n)
+			}
+			reads <- err
+		}()
+	}
+	// 4000 commits of a 3 KiB row: some 8000 frames, half of
+	// SafetyCheckpointPages, so that the writer's own checkpoint never runs.
+	const commits = 4000
+	for i := range commits {
+		if _, err := w.ExecContext(ctx, `INSERT INTO t (k, v) VALUES (?, randomblob(3000))`, i); err != nil {
+			t.Fatal(err)
+		}
+		c.Kick()
+		time.Sleep(100 * time.Microsecond)
+	}
+	stop.Store(true)
+	for range 2 {
+		if err := <-reads; err != nil {
+			t.Fatal(err)
+		}
+	}
+	frames, _ := walState(t, path)
+	fi, err := os.Stat(path + "-wal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A frame is a 24-byte header and a page (4096 bytes).
+	if most := int64(4*restartFrames) * (24 + 4096); fi.Size() > most {
+		t.Fatalf("after %d commits the WAL file is %d bytes (%d frames now): it did not start over", commits, fi.Size(), frames)
+	}
+	t.Logf("after %d commits the WAL file is %d bytes, %d frames now", commits, fi.Size(), frames)
+	var n int
+	if err := r.QueryRowContext(ctx, `SELECT count(*) FROM t`).Scan(&n); err != nil || n != commits {
 		t.Fatalf("count: %d, %v", n, err)
 	}
 }
