@@ -89,10 +89,12 @@ func (c *Checkpointer) run(ctx context.Context) {
 		// the next checkpoint: a disk that fails it fails the commits too.
 		var busy, log, done int
 		err := c.db.QueryRowContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &log, &done)
-		if err == nil && busy == 0 && log >= restartFrames {
-			// RESTART: see restartFrames. Busy (the writer or a reader
-			// held on past lockWait) is no failure: the next round tries
-			// again.
+		if err == nil && busy == 0 && done == log && log >= restartFrames {
+			// RESTART: see restartFrames. Not when a reader held back part
+			// of the PASSIVE copy (done < log): a long one (an export, an
+			// audit) would hold the RESTART, and the writer behind it, for
+			// lockWait in vain. Busy (the writer or a reader held on past
+			// lockWait) is no failure: the next round tries again.
 			_ = c.db.QueryRowContext(ctx, `PRAGMA wal_checkpoint(RESTART)`).Scan(&busy, &log, &done)
 		}
 		t := time.NewTimer(c.pause)
