@@ -55,6 +55,11 @@ func testRecentLevelModel(t *testing.T, stores, mergeRows int) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if mergeRows == 3 {
+			// Merges into postings in chunks smaller than a merge of the
+			// recent level, as DefaultMergeRows has them: a posting each.
+			s.chunkRows = 1
+		}
 		return s
 	}
 	all := make([]*Store, stores)
@@ -232,12 +237,15 @@ func testRecentLevelModel(t *testing.T, stores, mergeRows int) {
 			t.Fatalf("round %d: WalkPostings passed %d postings (%v), want the %d IndexEntries lists", round, len(walked), err, len(listed))
 		}
 	}
-	var stored int
-	if err := s.r.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM postings) + (SELECT count(*) FROM postings_mid)`).Scan(&stored); err != nil {
+	var big, stored int
+	if err := s.r.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM postings), (SELECT count(*) FROM postings) + (SELECT count(*) FROM postings_mid)`).Scan(&big, &stored); err != nil {
 		t.Fatal(err)
 	}
 	if mergeRows < 100 && stored == 0 {
 		t.Errorf("merge threshold %d: no posting reached the tables", mergeRows)
+	}
+	if mergeRows == 3 && big == 0 {
+		t.Errorf("merge threshold %d: no posting reached postings", mergeRows)
 	}
 	if mergeRows == DefaultMergeRows && stored != 0 {
 		t.Errorf("%d postings in the tables before any merge", stored)

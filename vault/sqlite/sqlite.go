@@ -109,16 +109,37 @@ type Config struct {
 	MergeRows int
 }
 
-// DefaultMergeRows is Config.MergeRows when it is 0: some four thousand
-// writes' postings, a few megabytes of memory; postings_mid, merged into
-// once per four thousand writes, holds up to a million postings (some 15
-// MB), and postings, the big tree, takes them once per sixty thousand
-// writes, a sixteenth of postings_mid's tokens a commit.
-const DefaultMergeRows = 1 << 16
+// DefaultMergeRows is Config.MergeRows when it is 0: some sixteen thousand
+// writes' postings, some 13 MB of memory; postings_mid, merged into once
+// per sixteen thousand writes, holds up to two million postings (some 30
+// MB), and postings, the big tree, takes them once per 130,000 writes,
+// mergeChunkRows postings a commit.
+//
+// Why so many: a merge into a level rewrites nearly every page of it (the
+// postings it brings are spread over all its tokens), so a posting costs
+// about pages(mid)/R page writes on its way into postings_mid and
+// pages(big)/size(mid) on its way into postings, R being this many. At a
+// million resources (17 million postings in 80,000 pages) that came to
+// 0.09 pages a posting with R = 1 << 16 and a mid level of a million; the
+// first tenth of the store, its big tree small, paid a third of that, and
+// the last tenth ingested at 0.70-0.79 of the first's rate (BenchmarkScale,
+// paired). Four times as many postings in memory, and a mid level near
+// sqrt(R x size(big)), halve it: 0.044, and the last tenth at 0.85 of the
+// first in two runs. The price is a larger commit once per sixteen
+// thousand writes (the recent level into postings_mid), which the writes
+// behind it wait for: a Bundle's POST at p99 took 0.8-1.2 s in each tenth
+// of BenchmarkScale, 0.5-0.8 s before.
+const DefaultMergeRows = 1 << 18
 
 // midFanout is how many merges of the recent level postings_mid takes
 // before it is merged into postings.
-const midFanout = 16
+const midFanout = 8
+
+// mergeChunkRows bounds the postings one commit moves from postings_mid
+// into postings: a commit that moves more holds every write waiting behind
+// it longer, and the merge costs the same in total however it is cut (each
+// chunk is a range of tokens, and rewrites the pages of that range).
+const mergeChunkRows = 1 << 16
 
 // postingTables are the stored levels of the inverted index, oldest
 // first: a posting is in one of them or in the recent level (recent.go),
@@ -141,6 +162,7 @@ type Store struct {
 	ckpt *sqlitedb.Checkpointer // copies the WAL into the database file
 
 	mergeRows int
+	chunkRows int // mergeChunkRows; tests make it smaller
 	// mid is how many rows postings_mid holds as last committed, counted
 	// by the first group that writes (counted): a count reads a million
 	// rows, which a store opened to be read, or a restart, need not wait
@@ -448,7 +470,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Store{mergeRows: cfg.MergeRows}
+	s := &Store{mergeRows: cfg.MergeRows, chunkRows: mergeChunkRows}
 	if s.mergeRows <= 0 {
 		s.mergeRows = DefaultMergeRows
 	}
@@ -723,7 +745,7 @@ func (s *Store) runGroup(group []*update) {
 	}
 	merging, mergeFrom := s.merging || mid >= midFanout*s.mergeRows, s.mergeFrom
 	if merging {
-		moved, next, err := t.mergeChunk(ctx, mergeFrom, s.mergeRows)
+		moved, next, err := t.mergeChunk(ctx, mergeFrom, min(s.mergeRows, s.chunkRows))
 		if err != nil {
 			fail(ok, fmt.Errorf("merge postings: %w", err))
 			return
