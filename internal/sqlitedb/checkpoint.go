@@ -54,9 +54,9 @@ type Checkpointer struct {
 func StartCheckpointer(path string, pause time.Duration) (*Checkpointer, error) {
 	// synchronous FULL: the checkpoint fsyncs the database file before the
 	// WAL may be restarted over the frames it copied. A short busy
-	// timeout: a restart (or a truncation) that waits for the writer or a
-	// reader waits while holding the write lock, so each try is brief and
-	// a failed one is tried again later (run, Truncate).
+	// timeout: a restart (or a truncation) waits for readers while it holds
+	// the write lock, and every write waits with it; so each try waits
+	// briefly, and a failed one is tried again later (run, Truncate).
 	db, err := openOne(fmt.Sprintf("%s?_pragma=busy_timeout(%d)&_pragma=synchronous(FULL)", path, lockWait/time.Millisecond))
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite checkpointer: %w", err)

@@ -118,7 +118,7 @@ func TestTruncateWaitsForReaders(t *testing.T) {
 	}
 	insert(2)
 	// The reader outlasts many tries (each waits lockWait): SQLite reports
-	// each busy, not as an error.
+	// each as busy, not as an error.
 	// The reader finishes later; Truncate must not return before.
 	var released atomic.Bool
 	go func() {
@@ -163,7 +163,7 @@ func TestWALStartsOver(t *testing.T) {
 			reads <- err
 		}()
 	}
-	// 4000 commits of a 3 KiB row: some 8000 frames, half of
+	// 4000 commits of a 3 KiB row: 8,000 to 12,000 frames, under
 	// SafetyCheckpointPages, so that the writer's own checkpoint never runs.
 	const commits = 4000
 	for i := range commits {

@@ -102,10 +102,10 @@ type Config struct {
 	Path string
 	// MergeRows is how many postings the in-memory recent level holds
 	// before a commit writes them to postings_mid, which the next commits
-	// move into postings, some MergeRows postings each (mergeChunk), once
-	// it holds midFanout times as many (schema_v9.sql, schema_v10.sql); 0
-	// means DefaultMergeRows. Larger holds more in memory (some 50 bytes a
-	// posting) and merges rarer.
+	// move into postings, at most MergeRows and mergeChunkRows postings
+	// each (mergeChunk), once it holds midFanout times as many
+	// (schema_v9.sql, schema_v10.sql); 0 means DefaultMergeRows. Larger
+	// holds more in memory (some 50 bytes a posting) and merges rarer.
 	MergeRows int
 }
 
@@ -171,7 +171,7 @@ type Store struct {
 	mid     int
 	counted bool
 	// merging says a merge of postings_mid into postings is under way:
-	// each group moves the postings of the next mergeRows or so tokens
+	// each group moves the next chunkRows or so postings, by token,
 	// from mergeFrom on (mergeChunk), so that no one commit rewrites the
 	// whole of postings. Only the group's lead reads and writes them.
 	merging   bool
