@@ -57,7 +57,7 @@ func StartCheckpointer(path string, pause time.Duration) (*Checkpointer, error) 
 	// timeout: a restart (or a truncation) waits for readers while it holds
 	// the write lock, and every write waits with it; so each try waits
 	// briefly, and a failed one is tried again later (run, Truncate).
-	db, err := openOne(fmt.Sprintf("%s?_pragma=busy_timeout(%d)&_pragma=synchronous(FULL)", path, lockWait/time.Millisecond))
+	db, err := openOne(path + busyTimeoutDSN(lockWait) + "&_pragma=synchronous(FULL)")
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite checkpointer: %w", err)
 	}

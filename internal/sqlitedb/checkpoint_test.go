@@ -47,6 +47,10 @@ func openCheckpointed(t *testing.T, pause time.Duration) (path string, w, r *sql
 func TestCheckpointer(t *testing.T) {
 	ctx := context.Background()
 	path, w, r, c := openCheckpointed(t, time.Millisecond)
+	var wait int64
+	if err := c.db.QueryRowContext(ctx, `PRAGMA busy_timeout`).Scan(&wait); err != nil || wait != lockWait.Milliseconds() {
+		t.Fatalf("the Checkpointer's busy timeout is %d ms (%v), want %d", wait, err, lockWait.Milliseconds())
+	}
 	// 1500 commits of a 3 KiB row each: some 3000 pages of WAL.
 	for i := range 1500 {
 		if _, err := w.ExecContext(ctx, `INSERT INTO t (k, v) VALUES (?, randomblob(3000))`, i); err != nil {

@@ -83,9 +83,15 @@ func Open(ctx context.Context, o Options) (w, r *sql.DB, err error) {
 	return w, r, nil
 }
 
-// busyTimeout starts every DSN: a connection waits up to 10 s for a lock
-// rather than fail at once.
-const busyTimeout = "?_pragma=busy_timeout(10000)"
+// busyTimeout starts every DSN but the Checkpointer's (lockWait): a
+// connection waits up to 10 s for a lock rather than fail at once.
+var busyTimeout = busyTimeoutDSN(10 * time.Second)
+
+// busyTimeoutDSN is the start of a DSN whose connection waits up to d for
+// a lock (SQLite's busy timeout, in milliseconds).
+func busyTimeoutDSN(d time.Duration) string {
+	return fmt.Sprintf("?_pragma=busy_timeout(%d)", d.Milliseconds())
+}
 
 // openOne opens a pool of one connection kept open for good: the writer,
 // or a Checkpointer's.
