@@ -42,6 +42,10 @@ const maxGather = time.Millisecond
 // commitRequest is one request's records, waiting for a commit.
 type commitRequest struct {
 	records []decidedEntry
+	// journal says the records may go to the vault's leaf journal: their
+	// caller needs no leaf index (and none breaks the glass, whose log
+	// line names it).
+	journal bool
 	leaves  []uint64
 	err     error
 	// wake receives true when the records are committed (or failed: err),
@@ -121,11 +125,17 @@ func (g *groupCommit) queuedRecords() int {
 	return n
 }
 
-// record commits recs in a transaction shared with concurrent requests and
-// returns their leaf indexes once that transaction is durable. expected
-// says the request was announced by expect.
-func (c *Control) record(ctx context.Context, recs []decidedEntry, expected bool) ([]uint64, error) {
-	r := &commitRequest{records: recs, wake: make(chan bool, 1)}
+// record makes recs durable, in a commit shared with concurrent requests,
+// and returns. If the caller needs their leaf indexes (index), or one
+// breaks the glass, the commit is a vault transaction and record returns
+// the indexes; otherwise it may be an append to the vault's leaf journal
+// (vault.LeafJournal), which the log takes in later, and record returns
+// none. expected says the request was announced by expect.
+func (c *Control) record(ctx context.Context, recs []decidedEntry, expected, index bool) ([]uint64, error) {
+	r := &commitRequest{records: recs, journal: !index, wake: make(chan bool, 1)}
+	for _, rec := range recs {
+		r.journal = r.journal && !rec.breakGlass
+	}
 	g := &c.commits
 	g.mu.Lock()
 	g.queue = append(g.queue, r)
@@ -165,22 +175,13 @@ func (c *Control) commitQueue(ctx context.Context, self *commitRequest) {
 	}
 	g.mu.Unlock()
 
-	// The transaction serves every request in the batch: the committer's
+	// The commit serves every request in the batch: the committer's
 	// client leaving must not roll back the others' records.
 	ctx = context.WithoutCancel(ctx)
-	err := c.vault.Update(ctx, func(tx *vault.SealedTx) error {
-		for _, r := range batch {
-			r.leaves = r.leaves[:0]
-			for _, p := range r.records {
-				idx, err := c.add(ctx, tx, p)
-				if err != nil {
-					return err
-				}
-				r.leaves = append(r.leaves, idx)
-			}
-		}
-		return nil
-	})
+	journaled, err := c.journal(ctx, batch)
+	if !journaled && err == nil {
+		err = c.commit(ctx, batch)
+	}
 	if err != nil {
 		err = fmt.Errorf("record access decisions: %w", err)
 	}
@@ -204,4 +205,49 @@ func (c *Control) commitQueue(ctx context.Context, self *commitRequest) {
 	if next != nil {
 		next.wake <- false
 	}
+}
+
+// journal appends the batch's records to the vault's leaf journal if every
+// request in it may go there and the vault has one; false if not.
+func (c *Control) journal(ctx context.Context, batch []*commitRequest) (bool, error) {
+	var ls []vault.Leaf
+	for _, r := range batch {
+		if !r.journal {
+			return false, nil
+		}
+		for _, p := range r.records {
+			ls = append(ls, p.leaf)
+		}
+	}
+	ok, err := c.vault.JournalLeaves(ctx, ls)
+	if !ok || err != nil {
+		return ok, err
+	}
+	for _, r := range batch {
+		r.leaves = r.leaves[:0]
+		if c.metrics != nil {
+			for _, p := range r.records {
+				c.metrics.Decided(p.allow)
+			}
+		}
+	}
+	return true, nil
+}
+
+// commit adds the batch's records in a vault transaction and gives each
+// request its leaf indexes.
+func (c *Control) commit(ctx context.Context, batch []*commitRequest) error {
+	return c.vault.Update(ctx, func(tx *vault.SealedTx) error {
+		for _, r := range batch {
+			r.leaves = r.leaves[:0]
+			for _, p := range r.records {
+				idx, err := c.add(ctx, tx, p)
+				if err != nil {
+					return err
+				}
+				r.leaves = append(r.leaves, idx)
+			}
+		}
+		return nil
+	})
 }

@@ -100,7 +100,7 @@ func TestGatherWaitsForReadsUnderWay(t *testing.T) {
 	commit := func(expected bool) <-chan []uint64 {
 		done := make(chan []uint64, 1)
 		go func() {
-			l, err := c.record(ctx, rec, expected)
+			l, err := c.record(ctx, rec, expected, true)
 			if err != nil {
 				t.Error(err)
 			}

@@ -394,7 +394,10 @@ const (
 type Verdict struct {
 	Effect  Effect
 	Outcome Outcome
-	// Leaf is the index of the decision's record; Recorded says there is one.
+	// Leaf is the index of the decision's record, if it has one yet: a
+	// refusal's always does; an allowed read's may be in the vault's leaf
+	// journal, indexed when the log takes it in. Recorded says the record
+	// is durable.
 	Leaf     uint64
 	Recorded bool
 }
@@ -441,17 +444,7 @@ func (c *Control) Read(ctx context.Context, caller Caller, v vault.Version) (Ver
 		// never served.
 		return Verdict{}, errors.New("read: the stored body is not JSON")
 	}
-	// Made here, on the request's goroutine: the committer only inserts it.
-	rec, err := decisionEntry(c.vault, in, out, v.Type+"/"+v.ID+"/_history/"+strconv.FormatInt(v.Version, 10))
-	if err != nil {
-		return Verdict{}, err
-	}
-	queued = true
-	leaves, err := c.record(ctx, []decidedEntry{rec}, true)
-	if err != nil {
-		return Verdict{}, err
-	}
-	verdict := Verdict{Effect: Allowed, Outcome: out, Leaf: leaves[0], Recorded: true}
+	verdict := Verdict{Effect: Allowed, Outcome: out, Recorded: true}
 	switch {
 	case !out.Allow:
 		verdict.Effect = Denied
@@ -463,6 +456,21 @@ func (c *Control) Read(ctx context.Context, caller Caller, v vault.Version) (Ver
 		if Withholds(out.Decision, res.SecurityLabels) {
 			verdict.Effect = Withheld
 		}
+	}
+	// Made here, on the request's goroutine: the committer only inserts it.
+	rec, err := decisionEntry(c.vault, in, out, v.Type+"/"+v.ID+"/_history/"+strconv.FormatInt(v.Version, 10))
+	if err != nil {
+		return Verdict{}, err
+	}
+	queued = true
+	// A refusal names its record's index; an allowed read's record may go
+	// to the leaf journal, which assigns none yet.
+	leaves, err := c.record(ctx, []decidedEntry{rec}, true, verdict.Effect != Allowed)
+	if err != nil {
+		return Verdict{}, err
+	}
+	if len(leaves) > 0 {
+		verdict.Leaf = leaves[0]
 	}
 	return verdict, nil
 }

@@ -201,7 +201,7 @@ func (r *Release) Commit(ctx context.Context) error {
 		}
 		recs[i] = rec
 	}
-	if _, err := r.c.record(ctx, recs, false); err != nil {
+	if _, err := r.c.record(ctx, recs, false, false); err != nil {
 		return fmt.Errorf("record search decisions: %w", err)
 	}
 	r.pending = r.pending[:0]

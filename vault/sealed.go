@@ -136,6 +136,16 @@ func NewSealed(s Store, kr *Keyring) *Sealed {
 	return &Sealed{store: s, kr: kr, keys: keyCache{m: make(map[string]cachedKey)}}
 }
 
+// JournalLeaves journals ls if the Store is a LeafJournal (see there); it
+// returns false, having done nothing, otherwise.
+func (v *Sealed) JournalLeaves(ctx context.Context, ls []Leaf) (bool, error) {
+	j, ok := v.store.(LeafJournal)
+	if !ok {
+		return false, nil
+	}
+	return j.JournalLeaves(ctx, ls)
+}
+
 // Store returns the underlying Store, for the calls that see no clear text
 // (Leaves, Leaf, FindLeaves, Policy, Policies, Stats, Close).
 func (s *Sealed) Store() Store { return s.store }

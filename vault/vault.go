@@ -90,6 +90,18 @@ type Leaf struct {
 	Packed []byte
 }
 
+// LeafJournal is a Store that can make leaves durable ahead of the
+// transaction that adds them to the log: vault/sqlite's leaf journal, an
+// append and an fdatasync where a transaction writes a page per index.
+type LeafJournal interface {
+	// JournalLeaves makes ls durable and returns. The Store adds them to
+	// its leaves, in order, before any read of leaves and before any
+	// Update that begins after it returns; their Seqs are assigned then.
+	// It returns false, having done nothing, when it cannot journal: add
+	// them in an Update instead.
+	JournalLeaves(ctx context.Context, ls []Leaf) (bool, error)
+}
+
 // LeafFilter selects leaves that carry a Record.
 type LeafFilter struct {
 	Type    uint8  // leaf type; 0 means any

@@ -82,9 +82,14 @@ var schemaV9 string
 //go:embed schema_v10.sql
 var schemaV10 string
 
+// schemaV11 adds the leaf journal's watermark.
+//
+//go:embed schema_v11.sql
+var schemaV11 string
+
 // migrations are applied in order, each once, in one transaction per open.
 // Never edit a released migration; append a new one.
-var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4, schemaV5, schemaV6, schemaV7, schemaV8, schemaV9, schemaV10}
+var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4, schemaV5, schemaV6, schemaV7, schemaV8, schemaV9, schemaV10, schemaV11}
 
 // Result codes of modernc.org/sqlite/lib (extended result codes are on).
 const (
@@ -178,6 +183,13 @@ type Store struct {
 	mergeFrom []byte
 	// recentLevel holds the postings of the newest token sets.
 	recentLevel *recentLevel
+	// journal holds leaves made durable ahead of their transaction
+	// (journal.go); nil if another Store owns it. The folder moves them
+	// into leaves when no Update does; stopFolder ends it.
+	journal    *journal
+	stopFolder chan struct{}
+	folderDone chan struct{}
+	closing    sync.Once
 
 	mu      sync.Mutex
 	queue   []*update // Updates waiting for the writer, oldest first
@@ -222,6 +234,8 @@ const (
 	stVersionAt
 	stSetIndexVersion
 	stSetGen
+	stJournalFolded
+	stSetJournalFolded
 	stSetMerged
 	stGenTx
 	stSavepoint
@@ -319,11 +333,13 @@ var writeSQL = [numWriteStmts]string{
 	SELECT coalesce(max(version), 0) + 1, ?, ?, ?, ? FROM policies`,
 	stCurrentState: `SELECT seq, version, deleted, erased FROM versions WHERE type = ? AND id = ?
 ORDER BY version DESC LIMIT 1`,
-	stVersionAt:       `SELECT type, id FROM versions WHERE seq = ?`,
-	stSetIndexVersion: `UPDATE index_state SET version = ? WHERE one = 1`,
-	stSetGen:          `UPDATE index_state SET gen = ? WHERE one = 1`,
-	stSetMerged:       `UPDATE index_state SET merged = ? WHERE one = 1`,
-	stGenTx:           genSQL,
+	stVersionAt:        `SELECT type, id FROM versions WHERE seq = ?`,
+	stSetIndexVersion:  `UPDATE index_state SET version = ? WHERE one = 1`,
+	stSetGen:           `UPDATE index_state SET gen = ? WHERE one = 1`,
+	stJournalFolded:    `SELECT folded FROM journal_state WHERE id = 1`,
+	stSetJournalFolded: `UPDATE journal_state SET folded = ? WHERE id = 1`,
+	stSetMerged:        `UPDATE index_state SET merged = ? WHERE one = 1`,
+	stGenTx:            genSQL,
 	// A group commit's per-Update savepoints, prepared like the rest:
 	// parsing them again for every Update cost as much as a small write.
 	stSavepoint:  `SAVEPOINT u`,
@@ -517,17 +533,118 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if s.recentLevel, err = loadLevel(ctx, s.w); err != nil {
 		return nil, err
 	}
+	if err := s.openJournal(ctx, cfg.Path); err != nil {
+		return nil, err
+	}
 	ok = true
 	return s, nil
 }
 
+// openJournal opens the leaf journal, if no other Store holds it, folds
+// what a crash left in it, and starts the folder.
+func (s *Store) openJournal(ctx context.Context, path string) error {
+	var folded int64
+	if err := s.w.QueryRowContext(ctx, `SELECT folded FROM journal_state WHERE id = 1`).Scan(&folded); err != nil {
+		return fmt.Errorf("open leaf journal: %w", err)
+	}
+	j, err := openJournal(path, uint64(folded))
+	if err != nil || j == nil {
+		return err
+	}
+	s.journal = j
+	if err := s.fold(ctx); err != nil {
+		return fmt.Errorf("fold leaf journal: %w", err)
+	}
+	// Numbers the journal skips (those of a torn write, which may be left
+	// in a file) are folded as none: the next record found must follow
+	// the watermark.
+	if skip := j.skipped(); skip != 0 {
+		if _, err := s.w.ExecContext(ctx, `UPDATE journal_state SET folded = ? WHERE id = 1`, int64(skip)); err != nil {
+			return fmt.Errorf("open leaf journal: %w", err)
+		}
+		j.done(skip)
+	}
+	s.stopFolder, s.folderDone = make(chan struct{}), make(chan struct{})
+	go s.folder()
+	return nil
+}
+
+// folder folds the journal foldDelay after a leaf is journalled, unless an
+// Update did meanwhile.
+func (s *Store) folder() {
+	defer close(s.folderDone)
+	t := time.NewTimer(foldDelay)
+	t.Stop()
+	for {
+		select {
+		case <-s.stopFolder:
+			return
+		case <-s.journal.kick:
+		}
+		t.Reset(foldDelay)
+		select {
+		case <-s.stopFolder:
+			return
+		case <-t.C:
+		}
+		// A failed fold is tried again at the next leaf, Update or read
+		// of leaves; its Updates' callers heard of the failure.
+		_ = s.fold(context.Background())
+	}
+}
+
+// fold moves the journalled leaves into leaves, if there are any, in an
+// Update of its own (runGroup folds them first in every transaction).
+// Every read of leaves folds first, so that a leaf journalled before it
+// began is in what it reads.
+func (s *Store) fold(ctx context.Context) error {
+	if s.journal == nil || !s.journal.waiting() {
+		return nil
+	}
+	return s.Update(ctx, func(vault.Tx) error { return nil })
+}
+
+// JournalLeaves makes ls durable in the leaf journal and returns; a later
+// transaction adds them to leaves, in order, before any read of leaves
+// and before any Update that begins after it returns. It returns false,
+// and does nothing, if this Store has no journal: add them in an Update.
+func (s *Store) JournalLeaves(ctx context.Context, ls []vault.Leaf) (bool, error) {
+	if s.journal == nil {
+		return false, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return false, fmt.Errorf("journal leaves: %w", err)
+	}
+	for _, l := range ls {
+		if len(l.Record) == 0 && hasRecordFields(l) {
+			return false, errors.New("journal leaf: salt, subject, actor or time without a record")
+		}
+	}
+	err := s.journal.add(ls)
+	if errors.Is(err, errJournalStopped) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
 // Close closes the database. Updates and reads in flight fail.
 func (s *Store) Close() error {
-	var err error
-	if s.ckpt != nil {
-		err = s.ckpt.Close()
+	var errs []error
+	if s.journal != nil {
+		s.closing.Do(func() {
+			if s.stopFolder != nil {
+				close(s.stopFolder)
+				<-s.folderDone
+			}
+			// What is left in the journal is folded at the next open if
+			// not now; what is appended meanwhile fails or is left.
+			errs = append(errs, s.fold(context.Background()), s.journal.close())
+		})
 	}
-	return errors.Join(err, sqlitedb.Close(s.w, s.r))
+	if s.ckpt != nil {
+		errs = append(errs, s.ckpt.Close())
+	}
+	return errors.Join(append(errs, sqlitedb.Close(s.w, s.r))...)
 }
 
 // checkpointPause is the least time between two background checkpoints:
@@ -635,6 +752,13 @@ func (s *Store) runGroup(group []*update) {
 	defer sqlTx.Rollback()
 	t := &tx{s: s, tx: sqlTx}
 	if err := s.syncLevel(ctx, t); err != nil {
+		fail(group, err)
+		return
+	}
+	// Journalled leaves first: each was acknowledged before this group
+	// began, so the log has them before the leaves the group adds.
+	folded, err := t.fold(ctx)
+	if err != nil {
 		fail(group, err)
 		return
 	}
@@ -764,6 +888,9 @@ func (s *Store) runGroup(group []*update) {
 		return
 	}
 	s.ckpt.Kick()
+	if folded != 0 {
+		s.journal.done(folded)
+	}
 	if changed {
 		rl.apply(t.staged, gen, merged)
 	}
@@ -791,6 +918,38 @@ func (s *Store) runGroup(group []*update) {
 			u.done <- nil
 		}
 	}
+}
+
+// fold adds the leaves waiting in the journal to leaves, those above the
+// watermark only (a fold whose commit reported an error may have
+// committed), and moves the watermark. It returns the last number folded,
+// 0 for none.
+func (t *tx) fold(ctx context.Context) (uint64, error) {
+	if t.s.journal == nil {
+		return 0, nil
+	}
+	js := t.s.journal.take()
+	if len(js) == 0 {
+		return 0, nil
+	}
+	var w int64
+	if err := t.stmt(ctx, stJournalFolded).QueryRowContext(ctx).Scan(&w); err != nil {
+		return 0, fmt.Errorf("fold leaf journal: %w", mapErr(err))
+	}
+	last := uint64(w)
+	for _, j := range js {
+		if j.n <= last {
+			continue
+		}
+		if _, err := t.AddLeaf(ctx, j.leaf); err != nil {
+			return 0, fmt.Errorf("fold leaf journal: %w", err)
+		}
+		last = j.n
+	}
+	if _, err := t.stmt(ctx, stSetJournalFolded).ExecContext(ctx, int64(last)); err != nil {
+		return 0, fmt.Errorf("fold leaf journal: %w", mapErr(err))
+	}
+	return last, nil
 }
 
 // runFn runs an Update's fn, turning a panic into a panicked error for its
@@ -912,6 +1071,9 @@ func queryRecords(ctx context.Context, st *sql.Stmt, args ...any) ([]vault.Recor
 
 // Records returns the leaf records as stored, in Seq order.
 func (s *Store) Records(ctx context.Context, after int64, limit int) ([]vault.Leaf, error) {
+	if err := s.fold(ctx); err != nil {
+		return nil, fmt.Errorf("fold leaf journal: %w", err)
+	}
 	if limit <= 0 {
 		return nil, nil
 	}
@@ -1203,6 +1365,9 @@ func (s *Store) DataKey(ctx context.Context, keyID string) ([]byte, error) {
 
 // Leaves returns up to limit leaves with Seq > after, in Seq order.
 func (s *Store) Leaves(ctx context.Context, after int64, limit int) ([]vault.Leaf, error) {
+	if err := s.fold(ctx); err != nil {
+		return nil, fmt.Errorf("fold leaf journal: %w", err)
+	}
 	if limit <= 0 {
 		return nil, nil
 	}
@@ -1229,6 +1394,9 @@ func (s *Store) Leaves(ctx context.Context, after int64, limit int) ([]vault.Lea
 // Stats counts what the store holds. It scans each table's smallest index,
 // so it is meant for health checks and tests, not hot paths.
 func (s *Store) Stats(ctx context.Context) (vault.Stats, error) {
+	if err := s.fold(ctx); err != nil {
+		return vault.Stats{}, fmt.Errorf("fold leaf journal: %w", err)
+	}
 	var st vault.Stats
 	err := s.rstmt[stStats].QueryRowContext(ctx).Scan(&st.Versions, &st.Leaves, &st.DataKeys, &st.Responses, &st.Policies)
 	if err != nil {
@@ -1462,6 +1630,9 @@ func scanIDs(rows *sql.Rows) ([]string, error) {
 
 // Leaf returns one leaf with its record, if it has one.
 func (s *Store) Leaf(ctx context.Context, seq int64) (vault.Leaf, error) {
+	if err := s.fold(ctx); err != nil {
+		return vault.Leaf{}, fmt.Errorf("fold leaf journal: %w", err)
+	}
 	l, err := scanLeaf(s.rstmt[stLeaf].QueryRowContext(ctx, seq))
 	if errors.Is(err, sql.ErrNoRows) {
 		err = vault.ErrNotFound
@@ -1474,6 +1645,9 @@ func (s *Store) Leaf(ctx context.Context, seq int64) (vault.Leaf, error) {
 
 // FindLeaves returns the leaves with a record that match f, newest first.
 func (s *Store) FindLeaves(ctx context.Context, f vault.LeafFilter) ([]vault.Leaf, error) {
+	if err := s.fold(ctx); err != nil {
+		return nil, fmt.Errorf("fold leaf journal: %w", err)
+	}
 	before := f.Before
 	if before <= 0 {
 		before = math.MaxInt64
