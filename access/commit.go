@@ -21,6 +21,13 @@ import (
 // is never acknowledged before it is durable, and a failed commit fails
 // every request in it. No goroutine outlives the requests it serves.
 //
+// A commit is a vault transaction, or, when no request in the batch needs
+// its records' leaf indexes at once (a refusal names its record; an
+// allowed read does not), an append to the vault's leaf journal
+// (vault.LeafJournal): as durable, one write and fdatasync instead of a
+// transaction's six b-tree pages, and the log takes the records in, in order,
+// before anyone reads it.
+//
 // A committer gathers before it commits: reads that are being decided
 // when it starts (Control.Read announces each with expect) will queue in
 // a moment, and a commit costs much the same for one record as for many.

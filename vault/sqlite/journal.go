@@ -53,7 +53,7 @@ import (
 // server) has none, and its JournalLeaves says so.
 
 const (
-	journalSize = 8 << 20               // the preallocation of each file; more extends it
+	journalSize = 1 << 20               // the preallocation of each file (a fold takes ~50 KB in); more extends it
 	foldDelay   = 20 * time.Millisecond // how long a journalled leaf waits, at most, for a fold with nothing else to do
 	recordHead  = 24
 	maxPayload  = 1 << 20 // a leaf's record is at most a few KiB
