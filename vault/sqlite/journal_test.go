@@ -30,6 +30,19 @@ func journalLeaf(i int) vault.Leaf {
 	return l
 }
 
+// addInUpdate adds a leaf of Ref ref in an Update of its own and returns ref.
+func addInUpdate(t *testing.T, s *Store, ref string) string {
+	t.Helper()
+	err := s.Update(context.Background(), func(tx vault.Tx) error {
+		_, err := tx.AddLeaf(context.Background(), vault.Leaf{Type: 1, Data: []byte("u"), Ref: ref})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
 // refsInLog is every leaf's Ref in Seq order, and the leaves by Ref.
 func refsInLog(t *testing.T, s *Store) ([]string, map[string]vault.Leaf) {
 	t.Helper()
@@ -68,14 +81,7 @@ func TestJournalLeavesInOrder(t *testing.T) {
 	var want []string
 	for i := range 50 {
 		if i%5 == 4 {
-			ref := "u-" + strconv.Itoa(i)
-			if err := s.Update(ctx, func(tx vault.Tx) error {
-				_, err := tx.AddLeaf(ctx, vault.Leaf{Type: 1, Data: []byte("u"), Ref: ref})
-				return err
-			}); err != nil {
-				t.Fatal(err)
-			}
-			want = append(want, ref)
+			want = append(want, addInUpdate(t, s, "u-"+strconv.Itoa(i)))
 			continue
 		}
 		ls := []vault.Leaf{journalLeaf(2 * i), journalLeaf(2*i + 1)}
@@ -377,14 +383,7 @@ func journalUntilKilled(t *testing.T, path string) {
 	for i := from; ; i++ {
 		var refs []string
 		if i%7 == 3 {
-			ref := "u-" + strconv.Itoa(i)
-			if err := s.Update(ctx, func(tx vault.Tx) error {
-				_, err := tx.AddLeaf(ctx, vault.Leaf{Type: 1, Data: []byte("u"), Ref: ref})
-				return err
-			}); err != nil {
-				t.Fatal(err)
-			}
-			refs = append(refs, ref)
+			refs = append(refs, addInUpdate(t, s, "u-"+strconv.Itoa(i)))
 		} else {
 			var ls []vault.Leaf
 			for k := range 1 + i%3 {
