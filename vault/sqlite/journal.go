@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -152,7 +153,7 @@ func openJournal(path string, folded uint64) (*journal, error) {
 		}
 		beyond = append(beyond, past...)
 	}
-	slices.SortFunc(found, func(a, b journaled) int { return cmpUint(a.n, b.n) })
+	slices.SortFunc(found, func(a, b journaled) int { return cmp.Compare(a.n, b.n) })
 	j.next = folded + 1
 	for _, r := range found {
 		if r.n != j.next {
@@ -186,16 +187,6 @@ func openJournal(path string, folded uint64) (*journal, error) {
 	j.active, j.last = 0, [2]uint64{}
 	ok = true
 	return j, nil
-}
-
-func cmpUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // preallocate writes zeros to f from size to journalSize and syncs it.
