@@ -62,7 +62,8 @@ const (
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// errJournalStopped is add's error once an fdatasync of the journal failed.
+// errJournalStopped is add's error once a write or fdatasync of the
+// journal failed.
 var errJournalStopped = errors.New("the leaf journal stopped after a failed sync")
 
 // journaled is a leaf in the journal, its number and the number of the
@@ -84,7 +85,7 @@ type journal struct {
 	// takes a prefix (take) and drops it once committed (folded).
 	pending []journaled
 	kick    chan struct{} // capacity 1: the folder has something to fold
-	failed  bool          // an fdatasync failed: add refuses (errJournalStopped)
+	failed  bool          // a write or an fdatasync failed: add refuses (errJournalStopped)
 	closed  bool
 	buf     []byte
 }
@@ -291,17 +292,19 @@ func (j *journal) add(ls []vault.Leaf) error {
 	}
 	j.buf = buf
 	f := j.files[j.active]
-	if _, err := f.WriteAt(buf, j.off); err != nil {
-		return fmt.Errorf("journal leaves: %w", err)
+	_, err := f.WriteAt(buf, j.off)
+	if err == nil {
+		err = syscall.Fdatasync(int(f.Fd()))
 	}
-	if err := syscall.Fdatasync(int(f.Fd())); err != nil {
+	if err != nil {
 		// After a failed fdatasync Linux may have dropped the pages it
-		// could not write and will not report it again: nothing written
-		// to this file since can be trusted to be durable. The journal
-		// stops (the Store adds leaves in its transactions instead); what
-		// it holds is folded as before. The records of this write may
-		// yet be found after a restart and folded: records of requests
-		// that failed, never a request answered without its record.
+		// could not write and will not report it again, and a failed
+		// write may have written part: nothing written to this file since
+		// can be trusted to be durable. The journal stops (the Store adds
+		// leaves in its transactions instead); what it holds is folded as
+		// before. Records of this write may yet be found after a restart
+		// and folded: records of requests that failed, never a request
+		// answered without its record.
 		j.failed = true
 		return fmt.Errorf("journal leaves: %w", err)
 	}
