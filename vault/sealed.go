@@ -138,8 +138,8 @@ func NewSealed(s Store, kr *Keyring) *Sealed {
 
 // JournalLeaves journals ls if the Store is a LeafJournal (see there); it
 // returns false, having done nothing, otherwise.
-func (v *Sealed) JournalLeaves(ctx context.Context, ls []Leaf) (bool, error) {
-	j, ok := v.store.(LeafJournal)
+func (s *Sealed) JournalLeaves(ctx context.Context, ls []Leaf) (bool, error) {
+	j, ok := s.store.(LeafJournal)
 	if !ok {
 		return false, nil
 	}
