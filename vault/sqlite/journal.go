@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/binary"
 	"errors"
@@ -243,12 +244,22 @@ func readJournal(f *os.File, folded uint64) (recs []journaled, end int64, beyond
 		off += recordHead + size
 	}
 	for at := off + 1; at+recordHead <= len(data); at++ {
+		// A record's number is never 0: skip the zeros the files are
+		// preallocated with, a page at a time, to where a head's number
+		// could hold a byte that is not.
+		nz := at + 8
+		for nz+len(zeroPage) <= len(data) && bytes.Equal(data[nz:nz+len(zeroPage)], zeroPage) {
+			nz += len(zeroPage)
+		}
+		at = max(at, nz-8-7)
 		if r, _, ok := recordAt(data, at, folded); ok {
 			beyond = append(beyond, r)
 		}
 	}
 	return recs, int64(off), beyond, nil
 }
+
+var zeroPage = make([]byte, 4096)
 
 // recordAt reads the head of the record at off, numbered above after, and
 // checks its checksum; it returns the record (without its leaf), the
