@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -115,6 +116,35 @@ func TestJournalLeavesInOrder(t *testing.T) {
 	// AddLeaf refuses it.
 	if ok, err := s.JournalLeaves(ctx, []vault.Leaf{{Type: 3, Data: []byte("x"), Ref: "bad", Subject: "s"}}); ok || err == nil {
 		t.Errorf("a leaf with a subject and no record was journalled: %v, %v", ok, err)
+	}
+}
+
+// TestJournalFoldAfterAmbiguousCommit: a fold whose commit reported an
+// error may yet have committed; the leaves it took are still pending in
+// memory and the next transaction folds them again. The watermark, read
+// in that transaction, must keep them from going into the log twice.
+func TestJournalFoldAfterAmbiguousCommit(t *testing.T) {
+	s := newStore(t)
+	defer s.Close()
+	ctx := t.Context()
+	if ok, err := s.JournalLeaves(ctx, []vault.Leaf{journalLeaf(0), journalLeaf(1)}); !ok || err != nil {
+		t.Fatalf("JournalLeaves: %v, %v", ok, err)
+	}
+	s.journal.mu.Lock()
+	taken := slices.Clone(s.journal.pending)
+	s.journal.mu.Unlock()
+	if err := s.fold(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// As if done had never been told: the same leaves pending again.
+	s.journal.mu.Lock()
+	s.journal.pending = append(taken, s.journal.pending...)
+	s.journal.folded = 0
+	s.journal.mu.Unlock()
+	addInUpdate(t, s, "after")
+	got, _ := refsInLog(t, s)
+	if strings.Join(got, " ") != "j-0 j-1 after" {
+		t.Fatalf("log holds %v, want j-0 j-1 after", got)
 	}
 }
 

@@ -623,8 +623,8 @@ func (s *Store) JournalLeaves(ctx context.Context, ls []vault.Leaf) (bool, error
 		return false, fmt.Errorf("journal leaves: %w", err)
 	}
 	for _, l := range ls {
-		if len(l.Record) == 0 && hasRecordFields(l) {
-			return false, errors.New("journal leaf: salt, subject, actor or time without a record")
+		if err := checkLeaf(l); err != nil {
+			return false, fmt.Errorf("journal leaf: %w", err)
 		}
 	}
 	err := s.journal.add(ls)
@@ -1829,8 +1829,8 @@ func point(ctx context.Context) context.Context { return context.WithoutCancel(c
 // has one.
 func (t *tx) AddLeaf(ctx context.Context, l vault.Leaf) (int64, error) {
 	ctx = point(ctx)
-	if len(l.Record) == 0 && hasRecordFields(l) {
-		return 0, errors.New("add leaf: salt, subject, actor or time without a record")
+	if err := checkLeaf(l); err != nil {
+		return 0, fmt.Errorf("add leaf: %w", err)
 	}
 	res, err := t.stmt(ctx, stInsertLeafOnly).ExecContext(ctx, int64(l.Type), nonNil(l.Data), l.Ref)
 	if err != nil {
@@ -2386,6 +2386,15 @@ func scanLeaf(row rowScanner) (vault.Leaf, error) {
 		l.Time = time.UnixMicro(at.Int64).UTC()
 	}
 	return l, nil
+}
+
+// checkLeaf refuses a leaf a Store would add (AddLeaf) or journal
+// (JournalLeaves) inconsistently: record fields without a record.
+func checkLeaf(l vault.Leaf) error {
+	if len(l.Record) == 0 && hasRecordFields(l) {
+		return errors.New("salt, subject, actor or time without a record")
+	}
+	return nil
 }
 
 // hasRecordFields reports whether l sets any field that belongs with a
